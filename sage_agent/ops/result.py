@@ -1,0 +1,56 @@
+"""The typed result every operation returns; rendered as text, markdown or JSON by the front doors."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Status = Literal["ok", "warning", "failed", "cancelled"]
+Severity = Literal["error", "warning", "info"]
+
+
+class Table(BaseModel):
+    title: str = ""
+    columns: list[str]
+    rows: list[list[Any]]
+    truncated: bool = False
+    total_rows: int | None = None
+
+
+class Finding(BaseModel):
+    rule: str
+    severity: Severity
+    message: str
+    location: str | None = None
+    detail: str | None = None
+    fix: str | None = None
+
+
+class OpResult(BaseModel):
+    """What an operation did. `status` decides the exit code of a headless run (failed -> 1)."""
+
+    operation: str
+    status: Status = "ok"
+    summary: str
+    facts: dict[str, Any] = Field(default_factory=dict)
+    tables: list[Table] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    artifacts: list[str] = Field(default_factory=list)
+    next_steps: list[str] = Field(default_factory=list)
+    data: dict[str, Any] = Field(default_factory=dict)
+    markdown: str | None = None  # a full report, when the operation writes one
+
+
+class OpError(RuntimeError):
+    """An operation failed in a way the user can act on: what happened, and what to do next."""
+
+    def __init__(self, message: str, hint: str | None = None, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return f"{self.message}" + (f"\n  next: {self.hint}" if self.hint else "")

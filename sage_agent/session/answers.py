@@ -1,0 +1,103 @@
+"""Where answers and confirmations come from: a person, command-line flags, or a script.
+
+A model's tool call may supply input values, but never a confirmation: confirmations always go to
+the session's AnswerSource, which is a person (REPL) or explicit flags (`--yes`, `--confirm WORD`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from sage_agent.catalog.tasks import InputSpec
+
+
+@dataclass(frozen=True)
+class ConfirmRequest:
+    """A confirmation tied to the exact plan that will run (its hash), not a generic yes."""
+
+    prompt: str
+    plan: str = ""
+    word: str | None = None  # a typed word for destructive work; None means yes/no
+
+    @property
+    def plan_hash(self) -> str:
+        return hashlib.sha256(f"{self.word or 'yes'}\0{self.plan}".encode()).hexdigest()[:16]
+
+
+class MissingInput(Exception):
+    """A required input has no value and nobody can be asked (headless): exit code 2."""
+
+    def __init__(self, spec: InputSpec, usage: str = "") -> None:
+        self.spec = spec
+        super().__init__(
+            f"missing required input '{spec.key}' ({spec.label}): pass it as an argument"
+            + (f" ({usage})" if usage else "") + f" or with --set {spec.key}=VALUE"
+        )
+
+
+class ConfirmationRequired(Exception):
+    """A confirmation is needed and none was given (headless): exit code 3."""
+
+    def __init__(self, request: ConfirmRequest) -> None:
+        self.request = request
+        how = f"--confirm {request.word}" if request.word else "--yes"
+        super().__init__(f"confirmation required: {request.prompt} Re-run with {how} to proceed.")
+
+
+class Declined(Exception):
+    """The person said no (or typed the wrong word): nothing was done."""
+
+
+class AnswerSource(Protocol):
+    interactive: bool
+
+    def ask(self, spec: InputSpec) -> str: ...
+
+    def confirm(self, request: ConfirmRequest) -> bool: ...
+
+
+@dataclass
+class FlagAnswers:
+    """Headless: never prompts. `--yes` answers yes/no confirmations; typed words need `--confirm WORD`."""
+
+    yes: bool = False
+    confirm_words: tuple[str, ...] = ()
+    usage: str = ""
+    interactive: bool = False
+
+    def ask(self, spec: InputSpec) -> str:
+        raise MissingInput(spec, self.usage)
+
+    def confirm(self, request: ConfirmRequest) -> bool:
+        if request.word:
+            if request.word in self.confirm_words:
+                return True
+            raise ConfirmationRequired(request)
+        if self.yes:
+            return True
+        raise ConfirmationRequired(request)
+
+
+@dataclass
+class PromptAnswers:
+    """A person at a prompt. `prompt` is any `str -> str` (prompt-toolkit in the REPL, a script in tests)."""
+
+    prompt: Callable[[str], str]
+    show: Callable[[str], None] = lambda text: None
+    interactive: bool = True
+    asked: list[str] = field(default_factory=list)
+
+    def ask(self, spec: InputSpec) -> str:
+        self.asked.append(spec.key)
+        return self.prompt(spec.prompt_text()).strip()
+
+    def confirm(self, request: ConfirmRequest) -> bool:
+        if request.plan:
+            self.show(request.plan)
+        if request.word:
+            typed = self.prompt(f"{request.prompt} Type {request.word} to confirm: ").strip()
+            return typed == request.word
+        answer = self.prompt(f"{request.prompt} [y/N]: ").strip().lower()
+        return answer in ("y", "yes")

@@ -1,0 +1,158 @@
+"""What an operation gets: the target database, the project, and the session to ask and confirm through."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+from contextlib import contextmanager
+
+from sage_agent.db.env import Target
+from sage_agent.session.answers import ConfirmRequest, Declined
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from sage_agent.catalog.tasks import TaskSpec
+    from sage_agent.db.embedded import EmbeddedServer
+    from sage_agent.db.info import ServerInfo
+
+
+def _env_ms(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+@dataclass
+class Settings:
+    statement_timeout_ms: int = field(default_factory=lambda: _env_ms("SAGE_STATEMENT_TIMEOUT_MS", 120_000))
+    lock_timeout_ms: int = field(default_factory=lambda: _env_ms("SAGE_LOCK_TIMEOUT_MS", 5_000))
+    row_limit: int = field(default_factory=lambda: _env_ms("SAGE_ROW_LIMIT", 200))
+
+
+class Progress:
+    """A progress handle; front doors decide how (or whether) to draw it."""
+
+    def __init__(self, description: str, total: float | None, sink: Callable[[str, float, float | None, str], None]):
+        self.description = description
+        self.total = total
+        self.done = 0.0
+        self._sink = sink
+
+    def advance(self, amount: float = 1, detail: str = "") -> None:
+        self.done += amount
+        self._sink(self.description, self.done, self.total, detail)
+
+    def update(self, done: float, detail: str = "") -> None:
+        self.done = done
+        self._sink(self.description, self.done, self.total, detail)
+
+
+@dataclass
+class OpContext:
+    project: Path
+    target: Target
+    task: "TaskSpec | None"
+    confirm_fn: Callable[[ConfirmRequest], bool]
+    progress_sink: Callable[[str, float, float | None, str], None] = lambda *a: None
+    message_sink: Callable[[str], None] = lambda text: None
+    settings: Settings = field(default_factory=Settings)
+    _connections: list[Any] = field(default_factory=list)
+
+    # --- databases ---------------------------------------------------------------------------
+    @cached_property
+    def embedded(self) -> "EmbeddedServer":
+        from sage_agent.db.embedded import project_server
+
+        return project_server(self.project)
+
+    @property
+    def url(self) -> str:
+        """The target's URL (starting the embedded server when the target is embedded)."""
+        if self.target.embedded:
+            self.embedded.start()
+            self.target.url = self.embedded.url()
+        assert self.target.url is not None
+        return self.target.url
+
+    @property
+    def migration_url(self) -> str:
+        return self.target.direct_url or self.url
+
+    @property
+    def admin_url(self) -> str:
+        """The server that hosts shadow databases: SAGE_SHADOW_URL, else the embedded server."""
+        override = os.environ.get("SAGE_SHADOW_URL")
+        if override:
+            return override
+        self.embedded.start()
+        return self.embedded.url()
+
+    def connect(self, url: str | None = None, *, autocommit: bool = False, timeouts: bool = True) -> "psycopg.Connection":
+        """A connection with server-side statement and lock timeouts, cancelled on Ctrl-C."""
+        from sage_agent.db.connect import connect
+
+        conn = connect(url or self.url, autocommit=autocommit,
+                       statement_timeout_ms=self.settings.statement_timeout_ms if timeouts else None,
+                       lock_timeout_ms=self.settings.lock_timeout_ms if timeouts else None)
+        self._connections.append(conn)
+        return conn
+
+    @cached_property
+    def server(self) -> "ServerInfo":
+        from sage_agent.db.info import server_info
+
+        with self.connect() as conn:
+            return server_info(conn)
+
+    def cancel_running(self) -> int:
+        """Send a cancel request for every open connection (Ctrl-C): the server stops the statement."""
+        cancelled = 0
+        for conn in self._connections:
+            try:
+                if not conn.closed:
+                    conn.cancel_safe(timeout=3)
+                    cancelled += 1
+            except Exception:  # noqa: BLE001 - best effort while interrupting
+                pass
+        return cancelled
+
+    def close_all(self) -> None:
+        for conn in self._connections:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._connections.clear()
+
+    # --- talking to the person -----------------------------------------------------------------
+    def confirm(self, prompt: str, *, plan: str = "", word: str | None = None) -> None:
+        """Ask for a yes/no (or a typed word). Raises Declined when refused: the caller has changed nothing yet."""
+        if not self.confirm_fn(ConfirmRequest(prompt=prompt, plan=plan, word=word)):
+            raise Declined(f"not confirmed: {prompt.rstrip('?').rstrip()}. Nothing was changed.")
+
+    def confirm_destructive(self, prompt: str, *, plan: str = "") -> None:
+        """A typed confirmation with the task's own word (e.g. ROLLBACK), from the task file."""
+        word = self.task.confirm_word if self.task else None
+        if not word:
+            raise RuntimeError(f"task {self.task.id if self.task else '?'} declares no typed confirmation word")
+        self.confirm(prompt, plan=plan, word=word)
+
+    def progress(self, description: str, total: float | None = None) -> Progress:
+        return Progress(description, total, self.progress_sink)
+
+    def say(self, text: str) -> None:
+        """A line of news while working (shown in the REPL, kept out of --json output)."""
+        from sage_agent.db.redact import redact
+
+        self.message_sink(redact(text))
+
+    @contextmanager
+    def transaction(self, url: str | None = None) -> Iterator["psycopg.Connection"]:
+        with self.connect(url) as conn:
+            with conn.transaction():
+                yield conn

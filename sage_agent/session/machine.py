@@ -1,0 +1,219 @@
+"""The session state machine every front door shares:
+idle -> eliciting -> confirming -> executing -> reporting -> idle."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import ValidationError
+
+from sage_agent.catalog.tasks import InputSpec, TaskSpec
+from sage_agent.db.env import ConfigError, Target
+from sage_agent.db.redact import redact
+from sage_agent.ops.result import OpError, OpResult
+from sage_agent.session.answers import AnswerSource, ConfirmationRequired, ConfirmRequest, Declined, MissingInput
+from sage_agent.session.context import OpContext, Settings
+from sage_agent.session.parse import CommandLineError, bind_values, split_command
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIRM, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+PRODUCTION_WORD = "PRODUCTION"
+_TRUE = {"yes", "y", "true", "1", "on"}
+_FALSE = {"no", "n", "false", "0", "off"}
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    ELICITING = "eliciting"
+    CONFIRMING = "confirming"
+    EXECUTING = "executing"
+    REPORTING = "reporting"
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    result: OpResult | None = None
+    error: str | None = None
+    task_id: str | None = None
+    exit_requested: bool = False
+
+    def to_json_obj(self) -> dict[str, Any]:
+        if self.result is not None:
+            return self.result.model_dump(mode="json")
+        return {"operation": self.task_id, "status": "failed" if self.exit_code else "ok", "error": self.error,
+                "exit_code": self.exit_code}
+
+
+@dataclass
+class Session:
+    project: Path
+    target: Target
+    answers: AnswerSource
+    settings: Settings = field(default_factory=Settings)
+    progress_sink: Callable[[str, float, float | None, str], None] = lambda *a: None
+    message_sink: Callable[[str], None] = lambda text: None
+    state: State = State.IDLE
+    history: list[State] = field(default_factory=list)
+    last_context: OpContext | None = None
+
+    # --- catalog access (lazy: `sage --version` never pays for it) ---------------------------
+    @property
+    def tasks(self) -> dict[str, TaskSpec]:
+        from sage_agent.catalog.tasks import load_tasks
+
+        return load_tasks()
+
+    def resolve(self, name: str) -> TaskSpec | None:
+        from sage_agent.catalog.tasks import command_index
+
+        task_id = command_index(self.tasks).get(name.lstrip("*"))
+        return self.tasks.get(task_id) if task_id else None
+
+    def _goto(self, state: State) -> None:
+        self.state = state
+        self.history.append(state)
+
+    # --- the machine ---------------------------------------------------------------------------
+    def run_line(self, line: str) -> Outcome:
+        """Run one `*command ...` line."""
+        try:
+            parsed = split_command(line)
+            task = self.resolve(parsed.name)
+            if task is None:
+                return Outcome(EXIT_USAGE, error=self.unknown_command_message(parsed.name))
+            values = bind_values(task, parsed)
+        except CommandLineError as exc:
+            return Outcome(EXIT_USAGE, error=str(exc))
+        return self.run_task(task, values)
+
+    def unknown_command_message(self, name: str) -> str:
+        import difflib
+
+        from sage_agent.catalog.tasks import command_index
+
+        names = sorted(command_index(self.tasks))
+        close = difflib.get_close_matches(name.lstrip("*"), names, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join('*' + c for c in close)}?" if close else ""
+        return f"unknown command *{name.lstrip('*')}.{hint} Type *help for the list."
+
+    def run_task(self, task: TaskSpec, values: dict[str, Any]) -> Outcome:
+        from sage_agent.ops.registry import load_operations
+
+        op = load_operations().get(task.id)
+        if op is None:
+            return Outcome(EXIT_FAILED, error=f"*{task.command} has no operation registered (task {task.id})",
+                           task_id=task.id)
+        try:
+            inputs = self._elicit(task, dict(values), op.input_model)
+        except MissingInput as exc:
+            self._goto(State.IDLE)
+            return Outcome(EXIT_USAGE, error=str(exc), task_id=task.id)
+        except (CommandLineError, ValueError) as exc:
+            self._goto(State.IDLE)
+            return Outcome(EXIT_USAGE, error=redact(str(exc)), task_id=task.id)
+        ctx = OpContext(project=self.project, target=self.target, task=task, confirm_fn=self._confirm,
+                        progress_sink=self.progress_sink, message_sink=self.message_sink, settings=self.settings)
+        self.last_context = ctx
+        try:
+            if self.target.is_production and op.risk != "read":
+                self._confirm(ConfirmRequest(
+                    prompt=f"*{task.command} will change PRODUCTION ({self.target.display_url}).",
+                    word=PRODUCTION_WORD), production=True)
+            self._goto(State.EXECUTING)
+            result = op.run(inputs, ctx)
+        except ConfirmationRequired as exc:
+            return self._finish(Outcome(EXIT_CONFIRM, error=str(exc), task_id=task.id))
+        except Declined as exc:
+            return self._finish(Outcome(EXIT_CONFIRM, error=str(exc), task_id=task.id,
+                                        result=OpResult(operation=task.id, status="cancelled", summary=str(exc))))
+        except KeyboardInterrupt:
+            n = ctx.cancel_running()
+            msg = ("interrupted: the running statement was cancelled on the server and its transaction rolled back"
+                   if n else "interrupted")
+            return self._finish(Outcome(EXIT_INTERRUPTED, error=msg, task_id=task.id))
+        except OpError as exc:
+            return self._finish(Outcome(exc.exit_code, error=redact(str(exc)), task_id=task.id))
+        except (ConfigError, ConnectionError) as exc:
+            return self._finish(Outcome(EXIT_FAILED, error=redact(str(exc)), task_id=task.id))
+        except Exception as exc:  # noqa: BLE001 - any failure ends in a clear message, never a traceback
+            from sage_agent.db.connect import DbConnectError
+
+            if isinstance(exc, DbConnectError):
+                return self._finish(Outcome(EXIT_FAILED, error=str(exc), task_id=task.id))
+            return self._finish(Outcome(EXIT_FAILED, error=redact(f"{type(exc).__name__}: {exc}"), task_id=task.id))
+        finally:
+            ctx.close_all()
+        self._goto(State.REPORTING)
+        code = EXIT_FAILED if result.status == "failed" else EXIT_OK
+        return self._finish(Outcome(code, result=result, task_id=task.id,
+                                    exit_requested=bool(result.data.get("exit_requested"))))
+
+    def _finish(self, outcome: Outcome) -> Outcome:
+        self._goto(State.IDLE)
+        return outcome
+
+    def _confirm(self, request: ConfirmRequest, production: bool = False) -> bool:
+        previous = self.state
+        self._goto(State.CONFIRMING)
+        try:
+            return self.answers.confirm(request)
+        finally:
+            self._goto(previous if previous != State.IDLE else State.EXECUTING)
+
+    # --- elicitation -----------------------------------------------------------------------------
+    def _elicit(self, task: TaskSpec, values: dict[str, Any], model: type) -> Any:
+        """Ask for each missing required input, one at a time; coerce and check every value."""
+        clean: dict[str, Any] = {}
+        for spec in task.user_inputs():
+            raw = values.pop(spec.key, None)
+            if raw is None or raw == "":
+                if spec.required:
+                    self._goto(State.ELICITING)
+                    raw = self._ask_until_valid(spec)
+                elif spec.default is not None:
+                    raw = spec.default
+                else:
+                    continue
+            clean[spec.key] = coerce(spec, raw)
+        if values:
+            raise CommandLineError(f"*{task.command} does not take {', '.join(sorted(values))}")
+        try:
+            return model(**clean)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(p) for p in err["loc"])
+            raise CommandLineError(f"invalid {key}: {err['msg']}") from None
+
+    def _ask_until_valid(self, spec: InputSpec) -> str:
+        for _ in range(3):
+            raw = self.answers.ask(spec)
+            if raw == "":
+                continue
+            try:
+                coerce(spec, raw)
+                return raw
+            except CommandLineError as exc:
+                self.message_sink(str(exc))
+        raise CommandLineError(f"no valid value for {spec.key} ({spec.label})")
+
+
+def coerce(spec: InputSpec, raw: Any) -> Any:
+    """Turn a raw answer into the input's type, checking choices."""
+    if spec.kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise CommandLineError(f"{spec.key}: answer yes or no (got {raw!r})")
+    if spec.kind == "choice":
+        text = str(raw).strip()
+        if text not in spec.choices:
+            raise CommandLineError(f"{spec.key}: choose one of {', '.join(spec.choices)} (got {text!r})")
+        return text
+    return raw

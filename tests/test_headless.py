@@ -1,0 +1,148 @@
+"""`sage run` in a subprocess: exit codes, --json, redaction, every connection failure class."""
+
+import json
+import socket
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_env_check_json_against_a_real_server(run_sage, project, db_url):
+    proc = run_sage("run", "*env-check", "--db-url", db_url, "--json", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["operation"] == "db-env-check" and doc["facts"]["connected"] is True
+    assert doc["facts"]["server_version"].startswith("18")
+    assert doc["facts"]["supabase"] == "compatible roles"
+    assert doc["facts"]["method"].startswith("ENV")
+
+
+def test_planted_password_never_printed(run_sage, project, pg_server, db):
+    secret = "Plant3d-S3cret-xyz"
+    db.execute(f"create role planted login password '{secret}'")
+    try:
+        url = pg_server.url().replace("postgres:postgres@", f"planted:{secret}@")
+        for fmt in ([], ["--json"], ["--markdown"]):
+            proc = run_sage("run", "*env-check", "--db-url", url, *fmt, cwd=project)
+            assert proc.returncode == 0, proc.stderr
+            assert secret not in proc.stdout + proc.stderr
+            assert "planted" in proc.stdout
+        bad = url.replace(secret, secret + "-wrong")
+        proc = run_sage("run", "*env-check", "--db-url", bad, cwd=project)
+        assert proc.returncode == 1
+        assert secret not in proc.stdout + proc.stderr
+        assert "wrong password" in proc.stdout
+    finally:
+        db.execute("drop role planted")
+
+
+@pytest.mark.parametrize("url, kind", [
+    ("postgresql://u:p@host.invalid:5432/db", "unknown host"),
+    ("postgresql://u:p@127.0.0.1:{free}/db", "refused"),
+    ("postgresql://postgres:postgres@127.0.0.1:{port}/no_such_db", "missing database"),
+    ("postgresql://postgres:nope-nope@127.0.0.1:{port}/postgres", "wrong password"),
+])
+def test_connection_failures_are_classified(run_sage, project, pg_server, url, kind):
+    url = url.format(free=free_port(), port=pg_server.port)
+    proc = run_sage("run", "*env-check", "--db-url", url, cwd=project)
+    assert proc.returncode == 1
+    assert kind in proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert "nope-nope" not in proc.stdout + proc.stderr
+
+
+def test_timeout_is_classified(run_sage, project):
+    # a listening socket that never answers the startup packet
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        proc = run_sage("run", "*env-check", "--db-url", f"postgresql://u:p@127.0.0.1:{port}/db",
+                        cwd=project, env={"PGCONNECT_TIMEOUT": "2"})
+    assert proc.returncode == 1
+    assert "timeout" in proc.stdout
+
+
+@pytest.mark.parametrize("url", ["mysql://u:p@h/db", "not a url", "postgresql://u:p@h:99999999/db"])
+def test_bad_urls_exit_2_with_the_expected_form(run_sage, project, url):
+    proc = run_sage("run", "*env-check", "--db-url", url, cwd=project)
+    assert proc.returncode == 2
+    assert "postgresql://" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_exit_codes_and_json_errors(run_sage, project, db_url):
+    proc = run_sage("run", "*no-such-command", "--json", cwd=project)
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout)["exit_code"] == 2
+    proc = run_sage("run", "*help", "--set", "nope=1", cwd=project)
+    assert proc.returncode == 2 and "no input nope" in proc.stderr
+    proc = run_sage("run", "*help", "--env", "moon", cwd=project)
+    assert proc.returncode == 2
+
+
+def test_remote_env_without_configuration_says_what_to_set(run_sage, project):
+    proc = run_sage("run", "*env-check", "--env", "staging", cwd=project)
+    assert proc.returncode == 2
+    assert "SAGE_STAGING_DB_URL" in proc.stderr
+
+
+def test_env_file_and_seed_variables(run_sage, project, db_url):
+    (project / ".env").write_text(f'SUPABASE_DB_URL="{db_url}"\n')
+    proc = run_sage("run", "*env-check", "--env", "dev", "--json", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["facts"]["source"] == "SUPABASE_DB_URL"
+
+
+def test_help_for_one_command(run_sage, project):
+    proc = run_sage("run", "*help bootstrap", "--json", cwd=project)
+    assert proc.returncode == 0
+    doc = json.loads(proc.stdout)
+    assert doc["tables"][0]["rows"][0][0] == "use_cli"
+
+
+def test_embedded_default_and_db_subcommands(run_sage, project):
+    proc = run_sage("run", "*env-check", "--json", cwd=project, timeout=180)
+    try:
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(proc.stdout)
+        assert doc["facts"]["method"].startswith("EMBEDDED")
+        assert (project / ".sage" / "pg" / "data" / "PG_VERSION").exists()
+        status = json.loads(run_sage("db", "status", "--json", cwd=project).stdout)
+        assert status["running"] is True and status["port"] == int(doc["facts"]["port"])
+        url = run_sage("db", "url", cwd=project).stdout.strip()
+        assert url.endswith(f":{status['port']}/postgres")
+        # reused across runs: same port, no second cluster
+        again = json.loads(run_sage("run", "*env-check", "--json", cwd=project).stdout)
+        assert again["facts"]["port"] == doc["facts"]["port"]
+    finally:
+        assert run_sage("db", "stop", cwd=project).returncode == 0
+    assert json.loads(run_sage("db", "status", "--json", cwd=project).stdout)["running"] is False
+
+
+def test_bootstrap_is_idempotent_and_never_overwrites(run_sage, project):
+    (project / ".gitignore").write_text("node_modules/\n")
+    (project / "supabase").mkdir()
+    (project / "supabase" / "README.md").write_text("mine\n")
+    proc = run_sage("run", "*bootstrap", "--set", "use_cli=no", "--json", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    for sub in ("migrations", "tests", "snapshots", "backups"):
+        assert (project / "supabase" / sub).is_dir()
+    assert (project / "supabase" / "README.md").read_text() == "mine\n"
+    gitignore = (project / ".gitignore").read_text()
+    assert gitignore.startswith("node_modules/") and "supabase/snapshots/" in gitignore
+    second = json.loads(run_sage("run", "*bootstrap", "--set", "use_cli=no", "--json", cwd=project).stdout)
+    assert second["facts"]["created"] == 0
+    assert (project / ".gitignore").read_text() == gitignore
+
+
+def test_bootstrap_uses_the_real_supabase_cli(run_sage, project, supabase_cli):
+    proc = run_sage("run", "*bootstrap", "--json", cwd=project, env={"SUPABASE_CLI": supabase_cli})
+    assert proc.returncode == 0, proc.stderr
+    assert (project / "supabase" / "config.toml").is_file()
+    assert "supabase init" in " ".join(json.loads(proc.stdout)["notes"])

@@ -1,0 +1,39 @@
+"""Redaction, environment resolution and connection-string helpers."""
+
+import pytest
+
+from sage_agent.db.env import ConfigError, resolve_target
+from sage_agent.db.redact import redact, register_secret
+from sage_agent.db.urls import describe, replace_dbname
+
+
+def test_redacts_url_and_kv_passwords():
+    assert redact("postgresql://me:s3cr3t@h:5432/db") == "postgresql://me:***@h:5432/db"
+    assert "s3cr3t" not in redact("host=h password=s3cr3t dbname=x")
+    assert "s3cr3t" not in redact("postgresql://h/db?password=s3cr3t&sslmode=require")
+
+
+def test_registered_secrets_are_hidden_anywhere():
+    register_secret("eyJhbGciOiJIUzI1NiJ9.service-role-planted")
+    assert "planted" not in redact("key: eyJhbGciOiJIUzI1NiJ9.service-role-planted!")
+
+
+def test_resolution_order(tmp_path):
+    env = {"SUPABASE_LOCAL_DB_URL": "postgresql://a@l/x", "SUPABASE_DB_URL": "postgresql://a@pool/x",
+           "SUPABASE_DB_URL_DIRECT": "postgresql://a@direct/x", "SAGE_STAGING_DB_URL": "postgresql://a@stg/x"}
+    assert resolve_target(tmp_path, "local", environ=env).url.endswith("@l/x")
+    prod = resolve_target(tmp_path, "prod", environ=env)
+    assert prod.url.endswith("@pool/x") and prod.migration_url.endswith("@direct/x") and prod.is_production
+    assert resolve_target(tmp_path, "staging", environ=env).url.endswith("@stg/x")
+    assert resolve_target(tmp_path, "dev", db_url="postgresql://a@flag/x", environ=env).source == "--db-url"
+    assert resolve_target(tmp_path, "local", environ={}).embedded
+    assert resolve_target(tmp_path, "local", environ={"PGHOST": "h", "PGDATABASE": "d"}).url == "host=h dbname=d"
+    with pytest.raises(ConfigError):
+        resolve_target(tmp_path, "prod", environ={})
+
+
+def test_url_helpers():
+    url = "postgresql://u:p%40ss@h:6543/postgres?sslmode=require"
+    assert describe(url) == {"host": "h", "port": "6543", "database": "postgres", "user": "u", "sslmode": "require"}
+    swapped = replace_dbname(url, "other")
+    assert "/other?" in swapped and "p%40ss" in swapped
