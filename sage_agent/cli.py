@@ -49,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Subcommands implemented elsewhere: name -> ("module:function(argv) -> int", help). Loaded on use.
-EXTRA_COMMANDS: dict[str, tuple[str, str]] = {}
+EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
+    # area: agent
+    # area: integration
+}
 
 
 def main(argv: list[str] | None = None) -> int:
