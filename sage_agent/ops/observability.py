@@ -180,7 +180,7 @@ class ExplainInput(BaseModel):
 
 def explain_result(ctx, text: str, analyze: bool) -> tuple[OpResult, Any]:
     from sage_agent.ops.observe.explain import fetch_plan, prepare_request
-    from sage_agent.ops.observe.plan import analyse_plan, parse_plan, plan_catalog, render_plan
+    from sage_agent.ops.observe.plan import parse_plan, plan_catalog
 
     major = ctx.server.major
     req = prepare_request(text, analyze=analyze, server_major=major)
@@ -194,11 +194,24 @@ def explain_result(ctx, text: str, analyze: bool) -> tuple[OpResult, Any]:
     with conn:
         doc = fetch_plan(conn, req, analyze=analyze, server_major=major,
                          timeout_ms=ctx.settings.statement_timeout_ms, lock_timeout_ms=ctx.settings.lock_timeout_ms)
-        root, top = parse_plan(doc)
+        root, _top = parse_plan(doc)
         catalog = plan_catalog(conn, root)
+    return plan_result(doc, catalog, analyze=analyze, action=req.action, text=req.text, notes=req.notes), root
+
+
+MAX_TABLE_NODES = 60  # larger plans: the table shows the costliest nodes; the whole tree is in --markdown / data
+
+
+def plan_result(doc: Any, catalog: Any, *, analyze: bool, action: str, text: str,
+                notes: list[str] | None = None) -> OpResult:
+    """The *explain result for an EXPLAIN JSON document (no database access; used by the benchmark too)."""
+    from sage_agent.ops.observe.plan import analyse_plan, parse_plan, render_plan
+
+    root, top = parse_plan(doc)
     findings = analyse_plan(root, catalog)
     lines, rows = render_plan(root)
-    facts: dict[str, Any] = {"statement": req.action, "nodes": sum(1 for _ in root.walk()),
+    n_nodes = len(rows)
+    facts: dict[str, Any] = {"statement": action, "nodes": n_nodes,
                              "total_cost": round(float(root.get("Total Cost", 0)), 2),
                              "estimated_rows": int(root.plan_rows)}
     if analyze:
@@ -209,21 +222,32 @@ def explain_result(ctx, text: str, analyze: bool) -> tuple[OpResult, Any]:
     if not analyze:
         columns = columns[:3]
         rows = [r[:3] for r in rows]
+    title = "Plan"
+    truncated = False
+    if n_nodes > MAX_TABLE_NODES:
+        nodes = list(root.walk())
+        order = sorted(range(n_nodes), key=lambda i: -((nodes[i].self_time or 0) if analyze
+                                                       else float(nodes[i].get("Total Cost", 0))))
+        rows = [[nodes[i].label(), *rows[i][1:]] for i in sorted(order[:MAX_TABLE_NODES // 2])]
+        title = (f"Plan: the {len(rows)} nodes with the most {'self time' if analyze else 'cost'} of {n_nodes} "
+                 "(--markdown prints the whole tree)")
+        truncated = True
     status = "warning" if any(f.severity in ("warning", "error") for f in findings) else "ok"
-    summary = (f"{req.action} plan: {facts['nodes']} node(s), cost {facts['total_cost']}"
+    summary = (f"{action} plan: {n_nodes} node(s), cost {facts['total_cost']}"
                + (f", {facts['execution_ms']} ms" if analyze else " (estimates; --analyze runs it)")
                + (f", {len(findings)} finding(s)" if findings else ", no findings"))
-    markdown = "\n".join([f"# EXPLAIN {req.action}", "", "```sql", req.text, "```", "", "```", *lines, "```", ""]
+    markdown = "\n".join([f"# EXPLAIN {action}", "", "```sql", text, "```", "", "```", *lines, "```", ""]
                          + ([f"- **{f.severity}** `{f.rule}` ({f.location}): {f.message}"
-                             + (f" - fix: {f.fix}" if f.fix else "") for f in findings] or ["No findings."]))
+                             + (f" - fix: {f.fix}" if f.fix else "") for f in findings] or ["No findings."])) + "\n"
     next_steps = ["*optimize"] if any(f.rule in ("plan.seq_scan_large", "plan.join_without_index",
                                                   "plan.filter_discards") for f in findings) else []
     if any(f.rule == "plan.misestimate" for f in findings):
         next_steps.append("*vacuum")
     return OpResult(operation="db-explain", status=status, summary=summary, facts=facts,
-                    tables=[Table(title="Plan", columns=columns, rows=rows)], findings=findings, notes=req.notes,
-                    next_steps=next_steps, markdown=markdown,
-                    data={"plan": doc, "plan_text": lines, "analyze": analyze}), root
+                    tables=[Table(title=title, columns=columns, rows=rows, truncated=truncated,
+                                  total_rows=n_nodes if truncated else None)],
+                    findings=findings, notes=list(notes or []), next_steps=next_steps, markdown=markdown,
+                    data={"plan": doc, "plan_text": lines, "analyze": analyze})
 
 
 @operation("db-explain", risk="read")

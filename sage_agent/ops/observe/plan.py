@@ -224,8 +224,9 @@ def _rows_read(node: PlanNode) -> float:
     return node.plan_rows
 
 
-def analyse_plan(root: PlanNode, catalog: PlanCatalog | None = None) -> list[Finding]:
-    """Findings on a parsed plan. Deterministic, no database access."""
+def analyse_plan(root: PlanNode, catalog: PlanCatalog | None = None, *, max_per_rule: int = 5) -> list[Finding]:
+    """Findings on a parsed plan. Deterministic, no database access. At most `max_per_rule` findings per rule
+    (the first ones in plan order, i.e. nearest the top); the rest are counted in one `plan.more` finding."""
     catalog = catalog or PlanCatalog()
     findings: list[Finding] = []
     seen: set[tuple[str, str]] = set()
@@ -325,7 +326,20 @@ def analyse_plan(root: PlanNode, catalog: PlanCatalog | None = None) -> list[Fin
                         message=f"join key {rel}.{col} has no index leading with it (~{_fmt_rows(size)} rows)",
                         location=where,
                         fix=f"CREATE INDEX CONCURRENTLY ON {scan.schema + '.' if scan.schema else ''}{rel} ({col});")
-    return findings
+    kept: list[Finding] = []
+    dropped: dict[str, int] = {}
+    per_rule: dict[str, int] = {}
+    for f in findings:
+        per_rule[f.rule] = per_rule.get(f.rule, 0) + 1
+        if per_rule[f.rule] <= max_per_rule:
+            kept.append(f)
+        else:
+            dropped[f.rule] = dropped.get(f.rule, 0) + 1
+    if dropped:
+        kept.append(Finding(rule="plan.more", severity="info",
+                            message="more of the same: " + ", ".join(f"{n} x {r}" for r, n in sorted(dropped.items())),
+                            fix="--markdown (or --json data.plan) shows the whole plan"))
+    return kept
 
 
 def relations_in(root: PlanNode) -> set[str]:
