@@ -270,36 +270,36 @@ with stats as (
   select c.oid, n.nspname as schema, c.relname as name, s.n_live_tup, s.n_dead_tup, s.n_mod_since_analyze,
          s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze, s.vacuum_count, s.autovacuum_count,
          greatest(c.reltuples, 0)::float8 as reltuples, c.reltuples < 0 as never_analyzed, c.relpages,
-         pg_table_size(c.oid)::float8 as table_bytes, age(c.relfrozenxid)::float8 as xid_age,
-         c.reloptions
+         c.relpages::float8 * current_setting('block_size')::float8 as table_bytes,
+         age(c.relfrozenxid)::float8 as xid_age, c.reloptions
     from pg_stat_user_tables s
     join pg_class c on c.oid = s.relid
     join pg_namespace n on n.oid = c.relnamespace
    where c.relkind in ('r', 'm', 't', 'p') {filter}
-), opts as (
-  select st.oid, o.option_name, o.option_value
-    from stats st, lateral pg_options_to_table(st.reloptions) o
 ), widths as (
   select ps.schemaname, ps.tablename, sum(ps.avg_width)::float8 as row_width
     from pg_stats ps
-   where (ps.schemaname, ps.tablename) in (select schema, name from stats)
+   where ps.tablename = any (array(select name from stats where relpages > 128))  -- bloat matters from 1 MB up
    group by 1, 2
 )
 select st.*,
-       coalesce((select option_value from opts o where o.oid = st.oid and option_name = 'autovacuum_vacuum_threshold'),
-                current_setting('autovacuum_vacuum_threshold'))::float8 as vac_base,
-       coalesce((select option_value from opts o where o.oid = st.oid and option_name = 'autovacuum_vacuum_scale_factor'),
-                current_setting('autovacuum_vacuum_scale_factor'))::float8 as vac_scale,
-       coalesce((select option_value from opts o where o.oid = st.oid and option_name = 'autovacuum_analyze_threshold'),
-                current_setting('autovacuum_analyze_threshold'))::float8 as an_base,
-       coalesce((select option_value from opts o where o.oid = st.oid and option_name = 'autovacuum_analyze_scale_factor'),
-                current_setting('autovacuum_analyze_scale_factor'))::float8 as an_scale,
-       coalesce((select option_value from opts o where o.oid = st.oid and option_name = 'autovacuum_enabled'),
-                'true') as av_enabled,
-       coalesce((select option_value from opts o where o.oid = st.oid and option_name = 'fillfactor'), '100')::float8
-         as fillfactor,
+       coalesce(o.vac_base, current_setting('autovacuum_vacuum_threshold'))::float8 as vac_base,
+       coalesce(o.vac_scale, current_setting('autovacuum_vacuum_scale_factor'))::float8 as vac_scale,
+       coalesce(o.an_base, current_setting('autovacuum_analyze_threshold'))::float8 as an_base,
+       coalesce(o.an_scale, current_setting('autovacuum_analyze_scale_factor'))::float8 as an_scale,
+       coalesce(o.av_enabled, 'true') as av_enabled,
+       coalesce(o.fillfactor, '100')::float8 as fillfactor,
        w.row_width
   from stats st
+  left join lateral (
+    select max(option_value) filter (where option_name = 'autovacuum_vacuum_threshold') as vac_base,
+           max(option_value) filter (where option_name = 'autovacuum_vacuum_scale_factor') as vac_scale,
+           max(option_value) filter (where option_name = 'autovacuum_analyze_threshold') as an_base,
+           max(option_value) filter (where option_name = 'autovacuum_analyze_scale_factor') as an_scale,
+           max(option_value) filter (where option_name = 'autovacuum_enabled') as av_enabled,
+           max(option_value) filter (where option_name = 'fillfactor') as fillfactor
+      from pg_options_to_table(st.reloptions)
+     where st.reloptions is not null) o on true
   left join widths w on w.schemaname = st.schema and w.tablename = st.name
 """
 
