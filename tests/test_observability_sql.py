@@ -268,3 +268,23 @@ def test_optimize_with_hypopg_on_pg15(make_session, pg15_url):
     with psycopg.connect(pg15_url) as c:  # nothing changed: no extension, no index left behind
         assert c.execute("select count(*) from pg_extension where extname = 'hypopg'").fetchone()[0] == 0
         assert c.execute("select count(*) from pg_indexes where tablename = 'orders'").fetchone()[0] == 1
+
+
+def test_production_reads_need_no_word_but_writes_do(make_session, db_url, tdb):
+    out = make_session(db_url, env="prod").run_line('*run-sql "select count(*) from t"')
+    assert out.exit_code == 0 and out.result.data["rows"] == [[50]]
+    out = make_session(db_url, env="prod", yes=True).run_line('*run-sql "update t set v = \'p\' where id = 2" --write')
+    assert out.exit_code == 3 and "PRODUCTION" in out.error
+    assert tdb.execute("select v from t where id = 2").fetchone()[0] == "v2"
+    out = make_session(db_url, env="prod", yes=True, confirm=("PRODUCTION",)).run_line(
+        '*run-sql "update t set v = \'p\' where id = 2" --write')
+    assert out.exit_code == 0 and tdb.execute("select v from t where id = 2").fetchone()[0] == "p"
+
+
+def test_run_read_only_accepts_a_connection(db_url, tdb):
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:  # not autocommit: left as found
+        res = run_read_only(conn, "select max(id) from t")
+        assert res.rows == [[50]] and conn.autocommit is False
+        assert conn.execute("select 1").fetchone() == (1,)
