@@ -288,3 +288,11 @@ def test_run_read_only_accepts_a_connection(db_url, tdb):
         res = run_read_only(conn, "select max(id) from t")
         assert res.rows == [[50]] and conn.autocommit is False
         assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_extension_functions_are_not_user_functions(db_url, db):
+    db.execute("create extension if not exists pg_stat_statements with schema extensions")
+    res = run_read_only(db_url, "select count(*) >= 0 from extensions.pg_stat_statements(true)")
+    assert res.rows == [[True]]
+    with pytest.raises(SqlRefused):
+        run_read_only(db_url, "select extensions.pg_stat_statements_reset()")

@@ -8,7 +8,8 @@ Layered, never keyword-based (see shared/reference/agent-safety.md):
 3. A deny-list of functions with side effects that a read-only transaction does not stop
    (``pg_terminate_backend``, ``pg_read_file``, ``lo_export``, ``dblink``, ``set_config``, ``nextval``...),
    decided on the functions the parse tree calls; and volatile functions defined outside
-   ``pg_catalog`` (a user function may write or signal) are refused after a catalog look-up.
+   ``pg_catalog`` and not part of an extension (a user function may write or signal, e.g. as SECURITY
+   DEFINER) are refused after a catalog look-up.
 4. The statement runs inside ``BEGIN READ ONLY`` with ``SET LOCAL statement_timeout`` and
    ``lock_timeout`` on the server, and the transaction is always rolled back.
 5. At most ``row_limit`` rows are fetched (server-side cursor for queries); ``truncated`` says so.
@@ -180,7 +181,10 @@ def _volatile_user_functions(cur, calls: set[str]) -> list[str]:
              from pg_proc p join pg_namespace n on n.oid = p.pronamespace
             where p.proname = any(%s) and p.provolatile = 'v'
               and n.nspname not in ('pg_catalog', 'information_schema')
-              and p.prolang <> (select oid from pg_language where lanname = 'internal')""",
+              and p.prolang <> (select oid from pg_language where lanname = 'internal')
+              -- extension members (uuid-ossp, pgcrypto...) rely on the deny-list and the read-only transaction
+              and not exists (select 1 from pg_depend d where d.classid = 'pg_proc'::regclass
+                                 and d.objid = p.oid and d.deptype = 'e')""",
         (names,)).fetchall()
     builtin_ok = {r[0] for r in cur.execute(
         "select proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
