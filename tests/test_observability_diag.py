@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -24,7 +25,7 @@ def wait_until(check, timeout: float = 10.0, step: float = 0.05):
 def inspect(cli: str, command: str, url: str, cwd) -> list[dict]:
     proc = subprocess.run([cli, "inspect", "db", command, "--db-url", url, "--output-format", "json"],
                           capture_output=True, text=True, timeout=120, cwd=cwd, stdin=subprocess.DEVNULL,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), "SUPABASE_TELEMETRY_DISABLED": "1",
+                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd), "SUPABASE_TELEMETRY_DISABLED": "1",
                                "DO_NOT_TRACK": "1"})
     line = [l for l in proc.stdout.splitlines() if l.startswith("{")][-1]
     doc = json.loads(line)
