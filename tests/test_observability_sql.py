@@ -296,3 +296,14 @@ def test_extension_functions_are_not_user_functions(db_url, db):
     assert res.rows == [[True]]
     with pytest.raises(SqlRefused):
         run_read_only(db_url, "select extensions.pg_stat_statements_reset()")
+
+
+def test_run_sql_write_non_transactional_statement(make_session, db_url, tdb):
+    out = make_session(db_url, yes=True).run_line('*run-sql "vacuum (analyze) t" --write')
+    assert out.exit_code == 0, out.error
+    assert out.result.facts["mode"] == "write (autocommit)"
+    assert tdb.execute("select last_vacuum is not null from pg_stat_user_tables where relname = 't'").fetchone()[0]
+    out = make_session(db_url, yes=True).run_line(
+        '*run-sql "create index concurrently t_v on t (v); insert into t values (99, \'x\')" --write')
+    assert out.exit_code == 2 and "on its own" in out.error
+    assert count(tdb) == 50 and tdb.execute("select to_regclass('t_v') is null").fetchone()[0]
