@@ -112,6 +112,16 @@ def analyse_query(sql_text: str, tables: dict[tuple[str, str], TableInfo]) -> tu
     from sqlglot import exp
 
     tree = sqlglot.parse_one(sql_text, read="postgres")
+    try:  # qualify every column with its table, using the real catalog's columns
+        from sqlglot.optimizer.qualify import qualify
+
+        schema: dict[str, dict[str, dict[str, str]]] = {}
+        for (sch, name), info in tables.items():
+            schema.setdefault(sch, {})[name] = dict(info.columns)
+        tree = qualify(tree, schema=schema, dialect="postgres", db="public", expand_stars=False,
+                       validate_qualify_columns=False, quote_identifiers=False, identify=False)
+    except Exception:  # noqa: BLE001 - qualification is best effort; unqualified columns are resolved below
+        pass
     aliases: dict[str, tuple[str, str]] = {}
     for t in tree.find_all(exp.Table):
         key = next((k for k in tables if k[1] == t.name and (not t.db or k[0] == t.db)), None)
