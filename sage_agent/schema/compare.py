@@ -1,0 +1,290 @@
+"""Sources (environments, URLs, snapshots, the migrations folder), shadow copies, and the proof.
+
+compare(ctx, source, target) -> Comparison: introspect A and B, plan A -> B, then PROVE the plan: apply it
+to a shadow copy of A (pg_dump --schema-only of A's user schemas loaded into a scratch database; when A
+already is a scratch database - a snapshot or the migrations folder - the plan goes straight onto it) and
+diff the result against B again. Only a plan that leaves zero difference is shown as proven.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from sage_agent.db.env import ENV_NAMES, ConfigError, check_url, resolve_target
+from sage_agent.db.redact import redact
+from sage_agent.db.schemas import MANAGED_SCHEMAS
+from sage_agent.ops.result import OpError
+from sage_agent.schema.diff import Plan, diff_schemas
+from sage_agent.schema.model import DatabaseSchema
+
+
+@dataclass
+class Source:
+    spec: str
+    kind: str  # environment | url | snapshot | migrations
+    label: str  # shown to the user (redacted)
+    url: str
+    scratch: bool = False  # a shadow database of ours: the plan may be applied to it directly
+
+
+@dataclass
+class Proof:
+    proven: bool
+    remaining: Plan | None = None
+    error: str | None = None
+    failed_step: str | None = None
+    applied_to: str = ""
+
+
+@dataclass
+class Comparison:
+    a: Source
+    b: Source
+    model_a: DatabaseSchema
+    model_b: DatabaseSchema
+    plan: Plan
+    proof: Proof | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - start
+
+
+# --- sources -----------------------------------------------------------------------------------------------
+def _snapshot_path(project: Path, spec: str) -> Path | None:
+    folder = project / "supabase" / "snapshots"
+    candidates = []
+    if spec.endswith(".sql"):
+        candidates += [Path(spec), project / spec, folder / spec]
+    else:
+        candidates.append(folder / f"{spec}.sql")
+    for path in candidates:
+        if path.is_file():
+            return path
+    return None
+
+
+def describe_sources() -> str:
+    return ("an environment (" + "/".join(ENV_NAMES) + "), a postgresql:// URL, a snapshot name or .sql file, "
+            "or `migrations`")
+
+
+def _load_file(url: str, path: Path, what: str) -> None:
+    from sage_agent.db.shadow import load_sql_file
+    from sage_agent.db.tools import PgToolError
+
+    try:
+        load_sql_file(url, path)
+    except PgToolError as exc:
+        detail = str(exc).replace("psql failed: ", "")
+        raise OpError(f"{what} does not load: {detail}",
+                      "fix the SQL (the error names the file and line) and compare again") from None
+
+
+@contextmanager
+def open_source(ctx, spec: str, admin_url: str, label: str) -> Iterator[Source]:
+    """Resolve A or B to a database URL; snapshots and migrations are loaded into a shadow DB (dropped after)."""
+    from sage_agent.db.shadow import shadow_database
+
+    spec = (spec or "").strip()
+    if not spec:
+        raise OpError(f"no {label} given", f"give {describe_sources()}", exit_code=2)
+    project = Path(ctx.project)
+    if spec == "migrations":
+        folder = project / "supabase" / "migrations"
+        files = sorted(folder.glob("*.sql")) if folder.is_dir() else []
+        with shadow_database(admin_url, "migrations") as url:
+            for path in files:
+                _load_file(url, path, f"migration {path.name}")
+            yield Source(spec, "migrations", f"migrations ({len(files)} files applied to a shadow database)", url,
+                         scratch=True)
+        return
+    if spec in ENV_NAMES:
+        if spec == ctx.target.env:
+            url = ctx.url
+        else:
+            try:
+                target = resolve_target(project, spec)
+            except ConfigError as exc:
+                raise OpError(str(exc), "configure that environment, or compare another source", exit_code=2) from None
+            if target.embedded:
+                ctx.embedded.start()
+                url = ctx.embedded.url()
+            else:
+                url = target.url
+        yield Source(spec, "environment", f"{spec} ({redact(url)})", url)
+        return
+    if "://" in spec or ("=" in spec and " " in spec):
+        try:
+            url = check_url(spec)
+        except ConfigError as exc:
+            raise OpError(str(exc), f"give {describe_sources()}", exit_code=2) from None
+        yield Source(spec, "url", redact(url), url)
+        return
+    path = _snapshot_path(project, spec)
+    if path is None:
+        if spec.endswith(".sql"):
+            raise OpError(f"snapshot file {spec!r} not found",
+                          "give a path to a .sql dump, or a name from supabase/snapshots/", exit_code=2)
+        raise OpError(f"unknown source {spec!r}: not an environment, URL, snapshot or `migrations`",
+                      f"give {describe_sources()}; snapshots live in supabase/snapshots/NAME.sql", exit_code=2)
+    with shadow_database(admin_url, "snapshot") as url:
+        _load_file(url, path, f"snapshot {path.name}")
+        yield Source(spec, "snapshot", f"snapshot {path.name}", url, scratch=True)
+
+
+# --- shadow copy and proof --------------------------------------------------------------------------------------
+def dump_schema(url: str, out: Path) -> None:
+    """pg_dump --schema-only of the user's schemas (managed schemas left out) to `out`."""
+    from sage_agent.db.tools import run_pg_tool
+
+    args = ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions", "-f", str(out)]
+    for pattern in MANAGED_SCHEMAS:
+        args += ["-N", pattern]
+    run_pg_tool("pg_dump", url, args, server_major=_server_major(url))
+
+
+def _server_major(url: str) -> int:
+    from sage_agent.db.connect import connect
+
+    with connect(url) as conn:
+        return conn.info.server_version // 10000
+
+
+@contextmanager
+def shadow_copy(admin_url: str, url: str, label: str = "copy") -> Iterator[str]:
+    """A scratch database holding A's user schema (pg_dump --schema-only of A loaded into a shadow)."""
+    from sage_agent.db.shadow import load_sql_file, shadow_database
+    from sage_agent.db.tools import PgToolError
+
+    with tempfile.TemporaryDirectory(prefix="sage-diff-") as tmp:
+        dump = Path(tmp) / "schema.sql"
+        try:
+            dump_schema(url, dump)
+        except PgToolError as exc:
+            raise OpError(f"cannot copy the schema for the proof: {exc}", "check pg_dump with *env-check") from None
+        with shadow_database(admin_url, label) as shadow:
+            try:
+                load_sql_file(shadow, dump)
+            except PgToolError as exc:
+                raise OpError(f"the schema dump does not load into a shadow database: {exc}",
+                              "roles or extensions used by the schema must exist on the shadow server") from None
+            yield shadow
+
+
+def apply_plan(url: str, plan: Plan) -> tuple[str | None, str | None]:
+    """Apply a plan: non-transactional steps first (each on its own), then the rest in ONE transaction.
+    Returns (None, None) on success, else (failed step SQL, error message); nothing of the transaction stays."""
+    import psycopg
+
+    from sage_agent.db.connect import connect
+
+    with connect(url, autocommit=True) as conn:
+        for step in plan.steps:
+            if not step.transactional:
+                try:
+                    conn.execute(step.sql)
+                except psycopg.Error as exc:
+                    return step.sql, str(exc).strip()
+        try:
+            with conn.transaction():
+                conn.execute("set local check_function_bodies = off")
+                for step in plan.steps:
+                    if step.transactional:
+                        current = step.sql
+                        conn.execute(step.sql)
+        except psycopg.Error as exc:
+            return current, str(exc).strip()
+    return None, None
+
+
+def read_schema(url: str) -> DatabaseSchema:
+    from sage_agent.db.connect import connect
+    from sage_agent.schema.introspect import introspect
+
+    with connect(url) as conn:
+        return introspect(conn)
+
+
+def prove(plan: Plan, shadow_url: str, model_b: DatabaseSchema, timer: Timer | None = None,
+          inspect=None) -> Proof:
+    """Apply `plan` to the shadow copy of A, re-read it and diff against B: proven when nothing is left."""
+    timer = timer or Timer()
+    with timer("proof: apply plan"):
+        failed, error = apply_plan(shadow_url, plan)
+    if failed:
+        return Proof(False, error=error, failed_step=failed)
+    with timer("proof: re-read A'"):
+        again = read_schema(shadow_url)
+    with timer("proof: re-diff"):
+        remaining = diff_schemas(again, model_b)
+    if inspect is not None:
+        inspect(shadow_url)
+    if remaining.drift or remaining.steps:
+        return Proof(False, remaining=remaining, error="differences remain after applying the plan")
+    return Proof(True, remaining=remaining)
+
+
+def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=None) -> Comparison:
+    """Compare A (source) with B (target), plan A -> B, and prove the plan on a shadow copy of A."""
+    from sage_agent.db.connect import DbConnectError
+
+    timer = Timer()
+    admin_url = ctx.admin_url
+    with ExitStack() as stack, ThreadPoolExecutor(max_workers=3) as pool:
+        with timer("load sources"):
+            fa = pool.submit(lambda: stack.enter_context(open_source(ctx, source, admin_url, "source")))
+            fb = pool.submit(lambda: stack.enter_context(open_source(ctx, target, admin_url, "target")))
+            a, b = fa.result(), fb.result()
+        copy_future = None
+        if do_prove and not a.scratch:
+            def make_copy():
+                t0 = time.perf_counter()
+                url = stack.enter_context(shadow_copy(admin_url, a.url, "proof"))
+                timer.times["proof: shadow copy of A (pg_dump + load)"] = time.perf_counter() - t0
+                return url
+            copy_future = pool.submit(make_copy)
+        try:
+            with timer("read schemas (A and B)"):
+                ma_f = pool.submit(read_schema, a.url)
+                mb_f = pool.submit(read_schema, b.url)
+                model_a, model_b = ma_f.result(), mb_f.result()
+        except DbConnectError as exc:
+            raise OpError(exc.message, exc.hint) from None
+        with timer("diff"):
+            plan = diff_schemas(model_a, model_b)
+        proof = None
+        if do_prove:
+            if plan.empty:
+                proof = Proof(True, remaining=plan, applied_to="(nothing to apply)")
+                if copy_future is not None:
+                    copy_future.result()
+            else:
+                if copy_future is not None:
+                    with timer("proof: waiting for the shadow copy"):
+                        shadow = copy_future.result()
+                    applied = "a shadow copy of A (pg_dump --schema-only)"
+                else:
+                    shadow = a.url
+                    applied = "the shadow database holding A"
+                proof = prove(plan, shadow, model_b, timer, inspect=inspect)
+                proof.applied_to = applied
+        elif copy_future is not None:
+            copy_future.result()
+    return Comparison(a, b, model_a, model_b, plan, proof, timer.times)
