@@ -228,6 +228,7 @@ def _read(conn, m: DatabaseSchema) -> None:
     tables: dict[int, Table] = {}
     rels: list[int] = []
     seq_oids: dict[int, tuple] = {}
+    matviews: list[int] = []
     for (oid, qname, kind, schema, unlogged, rls, force, viewdef, options, comment, grants,
          is_partition) in _q(conn, Q_RELATIONS, {"nsp": nsp}).fetchall():
         rels.append(oid)
@@ -248,6 +249,8 @@ def _read(conn, m: DatabaseSchema) -> None:
             m.views[qname] = View(qname=qname, materialized=kind == "m", definition=viewdef.strip(),
                                   options=sorted(options), comment=comment, grants=frozenset(grants))
             keys[("pg_class", oid)] = f"view:{qname}"
+            if kind == "m":
+                matviews.append(oid)
         elif kind == "S":
             seq_oids[oid] = (qname, comment, grants)
             keys[("pg_class", oid)] = f"sequence:{qname}"
@@ -280,7 +283,7 @@ def _read(conn, m: DatabaseSchema) -> None:
         if indid and contype in ("p", "u", "x"):
             keys[("pg_class", indid)] = f"constraint:{c.key}"
 
-    for oid, qname, relid, definition, comment in _q(conn, Q_INDEXES, {"tables": table_oids}).fetchall():
+    for oid, qname, relid, definition, comment in _q(conn, Q_INDEXES, {"tables": table_oids + matviews}).fetchall():
         owner = tables.get(relid)
         table = owner.qname if owner else _view_name(keys, relid)
         if table is None:
