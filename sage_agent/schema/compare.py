@@ -247,6 +247,11 @@ def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=Non
 
     timer = Timer()
     admin_url = ctx.admin_url
+    if ctx.target.env in (source.strip(), target.strip()):
+        try:
+            ctx.url  # noqa: B018 - start an embedded target once, before the worker threads need it
+        except DbConnectError as exc:
+            raise OpError(exc.message, exc.hint) from None
     with ExitStack() as stack, ThreadPoolExecutor(max_workers=3) as pool:
         with timer("load sources"):
             fa = pool.submit(lambda: stack.enter_context(open_source(ctx, source, admin_url, "source")))

@@ -1,0 +1,112 @@
+"""*compare-schemas through the session and the CLI: sources, proof, migration file, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+
+
+def _write(project, rel: str, text: str):
+    path = project / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_same_database_is_empty(make_session, db_url, db):
+    db.execute("create table public.items (id int primary key, name text)")
+    out = make_session(db_url, yes=True).run_line(f"*compare-schemas {db_url} local")
+    assert out.exit_code == 0, out.error
+    assert out.result.summary.startswith("No drift")
+    assert out.result.data["steps"] == []
+
+
+def test_prod_vs_migrations_proven_and_written(make_session, db_url, db, project):
+    # the "production" database drifted: an extra column and a missing index
+    db.execute("create table public.items (id bigint primary key, name text, legacy int)")
+    _write(project, "supabase/migrations/20240101000000_items.sql",
+           "create table public.items (id bigint primary key, name text not null);\n")
+    _write(project, "supabase/migrations/20240102000000_idx.sql",
+           "create index items_name on public.items (name);\nalter table public.items enable row level security;\n")
+    session = make_session(db_url, yes=True)
+    out = session.run_line("*compare-schemas local migrations --write-migration --name sync_prod")
+    assert out.exit_code == 0, out.error
+    res = out.result
+    assert res.data["proven"] is True
+    assert "PROVEN" in res.summary
+    drift = {(d["kind"], d["object"], d["change"]) for d in res.data["drift"]}
+    assert ("column", "public.items.legacy", "extra") in drift
+    assert ("index", "public.items_name", "missing") in drift
+    assert ("rls", "public.items", "different") in drift
+    steps = res.data["steps"]
+    drop = next(s for s in steps if "DROP COLUMN legacy" in s["sql"])
+    assert drop["data_loss"] is True and drop["lock"] == "ACCESS EXCLUSIVE"
+    assert next(s for s in steps if "ROW LEVEL SECURITY" in s["sql"])["authorization"] is True
+    assert res.status == "warning"  # data loss is flagged
+    files = sorted((project / "supabase" / "migrations").glob("*sync_prod.sql"))
+    assert len(files) == 1 and "DROP COLUMN legacy" in files[0].read_text()
+    # the real database was only read
+    cols = [r[0] for r in db.execute("select attname from pg_attribute where attrelid = 'public.items'::regclass "
+                                     "and attnum > 0 and not attisdropped").fetchall()]
+    assert "legacy" in cols
+
+
+def test_snapshot_that_does_not_load(make_session, db_url, project):
+    _write(project, "supabase/snapshots/broken.sql", "create table public.a (id int);\ncreate tabel oops;\n")
+    out = make_session(db_url, yes=True).run_line("*compare-schemas local broken")
+    assert out.exit_code == 1
+    assert "snapshot broken.sql does not load" in out.error
+    assert "line 2" in out.error or ":2:" in out.error
+
+
+def test_snapshot_file_source(make_session, db_url, db, project):
+    db.execute("create table public.a (id int)")
+    path = _write(project, "dump/a.sql", "create table public.a (id int, extra text);\n")
+    out = make_session(db_url, yes=True).run_line(f"*compare-schemas local {path}")
+    assert out.exit_code == 0, out.error
+    assert out.result.data["proven"]
+    assert any("ADD COLUMN extra text" in s["sql"] for s in out.result.data["steps"])
+
+
+def test_unknown_environment_and_source(make_session, db_url):
+    session = make_session(db_url, yes=True)
+    out = session.run_line("*compare-schemas staging local")
+    assert out.exit_code == 2
+    assert "no database configured for environment 'staging'" in out.error
+    out = session.run_line("*compare-schemas local nonsense_word")
+    assert out.exit_code == 2
+    assert "unknown source 'nonsense_word'" in out.error
+    out = session.run_line("*compare-schemas local missing.sql")
+    assert out.exit_code == 2 and "not found" in out.error
+
+
+def test_unprovable_plan_is_not_shown_as_safe(make_session, db_url, db, project, pg_server):
+    """B's view reads a managed schema (storage) that A's world lacks: the plan fails on the shadow copy."""
+    from sage_agent.db.shadow import create_database, drop_database
+
+    db.execute("create table public.t (a int)")
+    other = create_database(pg_server.url(), "unprovable_b")
+    try:
+        with psycopg.connect(other, autocommit=True) as conn:
+            conn.execute("create table public.t (a int, b int not null);"
+                         "create schema storage; create table storage.objects (id int);"
+                         "create view public.v as select id from storage.objects")
+        out = make_session(db_url, yes=True).run_line(f"*compare-schemas local {other} --write-migration")
+    finally:
+        drop_database(pg_server.url(), "unprovable_b")
+    assert out.exit_code == 0
+    res = out.result
+    assert res.status == "warning" and "NOT proven" in res.summary
+    assert res.findings[0].rule == "proof.failed" and "storage" in res.findings[0].message
+    assert not (project / "supabase" / "migrations").exists()  # never written
+    step = next(s for s in res.data["steps"] if "ADD COLUMN b" in s["sql"])
+    assert "fails when the table has rows" in step["note"]
+
+
+def test_cli_json(run_sage, db_url, db, project):
+    db.execute("create table public.x (id int)")
+    proc = run_sage("run", "*compare-schemas local local", "--json", cwd=project, env={"SAGE_LOCAL_DB_URL": db_url})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["status"] == "ok" and data["data"]["steps"] == []
