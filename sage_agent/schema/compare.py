@@ -167,11 +167,53 @@ def _server_major(url: str) -> int:
         return conn.info.server_version // 10000
 
 
+TEMPLATE_COPY_MAX_BYTES = 200 * 1024 * 1024
+
+
+def _template_copy(admin_url: str, url: str) -> str | None:
+    """When A lives on the shadow server, is small and idle: CREATE DATABASE ... TEMPLATE A (a file copy,
+    much faster than dump + load for big schemas). None when that is not possible (then pg_dump is used)."""
+    import secrets
+
+    import psycopg
+    from psycopg import sql
+
+    from sage_agent.db.connect import connect
+    from sage_agent.db.shadow import SHADOW_PREFIX
+    from sage_agent.db.urls import conninfo_params, replace_dbname
+
+    a, s = conninfo_params(url), conninfo_params(admin_url)
+    if (a.get("host"), a.get("port", "5432")) != (s.get("host"), s.get("port", "5432")):
+        return None
+    dbname = a.get("dbname")
+    name = f"{SHADOW_PREFIX}tcopy_{secrets.token_hex(4)}"
+    try:
+        with connect(admin_url, autocommit=True) as conn:
+            size = conn.execute("select pg_database_size(%s)", (dbname,)).fetchone()[0]
+            if size is None or size > TEMPLATE_COPY_MAX_BYTES:
+                return None
+            conn.execute(sql.SQL("create database {} template {}").format(sql.Identifier(name),
+                                                                         sql.Identifier(dbname)))
+    except psycopg.Error:
+        return None  # e.g. other sessions are connected to A
+    return replace_dbname(admin_url, name)
+
+
 @contextmanager
 def shadow_copy(admin_url: str, url: str, label: str = "copy") -> Iterator[str]:
-    """A scratch database holding A's user schema (pg_dump --schema-only of A loaded into a shadow)."""
-    from sage_agent.db.shadow import load_sql_file, shadow_database
+    """A scratch database holding A's user schema: a template copy when A is a small idle database on the
+    shadow server, else pg_dump --schema-only of A loaded into a shadow."""
+    from sage_agent.db.shadow import drop_database, load_sql_file, shadow_database
     from sage_agent.db.tools import PgToolError
+    from sage_agent.db.urls import conninfo_params
+
+    copy = _template_copy(admin_url, url)
+    if copy is not None:
+        try:
+            yield copy
+        finally:
+            drop_database(admin_url, conninfo_params(copy)["dbname"])
+        return
 
     with tempfile.TemporaryDirectory(prefix="sage-diff-") as tmp:
         dump = Path(tmp) / "schema.sql"
@@ -241,6 +283,13 @@ def prove(plan: Plan, shadow_url: str, model_b: DatabaseSchema, timer: Timer | N
     return Proof(True, remaining=remaining)
 
 
+def _same_server(url: str, admin_url: str) -> bool:
+    from sage_agent.db.urls import conninfo_params
+
+    a, s = conninfo_params(url), conninfo_params(admin_url)
+    return (a.get("host"), a.get("port", "5432")) == (s.get("host"), s.get("port", "5432"))
+
+
 def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=None) -> Comparison:
     """Compare A (source) with B (target), plan A -> B, and prove the plan on a shadow copy of A."""
     from sage_agent.db.connect import DbConnectError
@@ -265,6 +314,7 @@ def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=Non
                 timer.times["proof: shadow copy of A (pg_dump + load)"] = time.perf_counter() - t0
                 return url
             copy_future = pool.submit(make_copy)
+            copy_future.result() if _same_server(a.url, admin_url) else None
         try:
             with timer("read schemas (A and B)"):
                 ma_f = pool.submit(read_schema, a.url)
