@@ -110,3 +110,32 @@ def test_cli_json(run_sage, db_url, db, project):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads(proc.stdout)
     assert data["status"] == "ok" and data["data"]["steps"] == []
+
+
+def test_own_snapshot_is_empty_diff(make_session, db_url, db, project):
+    """A snapshot taken like *snapshot takes it (pg_dump -n public, quoted identifiers) equals its database."""
+    import subprocess
+
+    from sage_agent.db.binaries import find_binary
+    from sage_agent.db.tools import tool_env
+
+    db.execute("create type public.kind as enum ('a', 'b');"
+               "create table public.items (id bigint generated always as identity primary key, k public.kind,"
+               " name text not null default '', owner uuid);"
+               "alter table public.items enable row level security;"
+               "create policy mine on public.items for select to authenticated using ((select auth.uid()) = owner);"
+               "create view public.names as select name from public.items;"
+               "comment on table public.items is 'things'")
+    folder = project / "supabase" / "snapshots"
+    folder.mkdir(parents=True)
+    subprocess.run([str(find_binary("pg_dump", 18)), "--schema-only", "--quote-all-identifiers", "-n", '"public"',
+                    "-f", str(folder / "base.sql")], env=tool_env(db_url), check=True)
+    out = make_session(db_url, yes=True).run_line("*compare-schemas local base")
+    assert out.exit_code == 0, out.error
+    assert out.result.data["drift"] == [], out.result.data["drift"]
+    # and a change after the snapshot shows up as drift, with a proven plan back to the snapshot
+    db.execute("alter table public.items add column extra int; drop policy mine on public.items")
+    out = make_session(db_url, yes=True).run_line("*compare-schemas local base")
+    assert out.result.data["proven"]
+    sql = out.result.data["sql"]
+    assert "DROP COLUMN extra" in sql and "CREATE POLICY mine" in sql

@@ -106,3 +106,17 @@ def test_pgtap_on_pg15(make_session, pg15_url, project):
     # pgTAP was only ever installed inside rolled-back transactions
     with psycopg.connect(pg15_url) as conn:
         assert conn.execute("select count(*) from pg_extension where extname = 'pgtap'").fetchone()[0] == 0
+
+
+def test_native_syntax_error_fails_that_file_only(make_session, db_url, db, project):
+    db.execute(SCHEMA)
+    tests = project / "supabase" / "tests"
+    tests.mkdir(parents=True)
+    (tests / "a_bad.test.sql").write_text("select true;\nselec oops;\n")
+    (tests / "b_good.test.sql").write_text("-- test: tags table exists\nselect to_regclass('public.tags') is not null;\n")
+    out = make_session(db_url, yes=True).run_line("*test-suite")
+    assert out.exit_code == 1
+    res = out.result
+    rows = {r[0]: r for r in res.tables[0].rows}
+    assert rows["a_bad.test.sql"][2] == 1 and rows["b_good.test.sql"][2] == 0
+    assert "a_bad.test.sql:2" in res.findings[0].detail

@@ -8,6 +8,7 @@ diff the result against B again. Only a plan that leaves zero difference is show
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -144,9 +145,24 @@ def open_source(ctx, spec: str, admin_url: str, label: str) -> Iterator[Source]:
                           "give a path to a .sql dump, or a name from supabase/snapshots/", exit_code=2)
         raise OpError(f"unknown source {spec!r}: not an environment, URL, snapshot or `migrations`",
                       f"give {describe_sources()}; snapshots live in supabase/snapshots/NAME.sql", exit_code=2)
-    with shadow_database(admin_url, "snapshot") as url:
-        _load_file(url, path, f"snapshot {path.name}")
+    with shadow_database(admin_url, "snapshot") as url, tempfile.TemporaryDirectory(prefix="sage-snap-") as tmp:
+        _load_file(url, _without_create_public(path, Path(tmp)), f"snapshot {path.name}")
         yield Source(spec, "snapshot", f"snapshot {path.name}", url, scratch=True)
+
+
+_CREATE_PUBLIC = re.compile(r'^CREATE SCHEMA "?public"?;', re.M)
+
+
+def _without_create_public(path: Path, tmp: Path) -> Path:
+    """A dump taken with `-n public` re-creates the public schema, which every database already has: load a
+    copy without that one statement (the dump's own GRANT/REVOKE lines on it still apply)."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        text = fh.read()
+    if not _CREATE_PUBLIC.search(text):
+        return path
+    out = tmp / path.name
+    out.write_text(_CREATE_PUBLIC.sub("-- (public exists already) CREATE SCHEMA public;", text), encoding="utf-8")
+    return out
 
 
 # --- shadow copy and proof --------------------------------------------------------------------------------------

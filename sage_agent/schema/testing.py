@@ -118,28 +118,22 @@ def run_pgtap_file(url: str, path: Path, tmp: Path, server_major: int | None) ->
 _MARK = re.compile(r"^\s*--\s*(test|expect-error)\s*:\s*(.+?)\s*$", re.I)
 
 
-def _statements(text: str) -> list[tuple[str, str | None, str | None]]:
-    """(statement, test name, expected SQLSTATE) for each statement of a native test file."""
-    from pglast import split
+def _statements(text: str, filename: str) -> list[tuple[str, str | None, str | None, int]]:
+    """(statement, test name, expected SQLSTATE, line) for each statement of a native test file."""
+    from sage_agent.sqlkit.split import split_sql
 
     out = []
     name: str | None = None
-    for part in split(text, with_parser=False, only_slices=True):
-        stmt = text[part]
+    for stmt in split_sql(text, filename):
         expect = None
-        body_lines = []
-        for line in stmt.splitlines():
+        for line in stmt.comments:
             m = _MARK.match(line)
-            if m:
-                if m.group(1).lower() == "test":
-                    name = m.group(2)
-                else:
-                    expect = m.group(2).upper()
-            elif not line.strip().startswith("--"):
-                body_lines.append(line)
-        body = "\n".join(body_lines).strip()
-        if body:
-            out.append((body, name, expect))
+            if m and m.group(1).lower() == "test":
+                name = m.group(2)
+            elif m:
+                expect = m.group(2).upper()
+        if stmt.text.strip():
+            out.append((stmt.text.strip(), name, expect, stmt.line))
     return out
 
 
@@ -149,14 +143,14 @@ def run_native_file(ctx, url: str, path: Path) -> FileResult:
     started = time.perf_counter()
     result = FileResult(file=path.name, runner="native")
     try:
-        statements = _statements(path.read_text(encoding="utf-8"))
+        statements = _statements(path.read_text(encoding="utf-8"), path.name)
     except Exception as exc:  # noqa: BLE001 - a syntax error fails this file only
         result.cases.append(Case(name="file parses", ok=False, message=str(exc)))
         return result
     with ctx.connect(url) as conn:
         try:
-            for i, (stmt, name, expect) in enumerate(statements, 1):
-                label = name or stmt.splitlines()[0][:80]
+            for stmt, name, expect, line in statements:
+                label = name or f"line {line}: {stmt.splitlines()[0][:80]}"
                 conn.execute("savepoint sage_test")
                 try:
                     cur = conn.execute(stmt)
