@@ -141,6 +141,50 @@ PAIRS: list[tuple[str, str, str, list[str]]] = [
      "create table @S.t (n int); alter table @S.t enable row level security;"
      "create function @S.ok(n bigint) returns boolean language sql stable as $$ select n > 0 $$;"
      "create policy p on @S.t for select using (@S.ok(n));", ["DROP POLICY p ON @S.t", "DROP FUNCTION @S.ok(n integer)"]),
+    ("column dropped under a view", "create table @S.t (a int, b int, c int); create view @S.v as select a, c from @S.t;",
+     "create table @S.t (a int, b int); create view @S.v as select a, b from @S.t;", ["DROP COLUMN c"]),
+    ("table dropped with incoming fk", "create table @S.p (id int primary key); create table @S.c (p int references @S.p);",
+     "create table @S.c (p int);", ["DROP TABLE @S.p"]),
+    ("enum recreate with function and check",
+     "create type @S.e as enum ('x', 'y', 'z'); create table @S.t (v @S.e constraint v_not_z check (v <> 'z'));"
+     "create function @S.fe(a @S.e) returns text language sql as $$ select a::text $$;",
+     "create type @S.e as enum ('y', 'x', 'z'); create table @S.t (v @S.e constraint v_not_z check (v <> 'z'));"
+     "create function @S.fe(a @S.e) returns text language sql as $$ select a::text $$;", ['DROP TYPE @S."e__sage_old"']),
+    ("domain check on used domain", "create domain @S.d as text check (value <> ''); create table @S.t (v @S.d);",
+     "create domain @S.d as text constraint d_len check (length(value) < 100); create table @S.t (v @S.d);",
+     ["ADD CONSTRAINT d_len"]),
+    ("view on replaced function", "create function @S.one() returns int language sql as $$ select 1 $$;"
+     "create view @S.vo as select @S.one() as x;",
+     "create function @S.one() returns bigint language sql as $$ select 1::bigint $$;"
+     "create view @S.vo as select @S.one() as x;", ["DROP VIEW @S.vo"]),
+    ("serial column dropped", "create table @S.t (v text, id serial);", "create table @S.t (v text);",
+     ["DROP COLUMN id"]),
+    ("collation", 'create table @S.t (v text);', 'create table @S.t (v text collate "C");', ['COLLATE pg_catalog."C"']),
+    ("unlogged", "create table @S.t (a int);", "create unlogged table @S.t (a int);", ["SET UNLOGGED"]),
+    ("matview on retyped column", "create table @S.t (a int); create materialized view @S.mv as select a from @S.t;",
+     "create table @S.t (a bigint); create materialized view @S.mv as select a from @S.t;",
+     ["DROP MATERIALIZED VIEW @S.mv"]),
+    ("policy on retyped column", "create table @S.t (o int); alter table @S.t enable row level security;"
+     "create policy po on @S.t using (o > 0);",
+     "create table @S.t (o bigint); alter table @S.t enable row level security;"
+     "create policy po on @S.t using (o > 0);", ["DROP POLICY po"]),
+    ("function default argument", "create function @S.fd(a int, b int default 1) returns int language sql as $$ select a + b $$;",
+     "create function @S.fd(a int, b int default 2) returns int language sql as $$ select a + b $$;",
+     ["DROP FUNCTION @S.fd"]),
+    ("identity dropped", "create table @S.t (id int generated always as identity, v int);",
+     "create table @S.t (id int not null, v int);", ["DROP IDENTITY"]),
+    ("fk on replaced unique", "create table @S.p (k int constraint p_k unique); create table @S.c (k int references @S.p (k));",
+     "create table @S.p (k int constraint p_k unique nulls not distinct); create table @S.c (k int references @S.p (k));",
+     ["DROP CONSTRAINT c_k_fkey"]),
+    ("generated column added", "create table @S.t (a int);",
+     "create table @S.t (a int, b int generated always as (a + 1) stored);", ["ADD COLUMN b integer GENERATED"]),
+    ("trigger when on retyped column", "create table @S.t (a int);"
+     "create function @S.tw() returns trigger language plpgsql as $$ begin return new; end $$;"
+     "create trigger tw before update on @S.t for each row when (new.a > 0) execute function @S.tw();",
+     "create table @S.t (a bigint);"
+     "create function @S.tw() returns trigger language plpgsql as $$ begin return new; end $$;"
+     "create trigger tw before update on @S.t for each row when (new.a > 0) execute function @S.tw();",
+     ["DROP TRIGGER tw"]),
     ("extension", "", "create extension if not exists citext with schema public; create table @S.e (v public.citext);",
      ["CREATE EXTENSION IF NOT EXISTS citext"]),
 ]
