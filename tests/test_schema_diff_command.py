@@ -139,3 +139,18 @@ def test_own_snapshot_is_empty_diff(make_session, db_url, db, project):
     assert out.result.data["proven"]
     sql = out.result.data["sql"]
     assert "DROP COLUMN extra" in sql and "CREATE POLICY mine" in sql
+
+
+def test_source_that_cannot_be_copied_still_shows_drift(make_session, db_url, db, project, monkeypatch):
+    """A uses a type from a managed schema the shadow lacks: no shadow copy, so the plan is shown NOT proven."""
+    from sage_agent.schema import compare as compare_mod
+
+    monkeypatch.setattr(compare_mod, "TEMPLATE_COPY_MAX_BYTES", -1)  # force pg_dump + load (remote A)
+    db.execute("create schema storage; create type storage.k as enum ('a'); create table public.t (k storage.k)")
+    (project / "supabase" / "migrations").mkdir(parents=True)
+    out = make_session(db_url, yes=True).run_line("*compare-schemas local migrations")
+    assert out.exit_code == 0, out.error
+    res = out.result
+    assert res.status == "warning" and "NOT proven" in res.summary
+    assert res.findings[0].rule == "proof.no_shadow"
+    assert any(d["object"] == "public.t" and d["change"] == "extra" for d in res.data["drift"])

@@ -114,6 +114,10 @@ def compare_schemas(inputs: CompareInput, ctx) -> OpResult:
             findings.insert(0, Finding(rule="proof.failed", severity="error",
                                        message=f"the plan fails on the shadow copy: {proof.error}",
                                        detail=proof.failed_step, fix="edit the plan by hand; do not apply it as is"))
+        elif proof and proof.remaining is None and proof.error:
+            findings.insert(0, Finding(rule="proof.no_shadow", severity="error", message=proof.error,
+                                       fix="make the roles/extensions the schema uses exist on the shadow server "
+                                           "(SAGE_SHADOW_URL), then compare again"))
         elif proof and proof.remaining:
             findings.insert(0, Finding(rule="proof.remaining", severity="error",
                                        message="differences remain after applying the plan on the shadow copy",
