@@ -19,7 +19,10 @@ class CompareInput(BaseModel):
 
 
 def _plan_table(plan) -> Table:
-    rows = [[i + 1, s.action, s.kind, s.object, s.lock, ", ".join(s.flags()) or "-", s.sql.splitlines()[0][:100]]
+    def shown(sql: str) -> str:
+        return sql if len(sql) <= 600 else sql[:600] + " ... (full SQL: --markdown or the migration file)"
+
+    rows = [[i + 1, s.action, s.kind, s.object, s.lock, ", ".join(s.flags()) or "-", shown(s.sql)]
             for i, s in enumerate(plan.steps)]
     return Table(title="Migration plan (A -> B), in order", columns=["#", "action", "kind", "object", "lock", "flags",
                                                                      "sql"], rows=rows)

@@ -208,6 +208,9 @@ def _template_copy(admin_url: str, url: str) -> str | None:
             size = conn.execute("select pg_database_size(%s)", (dbname,)).fetchone()[0]
             if size is None or size > TEMPLATE_COPY_MAX_BYTES:
                 return None
+            busy = conn.execute("select count(*) from pg_stat_activity where datname = %s", (dbname,)).fetchone()[0]
+            if busy:  # CREATE DATABASE would wait ~5 s for them, then fail
+                return None
             conn.execute(sql.SQL("create database {} template {}").format(sql.Identifier(name),
                                                                          sql.Identifier(dbname)))
     except psycopg.Error:
