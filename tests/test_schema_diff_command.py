@@ -154,3 +154,26 @@ def test_source_that_cannot_be_copied_still_shows_drift(make_session, db_url, db
     assert res.status == "warning" and "NOT proven" in res.summary
     assert res.findings[0].rule == "proof.no_shadow"
     assert any(d["object"] == "public.t" and d["change"] == "extra" for d in res.data["drift"])
+
+
+def test_pg15_databases_compare_and_prove_on_the_pg18_shadow(make_session, pg15_server, project):
+    """PG15 prints view definitions differently from the PG18 shadow: copies are compared, only real drift shows."""
+    from sage_agent.db.shadow import create_database, drop_database
+
+    urls = []
+    try:
+        for i, extra in enumerate(("", ", c text")):
+            url = create_database(pg15_server, f"x15_{i}")
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"create table public.t (a int, b int{extra});"
+                             "create view public.v as select t.a, t.b from public.t where t.a > 0")
+            urls.append(url)
+        out = make_session(urls[0], yes=True).run_line(f"*compare-schemas {urls[0]} {urls[1]}")
+    finally:
+        for i in range(len(urls)):
+            drop_database(pg15_server, f"x15_{i}")
+    assert out.exit_code == 0, out.error
+    res = out.result
+    assert [(d["kind"], d["object"]) for d in res.data["drift"]] == [("column", "public.t.c")]
+    assert res.data["proven"] is True
+    assert any("PostgreSQL 15" in n for n in res.notes)

@@ -80,7 +80,7 @@ def compare_schemas(inputs: CompareInput, ctx) -> OpResult:
              "seconds": round(total, 2)}
     findings: list[Finding] = []
     tables: list[Table] = []
-    notes = list(dict.fromkeys(plan.notes))
+    notes = list(dict.fromkeys(cmp.notes + plan.notes))
     data = {"drift": [d.model_dump() for d in plan.drift], "steps": [s.model_dump() for s in plan.steps],
             "proven": bool(proof and proof.proven), "timings": {k: round(v, 4) for k, v in cmp.timings.items()},
             "counts_a": cmp.model_a.counts(), "counts_b": cmp.model_b.counts()}

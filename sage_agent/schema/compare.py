@@ -52,6 +52,7 @@ class Comparison:
     plan: Plan
     proof: Proof | None
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 class Timer:
@@ -302,6 +303,38 @@ def prove(plan: Plan, shadow_url: str, model_b: DatabaseSchema, timer: Timer | N
     return Proof(True, remaining=remaining)
 
 
+def _align_versions(stack: ExitStack, admin_url: str, a: Source, b: Source, notes: list[str]) -> tuple[Source, Source]:
+    """PostgreSQL prints definitions (views, ...) differently across major versions: when A or B runs another
+    major than the shadow server (where the proof runs), compare schema copies on the shadow server instead,
+    so only real differences show and the proof compares like with like."""
+    from sage_agent.db.connect import DbConnectError
+
+    try:
+        ma, mb, ms = _server_major(a.url), _server_major(b.url), _server_major(admin_url)
+    except DbConnectError as exc:
+        raise OpError(exc.message, exc.hint) from None
+    if ma == ms and mb == ms:
+        return a, b
+    out = []
+    for side, major in ((a, ma), (b, mb)):
+        if major == ms:
+            out.append(side)
+            continue
+        try:
+            url = stack.enter_context(shadow_copy(admin_url, side.url, "version"))
+        except OpError as exc:
+            notes.append(f"{side.label} (PostgreSQL {major}) could not be copied to the shadow server "
+                         f"(PostgreSQL {ms}): {exc.message}. Definitions may differ in formatting only.")
+            out.append(side)
+            continue
+        out.append(Source(side.spec, side.kind, f"{side.label}, compared as a copy on PostgreSQL {ms}", url,
+                          scratch=True))
+    notes.append(f"A runs PostgreSQL {ma}, B PostgreSQL {mb} and the shadow server PostgreSQL {ms}: schema copies "
+                 f"on the shadow server were compared so that definitions print alike (extension versions "
+                 "follow the shadow server)")
+    return out[0], out[1]
+
+
 def _same_server(url: str, admin_url: str) -> bool:
     from sage_agent.db.urls import conninfo_params
 
@@ -325,6 +358,9 @@ def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=Non
             fa = pool.submit(lambda: stack.enter_context(open_source(ctx, source, admin_url, "source")))
             fb = pool.submit(lambda: stack.enter_context(open_source(ctx, target, admin_url, "target")))
             a, b = fa.result(), fb.result()
+        notes: list[str] = []
+        with timer("align server versions"):
+            a, b = _align_versions(stack, admin_url, a, b, notes)
         copy_future = None
         if do_prove and not a.scratch:
             def make_copy():
@@ -367,4 +403,4 @@ def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=Non
                     proof.applied_to = applied
         elif copy_future is not None:
             copy_future.result()
-    return Comparison(a, b, model_a, model_b, plan, proof, timer.times)
+    return Comparison(a, b, model_a, model_b, plan, proof, timer.times, notes)

@@ -133,6 +133,8 @@ class _Differ:
         self.dropped_columns: set[str] = set()
         self.retyped_columns: set[str] = set()
         self.reset_defaults: set[str] = set()  # column keys whose default is dropped early and set late
+        majors = [m for m in (a.server_major, b.server_major) if m]
+        self.no_maintain = bool(majors) and min(majors) < 17 and max(majors) >= 17
 
     # steps ---------------------------------------------------------------------------------------------
     def add(self, phase: float, kind: str, obj: str, action: str, sql: str, **flags) -> None:
@@ -703,6 +705,9 @@ class _Differ:
 
     def _grants(self, kind_kw: str, target: str, old: frozenset[str], new: frozenset[str], label: str,
                 columns: str = "") -> None:
+        if self.no_maintain:  # MAINTAIN exists from PostgreSQL 17 on: not comparable with an older server
+            old = frozenset(g for g in old if ":MAINTAIN:" not in g)
+            new = frozenset(g for g in new if ":MAINTAIN:" not in g)
         if old == new:
             return
         revoke = defaultdict(list)
