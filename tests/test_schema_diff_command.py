@@ -177,3 +177,20 @@ def test_pg15_databases_compare_and_prove_on_the_pg18_shadow(make_session, pg15_
     assert [(d["kind"], d["object"]) for d in res.data["drift"]] == [("column", "public.t.c")]
     assert res.data["proven"] is True
     assert any("PostgreSQL 15" in n for n in res.notes)
+
+
+def test_plan_is_linted_with_sqlkit(make_session, db_url, db, pg_server):
+    from sage_agent.db.shadow import create_database, drop_database
+
+    db.execute("create table public.t (a int, b text)")
+    other = create_database(pg_server.url(), "lint_b")
+    try:
+        with psycopg.connect(other, autocommit=True) as conn:
+            conn.execute("create table public.t (a int, b text); create index t_b on public.t (b);"
+                         "create table public.n (id int primary key)")
+        out = make_session(db_url, yes=True).run_line(f"*compare-schemas local {other}")
+    finally:
+        drop_database(pg_server.url(), "lint_b")
+    rules = {(f.rule, f.location) for f in out.result.findings}
+    assert ("lint.require-concurrent-index-creation", "public.t_b") in rules
+    assert not any(loc and loc.startswith("public.n") for _, loc in rules)  # a new table is not a risk

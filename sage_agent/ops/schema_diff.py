@@ -35,6 +35,56 @@ def _drift_table(plan, title: str) -> Table:
     return Table(title=title, columns=["kind", "object", "drift", "detail"], rows=rows)
 
 
+_LINT_SKIP = {"require-lock-timeout", "require-statement-timeout", "prefer-robust-stmts"}
+_LOCK_RANK = {"none": 0, "ACCESS SHARE": 1, "ROW SHARE": 2, "ROW EXCLUSIVE": 3, "SHARE UPDATE EXCLUSIVE": 4,
+              "SHARE": 5, "SHARE ROW EXCLUSIVE": 6, "EXCLUSIVE": 7, "ACCESS EXCLUSIVE": 8}
+
+
+def _lint_plan(plan, server_major: int) -> list[Finding]:
+    """The migration linter (sqlkit, squawk rules) over the plan: stronger locks and rewrites it knows about
+    are folded into the steps' classification; its warnings become findings."""
+    try:
+        from sage_agent.sqlkit.lint import lint_sql
+    except ImportError:  # pragma: no cover - sqlkit missing
+        return []
+    lines: list[str] = []
+    owner: dict[int, int] = {}
+    for i, step in enumerate(plan.steps):
+        text = step.sql.rstrip().rstrip(";") + ";"
+        start = len(lines) + 1
+        lines.extend(text.splitlines())
+        for n in range(start, len(lines) + 1):
+            owner[n] = i
+    try:
+        found = lint_sql("\n".join(lines) + "\n", "plan.sql", server_major=server_major or 18,
+                         assume_in_transaction=True)
+    except Exception:  # noqa: BLE001 - the linter must never break a comparison
+        return []
+    new_tables = {d.object for d in plan.drift if d.kind == "table" and d.change == "missing"}
+
+    def on_new_table(sql: str) -> bool:
+        return any(f"ALTER TABLE {t} " in sql or f" ON {t} " in sql for t in new_tables)
+
+    findings = []
+    for f in found:
+        i = owner.get(f.line)
+        if i is None:
+            continue
+        step = plan.steps[i]
+        if on_new_table(step.sql):
+            continue
+        if f.lock and _LOCK_RANK.get(f.lock, 0) > _LOCK_RANK.get(step.lock, 0):
+            step.lock = f.lock
+        if f.rewrites:
+            step.rewrite = True
+        if f.rule in _LINT_SKIP or f.severity not in ("error", "warning"):
+            continue
+        findings.append(Finding(rule=f"lint.{f.rule}", severity="warning", message=f.message,
+                                location=step.object, detail=step.sql.splitlines()[0][:200],
+                                fix=f.safe_alternative or None))
+    return findings
+
+
 def _write_migration(project: Path, name: str, plan) -> list[Path]:
     import re
 
@@ -53,7 +103,7 @@ def _write_migration(project: Path, name: str, plan) -> list[Path]:
         written.append(path)
         stamp += 1
     path = folder / f"{stamp}_{safe}.sql"
-    lines = [header, "set check_function_bodies = off;\n"]
+    lines = [header, "set lock_timeout = '5s';\nset check_function_bodies = off;\n"]
     for s in rest:
         tags = s.flags()
         lines.append(f"-- {s.action} {s.kind} {s.object}" + (f" [{', '.join(tags)}]" if tags else "") + "\n")
@@ -72,6 +122,7 @@ def compare_schemas(inputs: CompareInput, ctx) -> OpResult:
     ctx.say(f"Comparing {inputs.source} (A) with {inputs.target} (B)")
     cmp = compare(ctx, inputs.source, inputs.target)
     plan, proof = cmp.plan, cmp.proof
+    lint_findings = _lint_plan(plan, cmp.model_a.server_major) if plan.steps else []
     total = time.perf_counter() - started
     facts = {"A (source)": cmp.a.label, "B (target)": cmp.b.label,
              "objects A": sum(cmp.model_a.counts().values()), "objects B": sum(cmp.model_b.counts().values()),
@@ -94,6 +145,7 @@ def compare_schemas(inputs: CompareInput, ctx) -> OpResult:
                         rows=[[k, n] for k, n in sorted(by_kind.items())]))
     tables.append(_drift_table(plan, "Drift (A -> B)"))
     tables.append(_plan_table(plan))
+    findings += lint_findings
     for s in plan.steps:
         if s.data_loss:
             findings.append(Finding(rule="plan.data_loss", severity="warning", message=f"{s.action} {s.kind} loses data",
