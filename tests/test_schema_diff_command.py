@@ -194,3 +194,19 @@ def test_plan_is_linted_with_sqlkit(make_session, db_url, db, pg_server):
     rules = {(f.rule, f.location) for f in out.result.findings}
     assert ("lint.require-concurrent-index-creation", "public.t_b") in rules
     assert not any(loc and loc.startswith("public.n") for _, loc in rules)  # a new table is not a risk
+
+
+def test_enum_values_go_to_their_own_migration_file(make_session, db_url, db, project):
+    db.execute("create type public.mood as enum ('sad', 'happy'); create table public.m (v public.mood)")
+    mig = project / "supabase" / "migrations"
+    _write(project, "supabase/migrations/20240101000000_mood.sql",
+           "create type public.mood as enum ('sad', 'ok', 'happy');\n"
+           "create table public.m (v public.mood default 'ok');\n")
+    out = make_session(db_url, yes=True).run_line("*compare-schemas local migrations --write-migration --name mood")
+    assert out.exit_code == 0, out.error
+    assert out.result.data["proven"]
+    written = sorted(p.name for p in mig.glob("*.sql") if not p.name.startswith("20240101"))
+    assert len(written) == 2 and written[0].endswith("_mood_enum_values.sql") and written[1].endswith("_mood.sql")
+    assert "ADD VALUE 'ok'" in (mig / written[0]).read_text()
+    body = (mig / written[1]).read_text()
+    assert "ADD VALUE" not in body and "SET DEFAULT 'ok'" in body and "lock_timeout" in body

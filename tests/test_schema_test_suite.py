@@ -120,3 +120,17 @@ def test_native_syntax_error_fails_that_file_only(make_session, db_url, db, proj
     rows = {r[0]: r for r in res.tables[0].rows}
     assert rows["a_bad.test.sql"][2] == 1 and rows["b_good.test.sql"][2] == 0
     assert "a_bad.test.sql:2" in res.findings[0].detail
+
+
+def test_pgtap_installed_in_extensions_schema(make_session, pg15_url, project):
+    if not _pgtap_installed(pg15_url):
+        pytest.skip("pgTAP not installed for PostgreSQL 15 (apt-get install postgresql-15-pgtap)")
+    with psycopg.connect(pg15_url, autocommit=True) as conn:
+        conn.execute("create schema if not exists extensions; create extension pgtap with schema extensions")
+    tests = project / "supabase" / "tests"
+    tests.mkdir(parents=True)
+    (tests / "smoke.sql").write_text("begin;\nselect plan(1);\nselect ok(1 = 1, 'arithmetic');\n"
+                                     "select * from finish();\nrollback;\n")
+    out = make_session(pg15_url, yes=True).run_line("*test-suite")
+    assert out.exit_code == 0, (out.error, out.result and out.result.findings)
+    assert out.result.facts["tests"] == 1

@@ -83,6 +83,10 @@ def _wrapper(path: Path, tmp: Path) -> Path:
     wrapper.write_text(
         "\\set ON_ERROR_STOP 1\n\\set QUIET 1\n\\pset format unaligned\n\\pset tuples_only true\n"
         "\\pset pager off\nbegin;\ncreate extension if not exists pgtap;\n"
+        # pgTAP installed in another schema (Supabase: extensions): make its functions callable
+        "do $sage$ begin perform set_config('search_path', current_setting('search_path') || ', ' || "
+        "(select quote_ident(n.nspname) from pg_extension e join pg_namespace n on n.oid = e.extnamespace "
+        "where e.extname = 'pgtap'), true); end $sage$;\n"
         f"\\i '{str(path.resolve()).replace(chr(39), chr(39) * 2)}'\nrollback;\n", encoding="utf-8")
     return wrapper
 
