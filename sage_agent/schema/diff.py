@@ -114,6 +114,22 @@ def _type_change(old: str, new: str) -> tuple[bool, bool]:
     return True, True
 
 
+def _first_difference(a, b) -> str:
+    """A short 'old -> new' for the first differing line of two definitions (or tuples of them)."""
+    left = a if isinstance(a, tuple) else (a,)
+    right = b if isinstance(b, tuple) else (b,)
+    for x, y in zip(left, right):
+        if x == y:
+            continue
+        xs, ys = str(x).splitlines() or [""], str(y).splitlines() or [""]
+        for i in range(max(len(xs), len(ys))):
+            lx = xs[i].strip() if i < len(xs) else ""
+            ly = ys[i].strip() if i < len(ys) else ""
+            if lx != ly:
+                return f"{lx[:70] or '(nothing)'} -> {ly[:70] or '(nothing)'}"
+    return "definition"
+
+
 _VOLATILE = re.compile(r"\b(random|gen_random_uuid|uuid_generate_v\d|clock_timestamp|nextval|timeofday)\s*\(", re.I)
 
 
@@ -486,7 +502,7 @@ class _Differ:
             self.dropped.add(f"{kind}:{k}")
         for k in sorted(set(a) & set(b)):
             if sig(a[k]) != sig(b[k]):
-                self.d(self._kind(kind, b[k]), k, "different", "definition")
+                self.d(self._kind(kind, b[k]), k, "different", _first_difference(sig(a[k]), sig(b[k])))
                 self.replaced.add(f"{kind}:{k}")
 
     @staticmethod
@@ -512,7 +528,8 @@ class _Differ:
             fa, fb = a[k], b[k]
             if fa.definition == fb.definition:
                 continue
-            self.d("procedure" if fb.kind == "p" else "function", k, "different", "definition")
+            self.d("procedure" if fb.kind == "p" else "function", k, "different",
+                   _first_difference(fa.definition, fb.definition))
             if (fa.kind, fa.arguments, fa.result) == (fb.kind, fb.arguments, fb.result):
                 self.function_replace_in_place.append(fb)
             else:
