@@ -153,3 +153,54 @@ def rollback(inputs: RollbackInput, ctx) -> OpResult:
         next_steps=["*smoke-test VERSION", "*migrations"],
         data={"plan": plan.text(), "problems": problems, "safety_snapshot": safety.name},
     )
+
+
+class SmokeTestInput(BaseModel):
+    version: str
+    suite: str = "standard"
+
+
+@operation("db-smoke-test", risk="read")
+def smoke_test(inputs: SmokeTestInput, ctx) -> OpResult:
+    """Run the suite's checks, save supabase/tests/smoke-test-VERSION.md; a failing check -> status failed."""
+    import time
+
+    from sage_agent.ops.lifecycle.smoke import ICONS, overall, report_markdown, run_smoke_checks
+    from sage_agent.ops.result import Finding
+    from sage_agent.ops.snapshots import validate_name
+
+    version = validate_name(inputs.version, "version")
+    started = time.perf_counter()
+    with ctx.connect(autocommit=True) as conn:
+        checks = run_smoke_checks(conn, inputs.suite)
+    seconds = time.perf_counter() - started
+    status = overall(checks)
+    markdown = report_markdown(version, inputs.suite, ctx.target.env, ctx.target.display_url, checks, seconds)
+    folder = ctx.project / "supabase" / "tests"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"smoke-test-{version}.md"
+    path.write_text(markdown, encoding="utf-8")
+    rel = f"supabase/tests/smoke-test-{version}.md"
+    failed = [c for c in checks if c.status == "fail"]
+    warned = [c for c in checks if c.status == "warn"]
+    findings = [Finding(rule=f"smoke.{c.name.replace(' ', '_')}", severity="error" if c.status == "fail" else "warning",
+                        message=c.detail, location=", ".join(c.items[:5]) or None)
+                for c in failed + warned]
+    passed = sum(1 for c in checks if c.status == "pass")
+    summary = {"ok": f"Smoke test {version} PASSED ({passed}/{len(checks)} checks, {inputs.suite})",
+               "warning": f"Smoke test {version} passed with {len(warned)} warning(s) ({inputs.suite})",
+               "failed": f"Smoke test {version} FAILED: {len(failed)} of {len(checks)} checks failed "
+                         f"({', '.join(c.name for c in failed)})"}[status]
+    return OpResult(
+        operation="db-smoke-test", status=status, summary=summary,
+        facts={"version": version, "suite": inputs.suite, "environment": ctx.target.env, "checks": len(checks),
+               "passed": passed, "warnings": len(warned), "failed": len(failed),
+               "seconds": round(seconds, 2), "report": rel},
+        tables=[Table(title="Checks", columns=["", "check", "suite", "detail"],
+                      rows=[[ICONS.get(c.status, c.status), c.name, c.suite, c.detail] for c in checks])],
+        findings=findings, artifacts=[rel], markdown=markdown,
+        next_steps=(["fix the failing checks, then *smoke-test " + version] if failed
+                    else [f"*snapshot after_{version}"]),
+        data={"checks": [{"name": c.name, "status": c.status, "suite": c.suite, "detail": c.detail,
+                          "items": c.items} for c in checks]},
+    )
