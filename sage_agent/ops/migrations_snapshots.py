@@ -96,9 +96,13 @@ def rollback(inputs: RollbackInput, ctx) -> OpResult:
     meta = load_snapshot_meta(ctx.project, inputs.snapshot)
     plan = build_plan(ctx, meta)
     lost_objects = len(plan.diff["added"])
+    from sage_agent.ops.lifecycle.dumpdiff import describe as _describe
+    lost_names = [_describe(k) for k in plan.diff["added"]]
+    lost_hint = (f" ({', '.join(lost_names[:5])}{', ...' if len(lost_names) > 5 else ''})" if lost_names else "")
     ctx.confirm_destructive(
-        f"Roll back {ctx.target.display_url} to snapshot {meta.name} ({meta.type}, {meta.created_at}): "
-        f"{lost_objects} objects added since and {plan.rows_lost} rows will be lost.",
+        f"Roll back {ctx.target.display_url} to snapshot {meta.name} ({meta.type}, {meta.created_at}), replacing "
+        f"schemas {', '.join(plan.drop_schemas)}: {lost_objects} objects added since{lost_hint}, "
+        f"{len(plan.diff['changed'])} changed objects and {plan.rows_lost} rows will be lost.",
         plan=plan.text())
     safety = take_snapshot(ctx, _safety_name(ctx.project, meta.name), with_data=True)
     ctx.say(f"safety snapshot: supabase/snapshots/{safety.name}.sql")
@@ -142,9 +146,9 @@ def rollback(inputs: RollbackInput, ctx) -> OpResult:
                "objects_restored": len(plan.diff["removed"]), "rows_lost": plan.rows_lost,
                "migration_history": "restored" if meta.history_included else "removed (absent in the snapshot)"},
         tables=[Table(title="Verification (expected from the snapshot vs now)",
-                      columns=["table", "expected", "now", "check"], rows=rows),
-                Table(title="Objects lost (added since the snapshot)", columns=["object"],
-                      rows=[[describe(k)] for k in plan.diff["added"]])],
+                      columns=["table", "expected", "now", "check"], rows=rows)]
+        + ([Table(title="Objects lost (added since the snapshot)", columns=["object"],
+                  rows=[[describe(k)] for k in plan.diff["added"]])] if plan.diff["added"] else []),
         findings=findings,
         notes=["Review what went wrong before re-applying migrations",
                f"recreated outside the snapshot's schemas: {', '.join(plan.recreate_desc)}" if plan.recreate_desc
