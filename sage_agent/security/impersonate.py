@@ -120,34 +120,42 @@ def _value_expr(typ: str, typcategory: str, n: int, maxlen: int | None, enum_fir
     return None
 
 
-def _seed(conn, probe: TableProbe, oid: int, start: int) -> None:
-    cols = conn.execute("""
+def _columns(conn, oid: int) -> list[tuple]:
+    return conn.execute("""
         select a.attname, format_type(a.atttypid, null), t.typcategory,
                case when a.atttypmod > 4 and t.typcategory = 'S' then a.atttypmod - 4 end,
                (select e.enumlabel from pg_enum e where e.enumtypid = a.atttypid order by e.enumsortorder limit 1),
                a.attnotnull, a.atthasdef or a.attidentity <> '' or a.attgenerated <> ''
         from pg_attribute a join pg_type t on t.oid = a.atttypid
         where a.attrelid = %s and a.attnum > 0 and not a.attisdropped order by a.attnum""", (oid,)).fetchall()
+
+
+def _insert_stmt(probe: TableProbe, cols: list[tuple], owner: uuid.UUID | None, n: int) -> sql.Composable:
+    """An INSERT of one generated row (NOT NULL columns without defaults get a value by type)."""
+    names, values = [], []
+    for name, typ, cat, maxlen, enum_first, notnull, hasdef in cols:
+        if name == probe.owner_column and owner is not None:
+            names.append(sql.Identifier(name))
+            values.append(sql.Literal(str(owner)))
+        elif notnull and not hasdef:
+            expr = _value_expr(typ, cat, n, maxlen, enum_first)
+            if expr is None:
+                raise ValueError(f"cannot generate a value for {name} ({typ})")
+            names.append(sql.Identifier(name))
+            values.append(expr)
+    target = sql.SQL("{}.{}").format(sql.Identifier(probe.schema), sql.Identifier(probe.table))
+    if not names:
+        return sql.SQL("insert into {} default values").format(target)
+    return sql.SQL("insert into {} ({}) values ({})").format(target, sql.SQL(", ").join(names),
+                                                            sql.SQL(", ").join(values))
+
+
+def _seed(conn, probe: TableProbe, cols: list[tuple], start: int) -> None:
     n = start
     for user in (USER_A, USER_B):
         for _ in range(ROWS_PER_USER):
             n += 1
-            names, values = [], []
-            for name, typ, cat, maxlen, enum_first, notnull, hasdef in cols:
-                if name == probe.owner_column:
-                    names.append(sql.Identifier(name))
-                    values.append(sql.Literal(str(user)))
-                elif notnull and not hasdef:
-                    expr = _value_expr(typ, cat, n, maxlen, enum_first)
-                    if expr is None:
-                        raise ValueError(f"cannot generate a value for {name} ({typ})")
-                    names.append(sql.Identifier(name))
-                    values.append(expr)
-            stmt = sql.SQL("insert into {}.{} ({}) values ({})").format(
-                sql.Identifier(probe.schema), sql.Identifier(probe.table), sql.SQL(", ").join(names),
-                sql.SQL(", ").join(values)) if names else sql.SQL("insert into {}.{} default values").format(
-                sql.Identifier(probe.schema), sql.Identifier(probe.table))
-            conn.execute(stmt)
+            conn.execute(_insert_stmt(probe, cols, user, n))
 
 
 def _claims(user: uuid.UUID | None) -> str:
@@ -197,14 +205,17 @@ def prove(url: str, schemas: list[str], tables: list[str] | None = None) -> Proo
             where c.relkind in ('r', 'p') and n.nspname = any(%s) and n.nspname <> all(%s) order by 2, 3""",
                             (schemas, SYSTEM_SCHEMAS)).fetchall()
         wanted = set(tables or [])
+        probe_cols: dict[str, tuple[list[tuple], int]] = {}
         conn.execute("set session_replication_role = replica")  # no FK or user triggers while seeding a scratch copy
         for i, (oid, schema, name) in enumerate(rels):
             if wanted and name not in wanted and f"{schema}.{name}" not in wanted:
                 continue
             probe = TableProbe(schema, name, _owner_column(conn, oid))
+            cols = _columns(conn, oid)
+            probe_cols[probe.qualified] = (cols, i * 100 + 50)
             try:
                 with conn.transaction():
-                    _seed(conn, probe, oid, i * 100)
+                    _seed(conn, probe, cols, i * 100)
                 probe.seeded = True
             except (errors.Error, ValueError) as exc:
                 probe.seed_error = str(exc).splitlines()[0]
@@ -225,21 +236,29 @@ def prove(url: str, schemas: list[str], tables: list[str] | None = None) -> Proo
                     other_seen = 0
                     if oc is not None and status == "ok":
                         _, other_seen = _attempt(conn, sql.SQL("select count(*) from {} where {} = %s").format(t, oc), (other,))
+                    cols, n0 = probe_cols[probe.qualified]
+                    for key, owner in (("insert_own", user), ("insert_other", other)):
+                        if owner is None:
+                            owner = other  # anon tries to plant a row for user A
+                        if oc is None and key == "insert_other":
+                            continue
+                        try:
+                            stmt = _insert_stmt(probe, cols, owner, n0 + (1 if key == "insert_own" else 2))
+                        except ValueError:
+                            acts[key] = "not tried"
+                            continue
+                        st, _ = _attempt(conn, stmt)
+                        acts[key] = "allowed" if st == "ok" else ("denied" if st == "denied" or "Check" in st else st)
                     if oc is not None:
-                        for key, owner in (("insert_own", user), ("insert_other", other)):
-                            if owner is None:
-                                continue
-                            st, _ = _attempt(conn, sql.SQL("insert into {} ({}) values (%s)").format(t, oc), (owner,))
-                            acts[key] = "allowed" if st == "ok" else ("denied" if st == "denied" or "Check" in st or "NotNull" in st else st)
-                        if user is None:
-                            st, _ = _attempt(conn, sql.SQL("insert into {} default values").format(t))
-                            acts["insert_own"] = "allowed" if st == "ok" else "denied"
                         st, upd = _attempt(conn, sql.SQL("update {} set {} = {} where {} = %s").format(t, oc, oc, oc), (other,))
                         acts["update_other"] = upd if st == "ok" else st
                         st, dele = _attempt(conn, sql.SQL("delete from {} where {} = %s").format(t, oc), (other,))
                         acts["delete_other"] = dele if st == "ok" else st
                     else:
-                        st, upd = _attempt(conn, sql.SQL("update {} set ctid = ctid where false").format(t))
+                        first = sql.Identifier(cols[0][0]) if cols else None
+                        if first is not None:
+                            st, upd = _attempt(conn, sql.SQL("update {} set {} = {}").format(t, first, first))
+                            acts["update_other"] = upd if st == "ok" else st
                         st, dele = _attempt(conn, sql.SQL("delete from {}").format(t))
                         acts["delete_other"] = dele if st == "ok" else st
                     conn.execute("reset role")
