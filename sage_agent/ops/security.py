@@ -288,7 +288,7 @@ def schema_audit(inputs: SchemaAuditInput, ctx) -> OpResult:
                     summary=f"score {facts['score']}/100: {len(found)} findings on {facts['tables']} tables",
                     facts={"score": facts["score"], "tables": facts["tables"], "schemas": ", ".join(facts["schemas"])},
                     tables=[table], findings=findings,
-                    data={"score": facts["score"], "findings": [f.__dict__ for f in found]},
+                    data={"score": facts["score"], "by_rule": by_rule},
                     next_steps=["*migration-new", "*rls-audit"])
 
 

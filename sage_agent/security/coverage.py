@@ -12,8 +12,13 @@ _PRIVS = {"select": "SELECT", "insert": "INSERT", "update": "UPDATE", "delete": 
 
 def coverage(conn, schemas: list[str], roles: set[str]) -> list[dict[str, Any]]:
     """One row per table in the schemas. With no anon/authenticated roles, grants are left empty."""
-    rows = conn.execute("""
-        select c.oid, n.nspname, c.relname, c.relrowsecurity, c.relforcerowsecurity
+    api_roles = [r for r in ("anon", "authenticated") if r in roles]
+    grant_cols = "".join(
+        f", has_table_privilege('{role}', c.oid, 'SELECT'), has_table_privilege('{role}', c.oid, 'INSERT'),"
+        f" has_table_privilege('{role}', c.oid, 'UPDATE'), has_table_privilege('{role}', c.oid, 'DELETE')"
+        for role in api_roles)
+    rows = conn.execute(f"""
+        select c.oid, n.nspname, c.relname, c.relrowsecurity, c.relforcerowsecurity{grant_cols}
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where c.relkind in ('r', 'p') and n.nspname = any(%s) and n.nspname <> all(%s)
         order by 2, 3""", (schemas, SYSTEM_SCHEMAS)).fetchall()
@@ -25,9 +30,8 @@ def coverage(conn, schemas: list[str], roles: set[str]) -> list[dict[str, Any]]:
     by_table: dict[int, list] = {}
     for relid, cmd, permissive, proles in policies:
         by_table.setdefault(relid, []).append((cmd, permissive, proles))
-    api_roles = [r for r in ("anon", "authenticated") if r in roles]
     out = []
-    for oid, schema, name, rls, forced in rows:
+    for oid, schema, name, rls, forced, *grants in rows:
         entry: dict[str, Any] = {"schema": schema, "table": name, "rls": rls, "forced": forced, "policies": {},
                                  "grants": {}}
         for role in (*api_roles, "public"):
@@ -37,10 +41,8 @@ def coverage(conn, schemas: list[str], roles: set[str]) -> list[dict[str, Any]]:
                 per_cmd[cmd] = sum(1 for c, perm, pr in by_table.get(oid, [])
                                    if perm and c in (code, "*") and (role in pr or "public" in pr))
             entry["policies"][role] = per_cmd
-        for role in api_roles:
-            granted = conn.execute(
-                "select " + ", ".join(f"has_table_privilege(%s, %s::oid, '{_PRIVS[c]}')" for c in COMMANDS),
-                [x for _ in COMMANDS for x in (role, oid)]).fetchone()
+        for i, role in enumerate(api_roles):
+            granted = grants[4 * i:4 * i + 4]
             entry["grants"][role] = "".join(c[0].upper() if g else "-" for c, g in zip(COMMANDS, granted))
         out.append(entry)
     return out

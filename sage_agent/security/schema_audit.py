@@ -6,8 +6,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import sql
-
 from sage_agent.security.lints import SCHEMA_LINTS, SYSTEM_SCHEMAS, run_lints
 
 WEIGHTS = {"error": 5, "warning": 2, "info": 1}
@@ -24,15 +22,16 @@ class AuditFinding:
 
 
 def q(*parts: str) -> str:
-    return ".".join(sql.Identifier(p).as_string(None) for p in parts)
+    """Quoted (dotted) identifier, as psycopg.sql.Identifier renders it: always double-quoted, quotes doubled."""
+    return ".".join('"' + str(p).replace('"', '""') + '"' for p in parts)
 
 
 def _lint_fix(lint: dict[str, Any]) -> str | None:
     m = lint["metadata"]
     table = q(m["schema"], m["name"])
     if lint["name"] == "unindexed_foreign_keys":
-        cols = ", ".join(sql.Identifier(c).as_string(None) for c in m.get("columns") or [])
-        idx = sql.Identifier(f"{m['name']}_{'_'.join(m.get('columns') or [])}_idx"[:63]).as_string(None)
+        cols = ", ".join(q(c) for c in m.get("columns") or [])
+        idx = q(f"{m['name']}_{'_'.join(m.get('columns') or [])}_idx"[:63])
         return f"create index concurrently if not exists {idx} on {table} ({cols});"
     if lint["name"] == "duplicate_index":
         keep, *drop = m["indexes"]
