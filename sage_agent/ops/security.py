@@ -334,8 +334,7 @@ def execute_checklist(inputs: ChecklistInput, ctx) -> OpResult:
             status, evidence = run_check(item.check, env)
             results[item.id] = (status, f"auto: {item.check}", evidence)
             progress.advance(1, item.check)
-    interactive = inputs.ask and ctx.ask_fn is not None and getattr(ctx.ask_fn, "__self__", None) is not None \
-        and getattr(ctx.ask_fn.__self__, "interactive", False)
+    interactive = inputs.ask and ctx.interactive and ctx.ask_fn is not None
     for item in checklist.items:
         if item.id in results:
             continue
