@@ -157,3 +157,17 @@ def test_matches_supabase_db_advisors(supabase_cli, db_url, db, project, schema)
             if name.endswith("_security_definer_function_executable"):
                 continue
             assert mine == theirs, (name, mine ^ theirs)
+
+
+def test_lints_and_proof_on_postgres_15(pg15_url, make_session):
+    import psycopg
+
+    with psycopg.connect(pg15_url, autocommit=True) as conn:
+        conn.execute(POSITIVE.split("create extension if not exists pg_trgm")[0])
+        run = run_lints(conn, SECURITY_LINTS)
+    found = _names(run)
+    assert "public.definer_view" in found["security_definer_view"]
+    assert "public.no_rls" in found["rls_disabled_in_public"]
+    out = make_session(pg15_url).run_line("*rls-audit --verify")
+    assert out.exit_code == 0, out.error
+    assert "anon can read 10 of 10 rows in public.no_rls" in out.result.data["proof"]["leaks"]

@@ -240,7 +240,11 @@ def _apply_migration(ctx, path: Path, version: str, name: str, content: str) -> 
         except Exception:  # noqa: BLE001 - a different input shape: fall back to the direct path
             inputs = None
         if inputs is not None:
-            result = op.run(inputs, ctx)
+            try:
+                result = op.run(inputs, ctx)
+            except OpError as exc:
+                raise OpError(f"*apply stopped: {exc.message}",
+                              f"{path.name} is written but not applied; fix the cause and run *apply") from None
             if result.status == "failed":
                 raise OpError(f"*apply failed: {result.summary}", f"the file {path.name} is written but not applied")
             return "*apply", version
