@@ -61,7 +61,9 @@ def rls_audit(inputs: RlsAuditInput, ctx) -> OpResult:
     notes = [f"API-exposed schemas: {', '.join(exposed)}"
              + ("" if requested else " (PostgREST setting pgrst.db_schemas, default public, as the Supabase advisors)")]
     notes += [f"skipped {name}: {reason}" for name, reason in sorted(run.skipped.items())]
-    tables = [Table(title="RLS coverage (permissive policies per command; grants S/I/U/D)", columns=columns, rows=rows)]
+    limit = ctx.settings.row_limit
+    tables = [Table(title="RLS coverage (permissive policies per command; grants S/I/U/D)", columns=columns,
+                    rows=rows[:limit], truncated=len(rows) > limit, total_rows=len(rows))]
     data: dict[str, Any] = {"lints": run.lints, "skipped": run.skipped, "exposed_schemas": exposed, "coverage": cov}
     facts: dict[str, Any] = {"tables": len(cov), "without RLS": sum(1 for c in cov if not c["rls"]),
                              "errors": sum(1 for f in findings if f.severity == "error"),
@@ -78,6 +80,7 @@ def rls_audit(inputs: RlsAuditInput, ctx) -> OpResult:
             data["proof"] = {"leaks": leaks, "matrix": proof.matrix_rows()}
             facts["leaks"] = len(leaks)
     status = "warning" if any(f.severity in ("error", "warning") for f in findings) else "ok"
+    findings = _cap(findings, limit, notes, "data.lints")
     summary = (f"{len(run.lints)} advisor findings on {len(cov)} tables in {', '.join(exposed)}"
                + (f"; {len(leaks)} leaks proven by impersonation" if inputs.verify else ""))
     nxt = ["*policy-apply TABLE"] if any(not c["rls"] for c in cov) else []
@@ -108,6 +111,16 @@ def _prove_target(ctx, schemas: list[str], notes: list[str], extra_sql: str | No
             raise
         notes.append(f"impersonation proof not run: {redact(str(exc)).splitlines()[0]}")
         return None
+
+
+def _cap(findings: list[Finding], limit: int, notes: list[str], where: str) -> list[Finding]:
+    """Show the most severe `limit` findings; the full list stays in the JSON data."""
+    if len(findings) <= limit:
+        return findings
+    order = {"error": 0, "warning": 1, "info": 2}
+    shown = sorted(findings, key=lambda f: order[f.severity])[:limit]
+    notes.append(f"showing {limit} of {len(findings)} findings (most severe first); all of them are in --json {where}")
+    return shown
 
 
 # --- *policy-apply ----------------------------------------------------------------------------------------------
@@ -283,6 +296,8 @@ def schema_audit(inputs: SchemaAuditInput, ctx) -> OpResult:
         found, facts = audit(conn, requested or None)
     findings = [Finding(rule=f.rule, severity=f.severity, message=f.message, location=f.location, fix=f.fix)
                 for f in found]
+    notes: list[str] = []
+    shown = _cap(findings, ctx.settings.row_limit, notes, "data.findings")
     by_rule: dict[str, int] = {}
     for f in found:
         by_rule[f.rule] = by_rule.get(f.rule, 0) + 1
@@ -291,8 +306,9 @@ def schema_audit(inputs: SchemaAuditInput, ctx) -> OpResult:
     return OpResult(operation="schema-audit", status=status,
                     summary=f"score {facts['score']}/100: {len(found)} findings on {facts['tables']} tables",
                     facts={"score": facts["score"], "tables": facts["tables"], "schemas": ", ".join(facts["schemas"])},
-                    tables=[table], findings=findings,
-                    data={"score": facts["score"], "by_rule": by_rule},
+                    tables=[table], findings=shown, notes=notes,
+                    data={"score": facts["score"], "by_rule": by_rule,
+                          "findings": [f.model_dump() for f in findings]},
                     next_steps=["*migration-new", "*rls-audit"])
 
 
