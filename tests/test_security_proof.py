@@ -82,3 +82,12 @@ def test_policy_apply_needs_confirmation_headless(make_session, db_url, db, proj
     assert out.exit_code == 3 and "--yes" in out.error
     assert not list((project / "supabase" / "migrations").glob("*.sql")) if (project / "supabase").exists() else True
     assert db.execute("select count(*) from pg_policies where tablename = 'notes'").fetchone()[0] == 0
+
+
+def test_policy_apply_asks_for_the_owner_column_interactively(make_session, db_url, db, project):
+    db.execute(SCHEMA)
+    session = make_session(db_url, answers=["owner_id", "y"])
+    out = session.run_line("*policy-apply notes")
+    assert out.exit_code == 0, out.error
+    assert "owner_id" in out.result.data["sql"]
+    assert db.execute("select count(*) from pg_policies where tablename = 'notes'").fetchone()[0] == 4

@@ -171,6 +171,12 @@ def policy_apply(inputs: PolicyApplyInput, ctx) -> OpResult:
     if missing_roles:
         raise OpError(f"unknown role(s): {', '.join(missing_roles)}; nothing was written",
                       "create the Supabase roles (the embedded baseline has anon and authenticated)", exit_code=2)
+    owner_column = inputs.owner_column
+    uuid_columns = sorted(c for c, t in columns.items() if t == "uuid")
+    if owner_column not in columns and ctx.interactive and uuid_columns:
+        owner_column = ctx.ask(f"{schema}.{table} has no column {owner_column!r}; owner column",
+                               default=uuid_columns[0], choices=uuid_columns, key="owner_column")
+        inputs = inputs.model_copy(update={"owner_column": owner_column})
     for label, col in (("owner column", inputs.owner_column), ("tenant column", inputs.tenant_column)):
         if col and col not in columns:
             raise OpError(f"{schema}.{table} has no {label} {col!r}; nothing was written",
