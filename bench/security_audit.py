@@ -108,7 +108,7 @@ def main() -> None:
                       if not any(diff.values()) else f"DIFFERENCES: {diff}")
         ours_s = timings["*rls-audit"] + timings["*schema-audit"]
         n_rls = len(outputs["*rls-audit"]["data"]["lints"])
-        n_schema = len(outputs["*schema-audit"]["findings"])
+        n_schema = len(outputs["*schema-audit"]["data"]["findings"])
         lines = ["# Security and quality audits", "",
                  f"Schema: {tables} tables in public (RLS on 60%, policies, FKs to auth.users, duplicate indexes, views), "
                  f"built in {build_s:.1f}s on the embedded PostgreSQL 18. One run each (subprocess, cold Python start "

@@ -91,7 +91,6 @@ def rls_audit(inputs: RlsAuditInput, ctx) -> OpResult:
 
 
 def _prove_target(ctx, schemas: list[str], notes: list[str], extra_sql: str | None = None, tables=None):
-    from sage_agent.db.shadow import load_sql_file  # noqa: F401 (shadow helpers)
     from sage_agent.security.impersonate import prove, shadow_copy
 
     ctx.say("copying the schema to a shadow database for the impersonation proof")

@@ -7,7 +7,6 @@ from typing import Any
 from sage_agent.security.lints import SYSTEM_SCHEMAS
 
 COMMANDS = ("select", "insert", "update", "delete")
-_PRIVS = {"select": "SELECT", "insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
 
 
 def coverage(conn, schemas: list[str], roles: set[str]) -> list[dict[str, Any]]:
