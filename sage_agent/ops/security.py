@@ -195,6 +195,8 @@ def policy_apply(inputs: PolicyApplyInput, ctx) -> OpResult:
         rendered = render_template(template, variables)
     except TemplateError as exc:
         raise OpError(str(exc), exit_code=2) from None
+    # bounded waits for the ALTER TABLE / CREATE POLICY locks (the file runs as one transaction)
+    rendered = "set lock_timeout = '5s';\nset statement_timeout = '60s';\n" + rendered
     try:
         lint = lint_sql(rendered, f"rls_{table}.sql", server_major=ctx.server.major, assume_in_transaction=True)
     except SqlSyntaxError as exc:
