@@ -4,7 +4,6 @@ import json
 import threading
 import time
 
-import pytest
 
 from sage_agent.session.machine import EXIT_CONFIRM, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 

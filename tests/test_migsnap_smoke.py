@@ -2,7 +2,7 @@
 
 import json
 
-from sage_agent.session.machine import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from sage_agent.session.machine import EXIT_FAILED, EXIT_OK
 
 GOOD = """
 create table public.items (id bigint generated always as identity primary key, name text);

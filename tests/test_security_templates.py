@@ -3,7 +3,6 @@ database; every YAML template validates against its model; *create-doc and *kb."
 
 from __future__ import annotations
 
-import json
 
 import pytest
 

@@ -216,14 +216,14 @@ def policy_apply(inputs: PolicyApplyInput, ctx) -> OpResult:
                    columns=proof.MATRIX_COLUMNS, rows=proof.matrix_rows())
     if proof.leaks:
         return OpResult(operation="db-policy-apply", status="failed",
-                        summary=f"the policy still leaks on the shadow copy; nothing was written",
+                        summary="the policy still leaks on the shadow copy; nothing was written",
                         tables=[matrix], findings=findings + [Finding(rule="rls_leak", severity="error", message=x)
                                                               for x in proof.leaks],
                         notes=notes + proof.notes, data={"sql": rendered, "leaks": proof.leaks})
     errors = [f for f in lint if f.severity == "error"]
     if errors:
         return OpResult(operation="db-policy-apply", status="failed",
-                        summary=f"lint errors in the rendered SQL; nothing was written", findings=findings,
+                        summary="lint errors in the rendered SQL; nothing was written", findings=findings,
                         data={"sql": rendered})
     migrations = ctx.project / "supabase" / "migrations"
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")

@@ -13,7 +13,6 @@ always included, whole and with its data, so that a rollback restores the migrat
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import re
@@ -25,20 +24,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from sage_agent.db.schemas import is_managed_schema
 from sage_agent.ops.result import OpError
 
 SNAPSHOT_DIR = ("supabase", "snapshots")
 HISTORY_SCHEMA = "supabase_migrations"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
-# Schemas Supabase (or an extension it ships) owns; the Supabase CLI leaves the same ones out of `db dump`.
-MANAGED_SCHEMAS: tuple[str, ...] = (
-    "information_schema", "pg_*",
-    "_analytics", "_realtime", "_supavisor", "auth", "extensions", "pgbouncer", "realtime", "storage",
-    "supabase_functions", "supabase_migrations",
-    "cron", "dbdev", "graphql", "graphql_public", "net", "pgmq", "pgsodium", "pgsodium_masks", "pgtle",
-    "repack", "tiger", "tiger_data", "timescaledb_*", "_timescaledb_*", "topology", "vault",
-)
 
 
 class SnapshotMeta(BaseModel):
@@ -117,10 +109,6 @@ def sha256_file(path: Path) -> str:
 
 
 # --- catalog queries -------------------------------------------------------------------------------
-def is_managed_schema(name: str) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in MANAGED_SCHEMAS)
-
-
 def user_schemas(conn) -> list[str]:
     """Schemas that belong to the user (not PostgreSQL's, not Supabase-managed, not created by an extension)."""
     rows = conn.execute(
