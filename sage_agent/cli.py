@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands implemented elsewhere: name -> ("module:function(argv) -> int", help). Loaded on use.
 EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     # area: agent
+    "ask": ("sage_agent.agent.cli:ask_main", "ask DB Sage in plain language"),
     # area: integration
 }
 

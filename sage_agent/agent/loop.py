@@ -103,9 +103,10 @@ class Agent:
             try:
                 reply = self.provider.send(on_text=self.on_text, **payload)
             except ProviderError as exc:
+                dropped = len(self.messages) - mark
                 del self.messages[mark:]  # the question can be asked again; nothing half-done is kept
                 if self.transcript:
-                    self.transcript.write("error", kind=exc.kind, message=exc.message)
+                    self.transcript.write("error", error=exc.kind, message=exc.message, drop=dropped)
                 answer.error, answer.exit_code = exc.message, EXIT_FAILED
                 return answer
             tool_uses = [b for b in reply.content if b.get("type") == "tool_use"]

@@ -61,7 +61,12 @@ def load_messages(project: Path, session_id: str) -> list[dict[str, Any]]:
     path = sessions_dir(project) / f"{session_id}.jsonl"
     if not path.is_file() or "/" in session_id:
         raise FileNotFoundError(session_id)
-    messages = [{"role": r["role"], "content": r["content"]} for r in _records(path) if r.get("kind") == "message"]
+    messages: list[dict[str, Any]] = []
+    for record in _records(path):
+        if record.get("kind") == "message":
+            messages.append({"role": record["role"], "content": record["content"]})
+        elif record.get("kind") == "error" and record.get("drop"):
+            del messages[len(messages) - int(record["drop"]):]  # a failed request's question was withdrawn
     return sanitize(messages)
 
 
