@@ -172,3 +172,35 @@ def test_production_adds_its_own_confirmation(make_session, db_url, db, demo_dro
     assert answer.exit_code == EXIT_CONFIRM and exists(db, "prodtab")
     assert "PRODUCTION" in result_text(api.tool_results(1)[0])
     assert json.dumps(api.requests[0]).count("PRODUCTION") == 0
+
+
+@pytest.mark.parametrize("sql,ok", [
+    ("select 1", True),
+    ("select * from t where id in (select id from t)", True),
+    ("DROP TABLE t", False),
+    ("SELECT 1; DELETE FROM t", False),
+    ("with d as (delete from t returning *) select * from d", False),
+    ("select * from t for share", False),
+    ("select * into t2 from t", False),
+    ("select pg_terminate_backend(1)", False),
+    ("select nextval('s')", False),
+    ("insert into t values (9)", False),
+    ("select 1 from", False),
+])
+def test_fallback_read_only_path(make_session, db_url, users, sql, ok):
+    """The adapter's own fallback (used when sage_agent.ops.sqlexec is absent) decides on the parse tree."""
+    from sage_agent.agent.tools_sql import SqlRefusedFallback, _fallback
+    from sage_agent.session.context import OpContext
+
+    session = make_session(db_url)
+    ctx = OpContext(project=session.project, target=session.target, task=None, confirm_fn=session._confirm)
+    try:
+        if ok:
+            rows = _fallback(ctx, sql, limit=2, timeout_ms=5000)
+            assert rows.rows and len(rows.rows) <= 2
+        else:
+            with pytest.raises(SqlRefusedFallback):
+                _fallback(ctx, sql, limit=2, timeout_ms=5000)
+    finally:
+        ctx.close_all()
+    assert count(users, "t") == 3 and not exists(users, "t2")

@@ -185,7 +185,8 @@ class Agent:
             if name == COMMAND_TOOL:
                 return self._run_command(str(tool_input.get("line") or ""))
         except OpError as exc:
-            return redact(f"error: {exc}"), True, exc.exit_code
+            prefix = "refused, nothing was run" if name == SQL_TOOL and exc.exit_code == EXIT_USAGE else "error"
+            return redact(f"{prefix}: {exc}"), True, exc.exit_code
         except Exception as exc:  # noqa: BLE001 - a tool failure goes back to the model, not a traceback
             return redact(f"error: {type(exc).__name__}: {exc}"), True, EXIT_FAILED
         return f"unknown tool {name!r}", True, EXIT_USAGE

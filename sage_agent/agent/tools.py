@@ -37,7 +37,7 @@ def estimate_tokens(obj: Any) -> int:
     return len(text.encode()) // 4
 
 
-def _first_sentence(text: str, limit: int = 150) -> str:
+def _first_sentence(text: str, limit: int = 130) -> str:
     text = re.sub(r"\s+", " ", text.replace("`", "")).strip()
     m = re.match(r"(.+?[.;])(\s|$)", text)
     out = m.group(1) if m else text
