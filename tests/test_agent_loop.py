@@ -277,6 +277,30 @@ def test_repl_free_text_goes_to_the_agent_when_configured(make_session, db_url, 
     api = ScriptedAPI([message(tool("db_env_check", {})), message(text("All good here."))])
     repl = FakeRepl()
     reply = agent_reply(repl, http_client=api.client())
-    reply("is the database ok?")
-    out = repl.console.export_text()
-    assert "db_env_check" in out and "Connected to" in out and "All good here." in out
+    try:
+        reply("is the database ok?")
+        out = repl.console.export_text()
+        assert "db_env_check" in out and "Connected to" in out and "All good here." in out
+        # *resume before a first question: the REPL's factory makes the conversation to continue into
+        from sage_agent.agent.loop import current_agent, set_current_agent
+
+        set_current_agent(None)
+        assert current_agent(create=True) is not None
+    finally:
+        from sage_agent.agent.loop import set_agent_factory
+
+        set_agent_factory(None)
+
+
+def test_interrupt_mid_tool_keeps_the_conversation_valid(make_session, db_url, demo_drop):
+    api = ScriptedAPI([message(tool("demo_drop", {"name": "x"}))])
+
+    def ctrl_c(message: str) -> str:
+        raise KeyboardInterrupt
+
+    session = make_session(db_url, answers=[])
+    session.answers.prompt = ctrl_c
+    agent = make_agent(session, api)
+    with pytest.raises(KeyboardInterrupt):
+        agent.ask("drop x")
+    assert agent.messages == []

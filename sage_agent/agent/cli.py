@@ -108,7 +108,10 @@ def ask_main(argv: list[str], *, project: Path) -> int:
             agent.resume(args.resume)
         except FileNotFoundError:
             return fail(EXIT_USAGE, f"no saved session {args.resume!r}: *resume --list shows them")
-    answer = agent.ask(question)
+    try:
+        answer = agent.ask(question)
+    except KeyboardInterrupt:
+        return fail(130, "interrupted")
     if args.json:
         doc = {"answer": answer.text, "exit_code": answer.exit_code, "error": answer.error,
                "session": agent.id, "tool_calls": answer.tool_calls, "usage": agent.ledger.totals()}

@@ -14,7 +14,7 @@ def agent_reply(repl: Any, http_client: Any = None) -> Callable[[str], None] | N
         return None
     state: dict[str, Any] = {}
 
-    def reply(text: str) -> None:
+    def get_agent():
         from sage_agent.frontends.render import render_text
 
         console = repl.console
@@ -33,6 +33,14 @@ def agent_reply(repl: Any, http_client: Any = None) -> Callable[[str], None] | N
                 on_text=lambda t: console.print(t, end="", markup=False, highlight=False, soft_wrap=True),
                 on_tool=lambda name, inp: console.print(f"\n  → {name}", style="dim", markup=False),
                 on_outcome=on_outcome)
+        from sage_agent.agent.loop import set_current_agent
+
+        set_current_agent(agent)
+        return agent
+
+    def reply(text: str) -> None:
+        console = repl.console
+        agent = get_agent()
         try:
             answer = agent.ask(text)
         except KeyboardInterrupt:
@@ -42,4 +50,7 @@ def agent_reply(repl: Any, http_client: Any = None) -> Callable[[str], None] | N
         if answer.error:
             console.print(f"error: {answer.error}", style="red", markup=False, highlight=False)
 
+    from sage_agent.agent.loop import set_agent_factory
+
+    set_agent_factory(get_agent)  # *resume before the first question still has a conversation to continue
     return reply

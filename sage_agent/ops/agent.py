@@ -65,7 +65,7 @@ def resume(inputs: ResumeInput, ctx) -> OpResult:
     from sage_agent.agent.transcript import list_sessions, load_messages
 
     sessions = list_sessions(ctx.project)
-    agent = current_agent()
+    agent = current_agent(create=not inputs.list)
     if agent is not None:
         sessions = [s for s in sessions if s["id"] != agent.id or s["messages"]]
     table = Table(title="Saved sessions", columns=["id", "messages", "first question", "saved"],
