@@ -133,3 +133,42 @@ def test_openai_provider_errors(make_session, db_url):
     respx.post(f"{BASE}/chat/completions").mock(side_effect=httpx.ConnectError("refused"))
     answer = Agent(make_session(db_url, answers=[]), config).ask("hi")
     assert "cannot reach" in answer.error and "*command" in answer.error
+
+
+def test_sage_ask_subprocess_against_a_loopback_api(run_sage, project, db_url):
+    """The whole program, over a real socket: `sage ask` -> SDK -> loopback Messages API (SSE) -> tool -> answer."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from agent_scripted import sse
+
+    script = [message(tool("run_sql", {"sql": "select 40 + 2 as answer"})), message(text("The answer is 42."))]
+    bodies: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            payload = sse(script.pop(0))
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        proc = run_sage("ask", "what is forty plus two?", "--db-url", db_url, cwd=project,
+                        env={"ANTHROPIC_API_KEY": "sk-ant-loopback", "ANTHROPIC_BASE_URL":
+                             f"http://127.0.0.1:{server.server_address[1]}"})
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "The answer is 42."
+    assert "run_sql" in proc.stderr
+    assert '[[42]]' in json.dumps(bodies[1]["messages"][-1]).replace(" ", "")
+    assert list((project / ".sage" / "sessions").glob("*.jsonl"))

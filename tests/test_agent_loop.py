@@ -304,3 +304,61 @@ def test_interrupt_mid_tool_keeps_the_conversation_valid(make_session, db_url, d
     with pytest.raises(KeyboardInterrupt):
         agent.ask("drop x")
     assert agent.messages == []
+
+
+def test_first_request_stays_small_with_a_catalog_of_70_commands(make_session, db_url, monkeypatch, tmp_path):
+    """The tool budget holds as the catalog grows: overflowing tasks stay reachable through run_command."""
+    from pydantic import BaseModel
+
+    from sage_agent.catalog import tasks as tasks_mod
+    from sage_agent.catalog.tasks import parse_task
+    from sage_agent.ops import registry
+    from sage_agent.ops.result import OpResult
+
+    class FakeInput(BaseModel):
+        table: str
+        mode: str = "fast"
+        verbose: bool = False
+
+    def fake(inputs: FakeInput, ctx) -> OpResult:
+        return OpResult(operation="fake", summary=f"fake on {inputs.table}")
+
+    real = tasks_mod.load_tasks()
+    extra = {}
+    for i in range(70):
+        path = tmp_path / f"fake-task-{i:02d}.md"
+        path.write_text(f"""# Task: Fake {i}
+
+## Purpose
+Fake task number {i} that does something moderately long to describe, for the context budget test; more words here.
+
+## Activation
+`*fake-{i:02d} {{table}} [mode]`
+
+## Elicitation
+- [ ] Table to work on (`table`): _____ (required)
+- [ ] Mode (`mode`): (fast/slow/careful - default fast)
+- [ ] Verbose output (`verbose`): (yes/no - default no)
+
+## Execution
+Step one. Step two.
+
+## Error Handling
+x
+
+## Output
+x
+""")
+        task = parse_task(path)
+        extra[task.id] = task
+        monkeypatch.setitem(registry._REGISTRY, task.id, registry.Operation(task.id, fake, FakeInput, "read"))
+    monkeypatch.setattr(tasks_mod, "load_tasks", lambda directory=None: {**real, **extra})
+    api = ScriptedAPI([message(tool("run_command", {"line": "*fake-69 orders --mode slow"})), message(text("ok"))])
+    agent = make_agent(make_session(db_url, answers=[]), api)
+    agent.ask("hi")
+    assert len(api.bodies[0]) / 4 < 6000, len(api.bodies[0]) / 4
+    assert "fake-task-69" in agent.overflow
+    reachable = {t.task_id for t in agent.tools if t.task_id} | set(agent.overflow)
+    assert set(extra) <= reachable
+    assert "*fake-69 {table} [mode]" in api.requests[0]["system"][0]["text"]
+    assert "fake on orders" in result_text(api.tool_results(1)[0])
