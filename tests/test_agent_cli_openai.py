@@ -63,6 +63,11 @@ def test_sage_ask_without_a_key_points_at_commands(run_sage, project):
     proc = run_sage("ask", "run the env check please", cwd=project, env={"ANTHROPIC_API_KEY": ""})
     assert proc.returncode == 2
     assert "ANTHROPIC_API_KEY" in proc.stderr and "*env-check" in proc.stderr and "*help" in proc.stderr
+    # options before the question reach `sage ask`'s own parser (global --project first)
+    proc = run_sage("--project", str(project), "ask", "--json", "--yes", "hi", cwd=project,
+                    env={"ANTHROPIC_API_KEY": ""})
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 2 and doc["exit_code"] == 2 and "need a model" in doc["error"]
 
 
 def test_sage_ask_bad_key_is_explained(ask, db_url):

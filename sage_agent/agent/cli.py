@@ -19,9 +19,9 @@ def closest_commands(text: str, n: int = 3) -> list[str]:
 
     from sage_agent.catalog.tasks import command_index, load_tasks
 
-    names = list(command_index(load_tasks()))
+    names = [n for n in command_index(load_tasks()) if len(n) > 2]
     close: list[str] = []
-    for word in (w.strip("*?,.!").lower() for w in text.split()):
+    for word in (w.strip("*?,.!").lower() for w in text.split() if len(w.strip("*?,.!")) > 2):
         for match in difflib.get_close_matches(word, names, n=2, cutoff=0.6):
             if match not in close:
                 close.append(match)
