@@ -113,3 +113,43 @@ def make_agent(session, api: ScriptedAPI, *, collect: list[str] | None = None, *
     config = AgentConfig(**{"api_key": "sk-ant-test-key-0000", "max_retries": 2, **config_overrides})
     sink: Callable[[str], None] = (collect.append if collect is not None else (lambda t: None))
     return Agent(session, config, http_client=api.client(), on_text=sink)
+
+
+class LoopbackAPI:
+    """The scripted Messages API on a real loopback socket (for subprocesses and the real REPL)."""
+
+    def __init__(self, steps: list[dict]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.steps = list(steps)
+        self.bodies: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                outer.bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+                payload = sse(outer.steps.pop(0))
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> "LoopbackAPI":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -95,7 +95,7 @@ class Agent:
         self.started_tasks: set[str] = set()
         self.id = session_id or new_session_id()
         self.transcript = Transcript(session.project, self.id) if save_transcript else None
-        self.requests: list[dict[str, Any]] = []  # the payloads sent (redacted), for *usage and tests
+        self.last_request: dict[str, Any] | None = None  # the last payload sent (redacted)
         set_current_agent(self)
 
     # --- conversation --------------------------------------------------------------------------
@@ -176,7 +176,7 @@ class Agent:
                 last["content"][-1]["cache_control"] = cache
         payload = {"system": system, "tools": [t.to_api() for t in self.tools], "messages": messages}
         payload = redact_obj(payload)
-        self.requests.append(payload)
+        self.last_request = payload
         return payload  # type: ignore[return-value]
 
     # --- tools ---------------------------------------------------------------------------------
