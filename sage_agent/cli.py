@@ -51,11 +51,38 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands implemented elsewhere: name -> ("module:function(argv) -> int", help). Loaded on use.
 EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     # area: agent
+    "ask": ("sage_agent.agent.cli:ask_main", "ask DB Sage in plain language"),
     # area: integration
 }
 
 
+def _extra_command_at(argv: list[str]) -> int | None:
+    """Index of an EXTRA_COMMANDS name after the global options, so its own parser sees every option that
+    follows it (argparse's REMAINDER refuses a leading option: `sage ask --json "..."`)."""
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok in EXTRA_COMMANDS:
+            return i
+        if tok in ("--env", "--db-url", "--project"):
+            i += 2
+        elif tok.startswith(("--env=", "--db-url=", "--project=")):
+            i += 1
+        else:
+            return None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    at = _extra_command_at(argv)
+    if at is not None:
+        import importlib
+
+        prefix = build_parser().parse_args(argv[:at])
+        module, _, func = EXTRA_COMMANDS[argv[at]][0].partition(":")
+        project = (prefix.project or Path.cwd()).resolve()
+        return int(getattr(importlib.import_module(module), func)(argv[at + 1:], project=project) or 0)
     args = build_parser().parse_args(argv)
     project = (args.project or Path.cwd()).resolve()
     if args.cmd == "run":
