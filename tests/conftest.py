@@ -19,6 +19,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 
+# Tests script the model themselves; a real key on the machine must never reach the network.
+for _name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "SAGE_PROVIDER", "SAGE_MODEL"):
+    os.environ.pop(_name, None)
+
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator["EmbeddedServer"]:
