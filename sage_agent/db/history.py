@@ -383,25 +383,25 @@ def delete_version(conn, version: str) -> int:
 
 
 # --- comparing a local file with its ledger row ----------------------------------------------------------------
-def _canonical(statements: list[str]) -> list[str] | None:
-    """Statements as the PostgreSQL parser understands them (comments and layout ignored); None if unparsable."""
+def _canonical(text: str) -> list[str] | None:
+    """A script's statements as the PostgreSQL parser understands them (comments, layout and statement
+    boundaries ignored); None if it does not parse."""
     try:
         import pglast
         from pglast.stream import RawStream
     except ImportError:  # pragma: no cover - pglast is a dependency
         return None
-    out: list[str] = []
     try:
-        for text in statements:
-            for raw in pglast.parse_sql(text):
-                out.append(RawStream()(raw))
+        return [RawStream()(raw) for raw in pglast.parse_sql(text)]
     except Exception:  # noqa: BLE001 - any parse/deparse problem: no canonical form
         return None
-    return out
 
 
-def same_statements(stored: list[str] | None, local: list[str]) -> bool | None:
-    """True when the file still says what was applied; False on drift; None when the ledger kept no statements."""
+def same_statements(stored: list[str] | None, local: list[str], local_text: str | None = None) -> bool | None:
+    """True when the file still says what was applied; False on drift; None when the ledger kept no statements.
+
+    Exact match first (what the CLI stores); then the same SQL up to whitespace; then the same parse trees
+    (an edited comment or a different CLI version's split is not drift)."""
     if stored is None:
         return None
     if stored == local:
@@ -409,7 +409,8 @@ def same_statements(stored: list[str] | None, local: list[str]) -> bool | None:
     squeeze = lambda items: [re.sub(r"\s+", " ", s).strip() for s in items]  # noqa: E731
     if squeeze(stored) == squeeze(local):
         return True
-    a, b = _canonical(stored), _canonical(local)
+    a = _canonical("\n;\n".join(stored))
+    b = _canonical(local_text if local_text is not None else "\n;\n".join(local))
     return a is not None and a == b
 
 
