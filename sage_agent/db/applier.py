@@ -168,7 +168,8 @@ def apply_file(conn, plan: FilePlan, *, statement_timeout: str | None, lock_time
                     conn.execute(chunk.text)
                     on_statement(1)
                 current = None
-                insert_version(conn, mig.version, mig.name, plan.statements)
+                if mig.version:
+                    insert_version(conn, mig.version, mig.name, plan.statements)
         else:
             for chunk in plan.chunks:
                 current = chunk
@@ -176,8 +177,9 @@ def apply_file(conn, plan: FilePlan, *, statement_timeout: str | None, lock_time
                 outcome.applied.append(chunk.line)
                 on_statement(1)
             current = None
-            with conn.transaction():
-                insert_version(conn, mig.version, mig.name, plan.statements)
+            if mig.version:
+                with conn.transaction():
+                    insert_version(conn, mig.version, mig.name, plan.statements)
     except psycopg.Error as exc:
         message, pos = _error_text(exc)
         outcome.status = "failed"
