@@ -61,3 +61,146 @@ def snapshot(inputs: SnapshotInput, ctx) -> OpResult:
         next_steps=[f"*rollback {meta.name}", "*dry-run FILE", "*apply"],
         data={"snapshot": meta.to_json()},
     )
+
+
+class RollbackInput(BaseModel):
+    snapshot: str
+
+
+def _safety_name(project, target: str) -> str:
+    import time
+
+    from sage_agent.ops.snapshots import snapshot_dir
+
+    base = f"before_rollback_to_{target}"[:100]
+    folder = snapshot_dir(project)
+    if not (folder / f"{base}.sql").exists() and not (folder / f"{base}.json").exists():
+        return base
+    stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime())
+    name = f"{base[:100 - len(stamp) - 1]}_{stamp}"
+    n = 2
+    while (folder / f"{name}.sql").exists():
+        name = f"{base[:100 - len(stamp) - 4]}_{stamp}_{n}"
+        n += 1
+    return name
+
+
+@operation("db-rollback", risk="destructive")
+def rollback(inputs: RollbackInput, ctx) -> OpResult:
+    """Show what will be lost, typed ROLLBACK, safety snapshot, atomic restore, verification, log line."""
+    from sage_agent.ops.lifecycle.rollback import (RestoreFailed, build_plan, log_rollback, restore,
+                                                   state_fingerprint, verify)
+    from sage_agent.ops.result import OpError
+    from sage_agent.ops.snapshots import load_snapshot_meta, take_snapshot
+
+    meta = load_snapshot_meta(ctx.project, inputs.snapshot)
+    plan = build_plan(ctx, meta)
+    lost_objects = len(plan.diff["added"])
+    ctx.confirm_destructive(
+        f"Roll back {ctx.target.display_url} to snapshot {meta.name} ({meta.type}, {meta.created_at}): "
+        f"{lost_objects} objects added since and {plan.rows_lost} rows will be lost.",
+        plan=plan.text())
+    safety = take_snapshot(ctx, _safety_name(ctx.project, meta.name), with_data=True)
+    ctx.say(f"safety snapshot: supabase/snapshots/{safety.name}.sql")
+    base_entry = {"snapshot": meta.name, "type": meta.type, "safety_snapshot": safety.name,
+                  "db_url": ctx.target.display_url, "schemas_dropped": plan.drop_schemas}
+    try:
+        restore(ctx, plan)
+    except RestoreFailed as exc:
+        try:
+            tables_after, counts_after = state_fingerprint(ctx)
+            unchanged = counts_after == plan.current_counts
+            check = ("checked: tables and row counts are as before" if unchanged
+                     else "WARNING: tables or row counts differ from before; inspect the database")
+        except Exception as check_exc:  # noqa: BLE001 - the server may be down
+            unchanged = None
+            check = f"could not re-check the database ({type(check_exc).__name__})"
+        log_rollback(ctx.project, {**base_entry, "status": "failed", "error": str(exc)[:500],
+                                   "database_unchanged": unchanged})
+        raise OpError(
+            f"rollback to {meta.name} failed and its transaction was rolled back: the database is unchanged "
+            f"({check}). Cause: {exc}",
+            f"fix the cause and run *rollback {meta.name} again (the safety snapshot {safety.name} is kept)") from None
+    rows, problems = verify(ctx, plan)
+    status = "failed" if problems else "ok"
+    log_path = log_rollback(ctx.project, {**base_entry, "status": "verified" if not problems else "mismatch",
+                                          "problems": problems, "objects_lost": lost_objects,
+                                          "rows_lost": plan.rows_lost})
+    from sage_agent.ops.lifecycle.dumpdiff import describe
+    findings = []
+    from sage_agent.ops.result import Finding
+    for p in problems:
+        findings.append(Finding(rule="rollback.verify", severity="error", message=p,
+                                fix=f"restore the safety snapshot with *rollback {safety.name}"))
+    summary = (f"Rolled back to {meta.name}: {len(meta.tables)} tables, counts verified" if not problems
+               else f"Rolled back to {meta.name}, but verification found {len(problems)} difference(s)")
+    return OpResult(
+        operation="db-rollback", status=status, summary=summary,
+        facts={"snapshot": meta.name, "type": meta.type, "taken": meta.created_at,
+               "safety_snapshot": safety.name, "schemas_replaced": ", ".join(plan.drop_schemas),
+               "objects_lost": lost_objects, "objects_reverted": len(plan.diff["changed"]),
+               "objects_restored": len(plan.diff["removed"]), "rows_lost": plan.rows_lost,
+               "migration_history": "restored" if meta.history_included else "removed (absent in the snapshot)"},
+        tables=[Table(title="Verification (expected from the snapshot vs now)",
+                      columns=["table", "expected", "now", "check"], rows=rows),
+                Table(title="Objects lost (added since the snapshot)", columns=["object"],
+                      rows=[[describe(k)] for k in plan.diff["added"]])],
+        findings=findings,
+        notes=["Review what went wrong before re-applying migrations",
+               f"recreated outside the snapshot's schemas: {', '.join(plan.recreate_desc)}" if plan.recreate_desc
+               else "no dependent objects outside the snapshot's schemas"],
+        artifacts=[f"supabase/snapshots/{safety.name}.sql", str(log_path.relative_to(ctx.project))],
+        next_steps=["*smoke-test VERSION", "*migrations"],
+        data={"plan": plan.text(), "problems": problems, "safety_snapshot": safety.name},
+    )
+
+
+class SmokeTestInput(BaseModel):
+    version: str
+    suite: str = "standard"
+
+
+@operation("db-smoke-test", risk="read")
+def smoke_test(inputs: SmokeTestInput, ctx) -> OpResult:
+    """Run the suite's checks, save supabase/tests/smoke-test-VERSION.md; a failing check -> status failed."""
+    import time
+
+    from sage_agent.ops.lifecycle.smoke import ICONS, overall, report_markdown, run_smoke_checks
+    from sage_agent.ops.result import Finding
+    from sage_agent.ops.snapshots import validate_name
+
+    version = validate_name(inputs.version, "version")
+    started = time.perf_counter()
+    with ctx.connect(autocommit=True) as conn:
+        checks = run_smoke_checks(conn, inputs.suite)
+    seconds = time.perf_counter() - started
+    status = overall(checks)
+    markdown = report_markdown(version, inputs.suite, ctx.target.env, ctx.target.display_url, checks, seconds)
+    folder = ctx.project / "supabase" / "tests"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"smoke-test-{version}.md"
+    path.write_text(markdown, encoding="utf-8")
+    rel = f"supabase/tests/smoke-test-{version}.md"
+    failed = [c for c in checks if c.status == "fail"]
+    warned = [c for c in checks if c.status == "warn"]
+    findings = [Finding(rule=f"smoke.{c.name.replace(' ', '_')}", severity="error" if c.status == "fail" else "warning",
+                        message=c.detail, location=", ".join(c.items[:5]) or None)
+                for c in failed + warned]
+    passed = sum(1 for c in checks if c.status == "pass")
+    summary = {"ok": f"Smoke test {version} PASSED ({passed}/{len(checks)} checks, {inputs.suite})",
+               "warning": f"Smoke test {version} passed with {len(warned)} warning(s) ({inputs.suite})",
+               "failed": f"Smoke test {version} FAILED: {len(failed)} of {len(checks)} checks failed "
+                         f"({', '.join(c.name for c in failed)})"}[status]
+    return OpResult(
+        operation="db-smoke-test", status=status, summary=summary,
+        facts={"version": version, "suite": inputs.suite, "environment": ctx.target.env, "checks": len(checks),
+               "passed": passed, "warnings": len(warned), "failed": len(failed),
+               "seconds": round(seconds, 2), "report": rel},
+        tables=[Table(title="Checks", columns=["", "check", "suite", "detail"],
+                      rows=[[ICONS.get(c.status, c.status), c.name, c.suite, c.detail] for c in checks])],
+        findings=findings, artifacts=[rel], markdown=markdown,
+        next_steps=(["fix the failing checks, then *smoke-test " + version] if failed
+                    else [f"*snapshot after_{version}"]),
+        data={"checks": [{"name": c.name, "status": c.status, "suite": c.suite, "detail": c.detail,
+                          "items": c.items} for c in checks]},
+    )

@@ -56,6 +56,7 @@ class SnapshotMeta(BaseModel):
     schemas: list[str] = Field(default_factory=list)  # user schemas dumped (supabase_migrations not listed)
     history_included: bool = False  # supabase_migrations existed and is in the dump
     pg_dump_version: str = ""
+    public_grants: list[str] | None = None  # PUBLIC's privileges on schema public (pg_dump omits the defaults)
 
     @property
     def with_data(self) -> bool:
@@ -212,6 +213,10 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
             conn.execute("set transaction isolation level repeatable read, read only")
             exported = None
         tables = list_tables(conn, schemas)
+        extensions = [r[0] for r in conn.execute(
+            "select e.extname from pg_extension e join pg_namespace n on n.oid = e.extnamespace "
+            "where n.nspname = any(%s) order by 1", (schemas,)).fetchall()] if schemas else []
+        public_grants = _public_grants(conn) if "public" in schemas else None
         history_tables = list_tables(conn, [HISTORY_SCHEMA]) if history else []
         counts = count_rows(conn, tables + history_tables)
 
@@ -220,6 +225,8 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
             args.append(f"--snapshot={exported}")
         for schema in schemas + ([HISTORY_SCHEMA] if history else []):
             args += ["-n", _schema_pattern(schema)]
+        for ext in extensions:  # -n leaves extensions out; those living in a user schema must come back
+            args.append(f"--extension={_schema_pattern(ext)}")
         if not with_data:
             for schema in schemas:
                 args.append(f"--exclude-table-data={_schema_pattern(schema)}.*")
@@ -254,9 +261,22 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
         size_bytes=sql_path.stat().st_size, sha256=sha256_file(sql_path),
         db_url=redact(ctx.target.display_url if ctx.target.url else url), server_version=server.version,
         server_major=server.major, schemas=schemas, history_included=history, pg_dump_version=dump_version,
+        public_grants=public_grants,
     )
     json_path.write_text(json.dumps(meta.to_json(), indent=2) + "\n", encoding="utf-8")
     return meta
+
+
+def _public_grants(conn) -> list[str]:
+    """What PUBLIC (every role) may do on schema public: pg_dump leaves the built-in defaults out of the dump,
+    and a re-created schema would not have them."""
+    row = conn.execute(
+        """
+        select coalesce(array_agg(distinct a.privilege_type order by a.privilege_type), '{}')
+        from pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+        where n.nspname = 'public' and a.grantee = 0
+        """).fetchone()
+    return list(row[0] or [])
 
 
 def _pg_dump_version(server_major: int) -> str:
