@@ -21,6 +21,7 @@ APPLY_LOCK_KEY = 7_305_262_733_461_001  # fixed: every DB Sage applier (and only
 APPLICATION_NAME = "db-sage:apply"
 _TIMEOUT = re.compile(r"^\s*\d+\s*(ms|s|min|h)?\s*$")
 _SKIP_IN_TX = {"BEGIN", "START", "COMMIT", "END"}
+_SERVER_SIDE_TIMEOUT_RULES = {"require-lock-timeout", "require-statement-timeout"}
 
 
 def check_timeout(value: str | None, what: str) -> str | None:
@@ -91,7 +92,13 @@ def prepare_file(migration: LocalMigration, server_major: int = 18, *, lint: boo
     if lint:
         from sage_agent.sqlkit.lint import lint_sql
 
-        plan.findings = lint_sql(text, path.name, server_major)
+        findings = lint_sql(text, path.name, server_major, assume_in_transaction=plan.transactional)
+        for f in findings:
+            if f.rule in _SERVER_SIDE_TIMEOUT_RULES and f.severity != "info":
+                # *apply sets lock_timeout and statement_timeout on the server for every file
+                f.severity = "info"
+                f.message += " (*apply sets lock_timeout/statement_timeout server-side)"
+        plan.findings = findings
     return plan
 
 

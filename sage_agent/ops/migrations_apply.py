@@ -404,8 +404,7 @@ def migration_new(inputs: MigrationNewInput, ctx) -> OpResult:
         path = folder / f"{version}_{name}.sql"
         path.write_text("", encoding="utf-8")
     if inputs.sql:
-        text = inputs.sql.strip() + "\n"
-        path.write_text(text, encoding="utf-8")
+        path.write_text(_format_sql(inputs.sql), encoding="utf-8")
     rel = path.relative_to(project)
     version = path.name.split("_", 1)[0]
     return OpResult(operation="db-migration-new", summary=f"Created {rel}",
@@ -413,6 +412,19 @@ def migration_new(inputs: MigrationNewInput, ctx) -> OpResult:
                            "content": "your SQL" if inputs.sql else "empty: write the migration"},
                     notes=notes, artifacts=[str(rel)],
                     next_steps=[f"*dry-run {name}", "*apply"], data={"path": str(rel), "version": version})
+
+
+def _format_sql(text: str) -> str:
+    """SQL given on one line (`--sql '...; ...'`) gets one statement per line, so reports name useful lines."""
+    from sage_agent.db.history import MigrationFileError, cli_split
+
+    if "\n" in text.strip():
+        return text.strip() + "\n"
+    try:
+        chunks = cli_split(text, strict=True)
+    except MigrationFileError:
+        return text.strip() + "\n"
+    return "".join(c.text + ";\n" for c in chunks)
 
 
 # --- *repair ---------------------------------------------------------------------------------------------------
