@@ -5,6 +5,7 @@ The target is only ever read (a read-only session, and pg_dump)."""
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,3 +184,98 @@ def dump_target_schema(url: str, schemas: list[str], history: bool, out: Path, s
     for schema in schemas:
         args.append(f"--exclude-table-data={pattern(schema)}.*")
     run_pg_tool("pg_dump", url, args, server_major=server_major)
+
+
+# --- cached schema templates: repeated dry-runs against an unchanged schema skip the reload -----------------
+TEMPLATE_PREFIX = "sage_tpl_"
+KEEP_TEMPLATES = 3
+
+
+def dump_digest(path: Path) -> str:
+    """A digest of a pg_dump script, ignoring psql's per-dump random `\\restrict` keys."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for line in fh:
+            if not line.startswith((b"\\restrict", b"\\unrestrict")):
+                digest.update(line)
+    return digest.hexdigest()[:20]
+
+
+def _database_exists(admin_url: str, name: str) -> bool:
+    from sage_agent.db.connect import connect
+
+    with connect(admin_url, autocommit=True) as conn:
+        return bool(conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone())
+
+
+def prepare_template(admin_url: str, dump: Path, loader) -> tuple[str, bool]:
+    """The template database holding this dump (loaded once, reused while the schema is unchanged).
+    Returns (name, reused). `loader(url)` loads the dump into a fresh database."""
+    from sage_agent.db.connect import connect
+    from sage_agent.db.shadow import create_database, drop_database
+
+    name = TEMPLATE_PREFIX + dump_digest(dump)
+    if _database_exists(admin_url, name):
+        return name, True
+    building = f"{name}_building_{hashlib.md5(str(time.time()).encode()).hexdigest()[:6]}"
+    url = create_database(admin_url, building)
+    try:
+        loader(url)
+        from psycopg import sql
+
+        with connect(admin_url, autocommit=True) as conn:
+            try:
+                conn.execute(sql.SQL("alter database {} rename to {}").format(sql.Identifier(building),
+                                                                              sql.Identifier(name)))
+            except Exception:  # noqa: BLE001 - another dry-run built the same template meanwhile
+                drop_database(admin_url, building)
+    except BaseException:
+        drop_database(admin_url, building)
+        raise
+    _prune_templates(admin_url, keep=name)
+    return name, False
+
+
+def _prune_templates(admin_url: str, keep: str) -> None:
+    from sage_agent.db.connect import connect
+    from psycopg import sql
+
+    with connect(admin_url, autocommit=True) as conn:
+        names = [r[0] for r in conn.execute(
+            "select datname from pg_database where datname like %s and datname not like %s order by oid desc",
+            (TEMPLATE_PREFIX + "%", "%\\_building\\_%")).fetchall()]
+        for old in [n for n in names if n != keep][KEEP_TEMPLATES - 1:]:
+            try:
+                conn.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(old)))
+            except Exception:  # noqa: BLE001 - in use by a concurrent dry-run: next time
+                pass
+
+
+def clone_template(admin_url: str, template: str, label: str = "dryrun") -> tuple[str, str]:
+    """A fresh shadow database copied from the template (retries while another clone holds it)."""
+    import secrets
+
+    import psycopg
+
+    from psycopg import sql
+
+    from sage_agent.db.connect import connect
+    from sage_agent.db.shadow import SHADOW_PREFIX
+    from sage_agent.db.urls import replace_dbname
+
+    name = f"{SHADOW_PREFIX}{label}_{secrets.token_hex(4)}"
+    # FILE_COPY (PG15+) copies the template's files in one go: much faster than the WAL_LOG default for a
+    # schema with thousands of small relations.
+    with connect(admin_url, autocommit=True) as conn:
+        major = conn.info.server_version // 10000
+        query = sql.SQL("create database {} template {}" + (" strategy file_copy" if major >= 15 else "")).format(
+            sql.Identifier(name), sql.Identifier(template))
+        for attempt in range(40):
+            try:
+                conn.execute(query)
+                break
+            except psycopg.errors.ObjectInUse:
+                if attempt == 39:
+                    raise
+                time.sleep(0.1 + 0.05 * attempt)
+    return name, replace_dbname(admin_url, name)

@@ -37,12 +37,11 @@ def _resolve_any(project: Path, arg: str):
 
 @operation("db-dry-run", risk="read")
 def dry_run(inputs: DryRunInput, ctx) -> OpResult:
-    from sage_agent.db.applier import apply_file, prepare_file
-    from sage_agent.db.connect import connect
-    from sage_agent.db.dryrun import (catalog_objects, diff_objects, dump_target_schema, human_bytes, human_rows,
-                                      qualify, smoke_checks, table_facts)
-    from sage_agent.db.history import MigrationFileError, ensure_history_table, read_applied
-    from sage_agent.db.shadow import load_sql_file, shadow_database
+    from sage_agent.db.applier import prepare_file
+    from sage_agent.db.dryrun import (clone_template, dump_target_schema, human_bytes, human_rows,
+                                      prepare_template, qualify, table_facts)
+    from sage_agent.db.history import MigrationFileError, read_applied
+    from sage_agent.db.shadow import drop_database, load_sql_file
     from sage_agent.db.tools import PgToolError
     from sage_agent.ops.snapshots import schema_exists, user_schemas
 
@@ -109,51 +108,34 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     if mig.version and mig.version in applied_versions:
         notes.append(f"{mig.filename} is already applied on the target (the dry-run runs it on the shadow anyway)")
 
-    # --- the shadow --------------------------------------------------------------------------------------------
-    checks: list[tuple[str, bool, str]] = []
-    error = None
-    outcome = None
-    with tempfile.TemporaryDirectory(prefix="sage-dryrun-") as tmp, shadow_database(ctx.admin_url, "dryrun") as shadow:
+    # --- the shadow: a copy of the target's schema (cached as a template while the schema is unchanged) --------
+    admin = ctx.admin_url
+    with tempfile.TemporaryDirectory(prefix="sage-dryrun-") as tmp:
         t0 = time.perf_counter()
-        if schemas or history:
-            dump = Path(tmp) / "schema.sql"
-            try:
+        shadow_name = None
+        try:
+            if schemas or history:
+                dump = Path(tmp) / "schema.sql"
                 dump_target_schema(ctx.migration_url, schemas, history, dump, server.major)
                 timings["pg_dump of the target schema"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 _ensure_schemas_loadable(dump)
-                load_sql_file(shadow, dump)
-            except PgToolError as exc:
-                raise OpError(f"could not copy the target's schema into the shadow database: {exc}",
-                              "run *env-check (pg_dump/psql versions); roles used by the schema must exist on the "
-                              "shadow server", exit_code=1) from None
-            timings["load into the shadow"] = time.perf_counter() - t0
-        conn = connect(shadow, autocommit=True)
-        try:
-            all_schemas = sorted(set(schemas) | set(_new_schemas(conn)))
-            before = catalog_objects(conn, all_schemas)
-            ensure_history_table(conn)
-            if mig.version and mig.version in applied_versions:
-                mig_for_shadow = type(mig)("", mig.name, mig.path)
-                plan.migration = mig_for_shadow
-            t0 = time.perf_counter()
-            outcome = apply_file(conn, plan, statement_timeout=f"{ctx.settings.statement_timeout_ms}ms",
-                                 lock_timeout=None)
-            timings["apply on the shadow"] = time.perf_counter() - t0
-            plan.migration = mig
-            changes = None
-            if outcome.status == "success":
-                all_schemas = sorted(set(all_schemas) | set(_new_schemas(conn)))
-                after = catalog_objects(conn, all_schemas)
-                changes = diff_objects(before, after)
-                checks = smoke_checks(conn, all_schemas, changes.created)
+                template, reused = prepare_template(admin, dump, lambda u: load_sql_file(u, dump, server.major))
+                shadow_name, shadow = clone_template(admin, template)
+                timings["shadow copy (cached schema)" if reused else "load into the shadow"] = time.perf_counter() - t0
             else:
-                where = f"{mig.filename}:{outcome.line}" if outcome.line else mig.filename
-                error = f"{where}: {outcome.error}"
-                findings.insert(0, Finding(rule="apply.failed", severity="error", message=outcome.error or "",
-                                           location=where))
+                shadow_name, shadow = clone_template(admin, "template1")
+        except PgToolError as exc:
+            if shadow_name:
+                drop_database(admin, shadow_name)
+            raise OpError(f"could not copy the target's schema into the shadow database: {exc}",
+                          "run *env-check (pg_dump/psql versions); roles used by the schema must exist on the "
+                          "shadow server", exit_code=1) from None
+        try:
+            changes, checks, outcome, error = _run_on_shadow(ctx, shadow, schemas, plan, mig, applied_versions,
+                                                             findings, timings)
         finally:
-            conn.close()
+            drop_database(admin, shadow_name)
     errors = [f for f in plan.findings if f.severity == "error"]
     warnings = [f for f in plan.findings if f.severity == "warning"]
     failed_checks = [c for c in checks if not c[1]]
@@ -173,6 +155,41 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
                    notes=notes, impact=impact, changes=changes if not error else None, checks=checks,
                    timings=timings, applied_ok=error is None, error=error, statements=len(plan.chunks),
                    transactional=plan.transactional)
+
+
+def _run_on_shadow(ctx, shadow, schemas, plan, mig, applied_versions, findings, timings):
+    from sage_agent.db.applier import apply_file
+    from sage_agent.db.connect import connect
+    from sage_agent.db.dryrun import catalog_objects, diff_objects, smoke_checks
+    from sage_agent.db.history import ensure_history_table
+
+    checks: list = []
+    error = None
+    changes = None
+    conn = connect(shadow, autocommit=True)
+    try:
+        all_schemas = sorted(set(schemas) | set(_new_schemas(conn)))
+        before = catalog_objects(conn, all_schemas)
+        ensure_history_table(conn)
+        if mig.version and mig.version in applied_versions:
+            plan.migration = type(mig)("", mig.name, mig.path)
+        t0 = time.perf_counter()
+        outcome = apply_file(conn, plan, statement_timeout=f"{ctx.settings.statement_timeout_ms}ms", lock_timeout=None)
+        timings["apply on the shadow"] = time.perf_counter() - t0
+        plan.migration = mig
+        if outcome.status == "success":
+            all_schemas = sorted(set(all_schemas) | set(_new_schemas(conn)))
+            after = catalog_objects(conn, all_schemas)
+            changes = diff_objects(before, after)
+            checks = smoke_checks(conn, all_schemas, changes.created)
+        else:
+            where = f"{mig.filename}:{outcome.line}" if outcome.line else mig.filename
+            error = f"{where}: {outcome.error}"
+            findings.insert(0, Finding(rule="apply.failed", severity="error", message=outcome.error or "",
+                                       location=where))
+    finally:
+        conn.close()
+    return changes, checks, outcome, error
 
 
 def _new_schemas(conn) -> list[str]:
