@@ -90,9 +90,15 @@ def prepare_file(migration: LocalMigration, server_major: int = 18, *, lint: boo
     if plan.skip and not plan.transactional:
         plan.skip = set()  # statement by statement: BEGIN/COMMIT run as written
     if lint:
-        from sage_agent.sqlkit.lint import lint_sql
+        from sage_agent.sqlkit.lint.engine import lint_statements
 
-        findings = lint_sql(text, path.name, server_major, assume_in_transaction=plan.transactional)
+        try:
+            import pglast.parser as _pg
+
+            file_comments = [c.str for c in _pg.comments(text)]
+        except Exception:  # noqa: BLE001 - only used for file-level squawk-ignore comments
+            file_comments = []
+        findings = lint_statements(statements, path.name, server_major, None, plan.transactional, file_comments)
         for f in findings:
             if f.rule in _SERVER_SIDE_TIMEOUT_RULES and f.severity != "info":
                 # *apply sets lock_timeout and statement_timeout on the server for every file
@@ -144,20 +150,46 @@ def _line_of(chunk: Chunk, pos: int | None) -> int:
     return chunk.line + chunk.text[: max(0, pos - 1)].count("\n")
 
 
-def reset_session(conn, statement_timeout: str | None, lock_timeout: str | None) -> None:
+def _session_settings(statement_timeout: str | None, lock_timeout: str | None) -> list[tuple[str, tuple]]:
     """The CLI's `RESET ALL` before each file, then our server-side limits for this file."""
-    conn.execute("RESET ALL")
-    conn.execute("select set_config('application_name', %s, false)", (APPLICATION_NAME,))
+    steps: list[tuple[str, tuple]] = [("RESET ALL", ()),
+                                      ("select set_config('application_name', %s, false)", (APPLICATION_NAME,))]
     if statement_timeout:
-        conn.execute("select set_config('statement_timeout', %s, false)", (statement_timeout,))
+        steps.append(("select set_config('statement_timeout', %s, false)", (statement_timeout,)))
     if lock_timeout:
-        conn.execute("select set_config('lock_timeout', %s, false)", (lock_timeout,))
+        steps.append(("select set_config('lock_timeout', %s, false)", (lock_timeout,)))
+    return steps
+
+
+def reset_session(conn, statement_timeout: str | None, lock_timeout: str | None) -> None:
+    for query, params in _session_settings(statement_timeout, lock_timeout):
+        conn.execute(query, params or None)
+
+
+def _locate_failure(conn, plan: FilePlan):
+    """After a pipelined file failed (and was rolled back): run it again statement by statement in a transaction
+    that is always rolled back, to find the statement (and line) that fails."""
+    import psycopg
+
+    try:
+        with conn.transaction(force_rollback=True):
+            for i, chunk in enumerate(plan.chunks):
+                if i in plan.skip:
+                    continue
+                try:
+                    conn.execute(chunk.text, prepare=False)
+                except psycopg.Error as exc:
+                    return chunk, exc
+    except psycopg.Error:
+        return None, None
+    return None, None
 
 
 def apply_file(conn, plan: FilePlan, *, statement_timeout: str | None, lock_timeout: str | None,
                on_statement: Callable[[int], None] = lambda n: None) -> FileOutcome:
     """Apply one file on an autocommit connection. Transactional files: all statements and the history row
-    commit together or not at all. Others: statement by statement, then the history row."""
+    commit together or not at all, sent as one pipeline (one round trip, like the CLI's batch). Others:
+    statement by statement, then the history row."""
     import psycopg
 
     mig = plan.migration
@@ -165,22 +197,31 @@ def apply_file(conn, plan: FilePlan, *, statement_timeout: str | None, lock_time
     outcome = FileOutcome(mig, "success", len(plan.chunks))
     current: Chunk | None = None
     try:
-        reset_session(conn, statement_timeout, lock_timeout)
         if plan.transactional:
-            with conn.transaction():
-                for i, chunk in enumerate(plan.chunks):
-                    if i in plan.skip:
-                        continue
-                    current = chunk
-                    conn.execute(chunk.text)
-                    on_statement(1)
-                current = None
-                if mig.version:
-                    insert_version(conn, mig.version, mig.name, plan.statements)
+            try:
+                with conn.pipeline():
+                    reset_session(conn, statement_timeout, lock_timeout)
+                    with conn.transaction():
+                        for i, chunk in enumerate(plan.chunks):
+                            if i not in plan.skip:
+                                conn.execute(chunk.text, prepare=False)
+                        if mig.version:
+                            insert_version(conn, mig.version, mig.name, plan.statements)
+            except psycopg.Error as exc:
+                if conn.closed or conn.broken:
+                    raise
+                chunk, located = _locate_failure(conn, plan)
+                if chunk is None:
+                    current = None
+                    raise exc
+                current = chunk
+                raise located from None
+            on_statement(len(plan.chunks))
         else:
+            reset_session(conn, statement_timeout, lock_timeout)
             for chunk in plan.chunks:
                 current = chunk
-                conn.execute(chunk.text)
+                conn.execute(chunk.text, prepare=False)
                 outcome.applied.append(chunk.line)
                 on_statement(1)
             current = None
@@ -194,9 +235,10 @@ def apply_file(conn, plan: FilePlan, *, statement_timeout: str | None, lock_time
             "terminat" in str(exc).lower()
         if current is not None:
             outcome.line = _line_of(current, pos)
-        else:
+        elif not plan.transactional or outcome.connection_lost:
             outcome.line = None
-            message = f"recording the history row failed: {message}"
+        else:
+            message = f"the file failed and was rolled back: {message}"
         if outcome.connection_lost:
             message = (f"the connection to the server was lost while applying ({message.splitlines()[0]}); the server "
                        "rolled back this file's transaction" if plan.transactional else
