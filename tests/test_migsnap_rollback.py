@@ -226,3 +226,36 @@ def test_round_trip_on_pg15(make_session, pg15_url):
         assert out.exit_code == EXIT_OK, out.error
         same(dump(pg15_url, 15), before)
         assert db.execute("select id, name from public.items order by id").fetchall() == rows
+
+
+def test_rollback_to_baseline_removes_history_and_keeps_extension_in_public(make_session, db_url, db, project):
+    """Baseline snapshot (no history yet) -> migration with history -> rollback: history gone; citext in public."""
+    db.execute("create extension citext schema public; create table public.users (id int primary key, email citext);")
+    m = major(db)
+    before = dump(db_url, m)
+    session = make_session(db_url, confirm=("ROLLBACK",))
+    out = session.run_line("*snapshot baseline")
+    assert out.exit_code == EXIT_OK and out.result.facts["migration_history"] == "absent"
+    db.execute("""
+        create schema supabase_migrations;
+        create table supabase_migrations.schema_migrations (version text primary key, statements text[], name text);
+        insert into supabase_migrations.schema_migrations values ('20250101000000', '{}', 'x');
+        alter table public.users add column name text;
+    """)
+    out = session.run_line("*rollback baseline")
+    assert out.exit_code == EXIT_OK, out.error
+    assert "supabase_migrations" in out.result.facts["schemas_replaced"]
+    assert db.execute("select to_regnamespace('supabase_migrations')").fetchone()[0] is None
+    same(dump(db_url, m), before)
+    assert db.execute("select 'A'::citext = 'a'::citext").fetchone()[0] is True
+
+
+def test_external_dependent_view_refuses_before_changing_anything(make_session, db_url, db):
+    db.execute("create table public.t (id int primary key); create schema extensions2;")
+    session = make_session(db_url, confirm=("ROLLBACK",))
+    assert session.run_line("*snapshot s").exit_code == EXIT_OK
+    # a view in a Supabase-managed schema (not covered by the snapshot) that depends on public.t
+    db.execute("create view auth.t_view as select id from public.t")
+    out = session.run_line("*rollback s")
+    assert out.exit_code == EXIT_FAILED and "auth.t_view" in out.error and "nothing was changed" in out.error
+    assert db.execute("select to_regclass('auth.t_view')").fetchone()[0] is not None

@@ -96,9 +96,13 @@ def rollback(inputs: RollbackInput, ctx) -> OpResult:
     meta = load_snapshot_meta(ctx.project, inputs.snapshot)
     plan = build_plan(ctx, meta)
     lost_objects = len(plan.diff["added"])
+    from sage_agent.ops.lifecycle.dumpdiff import describe as _describe
+    lost_names = [_describe(k) for k in plan.diff["added"]]
+    lost_hint = (f" ({', '.join(lost_names[:5])}{', ...' if len(lost_names) > 5 else ''})" if lost_names else "")
     ctx.confirm_destructive(
-        f"Roll back {ctx.target.display_url} to snapshot {meta.name} ({meta.type}, {meta.created_at}): "
-        f"{lost_objects} objects added since and {plan.rows_lost} rows will be lost.",
+        f"Roll back {ctx.target.display_url} to snapshot {meta.name} ({meta.type}, {meta.created_at}), replacing "
+        f"schemas {', '.join(plan.drop_schemas)}: {lost_objects} objects added since{lost_hint}, "
+        f"{len(plan.diff['changed'])} changed objects and {plan.rows_lost} rows will be lost.",
         plan=plan.text())
     safety = take_snapshot(ctx, _safety_name(ctx.project, meta.name), with_data=True)
     ctx.say(f"safety snapshot: supabase/snapshots/{safety.name}.sql")
@@ -142,9 +146,9 @@ def rollback(inputs: RollbackInput, ctx) -> OpResult:
                "objects_restored": len(plan.diff["removed"]), "rows_lost": plan.rows_lost,
                "migration_history": "restored" if meta.history_included else "removed (absent in the snapshot)"},
         tables=[Table(title="Verification (expected from the snapshot vs now)",
-                      columns=["table", "expected", "now", "check"], rows=rows),
-                Table(title="Objects lost (added since the snapshot)", columns=["object"],
-                      rows=[[describe(k)] for k in plan.diff["added"]])],
+                      columns=["table", "expected", "now", "check"], rows=rows)]
+        + ([Table(title="Objects lost (added since the snapshot)", columns=["object"],
+                  rows=[[describe(k)] for k in plan.diff["added"]])] if plan.diff["added"] else []),
         findings=findings,
         notes=["Review what went wrong before re-applying migrations",
                f"recreated outside the snapshot's schemas: {', '.join(plan.recreate_desc)}" if plan.recreate_desc
@@ -203,4 +207,128 @@ def smoke_test(inputs: SmokeTestInput, ctx) -> OpResult:
                     else [f"*snapshot after_{version}"]),
         data={"checks": [{"name": c.name, "status": c.status, "suite": c.suite, "detail": c.detail,
                           "items": c.items} for c in checks]},
+    )
+
+
+class SeedInput(BaseModel):
+    file: str | None = None
+    mode: str = "append-only"
+    snapshot: bool = True
+
+
+@operation("db-seed", risk="destructive")
+def seed(inputs: SeedInput, ctx) -> OpResult:
+    """Parse, plan, confirm, snapshot, then every seed statement + the seed_files rows in ONE transaction."""
+    import psycopg
+    from psycopg import sql
+
+    from sage_agent.ops.lifecycle.seed import (CREATE_SEED_TABLE, UPSERT_SEED_FILE, error_line, parse_seed_files,
+                                               resolve_seed_files, resolve_tables, truncate_closure, write_targets)
+    from sage_agent.ops.result import OpError
+    from sage_agent.ops.snapshots import count_rows, take_snapshot
+
+    truncate = inputs.mode == "truncate-first"
+    paths, notes = resolve_seed_files(ctx.project, inputs.file)
+    server = ctx.server
+    files = parse_seed_files(ctx.project, paths, server.major)
+    n_statements = sum(len(f.statements) for f in files)
+    if n_statements == 0:
+        raise OpError(f"nothing to load: {', '.join(f.rel for f in files)} has no SQL statements",
+                      "add INSERT or COPY statements to the seed file", exit_code=2)
+    targets: list[str] = []
+    for f in files:
+        for stmt in f.statements:
+            targets += [t for t in write_targets(stmt) if t not in targets]
+    with ctx.connect(ctx.migration_url) as conn:
+        tables, unknown = resolve_tables(conn, targets)
+        emptied = truncate_closure(conn, tables) if truncate else []
+        previous = {}
+        if conn.execute("select to_regclass('supabase_migrations.seed_files') is not null").fetchone()[0]:
+            previous = dict(conn.execute("select path, hash from supabase_migrations.seed_files").fetchall())
+        conn.rollback()
+    names = [f"{s}.{t}" for s, t in tables]
+    plan = [f"Load {len(files)} seed file(s), {n_statements} statements, in ONE transaction into "
+            f"{ctx.target.display_url}:"]
+    plan += [f"  {f.rel} ({len(f.statements)} statements, sha256 {f.hash[:12]})" for f in files]
+    plan.append(f"Tables written: {', '.join(names) or '-'}"
+                + (f" (not existing yet: {', '.join(unknown)})" if unknown else ""))
+    if truncate:
+        extra = [f"{s}.{t}" for s, t in emptied if (s, t) not in tables]
+        plan.append("First: TRUNCATE " + ", ".join(f"{s}.{t}" for s, t in emptied) + " RESTART IDENTITY;")
+        if extra:
+            plan.append(f"  (also emptied because they reference those tables: {', '.join(extra)})")
+    for f in files:
+        if previous.get(f.rel) == f.hash:
+            notes.append(f"{f.rel} was seeded before with the same content (same hash)")
+    plan.append("Then: record the seed hashes in supabase_migrations.seed_files")
+    plan_text = "\n".join(plan)
+    if truncate:
+        ctx.confirm_destructive(f"Empty {len(emptied)} table(s) and load the seed into {ctx.target.display_url}.",
+                                plan=plan_text)
+    else:
+        ctx.confirm(f"Load the seed into {ctx.target.display_url}?", plan=plan_text)
+
+    snapshot_name = None
+    if inputs.snapshot:
+        stem = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in files[0].path.stem)[:40] or "seed"
+        snapshot_name = take_snapshot(ctx, None, with_data=True, prefix=f"before_seed_{stem}").name
+        ctx.say(f"snapshot: supabase/snapshots/{snapshot_name}.sql")
+
+    conn = ctx.connect(ctx.migration_url)
+    current = None
+    try:
+        with conn.transaction():
+            before = count_rows(conn, emptied or tables) if (emptied or tables) else {}
+            if truncate and emptied:
+                conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+                    sql.SQL(", ").join(sql.Identifier(s, t) for s, t in emptied)))
+            progress = ctx.progress("seeding", n_statements)
+            for f in files:
+                for stmt in f.statements:
+                    current = (f, stmt)
+                    if stmt.copy_data is not None:
+                        with conn.cursor().copy(stmt.text) as copy:
+                            copy.write(stmt.copy_data)
+                    else:
+                        conn.execute(stmt.text)
+                    progress.advance(1, f"{f.rel}:{stmt.line}")
+            current = None
+            final, _ = resolve_tables(conn, targets)
+            after_tables = list(dict.fromkeys((emptied or []) + final))
+            after = count_rows(conn, after_tables)
+            conn.execute("CREATE SCHEMA IF NOT EXISTS supabase_migrations")
+            conn.execute(CREATE_SEED_TABLE)
+            for f in files:
+                conn.execute(UPSERT_SEED_FILE, (f.rel, f.hash))
+    except psycopg.Error as exc:
+        message = (exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)).strip()
+        if current is not None:
+            f, stmt = current
+            where = f"{f.rel}:{error_line(stmt, exc)}"
+            raise OpError(f"seed failed at {where}: {message}. The transaction was rolled back: the database is "
+                          "unchanged", f"fix {where} and run *seed again") from None
+        raise OpError(f"seed failed: {message}. The transaction was rolled back: the database is unchanged",
+                      "check the tables and permissions") from None
+    finally:
+        conn.close()
+    rows = []
+    for key in sorted(set(before) | set(after)):
+        b, a = before.get(key), after.get(key)
+        rows.append([key, "-" if b is None else b, "-" if a is None else a, (a or 0) - (b or 0)])
+    added = sum(max(0, r[3]) for r in rows)
+    for f in files:
+        notes += f.skipped
+    return OpResult(
+        operation="db-seed",
+        summary=f"Seed loaded: {len(files)} file(s), {n_statements} statements, {added} rows added"
+                + (" after truncating" if truncate else ""),
+        facts={"files": ", ".join(f.rel for f in files), "mode": inputs.mode, "statements": n_statements,
+               "rows_added": added, "snapshot": snapshot_name or "skipped",
+               "seed_hashes": ", ".join(f"{f.rel}={f.hash[:12]}" for f in files)},
+        tables=[Table(title="Rows per table", columns=["table", "before", "after", "change"], rows=rows)],
+        notes=notes,
+        artifacts=[f"supabase/snapshots/{snapshot_name}.sql"] if snapshot_name else [],
+        next_steps=["*smoke-test VERSION"] + ([f"*rollback {snapshot_name}"] if snapshot_name else []),
+        data={"rows": {r[0]: {"before": r[1], "after": r[2]} for r in rows}, "snapshot": snapshot_name,
+              "files": [{"path": f.rel, "hash": f.hash} for f in files]},
     )

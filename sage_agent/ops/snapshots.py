@@ -327,5 +327,5 @@ def list_snapshots(project: Path) -> list[SnapshotMeta]:
             metas.append(SnapshotMeta(**data, sql_path=sql_path, json_path=json_path))
         except Exception:  # noqa: BLE001 - a damaged file is skipped in listings
             continue
-    metas.sort(key=lambda m: (m.created_at, m.name))
+    metas.sort(key=lambda m: (m.created_at, m.json_path.stat().st_mtime_ns, m.name))
     return metas

@@ -40,13 +40,23 @@ with covered as (
            when 'pg_type'::regclass then (select typnamespace from pg_type where oid = r.objid)
            when 'pg_extension'::regclass then (select extnamespace from pg_extension where oid = r.objid)
            when 'pg_default_acl'::regclass then (select defaclnamespace from pg_default_acl where oid = r.objid)
+           when 'pg_operator'::regclass then (select oprnamespace from pg_operator where oid = r.objid)
+           when 'pg_opclass'::regclass then (select opcnamespace from pg_opclass where oid = r.objid)
+           when 'pg_opfamily'::regclass then (select opfnamespace from pg_opfamily where oid = r.objid)
+           when 'pg_amproc'::regclass then (select f.opfnamespace from pg_amproc a join pg_opfamily f on f.oid = a.amprocfamily where a.oid = r.objid)
+           when 'pg_amop'::regclass then (select f.opfnamespace from pg_amop a join pg_opfamily f on f.oid = a.amopfamily where a.oid = r.objid)
+           when 'pg_collation'::regclass then (select collnamespace from pg_collation where oid = r.objid)
+           when 'pg_ts_config'::regclass then (select cfgnamespace from pg_ts_config where oid = r.objid)
+           when 'pg_statistic_ext'::regclass then (select stxnamespace from pg_statistic_ext where oid = r.objid)
            else null
          end as home
   from refs r
 )
 select distinct h.classid::regclass::text, h.objid, pg_describe_object(h.classid, h.objid, 0)
 from homes h
-where h.home is null or h.home not in (select oid from covered)
+where (h.home is null or h.home not in (select oid from covered))
+  and not exists (select 1 from pg_depend e  -- members of an extension come back with the extension
+                  where e.classid = h.classid and e.objid = h.objid and e.deptype = 'e')
 order by 3
 """
 

@@ -102,7 +102,7 @@ def check_primary_keys(conn, ctx) -> Check:
         """, (ctx["schemas"],)).fetchall()
     missing = [r[0] for r in rows]
     if missing:
-        return Check("primary keys", "fail", f"{len(missing)} tables without a primary key: {_listing(missing)}",
+        return Check("primary keys", "fail", f"{len(missing)} table(s) without a primary key: {_listing(missing)}",
                      items=missing)
     return Check("primary keys", "pass", "every table has a primary key")
 
