@@ -315,3 +315,30 @@ def test_migration_new(project, make_session, db_url, monkeypatch):
     assert make_session(db_url).run_line("*migration-new Bad-Name").exit_code == 2
     assert make_session(db_url).run_line("*migration-new ../evil").exit_code == 2
     assert sorted(p.name.split("_", 1)[1] for p in path.parent.iterdir()) == ["add_todos.sql", "other.sql"]
+
+
+def test_lock_wait_is_bounded(project, make_session, db_url, db, monkeypatch):
+    from sage_agent.db.applier import APPLY_LOCK_KEY
+
+    write(project, "20240101000000_a.sql", "create table public.a (id int);\n")
+    monkeypatch.setenv("SAGE_APPLY_LOCK_WAIT_S", "1")
+    with psycopg.connect(db_url, autocommit=True, application_name="other-applier") as holder:
+        holder.execute("select pg_advisory_lock(%s)", (APPLY_LOCK_KEY,))
+        said = []
+        session = make_session(db_url, yes=True)
+        session.message_sink = said.append
+        outcome = session.run_line("*apply --snapshot=no")
+    assert outcome.exit_code == EXIT_FAILED
+    assert "another *apply is still running" in outcome.error and "other-applier" in outcome.error
+    assert any("waiting up to 1s" in s for s in said)
+    assert history(db) == [] and not exists(db, "public.a")
+
+
+def test_timeouts_are_server_side_and_validated(project, make_session, db_url, db):
+    write(project, "20240101000000_slow.sql", "create table public.s (id int);\nselect pg_sleep(3);\n")
+    outcome = make_session(db_url, yes=True).run_line("*apply --snapshot=no --statement-timeout 300ms")
+    assert outcome.exit_code == EXIT_FAILED
+    assert "statement timeout" in outcome.result.summary and "20240101000000_slow.sql:2" in outcome.result.summary
+    assert history(db) == [] and not exists(db, "public.s")
+    bad = make_session(db_url, yes=True).run_line("*apply --snapshot=no --lock-timeout forever")
+    assert bad.exit_code == 2 and "lock_timeout" in bad.error
