@@ -89,3 +89,22 @@ def test_dry_run_safe_file_and_failures(project, make_session, db_url, db):
     missing = make_session(db_url).run_line("*dry-run nothing_like_this")
     assert missing.exit_code == EXIT_FAILED and "no migration file matches" in missing.error
     assert dump(db_url) == before
+
+
+def test_apply_and_dry_run_on_postgres_15(project, make_session, pg15_url):
+    import psycopg
+
+    write(project, "20240101000000_base.sql", "create table public.orders (id bigint primary key, total int);\n"
+                                              "insert into public.orders select g, g from generate_series(1, 500) g;\n")
+    write(project, "20240102000000_idx.sql", "create index concurrently orders_total_idx on public.orders (total);\n")
+    outcome = make_session(pg15_url, yes=True).run_line("*apply --snapshot=no")
+    assert outcome.exit_code == EXIT_OK, outcome.error
+    write(project, "20240103000000_change.sql", "alter table public.orders alter column total type bigint;\n")
+    dry = make_session(pg15_url).run_line("*dry-run change")
+    assert dry.result is not None, dry.error
+    assert ("altered", "table", "public.orders") in {tuple(c) for c in dry.result.data["changes"]}
+    assert any(r[1] == "public.orders" and r[2] == "rewrites" and r[3] == "~500 rows" for r in dry.result.data["impact"])
+    with psycopg.connect(pg15_url) as conn:
+        assert conn.execute("select count(*) from supabase_migrations.schema_migrations").fetchone()[0] == 2
+        assert conn.execute("select format_type(atttypid, atttypmod) from pg_attribute "
+                            "where attrelid = 'public.orders'::regclass and attname = 'total'").fetchone()[0] == "integer"
