@@ -342,3 +342,26 @@ def test_timeouts_are_server_side_and_validated(project, make_session, db_url, d
     assert history(db) == [] and not exists(db, "public.s")
     bad = make_session(db_url, yes=True).run_line("*apply --snapshot=no --lock-timeout forever")
     assert bad.exit_code == 2 and "lock_timeout" in bad.error
+
+
+def test_atomic_as_a_name_is_not_a_function_body(project, make_session, db_url, db):
+    # CLI 3.x treats ATOMIC as a body opener only after BEGIN; a table named atomic splits normally
+    write(project, "20240101000000_x.sql", "create table atomic (c int);\ninsert into atomic values (1);\n"
+                                           "create function one() returns int language sql\nbegin atomic\n"
+                                           "  select 1;\nend;\n")
+    outcome = make_session(db_url, yes=True).run_line("*apply --snapshot=no")
+    assert outcome.exit_code == EXIT_OK, outcome.error
+    assert db.execute("select count(*) from public.atomic").fetchone()[0] == 1
+    assert history(db)[0][2] == ["create table atomic (c int)", "insert into atomic values (1)",
+                                 "create function one() returns int language sql\nbegin atomic\n  select 1;\nend"]
+
+
+def test_cli_no_transaction_header_is_honoured(project, make_session, db_url, db):
+    write(project, "20240101000000_t.sql", "create table public.t (v int);\n")
+    write(project, "20240102000000_vac.sql", "-- pg-delta: transaction=false\nvacuum public.t;\n"
+                                             "create index concurrently t_v_idx on public.t (v);\n")
+    outcome = make_session(db_url, yes=True).run_line("*apply --snapshot=no")
+    assert outcome.exit_code == EXIT_OK, outcome.error
+    assert [r[3] for r in outcome.result.tables[0].rows] == ["success", "success"]
+    assert outcome.result.tables[0].rows[1][2] == "no"
+    assert exists(db, "public.t_v_idx")

@@ -19,6 +19,7 @@ from sage_agent.db.history import Chunk, LocalMigration, MigrationFileError, cli
 
 APPLY_LOCK_KEY = 7_305_262_733_461_001  # fixed: every DB Sage applier (and only they) take this advisory lock
 APPLICATION_NAME = "db-sage:apply"
+NO_TRANSACTION_HEADER = "-- pg-delta: transaction=false"  # first line honoured by the Supabase CLI 3.x
 _TIMEOUT = re.compile(r"^\s*\d+\s*(ms|s|min|h)?\s*$")
 _SKIP_IN_TX = {"BEGIN", "START", "COMMIT", "END"}
 _SERVER_SIDE_TIMEOUT_RULES = {"require-lock-timeout", "require-statement-timeout"}
@@ -44,6 +45,7 @@ class FilePlan:
     nontx_lines: list[int] = field(default_factory=list)  # lines of statements that cannot run in a transaction
     skip: set[int] = field(default_factory=set)  # chunk indexes of BEGIN/COMMIT (our transaction replaces them)
     findings: list = field(default_factory=list)  # sqlkit LintFinding
+    pipeline: bool = True  # False when a CLI chunk holds several statements (simple protocol needed)
 
     @property
     def statements(self) -> list[str]:
@@ -73,8 +75,12 @@ def prepare_file(migration: LocalMigration, server_major: int = 18, *, lint: boo
     starts = [c.offset for c in chunks]
     import bisect
 
+    per_chunk: dict[int, int] = {}
     for stmt in statements:
         idx = max(0, bisect.bisect_right(starts, stmt.start) - 1)
+        per_chunk[idx] = per_chunk.get(idx, 0) + 1
+        if per_chunk[idx] > 1:
+            plan.pipeline = False
         info = classify(stmt, server_major)
         if not info.transactional:
             plan.transactional = False
@@ -87,6 +93,10 @@ def prepare_file(migration: LocalMigration, server_major: int = 18, *, lint: boo
                 raise MigrationFileError(path.name, stmt.line,
                                          f"{word} in a migration file would undo DB Sage's transaction; remove it "
                                          "(each file already runs in one transaction)")
+    first_line = text.split("\n", 1)[0].rstrip("\r")
+    if first_line == NO_TRANSACTION_HEADER:  # the Supabase CLI's own opt-out: run statement by statement
+        plan.transactional = False
+        plan.nontx_lines = plan.nontx_lines or [1]
     if plan.skip and not plan.transactional:
         plan.skip = set()  # statement by statement: BEGIN/COMMIT run as written
     if lint:
@@ -197,7 +207,19 @@ def apply_file(conn, plan: FilePlan, *, statement_timeout: str | None, lock_time
     outcome = FileOutcome(mig, "success", len(plan.chunks))
     current: Chunk | None = None
     try:
-        if plan.transactional:
+        if plan.transactional and not plan.pipeline:
+            reset_session(conn, statement_timeout, lock_timeout)
+            with conn.transaction():
+                for i, chunk in enumerate(plan.chunks):
+                    if i in plan.skip:
+                        continue
+                    current = chunk
+                    conn.execute(chunk.text, prepare=False)
+                    on_statement(1)
+                current = None
+                if mig.version:
+                    insert_version(conn, mig.version, mig.name, plan.statements)
+        elif plan.transactional:
             try:
                 with conn.pipeline():
                     reset_session(conn, statement_timeout, lock_timeout)

@@ -6,9 +6,10 @@ reproduces the CLI exactly where it matters:
 - the DDL that creates the ledger (after `SET lock_timeout = '4s'`, with ADD COLUMN IF NOT EXISTS);
 - local files `supabase/migrations/<digits>_<name>.sql` (others skipped with a warning);
 - the statements stored per version: the CLI splits a file with its own small state machine
-  (pkg/parser: quotes, dollar quotes, comments, parentheses, BEGIN ATOMIC), keeps each chunk as
+  (quotes, E'' strings, dollar quotes, comments, parentheses, BEGIN ATOMIC), keeps each chunk as
   written (leading comments included), strips the trailing `;` and surrounding whitespace, and drops
-  empty chunks. `cli_split` is a faithful port, so the rows `*apply` writes are the rows `db push` writes;
+  empty chunks. `cli_split` is a faithful port of CLI 3.x (checked against `supabase db push` 3.1.0 on
+  tricky files), so the rows `*apply` writes are the rows `db push` writes;
 - which local files are pending (`FindPendingMigrations`): a remote version missing locally is an
   error, and a local file older than the newest applied one is an error unless include-all.
 """
@@ -52,142 +53,313 @@ class MigrationFileError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
-# --- the CLI's statement splitter (pkg/parser/state.go + token.go), ported ----------------------------------
+# --- the CLI's statement splitter, ported ---------------------------------------------------------------------
+# Supabase CLI 3.x splits a migration file with a small state machine (quotes, E'' strings with backslash
+# escapes and continuation lines, dollar quotes, nested block comments, parentheses, BEGIN ATOMIC bodies),
+# keeps each chunk as written (leading comments included), strips trailing `;` and whitespace, and drops
+# empty chunks. The classes below follow it state for state, including its quirks (a `)` closes every open
+# parenthesis level), because the chunks are what the CLI stores in `statements`.
+_WS = " \t\n\r\f\v"
+
+
+def _ident(ch: str) -> bool:
+    return ord(ch) >= 128 or ch.isascii() and (ch.isalnum() or ch in "_$")
+
+
+class _Tok:
+    """The token being read: `text[start:end]` (end exclusive)."""
+
+    __slots__ = ("text", "start", "end")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.start = 0
+        self.end = 0
+
+    def ident_before(self, rel: int) -> bool:
+        """The CLI's f$n: is the character before token offset `rel` an identifier character?"""
+        return rel > 0 and _ident(self.text[self.start + rel - 1])
+
+    def ends_with_word(self, word: str, end: int | None = None) -> bool:
+        """The CLI's SEe: the token (up to `end`) ends with `word` (case-insensitive), not inside an identifier."""
+        end = self.end if end is None else end
+        rel = end - self.start - len(word)
+        if rel < 0 or self.text[end - len(word):end].upper() != word:
+            return False
+        return not self.ident_before(rel)
+
+
+def _skip_space_and_comments(text: str) -> int:
+    """The CLI's d$n with whitespace: index of the first character that is not whitespace or a comment."""
+    r, n = 0, len(text)
+    while r < n:
+        if text[r] in _WS:
+            r += 1
+        elif text.startswith("--", r):
+            nl = min([i for i in (text.find("\n", r + 2), text.find("\r", r + 2)) if i >= 0], default=-1)
+            if nl == -1:
+                return n
+            r = nl + 1
+        elif text.startswith("/*", r):
+            depth, after = 1, True
+            r += 2
+            while r < n and depth > 0:
+                step = 0 if after else _comment_delta(text[r - 1:r + 1])
+                after = step != 0
+                depth += step
+                r += 1
+            if depth > 0:
+                return n
+        else:
+            return r
+    return n
+
+
+def _comment_delta(pair: str) -> int:
+    return 1 if pair == "/*" else -1 if pair == "*/" else 0
+
+
 class _Ready:
     __slots__ = ()
+    open = False
+    atomic = False
 
-    def next(self, ch: str, data: list[str], end: int):
+    def next(self, ch: str, tok: _Tok):
         if ch == "$":
-            return _Tag(end - 1)
-        if ch == "'" or ch == '"':
-            # CLI 3.x: backslash escapes inside E'...' strings (standard strings keep backslashes literal)
-            estring = ch == "'" and end >= 2 and data[end - 2] in "eE" and (
-                end < 3 or not (data[end - 3].isalnum() or data[end - 3] in "_$"))
-            return _Quote(ch, estring)
+            rel = tok.end - tok.start - 1
+            if tok.ident_before(rel):
+                return self
+            return _Tag(rel)
+        if ch == "'":
+            return _Quote("'", tok.ends_with_word("E", tok.end - 1))
+        if ch == '"':
+            return _Quote('"', False)
         if ch == "-":
-            return _Comment()
+            return _Dash()
         if ch == "/":
             return _Block()
         if ch == "\\":
             return _Escape()
         if ch == ";":
-            return None  # emit the token
+            return None
         if ch == "(":
-            return _Atomic(self, ")")
-        if ch == "c" or ch == "C":
-            offset = end - 6
-            if offset > 0 and "".join(data[offset:end]).upper() == "ATOMIC" and data[offset - 1].isspace():
-                return _Atomic(self, "END")
+            return _Paren(_Ready())
+        if ch in "cC" and _begin_atomic(tok):
+            return _Atomic(_Ready(), tok.end - tok.start)
         return self
 
 
-_READY = _Ready()
+def _begin_atomic(tok: _Tok) -> bool:
+    if not tok.ends_with_word("ATOMIC"):
+        return False
+    n = tok.end - 6
+    while n > tok.start and tok.text[n - 1] in _WS:
+        n -= 1
+    return tok.ends_with_word("BEGIN", n)
 
 
-class _Comment:
+class _Dash:
     __slots__ = ()
+    open = False
+    atomic = False
 
-    def next(self, ch, data, end):
+    def next(self, ch, tok):
         if ch == "-":
-            return _Dollar("\n")
-        return _READY.next(ch, data, end)
+            return _LineComment()
+        return _Ready().next(ch, tok)
+
+
+class _LineComment:
+    __slots__ = ()
+    open = False
+    atomic = False
+
+    def next(self, ch, tok):
+        return _Ready() if ch in "\n\r" else self
 
 
 class _Block:
-    __slots__ = ("depth",)
+    __slots__ = ("depth", "after")
+    atomic = False
 
     def __init__(self) -> None:
         self.depth = 0
+        self.after = False
 
-    def next(self, ch, data, end):
-        window = data[end - 2] + ch if end >= 2 else ch
-        if window == "/*":
-            self.depth += 1
-            return self
-        if self.depth == 0:
-            return _READY.next(ch, data, end)
-        if window == "*/":
-            self.depth -= 1
-            if self.depth == 0:
-                return _READY
-        return self
+    @property
+    def open(self) -> bool:
+        return self.depth > 0
+
+    def next(self, ch, tok):
+        step = 0 if self.after else _comment_delta(tok.text[max(tok.start, tok.end - 2):tok.end])
+        self.after = step != 0
+        if self.depth == 0 and step == 0:
+            return _Ready().next(ch, tok)
+        self.depth += step
+        return _Ready() if self.depth == 0 else self
 
 
 class _Quote:
-    __slots__ = ("delimiter", "escape", "backslash", "skip")
+    __slots__ = ("delimiter", "backslash_escapes", "escape", "backslash")
+    atomic = False
 
-    def __init__(self, delimiter: str, backslash: bool = False) -> None:
+    def __init__(self, delimiter: str, backslash_escapes: bool) -> None:
         self.delimiter = delimiter
+        self.backslash_escapes = backslash_escapes
         self.escape = False
-        self.backslash = backslash
-        self.skip = False
+        self.backslash = False
 
-    def next(self, ch, data, end):
-        if self.skip:
-            self.skip = False
-            return self
-        if self.backslash and not self.escape and ch == "\\":
-            self.skip = True
-            return self
+    @property
+    def open(self) -> bool:
+        return not self.escape
+
+    def next(self, ch, tok):
         if self.escape:
             if ch == self.delimiter:
                 self.escape = False
                 return self
-            return _READY.next(ch, data, end)
+            if self.backslash_escapes:
+                return _EContinue().next(ch, tok)
+            return _Ready().next(ch, tok)
+        if self.backslash:
+            self.backslash = False
+            return self
+        if self.backslash_escapes and ch == "\\":
+            self.backslash = True
+            return self
         if ch == self.delimiter:
             self.escape = True
         return self
 
 
+class _EContinue:
+    """After an E'' string: whitespace with a newline, then `'` continues the string."""
+
+    __slots__ = ("newline", "dashes")
+    open = False
+    atomic = False
+
+    def __init__(self) -> None:
+        self.newline = False
+        self.dashes = 0
+
+    def next(self, ch, tok):
+        if self.dashes == 2:
+            if ch in "\n\r":
+                self.dashes = 0
+                self.newline = True
+            return self
+        if ch == "-":
+            self.dashes += 1
+            return self
+        if self.dashes == 0:
+            if ch in _WS:
+                self.newline = self.newline or ch in "\n\r"
+                return self
+            if self.newline and ch == "'":
+                return _Quote(ch, True)
+        return _Ready().next(ch, tok)
+
+
 class _Dollar:
     __slots__ = ("delimiter",)
+    open = True
+    atomic = False
 
     def __init__(self, delimiter: str) -> None:
         self.delimiter = delimiter
 
-    def next(self, ch, data, end):
+    def next(self, ch, tok):
         n = len(self.delimiter)
-        if ch == self.delimiter[-1] and end >= n and "".join(data[end - n:end]) == self.delimiter:
-            return _READY
+        if tok.end - tok.start >= n and tok.text[tok.end - n:tok.end] == self.delimiter:
+            return _Ready()
         return self
 
 
 class _Tag:
     __slots__ = ("offset",)
+    open = False
+    atomic = False
 
     def __init__(self, offset: int) -> None:
         self.offset = offset
 
-    def next(self, ch, data, end):
+    def next(self, ch, tok):
         if ch == "$":
-            return _Dollar("".join(data[self.offset:end]))
-        if ch.isalpha() or ch.isdigit() or ch == "_":
+            return _Dollar(tok.text[tok.start + self.offset:tok.end])
+        if _ident(ch):
             return self
-        return _READY.next(ch, data, end)
+        return _Ready().next(ch, tok)
 
 
 class _Escape:
     __slots__ = ()
+    open = False
+    atomic = False
 
-    def next(self, ch, data, end):
-        return _READY
+    def next(self, ch, tok):
+        return _Ready()
+
+
+class _Paren:
+    __slots__ = ("prev",)
+
+    def __init__(self, prev) -> None:
+        self.prev = prev
+
+    @property
+    def open(self) -> bool:
+        return self.prev.open is True
+
+    @property
+    def atomic(self) -> bool:
+        return self.prev.atomic is True
+
+    def next(self, ch, tok):
+        r = self.prev.next(ch, tok)
+        if r is None:
+            self.prev = _Ready()
+            return self
+        self.prev = r
+        if not isinstance(self.prev, _Ready):
+            return self
+        return _Ready() if ch == ")" else self
 
 
 class _Atomic:
-    __slots__ = ("prev", "delimiter")
+    __slots__ = ("prev", "pending_end", "statement_start", "has_content")
+    atomic = True
 
-    def __init__(self, prev, delimiter: str) -> None:
+    def __init__(self, prev, statement_start: int) -> None:
         self.prev = prev
-        self.delimiter = delimiter
+        self.pending_end = False
+        self.statement_start = statement_start
+        self.has_content = False
 
-    def next(self, ch, data, end):
-        curr = self.prev.next(ch, data, end)
-        if curr is not None:
-            self.prev = curr
-        if self.prev is _READY or isinstance(self.prev, _Ready):
-            n = len(self.delimiter)
-            if end >= n and "".join(data[end - n:end]).upper() == self.delimiter.upper():
-                return _READY
+    @property
+    def open(self) -> bool:
+        return self.prev.open is True
+
+    def next(self, ch, tok):
+        pending = self.pending_end
+        self.pending_end = False
+        if pending and not _ident(ch):
+            return _Ready().next(ch, tok)
+        r = self.prev.next(ch, tok)
+        if r is None:
+            self.prev = _Ready()
+            self.statement_start = tok.end - tok.start
+            self.has_content = False
+            return self
+        self.prev = r
+        if not isinstance(self.prev, _Ready):
+            return self
+        if not self.has_content and tok.ends_with_word("END"):
+            body = tok.text[tok.start + self.statement_start:tok.end - 3]
+            if _skip_space_and_comments(body) == len(body):
+                self.pending_end = True
+            else:
+                self.has_content = True
         return self
 
 
@@ -201,63 +373,63 @@ class Chunk:
     offset: int  # character offset of `text` in the file
 
 
-def _unterminated(state, start_line: int) -> str | None:
-    while isinstance(state, _Atomic):
+def _open_problem(state) -> str | None:
+    while isinstance(state, (_Paren, _Atomic)):
         state = state.prev
-    if isinstance(state, _Dollar) and state.delimiter != "\n":
+    if isinstance(state, _Dollar):
         return f"unterminated dollar-quoted string {state.delimiter}"
-    if isinstance(state, _Quote) and not state.escape:
+    if isinstance(state, _Quote) and state.open:
         return "unterminated quoted string" if state.delimiter == "'" else "unterminated quoted identifier"
-    if isinstance(state, _Block):
+    if isinstance(state, _Block) and state.open:
         return "unterminated /* comment"
     return None
 
 
-def cli_split(text: str, filename: str = "<sql>", *, strict: bool = True) -> list[Chunk]:
-    """Split like `supabase db push` (parser.SplitAndTrim). With `strict`, a quote or comment left open at the
-    end of the file is an error naming the line where it opened (the CLI would send it and let the server fail)."""
-    chunks: list[Chunk] = []
-    state = _READY
-    start = 0
-    data: list[str] = []
-    open_line: int | None = None
+_TRAILING_SEMIS = re.compile(r";+$")
 
-    def emit(token_start: int, token_chars: list[str]) -> None:
-        token = "".join(token_chars)
-        trimmed = token.rstrip(";").strip()
+
+def cli_split(text: str, filename: str = "<sql>", *, strict: bool = True) -> list[Chunk]:
+    """Split like `supabase db push` (CLI 3.x). With `strict`, a quote or comment left open at the end of the
+    file is an error naming the line where it opened (the CLI would send it and let the server fail)."""
+    chunks: list[Chunk] = []
+    tok = _Tok(text)
+    state = _Ready()
+    opened_at = 0
+
+    def emit(start: int, end: int) -> None:
+        token = text[start:end]
+        trimmed = _TRAILING_SEMIS.sub("", token).strip()
         if not trimmed:
             return
-        lead = len(token) - len(token.lstrip())
-        offset = token_start + lead
+        offset = start + (len(token) - len(token.lstrip()))
         line = text.count("\n", 0, offset) + 1
         chunks.append(Chunk(trimmed, line, line + trimmed.count("\n"), offset))
 
-    i = 0
     n = len(text)
-    while i < n:
-        ch = text[i]
-        data.append(ch)
-        prev_kind = type(state)
-        state = state.next(ch, data, len(data))
-        if state is None:
-            emit(start, data)
-            start = i + 1
-            data = []
-            state = _READY
-        elif prev_kind is _Ready and type(state) is not _Ready:
-            open_line = text.count("\n", 0, i) + 1
-        i += 1
-    if data:
-        problem = _unterminated(state, open_line or 1) if strict else None
+    for i in range(n):
+        tok.end = i + 1
+        was_ready = type(state) is _Ready
+        new = state.next(text[i], tok)
+        if new is None:
+            emit(tok.start, tok.end)
+            tok.start = i + 1
+            state = _Ready()
+            continue
+        if was_ready and type(new) is not _Ready:
+            opened_at = i
+        state = new
+    if tok.start < n:
+        problem = _open_problem(state) if strict and state.open is True else None
         if problem:
             inner = state
-            while isinstance(inner, _Atomic):
+            while isinstance(inner, (_Paren, _Atomic)):
                 inner = inner.prev
+            where = opened_at
             if isinstance(inner, _Dollar):
-                opened = text.rfind(inner.delimiter, start)
-                open_line = text.count("\n", 0, opened) + 1 if opened >= 0 else open_line
-            raise MigrationFileError(filename, open_line, problem)
-        emit(start, data)
+                found = text.rfind(inner.delimiter, tok.start, n - 1 if text.endswith(inner.delimiter) else n)
+                where = found if found >= 0 else opened_at
+            raise MigrationFileError(filename, text.count("\n", 0, where) + 1, problem)
+        emit(tok.start, n)
     return chunks
 
 
