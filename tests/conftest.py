@@ -21,15 +21,20 @@ PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory) -> Iterator["EmbeddedServer"]:
+def pg_server() -> Iterator["EmbeddedServer"]:
+    """Kept outside pytest's rotating basetemp, which a concurrent pytest run may prune."""
+    import tempfile
+
     from sage_agent.db.embedded import EmbeddedServer
 
-    server = EmbeddedServer(tmp_path_factory.mktemp("embedded") / "pg", fast=True)
+    base = Path(tempfile.mkdtemp(prefix="sage-test-pg-"))
+    server = EmbeddedServer(base / "pg", fast=True)
     server.start()
     os.environ["SAGE_SHADOW_URL"] = server.url()
     yield server
     os.environ.pop("SAGE_SHADOW_URL", None)
     server.stop()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _new_database(admin_url: str) -> tuple[str, str]:
@@ -59,17 +64,21 @@ def db(db_url):
 
 
 @pytest.fixture(scope="session")
-def pg15_server(tmp_path_factory) -> Iterator[str]:
+def pg15_server() -> Iterator[str]:
     """Debian's PostgreSQL 15 (pg_ctl in a temp dir). Yields an admin URL."""
-    from sage_agent.db.embedded import EmbeddedServer, choose_port
+    import tempfile
+
+    from sage_agent.db.embedded import EmbeddedServer
 
     if not (PG15_BIN / "pg_ctl").exists():
         pytest.skip("Debian PostgreSQL 15 server not installed (apt-get install postgresql-15)")
-    server = EmbeddedServer(tmp_path_factory.mktemp("pg15") / "pg", fast=True, port_seed="pg15")
+    base = Path(tempfile.mkdtemp(prefix="sage-test-pg15-"))
+    server = EmbeddedServer(base / "pg", fast=True, port_seed=str(base))
     server.bin_dir = PG15_BIN
     server.start()
     yield server.url()
     server.stop()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -93,3 +93,32 @@ def test_take_snapshot_api(make_session, db_url, db, project):
     loaded = load_snapshot_meta(project, meta.name)
     assert loaded.sha256 == meta.sha256 and loaded.row_counts == meta.row_counts
     assert [m.name for m in list_snapshots(project)][0] == "first"
+
+
+def test_dump_inventory_compare():
+    from sage_agent.ops.lifecycle.dumpdiff import compare, describe, inventory, normalize_dump
+
+    a = """\\restrict abc
+--
+-- Name: t; Type: TABLE; Schema: public; Owner: postgres
+--
+CREATE TABLE "public"."t" ("id" integer);
+--
+-- Data for Name: t; Type: TABLE DATA; Schema: public; Owner: postgres
+--
+COPY "public"."t" ("id") FROM stdin;
+1
+\\.
+--
+-- Name: TABLE "t"; Type: ACL; Schema: public; Owner: postgres
+--
+GRANT ALL ON TABLE "public"."t" TO "anon";
+\\unrestrict abc
+"""
+    b = a.replace('("id" integer)', '("id" bigint)').replace("abc", "xyz")
+    inv_a, inv_b = inventory(a.splitlines()), inventory(b.splitlines())
+    assert ("DATA TABLE DATA", "public", "t") not in inv_a
+    diff = compare(inv_a, inv_b)
+    assert diff == {"added": [], "removed": [], "changed": [("TABLE", "public", "t")]}
+    assert describe(("ACL", "public", 'TABLE "t"')) == "grants on table public.t"
+    assert normalize_dump(a.replace("abc", "zzz")) == normalize_dump(a)

@@ -145,3 +145,13 @@ def test_command_line_errors(make_session, db_url):
     assert session.run_line("*help a b c").exit_code == EXIT_USAGE
     assert "no option --nope" in session.run_line("*help --nope").error
     assert session.run_line('*help "unterminated').exit_code == EXIT_USAGE
+
+
+def test_single_argument_commands_take_the_rest_of_the_line(make_session, db_url, db):
+    db.execute("create table t (id int, name text)")
+    db.execute("insert into t values (1, 'a b')")
+    outcome = make_session(db_url).run_line("*run-sql select name from t where name = 'a b'")
+    assert outcome.exit_code == 0, outcome.error
+    assert outcome.result.tables[0].rows == [["a b"]]
+    # with options present, the usual parsing applies and extra words are an error
+    assert make_session(db_url).run_line("*help a b --command c").exit_code == 2

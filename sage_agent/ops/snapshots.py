@@ -19,6 +19,7 @@ import json
 import re
 import time
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -153,19 +154,25 @@ def list_tables(conn, schemas: list[str]) -> list[tuple[str, str]]:
 
 
 def count_rows(conn, tables: list[tuple[str, str]]) -> dict[str, int]:
-    """Exact count(*) per table (partitioned parents count their partitions' rows once, via ONLY on leaves)."""
+    """Exact count(*) per table, batched (partitioned parents count their partitions; plain tables use ONLY)."""
     from psycopg import sql
 
+    if not tables:
+        return {}
+    kinds = dict(((r[0], r[1]), r[2]) for r in conn.execute(
+        "select n.nspname, c.relname, c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+        "where (n.nspname, c.relname) in (select * from unnest(%s::text[], %s::text[]))",
+        ([s for s, _ in tables], [t for _, t in tables])).fetchall())
     counts: dict[str, int] = {}
-    for schema, table in tables:
-        relkind = conn.execute(
-            "select c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace "
-            "where n.nspname = %s and c.relname = %s", (schema, table)).fetchone()
-        query = sql.SQL("select count(*) from {}{}").format(
-            sql.SQL("") if relkind and relkind[0] == "p" else sql.SQL("only "),
-            sql.Identifier(schema, table))
-        counts[f"{schema}.{table}"] = int(conn.execute(query).fetchone()[0])
-    return counts
+    for i in range(0, len(tables), 100):
+        chunk = tables[i:i + 100]
+        parts = [sql.SQL("select {}::int, count(*) from {}{}").format(
+            sql.Literal(j), sql.SQL("") if kinds.get((schema, table)) == "p" else sql.SQL("only "),
+            sql.Identifier(schema, table)) for j, (schema, table) in enumerate(chunk)]
+        for j, n in conn.execute(sql.SQL(" union all ").join(parts)).fetchall():
+            schema, table = chunk[j]
+            counts[f"{schema}.{table}"] = int(n)
+    return {f"{s}.{t}": counts[f"{s}.{t}"] for s, t in tables}
 
 
 def qualified(schema: str, table: str) -> str:
@@ -218,7 +225,6 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
             "where n.nspname = any(%s) order by 1", (schemas,)).fetchall()] if schemas else []
         public_grants = _public_grants(conn) if "public" in schemas else None
         history_tables = list_tables(conn, [HISTORY_SCHEMA]) if history else []
-        counts = count_rows(conn, tables + history_tables)
 
         args = ["--no-password", "--format=plain", "--encoding=UTF8", "--quote-all-identifiers", "-f", str(sql_path)]
         if exported:
@@ -233,17 +239,36 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
         if not schemas and not history:
             sql_path.write_text("-- DB Sage snapshot: no user schemas and no migration history at snapshot time\n",
                                 encoding="utf-8")
+            counts = count_rows(conn, tables + history_tables)
             dump_version = ""
         else:
+            import threading
+
             ctx.say(f"pg_dump of {', '.join(schemas + ([HISTORY_SCHEMA] if history else []))} -> "
                     f"supabase/snapshots/{name}.sql")
+            failure: list[BaseException] = []
+
+            def dump() -> None:
+                try:
+                    run_pg_tool("pg_dump", url, args, server_major=server.major)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                    failure.append(exc)
+
+            # pg_dump and the exact counts read the same exported MVCC snapshot, side by side
+            worker = threading.Thread(target=dump, name="sage-pg-dump", daemon=True)
+            worker.start()
             try:
-                run_pg_tool("pg_dump", url, args, server_major=server.major)
-            except PgToolError as exc:
+                counts = count_rows(conn, tables + history_tables)
+            except BaseException:
+                worker.join()
                 sql_path.unlink(missing_ok=True)
-                raise OpError(f"snapshot failed: {exc}", "check the connection with *env-check") from None
-            except Exception as exc:
+                raise
+            worker.join()
+            if failure:
                 sql_path.unlink(missing_ok=True)
+                exc = failure[0]
+                if isinstance(exc, PgToolError):
+                    raise OpError(f"snapshot failed: {exc}", "check the connection with *env-check") from None
                 raise OpError(f"snapshot failed: {redact(str(exc))}",
                               "install a pg_dump at least as new as the server (postgresql-client)") from None
             dump_version = _pg_dump_version(server.major)
@@ -279,6 +304,7 @@ def _public_grants(conn) -> list[str]:
     return list(row[0] or [])
 
 
+@lru_cache(maxsize=8)
 def _pg_dump_version(server_major: int) -> str:
     try:
         from sage_agent.db.binaries import find_binary

@@ -61,6 +61,7 @@ class OpContext:
     progress_sink: Callable[[str, float, float | None, str], None] = lambda *a: None
     message_sink: Callable[[str], None] = lambda text: None
     settings: Settings = field(default_factory=Settings)
+    interactive: bool = False  # a person at a prompt (REPL), not a headless run
     _connections: list[Any] = field(default_factory=list)
 
     # --- databases ---------------------------------------------------------------------------

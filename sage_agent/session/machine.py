@@ -115,7 +115,8 @@ class Session:
             self._goto(State.IDLE)
             return Outcome(EXIT_USAGE, error=redact(str(exc)), task_id=task.id)
         ctx = OpContext(project=self.project, target=self.target, task=task, confirm_fn=self._confirm,
-                        progress_sink=self.progress_sink, message_sink=self.message_sink, settings=self.settings)
+                        progress_sink=self.progress_sink, message_sink=self.message_sink, settings=self.settings,
+                        interactive=bool(getattr(self.answers, "interactive", False)))
         self.last_context = ctx
         try:
             if self.target.is_production and op.risk != "read":

@@ -16,6 +16,7 @@ class CommandLineError(ValueError):
 class ParsedCommand:
     name: str
     tokens: list[str] = field(default_factory=list)
+    raw_rest: str = ""  # the line after the command name, unsplit (for `*run-sql select * from t`)
 
 
 def split_command(line: str) -> ParsedCommand:
@@ -28,7 +29,9 @@ def split_command(line: str) -> ParsedCommand:
         raise CommandLineError(f"cannot read the command line: {exc}") from None
     if not tokens:
         raise CommandLineError("empty command: try *help")
-    return ParsedCommand(tokens[0].lower(), tokens[1:])
+    body = line[1:].lstrip()
+    rest = body[len(body.split(None, 1)[0]):].strip() if body else ""
+    return ParsedCommand(tokens[0].lower(), tokens[1:], rest)
 
 
 def bind_values(task: TaskSpec, parsed: ParsedCommand) -> dict[str, str]:
@@ -60,6 +63,9 @@ def bind_values(task: TaskSpec, parsed: ParsedCommand) -> dict[str, str]:
             positionals.append(tok)
         i += 1
     keys = task.positional_keys
+    if len(positionals) > len(keys) == 1 and not values and parsed.raw_rest:
+        # a command with one argument takes the rest of the line as it was typed (SQL, file paths...)
+        positionals = [parsed.raw_rest]
     if len(positionals) > len(keys):
         raise CommandLineError(f"too many arguments for *{task.command}: usage {task.usage}")
     for key, value in zip(keys, positionals):

@@ -24,7 +24,7 @@ def inventory(lines: Iterable[str], *, with_data: bool = False) -> dict[ObjectKe
         line = raw.rstrip("\n")
         match = _HEADER.match(line)
         if match:
-            is_data = bool(match["data"])
+            is_data = bool(match["data"]) or match["type"].strip() == "SEQUENCE SET"
             if is_data and not with_data:
                 current = None
                 continue
@@ -48,6 +48,10 @@ def inventory_file(path: Path, *, with_data: bool = False) -> dict[ObjectKey, st
 def describe(key: ObjectKey) -> str:
     kind, schema, name = key
     where = f"{schema}." if schema and schema != "-" else ""
+    if kind in ("ACL", "COMMENT") and " " in name:  # e.g. name 'TABLE "orders"'
+        what, _, obj = name.partition(" ")
+        label = "grants on" if kind == "ACL" else "comment on"
+        return f"{label} {what.lower()} {where}{obj.strip(chr(34))}"
     return f"{kind.lower()} {where}{name}"
 
 

@@ -1,0 +1,59 @@
+"""Small helpers shared by the observability operations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sage_agent.ops.result import OpError
+
+
+def sql_from_input(ctx, value: str) -> tuple[str, str]:
+    """The SQL text and where it came from: a `.sql` file path (absolute or in the project) or the text itself."""
+    raw = (value or "").strip()
+    if raw.lower().endswith(".sql") and "\n" not in raw and ";" not in raw and " " not in raw.strip():
+        path = Path(raw).expanduser()
+        if not path.is_absolute():
+            path = Path(ctx.project) / path
+        if not path.is_file():
+            raise OpError(f"SQL file not found: {raw}", "give an existing .sql file or the SQL text itself (quoted)",
+                          exit_code=2)
+        try:
+            return path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError:
+            raise OpError(f"{raw} is not UTF-8 text", "give a SQL text file", exit_code=2) from None
+    return raw, "<sql>"
+
+
+def seconds(value: Any) -> str:
+    """A duration in seconds as 1h02m, 3m05s, 4.2s."""
+    if value is None:
+        return ""
+    s = float(value)
+    if s >= 3600:
+        return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+    if s >= 60:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    return f"{s:.1f}s"
+
+
+def short(text: Any, width: int = 120) -> str:
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def pretty_bytes(n: float | None) -> str:
+    if n is None:
+        return ""
+    n = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def production_guard(ctx, what: str, plan: str) -> None:
+    """Operations registered as risk=read that can still act (cancel, write) ask for PRODUCTION themselves."""
+    if ctx.target.is_production:
+        ctx.confirm(f"{what} on PRODUCTION ({ctx.target.display_url}).", plan=plan, word="PRODUCTION")
