@@ -175,7 +175,12 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
             raise _file_error(exc) from None
     findings = [f for p in plans for f in p.findings]
     errors = [f for f in findings if f.severity == "error"]
-    if errors:
+    # When another operation applies a migration it just wrote (e.g. *policy-apply), that operation has already
+    # confirmed the exact SQL with the person; *apply confirms only when it is the command that was run.
+    own_command = ctx.task is None or ctx.task.id == "db-apply-migration"
+    if not own_command:
+        notes.append(f"applied on behalf of *{ctx.task.command}, which confirmed the exact SQL")
+    if errors and own_command:
         ctx.confirm(f"The migration lint found {len(errors)} unsafe statement(s). Apply anyway?",
                     plan="\n".join(_finding_row(f) for f in errors))
     lines = []
@@ -185,7 +190,8 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
         lines.append(f"{p.migration.filename}: {len(p.chunks)} statement(s), {how}")
     plan_text = "\n".join(lines + [f"snapshot first: {'yes' if inputs.snapshot else 'no'}",
                                    f"lock_timeout={lock_timeout} statement_timeout={statement_timeout}"])
-    ctx.confirm(f"Apply {len(plans)} migration(s) to {ctx.target.display_url}?", plan=plan_text)
+    if own_command:
+        ctx.confirm(f"Apply {len(plans)} migration(s) to {ctx.target.display_url}?", plan=plan_text)
 
     # One applier at a time; after the wait, the work may have been done by the other one.
     try:
