@@ -365,3 +365,15 @@ def test_cli_no_transaction_header_is_honoured(project, make_session, db_url, db
     assert [r[3] for r in outcome.result.tables[0].rows] == ["success", "success"]
     assert outcome.result.tables[0].rows[1][2] == "no"
     assert exists(db, "public.t_v_idx")
+
+
+def test_fast_path_covers_every_non_transactional_statement_kind():
+    """prepare_file only asks sqlkit.classify about these node types; keep the list in step with classify."""
+    import inspect
+    import re
+
+    from sage_agent.db.applier import _MAYBE_SPECIAL
+    from sage_agent.sqlkit import classify
+
+    body = inspect.getsource(classify._transactional)
+    assert set(re.findall(r"ast\.(\w+Stmt)", body)) <= _MAYBE_SPECIAL

@@ -22,6 +22,11 @@ APPLICATION_NAME = "db-sage:apply"
 NO_TRANSACTION_HEADER = "-- pg-delta: transaction=false"  # first line honoured by the Supabase CLI 3.x
 _TIMEOUT = re.compile(r"^\s*\d+\s*(ms|s|min|h)?\s*$")
 _SKIP_IN_TX = {"BEGIN", "START", "COMMIT", "END"}
+# statement node types that may be non-transactional or transaction control (see sqlkit.classify)
+_MAYBE_SPECIAL = {"IndexStmt", "DropStmt", "ReindexStmt", "VacuumStmt", "AlterEnumStmt", "AlterTableStmt",
+                  "CreatedbStmt", "DropdbStmt", "AlterSystemStmt", "CreateTableSpaceStmt", "DropTableSpaceStmt",
+                  "TransactionStmt", "ClusterStmt", "RefreshMatViewStmt", "AlterDatabaseStmt",
+                  "AlterDatabaseSetStmt", "CreateSubscriptionStmt", "DropSubscriptionStmt", "AlterSubscriptionStmt"}
 _SERVER_SIDE_TIMEOUT_RULES = {"require-lock-timeout", "require-statement-timeout"}
 
 
@@ -81,6 +86,8 @@ def prepare_file(migration: LocalMigration, server_major: int = 18, *, lint: boo
         per_chunk[idx] = per_chunk.get(idx, 0) + 1
         if per_chunk[idx] > 1:
             plan.pipeline = False
+        if type(stmt.node).__name__ not in _MAYBE_SPECIAL:
+            continue  # ordinary DDL/DML: transactional, not transaction control (classify is the slow path)
         info = classify(stmt, server_major)
         if not info.transactional:
             plan.transactional = False
