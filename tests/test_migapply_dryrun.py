@@ -91,7 +91,8 @@ def test_dry_run_safe_file_and_failures(project, make_session, db_url, db):
     assert dump(db_url) == before
 
 
-def test_apply_and_dry_run_on_postgres_15(project, make_session, pg15_url):
+def test_apply_and_dry_run_on_postgres_15(project, make_session, pg_server, pg15_url):
+    # pg_server sets SAGE_SHADOW_URL: shadows go to the session server, no per-project embedded server
     import psycopg
 
     write(project, "20240101000000_base.sql", "create table public.orders (id bigint primary key, total int);\n"
