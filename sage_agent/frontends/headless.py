@@ -67,7 +67,7 @@ def run_headless(line: str, *, project: Path, env: str = "local", db_url: str | 
     else:
         render_text(outcome.result, make_console())
         if outcome.error and outcome.result.status != "cancelled":
-            err.print(f"error: {outcome.error}", markup=False)
+            err.print(f"error: {outcome.error}", markup=False, highlight=False, soft_wrap=True)
     return outcome.exit_code
 
 
@@ -80,7 +80,7 @@ def _fail(outcome: Outcome, output: str, err) -> int:
         doc["exit_code"] = outcome.exit_code
         sys.stdout.write(to_json(doc) + "\n")
     else:
-        err.print(f"error: {redact(outcome.error or 'failed')}", markup=False, highlight=False)
+        err.print(f"error: {redact(outcome.error or 'failed')}", markup=False, highlight=False, soft_wrap=True)
     return outcome.exit_code
 
 

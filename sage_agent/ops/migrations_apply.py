@@ -18,7 +18,7 @@ from sage_agent.ops.registry import operation
 from sage_agent.ops.result import Finding, OpError, OpResult, Table
 
 LOG_PATH = Path("supabase") / ".sage" / "migration-log.jsonl"
-_NAME = re.compile(r"^[a-z0-9_]+$")
+_NAME = re.compile(r"^[a-z0-9_]{1,100}$")  # a file name: <timestamp>_<name>.sql must stay under 255 bytes
 
 
 def _lock_wait_s() -> float:
@@ -381,8 +381,8 @@ def migration_new(inputs: MigrationNewInput, ctx) -> OpResult:
 
     name = inputs.name.strip()
     if not _NAME.match(name):
-        raise OpError(f"invalid migration name {name!r}: use lowercase letters, digits and underscores only "
-                      "(e.g. add_todos)", exit_code=2)
+        raise OpError(f"invalid migration name {name!r}: use 1-100 lowercase letters, digits and "
+                      "underscores only (e.g. add_todos)", exit_code=2)
     project: Path = ctx.project
     _require_supabase(project)
     folder = migrations_dir(project)

@@ -115,7 +115,18 @@ def _raise_syntax(filename: str, text: str, exc: Exception) -> None:
     if loc is None:
         loc = len(text)
     loc = min(max(loc, 0), len(text))
-    raise SqlSyntaxError(filename, idx.line(loc), idx.column(loc), msg) from exc
+    raise SqlSyntaxError(filename, idx.line(loc), idx.column(loc), _short_near(msg)) from exc
+
+
+def _short_near(msg: str) -> str:
+    """PostgreSQL quotes the rest of the input after `at or near`: for an unterminated string or comment that is the
+    whole remaining file (megabytes, many lines). Keep its first line, at most 40 characters."""
+    m = re.match(r'(?s)(.*? at or near ")(.*)"\s*$', msg)
+    if not m:
+        return msg
+    near = m.group(2)
+    short = near.split("\n", 1)[0][:40]
+    return f'{m.group(1)}{short}{"…" if short != near else ""}"'
 
 
 def _tokens(text: str) -> list[Any]:
@@ -123,6 +134,23 @@ def _tokens(text: str) -> list[Any]:
         return list(_pg.scan(text))
     except Exception:
         return []
+
+
+# pglast turns a parse tree into Python objects recursively: an expression nested some 20,000+ levels deep
+# (e.g. `select 1 + 1 + ... + 1` on one enormous line) overflows the C stack and kills the process with a
+# segmentation fault. libpg_query's JSON output checks the stack depth, so large texts are checked with it first
+# (a text shorter than this cannot nest that deep).
+_DEEP_CHECK_CHARS = 30_000
+
+
+def _check_depth(filename: str, text: str) -> None:
+    try:
+        _pg.parse_sql_json(text)
+    except _pg.ParseError as exc:
+        if "stack depth" in str(exc).lower():
+            raise SqlSyntaxError(filename, 1, 1, "statement nested too deeply to parse (an expression thousands of "
+                                                 "levels deep); split it into smaller statements") from None
+        _raise_syntax(filename, text, exc)
 
 
 def split_sql(text: str | bytes, filename: str = "<sql>") -> list[Statement]:
@@ -138,6 +166,8 @@ def split_sql(text: str | bytes, filename: str = "<sql>") -> list[Statement]:
         raise SqlSyntaxError(filename, idx.line(nul), idx.column(nul),
                              "binary input: NUL byte found, this is not a SQL text file")
     masked, copy_blocks = _mask_copy_data(text)
+    if len(masked) > _DEEP_CHECK_CHARS:
+        _check_depth(filename, masked)
     try:
         raws = _pg.parse_sql(masked)
     except _pg.ParseError as exc:
