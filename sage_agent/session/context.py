@@ -62,6 +62,7 @@ class OpContext:
     message_sink: Callable[[str], None] = lambda text: None
     settings: Settings = field(default_factory=Settings)
     interactive: bool = False  # a person at a prompt (REPL), not a headless run
+    ask_fn: "Callable[[str], str] | None" = None  # free-form questions inside an interactive task (REPL only)
     _connections: list[Any] = field(default_factory=list)
 
     # --- databases ---------------------------------------------------------------------------
@@ -142,6 +143,12 @@ class OpContext:
         if not word:
             raise RuntimeError(f"task {self.task.id if self.task else '?'} declares no typed confirmation word")
         self.confirm(prompt, plan=plan, word=word)
+
+    def ask(self, question: str) -> str:
+        """Ask the person one free-form question (interactive sessions only; headless ops take inputs instead)."""
+        if self.ask_fn is None or not self.interactive:
+            raise RuntimeError("ctx.ask needs an interactive session")
+        return self.ask_fn(question)
 
     def progress(self, description: str, total: float | None = None) -> Progress:
         return Progress(description, total, self.progress_sink)

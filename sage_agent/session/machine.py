@@ -116,7 +116,8 @@ class Session:
             return Outcome(EXIT_USAGE, error=redact(str(exc)), task_id=task.id)
         ctx = OpContext(project=self.project, target=self.target, task=task, confirm_fn=self._confirm,
                         progress_sink=self.progress_sink, message_sink=self.message_sink, settings=self.settings,
-                        interactive=bool(getattr(self.answers, "interactive", False)))
+                        interactive=bool(getattr(self.answers, "interactive", False)),
+                        ask_fn=getattr(self.answers, "prompt", None))
         self.last_context = ctx
         try:
             if self.target.is_production and op.risk != "read":
