@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     # area: agent
     # area: integration
+    "handoff": ("sage_agent.frontends.handoff:main", "handoffs between agents: list | receive FILE | send AGENT"),
+    "mcp": ("sage_agent.frontends.mcp_server:main", "serve DB Sage's operations over MCP (stdio)"),
+    "ide": ("sage_agent.frontends.ide:main", "IDE files: sync | check"),
 }
 
 
