@@ -59,7 +59,14 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if args.cmd not in EXTRA_COMMANDS:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        # argparse's REMAINDER does not take leading --options: hand the extra command everything after its name
+        tokens = list(sys.argv[1:] if argv is None else argv)
+        args.rest = tokens[tokens.index(args.cmd) + 1:]
     project = (args.project or Path.cwd()).resolve()
     if args.cmd == "run":
         from sage_agent.frontends.headless import run_headless

@@ -71,8 +71,11 @@ def build_from_design(design, source: str, name: str, ctx, extra_files: dict[str
                 (design.schema_, order)).fetchall()
     plan_md = implementation_plan(design, source, [mig, rls, *(extra_files or {})], order, notes)
     files[plan_rel] = plan_md
-    ctx.confirm(f"Write {len(files)} file(s) (proved on a shadow database)?",
-                plan="\n".join(f"write {rel}" for rel in files))
+    stamped = {mig: f"supabase/migrations/<UTC timestamp>_{safe}.sql",
+               rls: f"supabase/migrations/<UTC timestamp>_{safe}_rls.sql"}
+    plan = "\n".join(f"write {stamped.get(rel, rel)}" for rel in files) + "\n\n" + \
+        "\n".join(f"-- {stamped[rel]}\n{files[rel]}" for rel in (mig, rls))
+    ctx.confirm(f"Write {len(files)} file(s) (proved on a shadow database)?", plan=plan)
     for rel, text in files.items():
         path = project / rel
         path.parent.mkdir(parents=True, exist_ok=True)
