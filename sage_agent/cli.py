@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands implemented elsewhere: name -> ("module:function(argv) -> int", help). Loaded on use.
 EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     # area: agent
+    "ask": ("sage_agent.agent.cli:ask_main", "ask DB Sage in plain language"),
     # area: integration
     "handoff": ("sage_agent.frontends.handoff:main", "handoffs between agents: list | receive FILE | send AGENT"),
     "mcp": ("sage_agent.frontends.mcp_server:main", "serve DB Sage's operations over MCP (stdio)"),
@@ -58,15 +59,34 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _extra_command_at(argv: list[str]) -> int | None:
+    """Index of an EXTRA_COMMANDS name after the global options, so its own parser sees every option that
+    follows it (argparse's REMAINDER refuses a leading option: `sage ask --json "..."`)."""
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok in EXTRA_COMMANDS:
+            return i
+        if tok in ("--env", "--db-url", "--project"):
+            i += 2
+        elif tok.startswith(("--env=", "--db-url=", "--project=")):
+            i += 1
+        else:
+            return None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        if args.cmd not in EXTRA_COMMANDS:
-            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        # argparse's REMAINDER does not take leading --options: hand the extra command everything after its name
-        tokens = list(sys.argv[1:] if argv is None else argv)
-        args.rest = tokens[tokens.index(args.cmd) + 1:]
+    argv = list(sys.argv[1:] if argv is None else argv)
+    at = _extra_command_at(argv)
+    if at is not None:
+        import importlib
+
+        prefix = build_parser().parse_args(argv[:at])
+        module, _, func = EXTRA_COMMANDS[argv[at]][0].partition(":")
+        project = (prefix.project or Path.cwd()).resolve()
+        return int(getattr(importlib.import_module(module), func)(argv[at + 1:], project=project) or 0)
+    args = build_parser().parse_args(argv)
     project = (args.project or Path.cwd()).resolve()
     if args.cmd == "run":
         from sage_agent.frontends.headless import run_headless

@@ -19,6 +19,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 
+# Tests script the model themselves; a real key on the machine must never reach the network.
+for _name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "SAGE_PROVIDER", "SAGE_MODEL"):
+    os.environ.pop(_name, None)
+
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator["EmbeddedServer"]:
@@ -150,3 +154,19 @@ def supabase_cli() -> str:
     if cli is None:
         pytest.skip("Supabase CLI not installed: npm install --prefix .tools supabase (done by .ci/run)")
     return cli.path
+
+
+@pytest.fixture
+def demo_drop(monkeypatch, db_url, tmp_path):
+    """A test-only destructive task `demo-drop` (typed word DROP), registered like tests/test_session.py does."""
+    from test_session import demo_task, drop_op
+
+    from sage_agent.catalog import tasks as tasks_mod
+    from sage_agent.ops import registry
+
+    task = demo_task(tmp_path)
+    registry.load_operations()
+    monkeypatch.setitem(registry._REGISTRY, "demo-drop", drop_op(db_url))
+    real = tasks_mod.load_tasks()
+    monkeypatch.setattr(tasks_mod, "load_tasks", lambda directory=None: {**real, "demo-drop": task})
+    return task

@@ -1,11 +1,9 @@
 """The catalog: persona and task files parse into typed models, and `sage validate` proves they agree."""
 
-from pathlib import Path
 
 import pytest
 
 from sage_agent.catalog.errors import CatalogError
-from sage_agent.catalog.paths import tasks_dir
 from sage_agent.catalog.persona import load_persona, parse_persona
 from sage_agent.catalog.tasks import command_index, load_tasks, parse_task
 from sage_agent.catalog.validate import validate_catalog
@@ -114,7 +112,7 @@ def test_persona_yaml_error_points_at_the_line(tmp_path):
 def test_validate_reports_a_persona_command_without_a_task(tmp_path, monkeypatch):
     import shutil
 
-    from sage_agent.catalog import paths, persona, tasks
+    from sage_agent.catalog import paths
 
     root = tmp_path / "cat"
     for sub in ("personas", "tasks", "knowledge"):

@@ -1,8 +1,6 @@
 """The REPL driven through prompt-toolkit's pipe input, against a real database."""
 
 import io
-import threading
-import time
 
 import pytest
 from prompt_toolkit.input import create_pipe_input

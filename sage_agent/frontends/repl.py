@@ -72,7 +72,9 @@ class Repl:
                                answers=PromptAnswers(prompt=self.ask, show=self.show_plan),
                                message_sink=lambda t: self.console.print(t, markup=False, highlight=False),
                                progress_sink=self._progress)
-        self.free_text: Callable[[str], None] = self.no_model_reply
+        from sage_agent.agent.repl import agent_reply  # plain language goes to the model when one is configured
+
+        self.free_text: Callable[[str], None] = agent_reply(self) or self.no_model_reply
         self.outcomes: list[Outcome] = []
 
     # --- prompt-toolkit plumbing -------------------------------------------------------------

@@ -170,16 +170,16 @@ def spec_to_tables(spec: dict[str, Any]) -> list[dict[str, Any]]:
 def elicit_spec(ctx) -> dict[str, Any]:
     """REPL: one question at a time."""
     entities = []
-    tenancy_table = ctx.ask("Tenancy: table that owns tenants (e.g. organizations), blank for none: ").strip()
+    tenancy_table = ctx.ask("Tenancy: table that owns tenants (e.g. organizations), blank for none", default="").strip()
     tenancy = {"table": tenancy_table, "column": "tenant_id"} if tenancy_table else None
     while True:
-        name = ctx.ask("Entity name (plural, snake_case; blank to finish): ").strip()
+        name = ctx.ask("Entity name (plural, snake_case; blank to finish)", default="").strip()
         if not name:
             break
-        attrs = ctx.ask(f"{name}: attributes as name:type, comma separated (name! = required): ").strip()
-        key = ctx.ask(f"{name}: key type (uuid/bigint, default uuid): ").strip() or "uuid"
-        owner = ctx.ask(f"{name}: owner column referencing auth.users (e.g. user_id; blank for none): ").strip()
-        rels = ctx.ask(f"{name}: references as column->table, comma separated (blank for none): ").strip()
+        attrs = ctx.ask(f"{name}: attributes as name:type, comma separated (name! = required)", default="").strip()
+        key = ctx.ask(f"{name}: key type (uuid/bigint, default uuid)", default="").strip() or "uuid"
+        owner = ctx.ask(f"{name}: owner column referencing auth.users (e.g. user_id; blank for none)", default="").strip()
+        rels = ctx.ask(f"{name}: references as column->table, comma separated (blank for none)", default="").strip()
         ent: dict[str, Any] = {"name": name, "key": key,
                                "attributes": [a.strip() for a in attrs.split(",") if a.strip()]}
         if owner:

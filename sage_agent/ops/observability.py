@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from sage_agent.ops.registry import operation
-from sage_agent.ops.result import Finding, OpError, OpResult, Table
+from sage_agent.ops.result import OpError, OpResult, Table
 
 # ================================================================================================
 # *run-sql

@@ -193,7 +193,7 @@ def compare_schemas(inputs: CompareInput, ctx) -> OpResult:
 
 
 def _markdown(cmp, summary: str) -> str:
-    lines = [f"# Schema comparison", "", f"- A (source): {cmp.a.label}", f"- B (target): {cmp.b.label}", "",
+    lines = ["# Schema comparison", "", f"- A (source): {cmp.a.label}", f"- B (target): {cmp.b.label}", "",
              summary, "", "## Drift", ""]
     for d in cmp.plan.drift:
         lines.append(f"- {d.kind} `{d.object}`: {d.change}" + (f" ({d.detail})" if d.detail else ""))

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from pydantic import BaseModel, Field
 
-from sage_agent.schema.model import Column, DatabaseSchema, Function, Table, TypeDef, View
+from sage_agent.schema.model import Column, DatabaseSchema, Function, TypeDef
 
 AE = "ACCESS EXCLUSIVE"
 

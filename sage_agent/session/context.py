@@ -62,7 +62,7 @@ class OpContext:
     message_sink: Callable[[str], None] = lambda text: None
     settings: Settings = field(default_factory=Settings)
     interactive: bool = False  # a person at a prompt (REPL), not a headless run
-    ask_fn: "Callable[[str], str] | None" = None  # free-form questions inside an interactive task (REPL only)
+    ask_fn: "Callable[[Any], str] | None" = None  # the session's AnswerSource.ask (InputSpec -> str)
     _connections: list[Any] = field(default_factory=list)
 
     # --- databases ---------------------------------------------------------------------------
@@ -137,18 +137,37 @@ class OpContext:
         if not self.confirm_fn(ConfirmRequest(prompt=prompt, plan=plan, word=word)):
             raise Declined(f"not confirmed: {prompt.rstrip('?').rstrip()}. Nothing was changed.")
 
+    def ask(self, label: str, default: str | None = None, choices: list[str] | None = None, *,
+            key: str = "value") -> str:
+        """Ask the person for a value the task file cannot declare (e.g. a template's variables).
+        Headless runs raise MissingInput (exit 2) unless a default is given."""
+        from sage_agent.catalog.tasks import InputSpec
+        from sage_agent.session.answers import MissingInput
+
+        spec = InputSpec(key=key, label=label, kind="choice" if choices else "text", required=default is None,
+                         default=default, choices=list(choices or []), line=0)
+        if self.ask_fn is None:
+            if default is not None:
+                return default
+            raise MissingInput(spec)
+        try:
+            raw = self.ask_fn(spec).strip()
+        except MissingInput:
+            if default is not None:
+                return default
+            raise
+        if not raw and default is not None:
+            return default
+        if choices and raw not in choices:
+            raise MissingInput(spec, f"choose one of {', '.join(choices)}")
+        return raw
+
     def confirm_destructive(self, prompt: str, *, plan: str = "") -> None:
         """A typed confirmation with the task's own word (e.g. ROLLBACK), from the task file."""
         word = self.task.confirm_word if self.task else None
         if not word:
             raise RuntimeError(f"task {self.task.id if self.task else '?'} declares no typed confirmation word")
         self.confirm(prompt, plan=plan, word=word)
-
-    def ask(self, question: str) -> str:
-        """Ask the person one free-form question (interactive sessions only; headless ops take inputs instead)."""
-        if self.ask_fn is None or not self.interactive:
-            raise RuntimeError("ctx.ask needs an interactive session")
-        return self.ask_fn(question)
 
     def progress(self, description: str, total: float | None = None) -> Progress:
         return Progress(description, total, self.progress_sink)

@@ -116,8 +116,7 @@ class Session:
             return Outcome(EXIT_USAGE, error=redact(str(exc)), task_id=task.id)
         ctx = OpContext(project=self.project, target=self.target, task=task, confirm_fn=self._confirm,
                         progress_sink=self.progress_sink, message_sink=self.message_sink, settings=self.settings,
-                        interactive=bool(getattr(self.answers, "interactive", False)),
-                        ask_fn=getattr(self.answers, "prompt", None))
+                        interactive=bool(getattr(self.answers, "interactive", False)), ask_fn=self.answers.ask)
         self.last_context = ctx
         try:
             if self.target.is_production and op.risk != "read":
@@ -126,6 +125,8 @@ class Session:
                     word=PRODUCTION_WORD), production=True)
             self._goto(State.EXECUTING)
             result = op.run(inputs, ctx)
+        except MissingInput as exc:
+            return self._finish(Outcome(EXIT_USAGE, error=str(exc), task_id=task.id))
         except ConfirmationRequired as exc:
             return self._finish(Outcome(EXIT_CONFIRM, error=str(exc), task_id=task.id))
         except Declined as exc:

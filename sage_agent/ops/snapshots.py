@@ -1,0 +1,345 @@
+"""Snapshots: pg_dump of the user's schemas plus the migration history, with metadata.
+
+Plain functions other operations use (apply, seed, restore, policy-apply):
+    take_snapshot(ctx, name=None, *, with_data=False, prefix="snapshot") -> SnapshotMeta
+    load_snapshot_meta(project, name) -> SnapshotMeta
+    list_snapshots(project) -> list[SnapshotMeta]
+
+What a snapshot covers ("user schemas"): every schema except PostgreSQL's own (pg_*, information_schema),
+the schemas Supabase manages (the Supabase CLI's own exclusion list for `db dump`: auth, storage,
+extensions, realtime, vault, graphql...), and schemas created by an extension. `supabase_migrations` is
+always included, whole and with its data, so that a rollback restores the migration history with the schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from sage_agent.db.schemas import is_managed_schema
+from sage_agent.ops.result import OpError
+
+SNAPSHOT_DIR = ("supabase", "snapshots")
+HISTORY_SCHEMA = "supabase_migrations"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+
+class SnapshotMeta(BaseModel):
+    name: str
+    sql_path: Path
+    json_path: Path
+    created_at: str
+    type: str  # schema-only | with-data
+    tables: list[str] = Field(default_factory=list)  # user tables, schema-qualified
+    row_counts: dict[str, int] = Field(default_factory=dict)  # user tables + supabase_migrations tables
+    size_bytes: int = 0
+    sha256: str = ""
+    db_url: str = ""  # redacted
+    server_version: str = ""
+    server_major: int = 0
+    schemas: list[str] = Field(default_factory=list)  # user schemas dumped (supabase_migrations not listed)
+    history_included: bool = False  # supabase_migrations existed and is in the dump
+    pg_dump_version: str = ""
+    public_grants: list[str] | None = None  # PUBLIC's privileges on schema public (pg_dump omits the defaults)
+
+    @property
+    def with_data(self) -> bool:
+        return self.type == "with-data"
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json", exclude={"sql_path", "json_path"})
+        data["file"] = self.sql_path.name
+        return data
+
+
+# --- names and paths -------------------------------------------------------------------------------
+def validate_name(name: str, what: str = "snapshot name") -> str:
+    """A file-safe name: letters, digits, `_ . -`, no path tricks. Raises OpError (exit 2)."""
+    if name is None or not str(name).strip():
+        raise OpError(f"{what} is empty", "use letters, digits, _ . - (e.g. before_v2)", exit_code=2)
+    name = str(name).strip()
+    if "/" in name or "\\" in name or ".." in name or "\0" in name or not NAME_RE.match(name):
+        raise OpError(f"invalid {what} {name!r}: use 1-100 letters, digits, _ . - starting with a letter or digit "
+                      "(no path separators, no '..')", "e.g. before_v2 or baseline", exit_code=2)
+    return name
+
+
+def snapshot_dir(project: Path) -> Path:
+    return Path(project).joinpath(*SNAPSHOT_DIR)
+
+
+def ensure_snapshot_dir(project: Path) -> Path:
+    folder = snapshot_dir(project)
+    folder.mkdir(parents=True, exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n!.gitignore\n", encoding="utf-8")
+    return folder
+
+
+def _utc_stamp() -> str:
+    return time.strftime("%Y%m%d_%H%M%S", time.gmtime())
+
+
+def _free_name(folder: Path, base: str) -> str:
+    base = base[:100]
+    name, n = base, 2
+    while (folder / f"{name}.sql").exists() or (folder / f"{name}.json").exists():
+        suffix = f"_{n}"
+        name = base[: 100 - len(suffix)] + suffix
+        n += 1
+    return name
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- catalog queries -------------------------------------------------------------------------------
+def user_schemas(conn) -> list[str]:
+    """Schemas that belong to the user (not PostgreSQL's, not Supabase-managed, not created by an extension)."""
+    rows = conn.execute(
+        """
+        select n.nspname from pg_namespace n
+        where not exists (select 1 from pg_depend d
+                          where d.classid = 'pg_namespace'::regclass and d.objid = n.oid and d.deptype = 'e')
+        order by n.nspname
+        """
+    ).fetchall()
+    return [r[0] for r in rows if not is_managed_schema(r[0])]
+
+
+def schema_exists(conn, name: str) -> bool:
+    return bool(conn.execute("select exists (select 1 from pg_namespace where nspname = %s)", (name,)).fetchone()[0])
+
+
+def list_tables(conn, schemas: list[str]) -> list[tuple[str, str]]:
+    """Ordinary and partitioned tables (not partitions' children twice: every relkind r/p) in the schemas."""
+    if not schemas:
+        return []
+    rows = conn.execute(
+        """
+        select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = any(%s) and c.relkind in ('r', 'p')
+        order by 1, 2
+        """,
+        (schemas,),
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def count_rows(conn, tables: list[tuple[str, str]]) -> dict[str, int]:
+    """Exact count(*) per table, batched (partitioned parents count their partitions; plain tables use ONLY)."""
+    from psycopg import sql
+
+    if not tables:
+        return {}
+    kinds = dict(((r[0], r[1]), r[2]) for r in conn.execute(
+        "select n.nspname, c.relname, c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+        "where (n.nspname, c.relname) in (select * from unnest(%s::text[], %s::text[]))",
+        ([s for s, _ in tables], [t for _, t in tables])).fetchall())
+    counts: dict[str, int] = {}
+    for i in range(0, len(tables), 100):
+        chunk = tables[i:i + 100]
+        parts = [sql.SQL("select {}::int, count(*) from {}{}").format(
+            sql.Literal(j), sql.SQL("") if kinds.get((schema, table)) == "p" else sql.SQL("only "),
+            sql.Identifier(schema, table)) for j, (schema, table) in enumerate(chunk)]
+        for j, n in conn.execute(sql.SQL(" union all ").join(parts)).fetchall():
+            schema, table = chunk[j]
+            counts[f"{schema}.{table}"] = int(n)
+    return {f"{s}.{t}": counts[f"{s}.{t}"] for s, t in tables}
+
+
+def qualified(schema: str, table: str) -> str:
+    return f"{schema}.{table}"
+
+
+def _schema_pattern(schema: str) -> str:
+    """A pg_dump pattern matching exactly this schema name (double quotes make it literal)."""
+    return '"' + schema.replace('"', '""') + '"'
+
+
+# --- taking a snapshot -----------------------------------------------------------------------------
+def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, prefix: str = "snapshot") -> SnapshotMeta:
+    """pg_dump the user schemas (+ supabase_migrations with data) to supabase/snapshots/NAME.sql and NAME.json.
+
+    An explicit `name` that exists is an error (never overwritten); without a name, `PREFIX_YYYYMMDD_HHMMSS`
+    (UTC, made unique). Counts and the dump see the same MVCC snapshot (pg_export_snapshot)."""
+    from sage_agent.db.redact import redact
+    from sage_agent.db.tools import PgToolError, run_pg_tool
+
+    project = Path(ctx.project)
+    folder = ensure_snapshot_dir(project)
+    if name:
+        name = validate_name(name)
+        if (folder / f"{name}.sql").exists() or (folder / f"{name}.json").exists():
+            raise OpError(f"snapshot {name!r} already exists (supabase/snapshots/{name}.sql); snapshots are never "
+                          "overwritten", "choose another name, or delete the old files first", exit_code=2)
+    else:
+        name = _free_name(folder, f"{validate_name(prefix, 'snapshot prefix')}_{_utc_stamp()}")
+    sql_path = folder / f"{name}.sql"
+    json_path = folder / f"{name}.json"
+    url = ctx.migration_url
+    server = ctx.server
+    created_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    conn = ctx.connect(url, timeouts=False)
+    try:
+        conn.execute("set transaction isolation level repeatable read, read only")
+        schemas = user_schemas(conn)
+        history = schema_exists(conn, HISTORY_SCHEMA)
+        try:
+            exported = conn.execute("select pg_export_snapshot()").fetchone()[0]
+        except Exception:  # noqa: BLE001 - standbys/poolers: dump without a shared snapshot
+            conn.rollback()
+            conn.execute("set transaction isolation level repeatable read, read only")
+            exported = None
+        tables = list_tables(conn, schemas)
+        extensions = [r[0] for r in conn.execute(
+            "select e.extname from pg_extension e join pg_namespace n on n.oid = e.extnamespace "
+            "where n.nspname = any(%s) order by 1", (schemas,)).fetchall()] if schemas else []
+        public_grants = _public_grants(conn) if "public" in schemas else None
+        history_tables = list_tables(conn, [HISTORY_SCHEMA]) if history else []
+
+        args = ["--no-password", "--format=plain", "--encoding=UTF8", "--quote-all-identifiers", "-f", str(sql_path)]
+        if exported:
+            args.append(f"--snapshot={exported}")
+        for schema in schemas + ([HISTORY_SCHEMA] if history else []):
+            args += ["-n", _schema_pattern(schema)]
+        for ext in extensions:  # -n leaves extensions out; those living in a user schema must come back
+            args.append(f"--extension={_schema_pattern(ext)}")
+        if not with_data:
+            for schema in schemas:
+                args.append(f"--exclude-table-data={_schema_pattern(schema)}.*")
+        if not schemas and not history:
+            sql_path.write_text("-- DB Sage snapshot: no user schemas and no migration history at snapshot time\n",
+                                encoding="utf-8")
+            counts = count_rows(conn, tables + history_tables)
+            dump_version = ""
+        else:
+            import threading
+
+            ctx.say(f"pg_dump of {', '.join(schemas + ([HISTORY_SCHEMA] if history else []))} -> "
+                    f"supabase/snapshots/{name}.sql")
+            failure: list[BaseException] = []
+
+            def dump() -> None:
+                try:
+                    run_pg_tool("pg_dump", url, args, server_major=server.major)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                    failure.append(exc)
+
+            # pg_dump and the exact counts read the same exported MVCC snapshot, side by side
+            worker = threading.Thread(target=dump, name="sage-pg-dump", daemon=True)
+            worker.start()
+            try:
+                counts = count_rows(conn, tables + history_tables)
+            except BaseException:
+                worker.join()
+                sql_path.unlink(missing_ok=True)
+                raise
+            worker.join()
+            if failure:
+                sql_path.unlink(missing_ok=True)
+                exc = failure[0]
+                if isinstance(exc, PgToolError):
+                    raise OpError(f"snapshot failed: {exc}", "check the connection with *env-check") from None
+                raise OpError(f"snapshot failed: {redact(str(exc))}",
+                              "install a pg_dump at least as new as the server (postgresql-client)") from None
+            dump_version = _pg_dump_version(server.major)
+    finally:
+        try:
+            conn.rollback()
+            conn.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    meta = SnapshotMeta(
+        name=name, sql_path=sql_path, json_path=json_path, created_at=created_at,
+        type="with-data" if with_data else "schema-only",
+        tables=[qualified(s, t) for s, t in tables], row_counts=counts,
+        size_bytes=sql_path.stat().st_size, sha256=sha256_file(sql_path),
+        db_url=redact(ctx.target.display_url if ctx.target.url else url), server_version=server.version,
+        server_major=server.major, schemas=schemas, history_included=history, pg_dump_version=dump_version,
+        public_grants=public_grants,
+    )
+    json_path.write_text(json.dumps(meta.to_json(), indent=2) + "\n", encoding="utf-8")
+    return meta
+
+
+def _public_grants(conn) -> list[str]:
+    """What PUBLIC (every role) may do on schema public: pg_dump leaves the built-in defaults out of the dump,
+    and a re-created schema would not have them."""
+    row = conn.execute(
+        """
+        select coalesce(array_agg(distinct a.privilege_type order by a.privilege_type), '{}')
+        from pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+        where n.nspname = 'public' and a.grantee = 0
+        """).fetchone()
+    return list(row[0] or [])
+
+
+@lru_cache(maxsize=8)
+def _pg_dump_version(server_major: int) -> str:
+    try:
+        from sage_agent.db.binaries import find_binary
+        import subprocess
+
+        out = subprocess.run([str(find_binary("pg_dump", server_major)), "--version"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        return out.rsplit(" ", 1)[-1] if out else ""
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+# --- reading snapshots -----------------------------------------------------------------------------
+def load_snapshot_meta(project: Path, name: str) -> SnapshotMeta:
+    """The metadata of an existing snapshot. Unknown or damaged -> OpError with the available names."""
+    name = validate_name(name)
+    folder = snapshot_dir(project)
+    json_path, sql_path = folder / f"{name}.json", folder / f"{name}.sql"
+    if not json_path.is_file() or not sql_path.is_file():
+        known = [m.name for m in list_snapshots(project)]
+        hint = ("available: " + ", ".join(known[-10:])) if known else "no snapshots yet: take one with *snapshot NAME"
+        missing = "supabase/snapshots/" + (f"{name}.json" if not json_path.is_file() else f"{name}.sql")
+        raise OpError(f"unknown snapshot {name!r} ({missing} not found)", hint, exit_code=2)
+    try:
+        data = json.loads(json_path.read_text(encoding="utf-8"))
+        data.pop("file", None)
+        return SnapshotMeta(**data, sql_path=sql_path, json_path=json_path)
+    except Exception as exc:  # noqa: BLE001
+        raise OpError(f"snapshot metadata supabase/snapshots/{name}.json is unreadable: {exc}",
+                      "take a new snapshot; this one cannot be trusted") from None
+
+
+def list_snapshots(project: Path) -> list[SnapshotMeta]:
+    """Every readable snapshot, oldest first."""
+    folder = snapshot_dir(project)
+    metas: list[SnapshotMeta] = []
+    if not folder.is_dir():
+        return metas
+    for json_path in folder.glob("*.json"):
+        sql_path = json_path.with_suffix(".sql")
+        if not sql_path.is_file():
+            continue
+        try:
+            data = json.loads(json_path.read_text(encoding="utf-8"))
+            data.pop("file", None)
+            metas.append(SnapshotMeta(**data, sql_path=sql_path, json_path=json_path))
+        except Exception:  # noqa: BLE001 - a damaged file is skipped in listings
+            continue
+    metas.sort(key=lambda m: (m.created_at, m.json_path.stat().st_mtime_ns, m.name))
+    return metas

@@ -1,0 +1,413 @@
+"""Native lints with the Supabase advisor (splinter) names and output shape.
+
+Semantics follow the SQL the Supabase CLI 3.x runs for `supabase db advisors` (splinter): the same system
+schemas are excluded, extension-owned objects are skipped, and "exposed to the API" means a schema in the
+PostgREST setting `pgrst.db_schemas` (default `public`) that anon or authenticated can SELECT from.
+DB Sage lets the caller name the exposed schemas explicitly; by default it reads the same setting.
+The queries are DB Sage's own; only names, levels and messages are kept compatible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SYSTEM_SCHEMAS = [
+    "_timescaledb_cache", "_timescaledb_catalog", "_timescaledb_config", "_timescaledb_internal", "auth", "cron",
+    "extensions", "graphql", "graphql_public", "information_schema", "net", "pgmq", "pgroonga", "pgsodium",
+    "pgsodium_masks", "pgtle", "pgbouncer", "pg_catalog", "realtime", "repack", "storage", "supabase_functions",
+    "supabase_migrations", "tiger", "topology", "vault", "pg_toast",
+]
+DOCS = "https://supabase.com/docs/guides/database/database-linter?lint="
+SENSITIVE_COLUMNS = [
+    "password", "passwd", "pwd", "passphrase", "secret", "secret_key", "private_key", "api_key", "apikey",
+    "auth_key", "token", "jwt", "access_token", "refresh_token", "oauth_token", "session_token", "bearer_token",
+    "auth_code", "session_id", "session_key", "session_secret", "recovery_code", "backup_code",
+    "verification_code", "otp", "two_factor", "2fa_secret", "2fa_code", "ssn", "social_security",
+    "social_security_number", "driver_license", "drivers_license", "license_number", "passport_number",
+    "passport_id", "national_id", "tax_id", "credit_card", "card_number", "cvv", "cvc", "cvn", "bank_account",
+    "account_number", "routing_number", "iban", "swift_code", "bic", "health_record", "medical_record",
+    "patient_id", "insurance_number", "health_insurance", "medical_insurance", "treatment", "mac_address",
+    "macaddr", "imei", "device_uuid", "pgp_key", "gpg_key", "ssh_key", "certificate", "license_key",
+    "activation_key", "facial_recognition",
+]
+
+
+@dataclass(frozen=True)
+class LintDef:
+    name: str
+    title: str
+    level: str  # ERROR | WARN | INFO
+    category: str  # SECURITY | PERFORMANCE
+    description: str
+    doc: str  # remediation anchor
+    sql: str
+    needs_roles: bool = False  # uses anon/authenticated privileges
+    min_major: int = 0
+    area: str = "security"  # security -> *rls-audit, schema -> *schema-audit
+
+
+_EXPOSED = "n.nspname = any(%(exposed)s)"
+_API_SELECT = ("(has_table_privilege('anon', c.oid, 'SELECT') or has_table_privilege('authenticated', c.oid, 'SELECT'))")
+_NOT_EXT = "not exists (select 1 from pg_depend d where d.objid = c.oid and d.deptype = 'e')"
+
+_SQL: dict[str, str] = {}
+
+_SQL["rls_disabled_in_public"] = f"""
+select n.nspname, c.relname, 'table',
+       format('Table `%%s.%%s` is public, but RLS has not been enabled.', n.nspname, c.relname),
+       format('rls_disabled_in_public_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where c.relkind = 'r' and not c.relrowsecurity and {_API_SELECT} and {_EXPOSED}
+  and n.nspname <> all(%(excluded)s)"""
+
+_SQL["policy_exists_rls_disabled"] = f"""
+select n.nspname, c.relname, 'table',
+       format('Table `%%s.%%s` has RLS policies but RLS is not enabled on the table. Policies include %%s.',
+              n.nspname, c.relname, array_agg(p.polname order by p.polname)),
+       format('policy_exists_rls_disabled_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
+from pg_policy p join pg_class c on c.oid = p.polrelid join pg_namespace n on n.oid = c.relnamespace
+where c.relkind = 'r' and not c.relrowsecurity and n.nspname <> all(%(excluded)s) and {_NOT_EXT}
+group by n.nspname, c.relname, c.oid"""
+
+_SQL["rls_enabled_no_policy"] = f"""
+select n.nspname, c.relname, 'table',
+       format('Table `%%s.%%s` has RLS enabled, but no policies exist', n.nspname, c.relname),
+       format('rls_enabled_no_policy_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where c.relkind = 'r' and c.relrowsecurity and n.nspname <> all(%(excluded)s) and {_NOT_EXT}
+  and not exists (select 1 from pg_policy p where p.polrelid = c.oid)"""
+
+_POLICIES = """
+with pol as (
+  select n.nspname as schema_name, c.relname as table_name, c.oid as table_oid, c.relrowsecurity as rls,
+         p.polname, p.polpermissive, p.polroles,
+         (select array_agg(r::regrole::text order by r) from unnest(p.polroles) r) as roles,
+         case p.polcmd when 'r' then 'SELECT' when 'a' then 'INSERT' when 'w' then 'UPDATE'
+                       when 'd' then 'DELETE' else 'ALL' end as command,
+         pg_get_expr(p.polqual, p.polrelid) as qual, pg_get_expr(p.polwithcheck, p.polrelid) as with_check
+  from pg_policy p join pg_class c on c.oid = p.polrelid join pg_namespace n on n.oid = c.relnamespace
+  where c.relkind = 'r' and n.nspname <> all(%(excluded)s)
+)"""
+
+_TRUE_FORMS = "('true', '(true)', '1=1', '(1=1)')"
+_SQL["rls_policy_always_true"] = _POLICIES + f""",
+norm as (
+  select pol.*, regexp_replace(lower(coalesce(qual, '')), '\\s', '', 'g') as nq,
+         regexp_replace(lower(coalesce(with_check, '')), '\\s', '', 'g') as nw
+  from pol
+  where rls and polpermissive
+    and (polroles = array[0::oid] or exists (select 1 from unnest(polroles) r where r::regrole::text in ('anon', 'authenticated')))
+),
+flag as (
+  select norm.*,
+    (command in ('UPDATE', 'DELETE', 'ALL') and (nq in {_TRUE_FORMS} or qual is null)) as pu,
+    (nw in {_TRUE_FORMS} or (with_check is null and command = 'INSERT')
+      or (with_check is null and command in ('UPDATE', 'ALL') and nq in {_TRUE_FORMS})) as pw
+  from norm
+)
+select schema_name, table_name, 'table',
+       format('Table `%%s.%%s` has an RLS policy `%%s` for `%%s` that allows unrestricted access%%s. This effectively bypasses row-level security for %%s.',
+              schema_name, table_name, polname, command,
+              case when pu and pw then ' (both USING and WITH CHECK are always true)'
+                   when pu then ' (USING clause is always true)' else ' (WITH CHECK clause is always true)' end,
+              array_to_string(roles, ', ')),
+       format('rls_policy_always_true_%%s_%%s_%%s', schema_name, table_name, polname),
+       jsonb_build_object('policy_name', polname, 'command', command, 'roles', roles, 'qual', qual,
+                          'with_check', with_check, 'permissive_using', pu, 'permissive_with_check', pw)
+from flag where pu or pw"""
+
+_SQL["multiple_permissive_policies"] = f"""
+select n.nspname, c.relname, 'table',
+       format('Table `%%s.%%s` has multiple permissive policies for role `%%s` for action `%%s`. Policies include `%%s`',
+              n.nspname, c.relname, r.rolname, act.cmd, array_agg(p.polname order by p.polname)),
+       format('multiple_permissive_policies_%%s_%%s_%%s_%%s', n.nspname, c.relname, r.rolname, act.cmd), '{{}}'::jsonb
+from pg_policy p join pg_class c on c.oid = p.polrelid join pg_namespace n on n.oid = c.relnamespace
+join pg_roles r on p.polroles @> array[r.oid] or p.polroles = array[0::oid]
+cross join lateral unnest(case p.polcmd when 'r' then array['SELECT'] when 'a' then array['INSERT']
+     when 'w' then array['UPDATE'] when 'd' then array['DELETE'] else array['SELECT','INSERT','UPDATE','DELETE'] end) act(cmd)
+where c.relkind = 'r' and p.polpermissive and n.nspname <> all(%(excluded)s) and {_NOT_EXT}
+  and r.rolname not like 'pg\\_%%' and r.rolname not like 'supabase%%admin' and not r.rolbypassrls
+group by n.nspname, c.relname, r.rolname, act.cmd having count(*) > 1"""
+
+_INITPLAN_FUNCS = ("auth.uid()", "auth.jwt()", "auth.role()", "auth.email()")
+
+
+def _initplan_expr(col: str) -> str:
+    parts = [f"({col} like '%%{f}%%' and lower({col}) not like '%%select {f}%%')" for f in _INITPLAN_FUNCS]
+    parts.append(f"({col} like '%%current\\_setting(%%)%%' and lower({col}) not like '%%select current\\_setting(%%)%%')")
+    return " or ".join(parts)
+
+
+_SQL["auth_rls_initplan"] = _POLICIES.replace("n.nspname <> all(%(excluded)s)",
+                                              "n.nspname <> all(array_remove(%(excluded)s, 'realtime'))") + f"""
+select schema_name, table_name, 'table',
+       format('Table `%%s.%%s` has a row level security policy `%%s` that re-evaluates current_setting() or auth.<function>() for each row. This produces suboptimal query performance at scale. Resolve the issue by replacing `auth.<function>()` with `(select auth.<function>())`.',
+              schema_name, table_name, polname),
+       format('auth_rls_init_plan_%%s_%%s_%%s', schema_name, table_name, polname), jsonb_build_object('policy_name', polname)
+from pol where rls and ({_initplan_expr('qual')} or {_initplan_expr('with_check')})"""
+
+_SQL["rls_references_user_metadata"] = _POLICIES + """
+select schema_name, table_name, 'table',
+       format('Table `%%s.%%s` has a row level security policy `%%s` that references Supabase Auth `user_metadata`. `user_metadata` is editable by end users and should never be used in a security context.',
+              schema_name, table_name, polname),
+       format('rls_references_user_metadata_%%s_%%s_%%s', schema_name, table_name, polname), jsonb_build_object('policy_name', polname)
+from pol
+where qual like '%%auth.jwt()%%user_metadata%%' or qual like '%%current_setting(%%request.jwt.claims%%)%%user_metadata%%'
+   or with_check like '%%auth.jwt()%%user_metadata%%' or with_check like '%%current_setting(%%request.jwt.claims%%)%%user_metadata%%'"""
+
+_INVOKER = ("lower(coalesce(c.reloptions::text, '{}'))::text[] && array['security_invoker=1', 'security_invoker=true', "
+            "'security_invoker=yes', 'security_invoker=on']")
+_SQL["auth_users_exposed"] = f"""
+select n.nspname, c.relname, 'view',
+       format('View/Materialized View "%%s" in the public schema may expose `auth.users` data to anon or authenticated roles.', c.relname),
+       format('auth_users_exposed_%%s_%%s', n.nspname, c.relname),
+       jsonb_build_object('exposed_to', array_remove(array[
+           case when has_table_privilege('anon', c.oid, 'SELECT') then 'anon' end,
+           case when has_table_privilege('authenticated', c.oid, 'SELECT') then 'authenticated' end], null))
+from pg_class au join pg_namespace an on an.oid = au.relnamespace and an.nspname = 'auth' and au.relname = 'users'
+join pg_depend d on d.refobjid = au.oid and d.deptype = 'n'
+join pg_rewrite rw on rw.oid = d.objid
+join pg_class c on c.oid = rw.ev_class
+join pg_namespace n on n.oid = c.relnamespace
+where {_API_SELECT} and {_EXPOSED}
+  and (c.relkind = 'm' or (c.relkind = 'v' and not ({_INVOKER})) or (c.relkind = 'v' and ({_INVOKER}) and not au.relrowsecurity))
+group by n.nspname, c.relname, c.oid"""
+
+_SQL["security_definer_view"] = f"""
+select n.nspname, c.relname, 'view',
+       format('View `%%s.%%s` is defined with the SECURITY DEFINER property', n.nspname, c.relname),
+       format('security_definer_view_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where c.relkind = 'v' and {_API_SELECT} and {_EXPOSED} and n.nspname <> all(%(excluded)s) and {_NOT_EXT}
+  and not ({_INVOKER})"""
+
+_SQL["function_search_path_mutable"] = """
+select n.nspname, p.proname, 'function',
+       format('Function `%%s.%%s` has a role mutable search_path', n.nspname, p.proname),
+       format('function_search_path_mutable_%%s_%%s_%%s', n.nspname, p.proname, md5(p.prosrc)),
+       jsonb_build_object('arguments', pg_get_function_identity_arguments(p.oid), 'security_definer', p.prosecdef)
+from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+where n.nspname <> all(%(excluded)s) and n.nspname not like 'pg\\_%%'
+  and not exists (select 1 from pg_depend d where d.objid = p.oid and d.deptype = 'e')
+  and not exists (select 1 from unnest(coalesce(p.proconfig, '{}')) cfg where cfg like 'search_path=%%')"""
+
+for _role in ("anon", "authenticated"):
+    _who = "any unauthenticated caller" if _role == "anon" else "any signed-up user"
+    _SQL[f"{_role}_security_definer_function_executable"] = f"""
+select n.nspname, p.proname, 'function',
+       format('SECURITY DEFINER function `%%s.%%s(%%s)` is executable by the `{_role}` role. It runs with the privileges of its owner and bypasses RLS, so {_who} can invoke it via `/rest/v1/rpc/%%s`.',
+              n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.proname),
+       format('{_role}_security_definer_function_executable_%%s_%%s_%%s', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
+       jsonb_build_object('arguments', pg_get_function_identity_arguments(p.oid), 'language', l.lanname, 'security_definer', true)
+from pg_proc p join pg_namespace n on n.oid = p.pronamespace join pg_language l on l.oid = p.prolang
+where p.prosecdef and has_function_privilege('{_role}', p.oid, 'EXECUTE') and n.nspname <> all(%(excluded)s)"""
+
+_SQL["sensitive_columns_exposed"] = f"""
+select n.nspname, c.relname, 'table',
+       format('Table `%%s.%%s` is exposed via API without RLS and contains potentially sensitive column(s): %%s. This may lead to data exposure.',
+              n.nspname, c.relname, string_agg(distinct a.attname, ', ' order by a.attname)),
+       format('sensitive_columns_exposed_%%s_%%s', n.nspname, c.relname),
+       jsonb_build_object('sensitive_columns', array_agg(distinct a.attname order by a.attname))
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+where c.relkind = 'r' and not c.relrowsecurity and {_API_SELECT} and {_EXPOSED} and n.nspname <> all(%(excluded)s)
+  and replace(lower(a.attname), '-', '_') = any(%(sensitive)s)
+group by n.nspname, c.relname"""
+
+_SQL["extension_in_public"] = """
+select e.extnamespace::regnamespace::text, e.extname, 'extension',
+       format('Extension `%%s` is installed in the public schema. Move it to another schema.', e.extname),
+       format('extension_in_public_%%s', e.extname), '{}'::jsonb
+from pg_extension e where e.extname <> 'plpgsql' and e.extnamespace::regnamespace::text = 'public'"""
+
+for _kind, _rk, _label, _word in (("materialized_view_in_api", "m", "materialized view", "Materialized view"),
+                                   ("foreign_table_in_api", "f", "foreign table", "Foreign table")):
+    _msg = "is selectable by anon or authenticated roles" if _rk == "m" else "is accessible over APIs"
+    _SQL[_kind] = f"""
+select n.nspname, c.relname, '{_label}',
+       format('{_word} `%%s.%%s` {_msg}', n.nspname, c.relname),
+       format('{_kind}_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where c.relkind = '{_rk}' and {_API_SELECT} and {_EXPOSED} and n.nspname <> all(%(excluded)s) and {_NOT_EXT}"""
+
+# --- performance lints shared with *schema-audit --------------------------------------------------------------
+_SQL["no_primary_key"] = f"""
+select n.nspname, c.relname, 'table', format('Table `%%s.%%s` does not have a primary key', n.nspname, c.relname),
+       format('no_primary_key_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where c.relkind = 'r' and n.nspname <> all(%(excluded)s) and n.nspname not like 'pg\\_%%' and {_NOT_EXT}
+  and not exists (select 1 from pg_index i where i.indrelid = c.oid and i.indisprimary)"""
+
+_SQL["unindexed_foreign_keys"] = f"""
+select n.nspname, c.relname, 'table',
+       format('Table `%%s.%%s` has a foreign key `%%s` without a covering index. This can lead to suboptimal query performance.',
+              n.nspname, c.relname, ct.conname),
+       format('unindexed_foreign_keys_%%s_%%s_%%s', n.nspname, c.relname, ct.conname),
+       jsonb_build_object('fkey_name', ct.conname, 'fkey_columns', ct.conkey,
+         'columns', (select array_agg(a.attname order by k.ord) from unnest(ct.conkey) with ordinality k(att, ord)
+                     join pg_attribute a on a.attrelid = c.oid and a.attnum = k.att))
+from pg_constraint ct join pg_class c on c.oid = ct.conrelid join pg_namespace n on n.oid = c.relnamespace
+where ct.contype = 'f' and n.nspname <> all(%(excluded)s) and n.nspname not like 'pg\\_%%' and {_NOT_EXT}
+  and not exists (select 1 from pg_index i where i.indrelid = c.oid and i.indisvalid
+                  and (string_to_array(i.indkey::text, ' ')::smallint[])[1:array_length(ct.conkey, 1)] = ct.conkey)"""
+
+_SQL["duplicate_index"] = f"""
+select n.nspname, c.relname, case c.relkind when 'r' then 'table' else 'materialized view' end,
+       format('Table `%%s.%%s` has identical indexes %%s. Drop all except one of them', n.nspname, c.relname,
+              array_agg(pi.indexname order by pi.indexname)),
+       format('duplicate_index_%%s_%%s_%%s', n.nspname, c.relname, array_agg(pi.indexname order by pi.indexname)),
+       jsonb_build_object('indexes', array_agg(pi.indexname order by pi.indexname))
+from pg_indexes pi join pg_namespace n on n.nspname = pi.schemaname
+join pg_class c on c.relname = pi.tablename and c.relnamespace = n.oid
+where c.relkind in ('r', 'm') and n.nspname <> all(%(excluded)s) and n.nspname not like 'pg\\_%%' and {_NOT_EXT}
+group by n.nspname, c.relkind, c.relname, replace(pi.indexdef, pi.indexname, '') having count(*) > 1"""
+
+_SQL["unused_index"] = """
+select s.schemaname, s.relname, 'table',
+       format('Index `%%s` on table `%%s.%%s` has not been used', s.indexrelname, s.schemaname, s.relname),
+       format('unused_index_%%s_%%s_%%s', s.schemaname, s.relname, s.indexrelname),
+       jsonb_build_object('index', s.indexrelname, 'size_bytes', pg_relation_size(s.indexrelid))
+from pg_stat_user_indexes s join pg_index i on i.indexrelid = s.indexrelid
+where s.idx_scan = 0 and not i.indisunique and not i.indisprimary and s.schemaname <> all(%(excluded)s)
+  and not exists (select 1 from pg_depend d where d.objid = s.relid and d.deptype = 'e')"""
+
+_SQL["table_bloat"] = """
+with w as (
+  select s.schemaname, s.tablename, sum((1 - s.null_frac) * s.avg_width) as width
+  from pg_stats s where s.schemaname <> all(%(excluded)s) group by 1, 2
+), est as (
+  select w.schemaname, w.tablename, c.relpages, current_setting('block_size')::numeric as bs,
+         ceil(c.reltuples * (w.width + 28) / (current_setting('block_size')::numeric - 24)) as otta
+  from w join pg_namespace n on n.nspname = w.schemaname
+  join pg_class c on c.relnamespace = n.oid and c.relname = w.tablename and c.relkind = 'r'
+)
+select schemaname, tablename, 'table', format('Table `%%s`.`%%s` has excessive bloat', schemaname, tablename),
+       format('table_bloat_%%s_%%s', schemaname, tablename),
+       jsonb_build_object('bloat_ratio', round(relpages / nullif(otta, 0)::numeric, 1),
+                          'waste_bytes', ((relpages - otta) * bs)::bigint)
+from est
+where otta > 0 and relpages / otta::numeric > %(bloat_ratio)s and (relpages - otta) * bs > %(bloat_bytes)s"""
+
+LINTS: dict[str, LintDef] = {}
+
+
+def _def(name, title, level, category, description, doc, area="security", needs_roles=False, min_major=0):
+    LINTS[name] = LintDef(name, title, level, category, description, doc, _SQL[name], needs_roles, min_major, area)
+
+
+_def("rls_disabled_in_public", "RLS Disabled in Public", "ERROR", "SECURITY",
+     "Detects cases where row level security (RLS) has not been enabled on tables in schemas exposed to PostgREST",
+     "0013_rls_disabled_in_public", needs_roles=True)
+_def("policy_exists_rls_disabled", "Policy Exists RLS Disabled", "ERROR", "SECURITY",
+     "Detects cases where row level security (RLS) policies have been created, but RLS has not been enabled for the underlying table.",
+     "0007_policy_exists_rls_disabled")
+_def("rls_enabled_no_policy", "RLS Enabled No Policy", "INFO", "SECURITY",
+     "Detects cases where row level security (RLS) has been enabled on a table but no RLS policies have been created.",
+     "0008_rls_enabled_no_policy")
+_def("rls_policy_always_true", "RLS Policy Always True", "WARN", "SECURITY",
+     "Detects RLS policies that use overly permissive expressions like `USING (true)` or `WITH CHECK (true)` for UPDATE, DELETE, or INSERT operations. SELECT policies with `USING (true)` are intentionally excluded as this pattern is often used deliberately for public read access.",
+     "0024_permissive_rls_policy")
+_def("multiple_permissive_policies", "Multiple Permissive Policies", "WARN", "PERFORMANCE",
+     "Detects if multiple permissive row level security policies are present on a table for the same `role` and `action` (e.g. insert). Multiple permissive policies are suboptimal for performance as each policy must be executed for every relevant query.",
+     "0006_multiple_permissive_policies")
+_def("auth_rls_initplan", "Auth RLS Initialization Plan", "WARN", "PERFORMANCE",
+     "Detects if calls to `current_setting()` and `auth.<function>()` in RLS policies are being unnecessarily re-evaluated for each row",
+     "0003_auth_rls_initplan")
+_def("rls_references_user_metadata", "RLS references user metadata", "ERROR", "SECURITY",
+     "Detects when Supabase Auth user_metadata is referenced insecurely in a row level security (RLS) policy.",
+     "0015_rls_references_user_metadata")
+_def("auth_users_exposed", "Exposed Auth Users", "ERROR", "SECURITY",
+     "Detects if auth.users is exposed to anon or authenticated roles via a view or materialized view in schemas exposed to PostgREST, potentially compromising user data security.",
+     "0002_auth_users_exposed", needs_roles=True)
+_def("security_definer_view", "Security Definer View", "ERROR", "SECURITY",
+     "Detects views defined with the SECURITY DEFINER property. These views enforce Postgres permissions and row level security policies (RLS) of the view creator, rather than that of the querying user",
+     "0010_security_definer_view", needs_roles=True, min_major=15)
+_def("function_search_path_mutable", "Function Search Path Mutable", "WARN", "SECURITY",
+     "Detects functions where the search_path parameter is not set.", "0011_function_search_path_mutable")
+_def("anon_security_definer_function_executable", "SECURITY DEFINER Function Executable by Anon", "WARN", "SECURITY",
+     "Detects SECURITY DEFINER functions that the `anon` role has EXECUTE on.",
+     "0028_anon_security_definer_function_executable", needs_roles=True)
+_def("authenticated_security_definer_function_executable", "SECURITY DEFINER Function Executable by Authenticated",
+     "WARN", "SECURITY", "Detects SECURITY DEFINER functions that the `authenticated` role has EXECUTE on.",
+     "0029_authenticated_security_definer_function_executable", needs_roles=True)
+_def("sensitive_columns_exposed", "Sensitive Columns Exposed", "ERROR", "SECURITY",
+     "Detects tables exposed via API that contain columns with potentially sensitive data (PII, credentials, financial info) without RLS protection.",
+     "0023_sensitive_columns_exposed", needs_roles=True)
+_def("extension_in_public", "Extension in Public", "WARN", "SECURITY",
+     "Detects extensions installed in the `public` schema.", "0014_extension_in_public")
+_def("materialized_view_in_api", "Materialized View in API", "WARN", "SECURITY",
+     "Detects materialized views that are accessible over the Data APIs.", "0016_materialized_view_in_api",
+     needs_roles=True)
+_def("foreign_table_in_api", "Foreign Table in API", "WARN", "SECURITY",
+     "Detects foreign tables that are accessible over APIs. Foreign tables do not respect row level security policies.",
+     "0017_foreign_table_in_api", needs_roles=True)
+_def("no_primary_key", "No Primary Key", "INFO", "PERFORMANCE",
+     "Detects if a table does not have a primary key. Tables without a primary key can be inefficient to interact with at scale.",
+     "0004_no_primary_key", area="schema")
+_def("unindexed_foreign_keys", "Unindexed foreign keys", "INFO", "PERFORMANCE",
+     "Identifies foreign key constraints without a covering index, which can impact database performance.",
+     "0001_unindexed_foreign_keys", area="schema")
+_def("duplicate_index", "Duplicate Index", "WARN", "PERFORMANCE",
+     "Detects cases where two ore more identical indexes exist.", "0009_duplicate_index", area="schema")
+_def("unused_index", "Unused Index", "INFO", "PERFORMANCE",
+     "Detects if an index has never been used and may be a candidate for removal.", "0005_unused_index", area="schema")
+_def("table_bloat", "Table Bloat", "INFO", "PERFORMANCE",
+     "Detects if a table has excess bloat and may benefit from maintenance operations like vacuum full or cluster.",
+     "0020_table_bloat", area="schema")
+
+SECURITY_LINTS = [n for n, d in LINTS.items() if d.area == "security"]
+SCHEMA_LINTS = [n for n, d in LINTS.items() if d.area == "schema"]
+
+
+@dataclass
+class LintRun:
+    lints: list[dict[str, Any]]
+    skipped: dict[str, str]  # lint name -> reason
+    exposed: list[str]
+
+
+def exposed_schemas(conn) -> list[str]:
+    """PostgREST's exposed schemas as splinter reads them: `pgrst.db_schemas`, else public."""
+    raw = conn.execute("select current_setting('pgrst.db_schemas', true)").fetchone()[0]
+    names = [s.strip() for s in (raw or "public").split(",") if s.strip()]
+    return names or ["public"]
+
+
+def roles_present(conn) -> set[str]:
+    rows = conn.execute("select rolname from pg_roles where rolname in ('anon', 'authenticated', 'service_role')")
+    return {r[0] for r in rows.fetchall()}
+
+
+def run_lints(conn, names: list[str], exposed: list[str] | None = None, *, server_major: int | None = None,
+              bloat_ratio: float = 70.0, bloat_bytes: int = 20 * 1024 * 1024) -> LintRun:
+    """Run the named lints on an open connection (read-only). Lints that need what the server lacks are skipped."""
+    exposed = exposed or exposed_schemas(conn)
+    roles = roles_present(conn)
+    if server_major is None:
+        server_major = int(conn.execute("select current_setting('server_version_num')::int / 10000").fetchone()[0])
+    has_auth_users = conn.execute("select to_regclass('auth.users') is not null").fetchone()[0]
+    params = {"excluded": SYSTEM_SCHEMAS, "exposed": exposed, "sensitive": SENSITIVE_COLUMNS,
+              "bloat_ratio": bloat_ratio, "bloat_bytes": bloat_bytes}
+    found: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    for name in names:
+        lint = LINTS[name]
+        if lint.needs_roles and not {"anon", "authenticated"} <= roles:
+            skipped[name] = "no anon/authenticated roles on this server (plain PostgreSQL, no Supabase Data API)"
+            continue
+        if name == "auth_users_exposed" and not has_auth_users:
+            skipped[name] = "no auth.users table (no Supabase Auth)"
+            continue
+        if server_major < lint.min_major:
+            skipped[name] = f"needs PostgreSQL {lint.min_major}+ (security_invoker views)"
+            continue
+        for schema, obj, typ, detail, cache_key, extra in conn.execute(lint.sql, params).fetchall():
+            metadata = {"schema": schema, "name": obj, "type": typ, **(extra or {})}
+            found.append({
+                "name": name, "title": lint.title, "level": lint.level, "facing": "EXTERNAL",
+                "categories": [lint.category], "description": lint.description, "detail": detail,
+                "remediation": DOCS + lint.doc, "metadata": metadata, "cache_key": cache_key,
+            })
+    found.sort(key=lambda f: ({"ERROR": 0, "WARN": 1, "INFO": 2}[f["level"]], f["name"], f["cache_key"]))
+    return LintRun(found, skipped, exposed)
