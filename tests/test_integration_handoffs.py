@@ -69,7 +69,9 @@ def test_from_architect_design_to_migration_cli(db_url, db, project, run_sage):
 
 
 def test_from_dev_change_request(db_url, db, make_session, project):
-    db.execute("create table public.profiles (id uuid primary key, name text)")
+    db.execute("create table public.profiles (id uuid primary key, name text); "
+               "alter table public.profiles enable row level security; "
+               "create policy profiles_read on public.profiles for select to authenticated using (true)")
     make_session(db_url, yes=True).run_line("*bootstrap --use-cli=no")
     path = put(project, "002-dev.yaml", {
         "from": "@dev", "to": "db-sage", "request": "add a nickname to profiles",
@@ -82,7 +84,7 @@ def test_from_dev_change_request(db_url, db, make_session, project):
     if missing:
         assert any("not available" in b for b in report["blockers"])
         pytest.skip(f"needs {', '.join(missing)} (branches mig-snap, mig-apply)")
-    assert report["exit_code"] == 0, report
+    assert report["exit_code"] == 0, report["steps"]
     assert steps == {"*snapshot": "ok", "*migration-new": "ok", "*dry-run": "ok", "*apply": "ok",
                      "*smoke-test": "ok"} or all(v in ("ok", "warning") for v in steps.values())
     cols = [r[0] for r in db.execute("select column_name from information_schema.columns "
