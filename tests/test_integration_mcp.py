@@ -117,3 +117,31 @@ def test_mcp_read_only_hides_writes(db_url, project):
         assert not (project / "supabase").exists()
 
     run(project, ["--db-url", db_url, "--read-only"], body)
+
+
+def test_mcp_client_elicitation_confirms(db_url, project):
+    """A client with MCP elicitation: its person sees each exact plan; yes runs it, no leaves everything alone."""
+    import mcp_types as types
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import stdio_client
+
+    seen: list[str] = []
+    replies: list[bool] = [False, True]
+
+    async def elicit(context, params):
+        seen.append(params.message)
+        return types.ElicitResult(action="accept", content={"confirm": replies.pop(0)})
+
+    async def main():
+        with open(os.devnull, "w") as errlog:
+            async with stdio_client(_params(project, "--db-url", db_url), errlog=errlog) as (read, write):
+                async with ClientSession(read, write, elicitation_callback=elicit) as session:
+                    await session.initialize()
+                    no = await session.call_tool("bootstrap", {"use_cli": False})
+                    assert "Not confirmed" in text(no) and not (project / "supabase").exists()
+                    yes = await session.call_tool("bootstrap", {"use_cli": False})
+                    assert not yes.is_error, text(yes)
+                    assert (project / "supabase" / "migrations").is_dir()
+
+    anyio.run(main)
+    assert len(seen) == 2 and all("*bootstrap" in m for m in seen)

@@ -8,6 +8,8 @@
   bound to an HMAC of that plan's hash (ConfirmRequest.plan_hash) and of this server's secret. Calling
   again with `confirmation_token` (comma-separated when several are needed) runs it; a forged or stale
   token (plan changed, other server process) is refused and nothing runs;
+- a client that declares MCP elicitation gets each plan as an elicitation (form: confirm, plus the typed
+  word for destructive work) for its person to answer; accept runs it, anything else does nothing;
 - `--read-only` lists and serves read operations only.
 """
 
@@ -201,8 +203,35 @@ def build_server(sage: McpSage):
                  for name, (task, op) in sage.tools().items()]
         return types.ListToolsResult(tools=tools)
 
+    def can_elicit(ctx) -> bool:
+        try:
+            caps = ctx.session.client_capabilities
+            return bool(caps and caps.elicitation is not None)
+        except Exception:  # noqa: BLE001 - no capability information: use tokens
+            return False
+
     async def call_tool(ctx, params) -> types.CallToolResult:
-        is_error, text, structured = await anyio.to_thread.run_sync(sage.call, params.name, params.arguments)
+        args = dict(params.arguments or {})
+        is_error, text, structured = await anyio.to_thread.run_sync(sage.call, params.name, args)
+        # A client that supports MCP elicitation asks its person to confirm each exact plan instead of
+        # handing a token to the model; the server then continues with its own token.
+        for _ in range(4):
+            if is_error or structured.get("status") != "confirmation_required" or not can_elicit(ctx):
+                break
+            word = structured.get("word")
+            props: dict[str, Any] = {"confirm": {"type": "boolean", "title": "Run exactly this plan",
+                                                 "default": False}}
+            if word:
+                props["word"] = {"type": "string", "title": f"Type {word} to confirm"}
+            answer = await ctx.session.elicit(message=text, requested_schema={
+                "type": "object", "properties": props, "required": list(props)}, related_request_id=ctx.request_id)
+            content = answer.content or {}
+            if answer.action != "accept" or content.get("confirm") is not True or (word and content.get("word") != word):
+                is_error, text, structured = False, "Not confirmed by the person: nothing was done.", {
+                    "status": "cancelled"}
+                break
+            args[TOKEN_ARG] = structured[TOKEN_ARG]
+            is_error, text, structured = await anyio.to_thread.run_sync(sage.call, params.name, dict(args))
         return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
                                     structured_content=structured, is_error=is_error)
 
