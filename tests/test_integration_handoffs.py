@@ -188,3 +188,14 @@ def test_repl_offers_newest_pending_handoff(db_url, project):
     assert "Handoff waiting (.aios/handoffs/004-new.yaml): @architect -> @db-sage: *bootstrap" in text
     assert (project / "supabase/migrations").is_dir()
     assert yaml.safe_load((project / ".aios/handoffs/004-new.yaml").read_text())["consumed"] is True
+
+
+def test_handoff_send_cli(db_url, make_session, project, run_sage):
+    make_session(db_url, yes=True).run_line("*bootstrap --use-cli=no --example-migration=yes")
+    res = run_sage("handoff", "send", "dev", "--yes", "--json", "--db-url", db_url, cwd=project)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    written = yaml.safe_load((project / doc["data"]["handoff"]).read_text())
+    assert written["to"] == "@dev" and any(a.endswith("_example_profiles.sql") for a in written["artifacts"])
+    listed = run_sage("handoff", "list", cwd=project)
+    assert "@db-sage -> @dev" in listed.stdout

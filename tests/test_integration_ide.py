@@ -28,6 +28,13 @@ def test_sync_check_idempotent_and_never_clobbers(project, run_sage, supabase_cl
     assert json.loads((project / ".cursor/mcp.json").read_text())["mcpServers"]["db-sage"]
     ok = run_sage("ide", "check", cwd=project, env=env)
     assert ok.returncode == 0, ok.stdout
+    import subprocess
+
+    from conftest import sage_env
+
+    script = subprocess.run([str(project / ".aios-core/scripts/validate-db-sage.sh")], cwd=project,
+                            env=sage_env(env), capture_output=True, text=True)
+    assert script.returncode == 0 and "DB Sage installation OK" in script.stdout, script.stdout + script.stderr
     assert "OK   Templates found: 9/9" in ok.stdout and "OK   MCP configured" in ok.stdout
     # idempotent
     snap = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}

@@ -23,6 +23,7 @@ AGENT = ".aios-core/agents/db-sage.md"
 CLAUDE = ".claude/commands/db-sage.md"
 CURSOR = ".cursor/rules/db-sage.mdc"
 MCP_FILES = (".mcp.json", ".cursor/mcp.json")
+VALIDATE = ".aios-core/scripts/validate-db-sage.sh"
 SERVER = "db-sage"
 
 
@@ -69,6 +70,10 @@ def desired_files() -> dict[str, str]:
     files = {AGENT: agent, CLAUDE: agent,
              CURSOR: "---\ndescription: DB Sage - PostgreSQL/Supabase DBA and database architect (migrations, RLS, "
                      "tuning). Activate with @db-sage.\nglobs:\nalwaysApply: false\n---\n\n" + agent}
+    entry = mcp_entry()
+    runner = "sage" if entry["command"] == "sage" else f"{entry['command']} -m sage_agent"
+    files[VALIDATE] = ("#!/usr/bin/env bash\n# Validate the DB Sage installation (written by `sage ide sync`).\n"
+                       f"exec {runner} ide check \"$@\"\n")
     for kind, paths in _catalog_files().items():
         for path in paths:
             files[f".aios-core/{kind}/{path.name}"] = path.read_text(encoding="utf-8")
@@ -90,6 +95,8 @@ def sync(project: Path) -> dict[str, Any]:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
+            if rel == VALIDATE:
+                path.chmod(0o755)
             manifest[rel] = _sha(text)
             report["written"].append(rel)
             continue
