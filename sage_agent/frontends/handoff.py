@@ -278,8 +278,12 @@ def offer_pending(repl) -> None:
     """REPL activation: offer the newest unconsumed handoff addressed to DB Sage."""
     try:
         found = newest_pending(repl.project)
+        invalid = [p for p, h, problem in queue(repl.project) if problem]
     except Exception:  # noqa: BLE001 - a broken queue never blocks the REPL
         return
+    if invalid:
+        repl.console.print(f"{len(invalid)} handoff file(s) cannot be read: `sage handoff list` shows why.",
+                           markup=False, highlight=False)
     if not found:
         return
     path, handoff = found

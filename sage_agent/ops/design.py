@@ -167,19 +167,26 @@ def spec_to_tables(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return tables
 
 
+def _ask(ctx, label: str) -> str:
+    """One free-form question; blank is a valid answer (no '(default )' noise in the prompt)."""
+    from sage_agent.catalog.tasks import InputSpec
+
+    return ctx.ask_fn(InputSpec(key="value", label=label, kind="text", required=False, line=0)) or ""
+
+
 def elicit_spec(ctx) -> dict[str, Any]:
     """REPL: one question at a time."""
     entities = []
-    tenancy_table = ctx.ask("Tenancy: table that owns tenants (e.g. organizations), blank for none", default="").strip()
+    tenancy_table = _ask(ctx, "Tenancy: table that owns tenants (e.g. organizations), blank for none").strip()
     tenancy = {"table": tenancy_table, "column": "tenant_id"} if tenancy_table else None
     while True:
-        name = ctx.ask("Entity name (plural, snake_case; blank to finish)", default="").strip()
+        name = _ask(ctx, "Entity name (plural, snake_case; blank to finish)").strip()
         if not name:
             break
-        attrs = ctx.ask(f"{name}: attributes as name:type, comma separated (name! = required)", default="").strip()
-        key = ctx.ask(f"{name}: key type (uuid/bigint, default uuid)", default="").strip() or "uuid"
-        owner = ctx.ask(f"{name}: owner column referencing auth.users (e.g. user_id; blank for none)", default="").strip()
-        rels = ctx.ask(f"{name}: references as column->table, comma separated (blank for none)", default="").strip()
+        attrs = _ask(ctx, f"{name}: attributes as name:type, comma separated (name! = required)").strip()
+        key = _ask(ctx, f"{name}: key type (uuid/bigint, default uuid)").strip() or "uuid"
+        owner = _ask(ctx, f"{name}: owner column referencing auth.users (e.g. user_id; blank for none)").strip()
+        rels = _ask(ctx, f"{name}: references as column->table, comma separated (blank for none)").strip()
         ent: dict[str, Any] = {"name": name, "key": key,
                                "attributes": [a.strip() for a in attrs.split(",") if a.strip()]}
         if owner:
