@@ -353,3 +353,234 @@ def _load_batched(ctx, inputs: LoadCsvInput, path: Path, table, cols, opts, crea
                             + (f" (resumed; {rows_done:,} rows in total)" if resumed_rows else ""),
                     facts=facts, tables=[mapping], notes=notes, data={"rows": rows_done, "table": table.display},
                     next_steps=["*backup"])
+
+
+# --- *backup ----------------------------------------------------------------------------------------------------
+class BackupInput(BaseModel):
+    name: str | None = None
+    format: str = "custom"
+    jobs: int | None = None
+
+
+@operation("db-backup", risk="read")
+def backup(inputs: BackupInput, ctx) -> OpResult:
+    """pg_dump into supabase/backups/ with metadata and verification."""
+    from sage_agent.ops import data_backup as db
+
+    if inputs.jobs is not None and inputs.jobs < 1:
+        raise OpError("jobs must be at least 1", exit_code=2)
+    if inputs.jobs and inputs.jobs > 1 and inputs.format != "directory":
+        raise OpError(f"--jobs {inputs.jobs} needs the directory format (pg_dump runs parallel jobs only there)",
+                      f"*backup {inputs.name or ''} directory --jobs {inputs.jobs}".replace("  ", " "), exit_code=2)
+    name = db.check_name(inputs.name or f"{ctx.target.env}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    meta = db.make_backup(ctx, ctx.url, name, inputs.format, jobs=inputs.jobs, env_label=ctx.target.env)
+    return _backup_result(ctx, meta)
+
+
+def _backup_result(ctx, meta: dict) -> OpResult:
+    rows = [[f"{t['schema']}.{t['name']}", t["rows"]] for t in meta["tables"]]
+    rel = _rel(ctx.project, Path(meta["_path"]))
+    facts = {"backup": rel, "format": meta["format"], "size": _human_bytes(meta["size"]), "sha256": meta["sha256"],
+             "tables": len(meta["tables"]), "rows": meta["total_rows"], "server": meta["server_version"],
+             "seconds": meta["duration_s"], "metadata": _rel(ctx.project, Path(meta["_meta_path"]))}
+    return OpResult(operation="db-backup",
+                    summary=f"Backed up {meta['database']} to {rel} ({_human_bytes(meta['size'])}, "
+                            f"{len(meta['tables'])} tables, {meta['total_rows']:,} rows), verified",
+                    facts=facts, tables=[Table(title="Tables", columns=["table", "rows"], rows=rows)],
+                    notes=list(meta.get("notes") or []), artifacts=[meta["_path"], meta["_meta_path"]],
+                    data={k: v for k, v in meta.items() if not k.startswith("_")},
+                    next_steps=[f"*restore {meta['name']} --into <scratch database URL> (test the backup)"])
+
+
+def _rel(project: Path, path: Path) -> str:
+    try:
+        return str(path.relative_to(project))
+    except ValueError:
+        return str(path)
+
+
+# --- *restore ---------------------------------------------------------------------------------------------------
+class RestoreInput(BaseModel):
+    backup: str
+    into: str | None = None
+
+
+@operation("db-restore", risk="destructive")
+def restore(inputs: RestoreInput, ctx) -> OpResult:
+    """Check the backup, show what will be replaced, RESTORE, safety backup, restore in one transaction, verify."""
+    import psycopg
+    from psycopg import sql
+
+    from sage_agent.db.connect import DbConnectError, connect
+    from sage_agent.db.env import ENV_NAMES, check_url, resolve_target
+    from sage_agent.db.redact import redact
+    from sage_agent.db.urls import conninfo_params, describe, replace_dbname
+    from sage_agent.ops import data_backup as db
+
+    meta, meta_path, artifact = db.locate(ctx.project, inputs.backup)
+    # --- the target
+    extra_production = False
+    if inputs.into is None:
+        url, label = ctx.url, ctx.target.env
+    elif inputs.into in ENV_NAMES:
+        target = resolve_target(ctx.project, inputs.into)
+        if target.embedded:
+            ctx.embedded.start()
+            target.url = ctx.embedded.url()
+        url, label = target.url, inputs.into
+        extra_production = target.is_production and not ctx.target.is_production
+    else:
+        url, label = check_url(inputs.into), "URL"
+    where = describe(url)
+    display = redact(url)
+    create_db = False
+    try:
+        with connect(url, autocommit=True) as probe:
+            from sage_agent.db.info import server_info
+
+            info = server_info(probe)
+    except DbConnectError as exc:
+        if exc.kind != "missing_database":
+            raise
+        admin = replace_dbname(url, "postgres")
+        with connect(admin, autocommit=True) as probe:
+            from sage_agent.db.info import server_info
+
+            info = server_info(probe)
+        create_db = True
+    listing = db.check_backup(meta, artifact, info.major)
+    # --- what will be replaced
+    backup_rows = {f"{t['schema']}.{t['name']}": t["rows"] for t in meta["tables"]}
+    current: dict[str, int] = {}
+    if not create_db:
+        with ctx.connect(url) as conn:
+            conn.execute("set statement_timeout = 0")
+            current = db.count_rows(conn, db.list_tables(conn))
+    plan_rows = []
+    for table in sorted(set(backup_rows) | set(current)):
+        now = current.get(table)
+        then = backup_rows.get(table)
+        action = "replaced" if now is not None and then is not None else ("created" if now is None else
+                                                                          "kept (not in the backup)")
+        plan_rows.append([table, "-" if now is None else now, "-" if then is None else then, action])
+    missing_owners: set[str] = set()
+    if listing and not create_db:
+        with ctx.connect(url, autocommit=True) as conn:
+            roles = {r[0] for r in conn.execute("select rolname from pg_roles")}
+        missing_owners = db.archive_owners(listing) - roles
+    elif listing:
+        with connect(replace_dbname(url, "postgres"), autocommit=True) as conn:
+            roles = {r[0] for r in conn.execute("select rolname from pg_roles")}
+        missing_owners = db.archive_owners(listing) - roles
+    if meta["format"] == "plain":
+        command = "psql --single-transaction -v ON_ERROR_STOP=1 -f " + artifact.name
+    else:
+        command = ("pg_restore --clean --if-exists --single-transaction --exit-on-error"
+                   + (" --no-owner" if missing_owners else "") + f" {artifact.name}")
+    lines = [f"-- restore backup {meta['name']} ({meta['format']}, {meta['created_at']}, from {meta['database']}, "
+             f"PostgreSQL {meta['server_version']})",
+             f"-- into {label}: {where['database']} on {where['host']}:{where['port']}"]
+    if create_db:
+        lines.append(f"CREATE DATABASE {sql.Identifier(where['database']).as_string(None)} TEMPLATE template0;")
+    else:
+        lines.append(f"-- safety backup of the target first: supabase/backups/before-restore-<timestamp>.dump")
+    lines.append(command)
+    lines.append("-- table | rows now | rows in backup | action")
+    lines += [f"--   {r[0]} | {r[1]} | {r[2]} | {r[3]}" for r in plan_rows]
+    plan = "\n".join(lines)
+    replaced = sum(1 for r in plan_rows if r[3] == "replaced")
+    if extra_production:
+        ctx.confirm(f"*restore will replace data in PRODUCTION ({display}).", plan=plan, word="PRODUCTION")
+    ctx.confirm_destructive(
+        f"Restore {meta['name']} into {label} {where['database']}"
+        + (f" (new database)" if create_db else f": {replaced} tables will be replaced") + "?", plan=plan)
+    # --- do it
+    notes: list[str] = []
+    safety = None
+    admin_url = replace_dbname(url, "postgres")
+    if create_db:
+        with connect(admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("create database {} template template0").format(sql.Identifier(where["database"])))
+        notes.append(f"created database {where['database']} (template0)")
+    elif current:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        safety = db.make_backup(ctx, url, f"before-restore-{stamp}", "custom", env_label=label,
+                                progress_label="Safety backup of the target")
+        notes.append(f"safety backup: {_rel(ctx.project, Path(safety['_path']))}")
+    if missing_owners:
+        notes.append(f"owners missing on the target were skipped (--no-owner): {', '.join(sorted(missing_owners))}")
+    progress = ctx.progress(f"Restoring {meta['name']}", total=None)
+    started = time.perf_counter()
+    try:
+        _run_restore(url, artifact, meta["format"], info.major, no_owner=bool(missing_owners))
+    except OpError as exc:
+        if create_db:
+            from sage_agent.db.shadow import drop_database
+
+            drop_database(admin_url, where["database"])
+            notes.append(f"dropped the database {where['database']} created for this restore")
+        hint = (f"the target is unchanged (one transaction); safety backup: {safety['name']}" if safety
+                else "the target is unchanged (one transaction)")
+        raise OpError(f"restore failed and was rolled back: {exc.message}", hint) from None
+    progress.update(1, "restored")
+    elapsed = time.perf_counter() - started
+    # --- verify
+    with ctx.connect(url) as conn:
+        conn.execute("set statement_timeout = 0")
+        after = {}
+        for table in backup_rows:
+            schema, _, name = table.partition(".")
+            try:
+                after[table] = conn.execute(sql.SQL("select count(*) from {}").format(
+                    sql.Identifier(schema, name))).fetchone()[0]
+            except psycopg.Error:
+                conn.rollback()
+                after[table] = None
+    findings = []
+    rows = []
+    for table, expected in backup_rows.items():
+        got = after.get(table)
+        ok = got == expected
+        rows.append([table, expected, "-" if got is None else got, "ok" if ok else "DIFFERS"])
+        if not ok:
+            findings.append(Finding(rule="restore.row_count", severity="error", location=table,
+                                    message=f"{table}: {got if got is not None else 'missing'} rows after the "
+                                            f"restore, {expected} in the backup"))
+    status = "failed" if findings else "ok"
+    summary = (f"Restored {meta['name']} into {label} {where['database']}: {len(backup_rows)} tables, "
+               f"{sum(backup_rows.values()):,} rows, row counts verified" if not findings else
+               f"Restored {meta['name']} into {where['database']}, but {len(findings)} table(s) have other row counts "
+               "than the backup")
+    artifacts = [safety["_path"], safety["_meta_path"]] if safety else []
+    return OpResult(operation="db-restore", status=status, summary=summary,
+                    facts={"backup": meta["name"], "format": meta["format"], "target": display, "environment": label,
+                           "created_database": create_db, "tables": len(backup_rows),
+                           "rows": sum(backup_rows.values()), "seconds": round(elapsed, 3),
+                           "safety_backup": safety["name"] if safety else None},
+                    tables=[Table(title="Row counts", columns=["table", "backup", "restored", "check"], rows=rows)],
+                    findings=findings, notes=notes, artifacts=artifacts,
+                    data={"verified": not findings, "created_database": create_db,
+                          "safety_backup": safety["name"] if safety else None,
+                          "counts": {t: after.get(t) for t in backup_rows}},
+                    next_steps=["*smoke-test"])
+
+
+def _run_restore(url: str, artifact: Path, fmt: str, server_major: int, *, no_owner: bool) -> None:
+    from sage_agent.db.tools import PgToolError, run_pg_tool
+    from sage_agent.db.urls import conninfo_params
+
+    dbname = conninfo_params(url).get("dbname", "postgres")
+    if fmt == "plain":
+        args = ["-X", "-q", "--no-password", "--single-transaction", "-v", "ON_ERROR_STOP=1", "-f", str(artifact)]
+        tool = "psql"
+    else:
+        args = ["--clean", "--if-exists", "--single-transaction", "--exit-on-error", "--no-password",
+                f"--dbname={dbname}", str(artifact)]
+        if no_owner:
+            args.insert(0, "--no-owner")
+        tool = "pg_restore"
+    try:
+        run_pg_tool(tool, url, args, server_major=server_major)
+    except PgToolError as exc:
+        text = str(exc)
+        raise OpError(text.splitlines()[0] if len(text) < 400 else text[:400] + "...") from None
