@@ -73,9 +73,24 @@ def count_rows(conn, tables: list[tuple[str, str]]) -> dict[str, int]:
     from psycopg import sql
 
     counts = {}
+    # a table whose pages are (nearly) all visible is counted through an index, which reads far less
+    # than the heap; the count is exact either way
+    visible = {(r[0], r[1]) for r in conn.execute(
+        """
+        select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where c.relkind = 'r' and c.relpages > 8 and c.relallvisible >= 0.95 * c.relpages
+          and exists (select 1 from pg_index i where i.indrelid = c.oid and i.indisvalid and i.indpred is null)
+        """).fetchall()}
+    current = "on"
     for schema, name in tables:
+        want = "off" if (schema, name) in visible else "on"
+        if want != current:
+            conn.execute(f"set local enable_seqscan = {want}")
+            current = want
         counts[f"{schema}.{name}"] = conn.execute(
             sql.SQL("select count(*) from {}").format(sql.Identifier(schema, name))).fetchone()[0]
+    if current != "on":
+        conn.execute("set local enable_seqscan = on")
     return counts
 
 
@@ -222,6 +237,8 @@ def make_backup(ctx, url: str, name: str, fmt: str, *, jobs: int | None = None, 
             conn.execute("set local statement_timeout = 0")
             notes.append("could not export a snapshot: row counts were taken next to the dump, not inside it")
         tables = list_tables(conn)
+        # one core for the counts: pg_dump and its server backend need the others (no parallel workers)
+        conn.execute("set local max_parallel_workers_per_gather = 0")
         progress = ctx.progress(progress_label or f"Backing up {describe(url)['database']}", total=len(tables) or None)
         run = run_pg_dump(url, out, fmt, jobs=jobs, snapshot=snapshot, server_major=info.major,
                           on_table=lambda t: progress.advance(1, t))
@@ -236,14 +253,11 @@ def make_backup(ctx, url: str, name: str, fmt: str, *, jobs: int | None = None, 
         conn.rollback()
     finally:
         conn.close()
-    digest, size, files = checksum(out)
     problems = verify_archive(out, fmt, counts, info.major)
     if problems:
         _remove(out)
         raise OpError("the backup did not verify: " + "; ".join(problems), "nothing was kept; try again")
-    if checksum(out)[0] != digest:  # re-read: what is on disk is what we describe
-        _remove(out)
-        raise OpError("the backup changed while it was verified (checksum re-read differs)", "try again")
+    digest, size, files = checksum(out)  # read back from disk: the metadata describes what was written
     meta = {
         META_KEY: 1, "name": name, "format": fmt, "file": out.name,
         "sha256": digest, "checksum_of": "manifest" if files is not None else "file", "size": size,

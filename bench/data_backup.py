@@ -1,0 +1,117 @@
+"""*backup / *restore vs bare pg_dump / pg_restore on the same server, same run, alternating.
+
+    python bench/data_backup.py [ROWS_PER_TABLE] [ROUNDS]
+
+Dataset: 8 tables (bigint PK, text, numeric, timestamptz, jsonb) with ROWS_PER_TABLE rows each.
+*restore is measured on its easy path (a new database by --into URL, as bare pg_restore into a
+createdb'd database); restoring over a populated database adds the safety backup (reported apart).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from data_common import REPO, bench_server, machine, median, session, timed
+
+ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 250_000
+ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+TABLES = 8
+
+
+def main() -> None:
+    import psycopg
+
+    from sage_agent.db.binaries import find_binary
+    from sage_agent.db.shadow import create_database, drop_database
+    from sage_agent.db.tools import tool_env
+    from sage_agent.db.urls import replace_dbname
+
+    work = Path(tempfile.mkdtemp(prefix="sage-bench-backup-"))
+    project = work / "project"
+    project.mkdir()
+    with bench_server() as server:
+        admin = server.url()
+        url = create_database(admin, "bench")
+        with psycopg.connect(url, autocommit=True) as conn:
+            for i in range(TABLES):
+                conn.execute(f"create table t{i} (id bigint primary key, name text, amount numeric(12,2), "
+                             f"at timestamptz, doc jsonb)")
+                conn.execute(f"insert into t{i} select g, 'name ' || g, g / 7.0, now() - g * interval '1 minute', "
+                             f"jsonb_build_object('g', g, 'tag', 't{i}') from generate_series(1, {ROWS}) g")
+            conn.execute("vacuum analyze")
+            size = conn.execute("select pg_database_size(current_database())").fetchone()[0]
+        pg_dump = find_binary("pg_dump", 18)
+        pg_restore = find_binary("pg_restore", 18)
+        env = tool_env(url)
+        results: dict[str, list[float]] = {k: [] for k in (
+            "pg_dump -Fc", "*backup (custom)", "pg_restore (new db)", "*restore --into new db",
+            "*restore over populated db (incl. safety backup)")}
+        for r in range(ROUNDS):
+            bare = work / f"bare{r}.dump"
+            results["pg_dump -Fc"].append(timed(lambda: subprocess.run(
+                [str(pg_dump), "-Fc", "-f", str(bare)], env=env, check=True)))
+            name = f"b{r}"
+
+            def sage_backup() -> None:
+                out = session(url, project).run_line(f"*backup {name}")
+                assert out.exit_code == 0, out.error
+
+            results["*backup (custom)"].append(timed(sage_backup))
+
+            target = f"restore_bare_{r}"
+
+            def bare_restore() -> None:
+                subprocess.run([str(pg_restore), "--clean", "--if-exists", "--single-transaction",
+                                "--exit-on-error", "-d", target, str(bare)], env=tool_env(replace_dbname(url, target)),
+                               check=True)
+
+            def bare_both() -> None:
+                create_database(admin, target, template="template0")
+                bare_restore()
+
+            results["pg_restore (new db)"].append(timed(bare_both))
+            drop_database(admin, target)
+            target2 = f"restore_sage_{r}"
+
+            def sage_restore() -> None:
+                out = session(url, project, confirm=("RESTORE",)).run_line(
+                    f"*restore {name} --into {replace_dbname(url, target2)}")
+                assert out.exit_code == 0, out.error or out.result.summary
+
+            results["*restore --into new db"].append(timed(sage_restore))
+
+            def sage_restore_over() -> None:
+                out = session(url, project, confirm=("RESTORE",)).run_line(
+                    f"*restore {name} --into {replace_dbname(url, target2)}")
+                assert out.exit_code == 0, out.error or out.result.summary
+
+            results["*restore over populated db (incl. safety backup)"].append(timed(sage_restore_over))
+            drop_database(admin, target2)
+    dump_size = (project / "supabase" / "backups" / "b0.dump").stat().st_size
+    pairs = {"*backup (custom)": "pg_dump -Fc", "*restore --into new db": "pg_restore (new db)",
+             "*restore over populated db (incl. safety backup)": "pg_restore (new db)"}
+    lines = [f"*backup / *restore benchmark: {TABLES} tables x {ROWS:,} rows ({size / 1e6:.0f} MB database, "
+             f"{dump_size / 1e6:.0f} MB custom dump), {ROUNDS} rounds (median), PostgreSQL 18 embedded (fsync on)",
+             f"machine: {machine()}", "", "| step | median s | vs bare | overhead |", "|---|---|---|---|"]
+    for label, times in results.items():
+        t = median(times)
+        base = pairs.get(label)
+        if base:
+            b = median(results[base])
+            lines.append(f"| {label} | {t:.2f} | {base} | {100 * (t - b) / b:+.1f}% |")
+        else:
+            lines.append(f"| {label} | {t:.2f} | (baseline) | |")
+    lines.append("")
+    lines.append("all runs (s): " + "; ".join(f"{k}: {', '.join(f'{v:.2f}' for v in vs)}" for k, vs in results.items()))
+    text = "\n".join(lines)
+    print(text)
+    (REPO / "bench" / "results" / "data-backup.txt").write_text(text + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""*load-csv vs `psql -c "\\copy ..."`: 1,000,000 rows x 6 columns, same server, same run, alternating.
+
+    python bench/data_load_csv.py [ROWS] [ROUNDS]
+
+Writes bench/results/data-load-csv.txt (raw figures); bench/results/data.md holds the write-up.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+from data_common import REPO, bench_server, machine, median, sage_cli, session, timed
+
+ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+DDL = ("create table t (id bigint primary key, name text not null, email text, amount numeric(12,2), "
+       "created_at timestamptz, active boolean)")
+
+
+def make_csv(path: Path) -> None:
+    rnd = random.Random(42)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "name", "email", "amount", "created_at", "active"])
+        for i in range(1, ROWS + 1):
+            w.writerow([i, f"name {rnd.randrange(10**6)}", f"user{i}@example.com" if i % 10 else "",
+                        f"{rnd.randrange(10**7) / 100:.2f}", f"2024-{1 + i % 12:02d}-{1 + i % 28:02d} 12:{i % 60:02d}:00+00",
+                        "true" if i % 3 else "false"])
+
+
+def main() -> None:
+    import psycopg
+
+    from sage_agent.db.binaries import find_binary
+    from sage_agent.db.shadow import create_database
+    from sage_agent.db.tools import tool_env
+
+    work = Path(tempfile.mkdtemp(prefix="sage-bench-csv-"))
+    data = work / "data.csv"
+    make_csv(data)
+    size = data.stat().st_size
+    project = work / "project"
+    project.mkdir()
+    with bench_server() as server:
+        url = create_database(server.url(), "bench")
+        psql = find_binary("psql", 18)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(DDL)
+
+        def reset() -> None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("truncate t")
+                conn.execute("checkpoint")
+
+        def check() -> None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                assert conn.execute("select count(*) from t").fetchone()[0] == ROWS
+
+        def run_psql() -> None:
+            import subprocess
+
+            subprocess.run([str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
+                            f"\\copy t from '{data}' with (format csv, header true)"],
+                           env=tool_env(url), check=True)
+
+        def run_sage() -> None:
+            out = session(url, project).run_line(f"*load-csv {data} t")
+            assert out.exit_code == 0, out.error or out.result.summary
+
+        def run_cli() -> None:
+            sage_cli(["run", f"*load-csv {data} t", "--yes", "--db-url", url], cwd=project)
+
+        results: dict[str, list[float]] = {"psql \\copy": [], "*load-csv (in process)": [], "sage run *load-csv (CLI)": []}
+        for _ in range(ROUNDS):
+            for label, fn in (("psql \\copy", run_psql), ("*load-csv (in process)", run_sage),
+                              ("sage run *load-csv (CLI)", run_cli)):
+                reset()
+                results[label].append(timed(fn))
+                check()
+    base = median(results["psql \\copy"])
+    lines = [f"*load-csv benchmark: {ROWS:,} rows x 6 columns, {size / 1e6:.1f} MB CSV, {ROUNDS} rounds (median), "
+             f"PostgreSQL 18 embedded (fsync on), psql {psql}", f"machine: {machine()}", "",
+             "| tool | median s | rows/s | MB/s | ratio to psql |", "|---|---|---|---|---|"]
+    for label, times in results.items():
+        t = median(times)
+        lines.append(f"| {label} | {t:.2f} | {ROWS / t:,.0f} | {size / t / 1e6:.1f} | {base / t:.2f}x |")
+    lines.append("")
+    lines.append("all runs (s): " + "; ".join(f"{k}: {', '.join(f'{v:.2f}' for v in vs)}" for k, vs in results.items()))
+    text = "\n".join(lines)
+    print(text)
+    (REPO / "bench" / "results" / "data-load-csv.txt").write_text(text + "\n")
+    subprocess_rm(work)
+
+
+def subprocess_rm(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
