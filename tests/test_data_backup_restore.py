@@ -207,3 +207,58 @@ def test_password_never_on_the_command_line(make_session, pg_server, db_url, db,
         assert password not in text
     finally:
         db.execute(f"drop owned by {role}; drop role {role}")
+
+
+def test_backup_reports_progress_per_table(make_session, source):
+    session = make_session(source)
+    seen = []
+    session.progress_sink = lambda desc, done, total, detail: seen.append((desc, done, total, detail))
+    out = session.run_line("*backup progress")
+    assert out.exit_code == EXIT_OK
+    details = {d for _, _, _, d in seen}
+    assert {"public.customers", "public.orders"} <= details
+    assert seen[-1][1] == seen[-1][2]  # every table reported
+
+
+def test_failed_restore_rolls_back_and_keeps_the_safety_backup(make_session, source, db, project):
+    assert make_session(source).run_line("*backup rb").exit_code == EXIT_OK
+    db.execute("delete from orders where id > 100")
+    db.execute("create view depends_on_orders as select id from orders")  # blocks DROP TABLE orders
+    out = make_session(source, confirm=("RESTORE",)).run_line("*restore rb")
+    assert out.exit_code == 1
+    assert "restore failed and was rolled back" in out.error and "before-restore-" in out.error
+    assert db.execute("select count(*) from orders").fetchone()[0] == 100
+    assert list((project / "supabase" / "backups").glob("before-restore-*.dump"))
+
+
+def test_restore_into_environment_and_production_needs_its_word(make_session, source, pg_server, project,
+                                                                monkeypatch):
+    from sage_agent.db.shadow import drop_database
+
+    assert make_session(source).run_line("*backup envs").exit_code == EXIT_OK
+    name, target = new_db_url(pg_server)
+    monkeypatch.setenv("SAGE_DEV_DB_URL", target)
+    monkeypatch.setenv("SAGE_PROD_DB_URL", target)
+    try:
+        out = make_session(source, confirm=("RESTORE",)).run_line("*restore envs --into prod")
+        assert out.exit_code == EXIT_CONFIRM and "PRODUCTION" in out.error
+        out = make_session(source, confirm=("RESTORE",)).run_line("*restore envs --into dev")
+        assert out.exit_code == EXIT_OK, out.error or out.result.summary
+        assert out.result.facts["environment"] == "dev" and out.result.data["created_database"]
+        assert fingerprint(target) == fingerprint(source)
+    finally:
+        drop_database(pg_server.url(), name)
+
+
+def test_headless_restore_without_the_word_exits_3(run_sage, source, db, project):
+    out = run_sage("run", "*backup cli", "--db-url", source, cwd=project)
+    assert out.returncode == 0, out.stderr
+    db.execute("delete from orders")
+    out = run_sage("run", "*restore cli", "--db-url", source, "--yes", cwd=project)
+    assert out.returncode == 3 and "--confirm RESTORE" in out.stderr
+    assert db.execute("select count(*) from orders").fetchone()[0] == 0
+    out = run_sage("run", "*restore cli", "--db-url", source, "--confirm", "RESTORE", "--json", cwd=project)
+    assert out.returncode == 0, out.stdout + out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["data"]["verified"] is True
+    assert db.execute("select count(*) from orders").fetchone()[0] == 1000

@@ -301,3 +301,26 @@ def _sage_env() -> dict[str, str]:
     from conftest import sage_env
 
     return sage_env()
+
+
+def test_progress_reports_rows_and_mb_per_second(make_session, db_url, db, people, project):
+    f = project / "prog.csv"
+    f.write_text("id,name\n" + "".join(f"{i},n{i}\n" for i in range(1, 5001)))
+    session = make_session(db_url, yes=True)
+    seen = []
+    session.progress_sink = lambda desc, done, total, detail: seen.append((desc, done, total, detail))
+    out = session.run_line(f"*load-csv {f} people")
+    assert out.exit_code == EXIT_OK
+    desc, done, total, detail = seen[-1]
+    assert desc == "Loading prog.csv" and done == total == f.stat().st_size
+    assert "5,000 rows" in detail and "rows/s" in detail and "MB/s" in detail
+
+
+def test_headless_cli_load(run_sage, db_url, db, people, project):
+    (project / "cli.csv").write_text("id,name\n1,a\n2,b\n")
+    out = run_sage("run", "*load-csv cli.csv people", "--db-url", db_url, cwd=project)
+    assert out.returncode == 3 and "--yes" in out.stderr
+    out = run_sage("run", "*load-csv cli.csv people", "--db-url", db_url, "--yes", "--json", cwd=project)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout)["facts"]["rows"] == 2
+    assert count(db, "people") == 2

@@ -46,9 +46,9 @@ def load_csv(inputs: LoadCsvInput, ctx) -> OpResult:
     if inputs.batch_rows is not None and inputs.batch_rows < 1:
         raise OpError("batch_rows must be a positive number of rows", exit_code=2)
     path = dc.resolve_file(ctx.project, inputs.file)
-    with ctx.connect(autocommit=True) as conn:
-        table = dc.find_table(conn, inputs.table)
-    with dc.Source(path) as src:
+    conn = ctx.connect(autocommit=True)  # one connection: catalog, plan and the load itself
+    table = dc.find_table(conn, inputs.table)
+    with conn, dc.Source(path) as src:
         first = dc.read_header_line(src)
         header = dc.header_names(first, opts) if opts.header else None
         sample = dc.read_sample(src, opts)
@@ -80,11 +80,8 @@ def load_csv(inputs: LoadCsvInput, ctx) -> OpResult:
         estimate = None
         if total is not None and sample.rows and sampled:
             estimate = max(len(sample.rows), round((total - data_start) * len(sample.rows) / len(sampled)))
-        from psycopg import sql as _sql  # noqa: F401 - psycopg is needed from here on
-
-        with ctx.connect(autocommit=True) as conn:
-            copy_text = dc.copy_sql(table, cols, opts).as_string(conn)
-            create_text = dc.create_table_sql(table, cols).as_string(conn) if creating else None
+        copy_text = dc.copy_sql(table, cols, opts).as_string(conn)
+        create_text = dc.create_table_sql(table, cols).as_string(conn) if creating else None
         mapping_rows = [[(header[i] if header is not None else f"field {i + 1}"), c.name, c.type]
                         for i, c in enumerate(cols)]
         plan_lines = [f"-- load {path.name} ({_human_bytes(src.size)}{', gzip' if src.gzip else ''}"
@@ -118,7 +115,6 @@ def load_csv(inputs: LoadCsvInput, ctx) -> OpResult:
         started = time.perf_counter()
         server_error = None
         rows = 0
-        conn = ctx.connect(autocommit=True)
         import psycopg
 
         try:
@@ -138,11 +134,12 @@ def load_csv(inputs: LoadCsvInput, ctx) -> OpResult:
                           "check the file: a record this long usually means a missing line break or quote") from None
         except psycopg.Error as exc:
             server_error = _server_error(exc, opts.header)
+            if (exc.sqlstate or "")[:2] not in ("22", "23"):  # not about the data: no row-by-row pass
+                raise OpError(f"the load failed and was rolled back, nothing was loaded: {server_error}",
+                              _hint_for(exc.sqlstate)) from None
         except (OSError, EOFError) as exc:
             raise OpError(f"cannot read {path.name}: {exc}. Nothing was loaded (rolled back).",
                           "is the .gz file complete?") from None
-        finally:
-            conn.close()
         elapsed = time.perf_counter() - started
     if server_error:
         bad = _validate_file(ctx, path, cols, opts)
@@ -157,6 +154,13 @@ def load_csv(inputs: LoadCsvInput, ctx) -> OpResult:
                             f"({facts['rows_per_s'] or 0:,} rows/s, {facts['mb_per_s']} MB/s)",
                     facts=facts, tables=[mapping], data={"rows": rows, "table": table.display},
                     next_steps=["*backup"])
+
+
+def _hint_for(sqlstate: str | None) -> str | None:
+    return {"55P03": "another session holds a lock on the table: retry later (*check-locks shows who)",
+            "42501": "the user may not write to this table (GRANT INSERT, or use another role)",
+            "57014": "the load was cancelled (statement timeout or Ctrl-C)",
+            "3F000": "the schema does not exist: create it first"}.get(sqlstate or "")
 
 
 def _server_error(exc, header: bool) -> str:

@@ -242,9 +242,10 @@ def split_table_name(text: str) -> tuple[str | None, str]:
     text = text.strip()
     if not text:
         raise OpError("the table name is empty", exit_code=2)
-    parts = [p.strip().strip('"') for p in text.split(".")]
+    parts = [p.strip() for p in text.split(".")]
     if len(parts) > 2 or not all(parts):
         raise OpError(f"bad table name {text!r}: use table or schema.table", exit_code=2)
+    parts = [p[1:-1].replace('""', '"') if len(p) > 1 and p[0] == p[-1] == '"' else p for p in parts]
     return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
 
 
@@ -267,7 +268,8 @@ def find_table(conn, text: str) -> TableRef:
                 order by a.attnum
                 """, (row[2],)).fetchall()
             return TableRef(row[0], row[1], [Column(*c) for c in cols])
-    return TableRef(schema or "public", name if name != name.lower() and not schema else name, exists=False)
+    quoted = '"' in text
+    return TableRef(schema or "public", name if quoted else name.lower(), exists=False)
 
 
 def map_columns(header: list[str], table: TableRef) -> list[Column]:
@@ -594,7 +596,11 @@ def write_rejects(project: Path, table: TableRef, bad: list[BadRow]) -> Path:
     folder = project / "supabase" / ".sage" / "rejects"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    path = folder / f"{table.schema}.{table.name}-{stamp}.csv"
+    base = table.name if table.schema == "public" else f"{table.schema}.{table.name}"
+    path = folder / f"{base}-{stamp}.csv"
+    n = 2
+    while path.exists():
+        path, n = folder / f"{base}-{stamp}-{n}.csv", n + 1
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["line", "reason", "record"])
