@@ -137,6 +137,14 @@ def _repl(args, project: Path) -> int:
     if not sys.stdin.isatty():
         print("error: the REPL needs a terminal; use `sage run \"*command\"` for scripts", file=sys.stderr)
         return 2
+    if target.embedded:
+        from sage_agent.db.embedded import EmbeddedError, project_server
+
+        try:
+            status = project_server(project).start()
+            target.url = status.url
+        except EmbeddedError as exc:
+            print(f"warning: {exc}", file=sys.stderr)
     return Repl(project, target, history_file=project / ".sage" / "history").run()
 
 

@@ -37,3 +37,15 @@ def test_url_helpers():
     assert describe(url) == {"host": "h", "port": "6543", "database": "postgres", "user": "u", "sslmode": "require"}
     swapped = replace_dbname(url, "other")
     assert "/other?" in swapped and "p%40ss" in swapped
+
+
+def test_version_imports_nothing_heavy():
+    """`sage --version` must stay fast: no database driver, parser, UI or model library on the way."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom sage_agent.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('psycopg', 'pglast', 'sqlglot', 'rich', 'prompt_toolkit', 'anthropic', 'pydantic', "
+            "'yaml', 'jinja2', 'mcp') if m in sys.modules]\nprint(','.join(heavy) or 'none')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip().splitlines()
+    assert out[-1] == "none"

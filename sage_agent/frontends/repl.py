@@ -80,7 +80,9 @@ class Repl:
         from prompt_toolkit.formatted_text import HTML
 
         env = self.target.env
-        where = self.target.display_url if not self.target.embedded else "embedded PostgreSQL"
+        where = self.target.display_url
+        if self.target.embedded:
+            where = "embedded PostgreSQL" + (f" {where}" if self.target.url else " (starts on first use)")
         style = "bg='ansired' fg='ansiwhite'" if env == "prod" else ""
         label = f"<style {style}> {env.upper()} </style>" if style else f" {env} "
         return HTML(f"{label} {where.replace('&', '&amp;').replace('<', '&lt;')}  |  *help  *exit")

@@ -1,0 +1,124 @@
+"""AST predicates shared by lint rules (kept here so each rule module stays tiny)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pglast import ast
+
+from ..nodes import func_name, location, qualified, type_name, typmods
+
+# Zero-argument built-ins that are STABLE or IMMUTABLE (pg_proc.provolatile <> 'v'):
+# a default using them is evaluated once, stored in the catalog, no rewrite (PG 11+).
+NON_VOLATILE_NOARG = frozenset({
+    "now", "transaction_timestamp", "statement_timestamp", "pi", "current_database",
+    "current_schema", "current_user", "session_user", "version", "pg_backend_pid",
+    "pg_postmaster_start_time", "pg_conf_load_time", "inet_client_addr", "inet_client_port",
+    "inet_server_addr", "inet_server_port", "pg_my_temp_schema", "pg_trigger_depth",
+})
+
+
+def alter_cmds(node: Any) -> list[Any]:
+    """Subcommands of an ALTER TABLE (empty for anything else)."""
+    if isinstance(node, ast.AlterTableStmt):
+        return list(node.cmds or ())
+    return []
+
+
+def subtype(cmd: Any) -> str:
+    """AlterTableType name, e.g. ``AT_AddColumn``."""
+    return cmd.subtype.name
+
+
+def alter_table_name(node: Any) -> str | None:
+    """schema.name of the relation an ALTER TABLE / INDEX / RENAME touches."""
+    rel = getattr(node, "relation", None)
+    return qualified(rel) if rel is not None and getattr(rel, "relname", None) else None
+
+
+def added_columns(node: Any) -> Iterator[tuple[Any, Any]]:
+    """``(cmd, ColumnDef)`` for every ``ADD COLUMN`` of an ALTER TABLE."""
+    for cmd in alter_cmds(node):
+        if subtype(cmd) == "AT_AddColumn" and isinstance(cmd.def_, ast.ColumnDef):
+            yield cmd, cmd.def_
+
+
+def added_constraints(node: Any) -> Iterator[tuple[Any, Any]]:
+    """``(cmd, Constraint)`` for every ``ADD CONSTRAINT`` of an ALTER TABLE."""
+    for cmd in alter_cmds(node):
+        if subtype(cmd) == "AT_AddConstraint" and isinstance(cmd.def_, ast.Constraint):
+            yield cmd, cmd.def_
+
+
+def column_constraints(coldef: Any) -> list[Any]:
+    return [c for c in (coldef.constraints or ()) if isinstance(c, ast.Constraint)]
+
+
+def contype(con: Any) -> str:
+    """ConstrType short name: ``CHECK``, ``FOREIGN``, ``PRIMARY``, ``UNIQUE`` ..."""
+    return con.contype.name.removeprefix("CONSTR_")
+
+
+def is_not_valid(con: Any) -> bool:
+    return bool(getattr(con, "skip_validation", False))
+
+
+def uses_index(con: Any) -> bool:
+    """``... UNIQUE/PRIMARY KEY USING INDEX idx`` (no index build, no scan)."""
+    return bool(getattr(con, "indexname", None))
+
+
+def is_safe_default(expr: Any) -> bool:
+    """True when a DEFAULT expression is a constant or a non-volatile zero-arg call."""
+    if isinstance(expr, ast.A_Const) or isinstance(expr, ast.SQLValueFunction):
+        return True
+    if isinstance(expr, ast.TypeCast):
+        return is_safe_default(expr.arg)
+    if isinstance(expr, ast.A_Expr):
+        return all(is_safe_default(x) for x in (expr.lexpr, expr.rexpr) if x is not None)
+    if isinstance(expr, ast.A_ArrayExpr):
+        return all(is_safe_default(x) for x in (expr.elements or ()))
+    if isinstance(expr, ast.FuncCall):
+        return not expr.args and func_name(expr) in NON_VOLATILE_NOARG
+    return False
+
+
+def rewriting_column_constraint(con: Any, server_major: int) -> bool:
+    """Does this column constraint force a table rewrite when the column is added?"""
+    kind = contype(con)
+    if kind == "DEFAULT":
+        return server_major < 11 or not is_safe_default(con.raw_expr)
+    if kind == "IDENTITY":
+        return True
+    if kind == "GENERATED":
+        return getattr(con, "generated_kind", "s") != "v"  # PG 18 VIRTUAL columns are not stored
+    return False
+
+
+def node_line(stmt: Any, node: Any) -> int:
+    """Line of the first located thing in ``node``, else the statement line."""
+    return stmt.line_at(location(node))
+
+
+def type_info(tn: Any) -> tuple[str, list[int], bool]:
+    """(type name, typmods, is_array) of a TypeName."""
+    return type_name(tn), typmods(tn), bool(getattr(tn, "arrayBounds", None))
+
+
+def column_typenames(node: Any) -> Iterator[tuple[Any, Any]]:
+    """``(owner, TypeName)`` for column types declared by CREATE TABLE / ADD COLUMN / ALTER TYPE."""
+    if isinstance(node, ast.CreateStmt):
+        for elt in node.tableElts or ():
+            if isinstance(elt, ast.ColumnDef) and elt.typeName is not None:
+                yield elt, elt.typeName
+    for cmd in alter_cmds(node):
+        if subtype(cmd) in ("AT_AddColumn", "AT_AlterColumnType") and isinstance(cmd.def_, ast.ColumnDef):
+            if cmd.def_.typeName is not None:
+                yield cmd.def_, cmd.def_.typeName
+
+
+def typename_line(stmt: Any, owner: Any, tn: Any) -> int:
+    loc = getattr(tn, "location", -1)
+    if loc is None or loc < 0:
+        loc = getattr(owner, "location", -1)
+    return stmt.line_at(loc)

@@ -1,0 +1,90 @@
+"""Data model of the migration linter: findings, per-file context, rule base class."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel
+
+from ..split import Statement
+from .locks import LockInfo, statement_lock
+
+Severity = Literal["error", "warning", "info"]
+
+
+class LintFinding(BaseModel):
+    """One problem in one statement, with the lock facts a reviewer needs."""
+
+    rule: str
+    severity: Severity
+    line: int
+    message: str
+    table: str | None = None
+    lock: str | None = None
+    rewrites: bool = False
+    scans: bool = False
+    blocks: str | None = None
+    safe_alternative: str = ""
+    statement_line: int | None = None
+    filename: str = "<sql>"
+
+
+@dataclass
+class LintContext:
+    """What a rule may know about the file besides the statement it is looking at.
+
+    The engine updates the transaction / timeout fields *before* each statement,
+    so they describe the state the statement runs in.
+    """
+
+    server_major: int = 18
+    tables_created_in_file: frozenset[str] = frozenset()
+    lock_timeout_set: bool = False
+    statement_timeout_set: bool = False
+    in_transaction: bool = False
+    assume_in_transaction: bool = False
+    filename: str = "<sql>"
+    statements: list[Statement] = field(default_factory=list)
+    index: int = 0
+    state: dict[str, Any] = field(default_factory=dict)  # rule-private memory, keyed by rule id
+
+    def rule_state(self, rule_id: str, factory: Any) -> Any:
+        """Per-file mutable state for one rule (created on first use)."""
+        if rule_id not in self.state:
+            self.state[rule_id] = factory()
+        return self.state[rule_id]
+
+
+class Rule:
+    """Base class: subclasses set the class attributes and implement :meth:`check`."""
+
+    id: ClassVar[str] = ""
+    severity: ClassVar[Severity] = "warning"
+    summary: ClassVar[str] = ""
+    safe_alternative: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+
+    def check(self, stmt: Statement, ctx: LintContext) -> list[LintFinding]:
+        raise NotImplementedError
+
+    def finish(self, ctx: LintContext) -> list[LintFinding]:
+        """Called once after the last statement (for file-level rules)."""
+        return []
+
+    def finding(self, stmt: Statement, ctx: LintContext, message: str, *,
+                location: int | None = None, line: int | None = None,
+                table: str | None = None, lock: LockInfo | None = None,
+                severity: Severity | None = None, alternative: str | None = None) -> LintFinding:
+        """Build a finding, filling lock/rewrite/scan facts from the lock table."""
+        info = lock or statement_lock(stmt.node, ctx.server_major)
+        return LintFinding(
+            rule=self.id, severity=severity or self.severity,
+            line=line if line is not None else stmt.line_at(location),
+            message=message, table=table if table is not None else info.table,
+            lock=info.lock, rewrites=info.rewrites, scans=info.scans, blocks=info.blocks,
+            safe_alternative=alternative if alternative is not None else self.safe_alternative,
+            statement_line=stmt.line, filename=ctx.filename,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Rule {self.id}>"

@@ -1,0 +1,16 @@
+"""DROP DATABASE destroys everything in it."""
+from pglast import ast
+
+from ..model import Rule
+
+
+class BanDropDatabase(Rule):
+    id = "ban-drop-database"
+    severity = "error"
+    summary = "DROP DATABASE loses all data"
+    safe_alternative = "Take a backup and drop databases manually, never from a migration"
+
+    def check(self, stmt, ctx):
+        if isinstance(stmt.node, ast.DropdbStmt):
+            return [self.finding(stmt, ctx, f"Dropping database {stmt.node.dbname} loses all of its data.")]
+        return []

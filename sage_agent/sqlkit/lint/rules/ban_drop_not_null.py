@@ -1,0 +1,14 @@
+"""DROP NOT NULL lets NULLs in that clients may not expect."""
+from .. import helpers as h
+from ..model import Rule
+
+
+class BanDropNotNull(Rule):
+    id = "ban-drop-not-null"
+    severity = "warning"
+    summary = "DROP NOT NULL may break clients that assume a value"
+    safe_alternative = "Make sure every reader handles NULL before relaxing the constraint"
+
+    def check(self, stmt, ctx):
+        return [self.finding(stmt, ctx, f"Dropping NOT NULL on {cmd.name} may break clients expecting a value.")
+                for cmd in h.alter_cmds(stmt.node) if h.subtype(cmd) == "AT_DropNotNull"]

@@ -1,0 +1,17 @@
+"""DROP TABLE loses data and breaks clients."""
+from pglast import ast
+
+from ..model import Rule
+
+
+class BanDropTable(Rule):
+    id = "ban-drop-table"
+    severity = "error"
+    summary = "DROP TABLE loses data and breaks clients"
+    safe_alternative = "Stop using the table first; rename/archive it, drop it in a later release"
+
+    def check(self, stmt, ctx):
+        n = stmt.node
+        if isinstance(n, ast.DropStmt) and n.removeType.name == "OBJECT_TABLE":
+            return [self.finding(stmt, ctx, "Dropping a table loses its data and breaks clients using it.")]
+        return []

@@ -1,0 +1,39 @@
+"""Identifiers over 63 bytes are silently truncated, so two long names can collide.
+
+The check runs on lexer tokens, not the AST: the parser has already truncated
+the names by the time pglast hands us the tree.
+"""
+from pglast import parser as _pg
+
+from ..model import Rule
+
+MAX_BYTES = 63
+
+
+def _ident_text(raw: str) -> str:
+    if raw.startswith('"') and raw.endswith('"'):
+        return raw[1:-1].replace('""', '"')
+    return raw
+
+
+class IdentifierTooLong(Rule):
+    id = "identifier-too-long"
+    severity = "warning"
+    summary = "Identifiers longer than 63 bytes are truncated silently"
+    safe_alternative = "Use a name of at most 63 bytes"
+
+    def check(self, stmt, ctx):
+        try:
+            tokens = _pg.scan(stmt.text)
+        except Exception:
+            return []
+        out = []
+        for tok in tokens:
+            if tok.name != "IDENT":
+                continue
+            name = _ident_text(stmt.text[tok.start:tok.end + 1])
+            size = len(name.encode())
+            if size > MAX_BYTES:
+                out.append(self.finding(stmt, ctx, f"Identifier {name!r} is {size} bytes; PostgreSQL "
+                                        f"truncates it to {MAX_BYTES}.", location=stmt.start + tok.start))
+        return out

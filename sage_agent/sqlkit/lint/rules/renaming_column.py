@@ -1,0 +1,18 @@
+"""Renaming a column breaks every client still using the old name."""
+from pglast import ast
+
+from ..model import Rule
+
+
+class RenamingColumn(Rule):
+    id = "renaming-column"
+    severity = "warning"
+    summary = "RENAME COLUMN breaks existing clients"
+    safe_alternative = "Add the new column, dual-write, migrate readers, then drop the old one"
+
+    def check(self, stmt, ctx):
+        n = stmt.node
+        if isinstance(n, ast.RenameStmt) and n.renameType.name == "OBJECT_COLUMN":
+            return [self.finding(stmt, ctx, f"Renaming column {n.subname} to {n.newname} breaks "
+                                 "clients still using the old name.")]
+        return []

@@ -1,0 +1,208 @@
+"""Split a SQL script into statements with the real PostgreSQL grammar (pglast).
+
+Why not a hand-written splitter: dollar quotes, nested comments, E'' strings and
+plpgsql bodies make regex splitting wrong in exactly the files that matter
+(migrations).  libpg_query is the server's own grammar, so what it accepts is
+what Postgres accepts.
+
+pglast >= 6 already converts libpg_query's UTF-8 *byte* offsets
+(``stmt_location``, node ``location``, error cursor) into ``str`` indexes; we
+rely on that and keep every offset in this package a character index.
+"""
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pglast import parser as _pg
+
+__all__ = ["SqlSyntaxError", "Statement", "split_sql", "LineIndex"]
+
+
+class SqlSyntaxError(ValueError):
+    """A script that Postgres would reject; carries a ``file:line:col`` location."""
+
+    def __init__(self, filename: str, line: int, column: int, message: str) -> None:
+        self.filename = filename
+        self.line = line
+        self.column = column
+        self.message = message
+        super().__init__(f"{filename}:{line}:{column}: {message}")
+
+
+class LineIndex:
+    """Maps character offsets to 1-based (line, column) quickly."""
+
+    def __init__(self, text: str) -> None:
+        self._starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def line(self, offset: int) -> int:
+        return bisect.bisect_right(self._starts, max(offset, 0))
+
+    def column(self, offset: int) -> int:
+        ln = self.line(offset)
+        return max(offset, 0) - self._starts[ln - 1] + 1
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One top-level SQL statement and where it sits in the source file."""
+
+    text: str
+    line: int
+    end_line: int
+    node: Any  # pglast.ast.Node (e.g. CreateStmt)
+    comments: tuple[str, ...] = ()
+    copy_data: str | None = None
+    trailing_comment: str | None = None
+    start: int = 0  # char offset of the first token in the file
+    end: int = 0  # char offset just past the last token
+    filename: str = "<sql>"
+    lines: LineIndex | None = field(default=None, repr=False, compare=False)
+
+    def line_at(self, location: int | None) -> int:
+        """Line of an AST node ``location`` (file offset); statement line if unknown."""
+        if location is None or location < 0 or self.lines is None:
+            return self.line
+        return self.lines.line(location)
+
+
+# COPY ... FROM STDIN; the data that follows is not SQL and libpg_query cannot parse it.
+_COPY_RE = re.compile(r"\bCOPY\b[^;]*?\bFROM\s+STDIN\b[^;]*;", re.IGNORECASE | re.DOTALL)
+_COMMENT_TOKENS = {"SQL_COMMENT", "C_COMMENT"}
+
+
+def _is_code_at(text: str, pos: int) -> bool:
+    """True when ``pos`` starts a real token (not inside a string/comment/dollar quote)."""
+    probe = text[:pos] + " COPY"
+    try:
+        toks = _pg.scan(probe)
+    except Exception:  # unterminated quote in the prefix: we are inside a literal
+        return False
+    return bool(toks) and toks[-1].start == pos + 1 and toks[-1].name == "COPY"
+
+
+def _mask_copy_data(text: str) -> tuple[str, dict[int, str]]:
+    """Blank out COPY FROM STDIN data blocks, keeping offsets and line numbers intact."""
+    data: dict[int, str] = {}
+    pos = 0
+    while True:
+        m = _COPY_RE.search(text, pos)
+        if not m:
+            return text, data
+        if not _is_code_at(text, m.start()):
+            pos = m.start() + 4
+            continue
+        nl = text.find("\n", m.end())
+        if nl < 0:
+            return text, data
+        block_start = nl + 1
+        term = re.compile(r"^\\\.\r?$", re.MULTILINE).search(text, block_start)
+        block_end = term.end() if term else len(text)
+        payload_end = term.start() if term else len(text)
+        data[m.start()] = text[block_start:payload_end]
+        masked = re.sub(r"[^\n]", " ", text[block_start:block_end])
+        text = text[:block_start] + masked + text[block_end:]
+        pos = block_end
+
+
+def _raise_syntax(filename: str, text: str, exc: Exception) -> None:
+    msg = exc.args[0] if exc.args else str(exc)
+    loc = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else None
+    idx = LineIndex(text)
+    if loc is None:
+        loc = len(text)
+    loc = min(max(loc, 0), len(text))
+    raise SqlSyntaxError(filename, idx.line(loc), idx.column(loc), msg) from exc
+
+
+def _tokens(text: str) -> list[Any]:
+    try:
+        return list(_pg.scan(text))
+    except Exception:
+        return []
+
+
+def split_sql(text: str | bytes, filename: str = "<sql>") -> list[Statement]:
+    """Split ``text`` into :class:`Statement` objects; raise :class:`SqlSyntaxError` on bad SQL."""
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SqlSyntaxError(filename, 1, 1, f"not UTF-8 text (byte {exc.start}); binary file?") from exc
+    nul = text.find("\x00")
+    if nul >= 0:
+        idx = LineIndex(text)
+        raise SqlSyntaxError(filename, idx.line(nul), idx.column(nul),
+                             "binary input: NUL byte found, this is not a SQL text file")
+    masked, copy_blocks = _mask_copy_data(text)
+    try:
+        raws = _pg.parse_sql(masked)
+    except _pg.ParseError as exc:
+        _raise_syntax(filename, masked, exc)
+        raise  # pragma: no cover
+    lines = LineIndex(masked)
+    out: list[Statement] = []
+    prev_end = 0
+    for raw in raws:
+        loc = raw.stmt_location or 0
+        chunk_end = loc + raw.stmt_len if raw.stmt_len else len(masked)
+        chunk = masked[loc:chunk_end]
+        toks = _tokens(chunk)
+        code = [t for t in toks if t.name not in _COMMENT_TOKENS]
+        if code:
+            start, end = loc + code[0].start, loc + code[-1].end + 1
+        else:  # should not happen; keep the raw slice
+            start, end = loc, chunk_end
+        gap_comments = [
+            (prev_end + t.start, masked[prev_end + t.start: prev_end + t.end + 1])
+            for t in _tokens(masked[prev_end:start]) if t.name in _COMMENT_TOKENS
+        ]
+        gap_comments += [(loc + t.start, chunk[t.start:t.end + 1]) for t in toks
+                         if t.name in _COMMENT_TOKENS and loc + t.start < start]
+        if out and gap_comments:
+            prev = out[-1]
+            first_pos, first_txt = gap_comments[0]
+            if lines.line(first_pos) == prev.end_line:
+                out[-1] = _replace(prev, trailing_comment=first_txt.strip())
+                gap_comments = gap_comments[1:]
+        comments = _adjacent_comments(gap_comments, lines, lines.line(start))
+        stmt_text = masked[start:end]
+        copy_data = None
+        for cpos, payload in copy_blocks.items():
+            if start <= cpos < end:
+                copy_data = payload
+        out.append(Statement(
+            text=stmt_text, line=lines.line(start), end_line=lines.line(max(end - 1, start)),
+            node=raw.stmt, comments=tuple(comments), copy_data=copy_data, start=start, end=end,
+            filename=filename, lines=lines,
+        ))
+        prev_end = end
+        if prev_end < len(masked) and masked[prev_end] == ";":
+            prev_end += 1
+    if out:  # a comment after the last statement, on its line, still belongs to it
+        tail = [t for t in _tokens(masked[prev_end:]) if t.name in _COMMENT_TOKENS]
+        if tail and lines.line(prev_end + tail[0].start) == out[-1].end_line:
+            out[-1] = _replace(out[-1], trailing_comment=masked[prev_end + tail[0].start:
+                                                                  prev_end + tail[0].end + 1].strip())
+    return out
+
+
+def _replace(stmt: Statement, **changes: Any) -> Statement:
+    from dataclasses import replace
+    return replace(stmt, **changes)
+
+
+def _adjacent_comments(found: list[tuple[int, str]], lines: LineIndex, stmt_line: int) -> list[str]:
+    """Keep the comment block directly above the statement (a blank line breaks it)."""
+    kept: list[str] = []
+    expect = stmt_line
+    for pos, txt in reversed(found):
+        last_line = lines.line(pos + len(txt) - 1)
+        if last_line < expect - 1:
+            break
+        kept.append(txt.strip())
+        expect = lines.line(pos)
+    return list(reversed(kept))

@@ -1,0 +1,57 @@
+"""Ctrl-C during execution cancels the statement on the server and leaves the database as it was."""
+
+import os
+import signal
+import threading
+import time
+
+from pydantic import BaseModel
+
+from sage_agent.ops.registry import Operation
+from sage_agent.ops.result import OpResult
+from sage_agent.session.machine import EXIT_INTERRUPTED
+
+
+class SlowInput(BaseModel):
+    name: str
+
+
+def slow_op(inputs: SlowInput, ctx) -> OpResult:
+    from psycopg import sql
+
+    with ctx.connect() as conn:
+        with conn.transaction():
+            conn.execute(sql.SQL("create table {} (id int)").format(sql.Identifier(inputs.name)))
+            conn.execute("select pg_sleep(60)")
+    return OpResult(operation="slow", summary="done")
+
+
+def test_ctrl_c_cancels_on_the_server_and_rolls_back(make_session, db_url, db, monkeypatch, tmp_path):
+    from sage_agent.ops import registry
+    from tests.test_session import demo_task
+
+    task = demo_task(tmp_path)  # any task with a required `name`
+    registry.load_operations()
+    monkeypatch.setitem(registry._REGISTRY, "demo-drop", Operation("demo-drop", slow_op, SlowInput, "read"))
+    session = make_session(db_url)
+
+    def interrupt_when_sleeping() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            row = db.execute("select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' "
+                             "and state = 'active'").fetchone()
+            if row[0]:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=interrupt_when_sleeping)
+    watcher.start()
+    outcome = session.run_task(task, {"name": "half_done"})
+    watcher.join()
+    assert outcome.exit_code == EXIT_INTERRUPTED
+    assert "cancelled on the server" in outcome.error or outcome.error == "interrupted"
+    assert db.execute("select to_regclass('public.half_done')").fetchone()[0] is None
+    busy = db.execute("select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' "
+                      "and state = 'active'").fetchone()[0]
+    assert busy == 0
