@@ -67,3 +67,29 @@ def sage_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run([sys.executable, "-m", "sage_agent", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, check=True)
+
+
+INTRO = """# Data: *load-csv, *backup, *restore
+
+Side by side in one run against the peer tool on the same server (an embedded PostgreSQL 18 with
+default durability, fsync on), alternating runs, median and best of N. Machine: 2 cores, shared with
+other jobs while measured: single runs vary by up to 2x, so compare the medians and the best runs.
+
+Targets: *load-csv >= 0.9x psql `\\copy` throughput (goal 1.0x); *backup and *restore overhead under 5%
+against bare pg_dump / pg_restore.
+
+Reproduce: `python bench/data_load_csv.py [ROWS] [ROUNDS]`, `python bench/data_backup.py [ROWS_PER_TABLE] [ROUNDS]`.
+"""
+
+
+def write_section(part: str, text: str, notes: str = "") -> None:
+    """Keep each script's figures in bench/results/data-<part>.txt and assemble bench/results/data.md."""
+    results = REPO / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"data-{part}.txt").write_text(text.strip() + "\n" + (("\n" + notes.strip() + "\n") if notes else ""))
+    sections = [INTRO]
+    for name, title in (("load-csv", "## *load-csv vs psql \\copy"), ("backup", "## *backup / *restore vs pg_dump / pg_restore")):
+        path = results / f"data-{name}.txt"
+        if path.exists():
+            sections.append(title + "\n\n" + path.read_text().strip() + "\n")
+    (results / "data.md").write_text("\n".join(sections))
