@@ -262,3 +262,23 @@ def test_headless_restore_without_the_word_exits_3(run_sage, source, db, project
     doc = json.loads(out.stdout)
     assert doc["data"]["verified"] is True
     assert db.execute("select count(*) from orders").fetchone()[0] == 1000
+
+
+def test_round_trip_on_postgresql_15(make_session, pg15_server, pg15_url, project):
+    from sage_agent.db.shadow import drop_database
+    from sage_agent.db.urls import replace_dbname
+
+    with psycopg.connect(pg15_url, autocommit=True) as conn:
+        conn.execute("create table k (id int primary key, v text); insert into k select g, 'v' || g "
+                     "from generate_series(1, 50) g")
+    out = make_session(pg15_url).run_line("*backup pg15")
+    assert out.exit_code == EXIT_OK, out.error or out.result.summary
+    assert out.result.data["server_major"] == 15
+    name = f"t_new_{secrets.token_hex(4)}"
+    target = replace_dbname(pg15_server, name)
+    try:
+        out = make_session(pg15_url, confirm=("RESTORE",)).run_line(f"*restore pg15 --into {target}")
+        assert out.exit_code == EXIT_OK, out.error or out.result.summary
+        assert fingerprint(target)["public.k"] == fingerprint(pg15_url)["public.k"]
+    finally:
+        drop_database(pg15_server, name)

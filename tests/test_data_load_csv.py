@@ -324,3 +324,33 @@ def test_headless_cli_load(run_sage, db_url, db, people, project):
     assert out.returncode == 0, out.stdout + out.stderr
     assert json.loads(out.stdout)["facts"]["rows"] == 2
     assert count(db, "people") == 2
+
+
+def test_validate_pass_survives_an_overlong_line(make_session, db_url, db, people, project, monkeypatch):
+    from sage_agent.ops import data_csv
+
+    monkeypatch.setattr(data_csv, "MAX_LINE", 1 << 20)
+    f = project / "long.csv"
+    f.write_bytes(b"id,name\n1,a\nx,b\n3," + b"z" * (2 << 20) + b"\n4,d\n")
+    out = run(make_session, db_url, f"*load-csv {f} people --validate")
+    assert out.exit_code == 1
+    reasons = {b["line"]: b["reason"] for b in out.result.data["bad_rows"]}
+    assert "bigint" in reasons[3] and reasons[4] == "line 4 is longer than 1 MB"
+    assert count(db, "people") == 0
+
+
+def test_cast_errors_on_postgresql_15(make_session, pg15_url, project):
+    import psycopg
+
+    with psycopg.connect(pg15_url, autocommit=True) as conn:
+        conn.execute("create table m (id int primary key, at date not null, v numeric)")
+    f = project / "m.csv"
+    f.write_text("id,at,v\n1,2024-01-01,1\n2,2024-13-01,2\n3,,x\n")
+    out = run(make_session, pg15_url, f"*load-csv {f} m")
+    assert out.exit_code == 1
+    reasons = {b["line"]: b["reason"] for b in out.result.data["bad_rows"]}
+    assert set(reasons) == {3, 4}
+    assert "at (date)" in reasons[3] and "out of range" in reasons[3]
+    assert "NOT NULL" in reasons[4] or "numeric" in reasons[4]
+    with psycopg.connect(pg15_url, autocommit=True) as conn:
+        assert conn.execute("select count(*) from m").fetchone()[0] == 0

@@ -437,20 +437,19 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
         url, label = check_url(inputs.into), "URL"
     where = describe(url)
     display = redact(url)
+    from sage_agent.db.info import server_info
+
     create_db = False
     try:
         with connect(url, autocommit=True) as probe:
-            from sage_agent.db.info import server_info
-
             info = server_info(probe)
+            roles = {r[0] for r in probe.execute("select rolname from pg_roles")}
     except DbConnectError as exc:
         if exc.kind != "missing_database":
             raise
-        admin = replace_dbname(url, "postgres")
-        with connect(admin, autocommit=True) as probe:
-            from sage_agent.db.info import server_info
-
+        with connect(replace_dbname(url, "postgres"), autocommit=True) as probe:
             info = server_info(probe)
+            roles = {r[0] for r in probe.execute("select rolname from pg_roles")}
         create_db = True
     listing = db.check_backup(meta, artifact, info.major)
     # --- what will be replaced
@@ -467,15 +466,7 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
         action = "replaced" if now is not None and then is not None else ("created" if now is None else
                                                                           "kept (not in the backup)")
         plan_rows.append([table, "-" if now is None else now, "-" if then is None else then, action])
-    missing_owners: set[str] = set()
-    if listing and not create_db:
-        with ctx.connect(url, autocommit=True) as conn:
-            roles = {r[0] for r in conn.execute("select rolname from pg_roles")}
-        missing_owners = db.archive_owners(listing) - roles
-    elif listing:
-        with connect(replace_dbname(url, "postgres"), autocommit=True) as conn:
-            roles = {r[0] for r in conn.execute("select rolname from pg_roles")}
-        missing_owners = db.archive_owners(listing) - roles
+    missing_owners = db.archive_owners(listing) - roles if listing else set()
     if meta["format"] == "plain":
         command = "psql --single-transaction -v ON_ERROR_STOP=1 -f " + artifact.name
     else:

@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -153,6 +154,7 @@ def finish_pg_dump(run: DumpRun) -> None:
                       "check the connection and privileges (*env-check); nothing was kept")
 
 
+@lru_cache(maxsize=8)
 def tool_version(name: str, server_major: int) -> str:
     from sage_agent.db.binaries import find_binary
 
@@ -219,7 +221,9 @@ def make_backup(ctx, url: str, name: str, fmt: str, *, jobs: int | None = None, 
     meta_path = backups_dir(ctx.project) / f"{name}.json"
     if out.exists() or meta_path.exists():
         raise OpError(f"a backup named {name!r} already exists ({out.name})", "choose another name", exit_code=2)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.parent.is_dir():
+        out.parent.mkdir(parents=True)
+        (out.parent / ".gitignore").write_text("*\n!.gitignore\n", encoding="utf-8")  # backups stay out of git
     started = time.perf_counter()
     conn = ctx.connect(url)
     notes: list[str] = []

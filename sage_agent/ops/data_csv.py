@@ -522,7 +522,7 @@ class BadRow:
 
 
 def validate_rows(conn, src_stream: BinaryIO, prefix: bytes, first_line: int, cols: list[Column],
-                  opts: CsvOptions, server_major: int, limit_lines: int | None = None) -> list[BadRow]:
+                  opts: CsvOptions, server_major: int) -> list[BadRow]:
     """Check every record: encoding, field count, NOT NULL, and each value's cast (on the server)."""
     from psycopg import sql
 
@@ -534,8 +534,8 @@ def validate_rows(conn, src_stream: BinaryIO, prefix: bytes, first_line: int, co
     conn.execute("set local statement_timeout = 0")
     conn.execute(sql.SQL("create temp table sage_csv_check (line bigint, {}) on commit drop").format(
         sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f"c{i}")) for i in range(width))))
-    try:
-        with conn.cursor().copy(sql.SQL("copy sage_csv_check from stdin")) as copy:
+    with conn.cursor().copy(sql.SQL("copy sage_csv_check from stdin")) as copy:
+        try:
             for line, raw in records:
                 if raw.strip(b"\r\n") == b"" and width > 1:
                     bad[line] = BadRow(line, "empty line", "")
@@ -547,6 +547,10 @@ def validate_rows(conn, src_stream: BinaryIO, prefix: bytes, first_line: int, co
                                              f"{exc.start + 1} is not valid {opts.encoding_pg}",
                                        raw.decode(opts.encoding_py, errors="replace").rstrip("\r\n"))
                     continue
+                if "\x00" in text:
+                    bad[line] = BadRow(line, "contains a NUL character (not allowed in PostgreSQL text)",
+                                       text.replace("\x00", "").rstrip("\r\n"))
+                    continue
                 try:
                     fields = parse_record(text, opts)
                 except csv.Error as exc:
@@ -556,9 +560,8 @@ def validate_rows(conn, src_stream: BinaryIO, prefix: bytes, first_line: int, co
                     bad[line] = BadRow(line, f"expected {width} fields, found {len(fields)}", text.rstrip("\r\n"))
                     continue
                 copy.write_row([line, *[None if f == null_text else f for f in fields]])
-    except LineTooLong as exc:
-        bad[exc.line] = BadRow(exc.line, str(exc), "")
-    records_text = {}
+        except LineTooLong as exc:  # stop reading; the rows so far are still checked
+            bad[exc.line] = BadRow(exc.line, str(exc), "")
     for i, col in enumerate(cols):
         c = sql.Identifier(f"c{i}")
         if col.notnull:
@@ -578,22 +581,29 @@ def validate_rows(conn, src_stream: BinaryIO, prefix: bytes, first_line: int, co
                             "from sage_csv_check where {c} is not null) s where e is not null order by line").format(c=c)
         for line, value, message in conn.execute(query, {"t": col.type}):
             bad.setdefault(line, BadRow(line, f"column {col.name} ({col.type}): {message}", ""))
-            records_text[line] = None
-    if records_text:  # fill in the records of rows that failed a check on the server
-        need = {b.line for b in bad.values() if not b.record}
-        if need:
-            rows = conn.execute(sql.SQL("select line, {} from sage_csv_check where line = any(%s)").format(
-                sql.SQL(", ").join(sql.Identifier(f"c{i}") for i in range(width))), (sorted(need),)).fetchall()
-            for row in rows:
-                out = io.StringIO()
-                csv.writer(out, delimiter=opts.delimiter, quotechar=opts.quote, lineterminator="").writerow(
-                    [null_text if v is None else v for v in row[1:]])
-                bad[row[0]].record = out.getvalue()
+    need = {b.line for b in bad.values() if not b.record}
+    if need:  # fill in the records of rows that failed a check on the server
+        rows = conn.execute(sql.SQL("select line, {} from sage_csv_check where line = any(%s)").format(
+            sql.SQL(", ").join(sql.Identifier(f"c{i}") for i in range(width))), (sorted(need),)).fetchall()
+        for row in rows:
+            out = io.StringIO()
+            csv.writer(out, delimiter=opts.delimiter, quotechar=opts.quote, lineterminator="").writerow(
+                [null_text if v is None else v for v in row[1:]])
+            bad[row[0]].record = out.getvalue()
     return sorted(bad.values(), key=lambda b: b.line)
 
 
+def sage_dir(project: Path) -> Path:
+    """supabase/.sage/: DB Sage's working files (rejects, load state), kept out of git."""
+    folder = project / "supabase" / ".sage"
+    if not folder.is_dir():
+        folder.mkdir(parents=True)
+        (folder / ".gitignore").write_text("*\n", encoding="utf-8")
+    return folder
+
+
 def write_rejects(project: Path, table: TableRef, bad: list[BadRow]) -> Path:
-    folder = project / "supabase" / ".sage" / "rejects"
+    folder = sage_dir(project) / "rejects"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     base = table.name if table.schema == "public" else f"{table.schema}.{table.name}"
@@ -612,7 +622,7 @@ def write_rejects(project: Path, table: TableRef, bad: list[BadRow]) -> Path:
 # --- batched mode state ------------------------------------------------------------------------------------
 def state_path(project: Path, table: TableRef, file: Path) -> Path:
     key = hashlib.sha256(str(file).encode()).hexdigest()[:12]
-    return project / "supabase" / ".sage" / "load-state" / f"{table.schema}.{table.name}-{key}.json"
+    return sage_dir(project) / "load-state" / f"{table.schema}.{table.name}-{key}.json"
 
 
 def read_state(path: Path) -> dict | None:
