@@ -282,3 +282,16 @@ def test_round_trip_on_postgresql_15(make_session, pg15_server, pg15_url, projec
         assert fingerprint(target)["public.k"] == fingerprint(pg15_url)["public.k"]
     finally:
         drop_database(pg15_server, name)
+
+
+def test_restore_blocked_by_a_lock_fails_fast_and_changes_nothing(make_session, source, db, project, monkeypatch):
+    assert make_session(source).run_line("*backup locked").exit_code == EXIT_OK
+    db.execute("delete from orders where id > 10")
+    monkeypatch.setenv("SAGE_LOCK_TIMEOUT_MS", "300")
+    with psycopg.connect(source) as holder:  # an open transaction reading orders
+        holder.execute("select count(*) from orders").fetchone()
+        out = make_session(source, confirm=("RESTORE",)).run_line("*restore locked")
+        holder.rollback()
+    assert out.exit_code == 1
+    assert "lock" in out.error and "rolled back" in out.error
+    assert db.execute("select count(*) from orders").fetchone()[0] == 10

@@ -507,7 +507,8 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
     progress = ctx.progress(f"Restoring {meta['name']}", total=None)
     started = time.perf_counter()
     try:
-        _run_restore(url, artifact, meta["format"], info.major, no_owner=bool(missing_owners))
+        _run_restore(url, artifact, meta["format"], info.major, no_owner=bool(missing_owners),
+                     lock_timeout_ms=ctx.settings.lock_timeout_ms)
     except OpError as exc:
         if create_db:
             from sage_agent.db.shadow import drop_database
@@ -560,22 +561,65 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
                     next_steps=["*smoke-test"])
 
 
-def _run_restore(url: str, artifact: Path, fmt: str, server_major: int, *, no_owner: bool) -> None:
-    from sage_agent.db.tools import PgToolError, run_pg_tool
+def _run_restore(url: str, artifact: Path, fmt: str, server_major: int, *, no_owner: bool,
+                 lock_timeout_ms: int) -> None:
+    """pg_restore / psql in one transaction; a watchdog cancels it when it waits on a lock too long.
+
+    The archive's own script starts with `SET lock_timeout = 0`, so the timeout cannot be passed in:
+    instead the restore's server session is found by its application_name and cancelled (the
+    transaction rolls back, the target stays as it was)."""
+    import secrets
+    import subprocess
+
+    from sage_agent.db.binaries import find_binary
+    from sage_agent.db.connect import connect
+    from sage_agent.db.redact import redact
+    from sage_agent.db.tools import tool_env
     from sage_agent.db.urls import conninfo_params
 
     dbname = conninfo_params(url).get("dbname", "postgres")
     if fmt == "plain":
-        args = ["-X", "-q", "--no-password", "--single-transaction", "-v", "ON_ERROR_STOP=1", "-f", str(artifact)]
         tool = "psql"
+        args = ["-X", "-q", "--no-password", "--single-transaction", "-v", "ON_ERROR_STOP=1", "-f", str(artifact)]
     else:
+        tool = "pg_restore"
         args = ["--clean", "--if-exists", "--single-transaction", "--exit-on-error", "--no-password",
                 f"--dbname={dbname}", str(artifact)]
         if no_owner:
             args.insert(0, "--no-owner")
-        tool = "pg_restore"
+    app = f"sage-restore-{secrets.token_hex(4)}"
+    env = tool_env(url)
+    env["PGAPPNAME"] = app
+    proc = subprocess.Popen([str(find_binary(tool, server_major)), *args], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
+    blocked_by: list[int] = []
+    watch = connect(url, autocommit=True)
     try:
-        run_pg_tool(tool, url, args, server_major=server_major)
-    except PgToolError as exc:
-        text = str(exc)
-        raise OpError(text.splitlines()[0] if len(text) < 400 else text[:400] + "...") from None
+        while True:
+            try:
+                proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if server_major < 14:  # pg_locks.waitstart arrived in PostgreSQL 14
+                continue
+            row = watch.execute(
+                """
+                select a.pid, pg_blocking_pids(a.pid) from pg_stat_activity a
+                join pg_locks l on l.pid = a.pid and not l.granted
+                where a.application_name = %s and l.waitstart < clock_timestamp() - make_interval(secs => %s)
+                limit 1
+                """, (app, lock_timeout_ms / 1000)).fetchone()
+            if row:
+                blocked_by = list(row[1])
+                watch.execute("select pg_cancel_backend(%s)", (row[0],))
+    finally:
+        watch.close()
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        text = redact((err or out).strip())
+        first = next((l for l in text.splitlines() if "error" in l.lower()), text.splitlines()[0] if text else "")
+        if blocked_by:
+            raise OpError(f"another session holds a lock on an object being replaced (pid "
+                          f"{', '.join(map(str, blocked_by))}; waited over {lock_timeout_ms} ms): {first}")
+        raise OpError(f"{tool} failed: {first[:400]}")

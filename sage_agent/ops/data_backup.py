@@ -107,7 +107,7 @@ class DumpRun:
 
 
 def run_pg_dump(url: str, out: Path, fmt: str, *, jobs: int | None, snapshot: str | None, server_major: int,
-                on_table: Callable[[str], None]) -> DumpRun:
+                on_table: Callable[[str], None], lock_timeout_ms: int | None = None) -> DumpRun:
     """pg_dump --verbose, password in the environment only; each table it reports advances the progress."""
     from sage_agent.db.binaries import find_binary
     from sage_agent.db.redact import redact
@@ -121,6 +121,8 @@ def run_pg_dump(url: str, out: Path, fmt: str, *, jobs: int | None, snapshot: st
         args.append(f"--jobs={jobs}")
     if snapshot:
         args.append(f"--snapshot={snapshot}")
+    if lock_timeout_ms:
+        args.append(f"--lock-wait-timeout={int(lock_timeout_ms)}ms")
     run = DumpRun()
     proc = Popen(args, env=tool_env(url), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                  stderr=subprocess.PIPE, text=True, errors="replace")
@@ -245,7 +247,8 @@ def make_backup(ctx, url: str, name: str, fmt: str, *, jobs: int | None = None, 
         conn.execute("set local max_parallel_workers_per_gather = 0")
         progress = ctx.progress(progress_label or f"Backing up {describe(url)['database']}", total=len(tables) or None)
         run = run_pg_dump(url, out, fmt, jobs=jobs, snapshot=snapshot, server_major=info.major,
-                          on_table=lambda t: progress.advance(1, t))
+                          on_table=lambda t: progress.advance(1, t),
+                          lock_timeout_ms=ctx.settings.lock_timeout_ms)
         try:
             counts = count_rows(conn, tables)
         finally:
