@@ -64,46 +64,43 @@ def main() -> None:
             "*restore over populated db (incl. safety backup)")}
         out = session(url, project).run_line("*backup warmup")  # warm-up (imports, catalog), not timed
         assert out.exit_code == 0, out.error
+        def quiet() -> None:  # each timed step starts from the same state: no dirty buffers left behind
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute("checkpoint")
+
         for r in range(ROUNDS):
             bare = work / f"bare{r}.dump"
-            results["pg_dump -Fc"].append(timed(lambda: subprocess.run(
-                [str(pg_dump), "-Fc", "-f", str(bare)], env=env, check=True)))
             name = f"b{r}"
+            target, target2 = f"restore_bare_{r}", f"restore_sage_{r}"
+
+            def bare_dump() -> None:
+                subprocess.run([str(pg_dump), "-Fc", "-f", str(bare)], env=env, check=True)
 
             def sage_backup() -> None:
                 out = session(url, project).run_line(f"*backup {name}")
                 assert out.exit_code == 0, out.error
 
-            results["*backup (custom)"].append(timed(sage_backup))
-
-            target = f"restore_bare_{r}"
-
             def bare_restore() -> None:
+                create_database(admin, target, template="template0")
                 subprocess.run([str(pg_restore), "--clean", "--if-exists", "--single-transaction",
                                 "--exit-on-error", "-d", target, str(bare)], env=tool_env(replace_dbname(url, target)),
                                check=True)
-
-            def bare_both() -> None:
-                create_database(admin, target, template="template0")
-                bare_restore()
-
-            results["pg_restore (new db)"].append(timed(bare_both))
-            drop_database(admin, target)
-            target2 = f"restore_sage_{r}"
 
             def sage_restore() -> None:
                 out = session(url, project, confirm=("RESTORE",)).run_line(
                     f"*restore {name} --into {replace_dbname(url, target2)}")
                 assert out.exit_code == 0, out.error or out.result.summary
 
-            results["*restore --into new db"].append(timed(sage_restore))
-
-            def sage_restore_over() -> None:
-                out = session(url, project, confirm=("RESTORE",)).run_line(
-                    f"*restore {name} --into {replace_dbname(url, target2)}")
-                assert out.exit_code == 0, out.error or out.result.summary
-
-            results["*restore over populated db (incl. safety backup)"].append(timed(sage_restore_over))
+            # alternate which of each pair goes first, so neither always inherits the other's leftovers
+            pairs = [(("pg_dump -Fc", bare_dump), ("*backup (custom)", sage_backup)),
+                     (("pg_restore (new db)", bare_restore), ("*restore --into new db", sage_restore))]
+            for pair in pairs:
+                for label, fn in (pair if r % 2 == 0 else pair[::-1]):
+                    quiet()
+                    results[label].append(timed(fn))
+            quiet()
+            results["*restore over populated db (incl. safety backup)"].append(timed(sage_restore))
+            drop_database(admin, target)
             drop_database(admin, target2)
     dump_size = (project / "supabase" / "backups" / "warmup.dump").stat().st_size
     pairs = {"*backup (custom)": "pg_dump -Fc", "*restore --into new db": "pg_restore (new db)",

@@ -418,7 +418,7 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
     from sage_agent.db.connect import DbConnectError, connect
     from sage_agent.db.env import ENV_NAMES, check_url, resolve_target
     from sage_agent.db.redact import redact
-    from sage_agent.db.urls import conninfo_params, describe, replace_dbname
+    from sage_agent.db.urls import describe, replace_dbname
     from sage_agent.ops import data_backup as db
 
     meta, meta_path, artifact = db.locate(ctx.project, inputs.backup)
@@ -570,6 +570,7 @@ def _run_restore(url: str, artifact: Path, fmt: str, server_major: int, *, no_ow
     transaction rolls back, the target stays as it was)."""
     import secrets
     import subprocess
+    import threading
 
     from sage_agent.db.binaries import find_binary
     from sage_agent.db.connect import connect
@@ -593,29 +594,35 @@ def _run_restore(url: str, artifact: Path, fmt: str, server_major: int, *, no_ow
     proc = subprocess.Popen([str(find_binary(tool, server_major)), *args], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
     blocked_by: list[int] = []
-    watch = connect(url, autocommit=True)
+    stop = threading.Event()
+
+    def watchdog() -> None:
+        if server_major < 14:  # pg_locks.waitstart arrived in PostgreSQL 14
+            return
+        try:
+            with connect(url, autocommit=True) as watch:
+                while not stop.wait(0.2):
+                    row = watch.execute(
+                        """
+                        select a.pid, pg_blocking_pids(a.pid) from pg_stat_activity a
+                        join pg_locks l on l.pid = a.pid and not l.granted
+                        where a.application_name = %s
+                          and l.waitstart < clock_timestamp() - make_interval(secs => %s)
+                        limit 1
+                        """, (app, lock_timeout_ms / 1000)).fetchone()
+                    if row:
+                        blocked_by[:] = list(row[1])
+                        watch.execute("select pg_cancel_backend(%s)", (row[0],))
+        except Exception:  # noqa: BLE001 - the watchdog is a safety net; the restore goes on without it
+            pass
+
+    guard = threading.Thread(target=watchdog, daemon=True)
+    guard.start()
     try:
-        while True:
-            try:
-                proc.wait(timeout=0.2)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if server_major < 14:  # pg_locks.waitstart arrived in PostgreSQL 14
-                continue
-            row = watch.execute(
-                """
-                select a.pid, pg_blocking_pids(a.pid) from pg_stat_activity a
-                join pg_locks l on l.pid = a.pid and not l.granted
-                where a.application_name = %s and l.waitstart < clock_timestamp() - make_interval(secs => %s)
-                limit 1
-                """, (app, lock_timeout_ms / 1000)).fetchone()
-            if row:
-                blocked_by = list(row[1])
-                watch.execute("select pg_cancel_backend(%s)", (row[0],))
+        out, err = proc.communicate()
     finally:
-        watch.close()
-    out, err = proc.communicate()
+        stop.set()
+        guard.join(timeout=5)
     if proc.returncode != 0:
         text = redact((err or out).strip())
         first = next((l for l in text.splitlines() if "error" in l.lower()), text.splitlines()[0] if text else "")
