@@ -119,6 +119,20 @@ def main() -> None:
                          f"{100 * (tb - bb) / bb:+.1f}% |")
         else:
             lines.append(f"| {label} | {t:.2f} | (baseline) | | {min(times):.2f} | |")
+    def over(label: str, base: str) -> tuple[float, float]:
+        return (100 * (median(results[label]) - median(results[base])) / median(results[base]),
+                100 * (min(results[label]) - min(results[base])) / min(results[base]))
+
+    b_med, b_best = over("*backup (custom)", "pg_dump -Fc")
+    r_med, r_best = over("*restore --into new db", "pg_restore (new db)")
+    spread = max((max(v) - min(v)) / min(v) for v in results.values()) * 100
+    lines.append("")
+    lines.append(f"**Result:** *backup overhead {b_med:+.1f}% (median) / {b_best:+.1f}% (best); *restore overhead "
+                 f"{r_med:+.1f}% / {r_best:+.1f}%; target < 5%: "
+                 f"{'met' if max(b_med, b_best, r_med, r_best) < 5 else 'not met in this run'}. Run-to-run spread of "
+                 f"a single step on this shared machine: up to {spread:.0f}%"
+                 + (", larger than the differences measured." if spread > max(map(abs, (b_med, b_best, r_med, r_best)))
+                    else "."))
     lines.append("")
     lines.append("all runs (s): " + "; ".join(f"{k}: {', '.join(f'{v:.2f}' for v in vs)}" for k, vs in results.items()))
     text = "\n".join(lines)

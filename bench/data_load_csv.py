@@ -118,6 +118,14 @@ def main() -> None:
         t = median(times)
         lines.append(f"| {label} | {t:.2f} | {ROWS / t:,.0f} | {size / t / 1e6:.1f} | {base / t:.2f}x | "
                      f"{min(times):.2f} | {best / min(times):.2f}x |")
+    ours = results["*load-csv (in process)"]
+    ratio_med, ratio_best = base / median(ours), best / min(ours)
+    cli = results["sage run *load-csv (CLI)"]
+    lines.append("")
+    lines.append(f"**Result:** *load-csv throughput is {ratio_med:.2f}x psql's (median), {ratio_best:.2f}x (best runs): "
+                 f"target >= 0.9x {'met' if min(ratio_med, ratio_best) >= 0.9 else 'NOT met'}, goal 1.0x "
+                 f"{'met' if max(ratio_med, ratio_best) >= 1.0 else 'not met'}. End to end through the CLI "
+                 f"(interpreter start-up included) {base / median(cli):.2f}x median, {best / min(cli):.2f}x best.")
     lines.append("")
     lines.append("all runs (s): " + "; ".join(f"{k}: {', '.join(f'{v:.2f}' for v in vs)}" for k, vs in results.items()))
     text = "\n".join(lines)
