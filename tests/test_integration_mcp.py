@@ -145,3 +145,50 @@ def test_mcp_client_elicitation_confirms(db_url, project):
 
     anyio.run(main)
     assert len(seen) == 2 and all("*bootstrap" in m for m in seen)
+
+
+def test_mcp_typed_words_only_from_a_person(db_url, db, project):
+    """A model with a valid token still cannot pass a typed confirmation: no token is ever issued for one.
+    Through elicitation, the person's typed word (and only the exact word) runs it."""
+    import mcp_types as types
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import stdio_client
+
+    db.execute("create table keep_me (id int)")
+    drop = {"sql": "drop table keep_me", "write": True}
+
+    async def model_only(session):
+        first = await session.call_tool("run-sql", drop)
+        assert first.structured_content["status"] == "confirmation_required"
+        assert first.structured_content["word"] == "EXECUTE"
+        assert "confirmation_token" not in first.structured_content
+        assert "A model cannot confirm it" in text(first)
+        for claim in ("EXECUTE", first.structured_content["plan_hash"], "0" * 32):
+            again = await session.call_tool("run-sql", {**drop, "confirmation_token": claim})
+            assert again.structured_content.get("status") != "ok", text(again)
+
+    run(project, ["--db-url", db_url], model_only)
+    assert db.execute("select to_regclass('public.keep_me')").fetchone()[0] is not None
+
+    words = ["execute", "EXECUTE"]  # first a wrong word (lower case), then the right one
+
+    async def elicit(context, params):
+        word = words[0] if "EXECUTE" in params.message and "typed word" in params.message else None
+        content = {"confirm": True}
+        if word:
+            content["word"] = words.pop(0)
+        return types.ElicitResult(action="accept", content=content)
+
+    async def person():
+        with open(os.devnull, "w") as errlog:
+            async with stdio_client(_params(project, "--db-url", db_url), errlog=errlog) as (read, write):
+                async with ClientSession(read, write, elicitation_callback=elicit) as session:
+                    await session.initialize()
+                    wrong = await session.call_tool("run-sql", drop)
+                    assert "Not confirmed" in text(wrong)
+                    assert db.execute("select to_regclass('public.keep_me')").fetchone()[0] is not None
+                    right = await session.call_tool("run-sql", drop)
+                    assert not right.is_error, text(right)
+
+    anyio.run(person)
+    assert db.execute("select to_regclass('public.keep_me')").fetchone()[0] is None

@@ -8,6 +8,8 @@
   bound to an HMAC of that plan's hash (ConfirmRequest.plan_hash) and of this server's secret. Calling
   again with `confirmation_token` (comma-separated when several are needed) runs it; a forged or stale
   token (plan changed, other server process) is refused and nothing runs;
+- a typed confirmation word (DROP/TRUNCATE/RESTORE/ROLLBACK... work) never gets a token: only the client's
+  person, through MCP elicitation, or the person's own `sage run ... --confirm WORD` supplies it;
 - a client that declares MCP elicitation gets each plan as an elicitation (form: confirm, plus the typed
   word for destructive work) for its person to answer; accept runs it, anything else does nothing;
 - `--read-only` lists and serves read operations only.
@@ -53,6 +55,7 @@ class McpAnswers:
     pending: NeedsConfirmation | None = None
     bad_token: bool = False
     used: list[str] = field(default_factory=list)
+    person_approved: tuple[str, ...] = ()  # plan hashes a person confirmed through MCP elicitation
 
     def token_for(self, request: ConfirmRequest) -> str:
         return hmac.new(self.secret, f"{self.tool}\0{request.plan_hash}".encode(), hashlib.sha256).hexdigest()[:32]
@@ -61,6 +64,13 @@ class McpAnswers:
         raise MissingInput(spec)
 
     def confirm(self, request: ConfirmRequest) -> bool:
+        if request.word:
+            # A typed word is a person's decision: only MCP elicitation (the client asks its person) or the
+            # person's own `sage run ... --confirm WORD` supplies it. No token a model could echo back.
+            if request.plan_hash in self.person_approved:
+                return True
+            self.pending = NeedsConfirmation(request, "")
+            raise self.pending
         token = self.token_for(request)
         if any(hmac.compare_digest(token, t) for t in self.tokens):
             self.used.append(token)
@@ -116,8 +126,10 @@ class McpSage:
             text += (f" [{op.risk}: the first call returns the exact plan and a {TOKEN_ARG}; call again with it to run]")
         return text
 
-    def call(self, name: str, arguments: dict[str, Any] | None) -> tuple[bool, str, dict[str, Any]]:
-        """(is_error, text, structured) for one tool call."""
+    def call(self, name: str, arguments: dict[str, Any] | None,
+             person_approved: tuple[str, ...] = ()) -> tuple[bool, str, dict[str, Any]]:
+        """(is_error, text, structured) for one tool call. `person_approved`: plan hashes a person confirmed
+        through elicitation (never a tool argument, so a model cannot supply it)."""
         from sage_agent.db.redact import redact
         from sage_agent.frontends.render import render_markdown
         from sage_agent.session.machine import Session
@@ -137,7 +149,7 @@ class McpSage:
             return True, (f"{name}: unknown argument(s) {', '.join(unknown)} (arguments: "
                           f"{', '.join(sorted(known)) or 'none'}). Nothing was done."), {"error": "bad arguments"}
         tokens = tuple(t.strip() for t in str(raw_token or "").split(",") if t.strip())
-        answers = McpAnswers(self.secret, name, tokens)
+        answers = McpAnswers(self.secret, name, tokens, person_approved=person_approved)
         session = Session(project=self.project, target=self.target, answers=answers)
         from sage_agent.session.parse import CommandLineError
 
@@ -176,8 +188,13 @@ class McpSage:
     def _needs(name: str, need: NeedsConfirmation) -> str:
         from sage_agent.db.redact import redact
 
-        word = f" (typed confirmation {need.request.word})" if need.request.word else ""
-        return redact(f"CONFIRMATION REQUIRED{word}: {need.request.prompt}\n\nPlan:\n{need.plan}\n\n"
+        if need.request.word:
+            return redact(f"PERSON CONFIRMATION REQUIRED (typed word {need.request.word}): {need.request.prompt}"
+                          f"\n\nPlan:\n{need.plan}\n\nNothing has been done. This step needs the person to type "
+                          f"{need.request.word}: in a client with MCP elicitation they are asked directly; otherwise "
+                          f"they run it themselves with `sage run \"*...\" --confirm {need.request.word}`. "
+                          "A model cannot confirm it.")
+        return redact(f"CONFIRMATION REQUIRED: {need.request.prompt}\n\nPlan:\n{need.plan}\n\n"
                       f"Nothing has been done. To run exactly this plan, call {name} again with the same "
                       f"arguments and {TOKEN_ARG}=\"{need.token}\".")
 
@@ -185,8 +202,11 @@ class McpSage:
     def _needs_doc(need: NeedsConfirmation) -> dict[str, Any]:
         from sage_agent.db.redact import redact
 
-        return {"status": "confirmation_required", "plan": redact(need.plan), "plan_hash": need.plan_hash,
-                TOKEN_ARG: need.token, "word": need.request.word}
+        doc = {"status": "confirmation_required", "plan": redact(need.plan), "plan_hash": need.plan_hash,
+               "word": need.request.word}
+        if not need.request.word:
+            doc[TOKEN_ARG] = need.token
+        return doc
 
 
 def build_server(sage: McpSage):
@@ -212,6 +232,7 @@ def build_server(sage: McpSage):
 
     async def call_tool(ctx, params) -> types.CallToolResult:
         args = dict(params.arguments or {})
+        approved: tuple[str, ...] = ()
         is_error, text, structured = await anyio.to_thread.run_sync(sage.call, params.name, args)
         # A client that supports MCP elicitation asks its person to confirm each exact plan instead of
         # handing a token to the model; the server then continues with its own token.
@@ -230,8 +251,11 @@ def build_server(sage: McpSage):
                 is_error, text, structured = False, "Not confirmed by the person: nothing was done.", {
                     "status": "cancelled"}
                 break
-            args[TOKEN_ARG] = structured[TOKEN_ARG]
-            is_error, text, structured = await anyio.to_thread.run_sync(sage.call, params.name, dict(args))
+            if word:
+                approved = (*approved, structured["plan_hash"])
+            else:
+                args[TOKEN_ARG] = structured[TOKEN_ARG]
+            is_error, text, structured = await anyio.to_thread.run_sync(sage.call, params.name, dict(args), approved)
         return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
                                     structured_content=structured, is_error=is_error)
 
