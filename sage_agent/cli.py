@@ -53,6 +53,9 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     # area: agent
     "ask": ("sage_agent.agent.cli:ask_main", "ask DB Sage in plain language"),
     # area: integration
+    "handoff": ("sage_agent.frontends.handoff:main", "handoffs between agents: list | receive FILE | send AGENT"),
+    "mcp": ("sage_agent.frontends.mcp_server:main", "serve DB Sage's operations over MCP (stdio)"),
+    "ide": ("sage_agent.frontends.ide:main", "IDE files: sync | check"),
 }
 
 

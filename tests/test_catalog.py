@@ -133,3 +133,14 @@ def test_validate_reports_a_persona_command_without_a_task(tmp_path, monkeypatch
 def test_command_index_covers_aliases():
     index = command_index(load_tasks())
     assert index["env-check"] == index["check-env"] == "db-env-check"
+
+
+def test_readme_lists_every_command():
+    from sage_agent.catalog.paths import catalog_root
+
+    readme = (catalog_root() / "README.md")
+    if not readme.exists():
+        pytest.skip("README.md is not shipped in an installed copy")
+    text = readme.read_text()
+    missing = [c.usage for c in load_persona().commands if f"*{c.name}" not in text]
+    assert not missing, f"README.md does not mention: {missing}"

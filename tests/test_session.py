@@ -155,3 +155,13 @@ def test_single_argument_commands_take_the_rest_of_the_line(make_session, db_url
     assert outcome.result.tables[0].rows == [["a b"]]
     # with options present, the usual parsing applies and extra words are an error
     assert make_session(db_url).run_line("*help a b --command c").exit_code == 2
+
+
+def test_bool_flags_accept_a_following_yes_or_no(make_session, db_url):
+    from sage_agent.session.parse import bind_values, split_command
+
+    task = make_session(db_url).resolve("bootstrap")
+    assert bind_values(task, split_command("*bootstrap --use-cli no")) == {"use_cli": "no"}
+    assert bind_values(task, split_command("*bootstrap --use-cli")) == {"use_cli": "yes"}
+    assert bind_values(task, split_command("*bootstrap --use-cli=no --example-migration yes")) == {
+        "use_cli": "no", "example_migration": "yes"}

@@ -49,3 +49,12 @@ def test_version_imports_nothing_heavy():
             "'yaml', 'jinja2', 'mcp') if m in sys.modules]\nprint(','.join(heavy) or 'none')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip().splitlines()
     assert out[-1] == "none"
+
+
+def test_json_output_hides_secrets_with_characters_json_escapes():
+    from sage_agent.frontends.render import to_json
+
+    secret = 'pa"ss\\word-with-quote'
+    register_secret(secret)
+    out = to_json({"error": f"password authentication failed for {secret}", "nested": [{"x": secret}]})
+    assert "pa\\\"ss" not in out and "word-with-quote" not in out

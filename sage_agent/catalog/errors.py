@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from sage_agent.errors import LocatedError
 
 
-class CatalogError(ValueError):
-    def __init__(self, path: Path | str, line: int | None, message: str) -> None:
-        self.path = str(path)
-        self.line = line
-        self.message = message
-        where = f"{self.path}:{line}" if line else self.path
-        super().__init__(f"{where}: {message}")
+class CatalogError(LocatedError):
+    """A persona, task, template or checklist file that does not follow its format."""

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from psycopg import sql
 
+from sage_agent.errors import LocatedError
+
 HISTORY_SCHEMA = "supabase_migrations"
 HISTORY_TABLE = "schema_migrations"
 MIGRATION_FILE = re.compile(r"^([0-9]+)_(.*)\.sql$")
@@ -42,15 +44,8 @@ SELECT_VERSIONS = ("SELECT version, coalesce(name, '') AS name, statements "
                    "FROM supabase_migrations.schema_migrations ORDER BY version")
 
 
-class MigrationFileError(ValueError):
+class MigrationFileError(LocatedError):
     """A migration file that cannot be applied as written (binary, empty, unterminated quote...)."""
-
-    def __init__(self, path: Path | str, line: int | None, message: str) -> None:
-        self.path = str(path)
-        self.line = line
-        self.message = message
-        where = f"{self.path}:{line}" if line else self.path
-        super().__init__(f"{where}: {message}")
 
 
 # --- the CLI's statement splitter, ported ---------------------------------------------------------------------

@@ -34,8 +34,12 @@ _secrets: set[str] = set()
 def register_secret(value: str | None) -> None:
     """Remember a secret so that every later redaction hides it, wherever it shows up."""
     if value and len(value) >= 4 and value not in _NOT_SECRET:
+        import json
+
+        escaped = json.dumps(value, ensure_ascii=False)[1:-1]  # how it looks inside a JSON document
         with _lock:
             _secrets.add(value)
+            _secrets.add(escaped)
 
 
 def register_url(url: str | None) -> None:

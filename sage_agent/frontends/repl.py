@@ -150,6 +150,9 @@ class Repl:
 
     def run(self) -> int:
         self.console.print(greeting(), markup=False)
+        from sage_agent.frontends.handoff import offer_pending
+
+        offer_pending(self)
         while True:
             try:
                 line = self.read_line()

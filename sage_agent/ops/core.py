@@ -71,6 +71,11 @@ def env_check(inputs: EnvCheckInput, ctx) -> OpResult:
     from sage_agent.db.supabase_cli import find_cli
     from sage_agent.db.urls import describe
 
+    from sage_agent.db.mcp_method import configured_command, env_check_mcp
+
+    mcp_command = configured_command(ctx.project)
+    if mcp_command:  # the database method is an MCP server (SAGE_DB_MCP_COMMAND)
+        return env_check_mcp(mcp_command, ctx)
     target = ctx.target
     method = "EMBEDDED" if target.embedded else "ENV"
     facts: dict[str, object] = {"environment": target.env, "method": method, "source": target.source}

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from sage_agent.catalog.tasks import TaskSpec
 
 
+_BOOL_WORDS = {"yes", "no", "true", "false", "y", "n", "on", "off"}
+
+
 class CommandLineError(ValueError):
     """Bad command line: exit code 2."""
 
@@ -53,7 +56,12 @@ def bind_values(task: TaskSpec, parsed: ParsedCommand) -> dict[str, str]:
             if eq:
                 values[key] = value
             elif spec.kind == "bool":
-                values[key] = "yes"
+                following = tokens[i + 1].lower() if i + 1 < len(tokens) else ""
+                if following in _BOOL_WORDS:  # `--create yes` as well as `--create`
+                    values[key] = following
+                    i += 1
+                else:
+                    values[key] = "yes"
             elif i + 1 < len(tokens):
                 values[key] = tokens[i + 1]
                 i += 1

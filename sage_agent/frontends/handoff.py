@@ -1,0 +1,390 @@
+"""Handoffs between agents (@architect, @dev, @qa, @devops <-> @db-sage): YAML documents in .aios/handoffs/.
+
+`sage handoff list` shows the queue; `sage handoff receive FILE` acts on one headless; the REPL offers the
+newest unconsumed handoff addressed to DB Sage right after the greeting. Acting goes through the generic
+Session (`*command` lines), so any registered operation can be requested.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+AGENT_ID = "db-sage"
+HANDOFF_DIR = Path(".aios/handoffs")
+KNOWN_AGENTS = ("architect", "dev", "qa", "devops", "db-sage", "pm", "po", "sm", "analyst", "ux-expert")
+
+
+class HandoffError(ValueError):
+    """A handoff that cannot be used: the message names the file, the field and the fix."""
+
+
+class StoryContext(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = None
+    path: str | None = None
+    status: str | None = None
+    branch: str | None = None
+
+
+class Handoff(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: str = Field(alias="from")
+    to: str
+    story: StoryContext | None = None
+    request: str
+    inputs: dict[str, str | int | float | bool] = {}
+    artifacts: list[str] = []
+    decisions: list[str] = []
+    blockers: list[str] = []
+    next_action: str | None = None
+    consumed: bool = False
+    created: str | None = None
+    consumed_at: str | None = None
+    result: dict[str, Any] | None = None
+
+    @property
+    def sender(self) -> str:
+        return agent_id(self.from_)
+
+    @property
+    def recipient(self) -> str:
+        return agent_id(self.to)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        doc = self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
+
+
+def agent_id(name: str) -> str:
+    return name.strip().lstrip("@").lower()
+
+
+def handoff_dir(project: Path) -> Path:
+    return project / HANDOFF_DIR
+
+
+def _rel(project: Path, path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(project.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load_handoff(path: Path, project: Path, *, for_agent: str | None = AGENT_ID, check_artifacts: bool = True) -> Handoff:
+    """Read and check one handoff. Unknown fields, wrong types, another recipient, missing files -> HandoffError."""
+    import yaml
+
+    label = _rel(project, path)
+    if not path.is_file():
+        raise HandoffError(f"handoff not found: {label}")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise HandoffError(f"{label}: not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise HandoffError(f"{label}: a handoff is a YAML mapping (from, to, request, ...)")
+    try:
+        handoff = Handoff.model_validate(doc)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown field '{field}'")
+            elif err["type"] == "missing":
+                problems.append(f"missing field '{field}'")
+            else:
+                problems.append(f"'{field}': {err['msg']}")
+        allowed = ", ".join(f.alias or n for n, f in Handoff.model_fields.items())
+        raise HandoffError(f"{label}: " + "; ".join(problems) + f" (fields: {allowed})") from None
+    if for_agent and handoff.recipient != for_agent:
+        raise HandoffError(f"{label} is addressed to @{handoff.recipient}, not @{for_agent}: refused "
+                           f"(@{handoff.recipient} should pick it up)")
+    if check_artifacts:
+        missing = [a for a in handoff.artifacts if not (project / a).exists()]
+        if missing:
+            raise HandoffError(f"{label} names artifact file(s) that do not exist: {', '.join(missing)} "
+                               "(ask the sender to commit them, or fix the paths)")
+    return handoff
+
+
+def queue(project: Path) -> list[tuple[Path, Handoff | None, str | None]]:
+    """Every handoff file, newest first: (path, handoff or None, problem)."""
+    folder = handoff_dir(project)
+    if not folder.is_dir():
+        return []
+    items = []
+    for path in sorted(folder.glob("*.y*ml"), key=lambda p: (p.stat().st_mtime, p.name), reverse=True):
+        try:
+            items.append((path, load_handoff(path, project, for_agent=None, check_artifacts=False), None))
+        except HandoffError as exc:
+            items.append((path, None, str(exc)))
+    return items
+
+
+def newest_pending(project: Path) -> tuple[Path, Handoff] | None:
+    for path, handoff, problem in queue(project):
+        if handoff and not handoff.consumed and handoff.recipient == AGENT_ID:
+            return path, handoff
+    return None
+
+
+def write_handoff(project: Path, handoff: Handoff) -> Path:
+    """Write a new handoff (outgoing); its artifacts must exist."""
+    missing = [a for a in handoff.artifacts if not (project / a).exists()]
+    if missing:
+        raise HandoffError(f"cannot hand off missing file(s): {', '.join(missing)}")
+    folder = handoff_dir(project)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    handoff.created = handoff.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    base = f"{stamp}-{handoff.sender}-to-{handoff.recipient}"
+    path = folder / f"{base}.yaml"
+    n = 1
+    while path.exists():
+        n += 1
+        path = folder / f"{base}-{n}.yaml"
+    path.write_text(handoff.to_yaml(), encoding="utf-8")
+    return path
+
+
+# --- acting on a handoff --------------------------------------------------------------------------
+def _run_line(session, line: str, inputs: dict[str, Any]):
+    """A `*command` line plus the handoff's inputs (by input key) through the generic Session."""
+    from sage_agent.session.machine import EXIT_USAGE, Outcome
+    from sage_agent.session.parse import CommandLineError, bind_values, split_command
+
+    try:
+        parsed = split_command(line)
+        task = session.resolve(parsed.name)
+        if task is None:
+            return Outcome(EXIT_USAGE, error=session.unknown_command_message(parsed.name))
+        values = bind_values(task, parsed)
+    except CommandLineError as exc:
+        return Outcome(EXIT_USAGE, error=str(exc))
+    known = {i.key for i in task.user_inputs()}
+    unknown = sorted(set(inputs) - known)
+    if unknown:
+        return Outcome(EXIT_USAGE, error=f"handoff inputs {', '.join(unknown)} are not inputs of *{task.command} "
+                                         f"(inputs: {', '.join(sorted(known)) or 'none'})", task_id=task.id)
+    return session.run_task(task, {**{k: str(v) if not isinstance(v, bool) else v for k, v in inputs.items()},
+                                   **values})
+
+
+def _available(session, name: str) -> bool:
+    from sage_agent.ops.registry import load_operations
+
+    task = session.resolve(name)
+    return task is not None and task.id in load_operations()
+
+
+def dev_change(session, handoff: Handoff, say: Callable[[str], None]) -> tuple[int, list[str], list[str], list[dict]]:
+    """@dev change request: snapshot, migration, dry-run, apply if safe, smoke test (each via its *command)."""
+    sql_text = str(handoff.inputs.get("sql", "")).strip()
+    name = re.sub(r"[^a-z0-9_]+", "_", str(handoff.inputs.get("name") or handoff.request).lower()).strip("_")[:40] or "dev_change"
+    version = str(handoff.inputs.get("version", "dev-change"))
+    steps: list[dict] = []
+    artifacts: list[str] = []
+    blockers: list[str] = []
+    migration: str | None = None
+
+    def step(line: str, **inputs) -> Any:
+        cmd = line.split()[0]
+        if not _available(session, cmd):
+            blockers.append(f"{cmd} is not available in this build: step skipped")
+            steps.append({"step": line, "status": "skipped", "why": f"{cmd} not available"})
+            return None
+        say(f"handoff: {line}")
+        out = _run_line(session, line, inputs)
+        status = out.result.status if out.result else "failed"
+        steps.append({"step": line, "status": status, "exit_code": out.exit_code,
+                      **({"error": out.error} if out.error else {})})
+        if out.result:
+            artifacts.extend(a for a in out.result.artifacts if a not in artifacts)
+        return out
+
+    step("*snapshot before-dev-change")
+    out = step(f"*migration-new {name}", sql=sql_text) if sql_text else None
+    if out is not None and out.exit_code == 0 and out.result:
+        migration = next((a for a in out.result.artifacts if a.endswith(".sql")), None)
+    if sql_text and migration is None and not _available(session, "*migration-new"):
+        blockers.append("no migration written (needs *migration-new)")
+    if migration:
+        dry = step(f"*dry-run {migration}")
+        if dry is not None and dry.exit_code == 0 and dry.result and dry.result.status in ("ok", "warning"):
+            applied = step(f"*apply {migration}")
+            if applied is not None and applied.exit_code == 0:
+                step(f"*smoke-test {version}")
+        elif dry is not None:
+            blockers.append(f"dry-run of {migration} did not pass: not applied")
+    failed = any(s["status"] == "failed" or s.get("exit_code", 0) not in (0,) for s in steps if s["status"] != "skipped")
+    return (1 if failed else 0), artifacts, blockers, steps
+
+
+def act_on(session, path: Path, handoff: Handoff, *, say: Callable[[str], None] = lambda t: None) -> dict[str, Any]:
+    """Run the request, mark the handoff consumed (with the result), and write a reply to the sender."""
+    project: Path = session.project
+    if handoff.consumed:
+        raise HandoffError(f"{_rel(project, path)} was already consumed at {handoff.consumed_at or '?'}")
+    request = handoff.request.strip()
+    steps: list[dict] = []
+    if request.startswith("*"):
+        outcome = _run_line(session, request, dict(handoff.inputs))
+        code = outcome.exit_code
+        artifacts = list(outcome.result.artifacts) if outcome.result else []
+        summary = outcome.result.summary if outcome.result else (outcome.error or "")
+        blockers = [outcome.error] if outcome.error else []
+        steps.append({"step": request, "status": outcome.result.status if outcome.result else "failed",
+                      "exit_code": code})
+    elif handoff.sender == "dev" and handoff.inputs.get("sql"):
+        code, artifacts, blockers, steps = dev_change(session, handoff, say)
+        summary = f"change request '{request}': " + ", ".join(f"{s['step'].split()[0]} {s['status']}" for s in steps)
+    else:
+        raise HandoffError(f"{_rel(project, path)}: the request is free text ({request[:60]!r}); DB Sage acts on a "
+                           "*command (e.g. request: \"*create-migration-from-design docs/architecture/schema-design.yaml\") "
+                           "or, from @dev, free text with inputs.sql (the change)")
+    from sage_agent.db.redact import redact
+
+    if code in (2, 3):  # usage error or confirmation missing: nothing happened, keep it in the queue
+        return {"exit_code": code, "summary": redact(summary), "blockers": [redact(b) for b in blockers],
+                "consumed": False, "steps": steps}
+    handoff.consumed = True
+    handoff.consumed_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    handoff.result = {"exit_code": code, "summary": redact(summary), "artifacts": artifacts, "steps": steps}
+    path.write_text(handoff.to_yaml(), encoding="utf-8")
+    reply = Handoff(**{"from": f"@{AGENT_ID}", "to": f"@{handoff.sender}"}, story=handoff.story,
+                    request=f"re: {request[:80]}", artifacts=[a for a in artifacts if (project / a).exists()],
+                    decisions=[redact(summary)] if summary else [], blockers=[redact(b) for b in blockers],
+                    next_action="review the artifacts" if code == 0 else "see blockers")
+    reply_path = write_handoff(project, reply)
+    return {"exit_code": code, "summary": redact(summary), "artifacts": artifacts, "blockers": blockers,
+            "consumed": True, "reply": _rel(project, reply_path), "steps": steps}
+
+
+def describe(handoff: Handoff) -> str:
+    story = f" story {handoff.story.id}" if handoff.story and handoff.story.id else ""
+    arts = f"; artifacts: {', '.join(handoff.artifacts)}" if handoff.artifacts else ""
+    return f"@{handoff.sender} -> @{handoff.recipient}{story}: {handoff.request}{arts}"
+
+
+def offer_pending(repl) -> None:
+    """REPL activation: offer the newest unconsumed handoff addressed to DB Sage."""
+    try:
+        found = newest_pending(repl.project)
+        invalid = [p for p, h, problem in queue(repl.project) if problem]
+    except Exception:  # noqa: BLE001 - a broken queue never blocks the REPL
+        return
+    if invalid:
+        repl.console.print(f"{len(invalid)} handoff file(s) cannot be read: `sage handoff list` shows why.",
+                           markup=False, highlight=False)
+    if not found:
+        return
+    path, handoff = found
+    repl.console.print(f"Handoff waiting ({_rel(repl.project, path)}): {describe(handoff)}", markup=False,
+                       highlight=False)
+    try:
+        answer = repl.ask("Act on it now? [y/N]: ").strip().lower()
+    except (EOFError, KeyboardInterrupt):
+        return
+    if answer not in ("y", "yes"):
+        repl.console.print("Left in the queue: `sage handoff list`.", markup=False)
+        return
+    try:
+        handoff = load_handoff(path, repl.project)
+        report = act_on(repl.session, path, handoff, say=lambda t: repl.console.print(t, markup=False))
+    except HandoffError as exc:
+        repl.console.print(f"error: {exc}", style="red", markup=False, highlight=False)
+        return
+    repl.console.print(f"handoff: {report['summary']}" + (f" (reply: {report['reply']})" if report.get("reply") else ""),
+                       markup=False, highlight=False)
+
+
+# --- CLI: sage handoff list | receive FILE | send AGENT ------------------------------------------------
+def main(argv: list[str], project: Path) -> int:
+    import argparse
+    import json
+    import os
+    import sys
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--env", default=os.environ.get("SAGE_ENV", "local"))
+    common.add_argument("--db-url", default=None)
+    common.add_argument("--json", action="store_true")
+    parser = argparse.ArgumentParser(prog="sage handoff", description="handoffs between agents")
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("list", help="the queue, newest first", parents=[common])
+    rec = sub.add_parser("receive", help="act on a handoff addressed to @db-sage", parents=[common])
+    rec.add_argument("file", type=Path)
+    for p in (rec,):
+        p.add_argument("--yes", action="store_true")
+        p.add_argument("--confirm", action="append", default=[])
+    snd = sub.add_parser("send", help='write a handoff: sage handoff send qa (same as sage run "*handoff qa")',
+                         parents=[common])
+    snd.add_argument("agent")
+    snd.add_argument("--set", action="append", default=[])
+    snd.add_argument("--yes", action="store_true")
+    snd.add_argument("--confirm", action="append", default=[])
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) and 2
+    if args.action == "list":
+        rows = []
+        for path, handoff, problem in queue(project):
+            rows.append({"file": _rel(project, path),
+                         "status": "invalid" if problem else ("consumed" if handoff.consumed else "pending"),
+                         "from": handoff.sender if handoff else None, "to": handoff.recipient if handoff else None,
+                         "request": handoff.request if handoff else problem})
+        if args.json:
+            print(json.dumps(rows))
+        elif not rows:
+            print(f"no handoffs in {HANDOFF_DIR}/")
+        else:
+            for r in rows:
+                print(f"{r['status']:9} {r['file']}  @{r['from']} -> @{r['to']}: {r['request']}")
+        return 0
+    from sage_agent.db.env import ConfigError, resolve_target
+    from sage_agent.session.answers import FlagAnswers
+    from sage_agent.session.machine import Session
+
+    try:
+        target = resolve_target(project, args.env, args.db_url)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    session = Session(project=project, target=target, answers=FlagAnswers(yes=args.yes, confirm_words=tuple(args.confirm)),
+                      message_sink=lambda t: print(t, file=sys.stderr))
+    if args.action == "send":
+        from sage_agent.frontends.headless import run_headless
+
+        return run_headless(f"*handoff {args.agent}", project=project, env=args.env, db_url=args.db_url, sets=args.set,
+                            yes=args.yes, confirm=args.confirm, output="json" if args.json else "text")
+    path = args.file if args.file.is_absolute() else project / args.file
+    try:
+        handoff = load_handoff(path, project)
+        report = act_on(session, path, handoff, say=lambda t: print(t, file=sys.stderr))
+    except HandoffError as exc:
+        if args.json:
+            print(json.dumps({"error": str(exc), "exit_code": 2}))
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, default=str))
+    else:
+        print(report["summary"])
+        for a in report.get("artifacts", []):
+            print(f"  artifact: {a}")
+        for b in report.get("blockers", []):
+            print(f"  blocker: {b}")
+        if report.get("reply"):
+            print(f"  reply handoff: {report['reply']}")
+        if not report["consumed"]:
+            print("  (not consumed: still in the queue)")
+    return report["exit_code"]

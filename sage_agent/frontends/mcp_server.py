@@ -1,0 +1,294 @@
+"""`sage mcp`: DB Sage's operations as MCP tools over stdio (the `mcp` SDK, low-level Server).
+
+- one tool per registered operation: name = the task's command, description = the task's Purpose,
+  input schema = the operation's pydantic input model;
+- read operations run;
+- write/destructive operations never run on the first call. Every confirmation the run needs (the call
+  itself, then each exact plan/SQL the operation confirms) is returned as the plan text with a token
+  bound to an HMAC of that plan's hash (ConfirmRequest.plan_hash) and of this server's secret. Calling
+  again with `confirmation_token` (comma-separated when several are needed) runs it; a forged or stale
+  token (plan changed, other server process) is refused and nothing runs;
+- a typed confirmation word (DROP/TRUNCATE/RESTORE/ROLLBACK... work) never gets a token: only the client's
+  person, through MCP elicitation, or the person's own `sage run ... --confirm WORD` supplies it;
+- a client that declares MCP elicitation gets each plan as an elicitation (form: confirm, plus the typed
+  word for destructive work) for its person to answer; accept runs it, anything else does nothing;
+- `--read-only` lists and serves read operations only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sage_agent.session.answers import ConfirmationRequired, ConfirmRequest, MissingInput
+
+TOKEN_ARG = "confirmation_token"
+
+
+class NeedsConfirmation(ConfirmationRequired):
+    """The MCP client has to confirm this exact plan: carries the plan, its hash and the token to send back."""
+
+    def __init__(self, request: ConfirmRequest, token: str) -> None:
+        super().__init__(request)
+        self.token = token
+        self.plan = request.plan
+        self.plan_hash = request.plan_hash
+
+
+class BadToken(ConfirmationRequired):
+    """A confirmation token was given but matches no plan of this run: forged or stale."""
+
+
+@dataclass
+class McpAnswers:
+    """AnswerSource for MCP: never prompts; confirmations are tokens bound to the exact plan."""
+
+    secret: bytes
+    tool: str
+    tokens: tuple[str, ...] = ()
+    interactive: bool = False
+    pending: NeedsConfirmation | None = None
+    bad_token: bool = False
+    used: list[str] = field(default_factory=list)
+    person_approved: tuple[str, ...] = ()  # plan hashes a person confirmed through MCP elicitation
+
+    def token_for(self, request: ConfirmRequest) -> str:
+        return hmac.new(self.secret, f"{self.tool}\0{request.plan_hash}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def ask(self, spec):
+        raise MissingInput(spec)
+
+    def confirm(self, request: ConfirmRequest) -> bool:
+        if request.word:
+            # A typed word is a person's decision: only MCP elicitation (the client asks its person) or the
+            # person's own `sage run ... --confirm WORD` supplies it. No token a model could echo back.
+            if request.plan_hash in self.person_approved:
+                return True
+            self.pending = NeedsConfirmation(request, "")
+            raise self.pending
+        token = self.token_for(request)
+        if any(hmac.compare_digest(token, t) for t in self.tokens):
+            self.used.append(token)
+            return True
+        if [t for t in self.tokens if t not in self.used]:  # a token that matches no plan so far: forged or stale
+            self.bad_token = True
+            raise BadToken(request)
+        self.pending = NeedsConfirmation(request, token)
+        raise self.pending
+
+
+class McpSage:
+    """The tools: built from the catalog and the registry, run through a Session per call."""
+
+    def __init__(self, project: Path, target, *, read_only: bool = False) -> None:
+        self.project = project
+        self.target = target
+        self.read_only = read_only
+        self.secret = secrets.token_bytes(32)
+
+    def tools(self) -> dict[str, tuple[Any, Any]]:
+        from sage_agent.catalog.tasks import load_tasks
+        from sage_agent.ops.registry import load_operations
+
+        ops = load_operations()
+        out = {}
+        for task in load_tasks().values():
+            op = ops.get(task.id)
+            if op is None or task.id in ("exit",):
+                continue
+            if self.read_only and op.risk != "read":
+                continue
+            out[task.command] = (task, op)
+        return dict(sorted(out.items()))
+
+    def schema(self, task, op) -> dict[str, Any]:
+        schema = op.input_model.model_json_schema()
+        schema.pop("title", None)
+        schema.setdefault("properties", {})
+        schema["additionalProperties"] = False
+        for spec in task.user_inputs():
+            prop = schema["properties"].get(spec.key)
+            if prop is not None:
+                prop.setdefault("description", spec.label)
+        if op.risk != "read":
+            schema["properties"][TOKEN_ARG] = {
+                "type": "string", "description": "token(s) returned with the plan; send back to run that exact plan"}
+        return schema
+
+    def describe(self, task, op) -> str:
+        text = task.purpose.strip()
+        if op.risk != "read":
+            text += (f" [{op.risk}: the first call returns the exact plan and a {TOKEN_ARG}; call again with it to run]")
+        return text
+
+    def call(self, name: str, arguments: dict[str, Any] | None,
+             person_approved: tuple[str, ...] = ()) -> tuple[bool, str, dict[str, Any]]:
+        """(is_error, text, structured) for one tool call. `person_approved`: plan hashes a person confirmed
+        through elicitation (never a tool argument, so a model cannot supply it)."""
+        from sage_agent.db.redact import redact
+        from sage_agent.frontends.render import render_markdown
+        from sage_agent.session.machine import Session
+
+        tools = self.tools()
+        if name not in tools:
+            hidden = " (write tools are hidden: the server runs --read-only)" if self.read_only else ""
+            return True, f"unknown tool {name!r}{hidden}", {"error": "unknown tool"}
+        task, op = tools[name]
+        args = dict(arguments or {})
+        raw_token = args.pop(TOKEN_ARG, None)
+        if raw_token is not None and op.risk == "read":
+            return True, f"{name} is a read tool: it takes no {TOKEN_ARG}", {"error": "bad arguments"}
+        known = {s.key for s in task.user_inputs()}
+        unknown = sorted(set(args) - known)
+        if unknown:
+            return True, (f"{name}: unknown argument(s) {', '.join(unknown)} (arguments: "
+                          f"{', '.join(sorted(known)) or 'none'}). Nothing was done."), {"error": "bad arguments"}
+        tokens = tuple(t.strip() for t in str(raw_token or "").split(",") if t.strip())
+        answers = McpAnswers(self.secret, name, tokens, person_approved=person_approved)
+        session = Session(project=self.project, target=self.target, answers=answers)
+        from sage_agent.session.parse import CommandLineError
+
+        try:  # check every argument before anything else (clear error, nothing done)
+            checked = session._elicit(task, dict(args), op.input_model)
+        except (MissingInput, CommandLineError, ValueError) as exc:
+            return True, f"{name}: {redact(str(exc))}. Nothing was done.", {"error": "bad arguments"}
+        if op.risk != "read":
+            gate = ConfirmRequest(
+                prompt=f"Run {name} ({op.risk}) on {self.target.env} {self.target.display_url}?",
+                plan=f"*{task.command} " + json.dumps(checked.model_dump(mode="json"), sort_keys=True, default=str)
+                     + f"\nrisk: {op.risk}\ntarget: {self.target.env} {self.target.display_url}")
+            try:
+                answers.confirm(gate)
+            except BadToken:
+                return True, f"{TOKEN_ARG} refused: it does not match this plan (forged or stale). Nothing was done.", \
+                    {"error": "bad token"}
+            except NeedsConfirmation as need:
+                return False, self._needs(name, need), self._needs_doc(need)
+        outcome = session.run_task(task, args)
+        if answers.bad_token:
+            return True, f"{TOKEN_ARG} refused: it does not match this plan (forged or stale). Nothing was done.", \
+                {"error": "bad token"}
+        if answers.pending is not None:
+            need = answers.pending
+            need.token = ",".join([*answers.used, need.token])
+            return False, self._needs(name, need), self._needs_doc(need)
+        if outcome.result is None:
+            return True, redact(outcome.error or "failed"), {"error": redact(outcome.error or "failed"),
+                                                              "exit_code": outcome.exit_code}
+        doc = outcome.result.model_dump(mode="json")
+        doc["exit_code"] = outcome.exit_code
+        return outcome.exit_code != 0, redact(render_markdown(outcome.result)), json.loads(redact(json.dumps(doc)))
+
+    @staticmethod
+    def _needs(name: str, need: NeedsConfirmation) -> str:
+        from sage_agent.db.redact import redact
+
+        if need.request.word:
+            return redact(f"PERSON CONFIRMATION REQUIRED (typed word {need.request.word}): {need.request.prompt}"
+                          f"\n\nPlan:\n{need.plan}\n\nNothing has been done. This step needs the person to type "
+                          f"{need.request.word}: in a client with MCP elicitation they are asked directly; otherwise "
+                          f"they run it themselves with `sage run \"*...\" --confirm {need.request.word}`. "
+                          "A model cannot confirm it.")
+        return redact(f"CONFIRMATION REQUIRED: {need.request.prompt}\n\nPlan:\n{need.plan}\n\n"
+                      f"Nothing has been done. To run exactly this plan, call {name} again with the same "
+                      f"arguments and {TOKEN_ARG}=\"{need.token}\".")
+
+    @staticmethod
+    def _needs_doc(need: NeedsConfirmation) -> dict[str, Any]:
+        from sage_agent.db.redact import redact
+
+        doc = {"status": "confirmation_required", "plan": redact(need.plan), "plan_hash": need.plan_hash,
+               "word": need.request.word}
+        if not need.request.word:
+            doc[TOKEN_ARG] = need.token
+        return doc
+
+
+def build_server(sage: McpSage):
+    import anyio
+    import mcp_types as types
+    from mcp.server.lowlevel.server import Server
+
+    from sage_agent import __version__
+
+    async def list_tools(ctx, params) -> types.ListToolsResult:
+        tools = [types.Tool(name=name, description=sage.describe(task, op), input_schema=sage.schema(task, op),
+                            annotations=types.ToolAnnotations(read_only_hint=op.risk == "read",
+                                                              destructive_hint=op.risk == "destructive"))
+                 for name, (task, op) in sage.tools().items()]
+        return types.ListToolsResult(tools=tools)
+
+    def can_elicit(ctx) -> bool:
+        try:
+            caps = ctx.session.client_capabilities
+            return bool(caps and caps.elicitation is not None)
+        except Exception:  # noqa: BLE001 - no capability information: use tokens
+            return False
+
+    async def call_tool(ctx, params) -> types.CallToolResult:
+        args = dict(params.arguments or {})
+        approved: tuple[str, ...] = ()
+        is_error, text, structured = await anyio.to_thread.run_sync(sage.call, params.name, args)
+        # A client that supports MCP elicitation asks its person to confirm each exact plan instead of
+        # handing a token to the model; the server then continues with its own token.
+        for _ in range(4):
+            if is_error or structured.get("status") != "confirmation_required" or not can_elicit(ctx):
+                break
+            word = structured.get("word")
+            props: dict[str, Any] = {"confirm": {"type": "boolean", "title": "Run exactly this plan",
+                                                 "default": False}}
+            if word:
+                props["word"] = {"type": "string", "title": f"Type {word} to confirm"}
+            answer = await ctx.session.elicit(message=text, requested_schema={
+                "type": "object", "properties": props, "required": list(props)}, related_request_id=ctx.request_id)
+            content = answer.content or {}
+            if answer.action != "accept" or content.get("confirm") is not True or (word and content.get("word") != word):
+                is_error, text, structured = False, "Not confirmed by the person: nothing was done.", {
+                    "status": "cancelled"}
+                break
+            if word:
+                approved = (*approved, structured["plan_hash"])
+            else:
+                args[TOKEN_ARG] = structured[TOKEN_ARG]
+            is_error, text, structured = await anyio.to_thread.run_sync(sage.call, params.name, dict(args), approved)
+        return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
+                                    structured_content=structured, is_error=is_error)
+
+    return Server("db-sage", version=__version__, instructions="DB Sage: PostgreSQL/Supabase DBA tools. Write tools "
+                  "return a plan and a confirmation token first.", on_list_tools=list_tools, on_call_tool=call_tool)
+
+
+def main(argv: list[str], project: Path) -> int:
+    import argparse
+    import os
+    import sys
+
+    import anyio
+
+    parser = argparse.ArgumentParser(prog="sage mcp", description="serve DB Sage's operations over MCP (stdio)")
+    parser.add_argument("--read-only", action="store_true", help="serve read operations only")
+    parser.add_argument("--env", default=os.environ.get("SAGE_ENV", "local"))
+    parser.add_argument("--db-url", default=None)
+    args = parser.parse_args(argv)
+    from sage_agent.db.env import ConfigError, resolve_target
+
+    try:
+        target = resolve_target(project, args.env, args.db_url)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    server = build_server(McpSage(project, target, read_only=args.read_only))
+
+    async def serve() -> None:
+        from mcp.server.stdio import stdio_server
+
+        async with stdio_server() as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+
+    anyio.run(serve)
+    return 0
