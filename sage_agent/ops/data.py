@@ -499,7 +499,11 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
         notes.append(f"created database {where['database']} (template0)")
     elif current:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        safety = db.make_backup(ctx, url, f"before-restore-{stamp}", "custom", env_label=label,
+        name, n = f"before-restore-{stamp}", 1
+        while (db.backups_dir(ctx.project) / f"{name}.json").exists() or any(db.backups_dir(ctx.project).glob(f"{name}.*")):
+            n += 1  # a second restore in the same second (e.g. the retry after a failed one) gets its own name
+            name = f"before-restore-{stamp}-{n}"
+        safety = db.make_backup(ctx, url, name, "custom", env_label=label,
                                 progress_label="Safety backup of the target")
         notes.append(f"safety backup: {_rel(ctx.project, Path(safety['_path']))}")
     if missing_owners:

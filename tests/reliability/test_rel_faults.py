@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import threading
 import time
 
@@ -289,3 +290,113 @@ def test_rollback_killed_at_random_points(pg_server, make_session, tmp_path):
 def _prune_safety_snapshots(project) -> None:
     for p in (project / "supabase" / "snapshots").glob("before_rollback_*"):
         p.unlink()
+
+
+def _random_kill_trials(url, session, line, *, seed, reset, before_state, after_state, span, next_ok=True):
+    """Shared loop: reset to `before`, start `line`, kill DB Sage's backends after a seeded random delay within
+    `span`; the database must be fully before or fully after; the next run works."""
+    counts = {"before": 0, "after": 0, "no_backend_at_kill": 0}
+    for trial in range(TRIALS):
+        rng = random.Random(seed + trial)
+        reset()
+        assert fingerprint(url) == before_state
+        delay = rng.uniform(0.0, span)
+        thread, box = run_in_thread(session, line)
+        time.sleep(delay)
+        n = terminate_others(url)
+        thread.join(180)
+        out = box["out"]
+        state = fingerprint(url)
+        assert state in (before_state, after_state), f"trial {trial}: partial state after a kill at {delay:.2f}s"
+        if n == 0:
+            counts["no_backend_at_kill"] += 1
+        if state == before_state:
+            counts["before"] += 1
+            assert out.exit_code != EXIT_OK or n == 0, f"trial {trial}: reported ok but nothing changed"
+            if out.exit_code != EXIT_OK:
+                assert "Traceback" not in (out.error or "")
+            clean(url)
+            again = session.run_line(line)
+            assert again.exit_code == EXIT_OK, f"trial {trial}: next run failed: {again.error}"
+            assert fingerprint(url) == after_state
+        else:
+            counts["after"] += 1
+            clean(url)
+    return counts
+
+
+@need_ops("db-load-csv")
+def test_load_csv_killed_at_random_points(pg_server, make_session, tmp_path):
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "people.csv").write_text("id,name,score\n" + "".join(f"{i},person {i},{i % 97}\n" for i in range(1, 3001)))
+    with fresh_database(pg_server.url()) as url, psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create table public.people (id int primary key, name text not null, score int)")
+        conn.execute("insert into public.people values (0, 'existing', 0)")
+        before = fingerprint(url)
+        session = make_session(url, yes=True, project_dir=project)
+        line = "*load-csv people.csv public.people"
+        t0 = time.monotonic()
+        first = session.run_line(line)
+        assert first.exit_code == EXIT_OK, first.error or first.result.summary
+        span = time.monotonic() - t0
+        after = fingerprint(url)
+        counts = _random_kill_trials(url, session, line, seed=3000, before_state=before, after_state=after, span=span,
+                                     reset=lambda: conn.execute("delete from public.people where id > 0"))
+    record("faults", load_csv_trials=TRIALS, load_csv_states=counts)
+
+
+# Finding (not fixed, reported): a table created after the backup that references a backed-up table (FK) makes
+# *restore fail (pg_restore --clean cannot drop the referenced key). It fails safely: one transaction, the target
+# is unchanged and the message says so. The trials use a change without such a reference.
+RESTORE_CHANGE = ROLLBACK_CHANGE.replace("item bigint references public.items (id)", "item bigint")
+
+
+@need_ops("db-backup", "db-restore")
+def test_restore_killed_at_random_points(pg_server, make_session, tmp_path):
+    project = tmp_path / "p"
+    project.mkdir()
+    with fresh_database(pg_server.url()) as url, psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(ROLLBACK_BASE)
+        assert make_session(url, project_dir=project).run_line("*backup base").exit_code == EXIT_OK
+
+        def reset():
+            conn.execute("drop table if exists public.orders")  # kept (emptied) by a restore: not in the backup
+            conn.execute(RESTORE_CHANGE)
+            for p in (project / "supabase" / "backups").glob("before-restore-*"):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+        reset()
+        changed = fingerprint(url)
+        session = make_session(url, confirm=("RESTORE",), project_dir=project)
+        t0 = time.monotonic()
+        out = session.run_line("*restore base")
+        assert out.exit_code == EXIT_OK, out.error or out.result.summary
+        span = time.monotonic() - t0
+        restored = fingerprint(url)
+        with psycopg.connect(url, autocommit=True) as check:
+            assert check.execute("select count(*) from public.items").fetchone()[0] == 20
+            assert check.execute("select count(*) from supabase_migrations.schema_migrations").fetchone()[0] == 1
+
+        counts = _random_kill_trials(url, session, "*restore base", seed=4000, before_state=changed,
+                                     after_state=restored, span=span, reset=reset)
+    record("faults", restore_trials=TRIALS, restore_states=counts)
+
+
+@need_ops("db-backup", "db-restore")
+def test_two_restores_in_the_same_second_each_get_a_safety_backup(pg_server, make_session, tmp_path):
+    """Was: the retry right after a failed restore stopped with "a backup named before-restore-<second> already
+    exists" (the safety backup name had one-second resolution)."""
+    project = tmp_path / "p"
+    project.mkdir()
+    with fresh_database(pg_server.url()) as url, psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create table public.t (id int primary key); insert into public.t values (1)")
+        assert make_session(url, project_dir=project).run_line("*backup b").exit_code == EXIT_OK
+        session = make_session(url, confirm=("RESTORE",), project_dir=project)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        (project / "supabase" / "backups" / f"before-restore-{stamp}.json").write_text("{}")  # same second, taken
+        out = session.run_line("*restore b")
+        assert out.exit_code == EXIT_OK, out.error
+        assert out.result.data["safety_backup"].startswith("before-restore-")
+        assert out.result.data["safety_backup"] != f"before-restore-{stamp}"
+        assert session.run_line("*restore b").exit_code == EXIT_OK
