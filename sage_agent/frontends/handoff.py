@@ -86,8 +86,11 @@ def load_handoff(path: Path, project: Path, *, for_agent: str | None = AGENT_ID,
         raise HandoffError(f"handoff not found: {label}")
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise HandoffError(f"{label}: not UTF-8 text (byte {exc.start}); a handoff is a YAML file") from None
     except yaml.YAMLError as exc:
-        raise HandoffError(f"{label}: not valid YAML: {exc}") from None
+        first = " ".join(str(exc).split())  # PyYAML's message spans lines (with a caret); keep it on one
+        raise HandoffError(f"{label}: not valid YAML: {first[:200]}") from None
     if not isinstance(doc, dict):
         raise HandoffError(f"{label}: a handoff is a YAML mapping (from, to, request, ...)")
     try:

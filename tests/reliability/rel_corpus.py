@@ -104,6 +104,36 @@ def corpus(good_url: str) -> list[Case]:
                 continue
             cases.append(Case(f"name:{key}:{line}", line, (1, 2), sets=[f"{field_name}={name}"],
                               confirm=["ROLLBACK"]))
+    csv_bad = {
+        "binary": bytes(range(256)) * 4,
+        "latin1": "id,name\n1,caf\xe9\n".encode("latin-1"),
+        "wrong-columns": b"id,name\n1,a,extra,columns\n",
+        "bad-int": b"id,name\nnot-a-number,a\n",
+        "duplicate-key": b"id,name\n1,dup\n",
+        "enormous-line": b"id,name\n2," + b"x" * 3_000_000 + b"\n3,\"unterminated\n",
+        "empty": b"",
+        "header-only-wrong": b"nope,nada\n1,2\n",
+    }
+    for key, data in csv_bad.items():
+        cases.append(Case(f"csv:{key}:*load-csv", "*load-csv bad.csv public.items", (1, 2), files={"bad.csv": data},
+                          op="db-load-csv"))
+    for key, line in [("missing-file", "*load-csv nope.csv public.items"),
+                      ("dotdot-file", "*load-csv ../../../etc/passwd public.items"),
+                      ("unknown-table", "*load-csv data.csv public.no_such_table"),
+                      ("shell-table", "*load-csv data.csv 'public.x;drop table public.items'"),
+                      ("subshell-table", "*load-csv data.csv '$(touch pwned)'"),
+                      ("bad-delimiter", "*load-csv data.csv public.items --delimiter ab"),
+                      ("bad-encoding", "*load-csv data.csv public.items --encoding klingon")]:
+        cases.append(Case(f"csv:{key}", line, (1, 2), files={"data.csv": b"id,name\n5,e\n"}, op="db-load-csv"))
+    for key, name in NASTY_NAMES.items():
+        cases.append(Case(f"name:{key}:*backup", "*backup", (1, 2), sets=[f"name={name}"], op="db-backup"))
+        cases.append(Case(f"name:{key}:*restore", "*restore", (1, 2), sets=[f"backup={name}"], confirm=["RESTORE"],
+                          op="db-restore"))
+    cases.append(Case("usage:backup-bad-format", "*backup b --format zip", (2,), op="db-backup"))
+    cases.append(Case("usage:backup-bad-jobs", "*backup b --jobs many", (2,), op="db-backup"))
+    cases.append(Case("usage:restore-no-word", "*restore base_backup", (3,), op="db-restore"))
+    cases.append(Case("usage:restore-into-bad-url", "*restore base_backup --into 'postgresql://x@127.0.0.1:1/'",
+                      (1, 2), confirm=["RESTORE"], op="db-restore"))
     usage = [
         ("unknown-command", "*frobnicate", (2,)),
         ("unknown-option", "*migrations --bogus", (2,)),

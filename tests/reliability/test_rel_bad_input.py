@@ -32,6 +32,8 @@ def world(pg_server, tmp_path_factory):
         session = Session(project=project, target=Target("local", url, "test"), answers=FlagAnswers(yes=True))
         assert session.run_line("*apply --snapshot=no").exit_code == EXIT_OK
         assert session.run_line("*snapshot base").exit_code == EXIT_OK
+        if has_ops("db-backup"):
+            assert session.run_line("*backup base_backup").exit_code == EXIT_OK
         yield project, url
 
 
@@ -61,10 +63,10 @@ def check_case(case: Case, code, out: str, err: str) -> list[str]:
 
 
 def _files(project):
-    """Project files, without DB Sage's own append-only attempt logs (supabase/.sage/*.jsonl; the secrets test
-    scans them)."""
+    """Project files, without DB Sage's own append-only attempt logs (supabase/.sage/*.jsonl) and *load-csv's
+    reject reports of refused rows (supabase/.sage/rejects/): both are the designed output of a refusal."""
     return {k: v for k, v in project_files(project).items()
-            if not (k.startswith("supabase/.sage/") and k.endswith(".jsonl"))}
+            if not (k.startswith("supabase/.sage/") and k.endswith(".jsonl")) and not k.startswith("supabase/.sage/rejects/")}
 
 
 def run_case(case: Case, project, url, capsys) -> tuple[object, str, str]:
@@ -207,3 +209,55 @@ def test_long_migration_name_is_refused(world, make_session):
     project, url = world
     out = make_session(url, yes=True, project_dir=project).run_line("*migration-new " + "n" * 300)
     assert out.exit_code == 2 and "1-100 lowercase letters" in out.error
+
+
+HANDOFFS = {
+    "binary": bytes(range(256)),
+    "not-yaml": b"from: [unclosed\n  to: : :\n",
+    "a-list": b"- from: '@dev'\n- to: '@db-sage'\n",
+    "a-string": b"just some text\n",
+    "empty": b"",
+    "from-number": b"from: 42\nto: '@db-sage'\nrequest: '*migrations'\n",
+    "to-list": b"from: '@dev'\nto: ['@db-sage']\nrequest: '*migrations'\n",
+    "request-mapping": b"from: '@dev'\nto: '@db-sage'\nrequest: {run: now}\n",
+    "artifacts-string": b"from: '@dev'\nto: '@db-sage'\nrequest: '*migrations'\nartifacts: 12\n",
+    "artifacts-dotdot": b"from: '@dev'\nto: '@db-sage'\nrequest: '*migrations'\nartifacts: ['../../../etc/shadow']\n",
+    "other-recipient": b"from: '@dev'\nto: '@qa'\nrequest: '*migrations'\n",
+    "shell-request": b"from: '@dev'\nto: '@db-sage'\nrequest: '*snapshot $(touch pwned)'\n",
+    "shell-request-2": b"from: '@dev'\nto: '@db-sage'\nrequest: '*snapshot x;touch pwned'\n",
+}
+
+
+@pytest.mark.skipif(not has_ops("handoff"), reason="operation handoff not merged yet")
+def test_handoff_files_with_wrong_types(world, capsys, monkeypatch, tmp_path):
+    """`sage handoff receive FILE` (in-process through the CLI entry point) on malformed handoff files."""
+    from sage_agent.cli import main
+
+    project, url = world
+    monkeypatch.chdir(project)
+    folder = project / ".aios" / "handoffs"
+    folder.mkdir(parents=True, exist_ok=True)
+    state = fingerprint(url)
+    failures = {}
+    for key, data in HANDOFFS.items():
+        path = folder / f"900-{key}.yaml"
+        path.write_bytes(data)
+        baseline = _files(project)
+        capsys.readouterr()
+        try:
+            code = main(["handoff", "receive", str(path.relative_to(project)), "--db-url", url, "--yes"])
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        problems = check_case(Case(f"handoff:{key}", "", (1, 2, 3)), code, out, err)
+        if _files(project) != baseline:
+            problems.append(f"project files changed: {sorted(set(_files(project)) ^ set(baseline))[:4]}")
+        if list(project.rglob("pwned")) or list(tmp_path.rglob("pwned")):
+            problems.append("pwned file created")
+        path.unlink()
+        if problems:
+            failures[key] = problems + [out[-200:], err[-300:]]
+    assert fingerprint(url) == state
+    shutil.rmtree(project / ".aios")
+    record("bad_input", handoff_cases=len(HANDOFFS), handoff_failures=len(failures))
+    assert not failures, failures
