@@ -162,7 +162,8 @@ def policy_apply(inputs: PolicyApplyInput, ctx) -> OpResult:
             names = [r[0] for r in conn.execute(
                 "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
                 "where n.nspname = %s and c.relkind in ('r', 'p') order by 1", (schema,)).fetchall()]
-            raise OpError(f"table {schema + '.' + table!r} does not exist; nothing was written",
+            shown = f"{schema}.{table}" if f"{schema}.{table}".isprintable() else repr(f"{schema}.{table}")
+            raise OpError(f"table {shown} does not exist; nothing was written",
                           f"tables in {schema}: {', '.join(names) or '(none)'}", exit_code=2)
         columns = dict(conn.execute("select attname, format_type(atttypid, null) from pg_attribute "
                                     "where attrelid = %s and attnum > 0 and not attisdropped", (oid[0],)).fetchall())

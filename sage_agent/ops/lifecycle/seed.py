@@ -45,7 +45,7 @@ def resolve_seed_files(project: Path, file: str | None) -> tuple[list[Path], lis
         for candidate in (Path(file), project / file, supabase / file):
             if candidate.is_file():
                 return [candidate], notes
-        raise OpError(f"seed file not found: {file!r}", "give a path relative to the project (e.g. supabase/seed.sql)",
+        raise OpError(f"seed file not found: {file if file.isprintable() else repr(file)}", "give a path relative to the project (e.g. supabase/seed.sql)",
                       exit_code=2)
     config = supabase / "config.toml"
     if config.is_file():
