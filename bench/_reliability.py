@@ -46,13 +46,13 @@ def write(counts: dict, elapsed: float, summary: str) -> None:
         "| Area | Count | Result |", "|---|---|---|",
         f"| Fault trials (backend terminated mid-work) | {trials} | database fully before or fully after in every "
         "trial; history agrees with the schema; no lock or idle transaction left; next run works |",
-        f"| - *apply (2 files, kill at a seeded statement index) | {f.get('apply_trials', '-')} | end states: "
+        f"| - *apply (2 files, one transaction each; kill at a seeded statement index) | {f.get('apply_trials', '-')} | end states (history = schema in each): "
         f"{fmt_states(f.get('apply_states'))} |",
         f"| - *seed (kill at a seeded statement index) | {f.get('seed_trials', '-')} | all {f.get('seed_killed', '-')} "
         "killed mid-transaction, database unchanged |",
         f"| - *rollback (kill after a seeded random delay) | {f.get('rollback_trials', '-')} | "
         f"{fmt_states(f.get('rollback_states'))} |",
-        f"| - *load-csv (kill after a seeded random delay) | {f.get('load_csv_trials', 'skipped')} | "
+        f"| - *load-csv (kill mid-COPY: the test holds the key of a seeded random row) | {f.get('load_csv_trials', 'skipped')} | "
         f"{fmt_states(f.get('load_csv_states'))} |",
         f"| - *restore (kill after a seeded random delay) | {f.get('restore_trials', 'skipped')} | "
         f"{fmt_states(f.get('restore_states'))} |",
@@ -74,6 +74,8 @@ def write(counts: dict, elapsed: float, summary: str) -> None:
         f"-> {k.get('rss_end_mb', '-')} MB after warm-up ({k.get('warmup', '-')} commands): growth "
         f"{k.get('rss_growth_mb', '-')} MB (bound {k.get('rss_bound_mb', '-')}); Python heap growth "
         f"{k.get('heap_growth_mb', '-')} MB (bound {k.get('heap_bound_mb', '-')}) |",
+        "",
+        "`no_backend_at_kill`: the random delay fell before DB Sage connected or after it finished (still checked).",
         "",
         "Findings fixed while building the suite (each has a test): a deeply nested expression on one enormous line "
         "crashed the process (segmentation fault in the SQL parser); syntax errors quoted the whole rest of the file "
