@@ -27,7 +27,7 @@ def run() -> tuple[dict, float, int, str]:
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/reliability"],
                           cwd=REPO, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
-    summary = (proc.stdout.strip().splitlines() or [""])[-1]
+    summary = (proc.stdout.strip().splitlines() or [""])[-1].split(" in ")[0]
     print(proc.stdout[-2000:])
     return (json.loads(counts.read_text()) if counts.exists() else {}), elapsed, proc.returncode, summary
 
@@ -90,6 +90,9 @@ def write(counts: dict, elapsed: float, summary: str) -> None:
 
 
 def main() -> int:
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__)
+        return 0
     if len(sys.argv) == 4 and sys.argv[1] == "--from":
         write(json.loads(Path(sys.argv[2]).read_text()), float(sys.argv[3]), "earlier run")
         return 0
