@@ -97,11 +97,19 @@ def lint_statements(statements: Sequence[Statement], filename: str = "<sql>",
         assume_in_transaction=assume_in_transaction,
         tables_created_in_file=_tables_created_in_transaction(statements, assume_in_transaction),
     )
+    alias = {a: r.id for r in rules for a in r.aliases}
+    by_type: dict[type, list[Rule]] = {}  # rules that look at a statement class, in rule order
     findings: list[LintFinding] = []
     for i, stmt in enumerate(statements):
         ctx.index = i
-        ignored = _canonical(statement_ignores(stmt), rules) | ignored_file
-        for rule in rules:
+        node_type = type(stmt.node)
+        applicable = by_type.get(node_type)
+        if applicable is None:
+            applicable = by_type[node_type] = [
+                r for r in rules if r.node_types is None or issubclass(node_type, r.node_types)]
+        own = statement_ignores(stmt) if stmt.comments or stmt.trailing_comment else set()
+        ignored = {alias.get(r, r) for r in own} | ignored_file
+        for rule in applicable:
             for f in rule.check(stmt, ctx):
                 if f.rule not in ignored and ALL not in ignored:
                     findings.append(f)
