@@ -12,8 +12,11 @@ rely on that and keep every offset in this package a character index.
 from __future__ import annotations
 
 import bisect
+import gc
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,8 +197,30 @@ def _tokens(text: str) -> list[Any]:
         return []
 
 
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building/inspecting big statement lists.
+
+    A 5 MB migration is over a million small acyclic AST objects; the collector's repeated
+    passes over them were half of the lint time.  Reference counting still frees everything;
+    the collector is switched back on (if it was on) afterwards.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def split_sql(text: str | bytes, filename: str = "<sql>") -> list[Statement]:
     """Split ``text`` into :class:`Statement` objects; raise :class:`SqlSyntaxError` on bad SQL."""
+    with no_gc():
+        return _split_sql(text, filename)
+
+
+def _split_sql(text: str | bytes, filename: str) -> list[Statement]:
     if isinstance(text, (bytes, bytearray)):
         try:
             text = bytes(text).decode("utf-8")

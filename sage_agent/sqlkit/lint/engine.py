@@ -9,7 +9,7 @@ from pglast import ast
 from pglast import parser as _pg
 
 from ..nodes import qualified
-from ..split import Statement, split_sql
+from ..split import Statement, no_gc, split_sql
 from .model import LintContext, LintFinding, Rule
 
 _IGNORE_RE = re.compile(r"squawk-ignore(?!-file)[ \t]+([\w\-]+(?:[ \t]*,[ \t]*[\w\-]+)*)", re.I)
@@ -87,6 +87,14 @@ def lint_statements(statements: Sequence[Statement], filename: str = "<sql>",
                     assume_in_transaction: bool = False,
                     extra_file_comments: Iterable[str] = ()) -> list[LintFinding]:
     """Lint already-split statements; findings are sorted by line."""
+    with no_gc():
+        return _lint_statements(statements, filename, server_major, rules, assume_in_transaction,
+                                extra_file_comments)
+
+
+def _lint_statements(statements: Sequence[Statement], filename: str, server_major: int,
+                     rules: Sequence[Rule] | None, assume_in_transaction: bool,
+                     extra_file_comments: Iterable[str]) -> list[LintFinding]:
     from .rules import RULES
 
     rules = list(RULES if rules is None else rules)
@@ -129,6 +137,12 @@ def lint_sql(text: str, filename: str = "<sql>", server_major: int = 18,
              rules: Sequence[Rule] | None = None,
              assume_in_transaction: bool = False) -> list[LintFinding]:
     """Split and lint a SQL script (raises SqlSyntaxError on invalid SQL)."""
+    with no_gc():
+        return _lint_sql(text, filename, server_major, rules, assume_in_transaction)
+
+
+def _lint_sql(text: str, filename: str, server_major: int, rules: Sequence[Rule] | None,
+              assume_in_transaction: bool) -> list[LintFinding]:
     statements = split_sql(text, filename)
     try:
         all_comments = [c.str for c in _pg.comments(text)] if statements else []
