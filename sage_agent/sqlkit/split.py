@@ -156,8 +156,9 @@ def _parse(text: str) -> Any:
     tuples, 1-char strings), so ``Node.__setattr__``'s validation/coercion is an identity
     there, yet it was over half of the parse time of big migration files.  While the C
     builder runs we use plain slot assignment; the resulting trees are equal to the
-    validated ones (tests/sqlkit/test_split_fast.py checks this).  Other pglast majors:
-    the normal path.
+    validated ones (tests/sqlkit/test_sqlkit_speed.py checks this).  Other pglast majors:
+    the normal path.  The switch is process-wide for the duration of the parse (serialised
+    by a lock); a node built by hand in another thread meanwhile would skip validation only.
     """
     if not _FAST_BUILD_OK:
         return _pg.parse_sql(text)
