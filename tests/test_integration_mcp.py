@@ -115,8 +115,15 @@ def test_mcp_read_only_hides_writes(db_url, project):
         res = await session.call_tool("bootstrap", {})
         assert res.is_error and "read-only" in text(res)
         assert not (project / "supabase").exists()
+        # a read tool that can write after a confirmation (run-sql --write) is stopped at the confirmation
+        res = await session.call_tool("run-sql", {"sql": "create table sneaky (id int)", "write": True})
+        assert res.is_error and "read-only" in text(res)
 
     run(project, ["--db-url", db_url, "--read-only"], body)
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("select to_regclass('public.sneaky')").fetchone()[0] is None
 
 
 def test_mcp_client_elicitation_confirms(db_url, project):

@@ -40,6 +40,15 @@ class NeedsConfirmation(ConfirmationRequired):
         self.plan_hash = request.plan_hash
 
 
+class ReadOnlyRefusal(ConfirmationRequired):
+    """The server runs --read-only: anything that needs a confirmation (it would change something) is refused."""
+
+    def __init__(self, request: ConfirmRequest) -> None:
+        super().__init__(request)
+        self.args = (f"refused: this MCP server runs --read-only and this step would change the database "
+                     f"({request.prompt}). Nothing was done.",)
+
+
 class BadToken(ConfirmationRequired):
     """A confirmation token was given but matches no plan of this run: forged or stale."""
 
@@ -56,6 +65,7 @@ class McpAnswers:
     bad_token: bool = False
     used: list[str] = field(default_factory=list)
     person_approved: tuple[str, ...] = ()  # plan hashes a person confirmed through MCP elicitation
+    read_only: bool = False  # a --read-only server confirms nothing: a "read" tool that would write stops here
 
     def token_for(self, request: ConfirmRequest) -> str:
         return hmac.new(self.secret, f"{self.tool}\0{request.plan_hash}".encode(), hashlib.sha256).hexdigest()[:32]
@@ -64,6 +74,8 @@ class McpAnswers:
         raise MissingInput(spec)
 
     def confirm(self, request: ConfirmRequest) -> bool:
+        if self.read_only:
+            raise ReadOnlyRefusal(request)
         if request.word:
             # A typed word is a person's decision: only MCP elicitation (the client asks its person) or the
             # person's own `sage run ... --confirm WORD` supplies it. No token a model could echo back.
@@ -149,7 +161,7 @@ class McpSage:
             return True, (f"{name}: unknown argument(s) {', '.join(unknown)} (arguments: "
                           f"{', '.join(sorted(known)) or 'none'}). Nothing was done."), {"error": "bad arguments"}
         tokens = tuple(t.strip() for t in str(raw_token or "").split(",") if t.strip())
-        answers = McpAnswers(self.secret, name, tokens, person_approved=person_approved)
+        answers = McpAnswers(self.secret, name, tokens, person_approved=person_approved, read_only=self.read_only)
         session = Session(project=self.project, target=self.target, answers=answers)
         from sage_agent.session.parse import CommandLineError
 

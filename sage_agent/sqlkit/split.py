@@ -12,7 +12,11 @@ rely on that and keep every offset in this package a character index.
 from __future__ import annotations
 
 import bisect
+import gc
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +133,75 @@ def _short_near(msg: str) -> str:
     return f'{m.group(1)}{short}{"…" if short != near else ""}"'
 
 
+# PostgreSQL's scanner whitespace (scan.l ``space``); anything else is part of a token.
+_PG_SPACE = " \t\n\r\f\v"
+
+
+def _may_have_comment(text: str) -> bool:
+    """False only when ``text`` certainly holds no SQL comment (no ``--`` / ``/*`` at all)."""
+    return "--" in text or "/*" in text
+
+
+def _plain_bounds(chunk: str) -> tuple[int, int] | None:
+    """(first, past-last) char of the code in a comment-free chunk; None when the scanner is needed.
+
+    Without ``--``/``/*`` anywhere in the chunk, everything that is not scanner whitespace
+    belongs to a token, so stripping whitespace gives exactly the first/last token bounds.
+    """
+    if _may_have_comment(chunk):
+        return None
+    body = chunk.lstrip(_PG_SPACE)
+    if not body:
+        return None
+    first = len(chunk) - len(body)
+    return first, len(chunk.rstrip(_PG_SPACE))
+
+
+_FAST_BUILD_LOCK = threading.Lock()
+
+
+def _parse(text: str) -> Any:
+    """``pglast.parser.parse_sql`` without pglast's per-attribute validation.
+
+    pglast's C extension builds every node from already-typed values (enum members, bools,
+    tuples, 1-char strings), so ``Node.__setattr__``'s validation/coercion is an identity
+    there, yet it was over half of the parse time of big migration files.  While the C
+    builder runs we use plain slot assignment; the resulting trees are equal to the
+    validated ones (tests/sqlkit/test_sqlkit_speed.py checks this).  Other pglast majors:
+    the normal path.  The switch is process-wide for the duration of the parse (serialised
+    by a lock); a node built by hand in another thread meanwhile would skip validation only.
+    """
+    if not _FAST_BUILD_OK:
+        return _pg.parse_sql(text)
+    from pglast import ast as _ast
+
+    with _FAST_BUILD_LOCK:
+        saved = _ast.Node.__dict__["__setattr__"]
+        _ast.Node.__setattr__ = object.__setattr__  # type: ignore[method-assign]
+        # The one exception: A_Const's Boolean gets a C int (0/1); keep its bool() coercion.
+        _ast.Boolean.__setattr__ = saved  # type: ignore[method-assign]
+        try:
+            return _pg.parse_sql(text)
+        finally:
+            del _ast.Boolean.__setattr__
+            _ast.Node.__setattr__ = saved  # type: ignore[method-assign]
+
+
+def _fast_build_supported() -> bool:
+    try:
+        import pglast
+        from pglast import ast as _ast
+
+        major = int(str(pglast.__version__).lstrip("v").split(".")[0])
+        return (major in (7, 8) and "__setattr__" in _ast.Node.__dict__
+                and "__setattr__" not in _ast.Boolean.__dict__)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+_FAST_BUILD_OK = _fast_build_supported()
+
+
 def _tokens(text: str) -> list[Any]:
     try:
         return list(_pg.scan(text))
@@ -153,8 +226,30 @@ def _check_depth(filename: str, text: str) -> None:
         _raise_syntax(filename, text, exc)
 
 
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building/inspecting big statement lists.
+
+    A 5 MB migration is over a million small acyclic AST objects; the collector's repeated
+    passes over them were half of the lint time.  Reference counting still frees everything;
+    the collector is switched back on (if it was on) afterwards.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def split_sql(text: str | bytes, filename: str = "<sql>") -> list[Statement]:
     """Split ``text`` into :class:`Statement` objects; raise :class:`SqlSyntaxError` on bad SQL."""
+    with no_gc():
+        return _split_sql(text, filename)
+
+
+def _split_sql(text: str | bytes, filename: str) -> list[Statement]:
     if isinstance(text, (bytes, bytearray)):
         try:
             text = bytes(text).decode("utf-8")
@@ -169,7 +264,7 @@ def split_sql(text: str | bytes, filename: str = "<sql>") -> list[Statement]:
     if len(masked) > _DEEP_CHECK_CHARS:
         _check_depth(filename, masked)
     try:
-        raws = _pg.parse_sql(masked)
+        raws = _parse(masked)
     except _pg.ParseError as exc:
         _raise_syntax(filename, masked, exc)
         raise  # pragma: no cover
@@ -180,16 +275,22 @@ def split_sql(text: str | bytes, filename: str = "<sql>") -> list[Statement]:
         loc = raw.stmt_location or 0
         chunk_end = loc + raw.stmt_len if raw.stmt_len else len(masked)
         chunk = masked[loc:chunk_end]
-        toks = _tokens(chunk)
-        code = [t for t in toks if t.name not in _COMMENT_TOKENS]
-        if code:
-            start, end = loc + code[0].start, loc + code[-1].end + 1
-        else:  # should not happen; keep the raw slice
-            start, end = loc, chunk_end
+        bounds = _plain_bounds(chunk)
+        if bounds is not None:  # fast path: no comment anywhere in the chunk, no scanner needed
+            start, end = loc + bounds[0], loc + bounds[1]
+            toks = []
+        else:
+            toks = _tokens(chunk)
+            code = [t for t in toks if t.name not in _COMMENT_TOKENS]
+            if code:
+                start, end = loc + code[0].start, loc + code[-1].end + 1
+            else:  # should not happen; keep the raw slice
+                start, end = loc, chunk_end
+        gap = masked[prev_end:start]
         gap_comments = [
             (prev_end + t.start, masked[prev_end + t.start: prev_end + t.end + 1])
-            for t in _tokens(masked[prev_end:start]) if t.name in _COMMENT_TOKENS
-        ]
+            for t in _tokens(gap) if t.name in _COMMENT_TOKENS
+        ] if _may_have_comment(gap) else []
         gap_comments += [(loc + t.start, chunk[t.start:t.end + 1]) for t in toks
                          if t.name in _COMMENT_TOKENS and loc + t.start < start]
         if out and gap_comments:
@@ -213,7 +314,8 @@ def split_sql(text: str | bytes, filename: str = "<sql>") -> list[Statement]:
         if prev_end < len(masked) and masked[prev_end] == ";":
             prev_end += 1
     if out:  # a comment after the last statement, on its line, still belongs to it
-        tail = [t for t in _tokens(masked[prev_end:]) if t.name in _COMMENT_TOKENS]
+        rest = masked[prev_end:]
+        tail = [t for t in _tokens(rest) if t.name in _COMMENT_TOKENS] if _may_have_comment(rest) else []
         if tail and lines.line(prev_end + tail[0].start) == out[-1].end_line:
             out[-1] = _replace(out[-1], trailing_comment=masked[prev_end + tail[0].start:
                                                                   prev_end + tail[0].end + 1].strip())

@@ -9,7 +9,7 @@ from pglast import ast
 from pglast import parser as _pg
 
 from ..nodes import qualified
-from ..split import Statement, split_sql
+from ..split import Statement, no_gc, split_sql
 from .model import LintContext, LintFinding, Rule
 
 _IGNORE_RE = re.compile(r"squawk-ignore(?!-file)[ \t]+([\w\-]+(?:[ \t]*,[ \t]*[\w\-]+)*)", re.I)
@@ -87,6 +87,14 @@ def lint_statements(statements: Sequence[Statement], filename: str = "<sql>",
                     assume_in_transaction: bool = False,
                     extra_file_comments: Iterable[str] = ()) -> list[LintFinding]:
     """Lint already-split statements; findings are sorted by line."""
+    with no_gc():
+        return _lint_statements(statements, filename, server_major, rules, assume_in_transaction,
+                                extra_file_comments)
+
+
+def _lint_statements(statements: Sequence[Statement], filename: str, server_major: int,
+                     rules: Sequence[Rule] | None, assume_in_transaction: bool,
+                     extra_file_comments: Iterable[str]) -> list[LintFinding]:
     from .rules import RULES
 
     rules = list(RULES if rules is None else rules)
@@ -97,11 +105,19 @@ def lint_statements(statements: Sequence[Statement], filename: str = "<sql>",
         assume_in_transaction=assume_in_transaction,
         tables_created_in_file=_tables_created_in_transaction(statements, assume_in_transaction),
     )
+    alias = {a: r.id for r in rules for a in r.aliases}
+    by_type: dict[type, list[Rule]] = {}  # rules that look at a statement class, in rule order
     findings: list[LintFinding] = []
     for i, stmt in enumerate(statements):
         ctx.index = i
-        ignored = _canonical(statement_ignores(stmt), rules) | ignored_file
-        for rule in rules:
+        node_type = type(stmt.node)
+        applicable = by_type.get(node_type)
+        if applicable is None:
+            applicable = by_type[node_type] = [
+                r for r in rules if r.node_types is None or issubclass(node_type, r.node_types)]
+        own = statement_ignores(stmt) if stmt.comments or stmt.trailing_comment else set()
+        ignored = {alias.get(r, r) for r in own} | ignored_file
+        for rule in applicable:
             for f in rule.check(stmt, ctx):
                 if f.rule not in ignored and ALL not in ignored:
                     findings.append(f)
@@ -121,6 +137,12 @@ def lint_sql(text: str, filename: str = "<sql>", server_major: int = 18,
              rules: Sequence[Rule] | None = None,
              assume_in_transaction: bool = False) -> list[LintFinding]:
     """Split and lint a SQL script (raises SqlSyntaxError on invalid SQL)."""
+    with no_gc():
+        return _lint_sql(text, filename, server_major, rules, assume_in_transaction)
+
+
+def _lint_sql(text: str, filename: str, server_major: int, rules: Sequence[Rule] | None,
+              assume_in_transaction: bool) -> list[LintFinding]:
     statements = split_sql(text, filename)
     try:
         all_comments = [c.str for c in _pg.comments(text)] if statements else []

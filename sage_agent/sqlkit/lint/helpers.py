@@ -27,7 +27,7 @@ def alter_cmds(node: Any) -> list[Any]:
 
 def subtype(cmd: Any) -> str:
     """AlterTableType name, e.g. ``AT_AddColumn``."""
-    return cmd.subtype.name
+    return cmd.subtype._name_  # == .name, without the enum property lookup (hot path)
 
 
 def alter_table_name(node: Any) -> str | None:
@@ -56,7 +56,7 @@ def column_constraints(coldef: Any) -> list[Any]:
 
 def contype(con: Any) -> str:
     """ConstrType short name: ``CHECK``, ``FOREIGN``, ``PRIMARY``, ``UNIQUE`` ..."""
-    return con.contype.name.removeprefix("CONSTR_")
+    return con.contype._name_.removeprefix("CONSTR_")  # _name_ == .name, faster
 
 
 def is_not_valid(con: Any) -> bool:

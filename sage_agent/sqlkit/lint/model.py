@@ -63,6 +63,9 @@ class Rule:
     summary: ClassVar[str] = ""
     safe_alternative: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
+    # Statement node classes this rule can ever flag or remember; the engine does not call
+    # ``check`` for other statements.  ``None``: every statement.
+    node_types: ClassVar[tuple[type, ...] | None] = None
 
     def check(self, stmt: Statement, ctx: LintContext) -> list[LintFinding]:
         raise NotImplementedError

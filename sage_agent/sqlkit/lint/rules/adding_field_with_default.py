@@ -1,9 +1,12 @@
 """ADD COLUMN with a volatile default / stored generated / identity column rewrites the table."""
+from pglast import ast
+
 from .. import helpers as h
 from ..model import Rule
 
 
 class AddingFieldWithDefault(Rule):
+    node_types = (ast.AlterTableStmt,)
     id = "adding-field-with-default"
     severity = "error"
     summary = "ADD COLUMN whose default must be computed per row rewrites the table"

@@ -1,9 +1,12 @@
 """A validated foreign key locks both tables (SHARE ROW EXCLUSIVE) and scans the referencing one."""
+from pglast import ast
+
 from .. import helpers as h
 from ..model import Rule
 
 
 class AddingForeignKeyConstraint(Rule):
+    node_types = (ast.AlterTableStmt,)
     id = "adding-foreign-key-constraint"
     severity = "warning"
     summary = "ADD FOREIGN KEY blocks writes on both tables while it validates"

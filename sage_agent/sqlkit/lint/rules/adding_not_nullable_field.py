@@ -15,6 +15,7 @@ def _not_null_check_column(con) -> str | None:
 
 
 class AddingNotNullableField(Rule):
+    node_types = (ast.AlterTableStmt,)
     id = "adding-not-nullable-field"
     severity = "error"
     summary = "SET NOT NULL scans the table while blocking reads and writes"

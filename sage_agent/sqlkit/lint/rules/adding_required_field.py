@@ -1,9 +1,12 @@
 """ADD COLUMN ... NOT NULL without a DEFAULT fails on any table that has rows."""
+from pglast import ast
+
 from .. import helpers as h
 from ..model import Rule
 
 
 class AddingRequiredField(Rule):
+    node_types = (ast.AlterTableStmt,)
     id = "adding-required-field"
     severity = "error"
     summary = "ADD COLUMN NOT NULL without DEFAULT fails on a populated table"

@@ -1,9 +1,12 @@
 """ADD PRIMARY KEY builds its unique index under ACCESS EXCLUSIVE."""
+from pglast import ast
+
 from .. import helpers as h
 from ..model import Rule
 
 
 class AddingSerialPrimaryKeyField(Rule):
+    node_types = (ast.AlterTableStmt,)
     id = "adding-serial-primary-key-field"
     severity = "error"
     summary = "ADD PRIMARY KEY builds an index while blocking reads and writes"

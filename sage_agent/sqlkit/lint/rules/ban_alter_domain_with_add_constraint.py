@@ -5,6 +5,7 @@ from ..model import Rule
 
 
 class BanAlterDomainWithAddConstraint(Rule):
+    node_types = (ast.AlterDomainStmt,)
     id = "ban-alter-domain-with-add-constraint"
     severity = "warning"
     summary = "ALTER DOMAIN ... ADD CONSTRAINT validates every column using the domain"

@@ -5,6 +5,7 @@ from ..model import Rule
 
 
 class BanConcurrentIndexCreationInTransaction(Rule):
+    node_types = (ast.IndexStmt,)
     id = "ban-concurrent-index-creation-in-transaction"
     severity = "error"
     summary = "CREATE INDEX CONCURRENTLY cannot run inside a transaction"

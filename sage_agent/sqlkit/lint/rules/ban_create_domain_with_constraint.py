@@ -6,6 +6,7 @@ from ..model import Rule
 
 
 class BanCreateDomainWithConstraint(Rule):
+    node_types = (ast.CreateDomainStmt,)
     id = "ban-create-domain-with-constraint"
     severity = "warning"
     summary = "Avoid CHECK constraints on domains"

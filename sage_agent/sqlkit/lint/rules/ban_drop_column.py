@@ -1,9 +1,12 @@
 """DROP COLUMN loses data and breaks clients."""
+from pglast import ast
+
 from .. import helpers as h
 from ..model import Rule
 
 
 class BanDropColumn(Rule):
+    node_types = (ast.AlterTableStmt,)
     id = "ban-drop-column"
     severity = "error"
     summary = "DROP COLUMN loses data and breaks clients"

@@ -5,6 +5,7 @@ from ..model import Rule
 
 
 class BanDropDatabase(Rule):
+    node_types = (ast.DropdbStmt,)
     id = "ban-drop-database"
     severity = "error"
     summary = "DROP DATABASE loses all data"

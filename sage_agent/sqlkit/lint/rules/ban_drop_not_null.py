@@ -1,9 +1,12 @@
 """DROP NOT NULL lets NULLs in that clients may not expect."""
+from pglast import ast
+
 from .. import helpers as h
 from ..model import Rule
 
 
 class BanDropNotNull(Rule):
+    node_types = (ast.AlterTableStmt,)
     id = "ban-drop-not-null"
     severity = "warning"
     summary = "DROP NOT NULL may break clients that assume a value"

@@ -5,6 +5,7 @@ from ..model import Rule
 
 
 class BanDropTable(Rule):
+    node_types = (ast.DropStmt,)
     id = "ban-drop-table"
     severity = "error"
     summary = "DROP TABLE loses data and breaks clients"

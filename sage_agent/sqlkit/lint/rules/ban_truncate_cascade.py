@@ -5,6 +5,7 @@ from ..model import Rule
 
 
 class BanTruncateCascade(Rule):
+    node_types = (ast.TruncateStmt,)
     id = "ban-truncate-cascade"
     severity = "error"
     summary = "TRUNCATE CASCADE also empties referencing tables"

@@ -5,6 +5,7 @@ from ..model import Rule
 
 
 class BanUncommittedTransaction(Rule):
+    node_types = (ast.TransactionStmt,)
     id = "ban-uncommitted-transaction"
     severity = "error"
     summary = "BEGIN without a matching COMMIT"

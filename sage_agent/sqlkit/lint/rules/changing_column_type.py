@@ -21,6 +21,7 @@ def binary_coercible(old: tuple[str, list[int]], new: tuple[str, list[int]]) -> 
 
 
 class ChangingColumnType(Rule):
+    node_types = (ast.CreateStmt, ast.AlterTableStmt)
     id = "changing-column-type"
     severity = "error"
     summary = "ALTER COLUMN TYPE rewrites the table under ACCESS EXCLUSIVE"

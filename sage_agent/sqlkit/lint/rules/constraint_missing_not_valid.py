@@ -6,6 +6,7 @@ from ..model import Rule
 
 
 class ConstraintMissingNotValid(Rule):
+    node_types = (ast.TransactionStmt, ast.AlterTableStmt)
     id = "constraint-missing-not-valid"
     severity = "warning"
     summary = "ADD CONSTRAINT without NOT VALID scans the table while holding its lock"

@@ -1,9 +1,12 @@
 """ADD UNIQUE builds its index under ACCESS EXCLUSIVE."""
+from pglast import ast
+
 from .. import helpers as h
 from ..model import Rule
 
 
 class DisallowedUniqueConstraint(Rule):
+    node_types = (ast.AlterTableStmt,)
     id = "disallowed-unique-constraint"
     severity = "error"
     summary = "ADD UNIQUE builds an index while blocking reads and writes"

@@ -3,6 +3,8 @@
 The check runs on lexer tokens, not the AST: the parser has already truncated
 the names by the time pglast hands us the tree.
 """
+import re
+
 from pglast import parser as _pg
 
 from ..model import Rule
@@ -16,6 +18,18 @@ def _ident_text(raw: str) -> str:
     return raw
 
 
+# An unquoted identifier is a run of [A-Za-z0-9_$] and non-ASCII characters (scan.l
+# ident_start/ident_cont); over 63 bytes needs at least 16 such characters (4 bytes max each).
+_LONG_RUN = re.compile(r"[A-Za-z0-9_$\u0080-\U0010FFFF]{16,}")
+
+
+def _may_have_long_identifier(text: str) -> bool:
+    """Cheap prefilter: False only when no identifier in ``text`` can exceed MAX_BYTES."""
+    if '"' in text:  # quoted identifiers (incl. U&"..."): let the scanner decide
+        return True
+    return any(len(m.group().encode()) > MAX_BYTES for m in _LONG_RUN.finditer(text))
+
+
 class IdentifierTooLong(Rule):
     id = "identifier-too-long"
     severity = "warning"
@@ -23,6 +37,8 @@ class IdentifierTooLong(Rule):
     safe_alternative = "Use a name of at most 63 bytes"
 
     def check(self, stmt, ctx):
+        if not _may_have_long_identifier(stmt.text):
+            return []
         try:
             tokens = _pg.scan(stmt.text)
         except Exception:

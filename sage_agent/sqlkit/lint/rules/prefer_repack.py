@@ -6,6 +6,7 @@ from ..model import Rule
 
 
 class PreferRepack(Rule):
+    node_types = (ast.VacuumStmt, ast.ClusterStmt)
     id = "prefer-repack"
     severity = "error"
     summary = "VACUUM FULL / CLUSTER block the table for the whole rewrite"

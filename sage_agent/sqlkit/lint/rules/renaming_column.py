@@ -5,6 +5,7 @@ from ..model import Rule
 
 
 class RenamingColumn(Rule):
+    node_types = (ast.RenameStmt,)
     id = "renaming-column"
     severity = "warning"
     summary = "RENAME COLUMN breaks existing clients"

@@ -5,6 +5,7 @@ from ..model import Rule
 
 
 class RenamingTable(Rule):
+    node_types = (ast.RenameStmt,)
     id = "renaming-table"
     severity = "warning"
     summary = "RENAME TABLE breaks existing clients"

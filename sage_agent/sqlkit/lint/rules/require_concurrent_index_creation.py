@@ -6,6 +6,7 @@ from ..model import Rule
 
 
 class RequireConcurrentIndexCreation(Rule):
+    node_types = (ast.IndexStmt,)
     id = "require-concurrent-index-creation"
     severity = "warning"
     summary = "CREATE INDEX without CONCURRENTLY blocks writes while the index builds"

@@ -5,6 +5,7 @@ from ..model import Rule
 
 
 class RequireConcurrentIndexDeletion(Rule):
+    node_types = (ast.DropStmt,)
     id = "require-concurrent-index-deletion"
     severity = "warning"
     summary = "DROP INDEX without CONCURRENTLY blocks reads and writes on the table"

@@ -1,9 +1,12 @@
 """DETACH PARTITION without CONCURRENTLY takes ACCESS EXCLUSIVE on the parent table."""
+from pglast import ast
+
 from .. import helpers as h
 from ..model import Rule
 
 
 class RequireConcurrentPartitionDetach(Rule):
+    node_types = (ast.AlterTableStmt,)
     id = "require-concurrent-partition-detach"
     severity = "warning"
     summary = "DETACH PARTITION without CONCURRENTLY blocks reads and writes on the parent"

@@ -6,6 +6,7 @@ from ..model import Rule
 
 
 class RequireConcurrentReindex(Rule):
+    node_types = (ast.ReindexStmt,)
     id = "require-concurrent-reindex"
     severity = "error"
     summary = "REINDEX without CONCURRENTLY blocks reads and writes"

@@ -5,6 +5,7 @@ from ..model import Rule
 
 
 class RequireEnumValueOrdering(Rule):
+    node_types = (ast.AlterEnumStmt,)
     id = "require-enum-value-ordering"
     severity = "info"
     summary = "ALTER TYPE ... ADD VALUE should say BEFORE/AFTER"

@@ -5,6 +5,7 @@ from ..model import Rule
 
 
 class TransactionNesting(Rule):
+    node_types = (ast.TransactionStmt,)
     id = "transaction-nesting"
     severity = "warning"
     summary = "BEGIN inside a transaction / COMMIT without one"
