@@ -56,3 +56,22 @@ def test_pg_dump_choice_follows_the_server_version():
 
     assert binary_major(str(find_binary("pg_dump", 18))) >= 18
     assert binary_major(str(find_binary("pg_dump", 15))) >= 15
+
+
+def test_a_running_server_keeps_its_port(tmp_path):
+    """The live postmaster is the truth: a stale or wrong state file never moves a running server."""
+    import json as _json
+
+    from sage_agent.db.embedded import EmbeddedServer
+
+    server = EmbeddedServer(tmp_path / "pg", fast=True)
+    try:
+        real = server.start().port
+        server.state_file.write_text(_json.dumps({"port": real + 1}))
+        assert server.is_running() and server.port == real
+        assert server.start().port == real
+        with psycopg.connect(server.url()) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+    finally:
+        server.stop()
+    assert not server.is_running()
