@@ -159,28 +159,6 @@ def write_handoff(project: Path, handoff: Handoff) -> Path:
 
 
 # --- acting on a handoff --------------------------------------------------------------------------
-def _run_line(session, line: str, inputs: dict[str, Any]):
-    """A `*command` line plus the handoff's inputs (by input key) through the generic Session."""
-    from sage_agent.session.machine import EXIT_USAGE, Outcome
-    from sage_agent.session.parse import CommandLineError, bind_values, split_command
-
-    try:
-        parsed = split_command(line)
-        task = session.resolve(parsed.name)
-        if task is None:
-            return Outcome(EXIT_USAGE, error=session.unknown_command_message(parsed.name))
-        values = bind_values(task, parsed)
-    except CommandLineError as exc:
-        return Outcome(EXIT_USAGE, error=str(exc))
-    known = {i.key for i in task.user_inputs()}
-    unknown = sorted(set(inputs) - known)
-    if unknown:
-        return Outcome(EXIT_USAGE, error=f"handoff inputs {', '.join(unknown)} are not inputs of *{task.command} "
-                                         f"(inputs: {', '.join(sorted(known)) or 'none'})", task_id=task.id)
-    return session.run_task(task, {**{k: str(v) if not isinstance(v, bool) else v for k, v in inputs.items()},
-                                   **values})
-
-
 def _available(session, name: str) -> bool:
     from sage_agent.ops.registry import load_operations
 
@@ -205,7 +183,7 @@ def dev_change(session, handoff: Handoff, say: Callable[[str], None]) -> tuple[i
             steps.append({"step": line, "status": "skipped", "why": f"{cmd} not available"})
             return None
         say(f"handoff: {line}")
-        out = _run_line(session, line, inputs)
+        out = session.run_line(line, inputs, source="the handoff's inputs")
         status = out.result.status if out.result else "failed"
         steps.append({"step": line, "status": status, "exit_code": out.exit_code,
                       **({"error": out.error} if out.error else {})})
@@ -239,7 +217,7 @@ def act_on(session, path: Path, handoff: Handoff, *, say: Callable[[str], None] 
     request = handoff.request.strip()
     steps: list[dict] = []
     if request.startswith("*"):
-        outcome = _run_line(session, request, dict(handoff.inputs))
+        outcome = session.run_line(request, dict(handoff.inputs), source="the handoff's inputs")
         code = outcome.exit_code
         artifacts = list(outcome.result.artifacts) if outcome.result else []
         summary = outcome.result.summary if outcome.result else (outcome.error or "")

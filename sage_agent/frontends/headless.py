@@ -40,20 +40,7 @@ def run_headless(line: str, *, project: Path, env: str = "local", db_url: str | 
     task = session.resolve(parsed.name)
     if task is not None:
         session.answers.usage = task.usage  # type: ignore[attr-defined]
-    if task is not None and extra:
-        from sage_agent.session.parse import bind_values
-
-        try:
-            values = bind_values(task, parsed)
-        except CommandLineError as exc:
-            return _fail(Outcome(EXIT_USAGE, error=str(exc)), output, err)
-        known = {i.key for i in task.user_inputs()}
-        unknown = sorted(set(extra) - known)
-        if unknown:
-            return _fail(Outcome(EXIT_USAGE, error=f"*{task.command} has no input {', '.join(unknown)}"), output, err)
-        outcome = session.run_task(task, {**values, **extra})
-    else:
-        outcome = session.run_line(line)
+    outcome = session.run_line(line, extra)
     if outcome.result is None:
         return _fail(outcome, output, err)
     if output == "json":

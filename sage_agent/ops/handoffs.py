@@ -48,7 +48,7 @@ def _sub_session(ctx):
 
 
 def _run(ctx, session, line: str, inputs: dict[str, Any], steps: list, artifacts: list, blockers: list):
-    from sage_agent.frontends.handoff import _available, _run_line
+    from sage_agent.frontends.handoff import _available
 
     cmd = line.split()[0]
     if not _available(session, cmd):
@@ -56,7 +56,7 @@ def _run(ctx, session, line: str, inputs: dict[str, Any], steps: list, artifacts
         steps.append([line, "skipped", f"{cmd} not available"])
         return None
     ctx.say(f"handoff: {line}")
-    out = _run_line(session, line, inputs)
+    out = session.run_line(line, inputs, source="the handoff's inputs")
     status = out.result.status if out.result else "failed"
     steps.append([line, status, out.error or (out.result.summary if out.result else "")])
     if out.result:

@@ -77,8 +77,8 @@ class Session:
         self.history.append(state)
 
     # --- the machine ---------------------------------------------------------------------------
-    def run_line(self, line: str) -> Outcome:
-        """Run one `*command ...` line."""
+    def run_line(self, line: str, extra: dict[str, Any] | None = None, *, source: str = "--set") -> Outcome:
+        """Run one `*command ...` line; `extra` inputs (from `--set`, a handoff...) fill what the line leaves out."""
         try:
             parsed = split_command(line)
             task = self.resolve(parsed.name)
@@ -87,6 +87,14 @@ class Session:
             values = bind_values(task, parsed)
         except CommandLineError as exc:
             return Outcome(EXIT_USAGE, error=str(exc))
+        if extra:
+            known = {i.key for i in task.user_inputs()}
+            unknown = sorted(set(extra) - known)
+            if unknown:
+                return Outcome(EXIT_USAGE, task_id=task.id,
+                               error=f"*{task.command} has no input {', '.join(unknown)} (given by {source}; inputs: "
+                                     f"{', '.join(sorted(known)) or 'none'})")
+            values = {**{k: v if isinstance(v, bool) else str(v) for k, v in extra.items()}, **values}
         return self.run_task(task, values)
 
     def unknown_command_message(self, name: str) -> str:
