@@ -58,3 +58,19 @@ def test_json_output_hides_secrets_with_characters_json_escapes():
     register_secret(secret)
     out = to_json({"error": f"password authentication failed for {secret}", "nested": [{"x": secret}]})
     assert "pa\\\"ss" not in out and "word-with-quote" not in out
+
+
+def test_text_rendering_never_interprets_markup():
+    """Usage lines like `*backup [name] [format]` and database values like `[bold]x` print as they are."""
+    import io
+
+    from sage_agent.frontends.render import make_console, render_text
+    from sage_agent.ops.result import OpResult, Table
+
+    console = make_console(width=200)
+    console.file = io.StringIO()
+    render_text(OpResult(operation="t", summary="s [x]", facts={"k": "[red]v"},
+                         tables=[Table(title="[t]", columns=["[c]"], rows=[["*backup [name] [format]"]])]), console)
+    out = console.file.getvalue()
+    for text in ("*backup [name] [format]", "[red]v", "[t]", "[c]", "s [x]"):
+        assert text in out

@@ -40,14 +40,16 @@ def render_text(result: OpResult, console=None) -> None:
         grid.add_column(style="bold")
         grid.add_column()
         for key, value in result.facts.items():
-            grid.add_row(key.replace("_", " "), _cell(value))
+            grid.add_row(Text(key.replace("_", " ")), Text(_cell(value)))
         console.print(grid)
     for table in result.tables:
-        rt = RichTable(title=redact(table.title) or None, title_justify="left", show_lines=False)
+        # cells are Text, never markup: `[name]` in a usage line or a value from the database stays as it is
+        rt = RichTable(title=Text(redact(table.title)) if table.title else None, title_justify="left",
+                       show_lines=False)
         for col in table.columns:
-            rt.add_column(col)
+            rt.add_column(Text(col))
         for row in table.rows:
-            rt.add_row(*[_cell(v) for v in row])
+            rt.add_row(*[Text(_cell(v)) for v in row])
         console.print(rt)
         if table.truncated:
             shown = len(table.rows)
