@@ -212,8 +212,6 @@ def test_transcript_is_saved_redacted_and_resume_continues_it(make_session, db_u
 def test_provider_errors_are_clear(make_session, db_url):
     import httpx2
 
-    from sage_agent.agent.loop import Agent
-    from sage_agent.agent.config import AgentConfig
 
     cases = [
         ([__import__("agent_scripted").error(401, "authentication_error", "invalid x-api-key")], "refused the key"),

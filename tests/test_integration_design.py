@@ -47,7 +47,6 @@ def test_design_to_migration_proved_and_applies(db_url, db, make_session, projec
     assert out.result.data["order"] == ["customers", "orders"]
     assert (project / out.result.data["plan"]).read_text().startswith("# Implementation plan")
     # the written files also apply on the test's own database
-    import psycopg
     db.execute(mig.read_text())
     db.execute(rls.read_text())
     pols = db.execute("select count(*) from pg_policies where tablename in ('customers','orders')").fetchone()[0]

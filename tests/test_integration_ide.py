@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from conftest import REPO
 
 
 def test_sync_check_idempotent_and_never_clobbers(project, run_sage, supabase_cli):

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 import anyio
-import pytest
 
-from conftest import REPO, sage_env
+from conftest import sage_env
 
 
 def _params(project: Path, *args: str):

@@ -6,7 +6,6 @@ import json
 import tomllib
 
 import httpx
-import pytest
 import respx
 
 TOKEN = "sbp_0123456789abcdef0123456789abcdef01234567"

@@ -165,3 +165,24 @@ def test_bool_flags_accept_a_following_yes_or_no(make_session, db_url):
     assert bind_values(task, split_command("*bootstrap --use-cli")) == {"use_cli": "yes"}
     assert bind_values(task, split_command("*bootstrap --use-cli=no --example-migration yes")) == {
         "use_cli": "no", "example_migration": "yes"}
+
+
+def test_production_wrong_word_in_the_repl_changes_nothing(make_session, db_url, db, with_demo):
+    """A person who does not type PRODUCTION exactly stops the run; the operation never starts."""
+    db.execute("create table prod_keep (id int)")
+    session = make_session(db_url, answers=["production", "DROP"], env="prod")
+    outcome = session.run_task(with_demo, {"name": "prod_keep"})
+    assert outcome.exit_code == EXIT_CONFIRM and "PRODUCTION" in outcome.error
+    assert table_exists(db, "prod_keep")
+
+
+def test_production_word_comes_first_for_any_operation_that_confirms(make_session, db_url, db):
+    """*run-sql is registered as read, yet writing on production asks for PRODUCTION before its own question."""
+    db.execute("create table pw (id int)")
+    outcome = make_session(db_url, yes=True, env="prod").run_line("*run-sql \"insert into pw values (1)\" --write")
+    assert outcome.exit_code == EXIT_CONFIRM and "PRODUCTION" in outcome.error
+    assert db.execute("select count(*) from pw").fetchone()[0] == 0
+    outcome = make_session(db_url, yes=True, confirm=("PRODUCTION",), env="prod").run_line(
+        "*run-sql \"insert into pw values (1)\" --write")
+    assert outcome.exit_code == EXIT_OK, outcome.error
+    assert db.execute("select count(*) from pw").fetchone()[0] == 1

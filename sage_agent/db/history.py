@@ -518,7 +518,7 @@ def history_exists(conn) -> bool:
 def ensure_history_table(conn) -> None:
     """Create the ledger exactly as the CLI does. Runs in its own transaction (lock_timeout reset at its end)."""
     with conn.transaction():
-        for stmt in (f"SET LOCAL lock_timeout = '4s'", CREATE_VERSION_SCHEMA, CREATE_VERSION_TABLE,
+        for stmt in ("SET LOCAL lock_timeout = '4s'", CREATE_VERSION_SCHEMA, CREATE_VERSION_TABLE,
                      ADD_STATEMENTS_COLUMN, ADD_NAME_COLUMN):
             conn.execute(stmt)
 

@@ -478,7 +478,7 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
     if create_db:
         lines.append(f"CREATE DATABASE {sql.Identifier(where['database']).as_string(None)} TEMPLATE template0;")
     else:
-        lines.append(f"-- safety backup of the target first: supabase/backups/before-restore-<timestamp>.dump")
+        lines.append("-- safety backup of the target first: supabase/backups/before-restore-<timestamp>.dump")
     lines.append(command)
     lines.append("-- table | rows now | rows in backup | action")
     lines += [f"--   {r[0]} | {r[1]} | {r[2]} | {r[3]}" for r in plan_rows]
@@ -488,7 +488,7 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
         ctx.confirm(f"*restore will replace data in PRODUCTION ({display}).", plan=plan, word="PRODUCTION")
     ctx.confirm_destructive(
         f"Restore {meta['name']} into {label} {where['database']}"
-        + (f" (new database)" if create_db else f": {replaced} tables will be replaced") + "?", plan=plan)
+        + (" (new database)" if create_db else f": {replaced} tables will be replaced") + "?", plan=plan)
     # --- do it
     notes: list[str] = []
     safety = None

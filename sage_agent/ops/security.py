@@ -238,7 +238,7 @@ def policy_apply(inputs: PolicyApplyInput, ctx) -> OpResult:
     ctx.confirm(f"Write {path.relative_to(ctx.project)} and apply it to {ctx.target.display_url}?", plan=content)
     migrations.mkdir(parents=True, exist_ok=True)
     path.write_text(content)
-    applied_by, version = _apply_migration(ctx, path, stamp, name, content)
+    applied_by, version = _apply_migration(ctx, path, stamp)
     return OpResult(operation="db-policy-apply", status="warning" if findings else "ok",
                     summary=f"RLS ({inputs.mode}) on {schema}.{table}: proven on a shadow copy, written to "
                             f"{path.relative_to(ctx.project)} and applied (version {version})",
@@ -249,43 +249,20 @@ def policy_apply(inputs: PolicyApplyInput, ctx) -> OpResult:
                     next_steps=["*rls-audit --verify"])
 
 
-def _apply_migration(ctx, path: Path, version: str, name: str, content: str) -> tuple[str, str]:
-    """Through *apply when that operation is registered; otherwise one transaction with a history row,
-    exactly like the Supabase CLI records it (the confirmation with the exact SQL was given by the caller)."""
+def _apply_migration(ctx, path: Path, version: str) -> tuple[str, str]:
+    """Apply the file just written through *apply (lint, snapshot, lock, one transaction with its history row).
+    The caller has already confirmed the exact SQL with the person."""
     from sage_agent.ops.registry import load_operations
 
-    op = load_operations().get("db-apply-migration")
-    if op is not None:
-        try:
-            inputs = op.input_model(file=str(path))
-        except Exception:  # noqa: BLE001 - a different input shape: fall back to the direct path
-            inputs = None
-        if inputs is not None:
-            try:
-                result = op.run(inputs, ctx)
-            except OpError as exc:
-                raise OpError(f"*apply stopped: {exc.message}",
-                              f"{path.name} is written but not applied; fix the cause and run *apply") from None
-            if result.status == "failed":
-                raise OpError(f"*apply failed: {result.summary}", f"the file {path.name} is written but not applied")
-            return "*apply", version
-    from psycopg import sql
-
-    from sage_agent.sqlkit.split import split_sql
-
-    statements = [s.text for s in split_sql(content, path.name)]
-    with ctx.connect(ctx.migration_url) as conn:
-        with conn.transaction():
-            conn.execute("set local lock_timeout = '4s'")
-            conn.execute("create schema if not exists supabase_migrations")
-            conn.execute("create table if not exists supabase_migrations.schema_migrations (version text not null primary key)")
-            conn.execute("alter table supabase_migrations.schema_migrations add column if not exists statements text[]")
-            conn.execute("alter table supabase_migrations.schema_migrations add column if not exists name text")
-            for stmt in statements:
-                conn.execute(sql.SQL(stmt))  # type: ignore[arg-type]
-            conn.execute("insert into supabase_migrations.schema_migrations (version, name, statements) "
-                         "values (%s, %s, %s)", (version, name, statements))
-    return "one transaction with a supabase_migrations.schema_migrations row", version
+    op = load_operations()["db-apply-migration"]
+    try:
+        result = op.run(op.input_model(file=str(path)), ctx)
+    except OpError as exc:
+        raise OpError(f"*apply stopped: {exc.message}",
+                      f"{path.name} is written but not applied; fix the cause and run *apply") from None
+    if result.status == "failed":
+        raise OpError(f"*apply failed: {result.summary}", f"the file {path.name} is written but not applied")
+    return "*apply", version
 
 
 # --- *schema-audit ----------------------------------------------------------------------------------------------

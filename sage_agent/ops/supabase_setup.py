@@ -3,7 +3,6 @@ embedded database, and - with SUPABASE_ACCESS_TOKEN - projects and API keys from
 
 from __future__ import annotations
 
-import time
 import tomllib
 from pathlib import Path
 from typing import Any

@@ -57,6 +57,7 @@ class Session:
     message_sink: Callable[[str], None] = lambda text: None
     state: State = State.IDLE
     history: list[State] = field(default_factory=list)
+    _production_confirmed: bool = False  # PRODUCTION typed during the current run
     last_context: OpContext | None = None
 
     # --- catalog access (lazy: `sage --version` never pays for it) ---------------------------
@@ -127,10 +128,12 @@ class Session:
                         interactive=bool(getattr(self.answers, "interactive", False)), ask_fn=self.answers.ask)
         self.last_context = ctx
         try:
+            self._production_confirmed = False
             if self.target.is_production and op.risk != "read":
-                self._confirm(ConfirmRequest(
-                    prompt=f"*{task.command} will change PRODUCTION ({self.target.display_url}).",
-                    word=PRODUCTION_WORD), production=True)
+                if not self._confirm(ConfirmRequest(
+                        prompt=f"*{task.command} will change PRODUCTION ({self.target.display_url}).",
+                        word=PRODUCTION_WORD)):
+                    raise Declined("not confirmed: PRODUCTION was not typed. Nothing was changed.")
             self._goto(State.EXECUTING)
             result = op.run(inputs, ctx)
         except MissingInput as exc:
@@ -166,7 +169,21 @@ class Session:
         self._goto(State.IDLE)
         return outcome
 
-    def _confirm(self, request: ConfirmRequest, production: bool = False) -> bool:
+    def _confirm(self, request: ConfirmRequest) -> bool:
+        """Every confirmation an operation asks for. On production the first one is preceded by the typed
+        word PRODUCTION (whatever the operation's declared risk), so no operation has to remember it."""
+        if self.target.is_production and not self._production_confirmed and request.word != PRODUCTION_WORD:
+            if not self._ask_confirmation(ConfirmRequest(
+                    prompt=f"PRODUCTION ({self.target.display_url}): {request.prompt}", plan=request.plan,
+                    word=PRODUCTION_WORD)):
+                return False
+            self._production_confirmed = True
+        confirmed = self._ask_confirmation(request)
+        if confirmed and request.word == PRODUCTION_WORD:
+            self._production_confirmed = True
+        return confirmed
+
+    def _ask_confirmation(self, request: ConfirmRequest) -> bool:
         previous = self.state
         self._goto(State.CONFIRMING)
         try:

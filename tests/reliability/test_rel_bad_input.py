@@ -4,12 +4,10 @@ fingerprint and the project files are unchanged; no `pwned` file appears anywher
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 from pathlib import Path
 
-import psycopg
 import pytest
 from rel_common import fingerprint, fresh_database, has_ops, project_files, record
 from rel_corpus import Case, corpus

@@ -51,9 +51,3 @@ def pretty_bytes(n: float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TB"
-
-
-def production_guard(ctx, what: str, plan: str) -> None:
-    """Operations registered as risk=read that can still act (cancel, write) ask for PRODUCTION themselves."""
-    if ctx.target.is_production:
-        ctx.confirm(f"{what} on PRODUCTION ({ctx.target.display_url}).", plan=plan, word="PRODUCTION")

@@ -7,7 +7,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from sage_agent.ops.observe.common import pretty_bytes, production_guard, seconds, short
+from sage_agent.ops.observe.common import pretty_bytes, seconds, short
 from sage_agent.ops.result import Finding, OpError, OpResult, Table
 
 DIAG_TIMEOUT_MS = 30_000
@@ -215,10 +215,8 @@ def locks_report(ctx, *, cancel: int | None, terminate: int | None) -> OpResult:
         if pid not in blocked_by:
             raise OpError(f"pid {pid} is not blocking anything right now: nothing was done",
                           "run *locks to see the current blocking sessions", exit_code=2)
-        verb = "cancel" if cancel is not None else "terminate"
         func = "pg_cancel_backend" if cancel is not None else "pg_terminate_backend"
         plan = f"SELECT {func}({pid});  -- {short(sessions[pid].get('query'), 100)}"
-        production_guard(ctx, f"{verb} backend {pid}", plan)
         if cancel is not None:
             ctx.confirm(f"Cancel the running statement of pid {pid} (its transaction rolls back if it was running; "
                         "an idle-in-transaction session is not affected)?", plan=plan)
