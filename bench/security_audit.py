@@ -1,7 +1,9 @@
 """*rls-audit + *schema-audit on a 2,000-table schema vs `supabase db advisors --level info` on the same database.
 
-One run of each tool per round, 3 alternating rounds, medians (target: no slower than the CLI). Also checks that both report the same
-findings for every lint name both implement. Run: python bench/security_audit.py [tables]
+One run of each tool per round, 5 alternating rounds, medians (target: no slower than the CLI). DB Sage runs as a user
+runs it after `pip install .`: byte-compiled (this machine sets PYTHONDONTWRITEBYTECODE, which would otherwise make
+every run compile the package again). Also checks that both report the same findings for every lint name both
+implement. Run: python bench/security_audit.py [tables]
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "security.md"
-ROUNDS = 3
+ROUNDS = 5
 sys.path.insert(0, str(REPO))
 
 
@@ -63,6 +65,7 @@ def main() -> None:
         build_schema(url, tables)
         build_s = time.perf_counter() - t0
         env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1", "SAGE_SHADOW_URL": server.url()}
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "sage_agent")], check=True)
         project = tempfile.mkdtemp()
         from statistics import median
 
@@ -73,7 +76,7 @@ def main() -> None:
         os.environ["SAGE_SHADOW_URL"] = server.url()
         cli = os.environ.get("SUPABASE_CLI") or shutil.which("supabase") or str(REPO / ".tools/node_modules/.bin/supabase")
         has_cli = Path(cli).exists()
-        samples: dict[str, list[float]] = {"*rls-audit": [], "*schema-audit": [], "session": [], "cli": []}
+        samples: dict[str, list[float]] = {"*rls-audit": [], "*schema-audit": [], "both": [], "session": [], "cli": []}
         outputs = {}
         cli_out = ""
         for _ in range(ROUNDS):  # rounds alternate the tools, so load from other processes hits both alike
@@ -85,6 +88,15 @@ def main() -> None:
                 if proc.returncode != 0:
                     raise SystemExit(f"{cmd} failed: {proc.stderr[-800:]}")
                 outputs[cmd] = json.loads(proc.stdout)
+            # both in one headless run (one Python start-up, one JSON document)
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "sage_agent", "run", "*rls-audit", "*schema-audit", "--json",
+                                   "--db-url", url], cwd=project, env=env, capture_output=True, text=True)
+            samples["both"].append(time.perf_counter() - t0)
+            if proc.returncode != 0:
+                raise SystemExit(f"both audits failed: {proc.stderr[-800:]}")
+            both = json.loads(proc.stdout)
+            assert [r["operation"] for r in both["results"]] == ["db-rls-audit", "schema-audit"], both.keys()
             # the same two audits in one session (the REPL: Python start-up paid once)
             session = Session(project=Path(project), target=Target("local", url, "bench"), answers=FlagAnswers())
             t0 = time.perf_counter()
@@ -117,6 +129,7 @@ def main() -> None:
             parity = ("identical for " + ", ".join(f"{n} ({sum(1 for m, _ in theirs if m == n)})" for n in sorted(common))
                       if not any(diff.values()) else f"DIFFERENCES: {diff}")
         ours_s = timings["*rls-audit"] + timings["*schema-audit"]
+        both_s = timings["both"]
         n_rls = len(outputs["*rls-audit"]["data"]["lints"])
         n_schema = len(outputs["*schema-audit"]["data"]["findings"])
         lines = ["# Security and quality audits", "",
@@ -127,12 +140,14 @@ def main() -> None:
                  "| command | seconds | findings |", "|---|---|---|",
                  f"| `sage run \"*rls-audit\"` | {timings['*rls-audit']:.2f} | {n_rls} |",
                  f"| `sage run \"*schema-audit\"` | {timings['*schema-audit']:.2f} | {n_schema} |",
-                 f"| both (two headless runs, `--json`) | {ours_s:.2f} | |",
+                 f"| both, one headless run: `sage run \"*rls-audit\" \"*schema-audit\" --json` | {both_s:.2f} | |",
+                 f"| both as two headless runs (sum) | {ours_s:.2f} | |",
                  f"| both in one session (REPL; no start-up, no JSON rendering) | {in_session_s:.2f} | |"]
         if cli_s is not None:
             lines += [f"| `supabase db advisors --level info` (CLI 3.x) | {cli_s:.2f} | |", "",
-                      f"Ratio DB Sage (both audits, two headless runs) / CLI: **{ours_s / cli_s:.2f}x**; "
-                      f"in one session: **{in_session_s / cli_s:.2f}x** (target: <= 1.0x, no slower than the CLI). "
+                      f"Ratio DB Sage (both audits in one headless run) / CLI: **{both_s / cli_s:.2f}x**; as two "
+                      f"headless runs: **{ours_s / cli_s:.2f}x**; in one REPL session: **{in_session_s / cli_s:.2f}x** "
+                      "(target: <= 1.0x, no slower than the CLI). "
                       "The CLI runs only the lints; DB Sage's *rls-audit adds the coverage matrix and *schema-audit "
                       "the design checks and fix SQL.",
                       "", f"Findings parity on the same database: {parity}."]

@@ -23,9 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(parser)
     sub = parser.add_subparsers(dest="cmd")
 
-    run = sub.add_parser("run", help='run one command headless: sage run "*env-check" --json')
+    run = sub.add_parser("run", help='run commands headless: sage run "*env-check" --json')
     _common(run)
-    run.add_argument("line", help='the command line, e.g. "*smoke-test v1.0"')
+    run.add_argument("lines", nargs="+", metavar="LINE",
+                     help='a command line, e.g. "*smoke-test v1.0"; several run in order in one session and '
+                          'stop at the first that does not succeed')
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="supply an input")
     run.add_argument("--yes", action="store_true", help="answer yes to yes/no confirmations")
     run.add_argument("--confirm", action="append", default=[], metavar="WORD",
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         from sage_agent.frontends.headless import run_headless
 
         output = "json" if args.json else "markdown" if args.markdown else "text"
-        return run_headless(args.line, project=project, env=args.env, db_url=args.db_url, sets=args.set,
+        return run_headless(args.lines, project=project, env=args.env, db_url=args.db_url, sets=args.set,
                             yes=args.yes, confirm=args.confirm, output=output)
     if args.cmd == "validate":
         return _validate()

@@ -146,3 +146,39 @@ def test_bootstrap_uses_the_real_supabase_cli(run_sage, project, supabase_cli):
     assert proc.returncode == 0, proc.stderr
     assert (project / "supabase" / "config.toml").is_file()
     assert "supabase init" in " ".join(json.loads(proc.stdout)["notes"])
+
+
+def test_several_commands_in_one_run_print_one_json_document(run_sage, project, db_url):
+    proc = run_sage("run", "*bootstrap", "*env-check", "--db-url", db_url, "--json", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert [r["operation"] for r in doc["results"]] == ["db-bootstrap", "db-env-check"]
+    assert doc["skipped"] == [] and doc["exit_code"] == 0
+    assert (project / "supabase" / "migrations").is_dir()
+
+
+def test_several_commands_stop_at_the_first_failure(run_sage, project, pg_server):
+    bad = f"postgresql://postgres:postgres@127.0.0.1:{pg_server.port}/no_such_db"
+    proc = run_sage("run", "*env-check", "*bootstrap", "--db-url", bad, "--json", cwd=project)
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert [r["operation"] for r in doc["results"]] == ["db-env-check"]
+    assert doc["results"][0]["status"] == "failed" and doc["skipped"] == ["*bootstrap"]
+    assert not (project / "supabase").exists()
+    # text: each result under its command line, the skipped ones named on stderr
+    proc = run_sage("run", "*env-check", "*bootstrap", "--db-url", bad, cwd=project)
+    assert proc.returncode == 1
+    assert "$ sage run '*env-check'" in proc.stdout and "missing database" in proc.stdout
+    assert "skipped after a failure: *bootstrap" in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["*bootstrap", "*no-such-command"], "unknown command *no-such-command"),
+    (["*bootstrap", "*help", "--set", "nope=1"], "--set nope: not an input of any of these commands"),
+    (["*bootstrap", "v1.0"], 'quote each command line'),
+])
+def test_several_commands_are_all_checked_before_any_runs(run_sage, project, args, message):
+    proc = run_sage("run", *args, cwd=project)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert not (project / "supabase").exists()

@@ -74,3 +74,39 @@ def test_text_rendering_never_interprets_markup():
     out = console.file.getvalue()
     for text in ("*backup [name] [format]", "[red]v", "[t]", "[c]", "s [x]"):
         assert text in out
+
+
+@pytest.mark.parametrize("value", [
+    "postgresql://app:hunter2@db.example.com:5432/app",
+    "postgres+psycopg://u:p%40ss@h/db",
+    "host=h password='it''s' user=u",
+    "PASSWORD = topsecret",
+    "x password\n= on-the-next-line",
+    "pwd\t=\x0bz",
+    "pa\u017f\u017fword=long-s",  # (?i) matches the long s
+    "?sslmode=require&password=q1",
+    "nothing to hide: password is a column name",
+    'quote " and backslash \\ and \u2028 line separator',
+    "ok",
+])
+def test_compact_json_redacts_exactly_like_the_per_string_walk(value):
+    """The fast path (serialize first, walk only when the text could hold a secret) prints what the walk prints."""
+    import json
+
+    from sage_agent.db.redact import redact_obj
+    from sage_agent.frontends.render import to_json
+
+    doc = {"k": value, "nested": [{"v": value}, value, 3, None], value[:20]: True}
+    slow = json.dumps(redact_obj(doc), separators=(",", ":"), ensure_ascii=False, default=str)
+    assert to_json(doc, pretty=False) == slow
+    assert json.loads(to_json(doc, pretty=True)) == json.loads(slow)
+
+
+def test_registered_secret_is_found_by_the_fast_path():
+    from sage_agent.db.redact import json_may_need_redaction, register_secret
+    from sage_agent.frontends.render import to_json
+
+    assert not json_may_need_redaction('{"a":"Zq9-unregistered"}')
+    register_secret("Zq9-registered")
+    assert json_may_need_redaction('{"a":"x Zq9-registered y"}')
+    assert "Zq9-registered" not in to_json({"a": "x Zq9-registered y"}, pretty=False)

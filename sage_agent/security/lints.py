@@ -49,7 +49,9 @@ class LintDef:
 
 _EXPOSED = "n.nspname = any(%(exposed)s)"
 _API_SELECT = ("(has_table_privilege('anon', c.oid, 'SELECT') or has_table_privilege('authenticated', c.oid, 'SELECT'))")
-_NOT_EXT = "not exists (select 1 from pg_depend d where d.objid = c.oid and d.deptype = 'e')"
+# classid makes it an index lookup (objid alone scans pg_depend once per row: 80 ms on 2,000 tables)
+_NOT_EXT = ("not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid "
+            "and d.deptype = 'e')")
 
 _SQL: dict[str, str] = {}
 
@@ -189,7 +191,8 @@ select n.nspname, p.proname, 'function',
        jsonb_build_object('arguments', pg_get_function_identity_arguments(p.oid), 'security_definer', p.prosecdef)
 from pg_proc p join pg_namespace n on n.oid = p.pronamespace
 where n.nspname <> all(%(excluded)s) and n.nspname not like 'pg\\_%%'
-  and not exists (select 1 from pg_depend d where d.objid = p.oid and d.deptype = 'e')
+  and not exists (select 1 from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid
+                  and d.deptype = 'e')
   and not exists (select 1 from unnest(coalesce(p.proconfig, '{}')) cfg where cfg like 'search_path=%%')"""
 
 for _role in ("anon", "authenticated"):
@@ -255,13 +258,16 @@ where ct.contype = 'f' and n.nspname <> all(%(excluded)s) and n.nspname not like
 _SQL["duplicate_index"] = f"""
 select n.nspname, c.relname, case c.relkind when 'r' then 'table' else 'materialized view' end,
        format('Table `%%s.%%s` has identical indexes %%s. Drop all except one of them', n.nspname, c.relname,
-              array_agg(pi.indexname order by pi.indexname)),
-       format('duplicate_index_%%s_%%s_%%s', n.nspname, c.relname, array_agg(pi.indexname order by pi.indexname)),
-       jsonb_build_object('indexes', array_agg(pi.indexname order by pi.indexname))
-from pg_indexes pi join pg_namespace n on n.nspname = pi.schemaname
-join pg_class c on c.relname = pi.tablename and c.relnamespace = n.oid
+              array_agg(ic.relname order by ic.relname)),
+       format('duplicate_index_%%s_%%s_%%s', n.nspname, c.relname, array_agg(ic.relname order by ic.relname)),
+       jsonb_build_object('indexes', array_agg(ic.relname order by ic.relname))
+from pg_index x join pg_class ic on ic.oid = x.indexrelid
+join pg_class c on c.oid = x.indrelid join pg_namespace n on n.oid = c.relnamespace
 where c.relkind in ('r', 'm') and n.nspname <> all(%(excluded)s) and n.nspname not like 'pg\\_%%' and {_NOT_EXT}
-group by n.nspname, c.relkind, c.relname, replace(pi.indexdef, pi.indexname, '') having count(*) > 1"""
+  -- identical definitions have identical key columns: only those pairs pay for pg_get_indexdef
+  and exists (select 1 from pg_index y where y.indrelid = x.indrelid and y.indexrelid <> x.indexrelid
+              and y.indkey::text = x.indkey::text)
+group by n.nspname, c.relkind, c.relname, replace(pg_get_indexdef(x.indexrelid), ic.relname, '') having count(*) > 1"""
 
 _SQL["unused_index"] = """
 select s.schemaname, s.relname, 'table',
@@ -270,7 +276,8 @@ select s.schemaname, s.relname, 'table',
        jsonb_build_object('index', s.indexrelname, 'size_bytes', pg_relation_size(s.indexrelid))
 from pg_stat_user_indexes s join pg_index i on i.indexrelid = s.indexrelid
 where s.idx_scan = 0 and not i.indisunique and not i.indisprimary and s.schemaname <> all(%(excluded)s)
-  and not exists (select 1 from pg_depend d where d.objid = s.relid and d.deptype = 'e')"""
+  and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = s.relid
+                  and d.deptype = 'e')"""
 
 _SQL["table_bloat"] = """
 with w as (
