@@ -294,3 +294,37 @@ def test_restore_blocked_by_a_lock_fails_fast_and_changes_nothing(make_session, 
     assert out.exit_code == 1
     assert "lock" in out.error and "rolled back" in out.error
     assert db.execute("select count(*) from orders").fetchone()[0] == 10
+
+
+def test_restore_verifies_counts_and_reports_a_difference_from_an_exact_count(make_session, source, pg_server,
+                                                                              project):
+    """Counts come from the server's insert counters of the restore; a table whose counters disagree with the
+    backup is counted with count(*), so the difference reported is the real one."""
+    from sage_agent.db.shadow import drop_database
+
+    assert make_session(source).run_line("*backup counted").exit_code == EXIT_OK
+    name, target = new_db_url(pg_server)
+    try:
+        out = make_session(source, confirm=("RESTORE",)).run_line(f"*restore counted --into {target}")
+        assert out.exit_code == EXIT_OK, out.error or out.result.summary
+        assert out.result.data["counts"]["public.orders"] == 1000
+        note = next(n for n in out.result.notes if n.startswith("row counts:"))
+        assert "0 counted with count(*)" in note, note  # every table matched by its counters
+    finally:
+        drop_database(pg_server.url(), name)
+    # the metadata claims 7 more orders than the archive holds: the exact count shows the truth
+    meta_path = project / "supabase" / "backups" / "counted.json"
+    meta = json.loads(meta_path.read_text())
+    for t in meta["tables"]:
+        if t["name"] == "orders":
+            t["rows"] = 1007
+    meta_path.write_text(json.dumps(meta))
+    name, target = new_db_url(pg_server)
+    try:
+        out = make_session(source, confirm=("RESTORE",)).run_line(f"*restore counted --into {target}")
+        assert out.result.status == "failed" and out.result.data["verified"] is False
+        assert [f.location for f in out.result.findings] == ["public.orders"]
+        assert "1000 rows after the restore, 1007 in the backup" in out.result.findings[0].message
+        assert any("1 counted with count(*)" in n for n in out.result.notes)
+    finally:
+        drop_database(pg_server.url(), name)

@@ -412,7 +412,6 @@ class RestoreInput(BaseModel):
 @operation("db-restore", risk="destructive")
 def restore(inputs: RestoreInput, ctx) -> OpResult:
     """Check the backup, show what will be replaced, RESTORE, safety backup, restore in one transaction, verify."""
-    import psycopg
     from psycopg import sql
 
     from sage_agent.db.connect import DbConnectError, connect
@@ -527,15 +526,9 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
     # --- verify
     with ctx.connect(url) as conn:
         conn.execute("set statement_timeout = 0")
-        after = {}
-        for table in backup_rows:
-            schema, _, name = table.partition(".")
-            try:
-                after[table] = conn.execute(sql.SQL("select count(*) from {}").format(
-                    sql.Identifier(schema, name))).fetchone()[0]
-            except psycopg.Error:
-                conn.rollback()
-                after[table] = None
+        after, counted = db.restored_counts(conn, backup_rows, info.major)
+    notes.append(f"row counts: {len(backup_rows) - counted} tables from the server's insert counters of this "
+                 f"restore, {counted} counted with count(*)")
     findings = []
     rows = []
     for table, expected in backup_rows.items():
