@@ -222,7 +222,8 @@ def test_backup_reports_progress_per_table(make_session, source):
 def test_failed_restore_rolls_back_and_keeps_the_safety_backup(make_session, source, db, project):
     assert make_session(source).run_line("*backup rb").exit_code == EXIT_OK
     db.execute("delete from orders where id > 100")
-    db.execute("create view depends_on_orders as select id from orders")  # blocks DROP TABLE orders
+    # a SQL-body function made after the backup blocks DROP TABLE orders: pg_restore fails part-way
+    db.execute("create function orders_count() returns bigint language sql begin atomic select count(*) from orders; end")
     out = make_session(source, confirm=("RESTORE",)).run_line("*restore rb")
     assert out.exit_code == 1
     assert "restore failed and was rolled back" in out.error and "before-restore-" in out.error
@@ -328,3 +329,27 @@ def test_restore_verifies_counts_and_reports_a_difference_from_an_exact_count(ma
         assert any("1 counted with count(*)" in n for n in out.result.notes)
     finally:
         drop_database(pg_server.url(), name)
+
+
+def test_objects_made_after_the_backup_that_block_the_restore_are_named_before_anything_runs(
+        make_session, source, db, project):
+    """A foreign key or a view made after the backup stops pg_restore --clean from dropping the tables it replaces.
+    *restore finds them first: nothing changes, no safety backup is taken, and the fix names each one."""
+    assert make_session(source).run_line("*backup base").exit_code == EXIT_OK
+    db.execute("create table shipments (id int primary key, order_id bigint references orders (id));"
+               "insert into shipments values (1, 1);"
+               "create view recent_customers as select id, name from customers where id > 250;")
+    before = fingerprint(source)
+    out = make_session(source, confirm=("RESTORE",)).run_line("*restore base")
+    assert out.exit_code == 1
+    assert "foreign key on public.shipments" in out.error and "view on public.recent_customers" in out.error
+    assert "nothing was changed" in out.error
+    assert 'alter table "public"."shipments" drop constraint "shipments_order_id_fkey";' in out.error
+    assert 'drop view "public"."recent_customers";' in out.error
+    assert fingerprint(source) == before
+    assert not list((project / "supabase" / "backups").glob("before-restore-*"))
+    # the fix it names works: the restore then goes through
+    db.execute("alter table public.shipments drop constraint shipments_order_id_fkey; drop view public.recent_customers")
+    out = make_session(source, confirm=("RESTORE",)).run_line("*restore base")
+    assert out.exit_code == EXIT_OK, out.error or out.result.summary
+    assert out.result.data["verified"] is True

@@ -458,6 +458,14 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
         with ctx.connect(url) as conn:
             conn.execute("set statement_timeout = 0")
             current = db.count_rows(conn, db.list_tables(conn))
+            blockers = db.outside_dependents(conn, list(backup_rows), listing)
+        if blockers:
+            raise OpError(
+                f"*restore would fail: {len(blockers)} object(s) made after the backup depend on tables it replaces "
+                f"(pg_restore --clean cannot drop those tables): "
+                + ", ".join(f"{kind} on {obj}" for obj, kind, _ in blockers[:5]) + ("..." if len(blockers) > 5 else ""),
+                "nothing was changed. Restore into a new database (*restore NAME --into URL), or drop them first "
+                "(*run-sql --write), then *restore again:\n" + "\n".join(fix for _, _, fix in blockers))
     plan_rows = []
     for table in sorted(set(backup_rows) | set(current)):
         now = current.get(table)
