@@ -4,6 +4,7 @@ import json
 import threading
 import time
 
+import psycopg
 
 from sage_agent.session.machine import EXIT_CONFIRM, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
@@ -258,3 +259,25 @@ def test_external_dependent_view_refuses_before_changing_anything(make_session, 
     out = session.run_line("*rollback s")
     assert out.exit_code == EXIT_FAILED and "auth.t_view" in out.error and "nothing was changed" in out.error
     assert db.execute("select to_regclass('auth.t_view')").fetchone()[0] is not None
+
+
+def test_rollback_waits_for_a_running_apply_and_gives_up_changing_nothing(make_session, db_url, db, project,
+                                                                          monkeypatch):
+    """*rollback takes *apply's migration lock: it never interleaves with a running *apply."""
+    from sage_agent.db.applier import APPLY_LOCK_KEY
+
+    db.execute(BASE)
+    assert make_session(db_url).run_line("*snapshot base").exit_code == EXIT_OK
+    db.execute(CHANGE)
+    before = dump(db_url, major(db))
+    monkeypatch.setenv("SAGE_APPLY_LOCK_WAIT_S", "1")
+    with psycopg.connect(db_url, autocommit=True, application_name="other-applier") as holder:
+        holder.execute("select pg_advisory_lock(%s)", (APPLY_LOCK_KEY,))
+        out = make_session(db_url, confirm=("ROLLBACK",)).run_line("*rollback base")
+    assert out.exit_code == EXIT_FAILED
+    assert "*rollback: another *apply is still running" in out.error and "other-applier" in out.error
+    same(dump(db_url, major(db)), before)
+    assert not list((project / "supabase" / "snapshots").glob("before_rollback_to_*"))
+    # once the other applier is gone, the same rollback goes through
+    out = make_session(db_url, confirm=("ROLLBACK",)).run_line("*rollback base")
+    assert out.exit_code == EXIT_OK, out.error

@@ -107,3 +107,21 @@ def test_config_toml_sql_paths(make_session, db_url, db, project):
     paths = [r[0] for r in db.execute("select path from supabase_migrations.seed_files order by 1")]
     assert paths == ["supabase/extra.sql", "supabase/seeds/01_items.sql", "supabase/seeds/02_tags.sql"]
     assert out.result.facts["snapshot"] == "skipped"
+
+
+def test_seed_waits_for_a_running_apply_and_gives_up_changing_nothing(make_session, db_url, db, project,
+                                                                      monkeypatch):
+    import psycopg
+
+    from sage_agent.db.applier import APPLY_LOCK_KEY
+
+    db.execute(SCHEMA)
+    write(project, "supabase/seed.sql", "insert into items (name) values ('a');\n")
+    monkeypatch.setenv("SAGE_APPLY_LOCK_WAIT_S", "1")
+    with psycopg.connect(db_url, autocommit=True, application_name="other-applier") as holder:
+        holder.execute("select pg_advisory_lock(%s)", (APPLY_LOCK_KEY,))
+        out = make_session(db_url, yes=True).run_line("*seed")
+    assert out.exit_code == EXIT_FAILED
+    assert "*seed: another *apply is still running" in out.error
+    assert counts(db) == (1, 0)
+    assert not (project / "supabase" / "snapshots").exists() or not list((project / "supabase" / "snapshots").iterdir())

@@ -6,7 +6,6 @@ The ledger is the Supabase CLI's (sage_agent/db/history.py); applying is sage_ag
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,12 +18,6 @@ from sage_agent.ops.result import Finding, OpError, OpResult, Table
 LOG_PATH = Path("supabase") / ".sage" / "migration-log.jsonl"
 _NAME = re.compile(r"^[a-z0-9_]{1,100}$")  # a file name: <timestamp>_<name>.sql must stay under 255 bytes
 
-
-def _lock_wait_s() -> float:
-    try:
-        return float(os.environ.get("SAGE_APPLY_LOCK_WAIT_S", "300"))
-    except ValueError:
-        return 300.0
 
 
 def _require_supabase(project: Path) -> None:
@@ -145,8 +138,8 @@ def _plan_pending(project: Path, conn, inputs: ApplyInput):
 @operation("db-apply-migration", risk="write")
 def apply(inputs: ApplyInput, ctx) -> OpResult:
     """Apply pending migrations like `supabase db push`, with lint, snapshot, lock and per-file transactions."""
-    from sage_agent.db.applier import (LockBusy, acquire_apply_lock, apply_file, check_timeout, prepare_file,
-                                       release_apply_lock)
+    from sage_agent.db.applier import (LockBusy, acquire_apply_lock, apply_file, check_timeout, lock_wait_s,
+                                       prepare_file, release_apply_lock)
     from sage_agent.db.history import MigrationFileError, ensure_history_table
 
     project: Path = ctx.project
@@ -194,7 +187,7 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
 
     # One applier at a time; after the wait, the work may have been done by the other one.
     try:
-        waited = acquire_apply_lock(conn, _lock_wait_s(), on_wait=ctx.say)
+        waited = acquire_apply_lock(conn, lock_wait_s(), on_wait=ctx.say)
     except LockBusy as exc:
         raise OpError(str(exc), "wait for the other *apply to finish, then run *apply again", exit_code=1) from None
     outcomes = []

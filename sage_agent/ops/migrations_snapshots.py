@@ -104,13 +104,20 @@ def rollback(inputs: RollbackInput, ctx) -> OpResult:
         f"schemas {', '.join(plan.drop_schemas)}: {lost_objects} objects added since{lost_hint}, "
         f"{len(plan.diff['changed'])} changed objects and {plan.rows_lost} rows will be lost.",
         plan=plan.text())
-    safety = take_snapshot(ctx, _safety_name(ctx.project, meta.name), with_data=True)
-    ctx.say(f"safety snapshot: supabase/snapshots/{safety.name}.sql")
+    from sage_agent.db.applier import migration_lock
+
+    with migration_lock(ctx, "*rollback"):
+        safety = take_snapshot(ctx, _safety_name(ctx.project, meta.name), with_data=True)
+        ctx.say(f"safety snapshot: supabase/snapshots/{safety.name}.sql")
+        try:
+            restore(ctx, plan)
+            failure = None
+        except RestoreFailed as exc:
+            failure = exc
     base_entry = {"snapshot": meta.name, "type": meta.type, "safety_snapshot": safety.name,
                   "db_url": ctx.target.display_url, "schemas_dropped": plan.drop_schemas}
-    try:
-        restore(ctx, plan)
-    except RestoreFailed as exc:
+    if failure is not None:
+        exc = failure
         try:
             tables_after, counts_after = state_fingerprint(ctx)
             unchanged = counts_after == plan.current_counts
@@ -268,49 +275,52 @@ def seed(inputs: SeedInput, ctx) -> OpResult:
     else:
         ctx.confirm(f"Load the seed into {ctx.target.display_url}?", plan=plan_text)
 
-    snapshot_name = None
-    if inputs.snapshot:
-        stem = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in files[0].path.stem)[:40] or "seed"
-        snapshot_name = take_snapshot(ctx, None, with_data=True, prefix=f"before_seed_{stem}").name
-        ctx.say(f"snapshot: supabase/snapshots/{snapshot_name}.sql")
+    from sage_agent.db.applier import migration_lock
 
-    conn = ctx.connect(ctx.migration_url)
-    current = None
-    try:
-        with conn.transaction():
-            before = count_rows(conn, emptied or tables) if (emptied or tables) else {}
-            if truncate and emptied:
-                conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
-                    sql.SQL(", ").join(sql.Identifier(s, t) for s, t in emptied)))
-            progress = ctx.progress("seeding", n_statements)
-            for f in files:
-                for stmt in f.statements:
-                    current = (f, stmt)
-                    if stmt.copy_data is not None:
-                        with conn.cursor().copy(stmt.text) as copy:
-                            copy.write(stmt.copy_data)
-                    else:
-                        conn.execute(stmt.text)
-                    progress.advance(1, f"{f.rel}:{stmt.line}")
-            current = None
-            final, _ = resolve_tables(conn, targets)
-            after_tables = list(dict.fromkeys((emptied or []) + final))
-            after = count_rows(conn, after_tables)
-            conn.execute("CREATE SCHEMA IF NOT EXISTS supabase_migrations")
-            conn.execute(CREATE_SEED_TABLE)
-            for f in files:
-                conn.execute(UPSERT_SEED_FILE, (f.rel, f.hash))
-    except psycopg.Error as exc:
-        message = (exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)).strip()
-        if current is not None:
-            f, stmt = current
-            where = f"{f.rel}:{error_line(stmt, exc)}"
-            raise OpError(f"seed failed at {where}: {message}. The transaction was rolled back: the database is "
-                          "unchanged", f"fix {where} and run *seed again") from None
-        raise OpError(f"seed failed: {message}. The transaction was rolled back: the database is unchanged",
-                      "check the tables and permissions") from None
-    finally:
-        conn.close()
+    with migration_lock(ctx, "*seed"):  # not in the middle of an *apply
+        snapshot_name = None
+        if inputs.snapshot:
+            stem = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in files[0].path.stem)[:40] or "seed"
+            snapshot_name = take_snapshot(ctx, None, with_data=True, prefix=f"before_seed_{stem}").name
+            ctx.say(f"snapshot: supabase/snapshots/{snapshot_name}.sql")
+
+        conn = ctx.connect(ctx.migration_url)
+        current = None
+        try:
+            with conn.transaction():
+                before = count_rows(conn, emptied or tables) if (emptied or tables) else {}
+                if truncate and emptied:
+                    conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+                        sql.SQL(", ").join(sql.Identifier(s, t) for s, t in emptied)))
+                progress = ctx.progress("seeding", n_statements)
+                for f in files:
+                    for stmt in f.statements:
+                        current = (f, stmt)
+                        if stmt.copy_data is not None:
+                            with conn.cursor().copy(stmt.text) as copy:
+                                copy.write(stmt.copy_data)
+                        else:
+                            conn.execute(stmt.text)
+                        progress.advance(1, f"{f.rel}:{stmt.line}")
+                current = None
+                final, _ = resolve_tables(conn, targets)
+                after_tables = list(dict.fromkeys((emptied or []) + final))
+                after = count_rows(conn, after_tables)
+                conn.execute("CREATE SCHEMA IF NOT EXISTS supabase_migrations")
+                conn.execute(CREATE_SEED_TABLE)
+                for f in files:
+                    conn.execute(UPSERT_SEED_FILE, (f.rel, f.hash))
+        except psycopg.Error as exc:
+            message = (exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)).strip()
+            if current is not None:
+                f, stmt = current
+                where = f"{f.rel}:{error_line(stmt, exc)}"
+                raise OpError(f"seed failed at {where}: {message}. The transaction was rolled back: the database is "
+                              "unchanged", f"fix {where} and run *seed again") from None
+            raise OpError(f"seed failed: {message}. The transaction was rolled back: the database is unchanged",
+                          "check the tables and permissions") from None
+        finally:
+            conn.close()
     rows = []
     for key in sorted(set(before) | set(after)):
         b, a = before.get(key), after.get(key)

@@ -7,6 +7,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from sage_agent.db.schemas import is_managed_schema
 from sage_agent.ops.observe.common import pretty_bytes, seconds, short
 from sage_agent.ops.result import Finding, OpError, OpResult, Table
 
@@ -313,11 +314,6 @@ select p.pid, p.relid::regclass::text as relname, p.phase, p.heap_blks_total, p.
   from pg_stat_progress_vacuum p left join pg_stat_activity a on a.pid = p.pid
 """
 
-_SYSTEM_SCHEMAS = ("auth", "storage", "realtime", "supabase_functions", "supabase_migrations", "extensions",
-                   "graphql", "graphql_public", "pgbouncer", "pgsodium", "pgsodium_masks", "vault", "net", "cron",
-                   "_realtime", "_analytics", "pg_toast")
-
-
 def _fmt_ts(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "never"
 
@@ -366,10 +362,10 @@ def vacuum_report(ctx, *, table: str | None, limit: int) -> OpResult:
             "last_vacuum": _fmt_ts(t["last_vacuum"]), "last_autovacuum": _fmt_ts(t["last_autovacuum"]),
             "last_analyze": _fmt_ts(t["last_analyze"]), "last_autoanalyze": _fmt_ts(t["last_autoanalyze"]),
             "xid_age": int(t["xid_age"] or 0), "size_bytes": bytes_, "bloat_bytes": round(bloat),
-            "autovacuum_enabled": av_on, "system": t["schema"] in _SYSTEM_SCHEMAS,
+            "autovacuum_enabled": av_on, "system": is_managed_schema(t["schema"]),
         }
         out.append(row)
-        if t["schema"] in _SYSTEM_SCHEMAS:
+        if is_managed_schema(t["schema"]):
             continue
         qname = _quote_name(t["schema"], t["name"])
         if not av_on:
