@@ -107,7 +107,17 @@ def test_schema_design_model_rejects_a_bad_document():
 
     data = yaml.safe_load(text)
     data["tables"][0]["rls"]["owner_column"] = "nope"
-    with pytest.raises(ValueError, match="owner_column nope is not a column"):
+    with pytest.raises(ValueError, match="rls.owner_column 'nope' is not a column of"):
+        validate_document("schema-design", yaml.safe_dump(data))
+    # one model for the document: what *create-migration-from-design refuses, *create-doc refuses too
+    data = yaml.safe_load(text)
+    data["tables"][0]["columns"][0]["colour"] = "blue"
+    with pytest.raises(ValueError, match="unknown field"):
+        validate_document("schema-design", yaml.safe_dump(data))
+    data = yaml.safe_load(text)
+    for column in data["tables"][0]["columns"]:
+        column["primary_key"] = False
+    with pytest.raises(ValueError, match="no primary key column"):
         validate_document("schema-design", yaml.safe_dump(data))
 
 

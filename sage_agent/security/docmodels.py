@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 
 class _Open(BaseModel):
@@ -26,95 +26,24 @@ class BaseDocument(_Open):
     document: DocumentHeader
 
 
-class Reference(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    table: str
-    column: str
-    on_delete: str | None = None
-
-
-class Column(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    type: str
-    nullable: bool = True
-    default: str | int | float | bool | None = None
-    primary_key: bool = False
-    references: Reference | None = None
-
-
-class Index(_Open):
-    name: str
-    columns: list[str]
-    unique: bool = False
-
-
-class TableRls(_Open):
-    enabled: bool
-    owner_column: str | None = None
-
-
-class Table(_Open):
-    name: str
-    description: str | None = None
-    columns: list[Column]
-    indexes: list[Index] = []
-    rls: TableRls
+class SchemaDesign(BaseDocument):
+    """The header is checked here; the body is the design *create-migration-from-design reads, checked by that one
+    model (sage_agent.ops.design_gen). A template's output must also give every table a primary key."""
 
     @model_validator(mode="after")
-    def _check(self) -> "Table":
-        names = [c.name for c in self.columns]
-        if len(set(names)) != len(names):
-            raise ValueError(f"table {self.name}: duplicate column names")
-        if not any(c.primary_key for c in self.columns):
-            raise ValueError(f"table {self.name}: no primary key column")
-        for idx in self.indexes:
-            for col in idx.columns:
-                if col.split()[0] not in names:
-                    raise ValueError(f"table {self.name}: index {idx.name} uses unknown column {col}")
-        if self.rls.owner_column and self.rls.owner_column not in names:
-            raise ValueError(f"table {self.name}: rls.owner_column {self.rls.owner_column} is not a column")
+    def _design(self) -> "SchemaDesign":
+        from sage_agent.ops.design_gen import DesignError, parse_design
+
+        body = {**(self.model_extra or {}), "template": self.template.model_dump(),
+                "document": self.document.model_dump()}
+        try:
+            design = parse_design(body, "schema-design")
+        except DesignError as exc:
+            raise ValueError(exc.message.removeprefix("schema-design: ")) from None
+        for table in design.tables:
+            if not any(c.primary_key for c in table.columns):
+                raise ValueError(f"table {table.name}: no primary key column")
         return self
-
-
-class Relationship(_Open):
-    from_: str
-    to: str
-    type: str
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "from" in data:
-            data = {**data, "from_": data["from"]}
-            data.pop("from")
-        return data
-
-
-class SchemaDesign(BaseDocument):
-    schema_: str
-    tables: list[Table]
-    relationships: list[Relationship] = []
-
-    model_config = ConfigDict(extra="allow")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _schema(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "schema" in data:
-            data = {**data, "schema_": data["schema"]}
-            data.pop("schema")
-        return data
-
-    @field_validator("tables")
-    @classmethod
-    def _unique(cls, tables: list[Table]) -> list[Table]:
-        names = [t.name for t in tables]
-        if len(set(names)) != len(names):
-            raise ValueError("duplicate table names")
-        return tables
 
 
 class Policy(_Open):
