@@ -90,7 +90,8 @@ def rls_audit(inputs: RlsAuditInput, ctx) -> OpResult:
                     findings=findings, notes=notes, data=data, next_steps=nxt + ["*schema-audit"])
 
 
-def _prove_target(ctx, schemas: list[str], notes: list[str], extra_sql: str | None = None, tables=None):
+def _prove_target(ctx, schemas: list[str], notes: list[str], extra_sql: str | None = None, tables=None,
+                  tenant_columns: dict[str, str] | None = None):
     from sage_agent.security.impersonate import prove, shadow_copy
 
     ctx.say("copying the schema to a shadow database for the impersonation proof")
@@ -102,7 +103,7 @@ def _prove_target(ctx, schemas: list[str], notes: list[str], extra_sql: str | No
                 with psycopg.connect(shadow) as conn:
                     conn.execute(extra_sql)
             ctx.say("impersonating anon, user A and user B on the shadow copy")
-            return prove(shadow, schemas, tables)
+            return prove(shadow, schemas, tables, tenant_columns)
     except Exception as exc:  # noqa: BLE001 - the audit stands without the proof; say why
         from sage_agent.db.redact import redact
 
@@ -207,7 +208,9 @@ def policy_apply(inputs: PolicyApplyInput, ctx) -> OpResult:
     notes: list[str] = []
     ctx.say(f"rendered {template} for {schema}.{table}; proving it on a shadow copy")
     try:
-        proof = _prove_target(ctx, [schema], notes, extra_sql=rendered, tables=[table])
+        proof = _prove_target(ctx, [schema], notes, extra_sql=rendered, tables=[table],
+                              tenant_columns={f"{schema}.{table}": inputs.tenant_column} if inputs.tenant_column
+                              and inputs.mode != "kiss" else None)
     except Exception as exc:  # noqa: BLE001
         from sage_agent.db.redact import redact
 

@@ -1,7 +1,12 @@
 """Proof by impersonation: copy the schema to a shadow database, seed rows for two synthetic users, then act
 as anon and as each authenticated user (`set local role`, `request.jwt.claims`) and try select / insert /
 update / delete on every exposed table. Every attempt runs in a savepoint that is rolled back; the target
-database only ever sees `pg_dump --schema-only`."""
+database only ever sees `pg_dump --schema-only`.
+
+Multi-tenant tables: users A and B belong to two different tenants. A table's tenant column is given (by
+*policy-apply) or found (a uuid column `tenant_id` that one of its policies names); seeded rows carry their
+owner's tenant and each user's JWT carries a `tenant_id` claim (top level and in app_metadata), so a tenant
+policy is exercised instead of denying everyone."""
 
 from __future__ import annotations
 
@@ -19,6 +24,9 @@ from sage_agent.security.lints import SYSTEM_SCHEMAS
 
 USER_A = uuid.UUID("00000000-0000-4000-a000-00000000000a")
 USER_B = uuid.UUID("00000000-0000-4000-a000-00000000000b")
+TENANT_OF = {USER_A: uuid.UUID("00000000-0000-4000-b000-00000000000a"),
+             USER_B: uuid.UUID("00000000-0000-4000-b000-00000000000b")}
+TENANT_CLAIM = "tenant_id"
 ROWS_PER_USER = 5
 OWNER_NAMES = ("user_id", "owner_id", "owner", "created_by", "author_id", "profile_id", "uid", "account_id")
 
@@ -28,6 +36,7 @@ class TableProbe:
     schema: str
     table: str
     owner_column: str | None
+    tenant_column: str | None = None
     seeded: bool = False
     seed_error: str | None = None
     # role label ("anon", "user A", "user B") -> action -> result
@@ -120,6 +129,17 @@ def _value_expr(typ: str, typcategory: str, n: int, maxlen: int | None, enum_fir
     return None
 
 
+def _tenant_column(conn, oid: int) -> str | None:
+    """A uuid column named like the tenant claim that one of the table's policies refers to."""
+    row = conn.execute("""
+        select a.attname from pg_attribute a
+        where a.attrelid = %s and a.attname = %s and a.atttypid = 'uuid'::regtype and not a.attisdropped
+          and exists (select 1 from pg_policy p where p.polrelid = a.attrelid
+                      and (coalesce(pg_get_expr(p.polqual, p.polrelid), '') || coalesce(pg_get_expr(p.polwithcheck, p.polrelid), ''))
+                          like '%%' || a.attname || '%%')""", (oid, TENANT_CLAIM)).fetchone()
+    return row[0] if row else None
+
+
 def _columns(conn, oid: int) -> list[tuple]:
     return conn.execute("""
         select a.attname, format_type(a.atttypid, null), t.typcategory,
@@ -137,6 +157,9 @@ def _insert_stmt(probe: TableProbe, cols: list[tuple], owner: uuid.UUID | None, 
         if name == probe.owner_column and owner is not None:
             names.append(sql.Identifier(name))
             values.append(sql.Literal(str(owner)))
+        elif name == probe.tenant_column and owner in TENANT_OF:
+            names.append(sql.Identifier(name))
+            values.append(sql.Literal(str(TENANT_OF[owner])))
         elif notnull and not hasdef:
             expr = _value_expr(typ, cat, n, maxlen, enum_first)
             if expr is None:
@@ -161,8 +184,10 @@ def _seed(conn, probe: TableProbe, cols: list[tuple], start: int) -> None:
 def _claims(user: uuid.UUID | None) -> str:
     if user is None:
         return json.dumps({"role": "anon"})
+    tenant = str(TENANT_OF[user])
     return json.dumps({"sub": str(user), "role": "authenticated", "aud": "authenticated",
-                       "email": f"{'a' if user == USER_A else 'b'}@sage.test", "app_metadata": {}, "user_metadata": {}})
+                       "email": f"{'a' if user == USER_A else 'b'}@sage.test", TENANT_CLAIM: tenant,
+                       "app_metadata": {TENANT_CLAIM: tenant}, "user_metadata": {}})
 
 
 def _attempt(conn, stmt: sql.Composable, params: tuple = ()) -> tuple[str, int]:
@@ -187,8 +212,10 @@ class _Rollback(Exception):
         self.count = count
 
 
-def prove(url: str, schemas: list[str], tables: list[str] | None = None) -> Proof:
-    """Seed and impersonate on the (shadow) database at `url`. Never call this on the target."""
+def prove(url: str, schemas: list[str], tables: list[str] | None = None,
+          tenant_columns: dict[str, str] | None = None) -> Proof:
+    """Seed and impersonate on the (shadow) database at `url`. Never call this on the target.
+    `tenant_columns` ("schema.table" -> column) names tenant columns; others are found (see the module doc)."""
     import psycopg
 
     notes: list[str] = []
@@ -210,7 +237,8 @@ def prove(url: str, schemas: list[str], tables: list[str] | None = None) -> Proo
         for i, (oid, schema, name) in enumerate(rels):
             if wanted and name not in wanted and f"{schema}.{name}" not in wanted:
                 continue
-            probe = TableProbe(schema, name, _owner_column(conn, oid))
+            tenant = (tenant_columns or {}).get(f"{schema}.{name}") or _tenant_column(conn, oid)
+            probe = TableProbe(schema, name, _owner_column(conn, oid), tenant)
             cols = _columns(conn, oid)
             probe_cols[probe.qualified] = (cols, i * 100 + 50)
             try:
@@ -287,6 +315,9 @@ def prove(url: str, schemas: list[str], tables: list[str] | None = None) -> Proo
                 if acts.get("insert_other") == "allowed":
                     leaks.append(f"authenticated {who} can insert rows owned by {other_label} into {probe.qualified}")
         for probe in probes:
+            if probe.tenant_column:
+                notes.append(f"{probe.qualified}: tenant column {probe.tenant_column}; users A and B are in two "
+                             f"tenants (JWT claim {TENANT_CLAIM}), so reading the other's rows crosses tenants")
             if probe.owner_column is None:
                 notes.append(f"{probe.qualified}: no owner column (uuid referencing auth.users or named like user_id); "
                              "cross-user checks not possible, only anon access was judged")
