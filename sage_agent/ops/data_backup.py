@@ -336,11 +336,16 @@ def make_backup(ctx, url: str, name: str, fmt: str, *, jobs: int | None = None, 
         conn.rollback()
     finally:
         conn.close()
-    problems = verify_archive(out, fmt, counts, info.major)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # read back from disk (the metadata describes what was written) while pg_restore lists the archive
+        summed = pool.submit(checksum, out)
+        problems = verify_archive(out, fmt, counts, info.major)
+        digest, size, files = summed.result()
     if problems:
         _remove(out)
         raise OpError("the backup did not verify: " + "; ".join(problems), "nothing was kept; try again")
-    digest, size, files = checksum(out)  # read back from disk: the metadata describes what was written
     meta = {
         META_KEY: 1, "name": name, "format": fmt, "file": out.name,
         "sha256": digest, "checksum_of": "manifest" if files is not None else "file", "size": size,
