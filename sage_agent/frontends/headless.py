@@ -1,4 +1,4 @@
-"""`sage run "*command ..."`: one command, no prompts, exit codes 0/1/2/3, optional single JSON document."""
+"""`sage run "*command ..." ["*another" ...]`: no prompts, exit codes 0/1/2/3/130, optional single JSON document."""
 
 from __future__ import annotations
 
