@@ -353,3 +353,17 @@ def test_objects_made_after_the_backup_that_block_the_restore_are_named_before_a
     out = make_session(source, confirm=("RESTORE",)).run_line("*restore base")
     assert out.exit_code == EXIT_OK, out.error or out.result.summary
     assert out.result.data["verified"] is True
+
+
+@pytest.mark.parametrize("fmt", ["plain", "custom"])
+def test_restore_over_a_database_with_the_backups_own_views_is_not_blocked(fmt, make_session, source, db, project):
+    """The backup's own view (big_orders) is re-created by it; only views made after the backup block it."""
+    assert make_session(source).run_line(f"*backup own_{fmt} {fmt}").exit_code == EXIT_OK
+    db.execute("delete from orders where id > 500")
+    out = make_session(source, confirm=("RESTORE",)).run_line(f"*restore own_{fmt}")
+    assert out.exit_code == EXIT_OK, out.error or out.result.summary
+    assert db.execute("select count(*) from orders").fetchone()[0] == 1000
+    db.execute("create view later_view as select id from orders")
+    out = make_session(source, confirm=("RESTORE",)).run_line(f"*restore own_{fmt}")
+    assert out.exit_code == 1 and "view on public.later_view" in out.error
+    assert "big_orders" not in out.error

@@ -458,7 +458,8 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
         with ctx.connect(url) as conn:
             conn.execute("set statement_timeout = 0")
             current = db.count_rows(conn, db.list_tables(conn))
-            blockers = db.outside_dependents(conn, list(backup_rows), listing)
+            blockers = db.outside_dependents(conn, list(backup_rows),
+                                             db.views_in_backup(listing, artifact, meta["format"]))
         if blockers:
             raise OpError(
                 f"*restore would fail: {len(blockers)} object(s) made after the backup depend on tables it replaces "

@@ -130,17 +130,31 @@ def restored_counts(conn, expected: dict[str, int], server_major: int) -> tuple[
 
 
 _LISTED_VIEW = re.compile(r"\d+ \d+ (?:MATERIALIZED )?VIEW (\S+) (\S+)")
+_PLAIN_VIEW = re.compile(r"^CREATE (?:MATERIALIZED )?VIEW (\S+?)\.(\S+)")
 
 
-def outside_dependents(conn, tables: list[str], listing: list[str] | None) -> list[tuple[str, str, str]]:
+def views_in_backup(listing: list[str] | None, artifact: Path, fmt: str) -> set[str]:
+    """schema.name of the views and materialized views a backup re-creates: from the archive listing, or from the
+    CREATE VIEW lines of a plain SQL backup."""
+    if fmt != "plain":
+        return {f"{m[1]}.{m[2]}" for m in map(_LISTED_VIEW.search, listing or []) if m}
+    found: set[str] = set()
+    with artifact.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.startswith("CREATE ") and (m := _PLAIN_VIEW.match(line)):
+                found.add(f"{m[1].strip(chr(34))}.{m[2].strip(chr(34))}")
+    return found
+
+
+def outside_dependents(conn, tables: list[str], archived_views: set[str]) -> list[tuple[str, str, str]]:
     """Objects the backup does not hold that depend on tables it replaces: (object, kind, what to drop).
 
-    pg_restore --clean drops each table before it recreates it; a foreign key from a table made after the backup,
-    or a view made after it, blocks that DROP and the whole restore rolls back. Found before anything is done.
-    Views are checked when the archive can be listed (custom and directory formats)."""
+    pg_restore --clean (or a plain backup's DROP statements) drops each table before it recreates it; a foreign
+    key from a table made after the backup, or a view made after it, blocks that DROP and the whole restore rolls
+    back. Found before anything is done."""
     from psycopg import sql
 
-    found = [(f"{child}", "foreign key", sql.SQL("alter table {} drop constraint {};").format(
+    found = [(child, "foreign key", sql.SQL("alter table {} drop constraint {};").format(
                  sql.Identifier(cs, cn), sql.Identifier(con)).as_string(conn) + f"  -- references {parent}")
              for child, cs, cn, con, parent in conn.execute(
         """
@@ -151,23 +165,20 @@ def outside_dependents(conn, tables: list[str], listing: list[str] | None) -> li
           and not (n.nspname || '.' || c.relname = any(%(t)s))
         order by 1, 4
         """, {"t": tables}).fetchall()]
-    if listing is not None:
-        in_archive = {f"{m[1]}.{m[2]}" for m in map(_LISTED_VIEW.search, listing) if m}
-        for view, vs, vn, kind, table in conn.execute(
-            """
-            select distinct v.nspname || '.' || vc.relname, v.nspname, vc.relname, vc.relkind,
-                   tn.nspname || '.' || t.relname
-            from pg_depend d join pg_rewrite rw on rw.oid = d.objid
-            join pg_class vc on vc.oid = rw.ev_class join pg_namespace v on v.oid = vc.relnamespace
-            join pg_class t on t.oid = d.refobjid join pg_namespace tn on tn.oid = t.relnamespace
-            where d.classid = 'pg_rewrite'::regclass and d.refclassid = 'pg_class'::regclass and vc.oid <> t.oid
-              and tn.nspname || '.' || t.relname = any(%(t)s)
-            order by 1
-            """, {"t": tables}).fetchall():
-            if view not in in_archive and view not in tables:
-                drop = "drop materialized view" if kind == "m" else "drop view"
-                found.append((view, "materialized view" if kind == "m" else "view",
-                              f"{drop} {sql.Identifier(vs, vn).as_string(conn)};  -- reads {table}"))
+    for view, vs, vn, kind, table in conn.execute(
+        """
+        select distinct v.nspname || '.' || vc.relname, v.nspname, vc.relname, vc.relkind, tn.nspname || '.' || t.relname
+        from pg_depend d join pg_rewrite rw on rw.oid = d.objid
+        join pg_class vc on vc.oid = rw.ev_class join pg_namespace v on v.oid = vc.relnamespace
+        join pg_class t on t.oid = d.refobjid join pg_namespace tn on tn.oid = t.relnamespace
+        where d.classid = 'pg_rewrite'::regclass and d.refclassid = 'pg_class'::regclass and vc.oid <> t.oid
+          and tn.nspname || '.' || t.relname = any(%(t)s)
+        order by 1
+        """, {"t": tables}).fetchall():
+        if view not in archived_views and view not in tables:
+            drop = "drop materialized view" if kind == "m" else "drop view"
+            found.append((view, "materialized view" if kind == "m" else "view",
+                          f"{drop} {sql.Identifier(vs, vn).as_string(conn)};  -- reads {table}"))
     return found
 
 
