@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -109,35 +108,6 @@ def run(mode_on_demand: bool, caching: bool, url: str, project: Path) -> tuple[l
     return [len(b) // 4 for b in api.bodies], agent.ledger.totals(), len(api.bodies[0]) // 4
 
 
-def all_branches_guides() -> tuple[int, int]:
-    """Projection for the full catalog: task guides of every task file on every branch (git), bytes/4."""
-    from sage_agent.agent.tools import task_guide
-    from sage_agent.catalog.tasks import parse_task
-
-    seen: dict[str, int] = {}
-    try:
-        refs = subprocess.run(["git", "for-each-ref", "--format=%(refname:short)", "refs/heads"], cwd=REPO,
-                              capture_output=True, text=True, check=True).stdout.split()
-    except (OSError, subprocess.CalledProcessError):
-        return 0, 0
-    with tempfile.TemporaryDirectory() as tmp:
-        for ref in refs:
-            files = subprocess.run(["git", "ls-tree", "--name-only", ref, "tasks/"], cwd=REPO, capture_output=True,
-                                   text=True).stdout.split()
-            for name in files:
-                if not name.endswith(".md") or Path(name).stem in seen:
-                    continue
-                body = subprocess.run(["git", "show", f"{ref}:{name}"], cwd=REPO, capture_output=True,
-                                      text=True).stdout
-                path = Path(tmp) / Path(name).name
-                path.write_text(body)
-                try:
-                    seen[path.stem] = len(task_guide(parse_task(path)).encode()) // 4
-                except Exception:  # noqa: BLE001 - a half-written task on some branch
-                    continue
-    return len(seen), sum(seen.values())
-
-
 def main() -> None:
     from sage_agent.db.embedded import EmbeddedServer
     from sage_agent.db.shadow import create_database
@@ -163,14 +133,11 @@ def main() -> None:
                 results[label] = run(on_demand, caching, url, project)
         finally:
             server.stop()
-    n_tasks, guides = all_branches_guides()
-    from sage_agent.agent.tools import build_tools, task_guide
+    from sage_agent.agent.tools import build_tools
     from sage_agent.catalog.tasks import load_tasks
 
-    tasks = load_tasks()
-    loaded_now = sum(len(task_guide(tasks[t.task_id]).encode()) // 4 for t in build_tools()[0] if t.task_id)
-    extra = max(0, guides - loaded_now)
-    od, base, nocache = results["on-demand, caching"], results["always-loaded, caching"], results["on-demand, no caching"]
+    n_tools, n_tasks = len([t for t in build_tools()[0] if t.task_id]), len(load_tasks())
+    od, base = results["on-demand, caching"], results["always-loaded, caching"]
     lines = ["# Agent context (issue 7)", "",
              "Scripted 10-request investigation (one question; 8 tool calls: env-check, 4x run_sql, read_knowledge, "
              "render_template, bootstrap, env-check; then the answer) through the real anthropic SDK over "
@@ -179,16 +146,14 @@ def main() -> None:
              "**Usage fields are scripted**: the mock computes them from each request by simulating the API's "
              "prefix cache (reads of prefixes an earlier request wrote at a cache_control breakpoint). Real cache "
              "behaviour (minimum cacheable length, 5-minute expiry) can only lower the hit share.", "",
-             f"The catalog on this branch has {len([t for t in build_tools()[0] if t.task_id])} task tools; the last "
-             f"column projects the baseline to the full catalog ({n_tasks} task files on all branches) by adding "
-             "the guides it would always carry.", "",
-             "| request | on-demand task loading (tokens) | always-loaded baseline | ratio | baseline, full catalog "
-             "(projected) | ratio |",
-             "|---|---|---|---|---|---|"]
+             f"The catalog has {n_tasks} task files; {n_tools} of them are task tools for the model (*help, *exit, "
+             "*usage and *resume are the person's; *run-sql is the separate run_sql tool). The always-loaded baseline carries every tool's task guide in every "
+             "request; on demand, a guide is sent once, in the result of its task's first call.", "",
+             "| request | on-demand task loading (tokens) | always-loaded baseline | ratio |",
+             "|---|---|---|---|"]
     for i, (a, b) in enumerate(zip(od[0], base[0]), 1):
-        lines.append(f"| {i} | {a:,} | {b:,} | {a / b:.2f} | {b + extra:,} | {a / (b + extra):.2f} |")
-    lines.append(f"| total | {sum(od[0]):,} | {sum(base[0]):,} | {sum(od[0]) / sum(base[0]):.2f} | "
-                 f"{sum(base[0]) + 10 * extra:,} | {sum(od[0]) / (sum(base[0]) + 10 * extra):.2f} |")
+        lines.append(f"| {i} | {a:,} | {b:,} | {a / b:.2f} |")
+    lines.append(f"| total | {sum(od[0]):,} | {sum(base[0]):,} | {sum(od[0]) / sum(base[0]):.2f} |")
     lines += ["", f"First request (tools + system + question): {od[2]:,} tokens (target < 6,000). The API caches "
                   "a prefix only above a model-dependent minimum length (1,024 tokens or more); the simulation "
                   "ignores that minimum.", "",
@@ -198,10 +163,6 @@ def main() -> None:
         t = r[1]
         total_in = t["input_tokens"] + t["cache_creation_input_tokens"] + t["cache_read_input_tokens"]
         lines.append(f"| {label} | {total_in:,} | {100 * t['cache_hit_share']:.1f}% | {t['cost_usd']:.4f} |")
-    if n_tasks:
-        lines += ["", f"Projection for the full catalog (all {n_tasks} task files on all branches): their guides "
-                      f"total {guides:,} tokens, which the always-loaded baseline would add to every request; "
-                      "on demand, a task's guide is sent once, in the result of its first call."]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
