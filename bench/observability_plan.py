@@ -75,7 +75,6 @@ def count_nodes(raw: dict) -> int:
 
 def main() -> list[str]:
     from sage_agent.ops.observe.plan import PlanCatalog, analyse_plan, parse_plan, render_plan
-    from sage_agent.ops.result import OpResult, Table
 
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 30
     doc = synthetic_plan()
