@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from sage_agent.db.history import Chunk, LocalMigration, MigrationFileError, cli_split, insert_version, \
     read_migration_text
@@ -330,24 +329,6 @@ def lock_wait_s() -> float:
         return float(os.environ.get("SAGE_APPLY_LOCK_WAIT_S", "300"))
     except ValueError:
         return 300.0
-
-
-@contextmanager
-def migration_lock(ctx, what: str) -> Iterator[None]:
-    """Hold *apply's lock for a change made by another process (psql) or connection: *rollback and *seed rewrite what
-    migrations change, so they wait for a running *apply (and it for them) instead of interleaving."""
-    from sage_agent.ops.result import OpError
-
-    conn = ctx.connect(ctx.migration_url, autocommit=True)
-    try:
-        try:
-            acquire_apply_lock(conn, lock_wait_s(), on_wait=ctx.say)
-        except LockBusy as exc:
-            raise OpError(f"{what}: {exc}", f"wait for the other *apply to finish, then run {what} again") from None
-        yield
-    finally:
-        release_apply_lock(conn)
-        conn.close()
 
 
 def resolve_migration(project: Path, arg: str, local: list[LocalMigration]) -> LocalMigration:

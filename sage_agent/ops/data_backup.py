@@ -142,7 +142,7 @@ def views_in_backup(listing: list[str] | None, artifact: Path, fmt: str) -> set[
     with artifact.open(encoding="utf-8", errors="replace") as fh:
         for line in fh:
             if line.startswith("CREATE ") and (m := _PLAIN_VIEW.match(line)):
-                found.add(f"{m[1].strip(chr(34))}.{m[2].strip(chr(34))}")
+                found.add(m[1].strip('"') + "." + m[2].strip('"'))
     return found
 
 

@@ -104,7 +104,7 @@ def rollback(inputs: RollbackInput, ctx) -> OpResult:
         f"schemas {', '.join(plan.drop_schemas)}: {lost_objects} objects added since{lost_hint}, "
         f"{len(plan.diff['changed'])} changed objects and {plan.rows_lost} rows will be lost.",
         plan=plan.text())
-    from sage_agent.db.applier import migration_lock
+    from sage_agent.ops.lifecycle.locking import migration_lock
 
     with migration_lock(ctx, "*rollback"):
         safety = take_snapshot(ctx, _safety_name(ctx.project, meta.name), with_data=True)
@@ -275,7 +275,7 @@ def seed(inputs: SeedInput, ctx) -> OpResult:
     else:
         ctx.confirm(f"Load the seed into {ctx.target.display_url}?", plan=plan_text)
 
-    from sage_agent.db.applier import migration_lock
+    from sage_agent.ops.lifecycle.locking import migration_lock
 
     with migration_lock(ctx, "*seed"):  # not in the middle of an *apply
         snapshot_name = None
