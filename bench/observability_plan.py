@@ -86,7 +86,7 @@ def main() -> list[str]:
     from rich.console import Console
 
     from sage_agent.frontends.render import render_markdown, render_text
-    from sage_agent.ops.observability import plan_result
+    from sage_agent.ops.observe.commands import plan_result
 
     samples, render_samples, md_samples = [], [], []
     findings = []

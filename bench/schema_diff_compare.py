@@ -71,7 +71,7 @@ def main() -> None:
     from sage_agent.db.env import Target
     from sage_agent.db.shadow import create_database, drop_database
     from sage_agent.db.tools import tool_env
-    from sage_agent.schema.compare import compare
+    from sage_agent.ops.schema.compare import compare
 
     with tempfile.TemporaryDirectory() as tmp:
         server = EmbeddedServer(Path(tmp) / "pg", fast=True, port_seed="bench-schema-diff")
@@ -92,7 +92,7 @@ def main() -> None:
                 cmp = compare(ctx, urls[0], urls[1])
                 runs.append((time.perf_counter() - t0, cmp))
             best, cmp = min(runs, key=lambda r: r[0])
-            from sage_agent.ops.schema_diff import _lint_plan
+            from sage_agent.ops.schema.commands import _lint_plan
 
             t0 = time.perf_counter()
             _lint_plan(cmp.plan, 18)

@@ -54,7 +54,7 @@ def main() -> None:
     tables = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     from sage_agent.db.embedded import EmbeddedServer
     from sage_agent.db.shadow import create_database
-    from sage_agent.security.lints import LINTS
+    from sage_agent.ops.security.lints import LINTS
 
     base = Path(tempfile.mkdtemp(prefix="sage-bench-sec-"))
     server = EmbeddedServer(base / "pg", fast=True, port_seed=str(base))
@@ -120,7 +120,7 @@ def main() -> None:
             theirs = {(r["name"], r["cacheKey"]) for r in json.loads(cli_out)["results"]}
             import psycopg
 
-            from sage_agent.security.lints import run_lints
+            from sage_agent.ops.security.lints import run_lints
 
             with psycopg.connect(url, autocommit=True) as conn:
                 ours = {(f["name"], f["cache_key"]) for f in run_lints(conn, list(LINTS)).lints}

@@ -188,7 +188,7 @@ def test_production_adds_its_own_confirmation(make_session, db_url, db, demo_dro
     ("select 1 from", False),
 ])
 def test_fallback_read_only_path(make_session, db_url, users, sql, ok):
-    """The adapter's own fallback (used when sage_agent.ops.sqlexec is absent) decides on the parse tree."""
+    """The adapter's own fallback (used when sage_agent.ops.observe.sqlexec is absent) decides on the parse tree."""
     from sage_agent.agent.tools_sql import SqlRefusedFallback, _fallback
     from sage_agent.session.context import OpContext
 

@@ -318,7 +318,7 @@ def test_migration_new(project, make_session, db_url, monkeypatch):
 
 
 def test_lock_wait_is_bounded(project, make_session, db_url, db, monkeypatch):
-    from sage_agent.db.applier import APPLY_LOCK_KEY
+    from sage_agent.ops.migrations.applier import APPLY_LOCK_KEY
 
     write(project, "20240101000000_a.sql", "create table public.a (id int);\n")
     monkeypatch.setenv("SAGE_APPLY_LOCK_WAIT_S", "1")
@@ -373,7 +373,7 @@ def test_fast_path_covers_every_non_transactional_statement_kind():
     import inspect
     import re
 
-    from sage_agent.db.applier import _MAYBE_SPECIAL
+    from sage_agent.ops.migrations.applier import _MAYBE_SPECIAL
 
     classify_module = importlib.import_module("sage_agent.sqlkit.classify")
     body = inspect.getsource(classify_module._transactional)

@@ -89,7 +89,7 @@ def test_cli_push_then_apply_sees_applied(cli, project, make_session, db_url, db
     write(project, "20240101000000_tricky.sql", TRICKY)
     cli.run(["db", "push", "--db-url", db_url, "--yes"], cwd=project, timeout=120)
     stored = db.execute("select statements from supabase_migrations.schema_migrations").fetchone()[0]
-    from sage_agent.db.history import list_local
+    from sage_agent.ops.migrations.history import list_local
 
     local, _ = list_local(project)
     assert local[0].statements() == stored  # byte-for-byte what the CLI stores

@@ -11,7 +11,7 @@ from sage_agent.session.machine import EXIT_CONFIRM, EXIT_FAILED, EXIT_OK, EXIT_
 
 def dump(url, major):
     from sage_agent.db.tools import run_pg_tool
-    from sage_agent.ops.lifecycle.dumpdiff import normalize_dump
+    from sage_agent.ops.snapshots.dumpdiff import normalize_dump
 
     return normalize_dump(run_pg_tool("pg_dump", url, ["--schema-only", "--no-password"], server_major=major).stdout)
 
@@ -264,7 +264,7 @@ def test_external_dependent_view_refuses_before_changing_anything(make_session, 
 def test_rollback_waits_for_a_running_apply_and_gives_up_changing_nothing(make_session, db_url, db, project,
                                                                           monkeypatch):
     """*rollback takes *apply's migration lock: it never interleaves with a running *apply."""
-    from sage_agent.db.applier import APPLY_LOCK_KEY
+    from sage_agent.ops.migrations.applier import APPLY_LOCK_KEY
 
     db.execute(BASE)
     assert make_session(db_url).run_line("*snapshot base").exit_code == EXIT_OK

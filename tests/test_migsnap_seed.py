@@ -113,7 +113,7 @@ def test_seed_waits_for_a_running_apply_and_gives_up_changing_nothing(make_sessi
                                                                       monkeypatch):
     import psycopg
 
-    from sage_agent.db.applier import APPLY_LOCK_KEY
+    from sage_agent.ops.migrations.applier import APPLY_LOCK_KEY
 
     db.execute(SCHEMA)
     write(project, "supabase/seed.sql", "insert into items (name) values ('a');\n")

@@ -66,7 +66,7 @@ def test_bad_names_rejected(make_session, db_url, project, bad):
 
 def test_empty_and_existing_name(make_session, db_url, db, project):
     from sage_agent.ops.result import OpError
-    from sage_agent.ops.snapshots import validate_name
+    from sage_agent.ops.snapshots.store import validate_name
 
     with pytest.raises(OpError, match="empty"):
         validate_name("  ")
@@ -80,7 +80,7 @@ def test_empty_and_existing_name(make_session, db_url, db, project):
 
 
 def test_take_snapshot_api(make_session, db_url, db, project):
-    from sage_agent.ops.snapshots import list_snapshots, load_snapshot_meta, take_snapshot
+    from sage_agent.ops.snapshots.store import list_snapshots, load_snapshot_meta, take_snapshot
 
     setup_schema(db)
     session = make_session(db_url)
@@ -96,7 +96,7 @@ def test_take_snapshot_api(make_session, db_url, db, project):
 
 
 def test_dump_inventory_compare():
-    from sage_agent.ops.lifecycle.dumpdiff import compare, describe, inventory, normalize_dump
+    from sage_agent.ops.snapshots.dumpdiff import compare, describe, inventory, normalize_dump
 
     a = """\\restrict abc
 --

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sage_agent.ops.sqlexec import SqlFailed, SqlRefused, run_read_only
+from sage_agent.ops.observe.sqlexec import SqlFailed, SqlRefused, run_read_only
 
 
 @pytest.fixture

@@ -143,8 +143,7 @@ def test_own_snapshot_is_empty_diff(make_session, db_url, db, project):
 
 def test_source_that_cannot_be_copied_still_shows_drift(make_session, db_url, db, project, monkeypatch):
     """A uses a type from a managed schema the shadow lacks: no shadow copy, so the plan is shown NOT proven."""
-    from sage_agent.schema import compare as compare_mod
-
+    from sage_agent.ops.schema import compare as compare_mod
     monkeypatch.setattr(compare_mod, "TEMPLATE_COPY_MAX_BYTES", -1)  # force pg_dump + load (remote A)
     db.execute("create schema storage; create type storage.k as enum ('a'); create table public.t (k storage.k)")
     (project / "supabase" / "migrations").mkdir(parents=True)

@@ -251,8 +251,8 @@ def test_corpus_is_big_enough():
 
 @pytest.mark.parametrize("direction", ["A->B", "B->A"])
 def test_corpus_proves_both_directions(corpus_dbs, project, direction, monkeypatch):
-    from sage_agent.schema import compare as compare_mod
-    from sage_agent.schema.compare import compare
+    from sage_agent.ops.schema import compare as compare_mod
+    from sage_agent.ops.schema.compare import compare
 
     if direction == "A->B":  # the pg_dump + load shadow copy (remote databases); B->A uses the template copy
         monkeypatch.setattr(compare_mod, "TEMPLATE_COPY_MAX_BYTES", -1)
@@ -289,7 +289,7 @@ def test_corpus_proves_both_directions(corpus_dbs, project, direction, monkeypat
 
 
 def test_same_database_is_empty_diff(corpus_dbs, project):
-    from sage_agent.schema.compare import compare
+    from sage_agent.ops.schema.compare import compare
 
     admin, url_a, _ = corpus_dbs
     result = compare(_ctx(admin, project), url_a, url_a)

@@ -87,7 +87,7 @@ def test_checklist_migration_checks(make_session, db_url, db, project):
     db.execute("create schema supabase_migrations; create table supabase_migrations.schema_migrations "
                "(version text primary key, statements text[], name text);"
                "insert into supabase_migrations.schema_migrations values ('20240103000000', null, 'c')")
-    from sage_agent.security.checks import CheckEnv, run_check
+    from sage_agent.ops.docs.checks import CheckEnv, run_check
 
     env = CheckEnv(db, project, 18)
     status, evidence = run_check("migrations_applied_in_order", env)

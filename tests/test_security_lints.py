@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from sage_agent.security.lints import LINTS, SECURITY_LINTS, run_lints
+from sage_agent.ops.security.lints import LINTS, SECURITY_LINTS, run_lints
 
 # Every lint fires at least once on this schema (object names say which lint they trigger).
 POSITIVE = """
@@ -108,7 +108,7 @@ def test_exposed_schemas_follow_pgrst_setting(db):
 
 
 def test_plain_postgres_without_supabase_roles_skips_with_reason(db, monkeypatch):
-    import sage_agent.security.lints as lints
+    import sage_agent.ops.security.lints as lints
 
     db.execute("create table public.t (id int primary key, user_id uuid); create policy p on public.t using (true)")
     monkeypatch.setattr(lints, "roles_present", lambda conn: set())

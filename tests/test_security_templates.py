@@ -10,7 +10,7 @@ from sage_agent.catalog.checklists import CHECK_IDS, list_checklists, parse_chec
 from sage_agent.catalog.errors import CatalogError
 from sage_agent.catalog.templates import (TemplateError, ident, list_templates, parse_template, render_spec,
                                           render_template)
-from sage_agent.security.docmodels import validate_document
+from sage_agent.ops.docs.docmodels import validate_document
 
 TABLE = """create table public.docs (id bigint generated always as identity primary key,
   user_id uuid not null references auth.users (id), tenant_id uuid, body text)"""

@@ -1,6 +1,6 @@
 """The agent's `run_sql` tool: the read-only path only.
 
-Uses `sage_agent.ops.sqlexec.run_read_only` (the path `*run-sql` uses) when it is installed; until then a
+Uses `sage_agent.ops.observe.sqlexec.run_read_only` (the path `*run-sql` uses) when it is installed; until then a
 minimal fallback with the same layers: parsed with PostgreSQL's grammar (pglast), exactly one statement,
 SELECT only (no writable CTE, no SELECT INTO, no FOR UPDATE/SHARE, no side-effect functions), run inside
 `BEGIN READ ONLY` with `SET LOCAL statement_timeout` / `lock_timeout`, always rolled back.
@@ -40,7 +40,7 @@ class SqlRows:
 def run_sql(ctx, sql_text: str, *, limit: int = 50, timeout_ms: int = 15_000) -> SqlRows:
     """Run one read-only statement. Raises OpError (exit_code 2 = refused, nothing sent; 1 = server error)."""
     try:
-        from sage_agent.ops.sqlexec import run_read_only  # type: ignore[import-not-found]
+        from sage_agent.ops.observe.sqlexec import run_read_only  # type: ignore[import-not-found]
     except ImportError:
         run_read_only = None
     if run_read_only is not None:

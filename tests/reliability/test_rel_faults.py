@@ -112,7 +112,7 @@ def states(pg_server, tmp_path_factory):
     with fresh_database(pg_server.url()) as url:
         result[()] = fingerprint(url)
         with psycopg.connect(url, autocommit=True) as conn:  # the empty ledger (created before the first file)
-            from sage_agent.db.history import ensure_history_table
+            from sage_agent.ops.migrations.history import ensure_history_table
 
             ensure_history_table(conn)
             result["ledger"] = fingerprint(url)

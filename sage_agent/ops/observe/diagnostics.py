@@ -22,7 +22,7 @@ def read_only(ctx, timeout_ms: int = DIAG_TIMEOUT_MS) -> Iterator[Any]:
     """An autocommit connection inside BEGIN READ ONLY with server-side timeouts; rolled back after."""
     import psycopg
 
-    from sage_agent.ops.sqlexec import begin_read_only, server_error
+    from sage_agent.ops.observe.sqlexec import begin_read_only, server_error
 
     conn = ctx.connect(autocommit=True)
     with conn:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sage_agent.ops.sqlexec import SqlRefused, begin_read_only, denied_functions, server_error
+from sage_agent.ops.observe.sqlexec import SqlRefused, begin_read_only, denied_functions, server_error
 
 EXPLAINABLE = ("SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt")
 
@@ -31,7 +31,7 @@ def max_param(node: Any) -> int:
 
 def prepare_request(sql_text: str, *, analyze: bool, server_major: int) -> PlanRequest:
     """Parse and vet the statement to explain. Raises SqlRefused for anything that cannot be explained."""
-    from sage_agent.ops.sqlexec import parse_statements
+    from sage_agent.ops.observe.sqlexec import parse_statements
     from sage_agent.sqlkit.classify import classify
 
     statements = parse_statements(sql_text)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sage_agent.ops.result import Finding, OpResult, Table
-from sage_agent.ops.sqlexec import SqlRefused, server_error
+from sage_agent.ops.observe.sqlexec import SqlRefused, server_error
 
 MIN_IMPROVEMENT = 0.10   # a what-if index must cut the plan cost by 10% to be recommended
 
@@ -306,7 +306,7 @@ def optimize_query(ctx, sql_text: str, *, migration: bool) -> OpResult:
     import psycopg
 
     from sage_agent.ops.observe.explain import max_param
-    from sage_agent.ops.sqlexec import begin_read_only, parse_statements
+    from sage_agent.ops.observe.sqlexec import begin_read_only, parse_statements
     from sage_agent.sqlkit.classify import classify
 
     statements = parse_statements(sql_text)

@@ -1,0 +1,214 @@
+"""Session basics: *help, *exit, *env-check, *bootstrap."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from sage_agent.ops.registry import operation
+from sage_agent.ops.result import Finding, OpError, OpResult, Table
+
+
+class NoInput(BaseModel):
+    pass
+
+
+class HelpInput(BaseModel):
+    command: str | None = None
+
+
+@operation("help", risk="read")
+def help_(inputs: HelpInput, ctx) -> OpResult:
+    """Commands grouped as the persona groups them; with a command, that task's usage and inputs."""
+    from sage_agent.catalog.persona import load_persona
+    from sage_agent.catalog.tasks import command_index, load_tasks
+
+    persona = load_persona()
+    tasks = load_tasks()
+    if inputs.command:
+        task_id = command_index(tasks).get(inputs.command.lstrip("*"))
+        if not task_id:
+            raise OpError(f"unknown command *{inputs.command.lstrip('*')}", "type *help for the list", exit_code=2)
+        task = tasks[task_id]
+        rows = [[i.key, i.label, "yes" if i.required else "", i.default or "", "/".join(i.choices)]
+                for i in task.user_inputs()]
+        return OpResult(operation="help", summary=f"{task.usage} - {task.purpose}",
+                        facts={"aliases": ", ".join("*" + a for a in task.aliases) or "-"},
+                        tables=[Table(title="Inputs", columns=["key", "prompt", "required", "default", "choices"],
+                                      rows=rows)],
+                        data={"task": task.id})
+    tables = []
+    for group, commands in persona.groups().items():
+        tables.append(Table(title=group, columns=["command", "description"],
+                            rows=[[c.usage, c.description] for c in commands]))
+    return OpResult(operation="help", summary=f"{persona.agent.icon} {persona.agent.name} - {persona.agent.title}",
+                    tables=tables,
+                    notes=["Type a *command, or plain language when an Anthropic API key is set.",
+                           "*help COMMAND shows a command's inputs."])
+
+
+@operation("exit", risk="read")
+def exit_(inputs: NoInput, ctx) -> OpResult:
+    from sage_agent.catalog.persona import load_persona
+
+    name = load_persona().agent.name
+    return OpResult(operation="exit", summary=f"{name} signing off. Your database is as you left it.",
+                    data={"exit_requested": True})
+
+
+class EnvCheckInput(BaseModel):
+    pass
+
+
+@operation("db-env-check", risk="read")
+def env_check(inputs: EnvCheckInput, ctx) -> OpResult:
+    """Connection, server, Supabase and tooling facts; a distinct, actionable message for each failure."""
+    from sage_agent.db.binaries import BinaryNotFound, find_binary
+    from sage_agent.db.connect import DbConnectError
+    from sage_agent.db.info import server_info
+    from sage_agent.db.supabase_cli import find_cli
+    from sage_agent.db.urls import describe
+
+    from sage_agent.ops.core.mcp_method import configured_command, env_check_mcp
+
+    mcp_command = configured_command(ctx.project)
+    if mcp_command:  # the database method is an MCP server (SAGE_DB_MCP_COMMAND)
+        return env_check_mcp(mcp_command, ctx)
+    target = ctx.target
+    method = "EMBEDDED" if target.embedded else "ENV"
+    facts: dict[str, object] = {"environment": target.env, "method": method, "source": target.source}
+    findings: list[Finding] = []
+    started = time.perf_counter()
+    try:
+        url = ctx.url
+        where = describe(url)
+        facts.update({"url": target.display_url, "host": where["host"], "port": where["port"],
+                      "database": where["database"], "user": where["user"]})
+        with ctx.connect() as conn:
+            info = server_info(conn)
+    except DbConnectError as exc:
+        findings.append(Finding(rule=f"connection.{exc.kind}", severity="error", message=exc.message, fix=exc.hint))
+        return OpResult(operation="db-env-check", status="failed", summary=f"Connection failed ({exc.kind})",
+                        facts=facts, findings=findings, next_steps=[exc.hint])
+    facts.update({
+        "connected": True,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+        "server_version": info.version,
+        "ssl": "enabled" if info.ssl else "disabled",
+        "superuser": info.is_superuser,
+        "supabase": "hosted" if info.supabase_hosted else ("compatible roles" if info.supabase_roles else "no"),
+    })
+    if not info.ssl and not target.embedded and facts.get("host") not in ("127.0.0.1", "localhost", "::1"):
+        findings.append(Finding(rule="ssl.disabled", severity="warning", message="SSL is off for a remote database",
+                                fix="add ?sslmode=require to the URL"))
+    cli = find_cli(ctx.project)
+    facts["supabase_cli"] = cli.version if cli else "not found"
+    if cli:
+        facts["method"] = f"{method}+CLI"
+    else:
+        findings.append(Finding(rule="tools.supabase_cli", severity="info", message="Supabase CLI not found",
+                                fix="npm install supabase (no Docker needed) or set SUPABASE_CLI"))
+    try:
+        facts["pg_dump"] = str(find_binary("pg_dump", info.major))
+    except BinaryNotFound as exc:
+        facts["pg_dump"] = "missing"
+        findings.append(Finding(rule="tools.pg_dump", severity="warning", message=str(exc)))
+    status = "warning" if any(f.severity in ("error", "warning") for f in findings) else "ok"
+    return OpResult(operation="db-env-check", status=status,
+                    summary=f"Connected to {facts['database']} on {facts['host']}:{facts['port']} "
+                            f"(PostgreSQL {info.version}, {target.env})",
+                    facts=facts, findings=findings, next_steps=["*bootstrap", "*snapshot baseline"])
+
+
+class BootstrapInput(BaseModel):
+    use_cli: bool = True
+    example_migration: bool = False
+
+
+_SUPABASE_README = """# Database
+
+Managed with DB Sage and the Supabase CLI.
+
+- `migrations/` - schema migrations, `<UTC timestamp>_<name>.sql` (versioned)
+- `seed.sql` - seed data (versioned; see `[db.seed]` in config.toml)
+- `tests/` - database tests and DB Sage reports (versioned)
+- `snapshots/` - schema snapshots (NOT versioned)
+- `backups/` - backups (NOT versioned)
+
+Workflow: `*snapshot baseline` -> `*migration-new NAME` -> `*dry-run FILE` -> `*apply` -> `*smoke-test v1.0`
+"""
+_GITIGNORE_LINES = ["supabase/snapshots/", "supabase/backups/", "supabase/.sage/", ".sage/", ".env", "*.dump"]
+_EXAMPLE = """-- Example migration created by *bootstrap. Safe to edit or delete before it is applied.
+set lock_timeout = '5s';
+
+create table if not exists public.profiles (
+  id uuid primary key references auth.users (id) on delete cascade,
+  display_name text,
+  created_at timestamptz not null default now()
+);
+
+alter table public.profiles enable row level security;
+
+create policy "profiles are readable by their owner" on public.profiles
+  for select to authenticated using ((select auth.uid()) = id);
+"""
+
+
+@operation("db-bootstrap", risk="write")
+def bootstrap(inputs: BootstrapInput, ctx) -> OpResult:
+    """Create the supabase/ layout (via `supabase init` when asked and present). Never overwrites a file."""
+    from sage_agent.db.supabase_cli import find_cli
+
+    project: Path = ctx.project
+    created: list[str] = []
+    kept: list[str] = []
+    notes: list[str] = []
+    supabase = project / "supabase"
+    cli = find_cli(project) if inputs.use_cli else None
+    if cli and not (supabase / "config.toml").exists():
+        cli.run(["init"], cwd=project)
+        created.append("supabase/config.toml")
+        notes.append(f"ran `supabase init` (CLI {cli.version})")
+    elif inputs.use_cli and not cli:
+        notes.append("Supabase CLI not found: created the layout by hand (npm install supabase to use the CLI)")
+    for sub in ("migrations", "tests", "snapshots", "backups"):
+        folder = supabase / sub
+        if folder.is_dir():
+            kept.append(f"supabase/{sub}/")
+        else:
+            folder.mkdir(parents=True)
+            created.append(f"supabase/{sub}/")
+
+    def write_new(rel: str, content: str) -> None:
+        path = project / rel
+        if path.exists():
+            kept.append(rel)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
+            created.append(rel)
+
+    write_new("supabase/README.md", _SUPABASE_README)
+    write_new("supabase/seed.sql", "-- Seed data, loaded by *seed (and by `supabase db reset`).\n")
+    write_new("supabase/snapshots/.gitignore", "*\n!.gitignore\n")
+    write_new("supabase/backups/.gitignore", "*\n!.gitignore\n")
+    gitignore = project / ".gitignore"
+    existing = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
+    missing = [line for line in _GITIGNORE_LINES if line not in existing]
+    if missing:
+        with gitignore.open("a", encoding="utf-8") as fh:
+            if existing and existing[-1].strip():
+                fh.write("\n")
+            fh.write("# DB Sage\n" + "\n".join(missing) + "\n")
+        created.append(f".gitignore (+{len(missing)} lines)")
+    if inputs.example_migration and not any((supabase / "migrations").glob("*.sql")):
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+        write_new(f"supabase/migrations/{stamp}_example_profiles.sql", _EXAMPLE)
+    status_line = "Project layout ready" if created else "Project layout already in place; nothing changed"
+    return OpResult(operation="db-bootstrap", summary=status_line,
+                    facts={"created": len(created), "kept": len(kept)},
+                    tables=[Table(title="Files", columns=["path", "action"],
+                                  rows=[[p, "created"] for p in created] + [[p, "kept"] for p in kept])],
+                    notes=notes, artifacts=created, next_steps=["*env-check", "*snapshot baseline"])

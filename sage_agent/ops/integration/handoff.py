@@ -1,0 +1,184 @@
+"""*handoff {to}: an outgoing handoff for @qa, @devops, @dev or @architect naming the files DB Sage produced.
+
+The work for each recipient runs through the generic Session (`*smoke-test`, `*execute-checklist`,
+`*snapshot` when those operations are registered); a missing operation becomes a named blocker."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from sage_agent.ops.registry import operation
+from sage_agent.ops.result import OpError, OpResult, Table
+
+
+class HandoffInput(BaseModel):
+    to: str
+    version: str = "handoff"
+    note: str | None = None
+    artifacts: str | None = None
+    story_id: str | None = None
+
+
+class _CtxAnswers:
+    """Answers for a nested session: confirmations go to the outer session's person or flags."""
+
+    interactive = False
+
+    def __init__(self, ctx) -> None:
+        self.ctx = ctx
+
+    def ask(self, spec):
+        from sage_agent.session.answers import MissingInput
+
+        raise MissingInput(spec)
+
+    def confirm(self, request) -> bool:
+        return self.ctx.confirm_fn(request)
+
+
+def _sub_session(ctx):
+    from sage_agent.session.machine import Session
+
+    return Session(project=ctx.project, target=ctx.target, answers=_CtxAnswers(ctx), settings=ctx.settings,
+                   message_sink=ctx.message_sink, progress_sink=ctx.progress_sink)
+
+
+def _run(ctx, session, line: str, inputs: dict[str, Any], steps: list, artifacts: list, blockers: list):
+    from sage_agent.frontends.handoff import _available
+
+    cmd = line.split()[0]
+    if not _available(session, cmd):
+        blockers.append(f"{cmd} is not available in this build")
+        steps.append([line, "skipped", f"{cmd} not available"])
+        return None
+    ctx.say(f"handoff: {line}")
+    out = session.run_line(line, inputs, source="the handoff's inputs")
+    status = out.result.status if out.result else "failed"
+    steps.append([line, status, out.error or (out.result.summary if out.result else "")])
+    if out.result:
+        artifacts.extend(a for a in out.result.artifacts if a not in artifacts and (ctx.project / a).exists())
+    if out.exit_code != 0:
+        blockers.append(f"{line}: {out.error or status}")
+    return out
+
+
+def seed_locations(project: Path) -> list[str]:
+    import tomllib
+
+    found: list[str] = []
+    config = project / "supabase" / "config.toml"
+    if config.is_file():
+        try:
+            paths = tomllib.loads(config.read_text(encoding="utf-8")).get("db", {}).get("seed", {}).get("sql_paths", [])
+        except tomllib.TOMLDecodeError:
+            paths = []
+        for p in paths:
+            for match in sorted((project / "supabase").glob(p.removeprefix("./"))):
+                found.append(str(match.relative_to(project)))
+    if not found and (project / "supabase" / "seed.sql").is_file():
+        found.append("supabase/seed.sql")
+    return found
+
+
+def _migrations(project: Path) -> list[str]:
+    return [str(p.relative_to(project)) for p in sorted((project / "supabase" / "migrations").glob("*.sql"))]
+
+
+def _rollback_plan(project: Path, snapshots: list[str], migrations: list[str]) -> str:
+    lines = ["# Rollback plan", "", f"Prepared by DB Sage {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
+             "## Restore point"]
+    lines += [f"- snapshot `{s}` (restore with `*rollback {Path(s).stem.split('_', 1)[-1]}`)" for s in snapshots] or [
+        "- NO snapshot found: take one with `*snapshot before-deploy` before deploying"]
+    lines += ["", "## Migrations in this deployment (newest last)", *([f"- `{m}`" for m in migrations[-10:]] or ["- none"]),
+              "", "## Steps", "1. Stop the deploy; announce the rollback in the deploy channel",
+              "2. `*rollback before-deploy` (typed confirmation ROLLBACK; a safety snapshot is taken first)",
+              "3. `*smoke-test post-rollback` and compare with the pre-deploy results",
+              "4. `*repair VERSION reverted` for each rolled-back migration so the ledger matches",
+              "5. Follow knowledge/checklists/dba-rollback-checklist.md to close out", ""]
+    return "\n".join(lines)
+
+
+@operation("handoff", risk="write")
+def handoff(inputs: HandoffInput, ctx) -> OpResult:
+    from sage_agent.frontends.handoff import KNOWN_AGENTS, Handoff, HandoffError, StoryContext, agent_id, write_handoff
+    from sage_agent.ops.design.generate import render_template_file
+
+    to = agent_id(inputs.to)
+    if to not in KNOWN_AGENTS or to == "db-sage":
+        raise OpError(f"unknown recipient @{to}", "one of @qa, @devops, @dev, @architect", exit_code=2)
+    project: Path = ctx.project
+    session = _sub_session(ctx)
+    steps: list[list[str]] = []
+    artifacts: list[str] = []
+    blockers: list[str] = []
+    decisions: list[str] = []
+    extra = [a.strip() for a in (inputs.artifacts or "").split(",") if a.strip()]
+    missing = [a for a in extra if not (project / a).exists()]
+    if missing:
+        raise OpError(f"artifact file(s) not found: {', '.join(missing)}", "fix the paths", exit_code=2)
+    request = inputs.note or ""
+    if to == "qa":
+        _run(ctx, session, f"*smoke-test {inputs.version}", {}, steps, artifacts, blockers)
+        if not any("smoke-test" in a for a in artifacts):
+            old = sorted((project / "supabase" / "tests").glob("smoke-test-*.md"), key=lambda p: p.stat().st_mtime)
+            if old:
+                artifacts.append(str(old[-1].relative_to(project)))
+                decisions.append(f"latest smoke-test report reused: {artifacts[-1]}")
+        seeds = seed_locations(project)
+        artifacts += [s for s in seeds if s not in artifacts]
+        decisions.append("seed data: " + (", ".join(seeds) if seeds else "none (no supabase/seed.sql)"))
+        request = request or f"verify the database after {inputs.version}: smoke-test results and seed data attached"
+        next_action = "run the QA suite against the seeded database"
+    elif to == "devops":
+        _run(ctx, session, "*execute-checklist dba-predeploy", {"ask": False}, steps, artifacts, blockers)
+        files: dict[str, str] = {}
+        migrations = _migrations(project)
+        runbook = render_template_file("db-runbook-tmpl.yaml", {
+            "operation": "production-deploy", "environment": "production",
+            "migration": Path(migrations[-1]).name if migrations else ""})
+        import yaml
+
+        yaml.safe_load(runbook)  # the rendered runbook must be valid YAML
+        files["docs/deploy/runbook-production-deploy.yaml"] = runbook
+        if not any("checklist" in a for a in artifacts):
+            from sage_agent.catalog.paths import knowledge_dir
+
+            checklist = (knowledge_dir() / "checklists" / "dba-predeploy-checklist.md").read_text(encoding="utf-8")
+            files["docs/deploy/dba-predeploy-checklist.md"] = (
+                "<!-- NOT EXECUTED: *execute-checklist is not available; complete by hand -->\n" + checklist)
+        _run(ctx, session, "*snapshot before-deploy", {}, steps, artifacts, blockers)
+        snapshots = [a for a in artifacts if "snapshots/" in a] or [
+            str(p.relative_to(project)) for p in sorted((project / "supabase" / "snapshots").glob("*.sql"))[-1:]]
+        files["docs/deploy/rollback-plan.md"] = _rollback_plan(project, snapshots, migrations)
+        ctx.confirm(f"Write {len(files)} deployment file(s) for @devops?", plan="\n".join(f"write {f}" for f in files))
+        for rel, text in files.items():
+            (project / rel).parent.mkdir(parents=True, exist_ok=True)
+            (project / rel).write_text(text, encoding="utf-8")
+            artifacts.append(rel)
+        request = request or "deploy the pending migrations with the runbook; the rollback plan is attached"
+        next_action = "schedule the change window and follow the runbook"
+    else:
+        migrations = _migrations(project)
+        plans = [str(p.relative_to(project)) for p in sorted((project / "docs" / "architecture").glob("*-plan.md"))]
+        artifacts += migrations[-3:] + plans[-1:]
+        request = request or ("the schema changes are ready: migrations and plan attached" if to == "dev"
+                              else "the design is implemented: migrations and plan attached")
+        next_action = "review the attached files"
+    artifacts += [a for a in extra if a not in artifacts]
+    doc = Handoff(**{"from": "@db-sage", "to": f"@{to}"}, story=StoryContext(id=inputs.story_id) if inputs.story_id else None,
+                  request=request, artifacts=artifacts, decisions=decisions, blockers=blockers, next_action=next_action)
+    try:
+        path = write_handoff(project, doc)
+    except HandoffError as exc:
+        raise OpError(str(exc), "") from None
+    rel = str(path.relative_to(project))
+    return OpResult(operation="handoff", status="warning" if blockers else "ok",
+                    summary=f"Handoff for @{to} written: {rel} ({len(artifacts)} artifact(s))",
+                    facts={"to": f"@{to}", "file": rel, "artifacts": len(artifacts), "blockers": len(blockers)},
+                    tables=[Table(title="Steps", columns=["step", "status", "detail"], rows=steps)] if steps else [],
+                    notes=[f"artifact: {a}" for a in artifacts] + [f"blocker: {b}" for b in blockers],
+                    artifacts=[rel, *artifacts], data={"handoff": rel, "artifacts": artifacts, "blockers": blockers})

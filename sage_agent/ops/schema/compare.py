@@ -1,0 +1,406 @@
+"""Sources (environments, URLs, snapshots, the migrations folder), shadow copies, and the proof.
+
+compare(ctx, source, target) -> Comparison: introspect A and B, plan A -> B, then PROVE the plan: apply it
+to a shadow copy of A (pg_dump --schema-only of A's user schemas loaded into a scratch database; when A
+already is a scratch database - a snapshot or the migrations folder - the plan goes straight onto it) and
+diff the result against B again. Only a plan that leaves zero difference is shown as proven.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from sage_agent.db.env import ENV_NAMES, ConfigError, check_url, resolve_target
+from sage_agent.db.redact import redact
+from sage_agent.db.schemas import MANAGED_SCHEMAS
+from sage_agent.ops.result import OpError
+from sage_agent.ops.schema.diff import Plan, diff_schemas
+from sage_agent.ops.schema.model import DatabaseSchema
+
+
+@dataclass
+class Source:
+    spec: str
+    kind: str  # environment | url | snapshot | migrations
+    label: str  # shown to the user (redacted)
+    url: str
+    scratch: bool = False  # a shadow database of ours: the plan may be applied to it directly
+
+
+@dataclass
+class Proof:
+    proven: bool
+    remaining: Plan | None = None
+    error: str | None = None
+    failed_step: str | None = None
+    applied_to: str = ""
+
+
+@dataclass
+class Comparison:
+    a: Source
+    b: Source
+    model_a: DatabaseSchema
+    model_b: DatabaseSchema
+    plan: Plan
+    proof: Proof | None
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - start
+
+
+# --- sources -----------------------------------------------------------------------------------------------
+def _snapshot_path(project: Path, spec: str) -> Path | None:
+    folder = project / "supabase" / "snapshots"
+    candidates = []
+    if spec.endswith(".sql"):
+        candidates += [Path(spec), project / spec, folder / spec]
+    else:
+        candidates.append(folder / f"{spec}.sql")
+    for path in candidates:
+        if path.is_file():
+            return path
+    return None
+
+
+def describe_sources() -> str:
+    return ("an environment (" + "/".join(ENV_NAMES) + "), a postgresql:// URL, a snapshot name or .sql file, "
+            "or `migrations`")
+
+
+def _load_file(url: str, path: Path, what: str) -> None:
+    from sage_agent.db.shadow import load_sql_file
+    from sage_agent.db.tools import PgToolError
+
+    try:
+        load_sql_file(url, path)
+    except PgToolError as exc:
+        detail = str(exc).replace("psql failed: ", "")
+        raise OpError(f"{what} does not load: {detail}",
+                      "fix the SQL (the error names the file and line) and compare again") from None
+
+
+@contextmanager
+def open_source(ctx, spec: str, admin_url: str, label: str) -> Iterator[Source]:
+    """Resolve A or B to a database URL; snapshots and migrations are loaded into a shadow DB (dropped after)."""
+    from sage_agent.db.shadow import shadow_database
+
+    spec = (spec or "").strip()
+    if not spec:
+        raise OpError(f"no {label} given", f"give {describe_sources()}", exit_code=2)
+    project = Path(ctx.project)
+    if spec == "migrations":
+        folder = project / "supabase" / "migrations"
+        files = sorted(folder.glob("*.sql")) if folder.is_dir() else []
+        with shadow_database(admin_url, "migrations") as url:
+            for path in files:
+                _load_file(url, path, f"migration {path.name}")
+            yield Source(spec, "migrations", f"migrations ({len(files)} files applied to a shadow database)", url,
+                         scratch=True)
+        return
+    if spec in ENV_NAMES:
+        if spec == ctx.target.env:
+            url = ctx.url
+        else:
+            try:
+                target = resolve_target(project, spec)
+            except ConfigError as exc:
+                raise OpError(str(exc), "configure that environment, or compare another source", exit_code=2) from None
+            if target.embedded:
+                ctx.embedded.start()
+                url = ctx.embedded.url()
+            else:
+                url = target.url
+        yield Source(spec, "environment", f"{spec} ({redact(url)})", url)
+        return
+    if "://" in spec or ("=" in spec and " " in spec):
+        try:
+            url = check_url(spec)
+        except ConfigError as exc:
+            raise OpError(str(exc), f"give {describe_sources()}", exit_code=2) from None
+        yield Source(spec, "url", redact(url), url)
+        return
+    path = _snapshot_path(project, spec)
+    if path is None:
+        if spec.endswith(".sql"):
+            raise OpError(f"snapshot file {spec!r} not found",
+                          "give a path to a .sql dump, or a name from supabase/snapshots/", exit_code=2)
+        raise OpError(f"unknown source {spec!r}: not an environment, URL, snapshot or `migrations`",
+                      f"give {describe_sources()}; snapshots live in supabase/snapshots/NAME.sql", exit_code=2)
+    with shadow_database(admin_url, "snapshot") as url, tempfile.TemporaryDirectory(prefix="sage-snap-") as tmp:
+        _load_file(url, _without_create_public(path, Path(tmp)), f"snapshot {path.name}")
+        yield Source(spec, "snapshot", f"snapshot {path.name}", url, scratch=True)
+
+
+_CREATE_PUBLIC = re.compile(r'^CREATE SCHEMA "?public"?;', re.M)
+
+
+def _without_create_public(path: Path, tmp: Path) -> Path:
+    """A dump taken with `-n public` re-creates the public schema, which every database already has: load a
+    copy without that one statement (the dump's own GRANT/REVOKE lines on it still apply)."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        text = fh.read()
+    if not _CREATE_PUBLIC.search(text):
+        return path
+    out = tmp / path.name
+    out.write_text(_CREATE_PUBLIC.sub("-- (public exists already) CREATE SCHEMA public;", text), encoding="utf-8")
+    return out
+
+
+# --- shadow copy and proof --------------------------------------------------------------------------------------
+def dump_schema(url: str, out: Path) -> None:
+    """pg_dump --schema-only of the user's schemas (managed schemas left out) to `out`."""
+    from sage_agent.db.tools import run_pg_tool
+
+    args = ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions", "-f", str(out)]
+    for pattern in MANAGED_SCHEMAS:
+        args += ["-N", pattern]
+    run_pg_tool("pg_dump", url, args, server_major=_server_major(url))
+
+
+def _server_major(url: str) -> int:
+    from sage_agent.db.connect import connect
+
+    with connect(url) as conn:
+        return conn.info.server_version // 10000
+
+
+TEMPLATE_COPY_MAX_BYTES = 200 * 1024 * 1024
+
+
+def _template_copy(admin_url: str, url: str) -> str | None:
+    """When A lives on the shadow server, is small and idle: CREATE DATABASE ... TEMPLATE A (a file copy,
+    much faster than dump + load for big schemas). None when that is not possible (then pg_dump is used)."""
+    import secrets
+
+    import psycopg
+    from psycopg import sql
+
+    from sage_agent.db.connect import connect
+    from sage_agent.db.shadow import SHADOW_PREFIX
+    from sage_agent.db.urls import conninfo_params, replace_dbname
+
+    a, s = conninfo_params(url), conninfo_params(admin_url)
+    if (a.get("host"), a.get("port", "5432")) != (s.get("host"), s.get("port", "5432")):
+        return None
+    dbname = a.get("dbname")
+    name = f"{SHADOW_PREFIX}tcopy_{secrets.token_hex(4)}"
+    try:
+        with connect(admin_url, autocommit=True) as conn:
+            size = conn.execute("select pg_database_size(%s)", (dbname,)).fetchone()[0]
+            if size is None or size > TEMPLATE_COPY_MAX_BYTES:
+                return None
+            busy = conn.execute("select count(*) from pg_stat_activity where datname = %s", (dbname,)).fetchone()[0]
+            if busy:  # CREATE DATABASE would wait ~5 s for them, then fail
+                return None
+            conn.execute(sql.SQL("create database {} template {}").format(sql.Identifier(name),
+                                                                         sql.Identifier(dbname)))
+    except psycopg.Error:
+        return None  # e.g. other sessions are connected to A
+    return replace_dbname(admin_url, name)
+
+
+@contextmanager
+def shadow_copy(admin_url: str, url: str, label: str = "copy") -> Iterator[str]:
+    """A scratch database holding A's user schema: a template copy when A is a small idle database on the
+    shadow server, else pg_dump --schema-only of A loaded into a shadow."""
+    from sage_agent.db.shadow import drop_database, load_sql_file, shadow_database
+    from sage_agent.db.tools import PgToolError
+    from sage_agent.db.urls import conninfo_params
+
+    copy = _template_copy(admin_url, url)
+    if copy is not None:
+        try:
+            yield copy
+        finally:
+            drop_database(admin_url, conninfo_params(copy)["dbname"])
+        return
+
+    with tempfile.TemporaryDirectory(prefix="sage-diff-") as tmp:
+        dump = Path(tmp) / "schema.sql"
+        try:
+            dump_schema(url, dump)
+        except PgToolError as exc:
+            raise OpError(f"cannot copy the schema for the proof: {exc}", "check pg_dump with *env-check") from None
+        with shadow_database(admin_url, label) as shadow:
+            try:
+                load_sql_file(shadow, dump)
+            except PgToolError as exc:
+                raise OpError(f"the schema dump does not load into a shadow database: {exc}",
+                              "roles or extensions used by the schema must exist on the shadow server") from None
+            yield shadow
+
+
+def apply_plan(url: str, plan: Plan) -> tuple[str | None, str | None]:
+    """Apply a plan: non-transactional steps first (each on its own), then the rest in ONE transaction.
+    Returns (None, None) on success, else (failed step SQL, error message); nothing of the transaction stays."""
+    import psycopg
+
+    from sage_agent.db.connect import connect
+
+    with connect(url, autocommit=True) as conn:
+        for step in plan.steps:
+            if not step.transactional:
+                try:
+                    conn.execute(step.sql)
+                except psycopg.Error as exc:
+                    return step.sql, str(exc).strip()
+        try:
+            with conn.transaction():
+                conn.execute("set local check_function_bodies = off")
+                for step in plan.steps:
+                    if step.transactional:
+                        current = step.sql
+                        conn.execute(step.sql)
+        except psycopg.Error as exc:
+            return current, str(exc).strip()
+    return None, None
+
+
+def read_schema(url: str) -> DatabaseSchema:
+    from sage_agent.db.connect import connect
+    from sage_agent.ops.schema.introspect import introspect
+
+    with connect(url) as conn:
+        return introspect(conn)
+
+
+def prove(plan: Plan, shadow_url: str, model_b: DatabaseSchema, timer: Timer | None = None,
+          inspect=None) -> Proof:
+    """Apply `plan` to the shadow copy of A, re-read it and diff against B: proven when nothing is left."""
+    timer = timer or Timer()
+    with timer("proof: apply plan"):
+        failed, error = apply_plan(shadow_url, plan)
+    if failed:
+        return Proof(False, error=error, failed_step=failed)
+    with timer("proof: re-read A'"):
+        again = read_schema(shadow_url)
+    with timer("proof: re-diff"):
+        remaining = diff_schemas(again, model_b)
+    if inspect is not None:
+        inspect(shadow_url)
+    if remaining.drift or remaining.steps:
+        return Proof(False, remaining=remaining, error="differences remain after applying the plan")
+    return Proof(True, remaining=remaining)
+
+
+def _align_versions(stack: ExitStack, admin_url: str, a: Source, b: Source, notes: list[str]) -> tuple[Source, Source]:
+    """PostgreSQL prints definitions (views, ...) differently across major versions: when A or B runs another
+    major than the shadow server (where the proof runs), compare schema copies on the shadow server instead,
+    so only real differences show and the proof compares like with like."""
+    from sage_agent.db.connect import DbConnectError
+
+    try:
+        ma, mb, ms = _server_major(a.url), _server_major(b.url), _server_major(admin_url)
+    except DbConnectError as exc:
+        raise OpError(exc.message, exc.hint) from None
+    if ma == ms and mb == ms:
+        return a, b
+    out = []
+    for side, major in ((a, ma), (b, mb)):
+        if major == ms:
+            out.append(side)
+            continue
+        try:
+            url = stack.enter_context(shadow_copy(admin_url, side.url, "version"))
+        except OpError as exc:
+            notes.append(f"{side.label} (PostgreSQL {major}) could not be copied to the shadow server "
+                         f"(PostgreSQL {ms}): {exc.message}. Definitions may differ in formatting only.")
+            out.append(side)
+            continue
+        out.append(Source(side.spec, side.kind, f"{side.label}, compared as a copy on PostgreSQL {ms}", url,
+                          scratch=True))
+    notes.append(f"A runs PostgreSQL {ma}, B PostgreSQL {mb} and the shadow server PostgreSQL {ms}: schema copies "
+                 f"on the shadow server were compared so that definitions print alike (extension versions "
+                 "follow the shadow server)")
+    return out[0], out[1]
+
+
+def _same_server(url: str, admin_url: str) -> bool:
+    from sage_agent.db.urls import conninfo_params
+
+    a, s = conninfo_params(url), conninfo_params(admin_url)
+    return (a.get("host"), a.get("port", "5432")) == (s.get("host"), s.get("port", "5432"))
+
+
+def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=None) -> Comparison:
+    """Compare A (source) with B (target), plan A -> B, and prove the plan on a shadow copy of A."""
+    from sage_agent.db.connect import DbConnectError
+
+    timer = Timer()
+    admin_url = ctx.admin_url
+    if ctx.target.env in (source.strip(), target.strip()):
+        try:
+            ctx.url  # noqa: B018 - start an embedded target once, before the worker threads need it
+        except DbConnectError as exc:
+            raise OpError(exc.message, exc.hint) from None
+    with ExitStack() as stack, ThreadPoolExecutor(max_workers=3) as pool:
+        with timer("load sources"):
+            fa = pool.submit(lambda: stack.enter_context(open_source(ctx, source, admin_url, "source")))
+            fb = pool.submit(lambda: stack.enter_context(open_source(ctx, target, admin_url, "target")))
+            a, b = fa.result(), fb.result()
+        notes: list[str] = []
+        with timer("align server versions"):
+            a, b = _align_versions(stack, admin_url, a, b, notes)
+        copy_future = None
+        if do_prove and not a.scratch:
+            def make_copy():
+                t0 = time.perf_counter()
+                try:
+                    url = stack.enter_context(shadow_copy(admin_url, a.url, "proof"))
+                except OpError as exc:  # reported as an unproven plan, the drift is still shown
+                    return exc
+                timer.times["proof: shadow copy of A"] = time.perf_counter() - t0
+                return url
+            copy_future = pool.submit(make_copy)
+            copy_future.result() if _same_server(a.url, admin_url) else None
+        try:
+            with timer("read schemas (A and B)"):
+                ma_f = pool.submit(read_schema, a.url)
+                mb_f = pool.submit(read_schema, b.url)
+                model_a, model_b = ma_f.result(), mb_f.result()
+        except DbConnectError as exc:
+            raise OpError(exc.message, exc.hint) from None
+        with timer("diff"):
+            plan = diff_schemas(model_a, model_b)
+        proof = None
+        if do_prove:
+            if plan.empty:
+                proof = Proof(True, remaining=plan, applied_to="(nothing to apply)")
+                if copy_future is not None:
+                    copy_future.result()
+            else:
+                if copy_future is not None:
+                    with timer("proof: waiting for the shadow copy"):
+                        shadow = copy_future.result()
+                    applied = "a shadow copy of A"
+                else:
+                    shadow = a.url
+                    applied = "the shadow database holding A"
+                if isinstance(shadow, OpError):
+                    proof = Proof(False, error=f"{shadow.message} (no shadow copy of A to prove the plan on)")
+                else:
+                    proof = prove(plan, shadow, model_b, timer, inspect=inspect)
+                    proof.applied_to = applied
+        elif copy_future is not None:
+            copy_future.result()
+    return Comparison(a, b, model_a, model_b, plan, proof, timer.times, notes)

@@ -1,0 +1,344 @@
+"""Read a database's schema (user schemas only) into a DatabaseSchema, in a dozen catalog queries.
+
+Runs in one read-only repeatable-read transaction with `search_path = ''` so every name PostgreSQL's
+deparsers print is schema-qualified and two databases deparse the same object the same way.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sage_agent.db.schemas import is_managed_schema
+from sage_agent.ops.schema.model import (
+    Column, Constraint, DatabaseSchema, Extension, Function, Index, Policy, Schema, Sequence, Table, Trigger,
+    TypeDef, View,
+)
+
+
+def _acl(acl: str, kind: str, owner: str) -> str:
+    """SQL: the non-owner privileges of an object as sorted 'grantee:PRIV:grantable' strings."""
+    return f"""(select coalesce(array_agg(format('%s:%s:%s',
+                     case when a.grantee = 0 then 'PUBLIC' else a.grantee::regrole::text end,
+                     a.privilege_type, a.is_grantable) order by 1), '{{}}')
+               from aclexplode(coalesce({acl}, acldefault('{kind}', {owner}))) a
+               where a.grantee <> {owner})"""
+
+
+def _not_ext(catalog: str, oid: str) -> str:
+    return (f"not exists (select 1 from pg_depend e where e.classid = '{catalog}'::regclass "
+            f"and e.objid = {oid} and e.deptype = 'e')")
+
+
+Q_SCHEMAS = f"""
+select n.oid, n.nspname, quote_ident(n.nspname), obj_description(n.oid, 'pg_namespace'),
+       {_acl('n.nspacl', 'n', 'n.nspowner')}
+from pg_namespace n where {_not_ext('pg_namespace', 'n.oid')}
+"""
+
+Q_EXTENSIONS = """
+select quote_ident(x.extname), quote_ident(n.nspname), x.extversion
+from pg_extension x join pg_namespace n on n.oid = x.extnamespace where x.extname <> 'plpgsql'
+"""
+
+Q_TYPES = f"""
+select t.oid, format('%I.%I', n.nspname, t.typname), quote_ident(n.nspname), t.typname::text, t.typtype,
+       case when t.typtype = 'e' then array(select e.enumlabel::text from pg_enum e where e.enumtypid = t.oid
+                                            order by e.enumsortorder) end,
+       case when t.typtype = 'd' then format_type(t.typbasetype, t.typtypmod) end,
+       t.typnotnull, t.typdefault,
+       case when t.typtype = 'd' and t.typcollation <> 0 and t.typcollation <> bt.typcollation
+            then (select format('%I.%I', cn.nspname, co.collname) from pg_collation co
+                  join pg_namespace cn on cn.oid = co.collnamespace where co.oid = t.typcollation) end,
+       case when t.typtype = 'd' then array(select quote_ident(c.conname) || E'\\t' || pg_get_constraintdef(c.oid)
+                                            from pg_constraint c where c.contypid = t.oid and c.contype = 'c'
+                                            order by c.conname) end,
+       case when t.typtype = 'c' then array(select quote_ident(a.attname) || E'\\t' || format_type(a.atttypid, a.atttypmod)
+                                            from pg_attribute a where a.attrelid = t.typrelid and a.attnum > 0
+                                            and not a.attisdropped order by a.attnum) end,
+       obj_description(t.oid, 'pg_type')
+from pg_type t join pg_namespace n on n.oid = t.typnamespace
+left join pg_type bt on bt.oid = t.typbasetype
+where t.typnamespace = any(%(nsp)s)
+  and (t.typtype in ('e', 'd') or (t.typtype = 'c' and (select relkind from pg_class where oid = t.typrelid) = 'c'))
+  and {_not_ext('pg_type', 't.oid')}
+"""
+
+Q_RELATIONS = f"""
+select c.oid, format('%I.%I', n.nspname, c.relname), c.relkind, quote_ident(n.nspname),
+       c.relpersistence = 'u', c.relrowsecurity, c.relforcerowsecurity,
+       case when c.relkind in ('v', 'm') then pg_get_viewdef(c.oid) end,
+       coalesce(c.reloptions, '{{}}'),
+       obj_description(c.oid, 'pg_class'),
+       case when c.relkind = 'S' then {_acl('c.relacl', 's', 'c.relowner')}
+            else {_acl('c.relacl', 'r', 'c.relowner')} end,
+       c.relispartition
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where c.relnamespace = any(%(nsp)s) and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f')
+  and {_not_ext('pg_class', 'c.oid')}
+"""
+
+Q_SEQUENCES = """
+select s.seqrelid, format_type(s.seqtypid, null), s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcache,
+       s.seqcycle,
+       (select d.deptype::text || format('%I.%I.%I', tn.nspname, t.relname, a.attname)
+          from pg_depend d join pg_class t on t.oid = d.refobjid join pg_namespace tn on tn.oid = t.relnamespace
+          join pg_attribute a on a.attrelid = d.refobjid and a.attnum = d.refobjsubid
+         where d.classid = 'pg_class'::regclass and d.objid = s.seqrelid and d.refclassid = 'pg_class'::regclass
+           and d.deptype in ('a', 'i') limit 1)
+from pg_sequence s where s.seqrelid = any(%(rels)s)
+"""
+
+Q_COLUMNS = """
+select a.attrelid, quote_ident(a.attname), a.attnum, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       case when a.attgenerated = '' then pg_get_expr(d.adbin, d.adrelid) end,
+       a.attidentity::text, a.attgenerated::text,
+       case when a.attgenerated <> '' then pg_get_expr(d.adbin, d.adrelid) end,
+       case when a.attcollation <> 0 and a.attcollation <> t.typcollation
+            then (select format('%I.%I', cn.nspname, co.collname) from pg_collation co
+                  join pg_namespace cn on cn.oid = co.collnamespace where co.oid = a.attcollation) end,
+       col_description(a.attrelid, a.attnum),
+       (select coalesce(array_agg(format('%s:%s:%s',
+                     case when x.grantee = 0 then 'PUBLIC' else x.grantee::regrole::text end,
+                     x.privilege_type, x.is_grantable) order by 1), '{}')
+          from aclexplode(a.attacl) x)
+from pg_attribute a
+join pg_type t on t.oid = a.atttypid
+left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+where a.attrelid = any(%(tables)s) and a.attnum > 0 and not a.attisdropped
+"""
+
+Q_CONSTRAINTS = """
+select c.oid, c.conrelid, quote_ident(c.conname), c.contype::text, pg_get_constraintdef(c.oid),
+       obj_description(c.oid, 'pg_constraint'), c.conindid
+from pg_constraint c
+where c.conrelid = any(%(tables)s) and c.contype in ('p', 'u', 'c', 'f', 'x')
+"""
+
+Q_INDEXES = """
+select i.indexrelid, format('%I.%I', n.nspname, ic.relname), i.indrelid, pg_get_indexdef(i.indexrelid),
+       obj_description(i.indexrelid, 'pg_class')
+from pg_index i join pg_class ic on ic.oid = i.indexrelid join pg_namespace n on n.oid = ic.relnamespace
+where i.indrelid = any(%(tables)s)
+  and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid and c.conrelid = i.indrelid
+                  and c.contype in ('p', 'u', 'x'))
+"""
+
+Q_FUNCTIONS = f"""
+select p.oid, format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
+       format('%I.%I', n.nspname, p.proname), p.prokind::text, pg_get_function_identity_arguments(p.oid),
+       pg_get_function_arguments(p.oid), pg_get_function_result(p.oid), pg_get_functiondef(p.oid),
+       exists (select 1 from pg_type rt where rt.typrelid <> 0
+               and (rt.oid = p.prorettype or rt.oid = any(p.proargtypes)
+                    or rt.oid = any(coalesce(p.proallargtypes, '{{}}'))
+                    or rt.typarray = p.prorettype)),
+       obj_description(p.oid, 'pg_proc'),
+       {_acl('p.proacl', 'f', 'p.proowner')}
+from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+where p.pronamespace = any(%(nsp)s) and p.prokind in ('f', 'p', 'w') and {_not_ext('pg_proc', 'p.oid')}
+"""
+
+Q_TRIGGERS = """
+select t.oid, t.tgrelid, quote_ident(t.tgname), pg_get_triggerdef(t.oid), t.tgenabled::text,
+       obj_description(t.oid, 'pg_trigger')
+from pg_trigger t where t.tgrelid = any(%(tables)s) and not t.tgisinternal
+"""
+
+Q_POLICIES = """
+select p.oid, p.polrelid, quote_ident(p.polname), p.polpermissive,
+       array(select case when r = 0 then 'PUBLIC' else r::regrole::text end from unnest(p.polroles) r order by 1),
+       case p.polcmd when 'r' then 'SELECT' when 'a' then 'INSERT' when 'w' then 'UPDATE' when 'd' then 'DELETE'
+                     else 'ALL' end,
+       pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid),
+       obj_description(p.oid, 'pg_policy')
+from pg_policy p where p.polrelid = any(%(tables)s)
+"""
+
+Q_DEPEND = """
+select d.classid::regclass::text, d.objid, d.objsubid, d.refclassid::regclass::text, d.refobjid, d.refobjsubid
+from pg_depend d
+where d.deptype in ('n', 'a')
+  and d.classid in ('pg_class'::regclass, 'pg_rewrite'::regclass, 'pg_proc'::regclass, 'pg_constraint'::regclass,
+                    'pg_trigger'::regclass, 'pg_policy'::regclass, 'pg_attrdef'::regclass, 'pg_type'::regclass)
+  and d.refclassid in ('pg_class'::regclass, 'pg_proc'::regclass, 'pg_type'::regclass, 'pg_constraint'::regclass)
+"""
+
+Q_REWRITE = "select r.oid, r.ev_class from pg_rewrite r where r.ev_class = any(%(rels)s)"
+Q_ATTRDEF = "select d.oid, d.adrelid, d.adnum from pg_attrdef d where d.adrelid = any(%(tables)s)"
+Q_ROWTYPES = "select t.oid, t.typrelid from pg_type t where t.typrelid = any(%(rels)s)"
+
+Q_DEFAULT_ACL = """
+select coalesce(quote_ident(n.nspname), ''), d.defaclobjtype::text,
+       array(select format('%s:%s:%s', case when a.grantee = 0 then 'PUBLIC' else a.grantee::regrole::text end,
+                           a.privilege_type, a.is_grantable)
+             from aclexplode(d.defaclacl) a where a.grantee <> d.defaclrole)
+from pg_default_acl d left join pg_namespace n on n.oid = d.defaclnamespace
+where d.defaclrole = (select oid from pg_roles where rolname = current_user)
+"""
+
+
+def _q(conn, query: str, params: dict | None = None):
+    """Execute with named parameters; every other % in the query (format() patterns) is literal."""
+    if params is None:
+        return conn.execute(query)
+    text = re.sub(r"%%\((\w+)\)s", r"%(\1)s", query.replace("%", "%%"))
+    return conn.execute(text, params)
+
+
+def introspect(conn) -> DatabaseSchema:
+    """The user's schema of the database behind `conn` (a psycopg connection; left as it was found)."""
+    model = DatabaseSchema()
+    model.server_major = conn.info.server_version // 10000
+    was_autocommit = conn.autocommit
+    if was_autocommit:
+        conn.autocommit = False
+    try:
+        conn.execute("set transaction isolation level repeatable read, read only")
+        conn.execute("select set_config('search_path', '', true)")
+        _read(conn, model)
+    finally:
+        conn.rollback()
+        if was_autocommit:
+            conn.autocommit = True
+    return model
+
+
+def _read(conn, m: DatabaseSchema) -> None:
+    nsp: list[int] = []
+    nsp_name: dict[int, str] = {}
+    for oid, raw, name, comment, grants in conn.execute(Q_SCHEMAS).fetchall():
+        if is_managed_schema(raw):
+            continue
+        nsp.append(oid)
+        nsp_name[oid] = name
+        m.schemas[name] = Schema(name=name, comment=comment, grants=frozenset(grants))
+    for name, schema, version in conn.execute(Q_EXTENSIONS).fetchall():
+        m.extensions[name] = Extension(name=name, schema_=schema, version=version)
+
+    keys: dict[tuple[str, int], str] = {}  # (catalog, oid) -> dependency key
+    for (oid, qname, schema, raw_name, typtype, labels, base, notnull, default, collation, checks, attrs,
+         comment) in _q(conn, Q_TYPES, {"nsp": nsp}).fetchall():
+        kind = {"e": "enum", "d": "domain", "c": "composite"}[typtype]
+        m.types[qname] = TypeDef(
+            qname=qname, schema_=schema, raw_name=raw_name, kind=kind, labels=list(labels or []), base=base, notnull=bool(notnull and kind == "domain"),
+            default=default, collation=collation,
+            checks=dict(x.split("\t", 1) for x in (checks or [])),
+            attributes=[tuple(x.split("\t", 1)) for x in (attrs or [])], comment=comment)
+        keys[("pg_type", oid)] = f"type:{qname}"
+
+    tables: dict[int, Table] = {}
+    rels: list[int] = []
+    seq_oids: dict[int, tuple] = {}
+    matviews: list[int] = []
+    for (oid, qname, kind, schema, unlogged, rls, force, viewdef, options, comment, grants,
+         is_partition) in _q(conn, Q_RELATIONS, {"nsp": nsp}).fetchall():
+        rels.append(oid)
+        if kind in ("r", "p", "f"):
+            if kind == "f":
+                m.unsupported.append(f"foreign table {qname} (not compared)")
+                continue
+            if is_partition:
+                m.unsupported.append(f"partition {qname} (partitions are not compared)")
+            if kind == "p":
+                m.unsupported.append(f"partitioned table {qname} (partitioning is not compared)")
+            t = Table(qname=qname, schema_=schema, unlogged=unlogged, partitioned=kind == "p", rls=rls,
+                      force_rls=force, comment=comment, grants=frozenset(grants))
+            tables[oid] = t
+            m.tables[qname] = t
+            keys[("pg_class", oid)] = f"table:{qname}"
+        elif kind in ("v", "m"):
+            m.views[qname] = View(qname=qname, materialized=kind == "m", definition=viewdef.strip(),
+                                  options=sorted(options), comment=comment, grants=frozenset(grants))
+            keys[("pg_class", oid)] = f"view:{qname}"
+            if kind == "m":
+                matviews.append(oid)
+        elif kind == "S":
+            seq_oids[oid] = (qname, comment, grants)
+            keys[("pg_class", oid)] = f"sequence:{qname}"
+    table_oids = list(tables)
+
+    for (oid, data_type, start, inc, mn, mx, cache, cycle, owner) in _q(
+            conn, Q_SEQUENCES, {"rels": list(seq_oids)}).fetchall():
+        qname, comment, grants = seq_oids[oid]
+        if owner and owner[0] == "i":
+            del keys[("pg_class", oid)]  # an identity column's sequence: part of the column
+            continue
+        m.sequences[qname] = Sequence(qname=qname, data_type=data_type, start=start, increment=inc, min_value=mn,
+                                      max_value=mx, cache=cache, cycle=cycle, owned_by=owner[1:] if owner else None,
+                                      comment=comment, grants=frozenset(grants))
+
+    attnames: dict[tuple[int, int], str] = {}
+    for (relid, name, num, typ, notnull, default, identity, generated, gexpr, collation, comment,
+         grants) in _q(conn, Q_COLUMNS, {"tables": table_oids}).fetchall():
+        t = tables[relid]
+        t.columns[name] = Column(name=name, position=num, type=typ, notnull=notnull, default=default,
+                                 identity=identity or "", generated=generated or "", generation_expr=gexpr,
+                                 collation=collation, comment=comment, grants=frozenset(grants))
+        attnames[(relid, num)] = f"{t.qname}.{name}"
+
+    for oid, relid, name, contype, definition, comment, indid in _q(
+            conn, Q_CONSTRAINTS, {"tables": table_oids}).fetchall():
+        c = Constraint(table=tables[relid].qname, name=name, type=contype, definition=definition, comment=comment)
+        m.constraints[c.key] = c
+        keys[("pg_constraint", oid)] = f"constraint:{c.key}"
+        if indid and contype in ("p", "u", "x"):
+            keys[("pg_class", indid)] = f"constraint:{c.key}"
+
+    for oid, qname, relid, definition, comment in _q(conn, Q_INDEXES, {"tables": table_oids + matviews}).fetchall():
+        owner = tables.get(relid)
+        table = owner.qname if owner else _view_name(keys, relid)
+        if table is None:
+            continue
+        m.indexes[qname] = Index(qname=qname, table=table, definition=definition, comment=comment)
+        keys[("pg_class", oid)] = f"index:{qname}"
+
+    for (oid, key, qname, kind, identity, arguments, result, definition, rowtype, comment,
+         grants) in _q(conn, Q_FUNCTIONS, {"nsp": nsp}).fetchall():
+        m.functions[key] = Function(key=key, qname=qname, kind=kind, identity_args=identity, arguments=arguments,
+                                    result=result, definition=definition.strip(), uses_rowtype=rowtype,
+                                    comment=comment, grants=frozenset(grants))
+        keys[("pg_proc", oid)] = f"function:{key}"
+
+    for oid, relid, name, definition, enabled, comment in _q(
+            conn, Q_TRIGGERS, {"tables": table_oids}).fetchall():
+        tr = Trigger(table=tables[relid].qname, name=name, definition=definition, enabled=enabled, comment=comment)
+        m.triggers[tr.key] = tr
+        keys[("pg_trigger", oid)] = f"trigger:{tr.key}"
+
+    for oid, relid, name, permissive, roles, cmd, using, check, comment in _q(
+            conn, Q_POLICIES, {"tables": table_oids}).fetchall():
+        p = Policy(table=tables[relid].qname, name=name, permissive=permissive, roles=list(roles), command=cmd,
+                   using=using, check=check, comment=comment)
+        m.policies[p.key] = p
+        keys[("pg_policy", oid)] = f"policy:{p.key}"
+
+    for oid, ev_class in _q(conn, Q_REWRITE, {"rels": rels}).fetchall():
+        if ("pg_class", ev_class) in keys:
+            keys[("pg_rewrite", oid)] = keys[("pg_class", ev_class)]
+    for oid, relid, num in _q(conn, Q_ATTRDEF, {"tables": table_oids}).fetchall():
+        if (relid, num) in attnames:
+            keys[("pg_attrdef", oid)] = f"default:{attnames[(relid, num)]}"
+    for oid, relid in _q(conn, Q_ROWTYPES, {"rels": rels}).fetchall():
+        if ("pg_class", relid) in keys:
+            keys[("pg_type", oid)] = keys[("pg_class", relid)]
+
+    deps = m.depends
+    for classid, objid, objsubid, refclassid, refobjid, refsubid in conn.execute(Q_DEPEND).fetchall():
+        dep = keys.get((classid, objid))
+        if dep is None:
+            continue
+        if refclassid == "pg_class" and refsubid and (refobjid, refsubid) in attnames:
+            ref = f"column:{attnames[(refobjid, refsubid)]}"
+        else:
+            ref = keys.get((refclassid, refobjid))
+        if ref is None or ref == dep:
+            continue
+        deps.setdefault(dep, set()).add(ref)
+
+    for schema, objtype, grants in conn.execute(Q_DEFAULT_ACL).fetchall():
+        key = f"{schema}:{objtype}"
+        m.default_acl[key] = frozenset(grants) | m.default_acl.get(key, frozenset())
+
+
+def _view_name(keys: dict, relid: int) -> str | None:
+    key = keys.get(("pg_class", relid))
+    return key.split(":", 1)[1] if key and key.startswith("view:") else None

@@ -1,0 +1,344 @@
+"""Area migrations-snapshots: *snapshot, *rollback, *smoke-test, *seed.
+
+The work lives in helper modules (sage_agent/ops/snapshots/store.py, sage_agent/ops/lifecycle/*); this module
+holds the operations the catalog binds to.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from sage_agent.ops.registry import operation
+from sage_agent.ops.result import OpResult, Table
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+class SnapshotInput(BaseModel):
+    name: str | None = None
+    mode: str = "schema-only"
+
+
+@operation("db-snapshot", risk="read")
+def snapshot(inputs: SnapshotInput, ctx) -> OpResult:
+    """pg_dump of the user schemas + supabase_migrations to supabase/snapshots/NAME.sql and NAME.json."""
+    from sage_agent.ops.snapshots.store import take_snapshot, validate_name
+
+    if inputs.name:
+        validate_name(inputs.name)
+    meta = take_snapshot(ctx, inputs.name or None, with_data=inputs.mode == "with-data")
+    rel_sql = f"supabase/snapshots/{meta.name}.sql"
+    rel_json = f"supabase/snapshots/{meta.name}.json"
+    rows = [[t, meta.row_counts.get(t, 0)] for t in meta.tables]
+    history_rows = {k: v for k, v in meta.row_counts.items() if k not in meta.tables}
+    notes = ["supabase/snapshots/ is git-ignored: snapshots stay on this machine"]
+    if not meta.history_included:
+        notes.append("no supabase_migrations schema yet: the snapshot holds no migration history")
+    if meta.type == "schema-only":
+        notes.append("schema-only: a rollback to it restores the structure with empty user tables "
+                     "(the migration history keeps its rows); use mode with-data to keep rows")
+    return OpResult(
+        operation="db-snapshot",
+        summary=f"Snapshot {meta.name} created ({meta.type}, {len(meta.tables)} tables, "
+                f"{_human_bytes(meta.size_bytes)})",
+        facts={"name": meta.name, "type": meta.type, "file": rel_sql, "metadata": rel_json,
+               "schemas": ", ".join(meta.schemas) or "-",
+               "migration_history": "included" if meta.history_included else "absent",
+               "tables": len(meta.tables), "rows": sum(meta.row_counts.get(t, 0) for t in meta.tables),
+               "history_rows": sum(history_rows.values()),
+               "size_bytes": meta.size_bytes, "sha256": meta.sha256, "server_version": meta.server_version,
+               "db_url": meta.db_url},
+        tables=[Table(title="Tables", columns=["table", "rows"], rows=rows)] if rows else [],
+        notes=notes,
+        artifacts=[rel_sql, rel_json],
+        next_steps=[f"*rollback {meta.name}", "*dry-run FILE", "*apply"],
+        data={"snapshot": meta.to_json()},
+    )
+
+
+class RollbackInput(BaseModel):
+    snapshot: str
+
+
+def _safety_name(project, target: str) -> str:
+    import time
+
+    from sage_agent.ops.snapshots.store import snapshot_dir
+
+    base = f"before_rollback_to_{target}"[:100]
+    folder = snapshot_dir(project)
+    if not (folder / f"{base}.sql").exists() and not (folder / f"{base}.json").exists():
+        return base
+    stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime())
+    name = f"{base[:100 - len(stamp) - 1]}_{stamp}"
+    n = 2
+    while (folder / f"{name}.sql").exists():
+        name = f"{base[:100 - len(stamp) - 4]}_{stamp}_{n}"
+        n += 1
+    return name
+
+
+@operation("db-rollback", risk="destructive")
+def rollback(inputs: RollbackInput, ctx) -> OpResult:
+    """Show what will be lost, typed ROLLBACK, safety snapshot, atomic restore, verification, log line."""
+    from sage_agent.ops.snapshots.rollback import (RestoreFailed, build_plan, log_rollback, restore,
+                                                   state_fingerprint, verify)
+    from sage_agent.ops.result import OpError
+    from sage_agent.ops.snapshots.store import load_snapshot_meta, take_snapshot
+
+    meta = load_snapshot_meta(ctx.project, inputs.snapshot)
+    plan = build_plan(ctx, meta)
+    lost_objects = len(plan.diff["added"])
+    from sage_agent.ops.snapshots.dumpdiff import describe as _describe
+    lost_names = [_describe(k) for k in plan.diff["added"]]
+    lost_hint = (f" ({', '.join(lost_names[:5])}{', ...' if len(lost_names) > 5 else ''})" if lost_names else "")
+    ctx.confirm_destructive(
+        f"Roll back {ctx.target.display_url} to snapshot {meta.name} ({meta.type}, {meta.created_at}), replacing "
+        f"schemas {', '.join(plan.drop_schemas)}: {lost_objects} objects added since{lost_hint}, "
+        f"{len(plan.diff['changed'])} changed objects and {plan.rows_lost} rows will be lost.",
+        plan=plan.text())
+    from sage_agent.ops.migrations.locking import migration_lock
+
+    with migration_lock(ctx, "*rollback"):
+        safety = take_snapshot(ctx, _safety_name(ctx.project, meta.name), with_data=True)
+        ctx.say(f"safety snapshot: supabase/snapshots/{safety.name}.sql")
+        try:
+            restore(ctx, plan)
+            failure = None
+        except RestoreFailed as exc:
+            failure = exc
+    base_entry = {"snapshot": meta.name, "type": meta.type, "safety_snapshot": safety.name,
+                  "db_url": ctx.target.display_url, "schemas_dropped": plan.drop_schemas}
+    if failure is not None:
+        exc = failure
+        try:
+            tables_after, counts_after = state_fingerprint(ctx)
+            unchanged = counts_after == plan.current_counts
+            check = ("checked: tables and row counts are as before" if unchanged
+                     else "WARNING: tables or row counts differ from before; inspect the database")
+        except Exception as check_exc:  # noqa: BLE001 - the server may be down
+            unchanged = None
+            check = f"could not re-check the database ({type(check_exc).__name__})"
+        log_rollback(ctx.project, {**base_entry, "status": "failed", "error": str(exc)[:500],
+                                   "database_unchanged": unchanged})
+        raise OpError(
+            f"rollback to {meta.name} failed and its transaction was rolled back: the database is unchanged "
+            f"({check}). Cause: {exc}",
+            f"fix the cause and run *rollback {meta.name} again (the safety snapshot {safety.name} is kept)") from None
+    rows, problems = verify(ctx, plan)
+    status = "failed" if problems else "ok"
+    log_path = log_rollback(ctx.project, {**base_entry, "status": "verified" if not problems else "mismatch",
+                                          "problems": problems, "objects_lost": lost_objects,
+                                          "rows_lost": plan.rows_lost})
+    from sage_agent.ops.snapshots.dumpdiff import describe
+    findings = []
+    from sage_agent.ops.result import Finding
+    for p in problems:
+        findings.append(Finding(rule="rollback.verify", severity="error", message=p,
+                                fix=f"restore the safety snapshot with *rollback {safety.name}"))
+    summary = (f"Rolled back to {meta.name}: {len(meta.tables)} tables, counts verified" if not problems
+               else f"Rolled back to {meta.name}, but verification found {len(problems)} difference(s)")
+    return OpResult(
+        operation="db-rollback", status=status, summary=summary,
+        facts={"snapshot": meta.name, "type": meta.type, "taken": meta.created_at,
+               "safety_snapshot": safety.name, "schemas_replaced": ", ".join(plan.drop_schemas),
+               "objects_lost": lost_objects, "objects_reverted": len(plan.diff["changed"]),
+               "objects_restored": len(plan.diff["removed"]), "rows_lost": plan.rows_lost,
+               "migration_history": "restored" if meta.history_included else "removed (absent in the snapshot)"},
+        tables=[Table(title="Verification (expected from the snapshot vs now)",
+                      columns=["table", "expected", "now", "check"], rows=rows)]
+        + ([Table(title="Objects lost (added since the snapshot)", columns=["object"],
+                  rows=[[describe(k)] for k in plan.diff["added"]])] if plan.diff["added"] else []),
+        findings=findings,
+        notes=["Review what went wrong before re-applying migrations",
+               f"recreated outside the snapshot's schemas: {', '.join(plan.recreate_desc)}" if plan.recreate_desc
+               else "no dependent objects outside the snapshot's schemas"],
+        artifacts=[f"supabase/snapshots/{safety.name}.sql", str(log_path.relative_to(ctx.project))],
+        next_steps=["*smoke-test VERSION", "*migrations"],
+        data={"plan": plan.text(), "problems": problems, "safety_snapshot": safety.name},
+    )
+
+
+class SmokeTestInput(BaseModel):
+    version: str
+    suite: str = "standard"
+
+
+@operation("db-smoke-test", risk="read")
+def smoke_test(inputs: SmokeTestInput, ctx) -> OpResult:
+    """Run the suite's checks, save supabase/tests/smoke-test-VERSION.md; a failing check -> status failed."""
+    import time
+
+    from sage_agent.ops.snapshots.smoke import ICONS, overall, report_markdown, run_smoke_checks
+    from sage_agent.ops.result import Finding
+    from sage_agent.ops.snapshots.store import validate_name
+
+    version = validate_name(inputs.version, "version")
+    started = time.perf_counter()
+    with ctx.connect(autocommit=True) as conn:
+        checks = run_smoke_checks(conn, inputs.suite)
+    seconds = time.perf_counter() - started
+    status = overall(checks)
+    markdown = report_markdown(version, inputs.suite, ctx.target.env, ctx.target.display_url, checks, seconds)
+    folder = ctx.project / "supabase" / "tests"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"smoke-test-{version}.md"
+    path.write_text(markdown, encoding="utf-8")
+    rel = f"supabase/tests/smoke-test-{version}.md"
+    failed = [c for c in checks if c.status == "fail"]
+    warned = [c for c in checks if c.status == "warn"]
+    findings = [Finding(rule=f"smoke.{c.name.replace(' ', '_')}", severity="error" if c.status == "fail" else "warning",
+                        message=c.detail, location=", ".join(c.items[:5]) or None)
+                for c in failed + warned]
+    passed = sum(1 for c in checks if c.status == "pass")
+    summary = {"ok": f"Smoke test {version} PASSED ({passed}/{len(checks)} checks, {inputs.suite})",
+               "warning": f"Smoke test {version} passed with {len(warned)} warning(s) ({inputs.suite})",
+               "failed": f"Smoke test {version} FAILED: {len(failed)} of {len(checks)} checks failed "
+                         f"({', '.join(c.name for c in failed)})"}[status]
+    return OpResult(
+        operation="db-smoke-test", status=status, summary=summary,
+        facts={"version": version, "suite": inputs.suite, "environment": ctx.target.env, "checks": len(checks),
+               "passed": passed, "warnings": len(warned), "failed": len(failed),
+               "seconds": round(seconds, 2), "report": rel},
+        tables=[Table(title="Checks", columns=["", "check", "suite", "detail"],
+                      rows=[[ICONS.get(c.status, c.status), c.name, c.suite, c.detail] for c in checks])],
+        findings=findings, artifacts=[rel], markdown=markdown,
+        next_steps=(["fix the failing checks, then *smoke-test " + version] if failed
+                    else [f"*snapshot after_{version}"]),
+        data={"checks": [{"name": c.name, "status": c.status, "suite": c.suite, "detail": c.detail,
+                          "items": c.items} for c in checks]},
+    )
+
+
+class SeedInput(BaseModel):
+    file: str | None = None
+    mode: str = "append-only"
+    snapshot: bool = True
+
+
+@operation("db-seed", risk="destructive")
+def seed(inputs: SeedInput, ctx) -> OpResult:
+    """Parse, plan, confirm, snapshot, then every seed statement + the seed_files rows in ONE transaction."""
+    import psycopg
+    from psycopg import sql
+
+    from sage_agent.ops.snapshots.seed import (CREATE_SEED_TABLE, UPSERT_SEED_FILE, error_line, parse_seed_files,
+                                               resolve_seed_files, resolve_tables, truncate_closure, write_targets)
+    from sage_agent.ops.result import OpError
+    from sage_agent.ops.snapshots.store import count_rows, take_snapshot
+
+    truncate = inputs.mode == "truncate-first"
+    paths, notes = resolve_seed_files(ctx.project, inputs.file)
+    server = ctx.server
+    files = parse_seed_files(ctx.project, paths, server.major)
+    n_statements = sum(len(f.statements) for f in files)
+    if n_statements == 0:
+        raise OpError(f"nothing to load: {', '.join(f.rel for f in files)} has no SQL statements",
+                      "add INSERT or COPY statements to the seed file", exit_code=2)
+    targets: list[str] = []
+    for f in files:
+        for stmt in f.statements:
+            targets += [t for t in write_targets(stmt) if t not in targets]
+    with ctx.connect(ctx.migration_url) as conn:
+        tables, unknown = resolve_tables(conn, targets)
+        emptied = truncate_closure(conn, tables) if truncate else []
+        previous = {}
+        if conn.execute("select to_regclass('supabase_migrations.seed_files') is not null").fetchone()[0]:
+            previous = dict(conn.execute("select path, hash from supabase_migrations.seed_files").fetchall())
+        conn.rollback()
+    names = [f"{s}.{t}" for s, t in tables]
+    plan = [f"Load {len(files)} seed file(s), {n_statements} statements, in ONE transaction into "
+            f"{ctx.target.display_url}:"]
+    plan += [f"  {f.rel} ({len(f.statements)} statements, sha256 {f.hash[:12]})" for f in files]
+    plan.append(f"Tables written: {', '.join(names) or '-'}"
+                + (f" (not existing yet: {', '.join(unknown)})" if unknown else ""))
+    if truncate:
+        extra = [f"{s}.{t}" for s, t in emptied if (s, t) not in tables]
+        plan.append("First: TRUNCATE " + ", ".join(f"{s}.{t}" for s, t in emptied) + " RESTART IDENTITY;")
+        if extra:
+            plan.append(f"  (also emptied because they reference those tables: {', '.join(extra)})")
+    for f in files:
+        if previous.get(f.rel) == f.hash:
+            notes.append(f"{f.rel} was seeded before with the same content (same hash)")
+    plan.append("Then: record the seed hashes in supabase_migrations.seed_files")
+    plan_text = "\n".join(plan)
+    if truncate:
+        ctx.confirm_destructive(f"Empty {len(emptied)} table(s) and load the seed into {ctx.target.display_url}.",
+                                plan=plan_text)
+    else:
+        ctx.confirm(f"Load the seed into {ctx.target.display_url}?", plan=plan_text)
+
+    from sage_agent.ops.migrations.locking import migration_lock
+
+    with migration_lock(ctx, "*seed"):  # not in the middle of an *apply
+        snapshot_name = None
+        if inputs.snapshot:
+            stem = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in files[0].path.stem)[:40] or "seed"
+            snapshot_name = take_snapshot(ctx, None, with_data=True, prefix=f"before_seed_{stem}").name
+            ctx.say(f"snapshot: supabase/snapshots/{snapshot_name}.sql")
+
+        conn = ctx.connect(ctx.migration_url)
+        current = None
+        try:
+            with conn.transaction():
+                before = count_rows(conn, emptied or tables) if (emptied or tables) else {}
+                if truncate and emptied:
+                    conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+                        sql.SQL(", ").join(sql.Identifier(s, t) for s, t in emptied)))
+                progress = ctx.progress("seeding", n_statements)
+                for f in files:
+                    for stmt in f.statements:
+                        current = (f, stmt)
+                        if stmt.copy_data is not None:
+                            with conn.cursor().copy(stmt.text) as copy:
+                                copy.write(stmt.copy_data)
+                        else:
+                            conn.execute(stmt.text)
+                        progress.advance(1, f"{f.rel}:{stmt.line}")
+                current = None
+                final, _ = resolve_tables(conn, targets)
+                after_tables = list(dict.fromkeys((emptied or []) + final))
+                after = count_rows(conn, after_tables)
+                conn.execute("CREATE SCHEMA IF NOT EXISTS supabase_migrations")
+                conn.execute(CREATE_SEED_TABLE)
+                for f in files:
+                    conn.execute(UPSERT_SEED_FILE, (f.rel, f.hash))
+        except psycopg.Error as exc:
+            message = (exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)).strip()
+            if current is not None:
+                f, stmt = current
+                where = f"{f.rel}:{error_line(stmt, exc)}"
+                raise OpError(f"seed failed at {where}: {message}. The transaction was rolled back: the database is "
+                              "unchanged", f"fix {where} and run *seed again") from None
+            raise OpError(f"seed failed: {message}. The transaction was rolled back: the database is unchanged",
+                          "check the tables and permissions") from None
+        finally:
+            conn.close()
+    rows = []
+    for key in sorted(set(before) | set(after)):
+        b, a = before.get(key), after.get(key)
+        rows.append([key, "-" if b is None else b, "-" if a is None else a, (a or 0) - (b or 0)])
+    added = sum(max(0, r[3]) for r in rows)
+    for f in files:
+        notes += f.skipped
+    return OpResult(
+        operation="db-seed",
+        summary=f"Seed loaded: {len(files)} file(s), {n_statements} statements, {added} rows added"
+                + (" after truncating" if truncate else ""),
+        facts={"files": ", ".join(f.rel for f in files), "mode": inputs.mode, "statements": n_statements,
+               "rows_added": added, "snapshot": snapshot_name or "skipped",
+               "seed_hashes": ", ".join(f"{f.rel}={f.hash[:12]}" for f in files)},
+        tables=[Table(title="Rows per table", columns=["table", "before", "after", "change"], rows=rows)],
+        notes=notes,
+        artifacts=[f"supabase/snapshots/{snapshot_name}.sql"] if snapshot_name else [],
+        next_steps=["*smoke-test VERSION"] + ([f"*rollback {snapshot_name}"] if snapshot_name else []),
+        data={"rows": {r[0]: {"before": r[1], "after": r[2]} for r in rows}, "snapshot": snapshot_name,
+              "files": [{"path": f.rel, "hash": f.hash} for f in files]},
+    )
