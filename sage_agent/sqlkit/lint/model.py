@@ -1,10 +1,8 @@
 """Data model of the migration linter: findings, per-file context, rule base class."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, Literal
-
-from pydantic import BaseModel
 
 from ..split import Statement
 from .locks import LockInfo, statement_lock
@@ -12,8 +10,12 @@ from .locks import LockInfo, statement_lock
 Severity = Literal["error", "warning", "info"]
 
 
-class LintFinding(BaseModel):
-    """One problem in one statement, with the lock facts a reviewer needs."""
+@dataclass
+class LintFinding:
+    """One problem in one statement, with the lock facts a reviewer needs.
+
+    A dataclass, not a pydantic model: `sage lint` must start fast, and pydantic's import alone costs more
+    than linting a typical migration. ``model_dump()`` keeps the dict form callers use."""
 
     rule: str
     severity: Severity
@@ -27,6 +29,13 @@ class LintFinding(BaseModel):
     safe_alternative: str = ""
     statement_line: int | None = None
     filename: str = "<sql>"
+    column: int | None = None  # 1-based column of ``line`` (the node the finding is about, else the statement)
+
+    def model_dump(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def model_copy(self, *, update: dict[str, Any] | None = None) -> "LintFinding":
+        return replace(self, **(update or {}))
 
 
 @dataclass
@@ -80,13 +89,17 @@ class Rule:
                 severity: Severity | None = None, alternative: str | None = None) -> LintFinding:
         """Build a finding, filling lock/rewrite/scan facts from the lock table."""
         info = lock or statement_lock(stmt.node, ctx.server_major)
+        column = None
+        if stmt.lines is not None and line is None:
+            at = location if location is not None and location >= 0 else stmt.start
+            column = stmt.lines.column(at)
         return LintFinding(
             rule=self.id, severity=severity or self.severity,
             line=line if line is not None else stmt.line_at(location),
             message=message, table=table if table is not None else info.table,
             lock=info.lock, rewrites=info.rewrites, scans=info.scans, blocks=info.blocks,
             safe_alternative=alternative if alternative is not None else self.safe_alternative,
-            statement_line=stmt.line, filename=ctx.filename,
+            statement_line=stmt.line, filename=ctx.filename, column=column,
         )
 
     def __repr__(self) -> str:
