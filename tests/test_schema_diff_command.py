@@ -31,7 +31,7 @@ def test_prod_vs_migrations_proven_and_written(make_session, db_url, db, project
            "create index items_name on public.items (name);\nalter table public.items enable row level security;\n")
     session = make_session(db_url, yes=True)
     out = session.run_line("*compare-schemas local migrations --write-migration --name sync_prod")
-    assert out.exit_code == 0, out.error
+    assert out.exit_code == 4, out.error
     res = out.result
     assert res.data["proven"] is True
     assert "PROVEN" in res.summary
@@ -64,7 +64,7 @@ def test_snapshot_file_source(make_session, db_url, db, project):
     db.execute("create table public.a (id int)")
     path = _write(project, "dump/a.sql", "create table public.a (id int, extra text);\n")
     out = make_session(db_url, yes=True).run_line(f"*compare-schemas local {path}")
-    assert out.exit_code == 0, out.error
+    assert out.exit_code == 4, out.error
     assert out.result.data["proven"]
     assert any("ADD COLUMN extra text" in s["sql"] for s in out.result.data["steps"])
 
@@ -95,7 +95,7 @@ def test_unprovable_plan_is_not_shown_as_safe(make_session, db_url, db, project,
         out = make_session(db_url, yes=True).run_line(f"*compare-schemas local {other} --write-migration")
     finally:
         drop_database(pg_server.url(), "unprovable_b")
-    assert out.exit_code == 0
+    assert out.exit_code == 4
     res = out.result
     assert res.status == "warning" and "NOT proven" in res.summary
     assert res.findings[0].rule == "proof.failed" and "storage" in res.findings[0].message
@@ -148,7 +148,7 @@ def test_source_that_cannot_be_copied_still_shows_drift(make_session, db_url, db
     db.execute("create schema storage; create type storage.k as enum ('a'); create table public.t (k storage.k)")
     (project / "supabase" / "migrations").mkdir(parents=True)
     out = make_session(db_url, yes=True).run_line("*compare-schemas local migrations")
-    assert out.exit_code == 0, out.error
+    assert out.exit_code == 4, out.error
     res = out.result
     assert res.status == "warning" and "NOT proven" in res.summary
     assert res.findings[0].rule == "proof.no_shadow"
@@ -171,7 +171,7 @@ def test_pg15_databases_compare_and_prove_on_the_pg18_shadow(make_session, pg15_
     finally:
         for i in range(len(urls)):
             drop_database(pg15_server, f"x15_{i}")
-    assert out.exit_code == 0, out.error
+    assert out.exit_code == 4, out.error
     res = out.result
     assert [(d["kind"], d["object"]) for d in res.data["drift"]] == [("column", "public.t.c")]
     assert res.data["proven"] is True
@@ -202,7 +202,7 @@ def test_enum_values_go_to_their_own_migration_file(make_session, db_url, db, pr
            "create type public.mood as enum ('sad', 'ok', 'happy');\n"
            "create table public.m (v public.mood default 'ok');\n")
     out = make_session(db_url, yes=True).run_line("*compare-schemas local migrations --write-migration --name mood")
-    assert out.exit_code == 0, out.error
+    assert out.exit_code == 4, out.error
     assert out.result.data["proven"]
     written = sorted(p.name for p in mig.glob("*.sql") if not p.name.startswith("20240101"))
     assert len(written) == 2 and written[0].endswith("_mood_enum_values.sql") and written[1].endswith("_mood.sql")

@@ -41,6 +41,7 @@ class OpResult(BaseModel):
     next_steps: list[str] = Field(default_factory=list)
     data: dict[str, Any] = Field(default_factory=dict)
     markdown: str | None = None  # a full report, when the operation writes one
+    exit_code: int | None = None  # a headless run's exit code when not failed (e.g. 4: *compare-schemas drift)
 
 
 class OpError(RuntimeError):

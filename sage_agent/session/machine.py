@@ -161,7 +161,7 @@ class Session:
         finally:
             ctx.close_all()
         self._goto(State.REPORTING)
-        code = EXIT_FAILED if result.status == "failed" else EXIT_OK
+        code = EXIT_FAILED if result.status == "failed" else (result.exit_code or EXIT_OK)
         return self._finish(Outcome(code, result=result, task_id=task.id,
                                     exit_requested=bool(result.data.get("exit_requested"))))
 

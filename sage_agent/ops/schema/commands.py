@@ -11,6 +11,9 @@ from sage_agent.ops.registry import operation
 from sage_agent.ops.result import Finding, OpResult, Table
 
 
+EXIT_DRIFT = 4  # A and B differ (documented in the README's exit code table): lets CI gate on drift
+
+
 class CompareInput(BaseModel):
     source: str
     target: str
@@ -38,6 +41,16 @@ def _drift_table(plan, title: str) -> Table:
 _LINT_SKIP = {"require-lock-timeout", "require-statement-timeout", "prefer-robust-stmts"}
 _LOCK_RANK = {"none": 0, "ACCESS SHARE": 1, "ROW SHARE": 2, "ROW EXCLUSIVE": 3, "SHARE UPDATE EXCLUSIVE": 4,
               "SHARE": 5, "SHARE ROW EXCLUSIVE": 6, "EXCLUSIVE": 7, "ACCESS EXCLUSIVE": 8}
+
+
+def _dump_table(missing: list[str], extra: list[str], title: str) -> Table:
+    def short(stmt: str) -> str:
+        one = " ".join(stmt.split())
+        return one if len(one) <= 300 else one[:300] + " ..."
+
+    rows = [["only in B (target)", short(x)] for x in missing] + [["not in B", short(x)] for x in extra]
+    return Table(title=title, columns=["where", "statement (normalized pg_dump --schema-only)"], rows=rows[:200],
+                 truncated=len(rows) > 200, total_rows=len(rows))
 
 
 def _lint_plan(plan, server_major: int) -> list[Finding]:
@@ -134,10 +147,26 @@ def compare_schemas(inputs: CompareInput, ctx) -> OpResult:
     notes = list(dict.fromkeys(cmp.notes + plan.notes))
     data = {"drift": [d.model_dump() for d in plan.drift], "steps": [s.model_dump() for s in plan.steps],
             "proven": bool(proof and proof.proven), "timings": {k: round(v, 4) for k, v in cmp.timings.items()},
-            "counts_a": cmp.model_a.counts(), "counts_b": cmp.model_b.counts()}
-    if plan.empty:
-        return OpResult(operation="db-compare-schemas", summary=f"No drift: {cmp.a.label} matches {cmp.b.label}",
-                        facts=facts, notes=notes, data=data)
+            "counts_a": cmp.model_a.counts(), "counts_b": cmp.model_b.counts(), "drift_exists": cmp.drift,
+            "blockers": list(plan.blockers),
+            "dump_missing": list(proof.dump_missing) if proof else [],
+            "dump_extra": list(proof.dump_extra) if proof else []}
+    if not cmp.drift:
+        return OpResult(operation="db-compare-schemas", summary=f"No drift: {cmp.a.label} matches {cmp.b.label} "
+                        "(their schema dumps are equal)", facts=facts, notes=notes, data=data)
+    if plan.empty:  # the model sees nothing, the dumps do: say so, never "no differences"
+        facts["differences"] = len(cmp.dump_only_a or []) + len(cmp.dump_only_b or [])
+        facts["proof"] = "NOT proven"
+        return OpResult(
+            operation="db-compare-schemas", status="warning", exit_code=EXIT_DRIFT,
+            summary=(f"The schema dumps differ ({facts['differences']} statements) in what the comparison does not "
+                     "model: no plan covers it; NOT PROVEN"),
+            facts=facts, notes=notes, data=data,
+            tables=[_dump_table(cmp.dump_only_b or [], cmp.dump_only_a or [], "Differences in pg_dump --schema-only")],
+            findings=[Finding(rule="proof.dump_differs", severity="error",
+                              message="pg_dump --schema-only of A and B differ although no object differs in the "
+                                      "comparison's model",
+                              fix="review the statements listed; change A by hand or report the object kind")])
     by_kind: dict[str, int] = {}
     for d in plan.drift:
         by_kind[d.kind] = by_kind.get(d.kind, 0) + 1
@@ -155,6 +184,9 @@ def compare_schemas(inputs: CompareInput, ctx) -> OpResult:
                                     location=s.object, detail=s.sql.splitlines()[0]))
     artifacts: list[str] = []
     status = "ok"
+    for blocker in plan.blockers:
+        findings.insert(0, Finding(rule="plan.blocked", severity="error", message=blocker,
+                                   fix="edit the step marked BLOCKED, then apply it yourself"))
     if proof and proof.proven:
         summary = (f"{len(plan.drift)} differences; plan of {len(plan.steps)} steps PROVEN on {proof.applied_to} "
                    "(zero difference after applying)")
@@ -165,7 +197,11 @@ def compare_schemas(inputs: CompareInput, ctx) -> OpResult:
     else:
         status = "warning"
         summary = f"{len(plan.drift)} differences; the plan of {len(plan.steps)} steps is NOT proven"
-        if proof and proof.failed_step:
+        if plan.blockers:
+            summary += f" (BLOCKED: {len(plan.blockers)} step(s) need your decision first)"
+        if plan.blockers:
+            pass
+        elif proof and proof.failed_step:
             findings.insert(0, Finding(rule="proof.failed", severity="error",
                                        message=f"the plan fails on the shadow copy: {proof.error}",
                                        detail=proof.failed_step, fix="edit the plan by hand; do not apply it as is"))
@@ -177,7 +213,11 @@ def compare_schemas(inputs: CompareInput, ctx) -> OpResult:
             findings.insert(0, Finding(rule="proof.remaining", severity="error",
                                        message="differences remain after applying the plan on the shadow copy",
                                        fix="review the remaining diff; do not apply the plan as is"))
-            tables.append(_drift_table(proof.remaining, "Remaining diff after applying the plan (NOT proven)"))
+            if proof.remaining.drift:
+                tables.append(_drift_table(proof.remaining, "Remaining diff after applying the plan (NOT proven)"))
+            if proof.dump_missing or proof.dump_extra:
+                tables.append(_dump_table(proof.dump_missing, proof.dump_extra,
+                                          "Remaining lines of pg_dump --schema-only after the plan (NOT PROVEN)"))
         if inputs.write_migration:
             notes.append("No migration written: the plan is not proven.")
     if any(s.data_loss for s in plan.steps) and status == "ok":
@@ -185,7 +225,8 @@ def compare_schemas(inputs: CompareInput, ctx) -> OpResult:
     timing_rows = [[k, round(v, 3)] for k, v in sorted(cmp.timings.items(), key=lambda kv: -kv[1])]
     tables.append(Table(title="Time", columns=["phase", "seconds"], rows=timing_rows))
     markdown = _markdown(cmp, summary)
-    return OpResult(operation="db-compare-schemas", status=status, summary=summary, facts=facts, tables=tables,
+    return OpResult(operation="db-compare-schemas", status=status, exit_code=EXIT_DRIFT, summary=summary,
+                    facts=facts, tables=tables,
                     findings=findings, notes=notes, artifacts=artifacts, data=data | {"sql": plan.sql()},
                     markdown=markdown,
                     next_steps=(["*dry-run " + Path(artifacts[-1]).name] if artifacts else

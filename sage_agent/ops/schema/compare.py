@@ -2,8 +2,10 @@
 
 compare(ctx, source, target) -> Comparison: introspect A and B, plan A -> B, then PROVE the plan: apply it
 to a shadow copy of A (pg_dump --schema-only of A's user schemas loaded into a scratch database; when A
-already is a scratch database - a snapshot or the migrations folder - the plan goes straight onto it) and
-diff the result against B again. Only a plan that leaves zero difference is shown as proven.
+already is a scratch database - a snapshot or the migrations folder - the plan goes straight onto it).
+The proof is the dump: a plan is proven only when the normalized `pg_dump --schema-only` (privileges
+included) of the shadow after the plan equals B's; otherwise the remaining lines are reported. Likewise
+"no differences" is said only when the dumps of A and B are equal, whatever the model sees.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class Proof:
     error: str | None = None
     failed_step: str | None = None
     applied_to: str = ""
+    # normalized pg_dump statements B has and the result lacks (missing), and the reverse (extra)
+    dump_missing: list[str] = field(default_factory=list)
+    dump_extra: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -53,6 +58,14 @@ class Comparison:
     proof: Proof | None
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # statements only in B's / only in A's normalized dump (what the model may not see); None: not dumped
+    dump_only_b: list[str] | None = None
+    dump_only_a: list[str] | None = None
+
+    @property
+    def drift(self) -> bool:
+        """A and B differ: in the model, or in their normalized schema dumps."""
+        return not self.plan.empty or bool(self.dump_only_a) or bool(self.dump_only_b)
 
 
 class Timer:
@@ -147,6 +160,7 @@ def open_source(ctx, spec: str, admin_url: str, label: str) -> Iterator[Source]:
         raise OpError(f"unknown source {spec!r}: not an environment, URL, snapshot or `migrations`",
                       f"give {describe_sources()}; snapshots live in supabase/snapshots/NAME.sql", exit_code=2)
     with shadow_database(admin_url, "snapshot") as url, tempfile.TemporaryDirectory(prefix="sage-snap-") as tmp:
+        neutralize_privileges(url)
         _load_file(url, _without_create_public(path, Path(tmp)), f"snapshot {path.name}")
         yield Source(spec, "snapshot", f"snapshot {path.name}", url, scratch=True)
 
@@ -167,6 +181,68 @@ def _without_create_public(path: Path, tmp: Path) -> Path:
 
 
 # --- shadow copy and proof --------------------------------------------------------------------------------------
+def neutralize_privileges(url: str) -> None:
+    """Before a dump is loaded into a shadow: take away the privileges the shadow would add on its own (the
+    baseline's ALTER DEFAULT PRIVILEGES and its grants on schema public), so that the loaded schema has
+    exactly the privileges the dump says - no more."""
+    from psycopg import sql
+
+    from sage_agent.db.connect import connect
+
+    kinds = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS"}
+    with connect(url, autocommit=True) as conn:
+        rows = conn.execute("""
+            select r.rolname, n.nspname, d.defaclobjtype::text,
+                   array(select distinct case when a.grantee = 0 then 'PUBLIC' else a.grantee::regrole::text end
+                         from aclexplode(d.defaclacl) a where a.grantee <> d.defaclrole)
+            from pg_default_acl d join pg_roles r on r.oid = d.defaclrole
+            left join pg_namespace n on n.oid = d.defaclnamespace""").fetchall()
+        for role, schema, kind, grantees in rows:
+            for grantee in grantees:
+                who = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee.strip('"'))
+                conn.execute(sql.SQL("alter default privileges for role {} {} revoke all on {} from {}").format(
+                    sql.Identifier(role), sql.SQL("in schema {}").format(sql.Identifier(schema)) if schema
+                    else sql.SQL(""), sql.SQL(kinds[kind]), who))
+        extra = conn.execute("""
+            select distinct case when a.grantee = 0 then 'PUBLIC' else a.grantee::regrole::text end
+            from pg_namespace n, aclexplode(n.nspacl) a
+            where n.nspname = 'public' and a.grantee <> n.nspowner
+              and (a.grantee, a.privilege_type) not in (
+                  select i.grantee, i.privilege_type from pg_init_privs p, aclexplode(p.initprivs) i
+                  where p.objoid = n.oid and p.classoid = 'pg_namespace'::regclass)""").fetchall()
+        for (grantee,) in extra:
+            who = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee.strip('"'))
+            conn.execute(sql.SQL("revoke all on schema public from {}").format(who))
+
+
+_DUMP_NOISE = ("--", "SET ", "\\restrict", "\\unrestrict", "SELECT pg_catalog.set_config")
+
+
+def normalized_dump(url: str, server_major: int | None = None) -> list[str]:
+    """pg_dump --schema-only (privileges included, owners left out) of the user schemas, as the sorted list
+    of its statements without comments, SET lines and psql meta-commands: what the proof compares."""
+    from sage_agent.db.tools import PgToolError, run_pg_tool
+
+    args = ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions"]
+    for pattern in MANAGED_SCHEMAS:
+        args += ["-N", pattern]
+    try:
+        out = run_pg_tool("pg_dump", url, args, server_major=server_major or _server_major(url)).stdout
+    except PgToolError as exc:
+        raise OpError(f"pg_dump of a schema for the proof failed: {exc}", "check pg_dump with *env-check") from None
+    lines = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith(_DUMP_NOISE)]
+    statements = re.split(r";\n", "\n".join(lines) + "\n")
+    return sorted(s.strip() for s in statements if s.strip())
+
+
+def dump_difference(result: list[str], target: list[str]) -> tuple[list[str], list[str]]:
+    """(statements the target has and the result lacks, statements only the result has), as multisets."""
+    from collections import Counter
+
+    r, t = Counter(result), Counter(target)
+    return sorted((t - r).elements()), sorted((r - t).elements())
+
+
 def dump_schema(url: str, out: Path) -> None:
     """pg_dump --schema-only of the user's schemas (managed schemas left out) to `out`."""
     from sage_agent.db.tools import run_pg_tool
@@ -242,6 +318,7 @@ def shadow_copy(admin_url: str, url: str, label: str = "copy") -> Iterator[str]:
         except PgToolError as exc:
             raise OpError(f"cannot copy the schema for the proof: {exc}", "check pg_dump with *env-check") from None
         with shadow_database(admin_url, label) as shadow:
+            neutralize_privileges(shadow)
             try:
                 load_sql_file(shadow, dump)
             except PgToolError as exc:
@@ -285,9 +362,12 @@ def read_schema(url: str) -> DatabaseSchema:
 
 
 def prove(plan: Plan, shadow_url: str, model_b: DatabaseSchema, timer: Timer | None = None,
-          inspect=None) -> Proof:
-    """Apply `plan` to the shadow copy of A, re-read it and diff against B: proven when nothing is left."""
+          inspect=None, dump_b: list[str] | None = None) -> Proof:
+    """Apply `plan` to the shadow copy of A, then compare: proven only when the normalized pg_dump of the
+    result equals B's (`dump_b`) - and the model sees no difference either."""
     timer = timer or Timer()
+    if plan.blockers:
+        return Proof(False, error="the plan is blocked: " + " ".join(plan.blockers))
     with timer("proof: apply plan"):
         failed, error = apply_plan(shadow_url, plan)
     if failed:
@@ -296,8 +376,17 @@ def prove(plan: Plan, shadow_url: str, model_b: DatabaseSchema, timer: Timer | N
         again = read_schema(shadow_url)
     with timer("proof: re-diff"):
         remaining = diff_schemas(again, model_b)
+    missing: list[str] = []
+    extra: list[str] = []
+    if dump_b is not None:
+        with timer("proof: pg_dump of the result"):
+            missing, extra = dump_difference(normalized_dump(shadow_url), dump_b)
     if inspect is not None:
         inspect(shadow_url)
+    if missing or extra:
+        return Proof(False, remaining=remaining, dump_missing=missing, dump_extra=extra,
+                     error=f"the schema dump after the plan differs from the target's: {len(missing)} statements "
+                           f"missing, {len(extra)} not in the target")
     if remaining.drift or remaining.steps:
         return Proof(False, remaining=remaining, error="differences remain after applying the plan")
     return Proof(True, remaining=remaining)
@@ -383,9 +472,18 @@ def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=Non
         with timer("diff"):
             plan = diff_schemas(model_a, model_b)
         proof = None
+        dump_a = dump_b = None
         if do_prove:
+            with timer("pg_dump of A and B"):
+                fda = pool.submit(normalized_dump, a.url)
+                fdb = pool.submit(normalized_dump, b.url)
+                dump_a, dump_b = fda.result(), fdb.result()
+            only_b, only_a = dump_difference(dump_a, dump_b)
             if plan.empty:
-                proof = Proof(True, remaining=plan, applied_to="(nothing to apply)")
+                proof = Proof(not only_a and not only_b, remaining=plan, applied_to="(nothing to apply)",
+                              dump_missing=only_b, dump_extra=only_a,
+                              error=None if not only_a and not only_b else
+                              "the schema dumps differ in what the comparison does not model; no plan covers it")
                 if copy_future is not None:
                     copy_future.result()
             else:
@@ -399,8 +497,11 @@ def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=Non
                 if isinstance(shadow, OpError):
                     proof = Proof(False, error=f"{shadow.message} (no shadow copy of A to prove the plan on)")
                 else:
-                    proof = prove(plan, shadow, model_b, timer, inspect=inspect)
+                    proof = prove(plan, shadow, model_b, timer, inspect=inspect, dump_b=dump_b)
                     proof.applied_to = applied
         elif copy_future is not None:
             copy_future.result()
-    return Comparison(a, b, model_a, model_b, plan, proof, timer.times, notes)
+    cmp = Comparison(a, b, model_a, model_b, plan, proof, timer.times, notes)
+    if dump_a is not None:
+        cmp.dump_only_b, cmp.dump_only_a = dump_difference(dump_a, dump_b)
+    return cmp

@@ -22,6 +22,7 @@ AE = "ACCESS EXCLUSIVE"
 
 class Step(BaseModel):
     sql: str
+    blocked: bool = False  # needs a human decision first (see Plan.blockers)
     kind: str
     object: str
     action: str  # create | drop | alter | replace
@@ -43,6 +44,8 @@ class Step(BaseModel):
             out.append("not transactional")
         if self.authorization:
             out.append("authorization")
+        if self.blocked:
+            out.append("BLOCKED")
         return out
 
 
@@ -57,6 +60,8 @@ class Plan(BaseModel):
     drift: list[Drift] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    # hazards that stop the plan: it must not be applied as generated (e.g. a type change with no cast)
+    blockers: list[str] = Field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -130,6 +135,42 @@ def _first_difference(a, b) -> str:
     return "definition"
 
 
+_STRING_TYPES = {"text", "character varying", "character", "name", "\"char\"", "bpchar"}
+
+
+def _base_type(t: str) -> tuple[str, bool]:
+    """(type name without typmods, is array) of a format_type() string."""
+    array = t.endswith("[]")
+    t = t[:-2] if array else t
+    return re.sub(r"\(\d+(?:,\d+)?\)", "", t).strip(), array
+
+
+def _index_columns(definition: str) -> list[str]:
+    """Column names PostgreSQL uses to name an index ('expr' for expressions), from pg_get_indexdef text."""
+    m = re.search(r" USING \w+ \((.*)\)", definition)
+    if not m:
+        return []
+    body = m.group(1)
+    body = re.split(r"\) (?:INCLUDE|WITH|WHERE|NULLS|TABLESPACE)\b", body)[0]
+    cols, depth, cur = [], 0, ""
+    for ch in body + ",":
+        if ch == "," and depth == 0:
+            cols.append(cur.strip())
+            cur = ""
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        cur += ch
+    include = re.search(r"\) INCLUDE \((.*?)\)", definition)
+    if include:
+        cols += [c.strip() for c in include.group(1).split(",")]
+    out = []
+    for c in cols:
+        word = re.match(r'^("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)(\s|$)', c)
+        out.append(word.group(1).strip('"').replace('""', '"') if word else "expr")
+    return out
+
+
 _VOLATILE = re.compile(r"\b(random|gen_random_uuid|uuid_generate_v\d|clock_timestamp|nextval|timeofday)\s*\(", re.I)
 
 
@@ -144,13 +185,43 @@ class _Differ:
         # A-side keys (kind:name) that are dropped (and maybe created again from B)
         self.dropped: set[str] = set()
         self.replaced: set[str] = set()
-        self.dropped_tables: set[str] = set(a.tables) - set(b.tables)
-        self.new_tables: set[str] = set(b.tables) - set(a.tables)
+        self.recreated_tables: set[str] = self._recreated(a, b)
+        self.dropped_tables: set[str] = (set(a.tables) - set(b.tables)) | self.recreated_tables
+        self.new_tables: set[str] = (set(b.tables) - set(a.tables)) | self.recreated_tables
+        self.common_tables: set[str] = (set(a.tables) & set(b.tables)) - self.recreated_tables
+        self.create_only: set[str] = set()  # keys of B objects on re-created tables: created, nothing to drop
+        self.blockers: list[str] = []
         self.dropped_columns: set[str] = set()
         self.retyped_columns: set[str] = set()
         self.reset_defaults: set[str] = set()  # column keys whose default is dropped early and set late
         majors = [m for m in (a.server_major, b.server_major) if m]
         self.no_maintain = bool(majors) and min(majors) < 17 and max(majors) >= 17
+
+    @staticmethod
+    def _recreated(a: DatabaseSchema, b: DatabaseSchema) -> set[str]:
+        """Tables in A and B that cannot be altered into B's: partitioning, partition key, parent or bound
+        changed (and every partition of such a table)."""
+        out: set[str] = set()
+        for q in sorted(set(a.tables) & set(b.tables)):
+            ta, tb = a.tables[q], b.tables[q]
+            if (ta.partitioned, ta.partition_key, ta.parent, ta.bound) != (
+                    tb.partitioned, tb.partition_key, tb.parent, tb.bound):
+                out.add(q)
+        changed = True
+        while changed:
+            changed = False
+            for q in set(a.tables) & set(b.tables):
+                if q not in out and b.tables[q].parent in out:
+                    out.add(q)
+                    changed = True
+        return out
+
+    def _depth(self, q: str, model: DatabaseSchema) -> int:
+        n, t = 0, model.tables.get(q)
+        while t is not None and t.parent and n < 20:
+            n += 1
+            t = model.tables.get(t.parent)
+        return n
 
     # steps ---------------------------------------------------------------------------------------------
     def add(self, phase: float, kind: str, obj: str, action: str, sql: str, **flags) -> None:
@@ -172,7 +243,9 @@ class _Differ:
         self.tables()
         # objects compared by definition: changed -> drop + create
         self.simple("constraint", a.constraints, b.constraints, self._constraint_sig)
-        self.simple("index", a.indexes, b.indexes, lambda i: i.definition)
+        attached_b = {k for k, i in b.indexes.items() if i.parent_index}
+        self.simple("index", {k: i for k, i in a.indexes.items() if not i.parent_index and k not in attached_b},
+                    {k: i for k, i in b.indexes.items() if not i.parent_index}, lambda i: i.definition)
         self.simple("view", a.views, b.views, lambda v: (v.materialized, v.definition, v.options))
         self.simple("trigger", a.triggers, b.triggers, lambda t: t.definition)
         self.simple("policy", a.policies, b.policies,
@@ -181,11 +254,13 @@ class _Differ:
         self.force_dependents()
         self.columns_pass()
         self.emit_objects()
+        self.partition_indexes()
+        self.replica_identity()
         self.emit_attributes()
         self.steps.sort(key=lambda s: s.phase)
         for s in self.steps:
             s.phase = int(s.phase * 10) / 10
-        return Plan(drift=self.drift, steps=self.steps, notes=self.notes)
+        return Plan(drift=self.drift, steps=self.steps, notes=self.notes, blockers=self.blockers)
 
     @staticmethod
     def _constraint_sig(c):
@@ -199,7 +274,7 @@ class _Differ:
             self.add(1, "schema", name, "create", f"CREATE SCHEMA {name}")
         for name in sorted(set(a) - set(b)):
             self.d("schema", name, "extra")
-            self.add(23, "schema", name, "drop", f"DROP SCHEMA {name}", lock=AE)
+            self.add(47, "schema", name, "drop", f"DROP SCHEMA {name}", lock=AE)
 
     def extensions(self) -> None:
         a, b = self.a.extensions, self.b.extensions
@@ -209,7 +284,7 @@ class _Differ:
             self.add(2, "extension", name, "create", f"CREATE EXTENSION IF NOT EXISTS {name} WITH SCHEMA {x.schema_}")
         for name in sorted(set(a) - set(b)):
             self.d("extension", name, "extra")
-            self.add(22, "extension", name, "drop", f"DROP EXTENSION {name}", data_loss=True)
+            self.add(46.5, "extension", name, "drop", f"DROP EXTENSION {name}", data_loss=True)
         for name in sorted(set(a) & set(b)):
             xa, xb = a[name], b[name]
             if xa.schema_ != xb.schema_:
@@ -237,8 +312,8 @@ class _Differ:
                 sql += f" CONSTRAINT {name} {check}"
         self.add(phase, "domain" if t.kind == "domain" else "type", t.qname, "create", sql)
 
-    def _drop_type(self, t: TypeDef) -> None:
-        self.add(21, "domain" if t.kind == "domain" else "type", t.qname, "drop",
+    def _drop_type(self, t: TypeDef, phase: float = 21) -> None:
+        self.add(phase, "domain" if t.kind == "domain" else "type", t.qname, "drop",
                  f"DROP {'DOMAIN' if t.kind == 'domain' else 'TYPE'} {t.qname}", lock=AE)
 
     def types(self) -> None:
@@ -249,7 +324,7 @@ class _Differ:
         for q in sorted(set(a) - set(b)):
             self.d(a[q].kind, q, "extra")
             self.dropped.add(f"type:{q}")
-            self._drop_type(a[q])
+            self._drop_type(a[q], 46)  # after the columns that stop using it have changed type
         for q in sorted(set(a) & set(b)):
             ta, tb = a[q], b[q]
             if ta.kind != tb.kind:
@@ -298,6 +373,8 @@ class _Differ:
             if t.qname in self.dropped_tables:
                 continue
             for c in t.ordered_columns():
+                if c.inherited:
+                    continue  # the parent's ALTER COLUMN TYPE reaches its partitions
                 if c.type in (q, q + "[]"):
                     bt = self.b.tables.get(t.qname)
                     bc = bt.columns.get(c.name) if bt else None
@@ -377,32 +454,84 @@ class _Differ:
 
     # tables & columns --------------------------------------------------------------------------------------
     @staticmethod
-    def _coldef(c: Column) -> str:
+    def _identity_opts(o: tuple | None) -> str:
+        if not o:
+            return ""
+        start, inc, mn, mx, cache, cycle = o
+        return (f" (START WITH {start} INCREMENT BY {inc} MINVALUE {mn} MAXVALUE {mx} CACHE {cache}"
+                f"{' CYCLE' if cycle else ' NO CYCLE'})")
+
+    def _coldef(self, c: Column) -> str:
         sql = f"{c.name} {c.type}"
         if c.collation:
             sql += f" COLLATE {c.collation}"
         if c.generated:
             sql += f" GENERATED ALWAYS AS ({c.generation_expr}) {'VIRTUAL' if c.generated == 'v' else 'STORED'}"
         if c.identity:
-            sql += f" GENERATED {'ALWAYS' if c.identity == 'a' else 'BY DEFAULT'} AS IDENTITY"
+            sql += (f" GENERATED {'ALWAYS' if c.identity == 'a' else 'BY DEFAULT'} AS IDENTITY"
+                    + self._identity_opts(c.identity_opts))
         if c.default is not None and not c.generated:
             sql += f" DEFAULT {c.default}"
         if c.notnull:
             sql += " NOT NULL"
         return sql
 
+    def _create_table(self, q: str) -> None:
+        t = self.b.tables[q]
+        depth = self._depth(q, self.b)
+        if t.parent:
+            sql = f"CREATE TABLE {q} PARTITION OF {t.parent} {t.bound}"
+            if t.partitioned:
+                sql += f" PARTITION BY {t.partition_key}"
+            self.add(33 + depth * 0.01, "partition", q, "create", sql)
+            # what the partition gets from its parent, then its own defaults / NOT NULLs on top
+            parent = self.b.tables[t.parent]
+            for cb in t.ordered_columns():
+                cp = parent.columns.get(cb.name)
+                if cp is not None:
+                    self._local_column(q, cp.default, cp.notnull, cb, 33.005 + depth * 0.01)
+            return
+        cols = ",\n  ".join(self._coldef(c) for c in t.ordered_columns())
+        sql = f"CREATE {'UNLOGGED ' if t.unlogged else ''}TABLE {q} (\n  {cols}\n)"
+        if t.partitioned:
+            sql += f" PARTITION BY {t.partition_key}"
+        self.add(33, "partitioned table" if t.partitioned else "table", q, "create", sql)
+
+    def _local_column(self, q: str, default: str | None, notnull: bool, cb: Column, phase: float) -> None:
+        """A partition column's default / NOT NULL where it differs from what it has (or gets from its parent)."""
+        pre = f"ALTER TABLE ONLY {q} ALTER COLUMN {cb.name}"
+        if default != cb.default:
+            self.add(phase, "column", f"{q}.{cb.name}", "alter",
+                     f"{pre} DROP DEFAULT" if cb.default is None else f"{pre} SET DEFAULT {cb.default}", lock=AE)
+        if notnull != cb.notnull:
+            self.add(phase, "column", f"{q}.{cb.name}", "alter", f"{pre} {'SET' if cb.notnull else 'DROP'} NOT NULL",
+                     lock=AE)
+
     def tables(self) -> None:
         a, b = self.a.tables, self.b.tables
         for q in sorted(self.new_tables):
             t = b[q]
-            self.d("table", q, "missing", f"{len(t.columns)} columns")
-            cols = ",\n  ".join(self._coldef(c) for c in t.ordered_columns())
-            self.add(33, "table", q, "create", f"CREATE {'UNLOGGED ' if t.unlogged else ''}TABLE {q} (\n  {cols}\n)")
+            if q in self.recreated_tables:
+                ta = a[q]
+                what = ("partition bound" if ta.bound != t.bound else "parent" if ta.parent != t.parent
+                        else "partition key" if ta.partitioned and t.partitioned else "partitioning")
+                if ta.parent and ta.parent in self.recreated_tables and ta.parent == t.parent and ta.bound == t.bound:
+                    what = "parent table re-created"
+                self.d("table", q, "different", f"{what} changed: dropped and created again (DATA LOSS)")
+            else:
+                self.d("partition" if t.parent else "table", q, "missing", f"{len(t.columns)} columns")
+            self._create_table(q)
         for q in sorted(self.dropped_tables):
-            self.d("table", q, "extra", f"{len(a[q].columns)} columns")
+            ta = a[q]
+            if q not in self.recreated_tables:
+                self.d("table", q, "extra", f"{len(ta.columns)} columns")
             self.dropped.add(f"table:{q}")
-            self.add(18, "table", q, "drop", f"DROP TABLE {q}", data_loss=True, lock=AE)
-        for q in sorted(set(a) & set(b)):
+            if ta.parent and ta.parent in self.dropped_tables:
+                continue  # dropped with its parent
+            self.add(18 - self._depth(q, self.a) * 0.01, "table", q, "drop", f"DROP TABLE {q}", data_loss=True,
+                     lock=AE, note="the table is re-created empty: copy its rows first" if q in self.recreated_tables
+                     else None)
+        for q in sorted(self.common_tables):
             ta, tb = a[q], b[q]
             if ta.unlogged != tb.unlogged:
                 self.d("table", q, "different", "unlogged" if tb.unlogged else "logged")
@@ -416,12 +545,22 @@ class _Differ:
                     self.dropped_columns.add(f"{q}.{name}")  # re-added below with the new expression
                 elif ca.type != cb.type or ca.collation != cb.collation:
                     self.retyped_columns.add(f"{q}.{name}")
+        # a partition's columns change with its parent's
+        for q in sorted(self.common_tables):
+            tb = b[q]
+            if tb.parent:
+                for name, c in tb.columns.items():
+                    if f"{tb.parent}.{name}" in self.retyped_columns:
+                        self.retyped_columns.add(f"{q}.{name}")
 
     def columns_pass(self) -> None:
         """Column changes on tables in both A and B (after dependents are known)."""
         a, b = self.a.tables, self.b.tables
-        for q in sorted(set(a) & set(b)):
+        for q in sorted(self.common_tables):
             ta, tb = a[q], b[q]
+            if tb.parent:
+                self._partition_columns(q, ta, tb)
+                continue
             for name in sorted(set(ta.columns) - set(tb.columns), key=lambda n: ta.columns[n].position):
                 self.d("column", f"{q}.{name}", "extra", ta.columns[name].type)
                 self.add(17, "column", f"{q}.{name}", "drop", f"ALTER TABLE {q} DROP COLUMN {name}",
@@ -440,6 +579,33 @@ class _Differ:
                 else:
                     self._alter_column(q, ca, cb)
 
+    def _partition_columns(self, q: str, ta, tb) -> None:
+        """A partition's columns follow its parent's (ALTER on the parent recurses); only a default or NOT NULL
+        of its own is set on the partition, after the parent's change."""
+        pa, pb = self.a.tables.get(tb.parent), self.b.tables[tb.parent]
+        for cb in tb.ordered_columns():
+            ca = ta.columns.get(cb.name)
+            cpb = pb.columns.get(cb.name)
+            cpa = pa.columns.get(cb.name) if pa else None
+            if cpb is None:
+                continue
+            if ca is None or cpa is None:  # added through the parent: starts with the parent's definition
+                default, notnull = cpb.default, cpb.notnull
+            else:
+                key = f"{q}.{cb.name}"
+                parent_key = f"{tb.parent}.{cb.name}"
+                parent_default_set = cpa.default != cpb.default or parent_key in self.reset_defaults
+                default = cpb.default if parent_default_set else ca.default
+                if key in self.reset_defaults and not parent_default_set:
+                    default = None
+                    if ca.default is not None:
+                        self.add(16.1, "column", key, "alter", f"ALTER TABLE ONLY {q} ALTER COLUMN {cb.name} DROP DEFAULT",
+                                 lock=AE)
+                notnull = cpb.notnull if cpa.notnull != cpb.notnull else ca.notnull
+                if default != cb.default or notnull != cb.notnull:
+                    self.d("column", key, "different", "default or NOT NULL of the partition")
+            self._local_column(q, default, notnull, cb, 35.7)
+
     def _add_column(self, q: str, c: Column) -> None:
         volatile = bool(c.default and _VOLATILE.search(c.default)) or bool(c.identity) or c.generated == "s"
         note = None
@@ -447,6 +613,38 @@ class _Differ:
             note = "NOT NULL without a default fails when the table has rows"
         self.add(34, "column", f"{q}.{c.name}", "create", f"ALTER TABLE {q} ADD COLUMN {self._coldef(c)}",
                  lock=AE, rewrite=volatile, note=note)
+
+    def _cast(self, old: str, new: str) -> str:
+        """How ALTER COLUMN TYPE old -> new converts values: 'plain' (an assignment cast), 'using' (an explicit
+        or I/O cast: USING col::new), 'text' (enum to enum: through text), or 'none' (no cast exists)."""
+        ob, oarr = _base_type(old)
+        nb, narr = _base_type(new)
+        types = {**self.a.types, **self.b.types}
+        ob = types[ob].base if ob in types and types[ob].kind == "domain" and types[ob].base else ob
+        nbd = types[nb].base if nb in types and types[nb].kind == "domain" and types[nb].base else nb
+        obb, _ = _base_type(ob)
+        nbb, _ = _base_type(nbd)
+        if oarr != narr:
+            return "using" if nbb in _STRING_TYPES and not narr else "none"
+        if obb == nbb:
+            return "plain"
+        casts = self.b.casts or self.a.casts
+        context = casts.get((obb, nbb))
+        if context in ("i", "a"):
+            return "plain"
+        if context == "e":
+            return "using"
+        enum_old = obb in types and types[obb].kind == "enum"
+        enum_new = nbb in types and types[nbb].kind == "enum"
+        if enum_old and enum_new:
+            return "text"
+        if nbb in _STRING_TYPES:
+            return "plain" if not casts else "using"
+        if obb in _STRING_TYPES or enum_old:
+            return "using"
+        if not casts:  # a model without cast data (an old snapshot of ours): let PostgreSQL decide
+            return "using"
+        return "none"
 
     def _alter_column(self, q: str, ca: Column, cb: Column) -> None:
         key = f"{q}.{cb.name}"
@@ -457,10 +655,25 @@ class _Differ:
         if retyped:
             rewrite, loss = _type_change(ca.type, cb.type)
             self.d("column", key, "different", f"type {ca.type} -> {cb.type}")
-            using = f" USING {cb.name}::{cb.type}" if rewrite else ""
+            how = self._cast(ca.type, cb.type) if ca.type != cb.type else "plain"
+            using = ""
+            blocked = False
+            if how == "text":
+                using = f" USING {cb.name}::text::{cb.type}"
+            elif how == "using" or (how == "plain" and rewrite and ca.type != cb.type):
+                using = f" USING {cb.name}::{cb.type}"
+            elif how == "none":
+                blocked = True
+                using = f" USING {cb.name}::{cb.type}"
+                self.blockers.append(
+                    f"column {key}: PostgreSQL has no cast from {ca.type} to {cb.type}, so its values cannot be "
+                    f"converted automatically. Decide how: edit the step to USING <expression> (e.g. "
+                    f"to_timestamp({cb.name}) for epoch seconds), or add a new column and backfill it.")
             coll = f" COLLATE {cb.collation}" if cb.collation else ""
             self.add(34, "column", key, "alter", f"{pre} TYPE {cb.type}{coll}{using}", lock=AE, rewrite=rewrite,
-                     data_loss=loss, note="values that do not convert make this fail" if loss else None)
+                     data_loss=loss, blocked=blocked,
+                     note=("no cast exists: write the USING expression yourself" if blocked else
+                           "values that do not convert make this fail" if loss else None))
         if default_changed:
             self.d("column", key, "different", f"default {ca.default} -> {cb.default}")
         if reset and ca.default is not None:
@@ -485,11 +698,17 @@ class _Differ:
                 self.add(34.1, "column", key, "alter", f"{pre} DROP IDENTITY", lock=AE)
             elif not ca.identity:
                 self.add(34.3, "column", key, "alter",
-                         f"{pre} ADD GENERATED {'ALWAYS' if cb.identity == 'a' else 'BY DEFAULT'} AS IDENTITY",
-                         lock=AE)
+                         f"{pre} ADD GENERATED {'ALWAYS' if cb.identity == 'a' else 'BY DEFAULT'} AS IDENTITY"
+                         + self._identity_opts(cb.identity_opts), lock=AE)
             else:
                 self.add(34.3, "column", key, "alter",
                          f"{pre} SET GENERATED {'ALWAYS' if cb.identity == 'a' else 'BY DEFAULT'}", lock=AE)
+        if ca.identity and cb.identity and cb.identity_opts and ca.identity_opts != cb.identity_opts:
+            start, inc, mn, mx, cache, cycle = cb.identity_opts
+            self.d("column", key, "different", "identity sequence options")
+            self.add(34.35, "column", key, "alter",
+                     f"{pre} SET START WITH {start} SET INCREMENT BY {inc} SET MINVALUE {mn} SET MAXVALUE {mx} "
+                     f"SET CACHE {cache} SET {'CYCLE' if cycle else 'NO CYCLE'}", lock=AE)
 
     # objects compared by definition --------------------------------------------------------------------------
     def simple(self, kind: str, a: dict, b: dict, sig) -> None:
@@ -501,7 +720,9 @@ class _Differ:
             self.d(self._kind(kind, a[k]), k, "extra")
             self.dropped.add(f"{kind}:{k}")
         for k in sorted(set(a) & set(b)):
-            if sig(a[k]) != sig(b[k]):
+            if getattr(b[k], "table", None) in self.recreated_tables:
+                self.create_only.add(f"{kind}:{k}")  # its table is re-created: create it, nothing to drop
+            elif sig(a[k]) != sig(b[k]):
                 self.d(self._kind(kind, b[k]), k, "different", _first_difference(sig(a[k]), sig(b[k])))
                 self.replaced.add(f"{kind}:{k}")
 
@@ -612,10 +833,22 @@ class _Differ:
                 if f"view:{i.table}" in gone:
                     continue  # goes with its materialized view
                 self.add(15, "index", name, "drop", f"DROP INDEX {name}", lock=AE)
-            elif kind == "function":
-                f = a.functions[name]
-                self.add(16.5 if f.uses_rowtype else 19, "procedure" if f.kind == "p" else "function", name, "drop",
-                         f"DROP {'PROCEDURE' if f.kind == 'p' else 'FUNCTION'} {name}", lock=AE)
+        for name in self._topo([k.split(":", 1)[1] for k in gone if k.startswith("function:")], a, reverse=True,
+                               kind="function"):
+            f = a.functions[name]
+            self.add(16.5 if f.uses_rowtype else 19, "procedure" if f.kind == "p" else "function", name, "drop",
+                     f"DROP {'PROCEDURE' if f.kind == 'p' else 'FUNCTION'} {name}", lock=AE)
+        # foreign keys between tables that are all dropped: dropped first, so the tables can go in any order
+        for key, c in sorted(a.constraints.items()):
+            if c.type != "f" or c.table not in self.dropped_tables:
+                continue
+            refs = {r.split(":", 1)[1].rsplit(".", 1)[0] if r.startswith("column:") else r.split(":", 1)[1]
+                    for r in a.depends.get(f"constraint:{key}", ()) if r.startswith(("table:", "column:"))}
+            if any(r != c.table and r in self.dropped_tables for r in refs):
+                t = a.tables.get(c.table)
+                if t is not None and t.parent and t.parent in self.dropped_tables:
+                    continue
+                self.add(13, "foreign key", key, "drop", f"ALTER TABLE {c.table} DROP CONSTRAINT {c.name}", lock=AE)
         for name in self._topo([k.split(":", 1)[1] for k in gone if k.startswith("view:")], a, reverse=True):
             v = a.views[name]
             self.add(12, self._kind("view", v), name, "drop",
@@ -623,22 +856,23 @@ class _Differ:
                      data_loss=False)
         for s in getattr(self, "_pending_seq_drops", []):
             if not self._owner_gone(s.owned_by):
-                self.add(20, "sequence", s.qname, "drop", f"DROP SEQUENCE {s.qname}", lock=AE)
+                self.add(46, "sequence", s.qname, "drop", f"DROP SEQUENCE {s.qname}", lock=AE)
         # creates (from B)
-        created = {k for k in self.replaced} | {f"constraint:{k}" for k in set(b.constraints) - set(a.constraints)} \
-            | {f"index:{k}" for k in set(b.indexes) - set(a.indexes)} \
+        created = set(self.replaced) | self.create_only | {f"constraint:{k}" for k in set(b.constraints) - set(a.constraints)} \
+            | {f"index:{k}" for k in set(b.indexes) - set(a.indexes) if not b.indexes[k].parent_index} \
             | {f"view:{k}" for k in set(b.views) - set(a.views)} \
             | {f"trigger:{k}" for k in set(b.triggers) - set(a.triggers)} \
             | {f"policy:{k}" for k in set(b.policies) - set(a.policies)} \
             | {f"function:{k}" for k in set(b.functions) - set(a.functions)}
         self.created = created
+        for name in self._topo([k.split(":", 1)[1] for k in created if k.startswith("function:")], b,
+                               kind="function"):
+            f = b.functions[name]
+            self.add(self._function_phase(f), "procedure" if f.kind == "p" else "function", name, "create",
+                     f.definition)
         for key in sorted(created):
             kind, name = key.split(":", 1)
-            if kind == "function":
-                f = b.functions[name]
-                self.add(36 if f.uses_rowtype else 32, "procedure" if f.kind == "p" else "function", name,
-                         "create", f.definition)
-            elif kind == "constraint":
+            if kind == "constraint":
                 c = b.constraints[name]
                 scan = "NOT VALID" not in c.definition and c.type in ("c", "f")
                 self.add(39 if c.type == "f" else 37, self._kind("constraint", c), name, "create",
@@ -671,13 +905,14 @@ class _Differ:
             self.add(40, self._kind("view", v), name, "create",
                      f"CREATE {'MATERIALIZED VIEW' if v.materialized else 'VIEW'} {name}{opts} AS\n{body}")
         for f in self.function_replace_in_place:
-            self.add(36 if f.uses_rowtype else 32, "procedure" if f.kind == "p" else "function", f.key, "replace",
+            self.add(self._function_phase(f), "procedure" if f.kind == "p" else "function", f.key, "replace",
                      f.definition)
         # trigger enabled state
         for k, t in sorted(b.triggers.items()):
             ta = a.triggers.get(k)
             state = t.enabled
-            before = "O" if (ta is None or f"trigger:{k}" in self.replaced) else ta.enabled
+            before = "O" if (ta is None or f"trigger:{k}" in self.replaced or f"trigger:{k}" in self.create_only) \
+                else ta.enabled
             if state != before:
                 verb = {"O": "ENABLE", "D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}[state]
                 if ta is not None and ta.enabled != state:
@@ -685,19 +920,102 @@ class _Differ:
                 self.add(41.5, "trigger", k, "alter", f"ALTER TABLE {t.table} {verb} TRIGGER {t.name}",
                          lock="SHARE ROW EXCLUSIVE")
 
+    # partitioned indexes -------------------------------------------------------------------------------------
+    def _auto_index_name(self, table: str, parent_def: str, taken: set[str]) -> str:
+        """The name PostgreSQL gives the index it creates on a new partition for a partitioned index
+        (table_columns_idx, with a number when taken)."""
+        schema, raw = table.split(".", 1)
+        raw = raw[1:-1].replace('""', '"') if raw.startswith('"') else raw
+        base = f"{raw}_{'_'.join(_index_columns(parent_def))}"
+        n = 0
+        while True:
+            name = f"{schema}.{ident(base + '_idx' + (str(n) if n else ''))}"
+            if name not in taken:
+                taken.add(name)
+                return name
+            n += 1
+
+    def partition_indexes(self) -> None:
+        """Indexes of partitions attached to a partitioned index: created with ON ONLY on the parent, each
+        partition's index created and attached (ALTER INDEX ... ATTACH PARTITION), or renamed where a new
+        partition got PostgreSQL's automatic name."""
+        a, b = self.a, self.b
+        gone = self.dropped | self.replaced
+        taken = set(a.indexes) | set(a.tables) | set(a.sequences) | set(a.views)
+        taken |= {k for k, i in b.indexes.items() if not i.parent_index}
+        for k, ib in sorted(b.indexes.items()):
+            parent = ib.parent_index
+            if not parent:
+                continue
+            parent_new = f"index:{parent}" in self.created
+            ia = a.indexes.get(k)
+            attach = f"ALTER INDEX {parent} ATTACH PARTITION {k}"
+            if ib.table in self.new_tables:
+                if parent_new:
+                    self.add(38.2, "index", k, "create", ib.definition, lock="SHARE")
+                    self.add(38.4, "index", k, "alter", attach, lock="SHARE UPDATE EXCLUSIVE")
+                elif parent in b.indexes:
+                    auto = self._auto_index_name(ib.table, b.indexes[parent].definition, taken)
+                    if auto != k:
+                        self.add(33.5, "index", k, "alter", f"ALTER INDEX {auto} RENAME TO {ident_of(k)}", lock=AE,
+                                 note="the partition's index PostgreSQL created for the parent's index")
+                continue
+            if ia is not None and ia.parent_index == parent and not parent_new and f"index:{parent}" not in gone:
+                continue  # attached already
+            if ia is None and not parent_new:
+                old = [x for x in a.indexes.values() if x.parent_index == parent and x.table == ib.table]
+                if old:
+                    self.d("index", k, "different", f"renamed from {old[0].qname}")
+                    self.add(38.1, "index", k, "alter", f"ALTER INDEX {old[0].qname} RENAME TO {ident_of(k)}", lock=AE)
+                    continue
+            self.d("index", k, "missing" if ia is None else "different", f"attached to {parent}")
+            if ia is not None and ia.parent_index is None and ia.definition != ib.definition:
+                self.add(15, "index", k, "drop", f"DROP INDEX {k}", lock=AE)
+                ia = None
+            if ia is None or ia.parent_index is not None:
+                self.add(38.2, "index", k, "create", ib.definition, lock="SHARE")
+            self.add(38.4, "index", k, "alter", attach, lock="SHARE UPDATE EXCLUSIVE")
+
+    def replica_identity(self) -> None:
+        kw = {"d": "DEFAULT", "n": "NOTHING", "f": "FULL"}
+        for q, tb in sorted(self.b.tables.items()):
+            ta = None if q in self.recreated_tables else self.a.tables.get(q)
+            before = (ta.replica_identity, ta.replica_index) if ta else ("d", None)
+            after = (tb.replica_identity, tb.replica_index)
+            renewed = tb.replica_identity == "i" and ta is not None and (
+                f"index:{tb.schema_}.{tb.replica_index}" in self.created
+                or f"constraint:{q}.{tb.replica_index}" in self.created)
+            if before == after and not renewed:
+                continue
+            if ta is not None and before != after:
+                self.d("table", q, "different", f"replica identity {before[0]} -> {after[0]}")
+            what = f"USING INDEX {tb.replica_index}" if tb.replica_identity == "i" else kw[tb.replica_identity]
+            self.add(38.6, "table", q, "alter", f"ALTER TABLE ONLY {q} REPLICA IDENTITY {what}", lock=AE,
+                     note="changes what logical replication sends for updates and deletes")
+
+    def _function_phase(self, f: Function) -> float:
+        """Functions are created before tables, except those whose (SQL-standard) body or signature uses a
+        table, view or row type: those come after the tables (pg_depend says which)."""
+        refs = self.b.depends.get(f"function:{f.key}", ())
+        if f.uses_rowtype or any(r.startswith(("table:", "column:", "view:")) for r in refs):
+            return 36
+        return 32
+
     @staticmethod
-    def _topo(names: list[str], model: DatabaseSchema, reverse: bool = False) -> list[str]:
-        """Views ordered so that each comes after the views it selects from (reverse: dependents first)."""
+    def _topo(names: list[str], model: DatabaseSchema, reverse: bool = False, kind: str = "view") -> list[str]:
+        """Objects of one kind ordered so each comes after those it uses, by pg_depend (reverse: dependents
+        first)."""
         wanted = set(names)
         order: list[str] = []
         state: dict[str, int] = {}
+        prefix = f"{kind}:"
 
         def visit(n: str) -> None:
             if state.get(n) == 2:
                 return
             state[n] = 1
-            for ref in sorted(model.depends.get(f"view:{n}", ())):
-                if ref.startswith("view:"):
+            for ref in sorted(model.depends.get(f"{prefix}{n}", ())):
+                if ref.startswith(prefix):
                     r = ref.split(":", 1)[1]
                     if r in wanted and state.get(r) != 1:
                         visit(r)
@@ -761,13 +1079,40 @@ class _Differ:
             self.comment_drift.append(label)
         self.add(45, "comment", label, "alter", f"COMMENT ON {what} IS {lit(new)}")
 
+    def default_privileges(self) -> None:
+        """ALTER DEFAULT PRIVILEGES (of the role that compares) as in B: part of the schema dump too."""
+        kinds = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS"}
+        builtin = {"f": frozenset({"PUBLIC:EXECUTE:f"}), "T": frozenset({"PUBLIC:USAGE:f"})}
+        da, db = self.a.default_acl, self.b.default_acl
+        for key in sorted(set(da) | set(db)):
+            schema, objtype = key.split(":", 1)
+            if objtype not in kinds or (schema and schema not in self.b.schemas):
+                continue
+            base = frozenset() if schema else builtin.get(objtype, frozenset())
+            old, new = da.get(key, base), db.get(key, base)
+            if old == new:
+                continue
+            where = f" IN SCHEMA {schema}" if schema else ""
+            for item in sorted(old - new):
+                grantee, priv, _ = item.rsplit(":", 2)
+                self.add(44.2, "default privileges", key, "alter",
+                         f"ALTER DEFAULT PRIVILEGES{where} REVOKE {priv} ON {kinds[objtype]} FROM {grantee}",
+                         authorization=True)
+            for item in sorted(new - old):
+                grantee, priv, grantable = item.rsplit(":", 2)
+                self.add(44.2, "default privileges", key, "alter",
+                         f"ALTER DEFAULT PRIVILEGES{where} GRANT {priv} ON {kinds[objtype]} TO {grantee}"
+                         + (" WITH GRANT OPTION" if grantable == "t" else ""), authorization=True)
+            self.grant_drift.append((f"default privileges {schema or '(all schemas)'} {kinds[objtype].lower()}",
+                                     f"{sorted(old)} -> {sorted(new)}"))
+
     def emit_attributes(self) -> None:
         a, b = self.a, self.b
         self.grant_drift: list[tuple[str, str]] = []
         self.comment_drift: list[str] = []
         # RLS flags
         for q, tb in sorted(b.tables.items()):
-            ta = a.tables.get(q)
+            ta = None if q in self.recreated_tables else a.tables.get(q)
             rls_a = ta.rls if ta else False
             force_a = ta.force_rls if ta else False
             if tb.rls != rls_a:
@@ -788,7 +1133,7 @@ class _Differ:
             self._grants("SCHEMA", name, sa.grants if sa else frozenset(), sb.grants, name)
             self._comment(f"SCHEMA {name}", name, sa.comment if sa else None, sb.comment, sa is None)
         for q, tb in sorted(b.tables.items()):
-            ta = a.tables.get(q)
+            ta = None if q in self.recreated_tables else a.tables.get(q)
             base = ta.grants if ta else self._base_acl("r", tb.schema_)
             self._grants("TABLE", q, base, tb.grants, q)
             self._comment(f"TABLE {q}", q, ta.comment if ta else None, tb.comment, ta is None)
@@ -827,19 +1172,34 @@ class _Differ:
                                            ("policy", "POLICY", a.policies, b.policies)):
             for k, ob in sorted(objs_b.items()):
                 oa = objs_a.get(k)
-                fresh = oa is None or f"{kind}:{k}" in self.replaced
+                fresh = oa is None or f"{kind}:{k}" in self.replaced or f"{kind}:{k}" in self.create_only
                 self._comment(f"{what} {ob.name} ON {ob.table}", k, None if fresh else oa.comment, ob.comment, fresh)
         for k, ib in sorted(b.indexes.items()):
             ia = a.indexes.get(k)
-            fresh = ia is None or f"index:{k}" in self.replaced
+            fresh = ia is None or f"index:{k}" in self.replaced or f"index:{k}" in self.create_only \
+                or ib.table in self.recreated_tables
             self._comment(f"INDEX {k}", k, None if fresh else ia.comment, ib.comment, fresh)
+        self.default_privileges()
         for label, detail in self.grant_drift:
             self.d("grant", label, "different", detail)
         for label in self.comment_drift:
             self.d("comment", label, "different")
 
 
+def ident_of(qname: str) -> str:
+    """The (quoted) object name of a qualified 'schema.name'."""
+    return qname.split(".", 1)[1]
+
+
+def _own_objects(m: DatabaseSchema) -> DatabaseSchema:
+    """A partition's copies of its parent's constraints and triggers are planned on the parent only."""
+    m = m.model_copy()
+    m.constraints = {k: c for k, c in m.constraints.items() if not c.inherited}
+    m.triggers = {k: t for k, t in m.triggers.items() if not t.inherited}
+    return m
+
+
 def diff_schemas(a: DatabaseSchema, b: DatabaseSchema) -> Plan:
     """The drift between A and B, and the ordered, classified plan that turns A into B."""
-    differ = _Differ(a, b)
+    differ = _Differ(_own_objects(a), _own_objects(b))
     return differ.run()

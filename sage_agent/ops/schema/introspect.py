@@ -71,7 +71,14 @@ select c.oid, format('%I.%I', n.nspname, c.relname), c.relkind, quote_ident(n.ns
        obj_description(c.oid, 'pg_class'),
        case when c.relkind = 'S' then {_acl('c.relacl', 's', 'c.relowner')}
             else {_acl('c.relacl', 'r', 'c.relowner')} end,
-       c.relispartition
+       c.relispartition,
+       case when c.relkind = 'p' then pg_get_partkeydef(c.oid) end,
+       (select format('%I.%I', pn.nspname, pc.relname) from pg_inherits ih join pg_class pc on pc.oid = ih.inhparent
+          join pg_namespace pn on pn.oid = pc.relnamespace where ih.inhrelid = c.oid and c.relispartition),
+       case when c.relispartition then pg_get_expr(c.relpartbound, c.oid) end,
+       c.relreplident::text,
+       (select quote_ident(ic.relname) from pg_index x join pg_class ic on ic.oid = x.indexrelid
+         where x.indrelid = c.oid and x.indisreplident limit 1)
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where c.relnamespace = any(%(nsp)s) and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f')
   and {_not_ext('pg_class', 'c.oid')}
@@ -100,23 +107,32 @@ select a.attrelid, quote_ident(a.attname), a.attnum, format_type(a.atttypid, a.a
        (select coalesce(array_agg(format('%s:%s:%s',
                      case when x.grantee = 0 then 'PUBLIC' else x.grantee::regrole::text end,
                      x.privilege_type, x.is_grantable) order by 1), '{}')
-          from aclexplode(a.attacl) x)
+          from aclexplode(a.attacl) x),
+       a.attislocal, idn.seqstart, idn.seqincrement, idn.seqmin, idn.seqmax, idn.seqcache, idn.seqcycle
 from pg_attribute a
 join pg_type t on t.oid = a.atttypid
 left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+left join lateral (select s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcache, s.seqcycle
+                     from pg_depend dd join pg_sequence s on s.seqrelid = dd.objid
+                    where dd.classid = 'pg_class'::regclass and dd.refclassid = 'pg_class'::regclass
+                      and dd.refobjid = a.attrelid and dd.refobjsubid = a.attnum and dd.deptype = 'i'
+                    limit 1) idn on a.attidentity <> ''
 where a.attrelid = any(%(tables)s) and a.attnum > 0 and not a.attisdropped
 """
 
 Q_CONSTRAINTS = """
 select c.oid, c.conrelid, quote_ident(c.conname), c.contype::text, pg_get_constraintdef(c.oid),
-       obj_description(c.oid, 'pg_constraint'), c.conindid
+       obj_description(c.oid, 'pg_constraint'), c.conindid,
+       c.conparentid <> 0 or (c.contype = 'c' and not c.conislocal)
 from pg_constraint c
 where c.conrelid = any(%(tables)s) and c.contype in ('p', 'u', 'c', 'f', 'x')
 """
 
 Q_INDEXES = """
 select i.indexrelid, format('%I.%I', n.nspname, ic.relname), i.indrelid, pg_get_indexdef(i.indexrelid),
-       obj_description(i.indexrelid, 'pg_class')
+       obj_description(i.indexrelid, 'pg_class'),
+       (select format('%I.%I', pn.nspname, pc.relname) from pg_inherits ih join pg_class pc on pc.oid = ih.inhparent
+          join pg_namespace pn on pn.oid = pc.relnamespace where ih.inhrelid = i.indexrelid)
 from pg_index i join pg_class ic on ic.oid = i.indexrelid join pg_namespace n on n.oid = ic.relnamespace
 where i.indrelid = any(%(tables)s)
   and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid and c.conrelid = i.indrelid
@@ -139,7 +155,7 @@ where p.pronamespace = any(%(nsp)s) and p.prokind in ('f', 'p', 'w') and {_not_e
 
 Q_TRIGGERS = """
 select t.oid, t.tgrelid, quote_ident(t.tgname), pg_get_triggerdef(t.oid), t.tgenabled::text,
-       obj_description(t.oid, 'pg_trigger')
+       obj_description(t.oid, 'pg_trigger'), t.tgparentid <> 0
 from pg_trigger t where t.tgrelid = any(%(tables)s) and not t.tgisinternal
 """
 
@@ -161,6 +177,8 @@ where d.deptype in ('n', 'a')
                     'pg_trigger'::regclass, 'pg_policy'::regclass, 'pg_attrdef'::regclass, 'pg_type'::regclass)
   and d.refclassid in ('pg_class'::regclass, 'pg_proc'::regclass, 'pg_type'::regclass, 'pg_constraint'::regclass)
 """
+
+Q_CASTS = "select format_type(castsource, null), format_type(casttarget, null), castcontext::text from pg_cast"
 
 Q_REWRITE = "select r.oid, r.ev_class from pg_rewrite r where r.ev_class = any(%(rels)s)"
 Q_ATTRDEF = "select d.oid, d.adrelid, d.adnum from pg_attrdef d where d.adrelid = any(%(tables)s)"
@@ -230,18 +248,16 @@ def _read(conn, m: DatabaseSchema) -> None:
     seq_oids: dict[int, tuple] = {}
     matviews: list[int] = []
     for (oid, qname, kind, schema, unlogged, rls, force, viewdef, options, comment, grants,
-         is_partition) in _q(conn, Q_RELATIONS, {"nsp": nsp}).fetchall():
+         is_partition, partkey, parent, bound, replident, replindex) in _q(conn, Q_RELATIONS, {"nsp": nsp}).fetchall():
         rels.append(oid)
         if kind in ("r", "p", "f"):
             if kind == "f":
                 m.unsupported.append(f"foreign table {qname} (not compared)")
                 continue
-            if is_partition:
-                m.unsupported.append(f"partition {qname} (partitions are not compared)")
-            if kind == "p":
-                m.unsupported.append(f"partitioned table {qname} (partitioning is not compared)")
             t = Table(qname=qname, schema_=schema, unlogged=unlogged, partitioned=kind == "p", rls=rls,
-                      force_rls=force, comment=comment, grants=frozenset(grants))
+                      force_rls=force, comment=comment, grants=frozenset(grants), partition_key=partkey,
+                      parent=parent if is_partition else None, bound=bound, replica_identity=replident or "d",
+                      replica_index=replindex if replident == "i" else None)
             tables[oid] = t
             m.tables[qname] = t
             keys[("pg_class", oid)] = f"table:{qname}"
@@ -268,27 +284,33 @@ def _read(conn, m: DatabaseSchema) -> None:
 
     attnames: dict[tuple[int, int], str] = {}
     for (relid, name, num, typ, notnull, default, identity, generated, gexpr, collation, comment,
-         grants) in _q(conn, Q_COLUMNS, {"tables": table_oids}).fetchall():
+         grants, islocal, *seq) in _q(conn, Q_COLUMNS, {"tables": table_oids}).fetchall():
         t = tables[relid]
+        inherited = t.parent is not None and not islocal
         t.columns[name] = Column(name=name, position=num, type=typ, notnull=notnull, default=default,
                                  identity=identity or "", generated=generated or "", generation_expr=gexpr,
-                                 collation=collation, comment=comment, grants=frozenset(grants))
+                                 collation=collation, comment=comment, grants=frozenset(grants),
+                                 identity_opts=tuple(seq) if identity and seq[0] is not None else None,
+                                 inherited=inherited)
         attnames[(relid, num)] = f"{t.qname}.{name}"
 
-    for oid, relid, name, contype, definition, comment, indid in _q(
+    for oid, relid, name, contype, definition, comment, indid, inherited in _q(
             conn, Q_CONSTRAINTS, {"tables": table_oids}).fetchall():
-        c = Constraint(table=tables[relid].qname, name=name, type=contype, definition=definition, comment=comment)
+        c = Constraint(table=tables[relid].qname, name=name, type=contype, definition=definition, comment=comment,
+                       inherited=bool(inherited))
         m.constraints[c.key] = c
         keys[("pg_constraint", oid)] = f"constraint:{c.key}"
         if indid and contype in ("p", "u", "x"):
             keys[("pg_class", indid)] = f"constraint:{c.key}"
 
-    for oid, qname, relid, definition, comment in _q(conn, Q_INDEXES, {"tables": table_oids + matviews}).fetchall():
+    for oid, qname, relid, definition, comment, parent_index in _q(
+            conn, Q_INDEXES, {"tables": table_oids + matviews}).fetchall():
         owner = tables.get(relid)
         table = owner.qname if owner else _view_name(keys, relid)
         if table is None:
             continue
-        m.indexes[qname] = Index(qname=qname, table=table, definition=definition, comment=comment)
+        m.indexes[qname] = Index(qname=qname, table=table, definition=definition, comment=comment,
+                                 parent_index=parent_index)
         keys[("pg_class", oid)] = f"index:{qname}"
 
     for (oid, key, qname, kind, identity, arguments, result, definition, rowtype, comment,
@@ -298,9 +320,10 @@ def _read(conn, m: DatabaseSchema) -> None:
                                     comment=comment, grants=frozenset(grants))
         keys[("pg_proc", oid)] = f"function:{key}"
 
-    for oid, relid, name, definition, enabled, comment in _q(
+    for oid, relid, name, definition, enabled, comment, inherited in _q(
             conn, Q_TRIGGERS, {"tables": table_oids}).fetchall():
-        tr = Trigger(table=tables[relid].qname, name=name, definition=definition, enabled=enabled, comment=comment)
+        tr = Trigger(table=tables[relid].qname, name=name, definition=definition, enabled=enabled, comment=comment,
+                     inherited=bool(inherited))
         m.triggers[tr.key] = tr
         keys[("pg_trigger", oid)] = f"trigger:{tr.key}"
 
@@ -333,6 +356,9 @@ def _read(conn, m: DatabaseSchema) -> None:
         if ref is None or ref == dep:
             continue
         deps.setdefault(dep, set()).add(ref)
+
+    for source, target, context in conn.execute(Q_CASTS).fetchall():
+        m.casts[(source, target)] = context
 
     for schema, objtype, grants in conn.execute(Q_DEFAULT_ACL).fetchall():
         key = f"{schema}:{objtype}"

@@ -68,6 +68,9 @@ class Column(BaseModel):
     collation: str | None = None  # quoted, only when not the type's default
     comment: str | None = None
     grants: frozenset[str] = frozenset()
+    # identity sequence options: (start, increment, min, max, cache, cycle), when identity is set
+    identity_opts: tuple[int, int, int, int, int, bool] | None = None
+    inherited: bool = False  # a partition's column that comes from its parent (attislocal false)
 
 
 class Table(BaseModel):
@@ -80,6 +83,11 @@ class Table(BaseModel):
     force_rls: bool = False
     comment: str | None = None
     grants: frozenset[str] = frozenset()
+    partition_key: str | None = None  # pg_get_partkeydef, for a partitioned table
+    parent: str | None = None  # the partitioned table this table is a partition of
+    bound: str | None = None  # "FOR VALUES ..." or "DEFAULT", for a partition
+    replica_identity: str = "d"  # d (default) | n (nothing) | f (full) | i (index)
+    replica_index: str | None = None  # quoted index name (no schema), when replica_identity is i
 
     def ordered_columns(self) -> list[Column]:
         return sorted(self.columns.values(), key=lambda c: c.position)
@@ -91,6 +99,7 @@ class Constraint(BaseModel):
     type: str  # p u c f x t
     definition: str
     comment: str | None = None
+    inherited: bool = False  # a partition's copy of its parent's constraint: planned on the parent only
 
     @property
     def key(self) -> str:
@@ -102,6 +111,8 @@ class Index(BaseModel):
     table: str
     definition: str
     comment: str | None = None
+    parent_index: str | None = None  # the partitioned index this index is attached to
+    constraint_index: bool = False  # backs an inherited constraint (created with the parent's constraint)
 
 
 class View(BaseModel):
@@ -132,6 +143,7 @@ class Trigger(BaseModel):
     definition: str
     enabled: str = "O"
     comment: str | None = None
+    inherited: bool = False  # a partition's clone of its parent's trigger
 
     @property
     def key(self) -> str:
@@ -172,6 +184,8 @@ class DatabaseSchema(BaseModel):
     depends: dict[str, set[str]] = Field(default_factory=dict)
     # privileges new objects get by default, per (schema or '' for global, object kind r|S|f|n)
     default_acl: dict[str, frozenset[str]] = Field(default_factory=dict)
+    # casts PostgreSQL knows: (source, target) base type names -> context (e explicit, a assignment, i implicit)
+    casts: dict[tuple[str, str], str] = Field(default_factory=dict)
     server_major: int = 0
     unsupported: list[str] = Field(default_factory=list)
 
