@@ -115,7 +115,8 @@ def prepare_file(migration: LocalMigration, server_major: int = 18, *, lint: boo
             file_comments = [c.str for c in _pg.comments(text)]
         except Exception:  # noqa: BLE001 - only used for file-level squawk-ignore comments
             file_comments = []
-        findings = lint_statements(statements, path.name, server_major, None, plan.transactional, file_comments)
+        findings = lint_statements(statements, path.name, server_major, None, plan.transactional, file_comments,
+                                   source=text)
         for f in findings:
             if f.rule in _SERVER_SIDE_TIMEOUT_RULES and f.severity != "info":
                 # *apply sets lock_timeout and statement_timeout on the server for every file

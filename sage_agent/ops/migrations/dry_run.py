@@ -64,11 +64,6 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
                        summary=f"{mig.filename}: {exc}", findings=[finding], notes=notes, impact=[],
                        changes=None, checks=[], timings=timings, applied_ok=False, error=str(exc))
     timings["parse + lint"] = time.perf_counter() - started
-    for f in plan.findings:
-        findings.append(Finding(rule=f.rule, severity=f.severity, message=f.message, location=f"{f.filename}:{f.line}",
-                                detail=", ".join(x for x in (f.lock, "rewrites" if f.rewrites else "",
-                                                             "scans" if f.scans else "") if x) or None,
-                                fix=f.safe_alternative or None))
 
     # --- the target: read only --------------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -83,6 +78,17 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
         if name and (f.rewrites or f.scans or f.severity == "error") and name not in impact_tables:
             impact_tables.append(name)
     facts_by_table = table_facts(target, impact_tables)
+    # severity follows the real table size: empty / created here -> info, big rewrite or scan -> error
+    from sage_agent.sqlkit.lint.sizing import TableFacts, apply_table_facts
+
+    plan.findings = apply_table_facts(plan.findings, {
+        name: TableFacts(rows=int(max(fact[1], 0)), bytes=fact[0])
+        for name, fact in facts_by_table.items() if fact is not None})
+    for f in plan.findings:
+        findings.append(Finding(rule=f.rule, severity=f.severity, message=f.message, location=f"{f.filename}:{f.line}",
+                                detail=", ".join(x for x in (f.lock, "rewrites" if f.rewrites else "",
+                                                             "scans" if f.scans else "") if x) or None,
+                                fix=f.safe_alternative or None))
     impact = []
     seen: dict[tuple[int, str], list] = {}
     for f in plan.findings:

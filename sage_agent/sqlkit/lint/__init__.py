@@ -1,21 +1,25 @@
-"""Migration-safety lint for Postgres DDL, compatible with squawk's rule ids.
+"""Migration-safety lint for Postgres DDL, compatible with squawk 2.70's rules, rule ids,
+ignore comments and ``.squawk.toml``.
 
-Public API: :func:`lint_sql`, :func:`lint_statements`, :data:`RULES`,
-:class:`LintFinding`, :class:`LintContext`, :class:`Rule`.
+Public API: :func:`lint_sql`, :func:`lint_statements`, :func:`lint_files` (an ordered migration
+chain), :func:`select_rules` (defaults + opt-in includes - excludes), :data:`RULES` (default set),
+:data:`ALL_RULES`, :class:`LintFinding`, :class:`LintContext`, :class:`Rule`; configuration in
+:mod:`.config`, size-aware severity in :mod:`.sizing`.
 
-Deliberate differences from squawk 2.70 (kept because they are more correct):
+Deliberate differences from squawk 2.70 (kept because they are more correct; the conformance
+suite tests/sqlkit/squawk_conformance.txt lists each with its reason):
 * ``DEFAULT -1`` (any constant expression) is not flagged by adding-field-with-default;
 * changing-column-type skips binary-coercible changes (varchar(n) -> text / larger
   varchar, numeric widening) when the old type is known from earlier in the file;
-* ``-- squawk-ignore`` covers the whole next statement (squawk: the next line only);
-* prefer-repack is on by default here (opt-in in squawk);
-* the rule id is squawk's ``prefer-timestamp-tz``; ``prefer-timestamptz`` is accepted
-  in ignore comments.
+* require-lock-timeout / require-statement-timeout do not fire on statements that only touch
+  tables created earlier in the same file (nobody else can hold a lock on them);
+* before PG 19 (no REPACK), VACUUM FULL / CLUSTER get DB Sage's own ``sage-prefer-pg-repack``.
 """
-from .engine import lint_sql, lint_statements
+from .engine import LintChain, lint_files, lint_sql, lint_statements
 from .locks import LockInfo, alter_cmd_lock, statement_lock
 from .model import LintContext, LintFinding, Rule, Severity
-from .rules import RULES, RULES_BY_ID
+from .rules import ALL_RULES, RULES, RULES_BY_ID, UnknownRuleError, select_rules
 
-__all__ = ["RULES", "RULES_BY_ID", "LintContext", "LintFinding", "LockInfo", "Rule", "Severity",
-           "alter_cmd_lock", "lint_sql", "lint_statements", "statement_lock"]
+__all__ = ["ALL_RULES", "RULES", "RULES_BY_ID", "LintChain", "LintContext", "LintFinding", "LockInfo", "Rule",
+           "Severity", "UnknownRuleError", "alter_cmd_lock", "lint_files", "lint_sql", "lint_statements",
+           "select_rules", "statement_lock"]

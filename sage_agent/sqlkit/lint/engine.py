@@ -1,42 +1,27 @@
 """Run the rules over a file's statements, tracking transaction/timeout state and
-honouring squawk-compatible ``-- squawk-ignore`` comments."""
+honouring squawk's ignore comments (see :mod:`.ignores`)."""
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from pglast import ast
-from pglast import parser as _pg
 
 from ..nodes import qualified
 from ..split import Statement, no_gc, split_sql
+from .ignores import Ignores, parse_ignores
 from .model import LintContext, LintFinding, Rule
 
-_IGNORE_RE = re.compile(r"squawk-ignore(?!-file)[ \t]+([\w\-]+(?:[ \t]*,[ \t]*[\w\-]+)*)", re.I)
-_IGNORE_FILE_RE = re.compile(r"squawk-ignore-file\b[ \t]*([\w\-]+(?:[ \t]*,[ \t]*[\w\-]+)*)?", re.I)
 ALL = "*"
 
 
-def _rule_list(text: str | None) -> set[str]:
-    return {r.strip().lower() for r in (text or "").split(",") if r.strip()}
+@dataclass
+class LintChain:
+    """Memory shared by the files of one migration sequence, linted in order: a constraint
+    validated by an earlier file makes a later SET NOT NULL safe, as it would be on the server."""
 
-
-def statement_ignores(stmt: Statement) -> set[str]:
-    """Rule ids silenced for one statement by comments directly above / after it."""
-    out: set[str] = set()
-    for c in (*stmt.comments, stmt.trailing_comment or ""):
-        for m in _IGNORE_RE.finditer(c):
-            out |= _rule_list(m.group(1))
-    return out
-
-
-def file_ignores(comments: Iterable[str]) -> set[str]:
-    """Rule ids silenced for the whole file (``ALL`` when no rule is named)."""
-    out: set[str] = set()
-    for c in comments:
-        for m in _IGNORE_FILE_RE.finditer(c):
-            out |= _rule_list(m.group(1)) or {ALL}
-    return out
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 def _tx_kind(node: object) -> str | None:
@@ -49,19 +34,30 @@ def _tx_kind(node: object) -> str | None:
     return None
 
 
-def _tables_created_in_transaction(stmts: Sequence[Statement], assume: bool) -> frozenset[str]:
-    """Tables created inside a transaction in this file: nobody else can see them yet,
-    so locking/scanning them is harmless (squawk's exemption rule)."""
-    inside, out = assume, set()
+def _created_table(node: object) -> str | None:
+    if isinstance(node, ast.CreateStmt):
+        return qualified(node.relation)
+    if isinstance(node, ast.CreateTableAsStmt):
+        return qualified(node.into.rel)
+    return None
+
+
+def _tables_created(stmts: Sequence[Statement], assume: bool) -> tuple[frozenset[str], frozenset[str]]:
+    """(tables created inside a transaction, tables created anywhere) in this file.
+    A table created in the running transaction is invisible to everyone else, so locking
+    or scanning it is harmless (squawk's exemption)."""
+    inside, in_tx, anywhere = assume, set(), set()
     for s in stmts:
         kind = _tx_kind(s.node)
         if kind:
             inside = kind == "begin"
-        elif inside and isinstance(s.node, ast.CreateStmt):
-            out.add(qualified(s.node.relation))
-        elif inside and isinstance(s.node, ast.CreateTableAsStmt):
-            out.add(qualified(s.node.into.rel))
-    return frozenset(out)
+            continue
+        name = _created_table(s.node)
+        if name:
+            anywhere.add(name)
+            if inside:
+                in_tx.add(name)
+    return frozenset(in_tx), frozenset(anywhere)
 
 
 def _timeout_setting(node: object) -> tuple[str, bool] | None:
@@ -70,42 +66,72 @@ def _timeout_setting(node: object) -> tuple[str, bool] | None:
         if name in ("lock_timeout", "statement_timeout"):
             if node.kind.name.startswith("VAR_RESET"):
                 return name, False
-            vals = [getattr(getattr(a, "val", None), "ival", None) for a in node.args or ()]
-            svals = [getattr(getattr(a, "val", None), "sval", None) for a in node.args or ()]
-            off = vals == [0] or svals == ["0"]
-            return name, not off
+            return name, True  # squawk counts any SET of the name, whatever the value
     return None
 
 
-def _canonical(rule_ids: set[str], rules: Sequence[Rule]) -> set[str]:
-    alias = {a: r.id for r in rules for a in r.aliases}
-    return {alias.get(r, r) for r in rule_ids}
+
+def _fallback_ignores(statements: Sequence[Statement], file_comments: Iterable[str]) -> Ignores:
+    """Ignore comments when the source text is not at hand: each statement's own comments
+    count as written on the line above it (the usual place)."""
+    from .rules import canonical_names
+
+    lines: list[str] = []
+    mapping: dict[int, int] = {}  # synthetic line -> real line
+    for s in statements:
+        for c in (*s.comments, s.trailing_comment or ""):
+            if "squawk-" in c:
+                mapping[len(lines) + 1] = s.line - 1 if c != s.trailing_comment else s.end_line
+                lines.append(c.replace("\n", " "))
+    synthetic = "\n".join(lines)
+    ign = parse_ignores(synthetic, canonical_names)
+    ign.by_line = {mapping.get(k, k): v for k, v in ign.by_line.items()}
+    for u in ign.unknown:
+        u.line = mapping.get(u.line, u.line)
+    extra = parse_ignores("\n".join(c for c in file_comments if "squawk-ignore-file" in c
+                                    or "squawk-disable-assume" in c), canonical_names)
+    ign.file_all |= extra.file_all
+    ign.file_rules |= extra.file_rules
+    ign.disable_assume_in_transaction |= extra.disable_assume_in_transaction
+    return ign
 
 
 def lint_statements(statements: Sequence[Statement], filename: str = "<sql>",
                     server_major: int = 18, rules: Sequence[Rule] | None = None,
                     assume_in_transaction: bool = False,
-                    extra_file_comments: Iterable[str] = ()) -> list[LintFinding]:
-    """Lint already-split statements; findings are sorted by line."""
+                    extra_file_comments: Iterable[str] = (), *, source: str | None = None,
+                    chain: LintChain | None = None) -> list[LintFinding]:
+    """Lint already-split statements; findings are sorted by line.
+
+    ``source``: the file's text, for squawk's line-based ignore comments (without it, the
+    comments attached to each statement are used). ``chain``: shared memory when the file is
+    one of an ordered sequence of migrations.
+    """
     with no_gc():
         return _lint_statements(statements, filename, server_major, rules, assume_in_transaction,
-                                extra_file_comments)
+                                extra_file_comments, source, chain)
 
 
 def _lint_statements(statements: Sequence[Statement], filename: str, server_major: int,
                      rules: Sequence[Rule] | None, assume_in_transaction: bool,
-                     extra_file_comments: Iterable[str]) -> list[LintFinding]:
-    from .rules import RULES
+                     extra_file_comments: Iterable[str], source: str | None,
+                     chain: LintChain | None) -> list[LintFinding]:
+    from .rules import RULES, RULES_BY_ID, canonical_names
 
     rules = list(RULES if rules is None else rules)
-    comments = [c for s in statements for c in (*s.comments, s.trailing_comment or "")]
-    ignored_file = _canonical(file_ignores([*comments, *extra_file_comments]), rules)
+    if source is not None:
+        ignores = parse_ignores(source, canonical_names)
+    else:
+        ignores = _fallback_ignores(statements, extra_file_comments)
+    if ignores.disable_assume_in_transaction:
+        assume_in_transaction = False
+    in_tx, anywhere = _tables_created(statements, assume_in_transaction)
     ctx = LintContext(
         server_major=server_major, filename=filename, statements=list(statements),
-        assume_in_transaction=assume_in_transaction,
-        tables_created_in_file=_tables_created_in_transaction(statements, assume_in_transaction),
+        assume_in_transaction=assume_in_transaction, tables_created_in_file=in_tx,
+        tables_created_anywhere=anywhere,
+        shared=chain.state if chain is not None else {},
     )
-    alias = {a: r.id for r in rules for a in r.aliases}
     by_type: dict[type, list[Rule]] = {}  # rules that look at a statement class, in rule order
     findings: list[LintFinding] = []
     for i, stmt in enumerate(statements):
@@ -115,38 +141,48 @@ def _lint_statements(statements: Sequence[Statement], filename: str, server_majo
         if applicable is None:
             applicable = by_type[node_type] = [
                 r for r in rules if r.node_types is None or issubclass(node_type, r.node_types)]
-        own = statement_ignores(stmt) if stmt.comments or stmt.trailing_comment else set()
-        ignored = {alias.get(r, r) for r in own} | ignored_file
         for rule in applicable:
-            for f in rule.check(stmt, ctx):
-                if f.rule not in ignored and ALL not in ignored:
-                    findings.append(f)
+            findings += rule.check(stmt, ctx)
         kind = _tx_kind(stmt.node)
         if kind:
             ctx.in_transaction = kind == "begin"
         setting = _timeout_setting(stmt.node)
         if setting:
             setattr(ctx, f"{setting[0]}_set", setting[1])
+        created = _created_table(stmt.node)
+        if created:
+            ctx.state.setdefault("_created_so_far", set()).add(created)
     for rule in rules:
-        findings += [f for f in rule.finish(ctx) if f.rule not in ignored_file and ALL not in ignored_file]
+        findings += rule.finish(ctx)
+    enabled = {r.id for r in rules}
+    if "unused-ignore" in enabled:
+        unused = RULES_BY_ID["unused-ignore"]
+        findings += [LintFinding(rule=unused.id, severity=unused.severity, line=u.line, column=u.column,
+                                 message=f"unknown name {u.name}", safe_alternative=unused.safe_alternative,
+                                 statement_line=u.line, filename=filename) for u in ignores.unknown]
+    findings = [f for f in findings if not ignores.covers(f.rule, f.line)]
+    for f in findings:
+        if f.table and f.table in anywhere:
+            f.new_table = True
     findings.sort(key=lambda f: (f.line, f.rule))
     return findings
 
 
 def lint_sql(text: str, filename: str = "<sql>", server_major: int = 18,
              rules: Sequence[Rule] | None = None,
-             assume_in_transaction: bool = False) -> list[LintFinding]:
+             assume_in_transaction: bool = False, *, chain: LintChain | None = None) -> list[LintFinding]:
     """Split and lint a SQL script (raises SqlSyntaxError on invalid SQL)."""
     with no_gc():
-        return _lint_sql(text, filename, server_major, rules, assume_in_transaction)
+        statements = split_sql(text, filename)
+        return _lint_statements(statements, filename, server_major, rules, assume_in_transaction,
+                                (), text, chain)
 
 
-def _lint_sql(text: str, filename: str, server_major: int, rules: Sequence[Rule] | None,
-              assume_in_transaction: bool) -> list[LintFinding]:
-    statements = split_sql(text, filename)
-    try:
-        all_comments = [c.str for c in _pg.comments(text)] if statements else []
-    except Exception:
-        all_comments = []
-    return lint_statements(statements, filename, server_major, rules, assume_in_transaction,
-                           all_comments)
+def lint_files(files: Sequence[tuple[str, str]], server_major: int = 18,
+               rules: Sequence[Rule] | None = None,
+               assume_in_transaction: bool = False) -> dict[str, list[LintFinding]]:
+    """Lint an ordered migration sequence ``[(filename, text), ...]`` as one chain
+    (raises SqlSyntaxError on the first invalid file)."""
+    chain = LintChain()
+    return {name: lint_sql(text, name, server_major, rules, assume_in_transaction, chain=chain)
+            for name, text in files}

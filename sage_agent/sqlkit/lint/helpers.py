@@ -122,3 +122,49 @@ def typename_line(stmt: Any, owner: Any, tn: Any) -> int:
     if loc is None or loc < 0:
         loc = getattr(owner, "location", -1)
     return stmt.line_at(loc)
+
+
+
+_KINDS = {"TABLE", "FOREIGN", "VIEW", "MATERIALIZED", "TYPE_P", "INDEX", "SEQUENCE", "IF_P", "EXISTS", "ONLY"}
+
+
+def _first_cmd_token(toks: list[Any]) -> int:
+    """Index of the first token of the first subcommand: after ALTER <kind> [IF EXISTS] [ONLY] name[.name][*]."""
+    i = 1  # ALTER
+    while i < len(toks) and toks[i].name in _KINDS:
+        i += 1
+    i += 1  # the (possibly keyword-named) object
+    while i + 1 < len(toks) and toks[i].name == "ASCII_46":
+        i += 2
+    if i < len(toks) and toks[i].name == "ASCII_42":
+        i += 1
+    return i
+
+
+def cmd_line(stmt: Any, cmd: Any) -> int:
+    """Line where ALTER subcommand ``cmd`` starts (subcommands carry no location in the AST):
+    the statement's top-level commas separate them, in order."""
+    if stmt.line == stmt.end_line or stmt.lines is None:
+        return stmt.line
+    try:
+        index = [id(c) for c in stmt.node.cmds].index(id(cmd))
+        from pglast import parser as _pg
+        toks = [t for t in _pg.scan(stmt.text) if t.name not in ("SQL_COMMENT", "C_COMMENT")]
+    except Exception:
+        return stmt.line
+    first = _first_cmd_token(toks)
+    if first >= len(toks):
+        return stmt.line
+    starts, depth, seg = [toks[first].start], 0, 0
+    for t in toks[first:]:
+        if t.name == "ASCII_40":
+            depth += 1
+        elif t.name == "ASCII_41":
+            depth -= 1
+        elif t.name == "ASCII_44" and depth == 0:
+            seg += 1
+            starts.append(None)
+        elif starts[-1] is None:
+            starts[-1] = t.start
+    pos = starts[index] if index < len(starts) else None
+    return stmt.line_at(stmt.start + pos) if pos is not None else stmt.line

@@ -30,6 +30,12 @@ class LintFinding:
     statement_line: int | None = None
     filename: str = "<sql>"
     column: int | None = None  # 1-based column of ``line`` (the node the finding is about, else the statement)
+    # True when ``table`` is created earlier in the same file (nobody else can be using it).
+    new_table: bool = False
+    # Filled by :func:`sage_agent.sqlkit.lint.sizing.apply_table_facts` when a database is known.
+    table_rows: int | None = None
+    table_bytes: int | None = None
+    estimated_seconds: float | None = None
 
     def model_dump(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,7 +53,8 @@ class LintContext:
     """
 
     server_major: int = 18
-    tables_created_in_file: frozenset[str] = frozenset()
+    tables_created_in_file: frozenset[str] = frozenset()  # created inside a transaction (squawk's exemption)
+    tables_created_anywhere: frozenset[str] = frozenset()  # created by any statement of the file
     lock_timeout_set: bool = False
     statement_timeout_set: bool = False
     in_transaction: bool = False
@@ -56,6 +63,8 @@ class LintContext:
     statements: list[Statement] = field(default_factory=list)
     index: int = 0
     state: dict[str, Any] = field(default_factory=dict)  # rule-private memory, keyed by rule id
+    # Memory that outlives the file when several migrations are linted as one chain.
+    shared: dict[str, Any] = field(default_factory=dict)
 
     def rule_state(self, rule_id: str, factory: Any) -> Any:
         """Per-file mutable state for one rule (created on first use)."""
@@ -72,6 +81,7 @@ class Rule:
     summary: ClassVar[str] = ""
     safe_alternative: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
+    opt_in: ClassVar[bool] = False  # squawk's opt-in rules run only when included
     # Statement node classes this rule can ever flag or remember; the engine does not call
     # ``check`` for other statements.  ``None``: every statement.
     node_types: ClassVar[tuple[type, ...] | None] = None

@@ -17,6 +17,8 @@ class ColumnTypeRule(Rule):
         return name in self.bad_types
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         out = []
         for name, mods, line in _declared_types(stmt, ctx):
             if self.matches(name, mods):

@@ -14,6 +14,8 @@ class AddingFieldWithDefault(Rule):
                         "batches, then SET DEFAULT")
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         out = []
         for _cmd, col in h.added_columns(stmt.node):
             for con in h.column_constraints(col):

@@ -13,6 +13,8 @@ class AddingForeignKeyConstraint(Rule):
     safe_alternative = "ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID; then VALIDATE CONSTRAINT separately"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         table = h.alter_table_name(stmt.node)
         out = []
         for _cmd, con in h.added_constraints(stmt.node):

@@ -1,4 +1,10 @@
-"""SET NOT NULL scans the whole table under ACCESS EXCLUSIVE (unless a valid CHECK proves it, PG12+)."""
+"""SET NOT NULL scans the whole table under ACCESS EXCLUSIVE, unless (PG 12+) a validated
+``CHECK (col IS NOT NULL)`` already proves it: then the scan is skipped.
+
+Like squawk, a VALIDATE CONSTRAINT whose ADD is not in this file (an earlier migration added it
+NOT VALID) is taken as that proof for the table. With a :class:`~..engine.LintChain`, what earlier
+files of the chain added and validated is remembered exactly.
+"""
 from pglast import ast
 
 from ...nodes import names
@@ -23,21 +29,32 @@ class AddingNotNullableField(Rule):
                         "then SET NOT NULL (PG 12+ skips the scan); finally drop the check")
 
     def check(self, stmt, ctx):
-        checks = ctx.rule_state(self.id, dict)  # (table, constraint) -> [column, validated]
-        table = h.alter_table_name(stmt.node)
+        if not isinstance(stmt.node, self.node_types):
+            return []
+        memo = ctx.shared.setdefault(self.id, {"checks": {}, "validated": set(), "external": set()})
+        local_external = ctx.rule_state(self.id, set)  # tables validated in this file, ADD elsewhere
+        checks, validated = memo["checks"], memo["validated"]
+        rel = stmt.node.relation
+        table = rel.relname if rel is not None else None  # squawk keys by the bare table name
+        pg12 = ctx.server_major >= 12
         out = []
         for cmd in h.alter_cmds(stmt.node):
             st = h.subtype(cmd)
-            if st == "AT_AddConstraint" and isinstance(cmd.def_, ast.Constraint) and h.contype(cmd.def_) == "CHECK":
-                col = _not_null_check_column(cmd.def_)
-                if col and cmd.def_.conname:
-                    checks[(table, cmd.def_.conname)] = [col, not h.is_not_valid(cmd.def_)]
-            elif st == "AT_ValidateConstraint" and (table, cmd.name) in checks:
-                checks[(table, cmd.name)][1] = True
+            if st == "AT_AddConstraint" and isinstance(cmd.def_, ast.Constraint):
+                con = cmd.def_
+                col = _not_null_check_column(con) if h.contype(con) == "CHECK" else None
+                if pg12 and col and con.conname and h.is_not_valid(con):
+                    checks[con.conname] = (table, col)
+            elif st == "AT_ValidateConstraint" and pg12 and cmd.name:
+                known = checks.get(cmd.name)
+                if known and known[0] == table:
+                    validated.add(known)
+                else:
+                    local_external.add(table)
             elif st == "AT_SetNotNull":
-                proven = any(t == table and v[0] == cmd.name and v[1] for (t, _), v in checks.items())
-                if proven and ctx.server_major >= 12:
+                if pg12 and ((table, cmd.name) in validated or table in local_external):
                     continue
-                out.append(self.finding(stmt, ctx, f"SET NOT NULL on {table}.{cmd.name} scans the whole "
-                                        "table under an ACCESS EXCLUSIVE lock, blocking reads and writes."))
+                out.append(self.finding(stmt, ctx, f"SET NOT NULL on {h.alter_table_name(stmt.node)}.{cmd.name} "
+                                        "scans the whole table under an ACCESS EXCLUSIVE lock, blocking reads "
+                                        "and writes."))
         return out

@@ -13,6 +13,8 @@ class AddingRequiredField(Rule):
     safe_alternative = "Add the column nullable (or with a constant DEFAULT), backfill, then SET NOT NULL"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         out = []
         for _cmd, col in h.added_columns(stmt.node):
             kinds = {h.contype(c) for c in h.column_constraints(col)}

@@ -14,6 +14,8 @@ class AddingSerialPrimaryKeyField(Rule):
                         "pk PRIMARY KEY USING INDEX idx")
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         cons = [c for _, c in h.added_constraints(stmt.node)]
         cons += [c for _, col in h.added_columns(stmt.node) for c in h.column_constraints(col)]
         return [self.finding(stmt, ctx, "Adding a primary key builds its index under an ACCESS EXCLUSIVE "

@@ -12,6 +12,8 @@ class BanAlterDomainWithAddConstraint(Rule):
     safe_alternative = "Add the constraint to the table columns (NOT VALID + VALIDATE)"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         n = stmt.node
         if isinstance(n, ast.AlterDomainStmt) and n.subtype == "C":
             return [self.finding(stmt, ctx, "ALTER DOMAIN ... ADD CONSTRAINT scans every column that uses "

@@ -13,6 +13,8 @@ class BanCreateDomainWithConstraint(Rule):
     safe_alternative = "Put the CHECK constraint on the table columns instead"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         n = stmt.node
         if isinstance(n, ast.CreateDomainStmt) and any(
                 h.contype(c) == "CHECK" for c in n.constraints or ()):

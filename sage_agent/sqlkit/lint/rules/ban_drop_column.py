@@ -13,5 +13,8 @@ class BanDropColumn(Rule):
     safe_alternative = "Stop reading/writing the column in the app first, then drop it in a later release"
 
     def check(self, stmt, ctx):
-        return [self.finding(stmt, ctx, f"Dropping column {cmd.name} loses its data and breaks clients using it.")
+        if not isinstance(stmt.node, self.node_types):
+            return []
+        return [self.finding(stmt, ctx, f"Dropping column {cmd.name} loses its data and breaks clients using it.",
+                             line=h.cmd_line(stmt, cmd))
                 for cmd in h.alter_cmds(stmt.node) if h.subtype(cmd) == "AT_DropColumn"]

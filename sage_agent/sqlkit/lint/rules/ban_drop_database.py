@@ -12,6 +12,8 @@ class BanDropDatabase(Rule):
     safe_alternative = "Take a backup and drop databases manually, never from a migration"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         if isinstance(stmt.node, ast.DropdbStmt):
             return [self.finding(stmt, ctx, f"Dropping database {stmt.node.dbname} loses all of its data.")]
         return []

@@ -13,5 +13,7 @@ class BanDropNotNull(Rule):
     safe_alternative = "Make sure every reader handles NULL before relaxing the constraint"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         return [self.finding(stmt, ctx, f"Dropping NOT NULL on {cmd.name} may break clients expecting a value.")
                 for cmd in h.alter_cmds(stmt.node) if h.subtype(cmd) == "AT_DropNotNull"]

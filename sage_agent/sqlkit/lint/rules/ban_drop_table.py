@@ -12,7 +12,9 @@ class BanDropTable(Rule):
     safe_alternative = "Stop using the table first; rename/archive it, drop it in a later release"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         n = stmt.node
-        if isinstance(n, ast.DropStmt) and n.removeType.name == "OBJECT_TABLE":
+        if isinstance(n, ast.DropStmt) and n.removeType.name in ("OBJECT_TABLE", "OBJECT_FOREIGN_TABLE"):
             return [self.finding(stmt, ctx, "Dropping a table loses its data and breaks clients using it.")]
         return []

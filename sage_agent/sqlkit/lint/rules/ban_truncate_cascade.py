@@ -12,6 +12,8 @@ class BanTruncateCascade(Rule):
     safe_alternative = "TRUNCATE the exact list of tables you mean, without CASCADE"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         n = stmt.node
         if isinstance(n, ast.TruncateStmt) and n.behavior.name == "DROP_CASCADE":
             return [self.finding(stmt, ctx, "TRUNCATE ... CASCADE also empties every table with a "

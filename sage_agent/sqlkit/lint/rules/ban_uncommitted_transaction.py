@@ -12,6 +12,8 @@ class BanUncommittedTransaction(Rule):
     safe_alternative = "Add COMMIT at the end of the file"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         n = stmt.node
         if isinstance(n, ast.TransactionStmt):
             opened = ctx.rule_state(self.id, list)

@@ -29,6 +29,8 @@ class ChangingColumnType(Rule):
                         "binary-coercible change (varchar(n) -> text)")
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         known = ctx.rule_state(self.id, dict)  # (table, column) -> (type, typmods) seen in this file
         n = stmt.node
         table = qualified(n.relation) if isinstance(n, (ast.CreateStmt, ast.AlterTableStmt)) else None

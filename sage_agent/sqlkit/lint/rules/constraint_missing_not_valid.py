@@ -14,6 +14,8 @@ class ConstraintMissingNotValid(Rule):
                         "in a separate transaction")
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         not_valid: set[str] = ctx.rule_state(self.id, set)  # NOT VALID names added in this transaction
         inside = ctx.in_transaction or ctx.assume_in_transaction
         if isinstance(stmt.node, ast.TransactionStmt) and not ctx.in_transaction:

@@ -14,6 +14,8 @@ class DisallowedUniqueConstraint(Rule):
                         "USING INDEX idx")
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         table = h.alter_table_name(stmt.node)
         cons = [c for _, c in h.added_constraints(stmt.node) if table not in ctx.tables_created_in_file]
         cons += [c for _, col in h.added_columns(stmt.node) for c in h.column_constraints(col)]

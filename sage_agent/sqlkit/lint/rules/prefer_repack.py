@@ -1,22 +1,24 @@
-"""VACUUM FULL and CLUSTER rewrite the table under ACCESS EXCLUSIVE for their whole run."""
+"""PG 19+: VACUUM FULL and CLUSTER block the table for the whole rewrite; REPACK does not."""
 from pglast import ast
 
-from ...nodes import defelem_names
 from ..model import Rule
+from ._rewrite import full_rewrite
+
+REPACK_MAJOR = 19
 
 
 class PreferRepack(Rule):
     node_types = (ast.VacuumStmt, ast.ClusterStmt)
     id = "prefer-repack"
-    severity = "error"
-    summary = "VACUUM FULL / CLUSTER block the table for the whole rewrite"
-    safe_alternative = "pg_repack (or pg_squeeze), which rewrites online with a brief lock at the end"
+    severity = "warning"
+    summary = "VACUUM FULL / CLUSTER block the table for the whole rewrite (PG 19+: use REPACK)"
+    safe_alternative = "REPACK (PostgreSQL 19+), which rewrites without blocking reads and writes"
 
     def check(self, stmt, ctx):
-        n = stmt.node
-        full = isinstance(n, ast.VacuumStmt) and n.is_vacuumcmd and "full" in defelem_names(n.options)
-        if full or isinstance(n, ast.ClusterStmt):
-            what = "VACUUM FULL" if full else "CLUSTER"
-            return [self.finding(stmt, ctx, f"{what} rewrites the table under an ACCESS EXCLUSIVE lock, "
-                                 "blocking reads and writes for the whole run.")]
-        return []
+        if not isinstance(stmt.node, self.node_types):
+            return []
+        what = full_rewrite(stmt.node)
+        if what is None or ctx.server_major < REPACK_MAJOR:
+            return []
+        return [self.finding(stmt, ctx, f"`{what}` requires an `ACCESS EXCLUSIVE` lock which blocks reads "
+                             "and writes to the table.")]

@@ -17,6 +17,8 @@ class PreferRobustStmts(Rule):
     safe_alternative = "Add IF [NOT] EXISTS, or wrap the migration in BEGIN/COMMIT"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         n = stmt.node
         inside = ctx.in_transaction or ctx.assume_in_transaction
         dropped = ctx.rule_state(self.id, dict)  # constraint name -> "dropped" | "added"

@@ -12,8 +12,10 @@ class RenamingColumn(Rule):
     safe_alternative = "Add the new column, dual-write, migrate readers, then drop the old one"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         n = stmt.node
-        if isinstance(n, ast.RenameStmt) and n.renameType.name == "OBJECT_COLUMN":
+        if isinstance(n, ast.RenameStmt) and n.renameType.name in ("OBJECT_COLUMN", "OBJECT_ATTRIBUTE"):
             return [self.finding(stmt, ctx, f"Renaming column {n.subname} to {n.newname} breaks "
                                  "clients still using the old name.")]
         return []

@@ -12,6 +12,8 @@ class RenamingTable(Rule):
     safe_alternative = "Rename, then create a view with the old name until clients move"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         n = stmt.node
         if isinstance(n, ast.RenameStmt) and n.renameType.name == "OBJECT_TABLE":
             return [self.finding(stmt, ctx, f"Renaming table {n.relation.relname} to {n.newname} "

@@ -13,6 +13,8 @@ class RequireConcurrentIndexCreation(Rule):
     safe_alternative = "CREATE INDEX CONCURRENTLY (outside a transaction block)"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         n = stmt.node
         if not isinstance(n, ast.IndexStmt) or n.concurrent:
             return []

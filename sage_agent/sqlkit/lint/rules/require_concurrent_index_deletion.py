@@ -12,6 +12,8 @@ class RequireConcurrentIndexDeletion(Rule):
     safe_alternative = "DROP INDEX CONCURRENTLY IF EXISTS ... (outside a transaction block)"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         n = stmt.node
         if isinstance(n, ast.DropStmt) and n.removeType.name == "OBJECT_INDEX" and not n.concurrent:
             return [self.finding(stmt, ctx, "DROP INDEX without CONCURRENTLY takes an ACCESS "

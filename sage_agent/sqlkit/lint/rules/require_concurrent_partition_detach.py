@@ -13,6 +13,8 @@ class RequireConcurrentPartitionDetach(Rule):
     safe_alternative = "ALTER TABLE parent DETACH PARTITION child CONCURRENTLY (PG 14+, no transaction block)"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         return [self.finding(stmt, ctx, "DETACH PARTITION without CONCURRENTLY takes an ACCESS EXCLUSIVE "
                              "lock on the partitioned table.")
                 for cmd in h.alter_cmds(stmt.node)

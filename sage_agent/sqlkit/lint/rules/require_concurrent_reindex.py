@@ -13,8 +13,11 @@ class RequireConcurrentReindex(Rule):
     safe_alternative = "REINDEX ... CONCURRENTLY (PG 12+, outside a transaction block)"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         n = stmt.node
-        if isinstance(n, ast.ReindexStmt) and "concurrently" not in defelem_names(n.params):
+        if (isinstance(n, ast.ReindexStmt) and "concurrently" not in defelem_names(n.params)
+                and n.kind.name != "REINDEX_OBJECT_SYSTEM"):  # REINDEX SYSTEM cannot be concurrent
             return [self.finding(stmt, ctx, "REINDEX without CONCURRENTLY blocks reads and writes while "
                                  "the index is rebuilt.")]
         return []

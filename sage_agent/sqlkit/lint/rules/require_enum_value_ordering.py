@@ -12,6 +12,8 @@ class RequireEnumValueOrdering(Rule):
     safe_alternative = "ALTER TYPE t ADD VALUE 'x' AFTER 'y'"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         n = stmt.node
         if isinstance(n, ast.AlterEnumStmt) and n.newVal and not n.oldVal and not n.newValNeighbor:
             return [self.finding(stmt, ctx, f"ADD VALUE '{n.newVal}' without BEFORE/AFTER appends it at "

@@ -1,6 +1,6 @@
 """Without lock_timeout a DDL waiting for its lock queues every later query behind it."""
 from ..model import Rule
-from ._timeouts import possibly_slow
+from ._timeouts import waits_on
 
 
 class RequireLockTimeout(Rule):
@@ -11,8 +11,14 @@ class RequireLockTimeout(Rule):
 
     def check(self, stmt, ctx):
         done = ctx.rule_state(self.id, lambda: [False])
-        if done[0] or ctx.lock_timeout_set or not possibly_slow(stmt.node):
+        if done[0] or ctx.lock_timeout_set:
+            return []
+        info = waits_on(stmt, ctx)
+        if info is None:
             return []
         done[0] = True  # once per file, like squawk
-        return [self.finding(stmt, ctx, "No SET lock_timeout before this statement: while it waits for "
-                             "its lock, every later query on the table queues behind it.")]
+        what = f"its {info.lock} lock" if info.lock else "its lock"
+        on = f" on {info.table}" if info.table else ""
+        return [self.finding(stmt, ctx, f"No SET lock_timeout before this statement: while it waits for "
+                             f"{what}{on}, every later query on the table queues behind it.",
+                             lock=info, table=info.table)]

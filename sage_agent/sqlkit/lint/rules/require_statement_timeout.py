@@ -1,6 +1,6 @@
 """Without statement_timeout a slow DDL can hold its lock for an unbounded time."""
 from ..model import Rule
-from ._timeouts import possibly_slow
+from ._timeouts import waits_on
 
 
 class RequireStatementTimeout(Rule):
@@ -11,7 +11,11 @@ class RequireStatementTimeout(Rule):
 
     def check(self, stmt, ctx):
         done = ctx.rule_state(self.id, lambda: [False])
-        if done[0] or ctx.statement_timeout_set or not possibly_slow(stmt.node):
+        if done[0] or ctx.statement_timeout_set:
+            return []
+        info = waits_on(stmt, ctx)
+        if info is None:
             return []
         done[0] = True
-        return [self.finding(stmt, ctx, "No SET statement_timeout before this potentially slow statement.")]
+        return [self.finding(stmt, ctx, "No SET statement_timeout before this potentially slow statement.",
+                             lock=info, table=info.table)]

@@ -12,6 +12,8 @@ class TransactionNesting(Rule):
     safe_alternative = "Remove the extra BEGIN/COMMIT (or let the migration tool manage the transaction)"
 
     def check(self, stmt, ctx):
+        if not isinstance(stmt.node, self.node_types):
+            return []
         n = stmt.node
         if not isinstance(n, ast.TransactionStmt):
             return []
