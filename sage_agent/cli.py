@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands implemented elsewhere: name -> ("module:function(argv) -> int", help). Loaded on use.
 EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
+    # area: lint (no database needed; keeps its imports light for CI and pre-commit)
+    "lint": ("sage_agent.ops.lint.cli:main", "lint migrations for locks and rewrites (squawk rule names)"),
     # area: agent
     "ask": ("sage_agent.agent.cli:ask_main", "ask DB Sage in plain language"),
     # area: integration
@@ -84,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     if at is not None:
         import importlib
 
-        prefix = build_parser().parse_args(argv[:at])
+        # no global option before the command (`sage lint ...`): skip building the whole parser
+        prefix_project = build_parser().parse_args(argv[:at]).project if at else None
         module, _, func = EXTRA_COMMANDS[argv[at]][0].partition(":")
-        project = (prefix.project or Path.cwd()).resolve()
+        project = (prefix_project or Path.cwd()).resolve()
         return int(getattr(importlib.import_module(module), func)(argv[at + 1:], project=project) or 0)
     args = build_parser().parse_args(argv)
     project = (args.project or Path.cwd()).resolve()

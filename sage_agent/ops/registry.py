@@ -52,6 +52,7 @@ OPERATION_MODULES = (
     "core.commands",
     "migrations.commands",
     "migrations.dry_run",
+    "lint.commands",
     "snapshots.commands",
     "data.commands",
     "observe.commands",

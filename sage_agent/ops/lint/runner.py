@@ -1,0 +1,95 @@
+"""Lint files one by one: a file that cannot be read or parsed becomes a finding of its own (with line and
+column) and the other files are still linted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sage_agent.sqlkit.lint.model import LintFinding
+
+SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
+# Problems with the file itself rather than a rule: not names a user can --exclude.
+SYNTAX_ERROR = "syntax-error"
+UNREADABLE = "unreadable-file"
+
+
+@dataclass
+class FileReport:
+    path: Path
+    findings: list[LintFinding] = field(default_factory=list)
+    unreadable: bool = False  # not found, not a file, not UTF-8: exit 2 (bad input), not a lint result
+    note: str | None = None  # e.g. "empty file"
+
+
+@dataclass
+class LintRun:
+    files: list[FileReport]
+    notes: list[str] = field(default_factory=list)
+    rules: list = field(default_factory=list)  # the Rule objects that ran (SARIF lists them)
+
+    @property
+    def findings(self) -> list[LintFinding]:
+        return [f for r in self.files for f in r.findings]
+
+    def counts(self) -> dict[str, int]:
+        out = {"error": 0, "warning": 0, "info": 0}
+        for f in self.findings:
+            out[f.severity] = out.get(f.severity, 0) + 1
+        return out
+
+    def exit_code(self, fail_on: str) -> int:
+        """2 for an unreadable file, 1 when a finding at or above `fail_on` remains, else 0."""
+        if any(r.unreadable for r in self.files):
+            return 2
+        floor = SEVERITY_RANK[fail_on]
+        return 1 if any(SEVERITY_RANK.get(f.severity, 0) >= floor for f in self.findings) else 0
+
+
+def _decode(data: bytes, shown: str) -> tuple[str | None, LintFinding | None]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        return None, LintFinding(rule=UNREADABLE, severity="error", line=line, column=column, filename=shown,
+                                 message=f"not UTF-8: byte 0x{data[exc.start]:02x} cannot be decoded; save the "
+                                         "file as UTF-8 (PostgreSQL migrations are read as UTF-8)")
+    return (text[1:] if text.startswith("\ufeff") else text), None
+
+
+def lint_file(path: Path, rules: list, server_major: int, assume_in_transaction: bool) -> FileReport:
+    from sage_agent.sqlkit.lint.engine import lint_sql
+    from sage_agent.sqlkit.split import SqlSyntaxError
+
+    shown = path.as_posix()
+    report = FileReport(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        report.unreadable = True
+        report.findings.append(LintFinding(rule=UNREADABLE, severity="error", line=1, column=1, filename=shown,
+                                           message=f"cannot read the file: {exc.strerror or exc}"))
+        return report
+    text, problem = _decode(data, shown)
+    if problem is not None:
+        report.unreadable = True
+        report.findings.append(problem)
+        return report
+    if not text.strip():
+        report.note = "empty file"
+        return report
+    try:
+        report.findings = lint_sql(text, shown, server_major, rules, assume_in_transaction)
+    except SqlSyntaxError as exc:
+        report.findings.append(LintFinding(rule=SYNTAX_ERROR, severity="error", line=exc.line, column=exc.column,
+                                           filename=shown, message=f"syntax error: {exc.message}",
+                                           safe_alternative="fix the statement; PostgreSQL would reject the file"))
+    except RecursionError:
+        report.findings.append(LintFinding(rule=SYNTAX_ERROR, severity="error", line=1, column=1, filename=shown,
+                                           message="the statement nests too deeply to analyse"))
+    return report
+
+
+def lint_paths(paths: list[Path], rules: list, server_major: int, assume_in_transaction: bool) -> LintRun:
+    return LintRun([lint_file(p, rules, server_major, assume_in_transaction) for p in paths], rules=rules)
