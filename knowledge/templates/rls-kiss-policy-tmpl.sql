@@ -53,5 +53,6 @@ create policy {{ (table ~ '_delete_own') | ident }} on {{ t }}
   to authenticated
   using ((select auth.uid()) = {{ oc }});
 
+-- squawk-ignore require-concurrent-index-creation -- a no-op when the index was built CONCURRENTLY first (large, busy tables)
 create index if not exists {{ (table ~ '_' ~ _owner ~ '_rls_idx') | ident }}
   on {{ t }} using btree ({{ oc }});

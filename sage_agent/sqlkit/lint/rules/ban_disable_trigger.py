@@ -4,7 +4,7 @@ from ._objects import AlterCmdRule
 _TRIGGERS = {"AT_EnableTrig", "AT_EnableAlwaysTrig", "AT_EnableReplicaTrig", "AT_DisableTrig",
              "AT_EnableTrigAll", "AT_DisableTrigAll", "AT_EnableTrigUser", "AT_DisableTrigUser",
              "AT_EnableRule", "AT_EnableAlwaysRule", "AT_EnableReplicaRule", "AT_DisableRule"}
-_RLS = {"AT_EnableRowSecurity", "AT_DisableRowSecurity", "AT_ForceRowSecurity", "AT_NoForceRowSecurity"}
+_RLS = {"AT_DisableRowSecurity", "AT_ForceRowSecurity", "AT_NoForceRowSecurity"}  # enabling RLS is not flagged here
 
 
 class BanDisableTrigger(AlterCmdRule):
