@@ -64,10 +64,10 @@ def _flags(args) -> LintConfig:
 
 
 def _list_rules(rules: list) -> int:
-    from sage_agent.sqlkit.lint import RULES
+    from sage_agent.sqlkit.lint import ALL_RULES
 
     running = {r.id for r in rules}
-    for r in RULES:
+    for r in ALL_RULES:
         state = "on" if r.id in running else "off" if not getattr(r, "opt_in", False) else "opt-in"
         print(f"{r.id:48} {r.severity:8} {state:7} {r.summary}")
     return 0

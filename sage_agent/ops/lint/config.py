@@ -166,13 +166,10 @@ def load_config(project: Path, cwd: Path, flags: LintConfig, squawk_config: Path
 def select_rules(cfg: LintConfig) -> list:
     """The rules to run: the default ones plus `include`d opt-in ones, minus `exclude` (exclude wins, as in
     squawk). Unknown names are a usage error naming the closest rule."""
-    from sage_agent.sqlkit.lint import RULES
+    from sage_agent.sqlkit.lint.rules import ALIASES, ALL_RULES
 
-    known: dict[str, str] = {}
-    for rule in RULES:
-        known[rule.id] = rule.id
-        for alias in rule.aliases:
-            known[alias] = rule.id
+    known: dict[str, tuple[str, ...]] = {r.id: (r.id,) for r in ALL_RULES}  # opt-in rules are known too
+    known.update(ALIASES)  # prefer-timestamptz, require-timeout-settings (both timeout rules)
     for key in ("exclude", "include"):
         for name in getattr(cfg, key) or []:
             if name not in known:
@@ -182,6 +179,6 @@ def select_rules(cfg: LintConfig) -> list:
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 origin = "--" + key if not cfg.sources else f"--{key} or {', '.join(cfg.sources)}"
                 raise LintUsageError(f"unknown rule {name!r} in {origin}{hint}; `sage lint --list-rules` lists them")
-    excluded = {known[n] for n in cfg.exclude or []}
-    included = {known[n] for n in cfg.include or []}
-    return [r for r in RULES if r.id not in excluded and (not getattr(r, "opt_in", False) or r.id in included)]
+    excluded = {i for n in cfg.exclude or [] for i in known[n]}
+    included = {i for n in cfg.include or [] for i in known[n]}
+    return [r for r in ALL_RULES if r.id not in excluded and (not r.opt_in or r.id in included)]

@@ -79,11 +79,11 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
             impact_tables.append(name)
     facts_by_table = table_facts(target, impact_tables)
     # severity follows the real table size: empty / created here -> info, big rewrite or scan -> error
-    from sage_agent.sqlkit.lint.sizing import TableFacts, apply_table_facts
+    from sage_agent.sqlkit.lint.sizing import SizePolicy, TableFacts, apply_table_facts
 
     plan.findings = apply_table_facts(plan.findings, {
         name: TableFacts(rows=int(max(fact[1], 0)), bytes=fact[0])
-        for name, fact in facts_by_table.items() if fact is not None})
+        for name, fact in facts_by_table.items() if fact is not None}, SizePolicy.from_env())
     for f in plan.findings:
         findings.append(Finding(rule=f.rule, severity=f.severity, message=f.message, location=f"{f.filename}:{f.line}",
                                 detail=", ".join(x for x in (f.lock, "rewrites" if f.rewrites else "",

@@ -22,6 +22,17 @@ class SizePolicy:
     error_bytes: int = DEFAULT_ERROR_BYTES
     bytes_per_second: int = DEFAULT_BYTES_PER_SECOND
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "SizePolicy":
+        """``SAGE_LINT_ERROR_MB`` sets the size above which a rewrite or scan is an error (default 100)."""
+        import os
+
+        raw = (os.environ if environ is None else environ).get("SAGE_LINT_ERROR_MB", "").strip()
+        try:
+            return cls(error_bytes=int(float(raw) * 1024 * 1024)) if raw else cls()
+        except ValueError:
+            return cls()
+
 
 def _key(name: str) -> str:
     return name if "." in name else f"public.{name}"
