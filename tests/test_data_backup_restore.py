@@ -174,7 +174,7 @@ def test_backup_names_are_checked(make_session, source, project):
 
 def test_password_never_on_the_command_line(make_session, pg_server, db_url, db, project, monkeypatch):
     from sage_agent.db.urls import conninfo_params, to_url
-    from sage_agent.ops.data.commands import backup as data_backup
+    from sage_agent.ops.data import backup as data_backup
     role = f"sage_t_{secrets.token_hex(3)}"
     password = f"Pw-{secrets.token_hex(8)}"
     db.execute(f"create role {role} login superuser password '{password}'")

@@ -326,7 +326,7 @@ def test_headless_cli_load(run_sage, db_url, db, people, project):
 
 
 def test_validate_pass_survives_an_overlong_line(make_session, db_url, db, people, project, monkeypatch):
-    from sage_agent.ops.data.commands import csvload as data_csv
+    from sage_agent.ops.data import csvload as data_csv
     monkeypatch.setattr(data_csv, "MAX_LINE", 1 << 20)
     f = project / "long.csv"
     f.write_bytes(b"id,name\n1,a\nx,b\n3," + b"z" * (2 << 20) + b"\n4,d\n")

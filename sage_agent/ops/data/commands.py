@@ -40,7 +40,7 @@ def _human_bytes(n: float) -> str:
 @operation("db-load-csv", risk="write")
 def load_csv(inputs: LoadCsvInput, ctx) -> OpResult:
     """Stream a CSV file into a table through COPY; all-or-nothing unless batched."""
-    from sage_agent.ops.data.commands import csvload as dc
+    from sage_agent.ops.data import csvload as dc
     opts = dc.build_options(inputs)
     if inputs.batch_rows is not None and inputs.batch_rows < 1:
         raise OpError("batch_rows must be a positive number of rows", exit_code=2)
@@ -179,7 +179,7 @@ def _server_error(exc, header: bool) -> str:
 
 
 def _validate_file(ctx, path: Path, cols, opts) -> list:
-    from sage_agent.ops.data.commands import csvload as dc
+    from sage_agent.ops.data import csvload as dc
     with dc.Source(path) as src:
         if opts.header:
             dc.read_header_line(src)
@@ -194,7 +194,7 @@ def _validate_file(ctx, path: Path, cols, opts) -> list:
 def _bad_rows_result(ctx, table, bad, max_errors: int, common: dict, mapping: Table, *, loaded: int,
                      summary_prefix: str, server_error: str | None = None, extra_facts: dict | None = None,
                      notes: list[str] | None = None) -> OpResult:
-    from sage_agent.ops.data.commands import csvload as dc
+    from sage_agent.ops.data import csvload as dc
     artifacts = []
     findings = []
     facts = {**common, "rows_loaded": loaded, "bad_rows": len(bad), **(extra_facts or {})}
@@ -231,7 +231,7 @@ def _load_batched(ctx, inputs: LoadCsvInput, path: Path, table, cols, opts, crea
 
     import psycopg
 
-    from sage_agent.ops.data.commands import csvload as dc
+    from sage_agent.ops.data import csvload as dc
     state_file = dc.state_path(ctx.project, table, path)
     names = [c.name for c in cols]
     state = None if inputs.restart else dc.read_state(state_file)
@@ -365,7 +365,7 @@ class BackupInput(BaseModel):
 @operation("db-backup", risk="read")
 def backup(inputs: BackupInput, ctx) -> OpResult:
     """pg_dump into supabase/backups/ with metadata and verification."""
-    from sage_agent.ops.data.commands import backup as db
+    from sage_agent.ops.data import backup as db
     if inputs.jobs is not None and inputs.jobs < 1:
         raise OpError("jobs must be at least 1", exit_code=2)
     if inputs.jobs and inputs.jobs > 1 and inputs.format != "directory":
@@ -413,7 +413,7 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
     from sage_agent.db.env import ENV_NAMES, check_url, resolve_target
     from sage_agent.db.redact import redact
     from sage_agent.db.urls import describe, replace_dbname
-    from sage_agent.ops.data.commands import backup as db
+    from sage_agent.ops.data import backup as db
     meta, meta_path, artifact = db.locate(ctx.project, inputs.backup)
     # --- the target
     extra_production = False

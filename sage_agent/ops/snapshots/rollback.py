@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sage_agent.ops.snapshots.store import dumpdiff
+from sage_agent.ops.snapshots import dumpdiff
 from sage_agent.ops.result import OpError
 from sage_agent.ops.snapshots.store import (HISTORY_SCHEMA, SnapshotMeta, count_rows, list_tables, qualified,
                                       schema_exists, user_schemas, _schema_pattern)
