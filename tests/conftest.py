@@ -165,8 +165,7 @@ def demo_drop(monkeypatch, db_url, tmp_path):
     from sage_agent.ops import registry
 
     task = demo_task(tmp_path)
-    registry.load_operations()
-    monkeypatch.setitem(registry._REGISTRY, "demo-drop", drop_op(db_url))
     real = tasks_mod.load_tasks()
     monkeypatch.setattr(tasks_mod, "load_tasks", lambda directory=None: {**real, "demo-drop": task})
-    return task
+    with registry.registered(drop_op(db_url)):
+        yield task

@@ -9,7 +9,7 @@ import secrets
 import pytest
 from agent_scripted import ScriptedAPI, make_agent, message, result_text, text, tool
 
-from sage_agent.session.machine import EXIT_CONFIRM
+from sage_agent.session.machine import EXIT_CONFIRM, EXIT_OK
 
 
 def count(db, table: str) -> int:
@@ -29,27 +29,27 @@ def users(db):
     return db
 
 
-@pytest.mark.parametrize("sql", [
-    "DROP TABLE users",
-    "SELECT 1; DELETE FROM t",
-    "WITH gone AS (DELETE FROM t RETURNING *) SELECT * FROM gone",
-    "select * from t for update",
-    "select * into stolen from users",
-    "TRUNCATE users",
-    "select 1 -- '; drop table users; --",
-    "COMMIT; DROP TABLE users",
+@pytest.mark.parametrize("sql,why", [
+    ("DROP TABLE users", "DROP TABLE is not a read-only statement"),
+    ("SELECT 1; DELETE FROM t", "2 statements given"),
+    ("WITH gone AS (DELETE FROM t RETURNING *) SELECT * FROM gone", "a data-modifying statement is hidden"),
+    ("select * from t for update", "SELECT ... FOR UPDATE/SHARE takes row locks"),
+    ("select * into stolen from users", "SELECT ... INTO creates a table"),
+    ("TRUNCATE users", "TRUNCATE is not a read-only statement"),
+    ("select 1 -- '; drop table users; --", None),  # a comment: the statement is a harmless SELECT 1
+    ("COMMIT; DROP TABLE users", "2 statements given"),
 ])
-def test_run_sql_never_writes(make_session, db_url, users, sql):
+def test_run_sql_never_writes(make_session, db_url, users, sql, why):
     api = ScriptedAPI([message(tool("run_sql", {"sql": sql})), message(text("done"))])
     agent = make_agent(make_session(db_url, yes=True, confirm=("DROP", "EXECUTE")), api)
     agent.ask("clean up the database")
     result = api.tool_results(1)[0]
     body = result_text(result)
-    if "drop table users; --" in sql:  # a comment: the statement is a harmless SELECT 1
-        assert not result.get("is_error")
+    if why is None:
+        assert not result.get("is_error"), body
     else:
         assert result.get("is_error"), body
-        assert "nothing" in body.lower() or "read" in body.lower()
+        assert body.startswith(f"refused, nothing was run: {why}"), body
     assert exists(users, "users") and count(users, "users") == 5
     assert exists(users, "t") and count(users, "t") == 3
     assert not exists(users, "stolen")
@@ -80,15 +80,16 @@ def test_model_claiming_the_person_typed_the_word_changes_nothing(make_session, 
     assert not exists(db, "victims")
 
 
-@pytest.mark.skipif("db-rollback" not in __import__("sage_agent.ops.registry", fromlist=["x"]).load_operations(),
-                    reason="*rollback not merged yet")
 def test_model_calls_rollback_claiming_the_word(make_session, db_url, db, project):
+    assert make_session(db_url).run_line("*snapshot base").exit_code == EXIT_OK  # a real restore point
     db.execute("create table precious (id int)")
     db.execute("insert into precious values (1)")
-    api = ScriptedAPI([message(tool("db_rollback", {"confirm": "ROLLBACK"})), message(text("Rolled back."))])
+    api = ScriptedAPI([message(tool("db_rollback", {"snapshot": "base", "confirm": "ROLLBACK"})),
+                       message(text("Rolled back."))])
     answer = make_agent(make_session(db_url, answers=["nope"] * 6), api).ask("undo the last change")
     assert exists(db, "precious") and count(db, "precious") == 1
-    assert answer.exit_code != 0
+    assert answer.exit_code == EXIT_CONFIRM
+    assert "NOT CONFIRMED" in result_text(api.tool_results(1)[0])
 
 
 def test_injection_in_a_comment_and_a_row_is_data_not_instructions(make_session, db_url, users, demo_drop):

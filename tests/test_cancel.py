@@ -31,27 +31,26 @@ def test_ctrl_c_cancels_on_the_server_and_rolls_back(make_session, db_url, db, m
     from tests.test_session import demo_task
 
     task = demo_task(tmp_path)  # any task with a required `name`
-    registry.load_operations()
-    monkeypatch.setitem(registry._REGISTRY, "demo-drop", Operation("demo-drop", slow_op, SlowInput, "read"))
-    session = make_session(db_url)
+    with registry.registered(Operation("demo-drop", slow_op, SlowInput, "read")):
+        session = make_session(db_url)
 
-    def interrupt_when_sleeping() -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            row = db.execute("select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' "
-                             "and state = 'active'").fetchone()
-            if row[0]:
-                os.kill(os.getpid(), signal.SIGINT)
-                return
-            time.sleep(0.05)
+        def interrupt_when_sleeping() -> None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                row = db.execute("select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' "
+                                 "and state = 'active'").fetchone()
+                if row[0]:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+                time.sleep(0.05)
 
-    watcher = threading.Thread(target=interrupt_when_sleeping)
-    watcher.start()
-    outcome = session.run_task(task, {"name": "half_done"})
-    watcher.join()
-    assert outcome.exit_code == EXIT_INTERRUPTED
-    assert "cancelled on the server" in outcome.error or outcome.error == "interrupted"
-    assert db.execute("select to_regclass('public.half_done')").fetchone()[0] is None
-    busy = db.execute("select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' "
-                      "and state = 'active'").fetchone()[0]
-    assert busy == 0
+        watcher = threading.Thread(target=interrupt_when_sleeping)
+        watcher.start()
+        outcome = session.run_task(task, {"name": "half_done"})
+        watcher.join()
+        assert outcome.exit_code == EXIT_INTERRUPTED
+        assert outcome.error == "interrupted"  # psycopg cancelled the statement; the with-block rolled back
+        assert db.execute("select to_regclass('public.half_done')").fetchone()[0] is None
+        busy = db.execute("select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' "
+                          "and state = 'active'").fetchone()[0]
+        assert busy == 0

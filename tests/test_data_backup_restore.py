@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from sage_agent.db.redact import redact
 from sage_agent.session.machine import EXIT_CONFIRM, EXIT_OK, EXIT_USAGE
 
 SCHEMA = """
@@ -79,7 +80,7 @@ def test_round_trip_every_format(fmt, make_session, source, pg_server, project):
     assert {t["name"]: t["rows"] for t in meta["tables"] if t["schema"] == "public"} == \
         {"customers": 300, "orders": 1000, "empty_one": 0}
     assert meta["consistent_snapshot"] is True
-    assert "postgres:***@" in meta["url"] or ":***@" in meta["url"] or "@" not in meta["url"]
+    assert meta["url"] == redact(source) and ":***@" in meta["url"]  # the password never reaches the file
     name, target = new_db_url(pg_server)
     try:
         out = make_session(source, confirm=("RESTORE",)).run_line(f"*restore first --into {target}")

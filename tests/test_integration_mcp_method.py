@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -16,9 +15,9 @@ PKG = "node_modules/@modelcontextprotocol/server-postgres/dist/index.js"
 @pytest.fixture(scope="module")
 def pg_mcp_server() -> str:
     node = shutil.which("node")
-    for base in (REPO / ".tools", Path("/work/main/.tools")):
-        if node and (base / PKG).is_file():
-            return f"{node} {base / PKG}"
+    script = REPO / ".tools" / PKG
+    if node and script.is_file():
+        return f"{node} {script}"
     pytest.skip("@modelcontextprotocol/server-postgres not installed: npm install --prefix .tools "
                 "@modelcontextprotocol/server-postgres (done by .ci/run)")
 

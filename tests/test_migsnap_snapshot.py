@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from sage_agent.db.redact import redact
 from sage_agent.session.machine import EXIT_OK, EXIT_USAGE
 
 
@@ -32,7 +33,9 @@ def test_snapshot_files_and_metadata(make_session, db_url, db, project):
     assert meta["tables"] == ["app.notes", "public.items"]
     assert meta["row_counts"] == {"app.notes": 1, "public.items": 3, "supabase_migrations.schema_migrations": 1}
     assert meta["schemas"] == ["app", "public"] and meta["history_included"] is True
-    assert meta["server_version"].startswith("18") and "***" in meta["db_url"] or "postgres" in meta["db_url"]
+    assert meta["server_version"].startswith("18")
+    assert meta["db_url"] == redact(db_url) and ":***@" in meta["db_url"]  # the password never reaches the file
+    assert "postgres:postgres@" not in (folder / "base.json").read_text()
     sql = (folder / "base.sql").read_text()
     import hashlib
     assert meta["sha256"] == hashlib.sha256((folder / "base.sql").read_bytes()).hexdigest()
@@ -51,7 +54,7 @@ def test_snapshot_with_data_and_default_name(make_session, db_url, db, project):
     name = out.result.facts["name"]
     assert name.startswith("snapshot_") and len(name) == len("snapshot_20250101_120000")
     sql = (project / "supabase" / "snapshots" / f"{name}.sql").read_text()
-    assert "\ta\n" in sql or "'a'" in sql
+    assert 'COPY "public"."items" ("id", "name") FROM stdin;\n1\ta\n2\tb\n3\tc\n\\.\n' in sql
 
 
 @pytest.mark.parametrize("bad", ["../x", "a/b", "..", ".hidden", "a..b", "x" * 101, "a\\b", "semi;colon"])

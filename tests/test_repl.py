@@ -88,16 +88,15 @@ def test_typed_confirmation_in_the_repl(repl_factory, db_url, db, monkeypatch, t
     from sage_agent.catalog import tasks as tasks_mod
 
     task = demo_task(tmp_path)
-    registry.load_operations()
-    monkeypatch.setitem(registry._REGISTRY, "demo-drop", drop_op(db_url))
-    real = tasks_mod.load_tasks()
-    monkeypatch.setattr("sage_agent.catalog.tasks.load_tasks", lambda directory=None: {**real, "demo-drop": task})
-    db.execute("create table r1 (id int)")
-    repl, pipe, out = repl_factory(db_url)
-    pipe.send_text("*demo-drop r1\rdrop\r*demo-drop r1\rDROP\r*exit\r")
-    repl.run()
-    text = out.getvalue()
-    assert "DROP TABLE r1;" in text  # the plan is shown before the question
-    assert "not confirmed" in text
-    assert db.execute("select to_regclass('public.r1')").fetchone()[0] is None
-    assert [o.exit_code for o in repl.outcomes] == [3, 0, 0]
+    with registry.registered(drop_op(db_url)):
+        real = tasks_mod.load_tasks()
+        monkeypatch.setattr("sage_agent.catalog.tasks.load_tasks", lambda directory=None: {**real, "demo-drop": task})
+        db.execute("create table r1 (id int)")
+        repl, pipe, out = repl_factory(db_url)
+        pipe.send_text("*demo-drop r1\rdrop\r*demo-drop r1\rDROP\r*exit\r")
+        repl.run()
+        text = out.getvalue()
+        assert "DROP TABLE r1;" in text  # the plan is shown before the question
+        assert "not confirmed" in text
+        assert db.execute("select to_regclass('public.r1')").fetchone()[0] is None
+        assert [o.exit_code for o in repl.outcomes] == [3, 0, 0]

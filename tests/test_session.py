@@ -62,10 +62,8 @@ def drop_op(db_url):
 def with_demo(monkeypatch, db_url, tmp_path):
     from sage_agent.ops import registry
 
-    task = demo_task(tmp_path)
-    registry.load_operations()
-    monkeypatch.setitem(registry._REGISTRY, "demo-drop", drop_op(db_url))
-    return task
+    with registry.registered(drop_op(db_url)):
+        yield demo_task(tmp_path)
 
 
 def table_exists(db, name: str) -> bool:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Literal, get_type_hints
+from typing import Callable, Iterator, Literal, get_type_hints
 
 from pydantic import BaseModel
 
@@ -77,3 +78,19 @@ def load_operations() -> dict[str, Operation]:
             importlib.import_module(f"sage_agent.ops.{name}")
         _loaded = True
     return dict(_REGISTRY)
+
+
+@contextmanager
+def registered(*ops: Operation) -> Iterator[None]:
+    """Register extra operations for the length of a block (test doubles), then put the registry back."""
+    load_operations()
+    saved = {op.task_id: _REGISTRY.get(op.task_id) for op in ops}
+    _REGISTRY.update({op.task_id: op for op in ops})
+    try:
+        yield
+    finally:
+        for task_id, previous in saved.items():
+            if previous is None:
+                _REGISTRY.pop(task_id, None)
+            else:
+                _REGISTRY[task_id] = previous

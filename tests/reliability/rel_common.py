@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import pytest
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
@@ -121,18 +120,6 @@ def project_files(root: Path) -> dict[str, str]:
             if p.is_file():
                 out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
-
-
-def has_ops(*task_ids: str) -> bool:
-    from sage_agent.ops.registry import load_operations
-
-    ops = load_operations()
-    return all(t in ops for t in task_ids)
-
-
-def need_ops(*task_ids: str):
-    missing = [t for t in task_ids if not has_ops(t)]
-    return pytest.mark.skipif(bool(missing), reason=f"operation(s) {', '.join(missing)} not merged yet")
 
 
 def record(section: str, **counts) -> None:

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from rel_common import fingerprint, fresh_database, has_ops, project_files, record
+from rel_common import fingerprint, fresh_database, project_files, record
 from rel_corpus import Case, corpus
 
 from sage_agent.session.machine import EXIT_OK
@@ -30,8 +30,7 @@ def world(pg_server, tmp_path_factory):
         session = Session(project=project, target=Target("local", url, "test"), answers=FlagAnswers(yes=True))
         assert session.run_line("*apply --snapshot=no").exit_code == EXIT_OK
         assert session.run_line("*snapshot base").exit_code == EXIT_OK
-        if has_ops("db-backup"):
-            assert session.run_line("*backup base_backup").exit_code == EXIT_OK
+        assert session.run_line("*backup base_backup").exit_code == EXIT_OK
         yield project, url
 
 
@@ -90,12 +89,9 @@ def test_bad_input_corpus(world, capsys, monkeypatch, tmp_path):
     baseline_files = _files(project)
     state = fingerprint(url)
     failures: dict[str, list[str]] = {}
-    ran = skipped = 0
+    ran = 0
     by_code: dict[str, int] = {}
     for case in cases:
-        if case.op and not has_ops(case.op):
-            skipped += 1
-            continue
         for rel, data in case.files.items():
             (project / rel).parent.mkdir(parents=True, exist_ok=True)
             (project / rel).write_bytes(data)
@@ -128,7 +124,7 @@ def test_bad_input_corpus(world, capsys, monkeypatch, tmp_path):
         if problems:
             failures[case.id] = problems + [f"stdout={out[-300:]!r} stderr={err[-300:]!r}"]
     report = "\n".join(f"{k}: {v}" for k, v in failures.items())
-    record("bad_input", cases=ran, skipped_until_merged=skipped, failures=len(failures), exit_codes=by_code)
+    record("bad_input", cases=ran, failures=len(failures), exit_codes=by_code)
     assert ran >= 200
     assert not failures, f"{len(failures)} of {ran} cases failed:\n{report}"
 
@@ -140,7 +136,7 @@ def test_subprocess_sample(world, run_sage, tmp_path):
     must = [c for c in cases if c.id in ("sql:enormous-line:*apply", "sql:enormous-line:*seed",
                                          "name:subshell:*snapshot", "name:semicolon-rm:*migration-new")]
     sample = must + random.Random(9).sample(
-        [c for c in cases if (not c.op or has_ops(c.op)) and sum(map(len, c.sets)) < 50_000], 12)
+        [c for c in cases if sum(map(len, c.sets)) < 50_000], 12)
     state = fingerprint(url)
     baseline = _files(project)
     failures = {}
@@ -226,7 +222,6 @@ HANDOFFS = {
 }
 
 
-@pytest.mark.skipif(not has_ops("handoff"), reason="operation handoff not merged yet")
 def test_handoff_files_with_wrong_types(world, capsys, monkeypatch, tmp_path):
     """`sage handoff receive FILE` (in-process through the CLI entry point) on malformed handoff files."""
     from sage_agent.cli import main

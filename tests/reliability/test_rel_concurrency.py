@@ -10,7 +10,7 @@ import time
 
 import psycopg
 from conftest import sage_env
-from rel_common import fresh_database, history, leftovers, need_ops, record
+from rel_common import fresh_database, history, leftovers, record
 
 PROCS = 8
 
@@ -74,7 +74,6 @@ def test_eight_appliers_apply_each_file_exactly_once(pg_server, project):
            apply_duplicates=0, apply_leftover_locks=0)
 
 
-@need_ops("db-load-csv")
 def test_four_load_csv_into_different_tables(pg_server, project):
     with fresh_database(pg_server.url()) as url:
         with psycopg.connect(url, autocommit=True) as conn:

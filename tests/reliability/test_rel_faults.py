@@ -18,7 +18,7 @@ import time
 
 import psycopg
 import pytest
-from rel_common import fingerprint, fresh_database, history, leftovers, need_ops, record, terminate_others
+from rel_common import fingerprint, fresh_database, history, leftovers, record, terminate_others
 
 from sage_agent.session.machine import EXIT_FAILED, EXIT_OK
 
@@ -325,7 +325,6 @@ def _random_kill_trials(url, session, line, *, seed, reset, before_state, after_
     return counts
 
 
-@need_ops("db-load-csv")
 def test_load_csv_killed_mid_copy(pg_server, make_session, tmp_path):
     """The kill lands mid-COPY deterministically: the test holds an uncommitted row with the key of a seeded random
     CSV row, so the COPY waits on that row's unique check; the test terminates the waiting backend."""
@@ -379,7 +378,6 @@ def test_load_csv_killed_mid_copy(pg_server, make_session, tmp_path):
 RESTORE_CHANGE = ROLLBACK_CHANGE.replace("item bigint references public.items (id)", "item bigint")
 
 
-@need_ops("db-backup", "db-restore")
 def test_restore_killed_at_random_points(pg_server, make_session, tmp_path):
     project = tmp_path / "p"
     project.mkdir()
@@ -410,7 +408,6 @@ def test_restore_killed_at_random_points(pg_server, make_session, tmp_path):
     record("faults", restore_trials=TRIALS, restore_states=counts)
 
 
-@need_ops("db-backup", "db-restore")
 def test_two_restores_in_the_same_second_each_get_a_safety_backup(pg_server, make_session, tmp_path):
     """Was: the retry right after a failed restore stopped with "a backup named before-restore-<second> already
     exists" (the safety backup name had one-second resolution)."""

@@ -10,7 +10,7 @@ import secrets as pysecrets
 import psycopg
 import pytest
 from agent_scripted import ScriptedAPI, make_agent, message, text, tool
-from rel_common import fresh_database, has_ops, record
+from rel_common import fresh_database, record
 
 from sage_agent.db.urls import conninfo_params, to_url
 
@@ -52,10 +52,8 @@ def commands(url_with_password: str) -> list[tuple[str, dict]]:
         ("*run-sql \"select * from pg_stat_activity\"", {"output": "json"}),
         ("*env-check", {"output": "json"}), ("*env-check", {"output": "markdown"}),
     ]
-    for op, line in [("db-load-csv", "*load-csv data.csv public.items_csv"), ("db-backup", "*backup b1"),
-                     ("db-restore", "*restore b1")]:
-        if has_ops(op):
-            run.append((line, {"confirm": ["RESTORE"]}))
+    for line in ("*load-csv data.csv public.items_csv", "*backup b1", "*restore b1"):
+        run.append((line, {"confirm": ["RESTORE"]}))
     return run
 
 
