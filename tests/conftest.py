@@ -166,6 +166,7 @@ def demo_drop(monkeypatch, db_url, tmp_path):
 
     task = demo_task(tmp_path)
     real = tasks_mod.load_tasks()
-    monkeypatch.setattr(tasks_mod, "load_tasks", lambda directory=None: {**real, "demo-drop": task})
+    # first, so that the tool budget never moves it into the run_command overflow
+    monkeypatch.setattr(tasks_mod, "load_tasks", lambda directory=None: {"demo-drop": task, **real})
     with registry.registered(drop_op(db_url)):
         yield task
