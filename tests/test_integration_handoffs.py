@@ -11,7 +11,8 @@ import yaml
 
 from test_integration_design import DESIGN
 
-from sage_agent.frontends.handoff import act_on, load_handoff, HandoffError
+from sage_agent.frontends.handoff import act_on
+from sage_agent.ops.integration.handoff_files import HandoffError, load_handoff
 
 
 def put(project: Path, name: str, doc: dict) -> Path:

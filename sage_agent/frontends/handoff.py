@@ -12,208 +12,39 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sage_agent.ops.integration.handoff_files import (AGENT_ID, HANDOFF_DIR, Handoff, HandoffError, StepRunner,
+                                                      load_handoff, newest_pending, queue, rel_path, write_handoff)
 
-AGENT_ID = "db-sage"
-HANDOFF_DIR = Path(".aios/handoffs")
-KNOWN_AGENTS = ("architect", "dev", "qa", "devops", "db-sage", "pm", "po", "sm", "analyst", "ux-expert")
-
-
-class HandoffError(ValueError):
-    """A handoff that cannot be used: the message names the file, the field and the fix."""
-
-
-class StoryContext(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str | None = None
-    path: str | None = None
-    status: str | None = None
-    branch: str | None = None
-
-
-class Handoff(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    from_: str = Field(alias="from")
-    to: str
-    story: StoryContext | None = None
-    request: str
-    inputs: dict[str, str | int | float | bool] = {}
-    artifacts: list[str] = []
-    decisions: list[str] = []
-    blockers: list[str] = []
-    next_action: str | None = None
-    consumed: bool = False
-    created: str | None = None
-    consumed_at: str | None = None
-    result: dict[str, Any] | None = None
-
-    @property
-    def sender(self) -> str:
-        return agent_id(self.from_)
-
-    @property
-    def recipient(self) -> str:
-        return agent_id(self.to)
-
-    def to_yaml(self) -> str:
-        import yaml
-
-        doc = self.model_dump(by_alias=True, exclude_none=True, mode="json")
-        return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
-
-
-def agent_id(name: str) -> str:
-    return name.strip().lstrip("@").lower()
-
-
-def handoff_dir(project: Path) -> Path:
-    return project / HANDOFF_DIR
-
-
-def _rel(project: Path, path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(project.resolve()))
-    except ValueError:
-        return str(path)
-
-
-def load_handoff(path: Path, project: Path, *, for_agent: str | None = AGENT_ID, check_artifacts: bool = True) -> Handoff:
-    """Read and check one handoff. Unknown fields, wrong types, another recipient, missing files -> HandoffError."""
-    import yaml
-
-    label = _rel(project, path)
-    if not path.is_file():
-        raise HandoffError(f"handoff not found: {label}")
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise HandoffError(f"{label}: not UTF-8 text (byte {exc.start}); a handoff is a YAML file") from None
-    except yaml.YAMLError as exc:
-        first = " ".join(str(exc).split())  # PyYAML's message spans lines (with a caret); keep it on one
-        raise HandoffError(f"{label}: not valid YAML: {first[:200]}") from None
-    if not isinstance(doc, dict):
-        raise HandoffError(f"{label}: a handoff is a YAML mapping (from, to, request, ...)")
-    try:
-        handoff = Handoff.model_validate(doc)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"])
-            if err["type"] == "extra_forbidden":
-                problems.append(f"unknown field '{field}'")
-            elif err["type"] == "missing":
-                problems.append(f"missing field '{field}'")
-            else:
-                problems.append(f"'{field}': {err['msg']}")
-        allowed = ", ".join(f.alias or n for n, f in Handoff.model_fields.items())
-        raise HandoffError(f"{label}: " + "; ".join(problems) + f" (fields: {allowed})") from None
-    if for_agent and handoff.recipient != for_agent:
-        raise HandoffError(f"{label} is addressed to @{handoff.recipient}, not @{for_agent}: refused "
-                           f"(@{handoff.recipient} should pick it up)")
-    if check_artifacts:
-        missing = [a for a in handoff.artifacts if not (project / a).exists()]
-        if missing:
-            raise HandoffError(f"{label} names artifact file(s) that do not exist: {', '.join(missing)} "
-                               "(ask the sender to commit them, or fix the paths)")
-    return handoff
-
-
-def queue(project: Path) -> list[tuple[Path, Handoff | None, str | None]]:
-    """Every handoff file, newest first: (path, handoff or None, problem)."""
-    folder = handoff_dir(project)
-    if not folder.is_dir():
-        return []
-    items = []
-    for path in sorted(folder.glob("*.y*ml"), key=lambda p: (p.stat().st_mtime, p.name), reverse=True):
-        try:
-            items.append((path, load_handoff(path, project, for_agent=None, check_artifacts=False), None))
-        except HandoffError as exc:
-            items.append((path, None, str(exc)))
-    return items
-
-
-def newest_pending(project: Path) -> tuple[Path, Handoff] | None:
-    for path, handoff, problem in queue(project):
-        if handoff and not handoff.consumed and handoff.recipient == AGENT_ID:
-            return path, handoff
-    return None
-
-
-def write_handoff(project: Path, handoff: Handoff) -> Path:
-    """Write a new handoff (outgoing); its artifacts must exist."""
-    missing = [a for a in handoff.artifacts if not (project / a).exists()]
-    if missing:
-        raise HandoffError(f"cannot hand off missing file(s): {', '.join(missing)}")
-    folder = handoff_dir(project)
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
-    handoff.created = handoff.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    base = f"{stamp}-{handoff.sender}-to-{handoff.recipient}"
-    path = folder / f"{base}.yaml"
-    n = 1
-    while path.exists():
-        n += 1
-        path = folder / f"{base}-{n}.yaml"
-    path.write_text(handoff.to_yaml(), encoding="utf-8")
-    return path
-
+__all__ = ["HandoffError", "act_on", "describe", "load_handoff", "main", "offer_pending"]
 
 # --- acting on a handoff --------------------------------------------------------------------------
-def _available(session, name: str) -> bool:
-    from sage_agent.ops.registry import load_operations
-
-    task = session.resolve(name)
-    return task is not None and task.id in load_operations()
-
-
 def dev_change(session, handoff: Handoff, say: Callable[[str], None]) -> tuple[int, list[str], list[str], list[dict]]:
     """@dev change request: snapshot, migration, dry-run, apply if safe, smoke test (each via its *command)."""
     sql_text = str(handoff.inputs.get("sql", "")).strip()
     name = re.sub(r"[^a-z0-9_]+", "_", str(handoff.inputs.get("name") or handoff.request).lower()).strip("_")[:40] or "dev_change"
     version = str(handoff.inputs.get("version", "dev-change"))
-    steps: list[dict] = []
-    artifacts: list[str] = []
-    blockers: list[str] = []
+    runner = StepRunner(session, say)
     migration: str | None = None
-
-    def step(line: str, **inputs) -> Any:
-        cmd = line.split()[0]
-        if not _available(session, cmd):
-            blockers.append(f"{cmd} is not available in this build: step skipped")
-            steps.append({"step": line, "status": "skipped", "why": f"{cmd} not available"})
-            return None
-        say(f"handoff: {line}")
-        out = session.run_line(line, inputs, source="the handoff's inputs")
-        status = out.result.status if out.result else "failed"
-        steps.append({"step": line, "status": status, "exit_code": out.exit_code,
-                      **({"error": out.error} if out.error else {})})
-        if out.result:
-            artifacts.extend(a for a in out.result.artifacts if a not in artifacts)
-        return out
-
-    step("*snapshot before-dev-change")
-    out = step(f"*migration-new {name}", sql=sql_text) if sql_text else None
+    runner.run("*snapshot before-dev-change")
+    out = runner.run(f"*migration-new {name}", {"sql": sql_text}) if sql_text else None
     if out is not None and out.exit_code == 0 and out.result:
         migration = next((a for a in out.result.artifacts if a.endswith(".sql")), None)
-    if sql_text and migration is None and not _available(session, "*migration-new"):
-        blockers.append("no migration written (needs *migration-new)")
     if migration:
-        dry = step(f"*dry-run {migration}")
-        if dry is not None and dry.exit_code == 0 and dry.result and dry.result.status in ("ok", "warning"):
-            applied = step(f"*apply {migration}")
-            if applied is not None and applied.exit_code == 0:
-                step(f"*smoke-test {version}")
-        elif dry is not None:
-            blockers.append(f"dry-run of {migration} did not pass: not applied")
-    failed = any(s["status"] == "failed" or s.get("exit_code", 0) not in (0,) for s in steps if s["status"] != "skipped")
-    return (1 if failed else 0), artifacts, blockers, steps
+        dry = runner.run(f"*dry-run {migration}")
+        if dry.exit_code == 0 and dry.result and dry.result.status in ("ok", "warning"):
+            applied = runner.run(f"*apply {migration}")
+            if applied.exit_code == 0:
+                runner.run(f"*smoke-test {version}")
+        elif dry.exit_code == 0:
+            runner.blockers.append(f"dry-run of {migration} did not pass: not applied")
+    return (1 if runner.failed else 0), runner.artifacts, runner.blockers, runner.steps
 
 
 def act_on(session, path: Path, handoff: Handoff, *, say: Callable[[str], None] = lambda t: None) -> dict[str, Any]:
     """Run the request, mark the handoff consumed (with the result), and write a reply to the sender."""
     project: Path = session.project
     if handoff.consumed:
-        raise HandoffError(f"{_rel(project, path)} was already consumed at {handoff.consumed_at or '?'}")
+        raise HandoffError(f"{rel_path(project, path)} was already consumed at {handoff.consumed_at or '?'}")
     request = handoff.request.strip()
     steps: list[dict] = []
     if request.startswith("*"):
@@ -228,7 +59,7 @@ def act_on(session, path: Path, handoff: Handoff, *, say: Callable[[str], None] 
         code, artifacts, blockers, steps = dev_change(session, handoff, say)
         summary = f"change request '{request}': " + ", ".join(f"{s['step'].split()[0]} {s['status']}" for s in steps)
     else:
-        raise HandoffError(f"{_rel(project, path)}: the request is free text ({request[:60]!r}); DB Sage acts on a "
+        raise HandoffError(f"{rel_path(project, path)}: the request is free text ({request[:60]!r}); DB Sage acts on a "
                            "*command (e.g. request: \"*create-migration-from-design docs/architecture/schema-design.yaml\") "
                            "or, from @dev, free text with inputs.sql (the change)")
     from sage_agent.db.redact import redact
@@ -246,7 +77,7 @@ def act_on(session, path: Path, handoff: Handoff, *, say: Callable[[str], None] 
                     next_action="review the artifacts" if code == 0 else "see blockers")
     reply_path = write_handoff(project, reply)
     return {"exit_code": code, "summary": redact(summary), "artifacts": artifacts, "blockers": blockers,
-            "consumed": True, "reply": _rel(project, reply_path), "steps": steps}
+            "consumed": True, "reply": rel_path(project, reply_path), "steps": steps}
 
 
 def describe(handoff: Handoff) -> str:
@@ -268,7 +99,7 @@ def offer_pending(repl) -> None:
     if not found:
         return
     path, handoff = found
-    repl.console.print(f"Handoff waiting ({_rel(repl.project, path)}): {describe(handoff)}", markup=False,
+    repl.console.print(f"Handoff waiting ({rel_path(repl.project, path)}): {describe(handoff)}", markup=False,
                        highlight=False)
     try:
         answer = repl.ask("Act on it now? [y/N]: ").strip().lower()
@@ -319,7 +150,7 @@ def main(argv: list[str], project: Path) -> int:
     if args.action == "list":
         rows = []
         for path, handoff, problem in queue(project):
-            rows.append({"file": _rel(project, path),
+            rows.append({"file": rel_path(project, path),
                          "status": "invalid" if problem else ("consumed" if handoff.consumed else "pending"),
                          "from": handoff.sender if handoff else None, "to": handoff.recipient if handoff else None,
                          "request": handoff.request if handoff else problem})

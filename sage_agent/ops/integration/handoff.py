@@ -1,16 +1,17 @@
 """*handoff {to}: an outgoing handoff for @qa, @devops, @dev or @architect naming the files DB Sage produced.
 
 The work for each recipient runs through the generic Session (`*smoke-test`, `*execute-checklist`,
-`*snapshot` when those operations are registered); a missing operation becomes a named blocker."""
+`*snapshot`, through the shared StepRunner); a failed step becomes a named blocker."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
+from sage_agent.ops.integration.handoff_files import (KNOWN_AGENTS, Handoff, HandoffError, StepRunner, StoryContext,
+                                                      agent_id, write_handoff)
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import OpError, OpResult, Table
 
@@ -45,25 +46,6 @@ def _sub_session(ctx):
 
     return Session(project=ctx.project, target=ctx.target, answers=_CtxAnswers(ctx), settings=ctx.settings,
                    message_sink=ctx.message_sink, progress_sink=ctx.progress_sink)
-
-
-def _run(ctx, session, line: str, inputs: dict[str, Any], steps: list, artifacts: list, blockers: list):
-    from sage_agent.frontends.handoff import _available
-
-    cmd = line.split()[0]
-    if not _available(session, cmd):
-        blockers.append(f"{cmd} is not available in this build")
-        steps.append([line, "skipped", f"{cmd} not available"])
-        return None
-    ctx.say(f"handoff: {line}")
-    out = session.run_line(line, inputs, source="the handoff's inputs")
-    status = out.result.status if out.result else "failed"
-    steps.append([line, status, out.error or (out.result.summary if out.result else "")])
-    if out.result:
-        artifacts.extend(a for a in out.result.artifacts if a not in artifacts and (ctx.project / a).exists())
-    if out.exit_code != 0:
-        blockers.append(f"{line}: {out.error or status}")
-    return out
 
 
 def seed_locations(project: Path) -> list[str]:
@@ -104,17 +86,14 @@ def _rollback_plan(project: Path, snapshots: list[str], migrations: list[str]) -
 
 @operation("handoff", risk="write")
 def handoff(inputs: HandoffInput, ctx) -> OpResult:
-    from sage_agent.frontends.handoff import KNOWN_AGENTS, Handoff, HandoffError, StoryContext, agent_id, write_handoff
     from sage_agent.ops.design.generate import render_template_file
 
     to = agent_id(inputs.to)
     if to not in KNOWN_AGENTS or to == "db-sage":
         raise OpError(f"unknown recipient @{to}", "one of @qa, @devops, @dev, @architect", exit_code=2)
     project: Path = ctx.project
-    session = _sub_session(ctx)
-    steps: list[list[str]] = []
-    artifacts: list[str] = []
-    blockers: list[str] = []
+    runner = StepRunner(_sub_session(ctx), ctx.say)
+    artifacts, blockers = runner.artifacts, runner.blockers
     decisions: list[str] = []
     extra = [a.strip() for a in (inputs.artifacts or "").split(",") if a.strip()]
     missing = [a for a in extra if not (project / a).exists()]
@@ -122,7 +101,7 @@ def handoff(inputs: HandoffInput, ctx) -> OpResult:
         raise OpError(f"artifact file(s) not found: {', '.join(missing)}", "fix the paths", exit_code=2)
     request = inputs.note or ""
     if to == "qa":
-        _run(ctx, session, f"*smoke-test {inputs.version}", {}, steps, artifacts, blockers)
+        runner.run(f"*smoke-test {inputs.version}")
         if not any("smoke-test" in a for a in artifacts):
             old = sorted((project / "supabase" / "tests").glob("smoke-test-*.md"), key=lambda p: p.stat().st_mtime)
             if old:
@@ -134,7 +113,7 @@ def handoff(inputs: HandoffInput, ctx) -> OpResult:
         request = request or f"verify the database after {inputs.version}: smoke-test results and seed data attached"
         next_action = "run the QA suite against the seeded database"
     elif to == "devops":
-        _run(ctx, session, "*execute-checklist dba-predeploy", {"ask": False}, steps, artifacts, blockers)
+        runner.run("*execute-checklist dba-predeploy", {"ask": False})
         files: dict[str, str] = {}
         migrations = _migrations(project)
         runbook = render_template_file("db-runbook-tmpl.yaml", {
@@ -150,7 +129,7 @@ def handoff(inputs: HandoffInput, ctx) -> OpResult:
             checklist = (knowledge_dir() / "checklists" / "dba-predeploy-checklist.md").read_text(encoding="utf-8")
             files["docs/deploy/dba-predeploy-checklist.md"] = (
                 "<!-- NOT EXECUTED: *execute-checklist is not available; complete by hand -->\n" + checklist)
-        _run(ctx, session, "*snapshot before-deploy", {}, steps, artifacts, blockers)
+        runner.run("*snapshot before-deploy")
         snapshots = [a for a in artifacts if "snapshots/" in a] or [
             str(p.relative_to(project)) for p in sorted((project / "supabase" / "snapshots").glob("*.sql"))[-1:]]
         files["docs/deploy/rollback-plan.md"] = _rollback_plan(project, snapshots, migrations)
@@ -179,6 +158,7 @@ def handoff(inputs: HandoffInput, ctx) -> OpResult:
     return OpResult(operation="handoff", status="warning" if blockers else "ok",
                     summary=f"Handoff for @{to} written: {rel} ({len(artifacts)} artifact(s))",
                     facts={"to": f"@{to}", "file": rel, "artifacts": len(artifacts), "blockers": len(blockers)},
-                    tables=[Table(title="Steps", columns=["step", "status", "detail"], rows=steps)] if steps else [],
+                    tables=[Table(title="Steps", columns=["step", "status", "detail"],
+                                  rows=[[s["step"], s["status"], s["detail"]] for s in runner.steps])] if runner.steps else [],
                     notes=[f"artifact: {a}" for a in artifacts] + [f"blocker: {b}" for b in blockers],
                     artifacts=[rel, *artifacts], data={"handoff": rel, "artifacts": artifacts, "blockers": blockers})
