@@ -231,7 +231,13 @@ def normalized_dump(url: str, server_major: int | None = None) -> list[str]:
     except PgToolError as exc:
         raise OpError(f"pg_dump of a schema for the proof failed: {exc}", "check pg_dump with *env-check") from None
     lines = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith(_DUMP_NOISE)]
-    statements = re.split(r";\n", "\n".join(lines) + "\n")
+    statements: list[str] = []
+    for piece in re.split(r";\n", "\n".join(lines) + "\n"):
+        # inside a BEGIN ATOMIC body: indented statements and its END belong to the function
+        if statements and (piece[:1].isspace() or re.match(r"END\b", piece)):
+            statements[-1] += ";\n" + piece
+        else:
+            statements.append(piece)
     return sorted(s.strip() for s in statements if s.strip())
 
 

@@ -244,8 +244,9 @@ class _Differ:
         # objects compared by definition: changed -> drop + create
         self.simple("constraint", a.constraints, b.constraints, self._constraint_sig)
         attached_b = {k for k, i in b.indexes.items() if i.parent_index}
-        self.simple("index", {k: i for k, i in a.indexes.items() if not i.parent_index and k not in attached_b},
-                    {k: i for k, i in b.indexes.items() if not i.parent_index}, lambda i: i.definition)
+        self.a_plain_indexes = {k: i for k, i in a.indexes.items() if not i.parent_index and k not in attached_b}
+        self.b_plain_indexes = {k: i for k, i in b.indexes.items() if not i.parent_index}
+        self.simple("index", self.a_plain_indexes, self.b_plain_indexes, lambda i: i.definition)
         self.simple("view", a.views, b.views, lambda v: (v.materialized, v.definition, v.options))
         self.simple("trigger", a.triggers, b.triggers, lambda t: t.definition)
         self.simple("policy", a.policies, b.policies,
@@ -447,7 +448,9 @@ class _Differ:
             sa, sb = a[q], b[q]
             if self._seq_opts(sa) != self._seq_opts(sb):
                 self.d("sequence", q, "different", "options")
-                self.add(31, "sequence", q, "alter", f"ALTER SEQUENCE {q} {self._seq_opts(sb)}")
+                restart = " RESTART" if not sb.min_value <= sa.start <= sb.max_value else ""
+                self.add(31, "sequence", q, "alter", f"ALTER SEQUENCE {q} {self._seq_opts(sb)}{restart}",
+                         note="restarts the sequence: its old position is outside the new range" if restart else None)
             if sa.owned_by != sb.owned_by:
                 self.d("sequence", q, "different", f"owned by {sa.owned_by} -> {sb.owned_by}")
                 self.add(36, "sequence", q, "alter", f"ALTER SEQUENCE {q} OWNED BY {sb.owned_by or 'NONE'}")
@@ -705,10 +708,12 @@ class _Differ:
                          f"{pre} SET GENERATED {'ALWAYS' if cb.identity == 'a' else 'BY DEFAULT'}", lock=AE)
         if ca.identity and cb.identity and cb.identity_opts and ca.identity_opts != cb.identity_opts:
             start, inc, mn, mx, cache, cycle = cb.identity_opts
+            old_start = ca.identity_opts[0] if ca.identity_opts else start
+            restart = "" if mn <= old_start <= mx else " RESTART"
             self.d("column", key, "different", "identity sequence options")
             self.add(34.35, "column", key, "alter",
                      f"{pre} SET START WITH {start} SET INCREMENT BY {inc} SET MINVALUE {mn} SET MAXVALUE {mx} "
-                     f"SET CACHE {cache} SET {'CYCLE' if cycle else 'NO CYCLE'}", lock=AE)
+                     f"SET CACHE {cache} SET {'CYCLE' if cycle else 'NO CYCLE'}{restart}", lock=AE)
 
     # objects compared by definition --------------------------------------------------------------------------
     def simple(self, kind: str, a: dict, b: dict, sig) -> None:
@@ -751,7 +756,11 @@ class _Differ:
                 continue
             self.d("procedure" if fb.kind == "p" else "function", k, "different",
                    _first_difference(fa.definition, fb.definition))
-            if (fa.kind, fa.arguments, fa.result) == (fb.kind, fb.arguments, fb.result):
+            refs = self.a.depends.get(f"function:{k}", set())
+            uses_gone = any(r in (f"table:{t}",) for r in refs for t in self.dropped_tables) or any(
+                r.startswith("column:") and (r[7:] in self.dropped_columns
+                                             or r[7:].rsplit(".", 1)[0] in self.dropped_tables) for r in refs)
+            if (fa.kind, fa.arguments, fa.result) == (fb.kind, fb.arguments, fb.result) and not uses_gone:
                 self.function_replace_in_place.append(fb)
             else:
                 self.replaced.add(f"function:{k}")
@@ -764,12 +773,14 @@ class _Differ:
                 reverse[ref].add(dep)
         seeds = set(self.dropped) | set(self.replaced) | {f"column:{c}" for c in self.dropped_columns}
         seeds |= getattr(self, "enum_recreated", set())
+        for q in self.dropped_tables:  # what reads a dropped (or re-created) table's columns goes first
+            seeds |= {f"column:{q}.{c}" for c in self.a.tables[q].columns}
         for col in self.retyped_columns:
             for dep in reverse.get(f"column:{col}", ()):
                 kind = dep.split(":", 1)[0]
                 if kind in ("view", "policy", "trigger") or (
                         kind == "constraint" and self.a.constraints.get(dep.split(":", 1)[1]) is not None
-                        and self.a.constraints[dep.split(":", 1)[1]].type == "c"):
+                        and self.a.constraints[dep.split(":", 1)[1]].type in ("c", "f")):
                     seeds.add(dep)
                     self._force(dep)
         todo = list(seeds)
@@ -814,6 +825,11 @@ class _Differ:
     # emitting drops and creates ------------------------------------------------------------------------------
     def emit_objects(self) -> None:
         a, b = self.a, self.b
+        for q in sorted(set(a.sequences) & set(b.sequences)):
+            sa, sb = a.sequences[q], b.sequences[q]
+            if sa.owned_by and sb.owned_by and sa.owned_by != sb.owned_by and self._owner_gone(sa.owned_by):
+                # its old column or table is dropped: let go of it first, or the sequence goes with it
+                self.add(9, "sequence", q, "alter", f"ALTER SEQUENCE {q} OWNED BY NONE")
         gone = self.dropped | self.replaced
         # drops (dependents first)
         for key in sorted(gone):
@@ -830,13 +846,15 @@ class _Differ:
                          f"ALTER TABLE {c.table} DROP CONSTRAINT {c.name}", lock=AE)
             elif kind == "index":
                 i = a.indexes[name]
-                if f"view:{i.table}" in gone:
-                    continue  # goes with its materialized view
+                if f"view:{i.table}" in gone or i.parent_index:
+                    continue  # goes with its materialized view / with its partitioned index or column
                 self.add(15, "index", name, "drop", f"DROP INDEX {name}", lock=AE)
         for name in self._topo([k.split(":", 1)[1] for k in gone if k.startswith("function:")], a, reverse=True,
                                kind="function"):
             f = a.functions[name]
-            self.add(16.5 if f.uses_rowtype else 19, "procedure" if f.kind == "p" else "function", name, "drop",
+            reads = any(r.startswith(("table:", "column:", "view:")) for r in a.depends.get(f"function:{name}", ()))
+            self.add(16.4 if reads else 16.5 if f.uses_rowtype else 19, "procedure" if f.kind == "p" else "function",
+                     name, "drop",
                      f"DROP {'PROCEDURE' if f.kind == 'p' else 'FUNCTION'} {name}", lock=AE)
         # foreign keys between tables that are all dropped: dropped first, so the tables can go in any order
         for key, c in sorted(a.constraints.items()):
@@ -859,7 +877,7 @@ class _Differ:
                 self.add(46, "sequence", s.qname, "drop", f"DROP SEQUENCE {s.qname}", lock=AE)
         # creates (from B)
         created = set(self.replaced) | self.create_only | {f"constraint:{k}" for k in set(b.constraints) - set(a.constraints)} \
-            | {f"index:{k}" for k in set(b.indexes) - set(a.indexes) if not b.indexes[k].parent_index} \
+            | {f"index:{k}" for k in set(self.b_plain_indexes) - set(self.a_plain_indexes)} \
             | {f"view:{k}" for k in set(b.views) - set(a.views)} \
             | {f"trigger:{k}" for k in set(b.triggers) - set(a.triggers)} \
             | {f"policy:{k}" for k in set(b.policies) - set(a.policies)} \
@@ -929,7 +947,9 @@ class _Differ:
         base = f"{raw}_{'_'.join(_index_columns(parent_def))}"
         n = 0
         while True:
-            name = f"{schema}.{ident(base + '_idx' + (str(n) if n else ''))}"
+            raw_name = base + '_idx' + (str(n) if n else '')
+            plain = re.fullmatch(r"[a-z_][a-z0-9_$]*", raw_name)
+            name = f"{schema}.{raw_name if plain else ident(raw_name)}"
             if name not in taken:
                 taken.add(name)
                 return name
@@ -1201,5 +1221,11 @@ def _own_objects(m: DatabaseSchema) -> DatabaseSchema:
 
 def diff_schemas(a: DatabaseSchema, b: DatabaseSchema) -> Plan:
     """The drift between A and B, and the ordered, classified plan that turns A into B."""
-    differ = _Differ(_own_objects(a), _own_objects(b))
+    own_a, own_b = _own_objects(a), _own_objects(b)
+    # a partition's own constraint or trigger that B has attached to its parent's: adopted by the parent's
+    # ADD CONSTRAINT / CREATE TRIGGER, not dropped
+    own_a.constraints = {k: c for k, c in own_a.constraints.items()
+                         if not (k in b.constraints and b.constraints[k].inherited)}
+    own_a.triggers = {k: t for k, t in own_a.triggers.items() if not (k in b.triggers and b.triggers[k].inherited)}
+    differ = _Differ(own_a, own_b)
     return differ.run()
