@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--yes", action="store_true", help="answer yes to yes/no confirmations")
     run.add_argument("--confirm", action="append", default=[], metavar="WORD",
                      help="supply a typed confirmation word (ROLLBACK, RESTORE, PRODUCTION...)")
+    run.add_argument("--allow-unsafe", action="store_true",
+                     help="*apply even with error-level lint findings (the typed word UNSAFE; --yes does not)")
     fmt = run.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print one JSON document")
     fmt.add_argument("--markdown", action="store_true", help="print markdown")
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 
         output = "json" if args.json else "markdown" if args.markdown else "text"
         return run_headless(args.lines, project=project, env=args.env, db_url=args.db_url, sets=args.set,
-                            yes=args.yes, confirm=args.confirm, output=output)
+                            yes=args.yes, confirm=args.confirm + (["UNSAFE"] if args.allow_unsafe else []),
+                            output=output)
     if args.cmd == "validate":
         return _validate()
     if args.cmd == "db":

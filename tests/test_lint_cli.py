@@ -356,3 +356,17 @@ def test_fifty_megabyte_file(run_sage, project):
     findings = json.loads(proc.stdout)
     assert [(f["rule_name"], f["line"]) for f in findings if f["severity"] == "error"] == \
         [("adding-required-field", sum(1 for _ in (project / "big.sql").open()))]
+
+
+def test_many_files_in_workers_give_the_same_report_in_order(run_sage, project):
+    for i in range(12):
+        body = INDEX if i % 2 else UNSAFE
+        _write(project / "many" / f"{i:02d}.sql", body.replace("public.t", f"public.t{i}"))
+    _write(project / "many" / "05.sql", "select from where;\n")
+    pooled = _lint(run_sage, project, "many", "--reporter", "json")
+    single = _lint(run_sage, project, "many", "--reporter", "json", env={"SAGE_LINT_JOBS": "1"})
+    assert pooled.returncode == single.returncode == 1
+    assert json.loads(pooled.stdout) == json.loads(single.stdout)
+    files = [f["file"] for f in json.loads(pooled.stdout)]
+    assert files == sorted(files) and len(set(files)) == 12
+    assert ("many/05.sql", "syntax-error") in [(f["file"], f["rule_name"]) for f in json.loads(pooled.stdout)]

@@ -13,6 +13,9 @@ from typing import Callable, Protocol
 from sage_agent.catalog.tasks import InputSpec
 
 
+UNSAFE_WORD = "UNSAFE"  # typed to apply migrations with error-level lint findings; `sage run --allow-unsafe`
+
+
 @dataclass(frozen=True)
 class ConfirmRequest:
     """A confirmation tied to the exact plan that will run (its hash), not a generic yes."""
@@ -20,6 +23,7 @@ class ConfirmRequest:
     prompt: str
     plan: str = ""
     word: str | None = None  # a typed word for destructive work; None means yes/no
+    reasons: tuple[str, ...] = ()  # why it is asked (e.g. each lint finding): listed when it cannot be asked
 
     @property
     def plan_hash(self) -> str:
@@ -42,8 +46,10 @@ class ConfirmationRequired(Exception):
 
     def __init__(self, request: ConfirmRequest) -> None:
         self.request = request
-        how = f"--confirm {request.word}" if request.word else "--yes"
-        super().__init__(f"confirmation required: {request.prompt} Re-run with {how} to proceed.")
+        how = "--allow-unsafe" if request.word == UNSAFE_WORD else \
+            f"--confirm {request.word}" if request.word else "--yes"
+        reasons = "".join(f"\n  {r}" for r in request.reasons)
+        super().__init__(f"confirmation required: {request.prompt} Re-run with {how} to proceed.{reasons}")
 
 
 class Declined(Exception):

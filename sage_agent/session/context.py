@@ -132,9 +132,10 @@ class OpContext:
         self._connections.clear()
 
     # --- talking to the person -----------------------------------------------------------------
-    def confirm(self, prompt: str, *, plan: str = "", word: str | None = None) -> None:
-        """Ask for a yes/no (or a typed word). Raises Declined when refused: the caller has changed nothing yet."""
-        if not self.confirm_fn(ConfirmRequest(prompt=prompt, plan=plan, word=word)):
+    def confirm(self, prompt: str, *, plan: str = "", word: str | None = None, reasons: tuple[str, ...] = ()) -> None:
+        """Ask for a yes/no (or a typed word). Raises Declined when refused: the caller has changed nothing yet.
+        `reasons` are listed when nobody can be asked (headless), e.g. every lint finding that stopped *apply."""
+        if not self.confirm_fn(ConfirmRequest(prompt=prompt, plan=plan, word=word, reasons=tuple(reasons))):
             raise Declined(f"not confirmed: {prompt.rstrip('?').rstrip()}. Nothing was changed.")
 
     def ask(self, label: str, default: str | None = None, choices: list[str] | None = None, *,

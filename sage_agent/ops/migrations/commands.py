@@ -51,11 +51,6 @@ def append_log(project: Path, entries: list[dict]) -> Path:
     return path
 
 
-def _finding_row(f) -> str:
-    facts = ", ".join(x for x in (f.lock, "rewrites" if f.rewrites else "", "scans" if f.scans else "") if x)
-    return f"{f.filename}:{f.line} {f.rule}: {f.message}" + (f" [{facts}]" if facts else "")
-
-
 def _drift_problems(plan, applied_rows) -> list[str]:
     """Applied versions whose local file no longer says what was applied."""
     from sage_agent.ops.migrations.history import MigrationFileError, read_migration_text, cli_split, same_statements
@@ -165,16 +160,21 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
             plans.append(prepare_file(mig, server_major))
         except MigrationFileError as exc:
             raise _file_error(exc) from None
+    from sage_agent.ops.migrations.policy import UNSAFE_WORD, finding_row, verdict
+
     findings = [f for p in plans for f in p.findings]
-    errors = [f for f in findings if f.severity == "error"]
+    errors = verdict(findings).blocking
     # When another operation applies a migration it just wrote (e.g. *policy-apply), that operation has already
     # confirmed the exact SQL with the person; *apply confirms only when it is the command that was run.
     own_command = ctx.task is None or ctx.task.id == "db-apply-migration"
     if not own_command:
         notes.append(f"applied on behalf of *{ctx.task.command}, which confirmed the exact SQL")
     if errors and own_command:
-        ctx.confirm(f"The migration lint found {len(errors)} unsafe statement(s). Apply anyway?",
-                    plan="\n".join(_finding_row(f) for f in errors))
+        # A typed word, never --yes: only a person (REPL, MCP elicitation) or `sage run --allow-unsafe` passes it.
+        rows = tuple(finding_row(f) for f in errors)
+        ctx.confirm(f"The migration lint found {len(errors)} error-level finding(s); applying is unsafe.",
+                    plan="\n".join(rows), word=UNSAFE_WORD, reasons=rows)
+        notes.append(f"applied despite {len(errors)} error-level lint finding(s): {UNSAFE_WORD} confirmed")
     lines = []
     for p in plans:
         how = "one transaction" if p.transactional else \
@@ -256,9 +256,8 @@ def _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings) -> OpRes
     table = Table(title="Migrations", columns=["migration", "statements", "transaction", "status", "ms"], rows=rows)
     ok = [o for o in outcomes if o.status == "success"]
     failed = next((o for o in outcomes if o.status != "success"), None)
-    lint = [Finding(rule=f.rule, severity="warning" if f.severity == "error" else f.severity,
-                    message=f.message, location=f"{f.filename}:{f.line}",
-                    fix=f.safe_alternative or None) for f in findings if f.severity in ("error", "warning")]
+    lint = [Finding(rule=f.rule, severity=f.severity, message=f.message, location=f"{f.filename}:{f.line}",
+                    fix=f.safe_alternative or None) for f in findings]
     facts = {"applied": len(ok), "target": ctx.target.display_url, "snapshot": snapshot_name or "none"}
     data = {"applied": [o.migration.filename for o in ok], "snapshot": snapshot_name,
             "log": str(LOG_PATH)}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -13,7 +15,7 @@ from sage_agent.ops.result import Finding, OpError, OpResult, Table
 
 
 class DryRunInput(BaseModel):
-    file: str
+    file: str | None = None
 
 
 def _resolve_any(project: Path, arg: str):
@@ -35,60 +37,34 @@ def _resolve_any(project: Path, arg: str):
     return LocalMigration(match.group(1) if match else "", match.group(2) if match else path.stem, path)
 
 
-@operation("db-dry-run", risk="read")
-def dry_run(inputs: DryRunInput, ctx) -> OpResult:
-    from sage_agent.ops.migrations.applier import prepare_file
-    from sage_agent.ops.migrations.shadow_run import (clone_template, dump_target_schema, human_bytes, human_rows,
-                                      prepare_template, qualify, table_facts)
-    from sage_agent.ops.migrations.history import MigrationFileError, read_applied
-    from sage_agent.db.shadow import drop_database, load_sql_file
-    from sage_agent.db.tools import PgToolError
-    from sage_agent.ops.snapshots.store import schema_exists, user_schemas
+@dataclass
+class _FileRun:
+    """One file of a dry run: what was found before, on the target and on the shadow."""
 
-    project: Path = ctx.project
-    if not (project / "supabase").is_dir():
-        raise OpError(f"no supabase/ folder in {project}", "run *bootstrap to create the project layout", exit_code=1)
-    mig = _resolve_any(project, inputs.file)
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-    report_path = project / "supabase" / "tests" / f"dry-run-{mig.path.stem}.md"
-    server = ctx.server
-    findings: list[Finding] = []
-    notes: list[str] = []
-    try:
-        plan = prepare_file(mig, server.major)
-    except MigrationFileError as exc:
-        finding = Finding(rule="syntax", severity="error", message=exc.message,
-                          location=f"{exc.path}:{exc.line}" if exc.line else exc.path)
-        return _finish(ctx, mig, report_path, verdict="unsafe", status="failed",
-                       summary=f"{mig.filename}: {exc}", findings=[finding], notes=notes, impact=[],
-                       changes=None, checks=[], timings=timings, applied_ok=False, error=str(exc))
-    timings["parse + lint"] = time.perf_counter() - started
+    mig: Any
+    plan: Any = None
+    findings: list = field(default_factory=list)  # result Findings
+    notes: list = field(default_factory=list)
+    impact: list = field(default_factory=list)
+    changes: Any = None
+    checks: list = field(default_factory=list)
+    outcome: Any = None
+    error: str | None = None
+    skipped: str | None = None  # why it did not run on the shadow (an earlier file failed)
+    timings: dict = field(default_factory=dict)
 
-    # --- the target: read only --------------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    target = ctx.connect(ctx.migration_url, autocommit=True)
-    target.execute("set default_transaction_read_only = on")
-    schemas = user_schemas(target)
-    history = schema_exists(target, "supabase_migrations")
-    applied_versions = {r.version for r in read_applied(target)} if history else set()
-    impact_tables = []
-    for f in plan.findings:
-        name = qualify(f.table)
-        if name and (f.rewrites or f.scans or f.severity == "error") and name not in impact_tables:
-            impact_tables.append(name)
-    facts_by_table = table_facts(target, impact_tables)
-    # severity follows the real table size: empty / created here -> info, big rewrite or scan -> error
-    from sage_agent.sqlkit.lint.sizing import SizePolicy, TableFacts, apply_table_facts
 
-    plan.findings = apply_table_facts(plan.findings, {
-        name: TableFacts(rows=int(max(fact[1], 0)), bytes=fact[0])
-        for name, fact in facts_by_table.items() if fact is not None}, SizePolicy.from_env())
-    for f in plan.findings:
-        findings.append(Finding(rule=f.rule, severity=f.severity, message=f.message, location=f"{f.filename}:{f.line}",
-                                detail=", ".join(x for x in (f.lock, "rewrites" if f.rewrites else "",
-                                                             "scans" if f.scans else "") if x) or None,
-                                fix=f.safe_alternative or None))
+def _lint_findings(plan) -> list[Finding]:
+    return [Finding(rule=f.rule, severity=f.severity, message=f.message, location=f"{f.filename}:{f.line}",
+                    detail=", ".join(x for x in (f.lock, "rewrites" if f.rewrites else "",
+                                                 "scans" if f.scans else "") if x) or None,
+                    fix=f.safe_alternative or None) for f in plan.findings]
+
+
+def _impact(plan, mig, facts_by_table) -> list[list]:
+    """One row per statement and table that rewrites, scans or is flagged as an error, with the real size."""
+    from sage_agent.ops.migrations.shadow_run import human_bytes, human_rows, qualify
+
     impact = []
     seen: dict[tuple[int, str], list] = {}
     for f in plan.findings:
@@ -110,9 +86,87 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
             row = [f"{mig.filename}:{f.line}", name, what, human_rows(rows), human_bytes(size), f.lock or ""]
         seen[key] = row
         impact.append(row)
-    timings["target facts"] = time.perf_counter() - t0
-    if mig.version and mig.version in applied_versions:
-        notes.append(f"{mig.filename} is already applied on the target (the dry-run runs it on the shadow anyway)")
+    return impact
+
+
+def _pending(ctx, project: Path) -> list:
+    """The pending files in apply order, after *apply's own ledger checks (drift, missing files, order)."""
+    from sage_agent.ops.migrations.commands import ApplyInput, _plan_pending
+
+    with ctx.connect(ctx.migration_url, autocommit=True) as conn:
+        conn.execute("set default_transaction_read_only = on")
+        pending, _, _ = _plan_pending(project, conn, ApplyInput())
+    return pending
+
+
+@operation("db-dry-run", risk="read")
+def dry_run(inputs: DryRunInput, ctx) -> OpResult:
+    """One file, or (no file) every pending file in order on one shadow, each with its own report section."""
+    from sage_agent.ops.migrations.applier import prepare_file
+    from sage_agent.ops.migrations.shadow_run import (clone_template, dump_target_schema, prepare_template, qualify,
+                                                      table_facts)
+    from sage_agent.ops.migrations.history import MigrationFileError, read_applied
+    from sage_agent.db.shadow import drop_database, load_sql_file
+    from sage_agent.db.tools import PgToolError
+    from sage_agent.ops.snapshots.store import schema_exists, user_schemas
+
+    project: Path = ctx.project
+    if not (project / "supabase").is_dir():
+        raise OpError(f"no supabase/ folder in {project}", "run *bootstrap to create the project layout", exit_code=1)
+    chain = not (inputs.file or "").strip()
+    migs = _pending(ctx, project) if chain else [_resolve_any(project, inputs.file)]
+    if not migs:
+        return OpResult(operation="db-dry-run", summary="No pending migrations: nothing to dry-run",
+                        facts={"pending": 0}, next_steps=["*migrations", "*migration-new NAME"])
+    started = time.perf_counter()
+    server = ctx.server
+    runs = [_FileRun(m) for m in migs]
+    for run in runs:
+        t0 = time.perf_counter()
+        try:
+            run.plan = prepare_file(run.mig, server.major)
+        except MigrationFileError as exc:
+            run.error = f"{run.mig.filename}: {exc}"
+            run.findings = [Finding(rule="syntax", severity="error", message=exc.message,
+                                    location=f"{exc.path}:{exc.line}" if exc.line else exc.path)]
+            continue
+        run.timings["parse + lint"] = time.perf_counter() - t0
+        run.findings = _lint_findings(run.plan)
+    if not chain and runs[0].error:
+        run = runs[0]
+        return _finish(ctx, run.mig, _report_path(project, run.mig), verdict="unsafe", status="failed",
+                       summary=run.error, findings=run.findings, notes=[], impact=[], changes=None, checks=[],
+                       timings=run.timings, applied_ok=False, error=run.error)
+
+    # --- the target: read only --------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    target = ctx.connect(ctx.migration_url, autocommit=True)
+    target.execute("set default_transaction_read_only = on")
+    schemas = user_schemas(target)
+    history = schema_exists(target, "supabase_migrations")
+    applied_versions = {r.version for r in read_applied(target)} if history else set()
+    names = []
+    for run in runs:
+        for f in run.plan.findings if run.plan else []:
+            name = qualify(f.table)
+            if name and (f.rewrites or f.scans or f.severity == "error") and name not in names:
+                names.append(name)
+    facts_by_table = table_facts(target, names)
+    # severity follows the real table size: empty / created here -> info, big rewrite or scan -> error
+    from sage_agent.sqlkit.lint.sizing import SizePolicy, TableFacts, apply_table_facts
+
+    sizes = {name: TableFacts(rows=int(max(fact[1], 0)), bytes=fact[0])
+             for name, fact in facts_by_table.items() if fact is not None}
+    policy = SizePolicy.from_env()
+    for run in runs:
+        if run.plan:
+            run.plan.findings = apply_table_facts(run.plan.findings, sizes, policy)
+            run.findings = _lint_findings(run.plan)
+            run.impact = _impact(run.plan, run.mig, facts_by_table)
+        if run.mig.version and run.mig.version in applied_versions:
+            run.notes.append(f"{run.mig.filename} is already applied on the target (the dry-run runs it on the "
+                             "shadow anyway)")
+    shared: dict[str, float] = {"target facts": time.perf_counter() - t0}
 
     # --- the shadow: a copy of the target's schema (cached as a template while the schema is unchanged) --------
     admin = ctx.admin_url
@@ -123,12 +177,12 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
             if schemas or history:
                 dump = Path(tmp) / "schema.sql"
                 dump_target_schema(ctx.migration_url, schemas, history, dump, server.major)
-                timings["pg_dump of the target schema"] = time.perf_counter() - t0
+                shared["pg_dump of the target schema"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 _ensure_schemas_loadable(dump)
                 template, reused = prepare_template(admin, dump, lambda u: load_sql_file(u, dump, server.major))
                 shadow_name, shadow = clone_template(admin, template)
-                timings["shadow copy (cached schema)" if reused else "load into the shadow"] = time.perf_counter() - t0
+                shared["shadow copy (cached schema)" if reused else "load into the shadow"] = time.perf_counter() - t0
             else:
                 shadow_name, shadow = clone_template(admin, "template1")
         except PgToolError as exc:
@@ -137,30 +191,92 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
             raise OpError(f"could not copy the target's schema into the shadow database: {exc}",
                           "run *env-check (pg_dump/psql versions); roles used by the schema must exist on the "
                           "shadow server", exit_code=1) from None
+        runs[0].timings.update(shared)
         try:
-            changes, checks, outcome, error = _run_on_shadow(ctx, shadow, schemas, plan, mig, applied_versions,
-                                                             findings, timings)
+            failed_before = None
+            for run in runs:  # in order on the same shadow: a file sees what the earlier pending ones created
+                if failed_before:
+                    run.skipped = f"not run on the shadow: {failed_before} failed before it (it may depend on it)"
+                    continue
+                if run.plan is None:
+                    failed_before = run.mig.filename
+                    continue
+                run.changes, run.checks, run.outcome, run.error = _run_on_shadow(
+                    ctx, shadow, schemas, run.plan, run.mig, applied_versions, run.findings, run.timings)
+                if run.error:
+                    failed_before = run.mig.filename
         finally:
             drop_database(admin, shadow_name)
-    errors = [f for f in plan.findings if f.severity == "error"]
-    warnings = [f for f in plan.findings if f.severity == "warning"]
-    failed_checks = [c for c in checks if not c[1]]
-    if error:
-        verdict, status = "unsafe", "failed"
-    elif errors:
-        verdict, status = "unsafe", "failed"
-    elif warnings or impact or failed_checks:
-        verdict, status = "caution", "warning"
+    results = [_file_result(ctx, run, write=not chain) for run in runs]
+    if not chain:
+        return results[0]
+    return _chain_result(ctx, runs, results, time.perf_counter() - started)
+
+
+def _report_path(project: Path, mig) -> Path:
+    return project / "supabase" / "tests" / f"dry-run-{mig.path.stem}.md"
+
+
+def _file_result(ctx, run: _FileRun, *, write: bool = True) -> OpResult:
+    from sage_agent.ops.migrations.policy import verdict as policy
+
+    lint = run.plan.findings if run.plan else []
+    failed_checks = [c for c in run.checks if not c[1]]
+    v = policy(lint, failed=run.error or (run.skipped and "skipped") or None, impact=bool(run.impact),
+               failed_checks=bool(failed_checks))
+    if run.skipped:
+        summary = f"{run.mig.filename}: NOT RUN - {run.skipped.split(': ', 1)[1]}"
+    elif run.error:
+        summary = f"{run.mig.filename}: {v.level.upper()} - " + \
+            (f"fails on the shadow at {run.error}" if run.plan else run.error.split(": ", 1)[1])
     else:
-        verdict, status = "safe", "ok"
-    timings["total"] = time.perf_counter() - started
-    summary = (f"{mig.filename}: {verdict.upper()}" +
-               (f" - fails on the shadow at {error}" if error else
-                f" - applied to a shadow copy in {outcome.duration_ms / 1000:.2f}s" if outcome else ""))
-    return _finish(ctx, mig, report_path, verdict=verdict, status=status, summary=summary, findings=findings,
-                   notes=notes, impact=impact, changes=changes if not error else None, checks=checks,
-                   timings=timings, applied_ok=error is None, error=error, statements=len(plan.chunks),
-                   transactional=plan.transactional)
+        summary = f"{run.mig.filename}: {v.level.upper()}" + \
+            (f" - applied to a shadow copy in {run.outcome.duration_ms / 1000:.2f}s" if run.outcome else "")
+    notes = run.notes + ([run.skipped] if run.skipped else [])
+    return _finish(ctx, run.mig, _report_path(ctx.project, run.mig), verdict=v.level, status=v.status,
+                   summary=summary, findings=run.findings, notes=notes, impact=run.impact,
+                   changes=run.changes if not run.error else None, checks=run.checks, timings=run.timings,
+                   applied_ok=run.error is None and not run.skipped, error=run.error,
+                   statements=len(run.plan.chunks) if run.plan else 0,
+                   transactional=run.plan.transactional if run.plan else True, write=write)
+
+
+def _chain_result(ctx, runs: list[_FileRun], results: list[OpResult], total_s: float) -> OpResult:
+    """Every pending file on one shadow: one report with a section per file, the worst verdict overall."""
+    from sage_agent.db.redact import redact
+
+    order = {"safe": 0, "caution": 1, "unsafe": 2}
+    verdicts = [r.data["verdict"] for r in results]
+    overall = max(verdicts, key=order.get)
+    status = {"safe": "ok", "caution": "warning", "unsafe": "failed"}[overall]
+    path = ctx.project / "supabase" / "tests" / "dry-run-pending.md"
+    lines = [f"# Dry Run Report - {len(runs)} pending migration(s)", "",
+             f"- Target: {ctx.target.display_url} ({ctx.target.env}) - only read; the files ran in order on one "
+             "shadow copy", f"- Verdict: **{overall.upper()}**", ""]
+    lines += [f"- {r.summary}" for r in results] + [""]
+    for r in results:
+        body = (r.markdown or "").splitlines()
+        lines += ["#" + line if line.startswith("#") else line for line in body] + [""]
+    markdown = redact("\n".join(lines))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown, encoding="utf-8")
+    rel = str(path.relative_to(ctx.project))
+    rows = [[run.mig.filename, r.data["verdict"], r.summary.split(" - ", 1)[1] if " - " in r.summary else ""]
+            for run, r in zip(runs, results)]
+    tables = [Table(title="Pending migrations (in order, one shadow)", columns=["migration", "verdict", "detail"],
+                    rows=rows)]
+    tables += [t for r in results for t in r.tables if t.title == "Impact on the target"]
+    findings = [f for r in results for f in r.findings]
+    summary = f"{len(runs)} pending migration(s): {overall.upper()} (" + \
+        ", ".join(f"{run.mig.filename} {v}" for run, v in zip(runs, verdicts)) + ")"
+    first_bad = next((run.mig.filename for run, v in zip(runs, verdicts) if v == "unsafe"), None)
+    return OpResult(operation="db-dry-run", status=status, summary=summary,
+                    facts={"verdict": overall, "files": len(runs), "report": rel, "total": f"{total_s:.2f}s"},
+                    tables=tables, findings=findings, notes=[n for r in results for n in r.notes],
+                    artifacts=[rel], markdown=markdown,
+                    next_steps=["*apply"] if first_bad is None else [f"fix {first_bad}, then *dry-run"],
+                    data={"verdict": overall, "report": rel,
+                          "files": [{"file": run.mig.filename, **r.data} for run, r in zip(runs, results)]})
 
 
 def _run_on_shadow(ctx, shadow, schemas, plan, mig, applied_versions, findings, timings):
@@ -213,7 +329,7 @@ def _ensure_schemas_loadable(dump: Path) -> None:
 
 
 def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, notes, impact, changes, checks,
-            timings, applied_ok, error, statements=0, transactional=True) -> OpResult:
+            timings, applied_ok, error, statements=0, transactional=True, write=True) -> OpResult:
     from sage_agent.db.redact import redact
 
     tables = []
@@ -265,8 +381,9 @@ def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, 
            "unsafe": "❌ Do not apply as written: fix the problems above and dry-run again"}[verdict]
     lines += ["", "## Recommendation", "", f"- {rec}", ""]
     markdown = redact("\n".join(lines))
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(markdown, encoding="utf-8")
+    if write:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(markdown, encoding="utf-8")
     rel = str(report_path.relative_to(ctx.project)) if report_path.is_relative_to(ctx.project) else str(report_path)
     facts = {"verdict": verdict, "statements": statements, "report": rel}
     if "apply on the shadow" in timings:

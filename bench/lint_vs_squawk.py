@@ -1,0 +1,205 @@
+"""Benchmark: `sage lint` vs `squawk --reporter json`, whole process, same files, same run, alternating order.
+
+Cases: one 5 MB file; a folder of 200 typical migration files (~2 MB) in one call; sizes 50 KB -> 5 MB (time
+per MB shows whether growth is linear); and `sage lint` of a 50 KB file vs `python -c "import pglast"` (the
+floor for a Python linter on this parser). Writes bench/results/lint.md.
+
+    python bench/lint_vs_squawk.py [--rounds 5] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _migrations_common import REPO, machine, sage_env
+from migrations_lint import make_file
+
+# A typical migration: a table with RLS and policies, an index, a trigger function, some alters.
+TYPICAL = """-- {name}
+set lock_timeout = '5s';
+create table if not exists public.{t} (
+  id bigint generated always as identity primary key,
+  owner_id uuid not null default auth.uid() references auth.users (id) on delete cascade,
+  title text not null,
+  body text,
+  status text not null default 'draft' check (status in ('draft', 'published', 'archived')),
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now()
+);
+alter table public.{t} enable row level security;
+create policy "{t} owner select" on public.{t} for select to authenticated using ((select auth.uid()) = owner_id);
+create policy "{t} owner insert" on public.{t} for insert to authenticated with check ((select auth.uid()) = owner_id);
+create policy "{t} owner update" on public.{t} for update to authenticated using ((select auth.uid()) = owner_id)
+  with check ((select auth.uid()) = owner_id);
+create index if not exists {t}_owner_idx on public.{t} (owner_id);
+create or replace function public.{t}_touch() returns trigger language plpgsql security invoker
+set search_path = '' as $$
+begin
+  new.updated_at := now();
+  return new;
+end;
+$$;
+create trigger {t}_touch before update on public.{t} for each row execute function public.{t}_touch();
+alter table public.{t} add column if not exists tags text[] not null default '{{}}';
+alter table public.{t} add constraint {t}_title_len check (char_length(title) < 500) not valid;
+alter table public.{t} validate constraint {t}_title_len;
+comment on table public.{t} is 'Rows of {t}, one per owner and title; see the product spec for the fields.';
+grant select, insert, update on public.{t} to authenticated;
+"""
+
+
+def make_folder(folder: Path, files: int = 200, target_kb: float = 10.0) -> int:
+    folder.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for i in range(files):
+        parts = []
+        k = 0
+        while sum(map(len, parts)) < target_kb * 1024:
+            parts.append(TYPICAL.format(name=f"migration {i} part {k}", t=f"t{i}_{k}"))
+            k += 1
+        text = "".join(parts)
+        (folder / f"{20240101000000 + i}_m{i}.sql").write_text(text, encoding="utf-8")
+        total += len(text.encode())
+    return total
+
+
+def _time(cmd: list[str], cwd: Path) -> tuple[float, str]:
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=sage_env(), capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    took = time.perf_counter() - started
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return took, proc.stdout
+
+
+def _count(stdout: str) -> int:
+    try:
+        return len(json.loads(stdout))
+    except ValueError:
+        return -1
+
+
+def compare(label: str, commands: dict[str, list[str]], cwd: Path, rounds: int) -> dict:
+    """Median/best seconds per tool, the order rotating each round."""
+    names = list(commands)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    found: dict[str, int] = {}
+    for rnd in range(rounds):
+        order = names[rnd % len(names):] + names[:rnd % len(names)]
+        for name in order:
+            took, out = _time(commands[name], cwd)
+            times[name].append(took)
+            found[name] = _count(out)
+    print(f"  {label}: " + ", ".join(f"{n} {statistics.median(v):.3f}s" for n, v in times.items()), flush=True)
+    return {"label": label, "times": times, "found": found}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="3 rounds, smaller size series")
+    args = ap.parse_args()
+    rounds = 3 if args.quick else args.rounds
+    squawk = shutil.which("squawk")
+    if not squawk:
+        raise SystemExit("squawk not found: pip install squawk-cli")
+    sage = [sys.executable, "-m", "sage_agent", "lint", "--reporter", "json"]
+    sq = [squawk, "--reporter", "json"]
+    load_start = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="sage-bench-lint-") as tmp:
+        root = Path(tmp)
+        results = []
+        print("lint vs squawk", flush=True)
+        big = root / "big.sql"
+        make_file(big, 5.0)
+        big_mb = big.stat().st_size / 1024 / 1024
+        results.append(compare(f"one {big_mb:.1f} MB file", {"squawk": sq + [str(big)], "sage lint": sage + [str(big)]},
+                               root, rounds))
+        folder = root / "migrations"
+        folder_bytes = make_folder(folder)
+        results.append(compare(f"200 typical files ({folder_bytes / 1024 / 1024:.1f} MB) in one call",
+                               {"squawk": sq + [str(folder / "*.sql")], "sage lint": sage + [str(folder / "*.sql")]}, root, rounds))
+        sizes = [0.05, 0.5, 1.0, 2.0, 5.0] if not args.quick else [0.05, 0.5, 2.0]
+        series = []
+        for mb in sizes:
+            path = root / f"s{mb}.sql"
+            make_file(path, mb)
+            res = compare(f"{path.stat().st_size / 1024:.0f} KB", {"squawk": sq + [str(path)],
+                                                                    "sage lint": sage + [str(path)]},
+                          root, max(3, rounds - 2))
+            series.append((path.stat().st_size, res))
+        small = root / "s0.05.sql"
+        floor = compare("50 KB vs the pglast import floor",
+                        {"python -c 'import pglast'": [sys.executable, "-c", "import pglast"],
+                         "sage lint": sage + [str(small)], "squawk": sq + [str(small)]}, root, rounds + 4)
+    load_end = os.getloadavg()[0]
+    _write(results, series, floor, rounds, load_start, load_end, _version(squawk))
+
+
+def _version(squawk: str) -> str:
+    out = subprocess.run([squawk, "--version"], capture_output=True, text=True).stdout.strip()
+    return out.split()[-1] if out else "?"
+
+
+def _row(name: str, values: list[float], base: list[float] | None, found: int | None) -> str:
+    med = statistics.median(values)
+    ratio = f"{med / statistics.median(base):.2f}x" if base else ""
+    best = f"{min(values) / min(base):.2f}x" if base else ""
+    return (f"| {name} | {med:.3f} | {min(values):.3f} | {', '.join(f'{v:.2f}' for v in values)} | "
+            f"{'' if found is None or found < 0 else f'{found:,}'} | {ratio} | {best} |")
+
+
+def _write(results, series, floor, rounds, load_start, load_end, squawk_version) -> None:
+    lines = ["## Lint: `sage lint` vs squawk (issue 14)", "",
+             f"`bench/lint_vs_squawk.py`. Machine: {machine()}; load average {load_start:.1f} at the start, "
+             f"{load_end:.1f} at the end (2 cores shared with other work: read the ratios, not the seconds); "
+             f"squawk {squawk_version}; both as whole processes (`sage lint --reporter json` / "
+             f"`squawk --reporter json`), same files, order rotating each round; {rounds} rounds.", ""]
+    head = ["| tool | median s | best s | runs (s) | findings | median ratio | best ratio |",
+            "|---|---|---|---|---|---|---|"]
+    for res in results:
+        lines += [f"### {res['label']}", ""] + head
+        base = res["times"]["squawk"]
+        for name, values in res["times"].items():
+            lines.append(_row(name, values, base, res["found"].get(name)))
+        lines.append("")
+    lines += ["### Growth with size (median seconds; per MB after subtracting the 50 KB start-up time)", "",
+              "| size | squawk s | sage lint s | ratio | sage lint s per MB above start-up |", "|---|---|---|---|---|"]
+    start = statistics.median(series[0][1]["times"]["sage lint"])
+    for size, res in series:
+        sq = statistics.median(res["times"]["squawk"])
+        sg = statistics.median(res["times"]["sage lint"])
+        mb = size / 1024 / 1024
+        per = f"{(sg - start) / (mb - series[0][0] / 1024 / 1024):.2f}" if size > series[0][0] else ""
+        lines.append(f"| {size / 1024:,.0f} KB | {sq:.3f} | {sg:.3f} | {sg / sq:.2f}x | {per} |")
+    lines += ["", "### 50 KB file: start-up bound", ""] + head
+    base = floor["times"]["python -c 'import pglast'"]
+    for name, values in floor["times"].items():
+        lines.append(_row(name, values, base, floor["found"].get(name) if name != "python -c 'import pglast'" else None))
+    big = results[0]["times"]
+    folder = results[1]["times"]
+    r_big = statistics.median(big["sage lint"]) / statistics.median(big["squawk"])
+    r_folder = statistics.median(folder["sage lint"]) / statistics.median(folder["squawk"])
+    r_floor = statistics.median(floor["times"]["sage lint"]) / statistics.median(base)
+    lines += ["", "Targets: 5 MB file <= 1.0x squawk: " + ("met" if r_big <= 1.0 else "NOT met") + f" ({r_big:.2f}x); "
+              "200-file folder <= 1.0x: " + ("met" if r_folder <= 1.0 else "NOT met") + f" ({r_folder:.2f}x); "
+              "50 KB within 1.5x of the pglast import: " + ("met" if r_floor <= 1.5 else "NOT met") +
+              f" ({r_floor:.2f}x).", ""]
+    text = "\n".join(lines)
+    print(text)
+    out = Path(__file__).parent / "results" / "lint.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

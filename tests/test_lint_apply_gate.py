@@ -1,0 +1,132 @@
+"""*apply past error-level lint findings only with the typed word UNSAFE (REPL) or `sage run --allow-unsafe`;
+`--yes` answers yes/no only, and headless output lists every finding that stopped it. *dry-run with no file
+runs every pending file in order on one shadow, with the same verdict policy as *apply."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sage_agent.session.machine import EXIT_CONFIRM, EXIT_FAILED, EXIT_OK
+
+
+def write(project: Path, filename: str, text: str) -> Path:
+    folder = project / "supabase" / "migrations"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / filename).write_text(text, encoding="utf-8")
+    return folder / filename
+
+
+def exists(db, name: str) -> bool:
+    return db.execute("select to_regclass(%s) is not null", (name,)).fetchone()[0]
+
+
+def history(db) -> list[str]:
+    if not exists(db, "supabase_migrations.schema_migrations"):
+        return []
+    return [r[0] for r in db.execute("select version from supabase_migrations.schema_migrations order by 1")]
+
+
+UNSAFE_FILE = "drop table public.big;\nalter table public.keep add column x int not null;\n"
+
+
+def test_headless_yes_does_not_pass_error_findings_and_lists_each(run_sage, project, db_url, db):
+    db.execute("create table public.big (id int)")
+    db.execute("create table public.keep (id int)")
+    write(project, "20240101000000_risky.sql", UNSAFE_FILE)
+    proc = run_sage("run", "*apply --snapshot=no", "--yes", "--db-url", db_url, "--json", cwd=project)
+    assert proc.returncode == EXIT_CONFIRM, proc.stdout + proc.stderr
+    error = json.loads(proc.stdout)["error"]
+    assert "Re-run with --allow-unsafe" in error
+    assert "20240101000000_risky.sql:1 ban-drop-table" in error
+    assert "20240101000000_risky.sql:2 adding-required-field" in error
+    assert exists(db, "public.big") and history(db) == []
+    proc = run_sage("run", "*apply --snapshot=no", "--db-url", db_url, cwd=project)  # no --yes either
+    assert proc.returncode == EXIT_CONFIRM and "ban-drop-table" in proc.stderr + proc.stdout
+    proc = run_sage("run", "*apply --snapshot=no", "--yes", "--allow-unsafe", "--db-url", db_url, "--json",
+                    cwd=project)
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert not exists(db, "public.big") and history(db) == ["20240101000000"]
+    assert {(f["rule"], f["severity"]) for f in doc["findings"]} >= {("ban-drop-table", "error"),
+                                                                     ("adding-required-field", "error")}
+    assert any("UNSAFE confirmed" in n for n in doc["notes"])
+
+
+def test_allow_unsafe_still_needs_the_yes_no_answer(run_sage, project, db_url, db):
+    db.execute("create table public.big (id int)")
+    write(project, "20240101000000_drop.sql", "drop table public.big;\n")
+    proc = run_sage("run", "*apply --snapshot=no", "--allow-unsafe", "--db-url", db_url, cwd=project)
+    assert proc.returncode == EXIT_CONFIRM and "--yes" in proc.stderr + proc.stdout
+    assert exists(db, "public.big")
+
+
+def test_repl_needs_the_typed_word(project, make_session, db_url, db):
+    db.execute("create table public.big (id int)")
+    write(project, "20240101000000_drop.sql", "drop table public.big;\n")
+    shown: list[str] = []
+    yes_only = make_session(db_url, answers=["y", "y"])
+    yes_only.answers.show = shown.append
+    outcome = yes_only.run_line("*apply --snapshot=no")
+    assert outcome.exit_code == EXIT_CONFIRM
+    assert "20240101000000_drop.sql:1 ban-drop-table" in shown[0]
+    assert exists(db, "public.big") and history(db) == []
+    typed = make_session(db_url, answers=["UNSAFE", "y"])
+    outcome = typed.run_line("*apply --snapshot=no")
+    assert outcome.exit_code == EXIT_OK, outcome.error
+    assert not exists(db, "public.big") and history(db) == ["20240101000000"]
+
+
+def test_dry_run_of_every_pending_file_on_one_shadow(project, make_session, db_url, db):
+    write(project, "20240101000000_projects.sql",
+          "create table if not exists public.projects (id bigint generated always as identity primary key, "
+          "name text not null);\n")
+    write(project, "20240102000000_tasks.sql",
+          "create table if not exists public.tasks (id bigint generated always as identity primary key, "
+          "project_id bigint not null references public.projects (id));\n")
+    write(project, "20240103000000_notes.sql",
+          "alter table public.projects add column if not exists note text;\n")
+    outcome = make_session(db_url).run_line("*dry-run")
+    result = outcome.result
+    assert result is not None, outcome.error
+    files = result.data["files"]
+    assert [f["file"] for f in files] == ["20240101000000_projects.sql", "20240102000000_tasks.sql",
+                                          "20240103000000_notes.sql"]
+    assert all(f["error"] is None for f in files), files  # tasks references projects: it passes
+    assert result.data["verdict"] in ("safe", "caution")
+    assert outcome.exit_code == EXIT_OK
+    report = (project / "supabase" / "tests" / "dry-run-pending.md").read_text()
+    for name in ("20240101000000_projects.sql", "20240102000000_tasks.sql", "20240103000000_notes.sql"):
+        assert f"## Dry Run Report - {name}" in report
+    assert not exists(db, "public.projects")  # the target is only read
+    assert history(db) == []
+
+
+def test_dry_run_chain_stops_at_a_failing_file_and_shares_the_verdict_with_apply(project, make_session, db_url,
+                                                                                  db):
+    db.execute("create table public.big (id int)")
+    write(project, "20240101000000_ok.sql", "create table if not exists public.a (id bigint primary key);\n")
+    write(project, "20240102000000_broken.sql", "insert into public.missing values (1);\n")
+    write(project, "20240103000000_after.sql", "create table if not exists public.b (id bigint primary key);\n")
+    outcome = make_session(db_url).run_line("*dry-run")
+    assert outcome.exit_code == EXIT_FAILED
+    files = {f["file"]: f for f in outcome.result.data["files"]}
+    assert files["20240101000000_ok.sql"]["error"] is None
+    assert 'relation "public.missing" does not exist' in files["20240102000000_broken.sql"]["error"]
+    assert files["20240102000000_broken.sql"]["verdict"] == "unsafe"
+    assert files["20240103000000_after.sql"]["verdict"] == "unsafe"
+    assert "NOT RUN" in outcome.result.summary or any("not run on the shadow" in n for n in outcome.result.notes)
+    # an error-level lint finding: unsafe in the dry-run, and *apply asks for UNSAFE
+    for name in ("20240101000000_ok.sql", "20240102000000_broken.sql", "20240103000000_after.sql"):
+        (project / "supabase" / "migrations" / name).unlink()
+    write(project, "20240104000000_drop.sql", "drop table public.big;\n")
+    dry = make_session(db_url).run_line("*dry-run")
+    assert dry.result.data["verdict"] == "unsafe"
+    assert make_session(db_url, yes=True).run_line("*apply --snapshot=no").exit_code == EXIT_CONFIRM
+    assert exists(db, "public.big")
+
+
+def test_dry_run_with_nothing_pending(project, make_session, db_url):
+    (project / "supabase" / "migrations").mkdir(parents=True)
+    outcome = make_session(db_url).run_line("*dry-run")
+    assert outcome.exit_code == EXIT_OK and "No pending migrations" in outcome.result.summary
