@@ -27,19 +27,21 @@ def history(db) -> list[str]:
     return [r[0] for r in db.execute("select version from supabase_migrations.schema_migrations order by 1")]
 
 
-UNSAFE_FILE = "drop table public.big;\nalter table public.keep add column x int not null;\n"
+UNSAFE_FILE = "drop table public.big;\nalter table public.keep alter column id type bigint;\n"
 
 
 def test_headless_yes_does_not_pass_error_findings_and_lists_each(run_sage, project, db_url, db):
     db.execute("create table public.big (id int)")
+    db.execute("insert into public.big values (1)")
     db.execute("create table public.keep (id int)")
+    db.execute("insert into public.keep values (1)")
     write(project, "20240101000000_risky.sql", UNSAFE_FILE)
     proc = run_sage("run", "*apply --snapshot=no", "--yes", "--db-url", db_url, "--json", cwd=project)
     assert proc.returncode == EXIT_CONFIRM, proc.stdout + proc.stderr
     error = json.loads(proc.stdout)["error"]
     assert "Re-run with --allow-unsafe" in error
     assert "20240101000000_risky.sql:1 ban-drop-table" in error
-    assert "20240101000000_risky.sql:2 adding-required-field" in error
+    assert "20240101000000_risky.sql:2 changing-column-type" in error
     assert exists(db, "public.big") and history(db) == []
     proc = run_sage("run", "*apply --snapshot=no", "--db-url", db_url, cwd=project)  # no --yes either
     assert proc.returncode == EXIT_CONFIRM and "ban-drop-table" in proc.stderr + proc.stdout
@@ -49,12 +51,13 @@ def test_headless_yes_does_not_pass_error_findings_and_lists_each(run_sage, proj
     doc = json.loads(proc.stdout)
     assert not exists(db, "public.big") and history(db) == ["20240101000000"]
     assert {(f["rule"], f["severity"]) for f in doc["findings"]} >= {("ban-drop-table", "error"),
-                                                                     ("adding-required-field", "error")}
+                                                                     ("changing-column-type", "error")}
     assert any("UNSAFE confirmed" in n for n in doc["notes"])
 
 
 def test_allow_unsafe_still_needs_the_yes_no_answer(run_sage, project, db_url, db):
     db.execute("create table public.big (id int)")
+    db.execute("insert into public.big values (1)")  # an empty table's drop is only info (graded by size)
     write(project, "20240101000000_drop.sql", "drop table public.big;\n")
     proc = run_sage("run", "*apply --snapshot=no", "--allow-unsafe", "--db-url", db_url, cwd=project)
     assert proc.returncode == EXIT_CONFIRM and "--yes" in proc.stderr + proc.stdout
@@ -63,6 +66,7 @@ def test_allow_unsafe_still_needs_the_yes_no_answer(run_sage, project, db_url, d
 
 def test_repl_needs_the_typed_word(project, make_session, db_url, db):
     db.execute("create table public.big (id int)")
+    db.execute("insert into public.big values (1)")  # an empty table's drop is only info (graded by size)
     write(project, "20240101000000_drop.sql", "drop table public.big;\n")
     shown: list[str] = []
     yes_only = make_session(db_url, answers=["y", "y"])
@@ -105,6 +109,7 @@ def test_dry_run_of_every_pending_file_on_one_shadow(project, make_session, db_u
 def test_dry_run_chain_stops_at_a_failing_file_and_shares_the_verdict_with_apply(project, make_session, db_url,
                                                                                   db):
     db.execute("create table public.big (id int)")
+    db.execute("insert into public.big values (1)")
     write(project, "20240101000000_ok.sql", "create table if not exists public.a (id bigint primary key);\n")
     write(project, "20240102000000_broken.sql", "insert into public.missing values (1);\n")
     write(project, "20240103000000_after.sql", "create table if not exists public.b (id bigint primary key);\n")
@@ -130,3 +135,20 @@ def test_dry_run_with_nothing_pending(project, make_session, db_url):
     (project / "supabase" / "migrations").mkdir(parents=True)
     outcome = make_session(db_url).run_line("*dry-run")
     assert outcome.exit_code == EXIT_OK and "No pending migrations" in outcome.result.summary
+
+
+def test_apply_and_dry_run_grade_by_the_real_table_size_alike(project, make_session, db_url, db):
+    """The same policy: dropping an empty table is info in both (no UNSAFE needed); once it has a row it is
+    an error in both (dry-run UNSAFE, *apply asks for the typed word)."""
+    db.execute("create table public.gone (id int)")
+    write(project, "20240101000000_drop.sql", "drop table public.gone;\n")
+    assert make_session(db_url).run_line("*dry-run").result.data["verdict"] != "unsafe"
+    db.execute("insert into public.gone values (1)")
+    db.execute("analyze public.gone")
+    assert make_session(db_url).run_line("*dry-run").result.data["verdict"] == "unsafe"
+    assert make_session(db_url, yes=True).run_line("*apply --snapshot=no").exit_code == EXIT_CONFIRM
+    db.execute("truncate public.gone")
+    db.execute("analyze public.gone")
+    outcome = make_session(db_url, yes=True).run_line("*apply --snapshot=no")
+    assert outcome.exit_code == EXIT_OK, outcome.error
+    assert not exists(db, "public.gone")

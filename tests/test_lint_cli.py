@@ -249,10 +249,30 @@ def test_squawk_toml_is_honoured_and_flags_win(run_sage, two_files):
     assert "adding-field-with-default" not in flags and "ban-concurrent-index-creation-in-transaction" not in flags
     _write(two_files / ".squawk.toml", 'excluded_rules = ["no-such-rule"]\n')
     bad = _lint(run_sage, two_files, "m")
-    assert bad.returncode == 2 and "unknown rule 'no-such-rule'" in bad.stderr and ".squawk.toml" in bad.stderr
+    assert bad.returncode == 2 and "unknown lint rule 'no-such-rule'" in bad.stderr and ".squawk.toml" in bad.stderr
     _write(two_files / ".squawk.toml", "excluded_rules = [\n")
     broken = _lint(run_sage, two_files, "m")
     assert broken.returncode == 2 and "not valid TOML" in broken.stderr
+
+
+def test_squawk_toml_included_rules_turn_on_opt_in_rules(run_sage, project):
+    _write(project / "m" / "a.sql", "create table if not exists t (id bigint);\n")
+    assert "require-table-schema" not in _rules(_lint(run_sage, project, "m", "--reporter", "json"))
+    _write(project / ".squawk.toml", 'included_rules = ["require-table-schema"]\n')
+    assert "require-table-schema" in _rules(_lint(run_sage, project, "m", "--reporter", "json"))
+
+
+def test_default_migrations_are_one_chain_explicit_files_stand_alone(run_sage, project):
+    """A constraint validated by an earlier migration makes a later SET NOT NULL safe (the pattern DB Sage
+    suggests); files given by name are linted each on its own, as squawk does."""
+    _mig(project, "20240101000000_check.sql", "alter table public.t add constraint t_x_nn check (x is not null) "
+                                               "not valid;\nalter table public.t validate constraint t_x_nn;\n")
+    _mig(project, "20240102000000_not_null.sql", "alter table public.t alter column x set not null;\n")
+    chained = _lint(run_sage, project, "--reporter", "json")
+    assert "adding-not-nullable-field" not in _rules(chained)
+    alone = _lint(run_sage, project, "supabase/migrations", "--reporter", "json")
+    assert ("supabase/migrations/20240102000000_not_null.sql", "adding-not-nullable-field") in \
+        [(f["file"], f["rule_name"]) for f in json.loads(alone.stdout)]
 
 
 def test_squawk_toml_found_from_a_parent_folder_or_given(run_sage, two_files):

@@ -271,6 +271,7 @@ def test_begin_commit_in_file_stay_in_one_transaction(project, make_session, db_
 
 def test_unsafe_lint_needs_its_own_confirmation(project, make_session, db_url, db):
     db.execute("create table public.big (id int)")
+    db.execute("insert into public.big values (1)")  # not empty: the drop stays an error (graded by size)
     write(project, "20240101000000_drop.sql", "drop table public.big;\n")
     seen = []
     session = make_session(db_url, answers=["no"])

@@ -114,7 +114,8 @@ def _run(args, project: Path, cwd: Path) -> int:
     from sage_agent.ops.lint.reporters import render
     from sage_agent.ops.lint.runner import lint_paths
 
-    run = lint_paths(files, rules, cfg.pg_version or DEFAULT_PG, bool(cfg.assume_in_transaction))
+    run = lint_paths(files, rules, cfg.pg_version or DEFAULT_PG, bool(cfg.assume_in_transaction),
+                     chain=not args.paths)
     run.notes = notes + [f"settings from {s}" for s in cfg.sources]
     out = render(run, args.reporter, stream=sys.stdout)
     sys.stdout.write(out)

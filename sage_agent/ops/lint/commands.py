@@ -51,7 +51,7 @@ def lint(inputs: LintInput, ctx) -> OpResult:
     except (LintUsageError, ValueError) as exc:
         raise OpError(str(exc), "*help lint lists the inputs; `sage lint --list-rules` the rules", exit_code=2) from None
     run = lint_paths([p if p.is_absolute() else project / p for p in files], rules, cfg.pg_version or DEFAULT_PG,
-                     bool(cfg.assume_in_transaction))
+                     bool(cfg.assume_in_transaction), chain=not paths)
     findings = []
     for f in run.findings:
         name = _rel(f.filename, project)

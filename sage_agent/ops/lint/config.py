@@ -82,19 +82,26 @@ def _bool(value: Any, key: str, where: str) -> bool:
 
 
 def read_squawk_toml(path: Path) -> LintConfig:
-    """squawk's keys: excluded_rules, excluded_paths, pg_version, assume_in_transaction (others ignored, as
-    squawk's `upload_to_github` section is no business of a linter run)."""
-    data = _read_toml(path)
-    where = str(path)
-    cfg = LintConfig(sources=[where])
+    """squawk's file through sqlkit's loader (squawk's keys and meaning: excluded_rules, included_rules,
+    excluded_paths, pg_version, assume_in_transaction; `upload_to_github` ignored)."""
+    from sage_agent.sqlkit.lint.config import load_config as load_squawk
+
+    try:
+        sq = load_squawk(path)
+    except ValueError as exc:  # LintConfigError, UnknownRuleError: bad TOML, a wrong type, an unknown rule
+        raise LintUsageError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from None
+    data = _read_toml(path)  # which keys the file sets (an absent key must not override a lower source)
+    cfg = LintConfig(sources=[str(path)])
     if "excluded_rules" in data:
-        cfg.exclude = split_rules(_list(data["excluded_rules"], "excluded_rules", where))
+        cfg.exclude = split_rules(sq.excluded_rules)
+    if "included_rules" in data:
+        cfg.include = split_rules(sq.included_rules)
     if "excluded_paths" in data:
-        cfg.excluded_paths = _list(data["excluded_paths"], "excluded_paths", where)
+        cfg.excluded_paths = list(sq.excluded_paths)
     if "pg_version" in data:
-        cfg.pg_version = parse_pg_version(data["pg_version"], where)
+        cfg.pg_version = parse_pg_version(sq.pg_version, str(path))
     if "assume_in_transaction" in data:
-        cfg.assume_in_transaction = _bool(data["assume_in_transaction"], "assume_in_transaction", where)
+        cfg.assume_in_transaction = sq.assume_in_transaction
     return cfg
 
 

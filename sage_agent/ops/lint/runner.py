@@ -58,7 +58,8 @@ def _decode(data: bytes, shown: str) -> tuple[str | None, LintFinding | None]:
     return (text[1:] if text.startswith("\ufeff") else text), None
 
 
-def lint_file(path: Path, rules: list, server_major: int, assume_in_transaction: bool) -> FileReport:
+def lint_file(path: Path, rules: list, server_major: int, assume_in_transaction: bool, chain=None) -> FileReport:
+    """One file; `chain` (sqlkit LintChain) carries what earlier files of a migration sequence did."""
     from sage_agent.sqlkit.lint.engine import lint_sql
     from sage_agent.sqlkit.split import SqlSyntaxError
 
@@ -80,7 +81,7 @@ def lint_file(path: Path, rules: list, server_major: int, assume_in_transaction:
         report.note = "empty file"
         return report
     try:
-        report.findings = lint_sql(text, shown, server_major, rules, assume_in_transaction)
+        report.findings = lint_sql(text, shown, server_major, rules, assume_in_transaction, chain=chain)
     except SqlSyntaxError as exc:
         report.findings.append(LintFinding(rule=SYNTAX_ERROR, severity="error", line=exc.line, column=exc.column,
                                            filename=shown, message=f"syntax error: {exc.message}",
@@ -114,16 +115,25 @@ def _lint_one(path: Path) -> FileReport:
     return lint_file(path, *_WORK)
 
 
-def lint_paths(paths: list[Path], rules: list, server_major: int, assume_in_transaction: bool) -> LintRun:
-    """Lint every file, in order. Many files are spread over forked workers (the rules and pglast are already
-    imported, so a worker starts in milliseconds); the cyclic GC stays off, as in sqlkit (parse trees are
-    acyclic and reference counting frees them)."""
+def lint_paths(paths: list[Path], rules: list, server_major: int, assume_in_transaction: bool, *,
+               chain: bool = False) -> LintRun:
+    """Lint every file, in order. `chain`: the files are one migration sequence (supabase/migrations/), linted
+    in order with shared memory (a constraint validated earlier makes a later SET NOT NULL safe). Otherwise
+    each file stands alone, as in squawk, and many files are spread over forked workers (the rules and pglast
+    are already imported, so a worker starts in milliseconds). The cyclic GC stays off, as in sqlkit (parse
+    trees are acyclic and reference counting frees them)."""
     import gc
 
     global _WORK
     was = gc.isenabled()
     gc.disable()
     try:
+        if chain:
+            from sage_agent.sqlkit.lint.engine import LintChain
+
+            memory = LintChain()
+            return LintRun([lint_file(p, rules, server_major, assume_in_transaction, memory) for p in paths],
+                           rules=rules)
         jobs = _jobs(len(paths))
         if jobs > 1:
             import multiprocessing

@@ -160,8 +160,9 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
             plans.append(prepare_file(mig, server_major))
         except MigrationFileError as exc:
             raise _file_error(exc) from None
-    from sage_agent.ops.migrations.policy import UNSAFE_WORD, finding_row, verdict
+    from sage_agent.ops.migrations.policy import UNSAFE_WORD, finding_row, grade_by_size, verdict
 
+    grade_by_size(conn, plans)  # as *dry-run does: an empty table's rewrite is info, a big one's an error
     findings = [f for p in plans for f in p.findings]
     errors = verdict(findings).blocking
     # When another operation applies a migration it just wrote (e.g. *policy-apply), that operation has already

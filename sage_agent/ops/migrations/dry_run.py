@@ -103,8 +103,7 @@ def _pending(ctx, project: Path) -> list:
 def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     """One file, or (no file) every pending file in order on one shadow, each with its own report section."""
     from sage_agent.ops.migrations.applier import prepare_file
-    from sage_agent.ops.migrations.shadow_run import (clone_template, dump_target_schema, prepare_template, qualify,
-                                                      table_facts)
+    from sage_agent.ops.migrations.shadow_run import clone_template, dump_target_schema, prepare_template
     from sage_agent.ops.migrations.history import MigrationFileError, read_applied
     from sage_agent.db.shadow import drop_database, load_sql_file
     from sage_agent.db.tools import PgToolError
@@ -145,22 +144,12 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     schemas = user_schemas(target)
     history = schema_exists(target, "supabase_migrations")
     applied_versions = {r.version for r in read_applied(target)} if history else set()
-    names = []
-    for run in runs:
-        for f in run.plan.findings if run.plan else []:
-            name = qualify(f.table)
-            if name and (f.rewrites or f.scans or f.severity == "error") and name not in names:
-                names.append(name)
-    facts_by_table = table_facts(target, names)
-    # severity follows the real table size: empty / created here -> info, big rewrite or scan -> error
-    from sage_agent.sqlkit.lint.sizing import SizePolicy, TableFacts, apply_table_facts
+    from sage_agent.ops.migrations.policy import grade_by_size
 
-    sizes = {name: TableFacts(rows=int(max(fact[1], 0)), bytes=fact[0])
-             for name, fact in facts_by_table.items() if fact is not None}
-    policy = SizePolicy.from_env()
+    # severity follows the real table size (the same grading as *apply): empty -> info, big -> error
+    facts_by_table = grade_by_size(target, [run.plan for run in runs if run.plan])
     for run in runs:
         if run.plan:
-            run.plan.findings = apply_table_facts(run.plan.findings, sizes, policy)
             run.findings = _lint_findings(run.plan)
             run.impact = _impact(run.plan, run.mig, facts_by_table)
         if run.mig.version and run.mig.version in applied_versions:

@@ -5,6 +5,9 @@
   passes it.
 - caution: warnings, statements that rewrite or scan an existing table, or a failed smoke check.
 - safe: none of these.
+
+Both grade the lint findings by the target's real table sizes first (`grade_by_size`): a rewrite of an empty
+table is info, of one above SAGE_LINT_ERROR_MB an error, so the two commands reach the same verdict.
 """
 
 from __future__ import annotations
@@ -37,3 +40,24 @@ def finding_row(f) -> str:
     """`file:line rule: message [lock, rewrites]`: one line per finding, for plans and headless errors."""
     facts = ", ".join(x for x in (f.lock, "rewrites" if f.rewrites else "", "scans" if f.scans else "") if x)
     return f"{f.filename}:{f.line} {f.rule}: {f.message}" + (f" [{facts}]" if facts else "")
+
+
+def grade_by_size(conn, plans: list) -> dict:
+    """Attach each table's real size to the findings of `plans` (FilePlans) and let severity follow it
+    (sqlkit.lint.sizing). Returns qualified name -> (bytes, rows) or None, for impact tables."""
+    from sage_agent.ops.migrations.shadow_run import qualify, table_facts
+    from sage_agent.sqlkit.lint.sizing import SizePolicy, TableFacts, apply_table_facts
+
+    names: list[str] = []
+    for plan in plans:
+        for f in plan.findings:
+            name = qualify(f.table)
+            if name and (f.rewrites or f.scans or f.severity == "error" or f.lock) and name not in names:
+                names.append(name)
+    facts = table_facts(conn, names)
+    sizes = {name: TableFacts(rows=int(max(fact[1], 0)), bytes=fact[0])
+             for name, fact in facts.items() if fact is not None}
+    size_policy = SizePolicy.from_env()
+    for plan in plans:
+        plan.findings = apply_table_facts(plan.findings, sizes, size_policy)
+    return facts
