@@ -181,7 +181,9 @@ class Runner:
         for c in cases:
             if c.min_major > self.major:
                 self.report.outcomes.append(Outcome(c, "cannot-run", detail=f"needs PostgreSQL {c.min_major}"))
-        self._batch([c for c in runnable if not c.alone])
+        # cases that expect a blocked plan go together: the main batch's plan then applies in one go
+        self._batch([c for c in runnable if not c.alone and c.expect != "hazard"])
+        self._batch([c for c in runnable if not c.alone and c.expect == "hazard"])
         for c in runnable:
             if c.alone:
                 self._batch([c])

@@ -209,3 +209,72 @@ def test_enum_values_go_to_their_own_migration_file(make_session, db_url, db, pr
     assert "ADD VALUE 'ok'" in (mig / written[0]).read_text()
     body = (mig / written[1]).read_text()
     assert "ADD VALUE" not in body and "SET DEFAULT 'ok'" in body and "lock_timeout" in body
+
+
+def test_snapshot_of_itself_has_no_phantom_privileges(make_session, db_url, db, project):
+    """The shadow that loads a snapshot adds no privileges of its own (the baseline's default privileges
+    would grant anon EXECUTE on a SECURITY DEFINER function the user had locked down)."""
+    import subprocess
+
+    from sage_agent.db.binaries import find_binary
+    from sage_agent.db.tools import tool_env
+
+    db.execute("create table public.profiles (id uuid primary key, name text);"
+               "create function public.handle_new_user() returns trigger language plpgsql security definer "
+               "set search_path = '' as $$ begin return new; end $$;"
+               "revoke execute on function public.handle_new_user() from public, anon, authenticated;"
+               "revoke all on public.profiles from anon;"
+               "create sequence public.counter;")
+    folder = project / "supabase" / "snapshots"
+    folder.mkdir(parents=True)
+    subprocess.run([str(find_binary("pg_dump", 18)), "--schema-only", "-n", "public", "-f", str(folder / "now.sql")],
+                   env=tool_env(db_url), check=True)
+    out = make_session(db_url, yes=True).run_line("*compare-schemas local now")
+    assert out.exit_code == 0, (out.error, out.result.data["drift"] if out.result else None)
+    assert out.result.summary.startswith("No drift") and "dumps are equal" in out.result.summary
+    assert out.result.data["drift"] == [] and out.result.data["dump_missing"] == []
+    # and the other direction: the snapshot as A, the database as B
+    out = make_session(db_url, yes=True).run_line("*compare-schemas now local")
+    assert out.exit_code == 0 and out.result.data["steps"] == []
+
+
+def test_no_drift_only_when_the_dumps_are_equal(make_session, db_url, db, pg_server):
+    """Column order is outside the model (and PostgreSQL cannot reorder columns): the dumps differ, so the
+    answer is drift (exit 4) with the differing statements, never 'No drift'."""
+    from sage_agent.db.shadow import create_database, drop_database
+
+    db.execute("create table public.t (a int, c int, b int)")
+    other = create_database(pg_server.url(), "order_b")
+    try:
+        with psycopg.connect(other, autocommit=True) as conn:
+            conn.execute("create table public.t (a int, b int, c int)")
+        out = make_session(db_url, yes=True).run_line(f"*compare-schemas local {other}")
+    finally:
+        drop_database(pg_server.url(), "order_b")
+    assert out.exit_code == 4
+    res = out.result
+    assert not res.summary.startswith("No drift") and "NOT PROVEN" in res.summary
+    assert res.findings[0].rule == "proof.dump_differs"
+    lines = [row[1] for table in res.tables for row in table.rows]
+    assert any("b integer," in line and "c integer" in line for line in lines)
+
+
+def test_type_change_without_a_cast_is_blocked(make_session, db_url, db, pg_server, project):
+    from sage_agent.db.shadow import create_database, drop_database
+
+    db.execute("create table public.ev (id int primary key, at bigint)")
+    other = create_database(pg_server.url(), "cast_b")
+    try:
+        with psycopg.connect(other, autocommit=True) as conn:
+            conn.execute("create table public.ev (id int primary key, at timestamp)")
+        out = make_session(db_url, yes=True).run_line(f"*compare-schemas local {other} --write-migration")
+    finally:
+        drop_database(pg_server.url(), "cast_b")
+    assert out.exit_code == 4
+    res = out.result
+    assert "BLOCKED" in res.summary and res.data["proven"] is False
+    blocked = res.findings[0]
+    assert blocked.rule == "plan.blocked" and "no cast from bigint to timestamp" in blocked.message
+    step = next(s for s in res.data["steps"] if "TYPE timestamp" in s["sql"])
+    assert step["blocked"] is True
+    assert not (project / "supabase" / "migrations").exists()

@@ -8,7 +8,6 @@ differs."""
 
 from __future__ import annotations
 
-import pytest
 
 from schema_diff_conformance import Case, load_cases, run_suite, summary
 

@@ -498,6 +498,8 @@ class _Differ:
         sql = f"CREATE {'UNLOGGED ' if t.unlogged else ''}TABLE {q} (\n  {cols}\n)"
         if t.partitioned:
             sql += f" PARTITION BY {t.partition_key}"
+        if t.options:
+            sql += f" WITH ({', '.join(t.options)})"
         self.add(33, "partitioned table" if t.partitioned else "table", q, "create", sql)
 
     def _local_column(self, q: str, default: str | None, notnull: bool, cb: Column, phase: float) -> None:
@@ -536,6 +538,15 @@ class _Differ:
                      else None)
         for q in sorted(self.common_tables):
             ta, tb = a[q], b[q]
+            if ta.options != tb.options:
+                self.d("table", q, "different", f"storage parameters {ta.options} -> {tb.options}")
+                old = {o.split("=", 1)[0] for o in ta.options}
+                new = {o.split("=", 1)[0] for o in tb.options}
+                if old - new:
+                    self.add(34, "table", q, "alter", f"ALTER TABLE {q} RESET ({', '.join(sorted(old - new))})", lock=AE)
+                if set(tb.options) - set(ta.options):
+                    self.add(34, "table", q, "alter",
+                             f"ALTER TABLE {q} SET ({', '.join(sorted(set(tb.options) - set(ta.options)))})", lock=AE)
             if ta.unlogged != tb.unlogged:
                 self.d("table", q, "different", "unlogged" if tb.unlogged else "logged")
                 self.add(34, "table", q, "alter", f"ALTER TABLE {q} SET {'UNLOGGED' if tb.unlogged else 'LOGGED'}",

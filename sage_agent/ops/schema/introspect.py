@@ -257,7 +257,7 @@ def _read(conn, m: DatabaseSchema) -> None:
             t = Table(qname=qname, schema_=schema, unlogged=unlogged, partitioned=kind == "p", rls=rls,
                       force_rls=force, comment=comment, grants=frozenset(grants), partition_key=partkey,
                       parent=parent if is_partition else None, bound=bound, replica_identity=replident or "d",
-                      replica_index=replindex if replident == "i" else None)
+                      replica_index=replindex if replident == "i" else None, options=sorted(options))
             tables[oid] = t
             m.tables[qname] = t
             keys[("pg_class", oid)] = f"table:{qname}"

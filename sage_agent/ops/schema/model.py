@@ -88,6 +88,7 @@ class Table(BaseModel):
     bound: str | None = None  # "FOR VALUES ..." or "DEFAULT", for a partition
     replica_identity: str = "d"  # d (default) | n (nothing) | f (full) | i (index)
     replica_index: str | None = None  # quoted index name (no schema), when replica_identity is i
+    options: list[str] = Field(default_factory=list)  # storage parameters (reloptions), e.g. fillfactor=70
 
     def ordered_columns(self) -> list[Column]:
         return sorted(self.columns.values(), key=lambda c: c.position)
