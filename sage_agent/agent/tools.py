@@ -124,6 +124,7 @@ def build_tools(budget: int = TOOLS_TOKEN_BUDGET) -> tuple[list[ToolSpec], list[
         if op is None or task.id in EXCLUDED_TASKS:
             continue
         risk = "" if op.risk == "read" else f" [{op.risk}: the person confirms]"
+        risk += "".join(f" [--{key}: {level}, the person confirms]" for key, level in op.raised_by)
         spec = ToolSpec(tool_name(task.id), f"{task.usage}: {_first_sentence(task.purpose)}{risk}",
                         task_schema(task, op.input_model), task.id)
         cost = estimate_tokens(spec.to_api())

@@ -99,7 +99,7 @@ def validate_catalog() -> Report:
             if not spec.required and info.default is not PydanticUndefined and _default_of(spec) != info.default:
                 report.add(task.path, spec.line,
                            f"`{key}` default {spec.default!r} differs from the operation's {info.default!r}")
-        if op.risk == "destructive" and not task.confirm_word:
+        if op.max_risk == "destructive" and not task.confirm_word:
             report.add(task.path, None, "a destructive operation needs a 'Type \"WORD\" to confirm' line")
     for task_id in sorted(set(operations) - set(tasks)):
         report.add(str(tasks_dir()), None, f"operation {task_id} has no task file {task_id}.md")

@@ -113,7 +113,7 @@ class McpSage:
             op = ops.get(task.id)
             if op is None or task.id in ("exit",):
                 continue
-            if self.read_only and op.risk != "read":
+            if self.read_only and op.risk != "read":  # a read tool stays; its raising inputs are refused
                 continue
             out[task.command] = (task, op)
         return dict(sorted(out.items()))
@@ -127,7 +127,7 @@ class McpSage:
             prop = schema["properties"].get(spec.key)
             if prop is not None:
                 prop.setdefault("description", spec.label)
-        if op.risk != "read":
+        if op.max_risk != "read":
             schema["properties"][TOKEN_ARG] = {
                 "type": "string", "description": "token(s) returned with the plan; send back to run that exact plan"}
         return schema
@@ -136,6 +136,9 @@ class McpSage:
         text = task.purpose.strip()
         if op.risk != "read":
             text += (f" [{op.risk}: the first call returns the exact plan and a {TOKEN_ARG}; call again with it to run]")
+        for key, risk in op.raised_by:
+            text += f" [--{key}: {risk}" + (", refused: the server runs --read-only]" if self.read_only else
+                                             f"; the first call returns the plan and a {TOKEN_ARG}]")
         return text
 
     def call(self, name: str, arguments: dict[str, Any] | None,
@@ -153,7 +156,7 @@ class McpSage:
         task, op = tools[name]
         args = dict(arguments or {})
         raw_token = args.pop(TOKEN_ARG, None)
-        if raw_token is not None and op.risk == "read":
+        if raw_token is not None and op.max_risk == "read":
             return True, f"{name} is a read tool: it takes no {TOKEN_ARG}", {"error": "bad arguments"}
         known = {s.key for s in task.user_inputs()}
         unknown = sorted(set(args) - known)
@@ -169,11 +172,16 @@ class McpSage:
             checked = session._elicit(task, dict(args), op.input_model)
         except (MissingInput, CommandLineError, ValueError) as exc:
             return True, f"{name}: {redact(str(exc))}. Nothing was done.", {"error": "bad arguments"}
-        if op.risk != "read":
+        risk = op.risk_for(checked)
+        if self.read_only and risk != "read":
+            raised = ", ".join(f"--{k}" for k, r in op.raised_by if op.risk_for({k: True}) == risk)
+            return True, (f"{name} with {raised} is {risk}: refused, the server runs --read-only. "
+                          "Nothing was done."), {"error": "read-only"}
+        if risk != "read":
             gate = ConfirmRequest(
-                prompt=f"Run {name} ({op.risk}) on {self.target.env} {self.target.display_url}?",
+                prompt=f"Run {name} ({risk}) on {self.target.env} {self.target.display_url}?",
                 plan=f"*{task.command} " + json.dumps(checked.model_dump(mode="json"), sort_keys=True, default=str)
-                     + f"\nrisk: {op.risk}\ntarget: {self.target.env} {self.target.display_url}")
+                     + f"\nrisk: {risk}\ntarget: {self.target.env} {self.target.display_url}")
             try:
                 answers.confirm(gate)
             except BadToken:
@@ -221,6 +229,11 @@ class McpSage:
         return doc
 
 
+def tool_annotations(op) -> dict[str, bool]:
+    """MCP hints from the operation's declared risk: read-only only when no input can raise it."""
+    return {"read_only_hint": op.max_risk == "read", "destructive_hint": op.max_risk == "destructive"}
+
+
 def build_server(sage: McpSage):
     import anyio
     import mcp_types as types
@@ -230,8 +243,7 @@ def build_server(sage: McpSage):
 
     async def list_tools(ctx, params) -> types.ListToolsResult:
         tools = [types.Tool(name=name, description=sage.describe(task, op), input_schema=sage.schema(task, op),
-                            annotations=types.ToolAnnotations(read_only_hint=op.risk == "read",
-                                                              destructive_hint=op.risk == "destructive"))
+                            annotations=types.ToolAnnotations(**tool_annotations(op)))
                  for name, (task, op) in sage.tools().items()]
         return types.ListToolsResult(tools=tools)
 

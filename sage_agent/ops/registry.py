@@ -6,32 +6,51 @@ import importlib
 import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Literal, get_type_hints
+from typing import Any, Callable, Iterator, Literal, get_type_hints
 
 from pydantic import BaseModel
 
 from sage_agent.ops.result import OpResult
 
 Risk = Literal["read", "write", "destructive"]
+RISK_ORDER: tuple[Risk, ...] = ("read", "write", "destructive")
 
 
 @dataclass(frozen=True)
 class Operation:
+    """One registered operation. `risk` is what it does with default inputs; `raised_by` names the inputs
+    that, when given, make one call riskier (`*run-sql --write` writes, `*locks --terminate` is destructive).
+    The session, the agent's tool list, MCP annotations and `--read-only` all read the risk from here."""
+
     task_id: str
     func: Callable[..., OpResult]
     input_model: type[BaseModel]
     risk: Risk
     builtin: bool = False  # a session command with no task file (help, exit)
+    raised_by: tuple[tuple[str, Risk], ...] = ()
 
     def run(self, inputs: BaseModel, ctx) -> OpResult:
         return self.func(inputs, ctx)
+
+    def risk_for(self, inputs: BaseModel | dict[str, Any]) -> Risk:
+        """The risk of this call: the highest risk among the base and the raising inputs that are given."""
+        values = inputs if isinstance(inputs, dict) else inputs.model_dump()
+        raised = [risk for key, risk in self.raised_by if values.get(key) not in (None, False, "")]
+        return max([self.risk, *raised], key=RISK_ORDER.index)
+
+    @property
+    def max_risk(self) -> Risk:
+        """The highest risk any call can have (MCP annotations, what a read-only server lists)."""
+        return max([self.risk, *(risk for _, risk in self.raised_by)], key=RISK_ORDER.index)
 
 
 _REGISTRY: dict[str, Operation] = {}
 
 
-def operation(task_id: str, *, risk: Risk, builtin: bool = False) -> Callable:
-    """Register `func(inputs: Model, ctx: OpContext) -> OpResult` for a task id."""
+def operation(task_id: str, *, risk: Risk, builtin: bool = False, raised_by: dict[str, Risk] | None = None) -> Callable:
+    """Register `func(inputs: Model, ctx: OpContext) -> OpResult` for a task id.
+
+    `raised_by={"write": "write"}`: the input `write`, when given, raises one call's risk to `write`."""
 
     def decorate(func: Callable[..., OpResult]) -> Callable[..., OpResult]:
         params = list(inspect.signature(func).parameters)
@@ -39,9 +58,12 @@ def operation(task_id: str, *, risk: Risk, builtin: bool = False) -> Callable:
         model = hints.get(params[0]) if params else None
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise TypeError(f"operation {task_id}: first parameter must be annotated with a pydantic model")
+        unknown = sorted(set(raised_by or {}) - set(model.model_fields))
+        if unknown:
+            raise TypeError(f"operation {task_id}: raised_by names no input of {model.__name__}: {unknown}")
         if task_id in _REGISTRY and _REGISTRY[task_id].func is not func:
             raise ValueError(f"operation {task_id} registered twice")
-        _REGISTRY[task_id] = Operation(task_id, func, model, risk, builtin)
+        _REGISTRY[task_id] = Operation(task_id, func, model, risk, builtin, tuple((raised_by or {}).items()))
         return func
 
     return decorate

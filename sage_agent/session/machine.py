@@ -129,7 +129,7 @@ class Session:
         self.last_context = ctx
         try:
             self._production_confirmed = False
-            if self.target.is_production and op.risk != "read":
+            if self.target.is_production and op.risk_for(inputs) != "read":
                 if not self._confirm(ConfirmRequest(
                         prompt=f"*{task.command} will change PRODUCTION ({self.target.display_url}).",
                         word=PRODUCTION_WORD)):

@@ -144,7 +144,7 @@ def parse_vars(text: str | None) -> dict[str, str]:
     return out
 
 
-@operation("create-doc", risk="read")
+@operation("create-doc", risk="write")
 def create_doc(inputs: CreateDocInput, ctx) -> OpResult:
     from sage_agent.catalog.templates import TemplateError, load_template, render_spec
     from sage_agent.ops.docs.docmodels import validate_document

@@ -1,9 +1,9 @@
 """Observability and query tuning: *run-sql, *explain, *optimize, *hotpaths, *monitor, *locks, *vacuum.
 
 Every diagnostic reads through short read-only transactions with server-side timeouts. The only
-actions (writes through *run-sql --write, cancel/terminate through *locks) ask first, with the
-exact SQL, and ask for PRODUCTION too on a production target (these operations are registered as
-risk "read" so that looking at production never needs the PRODUCTION word).
+actions (writes through *run-sql --write, cancel/terminate through *locks, *optimize --migration) raise
+the risk of that one call (`raised_by`): they ask first with the exact SQL, and ask for PRODUCTION on a
+production target, while looking at production never needs the PRODUCTION word.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _write_csv(ctx, path_text: str, columns: list[str], rows: list[list[Any]]) -
     return str(path)
 
 
-@operation("db-run-sql", risk="read")
+@operation("db-run-sql", risk="read", raised_by={"write": "write"})
 def run_sql(inputs: RunSqlInput, ctx) -> OpResult:
     """Read-only by default (one statement, parse-tree allow-list, READ ONLY transaction, server timeout);
     --write runs the statements in one transaction after a confirmation showing them."""
@@ -266,7 +266,7 @@ class OptimizeInput(BaseModel):
     migration: bool = False
 
 
-@operation("query-optimization", risk="read")
+@operation("query-optimization", risk="read", raised_by={"migration": "write"})
 def optimize(inputs: OptimizeInput, ctx) -> OpResult:
     """Index candidates (sqlglot, against the real catalog), checked against existing indexes, what-if
     evaluated with hypopg when available; rewrite advice; CREATE INDEX CONCURRENTLY statements."""
@@ -331,7 +331,7 @@ class LocksInput(BaseModel):
     terminate: int | None = None
 
 
-@operation("db-check-locks", risk="read")
+@operation("db-check-locks", risk="read", raised_by={"cancel": "write", "terminate": "destructive"})
 def locks(inputs: LocksInput, ctx) -> OpResult:
     """The blocking tree (pg_blocking_pids) with lock modes, conflicts, waits and statements; optionally
     cancel (confirm) or terminate (typed word) a blocking backend."""
