@@ -164,7 +164,10 @@ def test_mcp_typed_words_only_from_a_person(db_url, db, project):
     drop = {"sql": "drop table keep_me", "write": True}
 
     async def model_only(session):
-        first = await session.call_tool("run-sql", drop)
+        gate = await session.call_tool("run-sql", drop)  # --write makes this call a write: the plan first
+        assert gate.structured_content["status"] == "confirmation_required" and not gate.structured_content["word"]
+        first = await session.call_tool("run-sql", {**drop, "confirmation_token": gate.structured_content[
+            "confirmation_token"]})
         assert first.structured_content["status"] == "confirmation_required"
         assert first.structured_content["word"] == "EXECUTE"
         assert "confirmation_token" not in first.structured_content
