@@ -144,3 +144,23 @@ def test_readme_lists_every_command():
     text = readme.read_text()
     missing = [c.usage for c in load_persona().commands if f"*{c.name}" not in text]
     assert not missing, f"README.md does not mention: {missing}"
+
+
+def test_cmd_names_a_command_from_its_task_file():
+    from sage_agent.catalog.tasks import cmd
+
+    assert cmd("db-check-locks") == "*locks"
+    assert cmd("db-rollback", "v1") == "*rollback v1"
+
+
+def test_validate_finds_command_names_that_do_not_exist(tmp_path):
+    from sage_agent.catalog.tasks import command_index, load_tasks
+    from sage_agent.catalog.validate import command_references
+
+    code = tmp_path / "mod.py"
+    code.write_text('def f(*args, **kw):\n    """Run *locks first."""\n    return "retry (*check-locks shows who); '
+                    'count(*) of *.sql, run *command"\n')
+    doc = tmp_path / "guide.md"
+    doc.write_text("RLS decides *which rows*; then `*snapshot v1` and `*snapshott v2`.\n")
+    found = command_references(set(command_index(load_tasks())), code=[code], docs=[doc])
+    assert [(line, name) for _, line, name in found] == [(3, "check-locks"), (1, "snapshott")]

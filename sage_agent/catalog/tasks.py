@@ -179,6 +179,12 @@ def load_tasks(directory: Path | None = None) -> dict[str, TaskSpec]:
     return {p.stem: parse_task(p) for p in sorted(folder.glob("*.md"))}
 
 
+def cmd(task_id: str, args: str = "") -> str:
+    """How a message names a command: `cmd("db-check-locks")` -> "*locks" (from the task file, never restated)."""
+    name = f"*{load_tasks()[task_id].command}"
+    return f"{name} {args}" if args else name
+
+
 def command_index(tasks: dict[str, TaskSpec]) -> dict[str, str]:
     """Map every command and alias to its task id."""
     index: dict[str, str] = {}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydantic_core import PydanticUndefined
 
 from sage_agent.catalog.errors import CatalogError
-from sage_agent.catalog.paths import knowledge_dir, personas_dir, tasks_dir
+from sage_agent.catalog.paths import PACKAGE_DIR, catalog_root, knowledge_dir, personas_dir, tasks_dir
 
 # Loaders for other catalog kinds register here as "module:function" taking a Path and raising CatalogError.
 KNOWLEDGE_PARSERS: dict[str, str] = {
@@ -124,7 +127,42 @@ def validate_catalog() -> Report:
             for path in sorted(folder.iterdir()):
                 if path.is_file() and not path.name.startswith(".") and path.name not in names:
                     report.add(str(path), None, f"not listed in the persona's dependencies.{kind}")
+    for path, line, name in command_references(set(seen_names)):
+        report.add(path, line, f"*{name} is not a command or an alias (see *help)")
     return report
+
+
+# `*name` in prose: not inside a word or a path, not `**kwargs`, not a glob (`*.sql`) or `count(*)`.
+_COMMAND_REF = re.compile(r"(?<![\w*/.\\)\]])\*([a-z][a-z0-9]*(?:-[a-z0-9]+)*)(?![\w*(-])")
+_ITALIC = re.compile(r"(?<![\w*])\*[^*\s`][^*`\n]*?\*(?![\w*])")  # markdown emphasis: *which rows*
+PLACEHOLDERS = {"command", "another", "other"}  # how usage lines say "a command"
+
+
+def _python_strings(path: Path) -> list[tuple[int, str]]:
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except SyntaxError:
+        return []
+    return [(n.lineno, n.value) for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
+
+def command_references(names: set[str], code: list[Path] | None = None,
+                       docs: list[Path] | None = None) -> list[tuple[str, int, str]]:
+    """Every `*command` named in the code's strings or the catalog's markdown that is not a command or an alias."""
+    root = catalog_root()
+    if code is None:
+        code = sorted(PACKAGE_DIR.rglob("*.py"))
+    if docs is None:
+        docs = sorted({*root.glob("*.md"), *(root / "docs").rglob("*.md"), *tasks_dir().glob("*.md"),
+                       *personas_dir().glob("*.md"), *knowledge_dir().rglob("*.md")})
+    found: list[tuple[str, int, str]] = []
+    for path in code:
+        for line, text in _python_strings(path):
+            found += [(str(path), line, m[1]) for m in _COMMAND_REF.finditer(text)]
+    for path in docs:
+        for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            found += [(str(path), line, m[1]) for m in _COMMAND_REF.finditer(_ITALIC.sub("", text))]
+    return [(p, line, name) for p, line, name in found if name not in names and name not in PLACEHOLDERS]
 
 
 def _parser(kind: str):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from sage_agent.catalog.tasks import cmd
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import Finding, OpError, OpResult, Table
 
@@ -119,7 +120,7 @@ def env_check(inputs: EnvCheckInput, ctx) -> OpResult:
     return OpResult(operation="db-env-check", status=status,
                     summary=f"Connected to {facts['database']} on {facts['host']}:{facts['port']} "
                             f"(PostgreSQL {info.version}, {target.env})",
-                    facts=facts, findings=findings, next_steps=["*bootstrap", "*snapshot baseline"])
+                    facts=facts, findings=findings, next_steps=[cmd("db-bootstrap"), cmd("db-snapshot", "baseline")])
 
 
 class BootstrapInput(BaseModel):
@@ -211,4 +212,4 @@ def bootstrap(inputs: BootstrapInput, ctx) -> OpResult:
                     facts={"created": len(created), "kept": len(kept)},
                     tables=[Table(title="Files", columns=["path", "action"],
                                   rows=[[p, "created"] for p in created] + [[p, "kept"] for p in kept])],
-                    notes=notes, artifacts=created, next_steps=["*env-check", "*snapshot baseline"])
+                    notes=notes, artifacts=created, next_steps=[cmd("db-env-check"), cmd("db-snapshot", "baseline")])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from sage_agent.catalog.tasks import cmd
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import Finding, OpError, OpResult, Table
 
@@ -152,11 +153,11 @@ def load_csv(inputs: LoadCsvInput, ctx) -> OpResult:
                     summary=f"Loaded {rows:,} rows into {table.display} in {elapsed:.2f} s "
                             f"({facts['rows_per_s'] or 0:,} rows/s, {facts['mb_per_s']} MB/s)",
                     facts=facts, tables=[mapping], data={"rows": rows, "table": table.display},
-                    next_steps=["*backup"])
+                    next_steps=[cmd("db-backup")])
 
 
 def _hint_for(sqlstate: str | None) -> str | None:
-    return {"55P03": "another session holds a lock on the table: retry later (*check-locks shows who)",
+    return {"55P03": f"another session holds a lock on the table: retry later ({cmd('db-check-locks')} shows who)",
             "42501": "the user may not write to this table (GRANT INSERT, or use another role)",
             "57014": "the load was cancelled (statement timeout or Ctrl-C)",
             "3F000": "the schema does not exist: create it first"}.get(sqlstate or "")
@@ -352,7 +353,7 @@ def _load_batched(ctx, inputs: LoadCsvInput, path: Path, table, cols, opts, crea
                     summary=f"Loaded {loaded:,} rows into {table.display} in {batches} batches"
                             + (f" (resumed; {rows_done:,} rows in total)" if resumed_rows else ""),
                     facts=facts, tables=[mapping], notes=notes, data={"rows": rows_done, "table": table.display},
-                    next_steps=["*backup"])
+                    next_steps=[cmd("db-backup")])
 
 
 # --- *backup ----------------------------------------------------------------------------------------------------
@@ -558,7 +559,7 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
                     data={"verified": not findings, "created_database": create_db,
                           "safety_backup": safety["name"] if safety else None,
                           "counts": {t: after.get(t) for t in backup_rows}},
-                    next_steps=["*smoke-test"])
+                    next_steps=[cmd("db-smoke-test")])
 
 
 def _run_restore(url: str, artifact: Path, fmt: str, server_major: int, *, no_owner: bool,
