@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from sage_agent import __version__
+from sage_agent.config import settings
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", default=os.environ.get("SAGE_ENV", "local"),
-                        help="local | dev | staging | prod (default local)")
-    parser.add_argument("--db-url", default=None, help="database URL (overrides the environment's settings)")
-    parser.add_argument("--project", default=None, type=Path, help="project folder (default: current folder)")
+def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """The global options. On a subcommand they default to SUPPRESS, so a value given before the
+    subcommand (`sage --env dev run ...`) is not reset by the subcommand's own default."""
+    unset = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument("--env", **({"default": settings().env} if top else unset),
+                        help="local | dev | staging | prod (default local, or SAGE_ENV)")
+    parser.add_argument("--db-url", **({"default": None} if top else unset),
+                        help="database URL (overrides the environment's settings)")
+    parser.add_argument("--project", type=Path, **({"default": None} if top else unset),
+                        help="project folder (default: current folder)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sage", description="DB Sage: a DBA and database architect in your terminal")
     parser.add_argument("--version", action="version", version=f"sage {__version__}")
-    _common(parser)
+    _common(parser, top=True)
     sub = parser.add_subparsers(dest="cmd")
 
     run = sub.add_parser("run", help='run commands headless: sage run "*env-check" --json')
@@ -38,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true", help="print one JSON document")
     fmt.add_argument("--markdown", action="store_true", help="print markdown")
 
-    sub.add_parser("validate", help="check persona, tasks, operations, templates and checklists agree")
+    validate = sub.add_parser("validate", help="check persona, tasks, operations, templates and checklists agree")
+    _common(validate)  # accepted in either order; the catalog check needs no database
 
     db = sub.add_parser("db", help="the embedded PostgreSQL server")
     _common(db)
@@ -65,6 +71,29 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+GLOBAL_OPTIONS = ("--env", "--db-url", "--project")
+# Global options an EXTRA_COMMANDS parser does not take (default: it takes --env and --db-url; --project is
+# resolved here for all of them).
+FORWARDED: dict[str, tuple[str, ...]] = {}
+
+
+def _take_globals(tokens: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Split `--env X`, `--db-url=Y`, `--project Z` out of a token list: (options, the other tokens)."""
+    found: dict[str, str] = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        name, eq, value = tok.partition("=")
+        if name in GLOBAL_OPTIONS and (eq or i + 1 < len(tokens)):
+            found[name] = value if eq else tokens[i + 1]
+            i += 1 if eq else 2
+            continue
+        rest.append(tok)
+        i += 1
+    return found, rest
+
+
 def _extra_command_at(argv: list[str]) -> int | None:
     """Index of an EXTRA_COMMANDS name after the global options, so its own parser sees every option that
     follows it (argparse's REMAINDER refuses a leading option: `sage ask --json "..."`)."""
@@ -88,12 +117,19 @@ def main(argv: list[str] | None = None) -> int:
     if at is not None:
         import importlib
 
-        # no global option before the command (`sage lint ...`): skip building the whole parser
-        prefix_project = build_parser().parse_args(argv[:at]).project if at else None
-        module, _, func = EXTRA_COMMANDS[argv[at]][0].partition(":")
-        project = (prefix_project or Path.cwd()).resolve()
-        return int(getattr(importlib.import_module(module), func)(argv[at + 1:], project=project) or 0)
+        # Global options reach the subcommand whichever side of its name they are on: those before it are
+        # handed to its own parser (`sage --env x mcp` == `sage mcp --env x`), --project is resolved here.
+        name = argv[at]
+        before, _ = _take_globals(argv[:at])
+        after, rest = _take_globals(argv[at + 1:])
+        given = {**before, **after}
+        project = Path(given.pop("--project", None) or Path.cwd()).resolve()
+        forwarded = [tok for opt, value in given.items() if opt not in FORWARDED.get(name, ())
+                     for tok in (opt, value)]
+        module, _, func = EXTRA_COMMANDS[name][0].partition(":")
+        return int(getattr(importlib.import_module(module), func)(rest + forwarded, project=project) or 0)
     args = build_parser().parse_args(argv)
+    args.project = getattr(args, "project", None)
     project = (args.project or Path.cwd()).resolve()
     if args.cmd == "run":
         from sage_agent.frontends.headless import run_headless

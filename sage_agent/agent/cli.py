@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
+
+from sage_agent.config import settings
 
 # Tests inject an httpx2/httpx client here (the real SDK over a MockTransport).
 HTTP_CLIENT_FACTORY: Callable[[], Any] | None = None
@@ -37,7 +38,7 @@ def no_model_message(text: str, reason: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sage ask", description="Ask DB Sage in plain language (headless).")
     p.add_argument("question", nargs="+", help='e.g. "why is the orders query slow?"')
-    p.add_argument("--env", default=os.environ.get("SAGE_ENV", "local"), help="local | dev | staging | prod")
+    p.add_argument("--env", default=settings().env, help="local | dev | staging | prod")
     p.add_argument("--db-url", default=None, help="database URL (overrides the environment's settings)")
     p.add_argument("--yes", action="store_true", help="answer yes to yes/no confirmations (the person's choice)")
     p.add_argument("--confirm", action="append", default=[], metavar="WORD",
@@ -65,12 +66,12 @@ def ask_main(argv: list[str], *, project: Path) -> int:
             print(f"error: {redact(message)}", file=sys.stderr)
         return code
 
-    if not config.configured:
-        return fail(EXIT_USAGE, no_model_message(question, config.missing_reason))
     try:
         target = resolve_target(project, args.env, args.db_url)
     except ConfigError as exc:
         return fail(EXIT_USAGE, str(exc))
+    if not config.configured:
+        return fail(EXIT_USAGE, no_model_message(question, config.missing_reason))
     err = sys.stderr
     session = Session(project=project, target=target,
                       answers=FlagAnswers(yes=args.yes, confirm_words=tuple(args.confirm)),

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from sage_agent.config import settings
+
 # The current Sonnet in the installed SDK's model list (claude-sonnet-4-5 is deprecated there).
 DEFAULT_MODEL = "claude-sonnet-5-5"
-DEFAULT_MAX_TOKENS = 4096
+DEFAULT_MAX_TOKENS = settings({}).max_tokens
 
 
 @dataclass
@@ -36,24 +38,15 @@ class AgentConfig:
         return "set ANTHROPIC_API_KEY (or SAGE_PROVIDER=openai with SAGE_OPENAI_BASE_URL for a self-hosted model)"
 
 
-def _int(env: dict[str, str], name: str, default: int) -> int:
-    try:
-        return int(env.get(name, default))
-    except ValueError:
-        return default
-
-
 def load_config(environ: dict[str, str] | None = None) -> AgentConfig:
     env = dict(os.environ if environ is None else environ)
-    provider = env.get("SAGE_PROVIDER", "anthropic").strip().lower() or "anthropic"
-    common = dict(max_tokens=_int(env, "SAGE_MAX_TOKENS", DEFAULT_MAX_TOKENS),
-                  max_retries=_int(env, "SAGE_MAX_RETRIES", 3),
-                  tool_result_chars=_int(env, "SAGE_TOOL_RESULT_CHARS", 8000),
-                  prompt_caching=env.get("SAGE_PROMPT_CACHING", "1") not in ("0", "no", "false"))
+    s = settings(env)
+    provider = s.provider.strip().lower() or "anthropic"
+    common = dict(max_tokens=s.max_tokens, max_retries=s.max_retries, tool_result_chars=s.tool_result_chars,
+                  prompt_caching=s.prompt_caching)
     if provider in ("openai", "openai-compatible", "ollama", "vllm", "lmstudio"):
-        return AgentConfig(provider="openai", model=env.get("SAGE_OPENAI_MODEL", "") or env.get("SAGE_MODEL", ""),
-                           api_key=env.get("SAGE_OPENAI_API_KEY") or None,
-                           base_url=(env.get("SAGE_OPENAI_BASE_URL") or "").rstrip("/") or None, **common)
-    return AgentConfig(provider="anthropic", model=env.get("SAGE_MODEL") or DEFAULT_MODEL,
+        return AgentConfig(provider="openai", model=s.openai_model or s.model, api_key=s.openai_api_key or None,
+                           base_url=s.openai_base_url.rstrip("/") or None, **common)
+    return AgentConfig(provider="anthropic", model=s.model or DEFAULT_MODEL,
                        api_key=env.get("ANTHROPIC_API_KEY") or None,
                        base_url=env.get("ANTHROPIC_BASE_URL") or None, **common)

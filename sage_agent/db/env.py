@@ -44,23 +44,14 @@ class Target:
 
 
 def load_dotenv(project: Path) -> dict[str, str]:
-    """Read `.env` in the project (KEY=VALUE, optional quotes, # comments). Process env wins."""
+    """Read `.env` in the project with python-dotenv (inline `# comments`, quotes, escapes, `export`,
+    multi-line values as docker compose and the Supabase CLI read them). Process env wins (merged_environ)."""
     path = project / ".env"
-    values: dict[str, str] = {}
     if not path.is_file():
-        return values
-    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        if line.startswith("export "):
-            line = line[len("export "):]
-        key, _, value = line.partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
+        return {}
+    from dotenv import dotenv_values  # lazy: only runs that resolve a database read .env
+
+    return {k: v for k, v in dotenv_values(path, interpolate=False, encoding="utf-8").items() if v is not None}
 
 
 def merged_environ(project: Path, environ: dict[str, str] | None = None) -> dict[str, str]:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from sage_agent.config import settings
 from sage_agent.ops.integration.handoff_files import (AGENT_ID, HANDOFF_DIR, Handoff, HandoffError, StepRunner,
                                                       load_handoff, newest_pending, queue, rel_path, write_handoff)
 
@@ -122,11 +123,10 @@ def offer_pending(repl) -> None:
 def main(argv: list[str], project: Path) -> int:
     import argparse
     import json
-    import os
     import sys
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--env", default=os.environ.get("SAGE_ENV", "local"))
+    common.add_argument("--env", default=settings().env)
     common.add_argument("--db-url", default=None)
     common.add_argument("--json", action="store_true")
     parser = argparse.ArgumentParser(prog="sage handoff", description="handoffs between agents")

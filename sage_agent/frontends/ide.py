@@ -186,6 +186,8 @@ def main(argv: list[str], project: Path) -> int:
     parser = argparse.ArgumentParser(prog="sage ide", description="IDE files for DB Sage")
     parser.add_argument("action", choices=["sync", "check"])
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--env", default=None, help="accepted like every subcommand; IDE files need no database")
+    parser.add_argument("--db-url", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.action == "sync":
         report = sync(project)

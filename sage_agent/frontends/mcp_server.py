@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sage_agent.config import settings
 from sage_agent.session.answers import ConfirmationRequired, ConfirmRequest, MissingInput
 
 TOKEN_ARG = "confirmation_token"
@@ -289,14 +290,13 @@ def build_server(sage: McpSage):
 
 def main(argv: list[str], project: Path) -> int:
     import argparse
-    import os
     import sys
 
     import anyio
 
     parser = argparse.ArgumentParser(prog="sage mcp", description="serve DB Sage's operations over MCP (stdio)")
     parser.add_argument("--read-only", action="store_true", help="serve read operations only")
-    parser.add_argument("--env", default=os.environ.get("SAGE_ENV", "local"))
+    parser.add_argument("--env", default=settings().env)
     parser.add_argument("--db-url", default=None)
     args = parser.parse_args(argv)
     from sage_agent.db.env import ConfigError, resolve_target

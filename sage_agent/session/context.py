@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 from contextlib import contextmanager
 
+from sage_agent.config import settings
 from sage_agent.db.env import Target
 from sage_agent.session.answers import ConfirmRequest, Declined
 
@@ -20,18 +20,13 @@ if TYPE_CHECKING:
     from sage_agent.db.info import ServerInfo
 
 
-def _env_ms(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
 @dataclass
 class Settings:
-    statement_timeout_ms: int = field(default_factory=lambda: _env_ms("SAGE_STATEMENT_TIMEOUT_MS", 120_000))
-    lock_timeout_ms: int = field(default_factory=lambda: _env_ms("SAGE_LOCK_TIMEOUT_MS", 5_000))
-    row_limit: int = field(default_factory=lambda: _env_ms("SAGE_ROW_LIMIT", 200))
+    """The limits of one session (from sage_agent.config at creation; a test may pass its own)."""
+
+    statement_timeout_ms: int = field(default_factory=lambda: settings().statement_timeout_ms)
+    lock_timeout_ms: int = field(default_factory=lambda: settings().lock_timeout_ms)
+    row_limit: int = field(default_factory=lambda: settings().row_limit)
 
 
 class Progress:
@@ -88,7 +83,7 @@ class OpContext:
     @property
     def admin_url(self) -> str:
         """The server that hosts shadow databases: SAGE_SHADOW_URL, else the embedded server."""
-        override = os.environ.get("SAGE_SHADOW_URL")
+        override = settings().shadow_url
         if override:
             return override
         self.embedded.start()

@@ -12,6 +12,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from sage_agent.config import settings
+
 ENV_VAR = "SAGE_DB_MCP_COMMAND"
 QUERY_TOOLS = ("query", "execute_sql", "run_sql", "sql")
 
@@ -23,7 +25,7 @@ class McpMethodError(RuntimeError):
 def configured_command(project: Path) -> list[str] | None:
     from sage_agent.db.env import merged_environ
 
-    raw = merged_environ(project).get(ENV_VAR, "").strip()
+    raw = settings(merged_environ(project)).db_mcp_command
     return shlex.split(raw) if raw else None
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from sage_agent.config import settings
 from sage_agent.ops.migrations.history import Chunk, LocalMigration, MigrationFileError, cli_split, insert_version, \
     read_migration_text
 
@@ -324,12 +325,7 @@ def release_apply_lock(conn) -> None:
 
 def lock_wait_s() -> float:
     """How long to wait for another applier (SAGE_APPLY_LOCK_WAIT_S, default 300 s)."""
-    import os
-
-    try:
-        return float(os.environ.get("SAGE_APPLY_LOCK_WAIT_S", "300"))
-    except ValueError:
-        return 300.0
+    return settings().apply_lock_wait_s
 
 
 def resolve_migration(project: Path, arg: str, local: list[LocalMigration]) -> LocalMigration:

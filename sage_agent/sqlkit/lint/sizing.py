@@ -25,13 +25,9 @@ class SizePolicy:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "SizePolicy":
         """``SAGE_LINT_ERROR_MB`` sets the size above which a rewrite or scan is an error (default 100)."""
-        import os
+        from sage_agent.config import settings
 
-        raw = (os.environ if environ is None else environ).get("SAGE_LINT_ERROR_MB", "").strip()
-        try:
-            return cls(error_bytes=int(float(raw) * 1024 * 1024)) if raw else cls()
-        except ValueError:
-            return cls()
+        return cls(error_bytes=int(settings(environ).lint_error_mb * 1024 * 1024))
 
 
 def _key(name: str) -> str:

@@ -1,0 +1,74 @@
+"""Every SAGE_* setting in one typed place, with its default and what it does.
+
+Read from the process environment each time `settings()` is called (tests and `--env` change it), never
+cached. A bad number falls back to the default instead of failing a run. Connection strings are not here:
+they belong to environments (`sage_agent.db.env`: DATABASE_URL, SUPABASE_DB_URL, SAGE_<ENV>_DB_URL, .env).
+The README's settings table is `python3 -m sage_agent.config` (a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Mapping
+
+
+def _setting(env: str, default, doc: str):
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = _setting("SAGE_ENV", "local", "environment when no --env is given (local, dev, staging, prod)")
+    statement_timeout_ms: int = _setting("SAGE_STATEMENT_TIMEOUT_MS", 120_000,
+                                         "server-side statement_timeout on every connection")
+    lock_timeout_ms: int = _setting("SAGE_LOCK_TIMEOUT_MS", 5_000, "server-side lock_timeout on every connection")
+    row_limit: int = _setting("SAGE_ROW_LIMIT", 200, "rows shown by *run-sql unless --limit")
+    shadow_url: str = _setting("SAGE_SHADOW_URL", "", "server for shadow databases (default: the embedded one)")
+    apply_lock_wait_s: float = _setting("SAGE_APPLY_LOCK_WAIT_S", 300.0,
+                                        "how long *apply, *rollback, *seed wait for another applier's lock")
+    lint_error_mb: float = _setting("SAGE_LINT_ERROR_MB", 100.0,
+                                    "table size above which a rewrite or scan in *dry-run is an error")
+    db_mcp_command: str = _setting("SAGE_DB_MCP_COMMAND", "",
+                                   "*env-check through an MCP Postgres server (its command line; also in .env)")
+    provider: str = _setting("SAGE_PROVIDER", "anthropic", "model provider: anthropic or openai (compatible)")
+    model: str = _setting("SAGE_MODEL", "", "model name (default: the provider's current default)")
+    max_tokens: int = _setting("SAGE_MAX_TOKENS", 4096, "max tokens per model reply")
+    max_retries: int = _setting("SAGE_MAX_RETRIES", 3, "retries of a failed model request")
+    tool_result_chars: int = _setting("SAGE_TOOL_RESULT_CHARS", 8000, "cap on one tool result sent to the model")
+    prompt_caching: bool = _setting("SAGE_PROMPT_CACHING", True, "Anthropic prompt caching (0/no/false: off)")
+    openai_base_url: str = _setting("SAGE_OPENAI_BASE_URL", "", "OpenAI-compatible endpoint (…/v1)")
+    openai_model: str = _setting("SAGE_OPENAI_MODEL", "", "model for the OpenAI-compatible provider")
+    openai_api_key: str = _setting("SAGE_OPENAI_API_KEY", "", "key for the OpenAI-compatible provider (redacted)")
+
+
+def _coerce(raw: str, default):
+    if isinstance(default, bool):
+        return raw.strip().lower() not in ("0", "no", "false", "off")
+    try:
+        return type(default)(raw) if isinstance(default, (int, float)) else raw
+    except ValueError:
+        return default
+
+
+def settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings from `environ` (default: the process environment); unset or empty means the default."""
+    env = os.environ if environ is None else environ
+    values = {}
+    for f in fields(Settings):
+        raw = env.get(f.metadata["env"], "")
+        if raw.strip() if isinstance(raw, str) else raw:
+            values[f.name] = _coerce(raw.strip(), f.default)
+    return Settings(**values)
+
+
+def markdown_table() -> str:
+    rows = ["| variable | default | what it does |", "|---|---|---|"]
+    for f in fields(Settings):
+        default = f.default if f.default not in ("", None) else "(unset)"
+        rows.append(f"| `{f.metadata['env']}` | {default} | {f.metadata['doc']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
