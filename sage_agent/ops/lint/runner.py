@@ -99,10 +99,9 @@ def _jobs(count: int) -> int:
     """Worker processes for `count` files: SAGE_LINT_JOBS, else one per core (at most 4); 1 = no pool."""
     import os
 
-    try:
-        wanted = int(os.environ.get("SAGE_LINT_JOBS", "0"))
-    except ValueError:
-        wanted = 0
+    from sage_agent.config import settings
+
+    wanted = settings().lint_jobs
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     jobs = wanted if wanted > 0 else min(cores, 4)
     return 1 if count < _PARALLEL_FROM else max(1, min(jobs, count))
