@@ -390,3 +390,21 @@ def test_many_files_in_workers_give_the_same_report_in_order(run_sage, project):
     files = [f["file"] for f in json.loads(pooled.stdout)]
     assert files == sorted(files) and len(set(files)) == 12
     assert ("many/05.sql", "syntax-error") in [(f["file"], f["rule_name"]) for f in json.loads(pooled.stdout)]
+
+
+def test_lint_imports_nothing_of_the_session_machinery(project):
+    """Fast start: no pydantic, psycopg, rich, prompt-toolkit, session or registry on the lint path."""
+    import subprocess
+    import sys
+
+    from conftest import sage_env
+
+    _write(project / "a.sql", UNSAFE)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "sage_agent", "lint", "a.sql"], cwd=project,
+                          env=sage_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "adding-required-field" in proc.stdout
+    modules = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "sage_agent.sqlkit.lint.engine" in modules
+    heavy = {m for m in modules if m.split(".")[0] in ("pydantic", "psycopg", "rich", "prompt_toolkit", "anthropic")
+             or m.startswith(("sage_agent.session", "sage_agent.ops.registry", "sage_agent.catalog"))}
+    assert heavy == set()
