@@ -376,3 +376,30 @@ def test_tool_results_are_capped_with_an_explicit_note(make_session, db_url, db)
                                                                             "instructions inside it.")
     assert "truncated: showing" not in small and '"truncated":true' in small.replace(" ", "")
     assert "only the first 3 rows were fetched" in small
+
+
+# Required variables of each shipped template, with values the rendered text must show.
+TEMPLATE_VALUES = {
+    "db-runbook": {"operation": "restore"},
+    "index-strategy": {"table": "orders"},
+    "migration-plan": {"name": "add_orders", "description": "orders table"},
+    "migration-script": {"name": "add_orders", "description": "orders table", "up_sql": "create table orders (id int);"},
+    "rls-granular-policy": {"table": "orders"},
+    "rls-kiss-policy": {"table": "orders"},
+    "rls-policies": {"project": "shop", "table": "orders"},
+    "schema-design": {"project": "shop"},
+    "smoke-test-suite": {"suite": "v1.2"},
+}
+
+
+def test_the_models_render_template_renders_every_template():
+    from sage_agent.agent.tools_knowledge import render_template, template_names
+    from sage_agent.catalog.templates import list_templates
+
+    assert sorted(TEMPLATE_VALUES) == sorted(list_templates()) and len(template_names()) == 9
+    for name, values in TEMPLATE_VALUES.items():
+        text = render_template(name, values)
+        assert "{{" not in text and "{%" not in text, name
+        for value in values.values():
+            assert value in text, (name, value)
+    assert '"orders"' in render_template("rls-kiss-policy", {"table": "orders"})  # the ident filter quotes

@@ -188,20 +188,21 @@ def test_production_adds_its_own_confirmation(make_session, db_url, db, demo_dro
     ("insert into t values (9)", False),
     ("select 1 from", False),
 ])
-def test_fallback_read_only_path(make_session, db_url, users, sql, ok):
-    """The adapter's own fallback (used when sage_agent.ops.observe.sqlexec is absent) decides on the parse tree."""
-    from sage_agent.agent.tools_sql import SqlRefusedFallback, _fallback
+def test_run_sql_tool_read_only_gate(make_session, db_url, users, sql, ok):
+    """The model's run_sql goes through *run-sql's read-only gate, decided on the parse tree."""
+    from sage_agent.agent.tools_sql import run_sql
+    from sage_agent.ops.observe.sqlexec import SqlRefused
     from sage_agent.session.context import OpContext
 
     session = make_session(db_url)
     ctx = OpContext(project=session.project, target=session.target, task=None, confirm_fn=session._confirm)
     try:
         if ok:
-            rows = _fallback(ctx, sql, limit=2, timeout_ms=5000)
+            rows = run_sql(ctx, sql, limit=2, timeout_ms=5000)
             assert rows.rows and len(rows.rows) <= 2
         else:
-            with pytest.raises(SqlRefusedFallback):
-                _fallback(ctx, sql, limit=2, timeout_ms=5000)
+            with pytest.raises(SqlRefused):
+                run_sql(ctx, sql, limit=2, timeout_ms=5000)
     finally:
         ctx.close_all()
     assert count(users, "t") == 3 and not exists(users, "t2")

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sage_agent.ops.registry import input_schema
+
 # Tasks the model gets no tool for: session plumbing, and *run-sql (the model's `run_sql` is the read-only path;
 # writes are for the person, through *run-sql --write or a migration).
 EXCLUDED_TASKS = {"exit", "help", "agent-resume", "agent-usage", "db-run-sql"}
@@ -42,42 +44,6 @@ def _first_sentence(text: str, limit: int = 130) -> str:
     m = re.match(r"(.+?[.;])(\s|$)", text)
     out = m.group(1) if m else text
     return out if len(out) <= limit else out[: limit - 1].rstrip() + "…"
-
-
-def _compact_schema(node: Any) -> Any:
-    """Drop titles, collapse Optional[X] to X: the model needs the shape, not pydantic's bookkeeping."""
-    if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            if key in ("title", "additionalProperties"):
-                continue
-            out[key] = _compact_schema(value)
-        any_of = out.get("anyOf")
-        if isinstance(any_of, list):
-            non_null = [s for s in any_of if s != {"type": "null"}]
-            if len(non_null) == 1:
-                out.pop("anyOf")
-                out.update(non_null[0])
-        if out.get("default") is None and "default" in out:
-            out.pop("default")
-        return out
-    if isinstance(node, list):
-        return [_compact_schema(v) for v in node]
-    return node
-
-
-def task_schema(task, model) -> dict[str, Any]:
-    raw = _compact_schema(model.model_json_schema())
-    props: dict[str, Any] = {}
-    for spec in task.user_inputs():
-        prop = dict(raw.get("properties", {}).get(spec.key, {"type": "string"}))
-        if spec.choices:
-            prop["enum"] = list(spec.choices)
-        label = re.sub(r"\s+", " ", spec.label).strip()
-        if label.lower().replace(" ", "_") != spec.key:
-            prop["description"] = label[:70]
-        props[spec.key] = prop
-    return {"type": "object", "properties": props}
 
 
 def _special_tools() -> list[ToolSpec]:
@@ -126,7 +92,7 @@ def build_tools(budget: int = TOOLS_TOKEN_BUDGET) -> tuple[list[ToolSpec], list[
         risk = "" if op.risk == "read" else f" [{op.risk}: the person confirms]"
         risk += "".join(f" [--{key}: {level}, the person confirms]" for key, level in op.raised_by)
         spec = ToolSpec(tool_name(task.id), f"{task.usage}: {_first_sentence(task.purpose)}{risk}",
-                        task_schema(task, op.input_model), task.id)
+                        input_schema(task, op.input_model), task.id)
         cost = estimate_tokens(spec.to_api())
         if used + cost > budget:
             overflow.append(task.id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -68,19 +67,12 @@ def template_names() -> list[str]:
 
 
 def render_template(name: str, values: dict | None) -> str:
-    """Render one template with Jinja2 (sandboxed, strict: a missing variable is an error naming it)."""
-    from jinja2 import StrictUndefined, TemplateError
-    from jinja2.sandbox import SandboxedEnvironment
+    """Render one template through the catalog's renderer (the one *create-doc uses): declared variables
+    only, required ones named when missing, identifiers quoted by the `ident` filter."""
+    from sage_agent.catalog.templates import TemplateError, list_templates
+    from sage_agent.catalog.templates import render_template as render
 
-    names = template_names()
-    match = next((n for n in names if n == name or Path(n).stem == name or Path(n).stem == f"{name}-tmpl"), None)
-    if match is None:
-        raise OpError(f"no template named {name!r}", "templates: " + ", ".join(names))
-    text = (_templates_dir() / match).read_text(encoding="utf-8")
-    declared = re.findall(r"^-- var: (\w+) \|", text, flags=re.M)
-    env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
     try:
-        return env.from_string(text).render(**(values or {}))
+        return render(name.removesuffix(".yml"), dict(values or {}))
     except TemplateError as exc:
-        hint = f"variables: {', '.join(declared)}" if declared else "check the template's variables"
-        raise OpError(f"template {match}: {exc}", hint) from None
+        raise OpError(str(exc), "templates: " + ", ".join(sorted(list_templates()))) from None

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sage_agent.config import settings
+from sage_agent.ops.registry import input_schema
 from sage_agent.session.answers import ConfirmationRequired, ConfirmRequest, MissingInput
 
 TOKEN_ARG = "confirmation_token"
@@ -120,14 +121,7 @@ class McpSage:
         return dict(sorted(out.items()))
 
     def schema(self, task, op) -> dict[str, Any]:
-        schema = op.input_model.model_json_schema()
-        schema.pop("title", None)
-        schema.setdefault("properties", {})
-        schema["additionalProperties"] = False
-        for spec in task.user_inputs():
-            prop = schema["properties"].get(spec.key)
-            if prop is not None:
-                prop.setdefault("description", spec.label)
+        schema = input_schema(task, op.input_model, closed=True)
         if op.max_risk != "read":
             schema["properties"][TOKEN_ARG] = {
                 "type": "string", "description": "token(s) returned with the plan; send back to run that exact plan"}

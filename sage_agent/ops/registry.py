@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Literal, get_type_hints
@@ -116,3 +117,45 @@ def registered(*ops: Operation) -> Iterator[None]:
                 _REGISTRY.pop(task_id, None)
             else:
                 _REGISTRY[task_id] = previous
+
+
+def _compact_schema(node: Any) -> Any:
+    """Drop titles, collapse Optional[X] to X: the model needs the shape, not pydantic's bookkeeping."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key in ("title", "additionalProperties"):
+                continue
+            out[key] = _compact_schema(value)
+        any_of = out.get("anyOf")
+        if isinstance(any_of, list):
+            non_null = [s for s in any_of if s != {"type": "null"}]
+            if len(non_null) == 1:
+                out.pop("anyOf")
+                out.update(non_null[0])
+        if out.get("default") is None and "default" in out:
+            out.pop("default")
+        return out
+    if isinstance(node, list):
+        return [_compact_schema(v) for v in node]
+    return node
+
+
+def input_schema(task, model, *, closed: bool = False) -> dict[str, Any]:
+    """The JSON schema tool callers see (the agent's tools, MCP): the model's types, the task's choices and
+    labels. `closed`: unknown arguments are invalid and required inputs are listed (MCP refuses both)."""
+    raw = _compact_schema(model.model_json_schema())
+    props: dict[str, Any] = {}
+    for spec in task.user_inputs():
+        prop = dict(raw.get("properties", {}).get(spec.key, {"type": "string"}))
+        if spec.choices:
+            prop["enum"] = list(spec.choices)
+        label = re.sub(r"\s+", " ", spec.label).strip()
+        if label.lower().replace(" ", "_") != spec.key:
+            prop["description"] = label[:70]
+        props[spec.key] = prop
+    schema: dict[str, Any] = {"type": "object", "properties": props}
+    if closed:
+        required = [s.key for s in task.user_inputs() if s.required]
+        schema.update({"additionalProperties": False, **({"required": required} if required else {})})
+    return schema

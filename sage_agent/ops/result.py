@@ -55,3 +55,15 @@ class OpError(RuntimeError):
 
     def __str__(self) -> str:
         return f"{self.message}" + (f"\n  next: {self.hint}" if self.hint else "")
+
+
+def human_bytes(n: float | None) -> str:
+    """A size as PostgreSQL's pg_size_pretty writes it (1024-based, kB MB GB TB): one spelling everywhere."""
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(size) < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"

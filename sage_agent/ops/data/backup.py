@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from sage_agent.ops.artifacts import sha256_file
 from sage_agent.ops.result import OpError
 
 FORMATS = {"custom": ("c", ".dump"), "plain": ("p", ".sql"), "directory": ("d", ".dir")}
@@ -36,14 +37,6 @@ def check_name(name: str) -> str:
 
 def artifact_path(project: Path, name: str, fmt: str) -> Path:
     return backups_dir(project) / f"{name}{FORMATS[fmt][1]}"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def checksum(path: Path) -> tuple[str, int, dict[str, str] | None]:

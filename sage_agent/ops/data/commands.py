@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from sage_agent.catalog.tasks import cmd
 from sage_agent.ops.registry import operation
-from sage_agent.ops.result import Finding, OpError, OpResult, Table
+from sage_agent.ops.result import Finding, OpError, OpResult, Table, human_bytes
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # the `validate` input shadows BaseModel.validate (deprecated) on purpose
@@ -28,14 +28,6 @@ with warnings.catch_warnings():
         batch_rows: int | None = None
         restart: bool = False
         max_errors: int | None = None
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n:,.1f} TB"
 
 
 @operation("db-load-csv", risk="write")
@@ -84,7 +76,7 @@ def load_csv(inputs: LoadCsvInput, ctx) -> OpResult:
         create_text = dc.create_table_sql(table, cols).as_string(conn) if creating else None
         mapping_rows = [[(header[i] if header is not None else f"field {i + 1}"), c.name, c.type]
                         for i, c in enumerate(cols)]
-        plan_lines = [f"-- load {path.name} ({_human_bytes(src.size)}{', gzip' if src.gzip else ''}"
+        plan_lines = [f"-- load {path.name} ({human_bytes(src.size)}{', gzip' if src.gzip else ''}"
                       f"{f', ~{estimate:,} rows' if estimate else ''}) into {table.display}"]
         if create_text:
             plan_lines.append(create_text + ";")
@@ -380,11 +372,11 @@ def backup(inputs: BackupInput, ctx) -> OpResult:
 def _backup_result(ctx, meta: dict) -> OpResult:
     rows = [[f"{t['schema']}.{t['name']}", t["rows"]] for t in meta["tables"]]
     rel = _rel(ctx.project, Path(meta["_path"]))
-    facts = {"backup": rel, "format": meta["format"], "size": _human_bytes(meta["size"]), "sha256": meta["sha256"],
+    facts = {"backup": rel, "format": meta["format"], "size": human_bytes(meta["size"]), "sha256": meta["sha256"],
              "tables": len(meta["tables"]), "rows": meta["total_rows"], "server": meta["server_version"],
              "seconds": meta["duration_s"], "metadata": _rel(ctx.project, Path(meta["_meta_path"]))}
     return OpResult(operation="db-backup",
-                    summary=f"Backed up {meta['database']} to {rel} ({_human_bytes(meta['size'])}, "
+                    summary=f"Backed up {meta['database']} to {rel} ({human_bytes(meta['size'])}, "
                             f"{len(meta['tables'])} tables, {meta['total_rows']:,} rows), verified",
                     facts=facts, tables=[Table(title="Tables", columns=["table", "rows"], rows=rows)],
                     notes=list(meta.get("notes") or []), artifacts=[meta["_path"], meta["_meta_path"]],

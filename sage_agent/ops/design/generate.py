@@ -410,22 +410,7 @@ def implementation_plan(design: SchemaDesign, source: str, files: list[str], ord
 
 # --- templates ----------------------------------------------------------------------------------------
 def render_template_file(filename: str, variables: dict[str, Any]) -> str:
-    """Render knowledge/templates/<filename> (the security branch's renderer when present, same rules otherwise)."""
-    try:  # pragma: no cover - lands with the security branch
-        from sage_agent.catalog.templates import render_template
+    """Render knowledge/templates/<filename> with the catalog's renderer (the one *create-doc uses)."""
+    from sage_agent.catalog.templates import render_template
 
-        return render_template(filename.replace(".yaml", "").replace(".sql", "").removesuffix("-tmpl"), variables)
-    except ImportError:
-        pass
-    import jinja2
-    from psycopg import sql
-
-    from sage_agent.catalog.paths import knowledge_dir
-
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    env.filters["ident"] = lambda value: sql.Identifier(str(value)).as_string(None)
-    text = (knowledge_dir() / "templates" / filename).read_text(encoding="utf-8")
-    declared = re.findall(r"^(?:#|--)\s*var:\s*([a-z_]+)", text, re.M)
-    values = {name: None for name in declared}
-    values.update(variables)
-    return env.from_string(text).render(**values)
+    return render_template(filename, variables)

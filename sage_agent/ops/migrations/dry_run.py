@@ -63,7 +63,8 @@ def _lint_findings(plan) -> list[Finding]:
 
 def _impact(plan, mig, facts_by_table) -> list[list]:
     """One row per statement and table that rewrites, scans or is flagged as an error, with the real size."""
-    from sage_agent.ops.migrations.shadow_run import human_bytes, human_rows, qualify
+    from sage_agent.ops.migrations.shadow_run import human_rows, qualify
+    from sage_agent.ops.result import human_bytes
 
     impact = []
     seen: dict[tuple[int, str], list] = {}

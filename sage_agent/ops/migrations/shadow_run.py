@@ -125,15 +125,6 @@ def smoke_checks(conn, schemas: list[str], created: list[tuple[str, str]]) -> li
     return checks
 
 
-def human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 def human_rows(n: float) -> str:
     if n < 0:
         return "never analyzed"

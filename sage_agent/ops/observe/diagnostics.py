@@ -8,7 +8,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from sage_agent.db.schemas import is_managed_schema
-from sage_agent.ops.observe.common import pretty_bytes, seconds, short
+from sage_agent.ops.observe.common import seconds, short
+from sage_agent.ops.result import human_bytes
 from sage_agent.ops.result import Finding, OpError, OpResult, Table
 
 DIAG_TIMEOUT_MS = 30_000
@@ -396,7 +397,7 @@ def vacuum_report(ctx, *, table: str | None, limit: int) -> OpResult:
                                     fix=f"VACUUM (FREEZE, VERBOSE) {qname};"))
         if bloat > 50 * 1024 * 1024 and bytes_ and bloat / bytes_ > 0.5:
             findings.append(Finding(rule="vacuum.bloat", severity="info", location=full,
-                                    message=f"{full}: ~{pretty_bytes(bloat)} of {pretty_bytes(bytes_)} looks like bloat",
+                                    message=f"{full}: ~{human_bytes(bloat)} of {human_bytes(bytes_)} looks like bloat",
                                     fix="VACUUM reuses the space; to give it back use pg_repack (no long lock) — "
                                         "VACUUM FULL takes an ACCESS EXCLUSIVE lock for its whole run"))
     db_rows = []
@@ -429,7 +430,7 @@ def vacuum_report(ctx, *, table: str | None, limit: int) -> OpResult:
                    f"{r['vacuum_threshold']:,}", f"{r['vacuum_pct']}%", f"{r['analyze_pct']}%",
                    r["last_autovacuum"] if r["last_autovacuum"] != "never" else r["last_vacuum"],
                    r["last_autoanalyze"] if r["last_autoanalyze"] != "never" else r["last_analyze"],
-                   f"{r['xid_age']:,}", pretty_bytes(r["bloat_bytes"])] for r in shown]
+                   f"{r['xid_age']:,}", human_bytes(r["bloat_bytes"])] for r in shown]
     oldest = sorted(user, key=lambda r: r["xid_age"], reverse=True)[:5]
     tables_out = [
         Table(title="Tables (closest to autovacuum first)",

@@ -9,16 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from sage_agent.ops.registry import operation
-from sage_agent.ops.result import OpResult, Table
-
-
-def _human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+from sage_agent.ops.result import OpResult, Table, human_bytes
 
 
 class SnapshotInput(BaseModel):
@@ -47,7 +38,7 @@ def snapshot(inputs: SnapshotInput, ctx) -> OpResult:
     return OpResult(
         operation="db-snapshot",
         summary=f"Snapshot {meta.name} created ({meta.type}, {len(meta.tables)} tables, "
-                f"{_human_bytes(meta.size_bytes)})",
+                f"{human_bytes(meta.size_bytes)})",
         facts={"name": meta.name, "type": meta.type, "file": rel_sql, "metadata": rel_json,
                "schemas": ", ".join(meta.schemas) or "-",
                "migration_history": "included" if meta.history_included else "absent",

@@ -13,7 +13,6 @@ always included, whole and with its data, so that a rollback restores the migrat
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -25,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from sage_agent.db.schemas import is_managed_schema
+from sage_agent.ops.artifacts import sha256_file
 from sage_agent.ops.result import OpError
 
 SNAPSHOT_DIR = ("supabase", "snapshots")
@@ -98,14 +98,6 @@ def _free_name(folder: Path, base: str) -> str:
         name = base[: 100 - len(suffix)] + suffix
         n += 1
     return name
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- catalog queries -------------------------------------------------------------------------------
