@@ -7,14 +7,13 @@ import sys
 from pathlib import Path
 
 from sage_agent import __version__
-from sage_agent.config import settings
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
     """The global options. On a subcommand they default to SUPPRESS, so a value given before the
     subcommand (`sage --env dev run ...`) is not reset by the subcommand's own default."""
     unset = {} if top else {"default": argparse.SUPPRESS}
-    parser.add_argument("--env", **({"default": settings().env} if top else unset),
+    parser.add_argument("--env", **({"default": None} if top else unset),
                         help="local | dev | staging | prod (default local, or SAGE_ENV)")
     parser.add_argument("--db-url", **({"default": None} if top else unset),
                         help="database URL (overrides the environment's settings)")
@@ -130,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(getattr(importlib.import_module(module), func)(rest + forwarded, project=project) or 0)
     args = build_parser().parse_args(argv)
     args.project = getattr(args, "project", None)
+    if args.env is None:
+        from sage_agent.config import settings  # lazy: `sage --version` must not pay for the settings module
+
+        args.env = settings().env
     project = (args.project or Path.cwd()).resolve()
     if args.cmd == "run":
         from sage_agent.frontends.headless import run_headless
