@@ -235,6 +235,46 @@ from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where c.relkind = '{_rk}' and {_API_SELECT} and {_EXPOSED} and n.nspname <> all(%(excluded)s) and {_NOT_EXT}"""
 
 # --- performance lints shared with *schema-audit --------------------------------------------------------------
+# reg* types whose OIDs pg_upgrade cannot carry over (regclass, regrole, regtype are fine).
+_SQL["unsupported_reg_types"] = """
+select n.nspname, c.relname, 'table',
+       format('Table \\`%%s.%%s\\` has a column \\`%%s\\` with unsupported reg* type \\`%%s\\`.',
+              n.nspname, c.relname, a.attname, t.typname),
+       format('unsupported_reg_types_%%s_%%s_%%s', n.nspname, c.relname, a.attname),
+       jsonb_build_object('column', a.attname)
+from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
+join pg_type t on t.oid = a.atttypid join pg_namespace tn on tn.oid = t.typnamespace
+where tn.nspname = 'pg_catalog' and not a.attisdropped
+  and t.typname in ('regcollation', 'regconfig', 'regdictionary', 'regnamespace', 'regoper', 'regoperator',
+                    'regproc', 'regprocedure')
+  and n.nspname not in ('pg_catalog', 'information_schema', 'pgsodium')"""
+
+# Auth may rewrite its unique keys (email, phone); only its primary key is a stable target.
+_SQL["fkey_to_auth_unique"] = """
+select n.nspname, r.relname, 'table',
+       format('Table `%%s`.`%%s` has a foreign key `%%s` referencing an auth unique constraint',
+              n.nspname, r.relname, c.conname),
+       format('fkey_to_auth_unique_%%s_%%s_%%s', n.nspname, r.relname, c.conname),
+       jsonb_build_object('foreign_key', c.conname)
+from pg_constraint c join pg_class r on r.oid = c.conrelid join pg_namespace n on n.oid = r.relnamespace
+join pg_class ref on ref.oid = c.confrelid join pg_namespace rn on rn.oid = ref.relnamespace
+join pg_index i on i.indexrelid = c.conindid
+where c.contype = 'f' and rn.nspname = 'auth' and i.indisunique and not i.indisprimary"""
+
+# Versions no longer in pg_available_extension_versions (pg_upgrade residue) are ignored, as splinter does.
+_SQL["extension_versions_outdated"] = """
+select e.extnamespace::regnamespace::text, x.name, 'extension',
+       format('Extension `%%s` is using version `%%s` but version `%%s` is available. Using outdated extension '
+              'versions may expose the database to security vulnerabilities.',
+              x.name, x.installed_version, x.default_version),
+       format('extension_versions_outdated_%%s_%%s', x.name, x.installed_version),
+       jsonb_build_object('extension_name', x.name, 'installed_version', x.installed_version,
+                          'default_version', x.default_version)
+from pg_available_extensions x join pg_extension e on e.extname = x.name
+join pg_available_extension_versions v on v.name = x.name and v.installed
+where x.installed_version is not null and x.default_version is not null
+  and x.installed_version <> x.default_version"""
+
 _SQL["no_primary_key"] = f"""
 select n.nspname, c.relname, 'table', format('Table `%%s.%%s` does not have a primary key', n.nspname, c.relname),
        format('no_primary_key_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
@@ -349,6 +389,13 @@ _def("materialized_view_in_api", "Materialized View in API", "WARN", "SECURITY",
 _def("foreign_table_in_api", "Foreign Table in API", "WARN", "SECURITY",
      "Detects foreign tables that are accessible over APIs. Foreign tables do not respect row level security policies.",
      "0017_foreign_table_in_api", needs_roles=True)
+_def("unsupported_reg_types", "Unsupported reg types", "WARN", "SECURITY",
+     "Identifies columns using unsupported reg* types outside pg_catalog schema, which prevents database upgrades using pg_upgrade.",
+     "unsupported_reg_types")
+_def("fkey_to_auth_unique", "Foreign Key to Auth Unique Constraint", "ERROR", "SECURITY",
+     "Detects user defined foreign keys to unique constraints in the auth schema.", "0021_fkey_to_auth_unique")
+_def("extension_versions_outdated", "Extension Versions Outdated", "WARN", "SECURITY",
+     "Detects extensions that are not using the default (recommended) version.", "0022_extension_versions_outdated")
 _def("no_primary_key", "No Primary Key", "INFO", "PERFORMANCE",
      "Detects if a table does not have a primary key. Tables without a primary key can be inefficient to interact with at scale.",
      "0004_no_primary_key", area="schema")
