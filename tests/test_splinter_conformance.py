@@ -61,3 +61,61 @@ def test_0022_extension_versions_outdated(tx):
     tx.execute("create extension amcheck")
     tx.execute("update pg_extension set extversion = 'foo' where extname = 'amcheck'")
     assert _findings(tx, "extension_versions_outdated") == []
+
+
+STORAGE = """
+create schema storage;
+create table storage.buckets (id text primary key, name text not null, public boolean not null default false);
+create table storage.objects (bucket_id text not null, name text not null);
+alter table storage.objects enable row level security;
+"""
+
+# (scenario, SQL after STORAGE, expected bucket ids) — one per case splinter's 0025 test checks.
+BUCKET_SCENARIOS = [
+    ("insert policy only", "insert into storage.buckets values ('pub', 'Pub', true);"
+     "create policy ins on storage.objects for insert to authenticated with check (bucket_id = 'pub')", []),
+    ("select scoped to a prefix", "insert into storage.buckets values ('pre', 'Pre', true);"
+     "create policy s on storage.objects for select to authenticated using (bucket_id = 'pre' and name like 'p/%')", []),
+    ("regex metacharacters matched literally", r"insert into storage.buckets values ('a|b[1]^{x}\z', 'Meta', true);"
+     r"create policy s on storage.objects for select to authenticated using (bucket_id = 'a|b[1]^{x}\z')",
+     [r"a|b[1]^{x}\z"]),
+    ("restrictive only", "insert into storage.buckets values ('res', 'Res', true);"
+     "create policy s on storage.objects as restrictive for select to authenticated using (bucket_id = 'res')", []),
+    ("always true", "insert into storage.buckets values ('tru', 'Tru', true);"
+     "create policy s on storage.objects for select to authenticated using (true)", ["tru"]),
+    ("for all", "insert into storage.buckets values ('all', 'All', true);"
+     "create policy s on storage.objects for all to authenticated using (bucket_id = 'all')", ["all"]),
+    ("exact bucket match", "insert into storage.buckets values ('l.b+1', 'LB', true);"
+     "create policy s on storage.objects for select to authenticated using (bucket_id = 'l.b+1')", ["l.b+1"]),
+    ("policy dropped", "insert into storage.buckets values ('gone', 'Gone', true);"
+     "create policy s on storage.objects for select to authenticated using (bucket_id = 'gone');"
+     "drop policy s on storage.objects", []),
+    ("private bucket", "insert into storage.buckets values ('priv', 'Priv', false);"
+     "create policy s on storage.objects for select to authenticated using (bucket_id = 'priv')", []),
+    ("two buckets", "insert into storage.buckets values ('alpha', 'A', true), ('omega', 'O', true);"
+     "create policy a on storage.objects for select to authenticated using (bucket_id = 'alpha');"
+     "create policy o on storage.objects for select to authenticated using (bucket_id = 'omega')", ["alpha", "omega"]),
+]
+
+
+def test_0025_no_findings_without_storage(db):
+    run = run_lints(db, ["public_bucket_allows_listing"])
+    assert run.lints == [] and run.skipped == {}
+
+
+@pytest.mark.parametrize("scenario,sql,buckets", BUCKET_SCENARIOS, ids=[s[0] for s in BUCKET_SCENARIOS])
+def test_0025_public_bucket_allows_listing(tx, scenario, sql, buckets):
+    tx.execute(STORAGE)
+    for stmt in sql.split(";"):
+        tx.execute(stmt)
+    assert _findings(tx, "public_bucket_allows_listing") == sorted(f"public_bucket_allows_listing_{b}" for b in buckets)
+
+
+def test_0025_policies_on_one_bucket_aggregate(tx):
+    tx.execute(STORAGE)
+    tx.execute("insert into storage.buckets values ('multi', 'Multi', true)")
+    tx.execute("create policy pa on storage.objects for select to authenticated using (bucket_id = 'multi')")
+    tx.execute("create policy pb on storage.objects for select to authenticated using ((bucket_id = 'multi'))")
+    [f] = run_lints(tx, ["public_bucket_allows_listing"]).lints
+    assert f["metadata"]["policy_count"] == 2 and f["metadata"]["policy_names"] == ["pa", "pb"]
+    assert f["detail"].startswith("Public bucket `Multi` has 2 broad SELECT policies on `storage.objects` (pa, pb)")

@@ -275,6 +275,28 @@ join pg_available_extension_versions v on v.name = x.name and v.installed
 where x.installed_version is not null and x.default_version is not null
   and x.installed_version <> x.default_version"""
 
+# Public buckets serve object URLs without any policy; a broad SELECT policy on storage.objects also lets
+# clients list every file. Broad = no qual, always true, or exactly `bucket_id = '<this bucket>'`.
+_BUCKET_ONLY = r"^\s*\(*\s*bucket_id\s*=\s*'((?:[^']|'')*)'(?:\s*::\s*[[:alnum:]_.]+)?\s*\)*\s*$"
+_SQL["public_bucket_allows_listing"] = r"""
+with hits as (
+  select b.id::text as bucket_id, b.name::text as bucket_name, p.policyname::text as policyname
+  from storage.buckets b
+  join pg_policies p on p.schemaname = 'storage' and p.tablename = 'objects' and p.cmd in ('SELECT', 'ALL')
+   and p.permissive = 'PERMISSIVE' and p.roles && array['public', 'anon', 'authenticated']::name[]
+  where b.public and (p.qual is null
+     or regexp_replace(lower(p.qual), '\s', '', 'g') in ('true', '(true)', '1=1', '(1=1)')
+     or replace((regexp_match(p.qual, %(bucket_only)s, 'i'))[1], '''''', '''') = b.id::text))
+select 'storage', bucket_name, 'bucket',
+       format('Public bucket `%%s` has %%s broad SELECT %%s on `storage.objects` (%%s), allowing clients to list '
+              'all files. Public buckets don''t need this for object URL access and it may expose more data than '
+              'intended.', bucket_name, count(*), case when count(*) = 1 then 'policy' else 'policies' end,
+              string_agg(policyname, ', ' order by policyname)),
+       format('public_bucket_allows_listing_%%s', bucket_id),
+       jsonb_build_object('bucket_id', bucket_id, 'bucket_name', bucket_name, 'policy_count', count(*),
+                          'policy_names', array_agg(policyname order by policyname))
+from hits group by bucket_id, bucket_name order by bucket_id"""
+
 _SQL["no_primary_key"] = f"""
 select n.nspname, c.relname, 'table', format('Table `%%s.%%s` does not have a primary key', n.nspname, c.relname),
        format('no_primary_key_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
@@ -396,6 +418,9 @@ _def("fkey_to_auth_unique", "Foreign Key to Auth Unique Constraint", "ERROR", "S
      "Detects user defined foreign keys to unique constraints in the auth schema.", "0021_fkey_to_auth_unique")
 _def("extension_versions_outdated", "Extension Versions Outdated", "WARN", "SECURITY",
      "Detects extensions that are not using the default (recommended) version.", "0022_extension_versions_outdated")
+_def("public_bucket_allows_listing", "Public Bucket Allows Listing", "WARN", "SECURITY",
+     "Detects public storage buckets with a broad SELECT policy on `storage.objects`, which allows clients to list all files in the bucket.",
+     "0025_public_bucket_allows_listing")
 _def("no_primary_key", "No Primary Key", "INFO", "PERFORMANCE",
      "Detects if a table does not have a primary key. Tables without a primary key can be inefficient to interact with at scale.",
      "0004_no_primary_key", area="schema")
@@ -440,9 +465,10 @@ def run_lints(conn, names: list[str], exposed: list[str] | None = None, *, serve
     roles = roles_present(conn)
     if server_major is None:
         server_major = int(conn.execute("select current_setting('server_version_num')::int / 10000").fetchone()[0])
-    has_auth_users = conn.execute("select to_regclass('auth.users') is not null").fetchone()[0]
+    has_auth_users, has_buckets = conn.execute(
+        "select to_regclass('auth.users') is not null, to_regclass('storage.buckets') is not null").fetchone()
     params = {"excluded": SYSTEM_SCHEMAS, "exposed": exposed, "sensitive": SENSITIVE_COLUMNS,
-              "bloat_ratio": bloat_ratio, "bloat_bytes": bloat_bytes}
+              "bloat_ratio": bloat_ratio, "bloat_bytes": bloat_bytes, "bucket_only": _BUCKET_ONLY}
     found: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     for name in names:
@@ -453,6 +479,8 @@ def run_lints(conn, names: list[str], exposed: list[str] | None = None, *, serve
         if name == "auth_users_exposed" and not has_auth_users:
             skipped[name] = "no auth.users table (no Supabase Auth)"
             continue
+        if name == "public_bucket_allows_listing" and not has_buckets:
+            continue  # no Supabase Storage: no buckets to list (splinter reports nothing, not a skip)
         if server_major < lint.min_major:
             skipped[name] = f"needs PostgreSQL {lint.min_major}+ (security_invoker views)"
             continue
