@@ -17,6 +17,8 @@ def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
                         help="local | dev | staging | prod (default local, or SAGE_ENV)")
     parser.add_argument("--db-url", **({"default": None} if top else unset),
                         help="database URL (overrides the environment's settings)")
+    parser.add_argument("--direct-url", **({"default": None} if top else unset),
+                        help="the direct (session) URL beside a pooler URL: migrations, snapshots, backups use it")
     parser.add_argument("--project", type=Path, **({"default": None} if top else unset),
                         help="project folder (default: current folder)")
 
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         output = "json" if args.json else "markdown" if args.markdown else "text"
         return run_headless(args.lines, project=project, env=args.env, db_url=args.db_url, sets=args.set,
                             yes=args.yes, confirm=args.confirm + (["UNSAFE"] if args.allow_unsafe else []),
-                            output=output)
+                            output=output, direct_url=getattr(args, "direct_url", None))
     if args.cmd == "validate":
         return _validate()
     if args.cmd == "db":

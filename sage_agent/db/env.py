@@ -34,6 +34,10 @@ class Target:
         return redact(self.url or "(embedded, not started)")
 
     @property
+    def redacted_direct_url(self) -> str:
+        return redact(self.direct_url) if self.direct_url else "not set"
+
+    @property
     def is_production(self) -> bool:
         return self.env == "prod"
 
@@ -41,6 +45,15 @@ class Target:
     def migration_url(self) -> str | None:
         """Migrations use the direct connection where one is configured (poolers break DDL sessions)."""
         return self.direct_url or self.url
+
+    @property
+    def direct_variable(self) -> str:
+        """Where a direct (session) URL for this target would be configured, to name it in messages."""
+        if self.source == "--db-url":
+            return "--direct-url"
+        if self.source.startswith("SAGE_") and self.source.endswith("_DB_URL"):
+            return self.source + "_DIRECT"
+        return "SUPABASE_DB_URL_DIRECT"
 
 
 def load_dotenv(project: Path) -> dict[str, str]:
@@ -94,16 +107,29 @@ def _libpq_url(env: dict[str, str]) -> str | None:
 
 
 def resolve_target(project: Path, env_name: str = "local", db_url: str | None = None,
-                   environ: dict[str, str] | None = None) -> Target:
-    """Resolve the target database for an environment, in the documented order (README: Environments)."""
+                   environ: dict[str, str] | None = None, direct_url: str | None = None) -> Target:
+    """Resolve the target database for an environment, in the documented order (README: Environments).
+    `direct_url` (--direct-url) is the session-capable URL beside a pooler URL; it wins over the variables."""
     if env_name not in ENV_NAMES:
         raise ConfigError(f"unknown environment {env_name!r}: choose one of {', '.join(ENV_NAMES)}")
     env = merged_environ(project, environ)
+    target = _resolve(env, env_name, db_url)
+    if direct_url:
+        if target.embedded:
+            raise ConfigError("--direct-url needs a database URL beside it (--db-url or the environment's variables); "
+                              "the embedded server is always direct")
+        target.direct_url = check_url(direct_url)
+    return target
+
+
+def _resolve(env: dict[str, str], env_name: str, db_url: str | None) -> Target:
     if db_url:
         return Target(env_name, check_url(db_url), "--db-url")
     specific = env.get(f"SAGE_{env_name.upper()}_DB_URL")
     if specific:
-        return Target(env_name, check_url(specific), f"SAGE_{env_name.upper()}_DB_URL")
+        direct = env.get(f"SAGE_{env_name.upper()}_DB_URL_DIRECT")
+        return Target(env_name, check_url(specific), f"SAGE_{env_name.upper()}_DB_URL",
+                      direct_url=check_url(direct) if direct else None)
     if env_name == "local":
         if env.get("SUPABASE_LOCAL_DB_URL"):
             return Target("local", check_url(env["SUPABASE_LOCAL_DB_URL"]), "SUPABASE_LOCAL_DB_URL")

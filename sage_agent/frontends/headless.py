@@ -23,7 +23,7 @@ def parse_sets(pairs: list[str]) -> dict[str, str]:
 
 def run_headless(lines: str | list[str], *, project: Path, env: str = "local", db_url: str | None = None,
                  sets: list[str] | None = None, yes: bool = False, confirm: list[str] | None = None,
-                 output: str = "text") -> int:
+                 output: str = "text", direct_url: str | None = None) -> int:
     """Run one command line, or several in order in one session (one connection setup, one Python start-up).
 
     Several lines stop at the first that does not succeed; --set, --yes and --confirm apply to each.
@@ -32,7 +32,7 @@ def run_headless(lines: str | list[str], *, project: Path, env: str = "local", d
     _tune_gc()
     err = _Stderr()
     try:
-        target = resolve_target(project, env, db_url)
+        target = resolve_target(project, env, db_url, direct_url=direct_url)
         for line in lines:
             split_command(line)  # every line is checked before any runs
         extra = parse_sets(sets or [])

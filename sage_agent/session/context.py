@@ -78,7 +78,39 @@ class OpContext:
 
     @property
     def migration_url(self) -> str:
-        return self.target.direct_url or self.url
+        """A URL with a real session (advisory locks, SET, pg_dump/psql): the direct URL where one is configured,
+        else the target's when no transaction pooler stands in front of it. Raises SessionRequired (naming
+        the variable to set) before anything starts otherwise."""
+        from sage_agent.db.pooler import session_url
+
+        command = f"*{self.task.command}" if self.task else "this command"
+        return session_url(self.url, self.target.direct_url, command, known_direct=self.target.embedded,
+                           variable=self.target.direct_variable)
+
+    def pooling(self, url: str | None = None):
+        """What stands between DB Sage and the server at `url` (default: the target's URL)."""
+        from sage_agent.db.pooler import Pooling, detect
+
+        if self.target.embedded and url is None:
+            return Pooling("direct", "the embedded server")
+        return detect(url or self.url)
+
+    def require_primary(self, conn: "psycopg.Connection | None" = None, *, session: bool = False) -> None:
+        """Refuse a write on a hot standby before anything starts (no snapshot, no lock, no file).
+        Uses `conn` when given (it must be idle or in autocommit), else a short connection (direct where configured;
+        the pooler answers this one as well as the server). `session=True`: also refuse a transaction pooler without
+        a direct URL, for operations that need one."""
+        from sage_agent.db.replication import StandbyWrite, is_standby
+
+        if conn is not None:
+            standby = is_standby(conn)
+        else:
+            url = self.migration_url if session else self.target.direct_url or self.url
+            with self.connect(url, autocommit=True) as own:
+                standby = is_standby(own)
+        if standby:
+            command = f"*{self.task.command}" if self.task else "this command"
+            raise StandbyWrite(command, self.target.display_url)
 
     @property
     def admin_url(self) -> str:

@@ -101,6 +101,8 @@ def env_check(inputs: EnvCheckInput, ctx) -> OpResult:
         "superuser": info.is_superuser,
         "supabase": "hosted" if info.supabase_hosted else ("compatible roles" if info.supabase_roles else "no"),
     })
+    _pooling_facts(ctx, facts, findings)
+    _replication_facts(ctx, facts, findings)
     if not info.ssl and not target.embedded and facts.get("host") not in ("127.0.0.1", "localhost", "::1"):
         findings.append(Finding(rule="ssl.disabled", severity="warning", message="SSL is off for a remote database",
                                 fix="add ?sslmode=require to the URL"))
@@ -121,6 +123,70 @@ def env_check(inputs: EnvCheckInput, ctx) -> OpResult:
                     summary=f"Connected to {facts['database']} on {facts['host']}:{facts['port']} "
                             f"(PostgreSQL {info.version}, {target.env})",
                     facts=facts, findings=findings, next_steps=[cmd("db-bootstrap"), cmd("db-snapshot", "baseline")])
+
+
+SESSION_COMMANDS = "*apply, *rollback, *restore, *seed, *snapshot, *backup, *load-csv"
+
+
+def _pooling_facts(ctx, facts: dict[str, object], findings: list[Finding]) -> None:
+    """Which pooling stands in front of the URL, the direct URL, and whether it connects."""
+    from sage_agent.db.connect import DbConnectError
+    from sage_agent.db.pooler import detect
+
+    target = ctx.target
+    pooling = ctx.pooling()
+    facts["pooling"] = pooling.mode + (f" ({pooling.pooler})" if pooling.pooler else "")
+    facts["pooling_evidence"] = pooling.evidence
+    if target.direct_url:
+        facts["direct_url"] = target.redacted_direct_url
+        try:
+            direct = detect(target.direct_url)
+        except DbConnectError as exc:
+            facts["direct_url_connects"] = False
+            findings.append(Finding(rule=f"direct_url.{exc.kind}", severity="error",
+                                    message=f"the direct URL does not connect: {exc.message}",
+                                    fix=f"{exc.hint}; {SESSION_COMMANDS} use it"))
+            return
+        facts["direct_url_connects"] = True
+        facts["direct_url_pooling"] = direct.mode
+        if direct.shares_backends:
+            findings.append(Finding(rule="direct_url.pooled", severity="error",
+                                    message=f"the direct URL goes through a {direct.mode} pooler too: {direct.evidence}",
+                                    fix=f"set {target.direct_variable} to the server itself (Supabase: "
+                                        "db.<project-ref>.supabase.co:5432)"))
+    else:
+        facts["direct_url"] = "not set"
+        if pooling.shares_backends:
+            findings.append(Finding(
+                rule="pooler.no_direct_url", severity="warning",
+                message=f"{target.display_url} goes through a {pooling.mode} pooler and no direct URL is set: "
+                        f"{SESSION_COMMANDS} will refuse to run (they need a session); reads work through the pooler",
+                fix=f"set {target.direct_variable} (or pass --direct-url) to the direct connection"))
+
+
+def _replication_facts(ctx, facts: dict[str, object], findings: list[Finding]) -> None:
+    """Standby or primary, and how far behind (a standby) or how many standbys and slots (a primary)."""
+    from sage_agent.db.replication import replication_picture
+
+    with ctx.connect(autocommit=True) as conn:
+        pic = replication_picture(conn)
+    st = pic.status
+    facts["standby"] = st.standby
+    if st.standby:
+        facts["replication"] = st.upstream
+        facts["replay_lag_bytes"] = st.replay_lag_bytes
+        facts["replay_delay_s"] = st.replay_delay_s
+        findings.append(Finding(rule="replication.standby", severity="info",
+                                message=f"read-only hot standby ({st.upstream}): writes are refused before they start",
+                                fix="point --db-url (or the direct URL) at the primary for *apply and other writes"))
+        if st.paused:
+            findings.append(Finding(rule="replication.replay_paused", severity="warning",
+                                    message="WAL replay is paused on this standby", fix="SELECT pg_wal_replay_resume();"))
+    else:
+        facts["standbys"] = len(pic.standbys)
+        if pic.standbys:
+            facts["max_standby_lag_bytes"] = max((s.lag_bytes or 0) for s in pic.standbys)
+        facts["replication_slots"] = len(pic.slots)
 
 
 class BootstrapInput(BaseModel):

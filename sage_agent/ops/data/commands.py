@@ -38,7 +38,9 @@ def load_csv(inputs: LoadCsvInput, ctx) -> OpResult:
     if inputs.batch_rows is not None and inputs.batch_rows < 1:
         raise OpError("batch_rows must be a positive number of rows", exit_code=2)
     path = dc.resolve_file(ctx.project, inputs.file)
-    conn = ctx.connect(autocommit=True)  # one connection: catalog, plan and the load itself
+    # COPY and the batch bookkeeping need one session: the direct URL beside a transaction pooler
+    conn = ctx.connect(ctx.migration_url, autocommit=True)  # one connection: catalog, plan and the load itself
+    ctx.require_primary(conn)
     table = dc.find_table(conn, inputs.table)
     with conn, dc.Source(path) as src:
         first = dc.read_header_line(src)
@@ -176,7 +178,7 @@ def _validate_file(ctx, path: Path, cols, opts) -> list:
     with dc.Source(path) as src:
         if opts.header:
             dc.read_header_line(src)
-        with ctx.connect(autocommit=False) as conn:
+        with ctx.connect(ctx.migration_url, autocommit=False) as conn:
             try:
                 return dc.validate_rows(conn, src.stream, b"", 2 if opts.header else 1, cols, opts,
                                         ctx.server.major)
@@ -228,7 +230,7 @@ def _load_batched(ctx, inputs: LoadCsvInput, path: Path, table, cols, opts, crea
     state_file = dc.state_path(ctx.project, table, path)
     names = [c.name for c in cols]
     state = None if inputs.restart else dc.read_state(state_file)
-    conn = ctx.connect(autocommit=True)
+    conn = ctx.connect(ctx.migration_url, autocommit=True)
     notes: list[str] = []
     if state and state.get("columns") != names:
         raise OpError(f"the interrupted load recorded in {state_file.name} used other columns "
@@ -316,7 +318,7 @@ def _load_batched(ctx, inputs: LoadCsvInput, path: Path, table, cols, opts, crea
             failed = b"".join(buf)
             state["pending"] = None
             dc.write_state(state_file, state)
-            with ctx.connect(autocommit=False) as vconn:
+            with ctx.connect(ctx.migration_url, autocommit=False) as vconn:
                 bad = dc.validate_rows(vconn, io.BytesIO(failed), b"", batch_first_line, cols, opts, ctx.server.major)
                 vconn.rollback()
             notes.append(f"{rows_done:,} rows in {batches} batches are committed (through line {line - 1}); "
@@ -365,7 +367,8 @@ def backup(inputs: BackupInput, ctx) -> OpResult:
         raise OpError(f"--jobs {inputs.jobs} needs the directory format (pg_dump runs parallel jobs only there)",
                       f"*backup {inputs.name or ''} directory --jobs {inputs.jobs}".replace("  ", " "), exit_code=2)
     name = db.check_name(inputs.name or f"{ctx.target.env}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
-    meta = db.make_backup(ctx, ctx.url, name, inputs.format, jobs=inputs.jobs, env_label=ctx.target.env)
+    # pg_dump sets session state (search_path, a snapshot): the direct URL beside a transaction pooler
+    meta = db.make_backup(ctx, ctx.migration_url, name, inputs.format, jobs=inputs.jobs, env_label=ctx.target.env)
     return _backup_result(ctx, meta)
 
 
@@ -404,23 +407,27 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
 
     from sage_agent.db.connect import DbConnectError, connect
     from sage_agent.db.env import ENV_NAMES, check_url, resolve_target
+    from sage_agent.db.pooler import session_url
     from sage_agent.db.redact import redact
+    from sage_agent.db.replication import StandbyWrite, is_standby
     from sage_agent.db.urls import describe, replace_dbname
     from sage_agent.ops.data import backup as db
     meta, meta_path, artifact = db.locate(ctx.project, inputs.backup)
     # --- the target
     extra_production = False
     if inputs.into is None:
-        url, label = ctx.url, ctx.target.env
+        url, label = ctx.migration_url, ctx.target.env
     elif inputs.into in ENV_NAMES:
         target = resolve_target(ctx.project, inputs.into)
         if target.embedded:
             ctx.embedded.start()
             target.url = ctx.embedded.url()
-        url, label = target.url, inputs.into
+        url = session_url(target.url, target.direct_url, "*restore", known_direct=target.embedded,
+                          variable=target.direct_variable)
+        label = inputs.into
         extra_production = target.is_production and not ctx.target.is_production
     else:
-        url, label = check_url(inputs.into), "URL"
+        url, label = session_url(check_url(inputs.into), None, "*restore", variable="a direct URL in into="), "URL"
     where = describe(url)
     display = redact(url)
     from sage_agent.db.info import server_info
@@ -430,13 +437,17 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
         with connect(url, autocommit=True) as probe:
             info = server_info(probe)
             roles = {r[0] for r in probe.execute("select rolname from pg_roles")}
+            standby = is_standby(probe)
     except DbConnectError as exc:
         if exc.kind != "missing_database":
             raise
         with connect(replace_dbname(url, "postgres"), autocommit=True) as probe:
             info = server_info(probe)
             roles = {r[0] for r in probe.execute("select rolname from pg_roles")}
+            standby = is_standby(probe)
         create_db = True
+    if standby:
+        raise StandbyWrite("*restore", display)
     listing = db.check_backup(meta, artifact, info.major)
     # --- what will be replaced
     backup_rows = {f"{t['schema']}.{t['name']}": t["rows"] for t in meta["tables"]}

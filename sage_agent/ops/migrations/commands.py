@@ -145,8 +145,9 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
             f"{ctx.settings.statement_timeout_ms}ms"
     except ValueError as exc:
         raise OpError(str(exc), exit_code=2) from None
-    url = ctx.migration_url
+    url = ctx.migration_url  # refuses a transaction pooler without a direct URL before anything starts
     conn = ctx.connect(url, autocommit=True)
+    ctx.require_primary(conn)
     pending, warnings, note = _plan_pending(project, conn, inputs)
     notes = list(warnings)
     if not pending:
@@ -310,7 +311,7 @@ def migrations(inputs: MigrationsInput, ctx) -> OpResult:
 
     project: Path = ctx.project
     local, warnings = _local(project)
-    with ctx.connect(ctx.migration_url, autocommit=True) as conn:
+    with ctx.connect(ctx.target.direct_url or ctx.url, autocommit=True) as conn:  # a read: a pooler is fine
         rows = read_applied(conn)
     plan = find_pending(local, [r.version for r in rows])
     stored = {r.version: r for r in rows}
@@ -444,6 +445,7 @@ def repair(inputs: RepairInput, ctx) -> OpResult:
     local, _ = _local(project)
     mig = next((m for m in local if m.version == version), None)
     conn = ctx.connect(ctx.migration_url, autocommit=True)
+    ctx.require_primary(conn)
     before = next((r for r in read_applied(conn) if r.version == version), None)
     if inputs.status == "applied":
         if mig is None:

@@ -96,6 +96,7 @@ def _run_writes(ctx, statements, limit: int, csv_path: str | None) -> OpResult:
     from sage_agent.ops.observe.sqlexec import SqlFailed, SqlRefused, _jsonable, server_error
     from sage_agent.sqlkit.classify import classify
 
+    ctx.require_primary()  # a hot standby refuses every write: say so before confirming anything
     major = ctx.server.major
     infos = [classify(s, major) for s in statements]
     for stmt, info in zip(statements, infos):

@@ -488,7 +488,44 @@ def activity_snapshot(conn) -> dict[str, Any]:
     rows = _rows(conn, _ACTIVITY_SQL)
     max_conn = int(conn.execute("select current_setting('max_connections')").fetchone()[0])
     reserved = int(conn.execute("select current_setting('superuser_reserved_connections')").fetchone()[0])
-    return {"sessions": rows, "max_connections": max_conn, "reserved": reserved, "taken_at": time.time()}
+    from sage_agent.db.replication import replication_picture
+
+    return {"sessions": rows, "max_connections": max_conn, "reserved": reserved, "taken_at": time.time(),
+            "replication": replication_picture(conn)}
+
+
+def _replication_table(pic) -> tuple[Table, dict[str, Any], list[Finding]]:
+    """The replication picture: this standby's lag, or a primary's standbys and slots (bytes and seconds)."""
+    from dataclasses import asdict
+
+    st = pic.status
+    findings: list[Finding] = []
+    if st.standby:
+        table = Table(title="Replication (this server is a hot standby)",
+                      columns=["upstream", "received", "replayed", "replay behind (bytes)", "last replay (s ago)",
+                               "paused"],
+                      rows=[[st.upstream, st.receive_lsn, st.replay_lsn, st.replay_lag_bytes, st.replay_delay_s,
+                             "yes" if st.paused else ""]])
+        if st.paused:
+            findings.append(Finding(rule="monitor.replay_paused", severity="warning", location="standby",
+                                    message="WAL replay is paused: this standby falls behind",
+                                    fix="SELECT pg_wal_replay_resume();"))
+        return table, {"role": "standby", "standby": asdict(st)}, findings
+    rows = [["standby", s.name, f"{s.client} {s.state}/{s.sync_state}", s.lag_bytes, s.write_lag_s, s.flush_lag_s,
+             s.replay_lag_s] for s in pic.standbys]
+    rows += [["slot", sl.name, f"{sl.slot_type} {'active' if sl.active else 'INACTIVE'} {sl.wal_status or ''}".strip(),
+              sl.retained_bytes, None, None, None] for sl in pic.slots]
+    for sl in pic.slots:
+        if not sl.active:
+            findings.append(Finding(rule="monitor.inactive_slot", severity="warning", location=f"slot {sl.name}",
+                                    message=f"replication slot {sl.name} is inactive and retains "
+                                            f"{sl.retained_bytes or 0} bytes of WAL",
+                                    fix=f"SELECT pg_drop_replication_slot('{sl.name}'); if nothing uses it"))
+    table = Table(title="Replication (primary: standbys and slots)",
+                  columns=["kind", "name", "state", "behind (bytes)", "write lag (s)", "flush lag (s)", "replay lag (s)"],
+                  rows=rows)
+    return table, {"role": "primary", "standbys": [asdict(s) for s in pic.standbys],
+                   "slots": [asdict(sl) for sl in pic.slots]}, findings
 
 
 def _monitor_result(snap: dict[str, Any], refreshes: int, stopped: bool) -> OpResult:
@@ -552,19 +589,29 @@ def _monitor_result(snap: dict[str, Any], refreshes: int, stopped: bool) -> OpRe
     if waits:
         tables.append(Table(title="Wait events (active sessions)", columns=["wait event", "sessions"],
                             rows=[[k, v] for k, v in sorted(waits.items(), key=lambda kv: -kv[1])]))
+    repl_facts: dict[str, Any] = {}
+    if snap.get("replication") is not None:
+        repl_table, repl_facts, repl_findings = _replication_table(snap["replication"])
+        tables.append(repl_table)
+        findings += repl_findings
     status = "warning" if findings else "ok"
     summary = (f"{used}/{max_conn} connections ({pct:.0f}%): {len(active)} active, {len(idle_tx)} idle in transaction, "
                f"{sum(1 for s in clients if s['blocked'])} waiting on locks")
+    if repl_facts.get("role") == "standby":
+        summary += "; hot standby"
+    elif repl_facts.get("standbys") or repl_facts.get("slots"):
+        summary += f"; {len(repl_facts['standbys'])} standby(s), {len(repl_facts['slots'])} slot(s)"
     notes = []
     if refreshes > 1:
         notes.append(f"{refreshes} refreshes" + (" (stopped with Ctrl-C)" if stopped else "") + "; showing the last")
     return OpResult(operation="db-monitor-queries", status=status, summary=summary,
                     facts={"connections": used, "max_connections": max_conn, "usage_pct": round(pct, 1),
-                           "active": len(active), "idle_in_transaction": len(idle_tx)},
+                           "active": len(active), "idle_in_transaction": len(idle_tx),
+                           "replication_role": repl_facts.get("role", "unknown")},
                     tables=tables, findings=findings, notes=notes,
                     next_steps=["*locks"] if any(s["blocked"] for s in clients) else ["*hotpaths"],
                     data={"sessions": [{k: v for k, v in s.items()} for s in sessions],
-                          "by_state": by_state, "max_connections": max_conn})
+                          "by_state": by_state, "max_connections": max_conn, "replication": repl_facts})
 
 
 def monitor_report(ctx, *, once: bool, interval: float, count: int) -> OpResult:

@@ -155,6 +155,7 @@ def policy_apply(inputs: PolicyApplyInput, ctx) -> OpResult:
                       exit_code=2)
     roles = _split_list(inputs.roles)
     with ctx.connect(autocommit=True) as conn:
+        ctx.require_primary(conn)
         _check_schemas(conn, [schema])
         oid = conn.execute("select c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace "
                            "where n.nspname = %s and c.relname = %s and c.relkind in ('r', 'p')",

@@ -84,6 +84,7 @@ def rollback(inputs: RollbackInput, ctx) -> OpResult:
     from sage_agent.ops.result import OpError
     from sage_agent.ops.snapshots.store import load_snapshot_meta, take_snapshot
 
+    ctx.require_primary(session=True)  # a session URL (never a transaction pooler) on a primary, before anything
     meta = load_snapshot_meta(ctx.project, inputs.snapshot)
     plan = build_plan(ctx, meta)
     lost_objects = len(plan.diff["added"])
@@ -227,6 +228,7 @@ def seed(inputs: SeedInput, ctx) -> OpResult:
 
     truncate = inputs.mode == "truncate-first"
     paths, notes = resolve_seed_files(ctx.project, inputs.file)
+    ctx.require_primary(session=True)  # a session URL (never a transaction pooler) on a primary, before anything
     server = ctx.server
     files = parse_seed_files(ctx.project, paths, server.major)
     n_statements = sum(len(f.statements) for f in files)

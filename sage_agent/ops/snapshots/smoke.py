@@ -226,6 +226,10 @@ def check_functions_compile(conn, ctx) -> Check:
     if not funcs:
         return Check("functions compile", "pass", "no plpgsql or SQL functions in the user schemas")
     has_check = conn.execute("select exists (select 1 from pg_extension where extname = 'plpgsql_check')").fetchone()[0]
+    if not has_check and conn.execute("select pg_is_in_recovery()").fetchone()[0]:
+        return Check("functions compile", "skip", f"{len(funcs)} functions not re-created: this server is a read-only "
+                                                  "hot standby (run the comprehensive suite on the primary, or "
+                                                  "install plpgsql_check there)")
     broken: list[str] = []
     skipped: list[str] = []
     method = "plpgsql_check" if has_check else "re-created in a rolled-back transaction (syntax and SQL bodies)"
@@ -281,11 +285,47 @@ def check_triggers(conn, ctx) -> Check:
     return Check("trigger functions exist", "pass", f"{len(rows)} triggers, all functions present and enabled")
 
 
+def _mb(n: int | None) -> str:
+    return "?" if n is None else f"{n / 1048576:.1f} MB" if n >= 1048576 else f"{n} bytes"
+
+
+def _s(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}s"
+
+
+def check_replication(conn, ctx) -> Check:
+    """A standby: how far behind it is. A primary: each standby's lag (bytes and seconds) and each slot's WAL."""
+    from sage_agent.db.replication import replication_picture
+
+    pic = replication_picture(conn)
+    st = pic.status
+    if st.standby:
+        detail = (f"hot standby ({st.upstream}): replay {_mb(st.replay_lag_bytes)} behind what it received, last "
+                  f"replayed commit {_s(st.replay_delay_s)} ago" + ("; replay PAUSED" if st.paused else ""))
+        return Check("replication", "warn" if st.paused else "pass", detail)
+    items = [f"standby {s.name} ({s.client}, {s.state}, {s.sync_state}): {_mb(s.lag_bytes)} behind, "
+             f"replay lag {_s(s.replay_lag_s)}" for s in pic.standbys]
+    lost = [f"slot {sl.name}: WAL lost (the standby must be re-cloned)" for sl in pic.slots if sl.wal_status == "lost"]
+    idle = [f"slot {sl.name} ({sl.slot_type}) inactive, retains {_mb(sl.retained_bytes)} of WAL"
+            for sl in pic.slots if not sl.active and sl.wal_status != "lost"]
+    held = [f"slot {sl.name} ({sl.slot_type}) active, retains {_mb(sl.retained_bytes)}"
+            for sl in pic.slots if sl.active]
+    items += lost + idle + held
+    summary = (f"primary: {len(pic.standbys)} standby(s), {len(pic.slots)} replication slot(s)"
+               + (": " + "; ".join(items) if items else ""))
+    if lost:
+        return Check("replication", "fail", summary, items=items)
+    if idle:
+        return Check("replication", "warn", summary + " (drop unused slots: SELECT pg_drop_replication_slot(name))",
+                     items=items)
+    return Check("replication", "pass", summary, items=items)
+
+
 SUITE_CHECKS = {
     "basic": [check_connection, check_schemas, check_tables, check_history],
     "standard": [check_rls, check_primary_keys, check_foreign_keys],
     "comprehensive": [check_invalid_indexes, check_not_valid_constraints, check_sequences,
-                      check_functions_compile, check_triggers],
+                      check_functions_compile, check_triggers, check_replication],
 }
 
 

@@ -174,6 +174,7 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
     from sage_agent.db.tools import PgToolError, run_pg_tool
 
     project = Path(ctx.project)
+    url = ctx.migration_url  # pg_dump needs a session: refuses a transaction pooler before any file is made
     folder = ensure_snapshot_dir(project)
     if name:
         name = validate_name(name)
@@ -184,7 +185,6 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
         name = _free_name(folder, f"{validate_name(prefix, 'snapshot prefix')}_{_utc_stamp()}")
     sql_path = folder / f"{name}.sql"
     json_path = folder / f"{name}.json"
-    url = ctx.migration_url
     server = ctx.server
     created_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
