@@ -141,7 +141,14 @@ def session_url(url: str, direct_url: str | None, purpose: str, *, known_direct:
         return direct_url
     if known_direct:
         return url
-    found = detect(url)
+    from sage_agent.db.connect import DbConnectError
+
+    try:
+        found = detect(url)
+    except DbConnectError as exc:
+        if exc.kind != "missing_database":
+            raise
+        found = detect(replace_dbname(url, "postgres"))  # a database to create (*restore): ask its server
     if not found.shares_backends:
         return url
     where = describe(url)
