@@ -109,10 +109,21 @@ def _check_several(session: Session, lines: list[str], tasks: list, extra: dict[
 
 
 def _json_doc(outcome: Outcome) -> dict:
-    doc = outcome.to_json_obj()
+    """One shape for successes and failures (docs/result.schema.json): every OpResult key, plus error and exit_code.
+    A failure's "next: ..." hint moves out of `error` into `next_steps`, so scripts read it the same way."""
+    from sage_agent.ops.result import OpResult
+
+    error, _, hint = (outcome.error or "").partition("\n  next: ")
+    if outcome.result is not None:
+        doc = outcome.to_json_obj()
+    else:
+        doc = OpResult(operation=outcome.task_id or "sage", status="failed" if outcome.exit_code else "ok",
+                       summary=error.splitlines()[0] if error else "failed",
+                       next_steps=[hint.strip()] if hint.strip() else []).model_dump(mode="json")
+    if hint.strip() and hint.strip() not in doc["next_steps"]:
+        doc["next_steps"] = [*doc["next_steps"], hint.strip()]
+    doc["error"] = error or None
     doc["exit_code"] = outcome.exit_code
-    if outcome.error:
-        doc["error"] = outcome.error
     return doc
 
 
