@@ -119,3 +119,84 @@ def test_0025_policies_on_one_bucket_aggregate(tx):
     [f] = run_lints(tx, ["public_bucket_allows_listing"]).lints
     assert f["metadata"]["policy_count"] == 2 and f["metadata"]["policy_names"] == ["pa", "pb"]
     assert f["detail"].startswith("Public bucket `Multi` has 2 broad SELECT policies on `storage.objects` (pa, pb)")
+
+
+# Staged scenarios from splinter's tests of lints DB Sage already had: each step's SQL, then the objects
+# (metadata name) splinter's expected output lists after it.
+STAGED = {
+    "rls_disabled_in_public": [
+        ("select 1", []),
+        ("create table public.foo (it int primary key)", ["foo"]),
+        ("alter table public.foo enable row level security", []),
+        ("create schema xyz; create table xyz.bar (it int primary key)", []),  # xyz is not exposed
+        # partitioned tables: splinter checks relkind 'r', so the partitions are findings, not the parent
+        ("create table public.ev (id int, at date) partition by range (at);"
+         "create table public.ev_2026 partition of public.ev for values from ('2026-01-01') to ('2027-01-01')",
+         ["ev_2026"]),
+    ],
+    "no_primary_key": [
+        ("select 1", []),
+        ("create table public.foo (id int primary key); create table public.bar (id int)", ["bar"]),
+    ],
+    "rls_enabled_no_policy": [
+        ("create table public.blog (id int primary key); alter table public.blog enable row level security",
+         ["blog"]),
+        ("create policy none_shall_pass on public.blog for select using (false)", []),
+    ],
+    "policy_exists_rls_disabled": [
+        ("create table public.blog (id int primary key);"
+         "create policy sel on public.blog for select using (true);"
+         "create policy al on public.blog for all using (true)", ["blog"]),
+        ("alter table public.blog enable row level security", []),
+    ],
+    "unindexed_foreign_keys": [
+        ("create table public.aaa (id int primary key);"
+         "create table public.bbb (id int primary key, aaa_id int references public.aaa (id))", ["bbb"]),
+        ("create index on public.bbb (aaa_id)", []),
+        ("drop table public.bbb, public.aaa;"
+         "create table public.aaa (foo int, bar int, primary key (foo, bar));"
+         "create table public.bbb (id int primary key, foo int, bar int,"
+         " foreign key (foo, bar) references public.aaa (foo, bar))", ["bbb"]),
+        ("create index on public.bbb (bar, foo)", ["bbb"]),  # wrong column order does not cover
+        ("create index on public.bbb (foo, bar)", []),
+        ("create table public.tenant (id uuid primary key, name text not null);"
+         "create table public.account (tenant_id uuid not null references public.tenant (id),"
+         " user_id uuid not null, primary key (tenant_id, user_id))", []),  # covered by the primary key's prefix
+    ],
+    "duplicate_index": [
+        ("create table public.blog (id int primary key); create index ix_1 on public.blog (id)", []),
+        ("create index ix_2 on public.blog (id)", ["blog"]),
+        ("create index ix_3 on public.blog (id)", ["blog"]),
+        ("drop index public.ix_3; drop index public.ix_2", []),
+    ],
+    "function_search_path_mutable": [
+        ("select 1", []),
+        ("create function public.abc() returns int language sql as 'select 1'", ["abc"]),
+        ("create or replace function public.abc() returns int set search_path = '' language sql as 'select 1'", []),
+        ("create or replace function public.abc() returns int set search_path = 'public' language sql"
+         " as 'select 1'", []),
+    ],
+    "extension_in_public": [
+        ("select 1", []),
+        ("create extension ltree schema public", ["ltree"]),
+        ("create schema if not exists extensions; alter extension ltree set schema extensions", []),
+    ],
+}
+
+
+@pytest.mark.parametrize("lint", sorted(STAGED))
+def test_staged_scenarios_match_splinter(tx, lint):
+    for sql, expected in STAGED[lint]:
+        for stmt in sql.split(";"):
+            tx.execute(stmt)
+        run = run_lints(tx, [lint])
+        assert lint not in run.skipped, run.skipped
+        assert sorted(f["metadata"]["name"] for f in run.lints) == expected, sql
+
+
+def test_duplicate_index_lists_every_copy(tx):
+    tx.execute("create table public.blog (id int primary key)")
+    for ix in ("ix_1", "ix_2", "ix_3"):
+        tx.execute(f"create index {ix} on public.blog (id)")
+    [f] = run_lints(tx, ["duplicate_index"]).lints
+    assert "{ix_1,ix_2,ix_3}" in f["detail"]
