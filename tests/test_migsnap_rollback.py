@@ -1,4 +1,5 @@
-"""*rollback: round trip, typed word, atomicity under a killed backend, unknown/damaged snapshots."""
+"""*rollback --replace (the whole-schema replacement): round trip, its own typed word REPLACE, atomicity under a
+killed backend; unknown/damaged snapshots and the typed word of the default mode."""
 
 import json
 import threading
@@ -58,10 +59,10 @@ def test_round_trip_schema_and_data(make_session, db_url, db, project):
     m = major(db)
     before = dump(db_url, m)
     rows_before = db.execute("select id, name from public.items order by id").fetchall()
-    session = make_session(db_url, confirm=("ROLLBACK",))
+    session = make_session(db_url, confirm=("REPLACE",))
     assert session.run_line("*snapshot base --mode with-data").exit_code == EXIT_OK
     db.execute(CHANGE)
-    out = session.run_line("*rollback base")
+    out = session.run_line("*rollback base --replace")
     assert out.exit_code == EXIT_OK, out.error
     same(dump(db_url, m), before)
     assert db.execute("select id, name from public.items order by id").fetchall() == rows_before
@@ -79,7 +80,7 @@ def test_round_trip_schema_and_data(make_session, db_url, db, project):
     log = [json.loads(x) for x in (project / "supabase/.sage/rollback-log.jsonl").read_text().splitlines()]
     assert log[-1]["snapshot"] == "base" and log[-1]["status"] == "verified"
     # rolling back to the safety snapshot brings the change back
-    out = session.run_line("*rollback before_rollback_to_base")
+    out = session.run_line("*rollback before_rollback_to_base --replace")
     assert out.exit_code == EXIT_OK, out.error
     assert db.execute("select count(*) from public.orders").fetchone()[0] == 1
     assert db.execute("select count(*) from supabase_migrations.schema_migrations").fetchone()[0] == 2
@@ -91,10 +92,10 @@ def test_schema_only_round_trip(make_session, db_url, db, project):
     db.execute(BASE)
     m = major(db)
     before = dump(db_url, m)
-    session = make_session(db_url, confirm=("ROLLBACK",))
+    session = make_session(db_url, confirm=("REPLACE",))
     assert session.run_line("*snapshot s1").exit_code == EXIT_OK
     db.execute(CHANGE)
-    out = session.run_line("*rollback s1")
+    out = session.run_line("*rollback s1 --replace")
     assert out.exit_code == EXIT_OK, out.error
     same(dump(db_url, m), before)
     assert db.execute("select count(*) from public.items").fetchone()[0] == 0
@@ -109,10 +110,10 @@ def test_trigger_on_auth_users_survives(make_session, db_url, db):
         create trigger on_auth_user_created after insert on auth.users
           for each row execute function public.handle_new_user();
     """)
-    session = make_session(db_url, confirm=("ROLLBACK",))
+    session = make_session(db_url, confirm=("REPLACE",))
     assert session.run_line("*snapshot s").exit_code == EXIT_OK
     db.execute("create table public.extra (id int)")
-    out = session.run_line("*rollback s")
+    out = session.run_line("*rollback s --replace")
     assert out.exit_code == EXIT_OK, out.error
     assert "on_auth_user_created" in " ".join(out.result.notes)
     db.execute("insert into auth.users (id) values (gen_random_uuid())")
@@ -161,7 +162,7 @@ def test_killed_restore_leaves_database_unchanged(make_session, db_url, db, proj
     import psycopg
 
     db.execute(BASE)
-    session = make_session(db_url, confirm=("ROLLBACK",))
+    session = make_session(db_url, confirm=("REPLACE",))
     session.settings.lock_timeout_ms = 60_000
     assert session.run_line("*snapshot base --mode with-data").exit_code == EXIT_OK
     db.execute(CHANGE)
@@ -175,7 +176,7 @@ def test_killed_restore_leaves_database_unchanged(make_session, db_url, db, proj
     result = {}
 
     def run():
-        result["out"] = session.run_line("*rollback base")
+        result["out"] = session.run_line("*rollback base --replace")
 
     worker = threading.Thread(target=run)
     worker.start()
@@ -205,7 +206,7 @@ def test_killed_restore_leaves_database_unchanged(make_session, db_url, db, proj
     log = [json.loads(x) for x in (project / "supabase/.sage/rollback-log.jsonl").read_text().splitlines()]
     assert log[-1]["status"] == "failed" and log[-1]["database_unchanged"] is True
     # the next rollback works
-    out = session.run_line("*rollback base")
+    out = session.run_line("*rollback base --replace")
     assert out.exit_code == EXIT_OK, out.error
     assert db.execute("select to_regclass('public.orders')").fetchone()[0] is None
 
@@ -217,12 +218,12 @@ def test_round_trip_on_pg15(make_session, pg15_url):
         db.execute(BASE)
         before = dump(pg15_url, 15)
         rows = db.execute("select id, name from public.items order by id").fetchall()
-        session = make_session(pg15_url, confirm=("ROLLBACK",))
+        session = make_session(pg15_url, confirm=("REPLACE",))
         out = session.run_line("*snapshot base --mode with-data")
         assert out.exit_code == EXIT_OK, out.error
         assert out.result.facts["server_version"].startswith("15")
         db.execute(CHANGE)
-        out = session.run_line("*rollback base")
+        out = session.run_line("*rollback base --replace")
         assert out.exit_code == EXIT_OK, out.error
         same(dump(pg15_url, 15), before)
         assert db.execute("select id, name from public.items order by id").fetchall() == rows
@@ -233,7 +234,7 @@ def test_rollback_to_baseline_removes_history_and_keeps_extension_in_public(make
     db.execute("create extension citext schema public; create table public.users (id int primary key, email citext);")
     m = major(db)
     before = dump(db_url, m)
-    session = make_session(db_url, confirm=("ROLLBACK",))
+    session = make_session(db_url, confirm=("REPLACE",))
     out = session.run_line("*snapshot baseline")
     assert out.exit_code == EXIT_OK and out.result.facts["migration_history"] == "absent"
     db.execute("""
@@ -242,7 +243,7 @@ def test_rollback_to_baseline_removes_history_and_keeps_extension_in_public(make
         insert into supabase_migrations.schema_migrations values ('20250101000000', '{}', 'x');
         alter table public.users add column name text;
     """)
-    out = session.run_line("*rollback baseline")
+    out = session.run_line("*rollback baseline --replace")
     assert out.exit_code == EXIT_OK, out.error
     assert "supabase_migrations" in out.result.facts["schemas_replaced"]
     assert db.execute("select to_regnamespace('supabase_migrations')").fetchone()[0] is None
@@ -252,11 +253,11 @@ def test_rollback_to_baseline_removes_history_and_keeps_extension_in_public(make
 
 def test_external_dependent_view_refuses_before_changing_anything(make_session, db_url, db):
     db.execute("create table public.t (id int primary key); create schema extensions2;")
-    session = make_session(db_url, confirm=("ROLLBACK",))
+    session = make_session(db_url, confirm=("REPLACE",))
     assert session.run_line("*snapshot s").exit_code == EXIT_OK
     # a view in a Supabase-managed schema (not covered by the snapshot) that depends on public.t
     db.execute("create view auth.t_view as select id from public.t")
-    out = session.run_line("*rollback s")
+    out = session.run_line("*rollback s --replace")
     assert out.exit_code == EXIT_FAILED and "auth.t_view" in out.error and "nothing was changed" in out.error
     assert db.execute("select to_regclass('auth.t_view')").fetchone()[0] is not None
 

@@ -6,6 +6,7 @@ every `sage ...` line runs in a fresh project folder on that project's own embed
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -46,12 +47,20 @@ def test_readme_tour_runs_as_written(tmp_path):
     project.mkdir()
     env = sage_env({"SAGE_SHADOW_URL": ""})  # everything on the project's own embedded server
     env.pop("SUPABASE_CLI", None)
+    def sage(argv: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "sage_agent", *argv], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+
+    outputs: dict[str, str] = {}
     try:
         for line in commands:
-            argv = shlex.split(line)
-            proc = subprocess.run([sys.executable, "-m", "sage_agent", *argv[1:]], cwd=project, env=env,
-                                  capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+            if line == "sage db stop":  # before stopping: the rows the tour added are all still there
+                proc = sage(["run", "*run-sql 'select count(*) as n from public.todos'", "--json"])
+                assert proc.returncode == 0, proc.stdout + proc.stderr
+                assert json.loads(proc.stdout)["tables"][0]["rows"] == [[3]], proc.stdout
+            proc = sage(shlex.split(line)[1:])
             assert proc.returncode == 0, f"{source.name}: `{line}` exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            outputs[line] = proc.stdout
     finally:
         subprocess.run([sys.executable, "-m", "sage_agent", "db", "stop"], cwd=project, env=env,
                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
@@ -61,3 +70,6 @@ def test_readme_tour_runs_as_written(tmp_path):
     assert list((project / "supabase" / "tests").glob("dry-run-*_add_todos.md"))
     log = (project / "supabase" / ".sage" / "migration-log.jsonl").read_text().splitlines()
     assert len(log) == 2
+    # the tour's rollback undoes one added column: every row stays, none is reported lost
+    rollback = next(out for line, out in outputs.items() if "*rollback v1" in line)
+    assert "3 rows kept, 0 rows lost" in rollback, rollback

@@ -52,6 +52,7 @@ class FilePlan:
     skip: set[int] = field(default_factory=set)  # chunk indexes of BEGIN/COMMIT (our transaction replaces them)
     findings: list = field(default_factory=list)  # sqlkit LintFinding
     pipeline: bool = True  # False when a CLI chunk holds several statements (simple protocol needed)
+    parsed: list = field(default_factory=list)  # sqlkit Statements (pglast parse tree)
 
     @property
     def statements(self) -> list[str]:
@@ -77,7 +78,7 @@ def prepare_file(migration: LocalMigration, server_major: int = 18, *, lint: boo
     if not chunks or not statements:
         raise MigrationFileError(path.name, None, "the file has no SQL statements (empty, or only comments); "
                                                   "write the migration, or delete the file")
-    plan = FilePlan(migration, text, chunks)
+    plan = FilePlan(migration, text, chunks, parsed=statements)
     starts = [c.offset for c in chunks]
     import bisect
 

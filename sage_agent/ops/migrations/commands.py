@@ -234,16 +234,23 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
 
 
 def _take_snapshot(ctx, plans) -> str:
+    """`before_<file>`: the schema, plus the data of what the files destroy (read from their parse trees)."""
     from sage_agent.ops.snapshots.store import snapshot_dir, take_snapshot
+    from sage_agent.sqlkit.destroys import destroyed_objects
 
+    destroyed = [d for p in plans for d in destroyed_objects(p.parsed)]
     stem = plans[0].migration.stem if len(plans) == 1 else f"{plans[0].migration.stem}_and_{len(plans) - 1}_more"
     base = f"before_{stem}"[:90]
     folder = snapshot_dir(ctx.project)
     if (folder / f"{base}.sql").exists() or (folder / f"{base}.json").exists():
-        meta = take_snapshot(ctx, None, prefix=base[:70])
+        meta = take_snapshot(ctx, None, prefix=base[:70], keep=destroyed, origin="apply")
     else:
-        meta = take_snapshot(ctx, base)
-    ctx.say(f"snapshot {meta.name} taken")
+        meta = take_snapshot(ctx, base, keep=destroyed, origin="apply")
+    if meta.kept:
+        ctx.say(f"snapshot {meta.name} taken (schema + the data of {', '.join(k.table for k in meta.kept)}, "
+                f"{meta.kept_rows} rows)")
+    else:
+        ctx.say(f"snapshot {meta.name} taken (schema only: the files destroy no data)")
     return meta.name
 
 

@@ -368,3 +368,17 @@ def _read(conn, m: DatabaseSchema) -> None:
 def _view_name(keys: dict, relid: int) -> str | None:
     key = keys.get(("pg_class", relid))
     return key.split(":", 1)[1] if key and key.startswith("view:") else None
+
+
+def introspect_in_transaction(conn) -> DatabaseSchema:
+    """Like introspect(), but inside the caller's open transaction: it sees that transaction's uncommitted DDL
+    (e.g. *rollback's rename-back steps on a shadow copy) and leaves the transaction open and as it was."""
+    model = DatabaseSchema()
+    model.server_major = conn.info.server_version // 10000
+    saved = conn.execute("select current_setting('search_path')").fetchone()[0]
+    conn.execute("select set_config('search_path', '', true)")
+    try:
+        _read(conn, model)
+    finally:
+        conn.execute("select set_config('search_path', %s, true)", (saved,))
+    return model

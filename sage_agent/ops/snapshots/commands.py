@@ -54,8 +54,12 @@ def snapshot(inputs: SnapshotInput, ctx) -> OpResult:
     )
 
 
+REPLACE_WORD = "REPLACE"  # --replace has its own typed word: ROLLBACK alone never drops whole schemas
+
+
 class RollbackInput(BaseModel):
     snapshot: str
+    replace: bool = False
 
 
 def _safety_name(project, target: str) -> str:
@@ -76,26 +80,139 @@ def _safety_name(project, target: str) -> str:
     return name
 
 
+def _check_snapshot(ctx, meta, replace: bool) -> None:
+    """Refuse, before anything changes, a snapshot that is damaged, of another project or database, of another
+    PostgreSQL major (the reverse diff compares dumps of one major), or newer than the database."""
+    from sage_agent.ops.result import OpError
+    from sage_agent.ops.snapshots.keep import verify_files
+    from sage_agent.ops.snapshots.store import database_id, project_id, sha256_file
+
+    replace_hint = "" if replace else f", or replace the schemas whole with *rollback {meta.name} --replace"
+    if sha256_file(meta.sql_path) != meta.sha256:
+        raise OpError(f"snapshot {meta.name} is damaged: supabase/snapshots/{meta.sql_path.name} does not match the "
+                      "sha256 in its metadata (edited after it was taken); nothing was changed",
+                      "use another snapshot; this file cannot be trusted")
+    problems = verify_files(meta.sql_path.parent, meta.kept)
+    if problems:
+        raise OpError(f"snapshot {meta.name} is damaged: its kept data {'; '.join(problems)}; nothing was changed",
+                      "use another snapshot; the kept rows cannot be trusted")
+    here = project_id(ctx.project)
+    if meta.project_id and meta.project_id != here:
+        raise OpError(f"snapshot {meta.name} belongs to another project ({meta.project_id}; this project is {here}); "
+                      "nothing was changed", "roll back with a snapshot taken in this project (*snapshot lists them)")
+    server = ctx.server
+    if not replace and meta.server_major and meta.server_major != server.major:
+        raise OpError(f"snapshot {meta.name} was taken on PostgreSQL {meta.server_major} ({meta.server_version}); this "
+                      f"database runs {server.major} ({server.version}): a reverse schema change cannot be proven "
+                      "across majors; nothing was changed",
+                      f"take snapshots on this server{replace_hint}")
+    with ctx.connect(ctx.migration_url) as conn:
+        db_now = database_id(conn)
+        history = conn.execute("select to_regclass('supabase_migrations.schema_migrations') is not null").fetchone()[0]
+        applied = {r[0] for r in conn.execute("select version from supabase_migrations.schema_migrations")} \
+            if history else set()
+        conn.rollback()
+    if not replace and meta.database_id and db_now and meta.database_id != db_now:
+        raise OpError(f"snapshot {meta.name} was taken of another database ({meta.database_id.split('/')[-1]} on "
+                      f"another server or cluster); nothing was changed",
+                      f"roll back the database it was taken of{replace_hint}")
+    newer = sorted(set(meta.history_versions or []) - applied)
+    if newer and not replace:  # --replace may go forward (e.g. back to a safety snapshot): it replaces whole
+        raise OpError(f"snapshot {meta.name} is newer than the database: it has migration(s) {', '.join(newer[:5])} "
+                      "applied that this database has not; a rollback only goes back; nothing was changed",
+                      f"*apply moves the database forward; *rollback {meta.name} --replace replaces the schemas "
+                      "with it whole")
+
+
 @operation("db-rollback", risk="destructive")
 def rollback(inputs: RollbackInput, ctx) -> OpResult:
-    """Show what will be lost, typed ROLLBACK, safety snapshot, atomic restore, verification, log line."""
-    from sage_agent.ops.snapshots.rollback import (RestoreFailed, build_plan, log_rollback, restore,
-                                                   state_fingerprint, verify)
-    from sage_agent.ops.result import OpError
-    from sage_agent.ops.snapshots.store import load_snapshot_meta, take_snapshot
+    """Reverse schema change proven on a shadow copy, kept data restored, typed ROLLBACK; --replace: old mode."""
+    from sage_agent.ops.snapshots.store import load_snapshot_meta
 
     ctx.require_primary(session=True)  # a session URL (never a transaction pooler) on a primary, before anything
     meta = load_snapshot_meta(ctx.project, inputs.snapshot)
+    _check_snapshot(ctx, meta, inputs.replace)
+    if inputs.replace:
+        return _rollback_replace(meta, ctx)
+    return _rollback_reverse(meta, ctx)
+
+
+def _rollback_reverse(meta, ctx) -> OpResult:
+    from sage_agent.ops.migrations.locking import migration_lock
+    from sage_agent.ops.result import Finding
+    from sage_agent.ops.snapshots.reverse import execute, plan_reverse, verify
+    from sage_agent.ops.snapshots.rollback import log_rollback
+    from sage_agent.ops.snapshots.store import take_snapshot
+
+    plan = plan_reverse(ctx, meta)
+    ctx.confirm_destructive(
+        f"Roll back {ctx.target.display_url} to snapshot {meta.name} ({meta.created_at}) with the proven reverse "
+        f"change ({len(plan.items)} steps, one transaction): {plan.rows_kept} rows kept, {plan.rows_lost} rows lost"
+        + (f", values of {', '.join(plan.values_lost)} lost" if plan.values_lost else "")
+        + (f"; {len(plan.undone)} migration(s) back to pending" if plan.undone else "") + ".",
+        plan=plan.text())
+    with migration_lock(ctx, "*rollback"):
+        safety = take_snapshot(ctx, _safety_name(ctx.project, meta.name), keep=plan.destroys)
+        ctx.say(f"safety snapshot: supabase/snapshots/{safety.name}.sql")
+        try:
+            execute(ctx, plan)
+        except Exception as exc:
+            log_rollback(ctx.project, {"snapshot": meta.name, "mode": "reverse", "safety_snapshot": safety.name,
+                                       "db_url": ctx.target.display_url, "status": "failed",
+                                       "error": str(getattr(exc, "message", exc))[:500], "database_unchanged": True})
+            raise
+    rows, problems = verify(ctx, plan)
+    log_path = log_rollback(ctx.project, {"snapshot": meta.name, "mode": "reverse", "safety_snapshot": safety.name,
+                                          "db_url": ctx.target.display_url,
+                                          "status": "verified" if not problems else "mismatch", "problems": problems,
+                                          "rows_kept": plan.rows_kept, "rows_lost": plan.rows_lost,
+                                          "undone": plan.undone})
+    findings = [Finding(rule="rollback.verify", severity="error", message=p,
+                        fix=f"*rollback {safety.name} --replace puts the state before this rollback back") for p in problems]
+    summary = (f"Rolled back to {meta.name}: {plan.rows_kept} rows kept, {plan.rows_lost} rows lost, schema equals the "
+               "snapshot's" if not problems else
+               f"Rolled back to {meta.name}, but verification found {len(problems)} difference(s)")
+    return OpResult(
+        operation="db-rollback", status="failed" if problems else "ok", summary=summary,
+        facts={"snapshot": meta.name, "mode": "reverse change (proven)", "taken": meta.created_at,
+               "safety_snapshot": safety.name, "steps": len(plan.items), "rows_kept": plan.rows_kept,
+               "rows_lost": plan.rows_lost, "values_lost": ", ".join(plan.values_lost) or "none",
+               "migrations_pending_again": ", ".join(plan.undone) or "none",
+               "proof": "pg_dump --schema-only of the shadow copy after the plan equals the snapshot's"},
+        tables=[Table(title="Rows per table", columns=["table", "now", "after", "kept", "lost", "how"],
+                      rows=[[r.table, "-" if r.now is None else r.now, "-" if r.after is None else r.after, r.kept,
+                             r.lost, r.how] for r in plan.rows])]
+        + ([Table(title="Verification (expected vs now)", columns=["table", "expected", "now", "check"], rows=rows)]
+           if rows else []),
+        findings=findings,
+        notes=["Review what went wrong before re-applying migrations"]
+        + ([f"migrations pending again: {', '.join(plan.undone)} (*apply re-applies them)"] if plan.undone else []),
+        artifacts=[f"supabase/snapshots/{safety.name}.sql", str(log_path.relative_to(ctx.project))],
+        next_steps=["*migrations", "*smoke-test VERSION"],
+        data={"plan": plan.text(), "problems": problems, "safety_snapshot": safety.name, "mode": "reverse",
+              "rows": [{"table": r.table, "now": r.now, "after": r.after, "kept": r.kept, "lost": r.lost,
+                        "how": r.how} for r in plan.rows],
+              "rows_kept": plan.rows_kept, "rows_lost": plan.rows_lost, "undone": plan.undone},
+    )
+
+
+def _rollback_replace(meta, ctx) -> OpResult:
+    """The whole-schema replacement (--replace): drop the schemas and replay the snapshot."""
+    from sage_agent.ops.snapshots.rollback import (RestoreFailed, build_plan, log_rollback, restore,
+                                                   state_fingerprint, verify)
+    from sage_agent.ops.result import OpError
+    from sage_agent.ops.snapshots.store import take_snapshot
+
     plan = build_plan(ctx, meta)
     lost_objects = len(plan.diff["added"])
     from sage_agent.ops.snapshots.dumpdiff import describe as _describe
     lost_names = [_describe(k) for k in plan.diff["added"]]
     lost_hint = (f" ({', '.join(lost_names[:5])}{', ...' if len(lost_names) > 5 else ''})" if lost_names else "")
-    ctx.confirm_destructive(
-        f"Roll back {ctx.target.display_url} to snapshot {meta.name} ({meta.type}, {meta.created_at}), replacing "
-        f"schemas {', '.join(plan.drop_schemas)}: {lost_objects} objects added since{lost_hint}, "
+    ctx.confirm(
+        f"REPLACE schemas {', '.join(plan.drop_schemas)} of {ctx.target.display_url} with snapshot {meta.name} "
+        f"({meta.type}, {meta.created_at}): {lost_objects} objects added since{lost_hint}, "
         f"{len(plan.diff['changed'])} changed objects and {plan.rows_lost} rows will be lost.",
-        plan=plan.text())
+        plan=plan.text(), word=REPLACE_WORD)
     from sage_agent.ops.migrations.locking import migration_lock
 
     with migration_lock(ctx, "*rollback"):
@@ -139,7 +256,7 @@ def rollback(inputs: RollbackInput, ctx) -> OpResult:
                else f"Rolled back to {meta.name}, but verification found {len(problems)} difference(s)")
     return OpResult(
         operation="db-rollback", status=status, summary=summary,
-        facts={"snapshot": meta.name, "type": meta.type, "taken": meta.created_at,
+        facts={"snapshot": meta.name, "mode": "replace", "type": meta.type, "taken": meta.created_at,
                "safety_snapshot": safety.name, "schemas_replaced": ", ".join(plan.drop_schemas),
                "objects_lost": lost_objects, "objects_reverted": len(plan.diff["changed"]),
                "objects_restored": len(plan.diff["removed"]), "rows_lost": plan.rows_lost,

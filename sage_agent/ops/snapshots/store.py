@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from sage_agent.db.schemas import is_managed_schema
 from sage_agent.ops.artifacts import sha256_file
 from sage_agent.ops.result import OpError
+from sage_agent.ops.snapshots.keep import KeptData, Renamed
 
 SNAPSHOT_DIR = ("supabase", "snapshots")
 HISTORY_SCHEMA = "supabase_migrations"
@@ -50,15 +51,71 @@ class SnapshotMeta(BaseModel):
     history_included: bool = False  # supabase_migrations existed and is in the dump
     pg_dump_version: str = ""
     public_grants: list[str] | None = None  # PUBLIC's privileges on schema public (pg_dump omits the defaults)
+    kept: list[KeptData] = Field(default_factory=list)  # data kept for *rollback (files in NAME.data/)
+    renames: list[Renamed] = Field(default_factory=list)  # renames the migrations make (rolled back by name)
+    keep_notes: list[str] = Field(default_factory=list)
+    history_versions: list[str] | None = None  # applied migration versions at snapshot time
+    project_id: str = ""  # supabase/config.toml project_id (or supabase/.sage/project-id)
+    database_id: str = ""  # system identifier + database name: which database the snapshot is of
+    origin: str = ""  # "apply" for *apply's before_<file> snapshots (their kept data serves later rollbacks)
+    checksum: str = ""  # sha256 of this metadata (without this field): a hand-edited .json is refused
 
     @property
     def with_data(self) -> bool:
         return self.type == "with-data"
 
+    @property
+    def kept_rows(self) -> int:
+        return sum(k.rows for k in self.kept)
+
     def to_json(self) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude={"sql_path", "json_path"})
         data["file"] = self.sql_path.name
+        data["checksum"] = metadata_checksum(data)
         return data
+
+
+def metadata_checksum(data: dict[str, Any]) -> str:
+    body = {k: v for k, v in data.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def project_id(project: Path) -> str:
+    """The project's identity: supabase/config.toml's project_id, else a random id kept in supabase/.sage/."""
+    import tomllib
+    import uuid
+
+    config = Path(project) / "supabase" / "config.toml"
+    try:
+        value = tomllib.loads(config.read_text(encoding="utf-8")).get("project_id") if config.is_file() else None
+    except (OSError, tomllib.TOMLDecodeError):
+        value = None
+    if value:
+        return str(value)
+    path = Path(project) / "supabase" / ".sage" / "project-id"
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = f"local-{uuid.uuid4()}"
+    path.write_text(value + "\n", encoding="utf-8")
+    return value
+
+
+def database_id(conn) -> str:
+    """Which database this is (cluster system identifier + name); '' where pg_control_system() is not allowed."""
+    try:
+        with conn.transaction():
+            row = conn.execute("select (select system_identifier from pg_control_system())::text, "
+                               "current_database()").fetchone()
+        return f"{row[0]}/{row[1]}"
+    except Exception:  # noqa: BLE001 - managed services may revoke it
+        return ""
+
+
+def history_versions(conn) -> list[str] | None:
+    if not conn.execute("select to_regclass('supabase_migrations.schema_migrations') is not null").fetchone()[0]:
+        return None
+    return [r[0] for r in conn.execute("select version from supabase_migrations.schema_migrations order by 1")]
 
 
 # --- names and paths -------------------------------------------------------------------------------
@@ -165,11 +222,15 @@ def _schema_pattern(schema: str) -> str:
 
 
 # --- taking a snapshot -----------------------------------------------------------------------------
-def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, prefix: str = "snapshot") -> SnapshotMeta:
+def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, prefix: str = "snapshot",
+                  keep=None, origin: str = "") -> SnapshotMeta:
     """pg_dump the user schemas (+ supabase_migrations with data) to supabase/snapshots/NAME.sql and NAME.json.
 
     An explicit `name` that exists is an error (never overwritten); without a name, `PREFIX_YYYYMMDD_HHMMSS`
-    (UTC, made unique). Counts and the dump see the same MVCC snapshot (pg_export_snapshot)."""
+    (UTC, made unique). Counts and the dump see the same MVCC snapshot (pg_export_snapshot). `keep`: the
+    objects (sqlkit.destroys.Destroyed) whose data to COPY into NAME.data/ beside a schema-only dump."""
+    from sage_agent.ops.snapshots import keep as keeping
+
     from sage_agent.db.redact import redact
     from sage_agent.db.tools import PgToolError, run_pg_tool
 
@@ -189,7 +250,11 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
     created_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     conn = ctx.connect(url, timeouts=False)
+    kept: list[KeptData] = []
+    keep_notes: list[str] = []
     try:
+        db_id = database_id(conn)
+        conn.rollback()
         conn.execute("set transaction isolation level repeatable read, read only")
         schemas = user_schemas(conn)
         history = schema_exists(conn, HISTORY_SCHEMA)
@@ -205,6 +270,9 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
             "where n.nspname = any(%s) order by 1", (schemas,)).fetchall()] if schemas else []
         public_grants = _public_grants(conn) if "public" in schemas else None
         history_tables = list_tables(conn, [HISTORY_SCHEMA]) if history else []
+        versions = history_versions(conn) if history else None
+        if keep and not with_data:
+            kept, keep_notes = keeping.resolve(conn, list(keep), schemas, tables)
 
         args = ["--no-password", "--format=plain", "--encoding=UTF8", "--quote-all-identifiers", "-f", str(sql_path)]
         if exported:
@@ -239,6 +307,10 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
             worker.start()
             try:
                 counts = count_rows(conn, tables + history_tables)
+                if kept:
+                    ctx.say(f"keeping the data of {', '.join(k.table for k in kept)} (COPY -> "
+                            f"supabase/snapshots/{name}.data/)")
+                    keeping.write(conn, kept, folder, name)
             except BaseException:
                 worker.join()
                 sql_path.unlink(missing_ok=True)
@@ -266,7 +338,9 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
         size_bytes=sql_path.stat().st_size, sha256=sha256_file(sql_path),
         db_url=redact(ctx.target.display_url if ctx.target.url else url), server_version=server.version,
         server_major=server.major, schemas=schemas, history_included=history, pg_dump_version=dump_version,
-        public_grants=public_grants,
+        public_grants=public_grants, kept=kept, keep_notes=keep_notes,
+        renames=keeping.renames_of(keep or []) if not with_data else [], history_versions=versions,
+        project_id=project_id(project), database_id=db_id, origin=origin,
     )
     json_path.write_text(json.dumps(meta.to_json(), indent=2) + "\n", encoding="utf-8")
     return meta
@@ -310,11 +384,16 @@ def load_snapshot_meta(project: Path, name: str) -> SnapshotMeta:
         raise OpError(f"unknown snapshot {name!r} ({missing} not found)", hint, exit_code=2)
     try:
         data = json.loads(json_path.read_text(encoding="utf-8"))
+        stored = data.get("checksum")
         data.pop("file", None)
-        return SnapshotMeta(**data, sql_path=sql_path, json_path=json_path)
+        meta = SnapshotMeta(**data, sql_path=sql_path, json_path=json_path)
     except Exception as exc:  # noqa: BLE001
         raise OpError(f"snapshot metadata supabase/snapshots/{name}.json is unreadable: {exc}",
                       "take a new snapshot; this one cannot be trusted") from None
+    if stored and metadata_checksum(meta.to_json()) != stored:
+        raise OpError(f"snapshot {name} is damaged: supabase/snapshots/{name}.json was edited after it was taken "
+                      "(its checksum does not match)", "use another snapshot; nothing was changed")
+    return meta
 
 
 def list_snapshots(project: Path) -> list[SnapshotMeta]:
