@@ -33,8 +33,9 @@ def snapshot(inputs: SnapshotInput, ctx) -> OpResult:
     if not meta.history_included:
         notes.append("no supabase_migrations schema yet: the snapshot holds no migration history")
     if meta.type == "schema-only":
-        notes.append("schema-only: a rollback to it restores the structure with empty user tables "
-                     "(the migration history keeps its rows); use mode with-data to keep rows")
+        notes.append("schema-only: *rollback to it runs the reverse schema change and keeps the rows of the tables "
+                     "that stay (*apply's own before_<file> snapshots also keep what each file drops); "
+                     "*rollback --replace would empty the user tables")
     return OpResult(
         operation="db-snapshot",
         summary=f"Snapshot {meta.name} created ({meta.type}, {len(meta.tables)} tables, "

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from contextlib import ExitStack
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from psycopg import sql
 
@@ -76,6 +78,7 @@ class ReversePlan:
     snapshot_dump: str = ""  # normalized dump of the snapshot's schema (B)
     target_fingerprint: str = ""
     destroys: list = field(default_factory=list)  # sqlkit Destroyed: what this rollback drops (safety snapshot)
+    shadow_major: int = 0  # the proof's server; the target's dump is compared with B's only on the same major
 
     @property
     def rows_lost(self) -> int:
@@ -216,7 +219,7 @@ def plan_reverse(ctx, meta: SnapshotMeta) -> ReversePlan:
     import psycopg
 
     from sage_agent.db.connect import connect
-    from sage_agent.ops.schema.compare import open_source, read_schema, shadow_copy
+    from sage_agent.ops.schema.compare import _server_major, open_source, read_schema
     from sage_agent.ops.schema.diff import diff_schemas
     from sage_agent.ops.schema.introspect import introspect_in_transaction
     from sage_agent.ops.snapshots.store import count_rows, list_tables, user_schemas
@@ -231,12 +234,15 @@ def plan_reverse(ctx, meta: SnapshotMeta) -> ReversePlan:
             "select version from supabase_migrations.schema_migrations order by 1")] if history else []
         conn.rollback()
     fingerprint = _fingerprint(ctx.migration_url, server_major)
-    with ExitStack() as stack:
+    with ExitStack() as stack, ThreadPoolExecutor(max_workers=2) as pool:
         ctx.say(f"loading snapshot {meta.name} into a shadow database and copying the current schema")
-        b = stack.enter_context(open_source(ctx, meta.name, admin_url, "snapshot"))
-        shadow = stack.enter_context(shadow_copy(admin_url, ctx.migration_url, "rollback"))
-        model_b = read_schema(b.url)
-        snapshot_dump = normalized_schema_dump(b.url, server_major)
+        fb = pool.submit(lambda: stack.enter_context(open_source(ctx, meta.name, admin_url, "snapshot")))
+        fs = pool.submit(lambda: stack.enter_context(_schema_copy(admin_url, ctx.migration_url)))
+        b, shadow = fb.result(), fs.result()
+        fm = pool.submit(read_schema, b.url)
+        shadow_major = _server_major(admin_url)
+        snapshot_dump = normalized_schema_dump(b.url, shadow_major)
+        model_b = fm.result()
         items: list[Item] = []
         with connect(shadow) as sconn:
             items += _rename_items(sconn, meta, model_b, versions_now)
@@ -254,6 +260,7 @@ def plan_reverse(ctx, meta: SnapshotMeta) -> ReversePlan:
         diff = diff_schemas(model_a, model_b)
         plan = _assemble(meta, items, diff, model_a, model_b, renamed, rebuild, counts, versions_now)
         plan.snapshot_dump, plan.target_fingerprint = snapshot_dump, fingerprint
+        plan.shadow_major = shadow_major
         ctx.say(f"proving the reverse change on a shadow copy ({len(plan.items)} steps)")
         try:
             run_items(shadow, plan, target=False, lock_timeout_ms=None)
@@ -262,7 +269,7 @@ def plan_reverse(ctx, meta: SnapshotMeta) -> ReversePlan:
                 f"the reverse change does not apply on a shadow copy of the database: {_pg_message(exc)}. "
                 "Nothing was changed", f"roll back with --replace (replaces the schemas; the plan shows what is "
                 f"lost), or fix the schema by hand: *compare-schemas {ctx.target.env} {meta.name}") from None
-        after = normalized_schema_dump(shadow, server_major)
+        after = normalized_schema_dump(shadow, shadow_major)
     if after != snapshot_dump:
         difference = dump_difference(after, snapshot_dump)
         raise ProofFailed(
@@ -271,6 +278,29 @@ def plan_reverse(ctx, meta: SnapshotMeta) -> ReversePlan:
             f"*rollback {meta.name} --replace replaces the schemas whole (its plan shows the rows lost), or "
             f"inspect with *compare-schemas {ctx.target.env} {meta.name}")
     return plan
+
+
+@contextmanager
+def _schema_copy(admin_url: str, url: str) -> Iterator[str]:
+    """A shadow database with the target's schema only (pg_dump --schema-only loaded): never its rows, however
+    small the database (a template copy would copy the data files)."""
+    from sage_agent.db.shadow import load_sql_file, shadow_database
+    from sage_agent.db.tools import PgToolError
+    from sage_agent.ops.schema.compare import dump_schema
+
+    with tempfile.TemporaryDirectory(prefix="sage-rollback-") as tmp:
+        path = Path(tmp) / "schema.sql"
+        try:
+            dump_schema(url, path)
+        except PgToolError as exc:
+            raise OpError(f"cannot copy the schema for the proof: {exc}", "check pg_dump with *env-check") from None
+        with shadow_database(admin_url, "rollback") as shadow:
+            try:
+                load_sql_file(shadow, path)
+            except PgToolError as exc:
+                raise OpError(f"the current schema does not load into a shadow database: {exc}",
+                              "roles or extensions the schema uses must exist on the shadow server") from None
+            yield shadow
 
 
 def _set_aside(key: str, n: int) -> list[Item]:
@@ -306,7 +336,8 @@ def snapshot_chain(meta: SnapshotMeta, applied: list[str]) -> list[SnapshotMeta]
     """`meta` and the *apply snapshots taken after it, of the same database, between its history and now, oldest
     first: what a rollback to `meta` undoes passes through them (a later file may have dropped a table: its
     rows are in that file's snapshot; a later file may have renamed one)."""
-    from sage_agent.ops.snapshots.store import list_snapshots
+    from sage_agent.ops.snapshots.keep import verify_files
+    from sage_agent.ops.snapshots.store import list_snapshots, load_snapshot_meta
 
     folder = Path(meta.sql_path).parent
     base = set(meta.history_versions or [])
@@ -315,6 +346,13 @@ def snapshot_chain(meta: SnapshotMeta, applied: list[str]) -> list[SnapshotMeta]
                       if m.name != meta.name and m.origin == "apply" and m.created_at >= meta.created_at
                       and m.database_id == meta.database_id and base <= set(m.history_versions or []) <= now]
     chain.sort(key=lambda m: (m.created_at, len(m.history_versions or [])))
+    project = folder.parent.parent
+    for m in chain[1:]:  # their metadata and kept files are trusted only when they match their checksums
+        load_snapshot_meta(project, m.name)
+        problems = verify_files(folder, m.kept)
+        if problems:
+            raise OpError(f"snapshot {m.name} (its kept data serves this rollback) is damaged: {'; '.join(problems)}; "
+                          "nothing was changed", f"restore the files of {m.name}, or use *rollback --replace")
     return chain
 
 
@@ -616,7 +654,7 @@ def verify(ctx, plan: ReversePlan) -> tuple[list[list[object]], list[str]]:
             problems.append(f"{table}: expected {want} rows, found {got}")
         rows.append([table, want, "-" if got is None else got, "ok" if ok else "MISMATCH"])
     now = normalized_schema_dump(ctx.migration_url, ctx.server.major)
-    if now != plan.snapshot_dump:
+    if plan.shadow_major == ctx.server.major and now != plan.snapshot_dump:
         problems.append("schema differs from the snapshot after the rollback:\n"
                         + "\n".join(dump_difference(now, plan.snapshot_dump)))
     return rows, problems

@@ -310,7 +310,7 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
                 if kept:
                     ctx.say(f"keeping the data of {', '.join(k.table for k in kept)} (COPY -> "
                             f"supabase/snapshots/{name}.data/)")
-                    keeping.write(conn, kept, folder, name)
+                    keeping.write(conn, kept, folder, name, url=url, exported=exported, server_major=server.major)
             except BaseException:
                 worker.join()
                 sql_path.unlink(missing_ok=True)
