@@ -14,7 +14,6 @@ execute(ctx, plan) runs the same steps on the target in one transaction with the
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -75,7 +74,7 @@ class ReversePlan:
     restored: list[str] = field(default_factory=list)
     values_lost: list[str] = field(default_factory=list)  # columns the reverse change drops
     expected: dict[str, int] = field(default_factory=dict)  # exact row counts after, where known
-    snapshot_dump: str = ""  # normalized dump of the snapshot's schema (B)
+    snapshot_dump: list[str] = field(default_factory=list)  # normalized dump of the snapshot's schema (B)
     target_fingerprint: str = ""
     destroys: list = field(default_factory=list)  # sqlkit Destroyed: what this rollback drops (safety snapshot)
     shadow_major: int = 0  # the proof's server; the target's dump is compared with B's only on the same major
@@ -144,21 +143,23 @@ def _ident(*parts: str) -> sql.Identifier:
 
 
 # --- dumps ---------------------------------------------------------------------------------------------------
-def normalized_schema_dump(url: str, server_major: int) -> str:
-    """pg_dump --schema-only (privileges included, owners left out) of the user schemas, normalized."""
-    from sage_agent.db.tools import run_pg_tool
-    from sage_agent.ops.snapshots.dumpdiff import normalize_dump
+def normalized_schema_dump(url: str, server_major: int) -> list[str]:
+    """pg_dump --schema-only (privileges included, owners left out) of the user schemas as its sorted statements:
+    the normalizer *compare-schemas proves with."""
+    from sage_agent.ops.schema.compare import normalized_dump
 
-    args = ["--no-password", "--schema-only", "--no-owner", "--quote-all-identifiers"]
-    for pattern in MANAGED_SCHEMAS:
-        args += ["-N", pattern]
-    return normalize_dump(run_pg_tool("pg_dump", url, args, server_major=server_major).stdout)
+    return normalized_dump(url, server_major)
 
 
-def dump_difference(got: str, want: str, limit: int = 24) -> list[str]:
-    diff = [line for line in difflib.unified_diff(want.splitlines(), got.splitlines(), "snapshot", "after plan",
-                                                  lineterm="", n=1)]
-    return diff[:limit] + ([f"... {len(diff) - limit} more lines"] if len(diff) > limit else [])
+def describe_difference(got: list[str], want: list[str], limit: int = 12) -> list[str]:
+    """The statements only the snapshot has (-) and only the result has (+), first `limit` of each."""
+    from sage_agent.ops.schema.compare import dump_difference
+
+    missing, extra = dump_difference(got, want)
+    out = [f"- {s.splitlines()[0][:200]}" for s in missing[:limit]]
+    out += [f"+ {s.splitlines()[0][:200]}" for s in extra[:limit]]
+    more = max(0, len(missing) - limit) + max(0, len(extra) - limit)
+    return out + ([f"... {more} more"] if more else [])
 
 
 # --- planning ------------------------------------------------------------------------------------------------
@@ -271,10 +272,11 @@ def plan_reverse(ctx, meta: SnapshotMeta) -> ReversePlan:
                 f"lost), or fix the schema by hand: *compare-schemas {ctx.target.env} {meta.name}") from None
         after = normalized_schema_dump(shadow, shadow_major)
     if after != snapshot_dump:
-        difference = dump_difference(after, snapshot_dump)
+        difference = describe_difference(after, snapshot_dump)
         raise ProofFailed(
             "the reverse change is not proven: pg_dump --schema-only of the shadow copy after the plan differs from "
-            f"snapshot {meta.name}'s. Nothing was changed. Remaining difference:\n" + "\n".join(difference),
+            f"snapshot {meta.name}'s. Nothing was changed. Remaining difference (- only in the snapshot, + only "
+            "after the plan):\n" + "\n".join(difference),
             f"*rollback {meta.name} --replace replaces the schemas whole (its plan shows the rows lost), or "
             f"inspect with *compare-schemas {ctx.target.env} {meta.name}")
     return plan
@@ -621,7 +623,7 @@ def run_items(url: str, plan: ReversePlan, *, target: bool, lock_timeout_ms: int
 
 
 def _fingerprint(url: str, server_major: int) -> str:
-    return hashlib.sha256(normalized_schema_dump(url, server_major).encode()).hexdigest()
+    return hashlib.sha256("\n;\n".join(normalized_schema_dump(url, server_major)).encode()).hexdigest()
 
 
 def execute(ctx, plan: ReversePlan) -> None:
@@ -656,7 +658,7 @@ def verify(ctx, plan: ReversePlan) -> tuple[list[list[object]], list[str]]:
     now = normalized_schema_dump(ctx.migration_url, ctx.server.major)
     if plan.shadow_major == ctx.server.major and now != plan.snapshot_dump:
         problems.append("schema differs from the snapshot after the rollback:\n"
-                        + "\n".join(dump_difference(now, plan.snapshot_dump)))
+                        + "\n".join(describe_difference(now, plan.snapshot_dump)))
     return rows, problems
 
 
