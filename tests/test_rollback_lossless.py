@@ -104,7 +104,8 @@ def test_add_column_rolls_back_with_no_row_lost(proj, db_url, db):
     same(dump(db_url), before)
     assert counts(db) == rows
     assert pending(db) == ["20250101000001"]  # the undone migration is pending again
-    assert "step2" in proj.make_session(db_url).run_line("*migrations").result.data.__repr__()
+    listed = proj.make_session(db_url).run_line("*migrations").result.data["migrations"]
+    assert {m["name"]: m["status"] for m in listed} == {"step1": "applied", "step2": "pending"}
 
 
 def test_drop_column_values_come_back(proj, db_url, db):
@@ -250,6 +251,20 @@ def test_unproven_rollback_changes_nothing_and_offers_replace(proj, db_url, db):
     out = proj.make_session(db_url, confirm=("REPLACE",)).run_line(f"*rollback {snap} --replace")
     assert out.exit_code == EXIT_OK, out.error
     assert db.execute("select count(*) from pg_statistic_ext where stxname = 'customers_stats'").fetchone()[0] == 0
+
+
+def test_failure_on_the_target_rolls_everything_back(proj, db_url, db):
+    """The proof runs on the schema (no rows): a value added later that the old type cannot hold makes the real
+    transaction fail; the whole rollback is undone and says so."""
+    snap = proj.apply("alter table public.orders add column paid boolean;\n"
+                      "alter table public.customers alter column city drop not null;\n")
+    db.execute("update public.customers set city = null where id = 1")  # NOT NULL at snapshot time: cannot go back
+    before, rows, ledger = dump(db_url), counts(db), pending(db)
+    out = proj.rollback(snap)
+    assert out.exit_code == EXIT_FAILED
+    assert "transaction was rolled back: the database is unchanged" in out.error and "city" in out.error
+    same(dump(db_url), before)
+    assert counts(db) == rows and pending(db) == ledger
 
 
 def test_yes_never_confirms(proj, db_url, db):

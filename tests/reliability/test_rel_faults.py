@@ -3,7 +3,7 @@ fully before or fully after (schema + data fingerprint), the history agrees with
 locked or idle in a transaction, and the next run works.
 
 The kill lands mid-work deterministically for *apply and *seed: a statement at a seeded random index waits on an
-advisory lock the test holds; the test sees the wait in pg_locks and terminates that backend. *rollback (a psql
+advisory lock the test holds; the test sees the wait in pg_locks and terminates that backend. *rollback --replace (a psql
 restore of a pg_dump file) and the data commands are killed after a seeded random delay within the measured run
 time, terminating every client backend on the database except the test's own.
 """
@@ -248,13 +248,13 @@ def test_rollback_killed_at_random_points(pg_server, make_session, tmp_path):
     with fresh_database(pg_server.url()) as url:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(ROLLBACK_BASE)
-            session = make_session(url, confirm=("ROLLBACK",), project_dir=project)
+            session = make_session(url, confirm=("REPLACE",), project_dir=project)
             assert session.run_line("*snapshot base --mode with-data").exit_code == EXIT_OK
             snapshot_state = fingerprint(url)
             conn.execute(ROLLBACK_CHANGE)
             changed_state = fingerprint(url)
             t0 = time.monotonic()
-            assert session.run_line("*rollback base").exit_code == EXIT_OK
+            assert session.run_line("*rollback base --replace").exit_code == EXIT_OK
             span = time.monotonic() - t0
             assert fingerprint(url) == snapshot_state
             counts = {"before": 0, "after": 0, "no_backend_at_kill": 0}
@@ -263,7 +263,7 @@ def test_rollback_killed_at_random_points(pg_server, make_session, tmp_path):
                 conn.execute(ROLLBACK_CHANGE)
                 _prune_safety_snapshots(project)
                 delay = rng.uniform(0.0, span)
-                thread, box = run_in_thread(session, "*rollback base")
+                thread, box = run_in_thread(session, "*rollback base --replace")
                 time.sleep(delay)
                 n = terminate_others(url)
                 thread.join(120)
@@ -281,7 +281,7 @@ def test_rollback_killed_at_random_points(pg_server, make_session, tmp_path):
                     counts["no_backend_at_kill"] += 1
                 clean(url)
                 if state == changed_state:
-                    again = session.run_line("*rollback base")
+                    again = session.run_line("*rollback base --replace")
                     assert again.exit_code == EXIT_OK, f"trial {trial}: next run failed: {again.error}"
                 assert fingerprint(url) == snapshot_state
     record("faults", rollback_trials=TRIALS, rollback_states=counts)
