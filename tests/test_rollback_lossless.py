@@ -72,7 +72,7 @@ class Project:
         folder = self.path / "supabase" / "migrations"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{name}.sql").write_text(text, encoding="utf-8")
-        out = self.make_session(self.url, yes=True).run_line("*apply")
+        out = self.make_session(self.url, yes=True, confirm=("UNSAFE",)).run_line("*apply")  # drops on purpose
         assert out.exit_code == EXIT_OK, out.error
         return out.result.data["snapshot"]
 

@@ -13,6 +13,7 @@ always included, whole and with its data, so that a rollback restores the migrat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
