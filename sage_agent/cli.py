@@ -49,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="the embedded PostgreSQL server")
     _common(db)
-    db.add_argument("action", choices=["status", "start", "stop", "url"])
+    db.add_argument("action", choices=["status", "start", "stop", "url", "switch-major"])
+    db.add_argument("major", nargs="?", default=None, help="with switch-major: the PostgreSQL major to move to "
+                                                           "(default: the project's, from supabase/config.toml)")
+    db.add_argument("--yes", action="store_true", help="with switch-major: do not ask")
     db.add_argument("--json", action="store_true")
     db.add_argument("--show-password", action="store_true", help="with url: print the password too")
 
@@ -175,12 +178,21 @@ def _db(args, project: Path) -> int:
     from sage_agent.db.embedded import EmbeddedError, project_server
     from sage_agent.db.redact import redact
 
-    server = project_server(project)
     try:
+        server = project_server(project)
+        if args.action == "switch-major":
+            return _switch_major(args, project, server)
+        if args.major is not None:
+            print(f"error: sage db {args.action} takes no major (only switch-major does)", file=sys.stderr)
+            return 2
         if args.action == "start":
             status = server.start()
         elif args.action == "stop":
+            from sage_agent.db.embedded import EmbeddedServer
+
             stopped = server.stop()
+            for other in sorted((project / ".sage").glob("pg*-shadow")):  # shadow servers of other majors
+                EmbeddedServer(other).stop()
             print("stopped" if stopped else "not running")
             return 0
         else:
@@ -195,12 +207,58 @@ def _db(args, project: Path) -> int:
         print(status.url if args.show_password else redact(status.url or ""))
         return 0
     doc = {"running": status.running, "port": status.port, "version": status.version, "data_dir": status.data_dir,
-           "url": redact(status.url or "")}
+           "url": redact(status.url or ""), "project_major": status.wanted_major, "warning": status.warning}
     if args.json:
         print(json.dumps(doc))
     else:
         for key, value in doc.items():
-            print(f"{key:9} {value}")
+            if key == "warning":
+                if value:
+                    print(f"warning: {value}", file=sys.stderr)
+                continue
+            print(f"{key:13} {'' if value is None else value}")
+    return 0
+
+
+def _switch_major(args, project: Path, server) -> int:
+    """Recreate the local cluster on another major after a confirmation; data kept by dump and restore."""
+    from sage_agent.db.embedded import EmbeddedError
+    from sage_agent.db.switch import switch_major
+
+    if args.major is None:
+        target = server.wanted_major
+        if target is None:
+            print("error: give the major (sage db switch-major 15) or set [db] major_version in "
+                  "supabase/config.toml", file=sys.stderr)
+            return 2
+    elif not str(args.major).isdigit():
+        print(f"error: {args.major!r} is not a PostgreSQL major version (e.g. 15 or 17)", file=sys.stderr)
+        return 2
+    else:
+        target = int(args.major)
+    current = server.version()
+    if current and int(current) == target:
+        print(f"the local server already runs PostgreSQL {target}: nothing to do")
+        return 0
+    prompt = (f"Recreate the local cluster ({server.data_dir}) on PostgreSQL {target}, now {current or 'none'}? "
+              "Every database is dumped and restored; the old data directory is kept aside.")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(f"error: {prompt} Confirm with --yes (nothing was changed)", file=sys.stderr)
+            return 3
+        if input(prompt + " [y/N] ").strip().lower() not in ("y", "yes"):
+            print("not confirmed: nothing was changed")
+            return 3
+    try:
+        report = switch_major(server, target, say=lambda text: print(text, file=sys.stderr))
+    except EmbeddedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    tables = sum(len(t) for t in report.databases.values())
+    rows = sum(sum(t.values()) for t in report.databases.values())
+    print(f"the local server now runs PostgreSQL {report.to_major} (was {report.from_major}): "
+          f"{len(report.databases)} database(s), {tables} table(s), {rows} row(s) restored and counted; "
+          f"the old data directory is kept in {report.kept_aside} (delete it when satisfied)")
     return 0
 
 
@@ -222,6 +280,8 @@ def _repl(args, project: Path) -> int:
         try:
             status = project_server(project).start()
             target.url = status.url
+            if status.warning:
+                print(f"warning: {status.warning}", file=sys.stderr)
         except EmbeddedError as exc:
             print(f"warning: {exc}", file=sys.stderr)
     return Repl(project, target, history_file=project / ".sage" / "history").run()

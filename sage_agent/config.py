@@ -24,7 +24,10 @@ class Settings:
                                          "server-side statement_timeout on every connection")
     lock_timeout_ms: int = _setting("SAGE_LOCK_TIMEOUT_MS", 5_000, "server-side lock_timeout on every connection")
     row_limit: int = _setting("SAGE_ROW_LIMIT", 200, "rows shown by *run-sql unless --limit")
-    shadow_url: str = _setting("SAGE_SHADOW_URL", "", "server for shadow databases (default: the embedded one)")
+    shadow_url: str = _setting("SAGE_SHADOW_URL", "", "server for shadow databases (default: a local server of the "
+                               "target's major)")
+    pg_major: str = _setting("SAGE_PG_MAJOR", "", "PostgreSQL major of the local server (default: supabase/config.toml "
+                             "[db] major_version, else the wheel's)")
     apply_lock_wait_s: float = _setting("SAGE_APPLY_LOCK_WAIT_S", 300.0,
                                         "how long *apply, *rollback, *seed wait for another applier's lock")
     lint_error_mb: float = _setting("SAGE_LINT_ERROR_MB", 100.0,

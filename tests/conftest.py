@@ -77,8 +77,8 @@ def pg15_server() -> Iterator[str]:
     if not (PG15_BIN / "pg_ctl").exists():
         pytest.skip("Debian PostgreSQL 15 server not installed (apt-get install postgresql-15)")
     base = Path(tempfile.mkdtemp(prefix="sage-test-pg15-"))
-    server = EmbeddedServer(base / "pg", fast=True, port_seed=str(base))
-    server.bin_dir = PG15_BIN
+    server = EmbeddedServer(base / "pg", fast=True, port_seed=str(base), major=15)
+    assert server.bin_dir == PG15_BIN, server.bin_dir
     server.start()
     yield server.url()
     server.stop()

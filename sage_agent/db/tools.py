@@ -26,6 +26,7 @@ def tool_env(url: str) -> dict[str, str]:
         if key in params:
             env[var] = params[key]
     env.setdefault("PGCONNECT_TIMEOUT", "10")
+    env.setdefault("PGAPPNAME", "db-sage")  # DB Sage's own pg_dump/psql sessions are recognisable as its own
     return env
 
 

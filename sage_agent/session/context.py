@@ -59,6 +59,9 @@ class OpContext:
     interactive: bool = False  # a person at a prompt (REPL), not a headless run
     ask_fn: "Callable[[Any], str] | None" = None  # the session's AnswerSource.ask (InputSpec -> str)
     _connections: list[Any] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # e.g. which PostgreSQL major was tested on; the session
+    # appends them to the operation's report
+    _admin_url: str | None = None
 
     # --- databases ---------------------------------------------------------------------------
     @cached_property
@@ -67,12 +70,20 @@ class OpContext:
 
         return project_server(self.project)
 
+    def notice(self, text: str | None) -> None:
+        if text and text not in self.notices:
+            self.notices.append(text)
+
+    def _start_embedded(self) -> str:
+        self.embedded.start()
+        self.notice(self.embedded.major_warning)
+        return self.embedded.url()
+
     @property
     def url(self) -> str:
         """The target's URL (starting the embedded server when the target is embedded)."""
         if self.target.embedded:
-            self.embedded.start()
-            self.target.url = self.embedded.url()
+            self.target.url = self._start_embedded()
         assert self.target.url is not None
         return self.target.url
 
@@ -114,12 +125,52 @@ class OpContext:
 
     @property
     def admin_url(self) -> str:
-        """The server that hosts shadow databases: SAGE_SHADOW_URL, else the embedded server."""
+        """The server that hosts shadow databases: SAGE_SHADOW_URL, else a local server of the target's major
+        (the project's server, or a second one under .sage/ when binaries of that major are installed), else
+        the project's server with a notice naming both majors."""
+        if self._admin_url is None:
+            self._admin_url = self._choose_admin_url()
+        return self._admin_url
+
+    def _target_major(self) -> int | None:
+        if self.target.embedded:
+            return None
+        try:
+            return self.server.major
+        except Exception:  # noqa: BLE001 - an unreachable target fails in the operation itself, with its message
+            return None
+
+    def _choose_admin_url(self) -> str:
+        from sage_agent.db.majors import install_hint, server_bin_dirs
+
         override = settings().shadow_url
+        target_major = self._target_major()
         if override:
+            if target_major is not None:
+                from sage_agent.db.connect import connect
+
+                try:
+                    with connect(override, autocommit=True) as conn:
+                        shadow_major = conn.info.server_version // 10000
+                except Exception:  # noqa: BLE001 - the shadow step reports a dead SAGE_SHADOW_URL itself
+                    shadow_major = target_major
+                if shadow_major != target_major:
+                    self.notice(f"tested on PostgreSQL {shadow_major} (SAGE_SHADOW_URL); the target runs "
+                                f"PostgreSQL {target_major}: point SAGE_SHADOW_URL at a {target_major} server")
             return override
-        self.embedded.start()
-        return self.embedded.url()
+        if target_major is None or self.embedded.bin_major == target_major:
+            return self._start_embedded()
+        if target_major in server_bin_dirs():
+            from sage_agent.db.embedded import shadow_server
+
+            server = shadow_server(self.project, target_major)
+            server.start()
+            return server.url()
+        url = self._start_embedded()
+        self.notice(f"tested on PostgreSQL {self.embedded.bin_major} (the local server): the target runs PostgreSQL "
+                    f"{target_major}, which is not installed here; {install_hint(target_major)} to test on "
+                    f"{target_major}")
+        return url
 
     def connect(self, url: str | None = None, *, autocommit: bool = False, timeouts: bool = True) -> "psycopg.Connection":
         """A connection with server-side statement and lock timeouts, cancelled on Ctrl-C."""

@@ -161,6 +161,9 @@ class Session:
         finally:
             ctx.close_all()
         self._goto(State.REPORTING)
+        for notice in ctx.notices:  # e.g. the PostgreSQL major a shadow or the local server runs
+            if notice not in result.notes and all(f.message != notice for f in result.findings):
+                result.notes.append(redact(notice))
         code = EXIT_FAILED if result.status == "failed" else (result.exit_code or EXIT_OK)
         return self._finish(Outcome(code, result=result, task_id=task.id,
                                     exit_requested=bool(result.data.get("exit_requested"))))

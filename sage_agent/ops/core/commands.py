@@ -113,6 +113,17 @@ def env_check(inputs: EnvCheckInput, ctx) -> OpResult:
     else:
         findings.append(Finding(rule="tools.supabase_cli", severity="info", message="Supabase CLI not found",
                                 fix="npm install supabase (no Docker needed) or set SUPABASE_CLI"))
+    if target.embedded:
+        from sage_agent.db.majors import server_bin_dirs
+
+        server = ctx.embedded
+        facts["project_major"] = server.wanted_major if server.wanted_major is not None else "not set"
+        facts["server_binaries"] = str(server.bin_dir)
+        if server.major_warning:
+            findings.append(Finding(rule="server.major_mismatch", severity="warning", message=server.major_warning,
+                                    fix=("" if server.wanted_major in server_bin_dirs() else
+                                         f"apt-get install postgresql-{server.wanted_major}, then ")
+                                    + f"sage db switch-major {server.wanted_major}"))
     try:
         facts["pg_dump"] = str(find_binary("pg_dump", info.major))
     except BinaryNotFound as exc:

@@ -249,14 +249,26 @@ def archive_list(path: Path, server_major: int) -> list[str]:
     """`pg_restore --list`: the archive's table of contents (fails on a damaged or foreign file)."""
     from sage_agent.db.binaries import find_binary
 
-    binary = find_binary("pg_restore", server_major)
+    binary = find_binary("pg_restore", newest=True)  # reading needs a pg_restore as new as the writer
     proc = subprocess.run([str(binary), "--list", str(path)], capture_output=True, text=True, timeout=300,
                           errors="replace")
     if proc.returncode != 0:
-        message = (proc.stderr or proc.stdout).strip().splitlines()
-        raise OpError(f"{path.name} is not a readable pg_dump archive: {message[-1] if message else 'unknown error'}",
-                      "the file is damaged or not a backup; nothing was changed")
+        raise_unreadable(path, binary, proc.stderr or proc.stdout)
     return [l for l in proc.stdout.splitlines() if l and not l.startswith(";")]
+
+
+def raise_unreadable(path: Path, binary: Path, output: str) -> None:
+    """The reason pg_restore could not read an archive: too old a pg_restore is named as such (the file is
+    fine), anything else is a damaged or foreign file."""
+    from sage_agent.db.archive import unreadable_reason
+    from sage_agent.db.binaries import binary_major
+
+    reason = unreadable_reason(path.name, binary_major(str(binary)), output)
+    if reason:
+        raise OpError(*reason)
+    message = output.strip().splitlines()
+    raise OpError(f"{path.name} is not a readable pg_dump archive: {message[-1] if message else 'unknown error'}",
+                  "the file is damaged or not a backup; nothing was changed")
 
 
 def verify_archive(path: Path, fmt: str, tables: dict[str, int], server_major: int) -> list[str]:

@@ -518,7 +518,7 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
     started = time.perf_counter()
     try:
         _run_restore(url, artifact, meta["format"], info.major, no_owner=bool(missing_owners),
-                     lock_timeout_ms=ctx.settings.lock_timeout_ms)
+                     lock_timeout_ms=ctx.settings.lock_timeout_ms, source_major=meta.get("server_major"))
     except OpError as exc:
         if create_db:
             from sage_agent.db.shadow import drop_database
@@ -566,37 +566,22 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
 
 
 def _run_restore(url: str, artifact: Path, fmt: str, server_major: int, *, no_owner: bool,
-                 lock_timeout_ms: int) -> None:
+                 lock_timeout_ms: int, source_major: int | None = None) -> None:
     """pg_restore / psql in one transaction; a watchdog cancels it when it waits on a lock too long.
 
     The archive's own script starts with `SET lock_timeout = 0`, so the timeout cannot be passed in:
     instead the restore's server session is found by its application_name and cancelled (the
     transaction rolls back, the target stays as it was)."""
     import secrets
-    import subprocess
     import threading
 
-    from sage_agent.db.binaries import find_binary
+    from sage_agent.db.archive import start_restore
     from sage_agent.db.connect import connect
     from sage_agent.db.redact import redact
-    from sage_agent.db.tools import tool_env
-    from sage_agent.db.urls import conninfo_params
 
-    dbname = conninfo_params(url).get("dbname", "postgres")
-    if fmt == "plain":
-        tool = "psql"
-        args = ["-X", "-q", "--no-password", "--single-transaction", "-v", "ON_ERROR_STOP=1", "-f", str(artifact)]
-    else:
-        tool = "pg_restore"
-        args = ["--clean", "--if-exists", "--single-transaction", "--exit-on-error", "--no-password",
-                f"--dbname={dbname}", str(artifact)]
-        if no_owner:
-            args.insert(0, "--no-owner")
     app = f"sage-restore-{secrets.token_hex(4)}"
-    env = tool_env(url)
-    env["PGAPPNAME"] = app
-    proc = subprocess.Popen([str(find_binary(tool, server_major)), *args], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
+    run = start_restore(url, artifact, fmt, server_major, no_owner=no_owner, app=app)
+    tool = run.tool
     blocked_by: list[int] = []
     stop = threading.Event()
 
@@ -623,14 +608,17 @@ def _run_restore(url: str, artifact: Path, fmt: str, server_major: int, *, no_ow
     guard = threading.Thread(target=watchdog, daemon=True)
     guard.start()
     try:
-        out, err = proc.communicate()
+        code, err = run.wait()
     finally:
         stop.set()
         guard.join(timeout=5)
-    if proc.returncode != 0:
-        text = redact((err or out).strip())
+    if code != 0:
+        from sage_agent.db.archive import older_server_hint
+
+        text = redact(err.strip())
         first = next((l for l in text.splitlines() if "error" in l.lower()), text.splitlines()[0] if text else "")
         if blocked_by:
             raise OpError(f"another session holds a lock on an object being replaced (pid "
                           f"{', '.join(map(str, blocked_by))}; waited over {lock_timeout_ms} ms): {first}")
-        raise OpError(f"{tool} failed: {first[:400]}")
+        older = older_server_hint(source_major, server_major)
+        raise OpError(f"{tool} failed: {first[:400]}" + (f" ({older})" if older else ""))

@@ -85,8 +85,14 @@ def run_sql(inputs: RunSqlInput, ctx) -> OpResult:
                     tables=[Table(title="Result", columns=result.columns, rows=result.rows,
                                   truncated=result.truncated, total_rows=result.total_rows)],
                     notes=notes, artifacts=artifacts, data=result.as_dict(),
-                    next_steps=[f"*explain \"{' '.join(result.statement.split())[:80]}\""]
+                    next_steps=[line for line in [_explain_line(result.statement)] if line]
                     if type(statements[0].node).__name__ == "SelectStmt" else [])
+
+
+def _explain_line(statement: str) -> str | None:
+    from sage_agent.ops.observe.common import command_line
+
+    return command_line("explain", statement)
 
 
 def _run_writes(ctx, statements, limit: int, csv_path: str | None) -> OpResult:
@@ -286,6 +292,7 @@ def optimize(inputs: OptimizeInput, ctx) -> OpResult:
 class HotpathsInput(BaseModel):
     by: str = "all"
     limit: int | None = None
+    include_own: bool = False
 
 
 @operation("db-analyze-hotpaths", risk="read")
@@ -293,7 +300,7 @@ def hotpaths(inputs: HotpathsInput, ctx) -> OpResult:
     """Top statements from pg_stat_statements, with the next step for each."""
     from sage_agent.ops.observe.diagnostics import hotpaths_report
 
-    return hotpaths_report(ctx, inputs.by, inputs.limit or 10)
+    return hotpaths_report(ctx, inputs.by, inputs.limit or 10, include_own=inputs.include_own)
 
 
 # ================================================================================================
@@ -305,6 +312,7 @@ class MonitorInput(BaseModel):
     once: bool = False
     interval: str = "2"   # seconds between refreshes (text input: the task file's default is the source)
     count: str = "5"      # refreshes in the REPL
+    include_own: bool = False
 
 
 @operation("db-monitor-queries", risk="read")
@@ -319,7 +327,7 @@ def monitor(inputs: MonitorInput, ctx) -> OpResult:
                       "e.g. *monitor --interval 5 --count 12", exit_code=2) from None
     if interval <= 0 or count < 1:
         raise OpError("interval must be > 0 and count >= 1", exit_code=2)
-    return monitor_report(ctx, once=inputs.once, interval=interval, count=count)
+    return monitor_report(ctx, once=inputs.once, interval=interval, count=count, include_own=inputs.include_own)
 
 
 # ================================================================================================
@@ -330,6 +338,7 @@ def monitor(inputs: MonitorInput, ctx) -> OpResult:
 class LocksInput(BaseModel):
     cancel: int | None = None
     terminate: int | None = None
+    include_own: bool = False
 
 
 @operation("db-check-locks", risk="read", raised_by={"cancel": "write", "terminate": "destructive"})
@@ -338,7 +347,7 @@ def locks(inputs: LocksInput, ctx) -> OpResult:
     cancel (confirm) or terminate (typed word) a blocking backend."""
     from sage_agent.ops.observe.diagnostics import locks_report
 
-    return locks_report(ctx, cancel=inputs.cancel, terminate=inputs.terminate)
+    return locks_report(ctx, cancel=inputs.cancel, terminate=inputs.terminate, include_own=inputs.include_own)
 
 
 # ================================================================================================

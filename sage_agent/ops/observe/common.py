@@ -40,3 +40,25 @@ def seconds(value: Any) -> str:
 def short(text: Any, width: int = 120) -> str:
     flat = " ".join(str(text or "").split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def command_line(command: str, text: str, *options: str) -> str | None:
+    """`*command 'text' [options]` quoted so that DB Sage's command-line parser reads back exactly `text`;
+    None when `text` is not exactly one parseable statement (never suggest a command that cannot run)."""
+    import re
+    import shlex
+
+    from pglast import parse_sql
+    from pglast.parser import ParseError
+
+    body = str(text or "").strip()
+    if not body:
+        return None
+    try:
+        if len(parse_sql(body)) != 1:
+            return None
+    except ParseError:
+        return None
+    if not re.search(r"['\"]|\$[A-Za-z_]*\$", body):  # no literal, quoted name or $$ body whose spaces matter
+        body = " ".join(body.split())
+    return " ".join([f"*{command}", shlex.quote(body), *options])

@@ -157,14 +157,22 @@ def _explain_edge(edge: dict[str, Any]) -> str:
     return f"wants {wanted} on {obj}; queued behind {edge['blocking_pid']} (an earlier waiter for a conflicting lock)"
 
 
-def locks_report(ctx, *, cancel: int | None, terminate: int | None) -> OpResult:
+def locks_report(ctx, *, cancel: int | None, terminate: int | None, include_own: bool = False) -> OpResult:
+    from sage_agent.ops.observe.own import own_session
+
     if cancel is not None and terminate is not None:
         raise OpError("give either cancel or terminate, not both", exit_code=2)
     major = ctx.server.major
     with read_only(ctx) as conn:
         snap = lock_snapshot(conn, major)
     sessions = {s["pid"]: s for s in snap["sessions"]}
+    own = {pid for pid, s in sessions.items() if own_session(s.get("application_name"), s.get("datname"))}
     edges = snap["edges"]
+    hidden_edges = 0
+    if not include_own:  # a wait between two of DB Sage's own sessions is its business; one involving a user's is not
+        kept = [e for e in edges if not (e["blocked_pid"] in own and e["blocking_pid"] in own)]
+        hidden_edges = len(edges) - len(kept)
+        edges = kept
     blocked_by: dict[int, list[dict[str, Any]]] = {}
     for e in edges:
         blocked_by.setdefault(e["blocking_pid"], []).append(e)
@@ -246,6 +254,9 @@ def locks_report(ctx, *, cancel: int | None, terminate: int | None) -> OpResult:
                else "No blocking: no session waits for a lock held by another")
     status = "warning" if edges else "ok"
     notes = action_note + ([] if edges else ["pg_blocking_pids() found no waits in this instant"])
+    if hidden_edges:
+        notes.append(f"{hidden_edges} wait(s) between DB Sage's own sessions (or pg_dump's) left out: --include-own "
+                     "shows them")
     return OpResult(operation="db-check-locks", status=status, summary=summary,
                     facts={"blocked_sessions": n_blocked, "blocking_roots": len(roots),
                            "locks_examined": len(snap["locks"])},
@@ -259,7 +270,8 @@ def locks_report(ctx, *, cancel: int | None, terminate: int | None) -> OpResult:
                           "roots": roots,
                           "sessions": [{k: s[k] for k in ("pid", "state", "blocked_by", "application_name",
                                                           "query", "xact_s", "wait_event_type", "wait_event")}
-                                       for s in snap["sessions"]]})
+                                       for s in snap["sessions"] if include_own or s["pid"] not in own
+                                       or s["pid"] in blocked or s["pid"] in blocked_by]})
 
 
 # ================================================================================================
@@ -305,8 +317,10 @@ select st.*,
 
 _DB_XID_SQL = """
 select datname, age(datfrozenxid)::float8 as xid_age, mxid_age(datminmxid)::float8 as mxid_age
-  from pg_database where datallowconn order by age(datfrozenxid) desc
-"""
+  from pg_database
+ where datallowconn and datname not like 'sage\\_shadow\\_%' and datname not like 'sage\\_tpl\\_%'
+ order by age(datfrozenxid) desc
+"""  # DB Sage's shadow and template databases are internal: never listed
 
 _PROGRESS_SQL = """
 select p.pid, p.relid::regclass::text as relname, p.phase, p.heap_blks_total, p.heap_blks_scanned,
@@ -528,9 +542,13 @@ def _replication_table(pic) -> tuple[Table, dict[str, Any], list[Finding]]:
                    "slots": [asdict(sl) for sl in pic.slots]}, findings
 
 
-def _monitor_result(snap: dict[str, Any], refreshes: int, stopped: bool) -> OpResult:
+def _monitor_result(snap: dict[str, Any], refreshes: int, stopped: bool, include_own: bool = False) -> OpResult:
+    from sage_agent.ops.observe.own import own_session
+
     sessions = snap["sessions"]
-    clients = [s for s in sessions if s["backend_type"] == "client backend"]
+    every = [s for s in sessions if s["backend_type"] == "client backend"]
+    clients = every if include_own else [s for s in every if not own_session(s["application_name"], s["datname"])]
+    hidden = len(every) - len(clients)
     max_conn = snap["max_connections"]
     findings: list[Finding] = []
     by_state: dict[str, int] = {}
@@ -540,7 +558,7 @@ def _monitor_result(snap: dict[str, Any], refreshes: int, stopped: bool) -> OpRe
         by_state[state] = by_state.get(state, 0) + 1
         key = (s["application_name"] or "(none)", s["usename"] or "")
         by_app[key] = by_app.get(key, 0) + 1
-    used = len(clients) + 1  # + this connection
+    used = len(every) + 1  # + this connection: every connection counts against max_connections
     pct = 100 * used / max_conn if max_conn else 0
     active = sorted([s for s in clients if s["state"] == "active"], key=lambda s: -(s["query_s"] or 0))
     idle_tx = sorted([s for s in clients if (s["state"] or "").startswith("idle in transaction")],
@@ -602,6 +620,9 @@ def _monitor_result(snap: dict[str, Any], refreshes: int, stopped: bool) -> OpRe
     elif repl_facts.get("standbys") or repl_facts.get("slots"):
         summary += f"; {len(repl_facts['standbys'])} standby(s), {len(repl_facts['slots'])} slot(s)"
     notes = []
+    if hidden:
+        notes.append(f"{hidden} session(s) of DB Sage, pg_dump or shadow databases left out (counted in the "
+                     "connection total): --include-own shows them")
     if refreshes > 1:
         notes.append(f"{refreshes} refreshes" + (" (stopped with Ctrl-C)" if stopped else "") + "; showing the last")
     return OpResult(operation="db-monitor-queries", status=status, summary=summary,
@@ -614,7 +635,7 @@ def _monitor_result(snap: dict[str, Any], refreshes: int, stopped: bool) -> OpRe
                           "by_state": by_state, "max_connections": max_conn, "replication": repl_facts})
 
 
-def monitor_report(ctx, *, once: bool, interval: float, count: int) -> OpResult:
+def monitor_report(ctx, *, once: bool, interval: float, count: int, include_own: bool = False) -> OpResult:
     refresh = not once and getattr(ctx, "interactive", False)
     total = count if refresh else 1
     snap: dict[str, Any] | None = None
@@ -625,7 +646,7 @@ def monitor_report(ctx, *, once: bool, interval: float, count: int) -> OpResult:
                 snap = activity_snapshot(conn)
             done += 1
             if refresh:
-                interim = _monitor_result(snap, done, False)
+                interim = _monitor_result(snap, done, False, include_own)
                 ctx.say(f"[{time.strftime('%H:%M:%S')}] {interim.summary}"
                         + "".join(f"\n  {f.severity.upper()} {f.message}" for f in interim.findings))
                 if i + 1 < total:
@@ -635,7 +656,7 @@ def monitor_report(ctx, *, once: bool, interval: float, count: int) -> OpResult:
         if snap is None:
             raise
     assert snap is not None
-    return _monitor_result(snap, done, stopped)
+    return _monitor_result(snap, done, stopped, include_own)
 
 
 # ================================================================================================
@@ -674,7 +695,7 @@ def _enable_instructions(status: dict[str, Any], supabase: bool) -> list[str]:
     return steps
 
 
-def hotpaths_report(ctx, by: str, limit: int) -> OpResult:
+def hotpaths_report(ctx, by: str, limit: int, include_own: bool = False) -> OpResult:
     from psycopg import sql
 
     with read_only(ctx) as conn:
@@ -690,10 +711,10 @@ def hotpaths_report(ctx, by: str, limit: int) -> OpResult:
                                    "shared_preload_libraries": status["preload"] or "(empty)"},
                             findings=[Finding(rule="hotpaths.pg_stat_statements_missing", severity="warning",
                                               message=f"pg_stat_statements is {missing}", fix=steps[0])],
-                            notes=steps, next_steps=["*monitor", "*explain QUERY"],
+                            notes=steps, next_steps=["*monitor"],
                             data={"enabled": False, "instructions": steps})
         rel = sql.Identifier(status["schema"], "pg_stat_statements")
-        base = sql.SQL("""
+        query = sql.SQL("""
             select s.queryid::text as queryid, s.query, s.calls, s.total_exec_time, s.mean_exec_time, s.rows,
                    s.shared_blks_hit, s.shared_blks_read, s.temp_blks_written,
                    case when s.shared_blks_hit + s.shared_blks_read > 0
@@ -703,20 +724,24 @@ def hotpaths_report(ctx, by: str, limit: int) -> OpResult:
              where s.dbid = (select oid from pg_database where datname = current_database())
                and s.query !~* '^\\s*(begin|commit|rollback|set|show|reset|deallocate|discard)\\y'
         """).format(rel=rel)
-        orders = list(_ORDERS) if by == "all" else [by]
-        results: dict[str, list[dict[str, Any]]] = {}
-        for key in orders:
-            column, _title = _ORDERS[key]
-            if key == "cache":
-                q = sql.SQL("select * from ({base}) t where shared_blks_read > 0 "
-                            "order by hit_ratio asc nulls last, shared_blks_read desc limit %s").format(base=base)
-            else:
-                q = sql.SQL("select * from ({base}) t order by {col} desc limit %s").format(
-                    base=base, col=sql.Identifier(column))
-            results[key] = _rows(conn, q, (limit,))
+        every = _rows(conn, query)  # at most pg_stat_statements.max rows; ranked here after leaving out our own
         total = conn.execute(sql.SQL("select count(*), coalesce(sum(total_exec_time), 0) from {rel} "
                                      "where dbid = (select oid from pg_database where datname = current_database())")
                              .format(rel=rel)).fetchone()
+    from sage_agent.ops.observe.own import own_statement
+
+    shown = every if include_own else [r for r in every if not own_statement(r["query"])]
+    hidden = len(every) - len(shown)
+    orders = list(_ORDERS) if by == "all" else [by]
+    results: dict[str, list[dict[str, Any]]] = {}
+    for key in orders:
+        column, _title = _ORDERS[key]
+        if key == "cache":
+            ranked = sorted((r for r in shown if r["shared_blks_read"] > 0),
+                            key=lambda r: (r["hit_ratio"] if r["hit_ratio"] is not None else 2, -r["shared_blks_read"]))
+        else:
+            ranked = sorted(shown, key=lambda r, c=column: r[c] or 0, reverse=True)
+        results[key] = ranked[:limit]
     findings: list[Finding] = []
     tables = []
     seen_ids: set[str] = set()
@@ -744,28 +769,49 @@ def hotpaths_report(ctx, by: str, limit: int) -> OpResult:
     top = results.get("total") or next(iter(results.values()), [])
     summary = (f"{total[0]} distinct statement(s), {total[1] / 1000:,.1f} s total execution time in this database"
                + (f"; top: {short(top[0]['query'], 60)}" if top else ""))
+    notes = ["statistics accumulate since the last pg_stat_statements_reset(); "
+             "the query text is normalised ($1 for constants)"]
+    if hidden:
+        notes.append(f"{hidden} statement(s) of DB Sage, pg_dump and other tooling (catalog queries, settings, "
+                     "create database, COPY TO STDOUT) left out: --include-own shows them")
+    next_steps = [c for c in (_command("explain", top[0]["query"]) if top else None,
+                              _command("optimize", top[0]["query"]) if top else None) if c]
     return OpResult(operation="db-analyze-hotpaths", status="warning" if findings else "ok", summary=summary,
                     facts={"extension": status["schema"], "statements": total[0],
                            "total_exec_s": round(float(total[1]) / 1000, 3)},
-                    tables=tables, findings=findings,
-                    notes=["statistics accumulate since the last pg_stat_statements_reset(); "
-                           "the query text is normalised ($1 for constants)"],
-                    next_steps=["*explain QUERY --analyze", "*optimize QUERY"],
-                    data={"enabled": True,
+                    tables=tables, findings=findings, notes=notes, next_steps=next_steps,
+                    data={"enabled": True, "own_hidden": hidden,
                           "top": {k: [{c: r[c] for c in ("queryid", "query", "calls", "total_exec_time",
                                                           "mean_exec_time", "rows", "hit_ratio")} for r in v]
                                   for k, v in results.items()}})
 
 
+def _command(command: str, query: str) -> str | None:
+    """`*explain '<the whole query>'`, quoted so that the command line reads back to exactly the query; None
+    for text that is not one complete statement (pg_stat_statements can hold a fragment of a multi-statement
+    string)."""
+    from pglast import parse_sql
+    from pglast.parser import ParseError
+
+    from sage_agent.ops.observe.common import command_line
+
+    try:
+        kinds = [type(raw.stmt).__name__ for raw in parse_sql(query)]
+    except ParseError:
+        return None
+    if kinds not in (["SelectStmt"], ["InsertStmt"], ["UpdateStmt"], ["DeleteStmt"], ["MergeStmt"]):
+        return None  # DDL and utility statements have no plan to explain or index to suggest
+    return command_line(command, query)
+
+
 def _next_step(r: dict[str, Any]) -> str:
-    query = " ".join(str(r["query"]).split())
-    quoted = query[:60].replace('"', "'")
+    """A runnable command line, or plain advice (never a command cut short)."""
     if r["mean_exec_time"] >= 100:
-        return f'*explain "{quoted}…"' if len(query) > 60 else f'*explain "{quoted}"'
+        return _command("explain", r["query"]) or "slow: run EXPLAIN on it"
     if r["hit_ratio"] is not None and r["hit_ratio"] < 0.9 and r["shared_blks_read"] > 1000:
-        return "*optimize (reads from disk: an index or more memory)"
+        return _command("optimize", r["query"]) or "reads from disk: an index or more memory"
     if r["calls"] >= 10_000 and r["mean_exec_time"] < 1:
         return "cache it in the app, or batch the calls (N+1?)"
     if r["temp_blks_written"]:
-        return "*explain --analyze (spills to disk: work_mem)"
-    return "*optimize"
+        return "spills to disk: raise work_mem for it, or add an index"
+    return _command("optimize", r["query"]) or ""
