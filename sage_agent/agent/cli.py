@@ -73,7 +73,7 @@ def ask_main(argv: list[str], *, project: Path) -> int:
     if not config.configured:
         return fail(EXIT_USAGE, no_model_message(question, config.missing_reason))
     err = sys.stderr
-    session = Session(project=project, target=target,
+    session = Session(project=project, target=target, front_door="ask",
                       answers=FlagAnswers(yes=args.yes, confirm_words=tuple(args.confirm)),
                       message_sink=(lambda t: print(redact(t), file=err)) if not args.json else (lambda t: None))
     streamed: list[str] = []

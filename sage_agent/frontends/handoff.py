@@ -171,7 +171,8 @@ def main(argv: list[str], project: Path) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    session = Session(project=project, target=target, answers=FlagAnswers(yes=args.yes, confirm_words=tuple(args.confirm)),
+    session = Session(project=project, target=target, front_door="handoff",
+                      answers=FlagAnswers(yes=args.yes, confirm_words=tuple(args.confirm)),
                       message_sink=lambda t: print(t, file=sys.stderr))
     if args.action == "send":
         from sage_agent.frontends.headless import run_headless

@@ -41,7 +41,8 @@ def run_headless(lines: str | list[str], *, project: Path, env: str = "local", d
             exc = CommandLineError(f"{exc}; quote each command line: sage run \"*command arg\" \"*other\"")
         return _fail(Outcome(EXIT_USAGE, error=str(exc)), output, err)
     progress = _progress_printer(err) if output == "text" and sys.stderr.isatty() else (lambda *a: None)
-    session = Session(project=project, target=target, answers=FlagAnswers(yes=yes, confirm_words=tuple(confirm or ())),
+    session = Session(project=project, target=target, front_door="headless",
+                      answers=FlagAnswers(yes=yes, confirm_words=tuple(confirm or ())),
                       progress_sink=progress,
                       message_sink=(lambda t: err.print(t, markup=False, highlight=False)) if output == "text" else (lambda t: None))
     tasks = [session.resolve(split_command(line).name) for line in lines]

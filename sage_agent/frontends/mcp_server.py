@@ -75,6 +75,10 @@ class McpAnswers:
     def ask(self, spec):
         raise MissingInput(spec)
 
+    def who(self, request: ConfirmRequest) -> str:
+        """A typed word only ever comes from the person (elicitation); yes/no from the plan-bound token."""
+        return "elicitation" if request.word else "mcp confirmation token"
+
     def confirm(self, request: ConfirmRequest) -> bool:
         if self.read_only:
             raise ReadOnlyRefusal(request)
@@ -160,7 +164,7 @@ class McpSage:
                           f"{', '.join(sorted(known)) or 'none'}). Nothing was done."), {"error": "bad arguments"}
         tokens = tuple(t.strip() for t in str(raw_token or "").split(",") if t.strip())
         answers = McpAnswers(self.secret, name, tokens, person_approved=person_approved, read_only=self.read_only)
-        session = Session(project=self.project, target=self.target, answers=answers)
+        session = Session(project=self.project, target=self.target, answers=answers, front_door="mcp")
         from sage_agent.session.parse import CommandLineError
 
         try:  # check every argument before anything else (clear error, nothing done)

@@ -68,7 +68,7 @@ class Repl:
         self.prompt_session = PromptSession(history=history, input=input, output=output,
                                             completer=CommandCompleter(list(command_index(load_tasks()))),
                                             bottom_toolbar=self.toolbar, complete_while_typing=False)
-        self.session = Session(project=project, target=target,
+        self.session = Session(project=project, target=target, front_door="repl",
                                answers=PromptAnswers(prompt=self.ask, show=self.show_plan),
                                message_sink=lambda t: self.console.print(t, markup=False, highlight=False),
                                progress_sink=self._progress)

@@ -76,6 +76,10 @@ class FlagAnswers:
     def ask(self, spec: InputSpec) -> str:
         raise MissingInput(spec, self.usage)
 
+    def who(self, request: ConfirmRequest) -> str:
+        """Who confirmed, for the audit trail: the person's own flag."""
+        return f"flag --confirm {request.word}" if request.word else "flag --yes"
+
     def confirm(self, request: ConfirmRequest) -> bool:
         if request.word:
             if request.word in self.confirm_words:
@@ -98,6 +102,9 @@ class PromptAnswers:
     def ask(self, spec: InputSpec) -> str:
         self.asked.append(spec.key)
         return self.prompt(spec.prompt_text()).strip()
+
+    def who(self, request: ConfirmRequest) -> str:
+        return "person"
 
     def confirm(self, request: ConfirmRequest) -> bool:
         if request.plan:

@@ -59,6 +59,9 @@ class Session:
     history: list[State] = field(default_factory=list)
     _production_confirmed: bool = False  # PRODUCTION typed during the current run
     last_context: OpContext | None = None
+    front_door: str = "python"  # headless, repl, mcp, ask, handoff: recorded in .sage/audit.jsonl
+    _confirmed_by: list[str] = field(default_factory=list)
+    _risk: str | None = None
 
     # --- catalog access (lazy: `sage --version` never pays for it) ---------------------------
     @property
@@ -109,6 +112,31 @@ class Session:
         return f"unknown command *{name.lstrip('*')}.{hint} Type *help for the list."
 
     def run_task(self, task: TaskSpec, values: dict[str, Any]) -> Outcome:
+        """Run one operation, recorded in the project's audit trail: a started line, then a finished line."""
+        import time
+        import uuid
+
+        from sage_agent.session import audit
+
+        entry_id = uuid.uuid4().hex[:16]
+        self._confirmed_by, self._risk = [], None
+        audit.append(self.project, {"id": entry_id, "event": "started", "time": audit.now(),
+                                    "front_door": self.front_door, "env": self.target.env,
+                                    "target": self.target.display_url, "command": task.command, "task": task.id,
+                                    "inputs": audit.redact_inputs(values)})
+        start = time.monotonic()
+        outcome = self._run_task(task, values)
+        result = outcome.result
+        status = result.status if result is not None else ("failed" if outcome.exit_code else "ok")
+        audit.append(self.project, {"id": entry_id, "event": "finished", "finished": audit.now(), "status": status,
+                                    "exit_code": outcome.exit_code, "risk": self._risk,
+                                    "confirmed_by": list(self._confirmed_by),
+                                    "duration_ms": round((time.monotonic() - start) * 1000),
+                                    "error": outcome.error.split("\n")[0] if outcome.error else None,
+                                    "artifacts": list(result.artifacts) if result is not None else []})
+        return outcome
+
+    def _run_task(self, task: TaskSpec, values: dict[str, Any]) -> Outcome:
         from sage_agent.ops.registry import load_operations
 
         op = load_operations().get(task.id)
@@ -127,6 +155,10 @@ class Session:
                         progress_sink=self.progress_sink, message_sink=self.message_sink, settings=self.settings,
                         interactive=bool(getattr(self.answers, "interactive", False)), ask_fn=self.answers.ask)
         self.last_context = ctx
+        try:
+            self._risk = op.risk_for(inputs)
+        except Exception:  # noqa: BLE001 - the audit's risk column must never stop the command
+            self._risk = None
         try:
             self._production_confirmed = False
             if self.target.is_production and op.risk_for(inputs) != "read":
@@ -190,7 +222,11 @@ class Session:
         previous = self.state
         self._goto(State.CONFIRMING)
         try:
-            return self.answers.confirm(request)
+            confirmed = self.answers.confirm(request)
+            if confirmed:
+                who = getattr(self.answers, "who", None)
+                self._confirmed_by.append(who(request) if who else type(self.answers).__name__)
+            return confirmed
         finally:
             self._goto(previous if previous != State.IDLE else State.EXECUTING)
 
