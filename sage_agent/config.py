@@ -30,6 +30,10 @@ class Settings:
                              "[db] major_version, else the wheel's)")
     apply_lock_wait_s: float = _setting("SAGE_APPLY_LOCK_WAIT_S", 300.0,
                                         "how long *apply, *rollback, *seed wait for another applier's lock")
+    snapshot_keep: int = _setting("SAGE_SNAPSHOT_KEEP", 30,
+                                  "automatic snapshots (before_*) kept when pruning (0: keep all)")
+    snapshot_max_age_days: float = _setting("SAGE_SNAPSHOT_MAX_AGE_DAYS", 0.0,
+                                            "automatic snapshots older than this are pruned (0: no age limit)")
     lint_error_mb: float = _setting("SAGE_LINT_ERROR_MB", 100.0,
                                     "table size above which a rewrite or scan in *dry-run is an error")
     lint_jobs: int = _setting("SAGE_LINT_JOBS", 0, "worker processes of sage lint (0: one per core, at most 4)")

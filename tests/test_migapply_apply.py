@@ -231,8 +231,6 @@ def test_terminated_backend_mid_migration(project, make_session, db_url, db):
 
 
 @pytest.mark.parametrize("text,needle", [
-    ("", "no SQL statements"),
-    ("-- only a comment\n\n", "no SQL statements"),
     ("create function f() returns int language sql as $$ select 1;\n", "unterminated dollar-quoted string"),
     ("create table public.a (id int);\ncreate tabel public.b (id int);\n", ":2"),
 ])

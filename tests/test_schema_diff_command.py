@@ -82,7 +82,7 @@ def test_unknown_environment_and_source(make_session, db_url):
 
 
 def test_unprovable_plan_is_not_shown_as_safe(make_session, db_url, db, project, pg_server):
-    """B's view reads a managed schema (storage) that A's world lacks: the plan fails on the shadow copy."""
+    """B's view reads a managed schema (realtime) that A's world lacks: the plan fails on the shadow copy."""
     from sage_agent.db.shadow import create_database, drop_database
 
     db.execute("create table public.t (a int)")
@@ -90,15 +90,15 @@ def test_unprovable_plan_is_not_shown_as_safe(make_session, db_url, db, project,
     try:
         with psycopg.connect(other, autocommit=True) as conn:
             conn.execute("create table public.t (a int, b int not null);"
-                         "create schema storage; create table storage.objects (id int);"
-                         "create view public.v as select id from storage.objects")
+                         "create schema realtime; create table realtime.objects (id int);"
+                         "create view public.v as select id from realtime.objects")
         out = make_session(db_url, yes=True).run_line(f"*compare-schemas local {other} --write-migration")
     finally:
         drop_database(pg_server.url(), "unprovable_b")
     assert out.exit_code == 4
     res = out.result
     assert res.status == "warning" and "NOT proven" in res.summary
-    assert res.findings[0].rule == "proof.failed" and "storage" in res.findings[0].message
+    assert res.findings[0].rule == "proof.failed" and "realtime" in res.findings[0].message
     assert not (project / "supabase" / "migrations").exists()  # never written
     step = next(s for s in res.data["steps"] if "ADD COLUMN b" in s["sql"])
     assert "fails when the table has rows" in step["note"]
@@ -145,7 +145,7 @@ def test_source_that_cannot_be_copied_still_shows_drift(make_session, db_url, db
     """A uses a type from a managed schema the shadow lacks: no shadow copy, so the plan is shown NOT proven."""
     from sage_agent.ops.schema import compare as compare_mod
     monkeypatch.setattr(compare_mod, "TEMPLATE_COPY_MAX_BYTES", -1)  # force pg_dump + load (remote A)
-    db.execute("create schema storage; create type storage.k as enum ('a'); create table public.t (k storage.k)")
+    db.execute("create schema realtime; create type realtime.k as enum ('a'); create table public.t (k realtime.k)")
     (project / "supabase" / "migrations").mkdir(parents=True)
     out = make_session(db_url, yes=True).run_line("*compare-schemas local migrations")
     assert out.exit_code == 4, out.error

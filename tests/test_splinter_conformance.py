@@ -37,9 +37,10 @@ def test_0018_unsupported_reg_types_flags_seven_of_ten_reg_columns(tx):
 
 def test_0021_fkey_to_auth_unique_flags_unique_not_primary_key(tx):
     assert _findings(tx, "fkey_to_auth_unique") == []
+    # auth.users.phone has a unique constraint on Supabase (email only a partial unique index: no FK can use it)
     tx.execute("create table public.profile (id uuid primary key,"
-               " email varchar(255) not null references auth.users(email))")
-    expected = ["fkey_to_auth_unique_public_profile_profile_email_fkey"]
+               " phone text not null references auth.users(phone))")
+    expected = ["fkey_to_auth_unique_public_profile_profile_phone_fkey"]
     assert _findings(tx, "fkey_to_auth_unique") == expected
     # a foreign key to auth.users' primary key is the supported pattern: still one finding
     tx.execute("alter table public.profile add constraint profile_user_fk foreign key (id) references auth.users(id)")
@@ -63,36 +64,32 @@ def test_0022_extension_versions_outdated(tx):
     assert _findings(tx, "extension_versions_outdated") == []
 
 
-STORAGE = """
-create schema storage;
-create table storage.buckets (id text primary key, name text not null, public boolean not null default false);
-create table storage.objects (bucket_id text not null, name text not null);
-alter table storage.objects enable row level security;
-"""
+# storage.buckets and storage.objects (RLS on) come with every database's Supabase baseline
+STORAGE = "select 1"
 
 # (scenario, SQL after STORAGE, expected bucket ids) — one per case splinter's 0025 test checks.
 BUCKET_SCENARIOS = [
-    ("insert policy only", "insert into storage.buckets values ('pub', 'Pub', true);"
+    ("insert policy only", "insert into storage.buckets (id, name, public) values ('pub', 'Pub', true);"
      "create policy ins on storage.objects for insert to authenticated with check (bucket_id = 'pub')", []),
-    ("select scoped to a prefix", "insert into storage.buckets values ('pre', 'Pre', true);"
+    ("select scoped to a prefix", "insert into storage.buckets (id, name, public) values ('pre', 'Pre', true);"
      "create policy s on storage.objects for select to authenticated using (bucket_id = 'pre' and name like 'p/%')", []),
-    ("regex metacharacters matched literally", r"insert into storage.buckets values ('a|b[1]^{x}\z', 'Meta', true);"
+    ("regex metacharacters matched literally", r"insert into storage.buckets (id, name, public) values ('a|b[1]^{x}\z', 'Meta', true);"
      r"create policy s on storage.objects for select to authenticated using (bucket_id = 'a|b[1]^{x}\z')",
      [r"a|b[1]^{x}\z"]),
-    ("restrictive only", "insert into storage.buckets values ('res', 'Res', true);"
+    ("restrictive only", "insert into storage.buckets (id, name, public) values ('res', 'Res', true);"
      "create policy s on storage.objects as restrictive for select to authenticated using (bucket_id = 'res')", []),
-    ("always true", "insert into storage.buckets values ('tru', 'Tru', true);"
+    ("always true", "insert into storage.buckets (id, name, public) values ('tru', 'Tru', true);"
      "create policy s on storage.objects for select to authenticated using (true)", ["tru"]),
-    ("for all", "insert into storage.buckets values ('all', 'All', true);"
+    ("for all", "insert into storage.buckets (id, name, public) values ('all', 'All', true);"
      "create policy s on storage.objects for all to authenticated using (bucket_id = 'all')", ["all"]),
-    ("exact bucket match", "insert into storage.buckets values ('l.b+1', 'LB', true);"
+    ("exact bucket match", "insert into storage.buckets (id, name, public) values ('l.b+1', 'LB', true);"
      "create policy s on storage.objects for select to authenticated using (bucket_id = 'l.b+1')", ["l.b+1"]),
-    ("policy dropped", "insert into storage.buckets values ('gone', 'Gone', true);"
+    ("policy dropped", "insert into storage.buckets (id, name, public) values ('gone', 'Gone', true);"
      "create policy s on storage.objects for select to authenticated using (bucket_id = 'gone');"
      "drop policy s on storage.objects", []),
-    ("private bucket", "insert into storage.buckets values ('priv', 'Priv', false);"
+    ("private bucket", "insert into storage.buckets (id, name, public) values ('priv', 'Priv', false);"
      "create policy s on storage.objects for select to authenticated using (bucket_id = 'priv')", []),
-    ("two buckets", "insert into storage.buckets values ('alpha', 'A', true), ('omega', 'O', true);"
+    ("two buckets", "insert into storage.buckets (id, name, public) values ('alpha', 'A', true), ('omega', 'O', true);"
      "create policy a on storage.objects for select to authenticated using (bucket_id = 'alpha');"
      "create policy o on storage.objects for select to authenticated using (bucket_id = 'omega')", ["alpha", "omega"]),
 ]
@@ -113,7 +110,7 @@ def test_0025_public_bucket_allows_listing(tx, scenario, sql, buckets):
 
 def test_0025_policies_on_one_bucket_aggregate(tx):
     tx.execute(STORAGE)
-    tx.execute("insert into storage.buckets values ('multi', 'Multi', true)")
+    tx.execute("insert into storage.buckets (id, name, public) values ('multi', 'Multi', true)")
     tx.execute("create policy pa on storage.objects for select to authenticated using (bucket_id = 'multi')")
     tx.execute("create policy pb on storage.objects for select to authenticated using ((bucket_id = 'multi'))")
     [f] = run_lints(tx, ["public_bucket_allows_listing"]).lints

@@ -11,6 +11,7 @@ another client will get next.
 
 from __future__ import annotations
 
+import logging
 import re
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
@@ -32,6 +33,18 @@ _NO_TX = re.compile(r"^\s*(vacuum|create\s+database|drop\s+database|alter\s+syst
                     r"create\s+(unique\s+)?index\s+concurrently|drop\s+index\s+concurrently|cluster\b|"
                     r"create\s+tablespace|drop\s+tablespace|alter\s+database\s+.*set\s+tablespace|"
                     r"begin|start\s+transaction|commit|rollback|end\b|abort)", re.I | re.S)
+
+
+class _QuietPipelineExit(logging.Filter):
+    """psycopg logs "error ignored terminating <Pipeline>" when a pipeline ends after a failed statement; the
+    error itself is already reported (file:line), and with no logging configured Python would print the
+    line to stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error ignored terminating")
+
+
+logging.getLogger("psycopg").addFilter(_QuietPipelineExit())
 
 
 class DbConnectError(RuntimeError):

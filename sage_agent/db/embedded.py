@@ -165,6 +165,7 @@ class EmbeddedServer:
         self.bin_dir = choice.bin_dir
         self.bin_major = choice.major
         self.major_warning = choice.warning
+        self.extension_dir = self.base_dir / "extensions"
 
     # --- state -------------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -258,6 +259,9 @@ class EmbeddedServer:
                 "log_min_messages = warning", "log_line_prefix = '%m [%p] '"]
         if self.fast:
             conf += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+        if int((self.version() or "0").split(".")[0]) >= 18:  # extension_control_path is new in PostgreSQL 18
+            # DB Sage's SQL stand-ins for pgcrypto and uuid-ossp (the wheel has neither module)
+            conf.append(f"extension_control_path = '$system:{self.extension_dir}'")
         with open(self.data_dir / "postgresql.conf", "a", encoding="utf-8") as fh:
             fh.write("\n# DB Sage\n" + "\n".join(conf) + "\n")
         return True
@@ -266,6 +270,9 @@ class EmbeddedServer:
         """Start the server if it is not running (initialising and baselining a new cluster)."""
         created = self.init()
         if not self.is_running():
+            from sage_agent.db.baseline import copy_extension_files
+
+            copy_extension_files(self.extension_dir)  # refreshed at every start: the stand-ins of this DB Sage
             port = self.port
             if port is None or not _port_free(port):
                 port = choose_port(self.port_seed + str(time.time()))

@@ -16,9 +16,24 @@ SHADOW_PREFIX = "sage_shadow_"
 
 
 def create_database(admin_url: str, name: str, template: str = "template1") -> str:
+    """A new database; from template1 it always carries the Supabase baseline, whatever server it is on."""
     with connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {} template {}").format(sql.Identifier(name), sql.Identifier(template)))
-    return replace_dbname(admin_url, name)
+    url = replace_dbname(admin_url, name)
+    if template == "template1":
+        with_baseline(admin_url, url, name)
+    return url
+
+
+def with_baseline(admin_url: str, url: str, name: str) -> None:
+    """Install the baseline into a new database whose template lacked it (dropping the database on failure)."""
+    from sage_agent.db.baseline import ensure_baseline
+
+    try:
+        ensure_baseline(url)
+    except BaseException:
+        drop_database(admin_url, name)
+        raise
 
 
 def drop_database(admin_url: str, name: str) -> None:

@@ -88,8 +88,9 @@ def corpus(good_url: str) -> list[Case]:
             cases.append(Case(f"url:{key}:{line.split()[0]}", line, (1, 2), db_url=url))
     for key, data in BAD_SQL.items():
         path = f"supabase/migrations/20990101000000_{key.replace('-', '_')}.sql"
-        cases.append(Case(f"sql:{key}:*apply", "*apply --snapshot=no", (1, 2), files={path: data}))
-        cases.append(Case(f"sql:{key}:*dry-run", f"*dry-run {path}", (1, 2), files={path: data}))
+        if key not in ("only-comment", "empty"):  # migrations recorded as applied, as by the Supabase CLI
+            cases.append(Case(f"sql:{key}:*apply", "*apply --snapshot=no", (1, 2), files={path: data}))
+            cases.append(Case(f"sql:{key}:*dry-run", f"*dry-run {path}", (1, 2), files={path: data}))
         cases.append(Case(f"sql:{key}:*seed", "*seed bad.sql --snapshot=no", (1, 2), files={"bad.sql": data}))
         text = data.decode("utf-8", "replace").replace("\x00", "\\0")[:200_000]
         if key not in ("only-comment", "empty", "runtime-error", "latin1"):  # inline text has no encoding

@@ -53,6 +53,7 @@ class FilePlan:
     findings: list = field(default_factory=list)  # sqlkit LintFinding
     pipeline: bool = True  # False when a CLI chunk holds several statements (simple protocol needed)
     parsed: list = field(default_factory=list)  # sqlkit Statements (pglast parse tree)
+    empty: bool = False  # no SQL statement (empty, or only comments): recorded as applied, like the CLI
 
     @property
     def statements(self) -> list[str]:
@@ -75,10 +76,9 @@ def prepare_file(migration: LocalMigration, server_major: int = 18, *, lint: boo
         statements = split_sql(text, path.name)
     except SqlSyntaxError as exc:
         raise MigrationFileError(path.name, exc.line, f"syntax error: {exc.message}") from None
-    if not chunks or not statements:
-        raise MigrationFileError(path.name, None, "the file has no SQL statements (empty, or only comments); "
-                                                  "write the migration, or delete the file")
-    plan = FilePlan(migration, text, chunks, parsed=statements)
+    # An empty or comment-only file is recorded as applied with what it holds, as `supabase db push` does
+    # (statements '{}' for an empty file, the comment for a comment-only one).
+    plan = FilePlan(migration, text, chunks, parsed=statements, empty=not statements)
     starts = [c.offset for c in chunks]
     import bisect
 
@@ -165,8 +165,10 @@ def _error_text(exc: Exception) -> tuple[str, int | None]:
 
 
 def _line_of(chunk: Chunk, pos: int | None) -> int:
-    if not pos:
-        return chunk.line
+    if not pos:  # the statement's first line, after the comments the CLI keeps at the start of its chunk
+        from sage_agent.ops.migrations.history import _skip_space_and_comments
+
+        return chunk.line + chunk.text[:_skip_space_and_comments(chunk.text)].count("\n")
     return chunk.line + chunk.text[: max(0, pos - 1)].count("\n")
 
 
@@ -262,6 +264,11 @@ def apply_file(conn, plan: FilePlan, *, statement_timeout: str | None, lock_time
                     insert_version(conn, mig.version, mig.name, plan.statements)
     except psycopg.Error as exc:
         message, pos = _error_text(exc)
+        from sage_agent.ops.migrations.platform import explain_unavailable
+
+        explained = explain_unavailable(message, None if conn.closed else conn.info.server_version // 10000)
+        if explained:
+            message = f"{explained}\nPostgreSQL said: {message}"
         outcome.status = "failed"
         outcome.connection_lost = bool(conn.closed or conn.broken) or isinstance(exc, psycopg.OperationalError) and \
             "terminat" in str(exc).lower()

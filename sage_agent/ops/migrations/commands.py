@@ -27,9 +27,12 @@ def _require_supabase(project: Path) -> None:
 
 
 def _local(project: Path):
-    from sage_agent.ops.migrations.history import list_local
+    from sage_agent.ops.migrations.history import MigrationFileError, list_local
 
-    return list_local(project)
+    try:
+        return list_local(project)
+    except MigrationFileError as exc:
+        raise _file_error(exc) from None
 
 
 def _file_error(exc) -> OpError:
@@ -166,6 +169,8 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
     grade_by_size(conn, plans)  # as *dry-run does: an empty table's rewrite is info, a big one's an error
     findings = [f for p in plans for f in p.findings]
     errors = verdict(findings).blocking
+    notes += [f"{p.migration.filename} has no SQL statements (empty or only comments): it is recorded as applied, "
+              "as supabase db push does" for p in plans if p.empty]
     # When another operation applies a migration it just wrote (e.g. *policy-apply), that operation has already
     # confirmed the exact SQL with the person; *apply confirms only when it is the command that was run.
     own_command = ctx.task is None or ctx.task.id == "db-apply-migration"
@@ -251,6 +256,11 @@ def _take_snapshot(ctx, plans) -> str:
                 f"{meta.kept_rows} rows)")
     else:
         ctx.say(f"snapshot {meta.name} taken (schema only: the files destroy no data)")
+    from sage_agent.ops.snapshots.retention import prune_snapshots
+
+    pruned = prune_snapshots(ctx.project, protect=frozenset({meta.name}))  # SAGE_SNAPSHOT_KEEP / _MAX_AGE_DAYS
+    if pruned.removed:
+        ctx.say(f"pruned {len(pruned.removed)} old automatic snapshot(s) (SAGE_SNAPSHOT_KEEP={pruned.keep})")
     return meta.name
 
 

@@ -21,9 +21,13 @@ class DryRunInput(BaseModel):
 def _resolve_any(project: Path, arg: str):
     """A migration (path, file name, version or name) or any .sql file path."""
     from sage_agent.ops.migrations.applier import resolve_migration
-    from sage_agent.ops.migrations.history import MIGRATION_FILE, LocalMigration, list_local
+    from sage_agent.ops.migrations.history import MIGRATION_FILE, LocalMigration, MigrationFileError, list_local
 
-    local, _ = list_local(project)
+    try:
+        local, _ = list_local(project)
+    except MigrationFileError as exc:
+        raise OpError(str(exc), "fix the file names and run the command again; nothing was changed",
+                      exit_code=1) from None
     try:
         return resolve_migration(project, arg, local)
     except LookupError as exc:

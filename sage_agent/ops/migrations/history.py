@@ -490,7 +490,22 @@ def list_local(project: Path) -> tuple[list[LocalMigration], list[str]]:
                 warnings.append(f'skipping {filename}: file name must match "<timestamp>_name.sql"')
             continue
         found.append(LocalMigration(match.group(1), match.group(2), folder / filename))
+    check_versions(found)
     return found, warnings
+
+
+def check_versions(local: list[LocalMigration]) -> None:
+    """Two files with one version: an error before anything is read or applied. (The Supabase CLI applies the
+    first, then fails on the second with a duplicate key in the history table.)"""
+    seen: dict[str, LocalMigration] = {}
+    for mig in local:
+        first = seen.setdefault(mig.version, mig)
+        if first is not mig:
+            raise MigrationFileError(mig.filename, None,
+                                     f"version {mig.version} is used by two files: {first.filename} and "
+                                     f"{mig.filename}; the history keeps one row per version. Give one of them a "
+                                     "new timestamp (rename it, or move its SQL into *migration-new NAME); "
+                                     "nothing was applied")
 
 
 def version_time(version: str) -> str:

@@ -269,4 +269,9 @@ def clone_template(admin_url: str, template: str, label: str = "dryrun") -> tupl
                 if attempt == 39:
                     raise
                 time.sleep(0.1 + 0.05 * attempt)
-    return name, replace_dbname(admin_url, name)
+    url = replace_dbname(admin_url, name)
+    if template == "template1":
+        from sage_agent.db.shadow import with_baseline
+
+        with_baseline(admin_url, url, name)
+    return name, url

@@ -15,6 +15,31 @@ from sage_agent.ops.result import OpResult, Table, human_bytes
 class SnapshotInput(BaseModel):
     name: str | None = None
     mode: str = "schema-only"
+    prune: bool = False
+    keep: int | None = None
+
+
+def _prune_result(inputs: SnapshotInput, ctx) -> OpResult:
+    from sage_agent.ops.result import OpError
+    from sage_agent.ops.snapshots.retention import prune_snapshots
+
+    if inputs.keep is not None and inputs.keep < 0:
+        raise OpError(f"keep {inputs.keep}: give 0 (keep all) or more", exit_code=2)
+    report = prune_snapshots(ctx.project, inputs.keep)
+    age = f", older than {report.max_age_days:g} days" if report.max_age_days else ""
+    rule = f"keep the newest {report.keep}" if report.keep else "keep all"
+    return OpResult(
+        operation="db-snapshot",
+        summary=f"Pruned {len(report.removed)} automatic snapshot(s) ({rule}{age}); {report.kept_auto} kept",
+        facts={"removed": len(report.removed), "kept_automatic": report.kept_auto, "keep": report.keep,
+               "max_age_days": report.max_age_days or "none", "leftovers_removed": len(report.leftovers)},
+        tables=[Table(title="Removed", columns=["snapshot"], rows=[[n] for n in report.removed])]
+        if report.removed else [],
+        notes=["only automatic snapshots (before_*) are pruned; snapshots you named are kept",
+               "settings: SAGE_SNAPSHOT_KEEP (default 30), SAGE_SNAPSHOT_MAX_AGE_DAYS (default: no limit)"]
+              + ([f"removed unfinished files: {', '.join(report.leftovers)}"] if report.leftovers else []),
+        data={"removed": report.removed, "leftovers": report.leftovers},
+        next_steps=["*rollback NAME"])
 
 
 @operation("db-snapshot", risk="read")
@@ -22,6 +47,8 @@ def snapshot(inputs: SnapshotInput, ctx) -> OpResult:
     """pg_dump of the user schemas + supabase_migrations to supabase/snapshots/NAME.sql and NAME.json."""
     from sage_agent.ops.snapshots.store import take_snapshot, validate_name
 
+    if inputs.prune:
+        return _prune_result(inputs, ctx)
     if inputs.name:
         validate_name(inputs.name)
     meta = take_snapshot(ctx, inputs.name or None, with_data=inputs.mode == "with-data")
@@ -393,6 +420,9 @@ def seed(inputs: SeedInput, ctx) -> OpResult:
         if inputs.snapshot:
             stem = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in files[0].path.stem)[:40] or "seed"
             snapshot_name = take_snapshot(ctx, None, with_data=True, prefix=f"before_seed_{stem}").name
+            from sage_agent.ops.snapshots.retention import prune_snapshots
+
+            prune_snapshots(ctx.project, protect=frozenset({snapshot_name}))
             ctx.say(f"snapshot: supabase/snapshots/{snapshot_name}.sql")
 
         conn = ctx.connect(ctx.migration_url)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from datetime import datetime, timezone
@@ -31,6 +32,7 @@ from sage_agent.ops.snapshots.keep import KeptData, Renamed
 
 SNAPSHOT_DIR = ("supabase", "snapshots")
 HISTORY_SCHEMA = "supabase_migrations"
+TMP_SUFFIX = ".partial"  # `.NAME.sql.partial`: a snapshot being written (see snapshots/retention.py)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -247,6 +249,8 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
         name = _free_name(folder, f"{validate_name(prefix, 'snapshot prefix')}_{_utc_stamp()}")
     sql_path = folder / f"{name}.sql"
     json_path = folder / f"{name}.json"
+    # written under temporary names and renamed when complete: a kill never leaves half a snapshot
+    tmp_sql = folder / f".{name}.sql{TMP_SUFFIX}"
     server = ctx.server
     created_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -275,7 +279,7 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
         if keep and not with_data:
             kept, keep_notes = keeping.resolve(conn, list(keep), schemas, tables)
 
-        args = ["--no-password", "--format=plain", "--encoding=UTF8", "--quote-all-identifiers", "-f", str(sql_path)]
+        args = ["--no-password", "--format=plain", "--encoding=UTF8", "--quote-all-identifiers", "-f", str(tmp_sql)]
         if exported:
             args.append(f"--snapshot={exported}")
         for schema in schemas + ([HISTORY_SCHEMA] if history else []):
@@ -286,8 +290,8 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
             for schema in schemas:
                 args.append(f"--exclude-table-data={_schema_pattern(schema)}.*")
         if not schemas and not history:
-            sql_path.write_text("-- DB Sage snapshot: no user schemas and no migration history at snapshot time\n",
-                                encoding="utf-8")
+            tmp_sql.write_text("-- DB Sage snapshot: no user schemas and no migration history at snapshot time\n",
+                               encoding="utf-8")
             counts = count_rows(conn, tables + history_tables)
             dump_version = ""
         else:
@@ -314,11 +318,11 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
                     keeping.write(conn, kept, folder, name, url=url, exported=exported, server_major=server.major)
             except BaseException:
                 worker.join()
-                sql_path.unlink(missing_ok=True)
+                tmp_sql.unlink(missing_ok=True)
                 raise
             worker.join()
             if failure:
-                sql_path.unlink(missing_ok=True)
+                tmp_sql.unlink(missing_ok=True)
                 exc = failure[0]
                 if isinstance(exc, PgToolError):
                     raise OpError(f"snapshot failed: {exc}", "check the connection with *env-check") from None
@@ -336,14 +340,24 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
         name=name, sql_path=sql_path, json_path=json_path, created_at=created_at,
         type="with-data" if with_data else "schema-only",
         tables=[qualified(s, t) for s, t in tables], row_counts=counts,
-        size_bytes=sql_path.stat().st_size, sha256=sha256_file(sql_path),
+        size_bytes=tmp_sql.stat().st_size, sha256=sha256_file(tmp_sql),
         db_url=redact(ctx.target.display_url if ctx.target.url else url), server_version=server.version,
         server_major=server.major, schemas=schemas, history_included=history, pg_dump_version=dump_version,
         public_grants=public_grants, kept=kept, keep_notes=keep_notes,
         renames=keeping.renames_of(keep or []) if not with_data else [], history_versions=versions,
         project_id=project_id(project), database_id=db_id, origin=origin,
     )
-    json_path.write_text(json.dumps(meta.to_json(), indent=2) + "\n", encoding="utf-8")
+    tmp_json = folder / f".{name}.json{TMP_SUFFIX}"
+    try:
+        tmp_json.write_text(json.dumps(meta.to_json(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp_sql, sql_path)
+        os.replace(tmp_json, json_path)  # last: a snapshot is listed only once both files are in place
+    except BaseException:
+        if not json_path.exists():
+            sql_path.unlink(missing_ok=True)
+        tmp_sql.unlink(missing_ok=True)
+        tmp_json.unlink(missing_ok=True)
+        raise
     return meta
 
 
