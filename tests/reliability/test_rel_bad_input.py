@@ -60,10 +60,12 @@ def check_case(case: Case, code, out: str, err: str) -> list[str]:
 
 
 def _files(project):
-    """Project files, without DB Sage's own append-only attempt logs (supabase/.sage/*.jsonl) and *load-csv's
-    reject reports of refused rows (supabase/.sage/rejects/): both are the designed output of a refusal."""
+    """Project files, without DB Sage's own append-only attempt logs (supabase/.sage/*.jsonl), the audit trail
+    (.sage/audit.jsonl) and *load-csv's reject reports of refused rows (supabase/.sage/rejects/): all are the
+    designed output of a refusal."""
     return {k: v for k, v in project_files(project).items()
-            if not (k.startswith("supabase/.sage/") and k.endswith(".jsonl")) and not k.startswith("supabase/.sage/rejects/")}
+            if not (k.startswith("supabase/.sage/") and k.endswith(".jsonl")) and k != ".sage/audit.jsonl"
+            and not k.startswith("supabase/.sage/rejects/")}
 
 
 def run_case(case: Case, project, url, capsys) -> tuple[object, str, str]:
