@@ -37,8 +37,8 @@ def test_append_default_file_and_hash(make_session, db_url, db, project):
     snap = out.result.facts["snapshot"]
     assert snap.startswith("before_seed_seed_") and (project / f"supabase/snapshots/{snap}.sql").is_file()
     assert any("BEGIN" in n for n in out.result.notes)
-    # the snapshot undoes the seed
-    out = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {snap}")
+    # the snapshot undoes the seed: a whole-state replacement (the default rollback keeps rows added since)
+    out = make_session(db_url, confirm=("REPLACE",)).run_line(f"*rollback {snap} --replace")
     assert out.exit_code == EXIT_OK, out.error
     assert counts(db) == (1, 0)
 
