@@ -185,7 +185,7 @@ def test_killed_restore_leaves_database_unchanged(make_session, db_url, db, proj
     for _ in range(600):
         rows = watcher.execute(
             "select pid, query from pg_stat_activity where datname = %s and wait_event_type = 'Lock' "
-            "and application_name = 'psql' and pid <> pg_backend_pid()", (dbname,)).fetchall()
+            "and application_name = 'db-sage' and pid <> pg_backend_pid()", (dbname,)).fetchall()
         if rows:
             # mid-way: schemas dropped, tables recreated and filled, now adding the FK to auth.users
             assert "FOREIGN KEY" in rows[0][1]

@@ -39,7 +39,7 @@ def estimate_tokens(obj: Any) -> int:
     return len(text.encode()) // 4
 
 
-def _first_sentence(text: str, limit: int = 130) -> str:
+def _first_sentence(text: str, limit: int = 100) -> str:
     text = re.sub(r"\s+", " ", text.replace("`", "")).strip()
     m = re.match(r"(.+?[.;])(\s|$)", text)
     out = m.group(1) if m else text

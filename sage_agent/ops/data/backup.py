@@ -293,10 +293,12 @@ def verify_archive(path: Path, fmt: str, tables: dict[str, int], server_major: i
 
 
 def archive_owners(listing: list[str]) -> set[str]:
+    """The roles that own entries of a `pg_restore --list`: an entry's last field, empty (the line ends in a
+    space) for extensions and their comments, which no role owns in the archive."""
     owners = set()
     for line in listing:
         parts = line.split()
-        if len(parts) >= 6 and parts[0].endswith(";"):
+        if len(parts) >= 6 and parts[0].endswith(";") and not line.endswith(" "):
             owners.add(parts[-1])
     return owners
 
