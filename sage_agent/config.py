@@ -30,6 +30,16 @@ class Settings:
                              "[db] major_version, else the wheel's)")
     apply_lock_wait_s: float = _setting("SAGE_APPLY_LOCK_WAIT_S", 300.0,
                                         "how long *apply, *rollback, *seed wait for another applier's lock")
+    online_lock_timeout_ms: int = _setting("SAGE_ONLINE_LOCK_TIMEOUT_MS", 1000,
+                                           "*apply --online: lock_timeout of each step (then retried)")
+    online_retries: int = _setting("SAGE_ONLINE_RETRIES", 8, "*apply --online: retries of a step that timed out on a lock")
+    online_backoff_ms: int = _setting("SAGE_ONLINE_BACKOFF_MS", 250,
+                                      "*apply --online: first wait before a retry (doubles each time, with jitter)")
+    online_backoff_max_ms: int = _setting("SAGE_ONLINE_BACKOFF_MAX_MS", 10_000, "*apply --online: longest wait "
+                                          "between retries")
+    online_batch_rows: int = _setting("SAGE_ONLINE_BATCH_ROWS", 5000, "*apply --online: rows per backfill batch")
+    online_batch_pause_ms: int = _setting("SAGE_ONLINE_BATCH_PAUSE_MS", 0,
+                                          "*apply --online: pause between backfill batches")
     snapshot_keep: int = _setting("SAGE_SNAPSHOT_KEEP", 30,
                                   "automatic snapshots (before_*) kept when pruning (0: keep all)")
     snapshot_max_age_days: float = _setting("SAGE_SNAPSHOT_MAX_AGE_DAYS", 0.0,

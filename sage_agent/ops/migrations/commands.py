@@ -10,7 +10,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import Finding, OpError, OpResult, Table
@@ -79,6 +79,9 @@ class ApplyInput(BaseModel):
     include_all: bool = False
     lock_timeout: str | None = None
     statement_timeout: str | None = None
+    online: bool = False  # blocking statements run in their online form (sage_agent/ops/online)
+    batch_rows: int | None = Field(default=None, ge=1, le=1_000_000)
+    batch_pause_ms: int | None = Field(default=None, ge=0, le=600_000)
 
 
 def _plan_pending(project: Path, conn, inputs: ApplyInput):
@@ -167,8 +170,12 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
     from sage_agent.ops.migrations.policy import UNSAFE_WORD, finding_row, grade_by_size, verdict
 
     grade_by_size(conn, plans)  # as *dry-run does: an empty table's rewrite is info, a big one's an error
+    from sage_agent.ops.online import hook as online
+
+    chosen = online.select(conn, plans, inputs.online, server_major)  # refuses a statement with no online form
+    notes += chosen.notes
     findings = [f for p in plans for f in p.findings]
-    errors = verdict(findings).blocking
+    errors = [f for f in verdict(findings).blocking if not chosen.covers(f)]
     notes += [f"{p.migration.filename} has no SQL statements (empty or only comments): it is recorded as applied, "
               "as supabase db push does" for p in plans if p.empty]
     # When another operation applies a migration it just wrote (e.g. *policy-apply), that operation has already
@@ -184,6 +191,9 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
         notes.append(f"applied despite {len(errors)} error-level lint finding(s): {UNSAFE_WORD} confirmed")
     lines = []
     for p in plans:
+        if p.migration.version in chosen.plans:
+            lines += chosen.plan_lines(p, inputs.batch_rows or ctx_batch_rows())
+            continue
         how = "one transaction" if p.transactional else \
             f"NO transaction (statement by statement: line {', '.join(map(str, p.nontx_lines))})"
         lines.append(f"{p.migration.filename}: {len(p.chunks)} statement(s), {how}")
@@ -220,22 +230,33 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
         progress = ctx.progress("applying", total)
         for p in plans:
             ctx.say(f"applying {p.migration.filename} ({len(p.chunks)} statements)")
-            outcome = apply_file(conn, p, statement_timeout=statement_timeout, lock_timeout=lock_timeout,
-                                 on_statement=lambda n: progress.advance(n))
+            if p.migration.version in chosen.plans:
+                outcome = online.run(conn, p, chosen, ctx, inputs, check_timeout(inputs.statement_timeout, "s"))
+                progress.advance(len(p.chunks))
+            else:
+                outcome = apply_file(conn, p, statement_timeout=statement_timeout, lock_timeout=lock_timeout,
+                                     on_statement=lambda n: progress.advance(n))
             outcomes.append(outcome)
             log_entries.append({"migration": p.migration.filename, "applied_at": _utc_now(),
                                 "status": outcome.status, "snapshot": snapshot_name,
                                 "rollback_available": snapshot_name is not None,
                                 "version": p.migration.version, "statements": len(p.chunks),
                                 "duration_ms": round(outcome.duration_ms, 1), "env": ctx.target.env,
-                                "target": ctx.target.display_url, "error": outcome.error, "line": outcome.line})
+                                "target": ctx.target.display_url, "error": outcome.error, "line": outcome.line,
+                                "online": p.migration.version in chosen.plans})
             if outcome.status != "success":
                 break
     finally:
         release_apply_lock(conn)
         if log_entries:
             append_log(project, log_entries)
-    return _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings)
+    return _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings, online=set(chosen.plans))
+
+
+def ctx_batch_rows() -> int:
+    from sage_agent.config import settings
+
+    return settings().online_batch_rows
 
 
 def _take_snapshot(ctx, plans) -> str:
@@ -264,14 +285,14 @@ def _take_snapshot(ctx, plans) -> str:
     return meta.name
 
 
-def _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings) -> OpResult:
+def _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings, online: set[str] = frozenset()) -> OpResult:
     by_file = {o.migration.filename: o for o in outcomes}
     rows = []
     for p in plans:
         o = by_file.get(p.migration.filename)
         status = o.status if o else "not run"
-        rows.append([p.migration.filename, len(p.chunks), "yes" if p.transactional else "no",
-                     status, round(o.duration_ms, 1) if o else None])
+        tx = "online" if p.migration.version in online else ("yes" if p.transactional else "no")
+        rows.append([p.migration.filename, len(p.chunks), tx, status, round(o.duration_ms, 1) if o else None])
     table = Table(title="Migrations", columns=["migration", "statements", "transaction", "status", "ms"], rows=rows)
     ok = [o for o in outcomes if o.status == "success"]
     failed = next((o for o in outcomes if o.status != "success"), None)
@@ -289,7 +310,18 @@ def _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings) -> OpRes
     where = f"{failed.migration.filename}:{failed.line}" if failed.line else failed.migration.filename
     first_line = (failed.error or "").splitlines()[0] if failed.error else "failed"
     plan = next(p for p in plans if p.migration is failed.migration)
-    if plan.transactional:
+    if plan.migration.version in online:
+        state = f"{failed.migration.filename} runs online: {failed.error}"
+        if failed.status == "interrupted":
+            data.update({"stopped": failed.migration.filename})
+            return OpResult(operation="db-apply-migration", status="warning",
+                            summary=f"Stopped {failed.migration.filename} at a batch boundary (Ctrl-C)",
+                            facts=facts, tables=[table], findings=lint,
+                            notes=notes + [state] + ([f"applied before: {', '.join(o.migration.filename for o in ok)}"]
+                                                     if ok else []),
+                            artifacts=[str(LOG_PATH)], next_steps=["*apply (continues where it stopped)",
+                                                                   "*migrations"], data=data)
+    elif plan.transactional:
         state = (f"{failed.migration.filename} was rolled back: the database is unchanged for it and it has no "
                  "history row")
     else:
@@ -303,7 +335,9 @@ def _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings) -> OpRes
     error = Finding(rule="apply.statement_failed", severity="error", message=failed.error or "failed",
                     location=where)
     next_steps = ["fix the file, then *apply", "*dry-run " + failed.migration.filename]
-    if failed.connection_lost:
+    if plan.migration.version in online:
+        next_steps = ["*apply (continues from the first unfinished online step)", "*migrations"]
+    elif failed.connection_lost:
         next_steps = ["*apply (run it again)"]
     if snapshot_name:
         next_steps.append(f"*rollback {snapshot_name}")
@@ -328,8 +362,11 @@ def migrations(inputs: MigrationsInput, ctx) -> OpResult:
 
     project: Path = ctx.project
     local, warnings = _local(project)
+    from sage_agent.ops.online.hook import in_progress
+
     with ctx.connect(ctx.target.direct_url or ctx.url, autocommit=True) as conn:  # a read: a pooler is fine
         rows = read_applied(conn)
+        online = in_progress(conn)  # files whose online apply has started and not finished
     plan = find_pending(local, [r.version for r in rows])
     stored = {r.version: r for r in rows}
     by_version = {m.version: m for m in local}
@@ -345,11 +382,14 @@ def migrations(inputs: MigrationsInput, ctx) -> OpResult:
             except MigrationFileError:
                 same = False
             status = "applied" if same is not False else "drift"
+        elif mig and version in online:
+            status = online[version]
         elif mig:
             status = "out of order" if version in out_of_order else "pending"
         else:
             status = "missing locally"
-        counts[status] = counts.get(status, 0) + 1
+        key = "in progress" if status.startswith("in progress") else status
+        counts[key] = counts.get(key, 0) + 1
         table_rows.append([version if mig else "", version if row else "", version_time(version),
                            mig.name if mig else (row.name if row else ""), status])
     findings = []
@@ -366,7 +406,7 @@ def migrations(inputs: MigrationsInput, ctx) -> OpResult:
             findings.append(Finding(rule="history.out_of_order", severity="warning",
                                     message=f"{r[0]}_{r[3]}.sql is older than the newest applied migration",
                                     fix="*apply --include-all"))
-    pending = counts.get("pending", 0) + counts.get("out of order", 0)
+    pending = counts.get("pending", 0) + counts.get("out of order", 0) + counts.get("in progress", 0)
     summary = (f"{len(local)} local, {len(rows)} applied, {pending} pending"
                + (f", {len(findings)} problem(s)" if findings else ""))
     return OpResult(operation="db-migrations", status="warning" if findings else "ok", summary=summary,

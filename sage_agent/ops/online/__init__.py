@@ -1,0 +1,1 @@
+"""Online migrations: *apply --online and -- sage:online (planner, executor, locks, backfill, state)."""

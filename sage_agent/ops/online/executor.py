@@ -1,0 +1,284 @@
+"""Run one file's online sequence (planner.OnlinePlan) step by step, recording each step as done in the state
+row (sage_online) so that a killed process, a terminated backend or Ctrl-C leaves a state `*apply` continues.
+
+Every step takes its lock under a short lock_timeout and is retried with backoff (locks.py). Steps that can
+run in a transaction record themselves done in that same transaction; CONCURRENTLY steps record "started"
+first, so a run that finds an INVALID index of its own drops it and builds it again. The Supabase CLI's
+history row is written in the transaction that deletes the state row: only a finished file is "applied".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from psycopg import sql
+
+from sage_agent.ops.migrations.applier import FileOutcome, _error_text, reset_session
+from sage_agent.ops.migrations.history import insert_version
+from sage_agent.ops.online import state as st
+from sage_agent.ops.online.backfill import BackfillError, BatchPolicy, run_backfill, stop_at_batch_boundary
+from sage_agent.ops.online.locks import LockGaveUp, RetryPolicy, with_lock_retries
+from sage_agent.ops.online.planner import OnlinePlan, Step
+
+
+@dataclass
+class OnlineOptions:
+    retry: RetryPolicy
+    batch: BatchPolicy
+    statement_timeout: str  # for short steps (transactions, batches)
+    long_timeout: str  # for index builds and validations, which block nobody ("0": none)
+
+
+def options_from(settings, lock_timeout: str | None, statement_timeout: str | None, batch_rows: int | None,
+                 batch_pause_ms: int | None) -> OnlineOptions:
+    """SAGE_ONLINE_* settings, overridden by the run's own inputs."""
+    lock_ms = settings.online_lock_timeout_ms
+    if lock_timeout:
+        lock_ms = _to_ms(lock_timeout)
+    retry = RetryPolicy(lock_timeout_ms=lock_ms, retries=settings.online_retries,
+                        backoff_ms=settings.online_backoff_ms, backoff_max_ms=settings.online_backoff_max_ms)
+    batch = BatchPolicy(rows=batch_rows or settings.online_batch_rows,
+                        pause_ms=settings.online_batch_pause_ms if batch_pause_ms is None else batch_pause_ms)
+    return OnlineOptions(retry, batch, statement_timeout or f"{settings.statement_timeout_ms}ms",
+                         statement_timeout or "0")
+
+
+def _to_ms(text: str) -> int:
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*(ms|s|min|h)?\s*", text)
+    if not m:
+        raise ValueError(f"lock_timeout {text!r}: use a number with ms, s, min or h")
+    return int(m.group(1)) * {"ms": 1, None: 1, "s": 1000, "min": 60_000, "h": 3_600_000}[m.group(2)]
+
+
+def steps_json(plan: OnlinePlan) -> list[dict]:
+    return [{"kind": s.kind, "line": s.line, "sql": s.sql} for s in plan.steps]
+
+
+class StepFailed(Exception):
+    pass
+
+
+def _index_state(conn, name: str | None) -> str:
+    """absent | valid | invalid"""
+    row = conn.execute("select i.indisvalid from pg_index i where i.indexrelid = to_regclass(%s)", (name,)).fetchone()
+    return "absent" if row is None else ("valid" if row[0] else "invalid")
+
+
+def _constraint_names(conn, table: str) -> set[str]:
+    return {r[0] for r in conn.execute("select conname from pg_constraint where conrelid = to_regclass(%s)",
+                                       (table,))}
+
+
+class Runner:
+    def __init__(self, conn, file_plan, plan: OnlinePlan, opts: OnlineOptions, *, say: Callable[[str], None],
+                 progress, should_stop: Callable[[], bool]):
+        self.conn, self.file_plan, self.plan, self.opts = conn, file_plan, plan, opts
+        self.say, self.progress, self.should_stop = say, progress, should_stop
+        mig = file_plan.migration
+        self.state = st.OnlineState(mig.version, mig.name, plan.checksum(), steps_json(plan))
+
+    # --- the kinds of step ---
+    def _set_local(self, long: bool = False) -> None:
+        self.conn.execute("select set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+                          (f"{self.opts.retry.lock_timeout_ms}ms",
+                           self.opts.long_timeout if long else self.opts.statement_timeout))
+
+    def _set_session(self, long: bool) -> None:
+        self.conn.execute("select set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
+                          (f"{self.opts.retry.lock_timeout_ms}ms",
+                           self.opts.long_timeout if long else self.opts.statement_timeout))
+
+    def _done(self, i: int) -> None:
+        self.state.done, self.state.current, self.state.status, self.state.detail = i + 1, {}, "running", None
+        st.save(self.conn, self.state)
+
+    def _retried(self, step: Step, fn: Callable[[], None]) -> None:
+        with_lock_retries(self.conn, fn, self.opts.retry, table=step.table, what=f"line {step.line}",
+                          say=self.say)
+
+    def tx(self, i: int, step: Step) -> None:
+        self._retried(step, lambda: self._tx(i, step))
+
+    def validate(self, i: int, step: Step) -> None:
+        self._retried(step, lambda: self._validate(i, step))
+
+    def _tx(self, i: int, step: Step) -> None:
+        conn = self.conn
+        with conn.transaction():
+            self._set_local()
+            before = _constraint_names(conn, step.table) if step.discover else set()
+            for text in step.sql:
+                conn.execute(text, prepare=False)
+            if step.discover:
+                new = sorted(_constraint_names(conn, step.table) - before)
+                if len(new) != 1:
+                    raise StepFailed(f"expected one new constraint on {step.table}, found {new or 'none'}")
+                self.state.names[step.discover] = new[0]
+            self._done(i)
+
+    def _validate(self, i: int, step: Step) -> None:
+        name = self.state.names.get(step.constraint, step.constraint) if step.constraint.startswith("@") else \
+            step.constraint
+        if name.startswith("@"):
+            raise StepFailed("the constraint to validate was not recorded by the step that added it")
+        text = step.sql[0].replace("{constraint}", sql.Identifier(name).as_string(self.conn))
+        with self.conn.transaction():
+            self._set_local(long=True)
+            self.conn.execute(text, prepare=False)
+            self._done(i)
+
+    def index(self, i: int, step: Step) -> None:
+        conn = self.conn
+        if self.state.current.get("step") != i:  # first attempt: note whether the index was there before us
+            self.state.current = {"step": i, "index": step.index,
+                                  "preexisting": _index_state(conn, step.index) != "absent"}
+            st.save(conn, self.state)
+        mine = not self.state.current.get("preexisting")
+        have = _index_state(conn, step.index)
+        if mine and have == "valid":  # built by a run that was killed before it could record it
+            self._done(i)
+            return
+        if mine and have == "invalid":
+            self.say(f"dropping the INVALID index {step.index} left by an interrupted build, then building it again")
+            self._drop_invalid(step)
+
+        def build() -> None:
+            self._set_session(long=True)
+            try:
+                conn.execute(step.sql[0], prepare=False)
+            finally:
+                if not conn.broken:
+                    self._set_session(long=False)
+
+        def cleanup() -> None:
+            if mine and not conn.broken and _index_state(conn, step.index) == "invalid":
+                self._drop_invalid(step)
+
+        try:
+            with_lock_retries(conn, build, self.opts.retry, table=step.table, what=f"line {step.line}: index "
+                              f"{step.index}", say=self.say, cleanup=cleanup)
+        except Exception:
+            if not conn.broken:
+                cleanup()
+            raise
+        self._done(i)
+
+    def _drop_invalid(self, step: Step) -> None:
+        def drop() -> None:
+            self._set_session(long=False)
+            self.conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {step.index}")
+
+        with_lock_retries(self.conn, drop, self.opts.retry, table=step.table,
+                          what=f"dropping the INVALID index {step.index}", say=self.say)
+
+    def drop_index(self, i: int, step: Step) -> None:
+        conn = self.conn
+        if self.state.current.get("step") == i and _index_state(conn, step.index) == "absent":
+            self._done(i)  # dropped by a run killed before it could record it
+            return
+        self.state.current = {"step": i, "index": step.index}
+        st.save(conn, self.state)
+
+        def drop() -> None:
+            self._set_session(long=False)
+            conn.execute(step.sql[0], prepare=False)
+
+        with_lock_retries(conn, drop, self.opts.retry, table=None, what=f"line {step.line}: DROP INDEX", say=self.say)
+        self._done(i)
+
+    def direct(self, i: int, step: Step) -> None:
+        self._set_session(long=True)
+        self.conn.execute(step.sql[0], prepare=False)
+        self._set_session(long=False)
+        self._done(i)
+
+    def backfill(self, i: int, step: Step) -> bool:
+        with stop_at_batch_boundary(self.say) as flag:
+            finished = run_backfill(self.conn, step, self.state, i, retry=self.opts.retry, batch=self.opts.batch,
+                                    statement_timeout=self.opts.statement_timeout, say=self.say,
+                                    progress=self.progress, should_stop=lambda: flag() or self.should_stop())
+        if finished:
+            self._done(i)
+        return finished
+
+    # --- the file ---
+    def run(self) -> FileOutcome:
+        import psycopg
+
+        conn, mig, plan = self.conn, self.file_plan.migration, self.plan
+        started = time.perf_counter()
+        outcome = FileOutcome(mig, "success", len(self.file_plan.chunks))
+        step: Step | None = None
+        try:
+            reset_session(conn, self.opts.statement_timeout, f"{self.opts.retry.lock_timeout_ms}ms")
+            st.ensure(conn)
+            existing = st.read(conn, mig.version)
+            if existing is not None and existing.checksum != self.state.checksum:
+                outcome.status = "failed"
+                outcome.error = (f"{mig.filename} changed after its online apply started (step {existing.done + 1} "
+                                 f"of {len(existing.steps)} was next): the steps done so far stay; put the file back "
+                                 "as it was to continue, or finish by hand and *repair it applied")
+                return outcome
+            if existing is None:
+                st.start(conn, self.state)
+            else:
+                self.state = existing
+                if existing.done:
+                    self.say(f"{mig.filename}: continuing the online apply at step {existing.done + 1} of "
+                             f"{len(plan.steps)} ({existing.done} done before)")
+            for i in range(self.state.done, len(plan.steps)):
+                step = plan.steps[i]
+                self.say(f"{mig.filename} step {i + 1}/{len(plan.steps)}: {step.show(self.opts.batch.rows)}")
+                if step.kind == "backfill":
+                    if not self.backfill(i, step):
+                        self.state.status, self.state.detail = "interrupted", "stopped by Ctrl-C at a batch boundary"
+                        st.save(conn, self.state)
+                        outcome.status = "interrupted"
+                        outcome.line = step.line
+                        outcome.error = (f"stopped at a batch boundary: {self.state.describe()}; every finished "
+                                         "batch is committed; *apply continues where it stopped")
+                        return outcome
+                else:
+                    getattr(self, step.kind)(i, step)
+                outcome.applied.append(i + 1)
+            step = None
+            with conn.transaction():
+                self._set_local()
+                insert_version(conn, mig.version, mig.name, self.file_plan.statements)
+                st.finish(conn, mig.version)
+        except (psycopg.Error, LockGaveUp, StepFailed, BackfillError) as exc:
+            if isinstance(exc, psycopg.Error):
+                message, _ = _error_text(exc)
+            else:
+                message = str(exc)
+            outcome.status = "failed"
+            outcome.connection_lost = bool(conn.closed or conn.broken)
+            n = len(plan.steps)
+            where = f"step {self.state.done + 1} of {n}" if step is not None else "recording the finished file"
+            outcome.line = step.line if step is not None else None
+            if outcome.connection_lost:
+                outcome.error = (f"the connection to the server was lost at {where} ({message.splitlines()[0]}); "
+                                 f"{self.state.done} of {n} online steps are committed and recorded; *apply continues "
+                                 "from there")
+            else:
+                outcome.error = (f"{where} failed: {message}\n{self.state.done} of {n} online steps are committed; "
+                                 "the file has no history row yet. Fix the cause, then *apply continues from there")
+                try:
+                    self.state.status, self.state.detail = "failed", message.splitlines()[0][:500]
+                    st.save(conn, self.state)
+                except psycopg.Error:
+                    pass
+        finally:
+            outcome.duration_ms = (time.perf_counter() - started) * 1000
+        return outcome
+
+
+def run_online(conn, file_plan, plan: OnlinePlan, opts: OnlineOptions, *, say: Callable[[str], None],
+               progress) -> FileOutcome:
+    """Apply one file online on an autocommit connection holding *apply's lock. Ctrl-C in a backfill stops it at
+    the next batch boundary (elsewhere it interrupts the statement, which leaves a state the next run continues)."""
+    return Runner(conn, file_plan, plan, opts, say=say, progress=progress, should_stop=lambda: False).run()

@@ -1,0 +1,82 @@
+"""What *apply asks of the online package: which files run online, the plan lines it confirms, running one.
+
+A file runs online when `*apply --online` was given, when it says `-- sage:online`, or when an earlier online
+run of it is unfinished (a half-done file can only be continued the way it was started).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sage_agent.ops.online.planner import NoOnlineForm, OnlinePlan, plan_online, wants_online
+from sage_agent.ops.result import OpError
+
+
+@dataclass
+class OnlineSelection:
+    plans: dict[str, OnlinePlan] = field(default_factory=dict)  # version -> plan
+    resumed: dict[str, object] = field(default_factory=dict)  # version -> OnlineState
+    notes: list[str] = field(default_factory=list)
+    _covered: set[tuple[str, int]] = field(default_factory=set)
+
+    def covers(self, finding) -> bool:
+        """A lint finding about a statement the online form rewrote no longer blocks *apply."""
+        return (finding.filename, finding.statement_line or finding.line) in self._covered
+
+    def plan_lines(self, file_plan, batch_rows: int) -> list[str]:
+        plan = self.plans[file_plan.migration.version]
+        state = self.resumed.get(file_plan.migration.version)
+        lines = [f"{file_plan.migration.filename}: ONLINE, {len(plan.steps)} step(s), each its own transaction or "
+                 "CONCURRENTLY (the history row is written after the last)"]
+        for n, step in enumerate(plan.steps, 1):
+            mark = "done " if state is not None and n <= state.done else ""
+            lines.append(f"  {n}. {mark}line {step.line} {step.show(batch_rows)}")
+        if state is not None:
+            lines.append(f"  continuing: {state.describe()}")
+        return lines
+
+
+def select(conn, file_plans: list, online: bool, server_major: int) -> OnlineSelection:
+    """Plan every file that runs online; a statement with no online form stops *apply before anything runs."""
+    from sage_agent.ops.online import state as st
+
+    sel = OnlineSelection()
+    unfinished = st.read_all(conn)
+    for fp in file_plans:
+        version = fp.migration.version
+        asked = online or wants_online(fp.text) or version in unfinished
+        if not asked or fp.empty:
+            continue
+        try:
+            plan = plan_online(fp, server_major)
+        except NoOnlineForm as exc:
+            raise OpError(f"{fp.migration.filename}:{exc.line}: no online form for `{' '.join(exc.statement.split())[:120]}`"
+                          f": {exc.reason}",
+                          "nothing was changed; split the statement out, or apply this file without --online "
+                          "(and without -- sage:online)", exit_code=1) from None
+        sel.plans[version] = plan
+        sel._covered |= {(fp.migration.filename, line) for line in plan.rewritten}
+        if version in unfinished:
+            sel.resumed[version] = unfinished[version]
+            if not online and not wants_online(fp.text):
+                sel.notes.append(f"{fp.migration.filename} continues online: an earlier online apply of it is "
+                                 f"unfinished ({unfinished[version].describe()})")
+    return sel
+
+
+def run(conn, file_plan, sel: OnlineSelection, ctx, inputs, statement_timeout: str | None):
+    """Apply one online file; returns the applier's FileOutcome (status success | failed | interrupted)."""
+    from sage_agent.config import settings
+    from sage_agent.ops.online.executor import options_from, run_online
+
+    opts = options_from(settings(), inputs.lock_timeout, statement_timeout, inputs.batch_rows,
+                        inputs.batch_pause_ms)
+    return run_online(conn, file_plan, sel.plans[file_plan.migration.version], opts, say=ctx.say,
+                      progress=ctx.progress)
+
+
+def in_progress(conn) -> dict[str, str]:
+    """version -> `in progress (backfill 62%)`, for *migrations (never creates anything)."""
+    from sage_agent.ops.online import state as st
+
+    return {v: s.describe() for v, s in st.read_all(conn).items()}

@@ -1,0 +1,410 @@
+"""Turn a migration file into an online sequence: every statement that would hold a long lock becomes steps
+that end in the same schema while other sessions keep reading and writing.
+
+Why a parse tree and not text: the rewrites (CONCURRENTLY, NOT VALID, a column split from its default) are
+flags and subtrees of the statement PostgreSQL itself parsed; pglast deparses them back into SQL, so the
+online form says exactly what the file says, nothing more.
+
+Step kinds (the executor runs each in its own way):
+- ``tx``: statements in one short transaction (short lock_timeout, retried);
+- ``direct``: one statement that cannot run in a transaction (e.g. VACUUM), as written;
+- ``index``: CREATE [UNIQUE] INDEX CONCURRENTLY (an INVALID index left by a failure is dropped and retried);
+- ``drop_index``: DROP INDEX CONCURRENTLY;
+- ``validate``: VALIDATE CONSTRAINT in its own transaction (SHARE UPDATE EXCLUSIVE: reads and writes go on);
+- ``backfill``: an UPDATE in primary-key ranges, each batch its own transaction, resumable.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pglast import ast
+from pglast.enums import AlterTableType, ConstrType
+from pglast.stream import RawStream
+from psycopg import sql
+
+from sage_agent.sqlkit.nodes import names
+
+StepKind = Literal["tx", "direct", "index", "drop_index", "validate", "backfill"]
+DIRECTIVE = re.compile(r"^\s*--\s*sage:online\b", re.M)
+NAMEDATALEN = 63
+# lint rules whose finding means "holds a lock for as long as a scan or rewrite takes"
+BLOCKING_RULES = {"require-concurrent-index-creation", "require-concurrent-index-deletion",
+                  "constraint-missing-not-valid", "adding-foreign-key-constraint", "adding-not-nullable-field",
+                  "adding-field-with-default", "changing-column-type", "disallowed-unique-constraint",
+                  "adding-serial-primary-key-field", "require-concurrent-reindex", "prefer-repack",
+                  "sage-prefer-pg-repack", "ban-alter-domain-with-add-constraint",
+                  "require-concurrent-partition-detach"}
+
+
+@dataclass
+class Step:
+    """One unit the executor runs and records as done."""
+
+    kind: StepKind
+    sql: list[str]  # what runs (a backfill: the UPDATE without its key range)
+    line: int  # the file line of the statement this step comes from
+    why: str = ""  # shown in the plan: what this step replaces
+    table: str | None = None  # the relation whose lock the step takes (for naming lock holders)
+    index: str | None = None  # index steps: the index name (schema-qualified when the table is)
+    constraint: str | None = None  # validate: the constraint name, or "@key" set by an earlier tx step
+    discover: str | None = None  # tx: remember the name of the NOT VALID constraint this step adds under this key
+    backfill: dict[str, Any] = field(default_factory=dict)  # set (SQL), where (SQL or ""), only_null (column)
+
+    def show(self, batch_rows: int) -> str:
+        label = {"tx": "transaction", "direct": "no transaction", "index": "concurrently",
+                 "drop_index": "concurrently", "validate": "validate", "backfill": "backfill"}[self.kind]
+        text = "; ".join(_one_line(s) for s in self.sql)
+        if self.kind == "validate":
+            name = "<the constraint added above>" if (self.constraint or "@").startswith("@") else \
+                sql.Identifier(self.constraint).as_string(None)
+            text = text.replace("{constraint}", name)
+        if self.kind == "backfill":
+            text += f" (in primary-key batches of {batch_rows} rows, one transaction each, resumable)"
+        return f"[{label}] {text}"
+
+
+@dataclass
+class OnlinePlan:
+    steps: list[Step]
+    rewritten: set[int] = field(default_factory=set)  # file lines of the statements given an online form
+
+    def checksum(self) -> str:
+        import hashlib
+
+        text = "\n\x1e".join(f"{s.kind}\x1f" + "\x1f".join(s.sql) for s in self.steps)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+class NoOnlineForm(Exception):
+    """A statement that would block and has no online sequence: *apply --online refuses it."""
+
+    def __init__(self, line: int, statement: str, reason: str):
+        self.line = line
+        self.statement = statement
+        self.reason = reason
+        super().__init__(f"line {line}: {reason}")
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def deparse(node: Any) -> str:
+    return RawStream()(node)
+
+
+def wants_online(text: str) -> bool:
+    """A `-- sage:online` line in the file asks for the online form of that file only."""
+    return DIRECTIVE.search(text) is not None
+
+
+def _rel_text(rv: ast.RangeVar) -> str:
+    """The relation as written (schema kept if given), without ONLY / alias."""
+    parts = [rv.schemaname, rv.relname] if rv.schemaname else [rv.relname]
+    return sql.SQL(".").join(sql.Identifier(p) for p in parts).as_string(None)
+
+
+def _qualified(rv: ast.RangeVar) -> str:
+    return f"{rv.schemaname or 'public'}.{rv.relname}"
+
+
+def _index_name(rv: ast.RangeVar, name: str) -> str:
+    """An index lives in its table's schema: name it there so lookups find it whatever the search_path."""
+    parts = [rv.schemaname, name] if rv.schemaname else [name]
+    return sql.SQL(".").join(sql.Identifier(p) for p in parts).as_string(None)
+
+
+def _derived_name(table: str, columns: list[str], label: str, line: int, stmt: str) -> str:
+    """The name PostgreSQL picks for an unnamed index or constraint (ChooseRelationName, no truncation case)."""
+    name = "_".join([table, *columns, label]) if columns else f"{table}_{label}"
+    if len(name.encode()) > NAMEDATALEN:
+        raise NoOnlineForm(line, stmt, f"the generated name {name!r} is longer than 63 bytes and PostgreSQL would "
+                           "shorten it: give the index or constraint a name so an interrupted build can be found "
+                           "and retried")
+    return name
+
+
+def _index_columns(params) -> list[str]:
+    out: list[str] = []
+    for p in params or ():
+        out.append(p.name if p.name else "expr")
+    return out
+
+
+class Planner:
+    def __init__(self, statements: list, findings: list, server_major: int):
+        self.statements = statements
+        self.major = server_major
+        self.flagged: dict[int, list] = {}
+        for f in findings:
+            if f.rule in BLOCKING_RULES and f.severity != "info":
+                self.flagged.setdefault(f.statement_line or f.line, []).append(f)
+        self.created: set[str] = set()
+        for s in statements:
+            if isinstance(s.node, ast.CreateStmt):
+                self.created.add(_qualified(s.node.relation))
+        self.steps: list[Step] = []
+        self.rewritten: set[int] = set()
+        self._plain: list[str] = []
+        self._plain_line = 0
+        self._seq = 0
+
+    # --- plain statements are grouped into one transaction until the next online step ---
+    def plain(self, text: str, line: int) -> None:
+        if not self._plain:
+            self._plain_line = line
+        self._plain.append(text)
+
+    def flush(self) -> None:
+        if self._plain:
+            self.steps.append(Step("tx", self._plain, self._plain_line, "as written"))
+            self._plain = []
+
+    def add(self, step: Step) -> None:
+        self.flush()
+        self.steps.append(step)
+
+    def tx(self, stmts: list[str], line: int, why: str, table: str, discover: str | None = None) -> None:
+        self.add(Step("tx", stmts, line, why, table=table, discover=discover))
+
+    def key(self) -> str:
+        self._seq += 1
+        return f"@c{self._seq}"
+
+    # --- per statement ---
+    def plan(self) -> OnlinePlan:
+        from sage_agent.sqlkit.classify import classify
+
+        for s in self.statements:
+            node, text, line = s.node, s.text.strip().rstrip(";").strip(), s.line
+            if isinstance(node, ast.TransactionStmt):
+                continue  # each online step is its own transaction; the file's BEGIN/COMMIT do not apply
+            if isinstance(node, ast.IndexStmt) and _qualified(node.relation) not in self.created:
+                self.index(node, text, line)
+            elif isinstance(node, ast.DropStmt) and node.removeType.name == "OBJECT_INDEX" and not node.concurrent \
+                    and len(node.objects) == 1 and node.behavior.name == "DROP_RESTRICT":
+                node.concurrent = True
+                name = sql.SQL(".").join(sql.Identifier(n) for n in names(node.objects[0])).as_string(None)
+                self.add(Step("drop_index", [deparse(node)], line, "DROP INDEX takes ACCESS EXCLUSIVE on its table",
+                              index=name))
+                self.rewritten.add(line)
+            elif isinstance(node, ast.AlterTableStmt) and node.objtype.name == "OBJECT_TABLE" \
+                    and _qualified(node.relation) not in self.created:
+                self.alter(node, text, line)
+            elif isinstance(node, ast.UpdateStmt) and _qualified(node.relation) not in self.created:
+                self.update(node, text, line)
+            elif line in self.flagged:
+                f = self.flagged[line][0]
+                raise NoOnlineForm(line, text, f"{f.rule}: {f.message} DB Sage has no online form for this "
+                                   "statement; run it in a file without --online / -- sage:online in a quiet window, "
+                                   "or rewrite it by hand")
+            elif not classify(s, self.major).transactional:
+                self.add(Step("direct", [text], line, "cannot run in a transaction"))
+            else:
+                self.plain(text, line)
+        self.flush()
+        return OnlinePlan(self.steps, self.rewritten)
+
+    def index(self, node: ast.IndexStmt, text: str, line: int) -> None:
+        if node.relation.inh is False:
+            raise NoOnlineForm(line, text, "CREATE INDEX ... ON ONLY (a partitioned table's parent) cannot be built "
+                               "CONCURRENTLY; build each partition's index concurrently, then ATTACH PARTITION")
+        name = node.idxname or _derived_name(node.relation.relname, _index_columns(node.indexParams), "idx", line,
+                                             text)
+        node.idxname = name
+        node.concurrent = True
+        self.add(Step("index", [deparse(node)], line, "CREATE INDEX blocks writes for the whole build",
+                      table=_rel_text(node.relation), index=_index_name(node.relation, name)))
+        self.rewritten.add(line)
+
+    def alter(self, node: ast.AlterTableStmt, text: str, line: int) -> None:
+        cmds = list(node.cmds or ())
+        online = [c for c in cmds if self._online_form(node, c)]
+        if not online:
+            if line in self.flagged:
+                f = self.flagged[line][0]
+                raise NoOnlineForm(line, text, self._no_form_reason(node, cmds, f))
+            self.plain(text, line)
+            return
+        self.rewritten.add(line)
+        for cmd in cmds:  # one ALTER per subcommand, in the written order
+            if cmd in online:
+                self._alter_online(node, cmd, text, line)
+            else:
+                single = ast.AlterTableStmt(relation=node.relation, cmds=(cmd,), objtype=node.objtype,
+                                            missing_ok=node.missing_ok)
+                self.tx([deparse(single)], line, "as written", _rel_text(node.relation))
+
+    def _no_form_reason(self, node, cmds, f) -> str:
+        types = {c.subtype for c in cmds}
+        if AlterTableType.AT_AlterColumnType in types:
+            return (f"{f.rule}: a column type change rewrites the table under ACCESS EXCLUSIVE; DB Sage has no online "
+                    "form for it yet (expand/contract: add a new column, keep it in step with a trigger, backfill, "
+                    "swap). Run it in a quiet window without --online, or write the expand/contract steps by hand")
+        return (f"{f.rule}: {f.message} DB Sage has no online form for this statement; run it without --online in a "
+                "quiet window, or rewrite it by hand")
+
+    def _online_form(self, node, cmd) -> bool:
+        t = cmd.subtype
+        if t == AlterTableType.AT_AddConstraint:
+            c = cmd.def_
+            if c.contype in (ConstrType.CONSTR_FOREIGN, ConstrType.CONSTR_CHECK):
+                return not c.skip_validation
+            if c.contype in (ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_PRIMARY):
+                return not c.indexname and not c.including and not c.options and not c.exclusions
+            return False
+        if t == AlterTableType.AT_SetNotNull:
+            return True
+        if t == AlterTableType.AT_AddColumn:
+            col = cmd.def_
+            from sage_agent.sqlkit.lint.helpers import rewriting_column_constraint
+
+            cons = list(col.constraints or ())
+            return any(c.contype == ConstrType.CONSTR_FOREIGN for c in cons) or \
+                any(c.contype == ConstrType.CONSTR_DEFAULT and rewriting_column_constraint(c, self.major)
+                    for c in cons)
+        return False
+
+    def _alter_online(self, node, cmd, text: str, line: int) -> None:
+        rel, table = node.relation, _rel_text(node.relation)
+        t = cmd.subtype
+        if t == AlterTableType.AT_AddConstraint:
+            c = cmd.def_
+            if c.contype in (ConstrType.CONSTR_FOREIGN, ConstrType.CONSTR_CHECK):
+                self._add_not_valid(node, c, line)
+            else:
+                self._unique(node, c, text, line)
+        elif t == AlterTableType.AT_SetNotNull:
+            self._not_null(rel, cmd.name, line, text)
+        elif t == AlterTableType.AT_AddColumn:
+            self._add_column(node, cmd, text, line)
+        else:  # pragma: no cover - _online_form decides
+            raise AssertionError(t)
+        del table
+
+    def _add_not_valid(self, node, c, line: int) -> None:
+        c.skip_validation = True
+        c.initially_valid = False
+        single = ast.AlterTableStmt(relation=node.relation, objtype=node.objtype,
+                                    cmds=(ast.AlterTableCmd(subtype=AlterTableType.AT_AddConstraint, def_=c),))
+        table = _rel_text(node.relation)
+        what = "FOREIGN KEY" if c.contype == ConstrType.CONSTR_FOREIGN else "CHECK"
+        key = c.conname or self.key()
+        self.tx([deparse(single)], line, f"ADD {what} scans the table under lock: added NOT VALID first", table,
+                discover=None if c.conname else key)
+        self.add(Step("validate", [f"ALTER TABLE {table} VALIDATE CONSTRAINT {{constraint}}"], line,
+                      "checks existing rows without blocking reads or writes", table=table, constraint=key))
+
+    def _unique(self, node, c, text: str, line: int) -> None:
+        rel = node.relation
+        primary = c.contype == ConstrType.CONSTR_PRIMARY
+        cols = [k.sval for k in c.keys]
+        name = c.conname or _derived_name(rel.relname, [] if primary else cols, "pkey" if primary else "key", line,
+                                          text)
+        table = _rel_text(rel)
+        if primary:
+            for col in cols:  # USING INDEX would SET NOT NULL with a scan under ACCESS EXCLUSIVE
+                self._not_null(rel, col, line, text, quiet=True)
+        keys = sql.SQL(", ").join(sql.Identifier(k) for k in cols).as_string(None)
+        nnd = " NULLS NOT DISTINCT" if c.nulls_not_distinct else ""
+        self.add(Step("index", [f"CREATE UNIQUE INDEX CONCURRENTLY {sql.Identifier(name).as_string(None)} ON {table} "
+                                f"({keys}){nnd}"], line,
+                      "ADD UNIQUE / PRIMARY KEY builds its index under ACCESS EXCLUSIVE", table=table,
+                      index=_index_name(rel, name)))
+        kind = "PRIMARY KEY" if primary else "UNIQUE"
+        defer = (" DEFERRABLE" if c.deferrable else "") + (" INITIALLY DEFERRED" if c.initdeferred else "")
+        ident = sql.Identifier(name).as_string(None)
+        self.tx([f"ALTER TABLE {table} ADD CONSTRAINT {ident} {kind} USING INDEX {ident}{defer}"], line,
+                "attaches the finished index as the constraint (a catalog change)", table)
+
+    def _not_null(self, rel, column: str, line: int, text: str, quiet: bool = False) -> None:
+        table = _rel_text(rel)
+        check = _check_name(rel.relname, column)
+        col, chk = sql.Identifier(column).as_string(None), sql.Identifier(check).as_string(None)
+        self.tx([f"ALTER TABLE {table} ADD CONSTRAINT {chk} CHECK ({col} IS NOT NULL) NOT VALID"], line,
+                "SET NOT NULL scans the table under ACCESS EXCLUSIVE: a NOT VALID check first", table)
+        self.add(Step("validate", [f"ALTER TABLE {table} VALIDATE CONSTRAINT {{constraint}}"], line,
+                      "proves no NULLs without blocking reads or writes", table=table, constraint=check))
+        self.tx([f"ALTER TABLE {table} ALTER COLUMN {col} SET NOT NULL",
+                 f"ALTER TABLE {table} DROP CONSTRAINT {chk}"], line,
+                "SET NOT NULL uses the validated check (no scan), then the check goes", table)
+
+    def _add_column(self, node, cmd, text: str, line: int) -> None:
+        from sage_agent.sqlkit.lint.helpers import rewriting_column_constraint
+
+        col = cmd.def_
+        cons = list(col.constraints or ())
+        default = next((c for c in cons if c.contype == ConstrType.CONSTR_DEFAULT), None)
+        volatile = default is not None and rewriting_column_constraint(default, self.major)
+        not_null = any(c.contype == ConstrType.CONSTR_NOTNULL for c in cons)
+        fks = [c for c in cons if c.contype == ConstrType.CONSTR_FOREIGN]
+        allowed = {ConstrType.CONSTR_DEFAULT, ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_FOREIGN,
+                   ConstrType.CONSTR_NULL}
+        other = [c for c in cons if c.contype not in allowed]
+        if other or (default is not None and not volatile and (fks or not_null)):
+            raise NoOnlineForm(line, text, "ADD COLUMN with a volatile default and other column constraints (UNIQUE, "
+                               "CHECK, PRIMARY KEY, GENERATED, IDENTITY) has no online form here: add the column, "
+                               "then each constraint in its own statement")
+        keep = [c for c in cons if c.contype in (ConstrType.CONSTR_NULL,)
+                or (c.contype == ConstrType.CONSTR_DEFAULT and not volatile)
+                or (c.contype == ConstrType.CONSTR_NOTNULL and not volatile)]
+        col.constraints = tuple(keep) or None
+        rel = node.relation
+        table = _rel_text(rel)
+        add = ast.AlterTableStmt(relation=rel, objtype=node.objtype, cmds=(ast.AlterTableCmd(
+            subtype=AlterTableType.AT_AddColumn, def_=col, missing_ok=cmd.missing_ok),))
+        ident = sql.Identifier(col.colname).as_string(None)
+        if volatile:
+            expr = deparse(default.raw_expr)
+            self.tx([deparse(add), f"ALTER TABLE {table} ALTER COLUMN {ident} SET DEFAULT {expr}"], line,
+                    "a volatile DEFAULT rewrites the table: the column is added empty, new rows get the default",
+                    table)
+            self.add(Step("backfill", [f"UPDATE {table} SET {ident} = {expr}"], line,
+                          "existing rows get the default in batches", table=table,
+                          backfill={"table": table, "set": f"{ident} = {expr}", "where": "", "only_null": ident}))
+            if not_null:
+                self._not_null(rel, col.colname, line, text)
+        else:
+            self.tx([deparse(add)], line, "as written, without its foreign key", table)
+        for fk in fks:
+            fk.fk_attrs = (ast.String(sval=col.colname),)
+            self._add_not_valid(node, fk, line)
+
+    def update(self, node: ast.UpdateStmt, text: str, line: int) -> None:
+        if node.fromClause or node.returningClause or node.withClause or (node.whereClause is not None and isinstance(
+                node.whereClause, ast.CurrentOfExpr)) or node.relation.inh is False:
+            raise NoOnlineForm(line, text, "a backfill UPDATE is run in primary-key batches; this one has FROM, "
+                               "RETURNING, WITH, WHERE CURRENT OF or ONLY, which batches cannot keep: write it as "
+                               "UPDATE table SET ... [WHERE ...], or move it to a file without -- sage:online")
+        where = deparse(node.whereClause) if node.whereClause is not None else ""
+        alias = node.relation.alias.aliasname if node.relation.alias else None
+        target = ast.UpdateStmt(relation=node.relation, targetList=node.targetList)
+        set_text = deparse(target).split(" SET ", 1)[1]
+        table = _rel_text(node.relation)
+        self.add(Step("backfill", [text], line, "one UPDATE of every row holds its row locks until the end",
+                      table=table, backfill={"table": table, "alias": alias, "set": set_text, "where": where,
+                                             "only_null": ""}))
+        self.rewritten.add(line)
+
+
+def _check_name(table: str, column: str) -> str:
+    """The temporary CHECK of an online SET NOT NULL (never PostgreSQL 18's own <table>_<col>_not_null name)."""
+    name = f"{table}_{column}_sage_nn"
+    if len(name.encode()) > NAMEDATALEN:
+        import hashlib
+
+        name = f"sage_nn_{hashlib.sha1(f'{table}.{column}'.encode()).hexdigest()[:16]}"
+    return name
+
+
+def plan_online(file_plan, server_major: int) -> OnlinePlan:
+    """The online sequence of one prepared migration file (applier.FilePlan). Raises NoOnlineForm."""
+    from sage_agent.sqlkit.split import split_sql
+
+    # parse again: the planner changes the trees it deparses, and FilePlan.parsed belongs to the lint
+    statements = split_sql(file_plan.text, file_plan.migration.filename)
+    return Planner(statements, file_plan.findings, server_major).plan()

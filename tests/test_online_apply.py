@@ -1,0 +1,246 @@
+"""*apply --online against real PostgreSQL: each blocking statement's online form ends in the schema the plain
+file makes (normalized pg_dump), the plan shows every rewritten step, locks are retried naming the holder,
+backfills run in resumable batches, and the Supabase CLI's history row waits for the finished file."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from sage_agent.session.machine import EXIT_FAILED, EXIT_OK
+
+V1, V2 = "20240101000000", "20240102000000"
+SEED = """
+create table public.users (id bigint primary key, email text);
+create table public.orders (id bigint primary key, user_id bigint, amount int, note text, code text);
+insert into public.users select g, 'u' || g from generate_series(1, 200) g;
+insert into public.orders select g, 1 + g % 200, g % 1000, case when g % 3 = 0 then null else 'n' end, 'c' || g
+  from generate_series(1, 3000) g;
+"""
+ONLINE_FILE = """-- every kind of blocking statement *apply --online rewrites
+create index orders_user_idx on public.orders (user_id);
+create unique index on public.orders (code);
+alter table public.orders add constraint orders_user_fk foreign key (user_id) references public.users (id);
+alter table public.orders add check (amount >= 0);
+alter table public.orders alter column amount set not null;
+alter table public.users add unique (email);
+alter table public.orders add column token uuid not null default gen_random_uuid();
+update public.orders set note = 'none' where note is null;
+create table public.audit (id bigint primary key, at timestamptz default now());
+create index audit_at_idx on public.audit (at);
+"""
+
+
+def write(project: Path, filename: str, text: str) -> Path:
+    folder = project / "supabase" / "migrations"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / filename
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def failure(outcome) -> str:
+    """What a person reads about a failed *apply: the summary, the error finding and the notes."""
+    if outcome.result is None:
+        return outcome.error or ""
+    r = outcome.result
+    return "\n".join([r.summary] + [f.message for f in r.findings] + list(r.notes))
+
+
+def history(conn) -> list[str]:
+    if not conn.execute("select to_regclass('supabase_migrations.schema_migrations')").fetchone()[0]:
+        return []
+    return [r[0] for r in conn.execute("select version from supabase_migrations.schema_migrations order by 1")]
+
+
+def online_rows(conn) -> list[tuple]:
+    if not conn.execute("select to_regclass('supabase_migrations.sage_online')").fetchone()[0]:
+        return []
+    return conn.execute("select version, done, status from supabase_migrations.sage_online").fetchall()
+
+
+def invalid_indexes(conn) -> list[str]:
+    return [r[0] for r in conn.execute("select indexrelid::regclass::text from pg_index where not indisvalid")]
+
+
+@pytest.fixture
+def second_db(pg_server):
+    from sage_agent.db.shadow import create_database, drop_database
+
+    import secrets
+
+    name = f"t_{secrets.token_hex(5)}"
+    url = create_database(pg_server.url(), name)
+    yield url
+    drop_database(pg_server.url(), name)
+
+
+def seed(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SEED)
+
+
+def test_online_apply_ends_in_the_plain_schema_and_shows_every_step(project, make_session, db_url, db, second_db,
+                                                                    tmp_path):
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    seed(db_url)
+    seed(second_db)
+    write(project, f"{V1}_online.sql", ONLINE_FILE)
+    plans: list[str] = []
+    from sage_agent.session.answers import FlagAnswers
+
+    class Capture(FlagAnswers):
+        def confirm(self, request):
+            plans.append(request.plan)
+            return True
+
+    from sage_agent.db.env import Target
+    from sage_agent.session.machine import Session
+
+    session = Session(project=project, target=Target("local", db_url, "test"), answers=Capture(yes=True))
+    outcome = session.run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_OK, outcome.result.summary if outcome.result else failure(outcome)
+    plan = plans[-1]
+    for expected in ("CREATE INDEX CONCURRENTLY orders_user_idx ON public.orders",
+                     'CREATE UNIQUE INDEX CONCURRENTLY orders_code_idx ON public.orders',
+                     "FOREIGN KEY (user_id) REFERENCES public.users (id) NOT VALID",
+                     'VALIDATE CONSTRAINT "orders_user_fk"', "CHECK (amount >= 0) NOT VALID",
+                     'CHECK ("amount" IS NOT NULL) NOT VALID', 'ALTER COLUMN "amount" SET NOT NULL',
+                     'CREATE UNIQUE INDEX CONCURRENTLY "users_email_key" ON "public"."users" ("email")',
+                     'ADD CONSTRAINT "users_email_key" UNIQUE USING INDEX "users_email_key"',
+                     'ALTER TABLE public.orders ADD COLUMN token uuid; ALTER TABLE "public"."orders" ALTER COLUMN '
+                     '"token" SET DEFAULT gen_random_uuid()',
+                     "[backfill] update public.orders set note = 'none' where note is null (in primary-key batches"):
+        assert expected in plan, (expected, plan)
+    # the table created in the file keeps its plain index in the same transaction
+    assert "create table public.audit (id bigint primary key, at timestamptz default now()); create index " \
+           "audit_at_idx on public.audit (at)" in plan
+    assert outcome.result.tables[0].rows[0][2] == "online"
+    assert history(db) == [V1] and online_rows(db) == []
+    assert db.execute("select count(*) from public.orders where token is null or note is null").fetchone()[0] == 0
+
+    # the same file applied plainly on a copy: identical schema (the proof DB Sage uses)
+    other = project.parent / "plain"
+    write(other, f"{V1}_online.sql", ONLINE_FILE)
+    plain = make_session(second_db, yes=True, confirm=("UNSAFE",), project_dir=other).run_line(
+        "*apply --snapshot=no")
+    assert plain.exit_code == EXIT_OK, failure(plain)
+    assert normalized_dump(db_url) == normalized_dump(second_db)
+
+
+def test_refused_statement_has_no_online_form_and_nothing_runs(project, make_session, db_url, db):
+    seed(db_url)
+    write(project, f"{V1}_type.sql", "create index orders_note_idx on public.orders (note);\n"
+                                     "alter table public.orders alter column amount type bigint;\n")
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_FAILED
+    assert f"{V1}_type.sql:2: no online form" in failure(outcome)
+    assert "column type change rewrites the table" in failure(outcome)
+    assert "nothing was changed" in failure(outcome)
+    assert db.execute("select to_regclass('public.orders_note_idx')").fetchone()[0] is None
+    assert history(db) == []
+
+
+def test_directive_makes_one_file_online(project, make_session, db_url, db):
+    seed(db_url)
+    write(project, f"{V1}_plain.sql", "create index orders_note_idx on public.orders (note);\n")
+    write(project, f"{V2}_online.sql", "-- sage:online\ncreate index orders_amount_idx on public.orders (amount);\n")
+    outcome = make_session(db_url, yes=True, confirm=("UNSAFE",)).run_line("*apply --snapshot=no")
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    assert [r[2] for r in outcome.result.tables[0].rows] == ["yes", "online"]
+    assert history(db) == [V1, V2]
+
+
+def test_lock_wait_is_retried_naming_the_holder(project, make_session, db_url, db, monkeypatch):
+    seed(db_url)
+    monkeypatch.setenv("SAGE_ONLINE_LOCK_TIMEOUT_MS", "200")
+    monkeypatch.setenv("SAGE_ONLINE_BACKOFF_MS", "100")
+    write(project, f"{V1}_check.sql", "alter table public.orders add constraint amount_pos check (amount >= 0);\n")
+    holder = psycopg.connect(db_url)
+    holder.execute("set application_name = 'long-report'")
+    holder.execute("select count(*) from public.orders")  # holds ACCESS SHARE until the transaction ends
+    pid = holder.info.backend_pid
+    said: list[str] = []
+    session = make_session(db_url, yes=True)
+    session.message_sink = said.append
+    threading.Timer(1.0, holder.rollback).start()
+    outcome = session.run_line("*apply --online --snapshot=no")
+    holder.close()
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    retries = [s for s in said if "lock not granted within 200 ms" in s]
+    assert retries, said
+    assert f"pid {pid} (idle in transaction" in retries[0] and "long-report" in retries[0]
+    assert db.execute("select convalidated from pg_constraint where conname = 'amount_pos'").fetchone()[0] is True
+
+
+def test_lock_retries_are_bounded_and_the_file_stays_in_progress(project, make_session, db_url, db, monkeypatch):
+    seed(db_url)
+    monkeypatch.setenv("SAGE_ONLINE_LOCK_TIMEOUT_MS", "100")
+    monkeypatch.setenv("SAGE_ONLINE_BACKOFF_MS", "20")
+    monkeypatch.setenv("SAGE_ONLINE_RETRIES", "2")
+    write(project, f"{V1}_nn.sql", "alter table public.orders alter column amount set not null;\n")
+    with psycopg.connect(db_url) as holder:
+        holder.execute("lock table public.orders in access share mode")
+        outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+        holder.rollback()
+    assert outcome.exit_code == EXIT_FAILED
+    assert "lock not granted within 100 ms on 3 attempts; held by pid" in failure(outcome)
+    assert history(db) == []
+    assert online_rows(db) == [(V1, 0, "failed")]
+    listed = make_session(db_url).run_line("*migrations")
+    assert listed.result.tables[0].rows[0][4] == "in progress (step 1 of 3: tx, failed)"
+    again = make_session(db_url, yes=True).run_line("*apply --snapshot=no")  # continues online without the flag
+    assert again.exit_code == EXIT_OK, failure(again)
+    assert any("continues online" in n for n in again.result.notes)
+    assert history(db) == [V1] and online_rows(db) == []
+    assert db.execute("select attnotnull from pg_attribute where attrelid = 'public.orders'::regclass "
+                      "and attname = 'amount'").fetchone()[0] is True
+    assert db.execute("select count(*) from pg_constraint where conname like '%sage_nn'").fetchone()[0] == 0
+
+
+def test_unique_index_failure_drops_its_invalid_index(project, make_session, db_url, db):
+    seed(db_url)
+    db.execute("update public.orders set code = 'dup' where id in (1, 2)")
+    write(project, f"{V1}_uniq.sql", "create unique index orders_code_key on public.orders (code);\n")
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_FAILED
+    assert "could not create unique index" in failure(outcome)
+    assert invalid_indexes(db) == [] and db.execute("select to_regclass('public.orders_code_key')").fetchone()[0] is None
+    assert history(db) == []
+    db.execute("update public.orders set code = 'c2' where id = 2")
+    again = make_session(db_url, yes=True).run_line("*apply --snapshot=no")
+    assert again.exit_code == EXIT_OK, failure(again)
+    assert history(db) == [V1] and invalid_indexes(db) == []
+
+
+def test_backfill_is_resumable_and_migrations_shows_progress(project, make_session, db_url, db, monkeypatch):
+    seed(db_url)
+    write(project, f"{V1}_fill.sql", "update public.orders set note = 'x' || id;\n")
+    # a batch that fails half way (a row the UPDATE cannot write) stops the backfill after committed batches
+    db.execute("alter table public.orders add constraint note_short check (length(note) < 5)")
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
+    assert outcome.exit_code == EXIT_FAILED
+    assert "violates check constraint" in failure(outcome)
+    done = db.execute("select count(*) from public.orders where note = 'x' || id").fetchone()[0]
+    assert done == 500  # ids 1-500 committed; the batch of ids 501-1000 failed at 'x1000' and was rolled back
+    state = db.execute("select current from supabase_migrations.sage_online").fetchone()[0]
+    assert state["last"] == "500" and state["rows_done"] == 500 and state["rows_total"] == 3000
+    db.execute("alter table public.orders drop constraint note_short")
+    listed = make_session(db_url).run_line("*migrations")
+    assert listed.result.tables[0].rows[0][4] == "in progress (backfill 16%, failed)"
+    again = make_session(db_url, yes=True).run_line("*apply --snapshot=no --batch-rows 500")
+    assert again.exit_code == EXIT_OK, failure(again)
+    assert db.execute("select count(*) from public.orders where note = 'x' || id").fetchone()[0] == 3000
+    assert history(db) == [V1]
+
+
+def test_bad_batch_rows_is_refused(project, make_session, db_url):
+    write(project, f"{V1}_fill.sql", "select 1;\n")
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --batch-rows 0")
+    assert outcome.exit_code == 2
+    assert "batch_rows" in failure(outcome)
