@@ -40,6 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="supply a typed confirmation word (ROLLBACK, RESTORE, PRODUCTION...)")
     run.add_argument("--allow-unsafe", action="store_true",
                      help="*apply even with error-level lint findings (the typed word UNSAFE; --yes does not)")
+    run.add_argument("--targets", type=Path, default=None, metavar="FILE",
+                     help="a fleet: run the lines on every database of this YAML file (name + url or env, tags)")
+    run.add_argument("--only", action="append", default=[], metavar="TAG",
+                     help="with --targets: only the targets with this tag (or name); repeat or comma-separate")
+    run.add_argument("--parallel", type=int, default=None, metavar="N",
+                     help="with --targets: targets worked on at once (default: SAGE_FLEET_PARALLEL, else cores)")
+    stop = run.add_mutually_exclusive_group()
+    stop.add_argument("--stop-on-failure", dest="stop_on_failure", action="store_const", const=True, default=None,
+                      help="with --targets: start no further target after one fails (default for writes)")
+    stop.add_argument("--continue-on-failure", dest="stop_on_failure", action="store_const", const=False,
+                      help="with --targets: keep going after a target fails (default for reads)")
     fmt = run.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print one JSON document")
     fmt.add_argument("--markdown", action="store_true", help="print markdown")
@@ -142,9 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         args.env = settings().env
     project = (args.project or Path.cwd()).resolve()
     if args.cmd == "run":
+        output = "json" if args.json else "markdown" if args.markdown else "text"
+        if args.targets is not None or args.only or args.parallel is not None or args.stop_on_failure is not None:
+            return _fleet(args, project, output)
         from sage_agent.frontends.headless import run_headless
 
-        output = "json" if args.json else "markdown" if args.markdown else "text"
         return run_headless(args.lines, project=project, env=args.env, db_url=args.db_url, sets=args.set,
                             yes=args.yes, confirm=args.confirm + (["UNSAFE"] if args.allow_unsafe else []),
                             output=output, direct_url=getattr(args, "direct_url", None))
@@ -158,6 +171,24 @@ def main(argv: list[str] | None = None) -> int:
         module, _, func = EXTRA_COMMANDS[args.cmd][0].partition(":")
         return int(getattr(importlib.import_module(module), func)(args.rest, project=project) or 0)
     return _repl(args, project)
+
+
+def _fleet(args, project: Path, output: str) -> int:
+    """`sage run ... --targets FILE`: the fleet front door (frontends/fleet.py)."""
+    if args.targets is None:
+        print("error: --only, --parallel, --stop-on-failure and --continue-on-failure go with --targets FILE",
+              file=sys.stderr)
+        return 2
+    if args.db_url or getattr(args, "direct_url", None):
+        print("error: --targets names its own databases: drop --db-url/--direct-url (put url and direct_url in "
+              "the targets file)", file=sys.stderr)
+        return 2
+    from sage_agent.frontends.fleet import run_fleet_headless
+
+    return run_fleet_headless(args.lines, project=project, targets_file=args.targets, only=args.only,
+                              parallel=args.parallel, sets=args.set, yes=args.yes,
+                              confirm=args.confirm + (["UNSAFE"] if args.allow_unsafe else []), output=output,
+                              stop_on_failure=args.stop_on_failure)
 
 
 def _validate() -> int:

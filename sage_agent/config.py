@@ -47,6 +47,8 @@ class Settings:
     lint_error_mb: float = _setting("SAGE_LINT_ERROR_MB", 100.0,
                                     "table size above which a rewrite or scan in *dry-run is an error")
     lint_jobs: int = _setting("SAGE_LINT_JOBS", 0, "worker processes of sage lint (0: one per core, at most 4)")
+    fleet_parallel: int = _setting("SAGE_FLEET_PARALLEL", 0,
+                                   "targets a fleet run (--targets) works on at once (0: one per core)")
     db_mcp_command: str = _setting("SAGE_DB_MCP_COMMAND", "",
                                    "*env-check through an MCP Postgres server (its command line; also in .env)")
     provider: str = _setting("SAGE_PROVIDER", "anthropic", "model provider: anthropic or openai (compatible)")

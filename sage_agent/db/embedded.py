@@ -13,6 +13,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -267,7 +268,12 @@ class EmbeddedServer:
         return True
 
     def start(self) -> ServerStatus:
-        """Start the server if it is not running (initialising and baselining a new cluster)."""
+        """Start the server if it is not running (initialising and baselining a new cluster). One thread at a time
+        per data directory: a fleet run's targets may all need the shadow server at once."""
+        with _start_lock(self.data_dir):
+            return self._start()
+
+    def _start(self) -> ServerStatus:
         created = self.init()
         if not self.is_running():
             from sage_agent.db.baseline import copy_extension_files
@@ -312,6 +318,15 @@ class EmbeddedServer:
         return ServerStatus(running=running, port=self.port, data_dir=str(self.data_dir), version=self.version(),
                             url=self.url() if running else None, wanted_major=self.wanted_major,
                             warning=self.major_warning)
+
+
+_START_LOCKS: dict[str, threading.Lock] = {}
+_START_LOCKS_GUARD = threading.Lock()
+
+
+def _start_lock(data_dir: Path) -> threading.Lock:
+    with _START_LOCKS_GUARD:
+        return _START_LOCKS.setdefault(str(data_dir), threading.Lock())
 
 
 def project_server(project: Path) -> EmbeddedServer:

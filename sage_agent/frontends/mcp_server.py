@@ -12,7 +12,9 @@
   person, through MCP elicitation, or the person's own `sage run ... --confirm WORD` supplies it;
 - a client that declares MCP elicitation gets each plan as an elicitation (form: confirm, plus the typed
   word for destructive work) for its person to answer; accept runs it, anything else does nothing;
-- `--read-only` lists and serves read operations only.
+- `--read-only` lists and serves read operations only;
+- one more tool, `fleet`: read commands on every database of a targets file (`sage run --targets`), one
+  JSON document back. Writes across a fleet are refused here: the person runs them with `sage run`.
 """
 
 from __future__ import annotations
@@ -25,11 +27,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from sage_agent.config import settings
 from sage_agent.ops.registry import input_schema
 from sage_agent.session.answers import ConfirmationRequired, ConfirmRequest, MissingInput
 
 TOKEN_ARG = "confirmation_token"
+FLEET_TOOL = "fleet"
+FLEET_DESCRIPTION = ("Run read commands (e.g. *rls-audit, *schema-audit, *env-check) on every database of a targets "
+                     "file (YAML: name + url or env, tags), in parallel; one JSON document with each target's exit "
+                     "code and results, and a summary. Writes are refused: the person runs them with sage run.")
+
+
+class FleetArgs(BaseModel):
+    """The `fleet` tool's input."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    commands: list[str] = Field(min_length=1, description='command lines, e.g. ["*rls-audit", "*schema-audit"]')
+    targets_file: str = Field(description="the targets file (YAML), relative to the project folder")
+    only: list[str] = Field(default_factory=list, description="only the targets with one of these tags (or names)")
+    parallel: int | None = Field(default=None, ge=1, le=64, description="targets at once (default: cores)")
 
 
 class NeedsConfirmation(ConfirmationRequired):
@@ -148,6 +167,8 @@ class McpSage:
         from sage_agent.frontends.render import render_markdown
         from sage_agent.session.machine import Session
 
+        if name == FLEET_TOOL:
+            return self.fleet(arguments or {})
         tools = self.tools()
         if name not in tools:
             hidden = " (write tools are hidden: the server runs --read-only)" if self.read_only else ""
@@ -203,6 +224,55 @@ class McpSage:
         doc["exit_code"] = outcome.exit_code
         return outcome.exit_code != 0, redact(render_markdown(outcome.result)), json.loads(redact(json.dumps(doc)))
 
+    def fleet(self, arguments: dict[str, Any]) -> tuple[bool, str, dict[str, Any]]:
+        """Read commands on every target of a targets file, in parallel; the same document as `sage run --targets
+        --json`. A write is refused before anything runs: one confirmation token cannot stand for N databases."""
+        from pydantic import ValidationError
+
+        from sage_agent.frontends.fleet import fleet_document, fleet_markdown, load_fleet
+        from sage_agent.ops.fleet.runner import plan_lines, run_fleet
+        from sage_agent.ops.fleet.targets import TargetsFileError, default_parallel
+        from sage_agent.session.answers import FlagAnswers
+        from sage_agent.session.parse import CommandLineError
+
+        try:
+            args = FleetArgs(**arguments)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "arguments"
+            return True, f"{FLEET_TOOL}: {where}: {err['msg']}. Nothing was done.", {"error": "bad arguments"}
+        import time
+
+        path = (self.project / args.targets_file).resolve()
+        if not path.is_relative_to(self.project.resolve()):
+            return True, (f"{FLEET_TOOL}: targets_file must be inside the project folder ({self.project}). "
+                          "Nothing was done."), {"error": "bad arguments"}
+        try:
+            entries = load_fleet(path, args.only, self.project)
+            plans = plan_lines(args.commands, {}, self.project)
+        except (TargetsFileError, CommandLineError) as exc:
+            return True, f"{FLEET_TOOL}: {exc}", {"error": "bad arguments"}
+        writes = [f"*{p.task.command}" for p in plans if p.writes]
+        if writes:
+            return True, (f"{FLEET_TOOL} runs read commands only: {', '.join(writes)} would change each target. "
+                          "Nothing was done. The person runs it with `sage run \"...\" --targets FILE --yes` "
+                          "(or in a terminal, to confirm target by target)."), {"error": "write refused"}
+        workers = args.parallel or default_parallel()
+        start = time.monotonic()
+        runs = run_fleet(entries, plans, project=self.project, answers_for=lambda e: FlagAnswers(),
+                         parallel=workers)
+        doc = fleet_document(runs, plans, duration_ms=(time.monotonic() - start) * 1000,
+                             parallel=min(workers, max(1, len(entries))), stop_on_failure=False)
+        from sage_agent.db.redact import redact_obj
+
+        return doc["exit_code"] != 0, fleet_markdown(doc), redact_obj(doc)  # type: ignore[return-value]
+
+    def fleet_schema(self) -> dict[str, Any]:
+        schema = FleetArgs.model_json_schema()
+        schema.pop("title", None)
+        schema["additionalProperties"] = False
+        return schema
+
     @staticmethod
     def _needs(name: str, need: NeedsConfirmation) -> str:
         from sage_agent.db.redact import redact
@@ -244,6 +314,8 @@ def build_server(sage: McpSage):
         tools = [types.Tool(name=name, description=sage.describe(task, op), input_schema=sage.schema(task, op),
                             annotations=types.ToolAnnotations(**tool_annotations(op)))
                  for name, (task, op) in sage.tools().items()]
+        tools.append(types.Tool(name=FLEET_TOOL, description=FLEET_DESCRIPTION, input_schema=sage.fleet_schema(),
+                                annotations=types.ToolAnnotations(read_only_hint=True, destructive_hint=False)))
         return types.ListToolsResult(tools=tools)
 
     def can_elicit(ctx) -> bool:

@@ -1,0 +1,286 @@
+"""Fleets: `sage run "*cmd" --targets FILE` on several real databases of the embedded server, plus an unreachable
+target and a bad URL: the JSON document, the table, exit codes, redaction, --only, and *apply with and without
+confirmation."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from sage_agent.ops.fleet.targets import TargetsFileError, load_targets, select
+
+SECRET = "fleet-Secret-8812"  # the unreachable target's password: must never be printed
+BAD_SECRET = "mysqlPw-4471"  # the bad URL's password (not a postgres scheme): must never be printed either
+
+
+@pytest.fixture
+def fleet(pg_server):
+    """Three databases: `a` has a table without RLS and without a primary key, `b` and `c` are clean."""
+    from sage_agent.db.shadow import create_database, drop_database
+
+    names = {key: f"t_fleet_{key}_{secrets.token_hex(3)}" for key in ("a", "b", "c")}
+    urls = {key: create_database(pg_server.url(), name) for key, name in names.items()}
+    with psycopg.connect(urls["a"], autocommit=True) as conn:
+        conn.execute("create table public.open_notes (body text)")
+    yield urls
+    for name in names.values():
+        drop_database(pg_server.url(), name)
+
+
+def write_targets(project: Path, urls: dict[str, str], *, broken: bool = True) -> Path:
+    lines = [f"- name: tenant-a\n  url: {urls['a']}\n  tags: [eu, paying]",
+             f"- name: tenant-b\n  url: {urls['b']}\n  tags: [us]",
+             f"- name: tenant-c\n  url: {urls['c']}\n  tags: eu"]
+    if broken:
+        lines += [f"- name: down\n  url: postgresql://sage:{SECRET}@127.0.0.1:1/app\n  tags: [us]",
+                  f"- name: bad-url\n  url: mysql://sage:{BAD_SECRET}@db.example/app"]
+    path = project / "targets.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_read_commands_on_a_fleet_json(fleet, project, run_sage):
+    write_targets(project, fleet)
+    proc = run_sage("run", "*rls-audit", "*schema-audit", "--targets", "targets.yaml", "--json", cwd=project)
+    assert SECRET not in proc.stdout + proc.stderr and BAD_SECRET not in proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    by_name = {t["name"]: t for t in doc["targets"]}
+    assert [t["name"] for t in doc["targets"]] == ["tenant-a", "tenant-b", "tenant-c", "down", "bad-url"]
+    # the unreachable target and the bad URL stopped nobody: every reachable target ran both audits
+    for name in ("tenant-a", "tenant-b", "tenant-c"):
+        assert by_name[name]["exit_code"] == 0 and by_name[name]["status"] == "ok"
+        assert [r["operation"] for r in by_name[name]["results"]] == ["db-rls-audit", "schema-audit"]
+    rules_a = {f["rule"] for r in by_name["tenant-a"]["results"] for f in r["findings"]}
+    assert {"rls_disabled_in_public", "no_primary_key"} <= rules_a
+    assert not [f for r in by_name["tenant-b"]["results"] for f in r["findings"]]
+    down = by_name["down"]
+    assert down["exit_code"] == 1 and down["status"] == "failed"
+    assert "cannot connect" in down["results"][0]["error"] and down["skipped"] == ["*schema-audit"]
+    assert down["target"] == "postgresql://sage:***@127.0.0.1:1/app"
+    bad = by_name["bad-url"]
+    assert bad["exit_code"] == 2 and bad["status"] == "invalid" and bad["results"] == []
+    assert bad["error"].startswith("targets.yaml:13: target bad-url: bad database URL")
+    assert "mysql://sage:***@db.example/app" in bad["error"]
+    summary = doc["summary"]
+    assert summary["targets"] == 5 and summary["ok"] == 3 and summary["failed"] == 1 and summary["invalid"] == 1
+    assert summary["by_exit_code"] == {"0": 3, "1": 1, "2": 1}
+    # the worst target decides: failed (1) ranks above a usage problem (2); the summary says which
+    assert summary["exit_code"] == doc["exit_code"] == proc.returncode == 1
+    assert summary["worst_target"] == "down"
+    assert summary["commands"] == ["*rls-audit", "*schema-audit"] and summary["writes"] is False
+
+
+def test_fleet_table_and_only(fleet, project, run_sage, sage_in_process):
+    write_targets(project, fleet)
+    proc = run_sage("run", "*rls-audit", "--targets", "targets.yaml", "--only", "eu", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("│")]
+    assert [r.split("│")[1].strip() for r in rows] == ["tenant-a", "tenant-c"]
+    assert "1 error: rls_disabled_in_public x1" in rows[0]
+    assert "2 target(s): 2 ok; exit 0" in proc.stdout
+    code, out, err = sage_in_process("run", "*rls-audit", "--targets", "targets.yaml", "--only", "down", "--json")
+    assert code == 1 and [t["name"] for t in json.loads(out)["targets"]] == ["down"]
+    assert SECRET not in out + err
+    code, out, err = sage_in_process("run", "*schema-audit", "--targets", "targets.yaml", "--only", "bad-url,tenant-b",
+                                     "--json")
+    doc = json.loads(out)
+    assert code == 2 and doc["summary"]["worst_target"] == "bad-url" and doc["summary"]["ok"] == 1
+    assert BAD_SECRET not in out + err
+    code, _, err = sage_in_process("run", "*rls-audit", "--targets", "targets.yaml", "--only", "asia")
+    assert code == 2 and "--only asia: no target has that tag or name (tags: eu, paying, us)" in err
+
+
+def _migration(project: Path) -> None:
+    folder = project / "supabase" / "migrations"
+    folder.mkdir(parents=True)
+    (folder / "20240101000000_todos.sql").write_text("create table public.todos (id bigint primary key);\n")
+
+
+def _has_todos(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("select to_regclass('public.todos') is not null").fetchone()[0]
+
+
+def test_apply_on_a_fleet_needs_confirmation(fleet, project, run_sage):
+    _migration(project)
+    write_targets(project, fleet, broken=False)
+    refused = run_sage("run", "*apply", "--targets", "targets.yaml", cwd=project)
+    assert refused.returncode == 3
+    assert "*apply changes each of 3 target(s): tenant-a, tenant-b, tenant-c" in refused.stderr
+    assert "Nothing was run. Re-run with --yes" in refused.stderr
+    assert not any(_has_todos(u) for u in fleet.values())
+    assert not (project / "supabase" / "snapshots").exists()
+
+    applied = run_sage("run", "*apply", "--targets", "targets.yaml", "--yes", "--json", cwd=project)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    doc = json.loads(applied.stdout)
+    assert [t["results"][0]["facts"]["applied"] for t in doc["targets"]] == [1, 1, 1]
+    assert doc["summary"]["writes"] is True and doc["summary"]["parallel"] == 1
+    assert all(_has_todos(u) for u in fleet.values())
+    snapshots = {t["results"][0]["data"]["snapshot"] for t in doc["targets"]}
+    assert len(snapshots) == 3  # each target's own snapshot, none overwritten by the next
+
+
+def test_apply_stops_at_the_first_failed_target_unless_told(fleet, project, run_sage):
+    _migration(project)
+    write_targets(project, fleet, broken=False)
+    with psycopg.connect(fleet["a"], autocommit=True) as conn:  # the migration fails on tenant-a
+        conn.execute("create table public.todos (id int)")
+    stopped = run_sage("run", "*apply --snapshot no", "--targets", "targets.yaml", "--yes", "--json", cwd=project)
+    doc = json.loads(stopped.stdout)
+    assert stopped.returncode == 1
+    assert [(t["name"], t["status"], t["exit_code"]) for t in doc["targets"]] == [
+        ("tenant-a", "failed", 1), ("tenant-b", "skipped", 1), ("tenant-c", "skipped", 1)]
+    assert doc["targets"][1]["error"].startswith("not started: an earlier target failed")
+    assert not _has_todos(fleet["b"]) and not _has_todos(fleet["c"])
+
+    kept_on = run_sage("run", "*apply --snapshot no", "--targets", "targets.yaml", "--yes", "--continue-on-failure",
+                       "--json", cwd=project)
+    doc = json.loads(kept_on.stdout)
+    assert kept_on.returncode == 1 and doc["summary"]["worst_target"] == "tenant-a"
+    assert [t["exit_code"] for t in doc["targets"]] == [1, 0, 0]
+    assert _has_todos(fleet["b"]) and _has_todos(fleet["c"])
+
+
+def test_apply_confirmed_target_by_target(fleet, project):
+    """A person at a terminal answers for each target: yes on tenant-a, no on tenant-b, yes on tenant-c."""
+    from sage_agent.frontends.fleet import load_fleet
+    from sage_agent.ops.fleet.runner import plan_lines, run_fleet
+    from sage_agent.session.answers import PromptAnswers
+
+    _migration(project)
+    write_targets(project, fleet, broken=False)
+    entries = load_fleet(project / "targets.yaml", None, project)
+    replies = {"tenant-a": "y", "tenant-b": "n", "tenant-c": "yes"}
+    asked: list[str] = []
+
+    def answers_for(entry):
+        def prompt(message: str) -> str:
+            asked.append(entry.name)
+            return replies[entry.name]
+        return PromptAnswers(prompt=prompt)
+
+    runs = run_fleet(entries, plan_lines(["*apply --snapshot no"], {}, project), project=project, answers_for=answers_for,
+                     parallel=4, stop_on_failure=True)
+    assert asked == ["tenant-a", "tenant-b", "tenant-c"]  # one target at a time, in file order
+    assert [r.exit_code for r in runs] == [0, 3, 0]  # a person's "no" is not a failure: tenant-c still ran
+    assert runs[1].outcomes[0].result.status == "cancelled"
+    assert [_has_todos(fleet[k]) for k in ("a", "b", "c")] == [True, False, True]
+
+
+def test_targets_file_errors_name_the_line(tmp_path):
+    def problem(text: str) -> str:
+        path = tmp_path / "t.yaml"
+        path.write_text(text)
+        with pytest.raises(TargetsFileError) as info:
+            load_targets(path)
+        return str(info.value)
+
+    where = str(tmp_path / "t.yaml")
+    assert problem("- name: a\n  url: postgresql://x@h/d\n- url: postgresql://y@h/d\n") == f"{where}:3: missing 'name'"
+    assert problem("- name: a\n") == f"{where}:1: give a url, or an env (local, dev, staging, prod) to resolve"
+    assert problem("- name: a\n  env: dev\n  colour: red\n") == \
+        f"{where}:3: unknown key 'colour' (keys: name, url, env, direct_url, tags)"
+    assert problem("- name: a\n  env: qa\n") == f"{where}:2: env: choose one of local, dev, staging, prod"
+    assert problem("- name: a\n  env: dev\n- name: a\n  env: prod\n") == \
+        f"{where}:3: the name 'a' is already used on line 1; every target needs its own name"
+    assert problem("- name: has space\n  env: dev\n").startswith(f"{where}:1: name: a name is 1-63 letters")
+    assert problem("- name: a\n  env: [dev\n").startswith(f"{where}:3: not valid YAML")
+    assert problem("name: a\nenv: dev\n") == (f"{where}:1: expected a list of targets (or one key `targets:` "
+                                              "holding it), found the keys name, env")
+    assert problem("just text\n") == f"{where}:1: expected a YAML list of targets (`- name: ...`), not a single value"
+    assert problem("") == f"{where}: the targets file is empty; list at least one `- name: ...` with `url:` or `env:`"
+    assert problem("- postgresql://u:pw@h/d\n").startswith(f"{where}:1: each target is a mapping")
+    assert "pw@" not in problem("- postgresql://u:pw12@h/d\n")
+    assert problem("- name: a\n  direct_url: postgresql://u@h/d\n  env: dev\n") == \
+        f"{where}:1: direct_url goes beside a url (an env brings its own direct URL variable)"
+    assert problem("- name: a\n  url: postgresql://u@h/d\n  tags: {x: 1}\n").startswith(f"{where}:3: tags:")
+    with pytest.raises(TargetsFileError, match="no such targets file"):
+        load_targets(tmp_path / "missing.yaml")
+    path = tmp_path / "ok.yaml"
+    path.write_text("targets:\n  - name: a\n    env: dev\n    tags: one\n  - name: b\n    url: postgresql://u@h/d\n")
+    targets = load_targets(path)
+    assert [(t.name, t.tags, t.line) for t in targets] == [("a", ["one"], 2), ("b", [], 5)]
+    assert [t.name for t in select(targets, ["one"])] == ["a"]
+
+
+@pytest.fixture
+def sage_in_process(monkeypatch, project, capsys):
+    """`sage ARGS` in this process (the same code path as the console script), from the project folder."""
+    from sage_agent import cli
+    from sage_agent.frontends import headless
+
+    monkeypatch.chdir(project)
+    monkeypatch.setattr(headless, "_tune_gc", lambda: None)  # keep this test process's collector as it is
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = cli.main(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+def test_bad_input_on_the_command_line(fleet, project, sage_in_process):
+    write_targets(project, fleet, broken=False)
+    (project / "broken.yaml").write_text("- name: a\n  url: postgresql://u@h/d\n  tag: [x]\n")
+    code, _, err = sage_in_process("run", "*rls-audit", "--targets", "broken.yaml")
+    assert code == 2 and "broken.yaml:3: unknown key 'tag'" in err
+    code, out, _ = sage_in_process("run", "*rls-audti", "--targets", "targets.yaml", "--json")
+    assert code == 2
+    assert json.loads(out)["summary"]["error"].startswith("unknown command *rls-audti. Did you mean *rls-audit")
+    code, _, err = sage_in_process("run", "*explain", "--targets", "targets.yaml")
+    assert code == 2 and "missing required input 'query'" in err and "Nothing was run" in err
+    code, _, err = sage_in_process("run", "*rls-audit", "--only", "eu")
+    assert code == 2 and "go with --targets FILE" in err
+    code, _, err = sage_in_process("run", "*rls-audit", "--targets", "targets.yaml", "--parallel", "0")
+    assert code == 2 and "--parallel 0: give 1 or more" in err
+    code, _, err = sage_in_process("run", "*rls-audit", "--targets", "targets.yaml", "--db-url", fleet["a"])
+    assert code == 2 and "drop --db-url" in err
+    code, _, err = sage_in_process("run", "*rls-audit", "--targets", "targets.yaml", "--set", "colour=red")
+    assert code == 2 and "--set colour: not an input of any of these commands. Nothing was run." in err
+
+
+def test_url_variables_come_from_the_environment(fleet, project, sage_in_process, monkeypatch):
+    (project / "targets.yaml").write_text("- name: a\n  url: ${TENANT_A_URL}\n- name: b\n  url: ${NOT_SET_URL}\n")
+    monkeypatch.setenv("TENANT_A_URL", fleet["a"])
+    monkeypatch.delenv("NOT_SET_URL", raising=False)
+    code, out, _ = sage_in_process("run", "*env-check", "--targets", "targets.yaml", "--json")
+    doc = json.loads(out)
+    assert code == 2
+    assert [t["exit_code"] for t in doc["targets"]] == [0, 2]
+    assert doc["targets"][1]["error"].endswith("target b: ${NOT_SET_URL} is not set (export it or put it in .env)")
+
+
+def test_fleet_as_an_mcp_tool(fleet, project):
+    """The MCP server's `fleet` tool, over stdio with the SDK's client: listed, read commands run, writes refused."""
+    from test_integration_mcp import run, text
+
+    write_targets(project, fleet)
+    _migration(project)
+    (project.parent / "outside.yaml").write_text(f"- name: x\n  url: {fleet['a']}\n")
+
+    async def body(session):
+        tools = {t.name: t for t in (await session.list_tools()).tools}
+        assert tools["fleet"].annotations.read_only_hint is True
+        assert set(tools["fleet"].input_schema["properties"]) == {"commands", "targets_file", "only", "parallel"}
+        read = await session.call_tool("fleet", {"commands": ["*rls-audit"], "targets_file": "targets.yaml",
+                                                 "only": ["eu", "down"]})
+        doc = read.structured_content
+        assert [(t["name"], t["exit_code"]) for t in doc["targets"]] == [("tenant-a", 0), ("tenant-c", 0), ("down", 1)]
+        assert read.is_error and doc["summary"]["worst_target"] == "down"
+        assert "| tenant-a | *rls-audit | warning | 0 | 1 error: rls_disabled_in_public x1 |" in text(read)
+        assert SECRET not in text(read) + str(doc)
+        write = await session.call_tool("fleet", {"commands": ["*apply"], "targets_file": "targets.yaml"})
+        assert write.is_error and "fleet runs read commands only: *apply would change each target" in text(write)
+        outside = await session.call_tool("fleet", {"commands": ["*rls-audit"], "targets_file": "../outside.yaml"})
+        assert outside.is_error and "targets_file must be inside the project folder" in text(outside)
+        bad = await session.call_tool("fleet", {"commands": [], "targets_file": "targets.yaml"})
+        assert bad.is_error and "commands" in text(bad) and "Nothing was done" in text(bad)
+
+    run(project, [], body)
+    assert not any(_has_todos(u) for u in fleet.values())
