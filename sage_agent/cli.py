@@ -83,6 +83,8 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "handoff": ("sage_agent.frontends.handoff:main", "handoffs between agents: list | receive FILE | send AGENT"),
     "mcp": ("sage_agent.frontends.mcp_server:main", "serve DB Sage's operations over MCP (stdio)"),
     "ide": ("sage_agent.frontends.ide:main", "IDE files: sync | check"),
+    # area: watch
+    "watch": ("sage_agent.frontends.watch:main", "run the checks on a schedule with a history and alerts (--once, --report)"),
     # area: audit trail
     "log": ("sage_agent.frontends.auditlog:main", "the audit trail: what ran here, from which front door, who confirmed"),
 }

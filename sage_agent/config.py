@@ -49,6 +49,35 @@ class Settings:
     lint_jobs: int = _setting("SAGE_LINT_JOBS", 0, "worker processes of sage lint (0: one per core, at most 4)")
     fleet_parallel: int = _setting("SAGE_FLEET_PARALLEL", 0,
                                    "targets a fleet run (--targets) works on at once (0: one per core)")
+    watch_every_s: float = _setting("SAGE_WATCH_EVERY_S", 60.0, "seconds between sage watch rounds unless --every")
+    watch_timeout_ms: int = _setting("SAGE_WATCH_TIMEOUT_MS", 10_000,
+                                     "server-side statement_timeout of each sage watch check (a round stays bounded)")
+    watch_lock_wait_s: float = _setting("SAGE_WATCH_LOCK_WAIT_S", 5.0,
+                                        "sage watch alerts when a session has waited this long for a lock")
+    watch_long_query_s: float = _setting("SAGE_WATCH_LONG_QUERY_S", 60.0,
+                                         "sage watch alerts on an active query running this long")
+    watch_idle_in_tx_s: float = _setting("SAGE_WATCH_IDLE_IN_TX_S", 60.0,
+                                         "sage watch alerts on a session idle in transaction this long")
+    watch_vacuum_tables: int = _setting("SAGE_WATCH_VACUUM_TABLES", 1,
+                                        "sage watch alerts when this many tables are past their autovacuum threshold")
+    watch_xid_age_pct: float = _setting("SAGE_WATCH_XID_AGE_PCT", 50.0,
+                                        "sage watch alerts when a database's xid age reaches this % of the "
+                                        "wraparound limit (2^31)")
+    watch_replication_lag_bytes: int = _setting("SAGE_WATCH_REPLICATION_LAG_BYTES", 64 * 1024 * 1024,
+                                                "sage watch alerts when a standby (or a slot) is this many bytes "
+                                                "of WAL behind")
+    watch_replication_lag_s: float = _setting("SAGE_WATCH_REPLICATION_LAG_S", 30.0,
+                                              "sage watch alerts when a standby's replay lag reaches this")
+    watch_audit_severity: str = _setting("SAGE_WATCH_AUDIT_SEVERITY", "error",
+                                         "sage watch alerts on audit findings of this severity or worse "
+                                         "(error, warning, info)")
+    watch_audit_every_s: float = _setting("SAGE_WATCH_AUDIT_EVERY_S", 3600.0,
+                                          "sage watch reruns the audits when the catalog changes, and at least this "
+                                          "often (0: every round)")
+    watch_webhook_timeout_s: float = _setting("SAGE_WATCH_WEBHOOK_TIMEOUT_S", 5.0,
+                                              "timeout of one sage watch webhook POST")
+    watch_keep_rounds: int = _setting("SAGE_WATCH_KEEP_ROUNDS", 10_000,
+                                      "rounds kept per target in .sage/watch.sqlite (older ones are pruned)")
     db_mcp_command: str = _setting("SAGE_DB_MCP_COMMAND", "",
                                    "*env-check through an MCP Postgres server (its command line; also in .env)")
     provider: str = _setting("SAGE_PROVIDER", "anthropic", "model provider: anthropic or openai (compatible)")

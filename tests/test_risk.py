@@ -39,6 +39,7 @@ DECLARED = {
     "db-snapshot": ("read", {}),
     "db-test-suite": ("write", {}),
     "db-vacuum-status": ("read", {}),
+    "db-watch-report": ("read", {}),
     "domain-modeling": ("write", {}),
     "execute-checklist": ("read", {}),
     "exit": ("read", {}),

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 CONNECT_TIMEOUT_S = 5
 APPLICATION_NAME = "db-sage"
+# Inside a statement DB Sage runs whose tables alone cannot tell it from an application's (it reads a Supabase
+# table, or calls monitoring functions): pg_stat_statements keeps the comment, *hotpaths leaves the statement out.
+OWN_SQL_MARKER = "/* db-sage */"
 IDLE_IN_TX_TIMEOUT = "60s"  # through a pooler: a transaction we leave open never pins a backend for long
 
 # statements PostgreSQL refuses inside a transaction block: run as they are, never wrapped

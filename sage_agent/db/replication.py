@@ -72,7 +72,7 @@ def _secs(value) -> float | None:
 def standby_status(conn) -> StandbyStatus:
     row = conn.execute(
         """
-        select pg_is_in_recovery(),
+        select /* db-sage */ pg_is_in_recovery(),
                case when pg_is_in_recovery() then pg_last_wal_receive_lsn()::text end,
                case when pg_is_in_recovery() then pg_last_wal_replay_lsn()::text end,
                case when pg_is_in_recovery() then pg_wal_lsn_diff(pg_last_wal_receive_lsn(),

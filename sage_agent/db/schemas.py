@@ -7,6 +7,7 @@ Patterns are fnmatch-style (`pg_*`). Schemas created by an extension are managed
 from __future__ import annotations
 
 import fnmatch
+from functools import lru_cache
 
 # Schemas Supabase (or an extension it ships) owns; the Supabase CLI leaves the same ones out of `db dump`.
 MANAGED_SCHEMAS: tuple[str, ...] = (
@@ -18,6 +19,7 @@ MANAGED_SCHEMAS: tuple[str, ...] = (
 )
 
 
+@lru_cache(maxsize=4096)  # called once per table by *vacuum and sage watch: 20,000 tables, a handful of schemas
 def is_managed_schema(name: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in MANAGED_SCHEMAS)
 

@@ -80,6 +80,7 @@ OPERATION_MODULES = (
     "snapshots.commands",
     "data.commands",
     "observe.commands",
+    "watch.commands",
     "security.commands",
     "docs.commands",
     "schema.commands",

@@ -283,7 +283,8 @@ with stats as (
          s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze, s.vacuum_count, s.autovacuum_count,
          greatest(c.reltuples, 0)::float8 as reltuples, c.reltuples < 0 as never_analyzed, c.relpages,
          c.relpages::float8 * current_setting('block_size')::float8 as table_bytes,
-         age(c.relfrozenxid)::float8 as xid_age, c.reloptions
+         case when c.relkind = 'p' then 0 else age(c.relfrozenxid) end::float8 as xid_age,  -- a partitioned parent
+         c.reloptions                                                                -- has no xid (age 2^31-1)
     from pg_stat_user_tables s
     join pg_class c on c.oid = s.relid
     join pg_namespace n on n.oid = c.relnamespace
@@ -330,7 +331,8 @@ select p.pid, p.relid::regclass::text as relname, p.phase, p.heap_blks_total, p.
 """
 
 def _fmt_ts(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value else "never"
+    # f-string, not strftime: four timestamps per table add up at 20,000 tables (sage watch rounds)
+    return f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}" if value else "never"
 
 
 def vacuum_report(ctx, *, table: str | None, limit: int) -> OpResult:
@@ -542,7 +544,9 @@ def _replication_table(pic) -> tuple[Table, dict[str, Any], list[Finding]]:
                    "slots": [asdict(sl) for sl in pic.slots]}, findings
 
 
-def _monitor_result(snap: dict[str, Any], refreshes: int, stopped: bool, include_own: bool = False) -> OpResult:
+def _monitor_result(snap: dict[str, Any], refreshes: int, stopped: bool, include_own: bool = False, *,
+                    long_running_s: float = LONG_RUNNING_S, idle_in_tx_s: float = IDLE_IN_TX_S) -> OpResult:
+    """The *monitor result for one snapshot; `sage watch` passes its own thresholds."""
     from sage_agent.ops.observe.own import own_session
 
     sessions = snap["sessions"]
@@ -564,13 +568,13 @@ def _monitor_result(snap: dict[str, Any], refreshes: int, stopped: bool, include
     idle_tx = sorted([s for s in clients if (s["state"] or "").startswith("idle in transaction")],
                      key=lambda s: -(s["state_s"] or 0))
     for s in active:
-        if (s["query_s"] or 0) >= LONG_RUNNING_S:
+        if (s["query_s"] or 0) >= long_running_s:
             findings.append(Finding(rule="monitor.long_running", severity="warning", location=f"pid {s['pid']}",
                                     message=f"query running for {seconds(s['query_s'])} ({s['application_name'] or '?'})",
                                     detail=short(s["query"], 200),
                                     fix=f"*explain it; stop it with *locks --cancel {s['pid']} if it blocks others"))
     for s in idle_tx:
-        if (s["state_s"] or 0) >= IDLE_IN_TX_S:
+        if (s["state_s"] or 0) >= idle_in_tx_s:
             findings.append(Finding(rule="monitor.idle_in_transaction", severity="warning", location=f"pid {s['pid']}",
                                     message=f"idle in transaction for {seconds(s['state_s'])} "
                                             f"({s['application_name'] or '?'}): holds its locks and holds back vacuum",

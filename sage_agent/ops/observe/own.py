@@ -4,16 +4,18 @@ Sessions are recognised by application_name (DB Sage's connections say `db-sage`
 `sage-restore-*`, pg_dump says `pg_dump` unless told otherwise) and by database (shadow and template
 databases). pg_stat_statements keeps no application name, so a statement is DB Sage's (or pg_dump's) when
 its parse tree shows only tooling: catalog-only queries, settings, `create/drop database`, `COPY ... TO
-STDOUT`, `LOCK TABLE`, and the migration history table.
+STDOUT`, `LOCK TABLE`, and the migration history table; or when it carries DB Sage's marker comment
+(`OWN_SQL_MARKER`: the few statements whose tables or functions alone could be an application's).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from sage_agent.db.connect import APPLICATION_NAME
+from sage_agent.db.connect import APPLICATION_NAME, OWN_SQL_MARKER
 
 OWN_APP_PREFIXES = (APPLICATION_NAME, "sage-", "pg_dump", "pg_restore", "pg_dumpall")
+WATCH_APPLICATION_NAME = f"{APPLICATION_NAME}-watch"  # sage watch's connections: never a finding of any round
 INTERNAL_DB_PREFIXES = ("sage_shadow_", "sage_tpl_")
 CATALOG_SCHEMAS = {"pg_catalog", "information_schema", "supabase_migrations", "pg_toast"}
 SETTING_FUNCS = {"set_config", "current_setting", "pg_backend_pid", "version", "pg_is_in_recovery",
@@ -21,7 +23,8 @@ SETTING_FUNCS = {"set_config", "current_setting", "pg_backend_pid", "version", "
                  "pg_current_wal_lsn", "pg_export_snapshot", "pg_advisory_lock", "pg_advisory_unlock",
                  "pg_try_advisory_lock", "pg_advisory_xact_lock", "pg_try_advisory_xact_lock", "pg_stat_statements_reset",
                  "pg_database_size", "pg_relation_size", "pg_total_relation_size", "quote_ident",
-                 "format_type", "pg_get_userbyid", "current_schemas", "current_schema", "current_database", "obj_description", "col_description", "has_schema_privilege"}
+                 "format_type", "pg_get_userbyid", "to_regclass", "to_regnamespace", "to_regrole", "to_regproc",
+                 "to_regtype", "current_schemas", "current_schema", "current_database", "obj_description", "col_description", "has_schema_privilege"}
 UTILITY_NODES = {"CreatedbStmt", "DropdbStmt", "AlterDatabaseStmt", "VariableSetStmt", "VariableShowStmt",
                  "TransactionStmt", "LockStmt", "DiscardStmt", "DeallocateStmt", "CheckPointStmt"}
 
@@ -30,6 +33,11 @@ def own_session(application_name: str | None, datname: str | None) -> bool:
     """A session of DB Sage, of pg_dump/pg_restore, or on one of DB Sage's internal databases."""
     app = application_name or ""
     return app.startswith(OWN_APP_PREFIXES) or internal_database(datname)
+
+
+def watch_session(application_name: str | None) -> bool:
+    """A connection of `sage watch` (this process or another one watching the same server)."""
+    return (application_name or "") == WATCH_APPLICATION_NAME
 
 
 def internal_database(datname: str | None) -> bool:
@@ -44,6 +52,8 @@ def own_statement(query: str) -> bool:
     from pglast.parser import ParseError
     from pglast.visitors import Visitor
 
+    if OWN_SQL_MARKER in query:
+        return True
     try:
         stmts = parse_sql(query)
     except ParseError:

@@ -279,7 +279,7 @@ where x.installed_version is not null and x.default_version is not null
 # clients list every file. Broad = no qual, always true, or exactly `bucket_id = '<this bucket>'`.
 _BUCKET_ONLY = r"^\s*\(*\s*bucket_id\s*=\s*'((?:[^']|'')*)'(?:\s*::\s*[[:alnum:]_.]+)?\s*\)*\s*$"
 _SQL["public_bucket_allows_listing"] = r"""
-with hits as (
+with /* db-sage */ hits as (
   select b.id::text as bucket_id, b.name::text as bucket_name, p.policyname::text as policyname
   from storage.buckets b
   join pg_policies p on p.schemaname = 'storage' and p.tablename = 'objects' and p.cmd in ('SELECT', 'ALL')

@@ -1,0 +1,355 @@
+"""sage watch on a real PostgreSQL: rounds find what the test creates (a blocked lock, a session idle in
+transaction), the next round reports it resolved, --once exit codes, a webhook on a loopback server (and
+one that is down), the history across restarts, the report at 60 and 160 columns, bad input."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+import pytest
+
+from sage_agent.db.env import Target
+from sage_agent.ops.watch.checks import Thresholds
+from sage_agent.ops.watch.history import History, history_path
+from sage_agent.ops.watch.runner import run_round, watch_context
+
+ZERO = Thresholds(lock_wait_s=0, long_query_s=0, idle_in_tx_s=0)
+
+
+def wait_until(check, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.fixture
+def blocked(db_url, db):
+    """A holder idle in transaction with a row lock, and a waiter blocked on that row (in a thread)."""
+    db.execute("create table acct (id int primary key, balance int); insert into acct values (1, 100)")
+    holder = psycopg.connect(db_url, application_name="shop-api")
+    holder.execute("update acct set balance = balance - 1 where id = 1")
+    waiter = psycopg.connect(db_url, autocommit=True, application_name="shop-worker")
+    thread = threading.Thread(target=lambda: waiter.execute("update acct set balance = balance + 1 where id = 1"),
+                              daemon=True)
+    thread.start()
+    wait_until(lambda: db.execute("select %s = any(pg_blocking_pids(%s))",
+                                  (holder.info.backend_pid, waiter.info.backend_pid)).fetchone()[0])
+
+    def release() -> None:
+        if not holder.closed:
+            holder.rollback()
+            holder.close()
+        thread.join(10)
+
+    yield {"holder": holder.info.backend_pid, "waiter": waiter.info.backend_pid, "release": release}
+    release()
+    waiter.close()
+
+
+def one_round(project, url, checks, number=1, thresholds=ZERO, **kw):
+    ctx = watch_context(project, Target("local", url, "test"), 10_000)
+    with History(history_path(project)) as history:
+        return run_round(ctx, checks, thresholds, history, number=number, **kw)
+
+
+def test_a_round_finds_the_blocked_lock_and_the_idle_transaction_then_reports_them_resolved(project, db_url, blocked):
+    first = one_round(project, db_url, ["locks", "idle-in-tx", "long-queries"])
+    keys = {(o.check, o.key) for o in first.alerts}
+    assert ("locks", f"pid {blocked['waiter']} blocked by {blocked['holder']}") in keys
+    assert ("idle-in-tx", f"pid {blocked['holder']}") in keys
+    assert ("long-queries", f"pid {blocked['waiter']}: update acct set balance = balance + 1 where id = 1") in keys
+    assert {first.kind_of(o) for o in first.alerts} == {"new"}
+    assert first.exit_code == 1
+    lines = first.lines()
+    assert any(line.startswith("  ALERT new   locks: ") and f"held by pid {blocked['holder']} (idle in transaction"
+               in line and "shop-api" in line for line in lines), lines
+
+    blocked["release"]()
+    second = one_round(project, db_url, ["locks", "idle-in-tx", "long-queries"], number=2)
+    assert second.alerts == [] and second.exit_code == 0
+    resolved = {(c.observation.check, c.observation.key) for c in second.of_kind("resolved")}
+    assert keys <= resolved
+    assert "3 resolved since the last round" in second.summary()
+    assert any(f"RESOLVED locks: pid {blocked['waiter']} blocked by {blocked['holder']}" in line
+               for line in second.lines())
+
+
+def test_a_round_never_reports_the_watch_itself(project, db_url, db, make_session):
+    """A session of sage watch (application db-sage-watch) idle in transaction and blocking: never a finding;
+    and the round's statements stay out of *hotpaths."""
+    db.execute("create table jobs (id int primary key); insert into jobs values (1)")
+    watcher = psycopg.connect(db_url, application_name="db-sage-watch")
+    watcher.execute("select * from jobs for update")
+    try:
+        rnd = one_round(project, db_url, ["locks", "idle-in-tx", "long-queries", "vacuum", "wraparound",
+                                          "replication", "audits"])
+        assert [r.error for r in rnd.results] == [None] * 7
+        assert not [o for o in rnd.alerts if o.check in ("locks", "idle-in-tx", "long-queries")], rnd.lines()
+        hot = make_session(db_url).run_line("*hotpaths").result
+        queries = {r["query"] for r in hot.data["top"]["total"]}
+        # only the test's own statements: nothing of the round (sessions, locks, vacuum, lints, replication)
+        assert queries == {"create table jobs (id int primary key)", "insert into jobs values ($1)",
+                           "select * from jobs for update"}, queries
+        assert hot.data["own_hidden"] > 0
+    finally:
+        watcher.rollback()
+        watcher.close()
+
+
+def test_once_exit_codes_and_history_across_restarts(project, db_url, db, run_sage):
+    env = {"SAGE_WATCH_IDLE_IN_TX_S": "0"}
+    clean = run_sage("watch", "--once", "--checks", "locks,idle-in-tx", "--db-url", db_url, cwd=project, env=env)
+    assert clean.returncode == 0, clean.stderr
+    assert "0 alert(s)" in clean.stdout
+
+    idle = psycopg.connect(db_url, application_name="billing")
+    idle.execute("select 1")
+    try:
+        alert = run_sage("watch", "--once", "--checks", "locks,idle-in-tx", "--db-url", db_url, cwd=project, env=env)
+        assert alert.returncode == 1, alert.stderr
+        assert f"ALERT new   idle-in-tx: pid {idle.info.backend_pid} (billing" in alert.stdout
+        again = run_sage("watch", "--once", "--json", "--checks", "idle-in-tx", "--db-url", db_url, cwd=project,
+                         env=env)
+        doc = json.loads(again.stdout)
+        assert again.returncode == 1 and doc["exit_code"] == 1
+        assert len(doc["alerts"]) == 1
+        assert doc["alerts"][0]["change"] != "new"  # the process before saw it: the file remembers
+    finally:
+        idle.close()
+    gone = run_sage("watch", "--once", "--checks", "idle-in-tx", "--db-url", db_url, cwd=project, env=env)
+    assert gone.returncode == 0, gone.stdout
+    assert "1 resolved since the last round" in gone.stdout and "RESOLVED idle-in-tx" in gone.stdout
+    with History(history_path(project)) as history:
+        assert len(history.rounds(history.targets()[0])) == 4
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append((self.headers["Content-Type"], json.loads(body)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def hook():
+    _Hook.received = []
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/secret-token", _Hook.received
+    server.shutdown()
+    server.server_close()
+
+
+def test_webhook_gets_new_and_resolved_alerts_once(project, db_url, blocked, hook):
+    url, received = hook
+    first = one_round(project, db_url, ["locks"], webhook_url=url)
+    assert first.webhook is not None and first.webhook.ok and first.webhook.status == 204
+    kind, payload = received[0]
+    assert kind == "application/json"
+    assert payload["source"] == "db-sage watch" and payload["round"] == 1
+    assert [(a["check"], a["change"]) for a in payload["alerts"]] == [("locks", "new")]
+    assert "secret-token" not in " ".join(first.lines())  # the path of a webhook is a secret
+    assert any("webhook: POST http://127.0.0.1:" in line and "-> 204" in line for line in first.lines())
+
+    same = one_round(project, db_url, ["locks"], number=2, thresholds=Thresholds(lock_wait_s=3600), webhook_url=url)
+    assert len(received) == 1 and same.webhook is None  # nothing new or worse and nothing resolved: no POST
+
+    blocked["release"]()
+    one_round(project, db_url, ["locks"], number=3, webhook_url=url)
+    assert len(received) == 1  # the alert that stopped in round 2 (below the new threshold) is no alert to resolve
+    assert received[0][1]["resolved"] == []
+
+
+def test_webhook_resolved_alert_is_posted(project, db_url, blocked, hook):
+    url, received = hook
+    one_round(project, db_url, ["locks"], webhook_url=url)
+    blocked["release"]()
+    one_round(project, db_url, ["locks"], number=2, webhook_url=url)
+    assert len(received) == 2
+    resolved = received[1][1]["resolved"]
+    assert [r["key"] for r in resolved] == [f"pid {blocked['waiter']} blocked by {blocked['holder']}"]
+    assert received[1][1]["alerts"] == []
+
+
+def test_a_webhook_that_is_down_or_hangs_never_stops_the_round(project, db_url, blocked):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    down = one_round(project, db_url, ["locks"], webhook_url=f"http://127.0.0.1:{port}/x")
+    assert down.round_id is not None and not down.webhook.ok
+    assert any("webhook: POST http://127.0.0.1:" in line and "failed:" in line and "the round is recorded" in line
+               for line in down.lines())
+
+    silent = socket.socket()  # accepts the connection, never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    try:
+        started = time.monotonic()
+        hung = one_round(project, db_url, ["locks", "idle-in-tx"], number=2, webhook_timeout_s=0.5,
+                         webhook_url=f"http://127.0.0.1:{silent.getsockname()[1]}/x")
+        assert time.monotonic() - started < 30
+        assert hung.webhook.error.startswith("no answer within the timeout (timeout 0.5 s)")
+        assert hung.round_id is not None
+    finally:
+        silent.close()
+    with History(history_path(project)) as history:
+        rounds = history.rounds(history.targets()[0])
+        assert [r["webhook"]["ok"] for r in rounds] == [False, False]
+
+
+def sage_watch(capsys, project, *args: str) -> tuple[int, str, str]:
+    """`sage watch ARGS` in this process (the CLI's own entry point), with what it printed."""
+    from sage_agent.cli import main
+
+    capsys.readouterr()
+    code = main(["watch", *args, "--project", str(project)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_an_unreachable_database_is_an_alert_and_the_round_completes(project, capsys):
+    gone = socket.socket()
+    gone.bind(("127.0.0.1", 0))
+    port = gone.getsockname()[1]
+    gone.close()
+    url = f"postgresql://postgres:secret@127.0.0.1:{port}/nowhere"
+    code, out, err = sage_watch(capsys, project, "--once", "--checks", "locks,vacuum", "--db-url", url)
+    assert code == 1
+    assert "ERROR new   locks: could not run:" in out and "ERROR new   vacuum: could not run:" in out
+    assert "secret" not in out + err
+
+
+def test_audits_rerun_only_when_the_catalog_changes(project, db_url, db):
+    first = one_round(project, db_url, ["audits"], audit_every_s=3600)
+    audits = first.results[0]
+    assert audits.carried_from is None and audits.fingerprint
+    second = one_round(project, db_url, ["audits"], number=2, audit_every_s=3600)
+    assert second.results[0].carried_from == first.round_id
+    assert second.results[0].metric == audits.metric
+    db.execute("create table public.open_to_all (id int primary key)")
+    third = one_round(project, db_url, ["audits"], number=3, audit_every_s=3600)
+    assert third.results[0].carried_from is None
+    rls = next(o for o in third.results[0].observations if o.key == "rls_disabled_in_public")
+    assert "public.open_to_all" in rls.message and rls.alert
+    assert third.kind_of(rls) in ("new", "worse")
+    every = one_round(project, db_url, ["audits"], number=4, audit_every_s=0)
+    assert every.results[0].carried_from is None
+
+
+def test_report_at_60_and_160_columns(project, db_url, blocked, capsys, monkeypatch, make_session):
+    one_round(project, db_url, ["locks", "idle-in-tx"])
+    blocked["release"]()
+    for n in range(2, 5):
+        one_round(project, db_url, ["locks", "idle-in-tx"], number=n)
+    monkeypatch.setenv("NO_COLOR", "1")
+    for width in (60, 160):
+        monkeypatch.setenv("COLUMNS", str(width))
+        code, out, err = sage_watch(capsys, project, "--report", "--db-url", db_url)
+        assert code == 0, err
+        lines = out.splitlines()
+        assert max(len(line) for line in lines) <= width, out
+        chart = [line for line in lines if line.startswith("│ locks")]
+        assert chart and "█▁▁▁" in chart[0], out  # 1 blocked session, then none
+        assert ("blocked sessions" in out) == (width == 160), out  # the metric's name where there is room
+        assert "4 round(s) recorded" in out
+    out = make_session(db_url).run_line("*watch-report --limit 2")
+    assert out.exit_code == 0, out.error
+    assert len(out.result.tables[1].rows) == 2 and out.result.tables[1].truncated
+    assert out.result.facts["rounds"] == 4
+
+
+def test_bad_input(project, db_url, capsys, make_session):
+    for args, message in ((["--every", "0"], "the interval must be more than 0"),
+                          (["--every", "soon"], "give a duration such as 30s"),
+                          (["--checks", "locks,deadlocks"], "unknown check deadlocks: choose from locks, long-queries"),
+                          (["--webhook", "ftp://example.com/x"], "--webhook must be an http:// or https:// URL"),
+                          (["--rounds", "0"], "--rounds must be 1 or more"),
+                          (["--report", "--once"], "--report only reads the history")):
+        code, out, err = sage_watch(capsys, project, *args, "--db-url", db_url)
+        assert code == 2, (args, out, err)
+        assert message in err, (args, err)
+    assert not history_path(project).exists()  # nothing ran
+    assert make_session(db_url).run_line("*watch-report --limit 0").exit_code == 2
+    empty = make_session(db_url).run_line("*watch-report")
+    assert empty.exit_code == 0 and "no watch history yet" in empty.result.summary
+
+
+def test_ctrl_c_between_rounds_stops_with_130_and_keeps_the_history(project, db_url):
+    from tests.conftest import sage_env
+
+    proc = subprocess.Popen([sys.executable, "-m", "sage_agent", "watch", "--every", "1h", "--checks", "locks",
+                             "--db-url", db_url], cwd=project, env=sage_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert "round 1" in first, first + proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert "stopped (Ctrl-C) after 1 round(s)" in err
+    with History(history_path(project)) as history:
+        assert history.count(history.targets()[0]) == 1
+
+
+def test_ctrl_c_during_a_round_records_nothing(project, db_url, monkeypatch):
+    from sage_agent.ops.watch import checks
+
+    def interrupted(state):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(checks.CHECKS, "vacuum", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        one_round(project, db_url, ["locks", "vacuum"])
+    with History(history_path(project)) as history:
+        assert history.targets() == []
+
+
+def test_history_is_bounded(project, db_url):
+    for n in range(1, 5):
+        one_round(project, db_url, ["locks"], number=n, keep=2)
+    with History(history_path(project)) as history:
+        target = history.targets()[0]
+        assert history.count(target) == 2
+        assert history.db.execute("select count(*) from metrics").fetchone()[0] == 2
+
+
+def test_thresholds_come_from_the_settings():
+    from sage_agent.config import settings
+
+    t = Thresholds.from_settings(settings({"SAGE_WATCH_LOCK_WAIT_S": "0.5", "SAGE_WATCH_XID_AGE_PCT": "10",
+                                           "SAGE_WATCH_AUDIT_SEVERITY": "warning"}))
+    assert (t.lock_wait_s, t.xid_age_pct, t.audit_severity, t.idle_in_tx_s) == (0.5, 10.0, "warning", 60.0)
+    assert Thresholds.from_settings(settings({"SAGE_WATCH_AUDIT_SEVERITY": "loud"})).audit_severity == "error"
+
+
+def test_wraparound_alerts_at_its_threshold_and_ignores_partitioned_parents(project, db_url, db):
+    db.execute("create table public.ev (id int, at date) partition by range (at)")
+    db.execute("create table public.ev_2026 partition of public.ev for values from ('2026-01-01') to ('2027-01-01')")
+    quiet = one_round(project, db_url, ["wraparound"])
+    assert quiet.results[0].observations == []  # a partitioned parent has no xid age (not 2^31-1)
+    loud = one_round(project, db_url, ["wraparound"], number=2, thresholds=Thresholds(xid_age_pct=0))
+    name = db_url.rsplit("/", 1)[1]
+    assert any(o.key == f"database {name}" and o.alert for o in loud.alerts)
