@@ -174,6 +174,11 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
 
     chosen = online.select(conn, plans, inputs.online, server_major)  # refuses a statement with no online form
     notes += chosen.notes
+    from sage_agent.ops.migrations.blockers import load_rates, survey
+
+    # who holds conflicting locks now (an online file's steps name the holder themselves, with retries)
+    ahead = survey(conn, [p for p in plans if p.migration.version not in chosen.plans], lock_timeout=lock_timeout,
+                   rates=load_rates(project), server_major=server_major)
     findings = [f for p in plans for f in p.findings]
     errors = [f for f in verdict(findings).blocking if not chosen.covers(f)]
     notes += [f"{p.migration.filename} has no SQL statements (empty or only comments): it is recorded as applied, "
@@ -197,7 +202,7 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
         how = "one transaction" if p.transactional else \
             f"NO transaction (statement by statement: line {', '.join(map(str, p.nontx_lines))})"
         lines.append(f"{p.migration.filename}: {len(p.chunks)} statement(s), {how}")
-    plan_text = "\n".join(lines + [f"snapshot first: {'yes' if inputs.snapshot else 'no'}",
+    plan_text = "\n".join(lines + ahead.plan_lines() + [f"snapshot first: {'yes' if inputs.snapshot else 'no'}",
                                    f"lock_timeout={lock_timeout} statement_timeout={statement_timeout}"])
     if own_command:
         ctx.confirm(f"Apply {len(plans)} migration(s) to {ctx.target.display_url}?", plan=plan_text)
@@ -250,7 +255,8 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
         release_apply_lock(conn)
         if log_entries:
             append_log(project, log_entries)
-    return _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings, online=set(chosen.plans))
+    return _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings, online=set(chosen.plans),
+                         ahead=ahead)
 
 
 def ctx_batch_rows() -> int:
@@ -285,7 +291,8 @@ def _take_snapshot(ctx, plans) -> str:
     return meta.name
 
 
-def _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings, online: set[str] = frozenset()) -> OpResult:
+def _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings, online: set[str] = frozenset(),
+                  ahead=None) -> OpResult:
     by_file = {o.migration.filename: o for o in outcomes}
     rows = []
     for p in plans:
@@ -300,7 +307,7 @@ def _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings, online: 
                     fix=f.safe_alternative or None) for f in findings]
     facts = {"applied": len(ok), "target": ctx.target.display_url, "snapshot": snapshot_name or "none"}
     data = {"applied": [o.migration.filename for o in ok], "snapshot": snapshot_name,
-            "log": str(LOG_PATH)}
+            "log": str(LOG_PATH), "survey": ahead.data() if ahead else None}
     if failed is None:
         return OpResult(operation="db-apply-migration",
                         summary=f"Applied {len(ok)} migration(s)" + (f"; snapshot {snapshot_name}" if snapshot_name
@@ -329,7 +336,9 @@ def _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings, online: 
         state = (f"{failed.migration.filename} runs outside a transaction: statements already applied: {done}; "
                  "it has no history row. Make the remaining statements re-runnable (IF NOT EXISTS) before *apply, "
                  "or finish by hand and *repair it applied")
-    notes = notes + [state]
+    notes = notes + [state] + [f"seen before running: {b.where} {b.lock} on {b.table} {b.verdict}"
+                               for b in (ahead.blockers if ahead else [])
+                               if b.where.startswith(f"{failed.migration.filename}:")]
     if ok:
         notes.append(f"applied and committed before the failure: {', '.join(o.migration.filename for o in ok)}")
     error = Finding(rule="apply.statement_failed", severity="error", message=failed.error or "failed",

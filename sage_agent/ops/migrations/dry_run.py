@@ -6,12 +6,16 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from sage_agent.ops.observe.common import seconds
 from sage_agent.ops.registry import operation
-from sage_agent.ops.result import Finding, OpError, OpResult, Table
+from sage_agent.ops.result import Finding, OpError, OpResult, Table, human_bytes
+
+if TYPE_CHECKING:
+    from sage_agent.ops.migrations.blockers import Survey
 
 
 class DryRunInput(BaseModel):
@@ -56,6 +60,7 @@ class _FileRun:
     error: str | None = None
     skipped: str | None = None  # why it did not run on the shadow (an earlier file failed)
     timings: dict = field(default_factory=dict)
+    survey: Survey | None = None  # who holds conflicting locks on the target now; how long the heavy work takes
 
 
 def _lint_findings(plan) -> list[Finding]:
@@ -160,6 +165,12 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
         if run.mig.version and run.mig.version in applied_versions:
             run.notes.append(f"{run.mig.filename} is already applied on the target (the dry-run runs it on the "
                              "shadow anyway)")
+    from sage_agent.ops.migrations.blockers import survey, timeout_text  # lazy: pglast costs start-up time
+
+    lock_timeout = timeout_text(ctx.settings.lock_timeout_ms)  # what *apply would use
+    for run in runs:
+        if run.plan:
+            run.survey = survey(target, [run.plan], lock_timeout=lock_timeout, server_major=server.major)
     shared: dict[str, float] = {"target facts": time.perf_counter() - t0}
 
     # --- the shadow: a copy of the target's schema (cached as a template while the schema is unchanged) --------
@@ -199,12 +210,38 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
                     ctx, shadow, schemas, run.plan, run.mig, applied_versions, run.findings, run.timings)
                 if run.error:
                     failed_before = run.mig.filename
+            _measure_rates(ctx, shadow, runs)
         finally:
             drop_database(admin, shadow_name)
     results = [_file_result(ctx, run, write=not chain) for run in runs]
     if not chain:
         return results[0]
     return _chain_result(ctx, runs, results, time.perf_counter() - started)
+
+
+def _measure_rates(ctx, shadow: str, runs: list[_FileRun]) -> None:
+    """Only when a statement rewrites, scans or indexes a non-empty table of the target (a rough guide: the
+    shadow server's disk and cache are not the target's)."""
+    import psycopg
+
+    from sage_agent.db.connect import connect
+    from sage_agent.ops.migrations.blockers import measure_rates, save_rates  # lazy: start-up time
+
+    surveys = [run.survey for run in runs if run.survey and run.survey.estimates]
+    if not surveys:
+        return
+    t0 = time.perf_counter()
+    try:
+        with connect(shadow, autocommit=True) as conn:
+            rates = measure_rates(conn)
+    except psycopg.Error as exc:
+        runs[0].notes.append(f"could not measure the scan rate on the shadow ({exc}); durations: "
+                             f"{surveys[0].rates.source}")
+        return
+    save_rates(ctx.project, rates)
+    for s in surveys:
+        s.set_rates(rates)
+    runs[0].timings["scan rate on the shadow"] = time.perf_counter() - t0
 
 
 def _report_path(project: Path, mig) -> Path:
@@ -216,7 +253,8 @@ def _file_result(ctx, run: _FileRun, *, write: bool = True) -> OpResult:
 
     lint = run.plan.findings if run.plan else []
     failed_checks = [c for c in run.checks if not c[1]]
-    v = policy(lint, failed=run.error or (run.skipped and "skipped") or None, impact=bool(run.impact),
+    blocked = bool(run.survey and run.survey.blockers)
+    v = policy(lint, failed=run.error or (run.skipped and "skipped") or None, impact=bool(run.impact) or blocked,
                failed_checks=bool(failed_checks))
     if run.skipped:
         summary = f"{run.mig.filename}: NOT RUN - {run.skipped.split(': ', 1)[1]}"
@@ -232,7 +270,7 @@ def _file_result(ctx, run: _FileRun, *, write: bool = True) -> OpResult:
                    changes=run.changes if not run.error else None, checks=run.checks, timings=run.timings,
                    applied_ok=run.error is None and not run.skipped, error=run.error,
                    statements=len(run.plan.chunks) if run.plan else 0,
-                   transactional=run.plan.transactional if run.plan else True, write=write)
+                   transactional=run.plan.transactional if run.plan else True, write=write, survey=run.survey)
 
 
 def _chain_result(ctx, runs: list[_FileRun], results: list[OpResult], total_s: float) -> OpResult:
@@ -260,6 +298,7 @@ def _chain_result(ctx, runs: list[_FileRun], results: list[OpResult], total_s: f
     tables = [Table(title="Pending migrations (in order, one shadow)", columns=["migration", "verdict", "detail"],
                     rows=rows)]
     tables += [t for r in results for t in r.tables if t.title == "Impact on the target"]
+    tables += [t for r in results for t in r.tables if t.title in SURVEY_TABLES]
     findings = [f for r in results for f in r.findings]
     summary = f"{len(runs)} pending migration(s): {overall.upper()} (" + \
         ", ".join(f"{run.mig.filename} {v}" for run, v in zip(runs, verdicts)) + ")"
@@ -323,13 +362,15 @@ def _ensure_schemas_loadable(dump: Path) -> None:
 
 
 def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, notes, impact, changes, checks,
-            timings, applied_ok, error, statements=0, transactional=True, write=True) -> OpResult:
+            timings, applied_ok, error, statements=0, transactional=True, write=True,
+            survey: Survey | None = None) -> OpResult:
     from sage_agent.db.redact import redact
 
     tables = []
     if impact:
         tables.append(Table(title="Impact on the target", columns=["where", "table", "effect", "rows", "size", "lock"],
                             rows=impact))
+    tables += survey.tables() if survey else []
     if changes is not None:
         tables.append(Table(title="Object changes (shadow)", columns=["change", "kind", "object"],
                             rows=changes.rows()))
@@ -361,6 +402,8 @@ def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, 
                          + (f", {row[5]}" if row[5] else "") + f" ({row[0]})")
     else:
         lines.append("- No statement rewrites or scans an existing table")
+    if survey is not None:
+        lines += ["", "## Who will block you (target, now)", ""] + _survey_lines(survey)
     if changes is not None:
         lines += ["", "## Object changes", ""]
         lines += [f"- {c} {k} {n}" for c, k, n in changes.rows()] or ["- none"]
@@ -383,10 +426,35 @@ def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, 
     if "apply on the shadow" in timings:
         facts["shadow apply"] = f"{timings['apply on the shadow']:.2f}s"
     facts["total"] = f"{timings.get('total', 0):.2f}s"
+    findings = findings + (survey.findings() if survey else [])
     return OpResult(operation="db-dry-run", status=status, summary=summary, facts=facts, tables=tables,
                     findings=findings, notes=notes, artifacts=[rel], markdown=markdown,
                     next_steps=[f"*apply {mig.filename}"] if verdict != "unsafe" else [f"*dry-run {mig.filename}"],
                     data={"verdict": verdict, "impact": impact, "report": rel, "error": error,
                           "changes": changes.rows() if changes is not None else [],
                           "checks": [{"check": c, "passed": ok, "detail": d} for c, ok, d in checks],
-                          "timings": {k: round(v, 3) for k, v in timings.items()}})
+                          "timings": {k: round(v, 3) for k, v in timings.items()},
+                          "survey": survey.data() if survey else None})
+
+
+SURVEY_TABLES = ("Sessions in the way (target, now)", "Estimated durations")  # blockers.Survey.tables()
+
+
+def _survey_lines(survey: Survey) -> list[str]:
+    existing = sorted({n.table for n in survey.needs})
+    if not existing:
+        return ["- The file locks no table"]
+    lines = [f"- {b.where} {b.lock} on {b.table}: {b.verdict}. pid {b.pid}: {b.state or '?'}, transaction open "
+             f"{seconds(b.xact_s) or '?'}" + (f", {b.application}" if b.application else "") + f": `{b.query}`"
+             for b in survey.blockers]
+    if not survey.blockers:
+        lines.append(f"- No live session holds or waits for a lock that conflicts with the locks this file takes "
+                     f"(on {', '.join(existing[:5])}{' ...' if len(existing) > 5 else ''})")
+    if survey.hidden_own:
+        lines.append(f"- {survey.hidden_own} DB Sage session(s) with conflicting locks left out")
+    for e in survey.estimates:
+        lines.append(f"- {e.where} {e.effect} {e.table} ({human_bytes(e.bytes)}): about {seconds(e.seconds)} "
+                     f"under {e.lock}")
+    if survey.estimates:
+        lines.append(f"- Durations: {survey.rates.source}")
+    return lines
