@@ -20,6 +20,48 @@ def greeting() -> str:
             f"Type *help to see what I can do.")
 
 
+# What a person asks about, by task id (names come from the task files): "why is my query slow?" -> *explain ...
+_INTENTS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
+    (("slow", "fast", "faster", "speed", "performance", "perf", "plan", "index", "indexes", "tune", "tuning"),
+     ("db-explain", "query-optimization", "db-analyze-hotpaths")),
+    (("lock", "locks", "locked", "blocked", "blocking", "stuck", "waiting", "hang", "hangs"),
+     ("db-check-locks", "db-monitor-queries")),
+    (("vacuum", "bloat", "bloated", "dead", "wraparound", "autovacuum"), ("db-vacuum-status", "schema-audit")),
+    (("rls", "policy", "policies", "secure", "security", "exposed", "leak", "permission", "permissions"),
+     ("db-rls-audit", "db-policy-apply")),
+    (("undo", "revert", "rollback", "back"), ("db-rollback", "db-snapshot", "db-migrations")),
+    (("backup", "dump", "restore"), ("db-backup", "db-restore")),
+    (("migrate", "migration", "migrations", "deploy", "pending"), ("db-migrations", "db-dry-run", "db-apply-migration")),
+    (("csv", "import", "load"), ("db-load-csv",)),
+    (("connect", "connection", "connected", "env", "environment", "setup"), ("db-env-check", "db-bootstrap")),
+    (("drift", "differ", "difference", "compare"), ("db-compare-schemas",)),
+    (("test", "tests", "smoke"), ("db-smoke-test", "db-test-suite")),
+    (("activity", "running", "queries", "connections"), ("db-monitor-queries", "db-analyze-hotpaths")),
+]
+
+
+def suggest_commands(text: str, limit: int = 3) -> list[str]:
+    """The commands a plain-language question is most likely about (without a model): intent words first, then
+    command names that look like a word of the question. Aliases are not offered (`*query` is *run-sql)."""
+    from sage_agent.catalog.tasks import load_tasks
+
+    tasks = load_tasks()
+    words = [w.strip("*?,.!'\"").lower() for w in text.split()]
+    ids: list[str] = []
+    for keys, task_ids in _INTENTS:
+        if any(w in keys for w in words):
+            ids += [t for t in task_ids if t in tasks and t not in ids]
+    if not ids:
+        names = {t.command: t.id for t in tasks.values()}
+        for word in words:
+            if len(word) < 3:
+                continue
+            for match in difflib.get_close_matches(word, list(names), n=2, cutoff=0.6):
+                if names[match] not in ids:
+                    ids.append(names[match])
+    return [f"*{tasks[t].command}" for t in ids[:limit]]
+
+
 class CommandCompleter:
     """Completes *commands and aliases at the start of a line, file paths after them."""
 
@@ -134,16 +176,8 @@ class Repl:
         return not outcome.exit_requested
 
     def no_model_reply(self, text: str) -> None:
-        from sage_agent.catalog.tasks import command_index, load_tasks
-
-        words = [w.strip("*?,.!").lower() for w in text.split()]
-        names = list(command_index(load_tasks()))
-        close: list[str] = []
-        for word in words:
-            for match in difflib.get_close_matches(word, names, n=2, cutoff=0.6):
-                if match not in close:
-                    close.append(match)
-        hint = f" Closest commands: {', '.join('*' + c for c in close[:3])}." if close else ""
+        close = suggest_commands(text)
+        hint = f" Closest commands: {', '.join(close)}." if close else ""
         self.console.print(
             "Plain-language requests need a model: set ANTHROPIC_API_KEY (or configure a provider)."
             f"{hint} Every *command works without one; type *help.", markup=False, highlight=False)

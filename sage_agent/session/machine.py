@@ -94,6 +94,11 @@ class Session:
         if extra:
             known = {i.key for i in task.user_inputs()}
             unknown = sorted(set(extra) - known)
+            if unknown and "vars" in known:  # template variables of *create-doc: `--set operation=...`
+                folded = ";".join(f"{k}={extra[k]}" for k in unknown)
+                extra = {k: v for k, v in extra.items() if k not in unknown}
+                extra["vars"] = ";".join(x for x in (str(extra.get("vars") or ""), folded) if x)
+                unknown = []
             if unknown:
                 return Outcome(EXIT_USAGE, task_id=task.id,
                                error=f"*{task.command} has no input {', '.join(unknown)} (given by {source}; inputs: "

@@ -32,14 +32,23 @@ def help_(inputs: HelpInput, ctx) -> OpResult:
         task_id = command_index(tasks).get(inputs.command.lstrip("*"))
         if not task_id:
             raise OpError(f"unknown command *{inputs.command.lstrip('*')}", "type *help for the list", exit_code=2)
+        from sage_agent.session.parse import flag_usage
+
         task = tasks[task_id]
-        rows = [[i.key, i.label, "yes" if i.required else "", i.default or "", "/".join(i.choices)]
+        positions = {key: n for n, key in enumerate(task.positional_keys, start=1)}
+        rows = [[i.key, flag_usage(i, positions.get(i.key)), i.label, "yes" if i.required else "", i.default or ""]
                 for i in task.user_inputs()]
+        notes = ["Any input also as --set KEY=VALUE (in the line or after `sage run`)."]
+        if any(k in ("sql", "query") for k in task.positional_keys):
+            notes.append(f"SQL alone may be typed bare (*{task.command} select ...); with options, quote it or put "
+                         f"it last after `--` (*{task.command} --option -- select ...).")
+        if task.input("vars"):
+            notes.append("Template variables as --set NAME=VALUE (or --vars \"a=1;b=2\").")
         return OpResult(operation="help", summary=f"{task.usage} - {task.purpose}",
                         facts={"aliases": ", ".join("*" + a for a in task.aliases) or "-"},
-                        tables=[Table(title="Inputs", columns=["key", "prompt", "required", "default", "choices"],
+                        tables=[Table(title="Inputs", columns=["key", "how to pass", "prompt", "required", "default"],
                                       rows=rows)],
-                        data={"task": task.id})
+                        notes=notes, data={"task": task.id})
     tables = []
     for group, commands in persona.groups().items():
         tables.append(Table(title=group, columns=["command", "description"],
