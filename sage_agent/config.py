@@ -24,6 +24,8 @@ class Settings:
                                          "server-side statement_timeout on every connection")
     lock_timeout_ms: int = _setting("SAGE_LOCK_TIMEOUT_MS", 5_000, "server-side lock_timeout on every connection")
     row_limit: int = _setting("SAGE_ROW_LIMIT", 200, "rows shown by *run-sql unless --limit")
+    expanded: str = _setting("SAGE_EXPANDED", "auto", "tables as vertical records: auto (when a table does not fit "
+                             "the terminal, like psql's \\x auto), on, off (wrap cells instead)")
     shadow_url: str = _setting("SAGE_SHADOW_URL", "", "server for shadow databases (default: a local server of the "
                                "target's major)")
     pg_major: str = _setting("SAGE_PG_MAJOR", "", "PostgreSQL major of the local server (default: supabase/config.toml "

@@ -22,11 +22,93 @@ def _cell(value: Any) -> str:
     return redact(str(value))
 
 
+WRAP_MIN = 12  # narrowest wrapped column SAGE_EXPANDED=auto accepts before it shows vertical records
+PIPE_WIDTH = 1000  # piped output (no terminal, no COLUMNS) is not cut at 80 columns: lines stay whole
+
+
 def make_console(stderr: bool = False, width: int | None = None):
+    import sys
+
     from rich.console import Console
 
+    stream = sys.stderr if stderr else sys.stdout
+    if width is None and not os.environ.get("COLUMNS") and not _is_tty(stream):
+        width = PIPE_WIDTH
     return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")) or None, width=width,
                    highlight=False, soft_wrap=False)
+
+
+def _is_tty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _natural_width(columns: list[str], rows: list[list[str]]) -> tuple[list[int], int]:
+    """Each column's widest line and the whole table's width in rich's default box (borders and padding)."""
+    from rich.cells import cell_len
+
+    widths = [max([cell_len(line) for line in (c or " ").splitlines()] or [0]) for c in columns]
+    for row in rows:
+        for i, value in enumerate(row[:len(widths)]):
+            widths[i] = max(widths[i], max([cell_len(line) for line in value.splitlines()] or [0]))
+    return widths, sum(widths) + 3 * len(widths) + 1
+
+
+def _expanded_mode() -> str:
+    from sage_agent.config import settings
+
+    mode = settings().expanded.strip().lower()
+    return mode if mode in ("auto", "on", "off") else "auto"
+
+
+def render_table(table, console) -> None:
+    """A table that fits the terminal: as is; one that does not: vertical records (SAGE_EXPANDED=auto, like psql's
+    `\\x auto`), or wrapped cells (off). The first column is never cut."""
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    columns = [str(c) for c in table.columns]
+    rows = [[_cell(v) for v in row] for row in table.rows]
+    widths, total = _natural_width(columns, rows)
+    mode = _expanded_mode()
+    # auto: wrap while every other column keeps a readable width beside the whole first column, else records
+    wrapped = widths[0] + 3 * len(widths) + 1 + sum(min(w, WRAP_MIN) for w in widths[1:]) if widths else 0
+    vertical = bool(rows) and (mode == "on" or (mode == "auto" and total > console.width
+                                                and wrapped > console.width))
+    if table.title:
+        console.print(Text(redact(table.title), style="bold" if vertical else ""))
+    if vertical:
+        from rich.cells import cell_len
+
+        label_width = max([cell_len(c) for c in columns] or [1])
+        label_width = max(min(label_width, max(8, console.width // 3)), 1)
+        for n, row in enumerate(rows, start=1):
+            head = f"-[ RECORD {n} ]"
+            console.print(Text(head + "-" * max(0, min(console.width, 40) - len(head)), style="dim"))
+            grid = RichTable.grid(padding=(0, 1))
+            grid.add_column(no_wrap=False, overflow="fold", width=label_width, style="bold")
+            grid.add_column(no_wrap=True)
+            grid.add_column(overflow="fold")
+            for col, value in zip(columns, row):
+                grid.add_row(Text(col), Text("|"), Text(value))
+            console.print(grid)
+    else:
+        # cells are Text, never markup: `[name]` in a usage line or a value from the database stays as it is
+        rt = RichTable(show_lines=False)
+        for i, col in enumerate(columns):
+            if i == 0:
+                rt.add_column(Text(col), no_wrap=True, min_width=min(widths[0], max(console.width - 8, 1)))
+            else:
+                rt.add_column(Text(col), overflow="fold")
+        for row in rows:
+            rt.add_row(*[Text(v) for v in row])
+        console.print(rt)
+    if table.truncated:
+        shown = len(table.rows)
+        total_rows = f" of {table.total_rows:,}" if table.total_rows is not None else ""
+        console.print(Text(f"(truncated: showing {shown}{total_rows} rows)", style="yellow"))
 
 
 def render_text(result: OpResult, console=None) -> None:
@@ -37,24 +119,13 @@ def render_text(result: OpResult, console=None) -> None:
     console.print(Text(f"{_ICON[result.status]} {redact(result.summary)}", style=f"bold {_STYLE[result.status]}"))
     if result.facts:
         grid = RichTable.grid(padding=(0, 2))
-        grid.add_column(style="bold")
-        grid.add_column()
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")
         for key, value in result.facts.items():
             grid.add_row(Text(key.replace("_", " ")), Text(_cell(value)))
         console.print(grid)
     for table in result.tables:
-        # cells are Text, never markup: `[name]` in a usage line or a value from the database stays as it is
-        rt = RichTable(title=Text(redact(table.title)) if table.title else None, title_justify="left",
-                       show_lines=False)
-        for col in table.columns:
-            rt.add_column(Text(col))
-        for row in table.rows:
-            rt.add_row(*[Text(_cell(v)) for v in row])
-        console.print(rt)
-        if table.truncated:
-            shown = len(table.rows)
-            total = f" of {table.total_rows:,}" if table.total_rows is not None else ""
-            console.print(Text(f"(truncated: showing {shown}{total} rows)", style="yellow"))
+        render_table(table, console)
     if result.findings:
         console.print(Text("Findings", style="bold"))
         for f in result.findings:
@@ -70,7 +141,13 @@ def render_text(result: OpResult, console=None) -> None:
     for path in result.artifacts:
         console.print(Text(f"📄 {path}"))
     if result.next_steps:
-        console.print(Text("Next: " + ", ".join(result.next_steps), style="dim"))
+        line = "Next: " + ", ".join(result.next_steps)
+        if len(line) <= console.width:
+            console.print(Text(line, style="dim"))
+        else:  # one whole command line per line: each can be copied as it is
+            console.print(Text("Next:", style="dim"))
+            for step in result.next_steps:
+                console.print(Text(f"  {step}", style="dim"), overflow="fold")
 
 
 def render_markdown(result: OpResult) -> str:

@@ -91,33 +91,64 @@ class CommandCompleter:
             yield completion
 
 
+def command_history(path: Path | None):
+    """History of typed commands only: prompt answers and confirmation words go through another prompt
+    (no history), and a line continued with a trailing backslash is stored once, whole."""
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+    base = FileHistory if path is not None else InMemoryHistory
+
+    class CommandHistory(base):  # type: ignore[misc, valid-type]
+        def store_string(self, string: str) -> None:
+            if string.strip() and not string.endswith("\\"):
+                super().store_string(string)
+
+        def append_string(self, string: str) -> None:
+            if string.strip() and not string.endswith("\\"):
+                super().append_string(string)
+
+    if path is None:
+        return CommandHistory()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return CommandHistory(str(path))
+
+
 class Repl:
     def __init__(self, project: Path, target: Target, *, input=None, output=None, console=None,
                  history_file: Path | None = None) -> None:
         from prompt_toolkit import PromptSession
-        from prompt_toolkit.history import FileHistory, InMemoryHistory
+        from prompt_toolkit.history import DummyHistory
 
         from sage_agent.catalog.tasks import command_index, load_tasks
         from sage_agent.frontends.render import make_console
+        from sage_agent.frontends.spinner import Spinner
 
         self.project = project
         self.target = target
         self.console = console or make_console()
-        history: Any = InMemoryHistory()
-        if history_file is not None:
-            history_file.parent.mkdir(parents=True, exist_ok=True)
-            history = FileHistory(str(history_file))
-        self.prompt_session = PromptSession(history=history, input=input, output=output,
+        self.history = command_history(history_file)
+        self.prompt_session = PromptSession(history=self.history, input=input, output=output,
                                             completer=CommandCompleter(list(command_index(load_tasks()))),
                                             bottom_toolbar=self.toolbar, complete_while_typing=False)
+        # answers and typed words: their own prompt, without history (no Up arrow to an earlier answer)
+        self.answer_session = PromptSession(history=DummyHistory(), input=input, output=output,
+                                            bottom_toolbar=self.toolbar, complete_while_typing=False)
+        self.spinner = Spinner(self._write_raw, enabled=self.console.is_terminal)
         self.session = Session(project=project, target=target, front_door="repl",
                                answers=PromptAnswers(prompt=self.ask, show=self.show_plan),
-                               message_sink=lambda t: self.console.print(t, markup=False, highlight=False),
-                               progress_sink=self._progress)
+                               message_sink=self._message, progress_sink=self._progress)
         from sage_agent.agent.repl import agent_reply  # plain language goes to the model when one is configured
 
         self.free_text: Callable[[str], None] = agent_reply(self) or self.no_model_reply
         self.outcomes: list[Outcome] = []
+
+    def _write_raw(self, text: str) -> None:
+        self.console.file.write(text)
+        self.console.file.flush()
+
+    def _message(self, text: str) -> None:
+        with self.spinner.paused():
+            self.console.print(text, markup=False, highlight=False)
 
     # --- prompt-toolkit plumbing -------------------------------------------------------------
     def toolbar(self):
@@ -132,27 +163,35 @@ class Repl:
         return HTML(f"{label} {where.replace('&', '&amp;').replace('<', '&lt;')}  |  *help  *exit")
 
     def ask(self, message: str) -> str:
-        return self.prompt_session.prompt(message)
+        with self.spinner.paused():
+            return self.answer_session.prompt(message)
 
     def show_plan(self, plan: str) -> None:
         from rich.panel import Panel
 
-        self.console.print(Panel(plan, title="plan", expand=False), markup=False) if plan else None
+        if plan:
+            with self.spinner.paused():
+                self.console.print(Panel(plan, title="plan", expand=False), markup=False)
 
     def _progress(self, description: str, done: float, total: float | None, detail: str) -> None:
         if total and done < total and int(20 * done / total) == int(20 * (done - 1) / total):
             return
         pct = f" {100 * done / total:5.1f}%" if total else ""
-        self.console.print(f"  {description}{pct} {detail}", markup=False, highlight=False)
+        with self.spinner.paused():
+            self.console.print(f"  {description}{pct} {detail}", markup=False, highlight=False)
 
     # --- the loop ------------------------------------------------------------------------------
     def read_line(self) -> str:
         """One input; a trailing backslash continues on the next line (multi-line input)."""
         parts = [self.prompt_session.prompt("sage> ")]
+        if not parts[-1].endswith("\\"):
+            return parts[0].strip()
         while parts[-1].endswith("\\"):
             parts[-1] = parts[-1][:-1]
-            parts.append(self.prompt_session.prompt("...   "))
-        return "\n".join(parts).strip()
+            parts.append(self.answer_session.prompt("...   "))
+        line = "\n".join(parts).strip()
+        self.history.append_string(line)
+        return line
 
     def handle(self, line: str) -> bool:
         """Handle one line; return False when the session should end."""
@@ -164,7 +203,8 @@ class Repl:
             self.free_text(line)
             return True
         try:
-            outcome = self.session.run_line(line)
+            with self.spinner.running(line.split()[0]):
+                outcome = self.session.run_line(line)
         except KeyboardInterrupt:
             self.console.print("interrupted", markup=False)
             return True

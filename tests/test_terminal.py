@@ -1,0 +1,105 @@
+"""The REPL in a real pseudo-terminal at 60 and 160 columns: tables that fit, a spinner on slow statements,
+and a history of commands only. Plus the renderer at both widths and piped."""
+
+import io
+import pytest
+
+from sage_agent.frontends.render import make_console, render_text
+from sage_agent.ops.result import OpResult, Table
+
+pexpect = pytest.importorskip("pexpect")  # installed with the test extras (pyproject [test])
+from terminal import UP, Terminal  # noqa: E402
+
+
+@pytest.fixture
+def migrations_project(project):
+    folder = project / "supabase" / "migrations"
+    folder.mkdir(parents=True)
+    (folder / "20261201000000_add_todos.sql").write_text("create table public.todos (id int primary key);\n")
+    (folder / "20261201000100_add_tags.sql").write_text("alter table public.todos add column tags text[];\n")
+    return project
+
+
+def test_narrow_terminal_spinner_and_history(migrations_project, db_url, db):
+    term = Terminal(migrations_project, db_url, columns=60)
+    try:
+        shown = term.type("*migrations")
+        assert "-[ RECORD 1 ]" in shown  # does not fit in 60 columns: vertical records, nothing cut
+        assert "local      | 20261201000000" in shown and "name       | add_todos" in shown
+        assert "20261201..." not in shown and "…" not in shown
+        shown = term.type("*run-sql select pg_sleep(2)")
+        assert "*run-sql" in shown and "s  (Ctrl-C cancels)" in shown  # the spinner with the elapsed time
+        assert "1 row(s)" in shown
+        # a yes/no question: answered; then Up inside the next question recalls nothing (no answer history)
+        term.type("*run-sql --write -- create table a1 (id int)", then="[y/N]:")
+        term.type("y")
+        term.type("*run-sql --write -- create table a2 (id int)", then="[y/N]:")
+        term.child.send(UP)
+        term.type("y")
+    finally:
+        term.close()
+    assert db.execute("select to_regclass('public.a2') is not null").fetchone()[0]  # Up added nothing to "y"
+    history = (migrations_project / ".sage" / "history").read_text()
+    commands = [line[1:] for line in history.splitlines() if line.startswith("+")]
+    assert commands == ["*migrations", "*run-sql select pg_sleep(2)", "*run-sql --write -- create table a1 (id int)",
+                        "*run-sql --write -- create table a2 (id int)", "*exit"]
+
+
+def test_wide_terminal_shows_the_table(migrations_project, db_url):
+    term = Terminal(migrations_project, db_url, columns=160)
+    try:
+        shown = term.type("*migrations")
+    finally:
+        term.close()
+    assert "RECORD" not in shown
+    assert "│ 20261201000000 │" in shown and "add_todos" in shown
+
+
+def _render(width, result, monkeypatch, expanded="auto"):
+    monkeypatch.setenv("SAGE_EXPANDED", expanded)
+    out = io.StringIO()
+    console = make_console(width=width)
+    console.file = out
+    render_text(result, console)
+    return out.getvalue()
+
+
+WIDE = OpResult(operation="x", summary="tables", tables=[Table(
+    title="Objects", columns=["table", "rows", "size", "comment"],
+    rows=[["public.a_rather_long_table_name_that_matters", 10, "16 kB", "a comment that is long enough to wrap"]])])
+
+
+def test_first_column_is_never_cut(monkeypatch):
+    for width in (60, 160):
+        text = _render(width, WIDE, monkeypatch, expanded="off")
+        assert "public.a_rather_long_table_name_that_matters" in text
+        assert "…" not in text
+        assert max(len(line) for line in text.splitlines()) <= width
+
+
+def test_expanded_auto_on_and_off(monkeypatch):
+    assert "RECORD" in _render(60, WIDE, monkeypatch)
+    assert "RECORD" not in _render(160, WIDE, monkeypatch)
+    assert "-[ RECORD 1 ]" in _render(160, WIDE, monkeypatch, expanded="on")
+    assert "RECORD" not in _render(60, WIDE, monkeypatch, expanded="off")
+    text = _render(60, WIDE, monkeypatch)
+    assert "table   | public.a_rather_long_table_name_that_matters" in text
+    assert max(len(line) for line in text.splitlines()) <= 60
+
+
+def test_long_next_steps_are_whole_lines(monkeypatch):
+    step = "*explain 'select column_name, data_type from information_schema.columns where table_schema = ''public'''"
+    text = _render(60, OpResult(operation="x", summary="s", next_steps=[step, "*hotpaths"]), monkeypatch)
+    lines = [line.strip() for line in text.split("Next:")[1].splitlines() if line.strip()]
+    assert lines[0].startswith("*explain 'select") and lines[-1] == "*hotpaths"  # each step starts its own line
+    assert " ".join(lines[:-1]) == step  # wrapped at spaces, never cut
+
+
+def test_piped_output_is_not_cut_at_80(migrations_project, run_sage, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    proc = run_sage("run", "*help policy-apply", cwd=migrations_project, env={"COLUMNS": ""})  # no width given
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "RECORD" not in proc.stdout
+    assert any("2nd argument (MODE) or --mode kiss|granular" in line for line in lines)
+    assert max(len(line) for line in lines) > 80
