@@ -353,3 +353,55 @@ def test_wraparound_alerts_at_its_threshold_and_ignores_partitioned_parents(proj
     loud = one_round(project, db_url, ["wraparound"], number=2, thresholds=Thresholds(xid_age_pct=0))
     name = db_url.rsplit("/", 1)[1]
     assert any(o.key == f"database {name}" and o.alert for o in loud.alerts)
+
+
+def test_targets_file_watches_every_database_and_a_broken_one_does_not_stop_the_others(project, db_url, db, capsys,
+                                                                                        monkeypatch):
+    gone = socket.socket()
+    gone.bind(("127.0.0.1", 0))
+    port = gone.getsockname()[1]
+    gone.close()
+    (project / "fleet.yaml").write_text(f"""
+- name: shop
+  url: {db_url}
+  tags: [eu]
+- name: down
+  url: postgresql://postgres:hunter2@127.0.0.1:{port}/nowhere
+  tags: [eu]
+- name: unset
+  url: ${{WATCH_TEST_UNSET_URL}}
+""")
+    monkeypatch.delenv("WATCH_TEST_UNSET_URL", raising=False)
+    idle = psycopg.connect(db_url, application_name="billing")
+    idle.execute("select 1")
+    idle_pid = idle.info.backend_pid
+    monkeypatch.setenv("SAGE_WATCH_IDLE_IN_TX_S", "0")
+    try:
+        code, out, err = sage_watch(capsys, project, "--once", "--targets", "fleet.yaml", "--checks", "idle-in-tx")
+    finally:
+        idle.close()
+    assert code == 1, err
+    summaries = [line for line in out.splitlines() if " round 1 on " in line]
+    assert [line.split(" round 1 on ")[1].split(":")[0] for line in summaries] == ["shop", "down", "unset"]
+    assert f"ALERT new   idle-in-tx: pid {idle_pid} (billing" in out
+    assert out.count("ERROR new   idle-in-tx: could not run:") == 2
+    assert "WATCH_TEST_UNSET_URL" in out and "hunter2" not in out + err
+
+    code, out, err = sage_watch(capsys, project, "--once", "--targets", "fleet.yaml", "--only", "eu", "--checks",
+                                "idle-in-tx", "--json")
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert [d["target"] for d in docs] == ["shop", "down"]
+    assert docs[0]["exit_code"] == 0 and docs[0]["resolved"][0]["key"] == f"pid {idle_pid}"
+
+    monkeypatch.setenv("COLUMNS", "100")
+    code, out, err = sage_watch(capsys, project, "--report", "--targets", "fleet.yaml")
+    assert code == 0, err
+    assert "── shop ──" in out and "── down ──" in out and "── unset ──" in out
+    assert "2 round(s) recorded for shop" in out and "1 round(s) recorded for unset" in out
+
+    for args, message in ((["--targets", "fleet.yaml", "--db-url", db_url], "--targets names its own databases"),
+                          (["--targets", "missing.yaml"], "no such targets file"),
+                          (["--only", "eu"], "--only and --parallel go with --targets FILE"),
+                          (["--targets", "fleet.yaml", "--only", "asia"], "--only asia: no target has that tag")):
+        code, out, err = sage_watch(capsys, project, "--once", *args)
+        assert code == 2 and message in err, (args, err)

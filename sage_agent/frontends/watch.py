@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -43,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report", action="store_true", help="show the history as a table and a chart, and exit")
     parser.add_argument("--limit", type=int, default=20, metavar="N", help="with --report: rounds listed (default 20)")
     parser.add_argument("--json", action="store_true", help="one JSON document per round (or the report)")
+    parser.add_argument("--targets", type=Path, default=None, metavar="FILE",
+                        help="watch every database of a targets file (the YAML of sage run --targets)")
+    parser.add_argument("--only", action="append", default=[], metavar="TAG",
+                        help="with --targets: only the targets with this tag (or name)")
+    parser.add_argument("--parallel", type=int, default=None, metavar="N",
+                        help="with --targets: targets checked at once (default SAGE_FLEET_PARALLEL, else cores)")
     parser.add_argument("--env", default=None, help="local | dev | staging | prod")
     parser.add_argument("--db-url", default=None, help="database URL (overrides the environment's settings)")
     return parser
@@ -67,7 +74,7 @@ def main(argv: list[str], project: Path) -> int:
 
 def _run(args, project: Path) -> int:
     from sage_agent.config import settings
-    from sage_agent.db.env import ConfigError, resolve_target
+    from sage_agent.db.env import ConfigError
     from sage_agent.ops.watch.alerts import check_webhook_url
     from sage_agent.ops.watch.checks import Thresholds, parse_checks
 
@@ -85,37 +92,67 @@ def _run(args, project: Path) -> int:
             raise ValueError("--limit must be 1 or more")
         if args.report and (args.once or args.rounds or args.webhook):
             raise ValueError("--report only reads the history: it takes no --once, --rounds or --webhook")
-        target = resolve_target(project, args.env or conf.env, args.db_url)
+        if args.targets is None and (args.only or args.parallel is not None):
+            raise ValueError("--only and --parallel go with --targets FILE")
+        if args.targets is not None and args.db_url:
+            raise ValueError("--targets names its own databases: drop --db-url (put each url in the targets file)")
+        if args.parallel is not None and args.parallel < 1:
+            raise ValueError("--parallel must be 1 or more")
+        watched = _targets(project, args, conf)
     except (ValueError, ConfigError) as exc:
         raise _Usage(str(exc)) from None
     if args.report:
-        return _report(project, target, args.limit, args.json)
-    return _watch(project, target, checks, every, 1 if args.once else args.rounds, args.webhook, args.json,
-                  Thresholds.from_settings(conf), conf)
+        return _report(project, [w.name for w in watched], args.limit, args.json)
+    parallel = args.parallel or conf.fleet_parallel or (os.cpu_count() or 1)
+    return _watch(project, watched, checks, every, 1 if args.once else args.rounds, args.webhook, args.json,
+                  Thresholds.from_settings(conf), conf, parallel)
 
 
-def _report(project: Path, target, limit: int, as_json: bool) -> int:
+def _targets(project: Path, args, conf) -> list:
+    """What to watch: the environment's database, or every (selected) target of a targets file."""
+    from sage_agent.db.env import resolve_target
+    from sage_agent.ops.watch.runner import Watched, target_name, watch_context
+
+    if args.targets is None:
+        target = resolve_target(project, args.env or conf.env, args.db_url)
+        return [Watched(target_name(target), watch_context(project, target, conf.watch_timeout_ms))]
+    from sage_agent.ops.fleet.targets import load_targets, resolve_entry, select
+
+    file = args.targets if args.targets.is_absolute() else project / args.targets
+    watched = []
+    for spec in select(load_targets(file), args.only):
+        entry = resolve_entry(spec, project, file)
+        ctx = watch_context(project, entry.target, conf.watch_timeout_ms) if entry.target is not None else None
+        watched.append(Watched(spec.name, ctx, entry.problem))
+    return watched
+
+
+def _report(project: Path, names: list[str], limit: int, as_json: bool) -> int:
     import shutil
 
     from sage_agent.frontends.render import make_console, render_text, to_json
     from sage_agent.ops.watch.report import build_report
-    from sage_agent.ops.watch.runner import target_name
 
-    result = build_report(project, target_name(target), limit=limit,
-                          width=shutil.get_terminal_size((100, 24)).columns)
+    width = shutil.get_terminal_size((100, 24)).columns
+    results = [build_report(project, name, limit=limit, width=width) for name in names]
     if as_json:
-        sys.stdout.write(to_json(result.model_dump(mode="json"), pretty=False) + "\n")
-    else:
-        render_text(result, make_console())
+        doc = results[0].model_dump(mode="json") if len(results) == 1 else \
+            {"targets": [{"name": n, **r.model_dump(mode="json")} for n, r in zip(names, results)]}
+        sys.stdout.write(to_json(doc, pretty=False) + "\n")
+        return 0
+    console = make_console()
+    for name, result in zip(names, results):
+        if len(results) > 1:
+            console.print(f"── {name} ──", markup=False, highlight=False)
+        render_text(result, console)
     return 0
 
 
-def _watch(project: Path, target, checks: list[str], every: float, rounds: int | None, webhook: str | None,
-           as_json: bool, thresholds, conf) -> int:
-    from sage_agent.ops.watch.history import History, history_path
-    from sage_agent.ops.watch.runner import watch_context, watch_loop
+def _watch(project: Path, watched: list, checks: list[str], every: float, rounds: int | None, webhook: str | None,
+           as_json: bool, thresholds, conf, parallel: int) -> int:
+    from sage_agent.ops.watch.history import history_path
+    from sage_agent.ops.watch.runner import watch_loop
 
-    ctx = watch_context(project, target, conf.watch_timeout_ms)
     done: list = []
 
     def emit(rnd) -> None:
@@ -127,16 +164,15 @@ def _watch(project: Path, target, checks: list[str], every: float, rounds: int |
         sys.stdout.flush()
 
     if not as_json and rounds != 1:
-        print(f"watching {', '.join(checks)} every {every:g}s; history in {history_path(project)}; Ctrl-C stops",
-              file=sys.stderr, flush=True)
-    with History(history_path(project)) as history:
-        try:
-            watch_loop(ctx, checks, thresholds, history, every_s=every, rounds=rounds, emit=emit, webhook_url=webhook,
-                       webhook_timeout_s=conf.watch_webhook_timeout_s, keep=conf.watch_keep_rounds,
-                       audit_every_s=conf.watch_audit_every_s)
-        except KeyboardInterrupt:
-            finished = len(done)
-            print(f"stopped (Ctrl-C) after {finished} round(s); a round cut short is not recorded and its "
-                  "statement was cancelled on the server", file=sys.stderr, flush=True)
-            return EXIT_INTERRUPTED
-    return done[-1].exit_code if done else 0
+        where = f"{len(watched)} target(s)" if len(watched) > 1 else watched[0].name
+        print(f"watching {', '.join(checks)} on {where} every {every:g}s; history in {history_path(project)}; "
+              "Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        last = watch_loop(watched, checks, thresholds, history_path(project), every_s=every, rounds=rounds, emit=emit,
+                          webhook_url=webhook, webhook_timeout_s=conf.watch_webhook_timeout_s,
+                          keep=conf.watch_keep_rounds, audit_every_s=conf.watch_audit_every_s, parallel=parallel)
+    except KeyboardInterrupt:
+        print(f"stopped (Ctrl-C) after {len(done)} round(s); a round cut short is not recorded and its statements "
+              "were cancelled on the server", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    return max((r.exit_code for r in last), default=0)

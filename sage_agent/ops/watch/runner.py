@@ -8,6 +8,7 @@ as `db-sage-watch`, which every diagnostic leaves out, so a round never observes
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,23 +155,39 @@ def _obs_json(o: Observation, change: str) -> dict[str, Any]:
 
 def run_round(ctx: WatchContext, checks: list[str], thresholds: Thresholds, history: History, *, number: int,
               webhook_url: str | None = None, webhook_timeout_s: float = 5.0, keep: int = 10_000,
-              audit_every_s: float = 0.0) -> Round:
+              audit_every_s: float = 0.0, name: str | None = None, stop: threading.Event | None = None) -> Round:
     """One round: every check (each bounded, each failure caught), compared with the last round that ran
-    it, recorded, and (when alerts changed) POSTed to the webhook. KeyboardInterrupt cancels the running
-    statement on the server and propagates; nothing is recorded for an interrupted round."""
-    target = target_name(ctx.target)
+    it, recorded, and (when alerts changed) POSTed to the webhook. KeyboardInterrupt (or `stop` set while the
+    checks ran) cancels the running statement on the server and propagates; nothing is recorded for an
+    interrupted round. `name`: the target's name in the history (default: from its URL)."""
+    target = name or target_name(ctx.target)
     started = time.time()
     t0 = time.perf_counter()
     state = RoundState(ctx, thresholds, history=history, target=target, audit_every_s=audit_every_s)
     try:
-        results = [run_check(name, state) for name in checks]
+        results = [run_check(check, state) for check in checks]
     except KeyboardInterrupt:
         ctx.cancel_running()
         raise
     finally:
         ctx.close_all()
-    duration_ms = (time.perf_counter() - t0) * 1000
-    last_status = {name: history.last_status(target, name) for name in checks}
+    if stop is not None and stop.is_set():
+        raise KeyboardInterrupt
+    return finish_round(history, target, number, started, (time.perf_counter() - t0) * 1000, results,
+                        webhook_url=webhook_url, webhook_timeout_s=webhook_timeout_s, keep=keep)
+
+
+def failed_round(history: History, target: str, checks: list[str], problem: str, *, number: int,
+                 webhook_url: str | None = None, webhook_timeout_s: float = 5.0, keep: int = 10_000) -> Round:
+    """A round of a target that cannot be used at all (a bad URL, an unset ${VAR}): every check failed."""
+    return finish_round(history, target, number, time.time(), 0.0, [CheckResult(c, error=problem) for c in checks],
+                        webhook_url=webhook_url, webhook_timeout_s=webhook_timeout_s, keep=keep)
+
+
+def finish_round(history: History, target: str, number: int, started: float, duration_ms: float,
+                 results: list[CheckResult], *, webhook_url: str | None, webhook_timeout_s: float,
+                 keep: int) -> Round:
+    last_status = {r.name: history.last_status(target, r.name) for r in results}
     changes = {r.name: history.compare(target, r) for r in results}
     rnd = Round(number, target, started, duration_ms, results, changes,
                 new_errors=[r.name for r in results if r.error and last_status[r.name] != "error"],
@@ -192,23 +209,60 @@ def webhook_payload(rnd: Round) -> dict[str, Any]:
             "failed_checks": [{"check": r.name, "error": r.error} for r in rnd.errors]}
 
 
-def watch_loop(ctx: WatchContext, checks: list[str], thresholds: Thresholds, history: History, *, every_s: float,
-               rounds: int | None, emit: Callable[[Round], None], webhook_url: str | None = None,
-               webhook_timeout_s: float = 5.0, keep: int = 10_000, audit_every_s: float = 0.0,
-               sleep: Callable[[float], None] = time.sleep) -> Round | None:
+@dataclass
+class Watched:
+    """One database the watch looks at: its name in the history and its context, or why it cannot be used."""
+
+    name: str
+    ctx: WatchContext | None
+    problem: str | None = None
+
+
+def watch_loop(targets: list[Watched], checks: list[str], thresholds: Thresholds, history_file: Path, *,
+               every_s: float, rounds: int | None, emit: Callable[[Round], None], webhook_url: str | None = None,
+               webhook_timeout_s: float = 5.0, keep: int = 10_000, audit_every_s: float = 0.0, parallel: int = 1,
+               sleep: Callable[[float], None] = time.sleep) -> list[Round]:
     """Rounds every `every_s` seconds (start to start; a slow round is followed at once, never overlapped)
-    until `rounds` are done (None: until Ctrl-C). Returns the last round."""
-    last: Round | None = None
+    until `rounds` are done (None: until Ctrl-C). Several targets are watched `parallel` at a time, each
+    with its own history connection; their rounds are emitted in the targets' order. Returns the last round
+    of each target. Ctrl-C cancels what runs on every target and records nothing of the cut round."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stop = threading.Event()
+    last: list[Round] = []
     number = 0
-    while rounds is None or number < rounds:
-        number += 1
-        begun = time.monotonic()
-        last = run_round(ctx, checks, thresholds, history, number=number, webhook_url=webhook_url,
-                         webhook_timeout_s=webhook_timeout_s, keep=keep, audit_every_s=audit_every_s)
-        emit(last)
-        if rounds is not None and number >= rounds:
-            break
-        wait = every_s - (time.monotonic() - begun)
-        if wait > 0:
-            sleep(wait)
+
+    def one(target: Watched) -> Round:
+        with History(history_file) as history:
+            kw = {"number": number, "webhook_url": webhook_url, "webhook_timeout_s": webhook_timeout_s, "keep": keep}
+            if target.ctx is None:
+                return failed_round(history, target.name, checks, target.problem or "cannot be used", **kw)
+            return run_round(target.ctx, checks, thresholds, history, audit_every_s=audit_every_s, name=target.name,
+                             stop=stop, **kw)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets))), thread_name_prefix="sage-watch") as pool:
+        while rounds is None or number < rounds:
+            number += 1
+            begun = time.monotonic()
+            if len(targets) == 1:
+                last = [one(targets[0])]
+            else:
+                futures = [pool.submit(one, t) for t in targets]
+                try:
+                    last = [f.result() for f in futures]
+                except KeyboardInterrupt:
+                    stop.set()
+                    for t in targets:
+                        if t.ctx is not None:
+                            t.ctx.cancel_running()
+                    for f in futures:
+                        f.cancel()
+                    raise
+            for rnd in last:
+                emit(rnd)
+            if rounds is not None and number >= rounds:
+                break
+            wait = every_s - (time.monotonic() - begun)
+            if wait > 0:
+                sleep(wait)
     return last
