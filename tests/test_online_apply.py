@@ -244,3 +244,71 @@ def test_bad_batch_rows_is_refused(project, make_session, db_url):
     outcome = make_session(db_url, yes=True).run_line("*apply --online --batch-rows 0")
     assert outcome.exit_code == 2
     assert "batch_rows" in failure(outcome)
+
+
+def test_ctrl_c_stops_a_backfill_at_a_batch_boundary(project, db_url, db, run_sage):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import sage_env
+
+    seed(db_url)
+    write(project, f"{V1}_fill.sql", "update public.orders set note = 'x' || id;\n")
+    proc = subprocess.Popen([sys.executable, "-m", "sage_agent", "run", "*apply --online --snapshot=no --batch-rows 100 "
+                             "--batch-pause-ms 30", "--yes", "--json", "--db-url", db_url], cwd=project,
+                            env=sage_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        rows = db.execute("select current from supabase_migrations.sage_online").fetchall() \
+            if db.execute("select to_regclass('supabase_migrations.sage_online')").fetchone()[0] else []
+        if rows and rows[0][0].get("rows_done", 0) >= 300:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    result = json.loads(out)
+    assert result["summary"] == f"Stopped {V1}_fill.sql at a batch boundary (Ctrl-C)"
+    assert "*apply (continues where it stopped)" in result["next_steps"]
+    current, status = db.execute("select current, status from supabase_migrations.sage_online").fetchone()
+    assert status == "interrupted"
+    assert current["rows_done"] % 100 == 0 and 300 <= current["rows_done"] < 3000
+    # exactly the committed batches are written: the state and the table agree
+    written = db.execute("select count(*) from public.orders where note = 'x' || id").fetchone()[0]
+    assert written == current["rows_done"] == int(current["last"])
+    assert history(db) == []
+    listed = run_sage("run", "*migrations", "--json", "--db-url", db_url, cwd=project)
+    status_text = json.loads(listed.stdout)["data"]["migrations"][0]["status"]
+    assert status_text == f"in progress (backfill {current['rows_done'] * 100 // 3000}%, stopped)"
+    again = run_sage("run", "*apply --snapshot=no", "--yes", "--json", "--db-url", db_url, cwd=project)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert db.execute("select count(*) from public.orders where note = 'x' || id").fetchone()[0] == 3000
+    assert history(db) == [V1]
+
+
+@pytest.mark.pg15
+def test_online_apply_on_postgresql_15_ends_in_the_plain_schema(project, make_session, pg15_server, pg15_url):
+    """PostgreSQL 15 has no named NOT NULL constraints and an older CONCURRENTLY: the same proof there."""
+    from sage_agent.db.shadow import create_database, drop_database
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    import secrets
+
+    name = f"t_{secrets.token_hex(5)}"
+    plain_url = create_database(pg15_server, name)
+    try:
+        seed(pg15_url)
+        seed(plain_url)
+        write(project, f"{V1}_online.sql", ONLINE_FILE)
+        online = make_session(pg15_url, yes=True).run_line("*apply --online --snapshot=no")
+        assert online.exit_code == EXIT_OK, failure(online)
+        other = project.parent / "plain15"
+        write(other, f"{V1}_online.sql", ONLINE_FILE)
+        plain = make_session(plain_url, yes=True, confirm=("UNSAFE",), project_dir=other).run_line(
+            "*apply --snapshot=no")
+        assert plain.exit_code == EXIT_OK, failure(plain)
+        assert normalized_dump(pg15_url, 15) == normalized_dump(plain_url, 15)
+    finally:
+        drop_database(pg15_server, name)

@@ -327,7 +327,7 @@ def _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings, online: 
                             notes=notes + [state] + ([f"applied before: {', '.join(o.migration.filename for o in ok)}"]
                                                      if ok else []),
                             artifacts=[str(LOG_PATH)], next_steps=["*apply (continues where it stopped)",
-                                                                   "*migrations"], data=data)
+                                                                   "*migrations"], data=data, exit_code=130)
     elif plan.transactional:
         state = (f"{failed.migration.filename} was rolled back: the database is unchanged for it and it has no "
                  "history row")
