@@ -312,3 +312,53 @@ def test_online_apply_on_postgresql_15_ends_in_the_plain_schema(project, make_se
         assert normalized_dump(pg15_url, 15) == normalized_dump(plain_url, 15)
     finally:
         drop_database(pg15_server, name)
+
+
+@pytest.mark.parametrize("statement, reason", [
+    ("update public.orders o set note = u.email from public.users u where u.id = o.user_id;",
+     "this one has FROM, RETURNING, WITH, WHERE CURRENT OF or ONLY"),
+    ("vacuum full public.orders;", "has no online form for this statement"),
+    ("create index on public.orders (user_id, amount, note, code, id, user_id, amount, note, code, id);",
+     "is longer than 63 bytes and PostgreSQL would shorten it"),
+    ("alter table public.orders add column n uuid unique default gen_random_uuid();",
+     "then each constraint in its own statement"),
+])
+def test_statements_without_an_online_form_are_refused(statement, reason, project, make_session, db_url, db):
+    seed(db_url)
+    write(project, f"{V1}_bad.sql", "create index orders_note_idx on public.orders (note);\n" + statement + "\n")
+    outcome = make_session(db_url, yes=True, confirm=("UNSAFE",)).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_FAILED
+    assert reason in failure(outcome)
+    assert db.execute("select to_regclass('public.orders_note_idx')").fetchone()[0] is None
+    assert history(db) == [] and online_rows(db) == []
+
+
+def test_backfill_without_a_single_column_primary_key_fails_clearly(project, make_session, db_url, db):
+    db.execute("create table public.pairs (a int, b int, v text, primary key (a, b))")
+    db.execute("insert into public.pairs select g, g, null from generate_series(1, 10) g")
+    write(project, f"{V1}_fill.sql", "update public.pairs set v = 'x';\n")
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_FAILED
+    assert "has a primary key of 2 columns: add a single-column primary key first" in failure(outcome)
+    assert db.execute("select count(*) from public.pairs where v is not null").fetchone()[0] == 0
+    assert history(db) == []
+
+
+def test_a_file_edited_after_its_online_apply_started_is_refused(project, make_session, db_url, db, monkeypatch):
+    seed(db_url)
+    monkeypatch.setenv("SAGE_ONLINE_LOCK_TIMEOUT_MS", "50")
+    monkeypatch.setenv("SAGE_ONLINE_RETRIES", "0")
+    write(project, f"{V1}_two.sql", "create index orders_note_idx on public.orders (note);\n"
+                                    "alter table public.orders alter column amount set not null;\n")
+    with psycopg.connect(db_url) as holder:
+        holder.execute("select 1 from public.orders limit 1")  # ACCESS SHARE: SET NOT NULL's check must wait
+        outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+        holder.rollback()
+    assert outcome.exit_code == EXIT_FAILED
+    assert online_rows(db) == [(V1, 1, "failed")]  # the index is built and recorded
+    write(project, f"{V1}_two.sql", "create index orders_note_idx on public.orders (note);\n"
+                                    "alter table public.orders alter column note set not null;\n")
+    again = make_session(db_url, yes=True).run_line("*apply --snapshot=no")
+    assert again.exit_code == EXIT_FAILED
+    assert f"{V1}_two.sql changed after its online apply started (step 2 of 4 was next)" in failure(again)
+    assert online_rows(db) == [(V1, 1, "failed")] and history(db) == []
