@@ -42,8 +42,8 @@ class Settings:
     online_batch_rows: int = _setting("SAGE_ONLINE_BATCH_ROWS", 5000, "*apply --online: rows per backfill batch")
     online_batch_pause_ms: int = _setting("SAGE_ONLINE_BATCH_PAUSE_MS", 0,
                                           "*apply --online: pause between backfill batches")
-    snapshot_keep: int = _setting("SAGE_SNAPSHOT_KEEP", 30,
-                                  "automatic snapshots (before_*) kept when pruning (0: keep all)")
+    snapshot_keep: int = _setting("SAGE_SNAPSHOT_KEEP", 30, "automatic snapshots (before_*) kept when pruning "
+                                  "(0: keep all; each database keeps its newest)")
     snapshot_max_age_days: float = _setting("SAGE_SNAPSHOT_MAX_AGE_DAYS", 0.0,
                                             "automatic snapshots older than this are pruned (0: no age limit)")
     lint_error_mb: float = _setting("SAGE_LINT_ERROR_MB", 100.0,

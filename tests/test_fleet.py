@@ -115,7 +115,9 @@ def test_apply_on_a_fleet_needs_confirmation(fleet, project, run_sage):
     assert not any(_has_todos(u) for u in fleet.values())
     assert not (project / "supabase" / "snapshots").exists()
 
-    applied = run_sage("run", "*apply", "--targets", "targets.yaml", "--yes", "--json", cwd=project)
+    # fewer automatic snapshots kept than targets: still every target keeps its own rollback point
+    applied = run_sage("run", "*apply", "--targets", "targets.yaml", "--yes", "--json", cwd=project,
+                       env={"SAGE_SNAPSHOT_KEEP": "2"})
     assert applied.returncode == 0, applied.stdout + applied.stderr
     doc = json.loads(applied.stdout)
     assert [t["results"][0]["facts"]["applied"] for t in doc["targets"]] == [1, 1, 1]
@@ -123,6 +125,8 @@ def test_apply_on_a_fleet_needs_confirmation(fleet, project, run_sage):
     assert all(_has_todos(u) for u in fleet.values())
     snapshots = {t["results"][0]["data"]["snapshot"] for t in doc["targets"]}
     assert len(snapshots) == 3  # each target's own snapshot, none overwritten by the next
+    kept = {p.stem for p in (project / "supabase" / "snapshots").glob("*.json")}
+    assert snapshots <= kept
 
 
 def test_apply_stops_at_the_first_failed_target_unless_told(fleet, project, run_sage):
@@ -284,3 +288,41 @@ def test_fleet_as_an_mcp_tool(fleet, project):
 
     run(project, [], body)
     assert not any(_has_todos(u) for u in fleet.values())
+
+
+def test_ctrl_c_cancels_every_running_target(fleet, project, pg_server):
+    """Ctrl-C during a fleet run: the statement running on each target is cancelled on its server, the targets not
+    started yet are skipped, and every target says interrupted (130)."""
+    import _thread
+    import threading
+
+    from sage_agent.frontends.fleet import load_fleet
+    from sage_agent.ops.fleet.runner import plan_lines, run_fleet, worst
+    from sage_agent.session.answers import FlagAnswers
+
+    write_targets(project, fleet, broken=False)
+    entries = load_fleet(project / "targets.yaml", None, project)
+    plans = plan_lines(["*run-sql 'select pg_sleep(60)'", "*rls-audit"], {}, project)
+
+    def sleepers() -> int:
+        with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+            # *run-sql reads through a server-side cursor: the active query is its FETCH, the wait is pg_sleep's
+            return conn.execute("select count(*) from pg_stat_activity where wait_event = 'PgSleep' and datname = "
+                                "any(%s)", ([u.rsplit("/", 1)[1] for u in fleet.values()],)).fetchone()[0]
+
+    def interrupt_when_both_sleep() -> None:
+        for _ in range(600):
+            if sleepers() == 2:
+                break
+            threading.Event().wait(0.1)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_when_both_sleep, daemon=True).start()
+    runs = run_fleet(entries, plans, project=project, answers_for=lambda e: FlagAnswers(), parallel=2)
+    assert sleepers() == 0  # cancelled on the server, not left running
+    assert [(r.entry.name, r.status, r.exit_code) for r in runs] == [
+        ("tenant-a", "ran", 130), ("tenant-b", "ran", 130), ("tenant-c", "skipped", 130)]
+    assert runs[0].error.startswith("interrupted: the running statement was cancelled on the server")
+    assert all("SQLSTATE 57014" in r.outcomes[0].error for r in runs[:2])  # query_canceled, not run to its end
+    assert runs[0].skipped == ["*rls-audit"] and runs[2].error.startswith("not started: interrupted")
+    assert worst(runs) == (130, "tenant-a")

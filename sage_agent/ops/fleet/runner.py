@@ -107,18 +107,22 @@ def run_fleet(entries: list[FleetEntry], plans: list[LinePlan], *, project: Path
     _start_embedded_once(entries, project)
     workers = 1 if any(p.writes for p in plans) else max(1, min(parallel, len(entries)))
     runs = [TargetRun(e) for e in entries]
-    stop = threading.Event()
+    stop, interrupted = threading.Event(), threading.Event()
     sessions: dict[int, Session] = {}
 
     def work(index: int) -> None:
         run = runs[index]
         if stop.is_set():
-            run.status, run.skipped, run.exit_code = "skipped", [p.line for p in plans], EXIT_FAILED
-            run.error = "not started: an earlier target failed (stop on failure); nothing was run on it"
+            run.status, run.skipped = "skipped", [p.line for p in plans]
+            if interrupted.is_set():
+                run.exit_code, run.error = EXIT_INTERRUPTED, "not started: interrupted; nothing was run on it"
+            else:
+                run.exit_code = EXIT_FAILED
+                run.error = "not started: an earlier target failed (stop on failure); nothing was run on it"
             return
         start = time.monotonic()
         try:
-            _run_target(run, plans, project, answers_for, sessions, index)
+            _run_target(run, plans, project, answers_for, sessions, index, interrupted)
         finally:
             run.duration_ms = round((time.monotonic() - start) * 1000, 1)
         if stop_on_failure and _failed(run):
@@ -133,22 +137,29 @@ def run_fleet(entries: list[FleetEntry], plans: list[LinePlan], *, project: Path
                 for future in done:
                     future.result()  # a bug in the runner itself surfaces, never a silent hole in the report
         except KeyboardInterrupt:
+            interrupted.set()
             stop.set()
-            for session in list(sessions.values()):
+            running = dict(sessions)
+            for session in running.values():
                 if session.last_context is not None:
                     session.last_context.cancel_running()
             for future in pending:
                 future.cancel()
             wait(pending)
+            for index in running:
+                runs[index].exit_code = EXIT_INTERRUPTED
+                runs[index].error = ("interrupted: the running statement was cancelled on the server and its "
+                                     "transaction rolled back")
             for run in runs:
-                if run.status == "ran" and not run.outcomes and not run.error:
+                if run.status == "ran" and not run.outcomes and not run.error:  # cancelled before it started
                     run.status, run.skipped = "skipped", [p.line for p in plans]
-                    run.exit_code, run.error = EXIT_INTERRUPTED, "not started: interrupted"
+                    run.exit_code, run.error = EXIT_INTERRUPTED, "not started: interrupted; nothing was run on it"
     return runs
 
 
 def _run_target(run: TargetRun, plans: list[LinePlan], project: Path,
-                answers_for: Callable[[FleetEntry], AnswerSource], sessions: dict[int, Session], index: int) -> None:
+                answers_for: Callable[[FleetEntry], AnswerSource], sessions: dict[int, Session], index: int,
+                interrupted: threading.Event) -> None:
     entry = run.entry
     if entry.target is None:
         run.status, run.error, run.exit_code = "invalid", entry.problem, EXIT_USAGE
@@ -158,6 +169,9 @@ def _run_target(run: TargetRun, plans: list[LinePlan], project: Path,
     sessions[index] = session
     try:
         for n, plan in enumerate(plans):
+            if interrupted.is_set():
+                run.skipped = [p.line for p in plans[n:]]
+                break
             if hasattr(session.answers, "usage"):
                 session.answers.usage = plan.task.usage  # type: ignore[attr-defined]
             outcome = session.run_line(plan.line, plan.extra)

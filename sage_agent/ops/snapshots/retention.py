@@ -1,5 +1,6 @@
 """Snapshot retention: the automatic snapshots (`before_*`, taken by *apply, *seed and *rollback) are kept to a
-count and, optionally, an age; snapshots a person named are never pruned. Also removes what a killed process
+count and, optionally, an age; snapshots a person named are never pruned, nor the newest automatic snapshot of
+each database (a fleet `*apply --targets` over many databases keeps every one's rollback point). Also removes what a killed process
 left behind (older than an hour): `.NAME.sql.partial` files and a `NAME.sql` without its `NAME.json`.
 
 Settings (sage_agent.config): SAGE_SNAPSHOT_KEEP (default 30 automatic snapshots; 0 keeps all) and
@@ -68,6 +69,10 @@ def prune_snapshots(project: Path, keep: int | None = None, max_age_days: float 
         return report
     now = time.time() if now is None else now
     auto = [m for m in list_snapshots(project) if m.name.startswith(AUTO_PREFIX)]  # oldest first
+    # The newest automatic snapshot of each database stays whatever the count: a fleet *apply over more databases
+    # than `keep` must not prune the rollback point of the first ones (snapshots record which database they are of).
+    newest_per_db = {m.database_id: m.name for m in auto if m.database_id}
+    protect = protect | frozenset(newest_per_db.values())
     doomed: list[str] = []
     if keep > 0 and len(auto) > keep:
         doomed += [m.name for m in auto[: len(auto) - keep]]
