@@ -51,7 +51,7 @@ def build_report(project: Path, target: str, *, limit: int = 20, width: int = 10
                         summary=f"no watch history yet ({path} does not exist)",
                         next_steps=["sage watch --once"], data={"target": target, "rounds": []})
     with History(path) as history:
-        chart_rounds = max(8, min(200, width - (62 if width >= 100 else 34)))
+        chart_rounds = max(8, min(200, width - (64 if width >= 100 else 36)))
         rounds = history.rounds(target, max(chart_rounds, limit))
         if not rounds:
             others = history.targets()
@@ -68,15 +68,16 @@ def build_report(project: Path, target: str, *, limit: int = 20, width: int = 10
     for r in shown:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S" if wide else "%H:%M:%S", time.localtime(r["started"]))
         failed = [name for name, m in r["metrics"].items() if m["status"] == "error"]
-        row = [r["id"], stamp, f"{r['duration_ms']:.0f}", r["alerts"], r["new"], r["worse"], r["resolved"]]
+        row = [stamp, f"{r['duration_ms']:.0f}", r["alerts"], r["new"], r["worse"], r["resolved"]]
         if wide:
+            row.insert(0, r["id"])
             hook = r["webhook"]
             row += [", ".join(failed), "" if hook is None else (f"{hook['status']}" if hook["ok"]
                                                                   else f"failed: {hook['error']}")]
         round_rows.append(row)
-    columns = ["round", "time", "ms", "alerts", "new", "worse", "resolved"]
+    columns = ["time", "ms", "alerts", "new", "worse", "resolved"]
     if wide:
-        columns += ["failed checks", "webhook"]
+        columns = ["round", *columns, "failed checks", "webhook"]
     charted = rounds[-chart_rounds:]
     check_rows = []
     for name in CHECK_NAMES:
@@ -99,7 +100,7 @@ def build_report(project: Path, target: str, *, limit: int = 20, width: int = 10
         if wide:
             row.append(label)
         check_rows.append(row)
-    check_columns = ["check", "now", "peak", f"last {len(charted)} rounds (oldest → newest)"]
+    check_columns = ["check", "now", "peak", "chart, oldest → newest"]
     if wide:
         check_columns.append("metric")
     alerts = [o for o in latest if o["alert"]]
@@ -116,7 +117,7 @@ def build_report(project: Path, target: str, *, limit: int = 20, width: int = 10
                             Table(title="Rounds (newest last)", columns=columns, rows=round_rows,
                                   truncated=total > len(shown), total_rows=total)],
                     findings=findings,
-                    notes=[f"the chart scales each check between its lowest and highest value in the {len(charted)} "
-                           "rounds shown"],
+                    notes=[f"the chart shows the last {len(charted)} rounds at most, each check scaled between its "
+                           "lowest and highest value there"],
                     next_steps=["sage watch --once"],
                     data={"target": target, "rounds": rounds[-limit:], "latest_observations": latest})
