@@ -12,7 +12,8 @@ from sage_agent.ops.registry import input_schema
 
 # Tasks the model gets no tool for: session plumbing, and *run-sql (the model's `run_sql` is the read-only path;
 # writes are for the person, through *run-sql --write or a migration).
-EXCLUDED_TASKS = {"exit", "help", "agent-resume", "agent-usage", "db-run-sql"}
+EXCLUDED_TASKS = {"exit", "help", "agent-resume", "agent-usage", "db-run-sql",
+                  "db-watch-report"}  # the person's history of `sage watch`, like *usage
 # Confirmations are the person's: a tool input may never carry one (stripped before the session sees it).
 CONFIRM_KEYS = {"confirm", "confirmation", "confirmed", "yes", "force", "word", "typed_word", "env", "environment"}
 TOOLS_TOKEN_BUDGET = 4300  # bytes/4 for all tool definitions; beyond it, tasks are reached via run_command
