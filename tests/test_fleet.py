@@ -326,3 +326,31 @@ def test_ctrl_c_cancels_every_running_target(fleet, project, pg_server):
     assert all("SQLSTATE 57014" in r.outcomes[0].error for r in runs[:2])  # query_canceled, not run to its end
     assert runs[0].skipped == ["*rls-audit"] and runs[2].error.startswith("not started: interrupted")
     assert worst(runs) == (130, "tenant-a")
+
+
+def test_apply_in_a_terminal_asks_each_target(fleet, project):
+    """In a terminal (stdin a tty) without --yes, each target asks its own question; no skips one target only."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from conftest import sage_env
+
+    _migration(project)
+    write_targets(project, fleet, broken=False)
+    master, slave = pty.openpty()
+    try:
+        os.write(master, b"y\nn\ny\n")  # the terminal's line discipline hands them out one line per read
+        proc = subprocess.run([sys.executable, "-m", "sage_agent", "run", "*apply --snapshot no", "--targets",
+                               "targets.yaml", "--json"], cwd=project, env=sage_env(), stdin=slave,
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        os.close(slave)
+        os.close(master)
+    doc = json.loads(proc.stdout)
+    assert [(t["name"], t["exit_code"]) for t in doc["targets"]] == [("tenant-a", 0), ("tenant-b", 3), ("tenant-c", 0)]
+    assert proc.returncode == 3 and doc["summary"]["worst_target"] == "tenant-b"
+    asked = [line.split("]")[0] + "]" for line in proc.stderr.splitlines() if line.startswith("[tenant-")]
+    assert asked == ["[tenant-a]", "[tenant-b]", "[tenant-c]"]
+    assert [_has_todos(fleet[k]) for k in ("a", "b", "c")] == [True, False, True]
