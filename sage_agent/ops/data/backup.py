@@ -14,8 +14,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from sage_agent.db.tables import count_rows, list_tables
 from sage_agent.ops.artifacts import sha256_file
 from sage_agent.ops.result import OpError
+from sage_agent.ops.snapshots.dumpdiff import inventory_file
 
 FORMATS = {"custom": ("c", ".dump"), "plain": ("p", ".sql"), "directory": ("d", ".dir")}
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -50,44 +52,6 @@ def checksum(path: Path) -> tuple[str, int, dict[str, str] | None]:
 
 
 # --- the catalog --------------------------------------------------------------------------------------------
-def list_tables(conn) -> list[tuple[str, str]]:
-    """Ordinary tables pg_dump dumps the data of (not system, not owned by an extension)."""
-    return [tuple(r) for r in conn.execute(
-        """
-        select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
-        where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema')
-          and n.nspname !~ '^pg_(toast|temp)'
-          and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid
-                          and d.deptype = 'e')
-        order by 1, 2
-        """).fetchall()]
-
-
-def count_rows(conn, tables: list[tuple[str, str]]) -> dict[str, int]:
-    from psycopg import sql
-
-    counts = {}
-    # a table whose pages are (nearly) all visible is counted through an index, which reads far less
-    # than the heap; the count is exact either way
-    visible = {(r[0], r[1]) for r in conn.execute(
-        """
-        select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
-        where c.relkind = 'r' and c.relpages > 8 and c.relallvisible >= 0.95 * c.relpages
-          and exists (select 1 from pg_index i where i.indrelid = c.oid and i.indisvalid and i.indpred is null)
-        """).fetchall()}
-    current = "on"
-    for schema, name in tables:
-        want = "off" if (schema, name) in visible else "on"
-        if want != current:
-            conn.execute(f"set local enable_seqscan = {want}")
-            current = want
-        counts[f"{schema}.{name}"] = conn.execute(
-            sql.SQL("select count(*) from {}").format(sql.Identifier(schema, name))).fetchone()[0]
-    if current != "on":
-        conn.execute("set local enable_seqscan = on")
-    return counts
-
-
 def restored_counts(conn, expected: dict[str, int], server_major: int) -> tuple[dict[str, int | None], int]:
     """Row counts of just-restored tables, and how many of them needed count(*).
 
@@ -123,20 +87,15 @@ def restored_counts(conn, expected: dict[str, int], server_major: int) -> tuple[
 
 
 _LISTED_VIEW = re.compile(r"\d+ \d+ (?:MATERIALIZED )?VIEW (\S+) (\S+)")
-_PLAIN_VIEW = re.compile(r"^CREATE (?:MATERIALIZED )?VIEW (\S+?)\.(\S+)")
 
 
 def views_in_backup(listing: list[str] | None, artifact: Path, fmt: str) -> set[str]:
     """schema.name of the views and materialized views a backup re-creates: from the archive listing, or from the
-    CREATE VIEW lines of a plain SQL backup."""
+    entry headers of a plain SQL backup (read as every plain dump is, by snapshots.dumpdiff)."""
     if fmt != "plain":
         return {f"{m[1]}.{m[2]}" for m in map(_LISTED_VIEW.search, listing or []) if m}
-    found: set[str] = set()
-    with artifact.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if line.startswith("CREATE ") and (m := _PLAIN_VIEW.match(line)):
-                found.add(m[1].strip('"') + "." + m[2].strip('"'))
-    return found
+    return {f"{schema}.{name}" for kind, schema, name in inventory_file(artifact)
+            if kind in ("VIEW", "MATERIALIZED VIEW")}
 
 
 def outside_dependents(conn, tables: list[str], archived_views: set[str]) -> list[tuple[str, str, str]]:
@@ -344,7 +303,7 @@ def make_backup(ctx, url: str, name: str, fmt: str, *, jobs: int | None = None, 
                           on_table=lambda t: progress.advance(1, t),
                           lock_timeout_ms=ctx.settings.lock_timeout_ms)
         try:
-            counts = count_rows(conn, tables)
+            counts = count_rows(conn, tables, inherited=True)
         finally:
             try:
                 finish_pg_dump(run)

@@ -455,7 +455,7 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
     if not create_db:
         with ctx.connect(url) as conn:
             conn.execute("set statement_timeout = 0")
-            current = db.count_rows(conn, db.list_tables(conn))
+            current = db.count_rows(conn, db.list_tables(conn), inherited=True)
             blockers = db.outside_dependents(conn, list(backup_rows),
                                              db.views_in_backup(listing, artifact, meta["format"]))
         if blockers:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 from sage_agent.ops.result import OpError
+from sage_agent.sqlkit.idents import readable
 
 CHUNK = 1 << 20
 HEADER_LIMIT = 1 << 20
@@ -226,16 +227,12 @@ class TableRef:
 
     @property
     def display(self) -> str:
-        return _quote_ident(self.schema) + "." + _quote_ident(self.name)
+        return readable(self.schema, self.name)
 
     def ident(self):
         from psycopg import sql
 
         return sql.Identifier(self.schema, self.name)
-
-
-def _quote_ident(name: str) -> str:
-    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
 
 
 def split_table_name(text: str) -> tuple[str | None, str]:

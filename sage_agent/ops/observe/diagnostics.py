@@ -11,6 +11,7 @@ from sage_agent.db.schemas import is_managed_schema
 from sage_agent.ops.observe.common import seconds, short
 from sage_agent.ops.result import human_bytes
 from sage_agent.ops.result import Finding, OpError, OpResult, Table
+from sage_agent.sqlkit.idents import readable
 
 DIAG_TIMEOUT_MS = 30_000
 LONG_RUNNING_S = 60          # an active query older than this is "long running"
@@ -478,18 +479,13 @@ def vacuum_report(ctx, *, table: str | None, limit: int) -> OpResult:
 
 
 class _LazyName:
+    """schema.name quoted as quote_ident() does, only when a finding formats it."""
+
     def __init__(self, schema: str, name: str) -> None:
         self.schema, self.name = schema, name
 
     def __format__(self, spec: str) -> str:
-        return _quote_name(self.schema, self.name)
-
-
-def _quote_name(schema: str, name: str) -> str:
-    def q(part: str) -> str:
-        return part if part.isidentifier() and part == part.lower() else '"' + part.replace('"', '""') + '"'
-
-    return f"{q(schema)}.{q(name)}"
+        return readable(self.schema, self.name)
 
 
 # ================================================================================================

@@ -12,6 +12,7 @@ from typing import Any
 
 from sage_agent.ops.result import Finding, OpResult, Table
 from sage_agent.ops.observe.sqlexec import SqlRefused, server_error
+from sage_agent.sqlkit.idents import readable
 
 MIN_IMPROVEMENT = 0.10   # a what-if index must cut the plan cost by 10% to be recommended
 
@@ -38,15 +39,11 @@ class Candidate:
         return re.sub(r"[^a-z0-9_]", "_", base.lower())[:63]
 
     def ddl(self, concurrently: bool = True) -> str:
-        from sage_agent.ops.observe.diagnostics import _quote_name
-
-        cols = ", ".join(_qi(c) for c in self.columns)
-        return (f"create index {'concurrently ' if concurrently else ''}if not exists {_qi(self.name())} "
-                f"on {_quote_name(self.schema, self.table)} ({cols});")
+        cols = ", ".join(readable(c) for c in self.columns)
+        return (f"create index {'concurrently ' if concurrently else ''}if not exists {readable(self.name())} "
+                f"on {readable(self.schema, self.table)} ({cols});")
 
 
-def _qi(name: str) -> str:
-    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Iterable
 from pydantic import BaseModel, Field
 
 from sage_agent.sqlkit.destroys import Destroyed
+from sage_agent.sqlkit.idents import quoted
 
 _COLUMNS = """
 select a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '', t.typname
@@ -193,14 +194,12 @@ def _sequence_values(conn, k: KeptData) -> dict[str, int]:
     out = {}
     for column, _ in k.columns:
         value = conn.execute("select s, pg_sequence_last_value(s::regclass) from pg_get_serial_sequence(%s, %s) s",
-                             (_quoted(k.schema_, k.name), column)).fetchone()
+                             (quoted(k.schema_, k.name), column)).fetchone()
         if value and value[0]:
             out[column] = int(value[1] or 0)
     return out
 
 
-def _quoted(schema: str, table: str) -> str:
-    return ".".join('"' + p.replace('"', '""') + '"' for p in (schema, table))
 
 
 def _file_safe(text: str) -> str:

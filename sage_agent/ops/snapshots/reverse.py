@@ -30,6 +30,7 @@ from sage_agent.ops.schema.diff import Plan
 from sage_agent.ops.schema.model import DatabaseSchema
 from sage_agent.ops.snapshots.keep import KeptData
 from sage_agent.ops.snapshots.store import HISTORY_SCHEMA, SnapshotMeta
+from sage_agent.sqlkit.idents import quoted
 
 DATA_PHASE = 36.95  # after tables, columns and defaults; before constraints (37), indexes, FKs (39), triggers
 UPSERT_PHASE = 37.5  # after primary keys and unique constraints, before foreign keys
@@ -315,16 +316,12 @@ def _set_aside(key: str, n: int) -> list[Item]:
         seqs = conn.execute("select a.attname, pg_sequence_last_value(pg_get_serial_sequence(%s, a.attname)::regclass)"
                             " from pg_attribute a where a.attrelid = %s::regclass and a.attnum > 0 and not "
                             "a.attisdropped and pg_get_serial_sequence(%s, a.attname) is not null",
-                            (_q(schema, table), _q(schema, table), _q(schema, table))).fetchall()
+                            (quoted(schema, table), quoted(schema, table), quoted(schema, table))).fetchall()
         state.setdefault("sequences", {})[key] = {c: int(v or 0) for c, v in seqs}
 
     return [Item(-2, f"keep the rows of {key} in a temporary table", action=capture),
             Item(-1, f"drop {key} to re-create it in the snapshot's column order",
                  sql=sql.SQL("DROP TABLE {} CASCADE").format(_ident(schema, table)).as_string(None))]
-
-
-def _q(schema: str, table: str) -> str:
-    return ".".join('"' + p.replace('"', '""') + '"' for p in (schema, table))
 
 
 @dataclass
@@ -580,7 +577,7 @@ def _quietly(conn, schema: str, table: str, stmt) -> None:
     not stamp restored rows), and on again after, in the same transaction."""
     names = [r[0] for r in conn.execute(
         "select tgname from pg_trigger where tgrelid = %s::regclass and not tgisinternal and tgenabled = 'O'",
-        (_q(schema, table),)).fetchall()]
+        (quoted(schema, table),)).fetchall()]
     for name in names:
         conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(_ident(schema, table), _ident(name)))
     conn.execute(stmt)
@@ -592,12 +589,12 @@ def _set_sequences(conn, schema: str, table: str, before: dict[str, int]) -> Non
     """Identity/serial sequences of a re-created table continue after the old values and the restored rows."""
     for (column,) in conn.execute(
             "select attname from pg_attribute where attrelid = %s::regclass and attnum > 0 and not attisdropped "
-            "and pg_get_serial_sequence(%s, attname) is not null", (_q(schema, table), _q(schema, table))).fetchall():
+            "and pg_get_serial_sequence(%s, attname) is not null", (quoted(schema, table), quoted(schema, table))).fetchall():
         top = conn.execute(sql.SQL("select max({})::bigint from {}").format(_ident(column), _ident(schema, table))
                            ).fetchone()[0]
         value = max(before.get(column, 0), top or 0)
         if value >= 1:
-            conn.execute("select setval(pg_get_serial_sequence(%s, %s), %s)", (_q(schema, table), column, value))
+            conn.execute("select setval(pg_get_serial_sequence(%s, %s), %s)", (quoted(schema, table), column, value))
 
 
 def _pg_message(exc) -> str:

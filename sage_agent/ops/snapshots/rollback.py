@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from psycopg import sql
+
 from sage_agent.ops.snapshots import dumpdiff
 from sage_agent.ops.result import OpError
 from sage_agent.ops.snapshots.store import (HISTORY_SCHEMA, SnapshotMeta, count_rows, list_tables, qualified,
@@ -190,18 +192,23 @@ def build_plan(ctx, meta: SnapshotMeta) -> RollbackPlan:
             if catalog == "pg_trigger":
                 tdef, trel, enabled, tschema, tname = conn.execute(_TRIGGER_DEF, (oid,)).fetchone()
                 recreate_sql.append(tdef + ";")
-                if enabled:
-                    recreate_sql.append(f"ALTER TABLE {_ident(tschema)}.{_ident(trel)} {enabled} TRIGGER {_ident(tname)};")
+                if enabled:  # one of the _TRIGGER_DEF keywords
+                    recreate_sql.append(sql.SQL("ALTER TABLE {} {} TRIGGER {};").format(
+                        sql.Identifier(tschema, trel), sql.SQL(enabled), sql.Identifier(tname)).as_string(conn))
                 recreate_desc.append(desc)
             elif catalog == "pg_policy":
                 schema, table, name, permissive, cmd, roles, qual, check = conn.execute(_POLICY_DEF, (oid,)).fetchone()
-                stmt = (f"CREATE POLICY {_ident(name)} ON {_ident(schema)}.{_ident(table)} AS "
-                        f"{'PERMISSIVE' if permissive else 'RESTRICTIVE'} FOR {cmd} TO {', '.join(roles)}")
+                # cmd is one of _POLICY_DEF's keywords, roles come quoted by quote_ident(), qual and check are
+                # the server's own pg_get_expr() text
+                stmt = sql.SQL("CREATE POLICY {} ON {} AS {} FOR {} TO {}").format(
+                    sql.Identifier(name), sql.Identifier(schema, table),
+                    sql.SQL("PERMISSIVE" if permissive else "RESTRICTIVE"), sql.SQL(cmd),
+                    sql.SQL(", ").join(sql.SQL(r) for r in roles))
                 if qual:
-                    stmt += f" USING ({qual})"
+                    stmt += sql.SQL(" USING ({})").format(sql.SQL(qual))
                 if check:
-                    stmt += f" WITH CHECK ({check})"
-                recreate_sql.append(stmt + ";")
+                    stmt += sql.SQL(" WITH CHECK ({})").format(sql.SQL(check))
+                recreate_sql.append((stmt + sql.SQL(";")).as_string(conn))
                 recreate_desc.append(desc)
             elif catalog == "pg_extension" or catalog == "pg_default_acl":
                 continue  # in a covered schema: dumped with it
@@ -219,10 +226,6 @@ def build_plan(ctx, meta: SnapshotMeta) -> RollbackPlan:
     return RollbackPlan(meta=meta, drop_schemas=drop, current_counts=counts,
                         current_tables=[qualified(s, t) for s, t in tables if s != HISTORY_SCHEMA],
                         history_now=history_now, diff=diff, recreate_sql=recreate_sql, recreate_desc=recreate_desc)
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def restore(ctx, plan: RollbackPlan) -> None:

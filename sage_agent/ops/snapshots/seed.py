@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sage_agent.ops.result import OpError
+from sage_agent.sqlkit.idents import quoted
 
 CREATE_SEED_TABLE = ("CREATE TABLE IF NOT EXISTS supabase_migrations.seed_files "
                      "(path text NOT NULL PRIMARY KEY, hash text NOT NULL)")
@@ -111,15 +112,11 @@ def parse_seed_files(project: Path, paths: list[Path], server_major: int) -> lis
     return files
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def qualified(rangevar) -> str:
     """A quoted name as written (no schema -> resolved through search_path, as the seed itself is)."""
     if getattr(rangevar, "schemaname", None):
-        return f"{_quote(rangevar.schemaname)}.{_quote(rangevar.relname)}"
-    return _quote(rangevar.relname)
+        return quoted(rangevar.schemaname, rangevar.relname)
+    return quoted(rangevar.relname)
 
 
 def write_targets(stmt) -> list[str]:

@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from sage_agent.db.schemas import is_managed_schema
+from sage_agent.db.tables import count_rows, list_tables  # noqa: F401 - snapshots, rollback and reverse use them from here
 from sage_agent.ops.artifacts import sha256_file
 from sage_agent.ops.result import OpError
 from sage_agent.ops.snapshots.keep import KeptData, Renamed
@@ -176,43 +177,6 @@ def user_schemas(conn) -> list[str]:
 
 def schema_exists(conn, name: str) -> bool:
     return bool(conn.execute("select exists (select 1 from pg_namespace where nspname = %s)", (name,)).fetchone()[0])
-
-
-def list_tables(conn, schemas: list[str]) -> list[tuple[str, str]]:
-    """Ordinary and partitioned tables (not partitions' children twice: every relkind r/p) in the schemas."""
-    if not schemas:
-        return []
-    rows = conn.execute(
-        """
-        select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
-        where n.nspname = any(%s) and c.relkind in ('r', 'p')
-        order by 1, 2
-        """,
-        (schemas,),
-    ).fetchall()
-    return [(r[0], r[1]) for r in rows]
-
-
-def count_rows(conn, tables: list[tuple[str, str]]) -> dict[str, int]:
-    """Exact count(*) per table, batched (partitioned parents count their partitions; plain tables use ONLY)."""
-    from psycopg import sql
-
-    if not tables:
-        return {}
-    kinds = dict(((r[0], r[1]), r[2]) for r in conn.execute(
-        "select n.nspname, c.relname, c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace "
-        "where (n.nspname, c.relname) in (select * from unnest(%s::text[], %s::text[]))",
-        ([s for s, _ in tables], [t for _, t in tables])).fetchall())
-    counts: dict[str, int] = {}
-    for i in range(0, len(tables), 100):
-        chunk = tables[i:i + 100]
-        parts = [sql.SQL("select {}::int, count(*) from {}{}").format(
-            sql.Literal(j), sql.SQL("") if kinds.get((schema, table)) == "p" else sql.SQL("only "),
-            sql.Identifier(schema, table)) for j, (schema, table) in enumerate(chunk)]
-        for j, n in conn.execute(sql.SQL(" union all ").join(parts)).fetchall():
-            schema, table = chunk[j]
-            counts[f"{schema}.{table}"] = int(n)
-    return {f"{s}.{t}": counts[f"{s}.{t}"] for s, t in tables}
 
 
 def qualified(schema: str, table: str) -> str:
