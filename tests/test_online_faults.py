@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import REPO, sage_env
+from tests.conftest import sage_env
 
 V1 = "20240101000000"
 TRIALS = int(os.environ.get("SAGE_TEST_ONLINE_TRIALS", "2"))
@@ -176,7 +176,7 @@ def test_online_sequence_survives_faults(kind, pg_server, project, make_session,
                 proc = subprocess.Popen([sys.executable, "-m", "sage_agent", "run", "*apply --online --snapshot=no",
                                          "--yes", "--db-url", url], cwd=project, env=sage_env(ENV),
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                killer = _killer(url, at_step, extra, lambda conn: proc.send_signal(signal.SIGKILL))
+                killer = _killer(url, at_step, extra, lambda conn, proc=proc: proc.send_signal(signal.SIGKILL))
                 killer.join()
                 proc.wait(timeout=60)
                 time.sleep(0.2)  # the server notices the dead client and rolls its transaction back

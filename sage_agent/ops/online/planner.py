@@ -270,8 +270,7 @@ class Planner:
         return False
 
     def _alter_online(self, node, cmd, text: str, line: int) -> None:
-        rel, table = node.relation, _rel_text(node.relation)
-        t = cmd.subtype
+        rel, t = node.relation, cmd.subtype
         if t == AlterTableType.AT_AddConstraint:
             c = cmd.def_
             if c.contype in (ConstrType.CONSTR_FOREIGN, ConstrType.CONSTR_CHECK):
@@ -279,12 +278,11 @@ class Planner:
             else:
                 self._unique(node, c, text, line)
         elif t == AlterTableType.AT_SetNotNull:
-            self._not_null(rel, cmd.name, line, text)
+            self._not_null(rel, cmd.name, line)
         elif t == AlterTableType.AT_AddColumn:
             self._add_column(node, cmd, text, line)
         else:  # pragma: no cover - _online_form decides
             raise AssertionError(t)
-        del table
 
     def _add_not_valid(self, node, c, line: int) -> None:
         c.skip_validation = True
@@ -308,7 +306,7 @@ class Planner:
         table = _rel_text(rel)
         if primary:
             for col in cols:  # USING INDEX would SET NOT NULL with a scan under ACCESS EXCLUSIVE
-                self._not_null(rel, col, line, text, quiet=True)
+                self._not_null(rel, col, line)
         keys = sql.SQL(", ").join(sql.Identifier(k) for k in cols).as_string(None)
         nnd = " NULLS NOT DISTINCT" if c.nulls_not_distinct else ""
         self.add(Step("index", [f"CREATE UNIQUE INDEX CONCURRENTLY {sql.Identifier(name).as_string(None)} ON {table} "
@@ -321,7 +319,7 @@ class Planner:
         self.tx([f"ALTER TABLE {table} ADD CONSTRAINT {ident} {kind} USING INDEX {ident}{defer}"], line,
                 "attaches the finished index as the constraint (a catalog change)", table)
 
-    def _not_null(self, rel, column: str, line: int, text: str, quiet: bool = False) -> None:
+    def _not_null(self, rel, column: str, line: int) -> None:
         table = _rel_text(rel)
         check = _check_name(rel.relname, column)
         col, chk = sql.Identifier(column).as_string(None), sql.Identifier(check).as_string(None)
@@ -367,7 +365,7 @@ class Planner:
                           "existing rows get the default in batches", table=table,
                           backfill={"table": table, "set": f"{ident} = {expr}", "where": "", "only_null": ident}))
             if not_null:
-                self._not_null(rel, col.colname, line, text)
+                self._not_null(rel, col.colname, line)
         else:
             self.tx([deparse(add)], line, "as written, without its foreign key", table)
         for fk in fks:
