@@ -45,7 +45,8 @@ def write_targets(project: Path, urls: dict[str, str], *, broken: bool = True) -
 
 def test_read_commands_on_a_fleet_json(fleet, project, run_sage):
     write_targets(project, fleet)
-    proc = run_sage("run", "*rls-audit", "*schema-audit", "--targets", "targets.yaml", "--json", cwd=project)
+    proc = run_sage("run", "*rls-audit", "*schema-audit", "--targets", "targets.yaml", "--parallel", "3", "--json",
+                    cwd=project)
     assert SECRET not in proc.stdout + proc.stderr and BAD_SECRET not in proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
     by_name = {t["name"]: t for t in doc["targets"]}
@@ -72,6 +73,7 @@ def test_read_commands_on_a_fleet_json(fleet, project, run_sage):
     assert summary["exit_code"] == doc["exit_code"] == proc.returncode == 1
     assert summary["worst_target"] == "down"
     assert summary["commands"] == ["*rls-audit", "*schema-audit"] and summary["writes"] is False
+    assert summary["parallel"] == 3 and summary["stop_on_failure"] is False
 
 
 def test_fleet_table_and_only(fleet, project, run_sage, sage_in_process):
@@ -90,6 +92,9 @@ def test_fleet_table_and_only(fleet, project, run_sage, sage_in_process):
     doc = json.loads(out)
     assert code == 2 and doc["summary"]["worst_target"] == "bad-url" and doc["summary"]["ok"] == 1
     assert BAD_SECRET not in out + err
+    code, out, _ = sage_in_process("run", "*rls-audit", "--targets", "targets.yaml", "--only", "eu", "--markdown")
+    assert code == 0 and "| tenant-a | *rls-audit | warning | 0 | 1 error: rls_disabled_in_public x1 |" in out
+    assert "2 target(s): 2 ok; exit 0" in out
     code, _, err = sage_in_process("run", "*rls-audit", "--targets", "targets.yaml", "--only", "asia")
     assert code == 2 and "--only asia: no target has that tag or name (tags: eu, paying, us)" in err
 
