@@ -405,3 +405,30 @@ def test_targets_file_watches_every_database_and_a_broken_one_does_not_stop_the_
                           (["--targets", "fleet.yaml", "--only", "asia"], "--only asia: no target has that tag")):
         code, out, err = sage_watch(capsys, project, "--once", *args)
         assert code == 2 and message in err, (args, err)
+
+
+def test_the_vacuum_check_reads_only_tables_that_can_have_a_finding_and_misses_none(project, db_url, db):
+    """sage watch asks *vacuum for the candidate tables only (SQL-side): the findings are exactly the full report's."""
+    from sage_agent.ops.observe.diagnostics import vacuum_report
+
+    # each table can have a finding for one reason only, so each condition of the candidate filter is exercised
+    db.execute("create table public.churn (id int primary key, v int)")  # dead tuples past the threshold
+    db.execute("insert into public.churn select g, g from generate_series(1, 5000) g; analyze public.churn")
+    db.execute("update public.churn set v = v + 1")
+    db.execute("create table public.noauto (id int) with (autovacuum_enabled = off)")  # its reloptions
+    db.execute("insert into public.noauto values (1); analyze public.noauto")
+    db.execute("create table public.fresh (id int) with (autovacuum_enabled = off)")  # rows, never analyzed
+    db.execute("insert into public.fresh select generate_series(1, 500)")
+    db.execute("create table public.quiet (id int primary key); insert into public.quiet values (1)")
+    db.execute("analyze public.quiet")
+    ctx = watch_context(project, Target("local", db_url, "test"), 10_000)
+    wait_until(lambda: vacuum_report(ctx, table="public.churn", limit=5).data["tables"][0]["dead"] >= 5000)
+    full = vacuum_report(ctx, table=None, limit=100)
+    only = vacuum_report(ctx, table=None, limit=100, findings_only=True)
+    assert {(f.rule, f.location) for f in full.findings} >= {
+        ("vacuum.over_threshold", "public.churn"), ("vacuum.autovacuum_disabled", "public.noauto"),
+        ("vacuum.never_analyzed", "public.fresh")}
+    assert [f.model_dump() for f in only.findings] == [f.model_dump() for f in full.findings]
+    assert only.facts["over_threshold"] == full.facts["over_threshold"]
+    shown = {t["table"] for t in only.data["tables"]}
+    assert "public.quiet" in {t["table"] for t in full.data["tables"]} and "public.quiet" not in shown

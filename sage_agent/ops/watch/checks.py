@@ -107,7 +107,7 @@ class RoundState:
         if self._vacuum is None:
             from sage_agent.ops.observe.diagnostics import vacuum_report
 
-            self._vacuum = vacuum_report(self.ctx, table=None, limit=MAX_OBSERVATIONS)
+            self._vacuum = vacuum_report(self.ctx, table=None, limit=MAX_OBSERVATIONS, findings_only=True)
         return self._vacuum
 
 
@@ -207,7 +207,7 @@ def check_vacuum(state: RoundState) -> CheckResult:
         value = pct.get(f.location or "") if f.rule in ("vacuum.over_threshold", "vacuum.dead_tuples") else None
         result.observations.append(Observation(
             "vacuum", f"{f.rule} {f.location}", f.severity, f.message, value=value,
-            alert=f.rule == "vacuum.over_threshold" and len(over) >= limit or f.rule == "vacuum.autovacuum_off",
+            alert=(f.rule == "vacuum.over_threshold" and len(over) >= limit) or f.rule == "vacuum.autovacuum_off",
             grows=1.5))
     return result
 
