@@ -1,0 +1,215 @@
+"""A `sage watch` round of all checks on a 20,000-table schema, side by side with the same checks run as single
+commands (`sage run "*locks" "*monitor" "*vacuum" "*rls-audit" "*schema-audit"`) and with the Supabase CLI's
+`supabase inspect db` equivalents (blocking, long-running-queries, vacuum-stats) plus `supabase db advisors`
+where they run without Docker.
+
+Run: python bench/watch.py [runs] [tables]. Starts its own embedded PostgreSQL 18 in a temp dir (or reuses
+SAGE_BENCH_WATCH_DIR when set, keeping the schema between runs), builds the schema with generate_series DO
+blocks (half plain tables with a primary key, half hash partitions of 100-way partitioned tables), then
+alternates the contenders `runs` times and writes bench/results/watch.md (medians, best, ratios, load).
+
+Figures:
+- "round, audits rerun" = one in-process round of all 7 checks when the catalog changed (audits run);
+- "round, catalog unchanged" = the steady state: the audits' catalog fingerprint matched, findings carried;
+- "sage watch --once (CLI)" = the whole process, start-up included, steady state;
+- "sage run 5 commands (CLI)" = the diagnostics a round is built on, as one headless run;
+- "supabase inspect x3" = blocking + long-running-queries + vacuum-stats, three CLI runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+RESULTS = REPO / "bench" / "results" / "watch.md"
+
+
+def build(url: str, tables: int) -> float:
+    import psycopg
+
+    plain = tables // 2
+    parents = max(1, (tables - plain) // 100)
+    t0 = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as c:
+        if c.execute("select count(*) from pg_class where relname like 'bw\\_%%' and relkind in ('r', 'p')"
+                     ).fetchone()[0] >= tables:
+            return 0.0
+        c.execute(f"""do $$ begin for i in 1..{plain} loop
+            execute format('create table if not exists public.bw_t%s (id bigint primary key, v int, note text)', i);
+            if i % 500 = 0 then commit; end if;
+            end loop; end $$""")
+        c.execute(f"""do $$ begin for i in 1..{parents} loop
+            execute format('create table if not exists public.bw_p%s (id bigint, tenant int, v int, '
+                           'primary key (tenant, id)) partition by hash (tenant)', i);
+            for j in 0..99 loop
+              execute format('create table if not exists public.bw_p%s_%s partition of public.bw_p%s '
+                             'for values with (modulus 100, remainder %s)', i, j, i, j);
+            end loop;
+            if i % 5 = 0 then commit; end if;
+            end loop; end $$""")
+        c.execute("insert into public.bw_t1 select g, g, 'x' from generate_series(1, 5000) g on conflict do nothing")
+        c.execute("update public.bw_t1 set v = v + 1 where id <= 3000")
+        c.execute("create extension if not exists pg_stat_statements with schema extensions")
+        c.execute("analyze")
+    return time.perf_counter() - t0
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    import psycopg
+
+    from sage_agent.db.embedded import EmbeddedServer
+    from sage_agent.db.env import Target
+    from sage_agent.db.shadow import create_database
+    from sage_agent.ops.watch.checks import CHECK_NAMES, Thresholds
+    from sage_agent.ops.watch.history import History, history_path
+    from sage_agent.ops.watch.runner import run_round, watch_context
+
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    tables = int(sys.argv[2]) if len(sys.argv) > 2 else 20_000
+    keep_dir = os.environ.get("SAGE_BENCH_WATCH_DIR")
+    base = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="sage-bench-watch-"))
+    server = EmbeddedServer(base / "pg", fast=True, port_seed="bench-watch")
+    server.start()
+    cli = os.environ.get("SUPABASE_CLI") or shutil.which("supabase") or str(REPO / ".tools/node_modules/.bin/supabase")
+    if not Path(cli).exists():
+        cli = None
+    project = Path(tempfile.mkdtemp(prefix="sage-bench-watch-project-"))
+    try:
+        name = f"watch{tables}"
+        with psycopg.connect(server.url(), autocommit=True) as c:
+            exists = c.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
+        url = server.url().rsplit("/", 1)[0] + f"/{name}" if exists else create_database(server.url(), name)
+        setup_s = build(url, tables)
+        with psycopg.connect(url, autocommit=True) as c:
+            relations = c.execute("select count(*) from pg_class where relkind in ('r', 'p') "
+                                  "and relnamespace = 'public'::regnamespace").fetchone()[0]
+            c.execute("select extensions.pg_stat_statements_reset()")
+        ctx = watch_context(project, Target("local", url, "bench"), 30_000)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "DATABASE_URL", "PG", "SAGE_"))}
+        env.update({"PYTHONPATH": str(REPO), "NO_COLOR": "1"})
+        counter = iter(range(1, 10_000))
+
+        def round_(audit_every_s: float):
+            with History(history_path(project)) as history:
+                rnd = run_round(ctx, list(CHECK_NAMES), Thresholds(), history, number=next(counter),
+                                audit_every_s=audit_every_s)
+            assert not rnd.errors, [r.error for r in rnd.errors]
+            return rnd
+
+        def sage(*args: str) -> None:
+            proc = subprocess.run([sys.executable, "-m", "sage_agent", *args], cwd=project, env=env,
+                                  capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            assert proc.returncode in (0, 1), proc.stderr[-500:]
+
+        def supabase(*args: str):
+            def run() -> None:
+                for command in args:
+                    proc = subprocess.run([cli, "inspect", "db", command, "--db-url", url, "--output-format", "json"],
+                                          capture_output=True, text=True, cwd=project, stdin=subprocess.DEVNULL,
+                                          env={"PATH": os.environ.get("PATH", ""), "HOME": str(project),
+                                               "SUPABASE_TELEMETRY_DISABLED": "1", "DO_NOT_TRACK": "1"})
+                    assert '"rows"' in proc.stdout, proc.stdout[-300:] + proc.stderr[-300:]
+            return run
+
+        contenders = {
+            "round of 7 checks, audits rerun (in-process)": lambda: round_(0),
+            "round of 7 checks, catalog unchanged (in-process)": lambda: round_(3600),
+            "sage watch --once (CLI), catalog unchanged": lambda: sage("watch", "--once", "--db-url", url),
+            "sage run *locks *monitor *vacuum *rls-audit *schema-audit (CLI)":
+                lambda: sage("run", "*locks", "*monitor --once", "*vacuum", "*rls-audit", "*schema-audit", "--json",
+                             "--db-url", url),
+        }
+        if cli:
+            contenders["supabase inspect db blocking + long-running-queries + vacuum-stats"] = \
+                supabase("blocking", "long-running-queries", "vacuum-stats")
+        round_(0)  # warm: caches, the history file, the first fingerprint
+        samples: dict[str, list[float]] = {k: [] for k in contenders}
+        loads = []
+        per_check: dict[str, list[float]] = {}
+        for _ in range(runs):
+            loads.append(os.getloadavg()[0])
+            for key, fn in contenders.items():  # alternating: each run measures every contender once
+                t0 = time.perf_counter()
+                result = fn()
+                samples[key].append(time.perf_counter() - t0)
+                if key.startswith("round of 7 checks, catalog unchanged"):
+                    for r in result.results:
+                        per_check.setdefault(r.name, []).append(r.duration_ms)
+        with psycopg.connect(url, autocommit=True) as c:  # now the watch alone: what does *hotpaths see of it?
+            c.execute("select extensions.pg_stat_statements_reset()")
+        for audit_every in (0, 3600, 3600, 3600):
+            round_(audit_every)
+        with psycopg.connect(url, autocommit=True) as c:
+            shown = c.execute("select count(*) from extensions.pg_stat_statements s where s.dbid = "
+                              "(select oid from pg_database where datname = current_database())").fetchone()[0]
+        from sage_agent.db.env import Target as T
+        from sage_agent.session.answers import FlagAnswers
+        from sage_agent.session.machine import Session
+
+        hot = Session(project=project, target=T("local", url, "bench"), answers=FlagAnswers()).run_line(
+            "*hotpaths --limit 50").result
+        visible = [r["query"] for r in hot.data["top"]["total"]]
+        size_kb = history_path(project).stat().st_size / 1024
+        with History(history_path(project)) as history:
+            n_rounds = history.count(history.targets()[0])
+        write(runs, tables, relations, setup_s, samples, loads, per_check, shown, hot.data["own_hidden"], visible,
+              size_kb, n_rounds, cli is not None)
+    finally:
+        if not keep_dir:
+            server.stop()
+            shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(project, ignore_errors=True)
+
+
+def write(runs, tables, relations, setup_s, samples, loads, per_check, pss_total, own_hidden, visible, size_kb,
+          n_rounds, have_cli) -> None:
+    base_key = "round of 7 checks, catalog unchanged (in-process)"
+    base = statistics.median(samples[base_key])
+    lines = [
+        "# sage watch: a round of all checks at 20,000 tables (issue 18)", "",
+        f"`python bench/watch.py {runs} {tables}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: embedded "
+        f"PostgreSQL 18 (fsync off), {relations:,} tables in public ({tables // 2:,} plain with a primary key, the "
+        f"rest hash partitions of 100-way partitioned tables){f', built in {setup_s:.0f} s' if setup_s else ''}. "
+        f"Machine: {os.cpu_count()} cores shared with other jobs; 1-minute load average during the runs "
+        f"{min(loads):.1f}-{max(loads):.1f} (on 2 cores: single figures vary by 2x or more, compare medians "
+        "within one run).", "",
+        f"{runs} alternating runs of each contender (median and best, seconds; ratio = median / the steady-state "
+        "round):", "",
+        "| contender | median s | best s | ratio |", "|---|---|---|---|",
+    ]
+    for key, values in samples.items():
+        lines.append(f"| {key} | {statistics.median(values):.2f} | {min(values):.2f} | "
+                     f"{statistics.median(values) / base:.2f}x |")
+    lines += ["", "Where a steady-state round spends its time (median ms per check; vacuum and wraparound share one "
+              "*vacuum query, long-queries, idle-in-tx and replication one activity snapshot, the first check "
+              "that needs it pays):", "",
+              "| check | median ms |", "|---|---|"]
+    lines += [f"| {name} | {statistics.median(values):.0f} |" for name, values in per_check.items()]
+    lines += ["", "Own overhead invisible to `*hotpaths`: after a pg_stat_statements reset and 4 rounds (one with the "
+              "audits rerun), pg_stat_statements holds "
+              f"{pss_total} statements for the database; `*hotpaths` leaves out {own_hidden} of them as DB Sage's "
+              f"and shows {len(visible)} ({'none of them a watch statement' if not visible else '; '.join(v[:60] for v in visible)}).",
+              "", f"History: {n_rounds} rounds in .sage/watch.sqlite take {size_kb:,.0f} KB "
+              "(audits are kept as one observation per rule, at most 200 observations per check and round).", ""]
+    if not have_cli:
+        lines.append("The Supabase CLI was not found: its row is missing.")
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
