@@ -87,8 +87,6 @@ def test_to_qa(db_url, make_session, project):
     assert out.exit_code == 0, out.error
     doc = yaml.safe_load((project / out.result.data["handoff"]).read_text())
     assert doc["from"] == "@db-sage" and doc["to"] == "@qa"
-    assert "supabase/seed.sql" in doc["artifacts"]
-    assert any("seed data: supabase/seed.sql" in d for d in doc["decisions"])
     assert any("smoke-test-v1.0" in a for a in doc["artifacts"])
 
 
@@ -107,7 +105,9 @@ def test_to_devops(db_url, make_session, project):
     assert "example_profiles.sql" in plan
     for a in doc["artifacts"]:
         assert (project / a).exists(), a
-    assert not doc.get("blockers")
+    # the handoff's own snapshot comes first, so only the missing backup (4.2) is a failed pre-deploy item
+    assert doc["blockers"] == ["pre-deploy checklist: 1 item(s) failed (4.2): see the checklist report"]
+    assert out.result.status == "warning"
 
 
 def test_handoff_write_needs_confirmation(db_url, make_session, project):
@@ -182,3 +182,57 @@ def test_handoff_send_cli(db_url, make_session, project, run_sage):
     assert written["to"] == "@dev" and any(a.endswith("_example_profiles.sql") for a in written["artifacts"])
     listed = run_sage("handoff", "list", cwd=project)
     assert "@db-sage -> @dev" in listed.stdout
+
+
+def test_handoff_carries_the_sessions_work_with_checksums(db_url, db, make_session, project):
+    """*handoff qa after a working session names the migration, dry-run report, apply log, JUnit file and
+    runbook it produced (from .sage/audit.jsonl), each with its sha256; an empty seed is not attached."""
+    import hashlib
+
+    run = lambda line: make_session(db_url, yes=True).run_line(line)  # noqa: E731
+    assert run("*bootstrap --use-cli=no").exit_code == 0
+    new = run("*migration-new add_items --sql 'create table public.items (id bigint primary key, name text);'")
+    migration = new.result.data["path"]
+    dry = run("*dry-run add_items")
+    assert dry.exit_code == 0, dry.error
+    assert run("*apply").exit_code == 0
+    suite = run("*test-suite --generate")
+    runbook = run('*create-doc db-runbook --vars "operation=deploy-items;environment=staging"')
+    assert runbook.exit_code == 0, runbook.error
+    out = run("*handoff qa --version v1.0")
+    assert out.exit_code == 0, out.error
+    doc = yaml.safe_load((project / out.result.data["handoff"]).read_text())
+    arts = doc["artifacts"]
+    for produced in (migration, dry.result.artifacts[0], "supabase/.sage/migration-log.jsonl",
+                     "supabase/tests/results/junit.xml", runbook.result.artifacts[0], "supabase/tests/smoke-test-v1.0.md"):
+        assert produced in arts, (produced, arts)
+    assert [a for a in suite.result.artifacts if a.endswith(".xml")]
+    assert arts.index(migration) < arts.index(dry.result.artifacts[0])  # in the order they were produced
+    assert set(doc["checksums"]) == set(arts)
+    for a in arts:
+        assert doc["checksums"][a] == "sha256:" + hashlib.sha256((project / a).read_bytes()).hexdigest()
+    assert "supabase/seed.sql" not in arts  # bootstrap's seed holds only a comment
+    assert any("supabase/seed.sql holds no statements: not attached" in d for d in doc["decisions"])
+    shown = {row[0]: row for row in out.result.tables[-1].rows}
+    assert shown[migration][1] == "*migration-new" and len(shown[migration][2]) == 16
+    # the next handoff to @qa carries only what was produced since: the new smoke test
+    again = run("*handoff qa --version v1.1")
+    doc2 = yaml.safe_load((project / again.result.data["handoff"]).read_text())
+    assert doc2["artifacts"] == ["supabase/tests/smoke-test-v1.1.md"], doc2["artifacts"]
+    # @dev has had no handoff yet: it gets the whole session's files, the qa handoffs' smoke tests included
+    dev = run("*handoff dev")
+    doc3 = yaml.safe_load((project / dev.result.data["handoff"]).read_text())
+    assert migration in doc3["artifacts"] and "supabase/tests/smoke-test-v1.1.md" in doc3["artifacts"]
+    assert not any(a.startswith(".aios/") for a in doc3["artifacts"])
+    # a file changed after the handoff was written is refused when the handoff is read
+    (project / migration).write_text("-- edited afterwards\n")
+    with pytest.raises(HandoffError, match=f"changed since the handoff was written .*{migration}"):
+        load_handoff(project / dev.result.data["handoff"], project, for_agent="dev")
+
+
+def test_handoff_attaches_a_seed_with_rows(db_url, make_session, project):
+    make_session(db_url, yes=True).run_line("*bootstrap --use-cli=no")
+    (project / "supabase/seed.sql").write_text("-- seed\ninsert into public.t values (1);\n")
+    out = make_session(db_url, yes=True).run_line("*handoff qa --version v1.0")
+    doc = yaml.safe_load((project / out.result.data["handoff"]).read_text())
+    assert "supabase/seed.sql" in doc["artifacts"] and "seed data: supabase/seed.sql" in doc["decisions"]

@@ -77,6 +77,20 @@ def test_apply_pending_then_noop(three, make_session, db_url, db):
     assert len(history(db)) == 3 and len(log_lines(three)) == 3
 
 
+def test_apply_names_the_files_and_a_smoke_test_not_yet_run(three, make_session, db_url, db):
+    first = make_session(db_url, yes=True).run_line("*apply 20240101000000_users.sql --snapshot=no")
+    assert first.exit_code == EXIT_OK, first.error
+    assert "supabase/migrations/20240101000000_users.sql" in first.result.artifacts
+    assert first.result.next_steps[0] == "*smoke-test v1.0"
+    make_session(db_url).run_line("*smoke-test v1.0")  # fails on the table without RLS; its report is written
+    assert (three / "supabase" / "tests" / "smoke-test-v1.0.md").is_file()
+    second = make_session(db_url, yes=True).run_line("*apply --snapshot=no")
+    assert second.exit_code == EXIT_OK, second.error
+    assert second.result.next_steps[0] == "*smoke-test v1.1"  # v1.0's report exists: not suggested again
+    assert "supabase/migrations/20240103000000_fn.sql" in second.result.artifacts
+    assert "supabase/migrations/20240101000000_users.sql" not in second.result.artifacts
+
+
 def test_apply_takes_snapshot_and_confirmation_shows_plan(three, make_session, db_url, db):
     seen = []
     session = make_session(db_url, answers=["yes"])

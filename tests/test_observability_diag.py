@@ -110,9 +110,23 @@ def test_locks_terminate_needs_typed_word(make_session, db_url, db, blocked):
     out = make_session(db_url, confirm=("TERMINATE",)).run_line(f"*locks --terminate {a_pid}")
     assert out.exit_code == 0, out.error
     assert any("pg_terminate_backend" in n for n in out.result.notes)
+    # what the person sees afterwards is the tree read again: the terminated pid is gone from it and from the hints
+    assert out.result.summary.startswith(f"Terminated pid {a_pid}; now: no blocking"), out.result.summary
+    assert out.result.data["roots"] == [] and out.result.tables == []
+    assert all(str(a_pid) not in step for step in out.result.next_steps), out.result.next_steps
+    assert out.result.facts["backend_gone"] is True
     blocked["thread"].join(10)
     assert not blocked["thread"].is_alive() and not blocked["errors"]
     assert db.execute("select balance from acct where id = 1").fetchone()[0] == 101  # a rolled back, b applied
+
+
+def test_locks_terminate_declined_by_the_person_says_so_once(make_session, db_url, db, blocked):
+    a_pid = blocked["a_pid"]
+    out = make_session(db_url, answers=["terminate"]).run_line(f"*locks --terminate {a_pid}")  # not the word
+    assert out.exit_code == 3 and out.result.status == "cancelled"
+    assert out.error.endswith("(uncommitted work is lost). Nothing was changed."), out.error
+    assert ".." not in out.error
+    assert db.execute("select count(*) from pg_stat_activity where pid = %s", (a_pid,)).fetchone()[0] == 1
 
 
 def test_locks_cancel_running_blocker(make_session, db_url, db):

@@ -73,3 +73,6 @@ def test_readme_tour_runs_as_written(tmp_path):
     # the tour's rollback undoes one added column: every row stays, none is reported lost
     rollback = next(out for line, out in outputs.items() if "*rollback v1" in line)
     assert "3 rows kept, 0 rows lost" in rollback, rollback
+    # the second *apply suggests the next smoke test, not the v1.0 the tour already ran
+    second_apply = outputs['sage run "*apply" --yes']  # the same line twice: the later output is kept
+    assert "*smoke-test v1.1" in second_apply and "*smoke-test v1.0" not in second_apply, second_apply

@@ -57,7 +57,8 @@ def test_checklist_automatic_checks_and_answers(make_session, db_url, db, projec
     backups.mkdir(parents=True)
     (backups / "b.json").write_text(json.dumps({"created_at": (datetime.now(timezone.utc) - timedelta(days=30)).isoformat()}))
     out = make_session(db_url).run_line('*execute-checklist dba-predeploy --answers "1.3=pass,1.4=partial"')
-    assert out.exit_code == 0, out.error
+    assert out.exit_code == 1 and out.result.status == "failed", out.error  # failed items fail the run (CI)
+    assert "FAILED:" in out.result.summary
     items = out.result.data["items"]
     by_check = {}
     from sage_agent.catalog.checklists import list_checklists, parse_checklist
@@ -111,11 +112,49 @@ def test_checklist_interactive_answers(make_session, db_url, project):
     cl = parse_checklist(list_checklists()["dba-rollback"])
     manual = [i for i in cl.items if not i.check]
     replies = ["pass", "fail", "n/a"] + [""] * len(manual)
-    out = make_session(db_url, answers=replies).run_line("*execute-checklist dba-rollback")
+    out = make_session(db_url, answers=replies).run_line("*execute-checklist dba-rollback --fail-on never")
     assert out.exit_code == 0, out.error
     items = out.result.data["items"]
     assert [items[i.id]["status"] for i in manual[:3]] == ["pass", "fail", "n/a"]
     assert items[manual[3].id]["status"] == "not answered"
+
+
+def test_checklist_exit_code_follows_fail_on(db_url, db, project, run_sage):
+    """CI gates on a checklist: exit 1 names the failed items; --fail-on sets how strict; the report is kept."""
+    db.execute("create table public.open_t (id int primary key)")  # RLS off on an exposed table: 2.x fails
+    base = ["run", "--db-url", db_url, "--json"]
+    failed = run_sage(*base, "*execute-checklist dba-predeploy", cwd=project)
+    doc = json.loads(failed.stdout)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert doc["status"] == "failed" and doc["exit_code"] == 1
+    failing = doc["data"]["failing"]
+    assert failing and all(doc["data"]["items"][i]["status"] == "fail" for i in failing)
+    assert any(n.startswith(f"failed (--fail-on fail): {len(failing)} item(s): {failing[0]} (fail)") for n in doc["notes"])
+    assert doc["next_steps"] == ["*execute-checklist dba-predeploy", "*execute-checklist dba-predeploy --fail-on never"]
+    assert (project / doc["artifacts"][0]).is_file()
+    lenient = run_sage(*base, "*execute-checklist dba-predeploy --fail-on never", cwd=project)
+    assert lenient.returncode == 0 and json.loads(lenient.stdout)["status"] == "warning", lenient.stdout
+    # all automatic checks pass and every manual item is answered pass: 0 even at the strictest level
+    db.execute("alter table public.open_t enable row level security; "
+               "create policy p on public.open_t for select to authenticated using (true)")
+    for folder in ("snapshots", "backups"):  # a fresh snapshot and backup, as the checks look for them
+        (project / "supabase" / folder).mkdir(parents=True, exist_ok=True)
+        (project / "supabase" / folder / "x.json").write_text(json.dumps({"created_at": datetime.now(timezone.utc).isoformat()}))
+    from sage_agent.catalog.checklists import list_checklists, parse_checklist
+
+    items = parse_checklist(list_checklists()["dba-predeploy"]).items
+    answers = ",".join(f"{i.id}=pass" for i in items if not i.check)
+    strict = run_sage(*base, f'*execute-checklist dba-predeploy --answers "{answers}" --fail-on unanswered',
+                      cwd=project)
+    sdoc = json.loads(strict.stdout)
+    fails = {k: v for k, v in sdoc["data"]["items"].items() if v["status"] in ("fail", "partial", "not answered")}
+    assert strict.returncode == 0 and fails == {} and sdoc["status"] == "ok", (strict.returncode, fails)
+    unanswered = run_sage(*base, "*execute-checklist dba-predeploy --fail-on unanswered", cwd=project)
+    udoc = json.loads(unanswered.stdout)
+    assert unanswered.returncode == 1 and any(udoc["data"]["items"][i]["status"] == "not answered"
+                                              for i in udoc["data"]["failing"])
+    bad = run_sage(*base, "*execute-checklist dba-predeploy --fail-on sometimes", cwd=project)
+    assert bad.returncode == 2 and "choose one of fail, partial, unanswered, never" in bad.stdout + bad.stderr
 
 
 def test_checklist_bad_input(make_session, db_url, project):

@@ -162,7 +162,8 @@ class SageConnection(psycopg.Connection):
 
 def connect(url: str, *, autocommit: bool = False, statement_timeout_ms: int | None = None,
             lock_timeout_ms: int | None = None, application_name: str = APPLICATION_NAME,
-            connect_timeout: int = CONNECT_TIMEOUT_S) -> SageConnection:
+            connect_timeout: int = CONNECT_TIMEOUT_S,
+            connection_class: type[SageConnection] | None = None) -> SageConnection:
     """Connect with a short connect timeout; server-side timeouts for the session (direct) or for each
     transaction (through a pooler). `conn.pooled` says which."""
     settings: dict[str, str] = {}
@@ -171,8 +172,8 @@ def connect(url: str, *, autocommit: bool = False, statement_timeout_ms: int | N
     if lock_timeout_ms is not None:
         settings["lock_timeout"] = f"{int(lock_timeout_ms)}ms"
     try:
-        conn = SageConnection.connect(url, autocommit=True, connect_timeout=connect_timeout,
-                                      cursor_factory=SageCursor)
+        conn = (connection_class or SageConnection).connect(url, autocommit=True, connect_timeout=connect_timeout,
+                                                            cursor_factory=SageCursor)
     except (psycopg.Error, ValueError) as exc:
         raise classify_error(exc) from None
     try:

@@ -343,3 +343,52 @@ def project_server(project: Path) -> EmbeddedServer:
 def shadow_server(project: Path, major: int) -> EmbeddedServer:
     """A second local server of another major, for shadow databases of a remote target on that major."""
     return EmbeddedServer(Path(project) / ".sage" / f"pg{major}-shadow", major=major)
+
+
+# --- servers this process started only to host shadow databases ---------------------------------------------
+# A `*dry-run --db-url REMOTE` starts a local server for its shadow copy; a headless run (or `sage mcp` when it
+# ends) stops what it started for that alone, so no server is left behind. A server that was already running,
+# or that this process also used as the target, is left as it was.
+_SHADOW_ONLY: dict[Path, EmbeddedServer] = {}
+_AS_TARGET: set[Path] = set()
+
+
+def started_for_shadow(server: EmbeddedServer) -> None:
+    _SHADOW_ONLY.setdefault(server.base_dir, server)
+
+
+def used_as_target(server: EmbeddedServer) -> None:
+    _AS_TARGET.add(server.base_dir)
+
+
+def stop_shadow_only_servers() -> list[EmbeddedServer]:
+    """Stop every server this process started only for shadows; returns those it stopped."""
+    stopped = []
+    for base, server in list(_SHADOW_ONLY.items()):
+        del _SHADOW_ONLY[base]
+        if base in _AS_TARGET:
+            continue
+        try:
+            if server.stop():
+                stopped.append(server)
+        except Exception:  # noqa: BLE001 - a server that will not stop is reported by `sage db status`
+            pass
+    return stopped
+
+
+def running_servers(project: Path) -> list[EmbeddedServer]:
+    """The project's local servers that are up: `.sage/pg` and any `.sage/pgN-shadow` (for *exit to name)."""
+    sage_dir = Path(project) / ".sage"
+    if not sage_dir.is_dir():
+        return []
+    found = []
+    for base in sorted(p for p in sage_dir.iterdir() if p.name == "pg" or (p.name.startswith("pg")
+                                                                       and p.name.endswith("-shadow"))):
+        if (base / "data").is_dir():
+            server = EmbeddedServer(base)
+            try:
+                if server.is_running():
+                    found.append(server)
+            except Exception:  # noqa: BLE001 - an unreadable directory is not a running server
+                continue
+    return found

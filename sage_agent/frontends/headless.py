@@ -62,6 +62,7 @@ def run_headless(lines: str | list[str], *, project: Path, env: str = "local", d
         if outcomes[-1].exit_code != 0:
             break
     code = outcomes[-1].exit_code
+    _stop_shadow_servers(project, outcomes[-1], err if output == "text" else None)
     if len(lines) == 1:
         return _print_outcome(outcomes[0], output, err)
     if output == "json":
@@ -73,6 +74,23 @@ def run_headless(lines: str | list[str], *, project: Path, env: str = "local", d
     if lines[len(outcomes):]:
         err.print(f"skipped after a failure: {', '.join(lines[len(outcomes):])}", markup=False, highlight=False)
     return code
+
+
+def _stop_shadow_servers(project: Path, outcome: Outcome, err) -> None:
+    """A headless run leaves no server behind that it started only for shadow databases (a remote target's
+    *dry-run, diff or proof): stop each one and say so in the report."""
+    from sage_agent.db.embedded import stop_shadow_only_servers
+
+    for server in stop_shadow_only_servers():
+        try:
+            where = server.base_dir.relative_to(project.resolve())
+        except ValueError:
+            where = server.base_dir
+        note = f"stopped the local server started only for the shadow database ({where}); the next run starts it again"
+        if outcome.result is not None:
+            outcome.result.notes.append(note)
+        elif err is not None:
+            err.print(note, markup=False, highlight=False)
 
 
 class _Stderr:

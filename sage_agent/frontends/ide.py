@@ -13,8 +13,12 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
+import shlex
 import shutil
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +35,20 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def installed_sage() -> list[str]:
+    """The command that runs this installation of DB Sage from anywhere: the absolute `sage` script beside the
+    interpreter (the venv's bin/), else this interpreter with `-m sage_agent`. Never a bare `sage`: an IDE
+    starts MCP servers without the venv on its PATH (and a pyenv shim or another install may answer there)."""
+    python = os.path.abspath(sys.executable)  # not resolved: a venv's python is a symlink out of the venv
+    script = os.path.join(os.path.dirname(python), "sage")
+    if os.path.isfile(script) and os.access(script, os.X_OK):
+        return [script]
+    return [python, "-m", "sage_agent"]
+
+
 def mcp_entry() -> dict[str, Any]:
-    if shutil.which("sage"):
-        return {"command": "sage", "args": ["mcp"]}
-    return {"command": sys.executable, "args": ["-m", "sage_agent", "mcp"]}
+    command, *args = installed_sage()
+    return {"command": command, "args": [*args, "mcp"]}
 
 
 def _catalog_files() -> dict[str, list[Path]]:
@@ -65,13 +79,17 @@ def agent_document() -> str:
     return "\n".join(lines)
 
 
+def ide_copies(agent: str) -> dict[str, str]:
+    """The IDE files are copies of the agent file: Claude Code's command as is, Cursor's rule with its header."""
+    return {CLAUDE: agent,
+            CURSOR: "---\ndescription: DB Sage - PostgreSQL/Supabase DBA and database architect (migrations, RLS, "
+                    "tuning). Activate with @db-sage.\nglobs:\nalwaysApply: false\n---\n\n" + agent}
+
+
 def desired_files() -> dict[str, str]:
     agent = agent_document()
-    files = {AGENT: agent, CLAUDE: agent,
-             CURSOR: "---\ndescription: DB Sage - PostgreSQL/Supabase DBA and database architect (migrations, RLS, "
-                     "tuning). Activate with @db-sage.\nglobs:\nalwaysApply: false\n---\n\n" + agent}
-    entry = mcp_entry()
-    runner = "sage" if entry["command"] == "sage" else f"{entry['command']} -m sage_agent"
+    files = {AGENT: agent, **ide_copies(agent)}
+    runner = " ".join(shlex.quote(part) for part in installed_sage())
     files[VALIDATE] = ("#!/usr/bin/env bash\n# Validate the DB Sage installation (written by `sage ide sync`).\n"
                        f"exec {runner} ide check \"$@\"\n")
     for kind, paths in _catalog_files().items():
@@ -92,6 +110,9 @@ def sync(project: Path) -> dict[str, Any]:
     diffs: dict[str, str] = {}
     for rel, text in desired_files().items():
         path = project / rel
+        if rel in (CLAUDE, CURSOR) and (project / AGENT).is_file():
+            # from the project's agent file (already synced above): an edit there reaches the IDEs
+            text = ide_copies((project / AGENT).read_text(encoding="utf-8"))[rel]
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
@@ -152,22 +173,42 @@ def sync(project: Path) -> dict[str, Any]:
     return report
 
 
-def check(project: Path) -> tuple[bool, list[tuple[str, bool, str]]]:
+@dataclass
+class Check:
+    label: str
+    ok: bool
+    detail: str
+    required: bool = True
+    next_step: str = ""  # what makes it pass: shown only when it does not
+
+
+def _mcp_command_problem(entry: Any) -> str | None:
+    """Why the configured db-sage server would not start from an IDE (which has no venv on its PATH)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("command"), str):
+        return "the db-sage entry has no command"
+    command = entry["command"]
+    if not os.path.isabs(command):
+        return f"command {command!r} is not an absolute path: an IDE without the venv on its PATH cannot start it"
+    if not (os.path.isfile(command) and os.access(command, os.X_OK)):
+        return f"command {command} does not exist (or is not executable)"
+    return None
+
+
+def check(project: Path) -> tuple[bool, list[Check]]:
+    """Required pieces decide the exit code; optional ones (the Supabase CLI) are reported with how to add them."""
     from sage_agent.db.supabase_cli import find_cli
 
+    sync_step = "sage ide sync"
     files = _catalog_files()
-    rows: list[tuple[str, bool, str]] = []
+    rows: list[Check] = []
     for rel, label in ((AGENT, "Agent file"), (CLAUDE, "Claude Code command"), (CURSOR, "Cursor rule")):
-        rows.append((label, (project / rel).is_file(), rel))
+        rows.append(Check(label, (project / rel).is_file(), rel, next_step=sync_step))
     for kind in ("tasks", "templates", "checklists", "data"):
         have = len([p for p in (project / ".aios-core" / kind).glob("*") if p.is_file()]) \
             if (project / ".aios-core" / kind).is_dir() else 0
         want = len(files[kind])
-        rows.append((f"{kind.capitalize()} found", have >= want, f"{have}/{want}"))
-    cli = find_cli(project)
-    rows.append(("Supabase CLI", cli is not None, f"installed: {cli.version}" if cli else
-                 "not installed (npm install supabase, or set SUPABASE_CLI)"))
-    configured = []
+        rows.append(Check(f"{kind.capitalize()} found", have >= want, f"{have}/{want}", next_step=sync_step))
+    configured, broken = [], []
     for rel in MCP_FILES:
         try:
             servers = json.loads((project / rel).read_text()).get("mcpServers", {})
@@ -175,9 +216,98 @@ def check(project: Path) -> tuple[bool, list[tuple[str, bool, str]]]:
             continue
         if any(SERVER in name or "supabase" in name or "postgres" in name for name in servers):
             configured.append(rel)
-    rows.append(("MCP configured", bool(configured), ", ".join(configured) or "no db-sage/supabase server in "
-                                                                              ".mcp.json or .cursor/mcp.json"))
-    return all(ok for _, ok, _ in rows), rows
+        if SERVER in servers:
+            problem = _mcp_command_problem(servers[SERVER])
+            if problem:
+                broken.append(f"{rel}: {problem}")
+    rows.append(Check("MCP configured", bool(configured), ", ".join(configured) or
+                      f"no {SERVER}/supabase/postgres server in .mcp.json or .cursor/mcp.json", next_step=sync_step))
+    if any(SERVER in json.loads((project / rel).read_text()).get("mcpServers", {}) for rel in configured):
+        rows.append(Check("MCP command", not broken, "; ".join(broken) or "absolute path to this installation",
+                          next_step=f"{sync_step} (or set \"command\": \"{mcp_entry()['command']}\" in the file)"))
+    cli = find_cli(project)
+    rows.append(Check("Supabase CLI", cli is not None, f"installed: {cli.version}" if cli else "not installed",
+                      required=False, next_step="npm install supabase (or set SUPABASE_CLI); without it *bootstrap "
+                                                "and *migration-new write the files themselves"))
+    return all(r.ok for r in rows if r.required), rows
+
+
+# --- the git pre-commit hook ------------------------------------------------------------------------------------
+HOOK_MARK = "# db-sage pre-commit hook (written by `sage ide sync --hook`)"
+CHAINED = "pre-commit.pre-db-sage"  # a hook that was there before ours, kept and run first
+
+
+class HookError(RuntimeError):
+    """The hook cannot be installed: the message says why and what to do."""
+
+
+def _git(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=project, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
+
+def hook_script() -> str:
+    sage = " ".join(shlex.quote(part) for part in installed_sage())
+    return (f"#!/bin/sh\n{HOOK_MARK}\n"
+            "# When the agent file is part of the commit, re-sync the IDE files from it and add them to the commit.\n"
+            "# A hook that was here before runs first; its failure stops the commit as before.\n"
+            'hooks=$(dirname "$0")\n'
+            f'if [ -x "$hooks/{CHAINED}" ]; then "$hooks/{CHAINED}" "$@" || exit $?; fi\n'
+            f"exec {sage} ide sync --pre-commit\n")
+
+
+def install_hook(project: Path) -> str:
+    """Install (or refresh) the pre-commit hook; an existing foreign hook is kept as pre-commit.pre-db-sage and
+    chained. Idempotent. Returns what was done, for the person."""
+    if shutil.which("git") is None:
+        raise HookError("git is not installed: the pre-commit hook needs it")
+    found = _git(project, "rev-parse", "--git-path", "hooks")
+    if found.returncode != 0:
+        raise HookError(f"{project} is not in a git repository ({found.stderr.strip() or 'git rev-parse failed'}): "
+                        "run `git init` first, then `sage ide sync --hook`")
+    hooks = Path(found.stdout.strip())
+    hooks = hooks if hooks.is_absolute() else project / hooks
+    hook, chained = hooks / "pre-commit", hooks / CHAINED
+    script = hook_script()
+    hooks.mkdir(parents=True, exist_ok=True)
+    note = ""
+    if hook.exists() or hook.is_symlink():
+        current = hook.read_text(encoding="utf-8", errors="replace") if hook.is_file() else ""
+        if HOOK_MARK not in current:
+            if chained.exists() or chained.is_symlink():
+                raise HookError(f"{hook} is not DB Sage's and {chained} already exists: nothing changed. Merge "
+                                f"them by hand, or move {chained.name} away and run `sage ide sync --hook` again")
+            hook.rename(chained)  # kept byte for byte (a symlink stays a symlink), run first by ours
+            if not os.access(chained, os.X_OK) and chained.is_file():
+                note = f" (note: {chained.name} is not executable, so git did not run it before either; it is skipped)"
+            else:
+                note = f"; your existing hook is kept as {chained.name} and runs first"
+        elif current == script:
+            return f"pre-commit hook already installed: {hook}"
+    hook.write_text(script, encoding="utf-8")
+    hook.chmod(0o755)
+    return f"pre-commit hook installed: {hook}{note}"
+
+
+def pre_commit(project: Path) -> tuple[int, str]:
+    """What the hook runs: when the agent file is staged, sync and `git add` the IDE files it changed."""
+    staged = _git(project, "diff", "--cached", "--name-only", "-z")
+    if staged.returncode != 0:
+        return 1, f"db-sage hook: git diff --cached failed: {staged.stderr.strip()}"
+    if AGENT not in staged.stdout.split("\0"):
+        return 0, ""
+    report = sync(project)
+    changed = [rel for rel in report["written"] + report["updated"] if rel in (CLAUDE, CURSOR)]
+    # the manifest records the new files' hashes (so the next sync knows they are still ours): it goes along
+    added = _git(project, "add", "--", *changed, MANIFEST) if changed else None
+    if added is not None and added.returncode != 0:
+        return 1, f"db-sage hook: git add failed: {added.stderr.strip()}"
+    lines = []
+    if changed:
+        lines.append(f"db-sage: {AGENT} changed: re-synced and added to the commit: {', '.join(changed)}")
+    for rel in report["kept"]:
+        if rel in (CLAUDE, CURSOR):
+            lines.append(f"db-sage: {rel} was edited by hand: not re-synced (run `sage ide sync` to see the diff)")
+    return 0, "\n".join(lines)
 
 
 def main(argv: list[str], project: Path) -> int:
@@ -186,11 +316,28 @@ def main(argv: list[str], project: Path) -> int:
     parser = argparse.ArgumentParser(prog="sage ide", description="IDE files for DB Sage")
     parser.add_argument("action", choices=["sync", "check"])
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--hook", action="store_true",
+                        help="sync: also install a git pre-commit hook that re-syncs the IDE files when the agent "
+                             "file changes and adds them to the commit (an existing hook is kept and runs first)")
+    parser.add_argument("--pre-commit", action="store_true", help=argparse.SUPPRESS)  # what the hook runs
     parser.add_argument("--env", default=None, help="accepted like every subcommand; IDE files need no database")
     parser.add_argument("--db-url", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.action == "sync" and args.pre_commit:
+        code, message = pre_commit(project)
+        if message:
+            print(message, file=sys.stderr)
+        return code
+    if args.action != "sync" and (args.hook or args.pre_commit):
+        parser.error("--hook goes with sync: sage ide sync --hook")
     if args.action == "sync":
         report = sync(project)
+        if args.hook:
+            try:
+                report["hook"] = install_hook(project)  # type: ignore[assignment]
+            except HookError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
         if args.json:
             print(json.dumps(report))
             return 0
@@ -201,13 +348,27 @@ def main(argv: list[str], project: Path) -> int:
         for rel in report["kept"]:
             print(f"kept      {rel}: you edited it since DB Sage wrote it; not overwritten. Differences:")
             print(report["diffs"][rel])
+        if args.hook:
+            print(report["hook"])
         return 0
     ok, rows = check(project)
+    failed = [r for r in rows if r.required and not r.ok]
+    missing = [r for r in rows if not r.required and not r.ok]
     if args.json:
-        print(json.dumps({"ok": ok, "checks": [{"check": c, "ok": k, "detail": d} for c, k, d in rows]}))
+        print(json.dumps({"ok": ok, "checks": [{"check": r.label, "ok": r.ok, "required": r.required,
+                                                "detail": r.detail, "next_step": None if r.ok else r.next_step}
+                                               for r in rows]}))
+        return 0 if ok else 1
+    print("Validating DB Sage installation")
+    for title, required in (("Required", True), ("Optional", False)):
+        print(f"{title}:")
+        for r in (r for r in rows if r.required == required):
+            mark = "OK  " if r.ok else ("FAIL" if required else "--  ")
+            print(f"  {mark} {r.label}: {r.detail}" + ("" if r.ok else f"\n         next: {r.next_step}"))
+    if ok:
+        extra = f" ({len(missing)} optional piece(s) missing: {', '.join(r.label for r in missing)})" if missing else ""
+        print(f"DB Sage installation OK{extra}")
     else:
-        print("Validating DB Sage installation")
-        for label, good, detail in rows:
-            print(f"  {'OK  ' if good else 'FAIL'} {label}: {detail}")
-        print("DB Sage installation OK" if ok else "DB Sage installation incomplete: run `sage ide sync`")
+        steps = list(dict.fromkeys(r.next_step for r in failed))
+        print(f"DB Sage installation incomplete: {len(failed)} required check(s) failed; next: " + "; then ".join(steps))
     return 0 if ok else 1

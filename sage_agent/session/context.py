@@ -62,6 +62,7 @@ class OpContext:
     notices: list[str] = field(default_factory=list)  # e.g. which PostgreSQL major was tested on; the session
     # appends them to the operation's report
     _admin_url: str | None = None
+    pool: Any = None  # a ConnectionPool (sage mcp) for read calls: connections reused across calls
 
     # --- databases ---------------------------------------------------------------------------
     @cached_property
@@ -74,8 +75,15 @@ class OpContext:
         if text and text not in self.notices:
             self.notices.append(text)
 
-    def _start_embedded(self) -> str:
+    def _start_embedded(self, *, for_shadow: bool = False) -> str:
+        from sage_agent.db.embedded import started_for_shadow, used_as_target
+
+        was_running = self.embedded.is_running()
         self.embedded.start()
+        if not for_shadow:
+            used_as_target(self.embedded)
+        elif not was_running:
+            started_for_shadow(self.embedded)  # a headless run stops it at the end
         self.notice(self.embedded.major_warning)
         return self.embedded.url()
 
@@ -159,14 +167,16 @@ class OpContext:
                                 f"PostgreSQL {target_major}: point SAGE_SHADOW_URL at a {target_major} server")
             return override
         if target_major is None or self.embedded.bin_major == target_major:
-            return self._start_embedded()
+            return self._start_embedded(for_shadow=not self.target.embedded)
         if target_major in server_bin_dirs():
-            from sage_agent.db.embedded import shadow_server
+            from sage_agent.db.embedded import shadow_server, started_for_shadow
 
             server = shadow_server(self.project, target_major)
+            if not server.is_running():
+                started_for_shadow(server)
             server.start()
             return server.url()
-        url = self._start_embedded()
+        url = self._start_embedded(for_shadow=True)
         self.notice(f"tested on PostgreSQL {self.embedded.bin_major} (the local server): the target runs PostgreSQL "
                     f"{target_major}, which is not installed here; {install_hint(target_major)} to test on "
                     f"{target_major}")
@@ -176,18 +186,27 @@ class OpContext:
         """A connection with server-side statement and lock timeouts, cancelled on Ctrl-C."""
         from sage_agent.db.connect import connect
 
-        conn = connect(url or self.url, autocommit=autocommit,
-                       statement_timeout_ms=self.settings.statement_timeout_ms if timeouts else None,
-                       lock_timeout_ms=self.settings.lock_timeout_ms if timeouts else None)
-        self._connections.append(conn)
+        statement_timeout_ms = self.settings.statement_timeout_ms if timeouts else None
+        lock_timeout_ms = self.settings.lock_timeout_ms if timeouts else None
+        if self.pool is not None:
+            conn = self.pool.acquire(url or self.url, autocommit=autocommit, statement_timeout_ms=statement_timeout_ms,
+                                     lock_timeout_ms=lock_timeout_ms)
+        else:
+            conn = connect(url or self.url, autocommit=autocommit, statement_timeout_ms=statement_timeout_ms,
+                           lock_timeout_ms=lock_timeout_ms)
+        if all(c is not conn for c in self._connections):
+            self._connections.append(conn)
         return conn
 
     @cached_property
     def server(self) -> "ServerInfo":
         from sage_agent.db.info import server_info
 
-        with self.connect() as conn:
-            return server_info(conn)
+        def ask() -> "ServerInfo":
+            with self.connect() as conn:
+                return server_info(conn)
+
+        return self.pool.server_info(self.url, ask) if self.pool is not None else ask()
 
     def cancel_running(self) -> int:
         """Send a cancel request for every open connection (Ctrl-C): the server stops the statement."""
@@ -214,7 +233,8 @@ class OpContext:
         """Ask for a yes/no (or a typed word). Raises Declined when refused: the caller has changed nothing yet.
         `reasons` are listed when nobody can be asked (headless), e.g. every lint finding that stopped *apply."""
         if not self.confirm_fn(ConfirmRequest(prompt=prompt, plan=plan, word=word, reasons=tuple(reasons))):
-            raise Declined(f"not confirmed: {prompt.rstrip('?').rstrip()}. Nothing was changed.")
+            # the prompt's own closing mark goes: "...uncommitted work is lost)." must not end in ".."
+            raise Declined(f"not confirmed: {prompt.rstrip().rstrip('?.!:').rstrip()}. Nothing was changed.")
 
     def ask(self, label: str, default: str | None = None, choices: list[str] | None = None, *,
             key: str = "value") -> str:

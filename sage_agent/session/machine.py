@@ -62,6 +62,7 @@ class Session:
     front_door: str = "python"  # headless, repl, mcp, ask, handoff: recorded in .sage/audit.jsonl
     _confirmed_by: list[str] = field(default_factory=list)
     _risk: str | None = None
+    connection_pool: Any = None  # sage mcp: read calls reuse connections (sage_agent.db.pool)
 
     # --- catalog access (lazy: `sage --version` never pays for it) ---------------------------
     @property
@@ -164,6 +165,8 @@ class Session:
             self._risk = op.risk_for(inputs)
         except Exception:  # noqa: BLE001 - the audit's risk column must never stop the command
             self._risk = None
+        if self._risk == "read" and self.connection_pool is not None:
+            ctx.pool = self.connection_pool  # a read call's transactions end with it: its connections can be reused
         try:
             self._production_confirmed = False
             if self.target.is_production and op.risk_for(inputs) != "read":

@@ -63,9 +63,23 @@ def help_(inputs: HelpInput, ctx) -> OpResult:
 def exit_(inputs: NoInput, ctx) -> OpResult:
     from sage_agent.catalog.persona import load_persona
 
+    from sage_agent.db.embedded import running_servers
+
     name = load_persona().agent.name
+    running = []
+    for server in running_servers(ctx.project):
+        kind = "the local server" if server.base_dir.name == "pg" else "a shadow server"
+        running.append([kind, f".sage/{server.base_dir.name}", server.port, f"PostgreSQL {server.version()}"])
+    notes = ([f"Still running: {', '.join(f'{r[0]} ({r[1]}, port {r[2]})' for r in running)}. It stays up for the "
+              "next session (fast start); `sage db stop` stops it."] if running else
+             ["No DB Sage server is running for this project."])
     return OpResult(operation="exit", summary=f"{name} signing off. Your database is as you left it.",
-                    data={"exit_requested": True})
+                    facts={"servers_running": len(running)}, notes=notes,
+                    tables=[Table(title="Still running", columns=["server", "folder", "port", "version"],
+                                  rows=running)] if running else [],
+                    next_steps=["sage db stop"] if running else [],
+                    data={"exit_requested": True, "running": [{"server": r[0], "folder": r[1], "port": r[2]}
+                                                              for r in running]})
 
 
 class EnvCheckInput(BaseModel):

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from typing import Literal
 
 from pydantic import BaseModel
 
+from sage_agent.catalog.tasks import cmd
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import OpError, OpResult, Table
 
@@ -17,9 +19,13 @@ class ChecklistInput(BaseModel):
     name: str
     answers: str | None = None
     ask: bool = True
+    fail_on: Literal["fail", "partial", "unanswered", "never"] = "fail"
 
 
 _STATUSES = ("pass", "fail", "partial", "n/a")
+# fail_on -> the item statuses that fail the run (exit 1), so CI can gate on a checklist
+_FAILING = {"fail": ("fail",), "partial": ("fail", "partial"), "unanswered": ("fail", "partial", "not answered"),
+            "never": ()}
 
 
 @operation("execute-checklist", risk="read")
@@ -106,20 +112,29 @@ def execute_checklist(inputs: ChecklistInput, ctx) -> OpResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"checklist-{key}-{stamp:%Y%m%d%H%M%S}.md"
     path.write_text(report)
-    status = "warning" if counts["fail"] or counts["partial"] else "ok"
+    failing = [item_id for item_id, r in results.items() if r[0] in _FAILING[inputs.fail_on]]
+    status = "failed" if failing else ("warning" if counts["fail"] or counts["partial"] else "ok")
     notes = []
+    if failing:
+        shown = ", ".join(f"{i} ({results[i][0]})" for i in failing[:12]) + (" ..." if len(failing) > 12 else "")
+        notes.append(f"failed (--fail-on {inputs.fail_on}): {len(failing)} item(s): {shown}; fix them and run the "
+                     "checklist again, or --fail-on never to report without failing")
     if counts["not answered"]:
         notes.append(f"{counts['not answered']} manual items not answered; answer them interactively or with "
                      "--answers \"2.1=pass,2.2=n/a\"")
+    rel = path.relative_to(ctx.project)
+    verdict = f"FAILED: {len(failing)} item(s) at --fail-on {inputs.fail_on} or worse; " if failing else ""
     return OpResult(operation="execute-checklist", status=status,
-                    summary=f"{checklist.title}: overall pass rate {overall} ({counts['fail']} failed, "
-                            f"{counts['not answered']} not answered); report {path.relative_to(ctx.project)}",
+                    summary=f"{checklist.title}: {verdict}overall pass rate {overall} ({counts['fail']} failed, "
+                            f"{counts['not answered']} not answered); report {rel}",
+                    next_steps=[cmd("execute-checklist", key), cmd("execute-checklist", f"{key} --fail-on never")]
+                    if failing else [],
                     facts={"overall": overall, **counts},
                     tables=[Table(title="Pass rate per section", columns=["section", "items", "decided", "pass rate"],
                                   rows=section_rows),
                             Table(title="Items", columns=["id", "section", "item", "status", "how", "evidence"], rows=rows)],
-                    notes=notes, artifacts=[str(path)], markdown=report,
-                    data={"checklist": key, "overall": overall, "sections": section_rows,
+                    notes=notes, artifacts=[str(rel)], markdown=report,
+                    data={"checklist": key, "overall": overall, "sections": section_rows, "failing": failing,
                           "items": {r[0]: {"status": r[3], "how": r[4], "evidence": r[5]} for r in rows}})
 
 
@@ -187,13 +202,13 @@ def create_doc(inputs: CreateDocInput, ctx) -> OpResult:
     if path.exists():
         if path.read_text() == text:
             return OpResult(operation="create-doc", summary=f"{path.relative_to(ctx.project)} is already up to date",
-                            artifacts=[str(path)], data={"path": str(path)})
+                            artifacts=[str(path.relative_to(ctx.project))], data={"path": str(path)})
         ctx.confirm(f"Replace the existing {path.relative_to(ctx.project)}?", plan=text)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return OpResult(operation="create-doc", summary=f"wrote {path.relative_to(ctx.project)} from {spec.name} ({check})",
                     facts={"template": spec.name, "file": str(path.relative_to(ctx.project)), "validated": check},
-                    artifacts=[str(path)], markdown=f"```{spec.kind}\n{text}\n```",
+                    artifacts=[str(path.relative_to(ctx.project))], markdown=f"```{spec.kind}\n{text}\n```",
                     data={"path": str(path), "variables": values},
                     next_steps=["*migration-new", "*dry-run"] if spec.kind == "sql" else [])
 

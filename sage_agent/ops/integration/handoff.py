@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from sage_agent.ops.integration.handoff_files import (KNOWN_AGENTS, Handoff, HandoffError, StepRunner, StoryContext,
-                                                      agent_id, write_handoff)
+                                                      agent_id, session_work, write_handoff)
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import OpError, OpResult, Table
 
@@ -66,6 +66,16 @@ def seed_locations(project: Path) -> list[str]:
     return found
 
 
+def _has_sql(path: Path) -> bool:
+    """A seed file with at least one statement (not only comments and blank lines)."""
+    from sage_agent.sqlkit.split import split_sql
+
+    try:
+        return bool(split_sql(path.read_text(encoding="utf-8"), str(path)))
+    except Exception:  # noqa: BLE001 - unreadable or unparsable: the recipient should see it
+        return True
+
+
 def _migrations(project: Path) -> list[str]:
     return [str(p.relative_to(project)) for p in sorted((project / "supabase" / "migrations").glob("*.sql"))]
 
@@ -100,6 +110,10 @@ def handoff(inputs: HandoffInput, ctx) -> OpResult:
     if missing:
         raise OpError(f"artifact file(s) not found: {', '.join(missing)}", "fix the paths", exit_code=2)
     request = inputs.note or ""
+    produced = session_work(project, to)  # read before the steps below add their own lines to the trail
+    if produced:
+        decisions.append(f"{len(produced)} file(s) produced since the last handoff to @{to} (from .sage/audit.jsonl): "
+                         + ", ".join(sorted({p['command'] for p in produced})))
     if to == "qa":
         runner.run(f"*smoke-test {inputs.version}")
         if not any("smoke-test" in a for a in artifacts):
@@ -108,12 +122,22 @@ def handoff(inputs: HandoffInput, ctx) -> OpResult:
                 artifacts.append(str(old[-1].relative_to(project)))
                 decisions.append(f"latest smoke-test report reused: {artifacts[-1]}")
         seeds = seed_locations(project)
-        artifacts += [s for s in seeds if s not in artifacts]
-        decisions.append("seed data: " + (", ".join(seeds) if seeds else "none (no supabase/seed.sql)"))
+        filled = [s for s in seeds if _has_sql(project / s)]
+        artifacts += [s for s in filled if s not in artifacts]
+        empty = [s for s in seeds if s not in filled]
+        decisions.append("seed data: " + (", ".join(filled) if filled else "none") + (
+            f" ({', '.join(empty)} holds no statements: not attached)" if empty else
+            "" if seeds else " (no supabase/seed.sql)"))
         request = request or f"verify the database after {inputs.version}: smoke-test results and seed data attached"
         next_action = "run the QA suite against the seeded database"
     elif to == "devops":
-        runner.run("*execute-checklist dba-predeploy", {"ask": False})
+        runner.run("*snapshot before-deploy")  # first, so the checklist's "recent snapshot" item sees it
+        checked = runner.run("*execute-checklist dba-predeploy", {"ask": False, "fail_on": "never"})
+        items = checked.result.data.get("items", {}) if checked.result else {}
+        failing = [i for i, item in items.items() if item.get("status") == "fail"]
+        if failing:
+            runner.blockers.append(f"pre-deploy checklist: {len(failing)} item(s) failed ({', '.join(failing)}): "
+                                   "see the checklist report")
         files: dict[str, str] = {}
         migrations = _migrations(project)
         runbook = render_template_file("db-runbook-tmpl.yaml", {
@@ -129,7 +153,6 @@ def handoff(inputs: HandoffInput, ctx) -> OpResult:
             checklist = (knowledge_dir() / "checklists" / "dba-predeploy-checklist.md").read_text(encoding="utf-8")
             files["docs/deploy/dba-predeploy-checklist.md"] = (
                 "<!-- NOT EXECUTED: *execute-checklist is not available; complete by hand -->\n" + checklist)
-        runner.run("*snapshot before-deploy")
         snapshots = [a for a in artifacts if "snapshots/" in a] or [
             str(p.relative_to(project)) for p in sorted((project / "supabase" / "snapshots").glob("*.sql"))[-1:]]
         files["docs/deploy/rollback-plan.md"] = _rollback_plan(project, snapshots, migrations)
@@ -148,6 +171,8 @@ def handoff(inputs: HandoffInput, ctx) -> OpResult:
                               else "the design is implemented: migrations and plan attached")
         next_action = "review the attached files"
     artifacts += [a for a in extra if a not in artifacts]
+    made_by = {p["path"]: p["command"] for p in produced}
+    artifacts = [p["path"] for p in produced] + [a for a in artifacts if a not in made_by]
     doc = Handoff(**{"from": "@db-sage", "to": f"@{to}"}, story=StoryContext(id=inputs.story_id) if inputs.story_id else None,
                   request=request, artifacts=artifacts, decisions=decisions, blockers=blockers, next_action=next_action)
     try:
@@ -155,10 +180,15 @@ def handoff(inputs: HandoffInput, ctx) -> OpResult:
     except HandoffError as exc:
         raise OpError(str(exc), "") from None
     rel = str(path.relative_to(project))
+    files = Table(title="Artifacts", columns=["file", "from", "sha256"],
+                  rows=[[a, made_by.get(a, "this handoff"), (doc.checksums.get(a) or "-").removeprefix("sha256:")[:16]]
+                        for a in artifacts])
     return OpResult(operation="handoff", status="warning" if blockers else "ok",
                     summary=f"Handoff for @{to} written: {rel} ({len(artifacts)} artifact(s))",
                     facts={"to": f"@{to}", "file": rel, "artifacts": len(artifacts), "blockers": len(blockers)},
                     tables=[Table(title="Steps", columns=["step", "status", "detail"],
-                                  rows=[[s["step"], s["status"], s["detail"]] for s in runner.steps])] if runner.steps else [],
-                    notes=[f"artifact: {a}" for a in artifacts] + [f"blocker: {b}" for b in blockers],
-                    artifacts=[rel, *artifacts], data={"handoff": rel, "artifacts": artifacts, "blockers": blockers})
+                                  rows=[[s["step"], s["status"], s["detail"]] for s in runner.steps])] * bool(runner.steps)
+                    + [files] * bool(artifacts),
+                    notes=[f"blocker: {b}" for b in blockers],
+                    artifacts=[rel, *artifacts], data={"handoff": rel, "artifacts": artifacts, "blockers": blockers,
+                                                       "checksums": doc.checksums})

@@ -40,6 +40,7 @@ class Handoff(BaseModel):
     request: str
     inputs: dict[str, str | int | float | bool] = {}
     artifacts: list[str] = []
+    checksums: dict[str, str] = {}  # artifact -> "sha256:<hex>" when the handoff was written
     decisions: list[str] = []
     blockers: list[str] = []
     next_action: str | None = None
@@ -116,7 +117,51 @@ def load_handoff(path: Path, project: Path, *, for_agent: str | None = AGENT_ID,
         if missing:
             raise HandoffError(f"{label} names artifact file(s) that do not exist: {', '.join(missing)} "
                                "(ask the sender to commit them, or fix the paths)")
+        changed = [a for a, want in handoff.checksums.items()
+                   if (project / a).is_file() and checksum(project / a) != want]
+        if changed:
+            raise HandoffError(f"{label}: artifact file(s) changed since the handoff was written (sha256 differs): "
+                               f"{', '.join(changed)} (ask the sender to hand them off again, or review the "
+                               "change and remove the checksum)")
     return handoff
+
+
+def checksum(path: Path) -> str:
+    from sage_agent.ops.artifacts import sha256_file
+
+    return f"sha256:{sha256_file(path)}"
+
+
+# Not work products: project scaffolding (README, .gitignore, an empty seed) and earlier handoffs themselves
+_NOT_WORK = ("handoff", "db-bootstrap", "supabase-setup")
+
+
+def session_work(project: Path, to: str) -> list[dict[str, str]]:
+    """The files DB Sage produced since its last handoff to `to` (the whole audit trail when there is none),
+    oldest first, from `.sage/audit.jsonl`: {"path", "command"} for each file inside the project that still
+    exists. This is how a handoff carries the session's migrations, reports, JUnit files and runbooks."""
+    from sage_agent.session import audit
+
+    records = audit.read(project)
+    since = ""  # when the last handoff to `to` finished: its own steps (nested) were handed off with it
+    for record in records:
+        if (record.get("task") == "handoff" and record.get("status") in ("ok", "warning")
+                and agent_id(str((record.get("inputs") or {}).get("to") or "")) == to):
+            since = str(record.get("finished") or record.get("time") or "")
+    root = project.resolve()
+    found: dict[str, str] = {}
+    for record in records:
+        if str(record.get("time") or "") < since or record.get("task") in _NOT_WORK:
+            continue
+        for raw in record.get("artifacts") or []:
+            path = Path(raw) if Path(raw).is_absolute() else project / raw
+            try:
+                rel = str(path.resolve().relative_to(root))
+            except (ValueError, OSError):
+                continue  # outside the project: another agent cannot open it by a relative path
+            if path.is_file() and not rel.startswith(str(HANDOFF_DIR)) and rel not in found:
+                found[rel] = f"*{record.get('command') or '?'}"  # the command that first produced it
+    return [{"path": rel, "command": command} for rel, command in found.items()]
 
 
 def queue(project: Path) -> list[tuple[Path, Handoff | None, str | None]]:
@@ -149,6 +194,7 @@ def write_handoff(project: Path, handoff: Handoff) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
     handoff.created = handoff.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    handoff.checksums = {a: checksum(project / a) for a in handoff.artifacts if (project / a).is_file()}
     base = f"{stamp}-{handoff.sender}-to-{handoff.recipient}"
     path = folder / f"{base}.yaml"
     n = 1

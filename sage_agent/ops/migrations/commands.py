@@ -291,6 +291,17 @@ def _take_snapshot(ctx, plans) -> str:
     return meta.name
 
 
+def next_smoke_version(project: Path) -> str:
+    """The smoke-test version to suggest after an *apply: v1.0, then one minor up from the newest report
+    (supabase/tests/smoke-test-vX.Y.md), so the hint never names a report that already exists."""
+    found = [(int(m[1]), int(m[2])) for p in (project / "supabase" / "tests").glob("smoke-test-v*.md")
+             if (m := re.fullmatch(r"smoke-test-v(\d+)\.(\d+)\.md", p.name))]
+    if not found:
+        return "v1.0"
+    major, minor = max(found)
+    return f"v{major}.{minor + 1}"
+
+
 def _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings, online: set[str] = frozenset(),
                   ahead=None) -> OpResult:
     by_file = {o.migration.filename: o for o in outcomes}
@@ -312,8 +323,9 @@ def _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings, online: 
         return OpResult(operation="db-apply-migration",
                         summary=f"Applied {len(ok)} migration(s)" + (f"; snapshot {snapshot_name}" if snapshot_name
                                                                       else ""),
-                        facts=facts, tables=[table], findings=lint, notes=notes, artifacts=[str(LOG_PATH)],
-                        next_steps=["*smoke-test v1.0", "*migrations"], data=data)
+                        facts=facts, tables=[table], findings=lint, notes=notes,
+                        artifacts=[str(LOG_PATH), *(f"supabase/migrations/{o.migration.filename}" for o in ok)],
+                        next_steps=[f"*smoke-test {next_smoke_version(ctx.project)}", "*migrations"], data=data)
     where = f"{failed.migration.filename}:{failed.line}" if failed.line else failed.migration.filename
     first_line = (failed.error or "").splitlines()[0] if failed.error else "failed"
     plan = next(p for p in plans if p.migration is failed.migration)

@@ -250,6 +250,14 @@ def locks_report(ctx, *, cancel: int | None, terminate: int | None, include_own:
                 time.sleep(0.1)
         action_note.append(f"{func}({pid}) returned {ok}; " + ("the backend is gone" if gone else
                                                              "the backend is still connected"))
+        # The tree read before the action is history now: show the locks as they are after it.
+        after = locks_report(ctx, cancel=None, terminate=None, include_own=include_own)
+        done = "Cancelled the statement of" if cancel is not None else "Terminated"
+        after.summary = f"{done} pid {pid}; now: {after.summary[0].lower()}{after.summary[1:]}"
+        after.notes = action_note + [n for n in after.notes if n not in action_note]
+        after.facts = {"acted_on_pid": pid, "action": func, "backend_gone": bool(gone), **after.facts}
+        after.data["action"] = {"function": func, "pid": pid, "returned": ok, "backend_gone": bool(gone)}
+        return after
     n_blocked = len(blocked)
     summary = (f"{n_blocked} session(s) blocked by {len(roots)} blocker(s)" if edges
                else "No blocking: no session waits for a lock held by another")
