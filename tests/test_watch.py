@@ -432,3 +432,21 @@ def test_the_vacuum_check_reads_only_tables_that_can_have_a_finding_and_misses_n
     assert only.facts["over_threshold"] == full.facts["over_threshold"]
     shown = {t["table"] for t in only.data["tables"]}
     assert "public.quiet" in {t["table"] for t in full.data["tables"]} and "public.quiet" not in shown
+
+
+def test_replication_reports_an_inactive_slot_then_resolves_it(project, db_url, db):
+    """On a primary: an inactive physical slot retaining WAL is observed (alert at its byte threshold)."""
+    slot = f"watch_test_{db_url.rsplit('/', 1)[1]}"
+    db.execute("select pg_create_physical_replication_slot(%s, true)", (slot,))
+    try:
+        db.execute("create table public.wal_filler as select g from generate_series(1, 20000) g")
+        quiet = one_round(project, db_url, ["replication"])
+        seen = next(o for o in quiet.results[0].observations if o.key == f"slot {slot}")
+        assert not seen.alert and seen.severity == "warning" and "is inactive and retains" in seen.message
+        loud = one_round(project, db_url, ["replication"], number=2, thresholds=Thresholds(replication_lag_bytes=1))
+        assert any(o.key == f"slot {slot}" for o in loud.alerts)
+        assert loud.results[0].metric and loud.results[0].metric > 0
+    finally:
+        db.execute("select pg_drop_replication_slot(%s)", (slot,))
+    gone = one_round(project, db_url, ["replication"], number=3)
+    assert f"slot {slot}" in {c.observation.key for c in gone.of_kind("resolved")}
