@@ -1,7 +1,6 @@
 """*apply vs *apply --online under a steady concurrent workload (issue 17's numbers).
 
-A table of ROWS rows (the issue says 2M; the default here is 500k so a run takes a few minutes on 2 shared
-cores: pass ROWS to change it). Another process runs a fixed-rate loop of single-row selects, inserts and
+A table of ROWS rows (default 2M, the issue's size: about 3 minutes on 2 shared cores; pass ROWS to change it). Another process runs a fixed-rate loop of single-row selects, inserts and
 updates (RATE per second, each latency recorded, statement_timeout 30 s); a sampler polls pg_stat_activity
 every 20 ms for the workload's longest wait on a lock. Five migrations, each applied plainly (`*apply`,
 UNSAFE typed) and online (`*apply --online`), alternating which goes first, on the same table, undone
@@ -118,7 +117,7 @@ def main() -> int:
     from sage_agent.session.answers import FlagAnswers
     from sage_agent.session.machine import Session
 
-    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 500_000
+    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 2_000_000
     rate = float(sys.argv[2]) if len(sys.argv) > 2 else 200.0
     tmp = Path(tempfile.mkdtemp(prefix="sage-bench-online-"))
     server = EmbeddedServer(tmp / "pg", fast=True, port_seed="bench-online")
@@ -211,7 +210,7 @@ def write_results(report: list[dict], rows: int, rate: float, load_before, load_
     lines = [
         "## Online migrations: `*apply` vs `*apply --online` (issue 17)",
         "",
-        f"Table of {rows:,} rows (the issue's size is 2M; this size keeps a run to a few minutes on 2 shared cores), "
+        f"Table of {rows:,} rows (the issue's size is 2M), "
         f"a concurrent workload from another process at {rate:.0f} single-row operations/s (50% select by id, 25% "
         "update by id, 25% insert), every latency recorded; the longest lock wait is the workload's longest "
         "`wait_event_type = 'Lock'` seen by a 20 ms sampler of pg_stat_activity. One run per migration and mode, "
