@@ -49,9 +49,11 @@ class History:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        # one connection per target of a fleet watch, each used by one worker thread at a time
+        self.db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
         self.db.execute("pragma foreign_keys = on")
-        self.db.execute("pragma journal_mode = wal")  # a report can read while a watch writes
+        if self.db.execute("pragma journal_mode").fetchone()[0] != "wal":
+            self.db.execute("pragma journal_mode = wal")  # a report can read while a watch writes
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:

@@ -226,28 +226,38 @@ def watch_loop(targets: list[Watched], checks: list[str], thresholds: Thresholds
     until `rounds` are done (None: until Ctrl-C). Several targets are watched `parallel` at a time, each
     with its own history connection; their rounds are emitted in the targets' order. Returns the last round
     of each target. Ctrl-C cancels what runs on every target and records nothing of the cut round."""
+    stop = threading.Event()
+    histories = [History(history_file) for _ in targets]  # opened here, one after the other: never two at once
+
+    def one(index: int, number: int) -> Round:
+        target, history = targets[index], histories[index]
+        kw = {"number": number, "webhook_url": webhook_url, "webhook_timeout_s": webhook_timeout_s, "keep": keep}
+        if target.ctx is None:
+            return failed_round(history, target.name, checks, target.problem or "cannot be used", **kw)
+        return run_round(target.ctx, checks, thresholds, history, audit_every_s=audit_every_s, name=target.name,
+                         stop=stop, **kw)
+
+    try:
+        return _loop(targets, one, stop, rounds, every_s, emit, parallel, sleep)
+    finally:
+        for history in histories:
+            history.close()
+
+
+def _loop(targets: list[Watched], one: Callable[[int, int], Round], stop: threading.Event, rounds: int | None,
+          every_s: float, emit: Callable[[Round], None], parallel: int, sleep: Callable[[float], None]) -> list[Round]:
     from concurrent.futures import ThreadPoolExecutor
 
-    stop = threading.Event()
     last: list[Round] = []
     number = 0
-
-    def one(target: Watched) -> Round:
-        with History(history_file) as history:
-            kw = {"number": number, "webhook_url": webhook_url, "webhook_timeout_s": webhook_timeout_s, "keep": keep}
-            if target.ctx is None:
-                return failed_round(history, target.name, checks, target.problem or "cannot be used", **kw)
-            return run_round(target.ctx, checks, thresholds, history, audit_every_s=audit_every_s, name=target.name,
-                             stop=stop, **kw)
-
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets))), thread_name_prefix="sage-watch") as pool:
         while rounds is None or number < rounds:
             number += 1
             begun = time.monotonic()
             if len(targets) == 1:
-                last = [one(targets[0])]
+                last = [one(0, number)]
             else:
-                futures = [pool.submit(one, t) for t in targets]
+                futures = [pool.submit(one, i, number) for i in range(len(targets))]
                 try:
                     last = [f.result() for f in futures]
                 except KeyboardInterrupt:
