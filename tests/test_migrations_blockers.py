@@ -241,7 +241,7 @@ drop table public.old_a, public.old_b;
 alter table "Mixed"."Case" alter column n set not null;
 """))
     assert [(n.where.split(":")[1], n.table, n.lock, n.effect) for n in needs] == [
-        ("2", "public.orders", "SHARE ROW EXCLUSIVE", "scans"),
+        ("2", "public.orders", "SHARE ROW EXCLUSIVE", "validates"),
         ("2", "public.customers", "SHARE ROW EXCLUSIVE", ""),
         ("3", "public.orders", "SHARE UPDATE EXCLUSIVE", "validates"),
         ("4", "public.orders", "ROW EXCLUSIVE", ""),

@@ -92,8 +92,9 @@ def _effect(node: Any, info) -> str:
         return ""
     if isinstance(node, (ast.IndexStmt, ast.ReindexStmt)):
         return "builds an index"
-    if any(h.subtype(c) == "AT_ValidateConstraint" for c in h.alter_cmds(node)):
-        return "validates"
+    if any(h.subtype(c) == "AT_ValidateConstraint" for c in h.alter_cmds(node)) or \
+            any(h.contype(con) == "FOREIGN" for _, con in h.added_constraints(node)):
+        return "validates"  # a foreign key's check is an anti-join (measured as such), a CHECK's a scan
     return "scans"
 
 
@@ -139,38 +140,47 @@ class Rates:
     scan: float = DEFAULT_BYTES_PER_SECOND
     index: float = DEFAULT_BYTES_PER_SECOND
     rewrite: float = DEFAULT_BYTES_PER_SECOND
+    validate: float = DEFAULT_BYTES_PER_SECOND
     source: str = "assumed 50 MB/s (run *dry-run to measure the rate on the shadow)"
 
     def for_effect(self, effect: str) -> float:
-        return {"rewrites": self.rewrite, "builds an index": self.index}.get(effect, self.scan)
+        return {"rewrites": self.rewrite, "builds an index": self.index,
+                "validates": self.validate}.get(effect, self.scan)
 
 
 SAMPLE_ROWS = 50_000
 
 
+def _timed(conn, statement: str) -> float:
+    t0 = time.perf_counter()
+    conn.execute(statement)
+    return max(time.perf_counter() - t0, 1e-4)
+
+
 def measure_rates(conn, rows: int = SAMPLE_ROWS) -> Rates:
-    """Scan, index and rewrite a throwaway table of `rows` rows (~5 MB) on a shadow database (autocommit).
-    A rough guide: the shadow's disk and cache are not the target's."""
-    conn.execute("create table sage_scan_rate as select g as id, md5(g::text) || md5((g + 1)::text) as pad "
-                 "from generate_series(1, %s) g", (rows,))
+    """Scan, validate a foreign key on, index and rewrite a throwaway table of `rows` rows (~5 MB) on a shadow
+    database (autocommit). A rough guide: the shadow's disk and cache are not the target's."""
+    conn.execute("create table sage_scan_rate_ref (id int primary key)")
+    conn.execute("insert into sage_scan_rate_ref select generate_series(0, 999)")
+    conn.execute("create table sage_scan_rate as select g as id, g %% 1000 as ref, "
+                 "md5(g::text) || md5((g + 1)::text) as pad from generate_series(1, %s) g", (rows,))
     try:
         conn.execute("vacuum analyze sage_scan_rate")  # hint bits set now, not during the timed scan
         heap = conn.execute("select pg_table_size('sage_scan_rate')").fetchone()[0]
-        scan = 1e9
-        for _ in range(2):  # the faster of two: the first may pay for a cold cache
-            t0 = time.perf_counter()
-            conn.execute("select count(*) from sage_scan_rate where pad <> ''")
-            scan = max(min(scan, time.perf_counter() - t0), 1e-4)
-        t0 = time.perf_counter()
-        conn.execute("create index sage_scan_rate_id on sage_scan_rate (id)")
-        index = max(time.perf_counter() - t0, 1e-4)
+        # the faster of two: the first may pay for a cold cache
+        scan = min(_timed(conn, "select count(*) from sage_scan_rate where pad <> ''") for _ in range(2))
+        conn.execute("alter table sage_scan_rate add constraint sage_scan_rate_fk foreign key (ref) "
+                     "references sage_scan_rate_ref not valid")
+        validate = _timed(conn, "alter table sage_scan_rate validate constraint sage_scan_rate_fk")
+        conn.execute("set maintenance_work_mem = '1MB'")  # sorts on disk, as a big table's build does
+        index = _timed(conn, "create index sage_scan_rate_pad on sage_scan_rate (pad)")  # text sorts slower than int
+        conn.execute("reset maintenance_work_mem")
         total = conn.execute("select pg_total_relation_size('sage_scan_rate')").fetchone()[0]
-        t0 = time.perf_counter()
-        conn.execute("alter table sage_scan_rate alter column id type bigint")
-        rewrite = max(time.perf_counter() - t0, 1e-4)
+        rewrite = _timed(conn, "alter table sage_scan_rate alter column id type bigint")
     finally:
         conn.execute("drop table if exists sage_scan_rate")
-    return Rates(scan=heap / scan, index=heap / index, rewrite=total / rewrite,
+        conn.execute("drop table if exists sage_scan_rate_ref")
+    return Rates(scan=heap / scan, index=heap / index, rewrite=total / rewrite, validate=heap / validate,
                  source=f"rates measured on the shadow server ({human_bytes(heap)} table)")
 
 
@@ -186,6 +196,7 @@ def load_rates(project: Path) -> Rates:
     try:
         raw = json.loads((project / RATES_PATH).read_text(encoding="utf-8"))
         return Rates(scan=float(raw["scan"]), index=float(raw["index"]), rewrite=float(raw["rewrite"]),
+                     validate=float(raw.get("validate", raw["index"])),
                      source=f"{raw['source']} by *dry-run at {raw.get('measured_at', '?')}")
     except (OSError, ValueError, KeyError, TypeError):
         return Rates()
@@ -317,7 +328,8 @@ class Survey:
                 "blockers": [asdict(b) for b in self.blockers],
                 "estimates": [asdict(e) for e in self.estimates],
                 "rates": {"scan_bytes_per_s": round(self.rates.scan), "index_bytes_per_s": round(self.rates.index),
-                          "rewrite_bytes_per_s": round(self.rates.rewrite), "source": self.rates.source},
+                          "rewrite_bytes_per_s": round(self.rates.rewrite),
+                          "validate_bytes_per_s": round(self.rates.validate), "source": self.rates.source},
                 "lock_timeout": self.lock_timeout, "own_sessions_left_out": self.hidden_own}
 
 

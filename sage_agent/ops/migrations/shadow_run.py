@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sage_agent.db.schemas import pg_dump_pattern
+
 _CATALOG = """
 with s as (select oid, nspname from pg_namespace where nspname = any(%(schemas)s))
 select 'schema', nspname, '' from s
@@ -168,12 +170,11 @@ def dump_target_schema(url: str, schemas: list[str], history: bool, out: Path, s
     """pg_dump the user schemas (no data) and the migration history (with data) into a plain SQL file."""
     from sage_agent.db.tools import run_pg_tool
 
-    pattern = lambda s: '"' + s.replace('"', '""') + '"'  # noqa: E731
     args = ["--no-password", "--format=plain", "--encoding=UTF8", "--no-owner", "-f", str(out)]
     for schema in schemas + (["supabase_migrations"] if history else []):
-        args += ["-n", pattern(schema)]
+        args += ["-n", pg_dump_pattern(schema)]
     for schema in schemas:
-        args.append(f"--exclude-table-data={pattern(schema)}.*")
+        args.append(f"--exclude-table-data={pg_dump_pattern(schema)}.*")
     run_pg_tool("pg_dump", url, args, server_major=server_major)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sage_agent.ops.security.lints import SCHEMA_LINTS, SYSTEM_SCHEMAS, run_lints
+from sage_agent.sqlkit.idents import quoted
 
 WEIGHTS = {"error": 5, "warning": 2, "info": 1}
 _LEVEL = {"ERROR": "error", "WARN": "warning", "INFO": "info"}
@@ -22,8 +23,8 @@ class AuditFinding:
 
 
 def q(*parts: str) -> str:
-    """Quoted (dotted) identifier, as psycopg.sql.Identifier renders it: always double-quoted, quotes doubled."""
-    return ".".join('"' + str(p).replace('"', '""') + '"' for p in parts)
+    """Quoted (dotted) identifier: always double-quoted, quotes doubled (sqlkit.idents)."""
+    return quoted(*(str(p) for p in parts))
 
 
 def _lint_fix(lint: dict[str, Any]) -> str | None:

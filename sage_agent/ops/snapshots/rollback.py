@@ -10,10 +10,12 @@ from pathlib import Path
 
 from psycopg import sql
 
+from sage_agent.db.schemas import pg_dump_pattern
 from sage_agent.ops.snapshots import dumpdiff
 from sage_agent.ops.result import OpError
+from sage_agent.sqlkit.idents import quoted
 from sage_agent.ops.snapshots.store import (HISTORY_SCHEMA, SnapshotMeta, count_rows, list_tables, qualified,
-                                      schema_exists, user_schemas, _schema_pattern)
+                                      schema_exists, user_schemas)
 
 # Dependent objects outside the snapshot's schemas that DROP SCHEMA ... CASCADE would remove.
 _EXTERNAL_DEPENDENTS = """
@@ -122,7 +124,7 @@ class RollbackPlan:
                  "One transaction (psql --single-transaction): either the database is fully the snapshot, or unchanged.",
                  "", "SQL:"]
         for schema in self.drop_schemas:
-            lines.append(f"  DROP SCHEMA IF EXISTS {_schema_pattern(schema)} CASCADE;")
+            lines.append(f"  DROP SCHEMA IF EXISTS {quoted(schema)} CASCADE;")
         lines.append(f"  \\i supabase/snapshots/{self.meta.sql_path.name}   -- recreates "
                      f"{', '.join(self.meta.schemas + ([HISTORY_SCHEMA] if self.meta.history_included else []))}")
         for desc in self.recreate_desc:
@@ -159,7 +161,7 @@ def _dump_schema_now(url: str, schemas: list[str], server_major: int) -> str:
         return ""
     args = ["--no-password", "--schema-only", "--quote-all-identifiers"]
     for schema in schemas:
-        args += ["-n", _schema_pattern(schema)]
+        args += ["-n", pg_dump_pattern(schema)]
     return run_pg_tool("pg_dump", url, args, server_major=server_major).stdout
 
 
@@ -239,7 +241,7 @@ def restore(ctx, plan: RollbackPlan) -> None:
         prefix.write_text(
             "-- DB Sage rollback: drop what the snapshot replaces (same transaction as the restore)\n"
             f"SET lock_timeout = {lock_ms};\nSET statement_timeout = 0;\n"
-            + "".join(f"DROP SCHEMA IF EXISTS {_schema_pattern(s)} CASCADE;\n" for s in plan.drop_schemas),
+            + "".join(f"DROP SCHEMA IF EXISTS {quoted(s)} CASCADE;\n" for s in plan.drop_schemas),
             encoding="utf-8")
         files = [prefix, plan.meta.sql_path]
         after = list(plan.recreate_sql)

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from sage_agent.db.schemas import is_managed_schema
+from sage_agent.db.schemas import is_managed_schema, pg_dump_pattern
 from sage_agent.db.tables import count_rows, list_tables  # noqa: F401 - snapshots, rollback and reverse use them from here
 from sage_agent.ops.artifacts import sha256_file
 from sage_agent.ops.result import OpError
@@ -183,11 +183,6 @@ def qualified(schema: str, table: str) -> str:
     return f"{schema}.{table}"
 
 
-def _schema_pattern(schema: str) -> str:
-    """A pg_dump pattern matching exactly this schema name (double quotes make it literal)."""
-    return '"' + schema.replace('"', '""') + '"'
-
-
 # --- taking a snapshot -----------------------------------------------------------------------------
 def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, prefix: str = "snapshot",
                   keep=None, origin: str = "") -> SnapshotMeta:
@@ -247,12 +242,12 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
         if exported:
             args.append(f"--snapshot={exported}")
         for schema in schemas + ([HISTORY_SCHEMA] if history else []):
-            args += ["-n", _schema_pattern(schema)]
+            args += ["-n", pg_dump_pattern(schema)]
         for ext in extensions:  # -n leaves extensions out; those living in a user schema must come back
-            args.append(f"--extension={_schema_pattern(ext)}")
+            args.append(f"--extension={pg_dump_pattern(ext)}")
         if not with_data:
             for schema in schemas:
-                args.append(f"--exclude-table-data={_schema_pattern(schema)}.*")
+                args.append(f"--exclude-table-data={pg_dump_pattern(schema)}.*")
         if not schemas and not history:
             tmp_sql.write_text("-- DB Sage snapshot: no user schemas and no migration history at snapshot time\n",
                                encoding="utf-8")
