@@ -81,7 +81,7 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "ask": ("sage_agent.agent.cli:ask_main", "ask DB Sage in plain language"),
     # area: integration
     "handoff": ("sage_agent.frontends.handoff:main", "handoffs between agents: list | receive FILE | send AGENT"),
-    "mcp": ("sage_agent.frontends.mcp_server:main", "serve DB Sage's operations over MCP (stdio)"),
+    "mcp": ("sage_agent.frontends.mcp_stdio:main", "serve DB Sage's operations over MCP (stdio)"),
     "ide": ("sage_agent.frontends.ide:main", "IDE files: sync | check"),
     # area: watch
     "watch": ("sage_agent.frontends.watch:main", "run the checks on a schedule with a history and alerts (--once, --report)"),

@@ -1,4 +1,4 @@
-"""`sage mcp`: DB Sage's operations as MCP tools over stdio (the `mcp` SDK, low-level Server).
+"""`sage mcp`'s tools: DB Sage's operations as MCP tools (the stdio transport is mcp_stdio.py).
 
 - one tool per registered operation: name = the task's command, description = the task's Purpose,
   input schema = the operation's pydantic input model;
@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +30,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sage_agent.config import settings
 from sage_agent.ops.registry import input_schema
 from sage_agent.session.answers import ConfirmationRequired, ConfirmRequest, MissingInput
 
 TOKEN_ARG = "confirmation_token"
+# a pooled connection that died while idle: what psycopg and the server say then
+_LOST = re.compile(r"server closed the connection|terminating connection|connection is closed|"
+                   r"consuming input failed|connection (was )?lost|SSL SYSCALL error: EOF", re.I)
 FLEET_TOOL = "fleet"
 FLEET_DESCRIPTION = ("Run read commands (e.g. *rls-audit, *schema-audit, *env-check) on every database of a targets "
                      "file (YAML: name + url or env, tags), in parallel; one JSON document with each target's exit "
@@ -122,13 +125,24 @@ class McpAnswers:
 class McpSage:
     """The tools: built from the catalog and the registry, run through a Session per call."""
 
-    def __init__(self, project: Path, target, *, read_only: bool = False) -> None:
+    def __init__(self, project: Path, target, *, read_only: bool = False, pool: Any = None) -> None:
         self.project = project
         self.target = target
         self.read_only = read_only
         self.secret = secrets.token_bytes(32)
+        self.pool = pool  # a ConnectionPool: read calls of this MCP session reuse their connections
+        from sage_agent.session.context import Settings
+
+        self.settings = Settings()  # read once: the environment does not change while the server runs
+        self._tools: dict[str, tuple[Any, Any]] | None = None
 
     def tools(self) -> dict[str, tuple[Any, Any]]:
+        """The tools, built once per server (the catalog and the registry do not change while it runs)."""
+        if self._tools is None:
+            self._tools = self._build_tools()
+        return self._tools
+
+    def _build_tools(self) -> dict[str, tuple[Any, Any]]:
         from sage_agent.catalog.tasks import load_tasks
         from sage_agent.ops.registry import load_operations
 
@@ -185,7 +199,8 @@ class McpSage:
                           f"{', '.join(sorted(known)) or 'none'}). Nothing was done."), {"error": "bad arguments"}
         tokens = tuple(t.strip() for t in str(raw_token or "").split(",") if t.strip())
         answers = McpAnswers(self.secret, name, tokens, person_approved=person_approved, read_only=self.read_only)
-        session = Session(project=self.project, target=self.target, answers=answers, front_door="mcp")
+        session = Session(project=self.project, target=self.target, answers=answers, front_door="mcp",
+                          connection_pool=self.pool, settings=self.settings)
         from sage_agent.session.parse import CommandLineError
 
         try:  # check every argument before anything else (clear error, nothing done)
@@ -210,6 +225,14 @@ class McpSage:
             except NeedsConfirmation as need:
                 return False, self._needs(name, need), self._needs_doc(need)
         outcome = session.run_task(task, args)
+        if outcome.exit_code != 0 and self.pool is not None:
+            self.pool.discard_idle()  # after a failure the next call starts on a fresh connection
+            if risk == "read" and _LOST.search(outcome.error or ""):
+                # the session's idle connection was gone (server restart, idle timeout, terminated): a read
+                # is safe to run again, once, on a new connection
+                session = Session(project=self.project, target=self.target, answers=answers, front_door="mcp",
+                                  connection_pool=self.pool, settings=self.settings)
+                outcome = session.run_task(task, args)
         if answers.bad_token:
             return True, f"{TOKEN_ARG} refused: it does not match this plan (forged or stale). Nothing was done.", \
                 {"error": "bad token"}
@@ -301,88 +324,3 @@ class McpSage:
 def tool_annotations(op) -> dict[str, bool]:
     """MCP hints from the operation's declared risk: read-only only when no input can raise it."""
     return {"read_only_hint": op.max_risk == "read", "destructive_hint": op.max_risk == "destructive"}
-
-
-def build_server(sage: McpSage):
-    import anyio
-    import mcp_types as types
-    from mcp.server.lowlevel.server import Server
-
-    from sage_agent import __version__
-
-    async def list_tools(ctx, params) -> types.ListToolsResult:
-        tools = [types.Tool(name=name, description=sage.describe(task, op), input_schema=sage.schema(task, op),
-                            annotations=types.ToolAnnotations(**tool_annotations(op)))
-                 for name, (task, op) in sage.tools().items()]
-        tools.append(types.Tool(name=FLEET_TOOL, description=FLEET_DESCRIPTION, input_schema=sage.fleet_schema(),
-                                annotations=types.ToolAnnotations(read_only_hint=True, destructive_hint=False)))
-        return types.ListToolsResult(tools=tools)
-
-    def can_elicit(ctx) -> bool:
-        try:
-            caps = ctx.session.client_capabilities
-            return bool(caps and caps.elicitation is not None)
-        except Exception:  # noqa: BLE001 - no capability information: use tokens
-            return False
-
-    async def call_tool(ctx, params) -> types.CallToolResult:
-        args = dict(params.arguments or {})
-        approved: tuple[str, ...] = ()
-        is_error, text, structured = await anyio.to_thread.run_sync(sage.call, params.name, args)
-        # A client that supports MCP elicitation asks its person to confirm each exact plan instead of
-        # handing a token to the model; the server then continues with its own token.
-        for _ in range(4):
-            if is_error or structured.get("status") != "confirmation_required" or not can_elicit(ctx):
-                break
-            word = structured.get("word")
-            props: dict[str, Any] = {"confirm": {"type": "boolean", "title": "Run exactly this plan",
-                                                 "default": False}}
-            if word:
-                props["word"] = {"type": "string", "title": f"Type {word} to confirm"}
-            answer = await ctx.session.elicit(message=text, requested_schema={
-                "type": "object", "properties": props, "required": list(props)}, related_request_id=ctx.request_id)
-            content = answer.content or {}
-            if answer.action != "accept" or content.get("confirm") is not True or (word and content.get("word") != word):
-                is_error, text, structured = False, "Not confirmed by the person: nothing was done.", {
-                    "status": "cancelled"}
-                break
-            if word:
-                approved = (*approved, structured["plan_hash"])
-            else:
-                args[TOKEN_ARG] = structured[TOKEN_ARG]
-            is_error, text, structured = await anyio.to_thread.run_sync(sage.call, params.name, dict(args), approved)
-        return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
-                                    structured_content=structured, is_error=is_error)
-
-    return Server("db-sage", version=__version__, instructions="DB Sage: PostgreSQL/Supabase DBA tools. Write tools "
-                  "return a plan and a confirmation token first.", on_list_tools=list_tools, on_call_tool=call_tool)
-
-
-def main(argv: list[str], project: Path) -> int:
-    import argparse
-    import sys
-
-    import anyio
-
-    parser = argparse.ArgumentParser(prog="sage mcp", description="serve DB Sage's operations over MCP (stdio)")
-    parser.add_argument("--read-only", action="store_true", help="serve read operations only")
-    parser.add_argument("--env", default=settings().env)
-    parser.add_argument("--db-url", default=None)
-    args = parser.parse_args(argv)
-    from sage_agent.db.env import ConfigError, resolve_target
-
-    try:
-        target = resolve_target(project, args.env, args.db_url)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    server = build_server(McpSage(project, target, read_only=args.read_only))
-
-    async def serve() -> None:
-        from mcp.server.stdio import stdio_server
-
-        async with stdio_server() as (read, write):
-            await server.run(read, write, server.create_initialization_options())
-
-    anyio.run(serve)
-    return 0

@@ -69,7 +69,7 @@ def run_sql(inputs: RunSqlInput, ctx) -> OpResult:
         if not read_only:
             return _run_writes(ctx, statements, limit, inputs.csv)
     result = run_read_only(ctx, text, row_limit=limit, timeout_ms=ctx.settings.statement_timeout_ms,
-                           server_major=ctx.server.major)
+                           server_major=ctx.server.major, statements=statements)
     artifacts = []
     if inputs.csv:
         artifacts.append(_write_csv(ctx, inputs.csv, result.columns, result.rows))

@@ -171,28 +171,30 @@ def check_read_only(statement, server_major: int = 18) -> Any:
     return info
 
 
-def _volatile_user_functions(cur, calls: set[str]) -> list[str]:
-    """Volatile functions outside pg_catalog that the query calls (they may write, lock or signal)."""
+_VOLATILE_SQL = """select distinct n.nspname || '.' || p.proname,
+       exists (select 1 from pg_proc c join pg_namespace cn on cn.oid = c.pronamespace
+                where cn.nspname = 'pg_catalog' and c.proname = p.proname) as in_catalog
+  from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+ where p.proname = any({names}) and p.provolatile = 'v'
+   and n.nspname not in ('pg_catalog', 'information_schema')
+   and p.prolang <> (select oid from pg_language where lanname = 'internal')
+   -- extension members (uuid-ossp, pgcrypto...) rely on the deny-list and the read-only transaction
+   and not exists (select 1 from pg_depend d where d.classid = 'pg_proc'::regclass
+                      and d.objid = p.oid and d.deptype = 'e')"""
+
+
+def _volatile_query(calls: set[str]) -> "sql.Composed | None":
+    from psycopg import sql
+
     names = sorted({c.rsplit(".", 1)[-1] for c in calls})
-    if not names:
-        return []
-    rows = cur.execute(
-        """select distinct n.nspname || '.' || p.proname
-             from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-            where p.proname = any(%s) and p.provolatile = 'v'
-              and n.nspname not in ('pg_catalog', 'information_schema')
-              and p.prolang <> (select oid from pg_language where lanname = 'internal')
-              -- extension members (uuid-ossp, pgcrypto...) rely on the deny-list and the read-only transaction
-              and not exists (select 1 from pg_depend d where d.classid = 'pg_proc'::regclass
-                                 and d.objid = p.oid and d.deptype = 'e')""",
-        (names,)).fetchall()
-    builtin_ok = {r[0] for r in cur.execute(
-        "select proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
-        "where n.nspname = 'pg_catalog' and p.proname = any(%s)", (names,)).fetchall()}
-    # A name that exists in pg_catalog resolves there first unless schema-qualified elsewhere.
+    return sql.SQL(_VOLATILE_SQL).format(names=sql.Literal(names)) if names else None
+
+
+def _volatile_from_rows(rows: list, calls: set[str]) -> list[str]:
+    """Volatile functions outside pg_catalog that the query calls (they may write, lock or signal). A name that
+    exists in pg_catalog resolves there first unless schema-qualified elsewhere."""
     qualified = {c for c in calls if "." in c}
-    return sorted(r[0] for r in rows
-                  if r[0].rsplit(".", 1)[-1] not in builtin_ok or r[0] in qualified)
+    return sorted(name for name, in_catalog in rows if not in_catalog or name in qualified)
 
 
 # --- execution -------------------------------------------------------------------------------------
@@ -275,22 +277,27 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def begin_read_only(cur, timeout_ms: int, lock_timeout_ms: int = 5_000) -> None:
-    """Start the read-only transaction with server-side limits (autocommit connection)."""
-    cur.execute("begin transaction read only")
-    cur.execute("select set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
-                (f"{int(timeout_ms)}ms", f"{int(lock_timeout_ms)}ms"))
+def _begin_sql(timeout_ms: int, lock_timeout_ms: int) -> str:
     # idle_in_transaction_session_timeout protects the server if this client dies mid-way
-    cur.execute("select set_config('idle_in_transaction_session_timeout', '60s', true)")
+    return ("begin transaction read only; select set_config('statement_timeout', "
+            f"'{int(timeout_ms)}ms', true), set_config('lock_timeout', '{int(lock_timeout_ms)}ms', true), "
+            "set_config('idle_in_transaction_session_timeout', '60s', true)")
+
+
+def begin_read_only(cur, timeout_ms: int, lock_timeout_ms: int = 5_000) -> None:
+    """Start the read-only transaction with server-side limits (autocommit connection), in one round trip."""
+    cur.execute(_begin_sql(timeout_ms, lock_timeout_ms))
 
 
 def run_read_only(target: Any, sql_text: str, *, row_limit: int = 200, timeout_ms: int = 30_000,
-                  server_major: int | None = None) -> QueryResult:
-    """Run ONE read-only statement and return at most ``row_limit`` rows.
+                  server_major: int | None = None, statements: list | None = None) -> QueryResult:
+    """Run ONE read-only statement and return at most ``row_limit`` rows (`statements`: sql_text already parsed).
 
-    Raises SqlRefused (exit code 2, nothing sent to the server) or SqlFailed (exit code 1).
+    Two round trips: (1) BEGIN READ ONLY with the timeouts and the check for volatile user functions, (2) the
+    statement (a SELECT through a server-side cursor, so at most row_limit + 1 rows leave the server) and the
+    ROLLBACK. Raises SqlRefused (exit code 2, nothing sent to the server) or SqlFailed (exit code 1).
     """
-    statements = parse_statements(sql_text)
+    statements = statements if statements is not None else parse_statements(sql_text)
     if len(statements) != 1:
         raise SqlRefused(f"{len(statements)} statements given: the read-only path runs exactly one per call",
                          "send them one at a time", reason="multiple_statements")
@@ -316,22 +323,27 @@ def run_read_only(target: Any, sql_text: str, *, row_limit: int = 200, timeout_m
         started = time.perf_counter()
         try:
             cur = conn.cursor()
-            begin_read_only(cur, timeout_ms)
-            bad = _volatile_user_functions(cur, set(info.calls_functions))
-            if bad:
-                raise SqlRefused(f"refused: the query calls volatile function(s) {', '.join(bad)}, which may "
-                                 "change data or have side effects", "run it through *run-sql --write",
-                                 reason="volatile_function")
+            calls = set(info.calls_functions)
+            volatile = _volatile_query(calls)
+            first = _begin_sql(timeout_ms, 5_000)
+            cur.execute(first if volatile is None else first + "; " + volatile.as_string(conn))
+            if volatile is not None:
+                cur.nextset()  # BEGIN -> the set_config row
+                cur.nextset()  # -> the volatile functions
+                bad = _volatile_from_rows(cur.fetchall(), calls)
+                if bad:
+                    raise SqlRefused(f"refused: the query calls volatile function(s) {', '.join(bad)}, which may "
+                                     "change data or have side effects", "run it through *run-sql --write",
+                                     reason="volatile_function")
+            # the statement is exactly one (checked on its parse tree); the newline ends a trailing -- comment
             if type(stmt.node).__name__ == "SelectStmt":
-                scur = conn.cursor(name="sage_read_only")
-                scur.execute(stmt.text)
-                columns = [d.name for d in scur.description or []]
-                fetched = scur.fetchmany(row_limit + 1) if row_limit else scur.fetchmany(1)
-                scur.close()
+                cur.execute(f"declare sage_read_only no scroll cursor for\n{stmt.text}\n; "
+                            f"fetch forward {row_limit + 1 if row_limit else 1} from sage_read_only; rollback")
+                cur.nextset()  # the FETCH's rows
             else:
-                cur.execute(stmt.text)
-                columns = [d.name for d in cur.description or []]
-                fetched = cur.fetchall() if cur.description else []
+                cur.execute(f"{stmt.text}\n; rollback")
+            columns = [d.name for d in cur.description or []]
+            fetched = cur.fetchall() if cur.description else []
             truncated = len(fetched) > row_limit
             rows = [[_jsonable(v) for v in r] for r in fetched[:row_limit]]
         except SqlRefused:
