@@ -35,6 +35,16 @@ class Terminal:
         self.child.expect_exact(then)
         return plain(self.child.before)
 
+    def tab(self, text: str, completed: str) -> None:
+        """Type `text`, press Tab and wait until the line shows `completed` (as a person waits to see it)."""
+        word = text.split(" ")[-1]
+        self.child.send(text + "\t")
+        self.child.expect_exact(completed[len(word):] if completed.startswith(word) else completed)  # the rest
+
     def close(self) -> None:
+        """*exit; a REPL stuck in a question (a failed test) is ended instead, so the failure itself shows."""
         self.child.send("*exit\r")
-        self.child.expect(pexpect.EOF)
+        try:
+            self.child.expect(pexpect.EOF, timeout=15)
+        except pexpect.TIMEOUT:
+            self.child.terminate(force=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sage_agent.db.env import Target
+from sage_agent.frontends.completion import CatalogCache, InputCompleters, LineCompleter
 from sage_agent.session.answers import PromptAnswers
 from sage_agent.session.machine import Outcome, Session
 
@@ -62,33 +63,35 @@ def suggest_commands(text: str, limit: int = 3) -> list[str]:
     return [f"*{tasks[t].command}" for t in ids[:limit]]
 
 
-class CommandCompleter:
-    """Completes *commands and aliases at the start of a line, file paths after them."""
+class CommandCompleter(LineCompleter):
+    """Completes *commands and aliases at the start of a line; after one, its flags and per argument what it holds."""
 
-    def __init__(self, names: list[str]) -> None:
-        from prompt_toolkit.completion import PathCompleter
+    def __init__(self, names: list[str], inputs: InputCompleters | None = None) -> None:
+        from sage_agent.catalog.tasks import load_tasks
 
-        self.names = sorted(names)
-        self.paths = PathCompleter(expanduser=True)
+        super().__init__(names, load_tasks, inputs)
 
-    def get_completions(self, document, complete_event):
-        from prompt_toolkit.completion import Completion
-        from prompt_toolkit.document import Document
 
-        text = document.text_before_cursor
-        if " " not in text.lstrip():
-            word = text.lstrip()
-            if word.startswith("*") or not word:
-                for name in self.names:
-                    if ("*" + name).startswith(word or "*"):
-                        yield Completion("*" + name, start_position=-len(word))
-            return
-        last = text.split(" ")[-1]
-        yield from self.paths.get_completions(Document(last, len(last)), complete_event)
+class ReplAnswers(PromptAnswers):
+    """PromptAnswers that tell the REPL which input is being asked (for its completer)."""
 
-    async def get_completions_async(self, document, complete_event):
-        for completion in self.get_completions(document, complete_event):
-            yield completion
+    def __init__(self, repl: "Repl", **kw: Any) -> None:
+        super().__init__(**kw)
+        self.repl = repl
+
+    def ask(self, spec):
+        self.repl.asking = spec
+        try:
+            return super().ask(spec)
+        finally:
+            self.repl.asking = None
+
+    def ask_prefilled(self, spec, text):
+        self.repl.asking = spec
+        try:
+            return super().ask_prefilled(spec, text)
+        finally:
+            self.repl.asking = None
 
 
 def command_history(path: Path | None):
@@ -127,15 +130,20 @@ class Repl:
         self.target = target
         self.console = console or make_console()
         self.history = command_history(history_file)
+        self.catalog = CatalogCache(lambda: self.target.url)  # read on first use, dropped after a change
+        self.inputs = InputCompleters(project, self.catalog)
+        self.asking = None  # the InputSpec being asked, for its completer
         self.prompt_session = PromptSession(history=self.history, input=input, output=output,
-                                            completer=CommandCompleter(list(command_index(load_tasks()))),
+                                            completer=CommandCompleter(list(command_index(load_tasks())),
+                                                                       self.inputs),
                                             bottom_toolbar=self.toolbar, complete_while_typing=False)
         # answers and typed words: their own prompt, without history (no Up arrow to an earlier answer)
         self.answer_session = PromptSession(history=DummyHistory(), input=input, output=output,
                                             bottom_toolbar=self.toolbar, complete_while_typing=False)
         self.spinner = Spinner(self._write_raw, enabled=self.console.is_terminal)
         self.session = Session(project=project, target=target, front_door="repl",
-                               answers=PromptAnswers(prompt=self.ask, show=self.show_plan),
+                               answers=ReplAnswers(self, prompt=self.ask, show=self.show_plan,
+                                                   prompt_prefilled=self.ask_prefilled),
                                message_sink=self._message, progress_sink=self._progress)
         from sage_agent.agent.repl import agent_reply  # plain language goes to the model when one is configured
 
@@ -162,9 +170,24 @@ class Repl:
         label = f"<style {style}> {env.upper()} </style>" if style else f" {env} "
         return HTML(f"{label} {where.replace('&', '&amp;').replace('<', '&lt;')}  |  *help  *exit")
 
+    def _answer_completer(self):
+        """Per question, from its input (choices, names, paths, SQL); a typed confirmation completes nothing."""
+        from prompt_toolkit.completion import DummyCompleter
+
+        from sage_agent.catalog.tasks import load_tasks
+
+        if self.asking is None:
+            return DummyCompleter()
+        task = load_tasks().get(self.session.current_task_id or "")
+        return self.inputs.for_input(task, self.asking)
+
     def ask(self, message: str) -> str:
         with self.spinner.paused():
-            return self.answer_session.prompt(message)
+            return self.answer_session.prompt(message, completer=self._answer_completer())
+
+    def ask_prefilled(self, message: str, text: str) -> str:
+        with self.spinner.paused():
+            return self.answer_session.prompt(message, default=text, completer=self._answer_completer())
 
     def show_plan(self, plan: str) -> None:
         from rich.panel import Panel
@@ -208,6 +231,9 @@ class Repl:
         except KeyboardInterrupt:
             self.console.print("interrupted", markup=False)
             return True
+        finally:
+            if self.session.last_risk not in (None, "read"):  # it may have changed the schema
+                self.catalog.invalidate()
         self.outcomes.append(outcome)
         if outcome.result is not None:
             render_text(outcome.result, self.console)

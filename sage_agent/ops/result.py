@@ -57,6 +57,29 @@ class OpError(RuntimeError):
         return f"{self.message}" + (f"\n  next: {self.hint}" if self.hint else "")
 
 
+class NeedsInput(OpError):
+    """A decision (or a valid value) only the person can give, found once the operation has looked at the database:
+    `key` is the task input it sets, `choices` come from the database. The session asks the person (REPL; MCP
+    elicitation) and runs the operation again with the answer; headless it fails with exit 2 naming the flag.
+    Raise it before anything has changed."""
+
+    def __init__(self, key: str, prompt: str, *, reason: str = "", choices: list[str] | tuple[str, ...] = (),
+                 default: str | None = None, hint: str | None = None) -> None:
+        self.key = key
+        self.prompt = prompt
+        self.reason = reason
+        self.choices = list(choices)
+        self.default = default
+        flag = "--" + key.replace("_", "-")
+        if self.choices == ["yes", "no"]:
+            how = f"pass {flag} (or {flag} no)"
+        elif self.choices:
+            how = f"pass {flag} " + "|".join(self.choices)
+        else:
+            how = f"pass {flag} VALUE"
+        super().__init__(reason or f"{prompt}: a value is needed", hint or how, exit_code=2)
+
+
 def human_bytes(n: float | None) -> str:
     """A size as PostgreSQL's pg_size_pretty writes it (1024-based, kB MB GB TB): one spelling everywhere."""
     if n is None:

@@ -98,10 +98,18 @@ class PromptAnswers:
     show: Callable[[str], None] = lambda text: None
     interactive: bool = True
     asked: list[str] = field(default_factory=list)
+    prompt_prefilled: Callable[[str, str], str] | None = None  # (message, text already typed) -> answer
 
     def ask(self, spec: InputSpec) -> str:
         self.asked.append(spec.key)
         return self.prompt(spec.prompt_text()).strip()
+
+    def ask_prefilled(self, spec: InputSpec, text: str) -> str:
+        """The same question with an earlier answer already typed in (Enter keeps it)."""
+        if self.prompt_prefilled is None:
+            return self.ask(spec)
+        self.asked.append(spec.key)
+        return self.prompt_prefilled(spec.prompt_text(), text).strip()
 
     def who(self, request: ConfirmRequest) -> str:
         return "person"

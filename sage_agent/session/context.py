@@ -249,17 +249,19 @@ class OpContext:
             if default is not None:
                 return default
             raise MissingInput(spec)
-        try:
-            raw = self.ask_fn(spec).strip()
-        except MissingInput:
-            if default is not None:
+        for _ in range(3):  # an invalid answer is asked again
+            try:
+                raw = self.ask_fn(spec).strip()
+            except MissingInput:
+                if default is not None:
+                    return default
+                raise
+            if not raw and default is not None:
                 return default
-            raise
-        if not raw and default is not None:
-            return default
-        if choices and raw not in choices:
-            raise MissingInput(spec, f"choose one of {', '.join(choices)}")
-        return raw
+            if not choices or raw in choices:
+                return raw
+            self.message_sink(f"{key}: choose one of {', '.join(choices)} (got {raw!r})")
+        raise MissingInput(spec, f"choose one of {', '.join(choices or [])}")
 
     def confirm_destructive(self, prompt: str, *, plan: str = "") -> None:
         """A typed confirmation with the task's own word (e.g. ROLLBACK), from the task file."""

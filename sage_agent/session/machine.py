@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sage_agent.catalog.tasks import InputSpec, TaskSpec
 from sage_agent.db.env import ConfigError, Target
 from sage_agent.db.redact import redact
-from sage_agent.ops.result import OpError, OpResult
+from sage_agent.ops.result import NeedsInput, OpError, OpResult
 from sage_agent.session.answers import AnswerSource, ConfirmationRequired, ConfirmRequest, Declined, MissingInput
 from sage_agent.session.context import OpContext, Settings
 from sage_agent.session.parse import CommandLineError, bind_values, split_command
@@ -22,6 +22,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIRM, EXIT_INTERRUPTED = 0, 1, 2, 3, 1
 PRODUCTION_WORD = "PRODUCTION"
 _TRUE = {"yes", "y", "true", "1", "on"}
 _FALSE = {"no", "n", "false", "0", "off"}
+_MAX_ROUNDS = 6  # NeedsInput questions one command may ask before it gives up
 
 
 class State(enum.Enum):
@@ -63,6 +64,15 @@ class Session:
     _confirmed_by: list[str] = field(default_factory=list)
     _risk: str | None = None
     connection_pool: Any = None  # sage mcp: read calls reuse connections (sage_agent.db.pool)
+    # answers of the running command: the operation's own questions are replayed when it runs again after a
+    # NeedsInput; every answer of a command that failed pre-fills the same question when it is run again
+    _recorded: list[tuple[str, str]] = field(default_factory=list)
+    _replay_pos: int = 0
+    _elicited: dict[str, str] = field(default_factory=dict)
+    _given: list[tuple[str, str]] = field(default_factory=list)
+    _previous: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    _prefill_seen: dict[str, int] = field(default_factory=dict)
+    _task_id: str | None = None
 
     # --- catalog access (lazy: `sage --version` never pays for it) ---------------------------
     @property
@@ -76,6 +86,16 @@ class Session:
 
         task_id = command_index(self.tasks).get(name.lstrip("*"))
         return self.tasks.get(task_id) if task_id else None
+
+    @property
+    def current_task_id(self) -> str | None:
+        """The task of the command running (or last run)."""
+        return self._task_id
+
+    @property
+    def last_risk(self) -> str | None:
+        """The risk of the last command run ("read", "write", "destructive"; None before any)."""
+        return self._risk
 
     def _goto(self, state: State) -> None:
         self.state = state
@@ -131,7 +151,13 @@ class Session:
                                     "target": self.target.display_url, "command": task.command, "task": task.id,
                                     "inputs": audit.redact_inputs(values)})
         start = time.monotonic()
+        self._recorded, self._replay_pos, self._elicited, self._given, self._prefill_seen = [], 0, {}, [], {}
+        self._task_id = task.id
         outcome = self._run_task(task, values)
+        if outcome.exit_code in (EXIT_OK, EXIT_CONFIRM) or not self._given:
+            self._previous.pop(task.id, None)
+        else:  # the answers survive the error: the same command asks again with each of them pre-filled
+            self._previous[task.id] = list(self._given)
         result = outcome.result
         status = result.status if result is not None else ("failed" if outcome.exit_code else "ok")
         audit.append(self.project, {"id": entry_id, "event": "finished", "finished": audit.now(), "status": status,
@@ -159,7 +185,7 @@ class Session:
             return Outcome(EXIT_USAGE, error=redact(str(exc)), task_id=task.id)
         ctx = OpContext(project=self.project, target=self.target, task=task, confirm_fn=self._confirm,
                         progress_sink=self.progress_sink, message_sink=self.message_sink, settings=self.settings,
-                        interactive=bool(getattr(self.answers, "interactive", False)), ask_fn=self.answers.ask)
+                        interactive=bool(getattr(self.answers, "interactive", False)), ask_fn=self._ask_op)
         self.last_context = ctx
         try:
             self._risk = op.risk_for(inputs)
@@ -175,7 +201,7 @@ class Session:
                         word=PRODUCTION_WORD)):
                     raise Declined("not confirmed: PRODUCTION was not typed. Nothing was changed.")
             self._goto(State.EXECUTING)
-            result = op.run(inputs, ctx)
+            result = self._run_asking(op, task, values, inputs, ctx)
         except MissingInput as exc:
             return self._finish(Outcome(EXIT_USAGE, error=str(exc), task_id=task.id))
         except ConfirmationRequired as exc:
@@ -207,6 +233,69 @@ class Session:
         code = EXIT_FAILED if result.status == "failed" else (result.exit_code or EXIT_OK)
         return self._finish(Outcome(code, result=result, task_id=task.id,
                                     exit_requested=bool(result.data.get("exit_requested"))))
+
+    def _run_asking(self, op: Any, task: TaskSpec, values: dict[str, Any], inputs: Any, ctx: OpContext) -> OpResult:
+        """Run the operation; a NeedsInput is asked of the person and the operation runs again with the answer (its
+        own earlier questions replayed, not asked again). Headless, NeedsInput ends the run (exit 2, the flag)."""
+        values = {**values, **self._elicited}
+        tried: dict[str, set[str]] = {}
+        for _ in range(_MAX_ROUNDS):
+            self._replay_pos = 0
+            try:
+                return op.run(inputs, ctx)
+            except NeedsInput as need:
+                spec = task.input(need.key)
+                if not getattr(self.answers, "interactive", False) or spec is None:
+                    raise
+                ctx.close_all()
+                if need.reason:
+                    self.message_sink(need.reason)
+                yes_no = need.choices == ["yes", "no"]
+                ask = InputSpec(key=need.key, label=need.prompt, kind="bool" if yes_no else
+                                "choice" if need.choices else "text", required=need.default is None,
+                                default=need.default, choices=[] if yes_no else need.choices, line=spec.line)
+                self._goto(State.ELICITING)
+                try:
+                    answer = self._ask_until_valid(ask)
+                except CommandLineError as exc:
+                    raise OpError(str(exc), need.hint, exit_code=EXIT_USAGE) from None
+                if yes_no and not coerce(ask, answer):
+                    raise
+                if answer in tried.setdefault(need.key, set()):
+                    raise
+                tried[need.key].add(answer)
+                values[need.key] = answer
+                try:
+                    inputs = self._elicit(task, dict(values), op.input_model)
+                except (CommandLineError, ValueError) as exc:
+                    raise OpError(str(exc), need.hint, exit_code=EXIT_USAGE) from None
+                self._goto(State.EXECUTING)
+        raise OpError(f"*{task.command} still needs input after {_MAX_ROUNDS} answers", f"pass the inputs as flags "
+                      f"(*help {task.command})", exit_code=EXIT_USAGE)
+
+    def _ask_op(self, spec: InputSpec) -> str:
+        """An operation's own question (ctx.ask): replayed from this command's earlier answers when it runs again."""
+        if self._replay_pos < len(self._recorded):
+            label, answer = self._recorded[self._replay_pos]
+            if label == spec.label:
+                self._replay_pos += 1
+                return answer
+            del self._recorded[self._replay_pos:]  # it took another path: ask from here on
+        answer = self._ask_person(spec)
+        self._recorded.append((spec.label, answer))
+        self._replay_pos += 1
+        return answer
+
+    def _ask_person(self, spec: InputSpec) -> str:
+        """Ask the answer source, pre-filled with the answer this question got when the command last failed."""
+        n = self._prefill_seen.get(spec.label, 0)
+        self._prefill_seen[spec.label] = n + 1
+        earlier = [a for label, a in self._previous.get(self._task_id or "", []) if label == spec.label]
+        prefill = earlier[n] if n < len(earlier) else ""
+        ask_prefilled = getattr(self.answers, "ask_prefilled", None)
+        answer = ask_prefilled(spec, prefill) if prefill and ask_prefilled else self.answers.ask(spec)
+        self._given.append((spec.label, answer))
+        return answer
 
     def _finish(self, outcome: Outcome) -> Outcome:
         self._goto(State.IDLE)
@@ -248,6 +337,7 @@ class Session:
                 if spec.required:
                     self._goto(State.ELICITING)
                     raw = self._ask_until_valid(spec)
+                    self._elicited[spec.key] = raw
                 elif spec.default is not None:
                     raw = spec.default
                 else:
@@ -264,8 +354,10 @@ class Session:
 
     def _ask_until_valid(self, spec: InputSpec) -> str:
         for _ in range(3):
-            raw = self.answers.ask(spec)
+            raw = self._ask_person(spec)
             if raw == "":
+                if spec.default is not None:
+                    return spec.default
                 continue
             try:
                 coerce(spec, raw)

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from sage_agent.catalog.tasks import cmd
 from sage_agent.ops.registry import operation
-from sage_agent.ops.result import Finding, OpError, OpResult, Table, human_bytes
+from sage_agent.ops.result import Finding, NeedsInput, OpError, OpResult, Table, human_bytes
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # the `validate` input shadows BaseModel.validate (deprecated) on purpose
@@ -59,9 +59,10 @@ def load_csv(inputs: LoadCsvInput, ctx) -> OpResult:
         creating = not table.exists
         if creating:
             if not inputs.create:
-                raise OpError(f"table {table.display} does not exist",
-                              "pass --create to create it with types inferred from the file, "
-                              "or create it with a migration first")
+                raise NeedsInput("create", f"Create {table.display} with column types inferred from {path.name}?",
+                                 reason=f"table {table.display} does not exist", choices=["yes", "no"],
+                                 default="yes", hint="pass --create to create it with types inferred from the "
+                                 "file, or create it with a migration first")
             cols = dc.infer_columns(header, dc.Sample(sample.data, sample_rows, sample.eof), opts)
             table.columns = cols
         elif header is not None:

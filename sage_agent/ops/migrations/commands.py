@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from sage_agent.ops.registry import operation
-from sage_agent.ops.result import Finding, OpError, OpResult, Table
+from sage_agent.ops.result import Finding, NeedsInput, OpError, OpResult, Table
 
 LOG_PATH = Path("supabase") / ".sage" / "migration-log.jsonl"
 _NAME = re.compile(r"^[a-z0-9_]{1,100}$")  # a file name: <timestamp>_<name>.sql must stay under 255 bytes
@@ -452,8 +452,8 @@ def migration_new(inputs: MigrationNewInput, ctx) -> OpResult:
 
     name = inputs.name.strip()
     if not _NAME.match(name):
-        raise OpError(f"invalid migration name {name!r}: use 1-100 lowercase letters, digits and "
-                      "underscores only (e.g. add_todos)", exit_code=2)
+        raise NeedsInput("name", "Migration name", reason=f"invalid migration name {name!r}: use 1-100 lowercase "
+                         "letters, digits and underscores only (e.g. add_todos)", hint="e.g. add_todos")
     project: Path = ctx.project
     _require_supabase(project)
     folder = migrations_dir(project)

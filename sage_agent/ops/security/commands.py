@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from sage_agent.ops.registry import operation
-from sage_agent.ops.result import Finding, OpError, OpResult, Table
+from sage_agent.ops.result import Finding, NeedsInput, OpError, OpResult, Table
 
 _SEVERITY = {"ERROR": "error", "WARN": "warning", "INFO": "info"}
 
@@ -173,19 +173,21 @@ def policy_apply(inputs: PolicyApplyInput, ctx) -> OpResult:
     if missing_roles:
         raise OpError(f"unknown role(s): {', '.join(missing_roles)}; nothing was written",
                       "create the Supabase roles (the embedded baseline has anon and authenticated)", exit_code=2)
-    owner_column = inputs.owner_column
     uuid_columns = sorted(c for c, t in columns.items() if t == "uuid")
-    if owner_column not in columns and ctx.interactive and uuid_columns:
-        owner_column = ctx.ask(f"{schema}.{table} has no column {owner_column!r}; owner column",
-                               default=uuid_columns[0], choices=uuid_columns, key="owner_column")
-        inputs = inputs.model_copy(update={"owner_column": owner_column})
-    for label, col in (("owner column", inputs.owner_column), ("tenant column", inputs.tenant_column)):
-        if col and col not in columns:
-            raise OpError(f"{schema}.{table} has no {label} {col!r}; nothing was written",
-                          f"columns: {', '.join(sorted(columns))}; pass --owner-column NAME", exit_code=2)
-        if col and columns[col] != "uuid":
-            raise OpError(f"{label} {schema}.{table}.{col} is {columns[col]}, not uuid (auth.uid() is a uuid); "
-                          "nothing was written", "choose the uuid column that holds the auth.users id", exit_code=2)
+    for key, label, col in (("owner_column", "owner column", inputs.owner_column),
+                            ("tenant_column", "tenant column", inputs.tenant_column)):
+        if not col or (col in columns and columns[col] == "uuid"):
+            continue
+        why = (f"{schema}.{table} has no {label} {col!r}" if col not in columns else
+               f"{label} {schema}.{table}.{col} is {columns[col]}, not uuid (auth.uid() is a uuid)")
+        flag = "--" + key.replace("_", "-")
+        if uuid_columns:  # the person picks one of the table's uuid columns
+            raise NeedsInput(key, f"{label.capitalize()} of {schema}.{table} (a uuid column)",
+                             reason=f"{why}; nothing was written", choices=uuid_columns, default=uuid_columns[0],
+                             hint=f"uuid columns: {', '.join(uuid_columns)}; pass {flag} NAME")
+        raise OpError(f"{why}; nothing was written",
+                      f"{schema}.{table} has no uuid column: add one that holds the auth.users id "
+                      f"(columns: {', '.join(sorted(columns))})", exit_code=2)
     if inputs.mode == "kiss":
         template = "rls-kiss-policy"
         variables = {"schema": schema, "table": table, "owner_column": inputs.owner_column}

@@ -50,7 +50,7 @@ def snapshot(inputs: SnapshotInput, ctx) -> OpResult:
     if inputs.prune:
         return _prune_result(inputs, ctx)
     if inputs.name:
-        validate_name(inputs.name)
+        validate_name(inputs.name, key="name")
     meta = take_snapshot(ctx, inputs.name or None, with_data=inputs.mode == "with-data")
     rel_sql = f"supabase/snapshots/{meta.name}.sql"
     rel_json = f"supabase/snapshots/{meta.name}.json"
@@ -158,7 +158,7 @@ def rollback(inputs: RollbackInput, ctx) -> OpResult:
     from sage_agent.ops.snapshots.store import load_snapshot_meta
 
     ctx.require_primary(session=True)  # a session URL (never a transaction pooler) on a primary, before anything
-    meta = load_snapshot_meta(ctx.project, inputs.snapshot)
+    meta = load_snapshot_meta(ctx.project, inputs.snapshot, key="snapshot")
     _check_snapshot(ctx, meta, inputs.replace)
     if inputs.replace:
         return _rollback_replace(meta, ctx)

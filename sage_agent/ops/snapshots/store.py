@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from sage_agent.db.schemas import is_managed_schema, pg_dump_pattern
 from sage_agent.db.tables import count_rows, list_tables  # noqa: F401 - snapshots, rollback and reverse use them from here
 from sage_agent.ops.artifacts import sha256_file
-from sage_agent.ops.result import OpError
+from sage_agent.ops.result import NeedsInput, OpError
 from sage_agent.ops.snapshots.keep import KeptData, Renamed
 
 SNAPSHOT_DIR = ("supabase", "snapshots")
@@ -123,14 +123,18 @@ def history_versions(conn) -> list[str] | None:
 
 
 # --- names and paths -------------------------------------------------------------------------------
-def validate_name(name: str, what: str = "snapshot name") -> str:
-    """A file-safe name: letters, digits, `_ . -`, no path tricks. Raises OpError (exit 2)."""
+def validate_name(name: str, what: str = "snapshot name", *, key: str | None = None) -> str:
+    """A file-safe name: letters, digits, `_ . -`, no path tricks. Raises OpError (exit 2); with `key` (the task
+    input it came from) a NeedsInput, so that the REPL asks again."""
     if name is None or not str(name).strip():
         raise OpError(f"{what} is empty", "use letters, digits, _ . - (e.g. before_v2)", exit_code=2)
     name = str(name).strip()
     if "/" in name or "\\" in name or ".." in name or "\0" in name or not NAME_RE.match(name):
-        raise OpError(f"invalid {what} {name!r}: use 1-100 letters, digits, _ . - starting with a letter or digit "
-                      "(no path separators, no '..')", "e.g. before_v2 or baseline", exit_code=2)
+        reason = (f"invalid {what} {name!r}: use 1-100 letters, digits, _ . - starting with a letter or digit "
+                  "(no path separators, no '..')")
+        if key:
+            raise NeedsInput(key, what.capitalize(), reason=reason, hint="e.g. before_v2 or baseline")
+        raise OpError(reason, "e.g. before_v2 or baseline", exit_code=2)
     return name
 
 
@@ -346,15 +350,20 @@ def _pg_dump_version(server_major: int) -> str:
 
 
 # --- reading snapshots -----------------------------------------------------------------------------
-def load_snapshot_meta(project: Path, name: str) -> SnapshotMeta:
-    """The metadata of an existing snapshot. Unknown or damaged -> OpError with the available names."""
-    name = validate_name(name)
+def load_snapshot_meta(project: Path, name: str, *, key: str | None = None) -> SnapshotMeta:
+    """The metadata of an existing snapshot. Unknown or damaged -> OpError with the available names; with `key`
+    (the task input naming it) an unknown one is a NeedsInput offering the snapshots that exist."""
+    name = validate_name(name, key=key)
     folder = snapshot_dir(project)
     json_path, sql_path = folder / f"{name}.json", folder / f"{name}.sql"
     if not json_path.is_file() or not sql_path.is_file():
         known = [m.name for m in list_snapshots(project)]
         hint = ("available: " + ", ".join(known[-10:])) if known else "no snapshots yet: take one with *snapshot NAME"
         missing = "supabase/snapshots/" + (f"{name}.json" if not json_path.is_file() else f"{name}.sql")
+        if key and known:
+            newest = list(reversed(known))[:20]
+            raise NeedsInput(key, "Snapshot", reason=f"unknown snapshot {name!r} ({missing} not found)",
+                             choices=newest, default=newest[0], hint=hint)
         raise OpError(f"unknown snapshot {name!r} ({missing} not found)", hint, exit_code=2)
     try:
         data = json.loads(json_path.read_text(encoding="utf-8"))
