@@ -5,16 +5,9 @@ runs every pending file in order on one shadow, with the same verdict policy as 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from sage_agent.session.machine import EXIT_CONFIRM, EXIT_FAILED, EXIT_OK
-
-
-def write(project: Path, filename: str, text: str) -> Path:
-    folder = project / "supabase" / "migrations"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / filename).write_text(text, encoding="utf-8")
-    return folder / filename
+from migfiles import write_migration as write
 
 
 def exists(db, name: str) -> bool:

@@ -2,15 +2,9 @@
 UNSAFE for it), one of a table above SAGE_LINT_ERROR_MB is an error with the estimated duration."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from sage_agent.session.machine import EXIT_FAILED
-
-
-def write(project: Path, filename: str, text: str) -> None:
-    folder = project / "supabase" / "migrations"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / filename).write_text(text, encoding="utf-8")
+from migfiles import write_migration as write
 
 
 def seed(db) -> None:

@@ -11,14 +11,7 @@ import psycopg
 import pytest
 
 from sage_agent.session.machine import EXIT_CONFIRM, EXIT_FAILED, EXIT_OK
-
-
-def write(project: Path, filename: str, text: str) -> Path:
-    folder = project / "supabase" / "migrations"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / filename
-    path.write_text(text, encoding="utf-8")
-    return path
+from migfiles import write_migration as write
 
 
 def history(db) -> list[tuple]:

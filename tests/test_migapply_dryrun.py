@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from sage_agent.session.machine import EXIT_FAILED, EXIT_OK
-
-
-def write(project: Path, filename: str, text: str) -> Path:
-    folder = project / "supabase" / "migrations"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / filename).write_text(text, encoding="utf-8")
-    return folder / filename
+from migfiles import write_migration as write
 
 
 def dump(url: str) -> str:

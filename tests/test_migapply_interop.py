@@ -9,12 +9,7 @@ from pathlib import Path
 import pytest
 
 from sage_agent.db.supabase_cli import SupabaseCli
-
-
-def write(project: Path, filename: str, text: str) -> None:
-    folder = project / "supabase" / "migrations"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / filename).write_text(text, encoding="utf-8")
+from migfiles import write_migration as write
 
 
 def pending_set(project: Path, n: int) -> None:

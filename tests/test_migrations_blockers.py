@@ -17,14 +17,7 @@ from sage_agent.ops.migrations.applier import prepare_file
 from sage_agent.ops.migrations.blockers import RATES_PATH, lock_needs, redact_query
 from sage_agent.ops.migrations.history import LocalMigration
 from sage_agent.session.machine import EXIT_CONFIRM, EXIT_FAILED, EXIT_OK
-
-
-def write(project: Path, filename: str, text: str) -> Path:
-    folder = project / "supabase" / "migrations"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / filename
-    path.write_text(text, encoding="utf-8")
-    return path
+from migfiles import write_migration as write
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from sage_agent.session.machine import EXIT_FAILED, EXIT_OK
+from migfiles import write_migration as write
 
 V1, V2 = "20240101000000", "20240102000000"
 SEED = """
@@ -33,14 +33,6 @@ update public.orders set note = 'none' where note is null;
 create table public.audit (id bigint primary key, at timestamptz default now());
 create index audit_at_idx on public.audit (at);
 """
-
-
-def write(project: Path, filename: str, text: str) -> Path:
-    folder = project / "supabase" / "migrations"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / filename
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def failure(outcome) -> str:
