@@ -134,7 +134,7 @@ def test_out_of_order_refused_unless_include_all(three, make_session, db_url, db
     assert make_session(db_url, yes=True).run_line("*apply --snapshot=no").exit_code == EXIT_OK
     write(three, "20231231000000_early.sql", "create table public.early (id int);\n")
     outcome = make_session(db_url, yes=True).run_line("*apply --snapshot=no")
-    assert outcome.exit_code == EXIT_FAILED
+    assert outcome.exit_code == 2  # a decision (NeedsInput): headless names the flag, the REPL asks
     assert "20231231000000_early.sql" in outcome.error and "--include-all" in outcome.error
     assert not exists(db, "public.early")
     outcome = make_session(db_url, yes=True).run_line("*apply --snapshot=no --include-all")
@@ -384,3 +384,21 @@ def test_fast_path_covers_every_non_transactional_statement_kind():
     classify_module = importlib.import_module("sage_agent.sqlkit.classify")
     body = inspect.getsource(classify_module._transactional)
     assert set(re.findall(r"ast\.(\w+Stmt)", body)) <= _MAYBE_SPECIAL
+
+
+def test_out_of_order_is_asked_at_the_repl(three, project, db_url, db, make_session):
+    """At the REPL the older file is a question (default no), not a failure; yes applies it."""
+    assert make_session(db_url, yes=True).run_line("*apply --snapshot=no").exit_code == EXIT_OK
+    write(three, "20231231000000_early.sql", "create table public.early (id int);\n")
+    asked: list[str] = []
+    replies = ["yes", "y", "y", "y"]
+    from sage_agent.db.env import Target
+    from sage_agent.session.answers import PromptAnswers
+    from sage_agent.session.machine import Session
+
+    session = Session(project=project, target=Target("local", db_url, "test"),
+                      answers=PromptAnswers(prompt=lambda m: (asked.append(m), replies.pop(0))[1]))
+    outcome = session.run_line("*apply --snapshot=no")
+    assert outcome.exit_code == EXIT_OK, outcome.error
+    assert asked[0] == "Apply them anyway (check they do not depend on newer ones)? (yes/no, default no): "
+    assert exists(db, "public.early")

@@ -119,10 +119,11 @@ def _plan_pending(project: Path, conn, inputs: ApplyInput):
         relevant = names if target is None else [n for n in names if n == target.filename]
         if relevant:
             newest = max(r.version for r in rows)
-            raise OpError(f"{len(relevant)} migration(s) are older than the newest applied one ({newest}): "
-                          f"{', '.join(relevant[:10])}",
-                          "apply them anyway with --include-all (check they do not depend on newer ones), or "
-                          "rename them with a newer timestamp", exit_code=1)
+            raise NeedsInput("include_all", "Apply them anyway (check they do not depend on newer ones)?",
+                             reason=f"{len(relevant)} migration(s) are older than the newest applied one ({newest}): "
+                                    f"{', '.join(relevant[:10])}", choices=["yes", "no"], default="no",
+                             hint="apply them anyway with --include-all (check they do not depend on newer ones), "
+                                  "or rename them with a newer timestamp")
     pending = (plan.out_of_order if inputs.include_all else []) + plan.pending
     if target is not None:
         if target not in pending:
