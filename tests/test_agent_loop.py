@@ -403,3 +403,13 @@ def test_the_models_render_template_renders_every_template():
         for value in values.values():
             assert value in text, (name, value)
     assert '"orders"' in render_template("rls-kiss-policy", {"table": "orders"})  # the ident filter quotes
+
+
+def test_a_tight_tool_budget_keeps_the_investigation_tools_first():
+    """Over budget, "why is this slow?" still has *explain and *optimize as tools; the rest go to run_command."""
+    from sage_agent.agent.tools import build_tools
+
+    tools, overflow = build_tools(budget=1500)
+    names = [t.name for t in tools]
+    assert {"db_explain", "query_optimization", "db_analyze_hotpaths"} <= set(names)
+    assert "run_command" in names and "db-load-csv" in overflow

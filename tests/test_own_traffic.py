@@ -23,6 +23,9 @@ def _query_of(line: str) -> str:
 def test_hotpaths_out_of_the_box_without_db_sages_own_statements(db_url, db, make_session):
     assert db.execute("select extnamespace::regnamespace::text from pg_extension "
                       "where extname = 'pg_stat_statements'").fetchone() == ("extensions",)
+    # the server is shared by the whole suite: start from empty statistics, as a fresh server does (otherwise
+    # pg_stat_statements.max evicts this test's once-run statement among thousands from earlier tests)
+    db.execute("select extensions.pg_stat_statements_reset()")
     db.execute("create table public.items (id int primary key, name text); "
                "insert into public.items select g, 'n' || g from generate_series(1, 2000) g; analyze public.items")
     with psycopg.connect(db_url, application_name="shop-api", autocommit=True) as app:

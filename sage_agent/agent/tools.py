@@ -16,7 +16,11 @@ EXCLUDED_TASKS = {"exit", "help", "agent-resume", "agent-usage", "db-run-sql",
                   "db-watch-report"}  # the person's history of `sage watch`, like *usage
 # Confirmations are the person's: a tool input may never carry one (stripped before the session sees it).
 CONFIRM_KEYS = {"confirm", "confirmation", "confirmed", "yes", "force", "word", "typed_word", "env", "environment"}
-TOOLS_TOKEN_BUDGET = 4300  # bytes/4 for all tool definitions; beyond it, tasks are reached via run_command
+TOOLS_TOKEN_BUDGET = 4800  # bytes/4 for all tool definitions; beyond it, tasks are reached via run_command
+# Over budget, these keep their own tool first: the questions people ask most ("why is this slow?", "who
+# blocks?", "is my RLS right?") and the migration path; the rest go to run_command in catalog order.
+FIRST_TOOLS = ("db-explain", "query-optimization", "db-analyze-hotpaths", "db-check-locks", "db-rls-audit",
+               "schema-audit", "db-dry-run", "db-apply-migration", "db-snapshot", "db-rollback")
 SQL_TOOL, KNOWLEDGE_TOOL, TEMPLATE_TOOL, COMMAND_TOOL = "run_sql", "read_knowledge", "render_template", "run_command"
 
 
@@ -86,7 +90,9 @@ def build_tools(budget: int = TOOLS_TOKEN_BUDGET) -> tuple[list[ToolSpec], list[
     tools = _special_tools()
     used = sum(estimate_tokens(t.to_api()) for t in tools) + estimate_tokens(command_tool().to_api())
     overflow: list[str] = []
-    for task in load_tasks().values():
+    tasks = sorted(load_tasks().values(),
+                   key=lambda t: FIRST_TOOLS.index(t.id) if t.id in FIRST_TOOLS else len(FIRST_TOOLS))
+    for task in tasks:
         op = ops.get(task.id)
         if op is None or task.id in EXCLUDED_TASKS:
             continue
