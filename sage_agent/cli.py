@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     at = _extra_command_at(argv)
     if at is not None:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         import importlib
 
         # Global options reach the subcommand whichever side of its name they are on: those before it are
@@ -158,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         output = "json" if args.json else "markdown" if args.markdown else "text"
         if args.targets is not None or args.only or args.parallel is not None or args.stop_on_failure is not None:
             return _fleet(args, project, output)
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.frontends.headless import run_headless
 
         return run_headless(args.lines, project=project, env=args.env, db_url=args.db_url, sets=args.set,
@@ -168,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "db":
         return _db(args, project)
     if args.cmd in EXTRA_COMMANDS:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         import importlib
 
         module, _, func = EXTRA_COMMANDS[args.cmd][0].partition(":")
@@ -185,6 +188,7 @@ def _fleet(args, project: Path, output: str) -> int:
         print("error: --targets names its own databases: drop --db-url/--direct-url (put url and direct_url in "
               "the targets file)", file=sys.stderr)
         return 2
+    # lazy: the thread pool loads only for parallel work
     from sage_agent.frontends.fleet import run_fleet_headless
 
     return run_fleet_headless(args.lines, project=project, targets_file=args.targets, only=args.only,
@@ -194,6 +198,7 @@ def _fleet(args, project: Path, output: str) -> int:
 
 
 def _validate() -> int:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.catalog.validate import validate_catalog
 
     report = validate_catalog()
@@ -208,6 +213,7 @@ def _validate() -> int:
 
 
 def _db(args, project: Path) -> int:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     import json
 
     from sage_agent.db.embedded import EmbeddedError, project_server
@@ -223,6 +229,7 @@ def _db(args, project: Path) -> int:
         if args.action == "start":
             status = server.start()
         elif args.action == "stop":
+            # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
             from sage_agent.db.embedded import EmbeddedServer
 
             stopped = server.stop()
@@ -257,6 +264,7 @@ def _db(args, project: Path) -> int:
 
 def _switch_major(args, project: Path, server) -> int:
     """Recreate the local cluster on another major after a confirmation; data kept by dump and restore."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.embedded import EmbeddedError
     from sage_agent.db.switch import switch_major
 
@@ -298,6 +306,7 @@ def _switch_major(args, project: Path, server) -> int:
 
 
 def _repl(args, project: Path) -> int:
+    # lazy: prompt-toolkit loads only for the REPL
     from sage_agent.db.env import ConfigError, resolve_target
     from sage_agent.frontends.repl import Repl
 
@@ -310,6 +319,7 @@ def _repl(args, project: Path) -> int:
         print("error: the REPL needs a terminal; use `sage run \"*command\"` for scripts", file=sys.stderr)
         return 2
     if target.embedded:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.db.embedded import EmbeddedError, project_server
 
         try:

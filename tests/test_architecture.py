@@ -74,3 +74,39 @@ def test_areas_never_import_the_front_doors():
         offenders += [f"{path.relative_to(PACKAGE.parent)}:{line}: {mod}" for line, mod in imported_modules(path)
                       if any(mod == b or mod.startswith(b + ".") for b in banned)]
     assert offenders == []
+
+
+def unlabelled_lazy_imports(path: Path) -> list[int]:
+    """Lines of imports inside functions that do not say why they are lazy: `# lazy: reason` on the comment
+    line above their block of consecutive imports, or on the import's own line."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    found = []
+    for fn in ast.walk(ast.parse("\n".join(lines))):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            for body in (getattr(node, f, None) for f in ("body", "orelse", "finalbody")):
+                if not isinstance(body, list):
+                    continue
+                block_label = ""
+                for i, stmt in enumerate(body):
+                    if not isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                        continue
+                    if i == 0 or not isinstance(body[i - 1], (ast.Import, ast.ImportFrom)):
+                        block_label = lines[stmt.lineno - 2] if stmt.lineno > 1 else ""
+                    if "# lazy:" not in block_label + lines[stmt.lineno - 1]:
+                        found.append(stmt.lineno)
+    return found
+
+
+def test_imports_sit_at_the_top_unless_they_say_why_they_are_lazy():
+    missing = [f"{path.relative_to(PACKAGE.parent)}:{line}" for path in sorted(PACKAGE.rglob("*.py"))
+               for line in unlabelled_lazy_imports(path)]
+    assert missing == [], "imports inside functions without a `# lazy: reason` comment:\n" + "\n".join(missing)
+
+
+def test_the_lazy_label_check_sees_an_unlabelled_import(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    import json\n    return json\n\n\ndef g():\n    # lazy: start-up\n"
+                      "    import csv\n    import gzip\n    return csv, gzip\n")
+    assert unlabelled_lazy_imports(source) == [2]

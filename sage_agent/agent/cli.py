@@ -10,12 +10,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sage_agent.config import settings
+from sage_agent.db.env import ConfigError, resolve_target
+from sage_agent.db.redact import redact
+from sage_agent.session.answers import FlagAnswers
+from sage_agent.session.machine import EXIT_USAGE, Session
 
 # Tests inject an httpx2/httpx client here (the real SDK over a MockTransport).
 HTTP_CLIENT_FACTORY: Callable[[], Any] | None = None
 
 
 def closest_commands(text: str, n: int = 3) -> list[str]:
+    # lazy: tests replace load_tasks on its module (monkeypatch), which a top-level import would bypass
     import difflib
 
     from sage_agent.catalog.tasks import command_index, load_tasks
@@ -49,11 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def ask_main(argv: list[str], *, project: Path) -> int:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.agent.config import load_config
-    from sage_agent.db.env import ConfigError, resolve_target
-    from sage_agent.db.redact import redact
-    from sage_agent.session.answers import FlagAnswers
-    from sage_agent.session.machine import EXIT_USAGE, Session
 
     args = build_parser().parse_args(argv)
     question = " ".join(args.question).strip()
@@ -96,6 +98,7 @@ def ask_main(argv: list[str], *, project: Path) -> int:
         if outcome.error:
             print(f"    {redact(outcome.error)}", file=err)
 
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.agent.loop import Agent
 
     http_client = HTTP_CLIENT_FACTORY() if HTTP_CLIENT_FACTORY else None
@@ -116,6 +119,7 @@ def ask_main(argv: list[str], *, project: Path) -> int:
     if args.json:
         doc = {"answer": answer.text, "exit_code": answer.exit_code, "error": answer.error,
                "session": agent.id, "tool_calls": answer.tool_calls, "usage": agent.ledger.totals()}
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.db.redact import redact_obj
 
         sys.stdout.write(json.dumps(redact_obj(doc), default=str, ensure_ascii=False) + "\n")

@@ -40,6 +40,7 @@ class AnthropicProvider:
     name = "anthropic"
 
     def __init__(self, config: AgentConfig, http_client: Any = None) -> None:
+        # lazy: the model client loads only when the agent runs
         import anthropic
 
         self.config = config
@@ -53,6 +54,7 @@ class AnthropicProvider:
 
     def send(self, *, system: list[dict], tools: list[dict], messages: list[dict],
              on_text: Callable[[str], None]) -> Reply:
+        # lazy: the model client loads only when the agent runs
         import anthropic
 
         model = self.config.model
@@ -80,6 +82,7 @@ class AnthropicProvider:
             raise ProviderError("network", f"{what} (no network, proxy or firewall?) after "
                                            f"{self.config.max_retries} retries. " + _no_key_hint()) from None
         except anthropic.APIStatusError as exc:
+            # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
             from sage_agent.db.redact import redact
 
             if exc.status_code == 529:
@@ -118,6 +121,7 @@ class OpenAIProvider:
     name = "openai"
 
     def __init__(self, config: AgentConfig, http_client: Any = None) -> None:
+        # lazy: the HTTP client loads only when it is used
         import httpx
 
         self.config = config
@@ -128,6 +132,7 @@ class OpenAIProvider:
 
     def send(self, *, system: list[dict], tools: list[dict], messages: list[dict],
              on_text: Callable[[str], None]) -> Reply:
+        # lazy: the HTTP client loads only when it is used
         import httpx
 
         body = {"model": self.config.model, "max_tokens": self.config.max_tokens,
@@ -162,6 +167,7 @@ class OpenAIProvider:
         if resp.status_code == 429:
             raise ProviderError("rate", "rate limited (429) after retries: try again shortly.")
         if resp.status_code >= 400:
+            # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
             from sage_agent.db.redact import redact
 
             raise ProviderError("server" if resp.status_code >= 500 else "request",

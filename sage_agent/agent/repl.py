@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from sage_agent.frontends.render import render_text
+
 
 def agent_reply(repl: Any, http_client: Any = None) -> Callable[[str], None] | None:
     """A `free_text` handler for the REPL, or None when no model is configured (the REPL's own reply then)."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.agent.config import load_config
 
     config = load_config()
@@ -15,11 +18,10 @@ def agent_reply(repl: Any, http_client: Any = None) -> Callable[[str], None] | N
     state: dict[str, Any] = {}
 
     def get_agent():
-        from sage_agent.frontends.render import render_text
-
         console = repl.console
         agent = state.get("agent")
         if agent is None:
+            # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
             from sage_agent.agent.loop import Agent
 
             def on_outcome(outcome) -> None:
@@ -33,6 +35,7 @@ def agent_reply(repl: Any, http_client: Any = None) -> Callable[[str], None] | N
                 on_text=lambda t: console.print(t, end="", markup=False, highlight=False, soft_wrap=True),
                 on_tool=lambda name, inp: console.print(f"\n  → {name}", style="dim", markup=False),
                 on_outcome=on_outcome)
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.agent.loop import set_current_agent
 
         set_current_agent(agent)
@@ -50,6 +53,7 @@ def agent_reply(repl: Any, http_client: Any = None) -> Callable[[str], None] | N
         if answer.error:
             console.print(f"error: {answer.error}", style="red", markup=False, highlight=False)
 
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.agent.loop import set_agent_factory
 
     set_agent_factory(get_agent)  # *resume before the first question still has a conversation to continue

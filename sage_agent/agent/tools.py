@@ -8,7 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sage_agent.ops.registry import input_schema
+from sage_agent.catalog.persona import load_persona
+from sage_agent.ops.registry import input_schema, load_operations
 
 # Tasks the model gets no tool for: session plumbing, and *run-sql (the model's `run_sql` is the read-only path;
 # writes are for the person, through *run-sql --write or a migration).
@@ -52,6 +53,7 @@ def _first_sentence(text: str, limit: int = 100) -> str:
 
 
 def _special_tools() -> list[ToolSpec]:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.agent.tools_knowledge import knowledge_files, template_names
 
     tools = [ToolSpec(SQL_TOOL, "Run ONE read-only SELECT (parsed; BEGIN READ ONLY; server timeout; rows capped). "
@@ -83,8 +85,8 @@ def command_tool() -> ToolSpec:
 
 def build_tools(budget: int = TOOLS_TOKEN_BUDGET) -> tuple[list[ToolSpec], list[str]]:
     """(tools, overflow task ids). Every command is reachable: a task tool, or run_command when over budget."""
+    # lazy: tests replace load_tasks on its module (monkeypatch), which a top-level import would bypass
     from sage_agent.catalog.tasks import load_tasks
-    from sage_agent.ops.registry import load_operations
 
     ops = load_operations()
     tools = _special_tools()
@@ -113,7 +115,7 @@ def build_tools(budget: int = TOOLS_TOKEN_BUDGET) -> tuple[list[ToolSpec], list[
 
 def system_prompt(overflow: list[str] | None = None) -> str:
     """Persona + rules + a one-line index of every command. Task bodies are handed over on demand."""
-    from sage_agent.catalog.persona import load_persona
+    # lazy: tests replace load_tasks on its module (monkeypatch), which a top-level import would bypass
     from sage_agent.catalog.tasks import load_tasks
 
     persona = load_persona()

@@ -6,14 +6,13 @@ import difflib
 from functools import lru_cache
 from pathlib import Path
 
+from sage_agent.catalog.paths import knowledge_dir
 from sage_agent.ops.result import OpError
 
 
 @lru_cache(maxsize=1)
 def knowledge_sections() -> dict[str, tuple[str, str]]:
     """'file-stem: Heading' -> (heading, text)."""
-    from sage_agent.catalog.paths import knowledge_dir
-
     out: dict[str, tuple[str, str]] = {}
     folder = knowledge_dir() / "data"
     for path in sorted(folder.glob("*.md")) if folder.is_dir() else []:
@@ -56,8 +55,6 @@ def read_knowledge(topic: str) -> str:
 
 
 def _templates_dir() -> Path:
-    from sage_agent.catalog.paths import knowledge_dir
-
     return knowledge_dir() / "templates"
 
 
@@ -69,6 +66,7 @@ def template_names() -> list[str]:
 def render_template(name: str, values: dict | None) -> str:
     """Render one template through the catalog's renderer (the one *create-doc uses): declared variables
     only, required ones named when missing, identifiers quoted by the `ident` filter."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.catalog.templates import TemplateError, list_templates
     from sage_agent.catalog.templates import render_template as render
 

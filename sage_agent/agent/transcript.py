@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sage_agent.db.redact import redact_obj
+
 
 def sessions_dir(project: Path) -> Path:
     return project / ".sage" / "sessions"
@@ -24,8 +26,6 @@ class Transcript:
         self.path = sessions_dir(project) / f"{session_id}.jsonl"
 
     def write(self, kind: str, **fields: Any) -> None:
-        from sage_agent.db.redact import redact_obj
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         record = redact_obj({"kind": kind, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **fields})
         with self.path.open("a", encoding="utf-8") as fh:

@@ -6,6 +6,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sage_agent.catalog.errors import CatalogError
@@ -83,8 +84,6 @@ def _yaml_block(path: Path, text: str) -> tuple[str, int]:
 
 
 def parse_persona(path: Path) -> Persona:
-    import yaml
-
     text = path.read_text(encoding="utf-8")
     block, offset = _yaml_block(path, text)
     try:

@@ -98,6 +98,7 @@ def parse_template(path: Path) -> TemplateSpec:
 
 def ident(value: Any) -> str:
     """Quote an SQL identifier exactly as PostgreSQL wants it (psycopg's quoting rules)."""
+    # lazy: psycopg loads on the first database call
     from psycopg import sql
 
     text = str(value)
@@ -107,6 +108,7 @@ def ident(value: Any) -> str:
 
 
 def _environment():
+    # lazy: jinja2 loads only when a template renders
     import jinja2
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
@@ -132,6 +134,7 @@ def load_template(name: str) -> TemplateSpec:
 
 
 def render_spec(spec: TemplateSpec, variables: dict[str, Any]) -> str:
+    # lazy: jinja2 loads only when a template renders
     import jinja2
 
     missing = [v.name for v in spec.variables if v.required and (variables.get(v.name) in (None, ""))]

@@ -12,6 +12,10 @@ from pydantic_core import PydanticUndefined
 
 from sage_agent.catalog.errors import CatalogError
 from sage_agent.catalog.paths import PACKAGE_DIR, catalog_root, knowledge_dir, personas_dir, tasks_dir
+from sage_agent.catalog.persona import parse_persona
+from sage_agent.catalog.tasks import parse_task
+from sage_agent.ops.registry import load_operations
+from sage_agent.session.machine import coerce
 
 # Loaders for other catalog kinds register here as "module:function" taking a Path and raising CatalogError.
 KNOWLEDGE_PARSERS: dict[str, str] = {
@@ -34,16 +38,10 @@ class Report:
 
 
 def _default_of(spec) -> object:
-    from sage_agent.session.machine import coerce
-
     return None if spec.default is None else coerce(spec, spec.default)
 
 
 def validate_catalog() -> Report:
-    from sage_agent.catalog.persona import parse_persona
-    from sage_agent.catalog.tasks import parse_task
-    from sage_agent.ops.registry import load_operations
-
     report = Report()
     persona_path = personas_dir() / "db-sage.md"
     try:

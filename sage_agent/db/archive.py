@@ -127,6 +127,7 @@ class RestoreRun:
 def start_restore(url: str, artifact: Path, fmt: str, target_major: int, *, no_owner: bool = False,
                   clean: bool = True, app: str | None = None) -> RestoreRun:
     """Restore a *backup file into the database at `url` in one transaction, stopping at the first error."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.binaries import binary_major, find_binary
     from sage_agent.db.tools import tool_env
     from sage_agent.db.urls import conninfo_params

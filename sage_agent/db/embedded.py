@@ -61,6 +61,7 @@ def _service_user() -> str | None:
     """PostgreSQL refuses to run as root; when we are root, run it as an unprivileged user."""
     if os.name != "posix" or os.geteuid() != 0:
         return None
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     import pwd
 
     for name in (SERVICE_USER, "postgres"):
@@ -76,6 +77,7 @@ def _service_user() -> str | None:
 
 def _open_path_for(path: Path, user: str) -> None:
     """Let `user` traverse every parent of `path` (adds o+x only) and own `path`."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     import pwd
 
     entry = pwd.getpwnam(user)
@@ -124,6 +126,7 @@ def install_tuning(url: str) -> list[str]:
     as on Supabase, where it lives in `extensions`): *hotpaths works out of the box. hypopg is not left
     installed: *optimize creates it inside its rolled-back transaction where the server has it, so a
     migration's own `create extension hypopg` behaves here as on the platform."""
+    # lazy: psycopg loads on the first database call
     from psycopg import sql
 
     from sage_agent.db.connect import connect
@@ -152,6 +155,7 @@ class EmbeddedServer:
                  major: int | None = None, major_source: str = "") -> None:
         """`major`: the PostgreSQL major the project wants (None: the wheel's). An existing cluster always
         runs on binaries of its own major; `major_warning` says when that is not the one wanted."""
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.db.majors import choose_server
 
         self.base_dir = Path(base_dir).resolve()
@@ -201,6 +205,7 @@ class EmbeddedServer:
         env["LC_ALL"] = "C"
         ids: dict[str, object] = {}
         if user:
+            # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
             import pwd
 
             entry = pwd.getpwnam(user)
@@ -276,6 +281,7 @@ class EmbeddedServer:
     def _start(self) -> ServerStatus:
         created = self.init()
         if not self.is_running():
+            # lazy: psycopg loads on the first database call
             from sage_agent.db.baseline import copy_extension_files
 
             copy_extension_files(self.extension_dir)  # refreshed at every start: the stand-ins of this DB Sage
@@ -295,6 +301,7 @@ class EmbeddedServer:
                     tail = "\n".join(self.log_file.read_text(errors="replace").splitlines()[-5:])
                 raise EmbeddedError(f"the embedded server did not start: {proc.stderr.strip()} {tail}".strip())
         if created:
+            # lazy: psycopg loads on the first database call
             from sage_agent.db.baseline import install_baseline
 
             install_baseline(self.url("postgres"))
@@ -331,6 +338,7 @@ def _start_lock(data_dir: Path) -> threading.Lock:
 
 def project_server(project: Path) -> EmbeddedServer:
     """The project's local server, on the project's major (SAGE_PG_MAJOR or supabase/config.toml)."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.majors import MajorConfigError, project_major
 
     try:

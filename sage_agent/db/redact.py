@@ -34,6 +34,7 @@ _secrets: set[str] = set()
 def register_secret(value: str | None) -> None:
     """Remember a secret so that every later redaction hides it, wherever it shows up."""
     if value and len(value) >= 4 and value not in _NOT_SECRET:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         import json
 
         escaped = json.dumps(value, ensure_ascii=False)[1:-1]  # how it looks inside a JSON document
@@ -52,6 +53,7 @@ def register_url(url: str | None) -> None:
         password = None
     if password:
         register_secret(password)
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from urllib.parse import unquote
 
         register_secret(unquote(password))

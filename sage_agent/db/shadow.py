@@ -27,6 +27,7 @@ def create_database(admin_url: str, name: str, template: str = "template1") -> s
 
 def with_baseline(admin_url: str, url: str, name: str) -> None:
     """Install the baseline into a new database whose template lacked it (dropping the database on failure)."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.baseline import ensure_baseline
 
     try:
@@ -55,6 +56,7 @@ def shadow_database(admin_url: str, label: str = "db") -> Iterator[str]:
 
 def load_sql_file(url: str, path: Path, server_major: int | None = None, *, single_transaction: bool = True) -> None:
     """Load a SQL file (e.g. a pg_dump script with psql meta-commands) with psql, stopping at the first error."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.tools import run_pg_tool
 
     args = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(path)]

@@ -50,6 +50,7 @@ def row_counts(url: str) -> dict[str, int]:
 
 def switch_major(server: EmbeddedServer, to_major: int, *, say=print) -> SwitchReport:
     """Dump, recreate on `to_major`, restore, verify row counts. Raises EmbeddedError (old cluster back) on failure."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.archive import start_restore
     from sage_agent.db.binaries import find_binary
     from sage_agent.db.majors import install_hint, server_bin_dirs
@@ -91,6 +92,7 @@ def switch_major(server: EmbeddedServer, to_major: int, *, say=print) -> SwitchR
         admin = new.url("postgres")
         # roles that exist already (the baseline's, postgres) fail harmlessly; others are created
         psql = find_binary("psql", to_major)
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         import subprocess
 
         from sage_agent.db.tools import tool_env

@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 
 def conninfo_params(url: str) -> dict[str, str]:
+    # lazy: psycopg loads on the first database call
     from psycopg.conninfo import conninfo_to_dict
 
     return {k: str(v) for k, v in conninfo_to_dict(url).items() if v is not None}

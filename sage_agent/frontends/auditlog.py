@@ -7,6 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from rich.table import Table
+
+from sage_agent.frontends.render import make_console
 from sage_agent.session.audit import audit_path, read
 
 STATUSES = ("ok", "warning", "failed", "cancelled", "unfinished")
@@ -37,9 +40,6 @@ def main(argv: list[str], project: Path) -> int:
         where = audit_path(project)
         print(f"no operations recorded in {where}" if not where.exists() else "no operation matches these filters")
         return 0
-    from rich.table import Table
-
-    from sage_agent.frontends.render import make_console
 
     table = Table(title=f"{audit_path(project)}", title_justify="left")
     for col in ("time", "door", "env", "command", "status", "risk", "confirmed by", "ms", "target"):

@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 from prompt_toolkit.completion import Completer, Completion, DummyCompleter, PathCompleter, WordCompleter
 from prompt_toolkit.document import Document
 
-from sage_agent.catalog.tasks import InputSpec, TaskSpec
+from sage_agent.catalog.tasks import InputSpec, TaskSpec, command_index
 
 SQL_KEYWORDS = (
     "select from where and or not in is null like ilike between exists distinct as on join left right full inner "
@@ -56,6 +56,7 @@ _SKIP = "n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not
 
 def read_catalog(url: str) -> CatalogNames:
     """One short read-only look at the catalog (three queries)."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import connect
 
     names = CatalogNames()
@@ -182,6 +183,7 @@ class InputCompleters:
         return [f[:14] for f in _files(self.project / "supabase" / "migrations", "*.sql") if f[:14].isdigit()]
 
     def for_input(self, task: TaskSpec | None, spec: InputSpec) -> Completer:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.catalog.checklists import list_checklists
         from sage_agent.catalog.templates import list_templates
 
@@ -214,6 +216,7 @@ class InputCompleters:
         if task_id == "execute-checklist" and key == "name":
             return NamesCompleter(lambda: sorted(list_checklists()), "checklist")
         if key == "command":
+            # lazy: tests replace load_tasks on its module (monkeypatch), which a top-level import would bypass
             from sage_agent.catalog.tasks import command_index, load_tasks
 
             return NamesCompleter(lambda: sorted(command_index(load_tasks())), "command")
@@ -232,8 +235,6 @@ class LineCompleter(Completer):
         self.inputs = inputs
 
     def _task(self, name: str) -> TaskSpec | None:
-        from sage_agent.catalog.tasks import command_index
-
         tasks = self.tasks()
         task_id = command_index(tasks).get(name.lstrip("*").lower())
         return tasks.get(task_id) if task_id else None

@@ -12,10 +12,21 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table as RichTable
+from rich.text import Text
+
 from sage_agent.db.redact import redact
+from sage_agent.frontends.headless import _json_doc
+from sage_agent.frontends.render import make_console
 from sage_agent.ops.fleet.runner import LinePlan, TargetRun, plan_lines, run_fleet, worst
-from sage_agent.ops.fleet.targets import (FleetEntry, TargetsFileError, default_parallel, load_targets,
-                                          resolve_entry, select)
+from sage_agent.ops.fleet.targets import (
+    FleetEntry,
+    TargetsFileError,
+    default_parallel,
+    load_targets,
+    resolve_entry,
+    select,
+)
 from sage_agent.session.answers import FlagAnswers, PromptAnswers
 from sage_agent.session.machine import EXIT_CONFIRM, EXIT_OK, EXIT_USAGE, PRODUCTION_WORD
 from sage_agent.session.parse import CommandLineError
@@ -70,6 +81,7 @@ def run_fleet_headless(lines: list[str], *, project: Path, targets_file: Path, o
                        parallel: int | None = None, sets: list[str] | None = None, yes: bool = False,
                        confirm: list[str] | None = None, output: str = "text",
                        stop_on_failure: bool | None = None) -> int:
+    # lazy: tests replace _tune_gc on its module (monkeypatch), which a top-level import would bypass
     from sage_agent.frontends.headless import _Stderr, _tune_gc, parse_sets
 
     _tune_gc()
@@ -107,6 +119,7 @@ def run_fleet_headless(lines: list[str], *, project: Path, targets_file: Path, o
     doc = fleet_document(runs, plans, duration_ms=(time.monotonic() - start) * 1000,
                          parallel=1 if writes else min(workers, max(1, len(entries))), stop_on_failure=stop)
     if output == "json":
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.frontends.headless import _dump
 
         sys.stdout.write(_dump(doc) + "\n")
@@ -120,6 +133,7 @@ def run_fleet_headless(lines: list[str], *, project: Path, targets_file: Path, o
 def _refuse(code: int, message: str, output: str, err) -> int:
     message = redact(message)
     if output == "json":
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.frontends.headless import _dump
 
         sys.stdout.write(_dump({"targets": [], "summary": {"targets": 0, "exit_code": code, "error": message}}) + "\n")
@@ -137,8 +151,6 @@ def _status(run: TargetRun) -> str:
 
 
 def target_document(run: TargetRun) -> dict[str, Any]:
-    from sage_agent.frontends.headless import _json_doc
-
     return {"name": run.entry.name, "tags": list(run.entry.spec.tags), "target": run.entry.display_url,
             "status": _status(run), "exit_code": run.exit_code, "duration_ms": run.duration_ms,
             "results": [_json_doc(o) for o in run.outcomes], "skipped": list(run.skipped),
@@ -209,11 +221,6 @@ _ICON = {"ok": "✔", "drift": "⚠", "failed": "✘", "invalid": "✘", "skippe
 
 
 def render_fleet(doc: dict[str, Any], console=None) -> None:
-    from rich.table import Table as RichTable
-    from rich.text import Text
-
-    from sage_agent.frontends.render import make_console
-
     console = console or make_console()
     table = RichTable(title=Text("Fleet"), title_justify="left")
     for col in ("target", "command", "status", "exit", "top findings / error"):

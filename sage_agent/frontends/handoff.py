@@ -7,14 +7,31 @@ Session (`*command` lines), so any registered operation can be requested.
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from sage_agent.config import settings
-from sage_agent.ops.integration.handoff_files import (AGENT_ID, HANDOFF_DIR, Handoff, HandoffError, StepRunner,
-                                                      load_handoff, newest_pending, queue, rel_path, write_handoff)
+from sage_agent.db.env import ConfigError, resolve_target
+from sage_agent.db.redact import redact
+from sage_agent.ops.integration.handoff_files import (
+    AGENT_ID,
+    HANDOFF_DIR,
+    Handoff,
+    HandoffError,
+    StepRunner,
+    load_handoff,
+    newest_pending,
+    queue,
+    rel_path,
+    write_handoff,
+)
+from sage_agent.session.answers import FlagAnswers
+from sage_agent.session.machine import Session
 
 __all__ = ["HandoffError", "act_on", "describe", "load_handoff", "main", "offer_pending"]
 
@@ -63,7 +80,6 @@ def act_on(session, path: Path, handoff: Handoff, *, say: Callable[[str], None] 
         raise HandoffError(f"{rel_path(project, path)}: the request is free text ({request[:60]!r}); DB Sage acts on a "
                            "*command (e.g. request: \"*create-migration-from-design docs/architecture/schema-design.yaml\") "
                            "or, from @dev, free text with inputs.sql (the change)")
-    from sage_agent.db.redact import redact
 
     if code in (2, 3):  # usage error or confirmation missing: nothing happened, keep it in the queue
         return {"exit_code": code, "summary": redact(summary), "blockers": [redact(b) for b in blockers],
@@ -121,10 +137,6 @@ def offer_pending(repl) -> None:
 
 # --- CLI: sage handoff list | receive FILE | send AGENT ------------------------------------------------
 def main(argv: list[str], project: Path) -> int:
-    import argparse
-    import json
-    import sys
-
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--env", default=settings().env)
     common.add_argument("--db-url", default=None)
@@ -162,9 +174,6 @@ def main(argv: list[str], project: Path) -> int:
             for r in rows:
                 print(f"{r['status']:9} {r['file']}  @{r['from']} -> @{r['to']}: {r['request']}")
         return 0
-    from sage_agent.db.env import ConfigError, resolve_target
-    from sage_agent.session.answers import FlagAnswers
-    from sage_agent.session.machine import Session
 
     try:
         target = resolve_target(project, args.env, args.db_url)
@@ -175,6 +184,7 @@ def main(argv: list[str], project: Path) -> int:
                       answers=FlagAnswers(yes=args.yes, confirm_words=tuple(args.confirm)),
                       message_sink=lambda t: print(t, file=sys.stderr))
     if args.action == "send":
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.frontends.headless import run_headless
 
         return run_headless(f"*handoff {args.agent}", project=project, env=args.env, db_url=args.db_url, sets=args.set,

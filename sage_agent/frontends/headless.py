@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
+from sage_agent.db.embedded import stop_shadow_only_servers
 from sage_agent.db.env import ConfigError, resolve_target
+from sage_agent.db.redact import redact
+from sage_agent.frontends.render import make_console, render_markdown, render_text, to_json
+from sage_agent.ops.result import OpResult
 from sage_agent.session.answers import FlagAnswers
 from sage_agent.session.machine import EXIT_USAGE, Outcome, Session
 from sage_agent.session.parse import CommandLineError, split_command
@@ -79,8 +84,6 @@ def run_headless(lines: str | list[str], *, project: Path, env: str = "local", d
 def _stop_shadow_servers(project: Path, outcome: Outcome, err) -> None:
     """A headless run leaves no server behind that it started only for shadow databases (a remote target's
     *dry-run, diff or proof): stop each one and say so in the report."""
-    from sage_agent.db.embedded import stop_shadow_only_servers
-
     for server in stop_shadow_only_servers():
         try:
             where = server.base_dir.relative_to(project.resolve())
@@ -100,6 +103,7 @@ class _Stderr:
 
     def __getattr__(self, name: str):
         if self._console is None:
+            # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
             from sage_agent.frontends.render import make_console
 
             self._console = make_console(stderr=True)
@@ -109,8 +113,6 @@ class _Stderr:
 def _tune_gc() -> None:
     """One run keeps what it builds (an audit: 11,000 findings as dicts and models) until it prints. With the default
     thresholds the collector walks all of it again and again (0.05-0.1 s of a 0.6 s run); collect less often."""
-    import gc
-
     gc.freeze()  # the modules imported so far are never garbage
     gc.set_threshold(20_000, 20, 100)
 
@@ -130,8 +132,6 @@ def _check_several(session: Session, lines: list[str], tasks: list, extra: dict[
 def _json_doc(outcome: Outcome) -> dict:
     """One shape for successes and failures (docs/result.schema.json): every OpResult key, plus error and exit_code.
     A failure's "next: ..." hint moves out of `error` into `next_steps`, so scripts read it the same way."""
-    from sage_agent.ops.result import OpResult
-
     error, _, hint = (outcome.error or "").partition("\n  next: ")
     if outcome.result is not None:
         doc = outcome.to_json_obj()
@@ -147,14 +147,10 @@ def _json_doc(outcome: Outcome) -> dict:
 
 
 def _dump(doc: dict) -> str:
-    from sage_agent.frontends.render import to_json
-
     return to_json(doc, pretty=sys.stdout.isatty())  # compact when piped: the C encoder, fast on big audits
 
 
 def _print_outcome(outcome: Outcome, output: str, err, heading: str | None = None) -> int:
-    from sage_agent.frontends.render import make_console, render_markdown, render_text
-
     if outcome.result is None:
         return _fail(outcome, output, err)
     if output == "json":
@@ -172,8 +168,6 @@ def _print_outcome(outcome: Outcome, output: str, err, heading: str | None = Non
 
 
 def _fail(outcome: Outcome, output: str, err) -> int:
-    from sage_agent.db.redact import redact
-
     if output == "json":
         sys.stdout.write(_dump(_json_doc(outcome)) + "\n")
     else:

@@ -10,6 +10,7 @@ check is validate-db-sage.sh as a command with an exit code.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import hashlib
 import json
@@ -21,6 +22,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sage_agent.catalog.paths import knowledge_dir, personas_dir, tasks_dir
 
 MANIFEST = ".aios-core/.db-sage-manifest.json"
 AGENT = ".aios-core/agents/db-sage.md"
@@ -52,15 +55,13 @@ def mcp_entry() -> dict[str, Any]:
 
 
 def _catalog_files() -> dict[str, list[Path]]:
-    from sage_agent.catalog.paths import knowledge_dir, tasks_dir
-
     k = knowledge_dir()
     return {"tasks": sorted(tasks_dir().glob("*.md")), "templates": sorted((k / "templates").glob("*")),
             "checklists": sorted((k / "checklists").glob("*.md")), "data": sorted((k / "data").glob("*.md"))}
 
 
 def agent_document() -> str:
-    from sage_agent.catalog.paths import personas_dir
+    # lazy: tests replace load_tasks on its module (monkeypatch), which a top-level import would bypass
     from sage_agent.catalog.tasks import load_tasks
 
     persona = (personas_dir() / "db-sage.md").read_text(encoding="utf-8").rstrip()
@@ -196,6 +197,7 @@ def _mcp_command_problem(entry: Any) -> str | None:
 
 def check(project: Path) -> tuple[bool, list[Check]]:
     """Required pieces decide the exit code; optional ones (the Supabase CLI) are reported with how to add them."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.supabase_cli import find_cli
 
     sync_step = "sage ide sync"
@@ -311,8 +313,6 @@ def pre_commit(project: Path) -> tuple[int, str]:
 
 
 def main(argv: list[str], project: Path) -> int:
-    import argparse
-
     parser = argparse.ArgumentParser(prog="sage ide", description="IDE files for DB Sage")
     parser.add_argument("action", choices=["sync", "check"])
     parser.add_argument("--json", action="store_true")

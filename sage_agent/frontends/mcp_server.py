@@ -24,14 +24,17 @@ import hmac
 import json
 import re
 import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sage_agent.ops.registry import input_schema
-from sage_agent.session.answers import ConfirmationRequired, ConfirmRequest, MissingInput
+from sage_agent.db.redact import redact, redact_obj
+from sage_agent.ops.registry import input_schema, load_operations
+from sage_agent.session.answers import ConfirmationRequired, ConfirmRequest, FlagAnswers, MissingInput
+from sage_agent.session.context import Settings
 
 TOKEN_ARG = "confirmation_token"
 # a pooled connection that died while idle: what psycopg and the server say then
@@ -131,7 +134,6 @@ class McpSage:
         self.read_only = read_only
         self.secret = secrets.token_bytes(32)
         self.pool = pool  # a ConnectionPool: read calls of this MCP session reuse their connections
-        from sage_agent.session.context import Settings
 
         self.settings = Settings()  # read once: the environment does not change while the server runs
         self._tools: dict[str, tuple[Any, Any]] | None = None
@@ -143,8 +145,8 @@ class McpSage:
         return self._tools
 
     def _build_tools(self) -> dict[str, tuple[Any, Any]]:
+        # lazy: tests replace load_tasks on its module (monkeypatch), which a top-level import would bypass
         from sage_agent.catalog.tasks import load_tasks
-        from sage_agent.ops.registry import load_operations
 
         ops = load_operations()
         out = {}
@@ -177,7 +179,7 @@ class McpSage:
              person_approved: tuple[str, ...] = ()) -> tuple[bool, str, dict[str, Any]]:
         """(is_error, text, structured) for one tool call. `person_approved`: plan hashes a person confirmed
         through elicitation (never a tool argument, so a model cannot supply it)."""
-        from sage_agent.db.redact import redact
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.frontends.render import render_markdown
         from sage_agent.session.machine import Session
 
@@ -201,6 +203,7 @@ class McpSage:
         answers = McpAnswers(self.secret, name, tokens, person_approved=person_approved, read_only=self.read_only)
         session = Session(project=self.project, target=self.target, answers=answers, front_door="mcp",
                           connection_pool=self.pool, settings=self.settings)
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.session.parse import CommandLineError
 
         try:  # check every argument before anything else (clear error, nothing done)
@@ -250,12 +253,10 @@ class McpSage:
     def fleet(self, arguments: dict[str, Any]) -> tuple[bool, str, dict[str, Any]]:
         """Read commands on every target of a targets file, in parallel; the same document as `sage run --targets
         --json`. A write is refused before anything runs: one confirmation token cannot stand for N databases."""
-        from pydantic import ValidationError
-
+        # lazy: the thread pool loads only for parallel work
         from sage_agent.frontends.fleet import fleet_document, fleet_markdown, load_fleet
         from sage_agent.ops.fleet.runner import plan_lines, run_fleet
         from sage_agent.ops.fleet.targets import TargetsFileError, default_parallel
-        from sage_agent.session.answers import FlagAnswers
         from sage_agent.session.parse import CommandLineError
 
         try:
@@ -264,7 +265,6 @@ class McpSage:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "arguments"
             return True, f"{FLEET_TOOL}: {where}: {err['msg']}. Nothing was done.", {"error": "bad arguments"}
-        import time
 
         path = (self.project / args.targets_file).resolve()
         if not path.is_relative_to(self.project.resolve()):
@@ -286,7 +286,6 @@ class McpSage:
                          parallel=workers)
         doc = fleet_document(runs, plans, duration_ms=(time.monotonic() - start) * 1000,
                              parallel=min(workers, max(1, len(entries))), stop_on_failure=False)
-        from sage_agent.db.redact import redact_obj
 
         return doc["exit_code"] != 0, fleet_markdown(doc), redact_obj(doc)  # type: ignore[return-value]
 
@@ -298,8 +297,6 @@ class McpSage:
 
     @staticmethod
     def _needs(name: str, need: NeedsConfirmation) -> str:
-        from sage_agent.db.redact import redact
-
         if need.request.word:
             return redact(f"PERSON CONFIRMATION REQUIRED (typed word {need.request.word}): {need.request.prompt}"
                           f"\n\nPlan:\n{need.plan}\n\nNothing has been done. This step needs the person to type "
@@ -312,8 +309,6 @@ class McpSage:
 
     @staticmethod
     def _needs_doc(need: NeedsConfirmation) -> dict[str, Any]:
-        from sage_agent.db.redact import redact
-
         doc = {"status": "confirmation_required", "plan": redact(need.plan), "plan_hash": need.plan_hash,
                "word": need.request.word}
         if not need.request.word:

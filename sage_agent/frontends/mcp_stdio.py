@@ -13,6 +13,7 @@ confirm run on a worker thread, so the reader can take the client's answer to an
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -21,6 +22,10 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
+
+from sage_agent import __version__
+from sage_agent.config import settings
+from sage_agent.db.env import ConfigError, resolve_target
 
 PROTOCOL_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 INSTRUCTIONS = "DB Sage: PostgreSQL/Supabase DBA tools. Write tools return a plan and a confirmation token first."
@@ -35,7 +40,7 @@ def _cache_dir() -> Path:
 
 def _source_key(read_only: bool) -> str:
     """A digest of everything the tool list is made of: the package's modules and the catalog's task files."""
-    from sage_agent import __version__
+    # lazy: tests replace catalog_root on its module (monkeypatch), which a top-level import would bypass
     from sage_agent.catalog.paths import PACKAGE_DIR, catalog_root
 
     digest = hashlib.sha256(f"{__version__}\0{read_only}\0{sys.version}".encode())
@@ -51,6 +56,7 @@ def _source_key(read_only: bool) -> str:
 
 
 def build_tool_list(sage: Any) -> list[dict[str, Any]]:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.frontends.mcp_server import FLEET_DESCRIPTION, FLEET_TOOL, tool_annotations
 
     tools = []
@@ -112,6 +118,7 @@ class StdioServer:
     def sage(self) -> Any:
         with self._sage_lock:
             if self._sage is None:
+                # lazy: psycopg loads on the first database call
                 from sage_agent.db.pool import ConnectionPool
                 from sage_agent.frontends.mcp_server import McpSage
 
@@ -142,6 +149,7 @@ class StdioServer:
         def run() -> None:
             try:
                 self.sage.tools()
+                # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
                 import sage_agent.session.machine  # noqa: F401
             except Exception:  # noqa: BLE001 - the first call reports any real problem itself
                 pass
@@ -157,6 +165,7 @@ class StdioServer:
             else:
                 is_error, text, structured = self._call_with_elicitation(name, args)
         except Exception as exc:  # noqa: BLE001 - a tool failure is a tool result, never a dead server
+            # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
             from sage_agent.db.redact import redact
 
             is_error, text, structured = True, redact(f"{type(exc).__name__}: {exc}"), {"error": "failed"}
@@ -164,6 +173,7 @@ class StdioServer:
                             "isError": is_error})
 
     def _call_with_elicitation(self, name: str, args: dict[str, Any]) -> tuple[bool, str, dict[str, Any]]:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.frontends.mcp_server import TOKEN_ARG
 
         sage = self.sage
@@ -217,6 +227,7 @@ class StdioServer:
         if method == "initialize":
             asked = str(params.get("protocolVersion") or "")
             self.client_capabilities = params.get("capabilities") or {}
+            # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
             from sage_agent import __version__
 
             return self.reply(msg_id, {
@@ -260,16 +271,11 @@ class StdioServer:
 
 
 def main(argv: list[str], project: Path) -> int:
-    import argparse
-
-    from sage_agent.config import settings
-
     parser = argparse.ArgumentParser(prog="sage mcp", description="serve DB Sage's operations over MCP (stdio)")
     parser.add_argument("--read-only", action="store_true", help="serve read operations only")
     parser.add_argument("--env", default=settings().env)
     parser.add_argument("--db-url", default=None)
     args = parser.parse_args(argv)
-    from sage_agent.db.env import ConfigError, resolve_target
 
     try:
         target = resolve_target(project, args.env, args.db_url)
@@ -283,6 +289,7 @@ def main(argv: list[str], project: Path) -> int:
         pass
     finally:
         server.close()
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.db.embedded import stop_shadow_only_servers
 
         stop_shadow_only_servers()  # started only for a shadow during this session: not left behind

@@ -6,6 +6,12 @@ import json
 import os
 from typing import Any
 
+from rich.cells import cell_len
+from rich.console import Console
+from rich.table import Table as RichTable
+from rich.text import Text
+
+from sage_agent.config import settings
 from sage_agent.db.redact import json_may_need_redaction, redact, redact_obj
 from sage_agent.ops.result import OpResult
 
@@ -27,9 +33,8 @@ PIPE_WIDTH = 1000  # piped output (no terminal, no COLUMNS) is not cut at 80 col
 
 
 def make_console(stderr: bool = False, width: int | None = None):
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     import sys
-
-    from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
     if width is None and not os.environ.get("COLUMNS") and not _is_tty(stream):
@@ -47,8 +52,6 @@ def _is_tty(stream) -> bool:
 
 def _natural_width(columns: list[str], rows: list[list[str]]) -> tuple[list[int], int]:
     """Each column's widest line and the whole table's width in rich's default box (borders and padding)."""
-    from rich.cells import cell_len
-
     widths = [max([cell_len(line) for line in (c or " ").splitlines()] or [0]) for c in columns]
     for row in rows:
         for i, value in enumerate(row[:len(widths)]):
@@ -57,8 +60,6 @@ def _natural_width(columns: list[str], rows: list[list[str]]) -> tuple[list[int]
 
 
 def _expanded_mode() -> str:
-    from sage_agent.config import settings
-
     mode = settings().expanded.strip().lower()
     return mode if mode in ("auto", "on", "off") else "auto"
 
@@ -66,9 +67,6 @@ def _expanded_mode() -> str:
 def render_table(table, console) -> None:
     """A table that fits the terminal: as is; one that does not: vertical records (SAGE_EXPANDED=auto, like psql's
     `\\x auto`), or wrapped cells (off). The first column is never cut."""
-    from rich.table import Table as RichTable
-    from rich.text import Text
-
     columns = [str(c) for c in table.columns]
     rows = [[_cell(v) for v in row] for row in table.rows]
     widths, total = _natural_width(columns, rows)
@@ -80,6 +78,7 @@ def render_table(table, console) -> None:
     if table.title:
         console.print(Text(redact(table.title), style="bold" if vertical else ""))
     if vertical:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from rich.cells import cell_len
 
         label_width = max([cell_len(c) for c in columns] or [1])
@@ -112,9 +111,6 @@ def render_table(table, console) -> None:
 
 
 def render_text(result: OpResult, console=None) -> None:
-    from rich.table import Table as RichTable
-    from rich.text import Text
-
     console = console or make_console()
     console.print(Text(f"{_ICON[result.status]} {redact(result.summary)}", style=f"bold {_STYLE[result.status]}"))
     if result.facts:

@@ -6,16 +6,16 @@ import difflib
 from pathlib import Path
 from typing import Any, Callable
 
+from sage_agent.catalog.persona import load_persona
 from sage_agent.db.env import Target
 from sage_agent.frontends.completion import CatalogCache, InputCompleters, LineCompleter
+from sage_agent.frontends.render import make_console, render_text
 from sage_agent.session.answers import PromptAnswers
 from sage_agent.session.machine import Outcome, Session
 
 
 def greeting() -> str:
     """Activation: greet as the persona, mention *help, then wait."""
-    from sage_agent.catalog.persona import load_persona
-
     persona = load_persona()
     return (f"{persona.agent.icon} Hello, I'm {persona.agent.name}, your {persona.agent.title}. "
             f"Type *help to see what I can do.")
@@ -44,6 +44,7 @@ _INTENTS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
 def suggest_commands(text: str, limit: int = 3) -> list[str]:
     """The commands a plain-language question is most likely about (without a model): intent words first, then
     command names that look like a word of the question. Aliases are not offered (`*query` is *run-sql)."""
+    # lazy: tests replace load_tasks on its module (monkeypatch), which a top-level import would bypass
     from sage_agent.catalog.tasks import load_tasks
 
     tasks = load_tasks()
@@ -67,6 +68,7 @@ class CommandCompleter(LineCompleter):
     """Completes *commands and aliases at the start of a line; after one, its flags and per argument what it holds."""
 
     def __init__(self, names: list[str], inputs: InputCompleters | None = None) -> None:
+        # lazy: tests replace load_tasks on its module (monkeypatch), which a top-level import would bypass
         from sage_agent.catalog.tasks import load_tasks
 
         super().__init__(names, load_tasks, inputs)
@@ -97,6 +99,7 @@ class ReplAnswers(PromptAnswers):
 def command_history(path: Path | None):
     """History of typed commands only: prompt answers and confirmation words go through another prompt
     (no history), and a line continued with a trailing backslash is stored once, whole."""
+    # lazy: prompt-toolkit loads only for the REPL
     from prompt_toolkit.history import FileHistory, InMemoryHistory
 
     base = FileHistory if path is not None else InMemoryHistory
@@ -119,11 +122,11 @@ def command_history(path: Path | None):
 class Repl:
     def __init__(self, project: Path, target: Target, *, input=None, output=None, console=None,
                  history_file: Path | None = None) -> None:
+        # lazy: prompt-toolkit loads only for the REPL
         from prompt_toolkit import PromptSession
         from prompt_toolkit.history import DummyHistory
 
         from sage_agent.catalog.tasks import command_index, load_tasks
-        from sage_agent.frontends.render import make_console
         from sage_agent.frontends.spinner import Spinner
 
         self.project = project
@@ -145,6 +148,7 @@ class Repl:
                                answers=ReplAnswers(self, prompt=self.ask, show=self.show_plan,
                                                    prompt_prefilled=self.ask_prefilled),
                                message_sink=self._message, progress_sink=self._progress)
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.agent.repl import agent_reply  # plain language goes to the model when one is configured
 
         self.free_text: Callable[[str], None] = agent_reply(self) or self.no_model_reply
@@ -160,6 +164,7 @@ class Repl:
 
     # --- prompt-toolkit plumbing -------------------------------------------------------------
     def toolbar(self):
+        # lazy: prompt-toolkit loads only for the REPL
         from prompt_toolkit.formatted_text import HTML
 
         env = self.target.env
@@ -172,6 +177,7 @@ class Repl:
 
     def _answer_completer(self):
         """Per question, from its input (choices, names, paths, SQL); a typed confirmation completes nothing."""
+        # lazy: prompt-toolkit loads only for the REPL
         from prompt_toolkit.completion import DummyCompleter
 
         from sage_agent.catalog.tasks import load_tasks
@@ -190,6 +196,7 @@ class Repl:
             return self.answer_session.prompt(message, default=text, completer=self._answer_completer())
 
     def show_plan(self, plan: str) -> None:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from rich.panel import Panel
 
         if plan:
@@ -218,8 +225,6 @@ class Repl:
 
     def handle(self, line: str) -> bool:
         """Handle one line; return False when the session should end."""
-        from sage_agent.frontends.render import render_text
-
         if not line:
             return True
         if not line.startswith("*"):
@@ -250,6 +255,7 @@ class Repl:
 
     def run(self) -> int:
         self.console.print(greeting(), markup=False)
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.frontends.handoff import offer_pending
 
         offer_pending(self)

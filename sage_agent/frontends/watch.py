@@ -10,9 +10,13 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
+from sage_agent.config import settings
+from sage_agent.db.env import ConfigError, resolve_target
+from sage_agent.frontends.render import make_console, render_text, to_json
 from sage_agent.ops.watch.runner import EXIT_INTERRUPTED, EXIT_USAGE
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
@@ -73,8 +77,7 @@ def main(argv: list[str], project: Path) -> int:
 
 
 def _run(args, project: Path) -> int:
-    from sage_agent.config import settings
-    from sage_agent.db.env import ConfigError
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.watch.alerts import check_webhook_url
     from sage_agent.ops.watch.checks import Thresholds, parse_checks
 
@@ -110,12 +113,13 @@ def _run(args, project: Path) -> int:
 
 def _targets(project: Path, args, conf) -> list:
     """What to watch: the environment's database, or every (selected) target of a targets file."""
-    from sage_agent.db.env import resolve_target
+    # lazy: sqlite3 loads only for the watch history
     from sage_agent.ops.watch.runner import Watched, target_name, watch_context
 
     if args.targets is None:
         target = resolve_target(project, args.env or conf.env, args.db_url)
         return [Watched(target_name(target), watch_context(project, target, conf.watch_timeout_ms))]
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.fleet.targets import load_targets, resolve_entry, select
 
     file = args.targets if args.targets.is_absolute() else project / args.targets
@@ -128,9 +132,7 @@ def _targets(project: Path, args, conf) -> list:
 
 
 def _report(project: Path, names: list[str], limit: int, as_json: bool) -> int:
-    import shutil
-
-    from sage_agent.frontends.render import make_console, render_text, to_json
+    # lazy: sqlite3 loads only for the watch history
     from sage_agent.ops.watch.report import build_report
 
     width = shutil.get_terminal_size((100, 24)).columns
@@ -150,6 +152,7 @@ def _report(project: Path, names: list[str], limit: int, as_json: bool) -> int:
 
 def _watch(project: Path, watched: list, checks: list[str], every: float, rounds: int | None, webhook: str | None,
            as_json: bool, thresholds, conf, parallel: int) -> int:
+    # lazy: sqlite3 loads only for the watch history
     from sage_agent.ops.watch.history import history_path
     from sage_agent.ops.watch.runner import watch_loop
 

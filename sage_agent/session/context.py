@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
-from contextlib import contextmanager
 
+from sage_agent.catalog.tasks import InputSpec
 from sage_agent.config import settings
+from sage_agent.db.embedded import project_server, started_for_shadow, used_as_target
 from sage_agent.db.env import Target
-from sage_agent.session.answers import ConfirmRequest, Declined
+from sage_agent.db.redact import redact
+from sage_agent.session.answers import ConfirmRequest, Declined, MissingInput
 
 if TYPE_CHECKING:
     import psycopg
@@ -67,8 +70,6 @@ class OpContext:
     # --- databases ---------------------------------------------------------------------------
     @cached_property
     def embedded(self) -> "EmbeddedServer":
-        from sage_agent.db.embedded import project_server
-
         return project_server(self.project)
 
     def notice(self, text: str | None) -> None:
@@ -76,8 +77,6 @@ class OpContext:
             self.notices.append(text)
 
     def _start_embedded(self, *, for_shadow: bool = False) -> str:
-        from sage_agent.db.embedded import started_for_shadow, used_as_target
-
         was_running = self.embedded.is_running()
         self.embedded.start()
         if not for_shadow:
@@ -100,6 +99,7 @@ class OpContext:
         """A URL with a real session (advisory locks, SET, pg_dump/psql): the direct URL where one is configured,
         else the target's when no transaction pooler stands in front of it. Raises SessionRequired (naming
         the variable to set) before anything starts otherwise."""
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.db.pooler import session_url
 
         command = f"*{self.task.command}" if self.task else "this command"
@@ -108,6 +108,7 @@ class OpContext:
 
     def pooling(self, url: str | None = None):
         """What stands between DB Sage and the server at `url` (default: the target's URL)."""
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.db.pooler import Pooling, detect
 
         if self.target.embedded and url is None:
@@ -119,6 +120,7 @@ class OpContext:
         Uses `conn` when given (it must be idle or in autocommit), else a short connection (direct where configured;
         the pooler answers this one as well as the server). `session=True`: also refuse a transaction pooler without
         a direct URL, for operations that need one."""
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.db.replication import StandbyWrite, is_standby
 
         if conn is not None:
@@ -149,12 +151,14 @@ class OpContext:
             return None
 
     def _choose_admin_url(self) -> str:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.db.majors import install_hint, server_bin_dirs
 
         override = settings().shadow_url
         target_major = self._target_major()
         if override:
             if target_major is not None:
+                # lazy: psycopg loads on the first database call
                 from sage_agent.db.connect import connect
 
                 try:
@@ -169,6 +173,7 @@ class OpContext:
         if target_major is None or self.embedded.bin_major == target_major:
             return self._start_embedded(for_shadow=not self.target.embedded)
         if target_major in server_bin_dirs():
+            # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
             from sage_agent.db.embedded import shadow_server, started_for_shadow
 
             server = shadow_server(self.project, target_major)
@@ -184,6 +189,7 @@ class OpContext:
 
     def connect(self, url: str | None = None, *, autocommit: bool = False, timeouts: bool = True) -> "psycopg.Connection":
         """A connection with server-side statement and lock timeouts, cancelled on Ctrl-C."""
+        # lazy: psycopg loads on the first database call
         from sage_agent.db.connect import connect
 
         statement_timeout_ms = self.settings.statement_timeout_ms if timeouts else None
@@ -200,6 +206,7 @@ class OpContext:
 
     @cached_property
     def server(self) -> "ServerInfo":
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.db.info import server_info
 
         def ask() -> "ServerInfo":
@@ -240,9 +247,6 @@ class OpContext:
             key: str = "value") -> str:
         """Ask the person for a value the task file cannot declare (e.g. a template's variables).
         Headless runs raise MissingInput (exit 2) unless a default is given."""
-        from sage_agent.catalog.tasks import InputSpec
-        from sage_agent.session.answers import MissingInput
-
         spec = InputSpec(key=key, label=label, kind="choice" if choices else "text", required=default is None,
                          default=default, choices=list(choices or []), line=0)
         if self.ask_fn is None:
@@ -275,8 +279,6 @@ class OpContext:
 
     def say(self, text: str) -> None:
         """A line of news while working (shown in the REPL, kept out of --json output)."""
-        from sage_agent.db.redact import redact
-
         self.message_sink(redact(text))
 
     @contextmanager

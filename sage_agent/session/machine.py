@@ -4,16 +4,20 @@ idle -> eliciting -> confirming -> executing -> reporting -> idle."""
 from __future__ import annotations
 
 import enum
+import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from sage_agent.catalog.tasks import InputSpec, TaskSpec
+from sage_agent.catalog.tasks import InputSpec, TaskSpec, command_index
 from sage_agent.db.env import ConfigError, Target
 from sage_agent.db.redact import redact
+from sage_agent.ops.registry import load_operations
 from sage_agent.ops.result import NeedsInput, OpError, OpResult
+from sage_agent.session import audit
 from sage_agent.session.answers import AnswerSource, ConfirmationRequired, ConfirmRequest, Declined, MissingInput
 from sage_agent.session.context import OpContext, Settings
 from sage_agent.session.parse import CommandLineError, bind_values, split_command
@@ -77,13 +81,12 @@ class Session:
     # --- catalog access (lazy: `sage --version` never pays for it) ---------------------------
     @property
     def tasks(self) -> dict[str, TaskSpec]:
+        # lazy: tests replace load_tasks on its module (monkeypatch), which a top-level import would bypass
         from sage_agent.catalog.tasks import load_tasks
 
         return load_tasks()
 
     def resolve(self, name: str) -> TaskSpec | None:
-        from sage_agent.catalog.tasks import command_index
-
         task_id = command_index(self.tasks).get(name.lstrip("*"))
         return self.tasks.get(task_id) if task_id else None
 
@@ -128,9 +131,8 @@ class Session:
         return self.run_task(task, values)
 
     def unknown_command_message(self, name: str) -> str:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         import difflib
-
-        from sage_agent.catalog.tasks import command_index
 
         names = sorted(command_index(self.tasks))
         close = difflib.get_close_matches(name.lstrip("*"), names, n=3, cutoff=0.5)
@@ -139,11 +141,6 @@ class Session:
 
     def run_task(self, task: TaskSpec, values: dict[str, Any]) -> Outcome:
         """Run one operation, recorded in the project's audit trail: a started line, then a finished line."""
-        import time
-        import uuid
-
-        from sage_agent.session import audit
-
         entry_id = uuid.uuid4().hex[:16]
         self._confirmed_by, self._risk = [], None
         audit.append(self.project, {"id": entry_id, "event": "started", "time": audit.now(),
@@ -169,8 +166,6 @@ class Session:
         return outcome
 
     def _run_task(self, task: TaskSpec, values: dict[str, Any]) -> Outcome:
-        from sage_agent.ops.registry import load_operations
-
         op = load_operations().get(task.id)
         if op is None:
             return Outcome(EXIT_FAILED, error=f"*{task.command} has no operation registered (task {task.id})",
@@ -219,6 +214,7 @@ class Session:
         except (ConfigError, ConnectionError) as exc:
             return self._finish(Outcome(EXIT_FAILED, error=redact(str(exc)), task_id=task.id))
         except Exception as exc:  # noqa: BLE001 - any failure ends in a clear message, never a traceback
+            # lazy: psycopg loads on the first database call
             from sage_agent.db.connect import DbConnectError
 
             if isinstance(exc, DbConnectError):

@@ -6,6 +6,7 @@ split + lint only) does not pay for classify.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 _LAZY = {"StatementInfo": "classify", "statement_kind_name": "classify",
@@ -19,6 +20,5 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'sage_agent.sqlkit' has no attribute {name!r}")
-    import importlib
 
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -174,6 +174,7 @@ def _parse(text: str) -> Any:
     """
     if not _FAST_BUILD_OK:
         return _pg.parse_sql(text)
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from pglast import ast as _ast
 
     with _FAST_BUILD_LOCK:
@@ -190,6 +191,7 @@ def _parse(text: str) -> Any:
 
 def _fast_build_supported() -> bool:
     try:
+        # lazy: pglast (the SQL parser) loads only when SQL is parsed
         import pglast
         from pglast import ast as _ast
 
@@ -324,6 +326,7 @@ def _split_sql(text: str | bytes, filename: str) -> list[Statement]:
 
 
 def _replace(stmt: Statement, **changes: Any) -> Statement:
+    # lazy: tests replace replace on its module (monkeypatch), which a top-level import would bypass
     from dataclasses import replace
     return replace(stmt, **changes)
 

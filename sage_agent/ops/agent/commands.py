@@ -20,10 +20,12 @@ class UsageInput(BaseModel):
 
 @operation("agent-usage", risk="read")
 def usage(inputs: UsageInput, ctx) -> OpResult:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.agent.loop import current_agent
 
     agent = current_agent()
     if agent is None:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.agent.config import load_config
 
         config = load_config()
@@ -61,6 +63,7 @@ class ResumeInput(BaseModel):
 
 @operation("agent-resume", risk="read")
 def resume(inputs: ResumeInput, ctx) -> OpResult:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.agent.loop import current_agent
     from sage_agent.agent.transcript import list_sessions, load_messages
 

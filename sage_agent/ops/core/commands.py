@@ -7,7 +7,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from sage_agent.catalog.persona import load_persona
 from sage_agent.catalog.tasks import cmd
+from sage_agent.db.embedded import running_servers
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import Finding, OpError, OpResult, Table
 
@@ -23,7 +25,7 @@ class HelpInput(BaseModel):
 @operation("help", risk="read")
 def help_(inputs: HelpInput, ctx) -> OpResult:
     """Commands grouped as the persona groups them; with a command, that task's usage and inputs."""
-    from sage_agent.catalog.persona import load_persona
+    # lazy: tests replace load_tasks on its module (monkeypatch), which a top-level import would bypass
     from sage_agent.catalog.tasks import command_index, load_tasks
 
     persona = load_persona()
@@ -32,6 +34,7 @@ def help_(inputs: HelpInput, ctx) -> OpResult:
         task_id = command_index(tasks).get(inputs.command.lstrip("*"))
         if not task_id:
             raise OpError(f"unknown command *{inputs.command.lstrip('*')}", "type *help for the list", exit_code=2)
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.session.parse import flag_usage
 
         task = tasks[task_id]
@@ -61,10 +64,6 @@ def help_(inputs: HelpInput, ctx) -> OpResult:
 
 @operation("exit", risk="read")
 def exit_(inputs: NoInput, ctx) -> OpResult:
-    from sage_agent.catalog.persona import load_persona
-
-    from sage_agent.db.embedded import running_servers
-
     name = load_persona().agent.name
     running = []
     for server in running_servers(ctx.project):
@@ -89,12 +88,12 @@ class EnvCheckInput(BaseModel):
 @operation("db-env-check", risk="read")
 def env_check(inputs: EnvCheckInput, ctx) -> OpResult:
     """Connection, server, Supabase and tooling facts; a distinct, actionable message for each failure."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.binaries import BinaryNotFound, find_binary
     from sage_agent.db.connect import DbConnectError
     from sage_agent.db.info import server_info
     from sage_agent.db.supabase_cli import find_cli
     from sage_agent.db.urls import describe
-
     from sage_agent.ops.core.mcp_method import configured_command, env_check_mcp
 
     mcp_command = configured_command(ctx.project)
@@ -137,6 +136,7 @@ def env_check(inputs: EnvCheckInput, ctx) -> OpResult:
         findings.append(Finding(rule="tools.supabase_cli", severity="info", message="Supabase CLI not found",
                                 fix="npm install supabase (no Docker needed) or set SUPABASE_CLI"))
     if target.embedded:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.db.majors import server_bin_dirs
 
         server = ctx.embedded
@@ -164,6 +164,7 @@ SESSION_COMMANDS = "*apply, *rollback, *restore, *seed, *snapshot, *backup, *loa
 
 def _pooling_facts(ctx, facts: dict[str, object], findings: list[Finding]) -> None:
     """Which pooling stands in front of the URL, the direct URL, and whether it connects."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import DbConnectError
     from sage_agent.db.pooler import detect
 
@@ -200,6 +201,7 @@ def _pooling_facts(ctx, facts: dict[str, object], findings: list[Finding]) -> No
 
 def _replication_facts(ctx, facts: dict[str, object], findings: list[Finding]) -> None:
     """Standby or primary, and how far behind (a standby) or how many standbys and slots (a primary)."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.replication import replication_picture
 
     with ctx.connect(autocommit=True) as conn:
@@ -260,6 +262,7 @@ create policy "profiles are readable by their owner" on public.profiles
 @operation("db-bootstrap", risk="write")
 def bootstrap(inputs: BootstrapInput, ctx) -> OpResult:
     """Create the supabase/ layout (via `supabase init` when asked and present). Never overwrites a file."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.supabase_cli import find_cli
 
     project: Path = ctx.project

@@ -8,11 +8,17 @@ Configure the server command with SAGE_DB_MCP_COMMAND (environment or the projec
 from __future__ import annotations
 
 import json
+import os
+import re
 import shlex
+import time
 from pathlib import Path
 from typing import Any
 
 from sage_agent.config import settings
+from sage_agent.db.env import merged_environ
+from sage_agent.db.redact import redact
+from sage_agent.ops.result import Finding, OpResult
 
 ENV_VAR = "SAGE_DB_MCP_COMMAND"
 QUERY_TOOLS = ("query", "execute_sql", "run_sql", "sql")
@@ -23,8 +29,6 @@ class McpMethodError(RuntimeError):
 
 
 def configured_command(project: Path) -> list[str] | None:
-    from sage_agent.db.env import merged_environ
-
     raw = settings(merged_environ(project)).db_mcp_command
     return shlex.split(raw) if raw else None
 
@@ -35,11 +39,11 @@ def _text(result) -> str:
 
 def probe(command: list[str], sql: str = "select version()", timeout: float = 60) -> dict[str, Any]:
     """Start the server, list its tools, run `sql` through its query tool. Returns tools, tool used, rows/text."""
-    import os
-
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     import anyio
 
     async def run() -> dict[str, Any]:
+        # lazy: the HTTP client loads only when it is used
         from mcp.client.session import ClientSession
         from mcp.client.stdio import StdioServerParameters, stdio_client
 
@@ -80,12 +84,8 @@ def probe(command: list[str], sql: str = "select version()", timeout: float = 60
 
 def env_check_mcp(command: list[str], ctx):
     """*env-check when the database method is MCP."""
-    import re
-    import time
-
-    from sage_agent.db.redact import redact
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.supabase_cli import find_cli
-    from sage_agent.ops.result import Finding, OpResult
 
     shown = redact(" ".join(shlex.quote(c) for c in command))
     facts: dict[str, Any] = {"environment": ctx.target.env, "method": "MCP", "source": ENV_VAR, "mcp_command": shown}

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from sage_agent.db.redact import redact
 from sage_agent.db.tables import count_rows, list_tables
 from sage_agent.ops.artifacts import sha256_file
 from sage_agent.ops.result import OpError
@@ -61,6 +62,7 @@ def restored_counts(conn, expected: dict[str, int], server_major: int) -> tuple[
     backup (counters not flushed yet, track_counts off, another writer) is counted with count(*), so a difference
     is always reported from an exact count. Counters are trusted from PostgreSQL 15 on (shared-memory statistics,
     flushed when the restoring session ends)."""
+    # lazy: psycopg loads on the first database call
     import psycopg
     from psycopg import sql
 
@@ -104,6 +106,7 @@ def outside_dependents(conn, tables: list[str], archived_views: set[str]) -> lis
     pg_restore --clean (or a plain backup's DROP statements) drops each table before it recreates it; a foreign
     key from a table made after the backup, or a view made after it, blocks that DROP and the whole restore rolls
     back. Found before anything is done."""
+    # lazy: psycopg loads on the first database call
     from psycopg import sql
 
     found = [(child, "foreign key", sql.SQL("alter table {} drop constraint {};").format(
@@ -148,8 +151,8 @@ class DumpRun:
 def run_pg_dump(url: str, out: Path, fmt: str, *, jobs: int | None, snapshot: str | None, server_major: int,
                 on_table: Callable[[str], None], lock_timeout_ms: int | None = None) -> DumpRun:
     """pg_dump --verbose, password in the environment only; each table it reports advances the progress."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.binaries import find_binary
-    from sage_agent.db.redact import redact
     from sage_agent.db.tools import tool_env
 
     binary = find_binary("pg_dump", server_major)
@@ -197,6 +200,7 @@ def finish_pg_dump(run: DumpRun) -> None:
 
 @lru_cache(maxsize=8)
 def tool_version(name: str, server_major: int) -> str:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.binaries import find_binary
 
     binary = find_binary(name, server_major)
@@ -206,6 +210,7 @@ def tool_version(name: str, server_major: int) -> str:
 
 def archive_list(path: Path, server_major: int) -> list[str]:
     """`pg_restore --list`: the archive's table of contents (fails on a damaged or foreign file)."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.binaries import find_binary
 
     binary = find_binary("pg_restore", newest=True)  # reading needs a pg_restore as new as the writer
@@ -219,6 +224,7 @@ def archive_list(path: Path, server_major: int) -> list[str]:
 def raise_unreadable(path: Path, binary: Path, output: str) -> None:
     """The reason pg_restore could not read an archive: too old a pg_restore is named as such (the file is
     fine), anything else is a damaged or foreign file."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.archive import unreadable_reason
     from sage_agent.db.binaries import binary_major
 
@@ -266,10 +272,10 @@ def archive_owners(listing: list[str]) -> set[str]:
 def make_backup(ctx, url: str, name: str, fmt: str, *, jobs: int | None = None, env_label: str = "",
                 progress_label: str | None = None) -> dict:
     """Dump `url` into supabase/backups/NAME.*, count rows in the same snapshot, verify, write NAME.json."""
+    # lazy: psycopg loads on the first database call
     import psycopg
 
     from sage_agent.db.info import server_info
-    from sage_agent.db.redact import redact
     from sage_agent.db.urls import describe
 
     out = artifact_path(ctx.project, name, fmt)
@@ -313,6 +319,7 @@ def make_backup(ctx, url: str, name: str, fmt: str, *, jobs: int | None = None, 
         conn.rollback()
     finally:
         conn.close()
+    # lazy: the thread pool loads only for parallel work
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=1) as pool:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import re
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -9,6 +13,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from sage_agent.catalog.tasks import cmd
+from sage_agent.db.env import ENV_NAMES, check_url, resolve_target
+from sage_agent.db.redact import redact
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import Finding, NeedsInput, OpError, OpResult, Table, human_bytes
 
@@ -33,6 +39,7 @@ with warnings.catch_warnings():
 @operation("db-load-csv", risk="write")
 def load_csv(inputs: LoadCsvInput, ctx) -> OpResult:
     """Stream a CSV file into a table through COPY; all-or-nothing unless batched."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.data import csvload as dc
     opts = dc.build_options(inputs)
     if inputs.batch_rows is not None and inputs.batch_rows < 1:
@@ -110,6 +117,7 @@ def load_csv(inputs: LoadCsvInput, ctx) -> OpResult:
         started = time.perf_counter()
         server_error = None
         rows = 0
+        # lazy: psycopg loads on the first database call
         import psycopg
 
         try:
@@ -159,8 +167,6 @@ def _hint_for(sqlstate: str | None) -> str | None:
 
 
 def _server_error(exc, header: bool) -> str:
-    import re
-
     diag = exc.diag
     message = diag.message_primary or str(exc).splitlines()[0]
     context = diag.context or ""
@@ -175,6 +181,7 @@ def _server_error(exc, header: bool) -> str:
 
 
 def _validate_file(ctx, path: Path, cols, opts) -> list:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.data import csvload as dc
     with dc.Source(path) as src:
         if opts.header:
@@ -190,6 +197,7 @@ def _validate_file(ctx, path: Path, cols, opts) -> list:
 def _bad_rows_result(ctx, table, bad, max_errors: int, common: dict, mapping: Table, *, loaded: int,
                      summary_prefix: str, server_error: str | None = None, extra_facts: dict | None = None,
                      notes: list[str] | None = None) -> OpResult:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.data import csvload as dc
     artifacts = []
     findings = []
@@ -222,9 +230,7 @@ def _bad_rows_result(ctx, table, bad, max_errors: int, common: dict, mapping: Ta
 def _load_batched(ctx, inputs: LoadCsvInput, path: Path, table, cols, opts, creating: bool, common: dict,
                   mapping: Table, max_errors: int) -> OpResult:
     """One transaction per batch; the state file records the committed offset and the batch in flight."""
-    import hashlib
-    import io
-
+    # lazy: psycopg loads on the first database call
     import psycopg
 
     from sage_agent.ops.data import csvload as dc
@@ -361,6 +367,7 @@ class BackupInput(BaseModel):
 @operation("db-backup", risk="read")
 def backup(inputs: BackupInput, ctx) -> OpResult:
     """pg_dump into supabase/backups/ with metadata and verification."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.data import backup as db
     if inputs.jobs is not None and inputs.jobs < 1:
         raise OpError("jobs must be at least 1", exit_code=2)
@@ -404,12 +411,11 @@ class RestoreInput(BaseModel):
 @operation("db-restore", risk="destructive")
 def restore(inputs: RestoreInput, ctx) -> OpResult:
     """Check the backup, show what will be replaced, RESTORE, safety backup, restore in one transaction, verify."""
+    # lazy: psycopg loads on the first database call
     from psycopg import sql
 
     from sage_agent.db.connect import DbConnectError, connect
-    from sage_agent.db.env import ENV_NAMES, check_url, resolve_target
     from sage_agent.db.pooler import session_url
-    from sage_agent.db.redact import redact
     from sage_agent.db.replication import StandbyWrite, is_standby
     from sage_agent.db.urls import describe, replace_dbname
     from sage_agent.ops.data import backup as db
@@ -431,6 +437,7 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
         url, label = session_url(check_url(inputs.into), None, "*restore", variable="a direct URL in into="), "URL"
     where = describe(url)
     display = redact(url)
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.info import server_info
 
     create_db = False
@@ -522,6 +529,7 @@ def restore(inputs: RestoreInput, ctx) -> OpResult:
                      lock_timeout_ms=ctx.settings.lock_timeout_ms, source_major=meta.get("server_major"))
     except OpError as exc:
         if create_db:
+            # lazy: psycopg loads on the first database call
             from sage_agent.db.shadow import drop_database
 
             drop_database(admin_url, where["database"])
@@ -573,12 +581,11 @@ def _run_restore(url: str, artifact: Path, fmt: str, server_major: int, *, no_ow
     The archive's own script starts with `SET lock_timeout = 0`, so the timeout cannot be passed in:
     instead the restore's server session is found by its application_name and cancelled (the
     transaction rolls back, the target stays as it was)."""
+    # lazy: psycopg loads on the first database call
     import secrets
-    import threading
 
     from sage_agent.db.archive import start_restore
     from sage_agent.db.connect import connect
-    from sage_agent.db.redact import redact
 
     app = f"sage-restore-{secrets.token_hex(4)}"
     run = start_restore(url, artifact, fmt, server_major, no_owner=no_owner, app=app)
@@ -614,6 +621,7 @@ def _run_restore(url: str, artifact: Path, fmt: str, server_major: int, *, no_ow
         stop.set()
         guard.join(timeout=5)
     if code != 0:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.db.archive import older_server_hint
 
         text = redact(err.strip())

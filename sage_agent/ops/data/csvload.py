@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -230,6 +231,7 @@ class TableRef:
         return readable(self.schema, self.name)
 
     def ident(self):
+        # lazy: psycopg loads on the first database call
         from psycopg import sql
 
         return sql.Identifier(self.schema, self.name)
@@ -389,6 +391,7 @@ def infer_columns(header: list[str] | None, sample: Sample, opts: CsvOptions) ->
 
 
 def create_table_sql(table: TableRef, cols: list[Column]):
+    # lazy: psycopg loads on the first database call
     from psycopg import sql
 
     return sql.SQL("create table {} ({})").format(
@@ -397,6 +400,7 @@ def create_table_sql(table: TableRef, cols: list[Column]):
 
 
 def copy_sql(table: TableRef, cols: list[Column], opts: CsvOptions):
+    # lazy: psycopg loads on the first database call
     from psycopg import sql
 
     options = [sql.SQL("format csv"), sql.SQL("delimiter {}").format(sql.Literal(opts.delimiter)),
@@ -521,6 +525,7 @@ class BadRow:
 def validate_rows(conn, src_stream: BinaryIO, prefix: bytes, first_line: int, cols: list[Column],
                   opts: CsvOptions, server_major: int) -> list[BadRow]:
     """Check every record: encoding, field count, NOT NULL, and each value's cast (on the server)."""
+    # lazy: psycopg loads on the first database call
     from psycopg import sql
 
     bad: dict[int, BadRow] = {}
@@ -632,8 +637,6 @@ def read_state(path: Path) -> dict | None:
 
 
 def write_state(path: Path, state: dict) -> None:
-    import os
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")

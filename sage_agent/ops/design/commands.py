@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel
 
+from sage_agent.catalog.tasks import InputSpec
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import Finding, OpError, OpResult, Table
 
@@ -30,11 +33,15 @@ def _rel(project: Path, path: Path) -> str:
 
 def build_from_design(design, source: str, name: str, ctx, extra_files: dict[str, str] | None = None) -> OpResult:
     """Generate migration + RLS + plan, prove them on a shadow database, then write them (nothing on failure)."""
-    import tempfile
-
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.shadow import load_sql_file, shadow_database
-    from sage_agent.ops.design.generate import (generate_rls, generate_sql, implementation_plan, render_template_file,
-                                           validate_types)
+    from sage_agent.ops.design.generate import (
+        generate_rls,
+        generate_sql,
+        implementation_plan,
+        render_template_file,
+        validate_types,
+    )
 
     project: Path = ctx.project
     schema_sql, order = generate_sql(design, source)
@@ -61,6 +68,7 @@ def build_from_design(design, source: str, name: str, ctx, extra_files: dict[str
                     raise OpError(f"the generated {Path(rel).name} failed on a shadow database: {exc}",
                                   "fix the design (types, defaults, references) and run again") from None
                 progress.advance(1, Path(rel).name)
+        # lazy: psycopg loads on the first database call
         import psycopg
 
         with psycopg.connect(shadow_url) as conn:
@@ -95,6 +103,7 @@ def build_from_design(design, source: str, name: str, ctx, extra_files: dict[str
 
 @operation("create-migration-from-design", risk="write")
 def create_migration_from_design(inputs: DesignInput, ctx) -> OpResult:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.design.generate import load_design
 
     path = Path(inputs.design)
@@ -115,6 +124,7 @@ _ID_TYPES = {"uuid": ("uuid", "gen_random_uuid()"), "bigint": ("bigint generated
 
 def spec_to_tables(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """A domain spec (entities, attributes, keys, relationships, ownership, tenancy) -> schema-design tables."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.design.generate import DesignError
 
     if not isinstance(spec, dict) or not isinstance(spec.get("entities"), list) or not spec["entities"]:
@@ -169,8 +179,6 @@ def spec_to_tables(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _ask(ctx, label: str) -> str:
     """One free-form question; blank is a valid answer (no '(default )' noise in the prompt)."""
-    from sage_agent.catalog.tasks import InputSpec
-
     return ctx.ask_fn(InputSpec(key="value", label=label, kind="text", required=False, line=0)) or ""
 
 
@@ -203,8 +211,7 @@ def elicit_spec(ctx) -> dict[str, Any]:
 
 @operation("domain-modeling", risk="write")
 def model_domain(inputs: ModelDomainInput, ctx) -> OpResult:
-    import yaml
-
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.design.generate import DesignError, parse_design, render_template_file
 
     if inputs.spec:

@@ -131,6 +131,7 @@ def _pending(env: CheckEnv) -> list[Path]:
 
 
 def _migrations_lint(env: CheckEnv) -> CheckResult:
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.lint import lint_sql
     from sage_agent.sqlkit.split import SqlSyntaxError
 

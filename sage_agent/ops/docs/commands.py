@@ -7,9 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from sage_agent.catalog.paths import knowledge_dir
 from sage_agent.catalog.tasks import cmd
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import OpError, OpResult, Table
+from sage_agent.session.answers import MissingInput
 
 _SEVERITY = {"ERROR": "error", "WARN": "warning", "INFO": "info"}
 
@@ -30,9 +32,9 @@ _FAILING = {"fail": ("fail",), "partial": ("fail", "partial"), "unanswered": ("f
 
 @operation("execute-checklist", risk="read")
 def execute_checklist(inputs: ChecklistInput, ctx) -> OpResult:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.catalog.checklists import list_checklists, parse_checklist
     from sage_agent.ops.docs.checks import CheckEnv, run_check
-    from sage_agent.session.answers import MissingInput
 
     available = list_checklists()
     key = inputs.name.removesuffix(".md").removesuffix("-checklist")
@@ -161,6 +163,7 @@ def parse_vars(text: str | None) -> dict[str, str]:
 
 @operation("create-doc", risk="write")
 def create_doc(inputs: CreateDocInput, ctx) -> OpResult:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.catalog.templates import TemplateError, load_template, render_spec
     from sage_agent.ops.docs.docmodels import validate_document
 
@@ -182,6 +185,7 @@ def create_doc(inputs: CreateDocInput, ctx) -> OpResult:
     except TemplateError as exc:
         raise OpError(f"{exc}; nothing was written", exit_code=2) from None
     if spec.kind == "sql":
+        # lazy: pglast (the SQL parser) loads only when SQL is parsed
         from sage_agent.sqlkit.split import SqlSyntaxError, split_sql
 
         try:
@@ -219,8 +223,6 @@ class KbInput(BaseModel):
 
 
 def _kb_sections() -> list[tuple[str, str, str]]:
-    from sage_agent.catalog.paths import knowledge_dir
-
     out = []
     for path in sorted((knowledge_dir() / "data").glob("*.md")):
         heading, buf = None, []

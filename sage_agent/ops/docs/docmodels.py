@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 
 class _Open(BaseModel):
@@ -32,6 +33,7 @@ class SchemaDesign(BaseDocument):
 
     @model_validator(mode="after")
     def _design(self) -> "SchemaDesign":
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.ops.design.generate import DesignError, parse_design
 
         body = {**(self.model_extra or {}), "template": self.template.model_dump(),
@@ -94,9 +96,6 @@ MODELS: dict[str, type[BaseDocument]] = {
 
 def validate_document(template: str, text: str) -> BaseDocument:
     """Load YAML and validate it against the model for its template (ValueError with the reason)."""
-    import yaml
-    from pydantic import ValidationError
-
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

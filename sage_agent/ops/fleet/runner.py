@@ -15,10 +15,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sage_agent.catalog.tasks import TaskSpec
+from sage_agent.db.env import Target
 from sage_agent.ops.fleet.targets import FleetEntry
+from sage_agent.ops.registry import load_operations
 from sage_agent.session.answers import AnswerSource, FlagAnswers, MissingInput
-from sage_agent.session.machine import (EXIT_CONFIRM, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Outcome,
-                                        Session)
+from sage_agent.session.machine import (
+    EXIT_CONFIRM,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Outcome,
+    Session,
+)
 from sage_agent.session.parse import CommandLineError, bind_values, split_command
 
 # Worst first: the overall exit code of a fleet run is the exit code of the worst target (documented in README).
@@ -62,9 +71,6 @@ class TargetRun:
 def plan_lines(lines: list[str], extra: dict[str, str], project: Path) -> list[LinePlan]:
     """Check every line before anything runs (unknown command, bad or missing input: CommandLineError, exit 2),
     and compute each one's risk from its inputs (`*run-sql --write` is a write)."""
-    from sage_agent.db.env import Target
-    from sage_agent.ops.registry import load_operations
-
     probe = Session(project=project, target=Target("local", None, "fleet plan", embedded=True),
                     answers=FlagAnswers(), front_door="fleet")
     ops = load_operations()
@@ -100,8 +106,8 @@ def run_fleet(entries: list[FleetEntry], plans: list[LinePlan], *, project: Path
               stop_on_failure: bool = False, on_done: Callable[[TargetRun], None] = lambda run: None) -> list[TargetRun]:
     """Run the planned lines on every target; results in the file's order. Writes go one target at a time.
     Ctrl-C cancels the running statements on every target (their transactions roll back); the rest are skipped."""
+    # lazy: tests replace load_tasks on its module (monkeypatch), which a top-level import would bypass
     from sage_agent.catalog.tasks import load_tasks
-    from sage_agent.ops.registry import load_operations
 
     load_tasks(), load_operations()  # loaded once, before any thread needs them
     _start_embedded_once(entries, project)
@@ -196,6 +202,7 @@ def _failed(run: TargetRun) -> bool:
 def _start_embedded_once(entries: list[FleetEntry], project: Path) -> None:
     """A target on the project's embedded server gets it started here, once, before the threads."""
     if any(e.target is not None and e.target.embedded for e in entries):
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.db.embedded import EmbeddedError, project_server
 
         try:

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sage_agent.config import settings
 from sage_agent.db.env import ENV_NAMES, ConfigError, Target, check_url, merged_environ, resolve_target
 from sage_agent.db.redact import redact, register_url
 
@@ -211,7 +212,5 @@ def _expand(value: str, env: dict[str, str], where: str) -> str:
 
 def default_parallel() -> int:
     """Threads when --parallel is not given: SAGE_FLEET_PARALLEL, else one per core."""
-    from sage_agent.config import settings
-
     configured = settings().fleet_parallel
     return configured if configured > 0 else (os.cpu_count() or 1)

@@ -6,14 +6,25 @@ The work for each recipient runs through the generic Session (`*smoke-test`, `*e
 from __future__ import annotations
 
 import time
+import tomllib
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from sage_agent.ops.integration.handoff_files import (KNOWN_AGENTS, Handoff, HandoffError, StepRunner, StoryContext,
-                                                      agent_id, session_work, write_handoff)
+from sage_agent.ops.integration.handoff_files import (
+    KNOWN_AGENTS,
+    Handoff,
+    HandoffError,
+    StepRunner,
+    StoryContext,
+    agent_id,
+    session_work,
+    write_handoff,
+)
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import OpError, OpResult, Table
+from sage_agent.session.answers import MissingInput
+from sage_agent.session.machine import Session
 
 
 class HandoffInput(BaseModel):
@@ -33,8 +44,6 @@ class _CtxAnswers:
         self.ctx = ctx
 
     def ask(self, spec):
-        from sage_agent.session.answers import MissingInput
-
         raise MissingInput(spec)
 
     def confirm(self, request) -> bool:
@@ -42,15 +51,11 @@ class _CtxAnswers:
 
 
 def _sub_session(ctx):
-    from sage_agent.session.machine import Session
-
     return Session(project=ctx.project, target=ctx.target, answers=_CtxAnswers(ctx), settings=ctx.settings,
                    message_sink=ctx.message_sink, progress_sink=ctx.progress_sink)
 
 
 def seed_locations(project: Path) -> list[str]:
-    import tomllib
-
     found: list[str] = []
     config = project / "supabase" / "config.toml"
     if config.is_file():
@@ -68,6 +73,7 @@ def seed_locations(project: Path) -> list[str]:
 
 def _has_sql(path: Path) -> bool:
     """A seed file with at least one statement (not only comments and blank lines)."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.split import split_sql
 
     try:
@@ -96,6 +102,7 @@ def _rollback_plan(project: Path, snapshots: list[str], migrations: list[str]) -
 
 @operation("handoff", risk="write")
 def handoff(inputs: HandoffInput, ctx) -> OpResult:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.design.generate import render_template_file
 
     to = agent_id(inputs.to)
@@ -143,11 +150,13 @@ def handoff(inputs: HandoffInput, ctx) -> OpResult:
         runbook = render_template_file("db-runbook-tmpl.yaml", {
             "operation": "production-deploy", "environment": "production",
             "migration": Path(migrations[-1]).name if migrations else ""})
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         import yaml
 
         yaml.safe_load(runbook)  # the rendered runbook must be valid YAML
         files["docs/deploy/runbook-production-deploy.yaml"] = runbook
         if not any("checklist" in a for a in artifacts):
+            # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
             from sage_agent.catalog.paths import knowledge_dir
 
             checklist = (knowledge_dir() / "checklists" / "dba-predeploy-checklist.md").read_text(encoding="utf-8")

@@ -127,6 +127,7 @@ def load_handoff(path: Path, project: Path, *, for_agent: str | None = AGENT_ID,
 
 
 def checksum(path: Path) -> str:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.artifacts import sha256_file
 
     return f"sha256:{sha256_file(path)}"
@@ -140,6 +141,7 @@ def session_work(project: Path, to: str) -> list[dict[str, str]]:
     """The files DB Sage produced since its last handoff to `to` (the whole audit trail when there is none),
     oldest first, from `.sage/audit.jsonl`: {"path", "command"} for each file inside the project that still
     exists. This is how a handoff carries the session's migrations, reports, JUnit files and runbooks."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.session import audit
 
     records = audit.read(project)

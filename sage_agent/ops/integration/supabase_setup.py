@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from sage_agent.db.env import merged_environ
+from sage_agent.db.redact import redact, register_secret
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import Finding, OpError, OpResult, Table
 
@@ -76,9 +78,8 @@ def _seed_config(text: str) -> tuple[str, str | None]:
 
 def management_api(token: str, ref: str | None) -> dict[str, Any]:
     """Projects and (for one project) API key names from the Management API. Keys are never returned in clear."""
+    # lazy: the HTTP client loads only when it is used
     import httpx
-
-    from sage_agent.db.redact import register_secret
 
     register_secret(token)
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
@@ -105,10 +106,9 @@ def management_api(token: str, ref: str | None) -> dict[str, Any]:
 
 @operation("supabase-setup", risk="write")
 def supabase_setup(inputs: SupabaseSetupInput, ctx) -> OpResult:
+    # lazy: the HTTP client loads only when it is used
     import httpx
 
-    from sage_agent.db.env import merged_environ
-    from sage_agent.db.redact import redact
     from sage_agent.db.supabase_cli import find_cli
 
     project: Path = ctx.project

@@ -23,6 +23,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.ops.lint.reporters import REPORTERS
 
     p = _Parser(prog="sage lint", description="Lint PostgreSQL migrations for locks, rewrites and breaking "
@@ -64,6 +65,7 @@ def _flags(args) -> LintConfig:
 
 
 def _list_rules(rules: list) -> int:
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.lint import ALL_RULES
 
     running = {r.id for r in rules}
@@ -91,6 +93,7 @@ def main(argv: list[str], project: Path | None = None) -> int:
 
 
 def _run(args, project: Path, cwd: Path) -> int:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.lint.config import load_config, select_rules
 
     cfg = load_config(project, cwd, _flags(args), args.config)
@@ -102,15 +105,18 @@ def _run(args, project: Path, cwd: Path) -> int:
     excluded_paths = cfg.excluded_paths or []
     notes: list[str] = []
     if args.paths:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.ops.lint.files import collect
 
         files = collect(args.paths, cwd, excluded_paths)
     else:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.ops.lint.files import default_files
 
         selection = default_files(project, cwd, all_files=args.all, env=args.env, db_url=args.db_url,
                                   excluded_paths=excluded_paths)
         files, notes = selection.files, selection.notes
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.ops.lint.reporters import render
     from sage_agent.ops.lint.runner import lint_paths
 

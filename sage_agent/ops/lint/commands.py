@@ -24,6 +24,7 @@ class LintInput(BaseModel):
 @operation("db-lint", risk="read")
 def lint(inputs: LintInput, ctx) -> OpResult:
     """Lint without running anything: the same code path as `sage lint`."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.ops.lint.cli import DEFAULT_PG
     from sage_agent.ops.lint.config import LintConfig, LintUsageError, load_config, parse_pg_version, select_rules, \
         split_rules

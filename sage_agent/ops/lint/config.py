@@ -7,6 +7,7 @@ A dataclass, not pydantic: this module is on `sage lint`'s start-up path.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,6 @@ def split_rules(values: list[str] | str | None) -> list[str]:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    import tomllib
-
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -84,6 +83,7 @@ def _bool(value: Any, key: str, where: str) -> bool:
 def read_squawk_toml(path: Path) -> LintConfig:
     """squawk's file through sqlkit's loader (squawk's keys and meaning: excluded_rules, included_rules,
     excluded_paths, pg_version, assume_in_transaction; `upload_to_github` ignored)."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.lint.config import load_config as load_squawk
 
     try:
@@ -173,6 +173,7 @@ def load_config(project: Path, cwd: Path, flags: LintConfig, squawk_config: Path
 def select_rules(cfg: LintConfig) -> list:
     """The rules to run: the default ones plus `include`d opt-in ones, minus `exclude` (exclude wins, as in
     squawk). Unknown names are a usage error naming the closest rule."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.lint.rules import ALIASES, ALL_RULES
 
     known: dict[str, tuple[str, ...]] = {r.id: (r.id,) for r in ALL_RULES}  # opt-in rules are known too
@@ -180,6 +181,7 @@ def select_rules(cfg: LintConfig) -> list:
     for key in ("exclude", "include"):
         for name in getattr(cfg, key) or []:
             if name not in known:
+                # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
                 import difflib
 
                 close = difflib.get_close_matches(name, list(known), n=1)

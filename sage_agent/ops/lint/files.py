@@ -6,11 +6,14 @@ a database)."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sage_agent.db.embedded import project_server
+from sage_agent.db.env import ConfigError, resolve_target
 from sage_agent.ops.lint.config import LintUsageError
 
 MIGRATIONS = Path("supabase") / "migrations"
@@ -26,7 +29,6 @@ class Selection:
 def _excluded(path: Path, patterns: list[str]) -> bool:
     if not patterns:
         return False
-    import fnmatch
 
     text = path.as_posix()
     return any(fnmatch.fnmatch(text, p) or fnmatch.fnmatch(path.name, p) for p in patterns)
@@ -56,6 +58,7 @@ def collect(paths: list[str], cwd: Path, excluded_paths: list[str]) -> list[Path
         elif full.is_file():
             add(p)
         elif _has_magic(arg):
+            # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
             import glob
 
             found = sorted(Path(m) for m in glob.glob(str(full), recursive=True) if os.path.isfile(m))
@@ -102,6 +105,7 @@ def default_files(project: Path, cwd: Path, *, all_files: bool, env: str, db_url
     try:
         applied = _applied_versions(url)
     except Exception as exc:  # noqa: BLE001 - any connection problem: fall back to every file, and say so
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.db.redact import redact
 
         return Selection(shown, [f"could not read the migration history ({redact(str(exc)).splitlines()[0]}): "
@@ -117,8 +121,6 @@ def default_files(project: Path, cwd: Path, *, all_files: bool, env: str, db_url
 
 def _configured_url(project: Path, env: str, db_url: str | None) -> tuple[str | None, str]:
     """(url, description) of the configured database, or (None, why not). Never starts a server."""
-    from sage_agent.db.env import ConfigError, resolve_target
-
     try:
         target = resolve_target(project, env, db_url)
     except ConfigError as exc:
@@ -127,7 +129,6 @@ def _configured_url(project: Path, env: str, db_url: str | None) -> tuple[str | 
         return None, str(exc).split(".")[0]
     if not target.embedded:
         return target.url, target.display_url
-    from sage_agent.db.embedded import project_server
 
     server = project_server(project)
     if server.data_dir.is_dir() and server.is_running():
@@ -137,6 +138,7 @@ def _configured_url(project: Path, env: str, db_url: str | None) -> tuple[str | 
 
 def _applied_versions(url: str) -> set[str]:
     """Versions in supabase_migrations.schema_migrations (empty when the table does not exist)."""
+    # lazy: psycopg loads on the first database call
     import psycopg
 
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:

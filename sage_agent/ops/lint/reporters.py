@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 from pathlib import Path
 from typing import Callable
+from urllib.parse import quote
 
 from sage_agent import __version__
 from sage_agent.ops.lint.runner import LintRun
@@ -58,8 +61,6 @@ def text(run: LintRun, color: bool) -> str:
 def as_json(run: LintRun) -> str:
     """A list of findings with squawk's keys (file, line, column, level, message, help, rule_name) plus
     DB Sage's lock facts; lines and columns 1-based."""
-    import json
-
     out = []
     for f in run.findings:
         out.append({"file": f.filename, "line": f.line, "column": _col(f), "level": f.severity.capitalize(),
@@ -96,8 +97,6 @@ def github(run: LintRun) -> str:
 
 def _fingerprint(f, nth: int) -> str:
     """Stable across runs and line moves: file, rule, message and which occurrence of that triple it is."""
-    import hashlib
-
     return hashlib.sha256(f"{f.filename}\0{f.rule}\0{f.message}\0{nth}".encode()).hexdigest()[:32]
 
 
@@ -111,8 +110,6 @@ def _numbered(run: LintRun):
 
 def gitlab(run: LintRun) -> str:
     """GitLab Code Quality report (artifacts:reports:codequality)."""
-    import json
-
     out = []
     for f, nth in _numbered(run):
         desc = f.message + (f" Suggestion: {f.safe_alternative}" if f.safe_alternative else "")
@@ -131,15 +128,13 @@ def _artifact(filename: str) -> dict:
         except ValueError:
             return {"uri": path.as_uri()}
     parts = [p for p in path.as_posix().split("/") if p not in ("", ".")]
-    from urllib.parse import quote
 
     return {"uri": quote("/".join(parts)), "uriBaseId": "%SRCROOT%"}
 
 
 def sarif(run: LintRun) -> str:
     """SARIF 2.1.0 as GitHub code scanning reads it (upload with github/codeql-action/upload-sarif)."""
-    import json
-
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.ops.lint.runner import SYNTAX_ERROR, UNREADABLE
 
     rules = [{"id": r.id, "name": r.id, "shortDescription": {"text": r.summary or r.id},

@@ -3,9 +3,12 @@ column) and the other files are still linted."""
 
 from __future__ import annotations
 
+import gc
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sage_agent.config import settings
 from sage_agent.sqlkit.lint.model import LintFinding
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
@@ -60,6 +63,7 @@ def _decode(data: bytes, shown: str) -> tuple[str | None, LintFinding | None]:
 
 def lint_file(path: Path, rules: list, server_major: int, assume_in_transaction: bool, chain=None) -> FileReport:
     """One file; `chain` (sqlkit LintChain) carries what earlier files of a migration sequence did."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.lint.engine import lint_sql
     from sage_agent.sqlkit.split import SqlSyntaxError
 
@@ -97,10 +101,6 @@ _PARALLEL_FROM = 8  # files; below this a worker pool costs more than it saves
 
 def _jobs(count: int) -> int:
     """Worker processes for `count` files: SAGE_LINT_JOBS, else one per core (at most 4); 1 = no pool."""
-    import os
-
-    from sage_agent.config import settings
-
     wanted = settings().lint_jobs
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     jobs = wanted if wanted > 0 else min(cores, 4)
@@ -121,13 +121,12 @@ def lint_paths(paths: list[Path], rules: list, server_major: int, assume_in_tran
     each file stands alone, as in squawk, and many files are spread over forked workers (the rules and pglast
     are already imported, so a worker starts in milliseconds). The cyclic GC stays off, as in sqlkit (parse
     trees are acyclic and reference counting frees them)."""
-    import gc
-
     global _WORK
     was = gc.isenabled()
     gc.disable()
     try:
         if chain:
+            # lazy: pglast (the SQL parser) loads only when SQL is parsed
             from sage_agent.sqlkit.lint.engine import LintChain
 
             memory = LintChain()
@@ -135,6 +134,7 @@ def lint_paths(paths: list[Path], rules: list, server_major: int, assume_in_tran
                            rules=rules)
         jobs = _jobs(len(paths))
         if jobs > 1:
+            # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
             import multiprocessing
 
             try:

@@ -8,6 +8,7 @@ that cannot run inside a transaction, and lints.
 
 from __future__ import annotations
 
+import bisect
 import re
 import time
 from dataclasses import dataclass, field
@@ -15,8 +16,14 @@ from pathlib import Path
 from typing import Callable
 
 from sage_agent.config import settings
-from sage_agent.ops.migrations.history import Chunk, LocalMigration, MigrationFileError, cli_split, insert_version, \
-    read_migration_text
+from sage_agent.ops.migrations.history import (
+    Chunk,
+    LocalMigration,
+    MigrationFileError,
+    cli_split,
+    insert_version,
+    read_migration_text,
+)
 
 APPLY_LOCK_KEY = 7_305_262_733_461_001  # fixed: every DB Sage applier (and only they) take this advisory lock
 APPLICATION_NAME = "db-sage:apply"
@@ -66,6 +73,7 @@ class FilePlan:
 
 def prepare_file(migration: LocalMigration, server_major: int = 18, *, lint: bool = True) -> FilePlan:
     """Read, split (as the CLI does), parse (pglast) and lint one file. Raises MigrationFileError."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.classify import classify
     from sage_agent.sqlkit.split import SqlSyntaxError, split_sql
 
@@ -80,7 +88,6 @@ def prepare_file(migration: LocalMigration, server_major: int = 18, *, lint: boo
     # (statements '{}' for an empty file, the comment for a comment-only one).
     plan = FilePlan(migration, text, chunks, parsed=statements, empty=not statements)
     starts = [c.offset for c in chunks]
-    import bisect
 
     per_chunk: dict[int, int] = {}
     for stmt in statements:
@@ -109,9 +116,11 @@ def prepare_file(migration: LocalMigration, server_major: int = 18, *, lint: boo
     if plan.skip and not plan.transactional:
         plan.skip = set()  # statement by statement: BEGIN/COMMIT run as written
     if lint:
+        # lazy: pglast (the SQL parser) loads only when SQL is parsed
         from sage_agent.sqlkit.lint.engine import lint_statements
 
         try:
+            # lazy: pglast (the SQL parser) loads only when SQL is parsed
             import pglast.parser as _pg
 
             file_comments = [c.str for c in _pg.comments(text)]
@@ -166,6 +175,7 @@ def _error_text(exc: Exception) -> tuple[str, int | None]:
 
 def _line_of(chunk: Chunk, pos: int | None) -> int:
     if not pos:  # the statement's first line, after the comments the CLI keeps at the start of its chunk
+        # lazy: psycopg loads on the first database call
         from sage_agent.ops.migrations.history import _skip_space_and_comments
 
         return chunk.line + chunk.text[:_skip_space_and_comments(chunk.text)].count("\n")
@@ -191,6 +201,7 @@ def reset_session(conn, statement_timeout: str | None, lock_timeout: str | None)
 def _locate_failure(conn, plan: FilePlan):
     """After a pipelined file failed (and was rolled back): run it again statement by statement in a transaction
     that is always rolled back, to find the statement (and line) that fails."""
+    # lazy: psycopg loads on the first database call
     import psycopg
 
     try:
@@ -212,6 +223,7 @@ def apply_file(conn, plan: FilePlan, *, statement_timeout: str | None, lock_time
     """Apply one file on an autocommit connection. Transactional files: all statements and the history row
     commit together or not at all, sent as one pipeline (one round trip, like the CLI's batch). Others:
     statement by statement, then the history row."""
+    # lazy: psycopg loads on the first database call
     import psycopg
 
     mig = plan.migration
@@ -264,6 +276,7 @@ def apply_file(conn, plan: FilePlan, *, statement_timeout: str | None, lock_time
                     insert_version(conn, mig.version, mig.name, plan.statements)
     except psycopg.Error as exc:
         message, pos = _error_text(exc)
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.ops.migrations.platform import explain_unavailable
 
         explained = explain_unavailable(message, None if conn.closed else conn.info.server_version // 10000)
@@ -305,6 +318,7 @@ def lock_holder(conn) -> str | None:
 
 def acquire_apply_lock(conn, wait_s: float, on_wait: Callable[[str], None] = lambda s: None) -> float:
     """Session-level advisory lock; waits at most `wait_s` seconds (server-side lock_timeout). Returns seconds waited."""
+    # lazy: psycopg loads on the first database call
     import psycopg
 
     if conn.execute("select pg_try_advisory_lock(%s)", (APPLY_LOCK_KEY,)).fetchone()[0]:

@@ -122,6 +122,7 @@ def lock_needs(plan, server_major: int = 18) -> list[LockNeed]:
 
 
 def _all_relations(node: Any) -> list[str]:
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.nodes import names, qualified_from_names
 
     if isinstance(node, ast.TruncateStmt):

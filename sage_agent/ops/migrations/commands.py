@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from sage_agent.config import settings
+from sage_agent.db.redact import redact_obj
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import Finding, NeedsInput, OpError, OpResult, Table
 
@@ -27,6 +29,7 @@ def _require_supabase(project: Path) -> None:
 
 
 def _local(project: Path):
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.migrations.history import MigrationFileError, list_local
 
     try:
@@ -44,8 +47,6 @@ def _utc_now() -> str:
 
 
 def append_log(project: Path, entries: list[dict]) -> Path:
-    from sage_agent.db.redact import redact_obj
-
     path = project / LOG_PATH
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as fh:
@@ -56,7 +57,8 @@ def append_log(project: Path, entries: list[dict]) -> Path:
 
 def _drift_problems(plan, applied_rows) -> list[str]:
     """Applied versions whose local file no longer says what was applied."""
-    from sage_agent.ops.migrations.history import MigrationFileError, read_migration_text, cli_split, same_statements
+    # lazy: psycopg loads on the first database call
+    from sage_agent.ops.migrations.history import MigrationFileError, cli_split, read_migration_text, same_statements
 
     stored = {r.version: r.statements for r in applied_rows}
     drift: list[str] = []
@@ -86,6 +88,7 @@ class ApplyInput(BaseModel):
 
 def _plan_pending(project: Path, conn, inputs: ApplyInput):
     """(pending LocalMigrations, warnings, note) after every ledger check; raises OpError on drift etc."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.migrations.applier import resolve_migration
     from sage_agent.ops.migrations.history import find_pending, read_applied
 
@@ -140,8 +143,16 @@ def _plan_pending(project: Path, conn, inputs: ApplyInput):
 @operation("db-apply-migration", risk="write")
 def apply(inputs: ApplyInput, ctx) -> OpResult:
     """Apply pending migrations like `supabase db push`, with lint, snapshot, lock and per-file transactions."""
-    from sage_agent.ops.migrations.applier import (LockBusy, acquire_apply_lock, apply_file, check_timeout, lock_wait_s,
-                                       prepare_file, release_apply_lock)
+    # lazy: psycopg loads on the first database call
+    from sage_agent.ops.migrations.applier import (
+        LockBusy,
+        acquire_apply_lock,
+        apply_file,
+        check_timeout,
+        lock_wait_s,
+        prepare_file,
+        release_apply_lock,
+    )
     from sage_agent.ops.migrations.history import MigrationFileError, ensure_history_table
 
     project: Path = ctx.project
@@ -168,13 +179,16 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
             plans.append(prepare_file(mig, server_major))
         except MigrationFileError as exc:
             raise _file_error(exc) from None
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.migrations.policy import UNSAFE_WORD, finding_row, grade_by_size, verdict
 
     grade_by_size(conn, plans)  # as *dry-run does: an empty table's rewrite is info, a big one's an error
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.online import hook as online
 
     chosen = online.select(conn, plans, inputs.online, server_major)  # refuses a statement with no online form
     notes += chosen.notes
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.migrations.blockers import load_rates, survey
 
     # who holds conflicting locks now (an online file's steps name the holder themselves, with retries)
@@ -261,13 +275,12 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
 
 
 def ctx_batch_rows() -> int:
-    from sage_agent.config import settings
-
     return settings().online_batch_rows
 
 
 def _take_snapshot(ctx, plans) -> str:
     """`before_<file>`: the schema, plus the data of what the files destroy (read from their parse trees)."""
+    # lazy: psycopg loads on the first database call; pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.ops.snapshots.store import snapshot_dir, take_snapshot
     from sage_agent.sqlkit.destroys import destroyed_objects
 
@@ -284,6 +297,7 @@ def _take_snapshot(ctx, plans) -> str:
                 f"{meta.kept_rows} rows)")
     else:
         ctx.say(f"snapshot {meta.name} taken (schema only: the files destroy no data)")
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.snapshots.retention import prune_snapshots
 
     pruned = prune_snapshots(ctx.project, protect=frozenset({meta.name}))  # SAGE_SNAPSHOT_KEEP / _MAX_AGE_DAYS
@@ -379,11 +393,20 @@ class MigrationsInput(BaseModel):
 @operation("db-migrations", risk="read")
 def migrations(inputs: MigrationsInput, ctx) -> OpResult:
     """Local files vs applied history (never creates the history table)."""
-    from sage_agent.ops.migrations.history import (MigrationFileError, cli_split, find_pending, read_applied,
-                                       read_migration_text, same_statements, version_time)
+    # lazy: psycopg loads on the first database call
+    from sage_agent.ops.migrations.history import (
+        MigrationFileError,
+        cli_split,
+        find_pending,
+        read_applied,
+        read_migration_text,
+        same_statements,
+        version_time,
+    )
 
     project: Path = ctx.project
     local, warnings = _local(project)
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.online.hook import in_progress
 
     with ctx.connect(ctx.target.direct_url or ctx.url, autocommit=True) as conn:  # a read: a pooler is fine
@@ -448,8 +471,9 @@ class MigrationNewInput(BaseModel):
 
 @operation("db-migration-new", risk="write")
 def migration_new(inputs: MigrationNewInput, ctx) -> OpResult:
-    from sage_agent.ops.migrations.history import migrations_dir
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.supabase_cli import find_cli
+    from sage_agent.ops.migrations.history import migrations_dir
 
     name = inputs.name.strip()
     if not _NAME.match(name):
@@ -494,6 +518,7 @@ def migration_new(inputs: MigrationNewInput, ctx) -> OpResult:
 
 def _format_sql(text: str) -> str:
     """SQL given on one line (`--sql '...; ...'`) gets one statement per line, so reports name useful lines."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.migrations.history import MigrationFileError, cli_split
 
     if "\n" in text.strip():
@@ -513,8 +538,14 @@ class RepairInput(BaseModel):
 
 @operation("db-repair", risk="write")
 def repair(inputs: RepairInput, ctx) -> OpResult:
-    from sage_agent.ops.migrations.history import (MigrationFileError, delete_version, ensure_history_table, read_applied,
-                                       upsert_version)
+    # lazy: psycopg loads on the first database call
+    from sage_agent.ops.migrations.history import (
+        MigrationFileError,
+        delete_version,
+        ensure_history_table,
+        read_applied,
+        upsert_version,
+    )
 
     version = inputs.version.strip()
     if not re.fullmatch(r"[0-9]+", version):

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from sage_agent.db.redact import redact
+from sage_agent.ops.migrations.commands import ApplyInput, _plan_pending
 from sage_agent.ops.observe.common import seconds
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import Finding, OpError, OpResult, Table, human_bytes
@@ -24,6 +26,7 @@ class DryRunInput(BaseModel):
 
 def _resolve_any(project: Path, arg: str):
     """A migration (path, file name, version or name) or any .sql file path."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.migrations.applier import resolve_migration
     from sage_agent.ops.migrations.history import MIGRATION_FILE, LocalMigration, MigrationFileError, list_local
 
@@ -72,6 +75,7 @@ def _lint_findings(plan) -> list[Finding]:
 
 def _impact(plan, mig, facts_by_table) -> list[list]:
     """One row per statement and table that rewrites, scans or is flagged as an error, with the real size."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.migrations.shadow_run import human_rows, qualify
     from sage_agent.ops.result import human_bytes
 
@@ -101,8 +105,6 @@ def _impact(plan, mig, facts_by_table) -> list[list]:
 
 def _pending(ctx, project: Path) -> list:
     """The pending files in apply order, after *apply's own ledger checks (drift, missing files, order)."""
-    from sage_agent.ops.migrations.commands import ApplyInput, _plan_pending
-
     with ctx.connect(ctx.migration_url, autocommit=True) as conn:
         conn.execute("set default_transaction_read_only = on")
         pending, _, _ = _plan_pending(project, conn, ApplyInput())
@@ -112,11 +114,12 @@ def _pending(ctx, project: Path) -> list:
 @operation("db-dry-run", risk="read")
 def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     """One file, or (no file) every pending file in order on one shadow, each with its own report section."""
-    from sage_agent.ops.migrations.applier import prepare_file
-    from sage_agent.ops.migrations.shadow_run import clone_template, dump_target_schema, prepare_template
-    from sage_agent.ops.migrations.history import MigrationFileError, read_applied
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.shadow import drop_database, load_sql_file
     from sage_agent.db.tools import PgToolError
+    from sage_agent.ops.migrations.applier import prepare_file
+    from sage_agent.ops.migrations.history import MigrationFileError, read_applied
+    from sage_agent.ops.migrations.shadow_run import clone_template, dump_target_schema, prepare_template
     from sage_agent.ops.snapshots.store import schema_exists, user_schemas
 
     project: Path = ctx.project
@@ -154,6 +157,7 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     schemas = user_schemas(target)
     history = schema_exists(target, "supabase_migrations")
     applied_versions = {r.version for r in read_applied(target)} if history else set()
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.migrations.policy import grade_by_size
 
     # severity follows the real table size (the same grading as *apply): empty -> info, big -> error
@@ -222,6 +226,7 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
 def _measure_rates(ctx, shadow: str, runs: list[_FileRun]) -> None:
     """Only when a statement rewrites, scans or indexes a non-empty table of the target (a rough guide: the
     shadow server's disk and cache are not the target's)."""
+    # lazy: psycopg loads on the first database call; pglast (the SQL parser) loads only when SQL is parsed
     import psycopg
 
     from sage_agent.db.connect import connect
@@ -249,6 +254,7 @@ def _report_path(project: Path, mig) -> Path:
 
 
 def _file_result(ctx, run: _FileRun, *, write: bool = True) -> OpResult:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.migrations.policy import verdict as policy
 
     lint = run.plan.findings if run.plan else []
@@ -275,8 +281,6 @@ def _file_result(ctx, run: _FileRun, *, write: bool = True) -> OpResult:
 
 def _chain_result(ctx, runs: list[_FileRun], results: list[OpResult], total_s: float) -> OpResult:
     """Every pending file on one shadow: one report with a section per file, the worst verdict overall."""
-    from sage_agent.db.redact import redact
-
     order = {"safe": 0, "caution": 1, "unsafe": 2}
     verdicts = [r.data["verdict"] for r in results]
     overall = max(verdicts, key=order.get)
@@ -313,10 +317,11 @@ def _chain_result(ctx, runs: list[_FileRun], results: list[OpResult], total_s: f
 
 
 def _run_on_shadow(ctx, shadow, schemas, plan, mig, applied_versions, findings, timings):
-    from sage_agent.ops.migrations.applier import apply_file
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import connect
-    from sage_agent.ops.migrations.shadow_run import catalog_objects, diff_objects, smoke_checks
+    from sage_agent.ops.migrations.applier import apply_file
     from sage_agent.ops.migrations.history import ensure_history_table
+    from sage_agent.ops.migrations.shadow_run import catalog_objects, diff_objects, smoke_checks
 
     checks: list = []
     error = None
@@ -348,6 +353,7 @@ def _run_on_shadow(ctx, shadow, schemas, plan, mig, applied_versions, findings, 
 
 
 def _new_schemas(conn) -> list[str]:
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.snapshots.store import user_schemas
 
     return user_schemas(conn)
@@ -364,8 +370,6 @@ def _ensure_schemas_loadable(dump: Path) -> None:
 def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, notes, impact, changes, checks,
             timings, applied_ok, error, statements=0, transactional=True, write=True,
             survey: Survey | None = None) -> OpResult:
-    from sage_agent.db.redact import redact
-
     tables = []
     if impact:
         tables.append(Table(title="Impact on the target", columns=["where", "table", "effect", "rows", "size", "lock"],

@@ -569,6 +569,7 @@ def _canonical(text: str) -> list[str] | None:
     """A script's statements as the PostgreSQL parser understands them (comments, layout and statement
     boundaries ignored); None if it does not parse."""
     try:
+        # lazy: pglast (the SQL parser) loads only when SQL is parsed
         import pglast
         from pglast.stream import RawStream
     except ImportError:  # pragma: no cover - pglast is a dependency

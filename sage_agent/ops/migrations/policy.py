@@ -45,6 +45,7 @@ def finding_row(f) -> str:
 def grade_by_size(conn, plans: list) -> dict:
     """Attach each table's real size to the findings of `plans` (FilePlans) and let severity follow it
     (sqlkit.lint.sizing). Returns qualified name -> (bytes, rows) or None, for impact tables."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.ops.migrations.shadow_run import qualify, table_facts
     from sage_agent.sqlkit.lint.sizing import SizePolicy, TableFacts, apply_table_facts
 

@@ -115,6 +115,7 @@ def smoke_checks(conn, schemas: list[str], created: list[tuple[str, str]]) -> li
         "select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
         "where c.relkind = 'v' and n.nspname = any(%s) order by 1, 2 limit 200", (schemas,)).fetchall()
     broken = []
+    # lazy: psycopg loads on the first database call
     from psycopg import sql
 
     for schema, view in views:
@@ -147,6 +148,7 @@ def table_facts(conn, names: list[str]) -> dict[str, tuple[int, float] | None]:
             "select pg_total_relation_size(c.oid), c.reltuples::float8 from pg_class c where c.oid = to_regclass(%s)",
             (name,)).fetchone()
         if row and row[1] < 0:  # never analyzed: count, but never more than 100k rows
+            # lazy: psycopg loads on the first database call
             from psycopg import sql
 
             schema, _, table = name.partition(".")
@@ -168,6 +170,7 @@ def qualify(table: str | None) -> str | None:
 
 def dump_target_schema(url: str, schemas: list[str], history: bool, out: Path, server_major: int) -> None:
     """pg_dump the user schemas (no data) and the migration history (with data) into a plain SQL file."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.tools import run_pg_tool
 
     args = ["--no-password", "--format=plain", "--encoding=UTF8", "--no-owner", "-f", str(out)]
@@ -194,6 +197,7 @@ def dump_digest(path: Path) -> str:
 
 
 def _database_exists(admin_url: str, name: str) -> bool:
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import connect
 
     with connect(admin_url, autocommit=True) as conn:
@@ -203,6 +207,7 @@ def _database_exists(admin_url: str, name: str) -> bool:
 def prepare_template(admin_url: str, dump: Path, loader) -> tuple[str, bool]:
     """The template database holding this dump (loaded once, reused while the schema is unchanged).
     Returns (name, reused). `loader(url)` loads the dump into a fresh database."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import connect
     from sage_agent.db.shadow import create_database, drop_database
 
@@ -213,6 +218,7 @@ def prepare_template(admin_url: str, dump: Path, loader) -> tuple[str, bool]:
     url = create_database(admin_url, building)
     try:
         loader(url)
+        # lazy: psycopg loads on the first database call
         from psycopg import sql
 
         with connect(admin_url, autocommit=True) as conn:
@@ -229,6 +235,7 @@ def prepare_template(admin_url: str, dump: Path, loader) -> tuple[str, bool]:
 
 
 def _prune_templates(admin_url: str, keep: str) -> None:
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import connect
     from psycopg import sql
 
@@ -245,6 +252,7 @@ def _prune_templates(admin_url: str, keep: str) -> None:
 
 def clone_template(admin_url: str, template: str, label: str = "dryrun") -> tuple[str, str]:
     """A fresh shadow database copied from the template (retries while another clone holds it)."""
+    # lazy: psycopg loads on the first database call
     import secrets
 
     import psycopg
@@ -272,6 +280,7 @@ def clone_template(admin_url: str, template: str, label: str = "dryrun") -> tupl
                 time.sleep(0.1 + 0.05 * attempt)
     url = replace_dbname(admin_url, name)
     if template == "template1":
+        # lazy: psycopg loads on the first database call
         from sage_agent.db.shadow import with_baseline
 
         with_baseline(admin_url, url, name)

@@ -8,11 +8,14 @@ production target, while looking at production never needs the PRODUCTION word.
 
 from __future__ import annotations
 
+import csv
 import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from sage_agent.ops.observe.common import command_line, short, sql_from_input
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import OpError, OpResult, Table
 
@@ -29,9 +32,6 @@ class RunSqlInput(BaseModel):
 
 
 def _write_csv(ctx, path_text: str, columns: list[str], rows: list[list[Any]]) -> str:
-    import csv
-    from pathlib import Path
-
     path = Path(path_text).expanduser()
     if not path.is_absolute():
         path = Path(ctx.project) / path
@@ -48,7 +48,7 @@ def _write_csv(ctx, path_text: str, columns: list[str], rows: list[list[Any]]) -
 def run_sql(inputs: RunSqlInput, ctx) -> OpResult:
     """Read-only by default (one statement, parse-tree allow-list, READ ONLY transaction, server timeout);
     --write runs the statements in one transaction after a confirmation showing them."""
-    from sage_agent.ops.observe.common import sql_from_input
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.observe.sqlexec import parse_statements, run_read_only
 
     text, source = sql_from_input(ctx, inputs.sql)
@@ -57,7 +57,8 @@ def run_sql(inputs: RunSqlInput, ctx) -> OpResult:
         raise OpError("limit must be 0 or more", exit_code=2)
     statements = parse_statements(text, source)
     if inputs.write:
-        from sage_agent.ops.observe.sqlexec import check_read_only, SqlRefused
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+        from sage_agent.ops.observe.sqlexec import SqlRefused, check_read_only
 
         read_only = False
         if len(statements) == 1:
@@ -90,15 +91,13 @@ def run_sql(inputs: RunSqlInput, ctx) -> OpResult:
 
 
 def _explain_line(statement: str) -> str | None:
-    from sage_agent.ops.observe.common import command_line
-
     return command_line("explain", statement)
 
 
 def _run_writes(ctx, statements, limit: int, csv_path: str | None) -> OpResult:
+    # lazy: psycopg loads on the first database call; pglast (the SQL parser) loads only when SQL is parsed
     import psycopg
 
-    from sage_agent.ops.observe.common import short
     from sage_agent.ops.observe.sqlexec import SqlFailed, SqlRefused, _jsonable, server_error
     from sage_agent.sqlkit.classify import classify
 
@@ -185,6 +184,7 @@ class ExplainInput(BaseModel):
 
 
 def explain_result(ctx, text: str, analyze: bool) -> tuple[OpResult, Any]:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.observe.explain import fetch_plan, prepare_request
     from sage_agent.ops.observe.plan import parse_plan, plan_catalog
 
@@ -208,6 +208,7 @@ MAX_TABLE_NODES = 60  # larger plans: the table shows the costliest nodes; the w
 def plan_result(doc: Any, catalog: Any, *, analyze: bool, action: str, text: str,
                 notes: list[str] | None = None) -> OpResult:
     """The *explain result for an EXPLAIN JSON document (no database access; used by the benchmark too)."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.observe.plan import analyse_plan, parse_plan, render_plan
 
     root, top = parse_plan(doc)
@@ -256,8 +257,6 @@ def plan_result(doc: Any, catalog: Any, *, analyze: bool, action: str, text: str
 @operation("db-explain", risk="read")
 def explain(inputs: ExplainInput, ctx) -> OpResult:
     """EXPLAIN (FORMAT JSON [, ANALYZE, BUFFERS]) rendered as a tree, with findings."""
-    from sage_agent.ops.observe.common import sql_from_input
-
     text, _ = sql_from_input(ctx, inputs.query)
     result, _root = explain_result(ctx, text, inputs.analyze)
     return result
@@ -277,7 +276,7 @@ class OptimizeInput(BaseModel):
 def optimize(inputs: OptimizeInput, ctx) -> OpResult:
     """Index candidates (sqlglot, against the real catalog), checked against existing indexes, what-if
     evaluated with hypopg when available; rewrite advice; CREATE INDEX CONCURRENTLY statements."""
-    from sage_agent.ops.observe.common import sql_from_input
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.observe.optimize import optimize_query
 
     text, _ = sql_from_input(ctx, inputs.query)
@@ -298,6 +297,7 @@ class HotpathsInput(BaseModel):
 @operation("db-analyze-hotpaths", risk="read")
 def hotpaths(inputs: HotpathsInput, ctx) -> OpResult:
     """Top statements from pg_stat_statements, with the next step for each."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.observe.diagnostics import hotpaths_report
 
     return hotpaths_report(ctx, inputs.by, inputs.limit or 10, include_own=inputs.include_own)
@@ -318,6 +318,7 @@ class MonitorInput(BaseModel):
 @operation("db-monitor-queries", risk="read")
 def monitor(inputs: MonitorInput, ctx) -> OpResult:
     """pg_stat_activity: long-running, idle in transaction, wait events, connections vs max_connections."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.observe.diagnostics import monitor_report
 
     try:
@@ -345,6 +346,7 @@ class LocksInput(BaseModel):
 def locks(inputs: LocksInput, ctx) -> OpResult:
     """The blocking tree (pg_blocking_pids) with lock modes, conflicts, waits and statements; optionally
     cancel (confirm) or terminate (typed word) a blocking backend."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.observe.diagnostics import locks_report
 
     return locks_report(ctx, cancel=inputs.cancel, terminate=inputs.terminate, include_own=inputs.include_own)
@@ -363,6 +365,7 @@ class VacuumInput(BaseModel):
 @operation("db-vacuum-status", risk="read")
 def vacuum(inputs: VacuumInput, ctx) -> OpResult:
     """Dead tuples, (auto)vacuum/analyze history, thresholds, wraparound age, bloat, running vacuums."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.observe.diagnostics import vacuum_report
 
     return vacuum_report(ctx, table=inputs.table, limit=inputs.limit or 20)

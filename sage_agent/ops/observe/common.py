@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +47,7 @@ def short(text: Any, width: int = 120) -> str:
 def command_line(command: str, text: str, *options: str) -> str | None:
     """`*command 'text' [options]` quoted so that DB Sage's command-line parser reads back exactly `text`;
     None when `text` is not exactly one parseable statement (never suggest a command that cannot run)."""
-    import re
-    import shlex
-
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from pglast import parse_sql
     from pglast.parser import ParseError
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Any, Iterator
 
 from sage_agent.db.schemas import is_managed_schema
-from sage_agent.ops.observe.common import seconds, short
-from sage_agent.ops.result import human_bytes
-from sage_agent.ops.result import Finding, OpError, OpResult, Table
+from sage_agent.ops.observe.common import command_line, seconds, short
+from sage_agent.ops.result import Finding, OpError, OpResult, Table, human_bytes
 from sage_agent.sqlkit.idents import readable
 
 DIAG_TIMEOUT_MS = 30_000
@@ -22,6 +22,7 @@ XID_WRAP_LIMIT = 2_147_483_647
 @contextmanager
 def read_only(ctx, timeout_ms: int = DIAG_TIMEOUT_MS) -> Iterator[Any]:
     """An autocommit connection inside BEGIN READ ONLY with server-side timeouts; rolled back after."""
+    # lazy: psycopg loads on the first database call
     import psycopg
 
     from sage_agent.ops.observe.sqlexec import begin_read_only, server_error
@@ -42,6 +43,7 @@ def read_only(ctx, timeout_ms: int = DIAG_TIMEOUT_MS) -> Iterator[Any]:
 
 
 def _rows(conn, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    # lazy: psycopg loads on the first database call
     from psycopg.rows import dict_row
 
     with conn.cursor(row_factory=dict_row) as cur:
@@ -159,6 +161,7 @@ def _explain_edge(edge: dict[str, Any]) -> str:
 
 
 def locks_report(ctx, *, cancel: int | None, terminate: int | None, include_own: bool = False) -> OpResult:
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.observe.own import own_session
 
     if cancel is not None and terminate is not None:
@@ -236,6 +239,7 @@ def locks_report(ctx, *, cancel: int | None, terminate: int | None, include_own:
                                     "rolled back (uncommitted work is lost).", plan=plan)
         conn = ctx.connect(autocommit=True)
         with conn:
+            # lazy: psycopg loads on the first database call
             from psycopg import sql
 
             ok = conn.execute(sql.SQL("select {}(%s)").format(sql.Identifier(func)), (pid,)).fetchone()[0]
@@ -528,6 +532,7 @@ def activity_snapshot(conn) -> dict[str, Any]:
     rows = _rows(conn, _ACTIVITY_SQL)
     max_conn = int(conn.execute("select current_setting('max_connections')").fetchone()[0])
     reserved = int(conn.execute("select current_setting('superuser_reserved_connections')").fetchone()[0])
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.replication import replication_picture
 
     return {"sessions": rows, "max_connections": max_conn, "reserved": reserved, "taken_at": time.time(),
@@ -536,8 +541,6 @@ def activity_snapshot(conn) -> dict[str, Any]:
 
 def _replication_table(pic) -> tuple[Table, dict[str, Any], list[Finding]]:
     """The replication picture: this standby's lag, or a primary's standbys and slots (bytes and seconds)."""
-    from dataclasses import asdict
-
     st = pic.status
     findings: list[Finding] = []
     if st.standby:
@@ -571,6 +574,7 @@ def _replication_table(pic) -> tuple[Table, dict[str, Any], list[Finding]]:
 def _monitor_result(snap: dict[str, Any], refreshes: int, stopped: bool, include_own: bool = False, *,
                     long_running_s: float = LONG_RUNNING_S, idle_in_tx_s: float = IDLE_IN_TX_S) -> OpResult:
     """The *monitor result for one snapshot; `sage watch` passes its own thresholds."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.observe.own import own_session
 
     sessions = snap["sessions"]
@@ -724,6 +728,7 @@ def _enable_instructions(status: dict[str, Any], supabase: bool) -> list[str]:
 
 
 def hotpaths_report(ctx, by: str, limit: int, include_own: bool = False) -> OpResult:
+    # lazy: psycopg loads on the first database call
     from psycopg import sql
 
     with read_only(ctx) as conn:
@@ -756,6 +761,7 @@ def hotpaths_report(ctx, by: str, limit: int, include_own: bool = False) -> OpRe
         total = conn.execute(sql.SQL("select count(*), coalesce(sum(total_exec_time), 0) from {rel} "
                                      "where dbid = (select oid from pg_database where datname = current_database())")
                              .format(rel=rel)).fetchone()
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.observe.own import own_statement
 
     shown = every if include_own else [r for r in every if not own_statement(r["query"])]
@@ -818,10 +824,9 @@ def _command(command: str, query: str) -> str | None:
     """`*explain '<the whole query>'`, quoted so that the command line reads back to exactly the query; None
     for text that is not one complete statement (pg_stat_statements can hold a fragment of a multi-statement
     string)."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from pglast import parse_sql
     from pglast.parser import ParseError
-
-    from sage_agent.ops.observe.common import command_line
 
     try:
         kinds = [type(raw.stmt).__name__ for raw in parse_sql(query)]

@@ -22,6 +22,7 @@ class PlanRequest:
 
 
 def max_param(node: Any) -> int:
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from pglast import ast
 
     from sage_agent.sqlkit.nodes import walk
@@ -31,6 +32,7 @@ def max_param(node: Any) -> int:
 
 def prepare_request(sql_text: str, *, analyze: bool, server_major: int) -> PlanRequest:
     """Parse and vet the statement to explain. Raises SqlRefused for anything that cannot be explained."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.ops.observe.sqlexec import parse_statements
     from sage_agent.sqlkit.classify import classify
 
@@ -80,6 +82,7 @@ def fetch_plan(conn, req: PlanRequest, *, analyze: bool, server_major: int, time
 
     `conn` must be an autocommit connection.
     """
+    # lazy: psycopg loads on the first database call
     import psycopg
 
     cur = conn.cursor()

@@ -4,14 +4,15 @@ has it, and rewrite advice. The database is never changed: hypopg runs in a tran
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sage_agent.ops.result import Finding, OpResult, Table
 from sage_agent.ops.observe.sqlexec import SqlRefused, server_error
+from sage_agent.ops.result import Finding, OpResult, Table
 from sage_agent.sqlkit.idents import readable
 
 MIN_IMPROVEMENT = 0.10   # a what-if index must cut the plan cost by 10% to be recommended
@@ -105,11 +106,13 @@ def _find_table(tables: dict[tuple[str, str], TableInfo], aliases: dict[str, tup
 
 def analyse_query(sql_text: str, tables: dict[tuple[str, str], TableInfo]) -> tuple[list[Candidate], list[Finding]]:
     """Index candidates and rewrite advice from the query's AST (sqlglot)."""
+    # lazy: sqlglot loads only when it is used
     import sqlglot
     from sqlglot import exp
 
     tree = sqlglot.parse_one(sql_text, read="postgres")
     try:  # qualify every column with its table, using the real catalog's columns
+        # lazy: sqlglot loads only when it is used
         from sqlglot.optimizer.qualify import qualify
 
         schema: dict[str, dict[str, dict[str, str]]] = {}
@@ -294,12 +297,11 @@ def _plan_cost(cur, text: str, params: int, major: int) -> tuple[float, Any]:
 
 
 def _uses_index(doc: Any, oid: int) -> bool:
-    import json
-
     return f"<{oid}>" in json.dumps(doc)
 
 
 def optimize_query(ctx, sql_text: str, *, migration: bool) -> OpResult:
+    # lazy: psycopg loads on the first database call; pglast (the SQL parser) loads only when SQL is parsed
     import psycopg
 
     from sage_agent.ops.observe.explain import max_param
@@ -323,6 +325,7 @@ def optimize_query(ctx, sql_text: str, *, migration: bool) -> OpResult:
         schema, _, name = obj.rpartition(".")
         names.append((schema if schema and schema != "public" else None, name))
     try:
+        # lazy: sqlglot loads only when it is used
         import sqlglot
 
         sqlglot.parse_one(stmt.text, read="postgres")

@@ -48,6 +48,7 @@ def internal_database(datname: str | None) -> bool:
 def own_statement(query: str) -> bool:
     """True for tooling statements (see the module doc); False for anything touching a user relation or
     that cannot be parsed (then it is shown: better one line too many than a user's query hidden)."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from pglast import parse_sql
     from pglast.parser import ParseError
     from pglast.visitors import Visitor

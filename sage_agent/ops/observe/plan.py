@@ -7,6 +7,7 @@ The catalog facts the analysis needs (table sizes, leading index columns) are pa
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -121,8 +122,6 @@ class PlanCatalog:
 
 def parse_plan(doc: Any) -> tuple[PlanNode, dict[str, Any]]:
     """`EXPLAIN (FORMAT JSON)` output (list, dict or text) -> (root node, top-level facts)."""
-    import json
-
     if isinstance(doc, (str, bytes)):
         doc = json.loads(doc)
     if isinstance(doc, list):

@@ -31,10 +31,14 @@ a transaction; it is left as found), or a URL string.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from sage_agent.db.redact import redact
 from sage_agent.ops.result import OpError
 
 # Exit codes: a refusal is a problem with the input (2, like a usage error); a server error is 1.
@@ -102,6 +106,7 @@ class QueryResult:
 # --- parsing and the allow-list --------------------------------------------------------------------
 def parse_statements(sql_text: str, filename: str = "<sql>") -> list:
     """Split into sqlkit Statements; a syntax error becomes SqlRefused with line and column."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.split import SqlSyntaxError, split_sql
 
     if not sql_text or not sql_text.strip():
@@ -128,6 +133,7 @@ def denied_functions(calls: set[str]) -> list[str]:
 
 def check_read_only(statement, server_major: int = 18) -> Any:
     """Raise SqlRefused unless this one statement is allowed on the read-only path. Returns its StatementInfo."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from pglast import ast
 
     from sage_agent.sqlkit.classify import classify
@@ -145,6 +151,7 @@ def check_read_only(statement, server_major: int = 18) -> Any:
         raise SqlRefused(f"EXPLAIN of {classify(inner, server_major).action} is refused on the read-only path",
                          "use *explain for plans of writes (ANALYZE only inside a rolled-back transaction)",
                          reason="not_read_only")
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.nodes import walk
 
     for sub, _ in walk(inner):
@@ -184,6 +191,7 @@ _VOLATILE_SQL = """select distinct n.nspname || '.' || p.proname,
 
 
 def _volatile_query(calls: set[str]) -> "sql.Composed | None":
+    # lazy: psycopg loads on the first database call
     from psycopg import sql
 
     names = sorted({c.rsplit(".", 1)[-1] for c in calls})
@@ -207,11 +215,13 @@ class _Conn:
         self.conn = None
 
     def __enter__(self):
+        # lazy: psycopg loads on the first database call
         import psycopg
 
         if isinstance(self.target, psycopg.Connection):
             self.conn = self.target
         elif isinstance(self.target, str):
+            # lazy: psycopg loads on the first database call
             from sage_agent.db.connect import connect
 
             self.conn = connect(self.target, autocommit=True)
@@ -229,9 +239,8 @@ class _Conn:
 
 def server_error(exc: Exception, what: str = "the statement") -> SqlFailed:
     """Turn a psycopg error into a SqlFailed with a next step."""
+    # lazy: psycopg loads on the first database call
     import psycopg
-
-    from sage_agent.db.redact import redact
 
     diag = getattr(exc, "diag", None)
     state = getattr(exc, "sqlstate", None)
@@ -253,10 +262,6 @@ def server_error(exc: Exception, what: str = "the statement") -> SqlFailed:
 
 
 def _jsonable(value: Any) -> Any:
-    import datetime
-    import decimal
-    import uuid
-
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, decimal.Decimal):
@@ -304,6 +309,7 @@ def run_read_only(target: Any, sql_text: str, *, row_limit: int = 200, timeout_m
     stmt = statements[0]
     info = check_read_only(stmt, server_major or 18)
     row_limit = max(0, int(row_limit))
+    # lazy: psycopg loads on the first database call
     import psycopg
 
     with _Conn(target) as conn:

@@ -9,6 +9,7 @@ history row is written in the transaction that deletes the state row: only a fin
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -46,8 +47,6 @@ def options_from(settings, lock_timeout: str | None, statement_timeout: str | No
 
 
 def _to_ms(text: str) -> int:
-    import re
-
     m = re.fullmatch(r"\s*(\d+)\s*(ms|s|min|h)?\s*", text)
     if not m:
         raise ValueError(f"lock_timeout {text!r}: use a number with ms, s, min or h")
@@ -207,6 +206,7 @@ class Runner:
 
     # --- the file ---
     def run(self) -> FileOutcome:
+        # lazy: psycopg loads on the first database call
         import psycopg
 
         conn, mig, plan = self.conn, self.file_plan.migration, self.plan

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sage_agent.config import settings
 from sage_agent.ops.online.planner import NoOnlineForm, OnlinePlan, plan_online, wants_online
 from sage_agent.ops.result import OpError
 
@@ -38,6 +39,7 @@ class OnlineSelection:
 
 def select(conn, file_plans: list, online: bool, server_major: int) -> OnlineSelection:
     """Plan every file that runs online; a statement with no online form stops *apply before anything runs."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.online import state as st
 
     sel = OnlineSelection()
@@ -66,7 +68,7 @@ def select(conn, file_plans: list, online: bool, server_major: int) -> OnlineSel
 
 def run(conn, file_plan, sel: OnlineSelection, ctx, inputs, statement_timeout: str | None):
     """Apply one online file; returns the applier's FileOutcome (status success | failed | interrupted)."""
-    from sage_agent.config import settings
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.online.executor import options_from, run_online
 
     opts = options_from(settings(), inputs.lock_timeout, statement_timeout, inputs.batch_rows,
@@ -77,6 +79,7 @@ def run(conn, file_plan, sel: OnlineSelection, ctx, inputs, statement_timeout: s
 
 def in_progress(conn) -> dict[str, str]:
     """version -> `in progress (backfill 62%)`, for *migrations (never creates anything)."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.online import state as st
 
     return {v: s.describe() for v, s in st.read_all(conn).items()}

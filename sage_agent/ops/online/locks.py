@@ -61,6 +61,7 @@ def lock_holders(conn, table: str | None, limit: int = 3) -> list[str]:
 def with_lock_retries(conn, fn: Callable[[], T], policy: RetryPolicy, *, table: str | None, what: str,
                       say: Callable[[str], None], cleanup: Callable[[], None] = lambda: None) -> T:
     """Run `fn` (which sets lock_timeout itself); on a lock timeout or deadlock, name the holder, wait, retry."""
+    # lazy: psycopg loads on the first database call
     import psycopg.errors as pe
 
     attempt = 0

@@ -16,6 +16,7 @@ Step kinds (the executor runs each in its own way):
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -72,8 +73,6 @@ class OnlinePlan:
     rewritten: set[int] = field(default_factory=set)  # file lines of the statements given an online form
 
     def checksum(self) -> str:
-        import hashlib
-
         text = "\n\x1e".join(f"{s.kind}\x1f" + "\x1f".join(s.sql) for s in self.steps)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -177,6 +176,7 @@ class Planner:
 
     # --- per statement ---
     def plan(self) -> OnlinePlan:
+        # lazy: pglast (the SQL parser) loads only when SQL is parsed
         from sage_agent.sqlkit.classify import classify
 
         for s in self.statements:
@@ -261,6 +261,7 @@ class Planner:
             return True
         if t == AlterTableType.AT_AddColumn:
             col = cmd.def_
+            # lazy: pglast (the SQL parser) loads only when SQL is parsed
             from sage_agent.sqlkit.lint.helpers import rewriting_column_constraint
 
             cons = list(col.constraints or ())
@@ -332,6 +333,7 @@ class Planner:
                 "SET NOT NULL uses the validated check (no scan), then the check goes", table)
 
     def _add_column(self, node, cmd, text: str, line: int) -> None:
+        # lazy: pglast (the SQL parser) loads only when SQL is parsed
         from sage_agent.sqlkit.lint.helpers import rewriting_column_constraint
 
         col = cmd.def_
@@ -393,6 +395,7 @@ def _check_name(table: str, column: str) -> str:
     """The temporary CHECK of an online SET NOT NULL (never PostgreSQL 18's own <table>_<col>_not_null name)."""
     name = f"{table}_{column}_sage_nn"
     if len(name.encode()) > NAMEDATALEN:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         import hashlib
 
         name = f"sage_nn_{hashlib.sha1(f'{table}.{column}'.encode()).hexdigest()[:16]}"
@@ -401,6 +404,7 @@ def _check_name(table: str, column: str) -> str:
 
 def plan_online(file_plan, server_major: int) -> OnlinePlan:
     """The online sequence of one prepared migration file (applier.FilePlan). Raises NoOnlineForm."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.split import split_sql
 
     # parse again: the planner changes the trees it deparses, and FilePlan.parsed belongs to the lint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -9,7 +10,6 @@ from pydantic import BaseModel
 
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import Finding, OpResult, Table
-
 
 EXIT_DRIFT = 4  # A and B differ (documented in the README's exit code table): lets CI gate on drift
 
@@ -57,6 +57,7 @@ def _lint_plan(plan, server_major: int) -> list[Finding]:
     """The migration linter (sqlkit, squawk rules) over the plan: stronger locks and rewrites it knows about
     are folded into the steps' classification; its warnings become findings."""
     try:
+        # lazy: pglast (the SQL parser) loads only when SQL is parsed
         from sage_agent.sqlkit.lint import lint_sql
     except ImportError:  # pragma: no cover - sqlkit missing
         return []
@@ -99,8 +100,6 @@ def _lint_plan(plan, server_major: int) -> list[Finding]:
 
 
 def _write_migration(project: Path, name: str, plan) -> list[Path]:
-    import re
-
     safe = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "schema_sync"
     folder = project / "supabase" / "migrations"
     folder.mkdir(parents=True, exist_ok=True)
@@ -129,6 +128,7 @@ def _write_migration(project: Path, name: str, plan) -> list[Path]:
 @operation("db-compare-schemas", risk="read")
 def compare_schemas(inputs: CompareInput, ctx) -> OpResult:
     """Drift between A and B and the proven plan that turns A into B."""
+    # lazy: the thread pool loads only for parallel work
     from sage_agent.ops.schema.compare import compare
 
     started = time.perf_counter()

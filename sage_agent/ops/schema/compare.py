@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -101,6 +102,7 @@ def describe_sources() -> str:
 
 
 def _load_file(url: str, path: Path, what: str) -> None:
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.shadow import load_sql_file
     from sage_agent.db.tools import PgToolError
 
@@ -115,6 +117,7 @@ def _load_file(url: str, path: Path, what: str) -> None:
 @contextmanager
 def open_source(ctx, spec: str, admin_url: str, label: str) -> Iterator[Source]:
     """Resolve A or B to a database URL; snapshots and migrations are loaded into a shadow DB (dropped after)."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.shadow import shadow_database
 
     spec = (spec or "").strip()
@@ -185,6 +188,7 @@ def neutralize_privileges(url: str) -> None:
     """Before a dump is loaded into a shadow: take away the privileges the shadow would add on its own (the
     baseline's ALTER DEFAULT PRIVILEGES and its grants on schema public), so that the loaded schema has
     exactly the privileges the dump says - no more."""
+    # lazy: psycopg loads on the first database call
     from psycopg import sql
 
     from sage_agent.db.connect import connect
@@ -221,6 +225,7 @@ _DUMP_NOISE = ("--", "SET ", "\\restrict", "\\unrestrict", "SELECT pg_catalog.se
 def normalized_dump(url: str, server_major: int | None = None) -> list[str]:
     """pg_dump --schema-only (privileges included, owners left out) of the user schemas, as the sorted list
     of its statements without comments, SET lines and psql meta-commands: what the proof compares."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.tools import PgToolError, run_pg_tool
 
     args = ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions"]
@@ -243,14 +248,13 @@ def normalized_dump(url: str, server_major: int | None = None) -> list[str]:
 
 def dump_difference(result: list[str], target: list[str]) -> tuple[list[str], list[str]]:
     """(statements the target has and the result lacks, statements only the result has), as multisets."""
-    from collections import Counter
-
     r, t = Counter(result), Counter(target)
     return sorted((t - r).elements()), sorted((r - t).elements())
 
 
 def dump_schema(url: str, out: Path) -> None:
     """pg_dump --schema-only of the user's schemas (managed schemas left out) to `out`."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.tools import run_pg_tool
 
     args = ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions", "-f", str(out)]
@@ -260,6 +264,7 @@ def dump_schema(url: str, out: Path) -> None:
 
 
 def _server_major(url: str) -> int:
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import connect
 
     with connect(url) as conn:
@@ -272,6 +277,7 @@ TEMPLATE_COPY_MAX_BYTES = 200 * 1024 * 1024
 def _template_copy(admin_url: str, url: str) -> str | None:
     """When A lives on the shadow server, is small and idle: CREATE DATABASE ... TEMPLATE A (a file copy,
     much faster than dump + load for big schemas). None when that is not possible (then pg_dump is used)."""
+    # lazy: psycopg loads on the first database call
     import secrets
 
     import psycopg
@@ -305,6 +311,7 @@ def _template_copy(admin_url: str, url: str) -> str | None:
 def shadow_copy(admin_url: str, url: str, label: str = "copy") -> Iterator[str]:
     """A scratch database holding A's user schema: a template copy when A is a small idle database on the
     shadow server, else pg_dump --schema-only of A loaded into a shadow."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.shadow import drop_database, load_sql_file, shadow_database
     from sage_agent.db.tools import PgToolError
     from sage_agent.db.urls import conninfo_params
@@ -336,6 +343,7 @@ def shadow_copy(admin_url: str, url: str, label: str = "copy") -> Iterator[str]:
 def apply_plan(url: str, plan: Plan) -> tuple[str | None, str | None]:
     """Apply a plan: non-transactional steps first (each on its own), then the rest in ONE transaction.
     Returns (None, None) on success, else (failed step SQL, error message); nothing of the transaction stays."""
+    # lazy: psycopg loads on the first database call
     import psycopg
 
     from sage_agent.db.connect import connect
@@ -360,6 +368,7 @@ def apply_plan(url: str, plan: Plan) -> tuple[str | None, str | None]:
 
 
 def read_schema(url: str) -> DatabaseSchema:
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import connect
     from sage_agent.ops.schema.introspect import introspect
 
@@ -402,6 +411,7 @@ def _align_versions(stack: ExitStack, admin_url: str, a: Source, b: Source, note
     """PostgreSQL prints definitions (views, ...) differently across major versions: when A or B runs another
     major than the shadow server (where the proof runs), compare schema copies on the shadow server instead,
     so only real differences show and the proof compares like with like."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import DbConnectError
 
     try:
@@ -431,6 +441,7 @@ def _align_versions(stack: ExitStack, admin_url: str, a: Source, b: Source, note
 
 
 def _same_server(url: str, admin_url: str) -> bool:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.urls import conninfo_params
 
     a, s = conninfo_params(url), conninfo_params(admin_url)
@@ -439,6 +450,7 @@ def _same_server(url: str, admin_url: str) -> bool:
 
 def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=None) -> Comparison:
     """Compare A (source) with B (target), plan A -> B, and prove the plan on a shadow copy of A."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import DbConnectError
 
     timer = Timer()

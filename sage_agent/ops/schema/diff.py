@@ -81,12 +81,14 @@ class Plan(BaseModel):
 def lit(value: str | None) -> str:
     if value is None:
         return "NULL"
+    # lazy: psycopg loads on the first database call
     from psycopg import sql
 
     return sql.Literal(value).as_string(None)
 
 
 def ident(name: str) -> str:
+    # lazy: psycopg loads on the first database call
     from psycopg import sql
 
     return sql.Identifier(name).as_string(None)

@@ -45,6 +45,7 @@ class RlsAuditInput(BaseModel):
 @operation("db-rls-audit", risk="read")
 def rls_audit(inputs: RlsAuditInput, ctx) -> OpResult:
     """Advisor-compatible lints, a coverage matrix and (with --verify) proof by impersonation on a shadow copy."""
+    # lazy: tests replace roles_present on its module (monkeypatch), which a top-level import would bypass
     from sage_agent.ops.security.coverage import coverage, coverage_rows
     from sage_agent.ops.security.lints import SECURITY_LINTS, exposed_schemas, roles_present, run_lints
 
@@ -92,12 +93,14 @@ def rls_audit(inputs: RlsAuditInput, ctx) -> OpResult:
 
 def _prove_target(ctx, schemas: list[str], notes: list[str], extra_sql: str | None = None, tables=None,
                   tenant_columns: dict[str, str] | None = None):
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.security.impersonate import prove, shadow_copy
 
     ctx.say("copying the schema to a shadow database for the impersonation proof")
     try:
         with shadow_copy(ctx.admin_url, ctx.url, schemas, ctx.server.major) as shadow:
             if extra_sql:
+                # lazy: psycopg loads on the first database call
                 import psycopg
 
                 with psycopg.connect(shadow) as conn:
@@ -105,6 +108,7 @@ def _prove_target(ctx, schemas: list[str], notes: list[str], extra_sql: str | No
             ctx.say("impersonating anon, user A and user B on the shadow copy")
             return prove(shadow, schemas, tables, tenant_columns)
     except Exception as exc:  # noqa: BLE001 - the audit stands without the proof; say why
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.db.redact import redact
 
         if extra_sql is not None:
@@ -126,6 +130,8 @@ def _cap(findings: list[Finding], limit: int, notes: list[str], where: str) -> l
 # --- *policy-apply ----------------------------------------------------------------------------------------------
 import warnings as _warnings  # noqa: E402
 
+from sage_agent.ops.registry import load_operations
+
 _warnings.filterwarnings("ignore", message='Field name "schema"', category=UserWarning)
 
 
@@ -141,6 +147,7 @@ class PolicyApplyInput(BaseModel):
 
 @operation("db-policy-apply", risk="write")
 def policy_apply(inputs: PolicyApplyInput, ctx) -> OpResult:
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.catalog.templates import TemplateError, render_template
     from sage_agent.sqlkit.lint import lint_sql
     from sage_agent.sqlkit.split import SqlSyntaxError
@@ -215,6 +222,7 @@ def policy_apply(inputs: PolicyApplyInput, ctx) -> OpResult:
                               tenant_columns={f"{schema}.{table}": inputs.tenant_column} if inputs.tenant_column
                               and inputs.mode != "kiss" else None)
     except Exception as exc:  # noqa: BLE001
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.db.redact import redact
 
         raise OpError(f"the policy SQL failed on the shadow copy: {redact(str(exc)).splitlines()[0]}; nothing was written",
@@ -258,8 +266,6 @@ def policy_apply(inputs: PolicyApplyInput, ctx) -> OpResult:
 def _apply_migration(ctx, path: Path, version: str) -> tuple[str, str]:
     """Apply the file just written through *apply (lint, snapshot, lock, one transaction with its history row).
     The caller has already confirmed the exact SQL with the person."""
-    from sage_agent.ops.registry import load_operations
-
     op = load_operations()["db-apply-migration"]
     try:
         result = op.run(op.input_model(file=str(path)), ctx)
@@ -278,6 +284,7 @@ class SchemaAuditInput(BaseModel):
 
 @operation("schema-audit", risk="read")
 def schema_audit(inputs: SchemaAuditInput, ctx) -> OpResult:
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.security.schema_audit import audit
 
     with ctx.connect(autocommit=True) as conn:

@@ -69,6 +69,7 @@ class Proof:
 @contextmanager
 def shadow_copy(admin_url: str, target_url: str, schemas: list[str], server_major: int | None) -> Iterator[str]:
     """A shadow database (Supabase baseline) with the target's schemas (structure and grants, no data)."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.shadow import load_sql_file, shadow_database
     from sage_agent.db.tools import run_pg_tool
 
@@ -216,6 +217,7 @@ def prove(url: str, schemas: list[str], tables: list[str] | None = None,
           tenant_columns: dict[str, str] | None = None) -> Proof:
     """Seed and impersonate on the (shadow) database at `url`. Never call this on the target.
     `tenant_columns` ("schema.table" -> column) names tenant columns; others are found (see the module doc)."""
+    # lazy: psycopg loads on the first database call
     import psycopg
 
     notes: list[str] = []

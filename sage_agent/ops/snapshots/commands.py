@@ -6,10 +6,12 @@ holds the operations the catalog binds to.
 
 from __future__ import annotations
 
+import time
+
 from pydantic import BaseModel
 
 from sage_agent.ops.registry import operation
-from sage_agent.ops.result import OpResult, Table, human_bytes
+from sage_agent.ops.result import Finding, OpError, OpResult, Table, human_bytes
 
 
 class SnapshotInput(BaseModel):
@@ -20,7 +22,7 @@ class SnapshotInput(BaseModel):
 
 
 def _prune_result(inputs: SnapshotInput, ctx) -> OpResult:
-    from sage_agent.ops.result import OpError
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.snapshots.retention import prune_snapshots
 
     if inputs.keep is not None and inputs.keep < 0:
@@ -45,6 +47,7 @@ def _prune_result(inputs: SnapshotInput, ctx) -> OpResult:
 @operation("db-snapshot", risk="read")
 def snapshot(inputs: SnapshotInput, ctx) -> OpResult:
     """pg_dump of the user schemas + supabase_migrations to supabase/snapshots/NAME.sql and NAME.json."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.snapshots.store import take_snapshot, validate_name
 
     if inputs.prune:
@@ -91,8 +94,7 @@ class RollbackInput(BaseModel):
 
 
 def _safety_name(project, target: str) -> str:
-    import time
-
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.snapshots.store import snapshot_dir
 
     base = f"before_rollback_to_{target}"[:100]
@@ -111,7 +113,7 @@ def _safety_name(project, target: str) -> str:
 def _check_snapshot(ctx, meta, replace: bool) -> None:
     """Refuse, before anything changes, a snapshot that is damaged, of another project or database, of another
     PostgreSQL major (the reverse diff compares dumps of one major), or newer than the database."""
-    from sage_agent.ops.result import OpError
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.snapshots.keep import verify_files
     from sage_agent.ops.snapshots.store import database_id, project_id, sha256_file
 
@@ -155,6 +157,7 @@ def _check_snapshot(ctx, meta, replace: bool) -> None:
 @operation("db-rollback", risk="destructive")
 def rollback(inputs: RollbackInput, ctx) -> OpResult:
     """Reverse schema change proven on a shadow copy, kept data restored, typed ROLLBACK; --replace: old mode."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.snapshots.store import load_snapshot_meta
 
     ctx.require_primary(session=True)  # a session URL (never a transaction pooler) on a primary, before anything
@@ -166,8 +169,8 @@ def rollback(inputs: RollbackInput, ctx) -> OpResult:
 
 
 def _rollback_reverse(meta, ctx) -> OpResult:
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.migrations.locking import migration_lock
-    from sage_agent.ops.result import Finding
     from sage_agent.ops.snapshots.reverse import execute, plan_reverse, verify
     from sage_agent.ops.snapshots.rollback import log_rollback
     from sage_agent.ops.snapshots.store import take_snapshot
@@ -226,13 +229,20 @@ def _rollback_reverse(meta, ctx) -> OpResult:
 
 def _rollback_replace(meta, ctx) -> OpResult:
     """The whole-schema replacement (--replace): drop the schemas and replay the snapshot."""
-    from sage_agent.ops.snapshots.rollback import (RestoreFailed, build_plan, log_rollback, restore,
-                                                   state_fingerprint, verify)
-    from sage_agent.ops.result import OpError
+    # lazy: psycopg loads on the first database call
+    from sage_agent.ops.snapshots.rollback import (
+        RestoreFailed,
+        build_plan,
+        log_rollback,
+        restore,
+        state_fingerprint,
+        verify,
+    )
     from sage_agent.ops.snapshots.store import take_snapshot
 
     plan = build_plan(ctx, meta)
     lost_objects = len(plan.diff["added"])
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.snapshots.dumpdiff import describe as _describe
     lost_names = [_describe(k) for k in plan.diff["added"]]
     lost_hint = (f" ({', '.join(lost_names[:5])}{', ...' if len(lost_names) > 5 else ''})" if lost_names else "")
@@ -241,6 +251,7 @@ def _rollback_replace(meta, ctx) -> OpResult:
         f"({meta.type}, {meta.created_at}): {lost_objects} objects added since{lost_hint}, "
         f"{len(plan.diff['changed'])} changed objects and {plan.rows_lost} rows will be lost.",
         plan=plan.text(), word=REPLACE_WORD)
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.migrations.locking import migration_lock
 
     with migration_lock(ctx, "*rollback"):
@@ -274,9 +285,9 @@ def _rollback_replace(meta, ctx) -> OpResult:
     log_path = log_rollback(ctx.project, {**base_entry, "status": "verified" if not problems else "mismatch",
                                           "problems": problems, "objects_lost": lost_objects,
                                           "rows_lost": plan.rows_lost})
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.snapshots.dumpdiff import describe
     findings = []
-    from sage_agent.ops.result import Finding
     for p in problems:
         findings.append(Finding(rule="rollback.verify", severity="error", message=p,
                                 fix=f"restore the safety snapshot with *rollback {safety.name}"))
@@ -311,10 +322,8 @@ class SmokeTestInput(BaseModel):
 @operation("db-smoke-test", risk="read")
 def smoke_test(inputs: SmokeTestInput, ctx) -> OpResult:
     """Run the suite's checks, save supabase/tests/smoke-test-VERSION.md; a failing check -> status failed."""
-    import time
-
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.snapshots.smoke import ICONS, overall, report_markdown, run_smoke_checks
-    from sage_agent.ops.result import Finding
     from sage_agent.ops.snapshots.store import validate_name
 
     version = validate_name(inputs.version, "version")
@@ -363,12 +372,20 @@ class SeedInput(BaseModel):
 @operation("db-seed", risk="destructive")
 def seed(inputs: SeedInput, ctx) -> OpResult:
     """Parse, plan, confirm, snapshot, then every seed statement + the seed_files rows in ONE transaction."""
+    # lazy: psycopg loads on the first database call
     import psycopg
     from psycopg import sql
 
-    from sage_agent.ops.snapshots.seed import (CREATE_SEED_TABLE, UPSERT_SEED_FILE, error_line, parse_seed_files,
-                                               resolve_seed_files, resolve_tables, truncate_closure, write_targets)
-    from sage_agent.ops.result import OpError
+    from sage_agent.ops.snapshots.seed import (
+        CREATE_SEED_TABLE,
+        UPSERT_SEED_FILE,
+        error_line,
+        parse_seed_files,
+        resolve_seed_files,
+        resolve_tables,
+        truncate_closure,
+        write_targets,
+    )
     from sage_agent.ops.snapshots.store import count_rows, take_snapshot
 
     truncate = inputs.mode == "truncate-first"
@@ -413,6 +430,7 @@ def seed(inputs: SeedInput, ctx) -> OpResult:
     else:
         ctx.confirm(f"Load the seed into {ctx.target.display_url}?", plan=plan_text)
 
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.migrations.locking import migration_lock
 
     with migration_lock(ctx, "*seed"):  # not in the middle of an *apply
@@ -420,6 +438,7 @@ def seed(inputs: SeedInput, ctx) -> OpResult:
         if inputs.snapshot:
             stem = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in files[0].path.stem)[:40] or "seed"
             snapshot_name = take_snapshot(ctx, None, with_data=True, prefix=f"before_seed_{stem}").name
+            # lazy: psycopg loads on the first database call
             from sage_agent.ops.snapshots.retention import prune_snapshots
 
             prune_snapshots(ctx.project, protect=frozenset({snapshot_name}))

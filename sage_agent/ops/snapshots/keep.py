@@ -9,6 +9,8 @@ and values of a dropped or rewritten column back by primary key.
 from __future__ import annotations
 
 import hashlib
+import re
+import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -147,9 +149,7 @@ def write(conn, kept: list[KeptData], folder: Path, name: str, *, url: str, expo
     psql's `\\copy` writes the files (a million rows in a second, where a per-row client loop takes tens), in
     one transaction that imports `exported` (the caller's pg_export_snapshot): the same MVCC snapshot as the
     dump and the counts. `conn` (inside that snapshot) reads the sequences."""
-    import re
-    import tempfile
-
+    # lazy: psycopg loads on the first database call
     from psycopg import sql
 
     from sage_agent.db.tools import run_pg_tool

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sage_agent.config import settings
 from sage_agent.ops.snapshots.store import TMP_SUFFIX, list_snapshots, snapshot_dir
 
 AUTO_PREFIX = "before_"
@@ -33,8 +34,6 @@ class PruneReport:
 
 def retention_settings() -> tuple[int, float | None]:
     """(keep, max_age_days) from SAGE_SNAPSHOT_KEEP and SAGE_SNAPSHOT_MAX_AGE_DAYS (sage_agent.config)."""
-    from sage_agent.config import settings
-
     current = settings()
     keep = max(0, current.snapshot_keep)
     age = current.snapshot_max_age_days

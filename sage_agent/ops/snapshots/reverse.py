@@ -147,6 +147,7 @@ def _ident(*parts: str) -> sql.Identifier:
 def normalized_schema_dump(url: str, server_major: int) -> list[str]:
     """pg_dump --schema-only (privileges included, owners left out) of the user schemas as its sorted statements:
     the normalizer *compare-schemas proves with."""
+    # lazy: the thread pool loads only for parallel work
     from sage_agent.ops.schema.compare import normalized_dump
 
     return normalized_dump(url, server_major)
@@ -154,6 +155,7 @@ def normalized_schema_dump(url: str, server_major: int) -> list[str]:
 
 def describe_difference(got: list[str], want: list[str], limit: int = 12) -> list[str]:
     """The statements only the snapshot has (-) and only the result has (+), first `limit` of each."""
+    # lazy: the thread pool loads only for parallel work
     from sage_agent.ops.schema.compare import dump_difference
 
     missing, extra = dump_difference(got, want)
@@ -166,6 +168,7 @@ def describe_difference(got: list[str], want: list[str], limit: int = 12) -> lis
 # --- planning ------------------------------------------------------------------------------------------------
 def _rename_items(conn, meta: SnapshotMeta, model_b: DatabaseSchema, applied: list[str]) -> list[Item]:
     """Undo the migrations' renames by name (newest first), where the current schema and B agree it applies."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.schema.introspect import introspect_in_transaction
 
     items: list[Item] = []
@@ -218,6 +221,7 @@ def _order_breaks(ta, tb) -> bool:
 
 def plan_reverse(ctx, meta: SnapshotMeta) -> ReversePlan:
     """Plan, merge kept data, and prove on a shadow copy. Raises ProofFailed (nothing changed) when unproven."""
+    # lazy: psycopg loads on the first database call; the thread pool loads only for parallel work
     import psycopg
 
     from sage_agent.db.connect import connect
@@ -287,6 +291,7 @@ def plan_reverse(ctx, meta: SnapshotMeta) -> ReversePlan:
 def _schema_copy(admin_url: str, url: str) -> Iterator[str]:
     """A shadow database with the target's schema only (pg_dump --schema-only loaded): never its rows, however
     small the database (a template copy would copy the data files)."""
+    # lazy: psycopg loads on the first database call; the thread pool loads only for parallel work
     from sage_agent.db.shadow import load_sql_file, shadow_database
     from sage_agent.db.tools import PgToolError
     from sage_agent.ops.schema.compare import dump_schema
@@ -335,6 +340,7 @@ def snapshot_chain(meta: SnapshotMeta, applied: list[str]) -> list[SnapshotMeta]
     """`meta` and the *apply snapshots taken after it, of the same database, between its history and now, oldest
     first: what a rollback to `meta` undoes passes through them (a later file may have dropped a table: its
     rows are in that file's snapshot; a later file may have renamed one)."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.snapshots.keep import verify_files
     from sage_agent.ops.snapshots.store import list_snapshots, load_snapshot_meta
 
@@ -374,6 +380,7 @@ def gather_keeps(meta: SnapshotMeta, applied: list[str]) -> dict[str, list[_Keep
 
 
 def _assemble(meta, items, diff, model_a, model_b, renamed, rebuild, counts, versions_now) -> ReversePlan:
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.destroys import Destroyed
 
     qa, qb, qr = _qkey(model_a), _qkey(model_b), _qkey(renamed)
@@ -604,6 +611,7 @@ def _pg_message(exc) -> str:
 
 def run_items(url: str, plan: ReversePlan, *, target: bool, lock_timeout_ms: int | None) -> None:
     """Every step in phase order in ONE transaction (commit at the end; any error rolls all of it back)."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import connect
 
     state: dict = {}
@@ -625,6 +633,7 @@ def _fingerprint(url: str, server_major: int) -> str:
 
 def execute(ctx, plan: ReversePlan) -> None:
     """Re-check the schema is still the planned one, then run the plan on the target in one transaction."""
+    # lazy: psycopg loads on the first database call
     import psycopg
 
     if _fingerprint(ctx.migration_url, ctx.server.major) != plan.target_fingerprint:
@@ -640,6 +649,7 @@ def execute(ctx, plan: ReversePlan) -> None:
 
 def verify(ctx, plan: ReversePlan) -> tuple[list[list[object]], list[str]]:
     """After commit: row counts where the plan knows them exactly, and the schema dump against the snapshot's."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.snapshots.store import count_rows, list_tables, user_schemas
 
     with ctx.connect(ctx.migration_url) as conn:

@@ -155,6 +155,7 @@ class RollbackPlan:
 
 
 def _dump_schema_now(url: str, schemas: list[str], server_major: int) -> str:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.tools import run_pg_tool
 
     if not schemas:
@@ -166,6 +167,7 @@ def _dump_schema_now(url: str, schemas: list[str], server_major: int) -> str:
 
 
 def build_plan(ctx, meta: SnapshotMeta) -> RollbackPlan:
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.snapshots.store import sha256_file
 
     if sha256_file(meta.sql_path) != meta.sha256:
@@ -232,6 +234,7 @@ def build_plan(ctx, meta: SnapshotMeta) -> RollbackPlan:
 
 def restore(ctx, plan: RollbackPlan) -> None:
     """DROP the schemas and replay the snapshot in ONE transaction (psql --single-transaction, ON_ERROR_STOP)."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.tools import PgToolError, run_pg_tool
 
     server = ctx.server

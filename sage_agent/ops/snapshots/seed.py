@@ -6,6 +6,7 @@ import glob
 import hashlib
 import os
 import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +39,6 @@ def _rel(project: Path, path: Path) -> str:
 def resolve_seed_files(project: Path, file: str | None) -> tuple[list[Path], list[str]]:
     """The file given, else config.toml [db.seed] sql_paths (globs relative to supabase/, in order), else
     supabase/seed.sql. Returns (paths, notes)."""
-    import tomllib
-
     notes: list[str] = []
     supabase = project / "supabase"
     if file:
@@ -85,6 +84,7 @@ def resolve_seed_files(project: Path, file: str | None) -> tuple[list[Path], lis
 
 def parse_seed_files(project: Path, paths: list[Path], server_major: int) -> list[SeedFile]:
     """Read and split every file; a syntax error names file:line; non-transactional statements are refused."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.classify import classify
     from sage_agent.sqlkit.split import SqlSyntaxError, split_sql
 
@@ -121,6 +121,7 @@ def qualified(rangevar) -> str:
 
 def write_targets(stmt) -> list[str]:
     """Tables a statement writes to (INSERT/UPDATE/DELETE/MERGE/COPY FROM/TRUNCATE), quoted as written."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from pglast import ast
 
     node = stmt.node.stmt if hasattr(stmt.node, "stmt") else stmt.node

@@ -24,6 +24,7 @@ class Check:
 
 
 def _schemas(conn) -> list[str]:
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.snapshots.store import user_schemas
 
     return user_schemas(conn)
@@ -108,6 +109,7 @@ def check_primary_keys(conn, ctx) -> Check:
 
 
 def check_foreign_keys(conn, ctx) -> Check:
+    # lazy: psycopg loads on the first database call
     from psycopg import sql
 
     fks = conn.execute(
@@ -295,6 +297,7 @@ def _s(v: float | None) -> str:
 
 def check_replication(conn, ctx) -> Check:
     """A standby: how far behind it is. A primary: each standby's lag (bytes and seconds) and each slot's WAL."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.replication import replication_picture
 
     pic = replication_picture(conn)

@@ -18,6 +18,8 @@ import json
 import os
 import re
 import time
+import tomllib
+import uuid
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from sage_agent.db.redact import redact
 from sage_agent.db.schemas import is_managed_schema, pg_dump_pattern
 from sage_agent.db.tables import count_rows, list_tables  # noqa: F401 - snapshots, rollback and reverse use them from here
 from sage_agent.ops.artifacts import sha256_file
@@ -86,9 +89,6 @@ def metadata_checksum(data: dict[str, Any]) -> str:
 
 def project_id(project: Path) -> str:
     """The project's identity: supabase/config.toml's project_id, else a random id kept in supabase/.sage/."""
-    import tomllib
-    import uuid
-
     config = Path(project) / "supabase" / "config.toml"
     try:
         value = tomllib.loads(config.read_text(encoding="utf-8")).get("project_id") if config.is_file() else None
@@ -195,10 +195,9 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
     An explicit `name` that exists is an error (never overwritten); without a name, `PREFIX_YYYYMMDD_HHMMSS`
     (UTC, made unique). Counts and the dump see the same MVCC snapshot (pg_export_snapshot). `keep`: the
     objects (sqlkit.destroys.Destroyed) whose data to COPY into NAME.data/ beside a schema-only dump."""
-    from sage_agent.ops.snapshots import keep as keeping
-
-    from sage_agent.db.redact import redact
+    # lazy: psycopg loads on the first database call
     from sage_agent.db.tools import PgToolError, run_pg_tool
+    from sage_agent.ops.snapshots import keep as keeping
 
     project = Path(ctx.project)
     url = ctx.migration_url  # pg_dump needs a session: refuses a transaction pooler before any file is made
@@ -258,6 +257,7 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
             counts = count_rows(conn, tables + history_tables)
             dump_version = ""
         else:
+            # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
             import threading
 
             ctx.say(f"pg_dump of {', '.join(schemas + ([HISTORY_SCHEMA] if history else []))} -> "
@@ -339,8 +339,10 @@ def _public_grants(conn) -> list[str]:
 @lru_cache(maxsize=8)
 def _pg_dump_version(server_major: int) -> str:
     try:
-        from sage_agent.db.binaries import find_binary
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         import subprocess
+
+        from sage_agent.db.binaries import find_binary
 
         out = subprocess.run([str(find_binary("pg_dump", server_major)), "--version"], capture_output=True,
                              text=True, timeout=10).stdout.strip()

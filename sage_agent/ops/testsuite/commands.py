@@ -18,6 +18,7 @@ class TestSuiteInput(BaseModel):
 @operation("db-test-suite", risk="write")
 def test_suite(inputs: TestSuiteInput, ctx) -> OpResult:
     """Run supabase/tests (pgTAP or native assertions), JUnit XML; optionally generate starter tests."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.testsuite import testing
     project = Path(ctx.project)
     folder = project / "supabase" / "tests"

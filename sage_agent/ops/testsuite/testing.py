@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 import xml.etree.ElementTree as ET
@@ -36,6 +37,7 @@ class FileResult(BaseModel):
 # --- detection and discovery ---------------------------------------------------------------------------------
 def pgtap_available(ctx, url: str) -> bool:
     """Whether `create extension pgtap` works (tried in a transaction that is rolled back)."""
+    # lazy: psycopg loads on the first database call
     import psycopg
 
     with ctx.connect(url) as conn:
@@ -93,8 +95,7 @@ def _wrapper(path: Path, tmp: Path) -> Path:
 
 def run_pgtap_file(url: str, path: Path, tmp: Path, server_major: int | None) -> FileResult:
     """One pgTAP file: pg_prove when installed, else psql + TAP parsing; rolled back at the end either way."""
-    import subprocess
-
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.tools import find_binary, tool_env
 
     started = time.perf_counter()
@@ -124,6 +125,7 @@ _MARK = re.compile(r"^\s*--\s*(test|expect-error)\s*:\s*(.+?)\s*$", re.I)
 
 def _statements(text: str, filename: str) -> list[tuple[str, str | None, str | None, int]]:
     """(statement, test name, expected SQLSTATE, line) for each statement of a native test file."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.split import split_sql
 
     out = []
@@ -142,6 +144,7 @@ def _statements(text: str, filename: str) -> list[tuple[str, str | None, str | N
 
 
 def run_native_file(ctx, url: str, path: Path) -> FileResult:
+    # lazy: psycopg loads on the first database call
     import psycopg
 
     started = time.perf_counter()
@@ -218,6 +221,7 @@ def write_junit(results: list[FileResult], path: Path) -> None:
 
 # --- generation ----------------------------------------------------------------------------------------------
 def _lit(value: str) -> str:
+    # lazy: psycopg loads on the first database call
     from psycopg import sql
 
     return sql.Literal(value).as_string(None)
@@ -327,6 +331,7 @@ def _native_file(model, t) -> str:
 
 
 def generate_tests(ctx, url: str, folder: Path, *, pgtap: bool, overwrite: bool) -> tuple[list[Path], list[Path]]:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.schema.introspect import introspect
 
     with ctx.connect(url) as conn:

@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from sage_agent.db.redact import redact
 from sage_agent.ops.observe.common import seconds, short
-from sage_agent.ops.result import human_bytes
+from sage_agent.ops.result import OpError, human_bytes
 
 CHECK_NAMES = ("locks", "long-queries", "idle-in-tx", "vacuum", "wraparound", "replication", "audits")
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
@@ -96,6 +97,7 @@ class RoundState:
     def activity(self) -> dict[str, Any]:
         """*monitor's snapshot (pg_stat_activity + the replication picture), taken once per round."""
         if self._activity is None:
+            # lazy: psycopg loads on the first database call
             from sage_agent.ops.observe.diagnostics import activity_snapshot, read_only
 
             with read_only(self.ctx, self.ctx.settings.statement_timeout_ms) as conn:
@@ -105,6 +107,7 @@ class RoundState:
     def vacuum(self):
         """*vacuum's result (tables against their autovacuum thresholds, xid age per database), once per round."""
         if self._vacuum is None:
+            # lazy: psycopg loads on the first database call
             from sage_agent.ops.observe.diagnostics import vacuum_report
 
             self._vacuum = vacuum_report(self.ctx, table=None, limit=MAX_OBSERVATIONS, findings_only=True)
@@ -112,6 +115,7 @@ class RoundState:
 
 
 def _client_sessions(state: RoundState) -> list[dict[str, Any]]:
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.observe.own import own_session
 
     return [s for s in state.activity()["sessions"] if s["backend_type"] == "client backend"
@@ -121,6 +125,7 @@ def _client_sessions(state: RoundState) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------------------------
 def check_locks(state: RoundState) -> CheckResult:
     """*locks' blocking tree: one observation per waiting session (how long it has waited, who blocks it)."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.observe.diagnostics import lock_snapshot, read_only
     from sage_agent.ops.observe.own import own_session, watch_session
 
@@ -278,6 +283,7 @@ def check_replication(state: RoundState) -> CheckResult:
 
 def check_audits(state: RoundState) -> CheckResult:
     """*rls-audit's advisor lints and *schema-audit's findings, one observation per rule (a count and where)."""
+    # lazy: psycopg loads on the first database call
     from sage_agent.ops.security.lints import SECURITY_LINTS, exposed_schemas, run_lints
     from sage_agent.ops.security.schema_audit import audit
 
@@ -363,10 +369,8 @@ def parse_checks(text: str | None) -> list[str]:
 
 def run_check(name: str, state: RoundState) -> CheckResult:
     """One check, timed; a failure becomes the check's error (the round goes on with the others)."""
+    # lazy: psycopg loads on the first database call
     import psycopg
-
-    from sage_agent.db.redact import redact
-    from sage_agent.ops.result import OpError
 
     started = time.perf_counter()
     try:
@@ -374,6 +378,7 @@ def run_check(name: str, state: RoundState) -> CheckResult:
     except (psycopg.Error, OpError, OSError, ConnectionError) as exc:
         result = CheckResult(name, error=redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__)
     except Exception as exc:  # noqa: BLE001 - a check that breaks must not stop the watch; it is reported
+        # lazy: psycopg loads on the first database call
         from sage_agent.db.connect import DbConnectError
 
         kind = "" if isinstance(exc, DbConnectError) else f"{type(exc).__name__}: "

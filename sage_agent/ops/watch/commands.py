@@ -19,6 +19,7 @@ class WatchReportInput(BaseModel):
 @operation("db-watch-report", risk="read")
 def watch_report(inputs: WatchReportInput, ctx) -> OpResult:
     """Reads only the history file: no database connection."""
+    # lazy: sqlite3 loads only for the watch history
     from sage_agent.ops.watch.report import build_report
     from sage_agent.ops.watch.runner import target_name
 

@@ -27,6 +27,7 @@ class WatchContext(OpContext):
     """An operation context whose connections say `db-sage-watch` (left out of every diagnostic)."""
 
     def connect(self, url: str | None = None, *, autocommit: bool = False, timeouts: bool = True):
+        # lazy: psycopg loads on the first database call
         from sage_agent.db.connect import connect
         from sage_agent.ops.observe.own import WATCH_APPLICATION_NAME
 
@@ -246,6 +247,7 @@ def watch_loop(targets: list[Watched], checks: list[str], thresholds: Thresholds
 
 def _loop(targets: list[Watched], one: Callable[[int, int], Round], stop: threading.Event, rounds: int | None,
           every_s: float, emit: Callable[[Round], None], parallel: int, sleep: Callable[[float], None]) -> list[Round]:
+    # lazy: the thread pool loads only for parallel work
     from concurrent.futures import ThreadPoolExecutor
 
     last: list[Round] = []

@@ -74,6 +74,7 @@ def _timeout_setting(node: object) -> tuple[str, bool] | None:
 def _fallback_ignores(statements: Sequence[Statement], file_comments: Iterable[str]) -> Ignores:
     """Ignore comments when the source text is not at hand: each statement's own comments
     count as written on the line above it (the usual place)."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from .rules import canonical_names
 
     lines: list[str] = []
@@ -116,6 +117,7 @@ def _lint_statements(statements: Sequence[Statement], filename: str, server_majo
                      rules: Sequence[Rule] | None, assume_in_transaction: bool,
                      extra_file_comments: Iterable[str], source: str | None,
                      chain: LintChain | None) -> list[LintFinding]:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from .rules import RULES, RULES_BY_ID, canonical_names
 
     rules = list(RULES if rules is None else rules)

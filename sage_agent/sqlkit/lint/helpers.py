@@ -148,6 +148,7 @@ def cmd_line(stmt: Any, cmd: Any) -> int:
         return stmt.line
     try:
         index = [id(c) for c in stmt.node.cmds].index(id(cmd))
+        # lazy: pglast (the SQL parser) loads only when SQL is parsed
         from pglast import parser as _pg
         toks = [t for t in _pg.scan(stmt.text) if t.name not in ("SQL_COMMENT", "C_COMMENT")]
     except Exception:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from sage_agent.config import settings
+
 from .model import LintFinding
 
 DEFAULT_ERROR_BYTES = 100 * 1024 * 1024  # above this a rewrite/scan/lock finding is an error
@@ -25,8 +27,6 @@ class SizePolicy:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "SizePolicy":
         """``SAGE_LINT_ERROR_MB`` sets the size above which a rewrite or scan is an error (default 100)."""
-        from sage_agent.config import settings
-
         return cls(error_bytes=int(settings(environ).lint_error_mb * 1024 * 1024))
 
 

@@ -15,6 +15,7 @@ class BanDisableTrigger(AlterCmdRule):
     subtypes = frozenset(_TRIGGERS | _RLS)
 
     def message_for(self, cmd):
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from .. import helpers as h
         if h.subtype(cmd) in _RLS:
             return "Changing row level security can change visible rows or reject access for existing clients."
