@@ -32,7 +32,8 @@ def _check_schemas(conn, schemas: list[str]) -> None:
 
 def _lint_finding(lint: dict[str, Any]) -> Finding:
     m = lint["metadata"]
-    return Finding(rule=lint["name"], severity=_SEVERITY[lint["level"]], message=lint["detail"].replace("`", ""),
+    message = lint["detail"].replace("\\`", "").replace("`", "")  # some splinter details escape backticks
+    return Finding(rule=lint["name"], severity=_SEVERITY[lint["level"]], message=message,
                    location=f"{m['schema']}.{m['name']}", fix=lint["remediation"])
 
 
@@ -59,7 +60,8 @@ def rls_audit(inputs: RlsAuditInput, ctx) -> OpResult:
         cov = coverage(conn, exposed, roles)
     columns, rows = coverage_rows(cov)
     findings = [_lint_finding(f) for f in run.lints]
-    notes = [f"API-exposed schemas: {', '.join(exposed)}"
+    shown = ", ".join(exposed) or "none (pgrst.db_schemas is set and empty)"
+    notes = [f"API-exposed schemas: {shown}"
              + ("" if requested else " (PostgREST setting pgrst.db_schemas, default public, as the Supabase advisors)")]
     notes += [f"skipped {name}: {reason}" for name, reason in sorted(run.skipped.items())]
     limit = ctx.settings.row_limit
@@ -82,7 +84,7 @@ def rls_audit(inputs: RlsAuditInput, ctx) -> OpResult:
             facts["leaks"] = len(leaks)
     status = "warning" if any(f.severity in ("error", "warning") for f in findings) else "ok"
     findings = _cap(findings, limit, notes, "data.lints")
-    summary = (f"{len(run.lints)} advisor findings on {len(cov)} tables in {', '.join(exposed)}"
+    summary = (f"{len(run.lints)} advisor findings on {len(cov)} tables in {', '.join(exposed) or 'no exposed schema'}"
                + (f"; {len(leaks)} leaks proven by impersonation" if inputs.verify else ""))
     nxt = ["*policy-apply TABLE"] if any(not c["rls"] for c in cov) else []
     if not inputs.verify:

@@ -195,16 +195,20 @@ where n.nspname <> all(%(excluded)s) and n.nspname not like 'pg\\_%%'
                   and d.deptype = 'e')
   and not exists (select 1 from unnest(coalesce(p.proconfig, '{}')) cfg where cfg like 'search_path=%%')"""
 
+_WHO = {"anon": ("can be executed by the `anon` role", "callable without signing in", "if it is not meant to be public"),
+        "authenticated": ("can be executed by the `authenticated` role", "callable by signed-in users",
+                          "if signed-in users should not call it")}
 for _role in ("anon", "authenticated"):
-    _who = "any unauthenticated caller" if _role == "anon" else "any signed-up user"
+    # only schemas PostgREST exposes: a function elsewhere has no /rest/v1/rpc/ path
     _SQL[f"{_role}_security_definer_function_executable"] = f"""
 select n.nspname, p.proname, 'function',
-       format('SECURITY DEFINER function `%%s.%%s(%%s)` is executable by the `{_role}` role. It runs with the privileges of its owner and bypasses RLS, so {_who} can invoke it via `/rest/v1/rpc/%%s`.',
+       format('Function `%%s.%%s(%%s)` {_WHO[_role][0]} as a `SECURITY DEFINER` function via `/rest/v1/rpc/%%s`. Revoke `EXECUTE` or switch it to `SECURITY INVOKER` if that is not intentional.',
               n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.proname),
        format('{_role}_security_definer_function_executable_%%s_%%s_%%s', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
        jsonb_build_object('arguments', pg_get_function_identity_arguments(p.oid), 'language', l.lanname, 'security_definer', true)
 from pg_proc p join pg_namespace n on n.oid = p.pronamespace join pg_language l on l.oid = p.prolang
-where p.prosecdef and has_function_privilege('{_role}', p.oid, 'EXECUTE') and n.nspname <> all(%(excluded)s)"""
+where p.prosecdef and has_function_privilege('{_role}', p.oid, 'EXECUTE') and {_EXPOSED}
+  and n.nspname <> all(%(excluded)s)"""
 
 _SQL["sensitive_columns_exposed"] = f"""
 select n.nspname, c.relname, 'table',
@@ -233,6 +237,39 @@ select n.nspname, c.relname, '{_label}',
        format('{_kind}_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where c.relkind = '{_rk}' and {_API_SELECT} and {_EXPOSED} and n.nspname <> all(%(excluded)s) and {_NOT_EXT}"""
+
+# Supabase Queues (pgmq): queue tables are pgmq.q_<queue>; "Expose Queues via PostgREST" adds pgmq_public to
+# pgrst.db_schemas. Splinter matches `relname like 'q_%'` (the underscore is a LIKE wildcard: any name of two or
+# more characters starting with q) and reuses rls_disabled_in_public's cache key; both kept so findings and
+# dismissals carry over.
+_SQL["insecure_queue_exposed_in_api"] = f"""
+select n.nspname, c.relname, 'table',
+       format('Table \\`%%s.%%s\\` is public, but RLS has not been enabled.', n.nspname, c.relname),
+       format('rls_disabled_in_public_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where c.relkind = 'r' and not c.relrowsecurity and {_API_SELECT} and n.nspname = 'pgmq' and c.relname like 'q_%%'
+  and 'pgmq_public' = any(%(exposed)s)"""
+
+# pg_graphql introspection shows every relation the caller can SELECT any column of (RLS does not hide it),
+# in any schema but the platform's; relkinds as pg_graphql reflects them (partitioned parents are not, their
+# partitions are). Only where the extension is installed: without it there is no /graphql/v1.
+_GRAPHQL_TYPE = ("case c.relkind when 'r' then 'table' when 'v' then 'view' when 'm' then 'materialized view' "
+                 "else 'foreign table' end")
+for _role, _lint, _to, _audience in (
+        ("anon", "pg_graphql_anon_table_exposed", "", "if it should not be discoverable without signing in"),
+        ("authenticated", "pg_graphql_authenticated_table_exposed", " to signed-in users",
+         "if it should not be discoverable to every account")):
+    _SQL[_lint] = f"""
+select n.nspname, c.relname, {_GRAPHQL_TYPE},
+       format('%%s `%%s.%%s` is visible in the GraphQL schema{_to} because the `{_role}` role can `SELECT` it. Revoke `SELECT` from `{_role}` {_audience}.',
+              {_GRAPHQL_TYPE}, n.nspname, c.relname),
+       format('{_lint}_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where exists (select 1 from pg_extension where extname = 'pg_graphql')
+  and c.relkind in ('r', 'v', 'm', 'f') and n.nspname <> all(%(excluded)s)
+  and (has_table_privilege('{_role}', c.oid, 'SELECT')
+       or exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+                  and has_column_privilege('{_role}', c.oid, a.attnum, 'SELECT')))"""
 
 # --- performance lints shared with *schema-audit --------------------------------------------------------------
 # reg* types whose OIDs pg_upgrade cannot carry over (regclass, regrole, regtype are fine).
@@ -394,11 +431,12 @@ _def("security_definer_view", "Security Definer View", "ERROR", "SECURITY",
      "0010_security_definer_view", needs_roles=True, min_major=15)
 _def("function_search_path_mutable", "Function Search Path Mutable", "WARN", "SECURITY",
      "Detects functions where the search_path parameter is not set.", "0011_function_search_path_mutable")
-_def("anon_security_definer_function_executable", "SECURITY DEFINER Function Executable by Anon", "WARN", "SECURITY",
-     "Detects SECURITY DEFINER functions that the `anon` role has EXECUTE on.",
+_def("anon_security_definer_function_executable", "Public Can Execute SECURITY DEFINER Function", "WARN", "SECURITY",
+     "Detects `SECURITY DEFINER` functions that are callable without signing in. Revoke `EXECUTE`, switch the function to `SECURITY INVOKER`, or move it out of your exposed API schema if it is not meant to be public.",
      "0028_anon_security_definer_function_executable", needs_roles=True)
-_def("authenticated_security_definer_function_executable", "SECURITY DEFINER Function Executable by Authenticated",
-     "WARN", "SECURITY", "Detects SECURITY DEFINER functions that the `authenticated` role has EXECUTE on.",
+_def("authenticated_security_definer_function_executable", "Signed-In Users Can Execute SECURITY DEFINER Function",
+     "WARN", "SECURITY",
+     "Detects `SECURITY DEFINER` functions that are callable by signed-in users. Revoke `EXECUTE`, switch the function to `SECURITY INVOKER`, or move it out of your exposed API schema if signed-in users should not call it.",
      "0029_authenticated_security_definer_function_executable", needs_roles=True)
 _def("sensitive_columns_exposed", "Sensitive Columns Exposed", "ERROR", "SECURITY",
      "Detects tables exposed via API that contain columns with potentially sensitive data (PII, credentials, financial info) without RLS protection.",
@@ -411,6 +449,15 @@ _def("materialized_view_in_api", "Materialized View in API", "WARN", "SECURITY",
 _def("foreign_table_in_api", "Foreign Table in API", "WARN", "SECURITY",
      "Detects foreign tables that are accessible over APIs. Foreign tables do not respect row level security policies.",
      "0017_foreign_table_in_api", needs_roles=True)
+_def("insecure_queue_exposed_in_api", "Insecure Queue Exposed in API", "ERROR", "SECURITY",
+     "Detects cases where an insecure Queue is exposed over Data APIs", "0019_insecure_queue_exposed_in_api",
+     needs_roles=True)
+_def("pg_graphql_anon_table_exposed", "Public Can See Object in GraphQL Schema", "WARN", "SECURITY",
+     "Detects tables, views, materialized views, and foreign tables that are visible in the GraphQL schema to anyone using your public anon key. Revoke `SELECT` from `anon` for objects that should not be discoverable before sign-in, and check lint 0027 for the matching signed-in-user exposure.",
+     "0026_pg_graphql_anon_table_exposed", needs_roles=True)
+_def("pg_graphql_authenticated_table_exposed", "Signed-In Users Can See Object in GraphQL Schema", "WARN", "SECURITY",
+     "Detects tables, views, materialized views, and foreign tables that are visible in the GraphQL schema to signed-in users. Revoke `SELECT` from `authenticated` for objects that signed-in users should not discover, and check lint 0026 for the matching public exposure.",
+     "0027_pg_graphql_authenticated_table_exposed", needs_roles=True)
 _def("unsupported_reg_types", "Unsupported reg types", "WARN", "SECURITY",
      "Identifies columns using unsupported reg* types outside pg_catalog schema, which prevents database upgrades using pg_upgrade.",
      "unsupported_reg_types")
@@ -447,10 +494,12 @@ class LintRun:
 
 
 def exposed_schemas(conn) -> list[str]:
-    """PostgREST's exposed schemas as splinter reads them: `pgrst.db_schemas`, else public."""
+    """PostgREST's exposed schemas as splinter reads them: `pgrst.db_schemas` (unset: public, as the Supabase CLI's
+    advisors assume). Set but empty means PostgREST exposes nothing: no schema is API-facing."""
     raw = conn.execute("select current_setting('pgrst.db_schemas', true)").fetchone()[0]
-    names = [s.strip() for s in (raw or "public").split(",") if s.strip()]
-    return names or ["public"]
+    if raw is None:
+        return ["public"]
+    return [s.strip() for s in raw.split(",") if s.strip()]
 
 
 def roles_present(conn) -> set[str]:
@@ -461,7 +510,7 @@ def roles_present(conn) -> set[str]:
 def run_lints(conn, names: list[str], exposed: list[str] | None = None, *, server_major: int | None = None,
               bloat_ratio: float = 70.0, bloat_bytes: int = 20 * 1024 * 1024) -> LintRun:
     """Run the named lints on an open connection (read-only). Lints that need what the server lacks are skipped."""
-    exposed = exposed or exposed_schemas(conn)
+    exposed = exposed_schemas(conn) if exposed is None else exposed
     roles = roles_present(conn)
     if server_major is None:
         server_major = int(conn.execute("select current_setting('server_version_num')::int / 10000").fetchone()[0])
