@@ -24,6 +24,7 @@ import psycopg
 import pytest
 
 from tests.conftest import sage_env
+from tests.test_online_expand import column_order_free
 
 V1 = "20240101000000"
 TRIALS = int(os.environ.get("SAGE_TEST_ONLINE_TRIALS", "2"))
@@ -43,6 +44,7 @@ KINDS = {
     "not_null": "alter table public.items alter column qty set not null;",
     "add_column": "alter table public.items add column token uuid not null default gen_random_uuid();",
     "backfill": "update public.items set note = 'n' || id where note is null;",
+    "type_change": "alter table public.items alter column qty type bigint;",  # expand/contract, then --complete
 }
 ENV = {"SAGE_ONLINE_BATCH_ROWS": "1000", "SAGE_ONLINE_BATCH_PAUSE_MS": "5"}
 
@@ -72,7 +74,7 @@ def write_file(project: Path, text: str) -> None:
 def state_of(conn) -> dict:
     """What a fault left behind."""
     has_state = conn.execute("select to_regclass('supabase_migrations.sage_online') is not null").fetchone()[0]
-    row = conn.execute("select done, current from supabase_migrations.sage_online where version = %s",
+    row = conn.execute("select done, current, status from supabase_migrations.sage_online where version = %s",
                        (V1,)).fetchone() if has_state else None
     has_history = conn.execute("select to_regclass('supabase_migrations.schema_migrations') is not null").fetchone()[0]
     applied = has_history and conn.execute("select count(*) from supabase_migrations.schema_migrations "
@@ -83,15 +85,24 @@ def state_of(conn) -> dict:
     return {"state": row, "applied": applied, "invalid": invalid, "triggers": triggers}
 
 
-def assert_documented(left: dict, old_dump: list[str], url: str) -> str:
-    """old | resumable | new: and never a history row with a state row, an orphan INVALID index, a trigger."""
+def assert_documented(left: dict, old_dump: list[str], url: str, expand: bool = False) -> str:
+    """old | resumable | new (| expanded): never a history row for an unfinished file, an orphan INVALID index,
+    a trigger outside an expand/contract or a second sync trigger."""
     from sage_agent.ops.schema.compare import normalized_dump
 
-    assert left["triggers"] == 0
+    if expand:  # the sync trigger exists exactly from the expand step (step 1) until the contract
+        assert left["triggers"] == (1 if left["state"] is not None and left["state"][0] >= 1 else 0), left
+    else:
+        assert left["triggers"] == 0
     if left["applied"]:
+        if expand:
+            assert left["state"] is not None and left["state"][2] == "expanded", left
+            return "expanded"
         assert left["state"] is None, "a history row for an unfinished file"
         assert left["invalid"] == []
         return "new"
+    if left["state"] is not None:
+        assert left["state"][2] != "expanded", "expanded without a history row"
     if left["state"] is None:
         assert left["invalid"] == []
         assert normalized_dump(url) == old_dump, "no history row, no state row, yet the schema changed"
@@ -181,13 +192,17 @@ def test_online_sequence_survives_faults(kind, pg_server, project, make_session,
                 proc.wait(timeout=60)
                 time.sleep(0.2)  # the server notices the dead client and rolls its transaction back
             with psycopg.connect(url, autocommit=True) as conn:
-                outcome = assert_documented(state_of(conn), old_dump, url)
+                outcome = assert_documented(state_of(conn), old_dump, url, expand=kind == "type_change")
                 outcomes.append(outcome)
                 if outcome == "resumable":
                     listed = make_session(url).run_line("*migrations")
                     assert listed.result.tables[0].rows[0][4].startswith("in progress (")
                 again = make_session(url, yes=True).run_line("*apply --online --snapshot=no")
                 assert again.exit_code == EXIT_OK, (again.result.summary if again.result else again.error)
+                if kind == "type_change":
+                    assert state_of(conn)["state"][2] == "expanded" and state_of(conn)["triggers"] == 1
+                    done = make_session(url, confirm=("COMPLETE",)).run_line("*apply --complete")
+                    assert done.exit_code == EXIT_OK, (done.result.summary if done.result else done.error)
                 left = state_of(conn)
                 assert left["applied"] and left["state"] is None and left["invalid"] == [] and left["triggers"] == 0
                 assert checksum(conn) == before_sum
@@ -197,7 +212,10 @@ def test_online_sequence_survives_faults(kind, pg_server, project, make_session,
                 if kind == "backfill":
                     assert conn.execute("select count(*) from public.items where note = 'n' || id").fetchone()[0] \
                         == ROWS // 2
-            assert normalized_dump(url) == new_dump
+            if kind == "type_change":  # expand/contract moves the column to the end of the table
+                assert column_order_free(normalized_dump(url)) == column_order_free(new_dump)
+            else:
+                assert normalized_dump(url) == new_dump
         print(f"{kind}: {TRIALS} trials, outcomes after the fault: {outcomes}")
     finally:
         for name in made:

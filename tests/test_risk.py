@@ -15,7 +15,7 @@ DECLARED = {
     "create-doc": ("write", {}),
     "create-migration-from-design": ("write", {}),
     "db-analyze-hotpaths": ("read", {}),
-    "db-apply-migration": ("write", {}),
+    "db-apply-migration": ("write", {"complete": "destructive"}),
     "db-backup": ("read", {}),
     "db-bootstrap": ("write", {}),
     "db-check-locks": ("read", {"cancel": "write", "terminate": "destructive"}),

@@ -82,6 +82,7 @@ class ApplyInput(BaseModel):
     lock_timeout: str | None = None
     statement_timeout: str | None = None
     online: bool = False  # blocking statements run in their online form (sage_agent/ops/online)
+    complete: bool = False  # contract expanded type changes: drop the old columns and sync triggers
     batch_rows: int | None = Field(default=None, ge=1, le=1_000_000)
     batch_pause_ms: int | None = Field(default=None, ge=0, le=600_000)
 
@@ -140,7 +141,7 @@ def _plan_pending(project: Path, conn, inputs: ApplyInput):
     return pending, warnings, None
 
 
-@operation("db-apply-migration", risk="write")
+@operation("db-apply-migration", risk="write", raised_by={"complete": "destructive"})
 def apply(inputs: ApplyInput, ctx) -> OpResult:
     """Apply pending migrations like `supabase db push`, with lint, snapshot, lock and per-file transactions."""
     # lazy: psycopg loads on the first database call
@@ -166,6 +167,11 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
     url = ctx.migration_url  # refuses a transaction pooler without a direct URL before anything starts
     conn = ctx.connect(url, autocommit=True)
     ctx.require_primary(conn)
+    if inputs.complete:  # the contract step of expand/contract: its own command, typed confirmation
+        # lazy: psycopg loads on the first database call
+        from sage_agent.ops.online.contract import complete
+
+        return complete(ctx, conn, inputs.file)
     pending, warnings, note = _plan_pending(project, conn, inputs)
     notes = list(warnings)
     if not pending:
@@ -427,6 +433,8 @@ def migrations(inputs: MigrationsInput, ctx) -> OpResult:
             except MigrationFileError:
                 same = False
             status = "applied" if same is not False else "drift"
+            if status == "applied" and online.get(version, "").startswith("expanded"):
+                status = online[version]  # applied; the old column waits for *apply --complete
         elif mig and version in online:
             status = online[version]
         elif mig:
@@ -454,11 +462,14 @@ def migrations(inputs: MigrationsInput, ctx) -> OpResult:
     pending = counts.get("pending", 0) + counts.get("out of order", 0) + counts.get("in progress", 0)
     summary = (f"{len(local)} local, {len(rows)} applied, {pending} pending"
                + (f", {len(findings)} problem(s)" if findings else ""))
+    next_steps = ["*apply"] if pending else []
+    if counts.get("expanded (contract pending)"):
+        next_steps.append("*apply --complete (drops the old columns of expanded type changes)")
     return OpResult(operation="db-migrations", status="warning" if findings else "ok", summary=summary,
                     facts={k: v for k, v in sorted(counts.items())},
                     tables=[Table(title="Migrations", columns=["local", "remote", "time (UTC)", "name", "status"],
                                   rows=table_rows)],
-                    findings=findings, notes=warnings, next_steps=["*apply"] if pending else [],
+                    findings=findings, notes=warnings, next_steps=next_steps,
                     data={"migrations": [{"local": r[0], "remote": r[1], "time": r[2], "name": r[3],
                                           "status": r[4]} for r in table_rows]})
 

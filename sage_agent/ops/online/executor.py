@@ -18,6 +18,7 @@ from psycopg import sql
 
 from sage_agent.ops.migrations.applier import FileOutcome, _error_text, reset_session
 from sage_agent.ops.migrations.history import insert_version
+from sage_agent.ops.online import expand as ex
 from sage_agent.ops.online import state as st
 from sage_agent.ops.online.backfill import BackfillError, BatchPolicy, run_backfill, stop_at_batch_boundary
 from sage_agent.ops.online.locks import LockGaveUp, RetryPolicy, with_lock_retries
@@ -131,15 +132,20 @@ class Runner:
             self._done(i)
 
     def index(self, i: int, step: Step) -> None:
+        self._build(i, step)
+        self._done(i)
+
+    def _build(self, i: int, step: Step, extra: dict | None = None) -> None:
+        """CREATE INDEX CONCURRENTLY of one index, recorded as under way in state.current (with `extra`)."""
         conn = self.conn
-        if self.state.current.get("step") != i:  # first attempt: note whether the index was there before us
-            self.state.current = {"step": i, "index": step.index,
+        cur = self.state.current
+        if cur.get("step") != i or cur.get("index") != step.index:  # first attempt: was the index there before us
+            self.state.current = {**(extra or {}), "step": i, "index": step.index,
                                   "preexisting": _index_state(conn, step.index) != "absent"}
             st.save(conn, self.state)
         mine = not self.state.current.get("preexisting")
         have = _index_state(conn, step.index)
         if mine and have == "valid":  # built by a run that was killed before it could record it
-            self._done(i)
             return
         if mine and have == "invalid":
             self.say(f"dropping the INVALID index {step.index} left by an interrupted build, then building it again")
@@ -164,7 +170,77 @@ class Runner:
             if not conn.broken:
                 cleanup()
             raise
+
+    # --- expand/contract of a column type change (expand.py) ---
+    def _info(self, step: Step) -> dict:
+        info = self.state.names.get(step.expand["key"])
+        if not isinstance(info, dict):
+            raise StepFailed("the expand step's record is missing from supabase_migrations.sage_online")
+        return info
+
+    def expand(self, i: int, step: Step) -> None:
+        spec, conn = step.expand, self.conn
+
+        def run() -> None:
+            with conn.transaction():
+                self._set_local()
+                problems = ex.column_problems(conn, spec["table"], spec["column"])
+                if problems:
+                    raise StepFailed(f"line {step.line}: the type change of {spec['column']} has no faithful online "
+                                     f"form: {'; '.join(problems)}")
+                info = ex.read_info(conn, spec["table"], spec["column"], spec["newtype"], spec["using"],
+                                    spec["relname"])
+                for text in ex.expand_sql(info):
+                    conn.execute(text, prepare=False)
+                self.state.names[spec["key"]] = info
+                self._done(i)
+
+        self._retried(step, run)
+
+    def expand_index(self, i: int, step: Step) -> None:
+        info = self._info(step)
+        cur = self.state.current
+        built = list(cur.get("built", [])) if cur.get("step") == i else []
+        for ix in info["indexes"]:
+            if ix["tmp"] in built:
+                continue
+            self.say(f"building {ix['tmp']} on {info['new']} (for {ix['name']})")
+            sub = Step("index", [ix["sql"]], step.line, table=step.table, index=ex.qualified_index(ix, ix["tmp"]))
+            self._build(i, sub, {"built": built})
+            built.append(ix["tmp"])
+            self.state.current = {"step": i, "built": built}
+            st.save(self.conn, self.state)
         self._done(i)
+
+    def expand_check(self, i: int, step: Step) -> None:
+        info, conn = self._info(step), self.conn
+        if not info["not_null"]:
+            self._done(i)
+            return
+        add = f"ALTER TABLE {info['table']} ADD CONSTRAINT {ex.ident(info['chk'])} CHECK " \
+              f"({ex.ident(info['new'])} IS NOT NULL) NOT VALID"
+        if info["chk"] not in _constraint_names(conn, info["table"]):
+            def run_add() -> None:
+                with conn.transaction():
+                    self._set_local()
+                    conn.execute(add, prepare=False)
+            self._retried(step, run_add)
+        check = Step("validate", [f"ALTER TABLE {info['table']} VALIDATE CONSTRAINT {{constraint}}"], step.line,
+                     table=step.table, constraint=info["chk"])
+        self.validate(i, check)
+
+    def swap(self, i: int, step: Step) -> None:
+        info, conn = self._info(step), self.conn
+
+        def run() -> None:
+            with conn.transaction():
+                self._set_local()
+                for text in ex.swap_sql(info):
+                    conn.execute(text, prepare=False)
+                self.state.names[step.expand["key"]] = {**info, "swapped": True}
+                self._done(i)
+
+        self._retried(step, run)
 
     def _drop_invalid(self, step: Step) -> None:
         def drop() -> None:
@@ -246,10 +322,14 @@ class Runner:
                     getattr(self, step.kind)(i, step)
                 outcome.applied.append(i + 1)
             step = None
-            with conn.transaction():
+            with conn.transaction():  # the history row: the file's whole schema change is visible now
                 self._set_local()
                 insert_version(conn, mig.version, mig.name, self.file_plan.statements)
-                st.finish(conn, mig.version)
+                if any(s.kind == "swap" for s in plan.steps):  # the old columns wait for *apply --complete
+                    self.state.status, self.state.detail, self.state.current = "expanded", None, {}
+                    st.save(conn, self.state)
+                else:
+                    st.finish(conn, mig.version)
         except (psycopg.Error, LockGaveUp, StepFailed, BackfillError) as exc:
             if isinstance(exc, psycopg.Error):
                 message, _ = _error_text(exc)

@@ -56,6 +56,8 @@ def select(conn, file_plans: list, online: bool, server_major: int) -> OnlineSel
                           f": {exc.reason}",
                           "nothing was changed; split the statement out, or apply this file without --online "
                           "(and without -- sage:online)", exit_code=1) from None
+        if version not in unfinished:
+            _check_expand(conn, fp, plan)
         sel.plans[version] = plan
         sel._covered |= {(fp.migration.filename, line) for line in plan.rewritten}
         if version in unfinished:
@@ -64,6 +66,22 @@ def select(conn, file_plans: list, online: bool, server_major: int) -> OnlineSel
                 sel.notes.append(f"{fp.migration.filename} continues online: an earlier online apply of it is "
                                  f"unfinished ({unfinished[version].describe()})")
     return sel
+
+
+def _check_expand(conn, fp, plan: OnlinePlan) -> None:
+    """A column type change whose column has what the expand/contract cannot carry over: refused up front."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+    from sage_agent.ops.online.expand import column_problems
+
+    for step in plan.steps:
+        if step.kind != "expand":
+            continue
+        problems = column_problems(conn, step.expand["table"], step.expand["column"])
+        if problems:
+            raise OpError(f"{fp.migration.filename}:{step.line}: no faithful online form for the type change of "
+                          f"{step.expand['name']}.{step.expand['column']}: {'; '.join(problems)}",
+                          "nothing was changed; apply this file without --online (and without -- sage:online) in a "
+                          "quiet window, or change what is listed first", exit_code=1)
 
 
 def run(conn, file_plan, sel: OnlineSelection, ctx, inputs, statement_timeout: str | None):

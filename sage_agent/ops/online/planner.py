@@ -11,7 +11,8 @@ Step kinds (the executor runs each in its own way):
 - ``index``: CREATE [UNIQUE] INDEX CONCURRENTLY (an INVALID index left by a failure is dropped and retried);
 - ``drop_index``: DROP INDEX CONCURRENTLY;
 - ``validate``: VALIDATE CONSTRAINT in its own transaction (SHARE UPDATE EXCLUSIVE: reads and writes go on);
-- ``backfill``: an UPDATE in primary-key ranges, each batch its own transaction, resumable.
+- ``backfill``: an UPDATE in primary-key ranges, each batch its own transaction, resumable;
+- ``expand``, ``expand_index``, ``expand_check``, ``swap``: a column type change as expand/contract (expand.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from psycopg import sql
 
 from sage_agent.sqlkit.nodes import names
 
-StepKind = Literal["tx", "direct", "index", "drop_index", "validate", "backfill"]
+StepKind = Literal["tx", "direct", "index", "drop_index", "validate", "backfill", "expand", "expand_index",
+                   "expand_check", "swap"]
 DIRECTIVE = re.compile(r"^\s*--\s*sage:online\b", re.M)
 NAMEDATALEN = 63
 # lint rules whose finding means "holds a lock for as long as a scan or rewrite takes"
@@ -53,10 +55,13 @@ class Step:
     constraint: str | None = None  # validate: the constraint name, or "@key" set by an earlier tx step
     discover: str | None = None  # tx: remember the name of the NOT VALID constraint this step adds under this key
     backfill: dict[str, Any] = field(default_factory=dict)  # set (SQL), where (SQL or ""), only_null (column)
+    expand: dict[str, Any] = field(default_factory=dict)  # expand/contract: key, table, column, newtype, using
 
     def show(self, batch_rows: int) -> str:
         label = {"tx": "transaction", "direct": "no transaction", "index": "concurrently",
-                 "drop_index": "concurrently", "validate": "validate", "backfill": "backfill"}[self.kind]
+                 "drop_index": "concurrently", "validate": "validate", "backfill": "backfill",
+                 "expand": "transaction", "expand_index": "concurrently", "expand_check": "validate",
+                 "swap": "transaction"}[self.kind]
         text = "; ".join(_one_line(s) for s in self.sql)
         if self.kind == "validate":
             name = "<the constraint added above>" if (self.constraint or "@").startswith("@") else \
@@ -240,11 +245,6 @@ class Planner:
                 self.tx([deparse(single)], line, "as written", _rel_text(node.relation))
 
     def _no_form_reason(self, node, cmds, f) -> str:
-        types = {c.subtype for c in cmds}
-        if AlterTableType.AT_AlterColumnType in types:
-            return (f"{f.rule}: a column type change rewrites the table under ACCESS EXCLUSIVE; DB Sage has no online "
-                    "form for it yet (expand/contract: add a new column, keep it in step with a trigger, backfill, "
-                    "swap). Run it in a quiet window without --online, or write the expand/contract steps by hand")
         return (f"{f.rule}: {f.message} DB Sage has no online form for this statement; run it without --online in a "
                 "quiet window, or rewrite it by hand")
 
@@ -257,7 +257,7 @@ class Planner:
             if c.contype in (ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_PRIMARY):
                 return not c.indexname and not c.including and not c.options and not c.exclusions
             return False
-        if t == AlterTableType.AT_SetNotNull:
+        if t in (AlterTableType.AT_SetNotNull, AlterTableType.AT_AlterColumnType):
             return True
         if t == AlterTableType.AT_AddColumn:
             col = cmd.def_
@@ -282,6 +282,8 @@ class Planner:
             self._not_null(rel, cmd.name, line)
         elif t == AlterTableType.AT_AddColumn:
             self._add_column(node, cmd, text, line)
+        elif t == AlterTableType.AT_AlterColumnType:
+            self._type_change(node, cmd, text, line)
         else:  # pragma: no cover - _online_form decides
             raise AssertionError(t)
 
@@ -373,6 +375,43 @@ class Planner:
         for fk in fks:
             fk.fk_attrs = (ast.String(sval=col.colname),)
             self._add_not_valid(node, fk, line)
+
+    def _type_change(self, node, cmd, text: str, line: int) -> None:
+        """Expand/contract (expand.py): new column + sync trigger, backfill, indexes, NOT NULL, short swap."""
+        # lazy: pglast (the SQL parser) loads only when SQL is parsed
+        from sage_agent.ops.online.expand import ident, names_for
+
+        rel, coldef = node.relation, cmd.def_
+        using = deparse(coldef.raw_default) if coldef.raw_default is not None else None
+        newtype = deparse(coldef.typeName)
+        if coldef.collClause is not None:
+            newtype += " COLLATE " + ".".join(ident(n.sval) for n in coldef.collClause.collname)
+        table, column = _rel_text(rel), cmd.name
+        n = names_for(rel.relname, column)
+        self._seq += 1
+        spec = {"key": f"@x{self._seq}", "table": table, "name": _qualified(rel), "relname": rel.relname, "column": column,
+                "newtype": newtype, "using": using}
+        c, new = ident(column), ident(n["new"])
+        expr = using or c
+        self.add(Step("expand", [f"ALTER TABLE {table} ADD COLUMN {new} {newtype}",
+                                 f"CREATE TRIGGER {ident(n['trigger'])} BEFORE INSERT OR UPDATE ON {table} (sets "
+                                 f"{new} = {expr} on every write)"], line,
+                      "ALTER COLUMN ... TYPE rewrites the table under ACCESS EXCLUSIVE: expand/contract instead "
+                      "(the column moves to the end of the table)", table=table, expand=spec))
+        self.add(Step("backfill", [f"UPDATE {table} SET {new} = {expr}"], line,
+                      "existing rows get the converted value in batches", table=table,
+                      backfill={"table": table, "set": f"{new} = {expr}", "where": "", "only_null": new}))
+        self.add(Step("expand_index", [f"CREATE INDEX CONCURRENTLY ... every index on {c}, built again on {new}"],
+                      line, "the indexes a rewrite would rebuild, built beside the old ones", table=table,
+                      expand=spec))
+        self.add(Step("expand_check", [f"ALTER TABLE {table} ADD CONSTRAINT {ident(n['chk'])} CHECK ({new} IS NOT "
+                                       f"NULL) NOT VALID, then VALIDATE (only when {c} is NOT NULL)"], line,
+                      "lets the swap SET NOT NULL without a scan", table=table, expand=spec))
+        self.add(Step("swap", [f"ALTER TABLE {table} RENAME COLUMN {c} TO {ident(n['old'])}",
+                               f"ALTER TABLE {table} RENAME COLUMN {new} TO {c} (default, NOT NULL, indexes and "
+                               f"comment move with it; the trigger then keeps {ident(n['old'])} current)"], line,
+                      "the type change becomes visible in one short transaction; *apply --complete drops the old "
+                      "column later, *rollback swaps back until then", table=table, expand=spec))
 
     def update(self, node: ast.UpdateStmt, text: str, line: int) -> None:
         if node.fromClause or node.returningClause or node.withClause or (node.whereClause is not None and isinstance(

@@ -1,8 +1,9 @@
 """Where an online migration is up to: DB Sage's own table next to the Supabase CLI's ledger.
 
-`supabase_migrations.sage_online` has one row per file whose online sequence has started and not finished.
-The CLI's `schema_migrations` row is written only when the last step is done (in the same transaction that
-deletes this row), so `supabase migration list` never shows a half-done file as applied, and a second
+`supabase_migrations.sage_online` has one row per file whose online sequence has started and not finished,
+and one per applied file whose column type change is expanded and not yet contracted (status `expanded`:
+what `*apply --complete` and `*rollback FILE` need). The CLI's `schema_migrations` row is written only when
+the last step is done (in the same transaction that deletes this row or marks it expanded), so `supabase migration list` never shows a half-done file as applied, and a second
 `*apply` reads here which step to continue from (and, in a backfill, the last primary key done).
 """
 
@@ -39,11 +40,14 @@ class OnlineState:
     done: int = 0
     current: dict[str, Any] = field(default_factory=dict)  # the step under way: index started, backfill keys
     names: dict[str, str] = field(default_factory=dict)  # constraint names found when added NOT VALID
-    status: str = "running"  # running | failed | interrupted
+    status: str = "running"  # running | failed | interrupted | expanded (applied; old columns kept until --complete)
     detail: str | None = None
 
     def describe(self) -> str:
-        """`in progress (backfill 62%)` / `in progress (step 3 of 5: validate)`, for *migrations."""
+        """`in progress (backfill 62%)` / `in progress (step 3 of 5: validate)` / `expanded (contract pending)`,
+        for *migrations."""
+        if self.status == "expanded":
+            return "expanded (contract pending)"
         total = len(self.steps)
         kind = self.steps[self.done]["kind"] if self.done < total else "finish"
         if kind == "backfill" and self.current.get("step") == self.done and self.current.get("rows_total"):

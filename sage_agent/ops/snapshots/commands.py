@@ -161,11 +161,29 @@ def rollback(inputs: RollbackInput, ctx) -> OpResult:
     from sage_agent.ops.snapshots.store import load_snapshot_meta
 
     ctx.require_primary(session=True)  # a session URL (never a transaction pooler) on a primary, before anything
+    online = _online_change(ctx, inputs.snapshot)
+    if online is not None:
+        return online
     meta = load_snapshot_meta(ctx.project, inputs.snapshot, key="snapshot")
     _check_snapshot(ctx, meta, inputs.replace)
     if inputs.replace:
         return _rollback_replace(meta, ctx)
     return _rollback_reverse(meta, ctx)
+
+
+def _online_change(ctx, name: str) -> OpResult | None:
+    """`*rollback FILE` of an online migration (expanded, or stopped half way): undone without a snapshot."""
+    if name.startswith("before_") or not name[:1].isdigit():
+        return None
+    # lazy: psycopg loads on the first database call
+    from sage_agent.ops.online.contract import find, rollback_online
+
+    conn = ctx.connect(ctx.migration_url, autocommit=True)
+    try:
+        state = find(conn, name)
+        return None if state is None else rollback_online(ctx, state, conn)
+    finally:
+        conn.close()
 
 
 def _rollback_reverse(meta, ctx) -> OpResult:

@@ -1,0 +1,142 @@
+"""The end of an expand/contract, either way: `*apply --complete` (contract: drop the old columns and the sync
+triggers) and `*rollback FILE` of an online file (undo its online steps, history row included).
+
+Why `*rollback` is instant here: until the contract, the sync trigger keeps the old column current on every
+write, so swapping the names back (one short transaction under the online lock_timeout, retried) loses no row
+written meanwhile. A half-done file is undone the same way when every step done so far belongs to an
+expand/contract (they only add a column, a trigger and indexes on that column); other done steps (an index,
+a validated constraint, a data backfill) cannot be undone in one short transaction, so the answer is to
+continue with `*apply` or go back to the snapshot `*apply` took.
+"""
+
+from __future__ import annotations
+
+from sage_agent.config import settings
+from sage_agent.ops.migrations.history import delete_version
+from sage_agent.ops.online import expand as ex
+from sage_agent.ops.online import state as st
+from sage_agent.ops.online.executor import options_from
+from sage_agent.ops.online.locks import LockGaveUp, with_lock_retries
+from sage_agent.ops.result import OpError, OpResult, Table
+
+EXPAND_KINDS = {"expand", "backfill", "expand_index", "expand_check", "swap"}
+
+
+def find(conn, name: str) -> st.OnlineState | None:
+    """The online state row a `*rollback` argument names: a version, `VERSION_name` or `VERSION_name.sql`."""
+    wanted = name.strip().removesuffix(".sql")
+    for state in st.read_all(conn).values():
+        if wanted in (state.version, f"{state.version}_{state.name}"):
+            return state
+    return None
+
+
+def _filename(state: st.OnlineState) -> str:
+    return f"{state.version}_{state.name}.sql"
+
+
+def _run_tx(ctx, conn, statements: list[str], after, what: str, table: str | None) -> None:
+    """One short transaction under the online lock_timeout, retried naming the holder."""
+    opts = options_from(settings(), None, None, None, None)
+
+    def run() -> None:
+        with conn.transaction():
+            conn.execute("select set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+                         (f"{opts.retry.lock_timeout_ms}ms", opts.statement_timeout))
+            for text in statements:
+                conn.execute(text, prepare=False)
+            after()
+
+    try:
+        with_lock_retries(conn, run, opts.retry, table=table, what=what, say=ctx.say)
+    except LockGaveUp as exc:
+        raise OpError(f"{exc}; nothing was changed", f"end that session (or wait for it), then {what} again",
+                      exit_code=1) from None
+
+
+def undo_plan(state: st.OnlineState) -> tuple[list[str], list[str]]:
+    """(statements that undo the file's online steps, reasons it cannot be undone here)."""
+    expand_lines = {s["line"] for s in state.steps if s["kind"] == "expand"}
+    other = [f"step {n} ({s['kind']}, line {s['line']})" for n, s in enumerate(state.steps[:state.done], 1)
+             if s["kind"] not in EXPAND_KINDS or s["line"] not in expand_lines]
+    if other:
+        return [], other
+    statements: list[str] = []
+    for info in reversed(ex.infos(state)):
+        statements += ex.unswap_sql(info) if info.get("swapped") else ex.unexpand_sql(info)
+    return statements, []
+
+
+def rollback_online(ctx, state: st.OnlineState, conn) -> OpResult:
+    """*rollback FILE: swap an expanded type change back, or undo a half-done online file's expand steps."""
+    filename = _filename(state)
+    statements, blockers = undo_plan(state)
+    if blockers:
+        how = "is applied with an expanded type change" if state.status == "expanded" else \
+            f"is half done online ({state.describe()})"
+        raise OpError(f"{filename} {how}, and its done steps {', '.join(blockers)} are not part of an "
+                      "expand/contract: they cannot be undone in one short transaction",
+                      ("" if state.status == "expanded" else f"*apply continues it from step {state.done + 1}; or ")
+                      + f"*rollback before_{filename[:-4]} (the snapshot *apply took) goes back to before the file",
+                      exit_code=1)
+    applied = state.status == "expanded"
+    infos = ex.infos(state)
+    what = ", ".join(f"{i['table']}.{i['column']} back to {i['oldtype']}" for i in infos) or "nothing to undo yet"
+    ctx.confirm_destructive(
+        f"Undo the online change of {filename} on {ctx.target.display_url}: {what}; the new column(s) are dropped "
+        "(every row written meanwhile is kept: the trigger kept the old column current)"
+        + ("; the file goes back to pending." if applied else "; the file stays pending."),
+        plan="\n".join(statements) or "(no schema change: only the online state row goes)")
+    # lazy: psycopg loads on the first database call
+    from sage_agent.ops.migrations.locking import migration_lock
+
+    with migration_lock(ctx, "*rollback"):
+        def after() -> None:
+            if applied:
+                delete_version(conn, state.version)
+            st.finish(conn, state.version)
+
+        _run_tx(ctx, conn, statements, after, f"*rollback {filename}", infos[0]["table"] if infos else None)
+    rows = [[i["table"], i["column"], i["newtype"], i["oldtype"], "swapped back" if i.get("swapped") else
+             "new column dropped"] for i in infos]
+    return OpResult(operation="db-rollback",
+                    summary=f"Undid the online change of {filename}: "
+                            f"{'it is pending again' if applied else 'nothing of it is left'}, every row kept",
+                    facts={"migration": filename, "statements": len(statements), "pending_again": applied},
+                    tables=[Table(title="Columns", columns=["table", "column", "new type", "back to", "how"],
+                                  rows=rows)],
+                    next_steps=["*migrations"], data={"statements": statements})
+
+
+def complete(ctx, conn, target: str | None) -> OpResult:
+    """*apply --complete: drop the old columns and sync triggers of expanded type changes (destructive)."""
+    states = [s for s in st.read_all(conn).values() if s.status == "expanded"]
+    if target:
+        states = [s for s in states if target.removesuffix(".sql") in (s.version, f"{s.version}_{s.name}")]
+    if not states:
+        summary = f"{target} has no expanded type change to complete" if target else \
+            "No expanded type change waits for --complete"
+        return OpResult(operation="db-apply-migration", summary=summary, facts={"completed": 0},
+                        next_steps=["*migrations"])
+    plan, rows = [], []
+    for state in states:
+        for info in ex.infos(state):
+            plan += ex.contract_sql(info)
+            rows.append([_filename(state), info["table"], info["old"], info["oldtype"]])
+    ctx.confirm_destructive(
+        f"Complete {len(states)} expanded type change(s) on {ctx.target.display_url}: drop the old column(s) "
+        f"{', '.join(r[1] + '.' + r[2] for r in rows)} and their sync triggers. After this, *rollback FILE is no "
+        "longer instant.", plan="\n".join(plan))
+    # lazy: psycopg loads on the first database call
+    from sage_agent.ops.migrations.locking import migration_lock
+
+    with migration_lock(ctx, "*apply --complete"):
+        for state in states:
+            statements = [s for info in ex.infos(state) for s in ex.contract_sql(info)]
+            _run_tx(ctx, conn, statements, lambda state=state: st.finish(conn, state.version),
+                    f"*apply --complete {_filename(state)}", ex.infos(state)[0]["table"])
+    return OpResult(operation="db-apply-migration",
+                    summary=f"Completed {len(states)} expanded type change(s): old columns and triggers dropped",
+                    facts={"completed": len(states)},
+                    tables=[Table(title="Dropped", columns=["migration", "table", "column", "type"], rows=rows)],
+                    next_steps=["*migrations"], data={"statements": plan})

@@ -1,0 +1,287 @@
+"""Expand/contract for a column type change (`ALTER COLUMN c TYPE t [USING e]`) without a table rewrite under
+ACCESS EXCLUSIVE.
+
+The sequence (each step recorded in sage_online, so a kill at any point is resumable or undoable):
+1. expand: `c_sage_new` of the new type and a BEFORE INSERT OR UPDATE trigger that sets it from `c` (through
+   the USING expression) on every write, in one short transaction;
+2. backfill: `c_sage_new = <USING or c>` in primary-key batches (backfill.py);
+3. indexes: every plain index on `c` built again on `c_sage_new` CONCURRENTLY under a temporary name;
+4. NOT NULL (when `c` has it): `CHECK (c_sage_new IS NOT NULL) NOT VALID`, then VALIDATE;
+5. swap, one short transaction: `c` becomes `c_sage_old`, `c_sage_new` becomes `c` (default, NOT NULL, indexes
+   and comment move with the name), and the trigger now keeps `c_sage_old` current from the new `c`.
+The file's history row is written after the last step (the swap is the moment the change is visible); the
+state row stays as `expanded (contract pending)`. `*apply --complete` drops `c_sage_old` and the trigger;
+until then `*rollback FILE` swaps back in one short transaction, keeping every row written meanwhile.
+
+What cannot be carried over faithfully is refused before anything runs (column_problems): constraints other
+than NOT NULL on the column, foreign keys to or from it, views, policies, triggers, generated columns or
+statistics that use it, an owned sequence or identity, column privileges, partitions and inheritance.
+The column moves to the end of the table (as with every expand/contract tool): `select *` lists it last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pglast import ast, parse_sql
+from pglast.visitors import Visitor
+from psycopg import sql
+
+NAMEDATALEN = 63
+
+
+def ident(name: str) -> str:
+    return sql.Identifier(name).as_string(None)
+
+
+def temp_name(base: str, suffix: str) -> str:
+    """`<base>_<suffix>`, or a hashed name when that would pass PostgreSQL's 63 bytes."""
+    name = f"{base}_{suffix}"
+    if len(name.encode()) <= NAMEDATALEN:
+        return name
+    return f"sage_{suffix}_{hashlib.sha1(base.encode()).hexdigest()[:16]}"
+
+
+def free_name(conn, schema: str, base: str, suffix: str, column: str) -> str:
+    """`<base>_<suffix>`, tagged with the column when an earlier change on the table already took that name."""
+    name = temp_name(base, suffix)
+    taken = conn.execute("select to_regclass(%s) is not null", (f"{ident(schema)}.{ident(name)}",)).fetchone()[0]
+    return temp_name(base, f"{suffix}_{hashlib.sha1(column.encode()).hexdigest()[:6]}") if taken else name
+
+
+def names_for(relname: str, column: str) -> dict[str, str]:
+    """The fixed names of one expand/contract: the same on every run, so a resumed run finds its own objects."""
+    tag = hashlib.sha1(f"{relname}.{column}".encode()).hexdigest()[:12]
+    return {"new": temp_name(column, "sage_new"), "old": temp_name(column, "sage_old"),
+            "trigger": f"zz_sage_sync_{tag}",  # BEFORE triggers fire by name: after the table's own ones
+            "func": f"supabase_migrations.sage_sync_{tag}", "chk": temp_name(f"{relname}_{column}", "sage_nn")}
+
+
+class _Columns(Visitor):
+    """Point column references at another column (index definitions) or at NEW (trigger expressions)."""
+
+    def __init__(self, column: str | None, to: str | None, prefix_new: bool = False):
+        super().__init__()
+        self.column, self.to, self.prefix_new = column, to, prefix_new
+
+    def visit_ColumnRef(self, parent, node):  # noqa: ARG002
+        last = node.fields[-1]
+        if not isinstance(last, ast.String):
+            return
+        name = self.to if self.column is not None and last.sval == self.column else last.sval
+        node.fields = (ast.String(sval="new"), ast.String(sval=name)) if self.prefix_new else \
+            (*node.fields[:-1], ast.String(sval=name))
+
+    def visit_IndexElem(self, parent, node):  # noqa: ARG002
+        if self.column is not None and node.name == self.column:
+            node.name = self.to
+
+
+def trigger_expression(using: str | None, column: str) -> str:
+    """The USING expression (or the column itself) over NEW, for the sync trigger."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
+    from sage_agent.ops.online.planner import deparse
+
+    if not using:
+        return f"NEW.{ident(column)}"
+    stmt = parse_sql(f"SELECT {using}")[0].stmt
+    _Columns(None, None, prefix_new=True)(stmt)
+    return deparse(stmt.targetList[0].val)
+
+
+def index_on_new(definition: str, column: str, new: str, tmp: str) -> str:
+    """`pg_get_indexdef` of an index on the column, built again on the new column CONCURRENTLY as `tmp`."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
+    from sage_agent.ops.online.planner import deparse
+
+    stmt = parse_sql(definition)[0].stmt
+    _Columns(column, new)(stmt)
+    stmt.idxname, stmt.concurrent = tmp, True
+    return deparse(stmt)
+
+
+def column_problems(conn, table: str, column: str) -> list[str]:
+    """What a plain ALTER TYPE would carry over and this online form cannot (empty: it can)."""
+    row = conn.execute(
+        "select a.attnum, a.attidentity, a.attgenerated, a.attacl is not null, c.relkind, "
+        "exists (select 1 from pg_inherits i where i.inhrelid = c.oid or i.inhparent = c.oid) "
+        "from pg_attribute a join pg_class c on c.oid = a.attrelid "
+        "where a.attrelid = to_regclass(%s) and a.attname = %s and not a.attisdropped", (table, column)).fetchone()
+    if row is None:
+        return [f"{table} has no column {column}"]
+    attnum, identity, generated, acl, relkind, inherits = row
+    out = []
+    if identity:
+        out.append("it is an identity column")
+    if generated:
+        out.append("it is a generated column")
+    if acl:
+        out.append("it has column privileges (GRANT ... (column))")
+    if relkind != "r" or inherits:
+        out.append("the table is partitioned, a partition or part of an inheritance tree")
+    pk = conn.execute("select count(*) from pg_index where indrelid = to_regclass(%s) and indisprimary "
+                      "and indnatts = 1", (table,)).fetchone()[0]
+    if not pk:
+        out.append("the table has no single-column primary key to backfill by")
+    deps = conn.execute(
+        "select d.classid::regclass::text, "
+        "  case when d.classid = 'pg_constraint'::regclass then (select contype::text || ' ' || conname "
+        "       from pg_constraint where oid = d.objid) "
+        "  when d.classid = 'pg_class'::regclass then (select relkind::text || ' ' || oid::regclass::text "
+        "       from pg_class where oid = d.objid) "
+        "  when d.classid = 'pg_attrdef'::regclass then (select adnum::text from pg_attrdef where oid = d.objid) "
+        "  when d.classid = 'pg_rewrite'::regclass then (select n.nspname || '.' || c.relname from pg_rewrite r "
+        "       join pg_class c on c.oid = r.ev_class join pg_namespace n on n.oid = c.relnamespace "
+        "       where r.oid = d.objid) "
+        "  when d.classid = 'pg_trigger'::regclass then (select tgname from pg_trigger where oid = d.objid) "
+        "  when d.classid = 'pg_policy'::regclass then (select polname from pg_policy where oid = d.objid) "
+        "  else d.objid::text end "
+        "from pg_depend d where d.refclassid = 'pg_class'::regclass and d.refobjid = to_regclass(%s) "
+        "and d.refobjsubid = %s and d.deptype in ('n', 'a')", (table, attnum)).fetchall()
+    for cls, what in deps:
+        what = what or ""
+        if cls == "pg_constraint" and what.startswith("n "):
+            continue  # PostgreSQL 18's NOT NULL constraint: carried over
+        if cls == "pg_class" and what.startswith("i "):
+            continue  # a plain index: built again on the new column
+        if cls == "pg_attrdef" and what == str(attnum):
+            continue  # its own default: carried over
+        label = {"pg_constraint": "constraint", "pg_class": "relation", "pg_rewrite": "view or rule on",
+                 "pg_trigger": "trigger", "pg_policy": "policy", "pg_attrdef": "generated column number",
+                 "pg_statistic_ext": "extended statistics object"}.get(cls, cls)
+        text = what.split(" ", 1)[-1] if cls in ("pg_constraint", "pg_class") else what
+        kind = {"u": "UNIQUE constraint", "p": "PRIMARY KEY", "f": "foreign key", "c": "CHECK constraint",
+                "x": "exclusion constraint"}.get(what[:1], label) if cls == "pg_constraint" else \
+            ("owned sequence" if what.startswith("S ") else label)
+        out.append(f"{kind} {text} uses it")
+    fks_in = conn.execute("select conname, conrelid::regclass::text from pg_constraint where contype = 'f' "
+                          "and confrelid = to_regclass(%s) and %s = any(confkey)", (table, attnum)).fetchall()
+    out += [f"foreign key {name} on {rel} references it" for name, rel in fks_in]
+    return sorted(set(out))
+
+
+def read_info(conn, table: str, column: str, newtype: str, using: str | None, relname: str) -> dict[str, Any]:
+    """Everything the later steps (indexes, NOT NULL, swap, rollback, contract) need, read once at expand."""
+    attnum, oldtype, not_null = conn.execute(
+        "select attnum, format_type(atttypid, atttypmod), attnotnull from pg_attribute "
+        "where attrelid = to_regclass(%s) and attname = %s and not attisdropped", (table, column)).fetchone()
+    default = conn.execute("select pg_get_expr(adbin, adrelid) from pg_attrdef where adrelid = to_regclass(%s) "
+                           "and adnum = %s", (table, attnum)).fetchone()
+    nn_name = None
+    if not_null and conn.info.server_version >= 180000:
+        found = conn.execute("select conname from pg_constraint where conrelid = to_regclass(%s) and contype = 'n' "
+                             "and conkey = array[%s]::int2[]", (table, attnum)).fetchone()
+        nn_name = found[0] if found else None
+    comment = conn.execute("select col_description(to_regclass(%s), %s)", (table, attnum)).fetchone()[0]
+    n = names_for(relname, column)
+    indexes = []
+    for name, schema, definition in conn.execute(
+            "select distinct ic.relname, n.nspname, pg_get_indexdef(i.indexrelid) from pg_index i "
+            "join pg_class ic on ic.oid = i.indexrelid join pg_namespace n on n.oid = ic.relnamespace "
+            "join pg_depend d on d.classid = 'pg_class'::regclass and d.objid = i.indexrelid "
+            "and d.refobjid = i.indrelid and d.refobjsubid = %s "
+            "where i.indrelid = to_regclass(%s) and not exists (select 1 from pg_depend o join pg_attribute a "
+            "on a.attrelid = o.refobjid and a.attnum = o.refobjsubid where o.classid = 'pg_class'::regclass "
+            "and o.objid = i.indexrelid and a.attname like '%%sage_old%%') "  # the old copy of an earlier change
+            "order by ic.relname", (attnum, table)).fetchall():
+        tmp, old = free_name(conn, schema, name, "sage_new", column), free_name(conn, schema, name, "sage_old", column)
+        indexes.append({"name": name, "schema": schema, "tmp": tmp, "old": old,
+                        "sql": index_on_new(definition, column, n["new"], tmp)})
+    return {"table": table, "column": column, "newtype": newtype, "oldtype": oldtype, "using": using,
+            "default": default[0] if default else None, "not_null": bool(not_null), "nn_name": nn_name,
+            "old_nn": temp_name(nn_name, "sage_old") if nn_name else None, "comment": comment,
+            "indexes": indexes, **n}
+
+
+def _function(info: dict, swapped: bool) -> str:
+    """The sync trigger's function: before the swap `new := f(c)`; after it `old := c` (cast back)."""
+    if not swapped:
+        body = f"NEW.{ident(info['new'])} := {trigger_expression(info['using'], info['column'])};"
+    else:
+        body = f"NEW.{ident(info['old'])} := NEW.{ident(info['column'])};"
+    search = " SET search_path FROM CURRENT" if info.get("using") else ""
+    return (f"CREATE OR REPLACE FUNCTION {info['func']}() RETURNS trigger LANGUAGE plpgsql{search} AS $sage$ "
+            f"BEGIN {body} RETURN NEW; END $sage$")
+
+
+def expand_sql(info: dict) -> list[str]:
+    t = info["table"]
+    return [f"ALTER TABLE {t} ADD COLUMN {ident(info['new'])} {info['newtype']}",
+            _function(info, swapped=False),
+            f"CREATE TRIGGER {ident(info['trigger'])} BEFORE INSERT OR UPDATE ON {t} FOR EACH ROW "
+            f"EXECUTE FUNCTION {info['func']}()"]
+
+
+def _alter(info: dict, text: str) -> str:
+    return f"ALTER TABLE {info['table']} {text}"
+
+
+def qualified_index(ix: dict, name: str) -> str:
+    return f"{ident(ix['schema'])}.{ident(name)}"
+
+
+def swap_sql(info: dict) -> list[str]:
+    """One short transaction: the new column takes the name, default, NOT NULL, indexes and comment."""
+    c, new, old = ident(info["column"]), ident(info["new"]), ident(info["old"])
+    out = []
+    if info["default"] is not None:
+        out.append(_alter(info, f"ALTER COLUMN {c} DROP DEFAULT"))
+    if info["nn_name"]:
+        out.append(_alter(info, f"RENAME CONSTRAINT {ident(info['nn_name'])} TO {ident(info['old_nn'])}"))
+    out += [_alter(info, f"RENAME COLUMN {c} TO {old}"), _alter(info, f"RENAME COLUMN {new} TO {c}")]
+    if info["default"] is not None:
+        out.append(_alter(info, f"ALTER COLUMN {c} SET DEFAULT {info['default']}"))
+    if info["not_null"]:  # the validated CHECK lets SET NOT NULL skip its scan
+        out += [_alter(info, f"ALTER COLUMN {c} SET NOT NULL"), _alter(info, f"DROP CONSTRAINT {ident(info['chk'])}")]
+    for ix in info["indexes"]:
+        out += [f"ALTER INDEX {qualified_index(ix, ix['name'])} RENAME TO {ident(ix['old'])}",
+                f"ALTER INDEX {qualified_index(ix, ix['tmp'])} RENAME TO {ident(ix['name'])}"]
+    if info["comment"] is not None:
+        out.append(f"COMMENT ON COLUMN {info['table']}.{c} IS {sql.Literal(info['comment']).as_string(None)}")
+    out.append(_function(info, swapped=True))
+    return out
+
+
+def unswap_sql(info: dict) -> list[str]:
+    """The swap undone: `c` is the old column again (kept current by the trigger), the new one is dropped."""
+    c, new, old = ident(info["column"]), ident(info["new"]), ident(info["old"])
+    out = [f"DROP TRIGGER IF EXISTS {ident(info['trigger'])} ON {info['table']}"]
+    if info["not_null"]:
+        out.append(_alter(info, f"ALTER COLUMN {c} DROP NOT NULL"))
+    if info["default"] is not None:
+        out.append(_alter(info, f"ALTER COLUMN {c} DROP DEFAULT"))
+    out += [_alter(info, f"RENAME COLUMN {c} TO {new}"), _alter(info, f"RENAME COLUMN {old} TO {c}")]
+    if info["nn_name"]:
+        out.append(_alter(info, f"RENAME CONSTRAINT {ident(info['old_nn'])} TO {ident(info['nn_name'])}"))
+    if info["default"] is not None:
+        out.append(_alter(info, f"ALTER COLUMN {c} SET DEFAULT {info['default']}"))
+    for ix in info["indexes"]:
+        out += [f"ALTER INDEX {qualified_index(ix, ix['name'])} RENAME TO {ident(ix['tmp'])}",
+                f"ALTER INDEX {qualified_index(ix, ix['old'])} RENAME TO {ident(ix['name'])}"]
+    out += [_alter(info, f"DROP COLUMN {new}"), f"DROP FUNCTION IF EXISTS {info['func']}()"]
+    return out
+
+
+def unexpand_sql(info: dict) -> list[str]:
+    """Before the swap: the trigger, its function and the new column (its indexes and check go with it)."""
+    return [f"DROP TRIGGER IF EXISTS {ident(info['trigger'])} ON {info['table']}",
+            _alter(info, f"DROP COLUMN IF EXISTS {ident(info['new'])}"),
+            f"DROP FUNCTION IF EXISTS {info['func']}()"]
+
+
+def contract_sql(info: dict) -> list[str]:
+    """*apply --complete: the old column (its indexes and NOT NULL go with it) and the trigger."""
+    return [f"DROP TRIGGER IF EXISTS {ident(info['trigger'])} ON {info['table']}",
+            _alter(info, f"DROP COLUMN {ident(info['old'])}"), f"DROP FUNCTION IF EXISTS {info['func']}()"]
+
+
+def infos(state) -> list[dict]:
+    """The expand/contract records of one file's state row, in file order."""
+    out = [v for k, v in sorted(state.names.items()) if k.startswith("@x") and isinstance(v, dict)]
+    return out
+
+
+def dumps(info: dict) -> str:
+    return json.dumps(info, sort_keys=True)

@@ -1,0 +1,274 @@
+"""*apply --online of a column type change as expand/contract, against real PostgreSQL 18 and 15: after
+--complete the schema is the plain file's (normalized pg_dump), concurrent writes during the backfill and
+after the swap are kept, *rollback FILE swaps back keeping every row, and what cannot be carried over is
+refused before anything runs."""
+
+from __future__ import annotations
+
+import random
+import secrets
+import threading
+
+import psycopg
+import pytest
+
+from migfiles import write_migration as write
+from sage_agent.session.machine import EXIT_FAILED, EXIT_OK
+
+V1 = "20240101000000"
+SEED = """
+create table public.users (id bigint primary key);
+insert into public.users select g from generate_series(1, 50) g;
+create table public.orders (id bigint primary key, user_id int, note text, amount int not null default 7);
+create index orders_amount_idx on public.orders (amount);
+create index orders_big_idx on public.orders (user_id, amount) where amount > 10;
+comment on column public.orders.amount is 'cents';
+insert into public.orders select g, g % 50, 'n' || g, g % 1000 from generate_series(1, 4000) g;
+"""
+CHANGE = "alter table public.orders alter column amount type bigint;\n"
+TWO = ("alter table public.orders alter column user_id type bigint using user_id::bigint * 2;\n"
+       "alter table public.orders alter column amount type bigint;\n")
+
+
+def failure(outcome) -> str:
+    if outcome.result is None:
+        return outcome.error or ""
+    r = outcome.result
+    return "\n".join([r.summary] + [f.message for f in r.findings] + list(r.notes))
+
+
+def history(conn) -> list[str]:
+    if not conn.execute("select to_regclass('supabase_migrations.schema_migrations')").fetchone()[0]:
+        return []
+    return [r[0] for r in conn.execute("select version from supabase_migrations.schema_migrations order by 1")]
+
+
+def online_rows(conn) -> list[tuple]:
+    if not conn.execute("select to_regclass('supabase_migrations.sage_online')").fetchone()[0]:
+        return []
+    return conn.execute("select version, status from supabase_migrations.sage_online").fetchall()
+
+
+def type_of(conn, column: str) -> str:
+    return conn.execute("select format_type(atttypid, atttypmod) from pg_attribute where attrelid = "
+                        "'public.orders'::regclass and attname = %s", (column,)).fetchone()[0]
+
+
+def columns(conn) -> list[str]:
+    return [r[0] for r in conn.execute("select attname from pg_attribute where attrelid = 'public.orders'::regclass "
+                                       "and attnum > 0 and not attisdropped order by attnum")]
+
+
+def column_order_free(dump: list[str]) -> list[str]:
+    """The dump with each CREATE TABLE's column lines sorted: expand/contract moves the column to the end."""
+    out = []
+    for stmt in dump:
+        if stmt.startswith("CREATE TABLE") and "(\n" in stmt:
+            head, body = stmt.split("(\n", 1)
+            body, tail = body.rsplit("\n)", 1)
+            stmt = head + "(\n" + "\n".join(sorted(line.rstrip(",") for line in body.split("\n"))) + "\n)" + tail
+        out.append(stmt)
+    return sorted(out)
+
+
+class Writer:
+    """Inserts and updates from another connection while *apply runs; remembers what it wrote."""
+
+    def __init__(self, url: str, column: str = "amount"):
+        self.url, self.column, self.written, self.errors = url, column, {}, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        rng = random.Random(3)
+        next_id = 100_000
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.stop.is_set():
+                try:
+                    value = rng.randrange(1, 2_000_000_000)
+                    if rng.random() < 0.5:
+                        next_id += 1
+                        conn.execute(f"insert into public.orders (id, note, {self.column}) values (%s, 'w', %s)",
+                                     (next_id, value))
+                        self.written[next_id] = value
+                    else:
+                        key = rng.randrange(1, 4001)
+                        conn.execute(f"update public.orders set {self.column} = %s where id = %s", (value, key))
+                        self.written[key] = value
+                except psycopg.Error as exc:  # a failed write is what the test looks for
+                    self.errors.append(str(exc))
+                self.stop.wait(0.003)
+
+    def __enter__(self) -> "Writer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def kept(conn, written: dict, column: str = "amount") -> bool:
+    rows = dict(conn.execute(f"select id, {column} from public.orders where id = any(%s)",
+                             (list(written),)).fetchall())
+    return rows == written
+
+
+def new_database(admin: str) -> tuple[str, str]:
+    from sage_agent.db.shadow import create_database
+
+    name = f"t_{secrets.token_hex(5)}"
+    return name, create_database(admin, name)
+
+
+def plain_dump(project, make_session, admin: str, text: str, major: int | None = None) -> list[str]:
+    """The same file applied plainly (UNSAFE typed) to a fresh seeded database: the target of the proof."""
+    from sage_agent.db.shadow import drop_database
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    name, url = new_database(admin)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(SEED)
+        other = project.parent / f"plain_{name}"
+        write(other, f"{V1}_change.sql", text)
+        done = make_session(url, yes=True, confirm=("UNSAFE",), project_dir=other).run_line("*apply --snapshot=no")
+        assert done.exit_code == EXIT_OK, failure(done)
+        return normalized_dump(url, major)
+    finally:
+        drop_database(admin, name)
+
+
+def test_type_change_expands_keeps_concurrent_writes_and_completes_to_the_plain_schema(
+        project, make_session, db_url, db, pg_server, monkeypatch):
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    monkeypatch.setenv("SAGE_ONLINE_BATCH_PAUSE_MS", "20")
+    db.execute(SEED)
+    write(project, f"{V1}_change.sql", CHANGE)
+    with Writer(db_url) as writer:
+        outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
+        after_swap = dict(writer.written)
+        while len(writer.written) < len(after_swap) + 20:  # writes after the swap go through the trigger too
+            writer.stop.wait(0.01)
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    assert writer.errors == []
+    assert len(after_swap) > 20  # the writer ran during the backfill
+    assert type_of(db, "amount") == "bigint" and type_of(db, "amount_sage_old") == "integer"
+    assert kept(db, writer.written)
+    assert db.execute("select count(*) from public.orders where amount is distinct from amount_sage_old"
+                      ).fetchone()[0] == 0
+    # the history row is there (the change is visible), the state row waits for --complete
+    assert history(db) == [V1] and online_rows(db) == [(V1, "expanded")]
+    listed = make_session(db_url).run_line("*migrations")
+    assert listed.result.tables[0].rows[0][4] == "expanded (contract pending)"
+    assert any("--complete" in s for s in listed.result.next_steps)
+
+    # --complete is destructive: --yes alone does not drop the old column
+    refused = make_session(db_url, yes=True).run_line("*apply --complete")
+    assert refused.exit_code != EXIT_OK
+    assert type_of(db, "amount_sage_old") == "integer"
+    done = make_session(db_url, yes=True, confirm=("COMPLETE",)).run_line("*apply --complete")
+    assert done.exit_code == EXIT_OK, failure(done)
+    assert online_rows(db) == [] and history(db) == [V1]
+    assert columns(db) == ["id", "user_id", "note", "amount"]  # amount was last: the same order as the plain file
+    assert normalized_dump(db_url) == plain_dump(project, make_session, pg_server.url(), CHANGE)
+    assert make_session(db_url).run_line("*migrations").result.tables[0].rows[0][4] == "applied"
+
+
+def test_rollback_of_an_expanded_change_is_instant_and_keeps_every_row(project, make_session, db_url, db):
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    db.execute(SEED)
+    before = normalized_dump(db_url)
+    write(project, f"{V1}_change.sql", CHANGE)
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    with Writer(db_url) as writer:  # writes after the swap reach the old column through the trigger
+        while len(writer.written) < 50:
+            writer.stop.wait(0.01)
+    assert writer.errors == []
+    refused = make_session(db_url, yes=True).run_line(f"*rollback {V1}_change.sql")  # typed ROLLBACK only
+    assert refused.exit_code != EXIT_OK and type_of(db, "amount") == "bigint"
+    undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
+    assert undone.exit_code == EXIT_OK, failure(undone)
+    assert "pending again" in undone.result.summary
+    assert type_of(db, "amount") == "integer" and kept(db, writer.written)
+    assert history(db) == [] and online_rows(db) == []
+    assert normalized_dump(db_url) == before  # the old column never moved: exactly the schema before
+    assert make_session(db_url).run_line("*migrations").result.tables[0].rows[0][4] == "pending"
+    again = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")  # and it can run again
+    assert again.exit_code == EXIT_OK, failure(again)
+    assert type_of(db, "amount") == "bigint"
+
+
+def test_two_type_changes_with_using_end_in_the_plain_schema_but_for_column_order(project, make_session, db_url, db,
+                                                                                  pg_server):
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    db.execute(SEED)
+    expected = dict(db.execute("select id, user_id * 2 from public.orders").fetchall())
+    write(project, f"{V1}_change.sql", TWO)
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    assert dict(db.execute("select id, user_id from public.orders").fetchall()) == expected
+    # the index on both columns was built again on the new ones and carries its name
+    assert "orders_big_idx_sage_old" in {r[0] for r in db.execute("select indexrelid::regclass::text from pg_index")}
+    done = make_session(db_url, confirm=("COMPLETE",)).run_line(f"*apply --complete {V1}")
+    assert done.exit_code == EXIT_OK, failure(done)
+    assert columns(db) == ["id", "note", "user_id", "amount"]
+    assert column_order_free(normalized_dump(db_url)) == column_order_free(
+        plain_dump(project, make_session, pg_server.url(), TWO))
+    assert normalized_dump(db_url) != plain_dump(project, make_session, pg_server.url(), TWO)  # only the order
+
+
+@pytest.mark.parametrize("setup, reason", [
+    ("create view public.v as select id, amount from public.orders", "view or rule on public.v uses it"),
+    ("alter table public.orders add constraint amount_pos check (amount >= 0)", "CHECK constraint amount_pos uses it"),
+    ("create unique index orders_amount_key on public.orders (amount, id); alter table public.orders add constraint "
+     "orders_amount_key unique using index orders_amount_key", "UNIQUE constraint orders_amount_key uses it"),
+    ("create table public.amounts (v int primary key); insert into public.amounts select generate_series(0, 999); "
+     "alter table public.orders add constraint orders_amount_fk foreign key (amount) references public.amounts (v)",
+     "foreign key orders_amount_fk uses it"),
+    ("update public.orders set amount = id; alter table public.orders add constraint orders_amount_uq unique (amount);"
+     " create table public.refs (a int constraint refs_a_fk references public.orders (amount))",
+     "foreign key refs_a_fk on refs references it"),
+    ("grant select (amount) on public.orders to public", "column privileges"),
+])
+def test_what_cannot_be_carried_over_is_refused_before_anything_runs(setup, reason, project, make_session, db_url,
+                                                                     db):
+    db.execute(SEED)
+    db.execute(setup)
+    write(project, f"{V1}_change.sql", CHANGE)
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_FAILED
+    text = failure(outcome)
+    assert f"{V1}_change.sql:1: no faithful online form for the type change of public.orders.amount" in text
+    assert reason in text and "nothing was changed" in text
+    assert type_of(db, "amount") == "integer" and "amount_sage_new" not in columns(db)
+    assert history(db) == [] and online_rows(db) == []
+
+
+@pytest.mark.pg15
+def test_expand_contract_on_postgresql_15_ends_in_the_plain_schema(project, make_session, pg15_server, pg15_url):
+    """PostgreSQL 15 has no named NOT NULL constraints: the swap and the rollback without renaming one."""
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    with psycopg.connect(pg15_url, autocommit=True) as conn:
+        conn.execute(SEED)
+    before = normalized_dump(pg15_url, 15)
+    write(project, f"{V1}_change.sql", CHANGE)
+    with Writer(pg15_url) as writer:
+        outcome = make_session(pg15_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 1000")
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    with psycopg.connect(pg15_url, autocommit=True) as conn:
+        assert writer.errors == [] and kept(conn, writer.written)
+        undone = make_session(pg15_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}")
+        assert undone.exit_code == EXIT_OK, failure(undone)
+        assert normalized_dump(pg15_url, 15) == before and kept(conn, writer.written)
+        again = make_session(pg15_url, yes=True).run_line("*apply --online --snapshot=no")
+        assert again.exit_code == EXIT_OK, failure(again)
+        done = make_session(pg15_url, confirm=("COMPLETE",)).run_line("*apply --complete")
+        assert done.exit_code == EXIT_OK, failure(done)
+        assert history(conn) == [V1] and online_rows(conn) == [] and kept(conn, writer.written)
+    assert normalized_dump(pg15_url, 15) == plain_dump(project, make_session, pg15_server, CHANGE, 15)
