@@ -4,11 +4,12 @@ A table of ROWS rows (default 2M, the issue's size: about 3 minutes on 2 shared 
 updates (RATE per second, each latency recorded, statement_timeout 30 s); a sampler polls pg_stat_activity
 every 20 ms for the workload's longest wait on a lock. Five migrations, each applied plainly (`*apply`,
 UNSAFE typed) and online (`*apply --online`), alternating which goes first, on the same table, undone
-between runs outside the measurement: add an index, add a foreign key, set NOT NULL, int -> bigint (no online
-form yet: refused), backfill a new column (volatile default). A baseline run without a migration gives the
+between runs outside the measurement: add an index, add a foreign key, set NOT NULL, int -> bigint (online:
+expand/contract, and `*apply --complete` inside the measured window), backfill a new column (volatile default). A baseline run without a migration gives the
 workload's own p50/p99. Rows of the original table are checksummed (id, user_id, amount, qty) before and
 after every run: nothing lost or changed.
-Run: python bench/online.py [ROWS] [RATE]
+Run: python bench/online.py [ROWS] [RATE] [MIGRATION]   (MIGRATION, e.g. "int -> bigint": only that one, written
+as its own section of the results file)
 """
 
 from __future__ import annotations
@@ -119,6 +120,9 @@ def main() -> int:
 
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 2_000_000
     rate = float(sys.argv[2]) if len(sys.argv) > 2 else 200.0
+    only = sys.argv[3] if len(sys.argv) > 3 else None
+    if only is not None and only not in MIGRATIONS:
+        raise SystemExit(f"unknown migration {only!r}: one of {', '.join(MIGRATIONS)}")
     tmp = Path(tempfile.mkdtemp(prefix="sage-bench-online-"))
     server = EmbeddedServer(tmp / "pg", fast=True, port_seed="bench-online")
     server.start()
@@ -162,6 +166,12 @@ def main() -> int:
                 if outcome.exit_code != 0:
                     status = "refused" if outcome.error and "no online form" in outcome.error else \
                         f"failed: {(outcome.error or outcome.result.summary)[:80]}"
+                elif mode == "online" and "type" in sql:  # expand/contract: the contract is part of the change
+                    applied = time.perf_counter() - started
+                    done = Session(project=project, target=Target("local", url, "bench"),
+                                   answers=FlagAnswers(confirm_words=("COMPLETE",))).run_line("*apply --complete")
+                    status = f"ran (apply {applied:.1f} s + complete {time.perf_counter() - started - applied:.2f} s)" \
+                        if done.exit_code == 0 else f"complete failed: {(done.error or done.result.summary)[:80]}"
             elapsed = time.perf_counter() - started
             time.sleep(1.0)
             stop.set()
@@ -190,7 +200,8 @@ def main() -> int:
             return entry
 
         run("baseline", None, None, None)
-        for n, (label, (sql, undo)) in enumerate(MIGRATIONS.items()):
+        chosen = {k: v for k, v in MIGRATIONS.items() if only is None or k == only}
+        for n, (label, (sql, undo)) in enumerate(chosen.items()):
             order = ["plain", "online"] if n % 2 == 0 else ["online", "plain"]
             for mode in order:
                 # the online run of a refused statement changes nothing: nothing to undo
@@ -199,16 +210,18 @@ def main() -> int:
     finally:
         server.stop()
     load_after = os.getloadavg()
-    write_results(report, rows, rate, load_before, load_after)
+    write_results(report, rows, rate, load_before, load_after, only)
     return 0
 
 
-def write_results(report: list[dict], rows: int, rate: float, load_before, load_after) -> None:
+def write_results(report: list[dict], rows: int, rate: float, load_before, load_after, only: str | None = None) -> None:
     base = [e for e in report if e["mode"] == "no migration"]
     base_p99 = statistics.median(e["p99"] for e in base)
     base_p50 = statistics.median(e["p50"] for e in base)
+    title = "## Online migrations: `*apply` vs `*apply --online` (issue 17)" if only is None else \
+        f"### {only} alone (`python bench/online.py {rows} {rate:.0f} \"{only}\"`)"
     lines = [
-        "## Online migrations: `*apply` vs `*apply --online` (issue 17)",
+        title,
         "",
         f"Table of {rows:,} rows (the issue's size is 2M), "
         f"a concurrent workload from another process at {rate:.0f} single-row operations/s (50% select by id, 25% "
@@ -246,7 +259,16 @@ def write_results(report: list[dict], rows: int, rate: float, load_before, load_
                   f"workload query {worst_max:.0f} ms (target: under lock_timeout + 100 ms = 1100 ms); "
                   f"{errors} workload errors (target 0); worst p99 {worst_ratio:.1f}x the baseline (target 3x); "
                   f"rows intact in every run: {'yes' if all(e['intact'] for e in report) else 'NO'}."]
-    RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    text = "\n".join(lines) + "\n"
+    if only is not None and RESULTS.exists():  # one migration: its own section, replacing an earlier one
+        old = RESULTS.read_text(encoding="utf-8")
+        head, _, rest = old.partition(title)
+        after = rest[rest.find("\n### ", 1) + 1:] if rest and "\n### " in rest else ""
+        if not rest:  # first time: before the earlier, smaller runs
+            marker = old.find("\n### ")
+            head, after = (old[:marker + 1], old[marker + 1:]) if marker >= 0 else (old + "\n", "")
+        text = head + text + ("\n" + after if after else "")
+    RESULTS.write_text(text, encoding="utf-8")
     print(f"wrote {RESULTS}")
 
 

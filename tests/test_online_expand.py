@@ -272,3 +272,81 @@ def test_expand_contract_on_postgresql_15_ends_in_the_plain_schema(project, make
         assert done.exit_code == EXIT_OK, failure(done)
         assert history(conn) == [V1] and online_rows(conn) == [] and kept(conn, writer.written)
     assert normalized_dump(pg15_url, 15) == plain_dump(project, make_session, pg15_server, CHANGE, 15)
+
+
+def test_dry_run_online_shows_each_step_with_its_lock(project, make_session, db_url, db):
+    db.execute(SEED)
+    write(project, f"{V1}_change.sql", "create index orders_note_idx on public.orders (note);\n" + CHANGE)
+    out = make_session(db_url).run_line(f"*dry-run {V1} --online")
+    assert out.result is not None, out.error
+    steps = next(t for t in out.result.tables if t.title == "Online steps (*apply --online)").rows
+    assert [r[2] for r in steps] == ["index", "expand", "backfill", "expand_index", "expand_check", "swap"]
+    locks = {r[2]: r[3] for r in steps}
+    assert locks["index"] == 'SHARE UPDATE EXCLUSIVE on "public"."orders" for the build: reads and writes go on'
+    assert locks["expand"] == 'ACCESS EXCLUSIVE on "public"."orders" briefly (catalog only, no scan)'
+    assert locks["swap"].startswith('ACCESS EXCLUSIVE on "public"."orders" briefly')
+    assert locks["backfill"].startswith('ROW EXCLUSIVE on "public"."orders" and the row locks of one batch')
+    assert steps[1][4].startswith('[transaction] ALTER TABLE "public"."orders" ADD COLUMN "amount_sage_new" bigint')
+    assert "## Online steps (`*apply --online`)" in out.result.markdown
+    assert any("expanded (contract pending)" in n for n in out.result.notes)
+    # a dry-run changes nothing on the target, online or not
+    assert online_rows(db) == [] and "amount_sage_new" not in columns(db)
+    # without --online and without the directive: no online steps
+    plain = make_session(db_url).run_line(f"*dry-run {V1}")
+    assert all(t.title != "Online steps (*apply --online)" for t in plain.result.tables)
+
+
+def test_dry_run_of_a_directive_file_shows_steps_and_what_is_refused(project, make_session, db_url, db):
+    db.execute(SEED)
+    db.execute("create view public.amounts as select id, amount from public.orders")
+    write(project, f"{V1}_change.sql", "-- sage:online\n" + CHANGE)
+    out = make_session(db_url).run_line(f"*dry-run {V1}")
+    assert out.result is not None, out.error
+    assert any(t.title == "Online steps (*apply --online)" for t in out.result.tables)
+    refused = [f for f in out.result.findings if f.rule == "online.no_form"]
+    assert [f.location for f in refused] == [f"{V1}_change.sql:2"]
+    assert "view or rule on public.amounts uses it" in refused[0].message
+
+
+BAD_CAST = "alter table public.orders alter column note type int using note::int;\n"
+
+
+def test_rollback_of_a_file_stopped_mid_backfill_undoes_its_expand_steps(project, make_session, db_url, db):
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    db.execute(SEED)
+    db.execute("update public.orders set note = id::text where id <= 2000")  # the rest cannot be cast to int
+    before = normalized_dump(db_url)
+    write(project, f"{V1}_change.sql", BAD_CAST)
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
+    assert outcome.exit_code == EXIT_FAILED
+    assert 'invalid input syntax for type integer: "n2001"' in failure(outcome)
+    assert online_rows(db) == [(V1, "failed")] and "note_sage_new" in columns(db)
+    assert make_session(db_url).run_line("*migrations").result.tables[0].rows[0][4] == \
+        "in progress (backfill 50%, failed)"
+    undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}")
+    assert undone.exit_code == EXIT_OK, failure(undone)
+    assert "nothing of it is left" in undone.result.summary
+    assert online_rows(db) == [] and history(db) == [] and "note_sage_new" not in columns(db)
+    assert normalized_dump(db_url) == before  # trigger, function and new column gone
+    db.execute("insert into public.orders (id, note) values (9999, 'text again')")  # no trigger casts it now
+    assert make_session(db_url).run_line("*migrations").result.tables[0].rows[0][4] == "pending"
+
+
+def test_rollback_of_a_half_done_file_with_other_done_steps_says_how_to_go_on(project, make_session, db_url, db):
+    db.execute(SEED)
+    db.execute("update public.orders set note = id::text where id <= 2000")
+    write(project, f"{V1}_change.sql", "create index orders_note_idx on public.orders (note);\n" + BAD_CAST)
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
+    assert outcome.exit_code == EXIT_FAILED
+    refused = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
+    assert refused.exit_code == EXIT_FAILED
+    text = failure(refused)
+    assert f"{V1}_change.sql is half done online (in progress (backfill 50%, failed))" in text
+    assert "its done steps step 1 (index, line 1) are not part of an expand/contract" in text
+    assert "*apply continues it from step 3" in text and f"*rollback before_{V1}_change" in text
+    assert "note_sage_new" in columns(db) and online_rows(db) == [(V1, "failed")]  # nothing changed
+    db.execute("update public.orders set note = id::text")  # the cause fixed: *apply continues and expands
+    again = make_session(db_url, yes=True).run_line("*apply --snapshot=no")
+    assert again.exit_code == EXIT_OK, failure(again)
+    assert type_of(db, "note") == "integer" and online_rows(db) == [(V1, "expanded")]

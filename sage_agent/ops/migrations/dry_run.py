@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 class DryRunInput(BaseModel):
     file: str | None = None
+    online: bool = False  # show the online steps *apply --online would run (files with -- sage:online always)
 
 
 def _resolve_any(project: Path, arg: str):
@@ -64,6 +65,7 @@ class _FileRun:
     skipped: str | None = None  # why it did not run on the shadow (an earlier file failed)
     timings: dict = field(default_factory=dict)
     survey: Survey | None = None  # who holds conflicting locks on the target now; how long the heavy work takes
+    online: list | None = None  # rows of the online steps *apply --online would run (None: not asked)
 
 
 def _lint_findings(plan) -> list[Finding]:
@@ -175,6 +177,9 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     for run in runs:
         if run.plan:
             run.survey = survey(target, [run.plan], lock_timeout=lock_timeout, server_major=server.major)
+    for run in runs:
+        if run.plan:
+            _online_steps(target, run, inputs.online, server.major)
     shared: dict[str, float] = {"target facts": time.perf_counter() - t0}
 
     # --- the shadow: a copy of the target's schema (cached as a template while the schema is unchanged) --------
@@ -221,6 +226,40 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     if not chain:
         return results[0]
     return _chain_result(ctx, runs, results, time.perf_counter() - started)
+
+
+def _online_steps(target, run: _FileRun, asked: bool, server_major: int) -> None:
+    """The steps `*apply --online` would run for this file, each with its lock (or why it has no online form)."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
+    from sage_agent.config import settings
+    from sage_agent.ops.online.expand import column_problems
+    from sage_agent.ops.online.planner import NoOnlineForm, plan_online, wants_online
+
+    if not (asked or wants_online(run.plan.text)) or run.plan.empty:
+        return
+    where = run.mig.filename
+    try:
+        plan = plan_online(run.plan, server_major)
+    except NoOnlineForm as exc:
+        run.online = []
+        run.findings.append(Finding(rule="online.no_form", severity="error", location=f"{where}:{exc.line}",
+                                    message=f"*apply --online refuses this file: {exc.reason}"))
+        return
+    for step in plan.steps:
+        problems = column_problems(target, step.expand["table"], step.expand["column"]) \
+            if step.kind == "expand" else []
+        if problems:
+            run.findings.append(Finding(
+                rule="online.no_form", severity="error", location=f"{where}:{step.line}",
+                message=f"*apply --online refuses the type change of {step.expand['name']}."
+                        f"{step.expand['column']}: {'; '.join(problems)}"))
+    batch = settings().online_batch_rows
+    run.online = [[n, step.line, step.kind, step.lock(server_major), step.show(batch).split("; lock: ")[0]]
+                  for n, step in enumerate(plan.steps, 1)]
+    run.notes.append(f"online: {len(plan.steps)} step(s), each its own transaction or CONCURRENTLY; the history "
+                     "row is written with the last one" + ("; a column type change ends `expanded (contract "
+                                                          "pending)` until *apply --complete"
+                                                          if any(s.kind == "swap" for s in plan.steps) else ""))
 
 
 def _measure_rates(ctx, shadow: str, runs: list[_FileRun]) -> None:
@@ -276,7 +315,8 @@ def _file_result(ctx, run: _FileRun, *, write: bool = True) -> OpResult:
                    changes=run.changes if not run.error else None, checks=run.checks, timings=run.timings,
                    applied_ok=run.error is None and not run.skipped, error=run.error,
                    statements=len(run.plan.chunks) if run.plan else 0,
-                   transactional=run.plan.transactional if run.plan else True, write=write, survey=run.survey)
+                   transactional=run.plan.transactional if run.plan else True, write=write, survey=run.survey,
+                   online=run.online)
 
 
 def _chain_result(ctx, runs: list[_FileRun], results: list[OpResult], total_s: float) -> OpResult:
@@ -369,8 +409,11 @@ def _ensure_schemas_loadable(dump: Path) -> None:
 
 def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, notes, impact, changes, checks,
             timings, applied_ok, error, statements=0, transactional=True, write=True,
-            survey: Survey | None = None) -> OpResult:
+            survey: Survey | None = None, online: list | None = None) -> OpResult:
     tables = []
+    if online:
+        tables.append(Table(title="Online steps (*apply --online)", columns=["step", "line", "kind", "lock", "runs"],
+                            rows=online))
     if impact:
         tables.append(Table(title="Impact on the target", columns=["where", "table", "effect", "rows", "size", "lock"],
                             rows=impact))
@@ -408,6 +451,9 @@ def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, 
         lines.append("- No statement rewrites or scans an existing table")
     if survey is not None:
         lines += ["", "## Who will block you (target, now)", ""] + _survey_lines(survey)
+    if online:
+        lines += ["", "## Online steps (`*apply --online`)", ""]
+        lines += [f"{n}. line {line} {text} (lock: {lock})" for n, line, _, lock, text in online]
     if changes is not None:
         lines += ["", "## Object changes", ""]
         lines += [f"- {c} {k} {n}" for c, k, n in changes.rows()] or ["- none"]
@@ -438,7 +484,9 @@ def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, 
                           "changes": changes.rows() if changes is not None else [],
                           "checks": [{"check": c, "passed": ok, "detail": d} for c, ok, d in checks],
                           "timings": {k: round(v, 3) for k, v in timings.items()},
-                          "survey": survey.data() if survey else None})
+                          "survey": survey.data() if survey else None,
+                          "online_steps": [dict(zip(("step", "line", "kind", "lock", "runs"), r)) for r in online]
+                          if online is not None else None})
 
 
 SURVEY_TABLES = ("Sessions in the way (target, now)", "Estimated durations")  # blockers.Survey.tables()

@@ -69,7 +69,24 @@ class Step:
             text = text.replace("{constraint}", name)
         if self.kind == "backfill":
             text += f" (in primary-key batches of {batch_rows} rows, one transaction each, resumable)"
-        return f"[{label}] {text}"
+        return f"[{label}] {text}; lock: {self.lock()}"
+
+    def lock(self, server_major: int = 18) -> str:
+        """The table lock this step takes and for how long (for the plan and *dry-run --online)."""
+        t = self.table or "the table"
+        light = {"index": f"SHARE UPDATE EXCLUSIVE on {t} for the build: reads and writes go on",
+                 "expand_index": f"SHARE UPDATE EXCLUSIVE on {t} for each build: reads and writes go on",
+                 "drop_index": "SHARE UPDATE EXCLUSIVE on the index's table: reads and writes go on",
+                 "validate": f"SHARE UPDATE EXCLUSIVE on {t} for the scan: reads and writes go on",
+                 "expand_check": f"ACCESS EXCLUSIVE on {t} briefly (NOT VALID, no scan), then SHARE UPDATE "
+                                 "EXCLUSIVE for the scan: reads and writes go on",
+                 "backfill": f"ROW EXCLUSIVE on {t} and the row locks of one batch, one short transaction each",
+                 "expand": f"ACCESS EXCLUSIVE on {t} briefly (catalog only, no scan)",
+                 "swap": f"ACCESS EXCLUSIVE on {t} briefly (renames, catalog only, no scan)"}
+        if self.kind in light:
+            return light[self.kind]
+        return _statements_lock(self.sql, server_major, brief=self.why not in ("as written", "cannot run in a "
+                                                                                            "transaction"))
 
 
 @dataclass
@@ -428,6 +445,32 @@ class Planner:
                       table=table, backfill={"table": table, "alias": alias, "set": set_text, "where": where,
                                              "only_null": ""}))
         self.rewritten.add(line)
+
+
+def _statements_lock(texts: list[str], server_major: int, brief: bool) -> str:
+    """The strongest table lock of the statements, and whether it lasts a rewrite or a scan."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
+    from pglast import parse_sql
+
+    from sage_agent.sqlkit.lint.locks import STRENGTH, statement_lock
+
+    best = None
+    for text in texts:
+        try:
+            nodes = [r.stmt for r in parse_sql(text)]
+        except Exception:  # noqa: BLE001 - a display helper: the statement itself runs as written
+            continue
+        for node in nodes:
+            info = statement_lock(node, server_major)
+            if info.lock and (best is None or STRENGTH.get(info.lock, 0) > STRENGTH.get(best.lock, 0)):
+                best = info
+    if best is None:
+        return "no table lock"
+    where = f" on {best.table}" if best.table else ""
+    if brief:
+        return f"{best.lock}{where} briefly (catalog only, no scan)"
+    how = " for the whole rewrite" if best.rewrites else " for the whole scan" if best.scans else ""
+    return f"{best.lock}{where}{how}"
 
 
 def _check_name(table: str, column: str) -> str:
