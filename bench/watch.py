@@ -9,7 +9,9 @@ blocks (half plain tables with a primary key, half hash partitions of 100-way pa
 alternates the contenders `runs` times and writes bench/results/watch.md (medians, best, ratios, load).
 
 Figures:
-- "round, audits rerun" = one in-process round of all 7 checks when the catalog changed (audits run);
+- "round, audits rerun" = one in-process round of all 7 checks when the catalog changed (audits run: both
+  summarised per rule in one statement, security/summary.py);
+- "both audits in full" = run_lints + schema_audit.audit in process, every finding built (the rerun before);
 - "round, catalog unchanged" = the steady state: the audits' catalog fingerprint matched, findings carried;
 - "sage watch --once (CLI)" = the whole process, start-up included, steady state;
 - "sage run 5 commands (CLI)" = the diagnostics a round is built on, as one headless run;
@@ -125,8 +127,18 @@ def main() -> None:
                     assert '"rows"' in proc.stdout, proc.stdout[-300:] + proc.stderr[-300:]
             return run
 
+        def full_audits() -> None:
+            # what the audits check ran before it summarised on the server: both full audits, every finding built
+            from sage_agent.ops.security.lints import SECURITY_LINTS, exposed_schemas, run_lints
+            from sage_agent.ops.security.schema_audit import audit
+
+            with psycopg.connect(url, autocommit=True) as c:
+                run_lints(c, SECURITY_LINTS, exposed_schemas(c), server_major=18)
+                audit(c)
+
         contenders = {
             "round of 7 checks, audits rerun (in-process)": lambda: round_(0),
+            "both audits in full, in process (what a rerun ran before)": full_audits,
             "round of 7 checks, catalog unchanged (in-process)": lambda: round_(3600),
             "sage watch --once (CLI), catalog unchanged": lambda: sage("watch", "--once", "--db-url", url),
             "sage run *locks *monitor *vacuum *rls-audit *schema-audit (CLI)":

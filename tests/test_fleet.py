@@ -275,8 +275,9 @@ def test_fleet_as_an_mcp_tool(fleet, project):
 
     async def body(session):
         tools = {t.name: t for t in (await session.list_tools()).tools}
-        assert tools["fleet"].annotations.read_only_hint is True
-        assert set(tools["fleet"].input_schema["properties"]) == {"commands", "targets_file", "only", "parallel"}
+        assert tools["fleet"].annotations.read_only_hint is False  # writes, each target confirmed
+        assert set(tools["fleet"].input_schema["properties"]) == {"commands", "targets_file", "only", "parallel",
+                                                                  "stop_on_failure", "confirmation_token"}
         read = await session.call_tool("fleet", {"commands": ["*rls-audit"], "targets_file": "targets.yaml",
                                                  "only": ["eu", "down"]})
         doc = read.structured_content
@@ -284,8 +285,9 @@ def test_fleet_as_an_mcp_tool(fleet, project):
         assert read.is_error and doc["summary"]["worst_target"] == "down"
         assert "| tenant-a | *rls-audit | warning | 0 | 1 error: rls_disabled_in_public x1 |" in text(read)
         assert SECRET not in text(read) + str(doc)
-        write = await session.call_tool("fleet", {"commands": ["*apply"], "targets_file": "targets.yaml"})
-        assert write.is_error and "fleet runs read commands only: *apply would change each target" in text(write)
+        token = await session.call_tool("fleet", {"commands": ["*rls-audit"], "targets_file": "targets.yaml",
+                                                  "confirmation_token": "abc"})
+        assert token.is_error and "read commands take no confirmation_token" in text(token)
         outside = await session.call_tool("fleet", {"commands": ["*rls-audit"], "targets_file": "../outside.yaml"})
         assert outside.is_error and "targets_file must be inside the project folder" in text(outside)
         bad = await session.call_tool("fleet", {"commands": [], "targets_file": "targets.yaml"})
@@ -358,4 +360,94 @@ def test_apply_in_a_terminal_asks_each_target(fleet, project):
     assert proc.returncode == 3 and doc["summary"]["worst_target"] == "tenant-b"
     asked = [line.split("]")[0] + "]" for line in proc.stderr.splitlines() if line.startswith("[tenant-")]
     assert asked == ["[tenant-a]", "[tenant-b]", "[tenant-c]"]
+    assert [_has_todos(fleet[k]) for k in ("a", "b", "c")] == [True, False, True]
+
+
+def test_fleet_writes_over_mcp_need_each_targets_own_token(fleet, project):
+    """*apply through the MCP `fleet` tool (real stdio, the SDK's client, no elicitation): the first call runs
+    nothing and returns one plan and token per target; a call runs only the targets whose token it carries;
+    a forged token runs nothing; no password appears anywhere."""
+    from test_integration_mcp import run, text
+
+    write_targets(project, fleet)
+    _migration(project)
+    args = {"commands": ["*apply --snapshot no"], "targets_file": "targets.yaml", "only": ["tenant-a", "tenant-b",
+                                                                                           "down", "bad-url"]}
+    seen: list[str] = []
+
+    async def body(session):
+        first = await session.call_tool("fleet", args)
+        doc = first.structured_content
+        seen.append(text(first) + str(doc))
+        assert not first.is_error and doc["status"] == "confirmation_required"
+        assert [p["target"] for p in doc["pending"]] == ["tenant-a", "tenant-b", "down"]  # bad-url: not usable
+        assert "bad-url" in doc["summary"]["not_usable"]
+        tokens = {p["target"]: p["confirmation_token"] for p in doc["pending"]}
+        assert len(set(tokens.values())) == 3  # one token per target: none stands for another
+        assert "target: tenant-b" in doc["pending"][1]["plan"] and "CONFIRMATION REQUIRED" in text(first)
+        assert not any(_has_todos(u) for u in fleet.values())
+
+        forged = await session.call_tool("fleet", {**args, "confirmation_token": "0" * 32})
+        assert forged.is_error and "matches no target's plan" in text(forged)
+        other = await session.call_tool("fleet", {**args, "commands": ["*apply"], "confirmation_token": tokens["tenant-b"]})
+        assert other.is_error and "matches no target's plan" in text(other)  # bound to the exact commands
+        assert not any(_has_todos(u) for u in fleet.values())
+
+        token = tokens["tenant-b"]
+        for _ in range(3):  # the target's own plan (its migrations) may need its next token
+            call = await session.call_tool("fleet", {**args, "confirmation_token": token})
+            doc = call.structured_content
+            seen.append(text(call) + str(doc))
+            assert [t["name"] for t in doc["targets"]] == ["tenant-b"] and doc["not_chosen"] == ["tenant-a", "down"]
+            if not doc.get("pending"):
+                break
+            assert [p["target"] for p in doc["pending"]] == ["tenant-b"]
+            token = doc["pending"][0]["confirmation_token"]
+        assert not call.is_error and doc["targets"][0]["results"][0]["facts"]["applied"] == 1, text(call)
+        assert [_has_todos(fleet[k]) for k in ("a", "b", "c")] == [False, True, False]
+
+        down = await session.call_tool("fleet", {**args, "confirmation_token": tokens["down"]})
+        seen.append(text(down) + str(down.structured_content))
+        assert down.is_error and down.structured_content["targets"][0]["exit_code"] != 0
+
+    run(project, [], body)
+    assert not any(SECRET in s or BAD_SECRET in s for s in seen)
+
+
+def test_fleet_writes_over_mcp_with_elicitation_ask_the_person_per_target(fleet, project):
+    """A client with MCP elicitation: the person is asked once per target (and again for a target's own plan);
+    yes on tenant-a and tenant-c, no on tenant-b: only those two change."""
+    import anyio
+    import mcp_types as types
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import stdio_client
+    from test_integration_mcp import _params, text
+
+    write_targets(project, fleet, broken=False)
+    _migration(project)
+    asked: list[str] = []
+
+    async def elicit(context, params):
+        target = params.message.split("\n", 1)[0].removeprefix("Target ").rstrip(":")
+        asked.append(target)
+        return types.ElicitResult(action="accept", content={"confirm": target != "tenant-b"})
+
+    async def main():
+        import os
+
+        with open(os.devnull, "w") as errlog:
+            async with stdio_client(_params(project), errlog=errlog) as (read, write):
+                async with ClientSession(read, write, elicitation_callback=elicit) as session:
+                    await session.initialize()
+                    return await session.call_tool("fleet", {"commands": ["*apply --snapshot no"],
+                                                             "targets_file": "targets.yaml"})
+
+    result = anyio.run(main)
+    doc = result.structured_content
+    assert not result.is_error, text(result)
+    assert asked[:3] == ["tenant-a", "tenant-b", "tenant-c"] and "tenant-b" not in asked[3:]
+    assert [t["name"] for t in doc["targets"]] == ["tenant-a", "tenant-c"] and doc["declined"] == ["tenant-b"]
+    assert [t["results"][0]["facts"]["applied"] for t in doc["targets"]] == [1, 1]
+    assert "confirmation_token" not in str(doc)  # the model never holds a token: the person answered
+    assert "Not confirmed by the person (nothing ran on them): tenant-b" in text(result)
     assert [_has_todos(fleet[k]) for k in ("a", "b", "c")] == [True, False, True]

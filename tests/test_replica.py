@@ -116,3 +116,62 @@ def test_monitor_shows_the_replication_picture(pair, project, run_sage):
     assert doc["facts"]["replication_role"] == "standby" and "hot standby" in doc["summary"]
     table = next(t for t in doc["tables"] if t["title"].startswith("Replication"))
     assert table["rows"][0][0].startswith("streaming from 127.0.0.1:")
+
+
+def test_watch_reports_standby_lag_on_the_primary_and_a_standby_round_is_clean(pair, project):
+    """sage watch on both ends: a healthy standby's round runs every check (read-only: a write would fail
+    there) and finds nothing the primary does not; with replay paused and WAL written, the primary's
+    replication check alerts on the standby's lag and the standby's on its own, then both resolve."""
+    from sage_agent.db.env import Target
+    from sage_agent.ops.watch.checks import CHECK_NAMES, Thresholds
+    from sage_agent.ops.watch.history import History, history_path
+    from sage_agent.ops.watch.runner import run_round, watch_context
+
+    def watch_round(url: str, name: str, number: int, thresholds: Thresholds):
+        ctx = watch_context(project, Target("local", url, name), 10_000)
+        with History(history_path(project)) as history:
+            return run_round(ctx, list(CHECK_NAMES), thresholds, history, number=number, name=name)
+
+    low = Thresholds(replication_lag_bytes=256 * 1024, replication_lag_s=3600)
+    standby = watch_round(pair.standby.url(), "standby", 1, low)
+    primary = watch_round(pair.primary.url(), "primary", 1, low)
+    assert not standby.errors and not primary.errors, [r.error for r in standby.errors + primary.errors]
+    on_standby = {r.name: r for r in standby.results}
+    for check in ("locks", "long-queries", "idle-in-tx", "vacuum", "wraparound", "replication"):
+        assert on_standby[check].observations == [], (check, on_standby[check].observations)
+    audits = {r.name: r for r in primary.results}["audits"]
+    assert sorted((o.key, o.message) for o in on_standby["audits"].observations) == \
+        sorted((o.key, o.message) for o in audits.observations)  # the same schema: the same findings, no more
+    healthy = {r.name: r for r in primary.results}["replication"]
+    assert [o.key.split(" ")[0] for o in healthy.observations] == ["standby"] and not healthy.alerts
+
+    with psycopg.connect(pair.standby.url(), autocommit=True) as stby, \
+            psycopg.connect(pair.primary.url(), autocommit=True) as prim:
+        stby.execute("select pg_wal_replay_pause()")
+        try:
+            prim.execute("create table public.watch_churn as select g, repeat('x', 200) as pad "
+                         "from generate_series(1, 20000) g")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not prim.execute(
+                    "select coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)), 0) > %s "
+                    "from pg_stat_replication", (low.replication_lag_bytes,)).fetchone()[0]:
+                time.sleep(0.1)
+            while time.monotonic() < deadline and not stby.execute(
+                    "select pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) > %s",
+                    (low.replication_lag_bytes,)).fetchone()[0]:
+                time.sleep(0.1)
+            lagging = watch_round(pair.primary.url(), "primary", 2, low)
+            behind = watch_round(pair.standby.url(), "standby", 2, low)
+        finally:
+            stby.execute("select pg_wal_replay_resume()")
+            prim.execute("drop table if exists public.watch_churn")
+    alerts = [o for o in lagging.alerts if o.check == "replication"]
+    assert len(alerts) == 1 and alerts[0].key.startswith("standby ") and "behind" in alerts[0].message, alerts
+    assert lagging.kind_of(alerts[0]) == "worse" and lagging.exit_code == 1
+    assert {o.key for o in behind.alerts} == {"replay paused", "standby replay"}, behind.alerts
+    assert not behind.errors
+    wait_replayed(pair)
+    caught_up = watch_round(pair.primary.url(), "primary", 3, low)
+    assert not [o for o in caught_up.alerts if o.check == "replication"]
+    recovered = watch_round(pair.standby.url(), "standby", 3, low)
+    assert {c.observation.key for c in recovered.of_kind("resolved")} == {"replay paused", "standby replay"}

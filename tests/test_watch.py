@@ -256,6 +256,88 @@ def test_audits_rerun_only_when_the_catalog_changes(project, db_url, db):
     assert every.results[0].carried_from is None
 
 
+# Every rule of both audits has findings here, several with more than three places (the summary names three).
+AUDITED = """
+create table public.no_rls (id bigint primary key, password text, api_key text);
+create table public.pol_no_rls (id bigint primary key, user_id uuid);
+create policy p on public.pol_no_rls for select using (user_id = auth.uid());
+alter table public.pol_no_rls disable row level security;
+create table public.rls_no_pol (id bigint primary key);
+alter table public.rls_no_pol enable row level security;
+create table public.always_true (id bigint primary key, user_id uuid);
+alter table public.always_true enable row level security;
+create policy always_true_del on public.always_true for delete to authenticated using (true);
+create policy sel_a on public.always_true for select to authenticated using ((select auth.uid()) = user_id);
+create policy sel_b on public.always_true for select to authenticated using (auth.uid() is not null);
+create view public.definer_view as select id from public.rls_no_pol;
+create function public.mutable() returns int language sql as 'select 1';
+create function public.definer() returns int language sql security definer set search_path = '' as 'select 1';
+grant execute on function public.definer() to anon, authenticated;
+create table public."Orders" (id serial primary key, "CustomerId" int references public.no_rls (id),
+  placed timestamp, note varchar(20), ref int references public.pol_no_rls (id));
+create index orders_a on public."Orders" (note);
+create index orders_b on public."Orders" (note);
+create table public.tiny (id smallint generated always as identity primary key, code varchar(5));
+select setval(pg_get_serial_sequence('public.tiny', 'id'), 30000);
+create sequence public."Odd Seq" as int;
+create table public.item (id int primary key default nextval('public."Odd Seq"'), at timestamp);
+alter sequence public."Odd Seq" owned by public.item.id;
+select setval('public."Odd Seq"', 1200000000);
+create table public.logs (line text);
+create table public.events (at timestamp, "Kind" text);
+create table public.users2 (id int primary key);
+create table public.accounts (id bigint primary key);
+create table public.carts (id bigint primary key);
+"""
+
+
+def test_the_watch_keeps_exactly_what_full_audit_runs_find(project, db_url, db, make_session):
+    """The one-statement summary equals *rls-audit + *schema-audit (full runs, through the session), rule by
+    rule: count, worst severity and the first three places; the round's observations are built from it."""
+    from sage_agent.ops.security.summary import group, scope, summarize
+    from sage_agent.ops.watch.checks import CATALOG_FINGERPRINT_SQL, audit_result
+
+    db.execute(AUDITED)
+    session = make_session(db_url)
+    rls = session.run_line("*rls-audit").result
+    schema = session.run_line("*schema-audit").result
+    level = {"ERROR": "error", "WARN": "warning", "INFO": "info"}
+    full = group([(f["name"], level[f["level"]], f"{f['metadata']['schema']}.{f['metadata']['name']}")
+                  for f in rls.data["lints"]] +
+                 [(f["rule"], f["severity"], f["location"]) for f in schema.data["findings"]])
+    with psycopg.connect(db_url) as conn:
+        sc = scope(conn, CATALOG_FINGERPRINT_SQL)
+        fast = summarize(conn, sc, conn.info.server_version // 10000)
+    assert fast == full
+    rules = {r.rule: r for r in fast}
+    # the cases that need care: mixed severities (worst wins), quoted sequence names, the naming rules, > 3 places
+    assert rules["int_id_near_overflow"].severity == "error"  # tiny at 92% (error), item at 56% (warning)
+    assert rules["int_id_near_overflow"].first == ("public.item.id", "public.tiny.id")
+    assert rules["naming_not_snake_case"].first == ('public.Orders', 'public.Orders.CustomerId', 'public.events.Kind')
+    assert {"rls_disabled_in_public", "sensitive_columns_exposed", "duplicate_index", "timestamp_without_time_zone",
+            "varchar_n", "nullable_foreign_key", "naming_mixed_plurality", "no_primary_key", "prefer_bigint_ids",
+            "unindexed_foreign_keys", "rls_policy_always_true", "function_search_path_mutable"} <= set(rules)
+    assert rules["rls_disabled_in_public"].count > 3
+    rnd = one_round(project, db_url, ["audits"])
+    expected = audit_result(full, ZERO)
+    assert sorted((o.key, o.severity, o.message, o.value, o.alert) for o in rnd.results[0].observations) == \
+        sorted((o.key, o.severity, o.message, o.value, o.alert) for o in expected.observations)
+    assert rnd.results[0].metric == expected.metric
+
+
+def test_audits_rerun_when_a_role_joins_anon(project, db_url, db):
+    """Privileges granted through role membership change what anon can read: the fingerprint sees it."""
+    db.execute("create role watch_reader nologin; create table public.via_role (id bigint primary key); "
+               "revoke all on public.via_role from anon, authenticated; grant select on public.via_role to watch_reader")
+    first = one_round(project, db_url, ["audits"], audit_every_s=3600)
+    assert not any(o.key == "rls_disabled_in_public" for o in first.results[0].observations)
+    db.execute("grant watch_reader to anon with inherit true")  # no catalog row of the table changes
+    second = one_round(project, db_url, ["audits"], number=2, audit_every_s=3600)
+    assert second.results[0].carried_from is None
+    rls = next(o for o in second.results[0].observations if o.key == "rls_disabled_in_public")
+    assert "public.via_role" in rls.message
+
+
 def test_report_at_60_and_160_columns(project, db_url, blocked, capsys, monkeypatch, make_session):
     one_round(project, db_url, ["locks", "idle-in-tx"])
     blocked["release"]()

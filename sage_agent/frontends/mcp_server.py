@@ -13,8 +13,12 @@
 - a client that declares MCP elicitation gets each plan as an elicitation (form: confirm, plus the typed
   word for destructive work) for its person to answer; accept runs it, anything else does nothing;
 - `--read-only` lists and serves read operations only;
-- one more tool, `fleet`: read commands on every database of a targets file (`sage run --targets`), one
-  JSON document back. Writes across a fleet are refused here: the person runs them with `sage run`.
+- one more tool, `fleet`: commands on every database of a targets file (`sage run --targets`), one JSON
+  document back. Reads run at once. A write is confirmed target by target, with the same rule: the first
+  call returns each target's plan with its own token (bound to that target's name, URL and plan); a target
+  runs only in a call that carries its token, so one token never stands for N databases; typed words only
+  through elicitation (the person, per target). The stdio transport asks a person per target when the
+  client has elicitation.
 """
 
 from __future__ import annotations
@@ -41,9 +45,11 @@ TOKEN_ARG = "confirmation_token"
 _LOST = re.compile(r"server closed the connection|terminating connection|connection is closed|"
                    r"consuming input failed|connection (was )?lost|SSL SYSCALL error: EOF", re.I)
 FLEET_TOOL = "fleet"
-FLEET_DESCRIPTION = ("Run read commands (e.g. *rls-audit, *schema-audit, *env-check) on every database of a targets "
-                     "file (YAML: name + url or env, tags), in parallel; one JSON document with each target's exit "
-                     "code and results, and a summary. Writes are refused: the person runs them with sage run.")
+FLEET_DESCRIPTION = ("Run commands (e.g. *rls-audit, *schema-audit, *env-check, *apply) on every database of a "
+                     "targets file (YAML: name + url or env, tags); one JSON document with each target's exit code "
+                     "and results, and a summary. Reads run in parallel. Writes run one target at a time: the first "
+                     f"call returns each target's plan and its own {TOKEN_ARG}; a target runs only in a call that "
+                     "carries its token (typed words: only the person, through elicitation).")
 
 
 class FleetArgs(BaseModel):
@@ -55,6 +61,10 @@ class FleetArgs(BaseModel):
     targets_file: str = Field(description="the targets file (YAML), relative to the project folder")
     only: list[str] = Field(default_factory=list, description="only the targets with one of these tags (or names)")
     parallel: int | None = Field(default=None, ge=1, le=64, description="targets at once (default: cores)")
+    stop_on_failure: bool | None = Field(default=None, description="writes: stop before the next target after a "
+                                                                   "failure (default: yes for writes)")
+    confirmation_token: str | None = Field(default=None, description="writes: the tokens of the targets to run "
+                                                                     "(comma-separated), as returned with their plans")
 
 
 class NeedsConfirmation(ConfirmationRequired):
@@ -93,6 +103,7 @@ class McpAnswers:
     used: list[str] = field(default_factory=list)
     person_approved: tuple[str, ...] = ()  # plan hashes a person confirmed through MCP elicitation
     read_only: bool = False  # a --read-only server confirms nothing: a "read" tool that would write stops here
+    shared_tokens: bool = False  # a fleet call carries other targets' tokens too: those are not forgeries here
 
     def token_for(self, request: ConfirmRequest) -> str:
         return hmac.new(self.secret, f"{self.tool}\0{request.plan_hash}".encode(), hashlib.sha256).hexdigest()[:32]
@@ -118,7 +129,7 @@ class McpAnswers:
         if any(hmac.compare_digest(token, t) for t in self.tokens):
             self.used.append(token)
             return True
-        if [t for t in self.tokens if t not in self.used]:  # a token that matches no plan so far: forged or stale
+        if not self.shared_tokens and [t for t in self.tokens if t not in self.used]:  # forged or stale
             self.bad_token = True
             raise BadToken(request)
         self.pending = NeedsConfirmation(request, token)
@@ -184,7 +195,7 @@ class McpSage:
         from sage_agent.session.machine import Session
 
         if name == FLEET_TOOL:
-            return self.fleet(arguments or {})
+            return self.fleet(arguments or {}, person_approved)
         tools = self.tools()
         if name not in tools:
             hidden = " (write tools are hidden: the server runs --read-only)" if self.read_only else ""
@@ -250,13 +261,17 @@ class McpSage:
         doc["exit_code"] = outcome.exit_code
         return outcome.exit_code != 0, redact(render_markdown(outcome.result)), json.loads(redact(json.dumps(doc)))
 
-    def fleet(self, arguments: dict[str, Any]) -> tuple[bool, str, dict[str, Any]]:
-        """Read commands on every target of a targets file, in parallel; the same document as `sage run --targets
-        --json`. A write is refused before anything runs: one confirmation token cannot stand for N databases."""
+    def fleet(self, arguments: dict[str, Any], person_approved: tuple[str, ...] = ()) -> tuple[bool, str, dict[str, Any]]:
+        """Commands on every target of a targets file; the same document as `sage run --targets --json`. Reads run
+        in parallel. Writes: each target has its own plan and token (first call: nothing runs, every plan comes
+        back); a call runs only the targets whose token it carries, one at a time, and a target whose operation
+        asks for more (its exact migration plan, a typed word) comes back with that plan and its next token.
+        `person_approved`: "target\0plan hash" pairs a person confirmed through elicitation."""
         # lazy: the thread pool loads only for parallel work
         from sage_agent.frontends.fleet import fleet_document, fleet_markdown, load_fleet
-        from sage_agent.ops.fleet.runner import plan_lines, run_fleet
+        from sage_agent.ops.fleet.runner import TargetRun, _failed, plan_lines, run_fleet
         from sage_agent.ops.fleet.targets import TargetsFileError, default_parallel
+        from sage_agent.session.machine import EXIT_FAILED
         from sage_agent.session.parse import CommandLineError
 
         try:
@@ -274,20 +289,97 @@ class McpSage:
             entries = load_fleet(path, args.only, self.project)
             plans = plan_lines(args.commands, {}, self.project)
         except (TargetsFileError, CommandLineError) as exc:
-            return True, f"{FLEET_TOOL}: {exc}", {"error": "bad arguments"}
-        writes = [f"*{p.task.command}" for p in plans if p.writes]
-        if writes:
-            return True, (f"{FLEET_TOOL} runs read commands only: {', '.join(writes)} would change each target. "
-                          "Nothing was done. The person runs it with `sage run \"...\" --targets FILE --yes` "
-                          "(or in a terminal, to confirm target by target)."), {"error": "write refused"}
+            return True, redact(f"{FLEET_TOOL}: {exc}"), {"error": "bad arguments"}
+        writes = [p for p in plans if p.writes]
+        tokens = tuple(t.strip() for t in str(args.confirmation_token or "").split(",") if t.strip())
+        if not writes and tokens:
+            return True, f"{FLEET_TOOL}: read commands take no {TOKEN_ARG}. Nothing was done.", {"error": "bad arguments"}
+        if writes and self.read_only:
+            return True, (f"{FLEET_TOOL}: {', '.join(f'*{p.task.command}' for p in writes)} would change each target: "
+                          "refused, the server runs --read-only. Nothing was done."), {"error": "read-only"}
         workers = args.parallel or default_parallel()
         start = time.monotonic()
-        runs = run_fleet(entries, plans, project=self.project, answers_for=lambda e: FlagAnswers(),
-                         parallel=workers)
-        doc = fleet_document(runs, plans, duration_ms=(time.monotonic() - start) * 1000,
-                             parallel=min(workers, max(1, len(entries))), stop_on_failure=False)
+        if not writes:
+            runs = run_fleet(entries, plans, project=self.project, answers_for=lambda e: FlagAnswers(),
+                             parallel=workers)
+            doc = fleet_document(runs, plans, duration_ms=(time.monotonic() - start) * 1000,
+                                 parallel=min(workers, max(1, len(entries))), stop_on_failure=False)
+            return doc["exit_code"] != 0, fleet_markdown(doc), redact_obj(doc)  # type: ignore[return-value]
 
-        return doc["exit_code"] != 0, fleet_markdown(doc), redact_obj(doc)  # type: ignore[return-value]
+        risk = max((p.risk for p in writes), key=("read", "write", "destructive").index)
+        usable = [e for e in entries if e.target is not None]
+        gates = {e.name: ConfirmRequest(
+            prompt=f"Run {', '.join(args.commands)} ({risk}) on target {e.name} ({e.display_url})?",
+            plan="\n".join(args.commands) + f"\nrisk: {risk}\ntarget: {e.name} {e.display_url}") for e in usable}
+        answers = {e.name: McpAnswers(self.secret, f"{FLEET_TOOL}\0{e.name}", tokens, shared_tokens=True,
+                                      person_approved=tuple(a.split("\0", 1)[1] for a in person_approved
+                                                            if a.startswith(e.name + "\0")))
+                   for e in usable}
+        chosen = []
+        for e in usable:
+            try:
+                answers[e.name].confirm(gates[e.name])
+                chosen.append(e)
+            except NeedsConfirmation:
+                answers[e.name].pending = None  # not chosen in this call: listed with its plan and token below
+        if tokens and not chosen:
+            return True, (f"{TOKEN_ARG} refused: it matches no target's plan (forged or stale; a plan changes with "
+                          "the commands and the targets file). Nothing was done."), {"error": "bad token"}
+        pending: list[dict[str, Any]] = []
+        if not chosen:  # the first call: every target's plan, nothing runs
+            for e in usable:
+                need = NeedsConfirmation(gates[e.name], answers[e.name].token_for(gates[e.name]))
+                pending.append(self._target_needs(e.name, need))
+            doc = {"status": "confirmation_required", "targets": [], "pending": pending,
+                   "summary": {"targets": len(entries), "writes": True, "commands": list(args.commands),
+                               "not_usable": {e.name: redact(e.problem or "") for e in entries if e.target is None}}}
+            return False, self._fleet_needs_text(pending, ran=False), redact_obj(doc)  # type: ignore[return-value]
+        stop = True if args.stop_on_failure is None else args.stop_on_failure
+        runs: list[TargetRun] = []
+        for e in chosen:  # one at a time; a target waiting for its next confirmation does not stop the others
+            if stop and any(_failed(r) and answers[r.entry.name].pending is None for r in runs):
+                runs.append(TargetRun(e, skipped=[p.line for p in plans], status="skipped", exit_code=EXIT_FAILED,
+                                      error="not started: an earlier target failed (stop on failure); nothing "
+                                            "was run on it"))
+                continue
+            runs += run_fleet([e], plans, project=self.project, answers_for=lambda e: answers[e.name], parallel=1)
+        doc = fleet_document(runs, plans, duration_ms=(time.monotonic() - start) * 1000, parallel=1,
+                             stop_on_failure=stop)
+        for run in runs:
+            a = answers[run.entry.name]
+            if a.pending is not None:
+                a.pending.token = ",".join(t for t in [*a.used, a.pending.token] if t)
+                pending.append(self._target_needs(run.entry.name, a.pending))
+        doc["not_chosen"] = [e.name for e in usable if e not in chosen]
+        text = fleet_markdown(doc)
+        if pending:
+            doc["status"] = "confirmation_required"
+            doc["pending"] = pending
+            text += "\n" + self._fleet_needs_text(pending, ran=True)
+        return doc["exit_code"] != 0 and not pending, redact(text), redact_obj(doc)  # type: ignore[return-value]
+
+    @staticmethod
+    def _target_needs(name: str, need: NeedsConfirmation) -> dict[str, Any]:
+        doc = {"target": name, **McpSage._needs_doc(need)}
+        doc.pop("status", None)
+        # a typed word is the person's (elicitation); the token only brings this target back to that question
+        doc[TOKEN_ARG] = need.token
+        return doc
+
+    @staticmethod
+    def _fleet_needs_text(pending: list[dict[str, Any]], *, ran: bool) -> str:
+        out = [("Some targets need a confirmation before they go on." if ran else
+                "CONFIRMATION REQUIRED, target by target. Nothing has been done.")]
+        for p in pending:
+            out.append(f"\n## {p['target']}\n\nPlan:\n{p['plan']}\n")
+            if p["word"]:
+                out.append(f"This step needs the person to type {p['word']}: in a client with MCP elicitation they "
+                           f"are asked directly; otherwise they run it with `sage run ... --targets FILE --confirm "
+                           f"{p['word']}`. A model cannot confirm it.")
+            else:
+                out.append(f"To run this target, call {FLEET_TOOL} again with the same arguments and "
+                           f"{TOKEN_ARG}=\"{p[TOKEN_ARG]}\" (several targets: their tokens, comma-separated).")
+        return redact("\n".join(out))
 
     def fleet_schema(self) -> dict[str, Any]:
         schema = FleetArgs.model_json_schema()

@@ -65,8 +65,9 @@ def build_tool_list(sage: Any) -> list[dict[str, Any]]:
         tools.append({"name": name, "description": sage.describe(task, op), "inputSchema": sage.schema(task, op),
                       "annotations": {"readOnlyHint": hints["read_only_hint"],
                                       "destructiveHint": hints["destructive_hint"]}})
+    # the fleet tool may write (target by target, each confirmed); on a --read-only server it only reads
     tools.append({"name": FLEET_TOOL, "description": FLEET_DESCRIPTION, "inputSchema": sage.fleet_schema(),
-                  "annotations": {"readOnlyHint": True, "destructiveHint": False}})
+                  "annotations": {"readOnlyHint": bool(sage.read_only), "destructiveHint": not sage.read_only}})
     return tools
 
 
@@ -179,6 +180,8 @@ class StdioServer:
         sage = self.sage
         approved: tuple[str, ...] = ()
         is_error, text, structured = sage.call(name, dict(args))
+        if "pending" in structured:
+            return self._fleet_with_elicitation(name, args, is_error, text, structured)
         # A client that supports MCP elicitation asks its person to confirm each exact plan instead of handing a
         # token to the model; the server then continues with its own token.
         for _ in range(4):
@@ -203,6 +206,74 @@ class StdioServer:
                 args = {**args, TOKEN_ARG: structured[TOKEN_ARG]}
             is_error, text, structured = sage.call(name, dict(args), approved)
         return is_error, text, structured
+
+    def _elicit_plan(self, message: str, word: str | None) -> bool:
+        """Ask the client's person to confirm one plan (and type `word`); anything but an exact yes is a no."""
+        props: dict[str, Any] = {"confirm": {"type": "boolean", "title": "Run exactly this plan", "default": False}}
+        if word:
+            props["word"] = {"type": "string", "title": f"Type {word} to confirm"}
+        try:
+            answer = self.request("elicitation/create", {"mode": "form", "message": message, "requestedSchema": {
+                "type": "object", "properties": props, "required": list(props)}})
+        except Exception:  # noqa: BLE001 - no answer (timeout, client error): nothing runs
+            answer = {}
+        content = answer.get("content") or {}
+        return answer.get("action") == "accept" and content.get("confirm") is True and (
+            not word or content.get("word") == word)
+
+    def _fleet_with_elicitation(self, name: str, args: dict[str, Any], is_error: bool, text: str,
+                                structured: dict[str, Any]) -> tuple[bool, str, dict[str, Any]]:
+        """A fleet write with a person at the client: each target's plan is one question; the targets the person
+        confirms run (one at a time), the others do not. A target that asks for more (its exact migration plan,
+        a typed word) is asked again. The answer is every target's last result."""
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+        from sage_agent.frontends.fleet import fleet_markdown
+        from sage_agent.frontends.mcp_server import TOKEN_ARG
+
+        if not self.can_elicit:
+            return is_error, text, structured
+        done: dict[str, dict[str, Any]] = {}  # target -> its result, from the call in which it last ran
+        declined: list[str] = []
+        last: dict[str, Any] = structured
+        approved: tuple[str, ...] = ()
+        for _ in range(4):
+            for t in last.get("targets") or []:
+                done[t["name"]] = t
+            pending = last.get("pending") or []
+            if is_error or not pending:
+                break
+            tokens, chosen = [], []
+            for p in pending:
+                message = f"Target {p['target']}:\n{p['plan']}"
+                if not self._elicit_plan(message, p.get("word")):
+                    declined.append(p["target"])
+                    continue
+                chosen.append(p["target"])
+                if p.get("word"):
+                    approved = (*approved, f"{p['target']}\0{p['plan_hash']}")
+                    tokens.extend(t for t in str(p.get(TOKEN_ARG) or "").split(",") if t)
+                else:
+                    tokens.append(str(p[TOKEN_ARG]))
+            for name_ in chosen:
+                done.pop(name_, None)
+            if not chosen:
+                last = {**last, "pending": []}
+                break
+            is_error, text, last = self.sage.call(name, {**args, TOKEN_ARG: ",".join(tokens)}, approved)
+        if not done and not last.get("pending"):
+            return False, "Not confirmed by the person: nothing was done.", {"status": "cancelled",
+                                                                             "declined": declined}
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+        from sage_agent.ops.fleet.runner import severity
+
+        codes = [t["exit_code"] for t in done.values()] + ([3] if declined or last.get("pending") else [])
+        code = min(codes, key=severity)
+        doc = {"targets": list(done.values()), "declined": declined, "exit_code": code,
+               "summary": {**(last.get("summary") or {}), "exit_code": code, "declined": declined}}
+        text = fleet_markdown(_table_doc(doc))
+        if declined:
+            text += f"\nNot confirmed by the person (nothing ran on them): {', '.join(declined)}\n"
+        return code not in (0, 3), text, doc
 
     @property
     def can_elicit(self) -> bool:
@@ -268,6 +339,17 @@ class StdioServer:
     def close(self) -> None:
         if self._sage is not None and self._sage.pool is not None:
             self._sage.pool.close()
+
+
+def _table_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    """The fields fleet_markdown reads, with defaults for a merged document."""
+    summary = {"ok": 0, "drift": 0, "failed": 0, "invalid": 0, "skipped": 0, "worst_target": None, "parallel": 1,
+               "duration_ms": 0.0, "commands": [], **doc.get("summary", {})}
+    statuses = [t["status"] for t in doc["targets"]]
+    for key in ("ok", "drift", "failed", "invalid", "skipped"):
+        summary[key] = statuses.count(key)
+    summary["targets"] = len(doc["targets"]) + len(doc.get("declined") or [])
+    return {**doc, "summary": summary}
 
 
 def main(argv: list[str], project: Path) -> int:

@@ -47,10 +47,78 @@ def _lint_fix(lint: dict[str, Any]) -> str | None:
     return None
 
 
+# The rows each rule of *schema-audit reads, shared with the watch's summary (security/summary.py) so that both
+# see the same findings. Parameter: %(schemas)s, the user schemas.
+USER_SCHEMAS_SQL = ("select nspname::text from pg_namespace where nspname <> all(%s) and nspname not like 'pg\\_%%' "
+                    "order by nspname")
+
+# The columns of the user schemas' tables, read once: every column rule below selects from `cols`.
+COLUMNS_CTE = """cols(s, o, c, relid, attnum, typid, typmod, attnotnull) as materialized (
+  select n.nspname::text, c.relname::text, a.attname::text, c.oid, a.attnum, a.atttypid, a.atttypmod, a.attnotnull
+  from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
+  where c.relkind in ('r', 'p') and n.nspname = any(%(schemas)s) and a.attnum > 0 and not a.attisdropped)"""
+
+# int2/int4 primary-key or sequence-backed columns, with the last value of the sequence. The sequence is found
+# the way pg_get_serial_sequence does (an auto or internal dependency of a sequence on the column), joined as
+# a set rather than looked up per column.
+INT_IDS_SQL = """
+select x.s, x.o, x.c, format_type(x.typid, null),
+       case when dep.objid is not null and has_sequence_privilege(dep.objid, 'SELECT,USAGE')
+            then pg_sequence_last_value(dep.objid::regclass) end,
+       case x.typid when 'int2'::regtype then 32767 else 2147483647 end
+from cols x
+left join (select distinct on (d.refobjid, d.refobjsubid) d.refobjid, d.refobjsubid, d.objid
+           from pg_depend d join pg_class sq on sq.oid = d.objid and sq.relkind = 'S'
+           where d.refclassid = 'pg_class'::regclass and d.classid = 'pg_class'::regclass and d.objsubid = 0
+             and d.refobjsubid > 0 and d.deptype in ('a', 'i')
+           order by d.refobjid, d.refobjsubid, d.objid) dep on dep.refobjid = x.relid and dep.refobjsubid = x.attnum
+left join (select distinct i.indrelid, k.attnum from pg_index i cross join unnest(i.indkey::int2[]) k(attnum)
+           where i.indisprimary) pk on pk.indrelid = x.relid and pk.attnum = x.attnum
+where x.typid in ('int2'::regtype, 'int4'::regtype) and (dep.objid is not null or pk.indrelid is not null)"""
+
+TIMESTAMP_SQL = "select x.s, x.o, x.c from cols x where x.typid = 'timestamp'::regtype"
+
+VARCHAR_SQL = "select x.s, x.o, x.c, x.typmod - 4 from cols x where x.typid = 'varchar'::regtype and x.typmod > 4"
+
+NULLABLE_FK_SQL = """
+select x.s, x.o, x.c, ct.conname::text from pg_constraint ct join cols x on x.relid = ct.conrelid
+where ct.contype = 'f' and x.attnum = any(ct.conkey) and not x.attnotnull"""
+
+# relations (column null) and their columns, for the naming rules
+NAMES_SQL = """
+select n.nspname::text, c.relname::text, null::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where c.relkind in ('r', 'p', 'v', 'm') and n.nspname = any(%(schemas)s)
+union all
+select x.s, x.o, x.c from cols x"""
+
+
+def _with_columns(sql: str) -> str:
+    return f"with {COLUMNS_CTE}\n{sql}"
+
+
+SNAKE_CASE = r"^[a-z_][a-z0-9_]*$"  # the same pattern in Python (fullmatch) and in PostgreSQL (~)
+NEAR_OVERFLOW, OVERFLOW_ERROR = 0.5, 0.75  # share of an int id's range used: warning, error
+
+
+def int_id_rule(last: int | None, maxv: int) -> tuple[str, str, float]:
+    """An int id column's rule and severity, and the share of its range its sequence has used."""
+    used = (last or 0) / maxv
+    if used >= NEAR_OVERFLOW:
+        return "int_id_near_overflow", "error" if used >= OVERFLOW_ERROR else "warning", used
+    return "prefer_bigint_ids", "info", used
+
+
+def mixed_plurality(tables: int, plural: int) -> bool:
+    """Enough plural and enough singular table names to call the naming inconsistent."""
+    return bool(tables) and 0 < plural < tables and min(plural, tables - plural) >= max(2, tables // 5)
+
+
+def user_schemas_of(conn) -> list[str]:
+    return [r[0] for r in conn.execute(USER_SCHEMAS_SQL, (SYSTEM_SCHEMAS,)).fetchall()]
+
+
 def audit(conn, schemas: list[str] | None = None) -> tuple[list[AuditFinding], dict[str, Any]]:
-    user_schemas = schemas or [r[0] for r in conn.execute(
-        "select nspname from pg_namespace where nspname <> all(%s) and nspname not like 'pg\\_%%'",
-        (SYSTEM_SCHEMAS,)).fetchall()]
+    user_schemas = schemas or user_schemas_of(conn)
     findings: list[AuditFinding] = []
     run = run_lints(conn, SCHEMA_LINTS, exposed=user_schemas)
     for lint in run.lints:
@@ -59,54 +127,31 @@ def audit(conn, schemas: list[str] | None = None) -> tuple[list[AuditFinding], d
         m = lint["metadata"]
         findings.append(AuditFinding(lint["name"], _LEVEL[lint["level"]], f"{m['schema']}.{m['name']}",
                                      lint["detail"].replace("`", ""), _lint_fix(lint)))
-    p = (user_schemas,)
+    p = {"schemas": user_schemas}
     # int ids near overflow (sequence-backed columns) and int primary keys (prefer bigint)
-    for schema, table, column, typ, last, maxv in conn.execute("""
-        select n.nspname, c.relname, a.attname, format_type(a.atttypid, null), s.last_value,
-               case a.atttypid when 'int2'::regtype then 32767 else 2147483647 end
-        from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
-        left join pg_sequences s on (s.schemaname || '.' || s.sequencename) =
-             pg_get_serial_sequence(quote_ident(n.nspname) || '.' || quote_ident(c.relname), a.attname)
-        where c.relkind in ('r', 'p') and n.nspname = any(%s) and a.attnum > 0 and not a.attisdropped
-          and a.atttypid in ('int2'::regtype, 'int4'::regtype)
-          and (exists (select 1 from pg_index i where i.indrelid = c.oid and i.indisprimary and a.attnum = any(i.indkey))
-               or pg_get_serial_sequence(quote_ident(n.nspname) || '.' || quote_ident(c.relname), a.attname) is not null)
-        order by 1, 2, 3""", p).fetchall():
-        used = (last or 0) / maxv
+    for schema, table, column, typ, last, maxv in conn.execute(_with_columns(INT_IDS_SQL) + " order by 1, 2, 3", p).fetchall():
+        rule, severity, used = int_id_rule(last, maxv)
         fix = (f"alter table {q(schema, table)} alter column {q(column)} type bigint;  -- rewrites the table "
                f"under ACCESS EXCLUSIVE; on big tables add a bigint column, backfill in batches and swap")
-        if used >= 0.5:
-            findings.append(AuditFinding("int_id_near_overflow", "error" if used >= 0.75 else "warning",
-                                         f"{schema}.{table}.{column}",
+        if rule == "int_id_near_overflow":
+            findings.append(AuditFinding(rule, severity, f"{schema}.{table}.{column}",
                                          f"{typ} id has used {used:.0%} of its range ({last} of {maxv})", fix))
         else:
-            findings.append(AuditFinding("prefer_bigint_ids", "info", f"{schema}.{table}.{column}",
+            findings.append(AuditFinding(rule, severity, f"{schema}.{table}.{column}",
                                          f"{typ} id column: prefer bigint (identity) for ids", fix))
-    for schema, table, column in conn.execute("""
-        select n.nspname, c.relname, a.attname from pg_attribute a join pg_class c on c.oid = a.attrelid
-        join pg_namespace n on n.oid = c.relnamespace
-        where c.relkind in ('r', 'p') and n.nspname = any(%s) and a.attnum > 0 and not a.attisdropped
-          and a.atttypid = 'timestamp'::regtype order by 1, 2, 3""", p).fetchall():
+    for schema, table, column in conn.execute(_with_columns(TIMESTAMP_SQL) + " order by 1, 2, 3", p).fetchall():
         findings.append(AuditFinding("timestamp_without_time_zone", "warning", f"{schema}.{table}.{column}",
                                      "timestamp without time zone: values lose their zone; use timestamptz",
                                      f"alter table {q(schema, table)} alter column {q(column)} type timestamptz "
                                      f"using {q(column)} at time zone 'UTC';  -- rewrites the table"))
-    for schema, table, column, n in conn.execute("""
-        select n.nspname, c.relname, a.attname, a.atttypmod - 4 from pg_attribute a join pg_class c on c.oid = a.attrelid
-        join pg_namespace n on n.oid = c.relnamespace
-        where c.relkind in ('r', 'p') and n.nspname = any(%s) and a.attnum > 0 and not a.attisdropped
-          and a.atttypid = 'varchar'::regtype and a.atttypmod > 4 order by 1, 2, 3""", p).fetchall():
+    for schema, table, column, n in conn.execute(_with_columns(VARCHAR_SQL) + " order by 1, 2, 3", p).fetchall():
         findings.append(AuditFinding("varchar_n", "info", f"{schema}.{table}.{column}",
                                      f"varchar({n}): use text (with a CHECK on length if the limit is a business rule)",
                                      f"alter table {q(schema, table)} alter column {q(column)} type text;  "
                                      f"-- no rewrite (binary compatible)\n"
                                      f"alter table {q(schema, table)} add constraint "
                                      f"{q((table + '_' + column + '_len')[:63])} check (char_length({q(column)}) <= {n}) not valid;"))
-    for schema, table, column, con in conn.execute("""
-        select n.nspname, c.relname, a.attname, ct.conname from pg_constraint ct
-        join pg_class c on c.oid = ct.conrelid join pg_namespace n on n.oid = c.relnamespace
-        join pg_attribute a on a.attrelid = c.oid and a.attnum = any(ct.conkey)
-        where ct.contype = 'f' and n.nspname = any(%s) and not a.attnotnull order by 1, 2, 3""", p).fetchall():
+    for schema, table, column, con in conn.execute(_with_columns(NULLABLE_FK_SQL) + " order by 1, 2, 3", p).fetchall():
         findings.append(AuditFinding("nullable_foreign_key", "info", f"{schema}.{table}.{column}",
                                      f"foreign key column ({con}) allows NULL: if every row needs a parent, make it NOT NULL",
                                      f"alter table {q(schema, table)} add constraint {q((column + '_not_null')[:63])} "
@@ -114,18 +159,11 @@ def audit(conn, schemas: list[str] | None = None) -> tuple[list[AuditFinding], d
                                      f"alter table {q(schema, table)} validate constraint {q((column + '_not_null')[:63])};\n"
                                      f"alter table {q(schema, table)} alter column {q(column)} set not null;"))
     # naming consistency: snake_case, lower case; tables singular/plural mix
-    names = conn.execute("""
-        select n.nspname, c.relname, null::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
-        where c.relkind in ('r', 'p', 'v', 'm') and n.nspname = any(%s)
-        union all
-        select n.nspname, c.relname, a.attname from pg_attribute a join pg_class c on c.oid = a.attrelid
-        join pg_namespace n on n.oid = c.relnamespace
-        where c.relkind in ('r', 'p') and n.nspname = any(%s) and a.attnum > 0 and not a.attisdropped""",
-                         (user_schemas, user_schemas)).fetchall()
-    snake = re.compile(r"^[a-z_][a-z0-9_]*$")
+    names = conn.execute(_with_columns(NAMES_SQL), p).fetchall()
+    snake = re.compile(SNAKE_CASE)
     for schema, table, column in names:
         name = column or table
-        if not snake.match(name):
+        if not snake.fullmatch(name):
             where = f"{schema}.{table}" + (f".{column}" if column else "")
             new = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower().replace(" ", "_").replace("-", "_")
             fix = (f"alter table {q(schema, table)} rename column {q(column)} to {q(new)};" if column
@@ -134,7 +172,7 @@ def audit(conn, schemas: list[str] | None = None) -> tuple[list[AuditFinding], d
                                          f"{name!r} is not lower snake_case (needs quoting everywhere)", fix + "  -- expand/contract if code uses it"))
     tables = [t for _, t, c in names if c is None]
     plural = [t for t in tables if t.endswith("s")]
-    if tables and 0 < len(plural) < len(tables) and min(len(plural), len(tables) - len(plural)) >= max(2, len(tables) // 5):
+    if mixed_plurality(len(tables), len(plural)):
         findings.append(AuditFinding("naming_mixed_plurality", "info", ", ".join(user_schemas),
                                      f"{len(plural)} table names are plural and {len(tables) - len(plural)} singular: pick one",
                                      None))

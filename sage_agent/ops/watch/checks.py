@@ -282,41 +282,39 @@ def check_replication(state: RoundState) -> CheckResult:
 
 
 def check_audits(state: RoundState) -> CheckResult:
-    """*rls-audit's advisor lints and *schema-audit's findings, one observation per rule (a count and where)."""
+    """*rls-audit's advisor lints and *schema-audit's findings, one observation per rule (a count and where).
+
+    Two round trips at most: the catalog fingerprint with the audits' scope, then (only when the catalog
+    changed) both audits summarised per rule in one statement (security/summary.py)."""
     # lazy: psycopg loads on the first database call
-    from sage_agent.ops.security.lints import SECURITY_LINTS, exposed_schemas, run_lints
-    from sage_agent.ops.security.schema_audit import audit
+    from sage_agent.ops.security.summary import scope, summarize
 
     ctx = state.ctx
     with ctx.connect(autocommit=True) as conn:
-        fingerprint = conn.execute(CATALOG_FINGERPRINT_SQL).fetchone()[0]
-        carried = _unchanged_audit(state, fingerprint)
+        sc = scope(conn, CATALOG_FINGERPRINT_SQL)
+        carried = _unchanged_audit(state, sc.fingerprint)
         if carried is not None:
             return carried
-        security = run_lints(conn, SECURITY_LINTS, exposed_schemas(conn), server_major=ctx.server.major)
-        schema_findings, _facts = audit(conn)
-    level = {"ERROR": "error", "WARN": "warning", "INFO": "info"}
-    groups: dict[str, tuple[str, list[str]]] = {}
-    for lint in security.lints:
-        m = lint["metadata"]
-        sev, where = groups.setdefault(lint["name"], (level[lint["level"]], []))
-        where.append(f"{m['schema']}.{m['name']}")
-    for f in schema_findings:
-        sev, where = groups.setdefault(f.rule, (f.severity, []))
-        where.append(f.location)
-    minimum = SEVERITY_RANK[state.thresholds.audit_severity]
-    result = CheckResult("audits", metric=float(sum(len(w) for s, w in groups.values() if s != "info")),
+        rules = summarize(conn, sc, ctx.server.major)
+    return audit_result(rules, state.thresholds, sc.fingerprint)
+
+
+def audit_result(rules, thresholds: Thresholds, fingerprint: str | None = None) -> CheckResult:
+    """The audits check of a round from their per-rule summary (security.summary.RuleCount)."""
+    minimum = SEVERITY_RANK[thresholds.audit_severity]
+    result = CheckResult("audits", metric=float(sum(r.count for r in rules if r.severity != "info")),
                          metric_label="audit errors + warnings", fingerprint=fingerprint)
-    for rule, (sev, where) in sorted(groups.items(), key=lambda kv: (-SEVERITY_RANK[kv[1][0]], kv[0])):
-        shown = ", ".join(sorted(where)[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+    for r in sorted(rules, key=lambda r: (-SEVERITY_RANK[r.severity], r.rule)):
+        shown = ", ".join(r.first) + (f" and {r.count - len(r.first)} more" if r.count > len(r.first) else "")
         result.observations.append(Observation(
-            "audits", rule, sev, f"{rule}: {len(where)} finding(s) ({sev}): {shown}", value=float(len(where)),
-            alert=SEVERITY_RANK[sev] >= minimum))
+            "audits", r.rule, r.severity, f"{r.rule}: {r.count} finding(s) ({r.severity}): {shown}",
+            value=float(r.count), alert=SEVERITY_RANK[r.severity] >= minimum))
     return result
 
 
 # Everything the audits read, summarised: a row that changes gets a new xmin (DDL, GRANT, policies, RLS on/off);
-# vacuum and analyze update pg_class in place and keep it. Any change reruns the audits.
+# vacuum and analyze update pg_class in place and keep it; pg_auth_members: who inherits anon's grants. Any
+# change reruns the audits.
 CATALOG_FINGERPRINT_SQL = """
 select md5(concat_ws(',',
   (select count(*) || ':' || sum(xmin::text::bigint) from pg_class),
@@ -329,6 +327,7 @@ select md5(concat_ws(',',
   (select count(*) || ':' || sum(xmin::text::bigint) from pg_extension),
   (select count(*) || ':' || sum(xmin::text::bigint) from pg_default_acl),
   (select count(*) || ':' || sum(xmin::text::bigint) from pg_rewrite),
+  (select count(*) || ':' || sum(xmin::text::bigint) from pg_auth_members),
   (select string_agg(rolname, ' ' order by rolname) from pg_roles
     where rolname in ('anon', 'authenticated', 'service_role')),
   current_setting('pgrst.db_schemas', true)))
