@@ -28,6 +28,9 @@ class Settings:
                              "the terminal, like psql's \\x auto), on, off (wrap cells instead)")
     shadow_url: str = _setting("SAGE_SHADOW_URL", "", "server for shadow databases (default: a local server of the "
                                "target's major)")
+    shadow_template_mb: int = _setting("SAGE_SHADOW_TEMPLATE_MB", 1024,
+                                       "size budget of the cached schema templates *dry-run keeps on the shadow "
+                                       "server (least recently used dropped first; the newest always stays)")
     pg_major: str = _setting("SAGE_PG_MAJOR", "", "PostgreSQL major of the local server (default: supabase/config.toml "
                              "[db] major_version, else the wheel's)")
     apply_lock_wait_s: float = _setting("SAGE_APPLY_LOCK_WAIT_S", 300.0,

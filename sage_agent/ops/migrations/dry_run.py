@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from sage_agent.config import settings
 from sage_agent.db.redact import redact
 from sage_agent.ops.migrations.commands import ApplyInput, _plan_pending
 from sage_agent.ops.observe.common import seconds
@@ -117,11 +118,13 @@ def _pending(ctx, project: Path) -> list:
 def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     """One file, or (no file) every pending file in order on one shadow, each with its own report section."""
     # lazy: psycopg loads on the first database call
-    from sage_agent.db.shadow import drop_database, load_sql_file
+    from sage_agent.db.connect import connect
+    from sage_agent.db.shadow import drop_database
     from sage_agent.db.tools import PgToolError
     from sage_agent.ops.migrations.applier import prepare_file
-    from sage_agent.ops.migrations.history import MigrationFileError, read_applied
-    from sage_agent.ops.migrations.shadow_run import clone_template, dump_target_schema, prepare_template
+    from sage_agent.ops.migrations.history import MigrationFileError, ensure_history_table, read_applied
+    from sage_agent.ops.migrations.shadow_run import (build_template, clone_template, find_template,
+                                                      schema_fingerprint, template_session)
     from sage_agent.ops.snapshots.store import schema_exists, user_schemas
 
     project: Path = ctx.project
@@ -182,33 +185,48 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
             _online_steps(target, run, inputs.online, server.major)
     shared: dict[str, float] = {"target facts": time.perf_counter() - t0}
 
-    # --- the shadow: a copy of the target's schema (cached as a template while the schema is unchanged) --------
+    # --- the shadow: the target's schema, cached as a template while the target's catalog fingerprint holds --
     admin = ctx.admin_url
-    with tempfile.TemporaryDirectory(prefix="sage-dryrun-") as tmp:
-        t0 = time.perf_counter()
-        shadow_name = None
-        try:
-            if schemas or history:
-                dump = Path(tmp) / "schema.sql"
-                dump_target_schema(ctx.migration_url, schemas, history, dump, server.major)
-                shared["pg_dump of the target schema"] = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                _ensure_schemas_loadable(dump)
-                template, reused = prepare_template(admin, dump, lambda u: load_sql_file(u, dump, server.major))
-                shadow_name, shadow = clone_template(admin, template)
-                shared["shadow copy (cached schema)" if reused else "load into the shadow"] = time.perf_counter() - t0
+    # every file runs inside a transaction: run them on the template itself, in a transaction rolled back at the
+    # end (no copy). A file that cannot run in a transaction (CREATE INDEX CONCURRENTLY, ...) gets a copy.
+    in_place = all(run.plan is None or run.plan.transactional for run in runs)
+    t0 = time.perf_counter()
+    template = None
+    shadow_name = None
+    try:
+        if schemas or history:
+            fingerprint = schema_fingerprint(target, schemas, history, server.major)
+            template = find_template(admin, fingerprint)
+            if template:
+                shared["cached schema (catalog fingerprint unchanged)"] = time.perf_counter() - t0
             else:
-                shadow_name, shadow = clone_template(admin, "template1")
-        except PgToolError as exc:
-            if shadow_name:
-                drop_database(admin, shadow_name)
+                template, same_dump = build_template(admin, ctx.migration_url, schemas, history, server.major,
+                                                     fingerprint, settings().shadow_template_mb * 2**20)
+                shared["cached schema (same dump)" if same_dump else "pg_dump | load into the shadow"] = \
+                    time.perf_counter() - t0
+        if not (template and in_place):
+            t0 = time.perf_counter()
+            shadow_name, shadow_url = clone_template(admin, template or "template1")
+            shared["shadow copy"] = time.perf_counter() - t0
+    except PgToolError as exc:
+        if "max_locks_per_transaction" in str(exc):  # one transaction loads every table
             raise OpError(f"could not copy the target's schema into the shadow database: {exc}",
-                          "run *env-check (pg_dump/psql versions); roles used by the schema must exist on the "
-                          "shadow server", exit_code=1) from None
-        runs[0].timings.update(shared)
-        try:
+                          "the schema has more tables than the shadow server can lock in one transaction: on the "
+                          "shadow server run ALTER SYSTEM SET max_locks_per_transaction = 1024, restart it, and "
+                          "dry-run again", exit_code=1) from None
+        raise OpError(f"could not copy the target's schema into the shadow database: {exc}",
+                      "run *env-check (pg_dump/psql versions); roles used by the schema must exist on the "
+                      "shadow server", exit_code=1) from None
+    runs[0].timings.update(shared)
+    try:
+        with ExitStack() as stack:
+            if shadow_name:
+                conn = stack.enter_context(connect(shadow_url, autocommit=True))
+            else:
+                conn = stack.enter_context(template_session(admin, template))
+            ensure_history_table(conn)  # (a savepoint on the template: there it exists already)
             failed_before = None
-            for run in runs:  # in order on the same shadow: a file sees what the earlier pending ones created
+            for i, run in enumerate(runs):  # in order on one shadow: a file sees what the earlier ones created
                 if failed_before:
                     run.skipped = f"not run on the shadow: {failed_before} failed before it (it may depend on it)"
                     continue
@@ -216,12 +234,14 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
                     failed_before = run.mig.filename
                     continue
                 run.changes, run.checks, run.outcome, run.error = _run_on_shadow(
-                    ctx, shadow, schemas, run.plan, run.mig, applied_versions, run.findings, run.timings)
+                    ctx, conn, schemas, run.plan, run.mig, applied_versions, run.findings, run.timings,
+                    in_place=not shadow_name, more=i < len(runs) - 1)
                 if run.error:
                     failed_before = run.mig.filename
-            _measure_rates(ctx, shadow, runs)
-        finally:
+    finally:
+        if shadow_name:
             drop_database(admin, shadow_name)
+    _measure_rates(ctx, runs)
     results = [_file_result(ctx, run, write=not chain) for run in runs]
     if not chain:
         return results[0]
@@ -262,26 +282,34 @@ def _online_steps(target, run: _FileRun, asked: bool, server_major: int) -> None
                                                           if any(s.kind == "swap" for s in plan.steps) else ""))
 
 
-def _measure_rates(ctx, shadow: str, runs: list[_FileRun]) -> None:
+def _measure_rates(ctx, runs: list[_FileRun]) -> None:
     """Only when a statement rewrites, scans or indexes a non-empty table of the target (a rough guide: the
-    shadow server's disk and cache are not the target's)."""
+    shadow server's disk and cache are not the target's). On a scratch database of its own: the shadow may be
+    the cached template, which must stay as loaded."""
     # lazy: psycopg loads on the first database call; pglast (the SQL parser) loads only when SQL is parsed
     import psycopg
 
     from sage_agent.db.connect import connect
+    from sage_agent.db.shadow import drop_database
     from sage_agent.ops.migrations.blockers import measure_rates, save_rates  # lazy: start-up time
+    from sage_agent.ops.migrations.shadow_run import clone_template
 
     surveys = [run.survey for run in runs if run.survey and run.survey.estimates]
     if not surveys:
         return
     t0 = time.perf_counter()
+    name = None
     try:
-        with connect(shadow, autocommit=True) as conn:
+        name, url = clone_template(ctx.admin_url, "template1", label="rates")
+        with connect(url, autocommit=True) as conn:
             rates = measure_rates(conn)
     except psycopg.Error as exc:
         runs[0].notes.append(f"could not measure the scan rate on the shadow ({exc}); durations: "
                              f"{surveys[0].rates.source}")
         return
+    finally:
+        if name:
+            drop_database(ctx.admin_url, name)
     save_rates(ctx.project, rates)
     for s in surveys:
         s.set_rates(rates)
@@ -356,39 +384,65 @@ def _chain_result(ctx, runs: list[_FileRun], results: list[OpResult], total_s: f
                           "files": [{"file": run.mig.filename, **r.data} for run, r in zip(runs, results)]})
 
 
-def _run_on_shadow(ctx, shadow, schemas, plan, mig, applied_versions, findings, timings):
+def _run_on_shadow(ctx, conn, schemas, plan, mig, applied_versions, findings, timings, *, in_place: bool = False,
+                   more: bool = False):
+    """One file on the shadow connection. On a copy: the catalog is read in full before and after. In place (the
+    template, inside a transaction rolled back at the end): names only before; the file runs in a savepoint;
+    then the definitions of just the objects it wrote (and their direct dependents) are read after it, and again
+    once the savepoint is rolled back (the state before it); re-applied when another file follows."""
     # lazy: psycopg loads on the first database call
-    from sage_agent.db.connect import connect
     from sage_agent.ops.migrations.applier import apply_file
-    from sage_agent.ops.migrations.history import ensure_history_table
-    from sage_agent.ops.migrations.shadow_run import catalog_objects, diff_objects, smoke_checks
+    from sage_agent.ops.migrations.shadow_run import (catalog_names, catalog_objects, diff_objects, partition_parents,
+                                                      smoke_checks, written_objects)
 
     checks: list = []
     error = None
     changes = None
-    conn = connect(shadow, autocommit=True)
-    try:
-        all_schemas = sorted(set(schemas) | set(_new_schemas(conn)))
-        before = catalog_objects(conn, all_schemas)
-        ensure_history_table(conn)
-        if mig.version and mig.version in applied_versions:
-            plan.migration = type(mig)("", mig.name, mig.path)
+    all_schemas = sorted(set(schemas) | set(_new_schemas(conn)))
+    t0 = time.perf_counter()
+    before = None if in_place else catalog_objects(conn, all_schemas)
+    names_before = catalog_names(conn, all_schemas) if in_place else set(before)
+    timings["catalog before"] = time.perf_counter() - t0
+    if mig.version and mig.version in applied_versions:
+        plan.migration = type(mig)("", mig.name, mig.path)
+    if in_place:
+        conn.execute("savepoint sage_dry_run_file")
+    t0 = time.perf_counter()
+    statement_timeout = f"{ctx.settings.statement_timeout_ms}ms"
+    outcome = apply_file(conn, plan, statement_timeout=statement_timeout, lock_timeout=None)
+    timings["apply on the shadow"] = time.perf_counter() - t0
+    if outcome.status == "success":
         t0 = time.perf_counter()
-        outcome = apply_file(conn, plan, statement_timeout=f"{ctx.settings.statement_timeout_ms}ms", lock_timeout=None)
-        timings["apply on the shadow"] = time.perf_counter() - t0
-        plan.migration = mig
-        if outcome.status == "success":
-            all_schemas = sorted(set(all_schemas) | set(_new_schemas(conn)))
-            after = catalog_objects(conn, all_schemas)
-            changes = diff_objects(before, after)
-            checks = smoke_checks(conn, all_schemas, changes.created)
+        all_schemas = sorted(set(all_schemas) | set(_new_schemas(conn)))
+        if in_place:
+            written = written_objects(conn)
+            names_after = catalog_names(conn, all_schemas)
+            after_defs = catalog_objects(conn, all_schemas, only=written)
+            after = {k: after_defs.get(k, "") for k in names_after}
         else:
-            where = f"{mig.filename}:{outcome.line}" if outcome.line else mig.filename
-            error = f"{where}: {outcome.error}"
-            findings.insert(0, Finding(rule="apply.failed", severity="error", message=outcome.error or "",
-                                       location=where))
-    finally:
-        conn.close()
+            after = catalog_objects(conn, all_schemas)
+        partitions = partition_parents(conn, all_schemas)
+        created = sorted(k for k in after if k not in names_before)
+        checks = smoke_checks(conn, all_schemas, created)
+        if in_place:
+            conn.execute("rollback to savepoint sage_dry_run_file")
+            before_defs = catalog_objects(conn, all_schemas, only=written)
+            before = {k: before_defs.get(k, "") for k in names_before}
+            if more:  # the next file sees this one's changes
+                again = apply_file(conn, plan, statement_timeout=statement_timeout, lock_timeout=None)
+                if again.status != "success":
+                    outcome = again
+        changes = diff_objects(before, after, partitions=partitions)
+        timings["catalog after + smoke checks"] = time.perf_counter() - t0
+    plan.migration = mig
+    if in_place:
+        conn.execute("release savepoint sage_dry_run_file")
+    if outcome.status != "success":
+        changes = None
+        where = f"{mig.filename}:{outcome.line}" if outcome.line else mig.filename
+        error = f"{where}: {outcome.error}"
+        findings.insert(0, Finding(rule="apply.failed", severity="error", message=outcome.error or "",
+                                   location=where))
     return changes, checks, outcome, error
 
 
@@ -397,14 +451,6 @@ def _new_schemas(conn) -> list[str]:
     from sage_agent.ops.snapshots.store import user_schemas
 
     return user_schemas(conn)
-
-
-def _ensure_schemas_loadable(dump: Path) -> None:
-    """The shadow already has `public` (from template1): make pg_dump's CREATE SCHEMA public idempotent."""
-    text = dump.read_text(encoding="utf-8")
-    fixed = text.replace("\nCREATE SCHEMA public;\n", "\nCREATE SCHEMA IF NOT EXISTS public;\n")
-    if fixed != text:
-        dump.write_text(fixed, encoding="utf-8")
 
 
 def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, notes, impact, changes, checks,

@@ -5,9 +5,13 @@ The target is only ever read (a read-only session, and pg_dump)."""
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from sage_agent.db.schemas import pg_dump_pattern
 
@@ -19,47 +23,132 @@ select case c.relkind when 'r' then 'table' when 'p' then 'table' when 'v' then 
                       when 'S' then 'sequence' when 'i' then 'index' when 'I' then 'index' when 'f' then 'foreign table'
                       else 'relation' end,
        s.nspname || '.' || c.relname,
-       case when c.relkind in ('i', 'I') then pg_get_indexdef(c.oid) || coalesce(' valid=' || x.indisvalid::text, '')
+       {rel_def}
+from pg_class c join s on s.oid = c.relnamespace left join pg_index x on x.indexrelid = c.oid
+where c.relkind in ('r', 'p', 'v', 'm', 'S', 'i', 'I', 'f') and {rel}
+union all
+select 'constraint', s.nspname || '.' || t.relname || '.' || con.conname,
+       {con_def}
+from pg_constraint con join pg_class t on t.oid = con.conrelid join s on s.oid = t.relnamespace where {con}
+union all
+select case p.prokind when 'p' then 'procedure' when 'a' then 'aggregate' else 'function' end,
+       s.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+       {proc_def}
+from pg_proc p join s on s.oid = p.pronamespace where {proc}
+union all
+select 'policy', s.nspname || '.' || t.relname || '.' || pol.polname,
+       {pol_def}
+from pg_policy pol join pg_class t on t.oid = pol.polrelid join s on s.oid = t.relnamespace where {pol}
+union all
+select 'trigger', s.nspname || '.' || t.relname || '.' || tg.tgname, {trg_def}
+from pg_trigger tg join pg_class t on t.oid = tg.tgrelid join s on s.oid = t.relnamespace
+where not tg.tgisinternal and {trg}
+union all
+select case ty.typtype when 'e' then 'enum' when 'd' then 'domain' else 'type' end, s.nspname || '.' || ty.typname,
+       {typ_def}
+from pg_type ty join s on s.oid = ty.typnamespace
+where (ty.typtype in ('e', 'd') or (ty.typtype = 'c' and (select relkind from pg_class where oid = ty.typrelid) = 'c'))
+  and {typ}
+"""
+_DEFS = {
+    "rel_def": """case when c.relkind in ('i', 'I') then pg_get_indexdef(c.oid) || coalesce(' valid=' || x.indisvalid::text, '')
             when c.relkind in ('v', 'm') then pg_get_viewdef(c.oid)
             else coalesce((select string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
                                    || case when a.attnotnull then ' not null' else '' end
                                    || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), ''), ', ' order by a.attnum)
                            from pg_attribute a left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
                            where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped), '')
-                 || ' rls=' || c.relrowsecurity::text end
-from pg_class c join s on s.oid = c.relnamespace left join pg_index x on x.indexrelid = c.oid
-where c.relkind in ('r', 'p', 'v', 'm', 'S', 'i', 'I', 'f')
-union all
-select 'constraint', s.nspname || '.' || t.relname || '.' || con.conname,
-       pg_get_constraintdef(con.oid) || ' validated=' || con.convalidated::text
-from pg_constraint con join pg_class t on t.oid = con.conrelid join s on s.oid = t.relnamespace
-union all
-select case p.prokind when 'p' then 'procedure' when 'a' then 'aggregate' else 'function' end,
-       s.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
-       md5(coalesce(p.prosrc, '') || pg_get_function_result(p.oid) || p.provolatile::text || p.prosecdef::text
-           || coalesce(array_to_string(p.proconfig, ','), ''))
-from pg_proc p join s on s.oid = p.pronamespace
-union all
-select 'policy', s.nspname || '.' || t.relname || '.' || pol.polname,
-       coalesce(pg_get_expr(pol.polqual, pol.polrelid), '') || '|' || coalesce(pg_get_expr(pol.polwithcheck, pol.polrelid), '')
-       || '|' || pol.polcmd::text || '|' || array_to_string(pol.polroles::regrole[], ',')
-from pg_policy pol join pg_class t on t.oid = pol.polrelid join s on s.oid = t.relnamespace
-union all
-select 'trigger', s.nspname || '.' || t.relname || '.' || tg.tgname, pg_get_triggerdef(tg.oid)
-from pg_trigger tg join pg_class t on t.oid = tg.tgrelid join s on s.oid = t.relnamespace where not tg.tgisinternal
-union all
-select case ty.typtype when 'e' then 'enum' when 'd' then 'domain' else 'type' end, s.nspname || '.' || ty.typname,
-       coalesce((select string_agg(e.enumlabel, ',' order by e.enumsortorder) from pg_enum e where e.enumtypid = ty.oid), '')
-       || coalesce(format_type(ty.typbasetype, ty.typtypmod), '')
-from pg_type ty join s on s.oid = ty.typnamespace
-where ty.typtype in ('e', 'd') or (ty.typtype = 'c' and (select relkind from pg_class where oid = ty.typrelid) = 'c')
+                 || ' rls=' || c.relrowsecurity::text end""",
+    "con_def": "pg_get_constraintdef(con.oid) || ' validated=' || con.convalidated::text",
+    "proc_def": """md5(coalesce(p.prosrc, '') || pg_get_function_result(p.oid) || p.provolatile::text || p.prosecdef::text
+           || coalesce(array_to_string(p.proconfig, ','), ''))""",
+    "pol_def": """coalesce(pg_get_expr(pol.polqual, pol.polrelid), '') || '|'
+       || coalesce(pg_get_expr(pol.polwithcheck, pol.polrelid), '')
+       || '|' || pol.polcmd::text || '|' || array_to_string(pol.polroles::regrole[], ',')""",
+    "trg_def": "pg_get_triggerdef(tg.oid)",
+    "typ_def": """coalesce((select string_agg(e.enumlabel, ',' order by e.enumsortorder) from pg_enum e
+                 where e.enumtypid = ty.oid), '') || coalesce(format_type(ty.typbasetype, ty.typtypmod), '')""",
+}
+_ALL = {"rel": "true", "con": "true", "proc": "true", "pol": "true", "trg": "true", "typ": "true"}
+_ONLY = {"rel": "c.oid = any(%(rels)s)", "con": "(con.oid = any(%(cons)s) or t.oid = any(%(rels)s))",
+         "proc": "p.oid = any(%(procs)s)", "pol": "(pol.oid = any(%(pols)s) or t.oid = any(%(rels)s))",
+         "trg": "(tg.oid = any(%(trgs)s) or t.oid = any(%(rels)s))", "typ": "ty.oid = any(%(typs)s)"}
+_NO_DEFS = {k: "''" for k in _DEFS}
+
+# The objects the current transaction wrote: their catalog rows carry one of its transaction ids as xmin (none
+# older than its first), the objects those rows belong to, and one level of objects that depend on them
+# (pg_depend): a view, index, constraint, policy or default whose printed definition names a renamed column,
+# type, table or schema. Only meaningful where nobody else writes: the cached template.
+_WRITTEN = """
+with mine as (select age(pg_current_xact_id()::text::xid) as a),
+rels as (
+  select c.oid from pg_class c, mine where age(c.xmin) <= mine.a
+  union select a.attrelid from pg_attribute a, mine where age(a.xmin) <= mine.a
+  union select d.adrelid from pg_attrdef d, mine where age(d.xmin) <= mine.a
+  union select x.indexrelid from pg_index x, mine where age(x.xmin) <= mine.a
+  union select r.ev_class from pg_rewrite r, mine where age(r.xmin) <= mine.a
+  union select q.seqrelid from pg_sequence q, mine where age(q.xmin) <= mine.a
+  union select i.inhrelid from pg_inherits i, mine where age(i.xmin) <= mine.a
+  union select pt.partrelid from pg_partitioned_table pt, mine where age(pt.xmin) <= mine.a
+  union select c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace, mine where age(n.xmin) <= mine.a
+),
+objs as (
+  select 'pg_class'::regclass as classid, oid as objid from rels
+  union select 'pg_constraint'::regclass, oid from pg_constraint, mine where age(xmin) <= mine.a
+  union select 'pg_proc'::regclass, oid from pg_proc, mine where age(xmin) <= mine.a
+  union select 'pg_policy'::regclass, oid from pg_policy, mine where age(xmin) <= mine.a
+  union select 'pg_trigger'::regclass, oid from pg_trigger, mine where age(xmin) <= mine.a
+  union select 'pg_type'::regclass, oid from pg_type, mine where age(xmin) <= mine.a
+  union select 'pg_type'::regclass, enumtypid from pg_enum, mine where age(xmin) <= mine.a
+),
+hit as (
+  select classid, objid from objs
+  union select d.classid, d.objid from pg_depend d join objs o on o.classid = d.refclassid and o.objid = d.refobjid
+)
+select h.classid::regclass::text,
+       case h.classid when 'pg_rewrite'::regclass then (select ev_class from pg_rewrite where oid = h.objid)
+                      when 'pg_attrdef'::regclass then (select adrelid from pg_attrdef where oid = h.objid)
+                      else h.objid end
+from hit h
 """
 
 
-def catalog_objects(conn, schemas: list[str]) -> dict[tuple[str, str], str]:
-    """(kind, qualified name) -> a digest of its definition, for the given schemas."""
-    rows = conn.execute(_CATALOG, {"schemas": schemas}).fetchall()
+def catalog_objects(conn, schemas: list[str], only: dict[str, list[int]] | None = None) -> dict[tuple[str, str], str]:
+    """(kind, qualified name) -> a digest of its definition, for the given schemas; `only` (written_objects)
+    restricts the definitions read to those objects."""
+    query = _CATALOG.format(**(_ONLY if only is not None else _ALL), **_DEFS)
+    rows = conn.execute(query, {"schemas": schemas, **(only or {})}).fetchall()
     return {(k, n): hashlib.md5((d or "").encode()).hexdigest() for k, n, d in rows}
+
+
+def catalog_names(conn, schemas: list[str]) -> set[tuple[str, str]]:
+    """(kind, qualified name) of every object, without printing definitions (cheap on 100,000 objects)."""
+    rows = conn.execute(_CATALOG.format(**_ALL, **_NO_DEFS), {"schemas": schemas}).fetchall()
+    return {(k, n) for k, n, _ in rows}
+
+
+def written_objects(conn) -> dict[str, list[int]]:
+    """Oids (by catalog) of the objects the current transaction wrote and of their direct dependents."""
+    out: dict[str, list[int]] = {"rels": [], "cons": [], "procs": [], "pols": [], "trgs": [], "typs": []}
+    key = {"pg_class": "rels", "pg_rewrite": "rels", "pg_attrdef": "rels", "pg_constraint": "cons",
+           "pg_proc": "procs", "pg_policy": "pols", "pg_trigger": "trgs", "pg_type": "typs"}
+    for classid, oid in conn.execute(_WRITTEN).fetchall():
+        if classid in key and oid is not None:
+            out[key[classid]].append(int(oid))
+    return out
+
+
+_PARTITIONS = """
+select n.nspname || '.' || c.relname, rn.nspname || '.' || r.relname
+from pg_class c join pg_namespace n on n.oid = c.relnamespace
+join pg_class r on r.oid = pg_partition_root(c.oid) join pg_namespace rn on rn.oid = r.relnamespace
+where c.relispartition and n.nspname = any(%(schemas)s)
+"""
+
+
+def partition_parents(conn, schemas: list[str]) -> dict[str, str]:
+    """partition (table or index) -> the partitioned table (index) at the root of its tree."""
+    return dict(conn.execute(_PARTITIONS, {"schemas": schemas}).fetchall())
 
 
 @dataclass
@@ -67,14 +156,38 @@ class ObjectChanges:
     created: list[tuple[str, str]] = field(default_factory=list)
     altered: list[tuple[str, str]] = field(default_factory=list)
     dropped: list[tuple[str, str]] = field(default_factory=list)
+    partitions: dict[str, str] = field(default_factory=dict)  # partition -> its root (for grouping)
+
+    def _root(self, kind: str, name: str) -> str | None:
+        """The root partitioned table/index when the object is, or belongs to, a partition."""
+        owner = name if kind in ("table", "index") else ".".join(name.split(".")[:2])
+        return self.partitions.get(owner)
 
     def rows(self) -> list[list[str]]:
-        return ([["created", k, n] for k, n in self.created] + [["altered", k, n] for k, n in self.altered]
-                + [["dropped", k, n] for k, n in self.dropped])
+        """One row per object, except that what happens to the partitions of a partitioned table is one row
+        (on the partitioned table's own row when it changed the same way): 10,000 partitions stay readable."""
+        out: list[list[str]] = []
+        groups: dict[tuple[str, str, str], int] = {}
+        for change, items in (("created", self.created), ("altered", self.altered), ("dropped", self.dropped)):
+            for kind, name in items:
+                root = self._root(kind, name)
+                if root:
+                    groups[(change, kind, root)] = groups.get((change, kind, root), 0) + 1
+                else:
+                    out.append([change, kind, name])
+        where = {(r[0], r[1], r[2]): r for r in out}
+        for (change, kind, root), n in groups.items():
+            parts = f"{n} partition{'s' if n > 1 else ''}"
+            own = where.get((change, kind, root))
+            if own is not None:
+                own[2] = f"{root} (and {parts})" if kind == "table" else f"{root} (and {n} more on its partitions)"
+            else:
+                out.append([change, kind, f"{parts} of {root}" if kind == "table" else f"on {parts} of {root}"])
+        return out
 
 
-def diff_objects(before: dict, after: dict) -> ObjectChanges:
-    changes = ObjectChanges()
+def diff_objects(before: dict, after: dict, partitions: dict[str, str] | None = None) -> ObjectChanges:
+    changes = ObjectChanges(partitions=partitions or {})
     for key in sorted(after):
         if key not in before:
             changes.created.append(key)
@@ -168,22 +281,72 @@ def qualify(table: str | None) -> str | None:
     return table if "." in table else f"public.{table}"
 
 
+def dump_args(schemas: list[str], history: bool) -> list[str]:
+    """pg_dump arguments for the user schemas (no data) and the migration history (with data), plain SQL."""
+    args = ["--no-password", "--format=plain", "--encoding=UTF8", "--no-owner"]
+    for schema in schemas + (["supabase_migrations"] if history else []):
+        args += ["-n", pg_dump_pattern(schema)]
+    for schema in schemas:
+        args.append(f"--exclude-table-data={pg_dump_pattern(schema)}.*")
+    return args
+
+
 def dump_target_schema(url: str, schemas: list[str], history: bool, out: Path, server_major: int) -> None:
     """pg_dump the user schemas (no data) and the migration history (with data) into a plain SQL file."""
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.tools import run_pg_tool
 
-    args = ["--no-password", "--format=plain", "--encoding=UTF8", "--no-owner", "-f", str(out)]
-    for schema in schemas + (["supabase_migrations"] if history else []):
-        args += ["-n", pg_dump_pattern(schema)]
-    for schema in schemas:
-        args.append(f"--exclude-table-data={pg_dump_pattern(schema)}.*")
-    run_pg_tool("pg_dump", url, args, server_major=server_major)
+    run_pg_tool("pg_dump", url, dump_args(schemas, history) + ["-f", str(out)], server_major=server_major)
 
 
-# --- cached schema templates: repeated dry-runs against an unchanged schema skip the reload -----------------
+# --- cached schema templates: repeated dry-runs against an unchanged schema skip the dump and the load -------
+# A template is a database on the shadow server holding one dump of a target's schema, named after the dump's
+# digest and labelled (COMMENT ON DATABASE) with the target's catalog fingerprint and when it was last used.
+# While the target's fingerprint is unchanged, a dry-run finds the template by its label and skips pg_dump.
 TEMPLATE_PREFIX = "sage_tpl_"
 KEEP_TEMPLATES = 3
+_LABEL = re.compile(r"^sage dry-run template; fingerprint=(\w+); used=(\d+)$")
+FINGERPRINT_VERSION = "1"
+
+# Every per-database catalog the session may read. Any DDL inserts, deletes or updates rows in at least one of
+# them, and every inserted or updated row carries the new transaction id as its xmin: (row count, sum of xmin)
+# per catalog changes with every DDL statement. VACUUM and ANALYZE update pg_class in place (xmin unchanged) and
+# pg_statistic is left out, so statistics and autovacuum never invalidate the cache.
+_CATALOGS = """
+select c.relname from pg_class c
+where c.relnamespace = 'pg_catalog'::regnamespace and c.relkind = 'r' and not c.relisshared
+  and c.relname not in ('pg_statistic', 'pg_statistic_ext_data', 'pg_largeobject')
+  and has_table_privilege(c.oid, 'select')
+order by 1"""
+
+
+def schema_fingerprint(conn, schemas: list[str], history: bool, dump_major: int) -> str:
+    """A digest that changes whenever the dump of these schemas could: (rows, sum of xmin) of every catalog,
+    the roles (names appear in GRANTs and policies), the migration history's rows (dumped with data), the server
+    version, the database and the dump's parameters. Taken BEFORE pg_dump, so a change racing the dump only
+    ever makes the next run miss the cache, never hit a stale template."""
+    # lazy: psycopg loads on the first database call
+    from psycopg import sql
+
+    catalogs = [r[0] for r in conn.execute(_CATALOGS).fetchall()]
+    parts = [sql.SQL("select {}::text, count(*)::text || ':' || coalesce(sum(xmin::text::bigint), 0)::text "
+                     "from {}").format(sql.Literal(name), sql.Identifier("pg_catalog", name)) for name in catalogs]
+    parts.append(sql.SQL("select 'roles', count(*)::text || ':' || "
+                         "md5(coalesce(string_agg(oid::text || '=' || rolname, ',' order by oid), '')) from pg_roles"))
+    parts.append(sql.SQL("select 'server', current_setting('server_version_num') || ':' || current_database() "
+                         "|| ':' || current_user"))
+    if history:
+        tables = [r[0] for r in conn.execute(
+            "select c.relname from pg_class c where c.relnamespace = 'supabase_migrations'::regnamespace "
+            "and c.relkind = 'r' order by 1").fetchall()]
+        parts += [sql.SQL("select {}, md5(coalesce(string_agg(t::text, E'\\n' order by t::text), '')) "
+                          "from {} t").format(sql.Literal("history." + t), sql.Identifier("supabase_migrations", t))
+                  for t in tables]
+    rows = conn.execute(sql.SQL(" union all ").join(parts)).fetchall()
+    digest = hashlib.sha256(f"v{FINGERPRINT_VERSION}|{sorted(schemas)}|{history}|{dump_major}".encode())
+    for name, value in sorted(rows):
+        digest.update(f"|{name}={value}".encode())
+    return digest.hexdigest()[:32]
 
 
 def dump_digest(path: Path) -> str:
@@ -204,50 +367,142 @@ def _database_exists(admin_url: str, name: str) -> bool:
         return bool(conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone())
 
 
-def prepare_template(admin_url: str, dump: Path, loader) -> tuple[str, bool]:
-    """The template database holding this dump (loaded once, reused while the schema is unchanged).
-    Returns (name, reused). `loader(url)` loads the dump into a fresh database."""
+def _label(conn, name: str, fingerprint: str) -> None:
+    # lazy: psycopg loads on the first database call
+    from psycopg import sql
+
+    conn.execute(sql.SQL("comment on database {} is {}").format(
+        sql.Identifier(name), sql.Literal(f"sage dry-run template; fingerprint={fingerprint}; used={int(time.time())}")))
+
+
+def templates(admin_url: str) -> list[tuple[str, str | None, int, int]]:
+    """(name, fingerprint, last used (epoch s), bytes) of the cached templates on the shadow server,
+    least recently used first."""
     # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import connect
-    from sage_agent.db.shadow import create_database, drop_database
 
-    name = TEMPLATE_PREFIX + dump_digest(dump)
-    if _database_exists(admin_url, name):
-        return name, True
-    building = f"{name}_building_{hashlib.md5(str(time.time()).encode()).hexdigest()[:6]}"
+    with connect(admin_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "select d.datname, shobj_description(d.oid, 'pg_database'), pg_database_size(d.oid) from pg_database d "
+            "where d.datname like %s and d.datname not like %s",
+            (TEMPLATE_PREFIX.replace("_", "\\_") + "%", "%\\_building\\_%")).fetchall()
+    out = []
+    for name, comment, size in rows:
+        match = _LABEL.match(comment or "")
+        out.append((name, match.group(1) if match else None, int(match.group(2)) if match else 0, int(size or 0)))
+    return sorted(out, key=lambda t: (t[2], t[0]))
+
+
+def find_template(admin_url: str, fingerprint: str) -> str | None:
+    """The template labelled with this fingerprint (its last use recorded), or None."""
+    # lazy: psycopg loads on the first database call
+    from sage_agent.db.connect import connect
+
+    match = next((t[0] for t in templates(admin_url) if t[1] == fingerprint), None)
+    if match:
+        with connect(admin_url, autocommit=True) as conn:
+            _label(conn, match, fingerprint)
+    return match
+
+
+def _shadow_line(line: bytes) -> bytes:
+    """The shadow already has `public` (from template1): make pg_dump's CREATE SCHEMA public idempotent."""
+    return b"CREATE SCHEMA IF NOT EXISTS public;\n" if line == b"CREATE SCHEMA public;\n" else line
+
+
+def build_template(admin_url: str, target_url: str, schemas: list[str], history: bool, dump_major: int,
+                   fingerprint: str, budget_bytes: int) -> tuple[str, bool]:
+    """pg_dump of the target streamed into a new database (`pg_dump | psql --single-transaction`), kept as the
+    template `sage_tpl_<digest of the dump>` labelled with the fingerprint. Returns (name, reused): reused when a
+    template of the same dump already existed (its label is updated). Then the cache is held to its budget."""
+    # lazy: psycopg loads on the first database call
+    from psycopg import sql
+
+    from sage_agent.db.connect import connect
+    from sage_agent.db.shadow import create_database, drop_database
+    from sage_agent.db.tools import pipe_dump
+    from sage_agent.ops.migrations.history import ensure_history_table
+
+    digest = hashlib.sha256()
+
+    def on_line(line: bytes) -> bytes:
+        if not line.startswith((b"\\restrict", b"\\unrestrict")):
+            digest.update(line)
+        return _shadow_line(line)
+
+    building = f"{TEMPLATE_PREFIX}building_{secrets.token_hex(4)}"
     url = create_database(admin_url, building)
     try:
-        loader(url)
-        # lazy: psycopg loads on the first database call
-        from psycopg import sql
-
+        pipe_dump(target_url, dump_args(schemas, history), url,
+                  ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"], dump_major=dump_major,
+                  load_major=dump_major, on_line=on_line)
+        with connect(url, autocommit=True) as conn:  # every dry-run needs the ledger: once, here
+            ensure_history_table(conn)
+        name = TEMPLATE_PREFIX + digest.hexdigest()[:20]
         with connect(admin_url, autocommit=True) as conn:
-            try:
-                conn.execute(sql.SQL("alter database {} rename to {}").format(sql.Identifier(building),
-                                                                              sql.Identifier(name)))
-            except Exception:  # noqa: BLE001 - another dry-run built the same template meanwhile
-                drop_database(admin_url, building)
+            reused = bool(conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone())
+            if not reused:
+                try:
+                    conn.execute(sql.SQL("alter database {} rename to {}").format(sql.Identifier(building),
+                                                                                  sql.Identifier(name)))
+                except Exception:  # noqa: BLE001 - another dry-run built the same template meanwhile
+                    reused = True
+            _label(conn, name, fingerprint)
+        if reused:
+            drop_database(admin_url, building)
     except BaseException:
         drop_database(admin_url, building)
         raise
-    _prune_templates(admin_url, keep=name)
-    return name, False
+    evict_templates(admin_url, keep=name, budget_bytes=budget_bytes)
+    return name, reused
 
 
-def _prune_templates(admin_url: str, keep: str) -> None:
+def evict_templates(admin_url: str, keep: str, budget_bytes: int) -> list[str]:
+    """Least recently used templates dropped until at most KEEP_TEMPLATES remain and their total size is within
+    the budget (SAGE_SHADOW_TEMPLATE_MB). `keep` (the one just used) always stays, even over the budget; a
+    template in use by a running dry-run is skipped (dropped next time). Returns the dropped names."""
     # lazy: psycopg loads on the first database call
-    from sage_agent.db.connect import connect
     from psycopg import sql
 
+    from sage_agent.db.connect import connect
+
+    rows = templates(admin_url)
+    total = sum(t[3] for t in rows)
+    count = len(rows)
+    dropped = []
     with connect(admin_url, autocommit=True) as conn:
-        names = [r[0] for r in conn.execute(
-            "select datname from pg_database where datname like %s and datname not like %s order by oid desc",
-            (TEMPLATE_PREFIX + "%", "%\\_building\\_%")).fetchall()]
-        for old in [n for n in names if n != keep][KEEP_TEMPLATES - 1:]:
+        for name, _fp, _used, size in rows:  # least recently used first
+            if count <= KEEP_TEMPLATES and total <= budget_bytes:
+                break
+            if name == keep:
+                continue
             try:
-                conn.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(old)))
+                conn.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(name)))
             except Exception:  # noqa: BLE001 - in use by a concurrent dry-run: next time
-                pass
+                continue
+            dropped.append(name)
+            total -= size
+            count -= 1
+    return dropped
+
+
+@contextmanager
+def template_session(admin_url: str, template: str) -> Iterator:
+    """A connection to the template itself, inside a transaction that is always rolled back: the dry-run's
+    files run in savepoints within it, so the cached schema is the shadow and is never changed (no copy).
+    Dry-runs on the same template take turns (a transaction-level advisory lock, bounded by the statement
+    timeout). Only for files that run inside a transaction."""
+    # lazy: psycopg loads on the first database call
+    from sage_agent.db.connect import connect
+    from sage_agent.db.urls import replace_dbname
+
+    conn = connect(replace_dbname(admin_url, template), autocommit=True)
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute("select pg_advisory_xact_lock(hashtext('db-sage dry-run template'))")
+            yield conn
+    finally:
+        conn.close()
 
 
 def clone_template(admin_url: str, template: str, label: str = "dryrun") -> tuple[str, str]:

@@ -31,11 +31,81 @@ def _plan_table(plan) -> Table:
                                                                      "sql"], rows=rows)
 
 
-def _drift_table(plan, title: str) -> Table:
+class PartitionRoots:
+    """Which partitioned table a partition, or an index, constraint, policy or trigger of a partition, belongs
+    to (the root of its tree), from both models: what happens on 10,000 partitions is shown as one line."""
+
+    def __init__(self, *models) -> None:
+        self.parent: dict[str, str] = {}
+        self.index_table: dict[str, str] = {}
+        for m in models:
+            self.parent.update({q: t.parent for q, t in m.tables.items() if t.parent})
+            self.index_table.update({q: i.table for q, i in m.indexes.items()})
+
+    def _table_root(self, qname: str) -> str | None:
+        root = None
+        for _ in range(64):  # partition trees are shallow; a bound, never a loop
+            if qname not in self.parent:
+                break
+            qname = root = self.parent[qname]
+        return root
+
+    def __call__(self, obj: str, kind: str | None = None) -> str | None:
+        if kind in (None, "table", "partition") and obj in self.parent:
+            return self._table_root(obj)
+        if kind in (None, "index") and obj in self.index_table:
+            return self._table_root(self.index_table[obj])
+        if kind in ("table", "partition", "index"):
+            return None
+        return self._table_root(".".join(obj.split(".")[:2]))
+
+
+def _drift_rows(drift, roots: PartitionRoots | None = None) -> list[list]:
+    """[kind, object, drift, detail], sorted; the partitions of one partitioned table grouped into one row."""
     order = {"missing": 0, "extra": 1, "different": 2}
-    rows = [[d.kind, d.object, {"missing": "only in B", "extra": "only in A", "different": "differs"}[d.change],
-             d.detail] for d in sorted(plan.drift, key=lambda d: (d.kind, order[d.change], d.object))]
-    return Table(title=title, columns=["kind", "object", "drift", "detail"], rows=rows)
+    label = {"missing": "only in B", "extra": "only in A", "different": "differs"}
+    rows: list[list] = []
+    groups: dict[tuple[str, str, str], list] = {}
+    for d in sorted(drift, key=lambda d: (d.kind, order[d.change], d.object)):
+        root = roots(d.object, d.kind) if roots else None
+        if root is None:
+            rows.append([d.kind, d.object, label[d.change], d.detail])
+            continue
+        row = groups.get((d.kind, d.change, root))
+        if row is None:
+            row = groups[(d.kind, d.change, root)] = [d.kind, root, label[d.change], d.detail, 0]
+            rows.append(row)
+        row[4] += 1
+    for (kind, _change, root), row in groups.items():
+        n = row.pop()
+        what = "partition" if kind in ("table", "partition") else kind
+        row[1] = f"{n} partition{'s' if n > 1 else ''} of {root}" if what == "partition" else \
+            f"on {n} partition{'s' if n > 1 else ''} of {root}"
+    return rows
+
+
+def _drift_table(plan, title: str, roots: PartitionRoots | None = None) -> Table:
+    return Table(title=title, columns=["kind", "object", "drift", "detail"], rows=_drift_rows(plan.drift, roots))
+
+
+def _group_findings(findings: list[Finding], roots: PartitionRoots) -> list[Finding]:
+    """One finding per rule and partitioned table instead of one per partition."""
+    out: list[Finding] = []
+    groups: dict[tuple[str, str], list] = {}
+    for f in findings:
+        root = roots(f.location) if f.location else None
+        if root is None:
+            out.append(f)
+            continue
+        if (f.rule, root) in groups:
+            groups[(f.rule, root)][1] += 1
+            continue
+        groups[(f.rule, root)] = [f, 1]
+        out.append(f)
+    for (_rule, root), (f, n) in groups.items():
+        if n > 1:
+            f.message += f" (and on {n - 1} more object(s) of the partitions of {root})"
+    return out
 
 
 _LINT_SKIP = {"require-lock-timeout", "require-statement-timeout", "prefer-robust-stmts"}
@@ -172,7 +242,8 @@ def compare_schemas(inputs: CompareInput, ctx) -> OpResult:
         by_kind[d.kind] = by_kind.get(d.kind, 0) + 1
     tables.append(Table(title="Drift per object kind", columns=["kind", "differences"],
                         rows=[[k, n] for k, n in sorted(by_kind.items())]))
-    tables.append(_drift_table(plan, "Drift (A -> B)"))
+    roots = PartitionRoots(cmp.model_a, cmp.model_b)
+    tables.append(_drift_table(plan, "Drift (A -> B)", roots))
     tables.append(_plan_table(plan))
     findings += lint_findings
     for s in plan.steps:
@@ -214,17 +285,19 @@ def compare_schemas(inputs: CompareInput, ctx) -> OpResult:
                                        message="differences remain after applying the plan on the shadow copy",
                                        fix="review the remaining diff; do not apply the plan as is"))
             if proof.remaining.drift:
-                tables.append(_drift_table(proof.remaining, "Remaining diff after applying the plan (NOT proven)"))
+                tables.append(_drift_table(proof.remaining, "Remaining diff after applying the plan (NOT proven)",
+                                           roots))
             if proof.dump_missing or proof.dump_extra:
                 tables.append(_dump_table(proof.dump_missing, proof.dump_extra,
                                           "Remaining lines of pg_dump --schema-only after the plan (NOT PROVEN)"))
         if inputs.write_migration:
             notes.append("No migration written: the plan is not proven.")
+    findings = _group_findings(findings, roots)
     if any(s.data_loss for s in plan.steps) and status == "ok":
         status = "warning"
     timing_rows = [[k, round(v, 3)] for k, v in sorted(cmp.timings.items(), key=lambda kv: -kv[1])]
     tables.append(Table(title="Time", columns=["phase", "seconds"], rows=timing_rows))
-    markdown = _markdown(cmp, summary)
+    markdown = _markdown(cmp, summary, roots)
     return OpResult(operation="db-compare-schemas", status=status, exit_code=EXIT_DRIFT, summary=summary,
                     facts=facts, tables=tables,
                     findings=findings, notes=notes, artifacts=artifacts, data=data | {"sql": plan.sql()},
@@ -233,10 +306,10 @@ def compare_schemas(inputs: CompareInput, ctx) -> OpResult:
                                 ["*compare-schemas ... with write_migration=yes to save the proven plan"]))
 
 
-def _markdown(cmp, summary: str) -> str:
+def _markdown(cmp, summary: str, roots: PartitionRoots | None = None) -> str:
     lines = ["# Schema comparison", "", f"- A (source): {cmp.a.label}", f"- B (target): {cmp.b.label}", "",
              summary, "", "## Drift", ""]
-    for d in cmp.plan.drift:
-        lines.append(f"- {d.kind} `{d.object}`: {d.change}" + (f" ({d.detail})" if d.detail else ""))
+    for kind, obj, change, detail in _drift_rows(cmp.plan.drift, roots):
+        lines.append(f"- {kind} `{obj}`: {change}" + (f" ({detail})" if detail else ""))
     lines += ["", "## Plan", "", "```sql", cmp.plan.sql().rstrip(), "```"]
     return "\n".join(lines) + "\n"

@@ -478,8 +478,9 @@ def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=Non
                     return exc
                 timer.times["proof: shadow copy of A"] = time.perf_counter() - t0
                 return url
-            copy_future = pool.submit(make_copy)
-            copy_future.result() if _same_server(a.url, admin_url) else None
+            # on another server (dump + load): start now, beside the reads. On the shadow server itself (a file
+            # copy of A, which must be idle): only once the plan turns out not to be empty.
+            copy_future = None if _same_server(a.url, admin_url) else pool.submit(make_copy)
         try:
             with timer("read schemas (A and B)"):
                 ma_f = pool.submit(read_schema, a.url)
@@ -505,7 +506,10 @@ def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=Non
                 if copy_future is not None:
                     copy_future.result()
             else:
-                if copy_future is not None:
+                if not a.scratch and copy_future is None:
+                    shadow = make_copy()
+                    applied = "a shadow copy of A"
+                elif copy_future is not None:
                     with timer("proof: waiting for the shadow copy"):
                         shadow = copy_future.result()
                     applied = "a shadow copy of A"

@@ -1,0 +1,284 @@
+"""Big schemas: `*dry-run` of a one-line change and `*compare-schemas` against a copy, at 1k/5k/10k/20k tables,
+beside the floor PostgreSQL itself sets (bare `pg_dump --schema-only | psql --single-transaction` into a new
+database). Not a test.
+
+    nice -n 10 python bench/big_schema.py [--sizes 1000,5000] [--rounds 1]
+
+Schema of N tables: half plain tables (identity primary key, an index, RLS + a policy, every 3rd with a foreign
+key to the previous one, a view per 50), half hash partitions of 20-way partitioned parents (primary key and an
+index on the parent, so every partition carries its own two indexes; RLS + a policy on the parent).
+Each schema is built once into the database `big_N` on a server kept in SAGE_BENCH_BIG_DIR (default
+/tmp/bigschema-bench), so reruns skip the build. Peak memory is the sage process's own ru_maxrss (pg_dump and
+psql are separate processes). Writes bench/results/big-schema.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _migrations_common import REPO, machine, sage_env
+
+RESULTS = REPO / "bench" / "results" / "big-schema.md"
+PARTS = 20  # partitions per partitioned parent
+
+_WRAP = ("import atexit, resource, sys, runpy\n"
+         "atexit.register(lambda: sys.stderr.write('MAXRSS_KB %d\\n' % "
+         "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+         "sys.argv = ['sage'] + sys.argv[1:]\n"
+         "runpy.run_module('sage_agent', run_name='__main__')\n")
+
+
+def server():
+    from sage_agent.db.embedded import EmbeddedServer
+
+    root = Path(os.environ.get("SAGE_BENCH_BIG_DIR", "/tmp/bigschema-bench"))
+    srv = EmbeddedServer(root / "pg", fast=True, port_seed="bench-bigschema")
+    srv.start()
+    return srv
+
+
+def build(srv, tables: int) -> tuple[str, float]:
+    """The database big_N holding the schema (built once)."""
+    import psycopg
+
+    from sage_agent.db.shadow import create_database
+    from sage_agent.db.urls import replace_dbname
+
+    name = f"big_{tables}"
+    with psycopg.connect(srv.url(), autocommit=True) as c:
+        if c.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
+            return replace_dbname(srv.url(), name), 0.0
+    t0 = time.perf_counter()
+    url = create_database(srv.url(), name + "_building")
+    plain = tables // 2
+    parents = max(1, (tables - plain) // PARTS)
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(f"""do $$ begin for i in 1..{plain} loop
+            execute format('create table public.t%s (id bigint generated always as identity primary key, '
+                           'owner uuid not null default auth.uid(), title text not null, status text not null '
+                           'default ''new'' check (status in (''new'', ''done'')), created_at timestamptz not null '
+                           'default now()%s)', i,
+                           case when i > 1 and i %% 3 = 0 then format(', parent_id bigint references public.t%s (id)', i - 1)
+                           else '' end);
+            execute format('create index t%s_owner_idx on public.t%s (owner)', i, i);
+            execute format('alter table public.t%s enable row level security', i);
+            execute format('create policy t%s_owner on public.t%s for all to authenticated '
+                           'using ((select auth.uid()) = owner)', i, i);
+            if i %% 50 = 0 then
+              execute format('create view public.v%s with (security_invoker = on) as select id, title from public.t%s', i, i);
+            end if;
+            if i %% 500 = 0 then commit; end if;
+            end loop; end $$""".replace("%%", "%"))
+        c.execute(f"""do $$ begin for i in 1..{parents} loop
+            execute format('create table public.p%s (id bigint not null, tenant int not null, owner uuid not null, '
+                           'v int, created_at timestamptz not null default now(), primary key (tenant, id)) '
+                           'partition by hash (tenant)', i);
+            execute format('create index p%s_owner_idx on public.p%s (owner)', i, i);
+            execute format('alter table public.p%s enable row level security', i);
+            execute format('create policy p%s_owner on public.p%s for all to authenticated '
+                           'using ((select auth.uid()) = owner)', i, i);
+            for j in 0..{PARTS - 1} loop
+              execute format('create table public.p%s_%s partition of public.p%s '
+                             'for values with (modulus {PARTS}, remainder %s)', i, j, i, j);
+            end loop;
+            if i % 25 = 0 then commit; end if;
+            end loop; end $$""")
+        c.execute("insert into public.t7 (owner, title) select gen_random_uuid(), 'row ' || g "
+                  "from generate_series(1, 20000) g")
+        c.execute("analyze public.t7")
+    with psycopg.connect(srv.url(), autocommit=True) as c:
+        c.execute(f"alter database {name}_building rename to {name}")
+    return replace_dbname(srv.url(), name), time.perf_counter() - t0
+
+
+def copy_of(srv, tables: int) -> str:
+    """big_N_copy: B for *compare-schemas, a file copy of big_N (built once)."""
+    import psycopg
+
+    from sage_agent.db.urls import replace_dbname
+
+    name = f"big_{tables}_copy"
+    with psycopg.connect(srv.url(), autocommit=True) as c:
+        if not c.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
+            c.execute(f"create database {name} template big_{tables} strategy file_copy")
+    return replace_dbname(srv.url(), name)
+
+
+def drop_templates(srv) -> None:
+    """Cold: no cached dry-run template and no leftover shadow on the server."""
+    import psycopg
+
+    with psycopg.connect(srv.url(), autocommit=True) as c:
+        for (name,) in c.execute("select datname from pg_database where datname like 'sage\\_tpl\\_%' "
+                                 "or datname like 'sage\\_shadow\\_%' or datname like 'floor\\_%'").fetchall():
+            c.execute(f'drop database if exists "{name}" with (force)')
+
+
+def floor(srv, url: str) -> tuple[float, float, float]:
+    """(pg_dump -s to a file, psql load of that file, the bare pipe `pg_dump -s | psql --single-transaction`) into a
+    new database from template1, as a person would copy the schema."""
+    import psycopg
+
+    from sage_agent.db.binaries import find_binary
+    from sage_agent.db.tools import run_pg_tool, tool_env
+    from sage_agent.db.urls import replace_dbname
+
+    copy = replace_dbname(srv.url(), "floor_copy")
+
+    def fresh() -> None:
+        with psycopg.connect(srv.url(), autocommit=True) as c:
+            c.execute("drop database if exists floor_copy with (force)")
+            c.execute("create database floor_copy template template1")
+
+    fresh()
+    with tempfile.TemporaryDirectory(prefix="bigschema-floor-") as tmp:
+        out = Path(tmp) / "s.sql"
+        t0 = time.perf_counter()
+        run_pg_tool("pg_dump", url, ["--schema-only", "--no-owner", "-n", "public", "-f", str(out)], server_major=18)
+        t1 = time.perf_counter()
+        out.write_text(out.read_text().replace("\nCREATE SCHEMA public;\n", "\n"))
+        t1b = time.perf_counter()
+        run_pg_tool("psql", copy, ["-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1", "-f", str(out)],
+                    server_major=18)
+        t2 = time.perf_counter()
+    fresh()
+    pg_dump, psql = find_binary("pg_dump", 18), find_binary("psql", 18)
+    env = {**tool_env(url), "SRC": url.rsplit("/", 1)[1], "DST": "floor_copy"}
+    t3 = time.perf_counter()
+    subprocess.run(f"set -o pipefail; {pg_dump} --schema-only --no-owner -n public -d \"$SRC\" "
+                   f"| grep -v '^CREATE SCHEMA public;$' "
+                   f"| {psql} -X -q --single-transaction -v ON_ERROR_STOP=1 -d \"$DST\" > /dev/null",
+                   shell=True, check=True, env=env, executable="/bin/bash")
+    t4 = time.perf_counter()
+    with psycopg.connect(srv.url(), autocommit=True) as c:
+        c.execute("drop database if exists floor_copy with (force)")
+    return t1 - t0, t2 - t1b, t4 - t3
+
+
+def sage(args: list[str], project: Path, shadow_url: str) -> tuple[float, int, dict]:
+    """(seconds, peak RSS in MB of the sage process, JSON document)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _WRAP, *args], cwd=project, capture_output=True, text=True,
+                          env=sage_env({"SAGE_SHADOW_URL": shadow_url}), stdin=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - t0
+    rss = next((int(ln.split()[1]) for ln in proc.stderr.splitlines() if ln.startswith("MAXRSS_KB")), 0)
+    try:
+        doc = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise SystemExit(f"sage {args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return elapsed, rss // 1024, doc
+
+
+def project_dir(root: Path) -> Path:
+    project = root / "p"
+    (project / "supabase" / "migrations").mkdir(parents=True, exist_ok=True)
+    (project / "supabase" / "migrations" / "20240101000000_t7_priority.sql").write_text(
+        "alter table public.t7 add column priority int not null default 0;\n", encoding="utf-8")
+    return project
+
+
+def template_bytes(srv) -> int:
+    import psycopg
+
+    with psycopg.connect(srv.url(), autocommit=True) as c:
+        return int(c.execute("select coalesce(sum(pg_database_size(datname)), 0) from pg_database "
+                             "where datname like 'sage\\_tpl\\_%'").fetchone()[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1000,5000")
+    parser.add_argument("--rounds", type=int, default=1, help="cold rounds per size (each: floor, cold, warm)")
+    parser.add_argument("--skip-compare", action="store_true")
+    parser.add_argument("--build-only", action="store_true")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    srv = server()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bigschema-") as tmp:
+        project = project_dir(Path(tmp))
+        for n in sizes:
+            url, built = build(srv, n)
+            b_url = copy_of(srv, n)
+            print(f"{n} tables: built in {built:.0f}s" if built else f"{n} tables: reused", flush=True)
+            if args.build_only:
+                continue
+            res: dict = {"n": n, "floor": [], "cold": [], "warm": [], "compare": [], "rss_dry": [], "rss_cmp": [],
+                         "load": []}
+            for _ in range(args.rounds):
+                res["load"].append(os.getloadavg()[0])
+                drop_templates(srv)
+                res["floor"].append(floor(srv, url))
+                drop_templates(srv)
+                t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project, srv.url())
+                assert doc["data"]["verdict"] in ("safe", "caution"), doc["summary"]
+                res["cold"].append(t)
+                res["rss_dry"].append(rss)
+                res["cold_phases"] = doc["data"]["timings"]
+                t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project, srv.url())
+                res["warm"].append(t)
+                res["rss_dry"].append(rss)
+                res["warm_phases"] = doc["data"]["timings"]
+                res["verdict"] = doc["data"]["verdict"]
+                res["changes"] = doc["data"]["changes"]
+                res["tpl_bytes"] = template_bytes(srv)
+                if not args.skip_compare:
+                    t, rss, doc = sage(["run", f"*compare-schemas {url} {b_url}", "--json"], project, srv.url())
+                    res["compare"].append(t)
+                    res["rss_cmp"].append(rss)
+                    res["compare_notes"] = len(doc.get("notes") or [])
+                    res["compare_summary"] = doc.get("summary")
+                    res["compare_json_kb"] = len(json.dumps(doc)) // 1024
+                    res["compare_timings"] = doc.get("data", {}).get("timings")
+                print(json.dumps({k: v for k, v in res.items() if k not in ("changes",)}, default=str), flush=True)
+            rows.append(res)
+    if rows:
+        write(rows)
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def write(rows: list[dict]) -> None:
+    lines = ["# Big schemas: `*dry-run` and `*compare-schemas` at 1k-20k tables", "",
+             f"Machine: {machine()} (shared with other agents; load average at the start of each size below). "
+             "Produced by `nice -n 10 python bench/big_schema.py --sizes ...`. Half plain tables (PK, index, "
+             f"RLS policy, FK on every 3rd, a view per 50), half hash partitions of {PARTS}-way parents. "
+             "Floor = the bare pipe `pg_dump --schema-only -n public | psql --single-transaction` into a new database "
+             "(in brackets: dump to a file, then load it). "
+             "Cold = no cached template; warm = the same file again, schema unchanged. Peak RSS = the sage "
+             "process (ru_maxrss).", "",
+             "| tables | load | floor: pg_dump \\| psql | dry-run cold | dry-run warm | compare vs copy | "
+             "peak RSS dry-run / compare | notes | templates on disk |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        fd = med([f[0] for f in r["floor"]])
+        fl = med([f[1] for f in r["floor"]])
+        fp = med([f[2] for f in r["floor"]])
+        lines.append(f"| {r['n']:,} | {med(r['load']):.1f} | {fp:.1f} s (file: {fd:.1f} + {fl:.1f}) | "
+                     f"{med(r['cold']):.1f} s | {med(r['warm']):.1f} s | "
+                     + (f"{med(r['compare']):.1f} s" if r["compare"] else "-") + " | "
+                     f"{max(r['rss_dry'])} / {max(r['rss_cmp']) if r['rss_cmp'] else '-'} MB | "
+                     f"{r.get('compare_notes', '-')} | {r['tpl_bytes'] / 2**20:.0f} MB |")
+    lines += [""]
+    for r in rows:
+        lines.append(f"- {r['n']:,} tables: dry-run verdict {r['verdict']}, changes {r['changes']}; cold phases "
+                     + ", ".join(f"{k} {v:.2f}s" for k, v in r["cold_phases"].items()) + "; warm phases "
+                     + ", ".join(f"{k} {v:.2f}s" for k, v in r["warm_phases"].items())
+                     + (f"; compare: {r.get('compare_summary')}" if r["compare"] else ""))
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
