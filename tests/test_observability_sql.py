@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import psycopg
 import pytest
 
 from sage_agent.ops.observe.sqlexec import SqlFailed, SqlRefused, run_read_only
@@ -69,6 +70,26 @@ def test_volatile_user_function_refused(db_url, tdb):
     with pytest.raises(SqlRefused) as info:
         run_read_only(db_url, "select public.wipe()")
     assert info.value.reason == "volatile_function"
+
+
+def test_the_volatile_check_sees_a_function_replaced_on_a_reused_connection(db_url, tdb):
+    """The check is a prepared statement on a reused direct connection (its plan kept): it still runs every call,
+    so a function made volatile by another session since the last call is refused."""
+    from sage_agent.db.connect import connect
+
+    tdb.execute("create function public.answer() returns int language sql stable as $$ select 42 $$")
+    conn = connect(db_url, autocommit=True)
+    try:
+        for _ in range(7):  # past psycopg's prepare threshold (5)
+            assert run_read_only(conn, "select public.answer()").rows == [[42]]
+        assert conn.execute("select count(*) from pg_prepared_statements where name like 'sage_volatile_%'").fetchone()[0] == 1
+        tdb.execute("create or replace function public.answer() returns int language sql volatile as $$ select 42 $$")
+        with pytest.raises(SqlRefused) as info:
+            run_read_only(conn, "select public.answer()")
+        assert info.value.reason == "volatile_function" and "public.answer" in info.value.message
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    finally:
+        conn.close()
 
 
 def test_server_errors_are_clear(db_url, tdb):

@@ -12,6 +12,10 @@
   person, through MCP elicitation, or the person's own `sage run ... --confirm WORD` supplies it;
 - a client that declares MCP elicitation gets each plan as an elicitation (form: confirm, plus the typed
   word for destructive work) for its person to answer; accept runs it, anything else does nothing;
+- an operation that needs a decision (NeedsInput: a missing table to create, an owner column to pick) returns
+  `status: needs_input` with the input's key, prompt, choices and the flag to pass; a client that declares MCP
+  elicitation gets the question asked of its person (mcp_stdio.py) and the call runs again with the answer as
+  that tool argument, so the answer can do only what an argument can: every confirmation above still applies;
 - `--read-only` lists and serves read operations only;
 - one more tool, `fleet`: commands on every database of a targets file (`sage run --targets`), one JSON
   document back. Reads run at once. A write is confirmed target by target, with the same rule: the first
@@ -186,10 +190,11 @@ class McpSage:
                                              f"; the first call returns the plan and a {TOKEN_ARG}]")
         return text
 
-    def call(self, name: str, arguments: dict[str, Any] | None,
-             person_approved: tuple[str, ...] = ()) -> tuple[bool, str, dict[str, Any]]:
+    def call(self, name: str, arguments: dict[str, Any] | None, person_approved: tuple[str, ...] = (),
+             elicited: tuple[str, ...] = ()) -> tuple[bool, str, dict[str, Any]]:
         """(is_error, text, structured) for one tool call. `person_approved`: plan hashes a person confirmed
-        through elicitation (never a tool argument, so a model cannot supply it)."""
+        through elicitation (never a tool argument, so a model cannot supply it). `elicited`: the argument keys
+        the person answered through elicitation (recorded in the audit trail as answered_by)."""
         # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.frontends.render import render_markdown
         from sage_agent.session.machine import Session
@@ -213,7 +218,8 @@ class McpSage:
         tokens = tuple(t.strip() for t in str(raw_token or "").split(",") if t.strip())
         answers = McpAnswers(self.secret, name, tokens, person_approved=person_approved, read_only=self.read_only)
         session = Session(project=self.project, target=self.target, answers=answers, front_door="mcp",
-                          connection_pool=self.pool, settings=self.settings)
+                          connection_pool=self.pool, settings=self.settings,
+                          answered_by={k: "elicitation" for k in elicited if k in known})
         # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.session.parse import CommandLineError
 
@@ -245,7 +251,8 @@ class McpSage:
                 # the session's idle connection was gone (server restart, idle timeout, terminated): a read
                 # is safe to run again, once, on a new connection
                 session = Session(project=self.project, target=self.target, answers=answers, front_door="mcp",
-                                  connection_pool=self.pool, settings=self.settings)
+                                  connection_pool=self.pool, settings=self.settings,
+                                  answered_by={k: "elicitation" for k in elicited if k in known})
                 outcome = session.run_task(task, args)
         if answers.bad_token:
             return True, f"{TOKEN_ARG} refused: it does not match this plan (forged or stale). Nothing was done.", \
@@ -254,6 +261,12 @@ class McpSage:
             need = answers.pending
             need.token = ",".join([*answers.used, need.token])
             return False, self._needs(name, need), self._needs_doc(need)
+        if outcome.result is None and session.last_need is not None and session.last_need.key != TOKEN_ARG:
+            need_in = session.last_need
+            return True, redact(outcome.error or "failed"), {
+                "status": "needs_input", "error": redact(outcome.error or "failed"), "exit_code": outcome.exit_code,
+                "key": need_in.key, "flag": "--" + need_in.key.replace("_", "-"), "prompt": need_in.prompt,
+                "reason": redact(need_in.reason), "choices": need_in.choices, "default": need_in.default}
         if outcome.result is None:
             return True, redact(outcome.error or "failed"), {"error": redact(outcome.error or "failed"),
                                                               "exit_code": outcome.exit_code}

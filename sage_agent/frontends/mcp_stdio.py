@@ -3,7 +3,7 @@
 The SDK's server imports pydantic models of the whole protocol before it can answer `initialize` (most of the
 start-up of `sage mcp`); the stdio transport of the handshake protocol is five methods, so it lives here:
 `initialize`, `ping`, `tools/list`, `tools/call` and, from server to client, `elicitation/create` (a person
-confirms a plan). The tools themselves (McpSage in mcp_server.py, built from the registry) are imported on the
+confirms a plan, or answers the question an operation stopped at: NeedsInput). The tools themselves (McpSage in mcp_server.py, built from the registry) are imported on the
 first call, and `tools/list` is answered from a cache of the tool list that is keyed by every source and
 catalog file it depends on, so a changed task or operation rebuilds it.
 
@@ -157,35 +157,77 @@ class StdioServer:
 
         threading.Thread(target=run, name="sage-mcp-warm-up", daemon=True).start()
 
-    def call_tool(self, msg_id: Any, params: dict[str, Any]) -> None:
+    def call_tool(self, msg_id: Any, params: dict[str, Any], *, inline: bool = False) -> None:
+        """Answer one tools/call. `inline` (a read tool on the reading thread): a question for the person
+        (NeedsInput) moves to a worker, so that this thread can read the client's answer meanwhile."""
         name = str(params.get("name") or "")
         args = params.get("arguments") or {}
         try:
             if not isinstance(args, dict):
                 is_error, text, structured = True, f"{name}: arguments must be an object", {"error": "bad arguments"}
             else:
-                is_error, text, structured = self._call_with_elicitation(name, args)
+                first = self.sage.call(name, dict(args))
+                if inline and self.can_elicit and first[2].get("status") == "needs_input":
+                    self._workers.submit(self._finish_call, msg_id, name, dict(args), first)
+                    return
+                is_error, text, structured = self._call_with_elicitation(name, dict(args), first)
         except Exception as exc:  # noqa: BLE001 - a tool failure is a tool result, never a dead server
-            # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
-            from sage_agent.db.redact import redact
+            is_error, text, structured = self._failure(exc)
+        self._reply_tool(msg_id, is_error, text, structured)
 
-            is_error, text, structured = True, redact(f"{type(exc).__name__}: {exc}"), {"error": "failed"}
+    def _finish_call(self, msg_id: Any, name: str, args: dict[str, Any], first: tuple) -> None:
+        try:
+            is_error, text, structured = self._call_with_elicitation(name, args, first)
+        except Exception as exc:  # noqa: BLE001 - a tool failure is a tool result, never a dead server
+            is_error, text, structured = self._failure(exc)
+        self._reply_tool(msg_id, is_error, text, structured)
+
+    @staticmethod
+    def _failure(exc: Exception) -> tuple[bool, str, dict[str, Any]]:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+        from sage_agent.db.redact import redact
+
+        return True, redact(f"{type(exc).__name__}: {exc}"), {"error": "failed"}
+
+    def _reply_tool(self, msg_id: Any, is_error: bool, text: str, structured: dict[str, Any]) -> None:
         self.reply(msg_id, {"content": [{"type": "text", "text": text}], "structuredContent": structured,
                             "isError": is_error})
 
-    def _call_with_elicitation(self, name: str, args: dict[str, Any]) -> tuple[bool, str, dict[str, Any]]:
+    def _call_with_elicitation(self, name: str, args: dict[str, Any],
+                               first: tuple | None = None) -> tuple[bool, str, dict[str, Any]]:
+        """A client that supports MCP elicitation asks its person (1) each question an operation stops at
+        (NeedsInput: the answer becomes that tool argument and the call runs again, so it can do only what an
+        argument can) and (2) to confirm each exact plan instead of handing a token to the model; the server
+        then continues with its own token. A typed word is only ever taken from a confirmation's own form."""
         # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.frontends.mcp_server import TOKEN_ARG
 
         sage = self.sage
         approved: tuple[str, ...] = ()
-        is_error, text, structured = sage.call(name, dict(args))
+        elicited: dict[str, Any] = {}
+        is_error, text, structured = first if first is not None else sage.call(name, dict(args))
         if "pending" in structured:
             return self._fleet_with_elicitation(name, args, is_error, text, structured)
-        # A client that supports MCP elicitation asks its person to confirm each exact plan instead of handing a
-        # token to the model; the server then continues with its own token.
-        for _ in range(4):
-            if is_error or structured.get("status") != "confirmation_required" or not self.can_elicit:
+        for _ in range(8):
+            status = structured.get("status")
+            if not self.can_elicit or status not in ("needs_input", "confirmation_required"):
+                break
+            if status == "needs_input":
+                key = str(structured["key"])
+                if key in elicited or key == TOKEN_ARG:  # asked already: the answer did not settle it
+                    break
+                answer = self._ask_input(structured)
+                if answer is None:
+                    return True, (f"Not answered by the person: nothing was done. {text}"), {
+                        **structured, "status": "cancelled"}
+                if answer is False:  # "no" to a yes/no question: the operation's own answer (the flag) stands
+                    break
+                elicited[key] = answer
+                args = {k: v for k, v in args.items() if k != TOKEN_ARG}  # a new plan: confirmed afresh
+                args[key] = answer
+                is_error, text, structured = sage.call(name, dict(args), approved, tuple(elicited))
+                continue
+            if is_error:
                 break
             word = structured.get("word")
             props: dict[str, Any] = {"confirm": {"type": "boolean", "title": "Run exactly this plan", "default": False}}
@@ -204,7 +246,7 @@ class StdioServer:
                 approved = (*approved, structured["plan_hash"])
             else:
                 args = {**args, TOKEN_ARG: structured[TOKEN_ARG]}
-            is_error, text, structured = sage.call(name, dict(args), approved)
+            is_error, text, structured = sage.call(name, dict(args), approved, tuple(elicited))
         return is_error, text, structured
 
     def _elicit_plan(self, message: str, word: str | None) -> bool:
@@ -275,6 +317,35 @@ class StdioServer:
             text += f"\nNot confirmed by the person (nothing ran on them): {', '.join(declined)}\n"
         return code not in (0, 3), text, doc
 
+    def _ask_input(self, need: dict[str, Any]) -> Any:
+        """One NeedsInput as an elicitation form with one field: a yes/no is a boolean, choices an enum. None when
+        the person declines, cancels or does not answer."""
+        key, choices, default = str(need["key"]), list(need.get("choices") or []), need.get("default")
+        field_schema: dict[str, Any] = {"title": str(need.get("prompt") or key),
+                                        "description": f"the tool argument {key} (flag {need.get('flag')})"}
+        if choices == ["yes", "no"]:
+            field_schema["type"] = "boolean"
+            if default is not None:
+                field_schema["default"] = default == "yes"
+        else:
+            field_schema["type"] = "string"
+            if choices:
+                field_schema["enum"] = choices
+            if default is not None:
+                field_schema["default"] = default
+        message = "\n".join(x for x in (str(need.get("reason") or ""), str(need.get("prompt") or key)) if x)
+        try:
+            answer = self.request("elicitation/create", {"mode": "form", "message": message, "requestedSchema": {
+                "type": "object", "properties": {key: field_schema}, "required": [key]}})
+        except Exception:  # noqa: BLE001 - no answer (timeout, client error): nothing runs
+            return None
+        value = (answer.get("content") or {}).get(key) if answer.get("action") == "accept" else None
+        if value is None or (field_schema["type"] == "boolean") != isinstance(value, bool):
+            return None
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @property
     def can_elicit(self) -> bool:
         return isinstance(self.client_capabilities.get("elicitation"), dict)
@@ -315,7 +386,7 @@ class StdioServer:
         if method == "tools/call":
             self.tool_list()
             if str(params.get("name")) in self._read_tools:
-                return self.call_tool(msg_id, params)  # never confirms: runs here, in order
+                return self.call_tool(msg_id, params, inline=True)  # never confirms: runs here, in order
             self._workers.submit(self.call_tool, msg_id, params)
             return None
         return self.error(msg_id, -32601, f"method not found: {method}")

@@ -77,6 +77,10 @@ class Session:
     _previous: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     _prefill_seen: dict[str, int] = field(default_factory=dict)
     _task_id: str | None = None
+    # inputs a person answered outside the command line (e.g. {"create": "elicitation"} from an MCP client), set
+    # by the front door for one run_task: recorded in .sage/audit.jsonl as answered_by
+    answered_by: dict[str, str] = field(default_factory=dict)
+    last_need: NeedsInput | None = None  # the question a non-interactive run stopped at (MCP elicits it)
 
     # --- catalog access (lazy: `sage --version` never pays for it) ---------------------------
     @property
@@ -150,6 +154,7 @@ class Session:
         start = time.monotonic()
         self._recorded, self._replay_pos, self._elicited, self._given, self._prefill_seen = [], 0, {}, [], {}
         self._task_id = task.id
+        self.last_need = None
         outcome = self._run_task(task, values)
         if outcome.exit_code in (EXIT_OK, EXIT_CONFIRM) or not self._given:
             self._previous.pop(task.id, None)
@@ -160,6 +165,7 @@ class Session:
         audit.append(self.project, {"id": entry_id, "event": "finished", "finished": audit.now(), "status": status,
                                     "exit_code": outcome.exit_code, "risk": self._risk,
                                     "confirmed_by": list(self._confirmed_by),
+                                    **({"answered_by": dict(self.answered_by)} if self.answered_by else {}),
                                     "duration_ms": round((time.monotonic() - start) * 1000),
                                     "error": outcome.error.split("\n")[0] if outcome.error else None,
                                     "artifacts": list(result.artifacts) if result is not None else []})
@@ -210,6 +216,8 @@ class Session:
                    if n else "interrupted")
             return self._finish(Outcome(EXIT_INTERRUPTED, error=msg, task_id=task.id))
         except OpError as exc:
+            if isinstance(exc, NeedsInput) and task.input(exc.key) is not None:
+                self.last_need = exc
             return self._finish(Outcome(exc.exit_code, error=redact(str(exc)), task_id=task.id))
         except (ConfigError, ConnectionError) as exc:
             return self._finish(Outcome(EXIT_FAILED, error=redact(str(exc)), task_id=task.id))

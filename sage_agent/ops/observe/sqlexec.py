@@ -9,7 +9,8 @@ Layered, never keyword-based (see shared/reference/agent-safety.md):
    (``pg_terminate_backend``, ``pg_read_file``, ``lo_export``, ``dblink``, ``set_config``, ``nextval``...),
    decided on the functions the parse tree calls; and volatile functions defined outside
    ``pg_catalog`` and not part of an extension (a user function may write or signal, e.g. as SECURITY
-   DEFINER) are refused after a catalog look-up.
+   DEFINER) are refused after a catalog look-up (run every call; a prepared statement on a direct
+   connection, so its plan is not rebuilt each time).
 4. The statement runs inside ``BEGIN READ ONLY`` with ``SET LOCAL statement_timeout`` and
    ``lock_timeout`` on the server, and the transaction is always rolled back.
 5. At most ``row_limit`` rows are fetched (server-side cursor for queries); ``truncated`` says so.
@@ -198,6 +199,50 @@ def _volatile_query(calls: set[str]) -> "sql.Composed | None":
     return sql.SQL(_VOLATILE_SQL).format(names=sql.Literal(names)) if names else None
 
 
+_MAX_PREPARED = 64  # volatile checks kept prepared per connection (one per set of function names)
+
+
+def _volatile_rows(conn: Any, cur: Any, check_sql: str) -> list:
+    """Run the volatile-function check. On DB Sage's own direct connection it is a server-side prepared statement
+    (PREPARE/EXECUTE, one per set of function names), so its plan is built once per connection, and the server
+    rebuilds it itself when the catalog changes; never through a pooler (it would outlive us on a shared backend)
+    nor on a connection the caller lent us. psycopg's own preparing cannot be used: it forgets every prepared
+    statement at each ROLLBACK, which ends every read call."""
+    # lazy: psycopg loads on the first database call
+    import hashlib
+
+    import psycopg
+
+    from sage_agent.db.connect import SageConnection
+
+    prepared: set[str] | None = getattr(conn, "_sage_volatile_prepared", None)
+    if not isinstance(conn, SageConnection) or conn.pooled:
+        cur.execute(check_sql, prepare=False)
+        return cur.fetchall()
+    if prepared is None:
+        prepared = set()
+        conn._sage_volatile_prepared = prepared  # type: ignore[attr-defined]
+    name = "sage_volatile_" + hashlib.sha256(check_sql.encode()).hexdigest()[:20]
+    if name not in prepared and len(prepared) >= _MAX_PREPARED:
+        cur.execute(check_sql, prepare=False)
+        return cur.fetchall()
+    for _ in range(2):
+        try:
+            if name in prepared:
+                cur.execute(f"execute {name}", prepare=False)
+            else:
+                cur.execute(f"prepare {name} as {check_sql}; execute {name}", prepare=False)
+                cur.nextset()
+                prepared.add(name)
+            return cur.fetchall()
+        except psycopg.errors.InvalidSqlStatementName:  # deallocated meanwhile (DEALLOCATE ALL, DISCARD ALL)
+            prepared.discard(name)
+        except psycopg.errors.DuplicatePreparedStatement:  # prepared by an earlier call we lost track of
+            prepared.add(name)
+    cur.execute(check_sql, prepare=False)
+    return cur.fetchall()
+
+
 def _volatile_from_rows(rows: list, calls: set[str]) -> list[str]:
     """Volatile functions outside pg_catalog that the query calls (they may write, lock or signal). A name that
     exists in pg_catalog resolves there first unless schema-qualified elsewhere."""
@@ -298,9 +343,10 @@ def run_read_only(target: Any, sql_text: str, *, row_limit: int = 200, timeout_m
                   server_major: int | None = None, statements: list | None = None) -> QueryResult:
     """Run ONE read-only statement and return at most ``row_limit`` rows (`statements`: sql_text already parsed).
 
-    Two round trips: (1) BEGIN READ ONLY with the timeouts and the check for volatile user functions, (2) the
-    statement (a SELECT through a server-side cursor, so at most row_limit + 1 rows leave the server) and the
-    ROLLBACK. Raises SqlRefused (exit code 2, nothing sent to the server) or SqlFailed (exit code 1).
+    One round trip (two when the query calls functions: first the check for volatile user functions, a prepared
+    statement on a direct connection): BEGIN READ ONLY with the timeouts, the statement (a SELECT through a
+    server-side cursor, so at most row_limit + 1 rows leave the server) and the ROLLBACK.
+    Raises SqlRefused (exit code 2, nothing sent to the server) or SqlFailed (exit code 1).
     """
     statements = statements if statements is not None else parse_statements(sql_text)
     if len(statements) != 1:
@@ -331,23 +377,27 @@ def run_read_only(target: Any, sql_text: str, *, row_limit: int = 200, timeout_m
             cur = conn.cursor()
             calls = set(info.calls_functions)
             volatile = _volatile_query(calls)
-            first = _begin_sql(timeout_ms, 5_000)
-            cur.execute(first if volatile is None else first + "; " + volatile.as_string(conn))
             if volatile is not None:
-                cur.nextset()  # BEGIN -> the set_config row
-                cur.nextset()  # -> the volatile functions
-                bad = _volatile_from_rows(cur.fetchall(), calls)
+                # its own statement, before the transaction, prepared on a direct connection (planning this
+                # catalog join was most of a read call's time); it still runs every call, so a function created or
+                # replaced since the last call is seen
+                bad = _volatile_from_rows(_volatile_rows(conn, cur, volatile.as_string(conn)), calls)
                 if bad:
                     raise SqlRefused(f"refused: the query calls volatile function(s) {', '.join(bad)}, which may "
                                      "change data or have side effects", "run it through *run-sql --write",
                                      reason="volatile_function")
-            # the statement is exactly one (checked on its parse tree); the newline ends a trailing -- comment
+            # one round trip: BEGIN READ ONLY + timeouts, the statement (exactly one, checked on its parse tree; the
+            # newline ends a trailing -- comment) and the ROLLBACK
+            first = _begin_sql(timeout_ms, 5_000)
             if type(stmt.node).__name__ == "SelectStmt":
-                cur.execute(f"declare sage_read_only no scroll cursor for\n{stmt.text}\n; "
+                cur.execute(f"{first};\ndeclare sage_read_only no scroll cursor for\n{stmt.text}\n; "
                             f"fetch forward {row_limit + 1 if row_limit else 1} from sage_read_only; rollback")
-                cur.nextset()  # the FETCH's rows
+                skip = 3  # BEGIN, set_config, DECLARE -> the FETCH's rows
             else:
-                cur.execute(f"{stmt.text}\n; rollback")
+                cur.execute(f"{first};\n{stmt.text}\n; rollback")
+                skip = 2  # BEGIN, set_config -> the statement's rows
+            for _ in range(skip):
+                cur.nextset()
             columns = [d.name for d in cur.description or []]
             fetched = cur.fetchall() if cur.description else []
             truncated = len(fetched) > row_limit
