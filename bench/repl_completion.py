@@ -43,7 +43,11 @@ def main() -> None:
         cache = CatalogCache(lambda: url, reader=lambda u: names)
         completer = CommandCompleter(sorted(command_index(load_tasks())), InputCompleters(base, cache))
         cases = ["*run-sql select * from t1", "*run-sql select * from t", "*run-sql select t0042_orders.",
-                 "*run-sql sel", "*policy-apply t00", "*policy-apply t0001_orders --owner-column cu"]
+                 "*run-sql sel", "*policy-apply t00", "*policy-apply t0001_orders --owner-column cu",
+                 # in context: the columns of the statement's tables (aliases resolved), tables after FROM/JOIN
+                 "*run-sql select * from t0001_orders a join t0002_orders b on b.",
+                 "*run-sql select * from t0001_orders o where ", "*run-sql select * from t0001_orders o join t1",
+                 "*run-sql update t0007_orders set "]
         rows = []
         for text in cases:
             samples, count = [], 0

@@ -48,6 +48,43 @@ def test_sql_completes_tables_columns_keywords_and_functions(line):
     assert words(completer, "*explain --analyze -- select * from peo") == ["people"]
 
 
+def at(completer, before, after=""):
+    """Completions with the cursor between `before` and `after` (a person who moved back into the line)."""
+    return [c.text for c in completer.get_completions(Document(before + after, len(before)), None)]
+
+
+def test_sql_completes_by_context(line):
+    """pgcli's rule: after FROM/JOIN/UPDATE/INTO tables, after SELECT/WHERE/ON/SET/BY the columns of the tables the
+    statement names (aliases resolved), after `alias.` its columns, after `schema.` that schema's objects."""
+    completer, _ = line
+    tables = words(completer, "*run-sql select * from ")
+    assert "people" in tables and "app.orders" in tables and "auth.users" in tables  # public bare, others qualified
+    assert "orders" not in tables and "public.people" not in tables and "full_name" not in tables
+    assert "select" not in tables and "app" in tables  # a schema to qualify with; no keywords
+    assert words(completer, "*run-sql select * from people p join app.or") == ["orders"]
+    assert words(completer, "*run-sql select * from people, ") == tables  # a second table of the FROM list
+    # the statement's columns only, not every column of the catalog
+    where = words(completer, "*run-sql select * from app.orders o where ")
+    assert where[:2] == ["id", "total"] and "full_name" not in where and "select" not in where
+    assert words(completer, "*run-sql select * from people p where p.") == ["id", "full_name", "owner_id"]
+    assert words(completer, "*run-sql select * from people p join app.orders o on o.") == ["id", "total"]
+    on = words(completer, "*run-sql select * from people p join app.orders o on p.id = ")
+    assert on[:4] == ["id", "full_name", "owner_id", "total"]
+    assert at(completer, "*run-sql select o.", " from app.orders o") == ["id", "total"]  # FROM after the cursor
+    assert at(completer, "*run-sql select fu", " from people") == ["full_name", "full", "function"]
+    assert "total" not in at(completer, "*run-sql select ", " from people")
+    update = words(completer, "*run-sql update app.orders set t")
+    assert update[0] == "total" and "id" not in update and "total" not in update[1:]
+    assert words(completer, "*run-sql select * from people order by ow") == ["owner_id"]
+    assert words(completer, '*run-sql select * from "people" as "P" where "P".f') == ["full_name"]
+    # right after a table name: the next clause's keywords; inside a string literal: nothing
+    assert words(completer, "*run-sql select * from people wh") == ["where", "when"]
+    assert words(completer, "*run-sql select * from people where full_name = 'fu") == []
+    # a semicolon ends the statement: the second one's tables only
+    assert "id" not in words(completer, "*run-sql select id from people; select * from app.orders where ow")
+    assert words(completer, "*run-sql select * from app.orders; select * from people where ow") == ["owner_id"]
+
+
 def test_arguments_and_flags_complete_by_what_they_hold(line):
     completer, _ = line
     assert words(completer, "*rollback ") == ["before_x", "base"]  # snapshot names, newest name order
@@ -118,15 +155,30 @@ def test_tab_in_a_real_terminal(project, db_url, db):
         term.tab("*run-sql select count(*) from new", "newer")  # the catalog was refreshed after the DDL
         shown = term.type("")
         assert "error" not in shown.lower() and "1 row(s)" in shown
+        # in context: after JOIN the tables, after `alias.` the columns of the table the alias names
+        term.tab("*run-sql select * from newer n join peo", "people")
+        term.child.send(" p on p.i\t")
+        term.child.expect_exact("d")
+        term.child.send(" = n.i\t")
+        term.child.expect_exact("d")
+        shown = term.type("")
+        assert "error" not in shown.lower() and "0 row(s)" in shown, shown  # p.id = n.id: both completed
+        term.tab("*run-sql select * from people p where p.ful", "p.full_name")
+        shown = term.type(" = 'Ada'")
+        assert "Ada" in shown and "error" not in shown.lower(), shown
         # a question: Tab offers the input's values (here yes/no), never the command list
         (project / "p.csv").write_text("a\n1\n")
         term.type("*load-csv p.csv pp", then="default yes):")  # the question wraps at 60 columns
         term.child.send("\t")
         shown = term.type("", then="[y/N]:")
-        assert "*help" not in shown and "*" not in shown.split("default yes):")[-1]
+        answer = "\n".join(line for line in shown.split("default yes):")[-1].splitlines()
+                           if "(Ctrl-C cancels)" not in line)  # the spinner of a slow machine names the command
+        assert "*help" not in shown and "*" not in answer
         term.type("no")
     finally:
         term.close()
     history = (project / ".sage" / "history").read_text()
     assert "+*run-sql select full_name from people\n" in history
     assert "+*run-sql select count(*) from newer\n" in history
+    assert "+*run-sql select * from newer n join people p on p.id = n.id\n" in history
+    assert "+*run-sql select * from people p where p.full_name = 'Ada'\n" in history

@@ -45,7 +45,9 @@ def test_read_calls_share_one_connection_in_read_only_transactions(db_url, db, p
     async def body(session):
         pids = [_value(await session.call_tool("run-sql", {"sql": "select pg_backend_pid()"})) for _ in range(5)]
         read_only = _value(await session.call_tool("run-sql", {"sql": "select current_setting('transaction_read_only')"}))
-        in_tx = _value(await session.call_tool("run-sql", {"sql": "select now() = statement_timestamp()"}))
+        # set with set_config(..., true) right after BEGIN READ ONLY, in the same round trip: seen only inside it
+        in_tx = _value(await session.call_tool("run-sql", {"sql": "select current_setting("
+                                                                  "'idle_in_transaction_session_timeout')"}))
         other_tool = await session.call_tool("env-check", {})
         assert not other_tool.is_error
         after = _value(await session.call_tool("run-sql", {"sql": "select pg_backend_pid()"}))
@@ -54,7 +56,7 @@ def test_read_calls_share_one_connection_in_read_only_transactions(db_url, db, p
     pids, read_only, in_tx, after = _run(project, tmp_path / "cache", ["--db-url", db_url], body)
     assert len(set(pids)) == 1 and after == pids[0], pids  # one backend served every read call
     assert read_only == "on"
-    assert in_tx is False  # inside a transaction (BEGIN READ ONLY): now() is the transaction's start, not the statement's
+    assert in_tx == "1min"  # inside the transaction (BEGIN READ ONLY) that set it locally
     # the connection left behind between calls is idle, not idle in transaction
     state = db.execute("select state from pg_stat_activity where pid = %s", (pids[0],)).fetchone()
     assert state is None or state[0] == "idle"

@@ -27,7 +27,7 @@ SQL_KEYWORDS = (
     "vacuum analyze explain begin commit rollback case when then else end cast coalesce count sum avg min max now "
     "true false asc desc nulls first last for share nowait skip locked"
 ).split()
-_WORD = re.compile(r"[\w.\"]+$")
+_WORD = re.compile(r"[\w.\"$]+$")
 
 
 @dataclass
@@ -37,17 +37,36 @@ class CatalogNames:
     schemas: list[str] = field(default_factory=list)
     tables: dict[str, list[str]] = field(default_factory=dict)  # "schema.table" -> columns
     functions: list[str] = field(default_factory=list)  # "schema.function"
+    # the sorted lists each keystroke needs, made once: a catalog is never changed after it is read (a refresh
+    # reads a new one)
+    _memo: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
+
+    def _once(self, key: str, make: Callable[[], list[str]]) -> list[str]:
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
 
     def table_names(self) -> list[str]:
         """Tables of `public` by their bare name, every table by schema.table."""
-        bare = [t.split(".", 1)[1] for t in self.tables if t.startswith("public.")]
-        return sorted(set(bare) | set(self.tables))
+        def make() -> list[str]:
+            bare = [t.split(".", 1)[1] for t in self.tables if t.startswith("public.")]
+            return sorted(set(bare) | set(self.tables))
+
+        return self._once("tables", make)
+
+    def completion_tables(self) -> list[str]:
+        """What follows FROM: `public` tables by their bare name, the others schema-qualified."""
+        return self._once("from", lambda: sorted(t.split(".", 1)[1] if t.startswith("public.") else t
+                                                 for t in self.tables))
+
+    def function_names(self) -> list[str]:
+        return self._once("functions", lambda: sorted({f.split(".", 1)[1] for f in self.functions}))
 
     def columns(self, table: str | None = None) -> list[str]:
         if table:
             key = table if "." in table else f"public.{table}"
             return self.tables.get(key, [])
-        return sorted({c for cols in self.tables.values() for c in cols})
+        return self._once("columns", lambda: sorted({c for cols in self.tables.values() for c in cols}))
 
 
 _SKIP = "n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_toast%%' " \
@@ -121,31 +140,150 @@ class NamesCompleter(Completer):
         yield from _prefix_words(self.words(), typed, self.meta)
 
 
+# --- SQL in context (pgcli's idea, small): what the keyword before the cursor asks for -------------------------
+_TABLE_KEYWORDS = {"from", "join", "update", "into", "table", "truncate", "only"}
+_COLUMN_KEYWORDS = {"select", "where", "on", "set", "by", "and", "or", "having", "distinct", "returning", "when",
+                    "then", "else", "not", "using", "partition"}
+_ALL_KEYWORDS = set(SQL_KEYWORDS) | _TABLE_KEYWORDS | _COLUMN_KEYWORDS
+_TOKEN = re.compile(r"'(?:[^']|'')*'?|\"(?:[^\"]|\"\")*\"?|[\w$]+|[^\s\w]")
+_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
+_TABLE_REF = re.compile(rf"(?:\b(?:from|join|update|into|table|only)|,)\s+({_IDENT}(?:\s*\.\s*{_IDENT})?)"
+                        rf"(?:\s+(?:as\s+)?({_IDENT}))?", re.I)
+_STRINGS = re.compile(r"'(?:[^']|'')*'")
+
+
+def _unquote(name: str) -> str:
+    name = name.strip()
+    return name[1:-1].replace('""', '"') if name.startswith('"') and name.endswith('"') else name.lower()
+
+
+@dataclass
+class SqlContext:
+    """What the cursor's place in the statement asks for: "tables", "columns", "keywords" (right after a name:
+    the next clause) or "any"; the tables the statement names (alias -> schema.table); `inside_string`."""
+
+    wants: str
+    tables: dict[str, str]
+    inside_string: bool = False
+
+
+def _statement_around(before: str, after: str) -> tuple[str, str]:
+    """The statement the cursor is in: from the last `;` before it to the first `;` after it (outside strings)."""
+    def cut_before(text: str) -> str:
+        start, quote = 0, False
+        for i, ch in enumerate(text):
+            if ch == "'":
+                quote = not quote
+            elif ch == ";" and not quote:
+                start = i + 1
+        return text[start:]
+
+    head = cut_before(before)
+    quote = head.count("'") % 2 == 1
+    for i, ch in enumerate(after):
+        if ch == "'":
+            quote = not quote
+        elif ch == ";" and not quote:
+            return head, after[:i]
+    return head, after
+
+
+def sql_context(before: str, after: str, names: CatalogNames) -> SqlContext:
+    """Read the statement around the cursor (`before` ends with the word being typed, which is left out)."""
+    head, tail = _statement_around(before, after)
+    if head.count("'") % 2 == 1:
+        return SqlContext("none", {}, inside_string=True)
+    tables = _named_tables(_STRINGS.sub("''", head + " " + tail), names)
+    match = _WORD.search(head)
+    tokens = _TOKEN.findall(head[: match.start()] if match else head)
+    if not tokens:
+        return SqlContext("any", tables)
+    last = tokens[-1].lower()
+    keyword = next((t.lower() for t in reversed(tokens) if t.lower() in _ALL_KEYWORDS and not t.startswith('"')),
+                   None)
+    if keyword in _TABLE_KEYWORDS:
+        if last in _TABLE_KEYWORDS or last == ",":
+            return SqlContext("tables", tables)
+        if last == "(" and keyword == "into":  # insert into t ( -> its columns
+            return SqlContext("columns", tables)
+        return SqlContext("keywords", tables)
+    if keyword in _COLUMN_KEYWORDS or keyword in ("in", "is", "like", "ilike", "between", "case"):
+        if last in _ALL_KEYWORDS or not (last[:1].isalnum() or last[:1] in "_\"'"):
+            return SqlContext("columns", tables)  # after the keyword, a comma, an operator or a parenthesis
+        return SqlContext("keywords", tables)
+    return SqlContext("any", tables)
+
+
+def _named_tables(statement: str, names: CatalogNames) -> dict[str, str]:
+    """alias (or the table's own name) -> "schema.table", for every relation of the catalog the statement names."""
+    out: dict[str, str] = {}
+    for ref, alias in _TABLE_REF.findall(statement):
+        parts = [_unquote(p) for p in re.split(r"\s*\.\s*", ref, maxsplit=1)] if "." in ref else [_unquote(ref)]
+        key = f"{parts[0]}.{parts[1]}" if len(parts) == 2 else f"public.{parts[0]}"
+        if key not in names.tables:
+            continue
+        out[parts[-1]] = key
+        if alias and alias.lower() not in _ALL_KEYWORDS:
+            out[_unquote(alias)] = key
+    return out
+
+
 class SqlCompleter(Completer):
-    """SQL keywords and the catalog's names; after `table.` that table's columns, after `schema.` its tables."""
+    """SQL completion from the catalog, by context: after FROM/JOIN/UPDATE/INTO the tables (public ones bare,
+    others schema-qualified) and schemas; after SELECT/WHERE/ON/SET/BY the columns of the tables the statement
+    names (aliases resolved), then functions and keywords; right after a name the keywords; after `alias.` or
+    `table.` its columns, after `schema.` that schema's tables and functions. Nothing inside a string literal."""
 
     def __init__(self, catalog: CatalogCache) -> None:
         self.catalog = catalog
 
     def get_completions(self, document: Document, complete_event):
-        match = _WORD.search(document.text_before_cursor)
+        before = document.text_before_cursor
+        match = _WORD.search(before)
         typed = match.group(0) if match else ""
         names = self.catalog.get()
+        ctx = sql_context(before, document.text_after_cursor, names)
+        if ctx.inside_string:
+            return
         if "." in typed:
             head, _, tail = typed.rpartition(".")
-            if head in names.schemas:
-                words = [t.split(".", 1)[1] for t in names.tables if t.startswith(head + ".")]
-                words += [f.split(".", 1)[1] for f in names.functions if f.startswith(head + ".")]
+            key = _unquote(head)
+            if key in ctx.tables:
+                words, meta = names.tables.get(ctx.tables[key], []), "column"
+            elif key in names.schemas:
+                words = [t.split(".", 1)[1] for t in names.tables if t.startswith(key + ".")]
+                words += [f.split(".", 1)[1] for f in names.functions if f.startswith(key + ".")]
+                words, meta = sorted(set(words)), ""
             else:
-                words = names.columns(head)
-            for c in _prefix_words(sorted(set(words)), tail, "column" if head not in names.schemas else ""):
-                yield c
+                words, meta = names.columns(key), "column"
+            yield from _prefix_words(words, tail, meta)
             return
         upper = typed[:1].isupper()
-        yield from _prefix_words([k.upper() if upper else k for k in SQL_KEYWORDS], typed, "keyword")
+        keywords = [k.upper() if upper else k for k in SQL_KEYWORDS]
+        if ctx.wants == "tables":
+            yield from _prefix_words(names.completion_tables(), typed, "table")
+            yield from _prefix_words(names.schemas, typed, "schema")
+            return
+        if ctx.wants == "keywords":
+            yield from _prefix_words(keywords, typed, "keyword")
+            return
+        if ctx.wants == "columns":
+            named = list(dict.fromkeys(ctx.tables.values()))
+            if named:
+                cols = list(dict.fromkeys(c for t in named for c in names.tables.get(t, [])))
+                yield from _prefix_words(cols, typed, "column")
+                aliases = sorted(a for a in ctx.tables if a not in cols)
+                yield from _prefix_words(aliases, typed, "table")
+            else:
+                yield from _prefix_words(names.columns(), typed, "column")
+            yield from _prefix_words(names.function_names(), typed, "function")
+            if typed:  # with nothing typed yet the list is the statement's columns, not every keyword
+                yield from _prefix_words(keywords, typed, "keyword")
+            return
+        yield from _prefix_words(keywords, typed, "keyword")
         yield from _prefix_words(names.table_names(), typed, "table")
         yield from _prefix_words(names.columns(), typed, "column")
-        yield from _prefix_words(sorted({f.split(".", 1)[1] for f in names.functions}), typed, "function")
+        yield from _prefix_words(names.function_names(), typed, "function")
         yield from _prefix_words(names.schemas, typed, "schema")
 
 
@@ -269,7 +407,8 @@ class LineCompleter(Completer):
         free = [k for k in task.positional_keys if k in ("sql", "query")]
         if free:  # the rest of the line is SQL
             sub = rest.split(" -- ", 1)[-1] if " -- " in rest else rest
-            yield from self.inputs.sql.get_completions(Document(sub), complete_event)
+            after = document.text_after_cursor
+            yield from self.inputs.sql.get_completions(Document(sub + after, len(sub)), complete_event)
             return
         positionals, skip = [], False
         for word in before:

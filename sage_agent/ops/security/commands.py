@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import Finding, NeedsInput, OpError, OpResult, Table
+from sage_agent.ops.security.report import write_report
 
 _SEVERITY = {"ERROR": "error", "WARN": "warning", "INFO": "info"}
 
@@ -83,14 +84,29 @@ def rls_audit(inputs: RlsAuditInput, ctx) -> OpResult:
             data["proof"] = {"leaks": leaks, "matrix": proof.matrix_rows()}
             facts["leaks"] = len(leaks)
     status = "warning" if any(f.severity in ("error", "warning") for f in findings) else "ok"
+    every = list(findings)
     findings = _cap(findings, limit, notes, "data.lints")
     summary = (f"{len(run.lints)} advisor findings on {len(cov)} tables in {', '.join(exposed) or 'no exposed schema'}"
                + (f"; {len(leaks)} leaks proven by impersonation" if inputs.verify else ""))
     nxt = ["*policy-apply TABLE"] if any(not c["rls"] for c in cov) else []
     if not inputs.verify:
         nxt.append("*rls-audit --verify")
-    return OpResult(operation="db-rls-audit", status=status, summary=summary, facts=facts, tables=tables,
-                    findings=findings, notes=notes, data=data, next_steps=nxt + ["*schema-audit"])
+    result = OpResult(operation="db-rls-audit", status=status, summary=summary, facts=facts, tables=tables,
+                      findings=findings, notes=notes, data=data, next_steps=nxt + ["*schema-audit"])
+    return _with_report(ctx, result, "rls-audit", "RLS audit", every)
+
+
+def _with_report(ctx, result: OpResult, name: str, title: str, findings: list[Finding]) -> OpResult:
+    """The audit's report file (every finding, not only those shown), recorded as its artifact so that `*handoff`
+    carries it; an unwritable project only loses the file, never the audit."""
+    try:
+        rel = write_report(ctx, result, name, title, findings)
+    except OSError as exc:
+        result.notes.append(f"report not written: {exc}")
+        return result
+    result.artifacts.append(rel)
+    result.facts["report"] = rel
+    return result
 
 
 def _prove_target(ctx, schemas: list[str], notes: list[str], extra_sql: str | None = None, tables=None,
@@ -303,10 +319,11 @@ def schema_audit(inputs: SchemaAuditInput, ctx) -> OpResult:
         by_rule[f.rule] = by_rule.get(f.rule, 0) + 1
     table = Table(title="Findings by rule", columns=["rule", "count"], rows=sorted(by_rule.items()))
     status = "warning" if any(f.severity in ("error", "warning") for f in found) else "ok"
-    return OpResult(operation="schema-audit", status=status,
-                    summary=f"score {facts['score']}/100: {len(found)} findings on {facts['tables']} tables",
-                    facts={"score": facts["score"], "tables": facts["tables"], "schemas": ", ".join(facts["schemas"])},
-                    tables=[table], findings=shown, notes=notes,
-                    data={"score": facts["score"], "by_rule": by_rule,
-                          "findings": [f.model_dump() for f in findings]},
-                    next_steps=["*migration-new", "*rls-audit"])
+    result = OpResult(operation="schema-audit", status=status,
+                      summary=f"score {facts['score']}/100: {len(found)} findings on {facts['tables']} tables",
+                      facts={"score": facts["score"], "tables": facts["tables"], "schemas": ", ".join(facts["schemas"])},
+                      tables=[table], findings=shown, notes=notes,
+                      data={"score": facts["score"], "by_rule": by_rule,
+                            "findings": [f.model_dump() for f in findings]},
+                      next_steps=["*migration-new", "*rls-audit"])
+    return _with_report(ctx, result, "schema-audit", "Schema audit", findings)
