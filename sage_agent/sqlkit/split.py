@@ -22,7 +22,7 @@ from typing import Any
 
 from pglast import parser as _pg
 
-__all__ = ["SqlSyntaxError", "Statement", "split_sql", "LineIndex"]
+__all__ = ["SqlSyntaxError", "Statement", "split_sql", "LineIndex", "Prepared", "prepare", "build_statements"]
 
 
 class SqlSyntaxError(ValueError):
@@ -91,6 +91,8 @@ def _is_code_at(text: str, pos: int) -> bool:
 def _mask_copy_data(text: str) -> tuple[str, dict[int, str]]:
     """Blank out COPY FROM STDIN data blocks, keeping offsets and line numbers intact."""
     data: dict[int, str] = {}
+    if "STDIN" not in text.upper():  # no COPY ... FROM STDIN possible: skip the slow case-insensitive search
+        return text, data
     pos = 0
     while True:
         m = _COPY_RE.search(text, pos)
@@ -219,7 +221,26 @@ def _tokens(text: str) -> list[Any]:
 _DEEP_CHECK_CHARS = 30_000
 
 
-def _check_depth(filename: str, text: str) -> None:
+def _check_depth(filename: str, text: str) -> list[slice] | None:
+    """Only pieces longer than _DEEP_CHECK_CHARS can nest that deep: the scanner's split (C, no parse tree)
+    finds them. A deep expression holds no `;` token, so it lies inside one piece even where the scanner splits
+    more finely than the grammar (BEGIN ATOMIC bodies); a piece that is no statement of its own is checked with
+    the whole text instead. Returns the scanner's pieces (None when the scanner refused the text)."""
+    try:
+        slices = list(_pg.split(text, with_parser=False, only_slices=True))
+    except Exception:  # noqa: BLE001 - the scanner refused the text: check it whole
+        _check_whole(filename, text)
+        return None
+    for piece in (text[s] for s in slices if s.stop - s.start > _DEEP_CHECK_CHARS):
+        try:
+            _pg.parse_sql_json(piece)
+        except _pg.ParseError:  # too deep, or not a statement on its own: the whole text says which
+            _check_whole(filename, text)
+            break
+    return slices
+
+
+def _check_whole(filename: str, text: str) -> None:
     try:
         _pg.parse_sql_json(text)
     except _pg.ParseError as exc:
@@ -252,7 +273,20 @@ def split_sql(text: str | bytes, filename: str = "<sql>") -> list[Statement]:
         return _split_sql(text, filename)
 
 
-def _split_sql(text: str | bytes, filename: str) -> list[Statement]:
+@dataclass
+class Prepared:
+    """A script checked and ready to parse: COPY data blanked out (offsets kept), deep nesting refused."""
+
+    masked: str
+    copy_blocks: dict[int, str]
+    # the scanner's statement slices of `masked` (finer than the grammar's in BEGIN ATOMIC bodies); None
+    # when the text was too short to need them or the scanner refused it
+    pieces: list[slice] | None = None
+
+
+def prepare(text: str | bytes, filename: str = "<sql>", *, pieces: bool = False) -> Prepared:
+    """Everything :func:`split_sql` does before building parse trees; raises :class:`SqlSyntaxError`.
+    ``pieces``: give the scanner's statement slices even for a short text."""
     if isinstance(text, (bytes, bytearray)):
         try:
             text = bytes(text).decode("utf-8")
@@ -264,8 +298,18 @@ def _split_sql(text: str | bytes, filename: str) -> list[Statement]:
         raise SqlSyntaxError(filename, idx.line(nul), idx.column(nul),
                              "binary input: NUL byte found, this is not a SQL text file")
     masked, copy_blocks = _mask_copy_data(text)
-    if len(masked) > _DEEP_CHECK_CHARS:
-        _check_depth(filename, masked)
+    slices = _check_depth(filename, masked) if pieces or len(masked) > _DEEP_CHECK_CHARS else None
+    return Prepared(masked, copy_blocks, slices)
+
+
+def _split_sql(text: str | bytes, filename: str) -> list[Statement]:
+    prep = prepare(text, filename)
+    return build_statements(prep.masked, prep.copy_blocks, filename)
+
+
+def build_statements(masked: str, copy_blocks: dict[int, str], filename: str = "<sql>") -> list[Statement]:
+    """The statements of a :func:`prepare`-d text. A text whose leading part is blanked out (spaces, newlines
+    kept) gives the statements of the rest at their real lines and offsets."""
     try:
         raws = _parse(masked)
     except _pg.ParseError as exc:

@@ -61,8 +61,10 @@ def _decode(data: bytes, shown: str) -> tuple[str | None, LintFinding | None]:
     return (text[1:] if text.startswith("\ufeff") else text), None
 
 
-def lint_file(path: Path, rules: list, server_major: int, assume_in_transaction: bool, chain=None) -> FileReport:
-    """One file; `chain` (sqlkit LintChain) carries what earlier files of a migration sequence did."""
+def lint_file(path: Path, rules: list, server_major: int, assume_in_transaction: bool, chain=None,
+              jobs: int = 1) -> FileReport:
+    """One file; `chain` (sqlkit LintChain) carries what earlier files of a migration sequence did; `jobs` > 1
+    lets a big file use a second process (same findings)."""
     # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.lint.engine import lint_sql
     from sage_agent.sqlkit.split import SqlSyntaxError
@@ -85,7 +87,7 @@ def lint_file(path: Path, rules: list, server_major: int, assume_in_transaction:
         report.note = "empty file"
         return report
     try:
-        report.findings = lint_sql(text, shown, server_major, rules, assume_in_transaction, chain=chain)
+        report.findings = lint_sql(text, shown, server_major, rules, assume_in_transaction, chain=chain, jobs=jobs)
     except SqlSyntaxError as exc:
         report.findings.append(LintFinding(rule=SYNTAX_ERROR, severity="error", line=exc.line, column=exc.column,
                                            filename=shown, message=f"syntax error: {exc.message}",
@@ -99,12 +101,16 @@ def lint_file(path: Path, rules: list, server_major: int, assume_in_transaction:
 _PARALLEL_FROM = 8  # files; below this a worker pool costs more than it saves
 
 
-def _jobs(count: int) -> int:
-    """Worker processes for `count` files: SAGE_LINT_JOBS, else one per core (at most 4); 1 = no pool."""
+def _cores() -> int:
+    """Processes a run may use: SAGE_LINT_JOBS, else one per core (at most 4)."""
     wanted = settings().lint_jobs
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    jobs = wanted if wanted > 0 else min(cores, 4)
-    return 1 if count < _PARALLEL_FROM else max(1, min(jobs, count))
+    return wanted if wanted > 0 else min(cores, 4)
+
+
+def _jobs(count: int) -> int:
+    """Worker processes for `count` files; 1 = no pool."""
+    return 1 if count < _PARALLEL_FROM else max(1, min(_cores(), count))
 
 
 _WORK: tuple = ()
@@ -141,8 +147,10 @@ def lint_paths(paths: list[Path], rules: list, server_major: int, assume_in_tran
                 context = multiprocessing.get_context("fork")
             except ValueError:  # no fork on this platform: one process
                 jobs = 1
-        if jobs == 1:
-            return LintRun([lint_file(p, rules, server_major, assume_in_transaction) for p in paths], rules=rules)
+        if jobs == 1:  # few files: a big one may still take two processes (sqlkit.lint.parallel)
+            per_file = min(_cores(), 2)
+            return LintRun([lint_file(p, rules, server_major, assume_in_transaction, jobs=per_file) for p in paths],
+                           rules=rules)
         _WORK = (rules, server_major, assume_in_transaction)
         with context.Pool(jobs) as pool:
             reports = pool.map(_lint_one, paths, chunksize=max(1, len(paths) // (jobs * 4)))

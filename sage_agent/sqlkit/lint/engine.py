@@ -9,11 +9,13 @@ from typing import Any
 from pglast import ast
 
 from ..nodes import qualified
-from ..split import Statement, no_gc, split_sql
+from ..split import Statement, build_statements, no_gc, prepare, split_sql
 from .ignores import Ignores, parse_ignores
 from .model import LintContext, LintFinding, Rule
 
 ALL = "*"
+# rule selection -> statement class -> the rules that look at it (kept across the files of one run)
+_BY_TYPE: dict[tuple[Rule, ...], dict[type, list[Rule]]] = {}
 
 
 @dataclass
@@ -42,17 +44,15 @@ def _created_table(node: object) -> str | None:
     return None
 
 
-def _tables_created(stmts: Sequence[Statement], assume: bool) -> tuple[frozenset[str], frozenset[str]]:
+def _tables_created(events: Sequence[Event], assume: bool) -> tuple[frozenset[str], frozenset[str]]:
     """(tables created inside a transaction, tables created anywhere) in this file.
     A table created in the running transaction is invisible to everyone else, so locking
     or scanning it is harmless (squawk's exemption)."""
     inside, in_tx, anywhere = assume, set(), set()
-    for s in stmts:
-        kind = _tx_kind(s.node)
+    for kind, _setting, name in events:
         if kind:
             inside = kind == "begin"
             continue
-        name = _created_table(s.node)
         if name:
             anywhere.add(name)
             if inside:
@@ -69,6 +69,70 @@ def _timeout_setting(node: object) -> tuple[str, bool] | None:
             return name, True  # squawk counts any SET of the name, whatever the value
     return None
 
+
+# What the engine itself tracks from one statement: (transaction begin/end, timeout SET/RESET, table created).
+Event = tuple["str | None", "tuple[str, bool] | None", "str | None"]
+
+
+def statement_events(statements: Sequence[Statement]) -> list[Event]:
+    return [(_tx_kind(s.node), _timeout_setting(s.node), _created_table(s.node)) for s in statements]
+
+
+def check_statements(statements: Sequence[Statement], events: Sequence[Event], ctx: LintContext,
+                     rules: Sequence[Rule], offset: int = 0) -> list[LintFinding]:
+    """Run ``rules`` over the statements in order, keeping the context's transaction / timeout / created-table
+    state; ``offset``: index of the first statement in the file."""
+    if len(_BY_TYPE) > 64:  # a long-running process that tried many selections
+        _BY_TYPE.clear()
+    by_type = _BY_TYPE.setdefault(tuple(rules), {})  # rules that look at a statement class, in rule order
+    findings: list[LintFinding] = []
+    for i, stmt in enumerate(statements):
+        ctx.index = offset + i
+        node_type = type(stmt.node)
+        applicable = by_type.get(node_type)
+        if applicable is None:
+            applicable = by_type[node_type] = [
+                r for r in rules if r.node_types is None or issubclass(node_type, r.node_types)]
+        for rule in applicable:
+            findings += rule.check(stmt, ctx)
+        kind, setting, created = events[i]
+        if kind:
+            ctx.in_transaction = kind == "begin"
+        if setting:
+            setattr(ctx, f"{setting[0]}_set", setting[1])
+        if created:
+            ctx.state.setdefault("_created_so_far", set()).add(created)
+    return findings
+
+
+def conclude(findings: list[LintFinding], rules: Sequence[Rule], ignores: Ignores, anywhere: frozenset[str],
+             filename: str) -> list[LintFinding]:
+    """After every statement and ``finish``: unknown ignore names, ignore comments, new-table marks, order."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+    from .rules import RULES_BY_ID
+
+    enabled = {r.id for r in rules}
+    if "unused-ignore" in enabled:
+        unused = RULES_BY_ID["unused-ignore"]
+        findings += [LintFinding(rule=unused.id, severity=unused.severity, line=u.line, column=u.column,
+                                 message=f"unknown name {u.name}", safe_alternative=unused.safe_alternative,
+                                 statement_line=u.line, filename=filename) for u in ignores.unknown]
+    findings = [f for f in findings if not ignores.covers(f.rule, f.line)]
+    for f in findings:
+        if f.table and f.table in anywhere:
+            f.new_table = True
+    findings.sort(key=lambda f: (f.line, f.rule))
+    return findings
+
+
+def file_ignores(source: str | None, statements: Sequence[Statement],
+                 extra_file_comments: Iterable[str] = ()) -> Ignores:
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+    from .rules import canonical_names
+
+    if source is not None:
+        return parse_ignores(source, canonical_names)
+    return _fallback_ignores(statements, extra_file_comments)
 
 
 def _fallback_ignores(statements: Sequence[Statement], file_comments: Iterable[str]) -> Ignores:
@@ -118,64 +182,45 @@ def _lint_statements(statements: Sequence[Statement], filename: str, server_majo
                      extra_file_comments: Iterable[str], source: str | None,
                      chain: LintChain | None) -> list[LintFinding]:
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
-    from .rules import RULES, RULES_BY_ID, canonical_names
+    from .rules import RULES
 
     rules = list(RULES if rules is None else rules)
-    if source is not None:
-        ignores = parse_ignores(source, canonical_names)
-    else:
-        ignores = _fallback_ignores(statements, extra_file_comments)
+    ignores = file_ignores(source, statements, extra_file_comments)
     if ignores.disable_assume_in_transaction:
         assume_in_transaction = False
-    in_tx, anywhere = _tables_created(statements, assume_in_transaction)
+    events = statement_events(statements)
+    in_tx, anywhere = _tables_created(events, assume_in_transaction)
     ctx = LintContext(
         server_major=server_major, filename=filename, statements=list(statements),
         assume_in_transaction=assume_in_transaction, tables_created_in_file=in_tx,
         tables_created_anywhere=anywhere,
         shared=chain.state if chain is not None else {},
     )
-    by_type: dict[type, list[Rule]] = {}  # rules that look at a statement class, in rule order
-    findings: list[LintFinding] = []
-    for i, stmt in enumerate(statements):
-        ctx.index = i
-        node_type = type(stmt.node)
-        applicable = by_type.get(node_type)
-        if applicable is None:
-            applicable = by_type[node_type] = [
-                r for r in rules if r.node_types is None or issubclass(node_type, r.node_types)]
-        for rule in applicable:
-            findings += rule.check(stmt, ctx)
-        kind = _tx_kind(stmt.node)
-        if kind:
-            ctx.in_transaction = kind == "begin"
-        setting = _timeout_setting(stmt.node)
-        if setting:
-            setattr(ctx, f"{setting[0]}_set", setting[1])
-        created = _created_table(stmt.node)
-        if created:
-            ctx.state.setdefault("_created_so_far", set()).add(created)
+    findings = check_statements(statements, events, ctx, rules)
     for rule in rules:
         findings += rule.finish(ctx)
-    enabled = {r.id for r in rules}
-    if "unused-ignore" in enabled:
-        unused = RULES_BY_ID["unused-ignore"]
-        findings += [LintFinding(rule=unused.id, severity=unused.severity, line=u.line, column=u.column,
-                                 message=f"unknown name {u.name}", safe_alternative=unused.safe_alternative,
-                                 statement_line=u.line, filename=filename) for u in ignores.unknown]
-    findings = [f for f in findings if not ignores.covers(f.rule, f.line)]
-    for f in findings:
-        if f.table and f.table in anywhere:
-            f.new_table = True
-    findings.sort(key=lambda f: (f.line, f.rule))
-    return findings
+    return conclude(findings, rules, ignores, anywhere, filename)
 
 
 def lint_sql(text: str, filename: str = "<sql>", server_major: int = 18,
              rules: Sequence[Rule] | None = None,
-             assume_in_transaction: bool = False, *, chain: LintChain | None = None) -> list[LintFinding]:
-    """Split and lint a SQL script (raises SqlSyntaxError on invalid SQL)."""
+             assume_in_transaction: bool = False, *, chain: LintChain | None = None,
+             jobs: int = 1) -> list[LintFinding]:
+    """Split and lint a SQL script (raises SqlSyntaxError on invalid SQL). ``jobs`` > 1: a big file (and not
+    part of a chain) is linted by two processes, same findings (see :mod:`.parallel`)."""
     with no_gc():
-        statements = split_sql(text, filename)
+        if jobs > 1 and chain is None and len(text) >= _parallel.MIN_CHARS:
+            # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+            from .rules import RULES
+
+            prep = prepare(text, filename, pieces=True)
+            found = _parallel.lint_two_parts(prep, filename, server_major, RULES if rules is None else rules,
+                                             assume_in_transaction, text)
+            if found is not None:
+                return found
+            statements = build_statements(prep.masked, prep.copy_blocks, filename)
+        else:
+            statements = split_sql(text, filename)
         return _lint_statements(statements, filename, server_major, rules, assume_in_transaction,
                                 (), text, chain)
 
@@ -188,3 +233,6 @@ def lint_files(files: Sequence[tuple[str, str]], server_major: int = 18,
     chain = LintChain()
     return {name: lint_sql(text, name, server_major, rules, assume_in_transaction, chain=chain)
             for name, text in files}
+
+
+from . import parallel as _parallel  # noqa: E402 - it builds on the functions above

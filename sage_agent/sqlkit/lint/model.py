@@ -85,6 +85,10 @@ class Rule:
     # Statement node classes this rule can ever flag or remember; the engine does not call
     # ``check`` for other statements.  ``None``: every statement.
     node_types: ClassVar[tuple[type, ...] | None] = None
+    # True when ``check`` remembers earlier statements (``ctx.state`` / ``ctx.shared``): such a rule must see a
+    # file's statements in one order, in one process (see :mod:`.parallel`; a rule that overrides ``finish``
+    # counts as ordered too). The others judge each statement alone.
+    ordered: ClassVar[bool] = False
 
     def check(self, stmt: Statement, ctx: LintContext) -> list[LintFinding]:
         raise NotImplementedError

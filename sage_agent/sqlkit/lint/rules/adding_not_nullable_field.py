@@ -23,6 +23,7 @@ def _not_null_check_column(con) -> str | None:
 class AddingNotNullableField(Rule):
     node_types = (ast.AlterTableStmt,)
     id = "adding-not-nullable-field"
+    ordered = True
     severity = "error"
     summary = "SET NOT NULL scans the table while blocking reads and writes"
     safe_alternative = ("ADD CONSTRAINT c CHECK (col IS NOT NULL) NOT VALID; VALIDATE CONSTRAINT c; "

@@ -11,6 +11,7 @@ from ..model import Rule
 class BanConcurrentIndexCreationInTransaction(Rule):
     node_types = (ast.IndexStmt, ast.TransactionStmt)
     id = "ban-concurrent-index-creation-in-transaction"
+    ordered = True
     severity = "error"
     summary = "CREATE INDEX CONCURRENTLY cannot run inside a transaction"
     safe_alternative = "Run CREATE INDEX CONCURRENTLY in its own migration, outside BEGIN/COMMIT"

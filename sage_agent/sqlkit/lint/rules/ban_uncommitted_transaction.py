@@ -7,6 +7,7 @@ from ..model import Rule
 class BanUncommittedTransaction(Rule):
     node_types = (ast.TransactionStmt,)
     id = "ban-uncommitted-transaction"
+    ordered = True
     severity = "error"
     summary = "BEGIN without a matching COMMIT"
     safe_alternative = "Add COMMIT at the end of the file"

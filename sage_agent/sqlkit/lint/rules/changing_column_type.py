@@ -23,6 +23,7 @@ def binary_coercible(old: tuple[str, list[int]], new: tuple[str, list[int]]) -> 
 class ChangingColumnType(Rule):
     node_types = (ast.CreateStmt, ast.AlterTableStmt)
     id = "changing-column-type"
+    ordered = True
     severity = "error"
     summary = "ALTER COLUMN TYPE rewrites the table under ACCESS EXCLUSIVE"
     safe_alternative = ("Add a new column, backfill in batches, swap in a transaction; or use a "

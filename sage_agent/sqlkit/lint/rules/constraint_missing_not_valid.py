@@ -8,6 +8,7 @@ from ..model import Rule
 class ConstraintMissingNotValid(Rule):
     node_types = (ast.TransactionStmt, ast.AlterTableStmt)
     id = "constraint-missing-not-valid"
+    ordered = True
     severity = "warning"
     summary = "ADD CONSTRAINT without NOT VALID scans the table while holding its lock"
     safe_alternative = ("ADD CONSTRAINT ... NOT VALID, then ALTER TABLE ... VALIDATE CONSTRAINT "

@@ -12,6 +12,7 @@ _NO_TX = "Missing transaction: the migration cannot be re-run if it fails part w
 class PreferRobustStmts(Rule):
     node_types = (ast.AlterTableStmt, ast.RenameStmt, ast.IndexStmt, ast.CreateStmt, ast.DropStmt)
     id = "prefer-robust-stmts"
+    ordered = True
     severity = "info"
     summary = "Use IF [NOT] EXISTS or a transaction so a failed migration can be re-run"
     safe_alternative = "Add IF [NOT] EXISTS, or wrap the migration in BEGIN/COMMIT"

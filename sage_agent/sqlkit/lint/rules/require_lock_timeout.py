@@ -5,6 +5,7 @@ from ._timeouts import waits_on
 
 class RequireLockTimeout(Rule):
     id = "require-lock-timeout"
+    ordered = True
     severity = "warning"
     summary = "Set lock_timeout before DDL so a blocked lock request fails fast instead of stalling traffic"
     safe_alternative = "SET lock_timeout = '2s'; (and retry the migration on timeout)"

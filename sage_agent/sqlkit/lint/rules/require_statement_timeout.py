@@ -5,6 +5,7 @@ from ._timeouts import waits_on
 
 class RequireStatementTimeout(Rule):
     id = "require-statement-timeout"
+    ordered = True
     severity = "warning"
     summary = "Set statement_timeout before potentially slow DDL"
     safe_alternative = "SET statement_timeout = '5s'; (longer for CONCURRENTLY builds)"
