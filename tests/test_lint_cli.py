@@ -408,3 +408,54 @@ def test_lint_imports_nothing_of_the_session_machinery(project):
     heavy = {m for m in modules if m.split(".")[0] in ("pydantic", "psycopg", "rich", "prompt_toolkit", "anthropic")
              or m.startswith(("sage_agent.session", "sage_agent.ops.registry", "sage_agent.catalog"))}
     assert heavy == set()
+    # only what a small file without a config needs: no second process, no TOML, no database settings
+    needless = {m for m in modules if m.split(".")[0] in ("multiprocessing", "tomllib", "hashlib")
+                or m.startswith("sage_agent.db")}
+    assert needless == set()
+
+
+def test_a_big_file_in_two_processes_gives_the_one_process_report(run_sage, project):
+    """Over 400 KB a file is split between two processes (sqlkit/lint/parallel.py); the report is the same."""
+    shapes = ["begin;", "alter table public.t{i} add constraint c{i} check (x is not null) not valid;",
+              "create table public.n{i} (id int, code varchar(5));", "alter table public.t{i} alter column x type int;",
+              "commit;",
+              "alter table public.t{i} validate constraint c{i};", "alter table public.t{i} alter column x set not null;",
+              "alter table public.n{i} alter column code type text;", "create index t{i}_idx on public.t{i} (x);",
+              "-- squawk-ignore prefer-robust-stmts", "drop table public.n{i};"]
+    text = "".join(s.format(i=i) + "\n" for i in range(2_000) for s in shapes)
+    assert len(text) > 400_000
+    _write(project / "big.sql", text)
+    two = _lint(run_sage, project, "big.sql", "--reporter", "json", env={"SAGE_LINT_JOBS": "2"})
+    one = _lint(run_sage, project, "big.sql", "--reporter", "json", env={"SAGE_LINT_JOBS": "1"})
+    assert two.returncode == one.returncode == 1
+    assert two.stdout == one.stdout
+    findings = json.loads(two.stdout)
+    rules = {f["rule_name"] for f in findings}
+    assert {"changing-column-type", "require-concurrent-index-creation", "ban-drop-table"} <= rules
+    assert "adding-not-nullable-field" not in rules  # validated in an earlier statement, also across the cut
+    drops = {f["line"] for f in findings if f["rule_name"] == "ban-drop-table"}
+    assert len(drops) == 2_000 and all(line % len(shapes) == 0 for line in drops)
+    robust = {f["line"] for f in findings if f["rule_name"] == "prefer-robust-stmts"}
+    assert robust and not robust & drops  # the ignore comment above each DROP holds in both parts
+    # varchar(5) -> text is known to be free only from the CREATE TABLE statements before: memory across the cut
+    assert {f["line"] % len(shapes) for f in findings if f["rule_name"] == "changing-column-type"} == {4}
+
+
+def test_json_reporter_writes_what_json_dumps_would():
+    from sage_agent.ops.lint.reporters import as_json
+    from sage_agent.ops.lint.runner import FileReport, LintRun
+    from sage_agent.sqlkit.lint import LintFinding
+
+    odd = ['quote " backslash \\ tab \t', "new\nline", "é ü 中文 \u2028", "\x01 control", ""]
+    findings = [LintFinding(rule="r", severity=sev, line=i + 1, message=m, table=None if i % 2 else "public.t",
+                            lock="SHARE" if i % 3 else None, rewrites=bool(i % 2), scans=not i % 2,
+                            safe_alternative=m if i % 2 else "", column=None if i == 1 else i + 3,
+                            filename=f"m/{m[:3]}.sql")
+                for i, (m, sev) in enumerate(zip(odd, ["error", "warning", "info", "error", "info"]))]
+    run = LintRun([FileReport(Path("m"), findings)])
+    rows = [{"file": f.filename, "line": f.line, "column": f.column or 1, "level": f.severity.capitalize(),
+             "severity": f.severity, "message": f.message, "help": f.safe_alternative or None,
+             "rule_name": f.rule, "table": f.table, "lock": f.lock, "rewrites": f.rewrites, "scans": f.scans,
+             "blocks": f.blocks} for f in findings]
+    assert as_json(run) == json.dumps(rows, ensure_ascii=False) + "\n"
+    assert as_json(LintRun([])) == "[]\n"

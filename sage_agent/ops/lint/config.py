@@ -7,7 +7,6 @@ A dataclass, not pydantic: this module is on `sage lint`'s start-up path.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +59,9 @@ def split_rules(values: list[str] | str | None) -> list[str]:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    # lazy: most runs have no config file, and `sage lint` must start fast
+    import tomllib
+
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

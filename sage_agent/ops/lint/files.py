@@ -12,8 +12,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sage_agent.db.embedded import project_server
-from sage_agent.db.env import ConfigError, resolve_target
 from sage_agent.ops.lint.config import LintUsageError
 
 MIGRATIONS = Path("supabase") / "migrations"
@@ -121,6 +119,10 @@ def default_files(project: Path, cwd: Path, *, all_files: bool, env: str, db_url
 
 def _configured_url(project: Path, env: str, db_url: str | None) -> tuple[str | None, str]:
     """(url, description) of the configured database, or (None, why not). Never starts a server."""
+    # lazy: `sage lint FILES` (CI, pre-commit) never reads the environments or the embedded server
+    from sage_agent.db.embedded import project_server
+    from sage_agent.db.env import ConfigError, resolve_target
+
     try:
         target = resolve_target(project, env, db_url)
     except ConfigError as exc:

@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Callable
-from urllib.parse import quote
 
 from sage_agent import __version__
 from sage_agent.ops.lint.runner import LintRun
@@ -58,16 +56,30 @@ def text(run: LintRun, color: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+_JSON_ROW = ('{"file": %s, "line": %d, "column": %d, "level": %s, "severity": %s, "message": %s, "help": %s, '
+             '"rule_name": %s, "table": %s, "lock": %s, "rewrites": %s, "scans": %s, "blocks": %s}')
+
+
 def as_json(run: LintRun) -> str:
     """A list of findings with squawk's keys (file, line, column, level, message, help, rule_name) plus
-    DB Sage's lock facts; lines and columns 1-based."""
-    out = []
-    for f in run.findings:
-        out.append({"file": f.filename, "line": f.line, "column": _col(f), "level": f.severity.capitalize(),
-                    "severity": f.severity, "message": f.message, "help": f.safe_alternative or None,
-                    "rule_name": f.rule, "table": f.table, "lock": f.lock, "rewrites": f.rewrites,
-                    "scans": f.scans, "blocks": f.blocks})
-    return json.dumps(out, ensure_ascii=False) + "\n"
+    DB Sage's lock facts; lines and columns 1-based.
+
+    Byte for byte what ``json.dumps(rows, ensure_ascii=False)`` gives, written row by row with each distinct
+    string encoded once: on a big file (60,000 findings) building and dumping dicts was a tenth of the run."""
+    encode = json.encoder.encode_basestring
+    memo: dict[str | None, str] = {None: "null"}
+
+    def q(value: str | None) -> str:
+        out = memo.get(value)
+        if out is None:
+            out = memo[value] = encode(value)
+        return out
+
+    rows = [_JSON_ROW % (q(f.filename), f.line, _col(f), q(f.severity.capitalize()), q(f.severity), q(f.message),
+                         q(f.safe_alternative or None), q(f.rule), q(f.table), q(f.lock),
+                         "true" if f.rewrites else "false", "true" if f.scans else "false", q(f.blocks))
+            for f in run.findings]
+    return "[" + ", ".join(rows) + "]\n"
 
 
 def gcc(run: LintRun) -> str:
@@ -97,6 +109,9 @@ def github(run: LintRun) -> str:
 
 def _fingerprint(f, nth: int) -> str:
     """Stable across runs and line moves: file, rule, message and which occurrence of that triple it is."""
+    # lazy: only the gitlab and sarif reporters need it; `sage lint` must start fast
+    import hashlib
+
     return hashlib.sha256(f"{f.filename}\0{f.rule}\0{f.message}\0{nth}".encode()).hexdigest()[:32]
 
 
@@ -128,6 +143,8 @@ def _artifact(filename: str) -> dict:
         except ValueError:
             return {"uri": path.as_uri()}
     parts = [p for p in path.as_posix().split("/") if p not in ("", ".")]
+    # lazy: only the sarif reporter needs it; `sage lint` must start fast
+    from urllib.parse import quote
 
     return {"uri": quote("/".join(parts)), "uriBaseId": "%SRCROOT%"}
 

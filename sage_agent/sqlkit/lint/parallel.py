@@ -18,7 +18,6 @@ the child fails, the caller lints the file in one process instead: slower, never
 """
 from __future__ import annotations
 
-import multiprocessing
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -181,6 +180,9 @@ def lint_two_parts(prep: Prepared, filename: str, server_major: int, rules: Sequ
     cut = _cut(prep, _SHARE) if cut is None else cut
     if cut is None:
         return None
+    # lazy: only a big file needs a second process; small files must start fast
+    import multiprocessing
+
     try:
         context = multiprocessing.get_context("fork")
     except ValueError:  # no fork on this platform
