@@ -49,6 +49,12 @@ class LineIndex:
         ln = self.line(offset)
         return max(offset, 0) - self._starts[ln - 1] + 1
 
+    def position(self, offset: int) -> tuple[int, int]:
+        """(line, column) with one search."""
+        offset = max(offset, 0)
+        ln = bisect.bisect_right(self._starts, offset)
+        return ln, offset - self._starts[ln - 1] + 1
+
 
 @dataclass(frozen=True)
 class Statement:

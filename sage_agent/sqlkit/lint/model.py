@@ -103,13 +103,17 @@ class Rule:
                 severity: Severity | None = None, alternative: str | None = None) -> LintFinding:
         """Build a finding, filling lock/rewrite/scan facts from the lock table."""
         info = lock or statement_lock(stmt.node, ctx.server_major)
-        column = None
-        if stmt.lines is not None and line is None:
-            at = location if location is not None and location >= 0 else stmt.start
-            column = stmt.lines.column(at)
+        column = None  # 1-based, of the node at `location` (else of the statement); none with an explicit line
+        if line is None:
+            if stmt.lines is None:
+                line = stmt.line
+            elif location is not None and location >= 0:
+                line, column = stmt.lines.position(location)
+            else:
+                line, column = stmt.line, stmt.lines.position(stmt.start)[1]
         return LintFinding(
             rule=self.id, severity=severity or self.severity,
-            line=line if line is not None else stmt.line_at(location),
+            line=line,
             message=message, table=table if table is not None else info.table,
             lock=info.lock, rewrites=info.rewrites, scans=info.scans, blocks=info.blocks,
             safe_alternative=alternative if alternative is not None else self.safe_alternative,

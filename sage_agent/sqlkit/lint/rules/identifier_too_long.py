@@ -21,6 +21,7 @@ def _ident_text(raw: str) -> str:
 # An unquoted identifier is a run of [A-Za-z0-9_$] and non-ASCII characters (scan.l
 # ident_start/ident_cont); over 63 bytes needs at least 16 such characters (4 bytes max each).
 _LONG_RUN = re.compile(r"[A-Za-z0-9_$\u0080-\U0010FFFF]{16,}")
+_LONG_ASCII_RUN = re.compile(r"[A-Za-z0-9_$]{64,}")  # ASCII: one byte a character
 _QUOTED = re.compile(r'"((?:[^"]|"")*)"')
 # Where one of these appears a `"` may sit in a string, comment or dollar quote, or be a U&"..." escape.
 _NOT_PLAIN = ("'", "$", "--", "/*", "&", "\\")
@@ -34,6 +35,8 @@ def _may_have_long_identifier(text: str) -> bool:
         # no strings, comments or escapes: every `"` delimits an identifier (`""` is a quote inside one)
         if any(len(m.group(1).replace('""', '"').encode()) > MAX_BYTES for m in _QUOTED.finditer(text)):
             return True
+    if text.isascii():
+        return _LONG_ASCII_RUN.search(text) is not None
     return any(len(m.group().encode()) > MAX_BYTES for m in _LONG_RUN.finditer(text))
 
 
