@@ -23,6 +23,7 @@ from typing import Iterator
 from sage_agent.db.env import ENV_NAMES, ConfigError, check_url, resolve_target
 from sage_agent.db.redact import redact
 from sage_agent.db.schemas import MANAGED_SCHEMAS
+from sage_agent.ops.schema import storage_policies
 from sage_agent.ops.result import OpError
 from sage_agent.ops.schema.diff import Plan, diff_schemas
 from sage_agent.ops.schema.model import DatabaseSchema
@@ -233,6 +234,7 @@ def normalized_dump(url: str, server_major: int | None = None) -> list[str]:
         args += ["-N", pattern]
     try:
         out = run_pg_tool("pg_dump", url, args, server_major=server_major or _server_major(url)).stdout
+        policies = storage_policies.statements(_storage_policy_entries(url, server_major))
     except PgToolError as exc:
         raise OpError(f"pg_dump of a schema for the proof failed: {exc}", "check pg_dump with *env-check") from None
     lines = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith(_DUMP_NOISE)]
@@ -243,7 +245,18 @@ def normalized_dump(url: str, server_major: int | None = None) -> list[str]:
             statements[-1] += ";\n" + piece
         else:
             statements.append(piece)
-    return sorted(s.strip() for s in statements if s.strip())
+    return sorted(s.strip() for s in statements + policies if s.strip())
+
+
+def _storage_policy_entries(url: str, server_major: int | None = None, extra_args: list[str] | None = None
+                            ) -> list[str]:
+    """pg_dump's entries for the user's policies on storage tables (none: no second pg_dump)."""
+    # lazy: psycopg loads on the first database call
+    from sage_agent.db.connect import connect
+
+    with connect(url) as conn:
+        tables = storage_policies.policy_tables(conn)
+    return storage_policies.dump_entries(url, tables, server_major or _server_major(url), extra_args)
 
 
 def dump_difference(result: list[str], target: list[str]) -> tuple[list[str], list[str]]:
@@ -260,7 +273,12 @@ def dump_schema(url: str, out: Path) -> None:
     args = ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions", "-f", str(out)]
     for pattern in MANAGED_SCHEMAS:
         args += ["-N", pattern]
-    run_pg_tool("pg_dump", url, args, server_major=_server_major(url))
+    major = _server_major(url)
+    run_pg_tool("pg_dump", url, args, server_major=major)
+    entries = _storage_policy_entries(url, major)
+    if entries:  # the copy gets the user's policies on storage tables too (the shadow has the platform's storage)
+        with open(out, "a", encoding="utf-8") as fh:
+            fh.write(storage_policies.section(entries))
 
 
 def _server_major(url: str) -> int:

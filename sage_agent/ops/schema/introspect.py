@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from sage_agent.db.schemas import is_managed_schema
+from sage_agent.ops.schema.storage_policies import SCHEMAS as USER_POLICY_SCHEMAS
 from sage_agent.ops.schema.model import (
     Column, Constraint, DatabaseSchema, Extension, Function, Index, Policy, Schema, Sequence, Table, Trigger,
     TypeDef, View,
@@ -167,6 +168,18 @@ select p.oid, p.polrelid, quote_ident(p.polname), p.polpermissive,
        pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid),
        obj_description(p.oid, 'pg_policy')
 from pg_policy p where p.polrelid = any(%(tables)s)
+"""
+
+# policies on the tables of a managed schema that are the user's (storage.objects, ...): see storage_policies
+Q_MANAGED_POLICIES = """
+select p.oid, format('%I.%I', n.nspname, c.relname), quote_ident(p.polname), p.polpermissive,
+       array(select case when r = 0 then 'PUBLIC' else r::regrole::text end from unnest(p.polroles) r order by 1),
+       case p.polcmd when 'r' then 'SELECT' when 'a' then 'INSERT' when 'w' then 'UPDATE' when 'd' then 'DELETE'
+                     else 'ALL' end,
+       pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid),
+       obj_description(p.oid, 'pg_policy')
+from pg_policy p join pg_class c on c.oid = p.polrelid join pg_namespace n on n.oid = c.relnamespace
+where n.nspname = any(%(schemas)s)
 """
 
 Q_DEPEND = """
@@ -330,6 +343,12 @@ def _read(conn, m: DatabaseSchema) -> None:
     for oid, relid, name, permissive, roles, cmd, using, check, comment in _q(
             conn, Q_POLICIES, {"tables": table_oids}).fetchall():
         p = Policy(table=tables[relid].qname, name=name, permissive=permissive, roles=list(roles), command=cmd,
+                   using=using, check=check, comment=comment)
+        m.policies[p.key] = p
+        keys[("pg_policy", oid)] = f"policy:{p.key}"
+    for oid, table, name, permissive, roles, cmd, using, check, comment in _q(
+            conn, Q_MANAGED_POLICIES, {"schemas": list(USER_POLICY_SCHEMAS)}).fetchall():
+        p = Policy(table=table, name=name, permissive=permissive, roles=list(roles), command=cmd,
                    using=using, check=check, comment=comment)
         m.policies[p.key] = p
         keys[("pg_policy", oid)] = f"policy:{p.key}"

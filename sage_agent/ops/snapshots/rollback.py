@@ -11,8 +11,9 @@ from pathlib import Path
 from psycopg import sql
 
 from sage_agent.db.schemas import pg_dump_pattern
-from sage_agent.ops.snapshots import dumpdiff
 from sage_agent.ops.result import OpError
+from sage_agent.ops.schema import storage_policies
+from sage_agent.ops.snapshots import dumpdiff
 from sage_agent.sqlkit.idents import quoted
 from sage_agent.ops.snapshots.store import (HISTORY_SCHEMA, SnapshotMeta, count_rows, list_tables, qualified,
                                       schema_exists, user_schemas)
@@ -154,16 +155,22 @@ class RollbackPlan:
         return sum(max(0, n - expected.get(t, 0)) for t, n in self.current_counts.items())
 
 
-def _dump_schema_now(url: str, schemas: list[str], server_major: int) -> str:
+def _dump_schema_now(url: str, schemas: list[str], server_major: int, storage_tables=None) -> str:
+    """The schemas as they are now, plus the user's policies on storage tables when the snapshot has them
+    (`storage_tables` not None): the two then compare entry by entry."""
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.tools import run_pg_tool
 
-    if not schemas:
-        return ""
-    args = ["--no-password", "--schema-only", "--quote-all-identifiers"]
-    for schema in schemas:
-        args += ["-n", pg_dump_pattern(schema)]
-    return run_pg_tool("pg_dump", url, args, server_major=server_major).stdout
+    out = ""
+    if schemas:
+        args = ["--no-password", "--schema-only", "--quote-all-identifiers"]
+        for schema in schemas:
+            args += ["-n", pg_dump_pattern(schema)]
+        out = run_pg_tool("pg_dump", url, args, server_major=server_major).stdout
+    if storage_tables is not None:
+        out += storage_policies.section(storage_policies.dump_entries(
+            url, storage_tables, server_major, ["--quote-all-identifiers"]))
+    return out
 
 
 def build_plan(ctx, meta: SnapshotMeta) -> RollbackPlan:
@@ -189,6 +196,7 @@ def build_plan(ctx, meta: SnapshotMeta) -> RollbackPlan:
                 existing_drop.append(HISTORY_SCHEMA)
         tables = list_tables(conn, now_schemas) + (list_tables(conn, [HISTORY_SCHEMA]) if history_now else [])
         counts = count_rows(conn, tables)
+        storage_tables = storage_policies.policy_tables(conn) if meta.storage_policies is not None else None
         deps = conn.execute(_EXTERNAL_DEPENDENTS, {"schemas": existing_drop}).fetchall() if existing_drop else []
         recreate_sql, recreate_desc, refuse = [], [], []
         conn.execute("set local search_path = ''")  # definitions come out fully qualified
@@ -202,6 +210,8 @@ def build_plan(ctx, meta: SnapshotMeta) -> RollbackPlan:
                 recreate_desc.append(desc)
             elif catalog == "pg_policy":
                 schema, table, name, permissive, cmd, roles, qual, check = conn.execute(_POLICY_DEF, (oid,)).fetchone()
+                if schema in storage_policies.SCHEMAS and meta.storage_policies is not None:
+                    continue  # the snapshot re-creates the user's policies on storage tables itself
                 # cmd is one of _POLICY_DEF's keywords, roles come quoted by quote_ident(), qual and check are
                 # the server's own pg_get_expr() text
                 stmt = sql.SQL("CREATE POLICY {} ON {} AS {} FOR {} TO {}").format(
@@ -223,7 +233,7 @@ def build_plan(ctx, meta: SnapshotMeta) -> RollbackPlan:
         raise OpError("rollback would also drop objects outside the snapshot's schemas that depend on them: "
                       + "; ".join(refuse[:10]) + (f" (+{len(refuse) - 10} more)" if len(refuse) > 10 else ""),
                       "move or drop those objects first (or restore by hand); nothing was changed")
-    current_dump = _dump_schema_now(ctx.migration_url, existing_drop, server.major)
+    current_dump = _dump_schema_now(ctx.migration_url, existing_drop, server.major, storage_tables)
     before = dumpdiff.inventory_file(meta.sql_path)
     after = dumpdiff.inventory(current_dump.splitlines())
     diff = dumpdiff.compare(before, after)

@@ -9,6 +9,7 @@ What a snapshot covers ("user schemas"): every schema except PostgreSQL's own (p
 the schemas Supabase manages (the Supabase CLI's own exclusion list for `db dump`: auth, storage,
 extensions, realtime, vault, graphql...), and schemas created by an extension. `supabase_migrations` is
 always included, whole and with its data, so that a rollback restores the migration history with the schema.
+Of storage, the user's own part is kept: the RLS policies on its tables (ops/schema/storage_policies.py).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sage_agent.db.schemas import is_managed_schema, pg_dump_pattern
 from sage_agent.db.tables import count_rows, list_tables  # noqa: F401 - snapshots, rollback and reverse use them from here
 from sage_agent.ops.artifacts import sha256_file
 from sage_agent.ops.result import NeedsInput, OpError
+from sage_agent.ops.schema import storage_policies
 from sage_agent.ops.snapshots.keep import KeptData, Renamed
 
 SNAPSHOT_DIR = ("supabase", "snapshots")
@@ -62,6 +64,9 @@ class SnapshotMeta(BaseModel):
     renames: list[Renamed] = Field(default_factory=list)  # renames the migrations make (rolled back by name)
     keep_notes: list[str] = Field(default_factory=list)
     history_versions: list[str] | None = None  # applied migration versions at snapshot time
+    # the user's policies on storage tables re-created by the snapshot (None: no storage schema, or a snapshot
+    # older than this; see ops/schema/storage_policies.py)
+    storage_policies: int | None = None
     project_id: str = ""  # supabase/config.toml project_id (or supabase/.sage/project-id)
     database_id: str = ""  # system identifier + database name: which database the snapshot is of
     origin: str = ""  # "apply" for *apply's before_<file> snapshots (their kept data serves later rollbacks)
@@ -76,7 +81,9 @@ class SnapshotMeta(BaseModel):
         return sum(k.rows for k in self.kept)
 
     def to_json(self) -> dict[str, Any]:
-        data = self.model_dump(mode="json", exclude={"sql_path", "json_path"})
+        # storage_policies only when known: snapshots from before the field keep their checksum
+        data = self.model_dump(mode="json", exclude={"sql_path", "json_path"}
+                               | ({"storage_policies"} if self.storage_policies is None else set()))
         data["file"] = self.sql_path.name
         data["checksum"] = metadata_checksum(data)
         return data
@@ -240,6 +247,8 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
         versions = history_versions(conn) if history else None
         if keep and not with_data:
             kept, keep_notes = keeping.resolve(conn, list(keep), schemas, tables)
+        storage = storage_policies.has_storage(conn)
+        policy_tables = storage_policies.policy_tables(conn) if storage else []
 
         args = ["--no-password", "--format=plain", "--encoding=UTF8", "--quote-all-identifiers", "-f", str(tmp_sql)]
         if exported:
@@ -292,6 +301,16 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
                 raise OpError(f"snapshot failed: {redact(str(exc))}",
                               "install a pg_dump at least as new as the server (postgresql-client)") from None
             dump_version = _pg_dump_version(server.major)
+        policy_entries: list[str] = []
+        if storage:
+            extra = ["--quote-all-identifiers"] + ([f"--snapshot={exported}"] if exported else [])
+            try:
+                policy_entries = storage_policies.dump_entries(url, policy_tables, server.major, extra)
+            except PgToolError as exc:
+                tmp_sql.unlink(missing_ok=True)
+                raise OpError(f"snapshot failed: {exc}", "check the connection with *env-check") from None
+            with open(tmp_sql, "a", encoding="utf-8") as fh:
+                fh.write(storage_policies.section(policy_entries))
     finally:
         try:
             conn.rollback()
@@ -309,6 +328,7 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
         public_grants=public_grants, kept=kept, keep_notes=keep_notes,
         renames=keeping.renames_of(keep or []) if not with_data else [], history_versions=versions,
         project_id=project_id(project), database_id=db_id, origin=origin,
+        storage_policies=len([e for e in policy_entries if "; Type: POLICY;" in e]) if storage else None,
     )
     tmp_json = folder / f".{name}.json{TMP_SUFFIX}"
     try:
