@@ -350,3 +350,18 @@ def test_rollback_of_a_half_done_file_with_other_done_steps_says_how_to_go_on(pr
     again = make_session(db_url, yes=True).run_line("*apply --snapshot=no")
     assert again.exit_code == EXIT_OK, failure(again)
     assert type_of(db, "note") == "integer" and online_rows(db) == [(V1, "expanded")]
+
+
+def test_snapshot_rollback_over_an_expanded_change_says_to_undo_it_first(project, make_session, db_url, db):
+    db.execute(SEED)
+    write(project, f"{V1}_change.sql", CHANGE)
+    outcome = make_session(db_url, yes=True).run_line("*apply --online")  # takes the snapshot before_<file>
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    snapshot = outcome.result.facts["snapshot"]
+    refused = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {snapshot}")
+    assert refused.exit_code == EXIT_FAILED
+    assert f"online change(s) in the way of a rollback to {snapshot}: {V1}_change.sql (expanded (contract " \
+           "pending)); nothing was changed" in failure(refused)
+    assert type_of(db, "amount") == "bigint" and online_rows(db) == [(V1, "expanded")]
+    undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
+    assert undone.exit_code == EXIT_OK, failure(undone)

@@ -4,6 +4,10 @@ schema, the documented resumable state (supabase_migrations.sage_online names th
 index allowed is the one that state says is being built), or the new schema; never a history row for an
 unfinished file. Then `*apply` finishes it, and the schema equals the plain file's (normalized pg_dump).
 
+The type change (expand/contract) may also be left `expanded` (history row written at the swap, the state row
+kept for --complete); its sync trigger exists exactly from the expand step to the contract, never twice; after
+`*apply --complete` the schema is the plain file's but for column order (the new column is last).
+
 Trials per kind: SAGE_TEST_ONLINE_TRIALS (default 2: one terminated backend, one killed process; each trial is
 about a second). Run with SAGE_TEST_ONLINE_TRIALS=10 for the issue's ten.
 """
@@ -35,6 +39,7 @@ insert into public.refs select g from generate_series(1, 100) g;
 create table public.items (id bigint primary key, ref bigint, qty int, note text, code text);
 insert into public.items select g, 1 + g % 100, g % 50, case when g % 2 = 0 then 'x' end, 'c' || g
   from generate_series(1, {ROWS}) g;
+create index items_qty_only on public.items (qty);  -- the type change builds it again on the new column
 """
 KINDS = {
     "index": "create index items_qty_idx on public.items (qty, code);",

@@ -146,6 +146,8 @@ def _check_snapshot(ctx, meta, replace: bool) -> None:
         raise OpError(f"snapshot {meta.name} was taken of another database ({meta.database_id.split('/')[-1]} on "
                       f"another server or cluster); nothing was changed",
                       f"roll back the database it was taken of{replace_hint}")
+    if not replace:
+        _refuse_online_states(ctx, meta, applied)
     newer = sorted(set(meta.history_versions or []) - applied)
     if newer and not replace:  # --replace may go forward (e.g. back to a safety snapshot): it replaces whole
         raise OpError(f"snapshot {meta.name} is newer than the database: it has migration(s) {', '.join(newer[:5])} "
@@ -169,6 +171,23 @@ def rollback(inputs: RollbackInput, ctx) -> OpResult:
     if inputs.replace:
         return _rollback_replace(meta, ctx)
     return _rollback_reverse(meta, ctx)
+
+
+def _refuse_online_states(ctx, meta, applied: set[str]) -> None:
+    """A reverse rollback that would undo an expanded type change would leave its sync trigger, function and state
+    row behind: the online change is undone first with `*rollback FILE` (instant, keeps every row)."""
+    # lazy: psycopg loads on the first database call
+    from sage_agent.ops.online import state as st
+
+    with ctx.connect(ctx.migration_url, autocommit=True) as conn:
+        states = st.read_all(conn)
+    keep = set(meta.history_versions or [])
+    in_way = [s for s in states.values() if s.status == "expanded" and s.version in applied and s.version not in keep]
+    if in_way:
+        names = ", ".join(f"{s.version}_{s.name}.sql ({s.describe()})" for s in in_way)
+        raise OpError(f"online change(s) in the way of a rollback to {meta.name}: {names}; nothing was changed",
+                      f"undo them first with *rollback {in_way[0].version}_{in_way[0].name}.sql (instant, keeps every row; "
+                      f"or *apply --complete to make them final), then *rollback {meta.name}", exit_code=1)
 
 
 def _online_change(ctx, name: str) -> OpResult | None:
