@@ -234,6 +234,8 @@ def test_two_type_changes_with_using_end_in_the_plain_schema_but_for_column_orde
      " create table public.refs (a int constraint refs_a_fk references public.orders (amount))",
      "foreign key refs_a_fk on refs references it"),
     ("grant select (amount) on public.orders to public", "column privileges"),
+    ("alter table public.orders alter column amount set statistics 500", "it has a statistics target"),
+    ("alter table public.orders cluster on orders_amount_idx", "the table's CLUSTER or REPLICA IDENTITY index"),
 ])
 def test_what_cannot_be_carried_over_is_refused_before_anything_runs(setup, reason, project, make_session, db_url,
                                                                      db):

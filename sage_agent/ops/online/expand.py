@@ -15,7 +15,8 @@ until then `*rollback FILE` swaps back in one short transaction, keeping every r
 
 What cannot be carried over faithfully is refused before anything runs (column_problems): constraints other
 than NOT NULL on the column, foreign keys to or from it, views, policies, triggers, generated columns or
-statistics that use it, an owned sequence or identity, column privileges, partitions and inheritance.
+statistics that use it, an owned sequence or identity, column privileges, a statistics target or attribute
+options, a CLUSTER / REPLICA IDENTITY index on it, partitions and inheritance.
 The column moves to the end of the table (as with every expand/contract tool): `select *` lists it last.
 """
 
@@ -106,13 +107,20 @@ def column_problems(conn, table: str, column: str) -> list[str]:
     """What a plain ALTER TYPE would carry over and this online form cannot (empty: it can)."""
     row = conn.execute(
         "select a.attnum, a.attidentity, a.attgenerated, a.attacl is not null, c.relkind, "
-        "exists (select 1 from pg_inherits i where i.inhrelid = c.oid or i.inhparent = c.oid) "
+        "exists (select 1 from pg_inherits i where i.inhrelid = c.oid or i.inhparent = c.oid), "
+        "coalesce(a.attstattarget, -1) <> -1 or a.attoptions is not null, "
+        "exists (select 1 from pg_index x where x.indrelid = c.oid and (x.indisclustered or x.indisreplident) "
+        "        and a.attnum = any(x.indkey)) "
         "from pg_attribute a join pg_class c on c.oid = a.attrelid "
         "where a.attrelid = to_regclass(%s) and a.attname = %s and not a.attisdropped", (table, column)).fetchone()
     if row is None:
         return [f"{table} has no column {column}"]
-    attnum, identity, generated, acl, relkind, inherits = row
+    attnum, identity, generated, acl, relkind, inherits, options, special_index = row
     out = []
+    if options:
+        out.append("it has a statistics target or attribute options (SET STATISTICS / SET (n_distinct ...))")
+    if special_index:
+        out.append("an index on it is the table's CLUSTER or REPLICA IDENTITY index")
     if identity:
         out.append("it is an identity column")
     if generated:
