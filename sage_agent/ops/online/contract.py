@@ -11,6 +11,8 @@ continue with `*apply` or go back to the snapshot `*apply` took.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sage_agent.config import settings
 from sage_agent.ops.migrations.history import delete_version
 from sage_agent.ops.online import expand as ex
@@ -24,7 +26,7 @@ EXPAND_KINDS = {"expand", "backfill", "expand_index", "expand_check", "swap"}
 
 def find(conn, name: str) -> st.OnlineState | None:
     """The online state row a `*rollback` argument names: a version, `VERSION_name` or `VERSION_name.sql`."""
-    wanted = name.strip().removesuffix(".sql")
+    wanted = Path(name.strip()).name.removesuffix(".sql")
     for state in st.read_all(conn).values():
         if wanted in (state.version, f"{state.version}_{state.name}"):
             return state
@@ -112,7 +114,8 @@ def complete(ctx, conn, target: str | None) -> OpResult:
     """*apply --complete: drop the old columns and sync triggers of expanded type changes (destructive)."""
     states = [s for s in st.read_all(conn).values() if s.status == "expanded"]
     if target:
-        states = [s for s in states if target.removesuffix(".sql") in (s.version, f"{s.version}_{s.name}")]
+        wanted = Path(target.strip()).name.removesuffix(".sql")
+        states = [s for s in states if wanted in (s.version, f"{s.version}_{s.name}")]
     if not states:
         summary = f"{target} has no expanded type change to complete" if target else \
             "No expanded type change waits for --complete"
