@@ -108,7 +108,8 @@ def column_problems(conn, table: str, column: str) -> list[str]:
     row = conn.execute(
         "select a.attnum, a.attidentity, a.attgenerated, a.attacl is not null, c.relkind, "
         "exists (select 1 from pg_inherits i where i.inhrelid = c.oid or i.inhparent = c.oid), "
-        "coalesce(a.attstattarget, -1) <> -1 or a.attoptions is not null, "
+        "coalesce(a.attstattarget, -1) <> -1 or exists (select 1 from unnest(a.attoptions) o "
+        "        where o like 'n\\_distinct%%'), "
         "exists (select 1 from pg_index x where x.indrelid = c.oid and (x.indisclustered or x.indisreplident) "
         "        and a.attnum = any(x.indkey)) "
         "from pg_attribute a join pg_class c on c.oid = a.attrelid "
