@@ -451,3 +451,51 @@ def test_fleet_writes_over_mcp_with_elicitation_ask_the_person_per_target(fleet,
     assert "confirmation_token" not in str(doc)  # the model never holds a token: the person answered
     assert "Not confirmed by the person (nothing ran on them): tenant-b" in text(result)
     assert [_has_todos(fleet[k]) for k in ("a", "b", "c")] == [True, False, True]
+
+
+def test_the_agent_loop_runs_a_fleet_and_the_person_confirms_each_target(fleet, project, db_url):
+    """The model's `fleet` tool (scripted Messages API over a mock transport): *apply on three targets, the
+    person at the prompt says yes to tenant-a and no to tenant-b (each question names its target); the
+    unreachable target fails without a question; no password reaches the model."""
+    from agent_scripted import ScriptedAPI, make_agent, message, result_text, tool
+
+    from sage_agent.agent.tools import FLEET_TOOL, build_tools, command_tool, estimate_tokens, fleet_tool
+    from sage_agent.db.env import Target
+    from sage_agent.session.answers import PromptAnswers
+    from sage_agent.session.machine import Session
+
+    write_targets(project, fleet)
+    _migration(project)
+    asked: list[str] = []
+
+    def prompt(question: str) -> str:
+        asked.append(question)
+        return "y" if question.startswith("[tenant-a]") else "n"
+
+    session = Session(project=project, target=Target("local", db_url, "test"), answers=PromptAnswers(prompt=prompt))
+    api = ScriptedAPI([
+        message(tool(FLEET_TOOL, {"lines": ["*apply --snapshot no"], "targets_file": "targets.yaml",
+                                  "only": ["tenant-a", "tenant-b", "down"]})),
+        message(tool(FLEET_TOOL, {"lines": ["*apply"], "targets_file": "../elsewhere.yaml"})),
+        message({"type": "text", "text": "tenant-a has the migration; tenant-b was not confirmed."}),
+    ])
+    agent = make_agent(session, api)
+    assert FLEET_TOOL in {t.name for t in agent.tools}
+    answer = agent.ask("apply the pending migration on the tenants")
+    assert answer.error is None
+    body = result_text(api.tool_results(1)[0])
+    assert [q.split("]")[0] + "]" for q in asked] == ["[tenant-a]", "[tenant-b]"]
+    doc = json.loads(body.split("<untrusted-data", 1)[1].split(">", 1)[1].split("</untrusted-data>", 1)[0])
+    assert [(t["name"], t["exit_code"]) for t in doc["targets"]] == [("tenant-a", 0), ("tenant-b", 3), ("down", 1)]
+    assert "NOT CONFIRMED by the person" in body and SECRET not in body
+    assert [_has_todos(fleet[k]) for k in ("a", "b", "c")] == [True, False, False]
+    outside = result_text(api.tool_results(2)[0])
+    assert "targets_file must be a file inside the project folder" in outside
+
+    # the tool only comes when it fits: a budget that just holds every command's own tool leaves it out
+    tools, overflow = build_tools()
+    room = (sum(estimate_tokens(t.to_api()) for t in tools) - estimate_tokens(fleet_tool().to_api())
+            + estimate_tokens(command_tool().to_api()))  # the budget keeps room for run_command
+    tight, overflow = build_tools(budget=room)
+    assert not overflow and FLEET_TOOL not in {t.name for t in tight}
+    assert {t.name for t in tight} == {t.name for t in tools} - {FLEET_TOOL}

@@ -23,6 +23,7 @@ TOOLS_TOKEN_BUDGET = 4800  # bytes/4 for all tool definitions; beyond it, tasks 
 FIRST_TOOLS = ("db-explain", "query-optimization", "db-analyze-hotpaths", "db-check-locks", "db-rls-audit",
                "schema-audit", "db-dry-run", "db-apply-migration", "db-snapshot", "db-rollback")
 SQL_TOOL, KNOWLEDGE_TOOL, TEMPLATE_TOOL, COMMAND_TOOL = "run_sql", "read_knowledge", "render_template", "run_command"
+FLEET_TOOL = "fleet"
 
 
 @dataclass
@@ -83,8 +84,18 @@ def command_tool() -> ToolSpec:
                     {"type": "object", "properties": {"line": {"type": "string"}}, "required": ["line"]})
 
 
+def fleet_tool() -> ToolSpec:
+    return ToolSpec(FLEET_TOOL, "Run *command lines on every database of a targets file (YAML in the project); "
+                                "writes: the person confirms each target.",
+                    {"type": "object", "properties": {"lines": {"type": "array", "items": {"type": "string"}},
+                                                      "targets_file": {"type": "string"},
+                                                      "only": {"type": "array", "items": {"type": "string"}}},
+                     "required": ["lines", "targets_file"]})
+
+
 def build_tools(budget: int = TOOLS_TOKEN_BUDGET) -> tuple[list[ToolSpec], list[str]]:
-    """(tools, overflow task ids). Every command is reachable: a task tool, or run_command when over budget."""
+    """(tools, overflow task ids). Every command is reachable: a task tool, or run_command when over budget.
+    The fleet tool comes last and only when it fits: it never pushes a command's own tool out."""
     # lazy: tests replace load_tasks on its module (monkeypatch), which a top-level import would bypass
     from sage_agent.catalog.tasks import load_tasks
 
@@ -110,6 +121,8 @@ def build_tools(budget: int = TOOLS_TOKEN_BUDGET) -> tuple[list[ToolSpec], list[
         tools.append(spec)
     if overflow:
         tools.append(command_tool())
+    elif used + estimate_tokens(fleet_tool().to_api()) <= budget:
+        tools.append(fleet_tool())
     return tools, overflow
 
 
