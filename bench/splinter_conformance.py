@@ -109,7 +109,8 @@ def main() -> None:
         "compared with the findings its `test/expected/*.out` lists there (cache keys; object names for the older "
         "staged cases). The same file's other tests (finding shapes, 0018, 0021, 0022, aggregation, PUBLIC "
         "policies) are not counted here. splinter is a set of SQL views, not a tool to run side by side; the "
-        "real `supabase db advisors` is compared on whole schemas in `tests/test_security_lints.py`.",
+        "real `supabase db advisors` (CLI 3.1) is compared on whole schemas in `tests/test_security_lints.py`, "
+        "`insecure_queue_exposed_in_api` included (the CLI 3.1 does not ship 0026-0029).",
         "",
         f"Lints covered: {len(rows)} of splinter's 28 (DB Sage implements all 28; 0020 table_bloat has no splinter "
         f"test). Whole replay {elapsed:.1f} s, load average {load:.1f} on 2 shared cores.",

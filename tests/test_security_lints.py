@@ -171,3 +171,30 @@ def test_lints_and_proof_on_postgres_15(pg15_url, make_session):
     out = make_session(pg15_url).run_line("*rls-audit --verify")
     assert out.exit_code == 0, out.error
     assert "anon can read 10 of 10 rows in public.no_rls" in out.result.data["proof"]["leaks"]
+
+
+def test_insecure_queue_matches_supabase_db_advisors(supabase_cli, db_url, db, project):
+    """The CLI 3.x ships splinter's queue lint: on pgmq-shaped queue tables, with pgmq_public exposed for the
+    database (as "Expose Queues via PostgREST" does), both report the same findings."""
+    import psycopg
+
+    db.execute("""create schema pgmq; create schema pgmq_public;
+        create table pgmq.q_jobs (msg_id bigint primary key, read_ct int, enqueued_at timestamptz, vt timestamptz,
+                                  message jsonb);
+        create table pgmq.q_mail (msg_id bigint primary key, message jsonb);
+        create table pgmq.a_jobs (msg_id bigint primary key, message jsonb);
+        create table pgmq.qstats (n int);
+        alter table pgmq.q_mail enable row level security;
+        grant usage on schema pgmq, pgmq_public to anon, authenticated;
+        grant select on pgmq.q_jobs, pgmq.q_mail, pgmq.a_jobs, pgmq.qstats to authenticated""")
+    name = db.execute("select current_database()").fetchone()[0]
+    db.execute(f"alter database {name} set pgrst.db_schemas = 'public, pgmq_public'")
+    # the CLI sets pgrst.db_schemas from the project's [api] schemas for the lint session
+    config = project / "supabase" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('project_id = "queues"\n\n[api]\nschemas = ["public", "graphql_public", "pgmq_public"]\n')
+    cli = {k for n, k in _cli_findings(supabase_cli, db_url, project) if n == "insecure_queue_exposed_in_api"}
+    with psycopg.connect(db_url, autocommit=True) as fresh:  # sees the database's setting
+        ours = {f["cache_key"] for f in run_lints(fresh, ["insecure_queue_exposed_in_api"]).lints}
+    # `like 'q_%'`: the underscore is a wildcard there, so qstats counts as a queue for both
+    assert ours == cli == {"rls_disabled_in_public_pgmq_q_jobs", "rls_disabled_in_public_pgmq_qstats"}
