@@ -114,3 +114,33 @@ def test_lint_sql_with_two_jobs_on_a_big_file(monkeypatch):
     monkeypatch.setattr(parallel, "lint_two_parts", lambda *a, **k: calls.append(1) or real(*a, **k))
     assert _dicts(lint_sql(text, "f.sql", 18, jobs=2)) == _dicts(lint_sql(text, "f.sql", 18))
     assert calls == [1]
+
+
+def test_memory_that_cannot_travel_or_a_threaded_process_means_one_process(monkeypatch):
+    text = ACROSS * 3
+    whole = _dicts(lint_sql(text, "f.sql", 18))
+    cut = _line_starts(text)[20]
+    assert _two_parts(text, cut) is not None
+    rule = next(r for r in RULES if r.id == "prefer-robust-stmts")
+    real = type(rule).check
+
+    def keeps_a_lambda(self, stmt, ctx):
+        ctx.rule_state("prefer-robust-stmts-extra", lambda: (lambda: None))
+        return real(self, stmt, ctx)
+
+    monkeypatch.setattr(type(rule), "check", keeps_a_lambda)
+    assert _two_parts(text, cut) is None
+    monkeypatch.undo()
+
+    import threading
+
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    try:
+        assert _two_parts(text, cut) is None
+    finally:
+        stop.set()
+        worker.join()
+    monkeypatch.setattr(parallel, "MIN_CHARS", 0)
+    assert _dicts(lint_sql(text, "f.sql", 18, jobs=2)) == whole

@@ -18,7 +18,9 @@ the child fails, the caller lints the file in one process instead: slower, never
 """
 from __future__ import annotations
 
+import pickle
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -167,6 +169,8 @@ def _child(conn, parent_end, prep: Prepared, cut: int, filename: str, rules: lis
         conn.send(("done", _findings_out(found)))
     except NeedsOrder as exc:
         conn.send(("fallback", f"rule memory {exc.args[0]!r} used by a rule not marked ordered"))
+    except KeyboardInterrupt:  # Ctrl-C reaches both processes; the parent says "interrupted"
+        pass
     except Exception as exc:  # noqa: BLE001 - e.g. part two alone does not parse: the parent lints it whole
         conn.send(("fallback", f"{type(exc).__name__}: {exc}"))
     finally:
@@ -177,6 +181,8 @@ def lint_two_parts(prep: Prepared, filename: str, server_major: int, rules: Sequ
                    assume_in_transaction: bool, source: str, cut: int | None = None) -> list[LintFinding] | None:
     """The findings of the file, linted by two processes; None when it must be linted in one.
     ``cut``: where part two starts (a line start; default: near the middle, after a statement)."""
+    if threading.active_count() > 1:  # forking a threaded process (MCP server, REPL) may copy a held lock
+        return None
     cut = _cut(prep, _SHARE) if cut is None else cut
     if cut is None:
         return None
@@ -229,7 +235,11 @@ def _parent(conn, prep: Prepared, cut: int, filename: str, server_major: int, ru
     ctx = LintContext(statements=padded, shared={}, **base)
     found = check_statements(first, events_one, ctx, rules)
     state = {k: v for k, v in ctx.state.items() if k != "_column_types"}
-    conn.send(("memory", state, ctx.shared))
+    try:
+        payload = pickle.dumps(("memory", state, ctx.shared), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - a rule keeps something that cannot travel: lint in one process
+        return None
+    conn.send_bytes(payload)
     msg = conn.recv()
     if msg[0] != "done":
         return None
