@@ -202,23 +202,26 @@ def _volatile_query(calls: set[str]) -> "sql.Composed | None":
 _MAX_PREPARED = 64  # volatile checks kept prepared per connection (one per set of function names)
 
 
+def _may_prepare(conn: Any) -> bool:
+    """A server-side prepared statement only on DB Sage's own direct connections: never through a pooler (it would
+    outlive us on a shared backend), nor on a connection the caller lent us."""
+    # lazy: psycopg loads on the first database call
+    from sage_agent.db.connect import SageConnection
+
+    return isinstance(conn, SageConnection) and not conn.pooled
+
+
 def _volatile_rows(conn: Any, cur: Any, check_sql: str) -> list:
-    """Run the volatile-function check. On DB Sage's own direct connection it is a server-side prepared statement
-    (PREPARE/EXECUTE, one per set of function names), so its plan is built once per connection, and the server
-    rebuilds it itself when the catalog changes; never through a pooler (it would outlive us on a shared backend)
-    nor on a connection the caller lent us. psycopg's own preparing cannot be used: it forgets every prepared
+    """Run the volatile-function check on DB Sage's own direct connection as a server-side prepared statement
+    (PREPARE/EXECUTE, one per set of function names): its plan is built once per connection, and the server
+    rebuilds it itself when the catalog changes. psycopg's own preparing cannot be used: it forgets every prepared
     statement at each ROLLBACK, which ends every read call."""
     # lazy: psycopg loads on the first database call
     import hashlib
 
     import psycopg
 
-    from sage_agent.db.connect import SageConnection
-
     prepared: set[str] | None = getattr(conn, "_sage_volatile_prepared", None)
-    if not isinstance(conn, SageConnection) or conn.pooled:
-        cur.execute(check_sql, prepare=False)
-        return cur.fetchall()
     if prepared is None:
         prepared = set()
         conn._sage_volatile_prepared = prepared  # type: ignore[attr-defined]
@@ -343,9 +346,10 @@ def run_read_only(target: Any, sql_text: str, *, row_limit: int = 200, timeout_m
                   server_major: int | None = None, statements: list | None = None) -> QueryResult:
     """Run ONE read-only statement and return at most ``row_limit`` rows (`statements`: sql_text already parsed).
 
-    One round trip (two when the query calls functions: first the check for volatile user functions, a prepared
-    statement on a direct connection): BEGIN READ ONLY with the timeouts, the statement (a SELECT through a
-    server-side cursor, so at most row_limit + 1 rows leave the server) and the ROLLBACK.
+    One round trip, two when the query calls functions: first the check for volatile user functions (a prepared
+    statement on a direct connection; otherwise with the BEGIN), then BEGIN READ ONLY with the timeouts, the
+    statement (a SELECT through a server-side cursor, so at most row_limit + 1 rows leave the server) and the
+    ROLLBACK.
     Raises SqlRefused (exit code 2, nothing sent to the server) or SqlFailed (exit code 1).
     """
     statements = statements if statements is not None else parse_statements(sql_text)
@@ -377,25 +381,34 @@ def run_read_only(target: Any, sql_text: str, *, row_limit: int = 200, timeout_m
             cur = conn.cursor()
             calls = set(info.calls_functions)
             volatile = _volatile_query(calls)
+            first = _begin_sql(timeout_ms, 5_000)
+            begun = False
             if volatile is not None:
-                # its own statement, before the transaction, prepared on a direct connection (planning this
-                # catalog join was most of a read call's time); it still runs every call, so a function created or
-                # replaced since the last call is seen
-                bad = _volatile_from_rows(_volatile_rows(conn, cur, volatile.as_string(conn)), calls)
+                if _may_prepare(conn):
+                    # its own statement before the transaction, prepared (planning this catalog join was most of a
+                    # read call's time); it still runs every call, so a function created or replaced since the
+                    # last call is seen
+                    rows = _volatile_rows(conn, cur, volatile.as_string(conn))
+                else:  # through a pooler (no prepared statements): in the BEGIN round trip, planned each time
+                    cur.execute(first + "; " + volatile.as_string(conn))
+                    cur.nextset()  # BEGIN -> the set_config row
+                    cur.nextset()  # -> the volatile functions
+                    rows, begun = cur.fetchall(), True
+                bad = _volatile_from_rows(rows, calls)
                 if bad:
                     raise SqlRefused(f"refused: the query calls volatile function(s) {', '.join(bad)}, which may "
                                      "change data or have side effects", "run it through *run-sql --write",
                                      reason="volatile_function")
-            # one round trip: BEGIN READ ONLY + timeouts, the statement (exactly one, checked on its parse tree; the
-            # newline ends a trailing -- comment) and the ROLLBACK
-            first = _begin_sql(timeout_ms, 5_000)
+            # one round trip: BEGIN READ ONLY + timeouts (unless begun above), the statement (exactly one, checked on
+            # its parse tree; the newline ends a trailing -- comment) and the ROLLBACK
+            begin = "" if begun else f"{first};\n"
             if type(stmt.node).__name__ == "SelectStmt":
-                cur.execute(f"{first};\ndeclare sage_read_only no scroll cursor for\n{stmt.text}\n; "
+                cur.execute(f"{begin}declare sage_read_only no scroll cursor for\n{stmt.text}\n; "
                             f"fetch forward {row_limit + 1 if row_limit else 1} from sage_read_only; rollback")
-                skip = 3  # BEGIN, set_config, DECLARE -> the FETCH's rows
+                skip = 1 if begun else 3  # [BEGIN, set_config,] DECLARE -> the FETCH's rows
             else:
-                cur.execute(f"{first};\n{stmt.text}\n; rollback")
-                skip = 2  # BEGIN, set_config -> the statement's rows
+                cur.execute(f"{begin}{stmt.text}\n; rollback")
+                skip = 0 if begun else 2  # [BEGIN, set_config] -> the statement's rows
             for _ in range(skip):
                 cur.nextset()
             columns = [d.name for d in cur.description or []]
