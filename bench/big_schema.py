@@ -123,7 +123,7 @@ def drop_templates(srv) -> None:
             c.execute(f'drop database if exists "{name}" with (force)')
 
 
-def floor(srv, url: str) -> tuple[float, float, float]:
+def floor(srv, url: str, file_too: bool = True) -> tuple[float, float, float]:
     """(pg_dump -s to a file, psql load of that file, the bare pipe `pg_dump -s | psql --single-transaction`) into a
     new database from template1, as a person would copy the schema."""
     import psycopg
@@ -139,17 +139,20 @@ def floor(srv, url: str) -> tuple[float, float, float]:
             c.execute("drop database if exists floor_copy with (force)")
             c.execute("create database floor_copy template template1")
 
-    fresh()
-    with tempfile.TemporaryDirectory(prefix="bigschema-floor-") as tmp:
-        out = Path(tmp) / "s.sql"
-        t0 = time.perf_counter()
-        run_pg_tool("pg_dump", url, ["--schema-only", "--no-owner", "-n", "public", "-f", str(out)], server_major=18)
-        t1 = time.perf_counter()
-        out.write_text(out.read_text().replace("\nCREATE SCHEMA public;\n", "\n"))
-        t1b = time.perf_counter()
-        run_pg_tool("psql", copy, ["-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1", "-f", str(out)],
-                    server_major=18)
-        t2 = time.perf_counter()
+    t0 = t1 = t1b = t2 = 0.0
+    if file_too:
+        fresh()
+        with tempfile.TemporaryDirectory(prefix="bigschema-floor-") as tmp:
+            out = Path(tmp) / "s.sql"
+            t0 = time.perf_counter()
+            run_pg_tool("pg_dump", url, ["--schema-only", "--no-owner", "-n", "public", "-f", str(out)],
+                        server_major=18)
+            t1 = time.perf_counter()
+            out.write_text(out.read_text().replace("\nCREATE SCHEMA public;\n", "\n"))
+            t1b = time.perf_counter()
+            run_pg_tool("psql", copy, ["-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1", "-f", str(out)],
+                        server_major=18)
+            t2 = time.perf_counter()
     fresh()
     pg_dump, psql = find_binary("pg_dump", 18), find_binary("psql", 18)
     env = {**tool_env(url), "SRC": url.rsplit("/", 1)[1], "DST": "floor_copy"}
@@ -200,7 +203,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="cold rounds per size (each: floor, cold, warm)")
     parser.add_argument("--skip-compare", action="store_true")
     parser.add_argument("--build-only", action="store_true")
+    parser.add_argument("--pipe-floor-only", action="store_true", help="skip the dump-to-file floor (saves time)")
+    parser.add_argument("--render", nargs="*", help="only rewrite the results from the JSON lines of these logs")
     args = parser.parse_args()
+    if args.render:
+        rows = [json.loads(ln) for log in args.render for ln in Path(log).read_text().splitlines()
+                if ln.startswith("{")]
+        write(sorted(rows, key=lambda r: r["n"]))
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     srv = server()
     rows = []
@@ -217,7 +227,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 res["load"].append(os.getloadavg()[0])
                 drop_templates(srv)
-                res["floor"].append(floor(srv, url))
+                res["floor"].append(floor(srv, url, file_too=not args.pipe_floor_only))
                 drop_templates(srv)
                 t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project, srv.url())
                 assert doc["data"]["verdict"] in ("safe", "caution"), doc["summary"]
@@ -239,7 +249,7 @@ def main() -> None:
                     res["compare_summary"] = doc.get("summary")
                     res["compare_json_kb"] = len(json.dumps(doc)) // 1024
                     res["compare_timings"] = doc.get("data", {}).get("timings")
-                print(json.dumps({k: v for k, v in res.items() if k not in ("changes",)}, default=str), flush=True)
+                print(json.dumps(res, default=str), flush=True)
             rows.append(res)
     if rows:
         write(rows)
@@ -265,14 +275,14 @@ def write(rows: list[dict]) -> None:
         fd = med([f[0] for f in r["floor"]])
         fl = med([f[1] for f in r["floor"]])
         fp = med([f[2] for f in r["floor"]])
-        lines.append(f"| {r['n']:,} | {med(r['load']):.1f} | {fp:.1f} s (file: {fd:.1f} + {fl:.1f}) | "
+        lines.append(f"| {r['n']:,} | {med(r['load']):.1f} | {fp:.1f} s" + (f" (file: {fd:.1f} + {fl:.1f})" if fd else "") + " | "
                      f"{med(r['cold']):.1f} s | {med(r['warm']):.1f} s | "
                      + (f"{med(r['compare']):.1f} s" if r["compare"] else "-") + " | "
                      f"{max(r['rss_dry'])} / {max(r['rss_cmp']) if r['rss_cmp'] else '-'} MB | "
                      f"{r.get('compare_notes', '-')} | {r['tpl_bytes'] / 2**20:.0f} MB |")
     lines += [""]
     for r in rows:
-        lines.append(f"- {r['n']:,} tables: dry-run verdict {r['verdict']}, changes {r['changes']}; cold phases "
+        lines.append(f"- {r['n']:,} tables: dry-run verdict {r['verdict']}, changes {r.get('changes', '-')}; cold phases "
                      + ", ".join(f"{k} {v:.2f}s" for k, v in r["cold_phases"].items()) + "; warm phases "
                      + ", ".join(f"{k} {v:.2f}s" for k, v in r["warm_phases"].items())
                      + (f"; compare: {r.get('compare_summary')}" if r["compare"] else ""))

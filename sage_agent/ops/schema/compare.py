@@ -225,27 +225,52 @@ _DUMP_NOISE = ("--", "SET ", "\\restrict", "\\unrestrict", "SELECT pg_catalog.se
 
 def normalized_dump(url: str, server_major: int | None = None) -> list[str]:
     """pg_dump --schema-only (privileges included, owners left out) of the user schemas, as the sorted list
-    of its statements without comments, SET lines and psql meta-commands: what the proof compares."""
+    of its statements without comments, SET lines and psql meta-commands: what the proof compares. The dump
+    goes to a file read line by line: only the statements are held, never the whole dump as one string."""
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.tools import PgToolError, run_pg_tool
 
-    args = ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions"]
-    for pattern in MANAGED_SCHEMAS:
-        args += ["-N", pattern]
-    try:
-        out = run_pg_tool("pg_dump", url, args, server_major=server_major or _server_major(url)).stdout
-        policies = storage_policies.statements(_storage_policy_entries(url, server_major))
-    except PgToolError as exc:
-        raise OpError(f"pg_dump of a schema for the proof failed: {exc}", "check pg_dump with *env-check") from None
-    lines = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith(_DUMP_NOISE)]
+    with tempfile.TemporaryDirectory(prefix="sage-norm-") as tmp:
+        out = Path(tmp) / "schema.sql"
+        args = ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions", "-f", str(out)]
+        for pattern in MANAGED_SCHEMAS:
+            args += ["-N", pattern]
+        try:
+            run_pg_tool("pg_dump", url, args, server_major=server_major or _server_major(url))
+            policies = storage_policies.statements(_storage_policy_entries(url, server_major))
+        except PgToolError as exc:
+            raise OpError(f"pg_dump of a schema for the proof failed: {exc}", "check pg_dump with *env-check") from None
+        with open(out, encoding="utf-8", errors="replace", newline="") as fh:
+            statements = split_statements(ln for raw in fh for ln in raw.splitlines())
+    return sorted(statements + [s.strip() for s in policies if s.strip()])
+
+
+def split_statements(lines) -> list[str]:
+    """The sorted statements of a dump's lines (noise left out): a line ending in `;` ends a statement, except
+    that inside a BEGIN ATOMIC body, indented statements and its END belong to the function."""
     statements: list[str] = []
-    for piece in re.split(r";\n", "\n".join(lines) + "\n"):
-        # inside a BEGIN ATOMIC body: indented statements and its END belong to the function
-        if statements and (piece[:1].isspace() or re.match(r"END\b", piece)):
+    current: list[str] = []
+
+    def close(piece: str) -> None:
+        if statements and (piece[:1].isspace() or _END.match(piece)):
             statements[-1] += ";\n" + piece
         else:
             statements.append(piece)
-    return sorted(s.strip() for s in statements + policies if s.strip())
+
+    for line in lines:
+        if not line.strip() or line.startswith(_DUMP_NOISE):
+            continue
+        if line.endswith(";"):
+            current.append(line[:-1])
+            close("\n".join(current))
+            current = []
+        else:
+            current.append(line)
+    close("\n".join(current) + "\n" if current else "")
+    return sorted(s for s in (x.strip() for x in statements) if s)
+
+
+_END = re.compile(r"END\b")
 
 
 def _storage_policy_entries(url: str, server_major: int | None = None, extra_args: list[str] | None = None

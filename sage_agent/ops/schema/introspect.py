@@ -7,6 +7,7 @@ deparsers print is schema-qualified and two databases deparse the same object th
 from __future__ import annotations
 
 import re
+import sys
 
 from sage_agent.db.schemas import is_managed_schema
 from sage_agent.ops.schema.storage_policies import SCHEMAS as USER_POLICY_SCHEMAS
@@ -234,6 +235,7 @@ def introspect(conn) -> DatabaseSchema:
 
 
 def _read(conn, m: DatabaseSchema) -> None:
+    share = _Sharer()
     nsp: list[int] = []
     nsp_name: dict[int, str] = {}
     for oid, raw, name, comment, grants in conn.execute(Q_SCHEMAS).fetchall():
@@ -271,7 +273,7 @@ def _read(conn, m: DatabaseSchema) -> None:
                       force_rls=force, comment=comment, grants=frozenset(grants), partition_key=partkey,
                       parent=parent if is_partition else None, bound=bound, replica_identity=replident or "d",
                       replica_index=replindex if replident == "i" else None, options=sorted(options))
-            tables[oid] = t
+            tables[oid] = t = share(t)
             m.tables[qname] = t
             keys[("pg_class", oid)] = f"table:{qname}"
         elif kind in ("v", "m"):
@@ -297,20 +299,20 @@ def _read(conn, m: DatabaseSchema) -> None:
 
     attnames: dict[tuple[int, int], str] = {}
     for (relid, name, num, typ, notnull, default, identity, generated, gexpr, collation, comment,
-         grants, islocal, *seq) in _q(conn, Q_COLUMNS, {"tables": table_oids}).fetchall():
+         grants, islocal, *seq) in _q(conn, Q_COLUMNS, {"tables": table_oids}):
         t = tables[relid]
         inherited = t.parent is not None and not islocal
-        t.columns[name] = Column(name=name, position=num, type=typ, notnull=notnull, default=default,
+        t.columns[name] = share(Column(name=name, position=num, type=typ, notnull=notnull, default=default,
                                  identity=identity or "", generated=generated or "", generation_expr=gexpr,
                                  collation=collation, comment=comment, grants=frozenset(grants),
                                  identity_opts=tuple(seq) if identity and seq[0] is not None else None,
-                                 inherited=inherited)
+                                 inherited=inherited))
         attnames[(relid, num)] = f"{t.qname}.{name}"
 
     for oid, relid, name, contype, definition, comment, indid, inherited in _q(
             conn, Q_CONSTRAINTS, {"tables": table_oids}).fetchall():
-        c = Constraint(table=tables[relid].qname, name=name, type=contype, definition=definition, comment=comment,
-                       inherited=bool(inherited))
+        c = share(Constraint(table=tables[relid].qname, name=name, type=contype, definition=definition,
+                             comment=comment, inherited=bool(inherited)))
         m.constraints[c.key] = c
         keys[("pg_constraint", oid)] = f"constraint:{c.key}"
         if indid and contype in ("p", "u", "x"):
@@ -322,8 +324,8 @@ def _read(conn, m: DatabaseSchema) -> None:
         table = owner.qname if owner else _view_name(keys, relid)
         if table is None:
             continue
-        m.indexes[qname] = Index(qname=qname, table=table, definition=definition, comment=comment,
-                                 parent_index=parent_index)
+        m.indexes[qname] = share(Index(qname=qname, table=table, definition=definition, comment=comment,
+                                       parent_index=parent_index))
         keys[("pg_class", oid)] = f"index:{qname}"
 
     for (oid, key, qname, kind, identity, arguments, result, definition, rowtype, comment,
@@ -342,8 +344,8 @@ def _read(conn, m: DatabaseSchema) -> None:
 
     for oid, relid, name, permissive, roles, cmd, using, check, comment in _q(
             conn, Q_POLICIES, {"tables": table_oids}).fetchall():
-        p = Policy(table=tables[relid].qname, name=name, permissive=permissive, roles=list(roles), command=cmd,
-                   using=using, check=check, comment=comment)
+        p = share(Policy(table=tables[relid].qname, name=name, permissive=permissive, roles=list(roles),
+                         command=cmd, using=using, check=check, comment=comment))
         m.policies[p.key] = p
         keys[("pg_policy", oid)] = f"policy:{p.key}"
     for oid, table, name, permissive, roles, cmd, using, check, comment in _q(
@@ -364,7 +366,7 @@ def _read(conn, m: DatabaseSchema) -> None:
             keys[("pg_type", oid)] = keys[("pg_class", relid)]
 
     deps = m.depends
-    for classid, objid, objsubid, refclassid, refobjid, refsubid in conn.execute(Q_DEPEND).fetchall():
+    for classid, objid, objsubid, refclassid, refobjid, refsubid in conn.execute(Q_DEPEND):
         dep = keys.get((classid, objid))
         if dep is None:
             continue
@@ -382,6 +384,44 @@ def _read(conn, m: DatabaseSchema) -> None:
     for schema, objtype, grants in conn.execute(Q_DEFAULT_ACL).fetchall():
         key = f"{schema}:{objtype}"
         m.default_acl[key] = frozenset(grants) | m.default_acl.get(key, frozenset())
+    compact(m, share)
+
+
+class _Sharer:
+    """Share what tens of thousands of objects repeat: equal grant sets (every table of a Supabase schema has
+    the same two dozen), qualified names, type names, and pydantic's per-instance record of the fields set (all
+    of them, here). Applied as each object is read, so the peak shrinks too; nothing the model says changes."""
+
+    def __init__(self) -> None:
+        self.frozen: dict[frozenset, frozenset] = {}
+        self.fields_set: dict[type, set[str]] = {}
+
+    def __call__(self, obj):
+        values = obj.__dict__
+        for name, value in values.items():
+            if isinstance(value, frozenset):
+                values[name] = self.frozen.setdefault(value, value)
+            elif isinstance(value, str) and len(value) < 200:
+                values[name] = sys.intern(value)
+        cls = type(obj)
+        if cls not in self.fields_set:
+            self.fields_set[cls] = set(cls.model_fields)
+        if obj.__pydantic_fields_set__ <= self.fields_set[cls]:
+            object.__setattr__(obj, "__pydantic_fields_set__", self.fields_set[cls])
+        return obj
+
+
+def compact(m: DatabaseSchema, share: _Sharer | None = None) -> None:
+    """_Sharer over every object of the model (those already shared are left as they are)."""
+    share = share or _Sharer()
+    for group in (m.schemas, m.types, m.sequences, m.constraints, m.indexes, m.views, m.functions, m.triggers,
+                  m.policies):
+        for obj in group.values():
+            share(obj)
+    for table in m.tables.values():
+        share(table)
+        for column in table.columns.values():
+            share(column)
 
 
 def _view_name(keys: dict, relid: int) -> str | None:
