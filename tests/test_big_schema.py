@@ -101,6 +101,9 @@ def test_dry_run_in_place_reports_the_same_changes_as_a_full_catalog_read(projec
         ("dropped", "table", "public.b"), ("dropped", "index", "public.b_pkey"),
         ("dropped", "constraint", "public.b.b_pkey"), ("dropped", "constraint", "public.b.b_a_id_fkey"),
         ("dropped", "constraint", "public.b.b_id_not_null")])
+    checks = {c["check"]: c for c in result.data["checks"]}
+    # public.a (no RLS) was only altered: only the new table counts, and it has RLS
+    assert checks["new tables in public have row-level security"]["passed"]
     db.execute("select x, y from public.a")  # the target itself never changed
 
 

@@ -387,13 +387,14 @@ def _chain_result(ctx, runs: list[_FileRun], results: list[OpResult], total_s: f
 def _run_on_shadow(ctx, conn, schemas, plan, mig, applied_versions, findings, timings, *, in_place: bool = False,
                    more: bool = False):
     """One file on the shadow connection. On a copy: the catalog is read in full before and after. In place (the
-    template, inside a transaction rolled back at the end): names only before; the file runs in a savepoint;
-    then the definitions of just the objects it wrote (and their direct dependents) are read after it, and again
-    once the savepoint is rolled back (the state before it); re-applied when another file follows."""
+    template, inside a transaction rolled back at the end): the file runs in a savepoint; the definitions of just
+    the objects it wrote (new row versions, and their direct dependents) are read after it; then the savepoint
+    is rolled back and the same objects, and those whose rows it deleted, are read as they were before it.
+    Re-applied when another file follows."""
     # lazy: psycopg loads on the first database call
     from sage_agent.ops.migrations.applier import apply_file
-    from sage_agent.ops.migrations.shadow_run import (catalog_names, catalog_objects, diff_objects, partition_parents,
-                                                      smoke_checks, written_objects)
+    from sage_agent.ops.migrations.shadow_run import (catalog_objects, diff_objects, partition_parents,
+                                                      rls_check_for, smoke_checks, written_objects)
 
     checks: list = []
     error = None
@@ -401,7 +402,6 @@ def _run_on_shadow(ctx, conn, schemas, plan, mig, applied_versions, findings, ti
     all_schemas = sorted(set(schemas) | set(_new_schemas(conn)))
     t0 = time.perf_counter()
     before = None if in_place else catalog_objects(conn, all_schemas)
-    names_before = catalog_names(conn, all_schemas) if in_place else set(before)
     timings["catalog before"] = time.perf_counter() - t0
     if mig.version and mig.version in applied_versions:
         plan.migration = type(mig)("", mig.name, mig.path)
@@ -414,25 +414,23 @@ def _run_on_shadow(ctx, conn, schemas, plan, mig, applied_versions, findings, ti
     if outcome.status == "success":
         t0 = time.perf_counter()
         all_schemas = sorted(set(all_schemas) | set(_new_schemas(conn)))
+        partitions = partition_parents(conn, all_schemas)
         if in_place:
             written = written_objects(conn)
-            names_after = catalog_names(conn, all_schemas)
-            after_defs = catalog_objects(conn, all_schemas, only=written)
-            after = {k: after_defs.get(k, "") for k in names_after}
-        else:
-            after = catalog_objects(conn, all_schemas)
-        partitions = partition_parents(conn, all_schemas)
-        created = sorted(k for k in after if k not in names_before)
-        checks = smoke_checks(conn, all_schemas, created)
-        if in_place:
-            conn.execute("rollback to savepoint sage_dry_run_file")
-            before_defs = catalog_objects(conn, all_schemas, only=written)
-            before = {k: before_defs.get(k, "") for k in names_before}
+            after = catalog_objects(conn, all_schemas, only=written)
+            checks = smoke_checks(conn, all_schemas, [k for k in after if k[0] == "table"])  # narrowed below
+            conn.execute("rollback to savepoint sage_dry_run_file")  # the state before the file
+            before = catalog_objects(conn, all_schemas, only=written_objects(conn, deleted=True, also=written))
+            changes = diff_objects(before, after, partitions=partitions)
+            checks = rls_check_for(checks, changes.created)
             if more:  # the next file sees this one's changes
                 again = apply_file(conn, plan, statement_timeout=statement_timeout, lock_timeout=None)
                 if again.status != "success":
                     outcome = again
-        changes = diff_objects(before, after, partitions=partitions)
+        else:
+            after = catalog_objects(conn, all_schemas)
+            changes = diff_objects(before, after, partitions=partitions)
+            checks = smoke_checks(conn, all_schemas, changes.created)
         timings["catalog after + smoke checks"] = time.perf_counter() - t0
     plan.migration = mig
     if in_place:

@@ -73,7 +73,6 @@ _ALL = {"rel": "true", "con": "true", "proc": "true", "pol": "true", "trg": "tru
 _ONLY = {"rel": "c.oid = any(%(rels)s)", "con": "(con.oid = any(%(cons)s) or t.oid = any(%(rels)s))",
          "proc": "p.oid = any(%(procs)s)", "pol": "(pol.oid = any(%(pols)s) or t.oid = any(%(rels)s))",
          "trg": "(tg.oid = any(%(trgs)s) or t.oid = any(%(rels)s))", "typ": "ty.oid = any(%(typs)s)"}
-_NO_DEFS = {k: "''" for k in _DEFS}
 
 # The objects the current transaction wrote: their catalog rows carry one of its transaction ids as xmin (none
 # older than its first), the objects those rows belong to, and one level of objects that depend on them
@@ -82,28 +81,32 @@ _NO_DEFS = {k: "''" for k in _DEFS}
 _WRITTEN = """
 with mine as (select age(pg_current_xact_id()::text::xid) as a),
 rels as (
-  select c.oid from pg_class c, mine where age(c.xmin) <= mine.a
-  union select a.attrelid from pg_attribute a, mine where age(a.xmin) <= mine.a
-  union select d.adrelid from pg_attrdef d, mine where age(d.xmin) <= mine.a
-  union select x.indexrelid from pg_index x, mine where age(x.xmin) <= mine.a
-  union select r.ev_class from pg_rewrite r, mine where age(r.xmin) <= mine.a
-  union select q.seqrelid from pg_sequence q, mine where age(q.xmin) <= mine.a
-  union select i.inhrelid from pg_inherits i, mine where age(i.xmin) <= mine.a
-  union select pt.partrelid from pg_partitioned_table pt, mine where age(pt.xmin) <= mine.a
-  union select c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace, mine where age(n.xmin) <= mine.a
+  select c.oid from pg_class c, mine where age(c.{col}) <= mine.a
+  union select a.attrelid from pg_attribute a, mine where age(a.{col}) <= mine.a
+  union select d.adrelid from pg_attrdef d, mine where age(d.{col}) <= mine.a
+  union select x.indexrelid from pg_index x, mine where age(x.{col}) <= mine.a
+  union select r.ev_class from pg_rewrite r, mine where age(r.{col}) <= mine.a
+  union select q.seqrelid from pg_sequence q, mine where age(q.{col}) <= mine.a
+  union select i.inhrelid from pg_inherits i, mine where age(i.{col}) <= mine.a
+  union select pt.partrelid from pg_partitioned_table pt, mine where age(pt.{col}) <= mine.a
+  union select c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace, mine where age(n.{col}) <= mine.a
 ),
+nsps as (select n.oid from pg_namespace n, mine where age(n.{col}) <= mine.a),
 objs as (
   select 'pg_class'::regclass as classid, oid as objid from rels
-  union select 'pg_constraint'::regclass, oid from pg_constraint, mine where age(xmin) <= mine.a
-  union select 'pg_proc'::regclass, oid from pg_proc, mine where age(xmin) <= mine.a
-  union select 'pg_policy'::regclass, oid from pg_policy, mine where age(xmin) <= mine.a
-  union select 'pg_trigger'::regclass, oid from pg_trigger, mine where age(xmin) <= mine.a
-  union select 'pg_type'::regclass, oid from pg_type, mine where age(xmin) <= mine.a
-  union select 'pg_type'::regclass, enumtypid from pg_enum, mine where age(xmin) <= mine.a
+  union select 'pg_constraint'::regclass, oid from pg_constraint, mine where age({col}) <= mine.a
+  union select 'pg_proc'::regclass, oid from pg_proc, mine where age({col}) <= mine.a
+  union select 'pg_policy'::regclass, oid from pg_policy, mine where age({col}) <= mine.a
+  union select 'pg_trigger'::regclass, oid from pg_trigger, mine where age({col}) <= mine.a
+  union select 'pg_type'::regclass, oid from pg_type, mine where age({col}) <= mine.a
+  union select 'pg_type'::regclass, enumtypid from pg_enum, mine where age({col}) <= mine.a
+  union select 'pg_proc'::regclass, p.oid from pg_proc p join nsps on nsps.oid = p.pronamespace
+  union select 'pg_type'::regclass, t.oid from pg_type t join nsps on nsps.oid = t.typnamespace
 ),
 hit as (
   select classid, objid from objs
   union select d.classid, d.objid from pg_depend d join objs o on o.classid = d.refclassid and o.objid = d.refobjid
+  where {dependents}
 )
 select h.classid::regclass::text,
        case h.classid when 'pg_rewrite'::regclass then (select ev_class from pg_rewrite where oid = h.objid)
@@ -121,20 +124,34 @@ def catalog_objects(conn, schemas: list[str], only: dict[str, list[int]] | None 
     return {(k, n): hashlib.md5((d or "").encode()).hexdigest() for k, n, d in rows}
 
 
-def catalog_names(conn, schemas: list[str]) -> set[tuple[str, str]]:
-    """(kind, qualified name) of every object, without printing definitions (cheap on 100,000 objects)."""
-    rows = conn.execute(_CATALOG.format(**_ALL, **_NO_DEFS), {"schemas": schemas}).fetchall()
-    return {(k, n) for k, n, _ in rows}
-
-
-def written_objects(conn) -> dict[str, list[int]]:
-    """Oids (by catalog) of the objects the current transaction wrote and of their direct dependents."""
+def written_objects(conn, deleted: bool = False, also: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
+    """Oids (by catalog) of the objects the current transaction wrote (row versions it created: xmin) and of
+    their direct dependents; with `deleted`, of those whose row versions it deleted or replaced (xmax: seen after
+    ROLLBACK TO SAVEPOINT, the state before the file). `also`: oids to add."""
     out: dict[str, list[int]] = {"rels": [], "cons": [], "procs": [], "pols": [], "trgs": [], "typs": []}
     key = {"pg_class": "rels", "pg_rewrite": "rels", "pg_attrdef": "rels", "pg_constraint": "cons",
            "pg_proc": "procs", "pg_policy": "pols", "pg_trigger": "trgs", "pg_type": "typs"}
-    for classid, oid in conn.execute(_WRITTEN).fetchall():
+    query = _WRITTEN.format(col="xmax" if deleted else "xmin", dependents="false" if deleted else "true")
+    for classid, oid in conn.execute(query).fetchall():
         if classid in key and oid is not None:
             out[key[classid]].append(int(oid))
+    for name, oids in (also or {}).items():
+        out[name] = sorted(set(out[name]) | set(oids))
+    return out
+
+
+def rls_check_for(checks: list[tuple[str, bool, str]], created: list[tuple[str, str]]) -> list[tuple[str, bool, str]]:
+    """The smoke checks with the row-level security check narrowed to the tables really created (the checks ran
+    with every table the file wrote as a candidate, before the dry-run knew which ones are new)."""
+    new = {n for k, n in created if k == "table"}
+    out = []
+    for name, passed, detail in checks:
+        if name == RLS_CHECK:
+            if not new:
+                continue
+            missing = [t for t in detail.split(" (exposed")[0].split(", ") if t and t in new]
+            passed, detail = not missing, ", ".join(missing) + (f" ({RLS_EXPOSED})" if missing else "")
+        out.append((name, passed, detail))
     return out
 
 
@@ -197,6 +214,10 @@ def diff_objects(before: dict, after: dict, partitions: dict[str, str] | None = 
     return changes
 
 
+RLS_CHECK = "new tables in public have row-level security"
+RLS_EXPOSED = "exposed through the Supabase API without RLS"
+
+
 def smoke_checks(conn, schemas: list[str], created: list[tuple[str, str]]) -> list[tuple[str, bool, str]]:
     """(check, passed, detail) on the shadow after the migration."""
     checks: list[tuple[str, bool, str]] = []
@@ -222,8 +243,7 @@ def smoke_checks(conn, schemas: list[str], created: list[tuple[str, str]]) -> li
         if row and not row[0]:
             no_rls.append(name)
     if new_tables:
-        checks.append(("new tables in public have row-level security", not no_rls,
-                       ", ".join(no_rls) + (" (exposed through the Supabase API without RLS)" if no_rls else "")))
+        checks.append((RLS_CHECK, not no_rls, ", ".join(no_rls) + (f" ({RLS_EXPOSED})" if no_rls else "")))
     views = conn.execute(
         "select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
         "where c.relkind = 'v' and n.nspname = any(%s) order by 1, 2 limit 200", (schemas,)).fetchall()
