@@ -10,7 +10,7 @@ alternates the contenders `runs` times and writes bench/results/watch.md (median
 
 Figures:
 - "round, audits rerun" = one in-process round of all 7 checks when the catalog changed (audits run: both
-  summarised per rule in one statement, security/summary.py);
+  summarised per rule in one statement, security/summary.py, on a thread beside the other checks);
 - "both audits in full" = run_lints + schema_audit.audit in process, every finding built (the rerun before);
 - "round, catalog unchanged" = the steady state: the audits' catalog fingerprint matched, findings carried;
 - "sage watch --once (CLI)" = the whole process, start-up included, steady state;
@@ -208,7 +208,8 @@ def write(runs, tables, relations, setup_s, samples, loads, per_check, pss_total
                      f"{statistics.median(values) / base:.2f}x |")
     lines += ["", "Where a steady-state round spends its time (median ms per check; vacuum and wraparound share one "
               "*vacuum query, long-queries, idle-in-tx and replication one activity snapshot, the first check "
-              "that needs it pays):", "",
+              "that needs it pays; the audits run on a thread beside the others, so the round takes the longer "
+              "of the two):", "",
               "| check | median ms |", "|---|---|"]
     lines += [f"| {name} | {statistics.median(values):.0f} |" for name, values in per_check.items()]
     lines += ["", "Own overhead invisible to `*hotpaths`: after a pg_stat_statements reset and 4 rounds (one with the "
