@@ -132,3 +132,33 @@ def test_a_client_without_elicitation_gets_the_flag_to_pass(project, db_url, db)
     doc = res.structured_content
     assert doc["status"] == "needs_input" and doc["key"] == "name" and doc["flag"] == "--name"
     assert not (project / "supabase/snapshots").exists() or not list((project / "supabase/snapshots").iterdir())
+
+
+def test_a_yes_no_question_is_a_boolean_field(project, db_url, db):
+    """*load-csv of a missing table: the person is asked "create it?" as a boolean; yes creates and loads it (after
+    the plan's own confirmation), no leaves the database alone and says which flag would do it."""
+    import mcp_types as types
+
+    (project / "people.csv").write_text("name,age\nada,36\ngrace,45\n")
+    fields = []
+    answers = [False, True]
+
+    async def elicit(context, params):
+        props = params.requested_schema["properties"]
+        if "create" in props:
+            fields.append(props["create"])
+            return types.ElicitResult(action="accept", content={"create": answers.pop(0)})
+        return types.ElicitResult(action="accept", content={"confirm": True})
+
+    async def body(session):
+        no = await session.call_tool("load-csv", {"file": "people.csv", "table": "people"})
+        missing = db.execute("select to_regclass('public.people')").fetchone()[0]
+        yes = await session.call_tool("load-csv", {"file": "people.csv", "table": "people"})
+        return no, missing, yes
+
+    no, missing_after_no, yes = _client(project, db_url, elicit, body)
+    assert fields[0]["type"] == "boolean" and fields[0]["default"] is True
+    assert no.is_error and "pass --create" in text(no) and missing_after_no is None
+    assert not yes.is_error, text(yes)
+    assert db.execute("select name, age from public.people order by age").fetchall() == [("ada", 36), ("grace", 45)]
+    assert _audit(project)[-1]["answered_by"] == {"create": "elicitation"}
