@@ -204,6 +204,7 @@ def main() -> None:
     parser.add_argument("--skip-compare", action="store_true")
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument("--pipe-floor-only", action="store_true", help="skip the dump-to-file floor (saves time)")
+    parser.add_argument("--no-floor", action="store_true", help="no floor, and other sizes' templates kept")
     parser.add_argument("--render", nargs="*", help="only rewrite the results from the JSON lines of these logs")
     args = parser.parse_args()
     if args.render:
@@ -226,9 +227,10 @@ def main() -> None:
                          "load": []}
             for _ in range(args.rounds):
                 res["load"].append(os.getloadavg()[0])
-                drop_templates(srv)
-                res["floor"].append(floor(srv, url, file_too=not args.pipe_floor_only))
-                drop_templates(srv)
+                if not args.no_floor:
+                    drop_templates(srv)
+                    res["floor"].append(floor(srv, url, file_too=not args.pipe_floor_only))
+                    drop_templates(srv)
                 t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project, srv.url())
                 assert doc["data"]["verdict"] in ("safe", "caution"), doc["summary"]
                 res["cold"].append(t)
@@ -272,10 +274,10 @@ def write(rows: list[dict]) -> None:
              "peak RSS dry-run / compare | notes | templates on disk |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        fd = med([f[0] for f in r["floor"]])
-        fl = med([f[1] for f in r["floor"]])
-        fp = med([f[2] for f in r["floor"]])
-        lines.append(f"| {r['n']:,} | {med(r['load']):.1f} | {fp:.1f} s" + (f" (file: {fd:.1f} + {fl:.1f})" if fd else "") + " | "
+        fd = med([f[0] for f in r["floor"]]) if r["floor"] else 0
+        fl = med([f[1] for f in r["floor"]]) if r["floor"] else 0
+        fp = med([f[2] for f in r["floor"]]) if r["floor"] else float("nan")
+        lines.append(f"| {r['n']:,} | {med(r['load']):.1f} | {fp:.1f} s".replace("nan s", "not measured") + (f" (file: {fd:.1f} + {fl:.1f})" if fd else "") + " | "
                      f"{med(r['cold']):.1f} s | {med(r['warm']):.1f} s | "
                      + (f"{med(r['compare']):.1f} s" if r["compare"] else "-") + " | "
                      f"{max(r['rss_dry'])} / {max(r['rss_cmp']) if r['rss_cmp'] else '-'} MB | "
