@@ -367,3 +367,195 @@ def test_snapshot_rollback_over_an_expanded_change_says_to_undo_it_first(project
     assert type_of(db, "amount") == "bigint" and online_rows(db) == [(V1, "expanded")]
     undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
     assert undone.exit_code == EXIT_OK, failure(undone)
+
+
+PK_SEED = """
+create table public.orders (id {idtype} primary key, note text);
+insert into public.orders (id, note) select g, 'n' || g from generate_series(1, 3000) g;
+{setval}
+create table public.items (id int primary key, order_id int constraint items_order_fk references public.orders (id)
+  on delete cascade);
+insert into public.items select g, g % 3000 + 1 from generate_series(1, 500) g;
+"""
+PK_CHANGE = "alter table public.orders alter column id type bigint;\n"
+
+
+def pk_seed(serial: bool) -> str:
+    return PK_SEED.format(idtype="serial" if serial else "int",
+                          setval="select setval('public.orders_id_seq', 3000);" if serial else "")
+
+
+class OrderWriter:
+    """Inserts orders (and items that reference them) from another connection; remembers the ids it wrote.
+    Unprepared: a prepared `RETURNING id` fails after any type change of id ("cached plan must not change result
+    type"), the plain ALTER's as much as the swap's."""
+
+    def __init__(self, url: str, serial: bool = False):
+        self.url, self.serial, self.ids, self.errors = url, serial, [], []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        next_id = 100_000
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.stop.is_set():
+                try:
+                    next_id += 1
+                    if self.serial:
+                        oid = conn.execute("insert into public.orders (note) values ('w') returning id",
+                                           prepare=False).fetchone()[0]
+                    else:
+                        oid = conn.execute("insert into public.orders (id, note) values (%s, 'w') returning id",
+                                           (next_id,), prepare=False).fetchone()[0]
+                    conn.execute("insert into public.items values (%s, %s)", (next_id, oid))
+                    self.ids.append(oid)
+                except psycopg.Error as exc:  # a failed write is what the test looks for
+                    self.errors.append(str(exc))
+                self.stop.wait(0.003)
+
+    def __enter__(self) -> "OrderWriter":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def orders_kept(conn, ids: list[int]) -> bool:
+    have = {r[0] for r in conn.execute("select o.id from public.orders o join public.items i on i.order_id = o.id "
+                                       "where o.id = any(%s)", (ids,))}
+    return have == set(ids) and conn.execute("select count(*) from public.orders").fetchone()[0] == 3000 + len(ids)
+
+
+def fk_violation_caught(conn) -> bool:
+    try:
+        conn.execute("insert into public.items values (-1, 999999999)")
+    except psycopg.errors.ForeignKeyViolation:
+        return True
+    conn.execute("delete from public.items where id = -1")
+    return False
+
+
+def test_primary_key_type_change_moves_the_key_and_its_foreign_keys(project, make_session, db_url, db, pg_server,
+                                                                    monkeypatch):
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    monkeypatch.setenv("SAGE_ONLINE_BATCH_PAUSE_MS", "20")
+    db.execute(pk_seed(serial=False))
+    write(project, f"{V1}_change.sql", PK_CHANGE)
+    plan = make_session(db_url).run_line(f"*dry-run {V1} --online")
+    assert plan.result is not None, plan.error
+    assert not [f for f in plan.result.findings if f.rule == "online.no_form"]
+    assert any("foreign key items_order_fk on items (order_id integer) is re-created NOT VALID" in n and
+               "keeps its column type" in n for n in plan.result.notes), plan.result.notes
+    with OrderWriter(db_url) as writer:
+        outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
+        during = len(writer.ids)
+        while len(writer.ids) < during + 20 and len(writer.errors) < 5:  # writes after the swap: the new key
+            writer.stop.wait(0.01)
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    assert writer.errors == [] and during > 20
+    assert type_of(db, "id") == "bigint" and type_of(db, "id_sage_old") == "integer"
+    assert orders_kept(db, writer.ids)
+    key = db.execute("select conname, pg_get_constraintdef(oid) from pg_constraint where conrelid = "
+                     "'public.orders'::regclass and contype = 'p'").fetchone()
+    assert key == ("orders_pkey", "PRIMARY KEY (id)")
+    fk = db.execute("select convalidated, confkey from pg_constraint where conname = 'items_order_fk'").fetchone()
+    assert fk[0] is True and fk[1] == [db.execute("select attnum from pg_attribute where attrelid = "
+                                                  "'public.orders'::regclass and attname = 'id'").fetchone()[0]]
+    assert fk_violation_caught(db)
+    with pytest.raises(psycopg.errors.UniqueViolation):  # the key is enforced on the new column
+        db.execute("insert into public.orders (id) values (1)")
+    done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
+    assert done.exit_code == EXIT_OK, failure(done)
+    assert fk_violation_caught(db) and orders_kept(db, writer.ids)
+    assert column_order_free(normalized_dump(db_url)) == column_order_free(
+        plain_dump_of(project, make_session, pg_server.url(), pk_seed(serial=False), PK_CHANGE))
+
+
+def plain_dump_of(project, make_session, admin: str, seed: str, text: str, major: int | None = None) -> list[str]:
+    """plain_dump with another seed."""
+    from sage_agent.db.shadow import drop_database
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    name, url = new_database(admin)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(seed)
+        other = project.parent / f"plain_{name}"
+        write(other, f"{V1}_change.sql", text)
+        done = make_session(url, yes=True, confirm=("UNSAFE",), project_dir=other).run_line("*apply --snapshot=no")
+        assert done.exit_code == EXIT_OK, failure(done)
+        return normalized_dump(url, major)
+    finally:
+        drop_database(admin, name)
+
+
+def test_rollback_of_a_primary_key_change_puts_the_key_and_foreign_keys_back(project, make_session, db_url, db):
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    db.execute(pk_seed(serial=False))
+    before = normalized_dump(db_url)
+    write(project, f"{V1}_change.sql", PK_CHANGE)
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    with OrderWriter(db_url) as writer:
+        while len(writer.ids) < 30 and len(writer.errors) < 5:
+            writer.stop.wait(0.01)
+    assert writer.errors == []
+    undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
+    assert undone.exit_code == EXIT_OK, failure(undone)
+    assert type_of(db, "id") == "integer" and orders_kept(db, writer.ids)
+    assert normalized_dump(db_url) == before  # key, foreign key (validated) and column exactly as before
+    assert fk_violation_caught(db)
+    assert history(db) == [] and online_rows(db) == []
+
+
+def test_a_self_referencing_key_or_an_identity_stays_refused(project, make_session, db_url, db):
+    db.execute(pk_seed(serial=False))
+    db.execute("alter table public.orders add column parent int constraint orders_parent_fk references public.orders")
+    write(project, f"{V1}_change.sql", PK_CHANGE)
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_FAILED
+    assert "foreign key orders_parent_fk on orders references it (from the table itself)" in failure(outcome)
+    db.execute("alter table public.orders drop column parent")
+    db.execute("create table public.ident (id int generated always as identity primary key)")
+    write(project, f"{V1}_change.sql", "alter table public.ident alter column id type bigint;\n")
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_FAILED and "it is an identity column" in failure(outcome)
+    assert history(db) == [] and online_rows(db) == []
+
+
+@pytest.mark.pg15
+def test_serial_primary_key_change_on_postgresql_15(project, make_session, pg15_server, pg15_url):
+    """A serial key: its default and sequence (OWNED BY) move with the key, back on rollback, and stay after
+    --complete (the old column's drop does not take the sequence)."""
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    with psycopg.connect(pg15_url, autocommit=True) as conn:
+        conn.execute(pk_seed(serial=True))
+    before = normalized_dump(pg15_url, 15)
+    write(project, f"{V1}_change.sql", PK_CHANGE)
+    with OrderWriter(pg15_url, serial=True) as writer:
+        outcome = make_session(pg15_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 1000")
+        during = len(writer.ids)
+        while len(writer.ids) < during + 20 and len(writer.errors) < 5:
+            writer.stop.wait(0.01)
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    with psycopg.connect(pg15_url, autocommit=True) as conn:
+        assert writer.errors == [] and orders_kept(conn, writer.ids) and fk_violation_caught(conn)
+        undone = make_session(pg15_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}")
+        assert undone.exit_code == EXIT_OK, failure(undone)
+        assert orders_kept(conn, writer.ids) and fk_violation_caught(conn)
+        assert normalized_dump(pg15_url, 15) == before
+        again = make_session(pg15_url, yes=True).run_line("*apply --online --snapshot=no")
+        assert again.exit_code == EXIT_OK, failure(again)
+        done = make_session(pg15_url, confirm=("COMPLETE",)).run_line("*apply --complete")
+        assert done.exit_code == EXIT_OK, failure(done)
+        assert conn.execute("select pg_get_serial_sequence('public.orders', 'id')").fetchone()[0] == \
+            "public.orders_id_seq"
+        assert conn.execute("insert into public.orders (note) values ('x') returning id").fetchone()[0] > 3000
+        assert fk_violation_caught(conn)
+    assert column_order_free(normalized_dump(pg15_url, 15)) == column_order_free(
+        plain_dump_of(project, make_session, pg15_server, pk_seed(serial=True), PK_CHANGE, 15))

@@ -252,7 +252,7 @@ def _online_steps(target, run: _FileRun, asked: bool, server_major: int) -> None
     """The steps `*apply --online` would run for this file, each with its lock (or why it has no online form)."""
     # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.config import settings
-    from sage_agent.ops.online.expand import column_problems
+    from sage_agent.ops.online.expand import column_notes, column_problems
     from sage_agent.ops.online.planner import NoOnlineForm, plan_online, wants_online
 
     if not (asked or wants_online(run.plan.text)) or run.plan.empty:
@@ -273,6 +273,8 @@ def _online_steps(target, run: _FileRun, asked: bool, server_major: int) -> None
                 rule="online.no_form", severity="error", location=f"{where}:{step.line}",
                 message=f"*apply --online refuses the type change of {step.expand['name']}."
                         f"{step.expand['column']}: {'; '.join(problems)}"))
+        elif step.kind == "expand":
+            run.notes += column_notes(target, step.expand["table"], step.expand["column"], step.expand["newtype"])
     batch = settings().online_batch_rows
     run.online = [[n, step.line, step.kind, step.lock(server_major), step.show(batch).split("; lock: ")[0]]
                   for n, step in enumerate(plan.steps, 1)]

@@ -37,14 +37,15 @@ def _filename(state: st.OnlineState) -> str:
     return f"{state.version}_{state.name}.sql"
 
 
-def _run_tx(ctx, conn, statements: list[str], after, what: str, table: str | None) -> None:
-    """One short transaction under the online lock_timeout, retried naming the holder."""
+def _run_tx(ctx, conn, statements: list[str], after, what: str, table: str | None, long: bool = False) -> None:
+    """One short transaction under the online lock_timeout, retried naming the holder (`long`: a validation,
+    which blocks nobody, under the long statement_timeout)."""
     opts = options_from(settings(), None, None, None, None)
 
     def run() -> None:
         with conn.transaction():
             conn.execute("select set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
-                         (f"{opts.retry.lock_timeout_ms}ms", opts.statement_timeout))
+                         (f"{opts.retry.lock_timeout_ms}ms", opts.long_timeout if long else opts.statement_timeout))
             for text in statements:
                 conn.execute(text, prepare=False)
             after()
@@ -83,12 +84,13 @@ def rollback_online(ctx, state: st.OnlineState, conn) -> OpResult:
                       exit_code=1)
     applied = state.status == "expanded"
     infos = ex.infos(state)
+    validations = [text for i in infos if i.get("swapped") for text in ex.validate_sql(i)]
     what = ", ".join(f"{i['table']}.{i['column']} back to {i['oldtype']}" for i in infos) or "nothing to undo yet"
     ctx.confirm_destructive(
         f"Undo the online change of {filename} on {ctx.target.display_url}: {what}; the new column(s) are dropped "
         "(every row written meanwhile is kept: the trigger kept the old column current)"
         + ("; the file goes back to pending." if applied else "; the file stays pending."),
-        plan="\n".join(statements) or "(no schema change: only the online state row goes)")
+        plan="\n".join(statements + validations) or "(no schema change: only the online state row goes)")
     # lazy: psycopg loads on the first database call
     from sage_agent.ops.migrations.locking import migration_lock
 
@@ -99,6 +101,10 @@ def rollback_online(ctx, state: st.OnlineState, conn) -> OpResult:
             st.finish(conn, state.version)
 
         _run_tx(ctx, conn, statements, after, f"*rollback {filename}", infos[0]["table"] if infos else None)
+        for text in validations:  # the foreign keys put back NOT VALID on the old column, each in its own transaction
+            _run_tx(ctx, conn, [text], lambda: None, f"*rollback {filename} (validating a foreign key)",
+                    infos[0]["table"], long=True)
+        statements += validations
     rows = [[i["table"], i["column"], i["newtype"], i["oldtype"], "swapped back" if i.get("swapped") else
              "new column dropped"] for i in infos]
     return OpResult(operation="db-rollback",

@@ -201,13 +201,14 @@ class Runner:
         info = self._info(step)
         cur = self.state.current
         built = list(cur.get("built", [])) if cur.get("step") == i else []
-        for ix in info["indexes"]:
-            if ix["tmp"] in built:
+        for ix, tmp, text in ex.builds(info):
+            if tmp in built:
                 continue
-            self.say(f"building {ix['tmp']} on {info['new']} (for {ix['name']})")
-            sub = Step("index", [ix["sql"]], step.line, table=step.table, index=ex.qualified_index(ix, ix["tmp"]))
+            on = info["column"] if tmp == (info.get("pk") or {}).get("old") else info["new"]
+            self.say(f"building {tmp} on {on} (for {ix['name']})")
+            sub = Step("index", [text], step.line, table=step.table, index=ex.qualified_index(ix, tmp))
             self._build(i, sub, {"built": built})
-            built.append(ix["tmp"])
+            built.append(tmp)
             self.state.current = {"step": i, "built": built}
             st.save(self.conn, self.state)
         self._done(i)
@@ -238,9 +239,17 @@ class Runner:
                 for text in ex.swap_sql(info):
                     conn.execute(text, prepare=False)
                 self.state.names[step.expand["key"]] = {**info, "swapped": True}
-                self._done(i)
+                st.save(conn, self.state)
 
-        self._retried(step, run)
+        if not info.get("swapped"):  # a run killed after the swap continues with the validations
+            self._retried(step, run)
+        for text in ex.validate_sql(info):  # the foreign keys the swap re-created NOT VALID
+            def validate(text: str = text) -> None:
+                with conn.transaction():
+                    self._set_local(long=True)
+                    conn.execute(text, prepare=False)
+            self._retried(step, validate)
+        self._done(i)
 
     def _drop_invalid(self, step: Step) -> None:
         def drop() -> None:

@@ -9,13 +9,20 @@ The sequence (each step recorded in sage_online, so a kill at any point is resum
 4. NOT NULL (when `c` has it): `CHECK (c_sage_new IS NOT NULL) NOT VALID`, then VALIDATE;
 5. swap, one short transaction: `c` becomes `c_sage_old`, `c_sage_new` becomes `c` (default, NOT NULL, indexes
    and comment move with the name), and the trigger now keeps `c_sage_old` current from the new `c`.
+A single-column primary key on `c` (the common `id int -> bigint`) moves too: its unique index is built on
+`c_sage_new` CONCURRENTLY in step 3 (and a unique copy on `c` itself, so a rollback can put the key back with no
+scan); the swap drops the foreign keys that reference `c` and the old key, adds `PRIMARY KEY USING INDEX` under
+the key's own name on the new column, and adds each foreign key again NOT VALID (validated right after the swap,
+each in its own transaction). Referencing columns keep their type (an int column may reference a bigint key). A
+serial's sequence follows its default: the swap moves `OWNED BY` to the new column (an identity stays refused).
 The file's history row is written after the last step (the swap is the moment the change is visible); the
 state row stays as `expanded (contract pending)`. `*apply --complete` drops `c_sage_old` and the trigger;
 until then `*rollback FILE` swaps back in one short transaction, keeping every row written meanwhile.
 
 What cannot be carried over faithfully is refused before anything runs (column_problems): constraints other
-than NOT NULL on the column, foreign keys to or from it, views, policies, triggers, generated columns or
-statistics that use it, an owned sequence or identity, column privileges, a statistics target or attribute
+than NOT NULL and a single-column non-deferrable primary key on the column, foreign keys from it, a foreign key
+to it from the table itself or that is not through the primary key, views, policies, triggers, generated columns or
+statistics that use it, an identity or a sequence owned by it that is not its default, column privileges, a statistics target or attribute
 options, a CLUSTER / REPLICA IDENTITY index on it, partitions and inheritance.
 The column moves to the end of the table (as with every expand/contract tool): `select *` lists it last.
 """
@@ -134,6 +141,22 @@ def column_problems(conn, table: str, column: str) -> list[str]:
                       "and indnatts = 1", (table,)).fetchone()[0]
     if not pk:
         out.append("the table has no single-column primary key to backfill by")
+    movable = set()  # what the swap moves to the new column: its primary key, foreign keys through it, a serial
+    key = primary_key_on(conn, table, attnum)
+    if key is not None:
+        if key["deferrable"]:
+            out.append(f"PRIMARY KEY {key['name']} on it is DEFERRABLE")
+        else:
+            movable.add(f"p {key['name']}")
+        for fk in conn.execute(
+                "select conname, conrelid = confrelid, conindid = %s and confkey = array[%s]::int2[] "
+                "from pg_constraint where contype = 'f' and confrelid = to_regclass(%s) and %s = any(confkey)",
+                (key["index_oid"], attnum, table, attnum)).fetchall():
+            if not fk[1] and fk[2]:
+                movable.add(f"f {fk[0]}")
+    seq = serial_sequence(conn, table, column)
+    if seq:
+        movable.add(f"S {seq}")
     deps = conn.execute(
         "select d.classid::regclass::text, "
         "  case when d.classid = 'pg_constraint'::regclass then (select contype::text || ' ' || conname "
@@ -151,6 +174,8 @@ def column_problems(conn, table: str, column: str) -> list[str]:
         "and d.refobjsubid = %s and d.deptype in ('n', 'a')", (table, attnum)).fetchall()
     for cls, what in deps:
         what = what or ""
+        if what in movable:
+            continue
         if cls == "pg_constraint" and what.startswith("n "):
             continue  # PostgreSQL 18's NOT NULL constraint: carried over
         if cls == "pg_class" and what.startswith("i "):
@@ -165,10 +190,67 @@ def column_problems(conn, table: str, column: str) -> list[str]:
                 "x": "exclusion constraint"}.get(what[:1], label) if cls == "pg_constraint" else \
             ("owned sequence" if what.startswith("S ") else label)
         out.append(f"{kind} {text} uses it")
-    fks_in = conn.execute("select conname, conrelid::regclass::text from pg_constraint where contype = 'f' "
-                          "and confrelid = to_regclass(%s) and %s = any(confkey)", (table, attnum)).fetchall()
-    out += [f"foreign key {name} on {rel} references it" for name, rel in fks_in]
+    fks_in = conn.execute("select conname, conrelid::regclass::text, conrelid = confrelid from pg_constraint "
+                          "where contype = 'f' and confrelid = to_regclass(%s) and %s = any(confkey)",
+                          (table, attnum)).fetchall()
+    out += [f"foreign key {name} on {rel} references it" + (" (from the table itself)" if itself else "")
+            for name, rel, itself in fks_in if f"f {name}" not in movable]
     return sorted(set(out))
+
+
+def primary_key_on(conn, table: str, attnum: int) -> dict | None:
+    """The table's primary key when it is on this one column alone."""
+    row = conn.execute("select con.conname, con.condeferrable, con.conindid, n.nspname, pg_get_indexdef(con.conindid) "
+                       "from pg_constraint con join pg_class ic on ic.oid = con.conindid "
+                       "join pg_namespace n on n.oid = ic.relnamespace where con.conrelid = to_regclass(%s) "
+                       "and con.contype = 'p' and con.conkey = array[%s]::int2[]", (table, attnum)).fetchone()
+    if row is None:
+        return None
+    return {"name": row[0], "deferrable": row[1], "index_oid": row[2], "schema": row[3], "definition": row[4]}
+
+
+def serial_sequence(conn, table: str, column: str) -> str | None:
+    """The sequence a serial column owns and takes its default from (identity columns are not serials)."""
+    row = conn.execute(
+        "select s.oid::regclass::text from pg_depend d join pg_class s on s.oid = d.objid and s.relkind = 'S' "
+        "join pg_attribute a on a.attrelid = d.refobjid and a.attnum = d.refobjsubid "
+        "join pg_attrdef ad on ad.adrelid = a.attrelid and ad.adnum = a.attnum "
+        "where d.classid = 'pg_class'::regclass and d.refobjid = to_regclass(%s) and a.attname = %s "
+        "and d.deptype = 'a' and a.attidentity = '' "
+        "and pg_get_expr(ad.adbin, ad.adrelid) = format('nextval(%%L::regclass)', s.oid::regclass::text)",
+        (table, column)).fetchone()
+    return row[0] if row else None
+
+
+def referencing_fks(conn, table: str, attnum: int) -> list[dict]:
+    """The foreign keys of other tables that reference the column (the swap re-creates them on the new one)."""
+    rows = conn.execute(
+        "select c.conname, c.conrelid::regclass::text, pg_get_constraintdef(c.oid), c.convalidated, "
+        "  (select string_agg(format('%%I %%s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ') "
+        "   from pg_attribute a where a.attrelid = c.conrelid and a.attnum = any(c.conkey)) "
+        "from pg_constraint c where c.contype = 'f' and c.confrelid = to_regclass(%s) "
+        "and c.conrelid <> c.confrelid and %s = any(c.confkey) order by 2, 1", (table, attnum)).fetchall()
+    return [{"name": name, "table": rel, "def": definition.removesuffix(" NOT VALID"), "valid": valid,
+             "columns": cols} for name, rel, definition, valid, cols in rows]
+
+
+def column_notes(conn, table: str, column: str, newtype: str) -> list[str]:
+    """What the swap moves besides the column: said in the plan before confirmation."""
+    attnum = conn.execute("select attnum from pg_attribute where attrelid = to_regclass(%s) and attname = %s "
+                          "and not attisdropped", (table, column)).fetchone()
+    key = primary_key_on(conn, table, attnum[0]) if attnum else None
+    if key is None:
+        return []
+    out = [f"{table}.{column}: the primary key {key['name']} moves to the new {newtype} column at the swap (PRIMARY "
+           "KEY USING INDEX on a unique index built CONCURRENTLY beforehand)"]
+    for fk in referencing_fks(conn, table, attnum[0]):
+        out.append(f"foreign key {fk['name']} on {fk['table']} ({fk['columns']}) is re-created NOT VALID against "
+                   f"the new {column} at the swap and validated right after; {fk['table']} keeps its column type "
+                   f"(a referencing column may have another integer type than the key it references)")
+    seq = serial_sequence(conn, table, column)
+    if seq:
+        out.append(f"the sequence {seq} follows the default: OWNED BY the new {column} from the swap on")
+    return out
 
 
 def read_info(conn, table: str, column: str, newtype: str, using: str | None, relname: str) -> dict[str, Any]:
@@ -198,7 +280,18 @@ def read_info(conn, table: str, column: str, newtype: str, using: str | None, re
         tmp, old = free_name(conn, schema, name, "sage_new", column), free_name(conn, schema, name, "sage_old", column)
         indexes.append({"name": name, "schema": schema, "tmp": tmp, "old": old,
                         "sql": index_on_new(definition, column, n["new"], tmp)})
+    key = primary_key_on(conn, table, attnum)
+    pk = None
+    if key is not None:
+        indexes = [ix for ix in indexes if not (ix["name"] == key["name"] and ix["schema"] == key["schema"])]
+        tmp = free_name(conn, key["schema"], key["name"], "sage_new", column)
+        old = free_name(conn, key["schema"], key["name"], "sage_old", column)
+        pk = {"name": key["name"], "schema": key["schema"], "tmp": tmp, "old": old,
+              "sql": index_on_new(key["definition"], column, n["new"], tmp),
+              "sql_old": index_on_new(key["definition"], column, column, old)}
     return {"table": table, "column": column, "newtype": newtype, "oldtype": oldtype, "using": using,
+            "pk": pk, "fks": referencing_fks(conn, table, attnum) if pk else [],
+            "sequence": serial_sequence(conn, table, column),
             "default": default[0] if default else None, "not_null": bool(not_null), "nn_name": nn_name,
             "old_nn": temp_name(nn_name, "sage_old") if nn_name else None, "comment": comment,
             "indexes": indexes, **n}
@@ -232,9 +325,10 @@ def qualified_index(ix: dict, name: str) -> str:
 
 
 def swap_sql(info: dict) -> list[str]:
-    """One short transaction: the new column takes the name, default, NOT NULL, indexes and comment."""
+    """One short transaction: the new column takes the name, default, NOT NULL, indexes, primary key (with the
+    foreign keys through it, NOT VALID), the serial's sequence and comment."""
     c, new, old = ident(info["column"]), ident(info["new"]), ident(info["old"])
-    out = []
+    out = _lock_referencing(info)
     if info["default"] is not None:
         out.append(_alter(info, f"ALTER COLUMN {c} DROP DEFAULT"))
     if info["nn_name"]:
@@ -247,16 +341,61 @@ def swap_sql(info: dict) -> list[str]:
     for ix in info["indexes"]:
         out += [f"ALTER INDEX {qualified_index(ix, ix['name'])} RENAME TO {ident(ix['old'])}",
                 f"ALTER INDEX {qualified_index(ix, ix['tmp'])} RENAME TO {ident(ix['name'])}"]
+    out += _key_to(info, info["pk"]["tmp"] if info.get("pk") else None)
     if info["comment"] is not None:
         out.append(f"COMMENT ON COLUMN {info['table']}.{c} IS {sql.Literal(info['comment']).as_string(None)}")
     out.append(_function(info, swapped=True))
     return out
 
 
+def _lock_referencing(info: dict) -> list[str]:
+    """The referencing tables locked before the table itself: the order a foreign key check takes them in (child
+    row written, then the parent row key-share locked), so a concurrent child insert waits instead of deadlocking."""
+    tables = sorted({fk["table"] for fk in info.get("fks", [])})
+    return [f"LOCK TABLE {t} IN ACCESS EXCLUSIVE MODE" for t in tables]
+
+
+def _key_to(info: dict, index: str | None) -> list[str]:
+    """The primary key (and the foreign keys through it) onto the column now named `c`, from the unique index
+    `index` built on it; the serial's sequence follows. Foreign keys come back NOT VALID (no scan here)."""
+    out, pk = [], info.get("pk")
+    if pk is not None and index is not None:
+        name = ident(pk["name"])
+        out += [f"ALTER TABLE {fk['table']} DROP CONSTRAINT {ident(fk['name'])}" for fk in info["fks"]]
+        out += [_alter(info, f"DROP CONSTRAINT {name}"),
+                f"ALTER INDEX {qualified_index(pk, index)} RENAME TO {name}",
+                _alter(info, f"ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}")]
+        out += [f"ALTER TABLE {fk['table']} ADD CONSTRAINT {ident(fk['name'])} {fk['def']} NOT VALID"
+                for fk in info["fks"]]
+    if info.get("sequence"):
+        out.append(f"ALTER SEQUENCE {info['sequence']} OWNED BY {info['table']}.{ident(info['column'])}")
+    return out
+
+
+def validate_sql(info: dict) -> list[str]:
+    """After a swap either way: each foreign key that was valid before, validated (one transaction each)."""
+    return [f"ALTER TABLE {fk['table']} VALIDATE CONSTRAINT {ident(fk['name'])}"
+            for fk in info.get("fks", []) if fk["valid"]]
+
+
+def builds(info: dict) -> list[tuple[dict, str, str]]:
+    """(index record, temporary name, CREATE INDEX CONCURRENTLY) of every index the expand builds: each index on
+    the column again on the new one; for a primary key, its unique index on the new column and a unique copy on
+    the old one (what lets *rollback put the key back without a scan after the swap)."""
+    out = [(ix, ix["tmp"], ix["sql"]) for ix in info["indexes"]]
+    if info.get("pk"):
+        out += [(info["pk"], info["pk"]["tmp"], info["pk"]["sql"]), (info["pk"], info["pk"]["old"],
+                                                                       info["pk"]["sql_old"])]
+    return out
+
+
 def unswap_sql(info: dict) -> list[str]:
     """The swap undone: `c` is the old column again (kept current by the trigger), the new one is dropped."""
     c, new, old = ident(info["column"]), ident(info["new"]), ident(info["old"])
-    out = [f"DROP TRIGGER IF EXISTS {ident(info['trigger'])} ON {info['table']}"]
+    out = [*_lock_referencing(info), f"DROP TRIGGER IF EXISTS {ident(info['trigger'])} ON {info['table']}"]
+    if info.get("pk"):  # off the new column first: a key column cannot drop NOT NULL
+        out += [f"ALTER TABLE {fk['table']} DROP CONSTRAINT {ident(fk['name'])}" for fk in info["fks"]]
+        out.append(_alter(info, f"DROP CONSTRAINT {ident(info['pk']['name'])}"))
     if info["not_null"]:
         out.append(_alter(info, f"ALTER COLUMN {c} DROP NOT NULL"))
     if info["default"] is not None:
@@ -269,14 +408,23 @@ def unswap_sql(info: dict) -> list[str]:
     for ix in info["indexes"]:
         out += [f"ALTER INDEX {qualified_index(ix, ix['name'])} RENAME TO {ident(ix['tmp'])}",
                 f"ALTER INDEX {qualified_index(ix, ix['old'])} RENAME TO {ident(ix['name'])}"]
+    if info.get("pk"):  # the unique copy built on the old column: the key again, with its foreign keys
+        pk, name = info["pk"], ident(info["pk"]["name"])
+        out += [f"ALTER INDEX {qualified_index(pk, pk['old'])} RENAME TO {name}",
+                _alter(info, f"ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}")]
+        out += [f"ALTER TABLE {fk['table']} ADD CONSTRAINT {ident(fk['name'])} {fk['def']} NOT VALID"
+                for fk in info["fks"]]
+    if info.get("sequence"):  # before the new column goes: it would take the sequence with it
+        out.append(f"ALTER SEQUENCE {info['sequence']} OWNED BY {info['table']}.{c}")
     out += [_alter(info, f"DROP COLUMN {new}"), f"DROP FUNCTION IF EXISTS {info['func']}()"]
     return out
 
 
 def unexpand_sql(info: dict) -> list[str]:
     """Before the swap: the trigger, its function and the new column (its indexes and check go with it)."""
+    copy = [f"DROP INDEX IF EXISTS {qualified_index(info['pk'], info['pk']['old'])}"] if info.get("pk") else []
     return [f"DROP TRIGGER IF EXISTS {ident(info['trigger'])} ON {info['table']}",
-            _alter(info, f"DROP COLUMN IF EXISTS {ident(info['new'])}"),
+            _alter(info, f"DROP COLUMN IF EXISTS {ident(info['new'])}"), *copy,
             f"DROP FUNCTION IF EXISTS {info['func']}()"]
 
 

@@ -57,7 +57,7 @@ def select(conn, file_plans: list, online: bool, server_major: int) -> OnlineSel
                           "nothing was changed; split the statement out, or apply this file without --online "
                           "(and without -- sage:online)", exit_code=1) from None
         if version not in unfinished:
-            _check_expand(conn, fp, plan)
+            _check_expand(conn, fp, plan, sel.notes)
         sel.plans[version] = plan
         sel._covered |= {(fp.migration.filename, line) for line in plan.rewritten}
         if version in unfinished:
@@ -68,15 +68,17 @@ def select(conn, file_plans: list, online: bool, server_major: int) -> OnlineSel
     return sel
 
 
-def _check_expand(conn, fp, plan: OnlinePlan) -> None:
+def _check_expand(conn, fp, plan: OnlinePlan, notes: list[str]) -> None:
     """A column type change whose column has what the expand/contract cannot carry over: refused up front."""
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
-    from sage_agent.ops.online.expand import column_problems
+    from sage_agent.ops.online.expand import column_notes, column_problems
 
     for step in plan.steps:
         if step.kind != "expand":
             continue
         problems = column_problems(conn, step.expand["table"], step.expand["column"])
+        if not problems:
+            notes += column_notes(conn, step.expand["table"], step.expand["column"], step.expand["newtype"])
         if problems:
             raise OpError(f"{fp.migration.filename}:{step.line}: no faithful online form for the type change of "
                           f"{step.expand['name']}.{step.expand['column']}: {'; '.join(problems)}",

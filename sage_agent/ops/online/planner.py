@@ -426,7 +426,9 @@ class Planner:
                       "lets the swap SET NOT NULL without a scan", table=table, expand=spec))
         self.add(Step("swap", [f"ALTER TABLE {table} RENAME COLUMN {c} TO {ident(n['old'])}",
                                f"ALTER TABLE {table} RENAME COLUMN {new} TO {c} (default, NOT NULL, indexes and "
-                               f"comment move with it; the trigger then keeps {ident(n['old'])} current)"], line,
+                               f"comment move with it; the trigger then keeps {ident(n['old'])} current)",
+                               f"a primary key on {c}: PRIMARY KEY USING INDEX on the new column, its foreign keys "
+                               "re-created NOT VALID, then validated one by one"], line,
                       "the type change becomes visible in one short transaction; *apply --complete drops the old "
                       "column later, *rollback swaps back until then", table=table, expand=spec))
 
