@@ -183,3 +183,9 @@ def test_template_budget_setting_is_documented():
 
     assert settings().shadow_template_mb == 1024
     assert any(f.metadata["env"] == "SAGE_SHADOW_TEMPLATE_MB" for f in Settings.__dataclass_fields__.values())
+
+
+def test_embedded_server_can_load_a_big_schema_in_one_transaction(db):
+    """The default (64 locks per transaction x 200 connections) makes a shadow load of ~5,000 tables with
+    partitions fail with "out of shared memory"; a new embedded cluster gets room for 20,000."""
+    assert db.execute("show max_locks_per_transaction").fetchone()[0] == "512"

@@ -262,6 +262,9 @@ class EmbeddedServer:
         self.state_file.write_text(json.dumps({"port": port}))
         conf = ["listen_addresses = '127.0.0.1'", f"port = {port}", "unix_socket_directories = ''",
                 "shared_preload_libraries = 'pg_stat_statements'", "max_connections = 200",
+                # a shadow loads the whole schema in one transaction: 512 x 200 lock slots hold a 20,000-table
+                # schema with its partitions and indexes (the default, 64, fails near 5,000 tables)
+                "max_locks_per_transaction = 512",
                 "log_min_messages = warning", "log_line_prefix = '%m [%p] '"]
         if self.fast:
             conf += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
