@@ -230,17 +230,7 @@ class StdioServer:
             if is_error:
                 break
             word = structured.get("word")
-            props: dict[str, Any] = {"confirm": {"type": "boolean", "title": "Run exactly this plan", "default": False}}
-            if word:
-                props["word"] = {"type": "string", "title": f"Type {word} to confirm"}
-            try:
-                answer = self.request("elicitation/create", {"mode": "form", "message": text, "requestedSchema": {
-                    "type": "object", "properties": props, "required": list(props)}})
-            except Exception:  # noqa: BLE001 - no answer (timeout, client error): nothing runs
-                answer = {}
-            content = answer.get("content") or {}
-            if answer.get("action") != "accept" or content.get("confirm") is not True or (
-                    word and content.get("word") != word):
+            if not self._elicit_plan(text, word):
                 return False, "Not confirmed by the person: nothing was done.", {"status": "cancelled"}
             if word:
                 approved = (*approved, structured["plan_hash"])
