@@ -355,3 +355,37 @@ def test_a_file_edited_after_its_online_apply_started_is_refused(project, make_s
     assert again.exit_code == EXIT_FAILED
     assert f"{V1}_two.sql changed after its online apply started (step 2 of 4 was next)" in failure(again)
     assert online_rows(db) == [(V1, 1, "failed")] and history(db) == []
+
+
+def test_backfill_ends_under_a_stream_of_inserts_and_updates_only_rows_present_at_its_start(
+        project, make_session, db_url, db):
+    """Rows inserted after a backfill started are the application's (as after the plain UPDATE): a backfill that
+    followed the newest keys would never end under steady inserts."""
+    seed(db_url)
+    write(project, f"{V1}_fill.sql", "update public.orders set note = 'x' || id;\n")
+    inserted: list[int] = []
+
+    def writer() -> None:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            for _ in range(3000):  # wait until the first batch is committed
+                if conn.execute("select to_regclass('supabase_migrations.sage_online')").fetchone()[0] and \
+                        conn.execute("select 1 from supabase_migrations.sage_online "
+                                     "where (current->>'rows_done')::int > 0").fetchone():
+                    break
+                time.sleep(0.01)
+            for n in range(20):  # 20,000 new rows, far faster than batches of 200 with a pause
+                first = 3001 + n * 1000
+                conn.execute("insert into public.orders (id, user_id, amount, note, code) select g, 1, 1, 'w', "
+                             "'w' || g from generate_series(%s::int, %s::int) g", (first, first + 999))
+                inserted.append(first + 999)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 200 "
+                                                      "--batch-pause-ms 50")
+    thread.join(timeout=60)
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    assert len(inserted) == 20  # the stream really ran during the backfill
+    assert db.execute("select count(*) from public.orders where id <= 3000 and note = 'x' || id").fetchone()[0] == 3000
+    assert db.execute("select count(*) from public.orders where id > 3000 and note <> 'w'").fetchone()[0] == 0
+    assert history(db) == [V1]

@@ -88,13 +88,19 @@ def run_backfill(conn, step, state: st.OnlineState, index: int, *, retry: RetryP
     ref = (sql.Identifier(spec["alias"]).as_string(conn) + "." + qpk) if spec.get("alias") else qpk
     cur = state.current if state.current.get("step") == index else {}
     if not cur:
-        total = conn.execute(f"select count(*) from {table}").fetchone()[0]
-        cur = {"step": index, "last": None, "rows_done": 0, "rows_total": total, "updated": 0}
+        total, upto = conn.execute(f"select count(*), max({qpk})::text from {table}").fetchone()
+        cur = {"step": index, "last": None, "rows_done": 0, "rows_total": total, "updated": 0, "upto": upto}
         state.current = cur
         st.save(conn, state)
     else:
+        if "upto" not in cur:  # a state row written before the bound was kept
+            cur["upto"] = conn.execute(f"select max({qpk})::text from {table}").fetchone()[0]
         say(f"backfill of {table} continues after {pk} = {cur['last']} ({cur['rows_done']} of {cur['rows_total']} "
             "rows done)")
+    # The rows to backfill are those present when it started (the key's maximum then): rows inserted later get
+    # their value from the new column's default or the sync trigger, as after the plain statement. Without the
+    # bound a steady stream of inserts keeps the backfill chasing new keys and it never ends.
+    upto_sql = None if cur["upto"] is None else f"{sql.Literal(cur['upto']).as_string(conn)}::{pktype}"
     started, done_here = time.perf_counter(), 0
     bar = progress(f"backfill {table}", cur["rows_total"])
     alias = f" AS {sql.Identifier(spec['alias']).as_string(conn)}" if spec.get("alias") else ""
@@ -104,8 +110,10 @@ def run_backfill(conn, step, state: st.OnlineState, index: int, *, retry: RetryP
         with conn.transaction():
             conn.execute("select set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
                          (f"{retry.lock_timeout_ms}ms", statement_timeout))
-            after = "" if cur["last"] is None else \
-                f" where {qpk} > {sql.Literal(cur['last']).as_string(conn)}::{pktype}"
+            if upto_sql is None:  # the table was empty when the backfill started
+                return None, 0, 0
+            after = f" where {qpk} <= {upto_sql}" if cur["last"] is None else \
+                f" where {qpk} > {sql.Literal(cur['last']).as_string(conn)}::{pktype} and {qpk} <= {upto_sql}"
             hi, n = conn.execute(f"select max(k)::text, count(*) from (select {qpk} as k from {table}{after} "
                                  f"order by {qpk} limit {int(batch.rows)}) s").fetchone()
             if hi is None:
