@@ -244,12 +244,14 @@ def locks_report(ctx, *, cancel: int | None, terminate: int | None, include_own:
 
             ok = conn.execute(sql.SQL("select {}(%s)").format(sql.Identifier(func)), (pid,)).fetchone()[0]
             gone = None
-            for _ in range(20):
+            # a terminated backend stops blocking (its transaction aborts) a moment before it leaves
+            # pg_stat_activity: wait (bounded, 5 s) for it to be gone; a cancel is done when it no longer blocks
+            for _ in range(50):
                 alive = conn.execute("select count(*) from pg_stat_activity where pid = %s", (pid,)).fetchone()[0]
                 still = conn.execute("select count(*) from pg_stat_activity where %s = any(pg_blocking_pids(pid))",
                                      (pid,)).fetchone()[0]
                 gone = not alive
-                if gone or not still:
+                if gone or (cancel is not None and not still):
                     break
                 time.sleep(0.1)
         action_note.append(f"{func}({pid}) returned {ok}; " + ("the backend is gone" if gone else
