@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from sage_agent.session.machine import EXIT_FAILED, EXIT_OK
-from migfiles import write_migration as write
+from migfiles import failure, history, write_migration as write
 
 V1, V2 = "20240101000000", "20240102000000"
 SEED = """
@@ -33,20 +33,6 @@ update public.orders set note = 'none' where note is null;
 create table public.audit (id bigint primary key, at timestamptz default now());
 create index audit_at_idx on public.audit (at);
 """
-
-
-def failure(outcome) -> str:
-    """What a person reads about a failed *apply: the summary, the error finding and the notes."""
-    if outcome.result is None:
-        return outcome.error or ""
-    r = outcome.result
-    return "\n".join([r.summary] + [f.message for f in r.findings] + list(r.notes))
-
-
-def history(conn) -> list[str]:
-    if not conn.execute("select to_regclass('supabase_migrations.schema_migrations')").fetchone()[0]:
-        return []
-    return [r[0] for r in conn.execute("select version from supabase_migrations.schema_migrations order by 1")]
 
 
 def online_rows(conn) -> list[tuple]:

@@ -12,7 +12,7 @@ import threading
 import psycopg
 import pytest
 
-from migfiles import write_migration as write
+from migfiles import failure, history, write_migration as write
 from sage_agent.session.machine import EXIT_FAILED, EXIT_OK
 
 V1 = "20240101000000"
@@ -28,19 +28,6 @@ insert into public.orders select g, g % 50, 'n' || g, g % 1000 from generate_ser
 CHANGE = "alter table public.orders alter column amount type bigint;\n"
 TWO = ("alter table public.orders alter column user_id type bigint using user_id::bigint * 2;\n"
        "alter table public.orders alter column amount type bigint;\n")
-
-
-def failure(outcome) -> str:
-    if outcome.result is None:
-        return outcome.error or ""
-    r = outcome.result
-    return "\n".join([r.summary] + [f.message for f in r.findings] + list(r.notes))
-
-
-def history(conn) -> list[str]:
-    if not conn.execute("select to_regclass('supabase_migrations.schema_migrations')").fetchone()[0]:
-        return []
-    return [r[0] for r in conn.execute("select version from supabase_migrations.schema_migrations order by 1")]
 
 
 def online_rows(conn) -> list[tuple]:
