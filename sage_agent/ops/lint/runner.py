@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,8 +110,12 @@ def _cores() -> int:
 
 
 def _jobs(count: int) -> int:
-    """Worker processes for `count` files; 1 = no pool."""
-    return 1 if count < _PARALLEL_FROM else max(1, min(_cores(), count))
+    """Worker processes for `count` files; 1 = no pool. Never in a process that already runs threads (`*lint`
+    inside `sage mcp` or the REPL): a forked child gets a copy of every lock a thread held at that moment, and
+    one taken and never released there hangs the worker."""
+    if count < _PARALLEL_FROM or threading.active_count() > 1:
+        return 1
+    return max(1, min(_cores(), count))
 
 
 _WORK: tuple = ()

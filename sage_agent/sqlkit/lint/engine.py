@@ -78,21 +78,36 @@ def statement_events(statements: Sequence[Statement]) -> list[Event]:
     return [(_tx_kind(s.node), _timeout_setting(s.node), _created_table(s.node)) for s in statements]
 
 
+# True: the reference path the fast one must equal (tests): every rule on every statement of its node types.
+FULL_PATH = False
+
+
+def _applicable(rules: Sequence[Rule], node_type: type, key: object) -> list[Rule]:
+    subtypes = key if isinstance(key, frozenset) else None
+    return [r for r in rules if (r.node_types is None or issubclass(node_type, r.node_types))
+            and (subtypes is None or getattr(r, "alter_subtypes", None) is None
+                 or not r.alter_subtypes.isdisjoint(subtypes))]
+
+
 def check_statements(statements: Sequence[Statement], events: Sequence[Event], ctx: LintContext,
                      rules: Sequence[Rule], offset: int = 0) -> list[LintFinding]:
     """Run ``rules`` over the statements in order, keeping the context's transaction / timeout / created-table
     state; ``offset``: index of the first statement in the file."""
     if len(_BY_TYPE) > 64:  # a long-running process that tried many selections
         _BY_TYPE.clear()
-    by_type = _BY_TYPE.setdefault(tuple(rules), {})  # rules that look at a statement class, in rule order
+    by_type = _BY_TYPE.setdefault((tuple(rules), FULL_PATH), {})  # statement kind -> its rules, in rule order
+    alter_table = ast.AlterTableStmt
     findings: list[LintFinding] = []
     for i, stmt in enumerate(statements):
         ctx.index = offset + i
-        node_type = type(stmt.node)
-        applicable = by_type.get(node_type)
+        node = stmt.node
+        node_type = type(node)
+        # an ALTER TABLE's kind includes its subcommand types: a rule about ADD COLUMN skips DROP INDEX ...
+        key = (frozenset([c.subtype._name_ for c in node.cmds or ()])
+               if node_type is alter_table and not FULL_PATH else node_type)
+        applicable = by_type.get(key)
         if applicable is None:
-            applicable = by_type[node_type] = [
-                r for r in rules if r.node_types is None or issubclass(node_type, r.node_types)]
+            applicable = by_type[key] = _applicable(rules, node_type, key)
         for rule in applicable:
             findings += rule.check(stmt, ctx)
         kind, setting, created = events[i]

@@ -66,6 +66,18 @@ class LintContext:
     # Memory that outlives the file when several migrations are linted as one chain.
     shared: dict[str, Any] = field(default_factory=dict)
 
+    # (statement, its LockInfo): the last statement's lock facts, shared by its findings and the timeout rules
+    _lock: tuple[Statement, LockInfo] | None = field(default=None, repr=False, compare=False)
+
+    def lock_of(self, stmt: Statement) -> LockInfo:
+        """:func:`.locks.statement_lock` of ``stmt``, computed once however many rules ask."""
+        memo = self._lock
+        if memo is not None and memo[0] is stmt:
+            return memo[1]
+        info = statement_lock(stmt.node, self.server_major)
+        self._lock = (stmt, info)
+        return info
+
     def rule_state(self, rule_id: str, factory: Any) -> Any:
         """Per-file mutable state for one rule (created on first use)."""
         if rule_id not in self.state:
@@ -85,6 +97,9 @@ class Rule:
     # Statement node classes this rule can ever flag or remember; the engine does not call
     # ``check`` for other statements.  ``None``: every statement.
     node_types: ClassVar[tuple[type, ...] | None] = None
+    # For an ALTER TABLE: the subcommand types (``AT_AddColumn`` ...) this rule can ever flag or remember; the
+    # engine does not call ``check`` for an ALTER TABLE that has none of them. ``None``: any ALTER TABLE.
+    alter_subtypes: ClassVar[frozenset[str] | None] = None
     # True when ``check`` remembers earlier statements (``ctx.state`` / ``ctx.shared``): such a rule must see a
     # file's statements in one order, in one process (see :mod:`.parallel`; a rule that overrides ``finish``
     # counts as ordered too). The others judge each statement alone.
@@ -102,7 +117,7 @@ class Rule:
                 table: str | None = None, lock: LockInfo | None = None,
                 severity: Severity | None = None, alternative: str | None = None) -> LintFinding:
         """Build a finding, filling lock/rewrite/scan facts from the lock table."""
-        info = lock or statement_lock(stmt.node, ctx.server_major)
+        info = lock or ctx.lock_of(stmt)
         column = None  # 1-based, of the node at `location` (else of the statement); none with an explicit line
         if line is None:
             if stmt.lines is None:

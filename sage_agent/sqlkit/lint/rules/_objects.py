@@ -43,6 +43,11 @@ class AlterCmdRule(Rule):
     objtypes: frozenset[str] | None = None  # e.g. {"OBJECT_TABLE"}; None: any relation kind
     message = ""
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "matches" not in cls.__dict__:  # it flags exactly these subcommands: skip ALTERs without one
+            cls.alter_subtypes = frozenset(cls.subtypes)
+
     def matches(self, cmd) -> bool:
         return h.subtype(cmd) in self.subtypes
 

@@ -4,7 +4,7 @@ from pglast import ast
 
 from ...nodes import qualified
 from .. import helpers as h
-from ..locks import LockInfo, SHARE_ROW_EXCLUSIVE, statement_lock
+from ..locks import LockInfo, SHARE_ROW_EXCLUSIVE
 
 _SLOW_PREFIXES = ("Create", "Alter", "Drop", "Define", "Rename", "Comment", "CompositeType",
                   "Index", "View", "Rule", "ImportForeignSchema", "Cluster", "Lock",
@@ -44,7 +44,7 @@ def waits_on(stmt, ctx) -> LockInfo | None:
     if isinstance(node, ast.CreateStmt):
         others = [t for t in referenced_tables(node) if t not in created]
         return LockInfo(SHARE_ROW_EXCLUSIVE, table=others[0]) if others else None
-    info = statement_lock(node, ctx.server_major)
+    info = ctx.lock_of(stmt)
     if info.table and info.table in created:
         return None
     return info

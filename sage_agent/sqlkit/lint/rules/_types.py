@@ -9,6 +9,7 @@ class ColumnTypeRule(Rule):
     """Flags column types declared by CREATE TABLE, ADD COLUMN and ALTER COLUMN TYPE."""
 
     node_types = (ast.CreateStmt, ast.AlterTableStmt)
+    alter_subtypes = frozenset({"AT_AddColumn", "AT_AlterColumnType"})
     severity = "info"
     bad_types: frozenset[str] = frozenset()
     message = ""

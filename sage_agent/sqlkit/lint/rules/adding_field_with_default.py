@@ -7,6 +7,7 @@ from ..model import Rule
 
 class AddingFieldWithDefault(Rule):
     node_types = (ast.AlterTableStmt,)
+    alter_subtypes = frozenset({"AT_AddColumn"})
     id = "adding-field-with-default"
     severity = "error"
     summary = "ADD COLUMN whose default must be computed per row rewrites the table"

@@ -7,6 +7,7 @@ from ..model import Rule
 
 class AddingForeignKeyConstraint(Rule):
     node_types = (ast.AlterTableStmt,)
+    alter_subtypes = frozenset({"AT_AddConstraint", "AT_AddColumn"})
     id = "adding-foreign-key-constraint"
     severity = "warning"
     summary = "ADD FOREIGN KEY blocks writes on both tables while it validates"

@@ -22,6 +22,7 @@ def _not_null_check_column(con) -> str | None:
 
 class AddingNotNullableField(Rule):
     node_types = (ast.AlterTableStmt,)
+    alter_subtypes = frozenset({"AT_AddConstraint", "AT_ValidateConstraint", "AT_SetNotNull"})
     id = "adding-not-nullable-field"
     ordered = True
     severity = "error"

@@ -7,6 +7,7 @@ from ..model import Rule
 
 class AddingRequiredField(Rule):
     node_types = (ast.AlterTableStmt,)
+    alter_subtypes = frozenset({"AT_AddColumn"})
     id = "adding-required-field"
     severity = "error"
     summary = "ADD COLUMN NOT NULL without DEFAULT fails on a populated table"

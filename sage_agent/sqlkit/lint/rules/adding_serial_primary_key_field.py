@@ -7,6 +7,7 @@ from ..model import Rule
 
 class AddingSerialPrimaryKeyField(Rule):
     node_types = (ast.AlterTableStmt,)
+    alter_subtypes = frozenset({"AT_AddConstraint", "AT_AddColumn"})
     id = "adding-serial-primary-key-field"
     severity = "error"
     summary = "ADD PRIMARY KEY builds an index while blocking reads and writes"

@@ -7,6 +7,7 @@ from ..model import Rule
 
 class BanDropColumn(Rule):
     node_types = (ast.AlterTableStmt,)
+    alter_subtypes = frozenset({"AT_DropColumn"})
     id = "ban-drop-column"
     severity = "error"
     summary = "DROP COLUMN loses data and breaks clients"

@@ -9,6 +9,7 @@ MESSAGE = "Dropping a constraint may remove a guarantee that existing clients as
 
 class BanDropConstraint(Rule):
     node_types = (ast.AlterTableStmt, ast.AlterDomainStmt)
+    alter_subtypes = frozenset({"AT_DropConstraint"})
     id = "ban-drop-constraint"
     severity = "warning"
     summary = "DROP CONSTRAINT removes a guarantee clients assume"

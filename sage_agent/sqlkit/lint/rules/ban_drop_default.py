@@ -9,6 +9,7 @@ MESSAGE = "Dropping a column default may break existing clients."
 
 class BanDropDefault(Rule):
     node_types = (ast.AlterTableStmt, ast.AlterDomainStmt)
+    alter_subtypes = frozenset({"AT_ColumnDefault"})
     id = "ban-drop-default"
     severity = "warning"
     summary = "DROP DEFAULT breaks inserts relying on it"

@@ -7,6 +7,7 @@ from ..model import Rule
 
 class BanDropNotNull(Rule):
     node_types = (ast.AlterTableStmt,)
+    alter_subtypes = frozenset({"AT_DropNotNull"})
     id = "ban-drop-not-null"
     severity = "warning"
     summary = "DROP NOT NULL may break clients that assume a value"

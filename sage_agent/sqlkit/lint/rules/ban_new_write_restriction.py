@@ -9,6 +9,7 @@ _COLUMN_KINDS = {"NOTNULL", "CHECK", "UNIQUE", "FOREIGN", "PRIMARY", "EXCLUSION"
 
 class BanNewWriteRestriction(Rule):
     node_types = (ast.AlterTableStmt, ast.AlterDomainStmt)
+    alter_subtypes = frozenset({"AT_AddConstraint", "AT_SetNotNull", "AT_AddColumn"})
     id = "ban-new-write-restriction"
     severity = "warning"
     opt_in = True

@@ -9,6 +9,7 @@ _OWNER = "Changing object ownership may break existing clients."
 
 class BanRevoke(Rule):
     node_types = (ast.GrantStmt, ast.GrantRoleStmt, ast.AlterOwnerStmt, ast.AlterTableStmt)
+    alter_subtypes = frozenset({"AT_ChangeOwner"})
     id = "ban-revoke"
     severity = "warning"
     opt_in = True

@@ -9,6 +9,7 @@ MESSAGE = "Setting a column default may silently change values written by existi
 
 class BanSetDefault(Rule):
     node_types = (ast.AlterTableStmt, ast.AlterDomainStmt)
+    alter_subtypes = frozenset({"AT_ColumnDefault"})
     id = "ban-set-default"
     severity = "warning"
     opt_in = True

@@ -22,6 +22,7 @@ def binary_coercible(old: tuple[str, list[int]], new: tuple[str, list[int]]) -> 
 
 class ChangingColumnType(Rule):
     node_types = (ast.CreateStmt, ast.AlterTableStmt)
+    alter_subtypes = frozenset({"AT_AddColumn", "AT_AlterColumnType"})
     id = "changing-column-type"
     ordered = True
     severity = "error"

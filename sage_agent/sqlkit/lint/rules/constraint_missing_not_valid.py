@@ -7,6 +7,7 @@ from ..model import Rule
 
 class ConstraintMissingNotValid(Rule):
     node_types = (ast.TransactionStmt, ast.AlterTableStmt)
+    alter_subtypes = frozenset({"AT_ValidateConstraint", "AT_AddConstraint"})
     id = "constraint-missing-not-valid"
     ordered = True
     severity = "warning"

@@ -7,6 +7,7 @@ from ..model import Rule
 
 class DisallowedUniqueConstraint(Rule):
     node_types = (ast.AlterTableStmt,)
+    alter_subtypes = frozenset({"AT_AddConstraint", "AT_AddColumn"})
     id = "disallowed-unique-constraint"
     severity = "error"
     summary = "ADD UNIQUE builds an index while blocking reads and writes"

@@ -21,7 +21,11 @@ def _ident_text(raw: str) -> str:
 # An unquoted identifier is a run of [A-Za-z0-9_$] and non-ASCII characters (scan.l
 # ident_start/ident_cont); over 63 bytes needs at least 16 such characters (4 bytes max each).
 _LONG_RUN = re.compile(r"[A-Za-z0-9_$\u0080-\U0010FFFF]{16,}")
-_LONG_ASCII_RUN = re.compile(r"[A-Za-z0-9_$]{64,}")  # ASCII: one byte a character
+# ASCII: one byte a character, so a run of 64. Found by mapping identifier bytes to `a` and others to a space
+# (bytes.translate), then a substring search: several times faster than the regex [A-Za-z0-9_$]{64,}.
+_IDENT_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_$")
+_TO_RUNS = bytes(0x61 if i in _IDENT_BYTES else 0x20 for i in range(256))
+_ASCII_RUN = b"a" * (MAX_BYTES + 1)
 _QUOTED = re.compile(r'"((?:[^"]|"")*)"')
 # Where one of these appears a `"` may sit in a string, comment or dollar quote, or be a U&"..." escape.
 _NOT_PLAIN = ("'", "$", "--", "/*", "&", "\\")
@@ -29,14 +33,18 @@ _NOT_PLAIN = ("'", "$", "--", "/*", "&", "\\")
 
 def _may_have_long_identifier(text: str) -> bool:
     """Cheap prefilter: False only when no identifier in ``text`` can exceed MAX_BYTES."""
-    if '"' in text:
+    first = text.find('"')
+    # A quoted identifier over 63 bytes spans over 60 characters from its first `"` to its last (`U&"` and `""`
+    # included), or over 12 when the text holds characters of up to 4 bytes: when the text's first and last
+    # quotes are closer than that, no quoted identifier can be too long.
+    if first >= 0 and text.rfind('"') - first > (60 if text.isascii() else 12):
         if any(s in text for s in _NOT_PLAIN):  # the scanner knows what each quote is
             return True
         # no strings, comments or escapes: every `"` delimits an identifier (`""` is a quote inside one)
         if any(len(m.group(1).replace('""', '"').encode()) > MAX_BYTES for m in _QUOTED.finditer(text)):
             return True
     if text.isascii():
-        return _LONG_ASCII_RUN.search(text) is not None
+        return len(text) > MAX_BYTES and _ASCII_RUN in text.encode("ascii").translate(_TO_RUNS)
     return any(len(m.group().encode()) > MAX_BYTES for m in _LONG_RUN.finditer(text))
 
 

@@ -7,6 +7,7 @@ from ..model import Rule
 
 class RequireConcurrentPartitionDetach(Rule):
     node_types = (ast.AlterTableStmt,)
+    alter_subtypes = frozenset({"AT_DetachPartition"})
     id = "require-concurrent-partition-detach"
     severity = "warning"
     summary = "DETACH PARTITION without CONCURRENTLY blocks reads and writes on the parent"
