@@ -266,7 +266,8 @@ def _online_steps(target, run: _FileRun, asked: bool, server_major: int) -> None
                                     message=f"*apply --online refuses this file: {exc.reason}"))
         return
     for step in plan.steps:
-        problems = column_problems(target, step.expand["table"], step.expand["column"]) \
+        problems = column_problems(target, step.expand["table"], step.expand["column"],
+                                   step.expand["newtype"]) \
             if step.kind == "expand" else []
         if problems:
             run.findings.append(Finding(

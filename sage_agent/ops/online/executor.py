@@ -184,7 +184,7 @@ class Runner:
         def run() -> None:
             with conn.transaction():
                 self._set_local()
-                problems = ex.column_problems(conn, spec["table"], spec["column"])
+                problems = ex.column_problems(conn, spec["table"], spec["column"], spec["newtype"])
                 if problems:
                     raise StepFailed(f"line {step.line}: the type change of {spec['column']} has no faithful online "
                                      f"form: {'; '.join(problems)}")
@@ -214,21 +214,28 @@ class Runner:
         self._done(i)
 
     def expand_check(self, i: int, step: Step) -> None:
+        """The constraints the swap needs on the new column, each added NOT VALID (a catalog change) and then
+        validated in its own transaction: `c_sage_new IS NOT NULL` when the column is NOT NULL, and a copy of every
+        CHECK that uses the column (one that was NOT VALID stays so)."""
         info, conn = self._info(step), self.conn
-        if not info["not_null"]:
-            self._done(i)
-            return
-        add = f"ALTER TABLE {info['table']} ADD CONSTRAINT {ex.ident(info['chk'])} CHECK " \
-              f"({ex.ident(info['new'])} IS NOT NULL) NOT VALID"
-        if info["chk"] not in _constraint_names(conn, info["table"]):
-            def run_add() -> None:
-                with conn.transaction():
-                    self._set_local()
-                    conn.execute(add, prepare=False)
-            self._retried(step, run_add)
-        check = Step("validate", [f"ALTER TABLE {info['table']} VALIDATE CONSTRAINT {{constraint}}"], step.line,
-                     table=step.table, constraint=info["chk"])
-        self.validate(i, check)
+        adds = [(c["tmp"], c["sql"], c["valid"]) for c in info.get("checks", [])]
+        if info["not_null"]:
+            adds.insert(0, (info["chk"], f"ALTER TABLE {info['table']} ADD CONSTRAINT {ex.ident(info['chk'])} CHECK "
+                                         f"({ex.ident(info['new'])} IS NOT NULL) NOT VALID", True))
+        for name, add, valid in adds:
+            if name not in _constraint_names(conn, info["table"]):  # a resumed run may have added it
+                def run_add(add: str = add) -> None:
+                    with conn.transaction():
+                        self._set_local()
+                        conn.execute(add, prepare=False)
+                self._retried(step, run_add)
+            if valid:
+                def run_validate(name: str = name) -> None:
+                    with conn.transaction():
+                        self._set_local(long=True)
+                        conn.execute(f"ALTER TABLE {info['table']} VALIDATE CONSTRAINT {ex.ident(name)}", prepare=False)
+                self._retried(step, run_validate)
+        self._done(i)
 
     def swap(self, i: int, step: Step) -> None:
         info, conn = self._info(step), self.conn

@@ -6,24 +6,32 @@ The sequence (each step recorded in sage_online, so a kill at any point is resum
    the USING expression) on every write, in one short transaction;
 2. backfill: `c_sage_new = <USING or c>` in primary-key batches (backfill.py);
 3. indexes: every plain index on `c` built again on `c_sage_new` CONCURRENTLY under a temporary name;
-4. NOT NULL (when `c` has it): `CHECK (c_sage_new IS NOT NULL) NOT VALID`, then VALIDATE;
-5. swap, one short transaction: `c` becomes `c_sage_old`, `c_sage_new` becomes `c` (default, NOT NULL, indexes
-   and comment move with the name), and the trigger now keeps `c_sage_old` current from the new `c`.
+4. constraints on the new column, each added NOT VALID and validated in its own transaction: `c_sage_new IS NOT
+   NULL` when `c` is NOT NULL, and a copy of every CHECK that uses `c` (one that was NOT VALID stays so);
+5. swap, one short transaction: `c` becomes `c_sage_old`, `c_sage_new` becomes `c` (default, NOT NULL, indexes,
+   CHECK names and comment move with the name), and the trigger now keeps `c_sage_old` current from the new `c`.
 A single-column primary key on `c` (the common `id int -> bigint`) moves too: its unique index is built on
 `c_sage_new` CONCURRENTLY in step 3 (and a unique copy on `c` itself, so a rollback can put the key back with no
-scan); the swap drops the foreign keys that reference `c` and the old key, adds `PRIMARY KEY USING INDEX` under
-the key's own name on the new column, and adds each foreign key again NOT VALID (validated right after the swap,
-each in its own transaction). Referencing columns keep their type (an int column may reference a bigint key). A
-serial's sequence follows its default: the swap moves `OWNED BY` to the new column (an identity stays refused).
+scan); the swap drops the foreign keys that reference `c` (from other tables, or from another column of the table
+itself: a parent id) and the old key, adds `PRIMARY KEY USING INDEX` under the key's own name on the new column,
+and adds each foreign key again NOT VALID (validated right after the swap, each in its own transaction).
+Referencing columns keep their type (an int column may reference a bigint key). A serial's sequence follows its
+default: the swap moves `OWNED BY` to the new column. An identity moves in the swap's transaction: a sequence of
+the same options (a bound that was the old type's own becomes the new type's, as ALTER SEQUENCE ... AS does),
+privileges and comment is made for the new column and set to the old one's value (no other session takes a value
+meanwhile: they wait for the table's lock), then the old identity is dropped and the new sequence takes its name.
+The old CHECK constraints stay on `c_sage_old` (renamed `<name>_sage_old`) until the contract, so a rollback
+only renames them back.
 The file's history row is written after the last step (the swap is the moment the change is visible); the
 state row stays as `expanded (contract pending)`. `*apply --complete` drops `c_sage_old` and the trigger;
 until then `*rollback FILE` swaps back in one short transaction, keeping every row written meanwhile.
 
 What cannot be carried over faithfully is refused before anything runs (column_problems): constraints other
-than NOT NULL and a single-column non-deferrable primary key on the column, foreign keys from it, a foreign key
-to it from the table itself or that is not through the primary key, views, policies, triggers, generated columns or
-statistics that use it, an identity or a sequence owned by it that is not its default, column privileges, a statistics target or attribute
-options, a CLUSTER / REPLICA IDENTITY index on it, partitions and inheritance.
+than NOT NULL, CHECK and a single-column non-deferrable primary key on the column, foreign keys from it, a
+foreign key to it from the column itself or that is not through the primary key, views, policies, triggers,
+generated columns or statistics that use it, an identity whose new type is not an integer type, a sequence owned
+by it that is not its default, column privileges, a statistics target or attribute options, a CLUSTER / REPLICA
+IDENTITY index on it, partitions and inheritance.
 The column moves to the end of the table (as with every expand/contract tool): `select *` lists it last.
 """
 
@@ -110,7 +118,7 @@ def index_on_new(definition: str, column: str, new: str, tmp: str) -> str:
     return deparse(stmt)
 
 
-def column_problems(conn, table: str, column: str) -> list[str]:
+def column_problems(conn, table: str, column: str, newtype: str | None = None) -> list[str]:
     """What a plain ALTER TYPE would carry over and this online form cannot (empty: it can)."""
     row = conn.execute(
         "select a.attnum, a.attidentity, a.attgenerated, a.attacl is not null, c.relkind, "
@@ -129,8 +137,8 @@ def column_problems(conn, table: str, column: str) -> list[str]:
         out.append("it has a statistics target or attribute options (SET STATISTICS / SET (n_distinct ...))")
     if special_index:
         out.append("an index on it is the table's CLUSTER or REPLICA IDENTITY index")
-    if identity:
-        out.append("it is an identity column")
+    if identity and newtype is not None and _integer_type(conn, newtype) is None:
+        out.append(f"it is an identity column and {newtype} is not smallint, integer or bigint")
     if generated:
         out.append("it is a generated column")
     if acl:
@@ -149,14 +157,19 @@ def column_problems(conn, table: str, column: str) -> list[str]:
         else:
             movable.add(f"p {key['name']}")
         for fk in conn.execute(
-                "select conname, conrelid = confrelid, conindid = %s and confkey = array[%s]::int2[] "
+                "select conname, conrelid = confrelid and %s = any(conkey), conindid = %s and confkey = array[%s]::int2[] "
                 "from pg_constraint where contype = 'f' and confrelid = to_regclass(%s) and %s = any(confkey)",
-                (key["index_oid"], attnum, table, attnum)).fetchall():
-            if not fk[1] and fk[2]:
+                (attnum, key["index_oid"], attnum, table, attnum)).fetchall():
+            if not fk[1] and fk[2]:  # a key of this table referencing it from another column moves too
                 movable.add(f"f {fk[0]}")
     seq = serial_sequence(conn, table, column)
     if seq:
         movable.add(f"S {seq}")
+    movable |= {f"c {c['name']}" for c in check_constraints(conn, table, attnum) if c["copyable"]}
+    movable |= {f"c {r[0]}" for r in conn.execute(  # the old copy an earlier change kept: it stays on the old columns
+        "select c.conname from pg_constraint c join pg_attribute a on a.attrelid = c.conrelid "
+        "and a.attnum = any(c.conkey) where c.conrelid = to_regclass(%s) and c.contype = 'c' "
+        "and a.attname like '%%sage_old%%'", (table,))}
     deps = conn.execute(
         "select d.classid::regclass::text, "
         "  case when d.classid = 'pg_constraint'::regclass then (select contype::text || ' ' || conname "
@@ -198,6 +211,91 @@ def column_problems(conn, table: str, column: str) -> list[str]:
     return sorted(set(out))
 
 
+INTEGER_BOUNDS = {"smallint": (-2 ** 15, 2 ** 15 - 1), "integer": (-2 ** 31, 2 ** 31 - 1),
+                  "bigint": (-2 ** 63, 2 ** 63 - 1)}
+
+
+def _integer_type(conn, typename: str) -> str | None:
+    """`smallint`, `integer` or `bigint` when the type is one of them (an identity column's only types)."""
+    try:
+        with conn.transaction():
+            name = conn.execute("select format_type(%s::regtype, null)", (typename,)).fetchone()[0]
+    except Exception:  # noqa: BLE001 - not a type name PostgreSQL knows: not an integer type either
+        return None
+    return name if name in INTEGER_BOUNDS else None
+
+
+def identity_of(conn, table: str, column: str) -> dict | None:
+    """An identity column's kind and its sequence's options (what ADD GENERATED needs to make it again)."""
+    row = conn.execute(
+        "select a.attidentity, n.nspname, c.relname, format_type(s.seqtypid, null), s.seqstart, s.seqincrement, "
+        "s.seqmin, s.seqmax, s.seqcache, s.seqcycle from pg_attribute a join pg_depend d "
+        "on d.refclassid = 'pg_class'::regclass and d.refobjid = a.attrelid and d.refobjsubid = a.attnum "
+        "and d.classid = 'pg_class'::regclass and d.deptype = 'i' join pg_sequence s on s.seqrelid = d.objid "
+        "join pg_class c on c.oid = s.seqrelid join pg_namespace n on n.oid = c.relnamespace "
+        "where a.attrelid = to_regclass(%s) and a.attname = %s and a.attidentity <> ''", (table, column)).fetchone()
+    if row is None:
+        return None
+    kind, schema, name, typ, start, inc, lo, hi, cache, cycle = row
+    return {"always": kind == "a", "schema": schema, "name": name, "type": typ,
+            "options": {"start": start, "increment": inc, "min": lo, "max": hi, "cache": cache, "cycle": cycle}}
+
+
+def _identity_options(identity: dict, newtype: str) -> dict:
+    """The sequence's options after the plain ALTER TYPE: a bound that was the old type's own becomes the new
+    type's (PostgreSQL's ALTER SEQUENCE ... AS rule); one the user chose stays."""
+    old, new = INTEGER_BOUNDS[identity["type"]], INTEGER_BOUNDS[newtype]
+    opts = dict(identity["options"])
+    if opts["max"] == old[1]:
+        opts["max"] = new[1]
+    if opts["min"] == old[0]:
+        opts["min"] = new[0]
+    return opts
+
+
+def check_constraints(conn, table: str, attnum: int) -> list[dict]:
+    """The CHECK constraints that use the column (not the old copy of an earlier change's), with what it takes to
+    build each again on the new column. `copyable`: PostgreSQL's parser of this version reads its definition."""
+    out = []
+    for name, definition, valid, comment in conn.execute(
+            "select c.conname, pg_get_constraintdef(c.oid), c.convalidated, obj_description(c.oid, 'pg_constraint') "
+            "from pg_constraint c where c.conrelid = to_regclass(%s) and c.contype = 'c' and %s = any(c.conkey) "
+            "and not exists (select 1 from pg_attribute a where a.attrelid = c.conrelid and a.attnum = any(c.conkey) "
+            "and a.attname like '%%sage_old%%') order by 1", (table, attnum)).fetchall():
+        try:
+            parse_sql(f"ALTER TABLE t ADD CONSTRAINT c {definition}")
+            copyable = True
+        except Exception:  # noqa: BLE001 - a definition this parser cannot read stays refused
+            copyable = False
+        out.append({"name": name, "def": definition, "valid": valid, "comment": comment, "copyable": copyable})
+    if out:  # names free on the table: an earlier change of another column may have kept `<name>_sage_old`
+        taken = {r[0] for r in conn.execute("select conname from pg_constraint where conrelid = to_regclass(%s)",
+                                            (table,))}
+        column = conn.execute("select attname from pg_attribute where attrelid = to_regclass(%s) and attnum = %s",
+                              (table, attnum)).fetchone()[0]
+        tag = hashlib.sha1(column.encode()).hexdigest()[:6]
+
+        def free(name: str, suffix: str) -> str:
+            plain = temp_name(name, suffix)
+            return plain if plain not in taken else temp_name(name, f"{suffix}_{tag}")
+
+        for c in out:
+            c["tmp"], c["old"] = free(c["name"], "sage_new"), free(c["name"], "sage_old")
+    return out
+
+
+def check_on_new(info: dict, check: dict) -> str:
+    """`ALTER TABLE ... ADD CONSTRAINT <tmp> CHECK (...) NOT VALID` of a CHECK, on the new column."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
+    from sage_agent.ops.online.planner import deparse
+
+    stmt = parse_sql(f"ALTER TABLE {info['table']} ADD CONSTRAINT {ident(check['tmp'])} {check['def']}")[0].stmt
+    _Columns(info["column"], info["new"])(stmt)
+    con = stmt.cmds[0].def_
+    con.skip_validation, con.initially_valid = True, False
+    return deparse(stmt)
+
+
 def primary_key_on(conn, table: str, attnum: int) -> dict | None:
     """The table's primary key when it is on this one column alone."""
     row = conn.execute("select con.conname, con.condeferrable, con.conindid, n.nspname, pg_get_indexdef(con.conindid) "
@@ -223,13 +321,14 @@ def serial_sequence(conn, table: str, column: str) -> str | None:
 
 
 def referencing_fks(conn, table: str, attnum: int) -> list[dict]:
-    """The foreign keys of other tables that reference the column (the swap re-creates them on the new one)."""
+    """The foreign keys that reference the column, from other tables or from another column of its own (a parent
+    id): the swap re-creates them on the new one."""
     rows = conn.execute(
         "select c.conname, c.conrelid::regclass::text, pg_get_constraintdef(c.oid), c.convalidated, "
         "  (select string_agg(format('%%I %%s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ') "
         "   from pg_attribute a where a.attrelid = c.conrelid and a.attnum = any(c.conkey)) "
-        "from pg_constraint c where c.contype = 'f' and c.confrelid = to_regclass(%s) "
-        "and c.conrelid <> c.confrelid and %s = any(c.confkey) order by 2, 1", (table, attnum)).fetchall()
+        "from pg_constraint c where c.contype = 'f' and c.confrelid = to_regclass(%s) and %s = any(c.confkey) "
+        "and not (c.conrelid = c.confrelid and %s = any(c.conkey)) order by 2, 1", (table, attnum, attnum)).fetchall()
     return [{"name": name, "table": rel, "def": definition.removesuffix(" NOT VALID"), "valid": valid,
              "columns": cols} for name, rel, definition, valid, cols in rows]
 
@@ -238,11 +337,22 @@ def column_notes(conn, table: str, column: str, newtype: str) -> list[str]:
     """What the swap moves besides the column: said in the plan before confirmation."""
     attnum = conn.execute("select attnum from pg_attribute where attrelid = to_regclass(%s) and attname = %s "
                           "and not attisdropped", (table, column)).fetchone()
-    key = primary_key_on(conn, table, attnum[0]) if attnum else None
-    if key is None:
+    if attnum is None:
         return []
-    out = [f"{table}.{column}: the primary key {key['name']} moves to the new {newtype} column at the swap (PRIMARY "
-           "KEY USING INDEX on a unique index built CONCURRENTLY beforehand)"]
+    out = [f"{table}.{column}: CHECK {c['name']} is built again on the new column NOT VALID before the swap"
+           + (" and validated in its own transaction" if c["valid"] else " (it stays NOT VALID; PostgreSQL checks "
+              "every row the backfill updates against it, so a row that breaks it stops the backfill)")
+           + "; it takes its name at the swap" for c in check_constraints(conn, table, attnum[0])]
+    identity = identity_of(conn, table, column)
+    if identity is not None:
+        out.append(f"{table}.{column}: the identity moves to the new column at the swap with a sequence of the same "
+                   f"options and privileges, named {identity['name']} and continuing from the old one's value in the "
+                   "same transaction (no id is handed out twice)")
+    key = primary_key_on(conn, table, attnum[0])
+    if key is None:
+        return out
+    out.append(f"{table}.{column}: the primary key {key['name']} moves to the new {newtype} column at the swap "
+               "(PRIMARY KEY USING INDEX on a unique index built CONCURRENTLY beforehand)")
     for fk in referencing_fks(conn, table, attnum[0]):
         out.append(f"foreign key {fk['name']} on {fk['table']} ({fk['columns']}) is re-created NOT VALID against "
                    f"the new {column} at the swap and validated right after; {fk['table']} keeps its column type "
@@ -289,8 +399,14 @@ def read_info(conn, table: str, column: str, newtype: str, using: str | None, re
         pk = {"name": key["name"], "schema": key["schema"], "tmp": tmp, "old": old,
               "sql": index_on_new(key["definition"], column, n["new"], tmp),
               "sql_old": index_on_new(key["definition"], column, column, old)}
+    identity = identity_of(conn, table, column)
+    if identity is not None:
+        identity["tmp"] = free_name(conn, identity["schema"], identity["name"], "sage_new", column)
+        identity["new_options"] = _identity_options(identity, _integer_type(conn, newtype))
     return {"table": table, "column": column, "newtype": newtype, "oldtype": oldtype, "using": using,
-            "pk": pk, "fks": referencing_fks(conn, table, attnum) if pk else [],
+            "pk": pk, "fks": referencing_fks(conn, table, attnum) if pk else [], "identity": identity,
+            "checks": [{**c, "sql": check_on_new({"table": table, "column": column, "new": n["new"]}, c)}
+                       for c in check_constraints(conn, table, attnum)],
             "sequence": serial_sequence(conn, table, column),
             "default": default[0] if default else None, "not_null": bool(not_null), "nn_name": nn_name,
             "old_nn": temp_name(nn_name, "sage_old") if nn_name else None, "comment": comment,
@@ -341,11 +457,53 @@ def swap_sql(info: dict) -> list[str]:
     for ix in info["indexes"]:
         out += [f"ALTER INDEX {qualified_index(ix, ix['name'])} RENAME TO {ident(ix['old'])}",
                 f"ALTER INDEX {qualified_index(ix, ix['tmp'])} RENAME TO {ident(ix['name'])}"]
+    if info.get("identity"):  # the new column (NOT NULL by now) takes the identity, its sequence continuing
+        out += _move_identity(info, old, c, info["identity"]["new_options"])
+    for check in info.get("checks", []):  # the copy built and validated beforehand takes the name
+        out += [_alter(info, f"RENAME CONSTRAINT {ident(check['name'])} TO {ident(check['old'])}"),
+                _alter(info, f"RENAME CONSTRAINT {ident(check['tmp'])} TO {ident(check['name'])}")]
+        if check["comment"] is not None:
+            out.append(f"COMMENT ON CONSTRAINT {ident(check['name'])} ON {info['table']} IS "
+                       f"{sql.Literal(check['comment']).as_string(None)}")
     out += _key_to(info, info["pk"]["tmp"] if info.get("pk") else None)
     if info["comment"] is not None:
         out.append(f"COMMENT ON COLUMN {info['table']}.{c} IS {sql.Literal(info['comment']).as_string(None)}")
     out.append(_function(info, swapped=True))
     return out
+
+
+def _move_identity(info: dict, source: str, dest: str, options: dict) -> list[str]:
+    """The identity from column `source` to `dest` (both quoted), in the swap's transaction: a sequence with the
+    same options, kind and privileges made for `dest`, set to where the old one is (no other session takes a value
+    meanwhile: they wait for the table's lock), the old identity dropped with its sequence, and the new sequence
+    renamed to the old one's name."""
+    idn = info["identity"]
+    seq, tmp = f"{ident(idn['schema'])}.{ident(idn['name'])}", f"{ident(idn['schema'])}.{ident(idn['tmp'])}"
+    o = options
+    kind = "ALWAYS" if idn["always"] else "BY DEFAULT"
+    return [_alter(info, f"ALTER COLUMN {dest} ADD GENERATED {kind} AS IDENTITY (SEQUENCE NAME {tmp} START WITH "
+                         f"{o['start']} INCREMENT BY {o['increment']} MINVALUE {o['min']} MAXVALUE {o['max']} "
+                         f"CACHE {o['cache']} {'' if o['cycle'] else 'NO '}CYCLE)"),
+            f"SELECT setval({sql.Literal(tmp).as_string(None)}, s.last_value, s.is_called) FROM {seq} s",
+            copy_sequence_meta(seq, tmp),
+            _alter(info, f"ALTER COLUMN {source} DROP IDENTITY"),
+            f"ALTER SEQUENCE {tmp} RENAME TO {ident(idn['name'])}"]
+
+
+def copy_sequence_meta(source: str, dest: str) -> str:
+    """Give sequence `dest` the privileges and comment of `source` (a new identity sequence gets the default
+    privileges instead): every privilege `dest` has revoked, every one of `source` granted, the comment copied."""
+    src, dst = sql.Literal(source).as_string(None), sql.Literal(dest).as_string(None)
+    role = "CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(g.grantee)) END"
+    acl = "FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('s', c.relowner))) a WHERE c.oid = {}::regclass"
+    return ("DO $sage$ DECLARE g record; BEGIN "
+            f"FOR g IN SELECT a.privilege_type AS p, a.grantee {acl.format(dst)} LOOP "
+            f"EXECUTE format('REVOKE %s ON SEQUENCE %s FROM %s', g.p, {dst}::regclass, {role}); END LOOP; "
+            f"FOR g IN SELECT a.privilege_type AS p, a.grantee, a.is_grantable {acl.format(src)} LOOP "
+            f"EXECUTE format('GRANT %s ON SEQUENCE %s TO %s%s', g.p, {dst}::regclass, {role}, "
+            "CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END); END LOOP; "
+            f"EXECUTE format('COMMENT ON SEQUENCE %s IS %L', {dst}::regclass, obj_description({src}::regclass, "
+            "'pg_class')); END $sage$")
 
 
 def _lock_referencing(info: dict) -> list[str]:
@@ -393,6 +551,11 @@ def unswap_sql(info: dict) -> list[str]:
     """The swap undone: `c` is the old column again (kept current by the trigger), the new one is dropped."""
     c, new, old = ident(info["column"]), ident(info["new"]), ident(info["old"])
     out = [*_lock_referencing(info), f"DROP TRIGGER IF EXISTS {ident(info['trigger'])} ON {info['table']}"]
+    if info.get("identity"):  # back on the old column first: an identity column cannot drop NOT NULL
+        out += _move_identity(info, c, old, info["identity"]["options"])
+    for check in info.get("checks", []):
+        out += [_alter(info, f"DROP CONSTRAINT {ident(check['name'])}"),
+                _alter(info, f"RENAME CONSTRAINT {ident(check['old'])} TO {ident(check['name'])}")]
     if info.get("pk"):  # off the new column first: a key column cannot drop NOT NULL
         out += [f"ALTER TABLE {fk['table']} DROP CONSTRAINT {ident(fk['name'])}" for fk in info["fks"]]
         out.append(_alter(info, f"DROP CONSTRAINT {ident(info['pk']['name'])}"))

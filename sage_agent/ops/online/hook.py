@@ -76,7 +76,7 @@ def _check_expand(conn, fp, plan: OnlinePlan, notes: list[str]) -> None:
     for step in plan.steps:
         if step.kind != "expand":
             continue
-        problems = column_problems(conn, step.expand["table"], step.expand["column"])
+        problems = column_problems(conn, step.expand["table"], step.expand["column"], step.expand["newtype"])
         if not problems:
             notes += column_notes(conn, step.expand["table"], step.expand["column"], step.expand["newtype"])
         if problems:

@@ -422,13 +422,17 @@ class Planner:
                       line, "the indexes a rewrite would rebuild, built beside the old ones", table=table,
                       expand=spec))
         self.add(Step("expand_check", [f"ALTER TABLE {table} ADD CONSTRAINT {ident(n['chk'])} CHECK ({new} IS NOT "
-                                       f"NULL) NOT VALID, then VALIDATE (only when {c} is NOT NULL)"], line,
-                      "lets the swap SET NOT NULL without a scan", table=table, expand=spec))
+                                       f"NULL) NOT VALID, then VALIDATE (only when {c} is NOT NULL)",
+                                       f"every CHECK that uses {c} built again on {new} NOT VALID, then VALIDATE (one "
+                                       "that was NOT VALID stays so)"], line,
+                      "lets the swap SET NOT NULL without a scan and keep each CHECK", table=table, expand=spec))
         self.add(Step("swap", [f"ALTER TABLE {table} RENAME COLUMN {c} TO {ident(n['old'])}",
                                f"ALTER TABLE {table} RENAME COLUMN {new} TO {c} (default, NOT NULL, indexes and "
                                f"comment move with it; the trigger then keeps {ident(n['old'])} current)",
                                f"a primary key on {c}: PRIMARY KEY USING INDEX on the new column, its foreign keys "
-                               "re-created NOT VALID, then validated one by one"], line,
+                               "re-created NOT VALID, then validated one by one",
+                               f"an identity on {c}: the new column takes it with a sequence of the same name and "
+                               "options, continuing from the old one's value; each CHECK copy takes its name"], line,
                       "the type change becomes visible in one short transaction; *apply --complete drops the old "
                       "column later, *rollback swaps back until then", table=table, expand=spec))
 

@@ -1,0 +1,360 @@
+"""*apply --online of a column type change carries the shapes a plain ALTER TYPE carries, against real PostgreSQL
+18 and 15: an identity column (its sequence continues, no id handed out twice), CHECK constraints on the column
+(built again NOT VALID, validated, names kept) and a self-referencing foreign key. For each: after --complete the
+normalized pg_dump equals the plain file's (column order aside), concurrent writes during the backfill and after
+the swap are kept, and *rollback FILE restores the pre-apply dump exactly."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+from migfiles import failure, history
+from migfiles import write_migration as write
+from test_online_expand import (
+    SEED,
+    TWO,
+    V1,
+    Writer,
+    column_order_free,
+    kept,
+    online_rows,
+    plain_dump_of,
+    type_of,
+)
+
+from sage_agent.session.machine import EXIT_FAILED, EXIT_OK
+
+CHANGE = "alter table public.orders alter column id type bigint;\n"
+IDENTITY_SEED = """
+create table public.orders (id int generated {kind} as identity (start with 10 cache 5) primary key, note text);
+insert into public.orders (note) select 'n' || g from generate_series(1, 3000) g;
+revoke update on sequence public.orders_id_seq from authenticated;
+grant select on sequence public.orders_id_seq to public;
+comment on sequence public.orders_id_seq is 'order ids';
+create table public.items (id int primary key, order_id int constraint items_order_fk references public.orders (id));
+insert into public.items select g, g + 9 from generate_series(1, 500) g;
+"""
+
+
+class IdentityWriter:
+    """Inserts orders with the identity's own ids (and an item referencing each) from another connection, and
+    updates older ones. Unprepared: a prepared `RETURNING id` fails after any type change of id ("cached plan must
+    not change result type"), the plain ALTER's as much as the swap's."""
+
+    def __init__(self, url: str, items_from: int = 100_000):
+        self.url, self.items_from, self.ids, self.notes, self.errors = url, items_from, [], {}, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        n = 0
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.stop.is_set():
+                n += 1
+                try:
+                    oid = conn.execute("insert into public.orders (note) values (%s) returning id", (f"w{n}",),
+                                       prepare=False).fetchone()[0]
+                    conn.execute("insert into public.items values (%s, %s)", (self.items_from + n, oid), prepare=False)
+                    self.ids.append(oid)
+                    self.notes[oid] = f"w{n}"
+                    key = 10 + n % 3000
+                    conn.execute("update public.orders set note = %s where id = %s", (f"u{n}", key), prepare=False)
+                    self.notes[key] = f"u{n}"
+                except psycopg.Error as exc:  # a failed write is what the test looks for
+                    self.errors.append(str(exc))
+                self.stop.wait(0.003)
+
+    def wait_for(self, count: int) -> None:
+        while len(self.ids) < count and len(self.errors) < 5:
+            self.stop.wait(0.01)
+
+    def __enter__(self) -> "IdentityWriter":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def identity_kept(conn, writer: IdentityWriter) -> None:
+    """Every row the writer inserted is there once with its item, every note it wrote is the row's."""
+    assert len(set(writer.ids)) == len(writer.ids)  # no id handed out twice
+    have = dict(conn.execute("select o.id, o.note from public.orders o where o.id = any(%s)",
+                             (list(writer.notes),)).fetchall())
+    assert have == writer.notes
+    items = {r[0] for r in conn.execute("select order_id from public.items where id > %s and id < %s",
+                                        (writer.items_from, writer.items_from + 100_000))}
+    assert items == set(writer.ids)
+
+
+def next_id_continues(conn) -> None:
+    top = conn.execute("select max(id) from public.orders").fetchone()[0]
+    assert conn.execute("insert into public.orders (note) values ('next') returning id").fetchone()[0] > top
+    conn.execute("delete from public.orders where note = 'next'")
+
+
+def sequence_facts(conn) -> tuple:
+    return conn.execute("select format_type(s.seqtypid, null), s.seqstart, s.seqmax, s.seqcache, "
+                        "pg_get_serial_sequence('public.orders', 'id'), obj_description(s.seqrelid, 'pg_class') "
+                        "from pg_sequence s where s.seqrelid = 'public.orders_id_seq'::regclass").fetchone()
+
+
+def identity_round_trip(project, make_session, url: str, admin: str, kind: str, major: int | None) -> None:
+    """apply online under a writer, rollback (exact pre-apply dump), apply again, --complete (the plain dump)."""
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    seed = IDENTITY_SEED.format(kind=kind)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(seed)
+        before = normalized_dump(url, major)
+        write(project, f"{V1}_change.sql", CHANGE)
+        plan = make_session(url).run_line(f"*dry-run {V1} --online")
+        assert plan.result is not None, plan.error
+        assert not [f for f in plan.result.findings if f.rule == "online.no_form"], plan.result.findings
+        assert any("the identity moves to the new column" in n and "orders_id_seq" in n
+                   for n in plan.result.notes), plan.result.notes
+        with IdentityWriter(url) as writer:
+            outcome = make_session(url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
+            during = len(writer.ids)
+            writer.wait_for(during + 20)  # inserts after the swap take ids from the new column's identity
+        assert outcome.exit_code == EXIT_OK, failure(outcome)
+        assert writer.errors == [] and during > 20
+        identity_kept(conn, writer)
+        assert type_of(conn, "id") == "bigint" and type_of(conn, "id_sage_old") == "integer"
+        assert sequence_facts(conn) == ("bigint", 10, 2 ** 63 - 1, 5, "public.orders_id_seq", "order ids")
+        assert conn.execute("select attidentity from pg_attribute where attrelid = 'public.orders'::regclass "
+                            "and attname = 'id'").fetchone()[0] == ("a" if kind == "always" else "d")
+        next_id_continues(conn)
+
+        with IdentityWriter(url, items_from=200_000) as writer2:  # rollback under a writer: the old column takes the identity back
+            writer2.wait_for(20)
+            undone = make_session(url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
+            assert undone.exit_code == EXIT_OK, failure(undone)
+            after = len(writer2.ids)
+            writer2.wait_for(after + 20)
+        assert writer2.errors == []
+        identity_kept(conn, writer2)
+        assert not set(writer.ids) & set(writer2.ids)
+        assert conn.execute("select count(*) from public.orders").fetchone()[0] == \
+            3000 + len(writer.ids) + len(writer2.ids)  # every row written under either writer is kept
+        assert type_of(conn, "id") == "integer" and history(conn) == [] and online_rows(conn) == []
+        assert sequence_facts(conn) == ("integer", 10, 2 ** 31 - 1, 5, "public.orders_id_seq", "order ids")
+        next_id_continues(conn)
+        assert normalized_dump(url, major) == before  # identity, sequence options, privileges, comment
+
+        again = make_session(url, yes=True).run_line("*apply --online --snapshot=no")
+        assert again.exit_code == EXIT_OK, failure(again)
+        done = make_session(url, confirm=("COMPLETE",)).run_line("*apply --complete")
+        assert done.exit_code == EXIT_OK, failure(done)
+        next_id_continues(conn)
+        assert history(conn) == [V1] and online_rows(conn) == []
+    assert column_order_free(normalized_dump(url, major)) == column_order_free(
+        plain_dump_of(project, make_session, admin, seed, CHANGE, major))
+
+
+def test_identity_key_moves_with_its_sequence_and_rolls_back(project, make_session, db_url, pg_server, monkeypatch):
+    monkeypatch.setenv("SAGE_ONLINE_BATCH_PAUSE_MS", "20")
+    identity_round_trip(project, make_session, db_url, pg_server.url(), "by default", None)
+
+
+@pytest.mark.pg15
+def test_identity_always_on_postgresql_15(project, make_session, pg15_server, pg15_url, monkeypatch):
+    """PostgreSQL 15: no named NOT NULL constraints; GENERATED ALWAYS (the writer never gives an id)."""
+    monkeypatch.setenv("SAGE_ONLINE_BATCH_PAUSE_MS", "20")
+    identity_round_trip(project, make_session, pg15_url, pg15_server, "always", 15)
+
+
+def test_identity_to_a_non_integer_type_is_refused_with_the_reason(project, make_session, db_url, db):
+    db.execute(IDENTITY_SEED.format(kind="always"))
+    write(project, f"{V1}_change.sql", "alter table public.orders alter column id type numeric;\n")
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_FAILED
+    assert "it is an identity column and numeric is not smallint, integer or bigint" in failure(outcome)
+    assert type_of(db, "id") == "integer" and history(db) == [] and online_rows(db) == []
+
+
+CHECKS = """
+alter table public.orders add constraint orders_amount_pos check (amount >= 0);
+alter table public.orders add constraint orders_amount_cap check (amount <= 2000000000 or note is null) not valid;
+comment on constraint orders_amount_pos on public.orders is 'no refunds here';
+"""
+AMOUNT = "alter table public.orders alter column amount type bigint;\n"
+
+
+def checks(conn) -> list[tuple]:
+    return conn.execute("select conname, pg_get_constraintdef(oid), convalidated, "
+                        "obj_description(oid, 'pg_constraint') from pg_constraint "
+                        "where conrelid = 'public.orders'::regclass and contype = 'c' order by 1").fetchall()
+
+
+def test_check_constraints_are_built_again_validated_and_keep_their_names(project, make_session, db_url, db,
+                                                                          pg_server, monkeypatch):
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    monkeypatch.setenv("SAGE_ONLINE_BATCH_PAUSE_MS", "20")
+    db.execute(SEED + CHECKS)
+    before, checks_before = normalized_dump(db_url), checks(db)
+    write(project, f"{V1}_change.sql", AMOUNT)
+    plan = make_session(db_url).run_line(f"*dry-run {V1} --online")
+    assert plan.result is not None, plan.error
+    assert not [f for f in plan.result.findings if f.rule == "online.no_form"], plan.result.findings
+    notes = "\n".join(plan.result.notes)
+    assert "CHECK orders_amount_pos is built again on the new column NOT VALID before the swap and validated" in notes
+    assert "CHECK orders_amount_cap is built again on the new column NOT VALID before the swap (it stays NOT " \
+           "VALID; PostgreSQL checks every row the backfill updates against it" in notes
+    with Writer(db_url) as writer:
+        outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
+        after_swap = len(writer.written)
+        while len(writer.written) < after_swap + 20:
+            writer.stop.wait(0.01)
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    assert writer.errors == [] and after_swap > 20 and kept(db, writer.written)
+    assert type_of(db, "amount") == "bigint"
+    # the copies on the new column took the names, definitions, validity and comment; the old ones wait
+    assert [c for c in checks(db) if "sage" not in c[0]] == checks_before
+    assert {c[0] for c in checks(db)} >= {"orders_amount_pos_sage_old", "orders_amount_cap_sage_old"}
+    with pytest.raises(psycopg.errors.CheckViolation, match="orders_amount_pos"):  # enforced on the new column
+        db.execute("update public.orders set amount = -1 where id = 2")
+
+    undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
+    assert undone.exit_code == EXIT_OK, failure(undone)
+    assert type_of(db, "amount") == "integer" and kept(db, writer.written)
+    assert normalized_dump(db_url) == before
+    with pytest.raises(psycopg.errors.CheckViolation, match="orders_amount_pos"):
+        db.execute("update public.orders set amount = -1 where id = 2")
+
+    again = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert again.exit_code == EXIT_OK, failure(again)
+    done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
+    assert done.exit_code == EXIT_OK, failure(done)
+    assert checks(db) == checks_before and kept(db, writer.written)
+    # amount was the last column: the dump is the plain file's, column order included
+    assert normalized_dump(db_url) == plain_dump_of(project, make_session, pg_server.url(), SEED + CHECKS, AMOUNT)
+
+
+SELF_SEED = """
+create table public.orders (id int primary key, note text,
+  parent int constraint orders_parent_fk references public.orders (id) on delete set null);
+insert into public.orders (id, note, parent) select g, 'n' || g, nullif(g / 2, 0) from generate_series(1, 3000) g;
+create index orders_parent_idx on public.orders (parent);
+"""
+
+
+class TreeWriter:
+    """Inserts orders whose parent is an older order or the one inserted just before, from another connection."""
+
+    def __init__(self, url: str, first: int):
+        self.url, self.next, self.rows, self.errors = url, first, {}, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.stop.is_set():
+                parent = self.next - 1 if self.next % 2 and self.next - 1 in self.rows else self.next % 3000 + 1
+                try:
+                    conn.execute("insert into public.orders (id, note, parent) values (%s, 'w', %s)",
+                                 (self.next, parent), prepare=False)
+                    self.rows[self.next] = parent
+                except psycopg.Error as exc:  # a failed write is what the test looks for
+                    self.errors.append(str(exc))
+                self.next += 1
+                self.stop.wait(0.003)
+
+    def wait_for(self, count: int) -> None:
+        while len(self.rows) < count and len(self.errors) < 5:
+            self.stop.wait(0.01)
+
+    def __enter__(self) -> "TreeWriter":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def tree_kept(conn, writer: TreeWriter) -> bool:
+    rows = dict(conn.execute("select id, parent from public.orders where id = any(%s)", (list(writer.rows),)))
+    return rows == writer.rows
+
+
+def self_fk(conn) -> tuple:
+    return conn.execute("select pg_get_constraintdef(oid), convalidated from pg_constraint "
+                        "where conname = 'orders_parent_fk'").fetchone()
+
+
+def orphan_refused(conn) -> bool:
+    try:
+        conn.execute("insert into public.orders (id, parent) values (-1, 999999999)")
+    except psycopg.errors.ForeignKeyViolation:
+        return True
+    conn.execute("delete from public.orders where id = -1")
+    return False
+
+
+def test_self_referencing_foreign_key_moves_with_the_key(project, make_session, db_url, db, pg_server, monkeypatch):
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    monkeypatch.setenv("SAGE_ONLINE_BATCH_PAUSE_MS", "20")
+    db.execute(SELF_SEED)
+    before = normalized_dump(db_url)
+    write(project, f"{V1}_change.sql", CHANGE)
+    plan = make_session(db_url).run_line(f"*dry-run {V1} --online")
+    assert plan.result is not None, plan.error
+    assert not [f for f in plan.result.findings if f.rule == "online.no_form"], plan.result.findings
+    assert any("foreign key orders_parent_fk on orders (parent integer) is re-created NOT VALID" in n
+               for n in plan.result.notes), plan.result.notes
+    with TreeWriter(db_url, 100_000) as writer:
+        outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
+        during = len(writer.rows)
+        writer.wait_for(during + 20)  # children of new and old rows after the swap
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    assert writer.errors == [] and during > 20 and tree_kept(db, writer)
+    assert type_of(db, "id") == "bigint" and type_of(db, "parent") == "integer"
+    assert self_fk(db) == ("FOREIGN KEY (parent) REFERENCES orders(id) ON DELETE SET NULL", True)
+    assert orphan_refused(db)
+
+    with TreeWriter(db_url, 200_000) as writer2:
+        writer2.wait_for(10)
+        undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
+        assert undone.exit_code == EXIT_OK, failure(undone)
+        writer2.wait_for(len(writer2.rows) + 10)
+    assert writer2.errors == [] and tree_kept(db, writer) and tree_kept(db, writer2)
+    assert self_fk(db) == ("FOREIGN KEY (parent) REFERENCES orders(id) ON DELETE SET NULL", True)
+    assert orphan_refused(db)
+    assert normalized_dump(db_url) == before
+
+    again = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert again.exit_code == EXIT_OK, failure(again)
+    done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
+    assert done.exit_code == EXIT_OK, failure(done)
+    assert orphan_refused(db) and tree_kept(db, writer)
+    assert column_order_free(normalized_dump(db_url)) == column_order_free(
+        plain_dump_of(project, make_session, pg_server.url(), SELF_SEED, CHANGE))
+
+
+def test_a_check_on_two_changed_columns_follows_both_changes(project, make_session, db_url, db, pg_server):
+    """The second change copies the check the first one built (not the old copy it kept), under names of its own."""
+    from sage_agent.ops.schema.compare import normalized_dump
+    seed = SEED + "alter table public.orders add constraint orders_user_amount check (user_id < amount + 1000);\n"
+    db.execute(seed)
+    before = normalized_dump(db_url)
+    write(project, f"{V1}_change.sql", TWO)
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    kept_checks = [c[0] for c in checks(db)]
+    assert len(kept_checks) == 3 and "orders_user_amount" in kept_checks  # the live one and two old copies
+    undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}")
+    assert undone.exit_code == EXIT_OK, failure(undone)
+    assert normalized_dump(db_url) == before
+    again = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert again.exit_code == EXIT_OK, failure(again)
+    done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
+    assert done.exit_code == EXIT_OK, failure(done)
+    assert checks(db) == [("orders_user_amount", "CHECK ((user_id < (amount + 1000)))", True, None)]
+    assert column_order_free(normalized_dump(db_url)) == column_order_free(
+        plain_dump_of(project, make_session, pg_server.url(), seed, TWO))
