@@ -7,13 +7,20 @@ Run: python bench/watch.py [runs] [tables]. Starts its own embedded PostgreSQL 1
 SAGE_BENCH_WATCH_DIR when set, keeping the schema between runs), builds the schema with generate_series DO
 blocks (half plain tables with a primary key, half hash partitions of 100-way partitioned tables), then
 alternates the contenders `runs` times and writes bench/results/watch.md (medians, best, ratios, load).
+With SAGE_BENCH_WATCH_URL, it uses that database instead (a copy of bench/big_schema.py's big_20000 made with
+CREATE DATABASE ... TEMPLATE: policies, foreign keys and indexes on every plain table; the bench runs DDL on it).
 
 Figures:
-- "round, audits rerun" = one in-process round of all 7 checks when the catalog changed (audits run: both
-  summarised per rule in one statement, security/summary.py, on a thread beside the other checks);
-- "both audits in full" = run_lints + schema_audit.audit in process, every finding built (the rerun before);
-- "round, catalog unchanged" = the steady state: the audits' catalog fingerprint matched, findings carried;
-- "sage watch --once (CLI)" = the whole process, start-up included, steady state;
+- "round right after DDL" = one in-process round of all 7 checks after a small migration (a table with RLS and
+  a policy created, the last one dropped, a grant): the audits read again only the relations whose catalog
+  rows changed (security/summary.py), on a thread beside the other checks; one History for all rounds, as
+  `sage watch` keeps it;
+- "round right after DDL, audits read whole" = the same with no per-relation findings kept (what a round after
+  DDL cost before: both audits summarised over every relation);
+- "both audits in full" = run_lints + schema_audit.audit in process, every finding built;
+- "round, catalog unchanged" = the steady state: nothing new in the catalogs, findings carried;
+- "sage watch --once (CLI)" = the whole process, start-up included, steady state and right after DDL (the
+  per-relation findings come from .sage/watch.sqlite);
 - "sage run 5 commands (CLI)" = the diagnostics a round is built on, as one headless run;
 - "supabase inspect x3" = blocking + long-running-queries + vacuum-stats, three CLI runs.
 """
@@ -82,35 +89,67 @@ def main() -> None:
 
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     tables = int(sys.argv[2]) if len(sys.argv) > 2 else 20_000
-    keep_dir = os.environ.get("SAGE_BENCH_WATCH_DIR")
-    base = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="sage-bench-watch-"))
-    server = EmbeddedServer(base / "pg", fast=True, port_seed="bench-watch")
-    server.start()
+    given = os.environ.get("SAGE_BENCH_WATCH_URL")
+    keep_dir = os.environ.get("SAGE_BENCH_WATCH_DIR") or given
+    base = Path(tempfile.mkdtemp(prefix="sage-bench-watch-")) if not keep_dir or given else Path(keep_dir)
+    server = None if given else EmbeddedServer(base / "pg", fast=True, port_seed="bench-watch")
+    if server is not None:
+        server.start()
     cli = os.environ.get("SUPABASE_CLI") or shutil.which("supabase") or str(REPO / ".tools/node_modules/.bin/supabase")
     if not Path(cli).exists():
         cli = None
     project = Path(tempfile.mkdtemp(prefix="sage-bench-watch-project-"))
     try:
-        name = f"watch{tables}"
-        with psycopg.connect(server.url(), autocommit=True) as c:
-            exists = c.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
-        url = server.url().rsplit("/", 1)[0] + f"/{name}" if exists else create_database(server.url(), name)
-        setup_s = build(url, tables)
+        if given:
+            url, setup_s = given, 0.0
+        else:
+            name = f"watch{tables}"
+            with psycopg.connect(server.url(), autocommit=True) as c:
+                exists = c.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
+            url = server.url().rsplit("/", 1)[0] + f"/{name}" if exists else create_database(server.url(), name)
+            setup_s = build(url, tables)
         with psycopg.connect(url, autocommit=True) as c:
             relations = c.execute("select count(*) from pg_class where relkind in ('r', 'p') "
                                   "and relnamespace = 'public'::regnamespace").fetchone()[0]
+            shape = c.execute("select (select count(*) from pg_policy), (select count(*) from pg_index), "
+                              "(select count(*) from pg_constraint where contype = 'f')").fetchone()
             c.execute("select extensions.pg_stat_statements_reset()")
         ctx = watch_context(project, Target("local", url, "bench"), 30_000)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "DATABASE_URL", "PG", "SAGE_"))}
         env.update({"PYTHONPATH": str(REPO), "NO_COLOR": "1"})
         counter = iter(range(1, 10_000))
 
-        def round_(audit_every_s: float):
-            with History(history_path(project)) as history:
-                rnd = run_round(ctx, list(CHECK_NAMES), Thresholds(), history, number=next(counter),
-                                audit_every_s=audit_every_s)
+        history = History(history_path(project))  # one for all in-process rounds, as `sage watch` keeps it
+        migration = iter(range(1, 10_000))
+
+        def ddl() -> None:
+            """A small migration: a table with RLS and a policy, the previous one dropped, a grant."""
+            i = next(migration)
+            with psycopg.connect(url, autocommit=True) as c:
+                c.execute(f"create table public.wb_{i} (id bigint primary key, owner uuid, note text); "
+                          f"alter table public.wb_{i} enable row level security; "
+                          f"create policy wb_{i}_own on public.wb_{i} for all to authenticated "
+                          f"using ((select auth.uid()) = owner); drop table if exists public.wb_{i - 1}; "
+                          f"grant select on public.wb_{i} to anon")
+
+        def round_(audit_every_s: float, after_ddl: bool = False, whole: bool = False):
+            if after_ddl:
+                ddl()
+            if whole:
+                history._audit_cache.clear()
+                history.db.execute("delete from audit_cache")
+            rnd = run_round(ctx, list(CHECK_NAMES), Thresholds(), history, number=next(counter),
+                            audit_every_s=audit_every_s)
+            history.flush()
             assert not rnd.errors, [r.error for r in rnd.errors]
+            audits = rnd.results[-1]
+            assert (audits.carried_from is not None) == (not after_ddl), audits
+            assert (audits.reread is None) == whole or not after_ddl, audits.reread
             return rnd
+
+        def cli_after_ddl() -> None:
+            ddl()
+            sage("watch", "--once", "--db-url", url)
 
         def sage(*args: str) -> None:
             proc = subprocess.run([sys.executable, "-m", "sage_agent", *args], cwd=project, env=env,
@@ -137,18 +176,22 @@ def main() -> None:
                 audit(c)
 
         contenders = {
-            "round of 7 checks, audits rerun (in-process)": lambda: round_(0),
-            "both audits in full, in process (what a rerun ran before)": full_audits,
+            "round of 7 checks right after DDL (in-process)": lambda: round_(3600, after_ddl=True),
+            "round of 7 checks right after DDL, audits read whole (before)": lambda: round_(3600, True, True),
+            "both audits in full, in process": full_audits,
             "round of 7 checks, catalog unchanged (in-process)": lambda: round_(3600),
             "sage watch --once (CLI), catalog unchanged": lambda: sage("watch", "--once", "--db-url", url),
-            "sage run *locks *monitor *vacuum *rls-audit *schema-audit (CLI)":
-                lambda: sage("run", "*locks", "*monitor --once", "*vacuum", "*rls-audit", "*schema-audit", "--json",
-                             "--db-url", url),
+            "sage watch --once (CLI) right after DDL": cli_after_ddl,
         }
+        if not given or os.environ.get("SAGE_BENCH_WATCH_ALL"):  # 30 s a run at 20,000 tables: on request there
+            contenders["sage run *locks *monitor *vacuum *rls-audit *schema-audit (CLI)"] = \
+                lambda: sage("run", "*locks", "*monitor --once", "*vacuum", "*rls-audit", "*schema-audit", "--json",
+                             "--db-url", url)
         if cli:
             contenders["supabase inspect db blocking + long-running-queries + vacuum-stats"] = \
                 supabase("blocking", "long-running-queries", "vacuum-stats")
-        round_(0)  # warm: caches, the history file, the first fingerprint
+        round_(3600, after_ddl=True, whole=True)  # warm: caches, the history file, the audits' first full read
+        round_(3600)
         samples: dict[str, list[float]] = {k: [] for k in contenders}
         loads = []
         per_check: dict[str, list[float]] = {}
@@ -158,13 +201,16 @@ def main() -> None:
                 t0 = time.perf_counter()
                 result = fn()
                 samples[key].append(time.perf_counter() - t0)
-                if key.startswith("round of 7 checks, catalog unchanged"):
-                    for r in result.results:
-                        per_check.setdefault(r.name, []).append(r.duration_ms)
-        with psycopg.connect(url, autocommit=True) as c:  # now the watch alone: what does *hotpaths see of it?
+                for kind in ("catalog unchanged", "right after DDL (in-process)"):
+                    if kind in key:
+                        for r in result.results:
+                            per_check.setdefault((kind, r.name), []).append(r.duration_ms)
+        ddl()  # the catalog changes, then the watch alone: what does *hotpaths see of it?
+        with psycopg.connect(url, autocommit=True) as c:
             c.execute("select extensions.pg_stat_statements_reset()")
-        for audit_every in (0, 3600, 3600, 3600):
-            round_(audit_every)
+        for n in range(4):
+            rnd = run_round(ctx, list(CHECK_NAMES), Thresholds(), history, number=next(counter), audit_every_s=3600)
+            assert (rnd.results[-1].carried_from is None) == (n == 0) and not rnd.errors
         with psycopg.connect(url, autocommit=True) as c:
             shown = c.execute("select count(*) from extensions.pg_stat_statements s where s.dbid = "
                               "(select oid from pg_database where datname = current_database())").fetchone()[0]
@@ -176,26 +222,34 @@ def main() -> None:
             "*hotpaths --limit 50").result
         visible = [r["query"] for r in hot.data["top"]["total"]]
         size_kb = history_path(project).stat().st_size / 1024
-        with History(history_path(project)) as history:
-            n_rounds = history.count(history.targets()[0])
+        n_rounds = history.count(history.targets()[0])
+        history.close()
         write(runs, tables, relations, setup_s, samples, loads, per_check, shown, hot.data["own_hidden"], visible,
-              size_kb, n_rounds, cli is not None)
+              size_kb, n_rounds, cli is not None, shape if given else None)
     finally:
-        if not keep_dir:
+        if server is not None and not keep_dir:
             server.stop()
+        if not keep_dir or given:
             shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(project, ignore_errors=True)
 
 
 def write(runs, tables, relations, setup_s, samples, loads, per_check, pss_total, own_hidden, visible, size_kb,
-          n_rounds, have_cli) -> None:
+          n_rounds, have_cli, shape) -> None:
     base_key = "round of 7 checks, catalog unchanged (in-process)"
     base = statistics.median(samples[base_key])
+    if shape:
+        what = (f"{relations:,} tables in public, a copy of bench/big_schema.py's big_{tables} (half plain tables "
+                "with an identity key, an index, RLS and a policy, a foreign key on every third, a view per 50; half "
+                f"hash partitions of 20-way parents): {shape[0]:,} policies, {shape[1]:,} indexes, {shape[2]:,} "
+                "foreign keys")
+    else:
+        what = (f"{relations:,} tables in public ({tables // 2:,} plain with a primary key, the rest hash partitions "
+                f"of 100-way partitioned tables){f', built in {setup_s:.0f} s' if setup_s else ''}")
     lines = [
         "# sage watch: a round of all checks at 20,000 tables (issue 18)", "",
         f"`python bench/watch.py {runs} {tables}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: embedded "
-        f"PostgreSQL 18 (fsync off), {relations:,} tables in public ({tables // 2:,} plain with a primary key, the "
-        f"rest hash partitions of 100-way partitioned tables){f', built in {setup_s:.0f} s' if setup_s else ''}. "
+        f"PostgreSQL 18 (fsync off), {what}. "
         f"Machine: {os.cpu_count()} cores shared with other jobs; 1-minute load average during the runs "
         f"{min(loads):.1f}-{max(loads):.1f} (on 2 cores: single figures vary by 2x or more, compare medians "
         "within one run).", "",
@@ -206,14 +260,15 @@ def write(runs, tables, relations, setup_s, samples, loads, per_check, pss_total
     for key, values in samples.items():
         lines.append(f"| {key} | {statistics.median(values):.2f} | {min(values):.2f} | "
                      f"{statistics.median(values) / base:.2f}x |")
-    lines += ["", "Where a steady-state round spends its time (median ms per check; vacuum and wraparound share one "
-              "*vacuum query, long-queries, idle-in-tx and replication one activity snapshot, the first check "
-              "that needs it pays; the audits run on a thread beside the others, so the round takes the longer "
-              "of the two):", "",
-              "| check | median ms |", "|---|---|"]
-    lines += [f"| {name} | {statistics.median(values):.0f} |" for name, values in per_check.items()]
-    lines += ["", "Own overhead invisible to `*hotpaths`: after a pg_stat_statements reset and 4 rounds (one with the "
-              "audits rerun), pg_stat_statements holds "
+    lines += ["", "Where a round spends its time (median ms per check; vacuum and wraparound share one *vacuum query, "
+              "long-queries, idle-in-tx and replication one activity snapshot, the first check that needs it pays; "
+              "the audits run on a thread beside the others, so the round takes the longer of the two):", "",
+              "| check | catalog unchanged | right after DDL |", "|---|---|---|"]
+    names = dict.fromkeys(name for _, name in per_check)
+    lines += [f"| {name} | {statistics.median(per_check[('catalog unchanged', name)]):.0f} | "
+              f"{statistics.median(per_check[('right after DDL (in-process)', name)]):.0f} |" for name in names]
+    lines += ["", "Own overhead invisible to `*hotpaths`: after DDL, a pg_stat_statements reset and 4 rounds (the "
+              "first reads the changed relations again), pg_stat_statements holds "
               f"{pss_total} statements for the database; `*hotpaths` leaves out {own_hidden} of them as DB Sage's "
               f"and shows {len(visible)} ({'none of them a watch statement' if not visible else '; '.join(v[:60] for v in visible)}).",
               "", f"History: {n_rounds} rounds in .sage/watch.sqlite take {size_kb:,.0f} KB "

@@ -19,7 +19,7 @@ import pytest
 from sage_agent.db.env import Target
 from sage_agent.ops.watch.checks import Thresholds
 from sage_agent.ops.watch.history import History, history_path
-from sage_agent.ops.watch.runner import run_round, watch_context
+from sage_agent.ops.watch.runner import run_round, target_name, watch_context
 
 ZERO = Thresholds(lock_wait_s=0, long_query_s=0, idle_in_tx_s=0)
 
@@ -295,7 +295,7 @@ def test_the_watch_keeps_exactly_what_full_audit_runs_find(project, db_url, db, 
     """The one-statement summary equals *rls-audit + *schema-audit (full runs, through the session), rule by
     rule: count, worst severity and the first three places; the round's observations are built from it."""
     from sage_agent.ops.security.summary import group, scope, summarize
-    from sage_agent.ops.watch.checks import CATALOG_FINGERPRINT_SQL, audit_result
+    from sage_agent.ops.watch.checks import audit_result
 
     db.execute(AUDITED)
     session = make_session(db_url)
@@ -306,9 +306,9 @@ def test_the_watch_keeps_exactly_what_full_audit_runs_find(project, db_url, db, 
                   for f in rls.data["lints"]] +
                  [(f["rule"], f["severity"], f["location"]) for f in schema.data["findings"]])
     with psycopg.connect(db_url) as conn:
-        sc = scope(conn, CATALOG_FINGERPRINT_SQL)
-        fast = summarize(conn, sc, conn.info.server_version // 10000)
-    assert fast == full
+        major = conn.info.server_version // 10000
+        fast, _, run = summarize(conn, scope(conn, major), major)
+    assert run.full and fast == full
     rules = {r.rule: r for r in fast}
     # the cases that need care: mixed severities (worst wins), quoted sequence names, the naming rules, > 3 places
     assert rules["int_id_near_overflow"].severity == "error"  # tiny at 92% (error), item at 56% (warning)
@@ -323,6 +323,83 @@ def test_the_watch_keeps_exactly_what_full_audit_runs_find(project, db_url, db, 
     assert sorted((o.key, o.severity, o.message, o.value, o.alert) for o in rnd.results[0].observations) == \
         sorted((o.key, o.severity, o.message, o.value, o.alert) for o in expected.observations)
     assert rnd.results[0].metric == expected.metric
+
+
+# DDL of every kind the incremental path must notice, each changing what the audits find: (what, statement).
+STEPS = [
+    ("create", 'create table public.fresh (id int, "Bad" timestamp, token text)'),
+    ("rename a table", "alter table public.fresh rename to fresh_renamed"),
+    ("rename a column", 'alter table public.fresh_renamed rename column "Bad" to bad'),
+    ("revoke", "revoke all on public.no_rls from anon, authenticated, public"),
+    ("grant", "grant select on public.no_rls to anon"),
+    ("enable rls", "alter table public.fresh_renamed enable row level security"),
+    ("create a policy", "create policy mine on public.fresh_renamed for update to authenticated using (true)"),
+    ("alter a policy", "alter policy sel_b on public.always_true using ((select auth.uid()) is not null)"),
+    ("drop a policy", "drop policy always_true_del on public.always_true"),
+    ("drop an index", "drop index public.orders_b"),
+    ("drop a foreign key", 'alter table public."Orders" drop constraint "Orders_ref_fkey"'),
+    ("add a column", "alter table public.accounts add column created timestamp"),
+    ("drop a column", "alter table public.accounts drop column created"),
+    ("a column grant", "revoke all on public.logs from anon, authenticated, public; "
+                       "grant select (line) on public.logs to authenticated"),
+    ("create a view", "create view public.logs_v as select line from public.logs"),
+    ("drop a table", "drop table public.fresh_renamed"),
+    ("a new role", "create role watch_member nologin; revoke all on public.users2 from anon, authenticated, public; "
+                   "grant select on public.users2 to watch_member"),
+    ("role membership", "grant watch_member to anon with inherit true"),
+]
+
+
+def test_after_ddl_the_watch_reads_only_what_changed_and_finds_what_a_full_rerun_finds(db_url, db):
+    """Per-relation findings kept from the last audit and read again only for relations whose catalog rows
+    changed equal a full rerun of both audits, rule by rule, after each kind of DDL; only what changed is read
+    again (role membership changes what every relation's findings mean: it starts over)."""
+    from sage_agent.ops.security.summary import scope, summarize
+
+    db.execute(AUDITED)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        major = conn.info.server_version // 10000
+        before, cache, run = summarize(conn, scope(conn, major), major)
+        assert run.full
+        relations = len(cache.counts[0])
+        for what, ddl in STEPS:
+            db.execute(ddl)
+            sc = scope(conn, major)
+            incremental, cache, run = summarize(conn, sc, major, cache)
+            full, _, full_run = summarize(conn, sc, major)
+            assert full_run.full
+            assert incremental == full, what
+            assert incremental != before, f"{what}: the step must change a finding"
+            if what in ("a new role", "role membership"):
+                assert run.full, what
+            else:
+                assert not run.full and 1 <= run.changed + run.gone <= 4 < relations, (what, run)
+            before = incremental
+
+
+def test_the_audits_cache_survives_a_restart_and_a_broken_one_starts_over(project, db_url, db):
+    """A round after DDL in a new process reads the per-relation findings from .sage/watch.sqlite (and reads
+    again only what changed); an unreadable cache is no error: the audits start over."""
+    def exposed(rnd) -> float:
+        return next(o for o in rnd.results[0].observations if o.key == "rls_disabled_in_public").value
+
+    db.execute(AUDITED)
+    first = one_round(project, db_url, ["audits"], audit_every_s=3600)
+    db.execute("create table public.later (id int)")
+    with History(history_path(project)) as history:
+        cached = history.audit_cache(target_name(Target("local", db_url, "test")))
+        assert cached is not None and cached.rows
+    second = one_round(project, db_url, ["audits"], number=2, audit_every_s=3600)
+    assert second.results[0].carried_from is None and second.results[0].reread == (1, 0)
+    assert exposed(second) == exposed(first) + 1  # public.later
+    third = one_round(project, db_url, ["audits"], number=3, audit_every_s=3600)
+    assert third.results[0].carried_from == second.round_id
+    with History(history_path(project)) as history:
+        history.db.execute("update audit_cache set data = x'00'")
+    db.execute("drop table public.later")
+    fourth = one_round(project, db_url, ["audits"], number=4, audit_every_s=3600)
+    assert not fourth.errors and fourth.results[0].reread is None  # read whole again
+    assert exposed(fourth) == exposed(first)
 
 
 def test_audits_rerun_when_a_role_joins_anon(project, db_url, db):

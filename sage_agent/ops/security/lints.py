@@ -53,6 +53,14 @@ _API_SELECT = ("(has_table_privilege('anon', c.oid, 'SELECT') or has_table_privi
 _NOT_EXT = ("not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid "
             "and d.deptype = 'e')")
 
+
+
+def _only(column: str) -> str:
+    """The restriction of a per-relation lint to the relations in %(only)s (None: every relation). `sage watch`
+    reruns these lints only on the relations whose catalog rows changed (security/summary.py)."""
+    return f"(%(only)s::oid[] is null or {column} = any(%(only)s::oid[]))"
+
+
 _SQL: dict[str, str] = {}
 
 _SQL["rls_disabled_in_public"] = f"""
@@ -61,7 +69,7 @@ select n.nspname, c.relname, 'table',
        format('rls_disabled_in_public_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where c.relkind = 'r' and not c.relrowsecurity and {_API_SELECT} and {_EXPOSED}
-  and n.nspname <> all(%(excluded)s)"""
+  and n.nspname <> all(%(excluded)s) and {_only('c.oid')}"""
 
 _SQL["policy_exists_rls_disabled"] = f"""
 select n.nspname, c.relname, 'table',
@@ -70,6 +78,7 @@ select n.nspname, c.relname, 'table',
        format('policy_exists_rls_disabled_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
 from pg_policy p join pg_class c on c.oid = p.polrelid join pg_namespace n on n.oid = c.relnamespace
 where c.relkind = 'r' and not c.relrowsecurity and n.nspname <> all(%(excluded)s) and {_NOT_EXT}
+  and {_only('p.polrelid')}
 group by n.nspname, c.relname, c.oid"""
 
 _SQL["rls_enabled_no_policy"] = f"""
@@ -78,9 +87,9 @@ select n.nspname, c.relname, 'table',
        format('rls_enabled_no_policy_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where c.relkind = 'r' and c.relrowsecurity and n.nspname <> all(%(excluded)s) and {_NOT_EXT}
-  and not exists (select 1 from pg_policy p where p.polrelid = c.oid)"""
+  and {_only('c.oid')} and not exists (select 1 from pg_policy p where p.polrelid = c.oid)"""
 
-_POLICIES = """
+_POLICIES = f"""
 with pol as (
   select n.nspname as schema_name, c.relname as table_name, c.oid as table_oid, c.relrowsecurity as rls,
          p.polname, p.polpermissive, p.polroles,
@@ -89,7 +98,7 @@ with pol as (
                        when 'd' then 'DELETE' else 'ALL' end as command,
          pg_get_expr(p.polqual, p.polrelid) as qual, pg_get_expr(p.polwithcheck, p.polrelid) as with_check
   from pg_policy p join pg_class c on c.oid = p.polrelid join pg_namespace n on n.oid = c.relnamespace
-  where c.relkind = 'r' and n.nspname <> all(%(excluded)s)
+  where c.relkind = 'r' and {_only('p.polrelid')} and n.nspname <> all(%(excluded)s)
 )"""
 
 _TRUE_FORMS = "('true', '(true)', '1=1', '(1=1)')"
@@ -129,7 +138,7 @@ join pg_roles r on p.polroles @> array[r.oid] or p.polroles = array[0::oid]
 cross join lateral unnest(case p.polcmd when 'r' then array['SELECT'] when 'a' then array['INSERT']
      when 'w' then array['UPDATE'] when 'd' then array['DELETE'] else array['SELECT','INSERT','UPDATE','DELETE'] end) act(cmd)
 where c.relkind = 'r' and p.polpermissive and n.nspname <> all(%(excluded)s) and {_NOT_EXT}
-  and r.rolname not like 'pg\\_%%' and r.rolname not like 'supabase%%admin' and not r.rolbypassrls
+  and {_only('p.polrelid')} and r.rolname not like 'pg\\_%%' and r.rolname not like 'supabase%%admin' and not r.rolbypassrls
 group by n.nspname, c.relname, r.rolname, act.cmd having count(*) > 1"""
 
 _INITPLAN_FUNCS = ("auth.uid()", "auth.jwt()", "auth.role()", "auth.email()")
@@ -182,7 +191,7 @@ select n.nspname, c.relname, 'view',
        format('security_definer_view_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where c.relkind = 'v' and {_API_SELECT} and {_EXPOSED} and n.nspname <> all(%(excluded)s) and {_NOT_EXT}
-  and not ({_INVOKER})"""
+  and {_only('c.oid')} and not ({_INVOKER})"""
 
 _SQL["function_search_path_mutable"] = """
 select n.nspname, p.proname, 'function',
@@ -222,7 +231,7 @@ from (select n.nspname, c.relname, c.oid, array_agg(distinct a.attname order by 
       from pg_attribute a join unnest(%(sensitive)s::text[]) sens(name) on sens.name = replace(lower(a.attname), '-', '_')
       join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
       where a.attnum > 0 and not a.attisdropped and c.relkind = 'r' and not c.relrowsecurity and {_EXPOSED}
-        and n.nspname <> all(%(excluded)s)
+        and n.nspname <> all(%(excluded)s) and {_only('c.oid')}
       group by n.nspname, c.relname, c.oid offset 0) t
 join pg_class c on c.oid = t.oid
 where {_API_SELECT}"""
@@ -241,7 +250,8 @@ select n.nspname, c.relname, '{_label}',
        format('{_word} `%%s.%%s` {_msg}', n.nspname, c.relname),
        format('{_kind}_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
-where c.relkind = '{_rk}' and {_API_SELECT} and {_EXPOSED} and n.nspname <> all(%(excluded)s) and {_NOT_EXT}"""
+where c.relkind = '{_rk}' and {_API_SELECT} and {_EXPOSED} and n.nspname <> all(%(excluded)s) and {_NOT_EXT}
+  and {_only('c.oid')}"""
 
 # Supabase Queues (pgmq): queue tables are pgmq.q_<queue>; "Expose Queues via PostgREST" adds pgmq_public to
 # pgrst.db_schemas. Splinter matches `relname like 'q_%'` (the underscore is a LIKE wildcard: any name of two or
@@ -271,14 +281,14 @@ select n.nspname, c.relname, {_GRAPHQL_TYPE},
        format('{_lint}_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where exists (select 1 from pg_extension where extname = 'pg_graphql')
-  and c.relkind in ('r', 'v', 'm', 'f') and n.nspname <> all(%(excluded)s)
+  and c.relkind in ('r', 'v', 'm', 'f') and n.nspname <> all(%(excluded)s) and {_only('c.oid')}
   and (has_table_privilege('{_role}', c.oid, 'SELECT')
        or exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
                   and has_column_privilege('{_role}', c.oid, a.attnum, 'SELECT')))"""
 
 # --- performance lints shared with *schema-audit --------------------------------------------------------------
 # reg* types whose OIDs pg_upgrade cannot carry over (regclass, regrole, regtype are fine).
-_SQL["unsupported_reg_types"] = """
+_SQL["unsupported_reg_types"] = f"""
 select n.nspname, c.relname, 'table',
        format('Table \\`%%s.%%s\\` has a column \\`%%s\\` with unsupported reg* type \\`%%s\\`.',
               n.nspname, c.relname, a.attname, t.typname),
@@ -289,10 +299,10 @@ join pg_type t on t.oid = a.atttypid join pg_namespace tn on tn.oid = t.typnames
 where tn.nspname = 'pg_catalog' and not a.attisdropped
   and t.typname in ('regcollation', 'regconfig', 'regdictionary', 'regnamespace', 'regoper', 'regoperator',
                     'regproc', 'regprocedure')
-  and n.nspname not in ('pg_catalog', 'information_schema', 'pgsodium')"""
+  and n.nspname not in ('pg_catalog', 'information_schema', 'pgsodium') and {_only('a.attrelid')}"""
 
 # Auth may rewrite its unique keys (email, phone); only its primary key is a stable target.
-_SQL["fkey_to_auth_unique"] = """
+_SQL["fkey_to_auth_unique"] = f"""
 select n.nspname, r.relname, 'table',
        format('Table `%%s`.`%%s` has a foreign key `%%s` referencing an auth unique constraint',
               n.nspname, r.relname, c.conname),
@@ -301,7 +311,7 @@ select n.nspname, r.relname, 'table',
 from pg_constraint c join pg_class r on r.oid = c.conrelid join pg_namespace n on n.oid = r.relnamespace
 join pg_class ref on ref.oid = c.confrelid join pg_namespace rn on rn.oid = ref.relnamespace
 join pg_index i on i.indexrelid = c.conindid
-where c.contype = 'f' and rn.nspname = 'auth' and i.indisunique and not i.indisprimary"""
+where c.contype = 'f' and rn.nspname = 'auth' and i.indisunique and not i.indisprimary and {_only('c.conrelid')}"""
 
 # Versions no longer in pg_available_extension_versions (pg_upgrade residue) are ignored, as splinter does.
 _SQL["extension_versions_outdated"] = """
@@ -344,7 +354,7 @@ select n.nspname, c.relname, 'table', format('Table `%%s.%%s` does not have a pr
        format('no_primary_key_%%s_%%s', n.nspname, c.relname), '{{}}'::jsonb
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where c.relkind = 'r' and n.nspname <> all(%(excluded)s) and n.nspname not like 'pg\\_%%' and {_NOT_EXT}
-  and not exists (select 1 from pg_index i where i.indrelid = c.oid and i.indisprimary)"""
+  and {_only('c.oid')} and not exists (select 1 from pg_index i where i.indrelid = c.oid and i.indisprimary)"""
 
 _SQL["unindexed_foreign_keys"] = f"""
 select n.nspname, c.relname, 'table',
@@ -356,7 +366,7 @@ select n.nspname, c.relname, 'table',
                      join pg_attribute a on a.attrelid = c.oid and a.attnum = k.att))
 from pg_constraint ct join pg_class c on c.oid = ct.conrelid join pg_namespace n on n.oid = c.relnamespace
 where ct.contype = 'f' and n.nspname <> all(%(excluded)s) and n.nspname not like 'pg\\_%%' and {_NOT_EXT}
-  and not exists (select 1 from pg_index i where i.indrelid = c.oid and i.indisvalid
+  and {_only('ct.conrelid')} and not exists (select 1 from pg_index i where i.indrelid = c.oid and i.indisvalid
                   and (string_to_array(i.indkey::text, ' ')::smallint[])[1:array_length(ct.conkey, 1)] = ct.conkey)"""
 
 _SQL["duplicate_index"] = f"""
@@ -368,20 +378,29 @@ select n.nspname, c.relname, case c.relkind when 'r' then 'table' else 'material
 from pg_index x join pg_class ic on ic.oid = x.indexrelid
 join pg_class c on c.oid = x.indrelid join pg_namespace n on n.oid = c.relnamespace
 where c.relkind in ('r', 'm') and n.nspname <> all(%(excluded)s) and n.nspname not like 'pg\\_%%' and {_NOT_EXT}
+  and {_only('x.indrelid')}
   -- identical definitions have identical key columns: only those pairs pay for pg_get_indexdef
   and exists (select 1 from pg_index y where y.indrelid = x.indrelid and y.indexrelid <> x.indexrelid
               and y.indkey::text = x.indkey::text)
 group by n.nspname, c.relkind, c.relname, replace(pg_get_indexdef(x.indexrelid), ic.relname, '') having count(*) > 1"""
 
-_SQL["unused_index"] = """
+# The indexes unused_index looks at (from the catalog); whether one was ever scanned is the statistics' part
+# (pg_stat_user_indexes.idx_scan is pg_stat_get_numscans). `sage watch` keeps the candidates per relation and asks
+# only the statistics again on each audit.
+UNUSED_INDEX_CANDIDATES_SQL = f"""
+select s.schemaname, s.relname, s.indexrelname, s.indexrelid, s.relid
+from pg_stat_user_indexes s join pg_index i on i.indexrelid = s.indexrelid
+where not i.indisunique and not i.indisprimary and s.schemaname <> all(%(excluded)s) and {_only('s.relid')}
+  and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = s.relid
+                  and d.deptype = 'e')"""
+
+_SQL["unused_index"] = f"""
 select s.schemaname, s.relname, 'table',
        format('Index `%%s` on table `%%s.%%s` has not been used', s.indexrelname, s.schemaname, s.relname),
        format('unused_index_%%s_%%s_%%s', s.schemaname, s.relname, s.indexrelname),
        jsonb_build_object('index', s.indexrelname, 'size_bytes', pg_relation_size(s.indexrelid))
-from pg_stat_user_indexes s join pg_index i on i.indexrelid = s.indexrelid
-where s.idx_scan = 0 and not i.indisunique and not i.indisprimary and s.schemaname <> all(%(excluded)s)
-  and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = s.relid
-                  and d.deptype = 'e')"""
+from ({UNUSED_INDEX_CANDIDATES_SQL}) s
+where pg_stat_get_numscans(s.indexrelid) = 0"""
 
 _SQL["table_bloat"] = """
 with w as (
@@ -488,6 +507,17 @@ _def("table_bloat", "Table Bloat", "INFO", "PERFORMANCE",
      "0020_table_bloat", area="schema")
 
 SECURITY_LINTS = [n for n, d in LINTS.items() if d.area == "security"]
+# The lints whose findings each come from one relation's own catalog rows (its pg_class, pg_attribute, pg_index,
+# pg_constraint, pg_policy and pg_rewrite rows): their SQL takes %(only)s (see _only). The others read what is not
+# one relation's (functions, extensions, statistics, buckets, auth's tables) and always run whole.
+PER_RELATION_LINTS = frozenset({
+    "rls_disabled_in_public", "policy_exists_rls_disabled", "rls_enabled_no_policy", "rls_policy_always_true",
+    "multiple_permissive_policies", "auth_rls_initplan", "rls_references_user_metadata", "security_definer_view",
+    "sensitive_columns_exposed", "materialized_view_in_api", "foreign_table_in_api",
+    "pg_graphql_anon_table_exposed", "pg_graphql_authenticated_table_exposed", "unsupported_reg_types",
+    "no_primary_key", "unindexed_foreign_keys", "duplicate_index",
+    # the referencing table's constraint; auth's indexes are part of what every relation depends on
+    "fkey_to_auth_unique"})
 SCHEMA_LINTS = [n for n, d in LINTS.items() if d.area == "schema"]
 
 
@@ -533,7 +563,7 @@ def skip_reason(lint: LintDef, roles: set[str], server_major: int, *, has_auth_u
 def lint_params(exposed: list[str], *, bloat_ratio: float = 70.0, bloat_bytes: int = 20 * 1024 * 1024) -> dict[str, Any]:
     """The named parameters every lint's SQL takes."""
     return {"excluded": SYSTEM_SCHEMAS, "exposed": exposed, "sensitive": SENSITIVE_COLUMNS,
-            "bloat_ratio": bloat_ratio, "bloat_bytes": bloat_bytes, "bucket_only": _BUCKET_ONLY}
+            "bloat_ratio": bloat_ratio, "bloat_bytes": bloat_bytes, "bucket_only": _BUCKET_ONLY, "only": None}
 
 
 def run_lints(conn, names: list[str], exposed: list[str] | None = None, *, server_major: int | None = None,

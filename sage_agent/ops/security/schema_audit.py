@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sage_agent.ops.security.lints import SCHEMA_LINTS, SYSTEM_SCHEMAS, run_lints
+from sage_agent.ops.security.lints import SCHEMA_LINTS, SYSTEM_SCHEMAS, _only, run_lints
 from sage_agent.sqlkit.idents import quoted
 
 WEIGHTS = {"error": 5, "warning": 2, "info": 1}
@@ -52,44 +52,56 @@ def _lint_fix(lint: dict[str, Any]) -> str | None:
 USER_SCHEMAS_SQL = ("select nspname::text from pg_namespace where nspname <> all(%s) and nspname not like 'pg\\_%%' "
                     "order by nspname")
 
-# The columns of the user schemas' tables, read once: every column rule below selects from `cols`.
-COLUMNS_CTE = """cols(s, o, c, relid, attnum, typid, typmod, attnotnull) as materialized (
+# The columns of the user schemas' tables, read once: every column rule below selects from `cols`. Parameter
+# %(only)s: these relations only (None: all; `sage watch` reruns the rules on the relations that changed).
+COLUMNS_CTE = f"""cols(s, o, c, relid, attnum, typid, typmod, attnotnull) as materialized (
   select n.nspname::text, c.relname::text, a.attname::text, c.oid, a.attnum, a.atttypid, a.atttypmod, a.attnotnull
   from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
-  where c.relkind in ('r', 'p') and n.nspname = any(%(schemas)s) and a.attnum > 0 and not a.attisdropped)"""
+  where c.relkind in ('r', 'p') and n.nspname = any(%(schemas)s) and a.attnum > 0 and not a.attisdropped
+    and {_only('c.oid')})"""
 
-# int2/int4 primary-key or sequence-backed columns, with the last value of the sequence. The sequence is found
-# the way pg_get_serial_sequence does (an auto or internal dependency of a sequence on the column), joined as
-# a set rather than looked up per column.
-INT_IDS_SQL = """
-select x.s, x.o, x.c, format_type(x.typid, null),
-       case when dep.objid is not null and has_sequence_privilege(dep.objid, 'SELECT,USAGE')
-            then pg_sequence_last_value(dep.objid::regclass) end,
-       case x.typid when 'int2'::regtype then 32767 else 2147483647 end
+# int2/int4 primary-key or sequence-backed columns (from the catalog), with their sequence. The sequence is
+# found the way pg_get_serial_sequence does (an auto or internal dependency of a sequence on the column), joined
+# as a set rather than looked up per column.
+INT_ID_COLUMNS_SQL = f"""
+select x.s, x.o, x.c, format_type(x.typid, null), dep.objid, case x.typid when 'int2'::regtype then 32767 else 2147483647 end,
+       x.relid
 from cols x
 left join (select distinct on (d.refobjid, d.refobjsubid) d.refobjid, d.refobjsubid, d.objid
            from pg_depend d join pg_class sq on sq.oid = d.objid and sq.relkind = 'S'
            where d.refclassid = 'pg_class'::regclass and d.classid = 'pg_class'::regclass and d.objsubid = 0
+             and {_only('d.refobjid')}
              and d.refobjsubid > 0 and d.deptype in ('a', 'i')
            order by d.refobjid, d.refobjsubid, d.objid) dep on dep.refobjid = x.relid and dep.refobjsubid = x.attnum
 left join (select distinct i.indrelid, k.attnum from pg_index i cross join unnest(i.indkey::int2[]) k(attnum)
-           where i.indisprimary) pk on pk.indrelid = x.relid and pk.attnum = x.attnum
+           where i.indisprimary and {_only('i.indrelid')}) pk on pk.indrelid = x.relid and pk.attnum = x.attnum
 where x.typid in ('int2'::regtype, 'int4'::regtype) and (dep.objid is not null or pk.indrelid is not null)"""
 
-TIMESTAMP_SQL = "select x.s, x.o, x.c from cols x where x.typid = 'timestamp'::regtype"
+# The data's part: how far each sequence has gone (NULL without the privilege to read it).
+SEQUENCE_LAST_SQL = ("case when {seq} is not null and has_sequence_privilege({seq}, 'SELECT,USAGE') "
+                     "then pg_sequence_last_value({seq}::regclass) end")
 
-VARCHAR_SQL = "select x.s, x.o, x.c, x.typmod - 4 from cols x where x.typid = 'varchar'::regtype and x.typmod > 4"
+# ... and both: (schema, table, column, type, last value, max)
+INT_IDS_SQL = f"""
+select i.s, i.o, i.c, i.typ, {SEQUENCE_LAST_SQL.format(seq='i.seq')}, i.maxv
+from ({INT_ID_COLUMNS_SQL}) i(s, o, c, typ, seq, maxv, relid)"""
+
+TIMESTAMP_SQL = "select x.s, x.o, x.c, x.relid from cols x where x.typid = 'timestamp'::regtype"
+
+VARCHAR_SQL = ("select x.s, x.o, x.c, x.typmod - 4, x.relid from cols x "
+               "where x.typid = 'varchar'::regtype and x.typmod > 4")
 
 NULLABLE_FK_SQL = """
-select x.s, x.o, x.c, ct.conname::text from pg_constraint ct join cols x on x.relid = ct.conrelid
+select x.s, x.o, x.c, ct.conname::text, x.relid from pg_constraint ct join cols x on x.relid = ct.conrelid
 where ct.contype = 'f' and x.attnum = any(ct.conkey) and not x.attnotnull"""
 
 # relations (column null) and their columns, for the naming rules
-NAMES_SQL = """
-select n.nspname::text, c.relname::text, null::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
-where c.relkind in ('r', 'p', 'v', 'm') and n.nspname = any(%(schemas)s)
+RELATION_NAMES_SQL = f"""
+select n.nspname::text, c.relname::text, null::text, c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where c.relkind in ('r', 'p', 'v', 'm') and n.nspname = any(%(schemas)s) and {_only('c.oid')}"""
+NAMES_SQL = f"""{RELATION_NAMES_SQL}
 union all
-select x.s, x.o, x.c from cols x"""
+select x.s, x.o, x.c, x.relid from cols x"""
 
 
 def _with_columns(sql: str) -> str:
@@ -127,7 +139,7 @@ def audit(conn, schemas: list[str] | None = None) -> tuple[list[AuditFinding], d
         m = lint["metadata"]
         findings.append(AuditFinding(lint["name"], _LEVEL[lint["level"]], f"{m['schema']}.{m['name']}",
                                      lint["detail"].replace("`", ""), _lint_fix(lint)))
-    p = {"schemas": user_schemas}
+    p = {"schemas": user_schemas, "only": None}
     # int ids near overflow (sequence-backed columns) and int primary keys (prefer bigint)
     for schema, table, column, typ, last, maxv in conn.execute(_with_columns(INT_IDS_SQL) + " order by 1, 2, 3", p).fetchall():
         rule, severity, used = int_id_rule(last, maxv)
@@ -139,19 +151,19 @@ def audit(conn, schemas: list[str] | None = None) -> tuple[list[AuditFinding], d
         else:
             findings.append(AuditFinding(rule, severity, f"{schema}.{table}.{column}",
                                          f"{typ} id column: prefer bigint (identity) for ids", fix))
-    for schema, table, column in conn.execute(_with_columns(TIMESTAMP_SQL) + " order by 1, 2, 3", p).fetchall():
+    for schema, table, column, _ in conn.execute(_with_columns(TIMESTAMP_SQL) + " order by 1, 2, 3", p).fetchall():
         findings.append(AuditFinding("timestamp_without_time_zone", "warning", f"{schema}.{table}.{column}",
                                      "timestamp without time zone: values lose their zone; use timestamptz",
                                      f"alter table {q(schema, table)} alter column {q(column)} type timestamptz "
                                      f"using {q(column)} at time zone 'UTC';  -- rewrites the table"))
-    for schema, table, column, n in conn.execute(_with_columns(VARCHAR_SQL) + " order by 1, 2, 3", p).fetchall():
+    for schema, table, column, n, _ in conn.execute(_with_columns(VARCHAR_SQL) + " order by 1, 2, 3", p).fetchall():
         findings.append(AuditFinding("varchar_n", "info", f"{schema}.{table}.{column}",
                                      f"varchar({n}): use text (with a CHECK on length if the limit is a business rule)",
                                      f"alter table {q(schema, table)} alter column {q(column)} type text;  "
                                      f"-- no rewrite (binary compatible)\n"
                                      f"alter table {q(schema, table)} add constraint "
                                      f"{q((table + '_' + column + '_len')[:63])} check (char_length({q(column)}) <= {n}) not valid;"))
-    for schema, table, column, con in conn.execute(_with_columns(NULLABLE_FK_SQL) + " order by 1, 2, 3", p).fetchall():
+    for schema, table, column, con, _ in conn.execute(_with_columns(NULLABLE_FK_SQL) + " order by 1, 2, 3", p).fetchall():
         findings.append(AuditFinding("nullable_foreign_key", "info", f"{schema}.{table}.{column}",
                                      f"foreign key column ({con}) allows NULL: if every row needs a parent, make it NOT NULL",
                                      f"alter table {q(schema, table)} add constraint {q((column + '_not_null')[:63])} "
@@ -161,7 +173,7 @@ def audit(conn, schemas: list[str] | None = None) -> tuple[list[AuditFinding], d
     # naming consistency: snake_case, lower case; tables singular/plural mix
     names = conn.execute(_with_columns(NAMES_SQL), p).fetchall()
     snake = re.compile(SNAKE_CASE)
-    for schema, table, column in names:
+    for schema, table, column, _ in names:
         name = column or table
         if not snake.fullmatch(name):
             where = f"{schema}.{table}" + (f".{column}" if column else "")
@@ -170,7 +182,7 @@ def audit(conn, schemas: list[str] | None = None) -> tuple[list[AuditFinding], d
                    else f"alter table {q(schema, table)} rename to {q(new)};")
             findings.append(AuditFinding("naming_not_snake_case", "info", where,
                                          f"{name!r} is not lower snake_case (needs quoting everywhere)", fix + "  -- expand/contract if code uses it"))
-    tables = [t for _, t, c in names if c is None]
+    tables = [t for _, t, c, _ in names if c is None]
     plural = [t for t in tables if t.endswith("s")]
     if mixed_plurality(len(tables), len(plural)):
         findings.append(AuditFinding("naming_mixed_plurality", "info", ", ".join(user_schemas),

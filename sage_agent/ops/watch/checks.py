@@ -71,6 +71,7 @@ class CheckResult:
     truncated: int = 0               # observations left out beyond MAX_OBSERVATIONS
     fingerprint: str | None = None   # audits: the catalog they looked at
     carried_from: int | None = None  # audits: not rerun (catalog unchanged); these are that round's findings
+    reread: tuple[int, int] | None = None  # audits: only (changed, gone) relations read again, the rest kept
 
     @property
     def alerts(self) -> list[Observation]:
@@ -284,19 +285,29 @@ def check_replication(state: RoundState) -> CheckResult:
 def check_audits(state: RoundState) -> CheckResult:
     """*rls-audit's advisor lints and *schema-audit's findings, one observation per rule (a count and where).
 
-    Two round trips at most: the catalog fingerprint with the audits' scope, then (only when the catalog
-    changed) both audits summarised per rule in one statement (security/summary.py)."""
+    Two round trips when the catalog is unchanged: the audits' scope, then which catalog rows are new since
+    the last run. After DDL, only the relations whose catalog rows changed are read again; the rules that read
+    no single relation (and the statistics' part of unused_index) run whole (security/summary.py)."""
     # lazy: psycopg loads on the first database call
-    from sage_agent.ops.security.summary import scope, summarize
+    from sage_agent.ops.security.summary import AuditCache, changes, scope, summarize
 
-    ctx = state.ctx
+    ctx, history = state.ctx, state.history
     with ctx.connect(autocommit=True) as conn:
-        sc = scope(conn, CATALOG_FINGERPRINT_SQL)
-        carried = _unchanged_audit(state, sc.fingerprint)
-        if carried is not None:
-            return carried
-        rules = summarize(conn, sc, ctx.server.major)
-    return audit_result(rules, state.thresholds, sc.fingerprint)
+        sc = scope(conn, ctx.server.major)
+        cache = history.audit_cache(state.target) if history is not None else None
+        if cache is not None and cache.key != sc.key:
+            cache = None  # schemas, roles, memberships, extensions or pgrst.db_schemas changed: start over
+        ch = changes(conn, cache)
+        if cache is not None and cache.unchanged(ch):
+            carried = _unchanged_audit(state, cache.token)
+            if carried is not None:
+                return carried
+        rules, cache, run = summarize(conn, sc, ctx.server.major, cache, ch)
+    if history is not None:
+        history.save_audit_cache(state.target, cache)
+    result = audit_result(rules, state.thresholds, cache.token)
+    result.reread = None if run.full else (run.changed, run.gone)
+    return result
 
 
 def audit_result(rules, thresholds: Thresholds, fingerprint: str | None = None) -> CheckResult:
@@ -312,30 +323,9 @@ def audit_result(rules, thresholds: Thresholds, fingerprint: str | None = None) 
     return result
 
 
-# Everything the audits read, summarised: a row that changes gets a new xmin (DDL, GRANT, policies, RLS on/off);
-# vacuum and analyze update pg_class in place and keep it; pg_auth_members: who inherits anon's grants. Any
-# change reruns the audits.
-CATALOG_FINGERPRINT_SQL = """
-select md5(concat_ws(',',
-  (select count(*) || ':' || sum(xmin::text::bigint) from pg_class),
-  (select count(*) || ':' || sum(xmin::text::bigint) from pg_attribute),
-  (select count(*) || ':' || sum(xmin::text::bigint) from pg_index),
-  (select count(*) || ':' || sum(xmin::text::bigint) from pg_constraint),
-  (select count(*) || ':' || sum(xmin::text::bigint) from pg_policy),
-  (select count(*) || ':' || sum(xmin::text::bigint) from pg_namespace),
-  (select count(*) || ':' || sum(xmin::text::bigint) from pg_proc),
-  (select count(*) || ':' || sum(xmin::text::bigint) from pg_extension),
-  (select count(*) || ':' || sum(xmin::text::bigint) from pg_default_acl),
-  (select count(*) || ':' || sum(xmin::text::bigint) from pg_rewrite),
-  (select count(*) || ':' || sum(xmin::text::bigint) from pg_auth_members),
-  (select string_agg(rolname, ' ' order by rolname) from pg_roles
-    where rolname in ('anon', 'authenticated', 'service_role')),
-  current_setting('pgrst.db_schemas', true)))
-"""
-
-
 def _unchanged_audit(state: RoundState, fingerprint: str) -> CheckResult | None:
-    """The last audit's findings when the catalog is the same and the last run is recent enough, else None."""
+    """The last audit's findings when the catalog is the same (the last run recorded the cache it made: `fingerprint`)
+    and that run is recent enough, else None."""
     if state.history is None or state.audit_every_s <= 0:
         return None
     last = state.history.last_run(state.target, "audits", rerun_only=True)

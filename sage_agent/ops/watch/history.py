@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ create table if not exists observations (
   severity text not null, value real, alert integer not null, message text not null, grows real not null,
   change text not null);
 create index if not exists observations_round on observations (round_id, check_name);
+create table if not exists audit_cache (target text primary key, data blob not null);
 """
 
 
@@ -55,9 +57,14 @@ class History:
         if self.db.execute("pragma journal_mode").fetchone()[0] != "wal":
             self.db.execute("pragma journal_mode = wal")  # a report can read while a watch writes
         self.db.executescript(SCHEMA)
+        self._audit_cache: dict[str, Any] = {}  # target -> security.summary.AuditCache
+        self._unsaved: set[str] = set()
 
     def close(self) -> None:
-        self.db.close()
+        try:
+            self.flush()
+        finally:
+            self.db.close()
 
     def __enter__(self) -> "History":
         return self
@@ -143,6 +150,34 @@ class History:
                                 "where target = ? order by id desc limit 1 offset ?), -1)", (target, target, keep))
             self.db.execute("commit")
         return round_id
+
+    # --- the audits' per-relation findings (security/summary.AuditCache), so that a round after DDL reads only
+    # what changed. Kept in memory between rounds; written to the file by flush() (between rounds, at close) --------
+    def audit_cache(self, target: str):
+        if target not in self._audit_cache:
+            row = self.db.execute("select data from audit_cache where target = ?", (target,)).fetchone()
+            if row is None:
+                return None
+            # lazy: the audits' module loads only for the audits check
+            from sage_agent.ops.security.summary import AuditCache
+
+            try:
+                self._audit_cache[target] = AuditCache.from_json(json.loads(zlib.decompress(row[0])))
+            except (zlib.error, ValueError, KeyError, TypeError):
+                return None  # unreadable: the audits start over
+        return self._audit_cache[target]
+
+    def save_audit_cache(self, target: str, cache) -> None:
+        self._audit_cache[target] = cache
+        self._unsaved.add(target)
+
+    def flush(self) -> None:
+        """Writes the audits' caches that changed since the last flush."""
+        for target in sorted(self._unsaved):
+            data = zlib.compress(json.dumps(self._audit_cache[target].to_json(), separators=(",", ":")).encode(), 1)
+            self.db.execute("insert into audit_cache values (?, ?) on conflict (target) do update set data = "
+                            "excluded.data", (target, data))
+        self._unsaved.clear()
 
     # --- reading ------------------------------------------------------------------------------------------------
     def targets(self) -> list[str]:

@@ -127,6 +127,9 @@ class Round:
             if r.carried_from is not None:
                 out.append(f"  note  {r.name}: catalog unchanged since round id {r.carried_from}: its findings carried "
                            "forward (rerun when the catalog changes or SAGE_WATCH_AUDIT_EVERY_S passes)")
+            if r.reread is not None:
+                out.append(f"  note  {r.name}: read again for the {r.reread[0]} relation(s) whose catalog rows changed"
+                           f"{f' and without the {r.reread[1]} gone' if r.reread[1] else ''}; the others' findings kept")
             if r.truncated:
                 out.append(f"  note  {r.name}: {r.truncated} more observation(s) than the {len(r.observations)} kept")
         if self.webhook is not None:
@@ -138,7 +141,7 @@ class Round:
             "round": self.number, "round_id": self.round_id, "target": self.target, "started": self.started,
             "duration_ms": round(self.duration_ms, 1), "exit_code": self.exit_code, "summary": self.summary(),
             "checks": [{"name": r.name, "status": r.status, "metric": r.metric, "metric_label": r.metric_label,
-                        "carried_from": r.carried_from,
+                        "carried_from": r.carried_from, "reread": r.reread,
                         "duration_ms": round(r.duration_ms, 1), "error": r.error, "truncated": r.truncated,
                         "observations": [_obs_json(o, self.kind_of(o)) for o in r.observations]}
                        for r in self.results],
@@ -255,8 +258,10 @@ def watch_loop(targets: list[Watched], checks: list[str], thresholds: Thresholds
         kw = {"number": number, "webhook_url": webhook_url, "webhook_timeout_s": webhook_timeout_s, "keep": keep}
         if target.ctx is None:
             return failed_round(history, target.name, checks, target.problem or "cannot be used", **kw)
-        return run_round(target.ctx, checks, thresholds, history, audit_every_s=audit_every_s, name=target.name,
-                         stop=stop, **kw)
+        rnd = run_round(target.ctx, checks, thresholds, history, audit_every_s=audit_every_s, name=target.name,
+                        stop=stop, **kw)
+        history.flush()  # the audits' per-relation findings, for the next process (after the round, not in it)
+        return rnd
 
     try:
         return _loop(targets, one, stop, rounds, every_s, emit, parallel, sleep)
