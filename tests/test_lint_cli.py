@@ -409,9 +409,42 @@ def test_lint_imports_nothing_of_the_session_machinery(project):
              or m.startswith(("sage_agent.session", "sage_agent.ops.registry", "sage_agent.catalog"))}
     assert heavy == set()
     # only what a small file without a config needs: no second process, no TOML, no database settings
-    needless = {m for m in modules if m.split(".")[0] in ("multiprocessing", "tomllib", "hashlib")
-                or m.startswith("sage_agent.db")}
+    needless = {m for m in modules if m.split(".")[0] in ("multiprocessing", "tomllib", "hashlib", "pickle")
+                or m.startswith(("sage_agent.db", "sage_agent.config"))}
     assert needless == set()
+    # and only the rules that look at its statement types (ALTER TABLE) or at every statement: no DROP rule,
+    # no opt-in rule
+    rules = {m.rsplit(".", 1)[1] for m in modules if m.startswith("sage_agent.sqlkit.lint.rules.")}
+    assert {"adding_required_field", "changing_column_type", "require_lock_timeout", "identifier_too_long"} <= rules
+    assert not rules & {"ban_drop_table", "ban_drop_database", "require_concurrent_index_creation", "ban_add_column",
+                        "renaming_table", "prefer_repack"}
+    assert len(rules) < 40
+
+
+def test_lint_ends_its_process_with_the_whole_report_and_exit_code(project):
+    """`sage lint` ends its process without the interpreter's teardown (sage_agent/cli.py _end): the report
+    still arrives whole through a pipe and a file, with the exit code, and exit handlers still run."""
+    import subprocess
+    import sys
+
+    from conftest import sage_env
+
+    body = "".join(f"alter table public.t{i} add column x int not null;\n" for i in range(3_000))
+    _write(project / "a.sql", body)
+    piped = subprocess.run([sys.executable, "-m", "sage_agent", "lint", "--reporter", "json", "a.sql"], cwd=project,
+                           env=sage_env(), capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 1, piped.stderr
+    assert len([f for f in json.loads(piped.stdout) if f["rule_name"] == "adding-required-field"]) == 3_000
+    with open(project / "out.txt", "w") as out:
+        to_file = subprocess.run([sys.executable, "-m", "sage_agent", "lint", "--reporter", "json", "a.sql"],
+                                 cwd=project, env=sage_env(), stdout=out, stderr=subprocess.PIPE, timeout=120)
+    assert to_file.returncode == 1 and (project / "out.txt").read_text() == piped.stdout
+    hook = ("import atexit, sys; atexit.register(lambda: print('exit handler ran', file=sys.stderr)); "
+            "from sage_agent.cli import main; sys.argv = ['sage', 'lint', 'a.sql']; raise SystemExit(main())")
+    handled = subprocess.run([sys.executable, "-c", hook], cwd=project, env=sage_env(), capture_output=True,
+                             text=True, timeout=120)
+    assert handled.returncode == 1 and handled.stderr.strip() == "exit handler ran"
+    assert "adding-required-field" in handled.stdout
 
 
 def test_a_big_file_in_two_processes_gives_the_one_process_report(run_sage, project):

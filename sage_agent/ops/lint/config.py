@@ -176,9 +176,10 @@ def select_rules(cfg: LintConfig) -> list:
     """The rules to run: the default ones plus `include`d opt-in ones, minus `exclude` (exclude wins, as in
     squawk). Unknown names are a usage error naming the closest rule."""
     # lazy: pglast (the SQL parser) loads only when SQL is parsed
-    from sage_agent.sqlkit.lint.rules import ALIASES, ALL_RULES
+    from sage_agent.sqlkit.lint.rules import ALIASES, registered
 
-    known: dict[str, tuple[str, ...]] = {r.id: (r.id,) for r in ALL_RULES}  # opt-in rules are known too
+    every = registered()  # a rule's module loads when it first checks a statement
+    known: dict[str, tuple[str, ...]] = {r.id: (r.id,) for r in every}  # opt-in rules are known too
     known.update(ALIASES)  # prefer-timestamptz, require-timeout-settings (both timeout rules)
     for key in ("exclude", "include"):
         for name in getattr(cfg, key) or []:
@@ -192,4 +193,4 @@ def select_rules(cfg: LintConfig) -> list:
                 raise LintUsageError(f"unknown rule {name!r} in {origin}{hint}; `sage lint --list-rules` lists them")
     excluded = {i for n in cfg.exclude or [] for i in known[n]}
     included = {i for n in cfg.include or [] for i in known[n]}
-    return [r for r in ALL_RULES if r.id not in excluded and (not r.opt_in or r.id in included)]
+    return [r for r in every if r.id not in excluded and (not r.opt_in or r.id in included)]

@@ -9,7 +9,6 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sage_agent.config import settings
 from sage_agent.sqlkit.lint.model import LintFinding
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
@@ -104,6 +103,9 @@ _PARALLEL_FROM = 8  # files; below this a worker pool costs more than it saves
 
 def _cores() -> int:
     """Processes a run may use: SAGE_LINT_JOBS, else one per core (at most 4)."""
+    # lazy: only many files or a big one need it, and the settings module costs a small file's start-up
+    from sage_agent.config import settings
+
     wanted = settings().lint_jobs
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return wanted if wanted > 0 else min(cores, 4)
@@ -116,6 +118,17 @@ def _jobs(count: int) -> int:
     if count < _PARALLEL_FROM or threading.active_count() > 1:
         return 1
     return max(1, min(_cores(), count))
+
+
+def _big(path: Path) -> bool:
+    """Whether the file may be big enough for two processes (its characters are at most its bytes)."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+    from sage_agent.sqlkit.lint.parallel import MIN_CHARS
+
+    try:
+        return path.stat().st_size >= MIN_CHARS
+    except OSError:
+        return False  # lint_file reports it
 
 
 _WORK: tuple = ()
@@ -153,7 +166,7 @@ def lint_paths(paths: list[Path], rules: list, server_major: int, assume_in_tran
             except ValueError:  # no fork on this platform: one process
                 jobs = 1
         if jobs == 1:  # few files: a big one may still take two processes (sqlkit.lint.parallel)
-            per_file = min(_cores(), 2)
+            per_file = min(_cores(), 2) if any(_big(p) for p in paths) else 1
             return LintRun([lint_file(p, rules, server_major, assume_in_transaction, jobs=per_file) for p in paths],
                            rules=rules)
         _WORK = (rules, server_major, assume_in_transaction)

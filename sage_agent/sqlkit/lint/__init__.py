@@ -18,7 +18,18 @@ suite tests/sqlkit/squawk_conformance.txt lists each with its reason):
 from .engine import LintChain, lint_files, lint_sql, lint_statements
 from .locks import LockInfo, alter_cmd_lock, statement_lock
 from .model import LintContext, LintFinding, Rule, Severity
-from .rules import ALL_RULES, RULES, RULES_BY_ID, UnknownRuleError, select_rules
+from .rules import UnknownRuleError, select_rules
+
+
+def __getattr__(name: str):
+    """``ALL_RULES``, ``RULES``, ``RULES_BY_ID`` import every rule module: only when asked for (see .rules)."""
+    if name in ("ALL_RULES", "RULES", "RULES_BY_ID"):
+        # lazy: importing every rule module is what `sage lint` of a small file must not pay for
+        from . import rules
+
+        return getattr(rules, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["ALL_RULES", "RULES", "RULES_BY_ID", "LintChain", "LintContext", "LintFinding", "LockInfo", "Rule",
            "Severity", "UnknownRuleError", "alter_cmd_lock", "lint_files", "lint_sql", "lint_statements",

@@ -124,11 +124,11 @@ def conclude(findings: list[LintFinding], rules: Sequence[Rule], ignores: Ignore
              filename: str) -> list[LintFinding]:
     """After every statement and ``finish``: unknown ignore names, ignore comments, new-table marks, order."""
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
-    from .rules import RULES_BY_ID
+    from .rules import rule_by_id
 
     enabled = {r.id for r in rules}
     if "unused-ignore" in enabled:
-        unused = RULES_BY_ID["unused-ignore"]
+        unused = rule_by_id("unused-ignore")
         findings += [LintFinding(rule=unused.id, severity=unused.severity, line=u.line, column=u.column,
                                  message=f"unknown name {u.name}", safe_alternative=unused.safe_alternative,
                                  statement_line=u.line, filename=filename) for u in ignores.unknown]
@@ -196,10 +196,7 @@ def _lint_statements(statements: Sequence[Statement], filename: str, server_majo
                      rules: Sequence[Rule] | None, assume_in_transaction: bool,
                      extra_file_comments: Iterable[str], source: str | None,
                      chain: LintChain | None) -> list[LintFinding]:
-    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
-    from .rules import RULES
-
-    rules = list(RULES if rules is None else rules)
+    rules = list(_default_rules() if rules is None else rules)
     ignores = file_ignores(source, statements, extra_file_comments)
     if ignores.disable_assume_in_transaction:
         assume_in_transaction = False
@@ -217,6 +214,14 @@ def _lint_statements(statements: Sequence[Statement], filename: str, server_majo
     return conclude(findings, rules, ignores, anywhere, filename)
 
 
+def _default_rules() -> list[Rule]:
+    """The rules on by default; a rule's module is imported when it first checks a statement (see .rules)."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+    from .rules import select_rules
+
+    return select_rules()
+
+
 def lint_sql(text: str, filename: str = "<sql>", server_major: int = 18,
              rules: Sequence[Rule] | None = None,
              assume_in_transaction: bool = False, *, chain: LintChain | None = None,
@@ -225,12 +230,9 @@ def lint_sql(text: str, filename: str = "<sql>", server_major: int = 18,
     part of a chain) is linted by two processes, same findings (see :mod:`.parallel`)."""
     with no_gc():
         if jobs > 1 and chain is None and len(text) >= _parallel.MIN_CHARS:
-            # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
-            from .rules import RULES
-
             prep = prepare(text, filename, pieces=True)
-            found = _parallel.lint_two_parts(prep, filename, server_major, RULES if rules is None else rules,
-                                             assume_in_transaction, text)
+            chosen = _default_rules() if rules is None else rules
+            found = _parallel.lint_two_parts(prep, filename, server_major, chosen, assume_in_transaction, text)
             if found is not None:
                 return found
             statements = build_statements(prep.masked, prep.copy_blocks, filename)

@@ -18,7 +18,6 @@ the child fails, the caller lints the file in one process instead: slower, never
 """
 from __future__ import annotations
 
-import pickle
 import sys
 import threading
 from collections.abc import Sequence
@@ -236,6 +235,8 @@ def _parent(conn, prep: Prepared, cut: int, filename: str, server_major: int, ru
     found = check_statements(first, events_one, ctx, rules)
     state = {k: v for k, v in ctx.state.items() if k != "_column_types"}
     try:
+        import pickle  # lazy: only a big file in two processes needs it
+
         payload = pickle.dumps(("memory", state, ctx.shared), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - a rule keeps something that cannot travel: lint in one process
         return None

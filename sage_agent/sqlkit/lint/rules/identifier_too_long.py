@@ -20,7 +20,7 @@ def _ident_text(raw: str) -> str:
 
 # An unquoted identifier is a run of [A-Za-z0-9_$] and non-ASCII characters (scan.l
 # ident_start/ident_cont); over 63 bytes needs at least 16 such characters (4 bytes max each).
-_LONG_RUN = re.compile(r"[A-Za-z0-9_$\u0080-\U0010FFFF]{16,}")
+_LONG_RUN = r"[A-Za-z0-9_$\u0080-\U0010FFFF]{16,}"  # compiled on first use: a few ms, and most files are ASCII
 # ASCII: one byte a character, so a run of 64. Found by mapping identifier bytes to `a` and others to a space
 # (bytes.translate), then a substring search: several times faster than the regex [A-Za-z0-9_$]{64,}.
 _IDENT_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_$")
@@ -45,7 +45,7 @@ def _may_have_long_identifier(text: str) -> bool:
             return True
     if text.isascii():
         return len(text) > MAX_BYTES and _ASCII_RUN in text.encode("ascii").translate(_TO_RUNS)
-    return any(len(m.group().encode()) > MAX_BYTES for m in _LONG_RUN.finditer(text))
+    return any(len(m.group().encode()) > MAX_BYTES for m in re.finditer(_LONG_RUN, text))
 
 
 class IdentifierTooLong(Rule):
