@@ -113,17 +113,17 @@ def copy_of(srv, tables: int) -> str:
     return replace_dbname(srv.url(), name)
 
 
-def drop_templates(srv) -> None:
-    """Cold: no cached dry-run template and no leftover shadow on the server."""
+def drop_templates(shadow: str) -> None:
+    """Cold: no cached dry-run template and no leftover shadow on the shadow server."""
     import psycopg
 
-    with psycopg.connect(srv.url(), autocommit=True) as c:
+    with psycopg.connect(shadow, autocommit=True) as c:
         for (name,) in c.execute("select datname from pg_database where datname like 'sage\\_tpl\\_%' "
                                  "or datname like 'sage\\_shadow\\_%' or datname like 'floor\\_%'").fetchall():
             c.execute(f'drop database if exists "{name}" with (force)')
 
 
-def floor(srv, url: str, file_too: bool = True) -> tuple[float, float, float]:
+def floor(shadow: str, url: str, file_too: bool = True) -> tuple[float, float, float]:
     """(pg_dump -s to a file, psql load of that file, the bare pipe `pg_dump -s | psql --single-transaction`) into a
     new database from template1, as a person would copy the schema."""
     import psycopg
@@ -132,10 +132,10 @@ def floor(srv, url: str, file_too: bool = True) -> tuple[float, float, float]:
     from sage_agent.db.tools import run_pg_tool, tool_env
     from sage_agent.db.urls import replace_dbname
 
-    copy = replace_dbname(srv.url(), "floor_copy")
+    copy = replace_dbname(shadow, "floor_copy")
 
     def fresh() -> None:
-        with psycopg.connect(srv.url(), autocommit=True) as c:
+        with psycopg.connect(shadow, autocommit=True) as c:
             c.execute("drop database if exists floor_copy with (force)")
             c.execute("create database floor_copy template template1")
 
@@ -155,14 +155,14 @@ def floor(srv, url: str, file_too: bool = True) -> tuple[float, float, float]:
             t2 = time.perf_counter()
     fresh()
     pg_dump, psql = find_binary("pg_dump", 18), find_binary("psql", 18)
-    env = {**tool_env(url), "SRC": url.rsplit("/", 1)[1], "DST": "floor_copy"}
+    env = {**tool_env(url), "SRC": url, "DST": copy}
     t3 = time.perf_counter()
     subprocess.run(f"set -o pipefail; {pg_dump} --schema-only --no-owner -n public -d \"$SRC\" "
                    f"| grep -v '^CREATE SCHEMA public;$' "
                    f"| {psql} -X -q --single-transaction -v ON_ERROR_STOP=1 -d \"$DST\" > /dev/null",
                    shell=True, check=True, env=env, executable="/bin/bash")
     t4 = time.perf_counter()
-    with psycopg.connect(srv.url(), autocommit=True) as c:
+    with psycopg.connect(shadow, autocommit=True) as c:
         c.execute("drop database if exists floor_copy with (force)")
     return t1 - t0, t2 - t1b, t4 - t3
 
@@ -189,10 +189,10 @@ def project_dir(root: Path) -> Path:
     return project
 
 
-def template_bytes(srv) -> int:
+def template_bytes(shadow: str) -> int:
     import psycopg
 
-    with psycopg.connect(srv.url(), autocommit=True) as c:
+    with psycopg.connect(shadow, autocommit=True) as c:
         return int(c.execute("select coalesce(sum(pg_database_size(datname)), 0) from pg_database "
                              "where datname like 'sage\\_tpl\\_%'").fetchone()[0])
 
@@ -202,9 +202,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,5000")
     parser.add_argument("--rounds", type=int, default=1, help="cold rounds per size (each: floor, cold, warm)")
     parser.add_argument("--skip-compare", action="store_true")
+    parser.add_argument("--warm", type=int, default=1, help="warm runs per round")
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument("--pipe-floor-only", action="store_true", help="skip the dump-to-file floor (saves time)")
     parser.add_argument("--no-floor", action="store_true", help="no floor, and other sizes' templates kept")
+    parser.add_argument("--phases", default="floor,cold,warm,compare",
+                        help="what each round runs, in this order (floor and cold alternate round by round)")
+    parser.add_argument("--shadow-url", help="the shadow server for the dry-runs and the floor's copy (default: "
+                        "the bench server itself)")
     parser.add_argument("--render", nargs="*", help="only rewrite the results from the JSON lines of these logs")
     args = parser.parse_args()
     if args.render:
@@ -214,6 +219,7 @@ def main() -> None:
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     srv = server()
+    shadow = args.shadow_url or srv.url()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bigschema-") as tmp:
         project = project_dir(Path(tmp))
@@ -225,32 +231,40 @@ def main() -> None:
                 continue
             res: dict = {"n": n, "floor": [], "cold": [], "warm": [], "compare": [], "rss_dry": [], "rss_cmp": [],
                          "load": []}
+            phases = args.phases.split(",")
             for _ in range(args.rounds):
                 res["load"].append(os.getloadavg()[0])
-                if not args.no_floor:
-                    drop_templates(srv)
-                    res["floor"].append(floor(srv, url, file_too=not args.pipe_floor_only))
-                    drop_templates(srv)
-                t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project, srv.url())
-                assert doc["data"]["verdict"] in ("safe", "caution"), doc["summary"]
-                res["cold"].append(t)
-                res["rss_dry"].append(rss)
-                res["cold_phases"] = doc["data"]["timings"]
-                t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project, srv.url())
-                res["warm"].append(t)
-                res["rss_dry"].append(rss)
-                res["warm_phases"] = doc["data"]["timings"]
-                res["verdict"] = doc["data"]["verdict"]
-                res["changes"] = doc["data"]["changes"]
-                res["tpl_bytes"] = template_bytes(srv)
-                if not args.skip_compare:
-                    t, rss, doc = sage(["run", f"*compare-schemas {url} {b_url}", "--json"], project, srv.url())
+                if "floor" in phases and not args.no_floor:
+                    drop_templates(shadow)
+                    res["floor"].append(floor(shadow, url, file_too=not args.pipe_floor_only))
+                    res["load_floor"] = res.get("load_floor", []) + [os.getloadavg()[0]]
+                if "cold" in phases:
+                    drop_templates(shadow)
+                    t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project, shadow)
+                    assert doc["data"]["verdict"] in ("safe", "caution"), doc["summary"]
+                    res["cold"].append(t)
+                    res["rss_dry"].append(rss)
+                    res["cold_phases"] = doc["data"]["timings"]
+                    res["load_cold"] = res.get("load_cold", []) + [os.getloadavg()[0]]
+                if "warm" in phases:
+                    for _w in range(args.warm):
+                        t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project,
+                                           shadow)
+                        res["warm"].append(t)
+                        res["rss_dry"].append(rss)
+                        res["warm_phases"] = doc["data"]["timings"]
+                        res["verdict"] = doc["data"]["verdict"]
+                        res["changes"] = doc["data"]["changes"]
+                    res["tpl_bytes"] = template_bytes(shadow)
+                if "compare" in phases and not args.skip_compare:
+                    t, rss, doc = sage(["run", f"*compare-schemas {url} {b_url}", "--json"], project, shadow)
                     res["compare"].append(t)
                     res["rss_cmp"].append(rss)
                     res["compare_notes"] = len(doc.get("notes") or [])
                     res["compare_summary"] = doc.get("summary")
                     res["compare_json_kb"] = len(json.dumps(doc)) // 1024
                     res["compare_timings"] = doc.get("data", {}).get("timings")
+                    res["load_compare"] = res.get("load_compare", []) + [os.getloadavg()[0]]
                 print(json.dumps(res, default=str), flush=True)
             rows.append(res)
     if rows:

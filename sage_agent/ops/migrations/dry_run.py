@@ -396,8 +396,9 @@ def _run_on_shadow(ctx, conn, schemas, plan, mig, applied_versions, findings, ti
     Re-applied when another file follows."""
     # lazy: psycopg loads on the first database call
     from sage_agent.ops.migrations.applier import apply_file
-    from sage_agent.ops.migrations.shadow_run import (catalog_objects, diff_objects, partition_parents,
-                                                      rls_check_for, smoke_checks, written_objects)
+    from sage_agent.ops.migrations.shadow_run import (catalog_objects, deleted_catalog_rows, diff_objects,
+                                                      owner_of, partition_parents, rls_check_for, smoke_checks,
+                                                      written_objects)
 
     checks: list = []
     error = None
@@ -417,10 +418,12 @@ def _run_on_shadow(ctx, conn, schemas, plan, mig, applied_versions, findings, ti
     if outcome.status == "success":
         t0 = time.perf_counter()
         all_schemas = sorted(set(all_schemas) | set(_new_schemas(conn)))
-        partitions = partition_parents(conn, all_schemas)
         if in_place:
             written = written_objects(conn)
             after = catalog_objects(conn, all_schemas, only=written)
+            # a file that deleted no catalog row: only the owners of what it wrote can group (see DROP_CATALOGS)
+            partitions = partition_parents(conn, all_schemas, None if deleted_catalog_rows(conn)
+                                           else {owner_of(k, n) for k, n in after})
             checks = smoke_checks(conn, all_schemas, [k for k in after if k[0] == "table"])  # narrowed below
             conn.execute("rollback to savepoint sage_dry_run_file")  # the state before the file
             before = catalog_objects(conn, all_schemas, only=written_objects(conn, deleted=True, also=written))
@@ -431,6 +434,7 @@ def _run_on_shadow(ctx, conn, schemas, plan, mig, applied_versions, findings, ti
                 if again.status != "success":
                     outcome = again
         else:
+            partitions = partition_parents(conn, all_schemas)
             after = catalog_objects(conn, all_schemas)
             changes = diff_objects(before, after, partitions=partitions)
             checks = smoke_checks(conn, all_schemas, changes.created)

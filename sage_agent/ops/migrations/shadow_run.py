@@ -70,43 +70,62 @@ _DEFS = {
                  where e.enumtypid = ty.oid), '') || coalesce(format_type(ty.typbasetype, ty.typtypmod), '')""",
 }
 _ALL = {"rel": "true", "con": "true", "proc": "true", "pol": "true", "trg": "true", "typ": "true"}
-_ONLY = {"rel": "c.oid = any(%(rels)s)", "con": "(con.oid = any(%(cons)s) or t.oid = any(%(rels)s))",
-         "proc": "p.oid = any(%(procs)s)", "pol": "(pol.oid = any(%(pols)s) or t.oid = any(%(rels)s))",
-         "trg": "(tg.oid = any(%(trgs)s) or t.oid = any(%(rels)s))", "typ": "ty.oid = any(%(typs)s)"}
+# The objects named, and the constraints, policies and triggers of the relations named: as one oid list per
+# catalog, so each is an index lookup (an OR of the two conditions made them scans of the whole catalog).
+_ONLY = {"rel": "c.oid = any(%(rels)s::oid[])",
+         "con": "con.oid = any(%(cons)s::oid[] || array(select oid from pg_constraint "
+                "where conrelid = any(%(rels)s::oid[])))",
+         "proc": "p.oid = any(%(procs)s::oid[])",
+         "pol": "pol.oid = any(%(pols)s::oid[] || array(select oid from pg_policy "
+                "where polrelid = any(%(rels)s::oid[])))",
+         "trg": "tg.oid = any(%(trgs)s::oid[] || array(select oid from pg_trigger "
+                "where tgrelid = any(%(rels)s::oid[])))",
+         "typ": "ty.oid = any(%(typs)s::oid[])"}
 
 # The objects the current transaction wrote: their catalog rows carry one of its transaction ids as xmin (none
 # older than its first), the objects those rows belong to, and one level of objects that depend on them
 # (pg_depend): a view, index, constraint, policy or default whose printed definition names a renamed column,
-# type, table or schema. Only meaningful where nobody else writes: the cached template.
+# type, table or schema; and every index of a relation written (a primary key's index depends on its constraint,
+# not on the table, yet prints the table's name). Only meaningful where nobody else writes: the cached template.
+# Each piece names the catalog it scans: a catalog this transaction inserted, updated or deleted no row of
+# (its pg_stat_xact counters, which only ever grow, aborted subtransactions included) holds no such row and is
+# not scanned (at 10,000 tables, a full pass costs about a second; a one-line change touches 4 or 5 catalogs).
+_WRITTEN_RELS = (
+    ("pg_class", "select c.oid from pg_class c, mine where age(c.{col}) <= mine.a"),
+    ("pg_attribute", "select a.attrelid from pg_attribute a, mine where age(a.{col}) <= mine.a"),
+    ("pg_attrdef", "select d.adrelid from pg_attrdef d, mine where age(d.{col}) <= mine.a"),
+    ("pg_index", "select x.indexrelid from pg_index x, mine where age(x.{col}) <= mine.a"),
+    ("pg_rewrite", "select r.ev_class from pg_rewrite r, mine where age(r.{col}) <= mine.a"),
+    ("pg_sequence", "select q.seqrelid from pg_sequence q, mine where age(q.{col}) <= mine.a"),
+    ("pg_inherits", "select i.inhrelid from pg_inherits i, mine where age(i.{col}) <= mine.a"),
+    ("pg_partitioned_table", "select pt.partrelid from pg_partitioned_table pt, mine where age(pt.{col}) <= mine.a"),
+    ("pg_namespace", "select c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace, mine "
+                     "where age(n.{col}) <= mine.a"),
+)
+_WRITTEN_OBJS = (
+    ("pg_constraint", "select 'pg_constraint'::regclass, oid from pg_constraint, mine where age({col}) <= mine.a"),
+    ("pg_proc", "select 'pg_proc'::regclass, oid from pg_proc, mine where age({col}) <= mine.a"),
+    ("pg_policy", "select 'pg_policy'::regclass, oid from pg_policy, mine where age({col}) <= mine.a"),
+    ("pg_trigger", "select 'pg_trigger'::regclass, oid from pg_trigger, mine where age({col}) <= mine.a"),
+    ("pg_type", "select 'pg_type'::regclass, oid from pg_type, mine where age({col}) <= mine.a"),
+    ("pg_enum", "select 'pg_type'::regclass, enumtypid from pg_enum, mine where age({col}) <= mine.a"),
+    ("pg_namespace", "select 'pg_proc'::regclass, p.oid from pg_proc p join nsps on nsps.oid = p.pronamespace"),
+    ("pg_namespace", "select 'pg_type'::regclass, t.oid from pg_type t join nsps on nsps.oid = t.typnamespace"),
+)
 _WRITTEN = """
 with mine as (select age(pg_current_xact_id()::text::xid) as a),
-rels as (
-  select c.oid from pg_class c, mine where age(c.{col}) <= mine.a
-  union select a.attrelid from pg_attribute a, mine where age(a.{col}) <= mine.a
-  union select d.adrelid from pg_attrdef d, mine where age(d.{col}) <= mine.a
-  union select x.indexrelid from pg_index x, mine where age(x.{col}) <= mine.a
-  union select r.ev_class from pg_rewrite r, mine where age(r.{col}) <= mine.a
-  union select q.seqrelid from pg_sequence q, mine where age(q.{col}) <= mine.a
-  union select i.inhrelid from pg_inherits i, mine where age(i.{col}) <= mine.a
-  union select pt.partrelid from pg_partitioned_table pt, mine where age(pt.{col}) <= mine.a
-  union select c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace, mine where age(n.{col}) <= mine.a
-),
-nsps as (select n.oid from pg_namespace n, mine where age(n.{col}) <= mine.a),
+rels as ({rels}),
+nsps as ({nsps}),
 objs as (
   select 'pg_class'::regclass as classid, oid as objid from rels
-  union select 'pg_constraint'::regclass, oid from pg_constraint, mine where age({col}) <= mine.a
-  union select 'pg_proc'::regclass, oid from pg_proc, mine where age({col}) <= mine.a
-  union select 'pg_policy'::regclass, oid from pg_policy, mine where age({col}) <= mine.a
-  union select 'pg_trigger'::regclass, oid from pg_trigger, mine where age({col}) <= mine.a
-  union select 'pg_type'::regclass, oid from pg_type, mine where age({col}) <= mine.a
-  union select 'pg_type'::regclass, enumtypid from pg_enum, mine where age({col}) <= mine.a
-  union select 'pg_proc'::regclass, p.oid from pg_proc p join nsps on nsps.oid = p.pronamespace
-  union select 'pg_type'::regclass, t.oid from pg_type t join nsps on nsps.oid = t.typnamespace
+  union select 'pg_class'::regclass, x.indexrelid from rels join pg_index x on x.indrelid = rels.oid
+  {objs}
 ),
 hit as (
   select classid, objid from objs
-  union select d.classid, d.objid from pg_depend d join objs o on o.classid = d.refclassid and o.objid = d.refobjid
-  where {dependents}
+  union select d.classid, d.objid from objs o cross join lateral (  -- an index lookup per object (offset 0: a
+    select classid, objid from pg_depend d         -- merge join over all of pg_depend costs 0.3 s at 10k tables)
+    where d.refclassid = o.classid and d.refobjid = o.objid and {dependents} offset 0) d
 )
 select h.classid::regclass::text,
        case h.classid when 'pg_rewrite'::regclass then (select ev_class from pg_rewrite where oid = h.objid)
@@ -114,6 +133,30 @@ select h.classid::regclass::text,
                       else h.objid end
 from hit h
 """
+_NONE = "select null::oid where false"
+_XACT_WRITES = """
+select c.relname::text, pg_stat_get_xact_tuples_inserted(c.oid), pg_stat_get_xact_tuples_updated(c.oid),
+       pg_stat_get_xact_tuples_deleted(c.oid), current_setting('track_counts')::bool
+from pg_class c where c.relnamespace = 'pg_catalog'::regnamespace and c.relname = any(%s)
+"""
+
+
+def _written_query(conn, deleted: bool) -> str:
+    """The _WRITTEN query over the catalogs this transaction wrote rows of (xmin: inserted or updated; xmax:
+    updated or deleted); every catalog when the server keeps no counts (track_counts off)."""
+    names = sorted({n for n, _ in _WRITTEN_RELS + _WRITTEN_OBJS})
+    rows = conn.execute(_XACT_WRITES, (names,)).fetchall()
+    if len(rows) == len(names) and all(r[4] for r in rows):
+        touched = {r[0] for r in rows if (r[2] + r[3] if deleted else r[1] + r[2]) > 0}
+    else:
+        touched = set(names)
+    col = "xmax" if deleted else "xmin"
+    rels = [q.format(col=col) for n, q in _WRITTEN_RELS if n in touched]
+    nsps = f"select n.oid from pg_namespace n, mine where age(n.{col}) <= mine.a" if "pg_namespace" in touched \
+        else _NONE
+    objs = "".join(f"\n  union {q.format(col=col)}" for n, q in _WRITTEN_OBJS if n in touched)
+    return _WRITTEN.format(rels="\n  union ".join(rels) or _NONE, nsps=nsps, objs=objs,
+                           dependents="false" if deleted else "true")
 
 
 def catalog_objects(conn, schemas: list[str], only: dict[str, list[int]] | None = None) -> dict[tuple[str, str], str]:
@@ -131,8 +174,7 @@ def written_objects(conn, deleted: bool = False, also: dict[str, list[int]] | No
     out: dict[str, list[int]] = {"rels": [], "cons": [], "procs": [], "pols": [], "trgs": [], "typs": []}
     key = {"pg_class": "rels", "pg_rewrite": "rels", "pg_attrdef": "rels", "pg_constraint": "cons",
            "pg_proc": "procs", "pg_policy": "pols", "pg_trigger": "trgs", "pg_type": "typs"}
-    query = _WRITTEN.format(col="xmax" if deleted else "xmin", dependents="false" if deleted else "true")
-    for classid, oid in conn.execute(query).fetchall():
+    for classid, oid in conn.execute(_written_query(conn, deleted)).fetchall():
         if classid in key and oid is not None:
             out[key[classid]].append(int(oid))
     for name, oids in (also or {}).items():
@@ -159,13 +201,34 @@ _PARTITIONS = """
 select n.nspname || '.' || c.relname, rn.nspname || '.' || r.relname
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 join pg_class r on r.oid = pg_partition_root(c.oid) join pg_namespace rn on rn.oid = r.relnamespace
-where c.relispartition and n.nspname = any(%(schemas)s)
+where c.relispartition and n.nspname = any(%(schemas)s) {names}
 """
 
 
-def partition_parents(conn, schemas: list[str]) -> dict[str, str]:
-    """partition (table or index) -> the partitioned table (index) at the root of its tree."""
-    return dict(conn.execute(_PARTITIONS, {"schemas": schemas}).fetchall())
+def partition_parents(conn, schemas: list[str], names: set[str] | None = None) -> dict[str, str]:
+    """partition (table or index) -> the partitioned table (index) at the root of its tree; with `names`, only
+    for those relations (15,000 partitions cost half a second)."""
+    query = _PARTITIONS.format(names="and n.nspname || '.' || c.relname = any(%(names)s)" if names is not None else "")
+    return dict(conn.execute(query, {"schemas": schemas, "names": sorted(names or ())}).fetchall())
+
+
+def owner_of(kind: str, name: str) -> str:
+    """The relation a change is grouped by: a table or index itself, else the table it belongs to."""
+    return name if kind in ("table", "index") else ".".join(name.split(".")[:2])
+
+
+# The catalogs a dropped object (one in the `before` read and not in `after`) may have lost its row from. When the
+# transaction deleted no row of them, every object "dropped" was renamed (or its table or schema was): its owner
+# is either the owner of an object read after the file, or exists no more, so the partitions of the owners of the
+# `after` objects group exactly as all of them would.
+DROP_CATALOGS = ("pg_namespace", "pg_class", "pg_constraint", "pg_proc", "pg_policy", "pg_trigger", "pg_type")
+
+
+def deleted_catalog_rows(conn) -> bool:
+    """Whether this transaction deleted a row of any DROP_CATALOGS catalog (True when the server keeps no
+    counts)."""
+    rows = conn.execute(_XACT_WRITES, (list(DROP_CATALOGS),)).fetchall()
+    return len(rows) != len(DROP_CATALOGS) or not all(r[4] for r in rows) or any(r[3] > 0 for r in rows)
 
 
 @dataclass
@@ -177,8 +240,7 @@ class ObjectChanges:
 
     def _root(self, kind: str, name: str) -> str | None:
         """The root partitioned table/index when the object is, or belongs to, a partition."""
-        owner = name if kind in ("table", "index") else ".".join(name.split(".")[:2])
-        return self.partitions.get(owner)
+        return self.partitions.get(owner_of(kind, name))
 
     def rows(self) -> list[list[str]]:
         """One row per object, except that what happens to the partitions of a partitioned table is one row
@@ -251,12 +313,18 @@ def smoke_checks(conn, schemas: list[str], created: list[tuple[str, str]]) -> li
     # lazy: psycopg loads on the first database call
     from psycopg import sql
 
-    for schema, view in views:
-        try:
+    queries = [sql.SQL("select * from {} limit 0").format(sql.Identifier(schema, view)) for schema, view in views]
+    try:  # all in one round trip; only when one fails, one at a time to name each that fails
+        if queries:
             with conn.transaction():
-                conn.execute(sql.SQL("select * from {} limit 0").format(sql.Identifier(schema, view)))
-        except Exception as exc:  # noqa: BLE001
-            broken.append(f"{schema}.{view}: {str(exc).splitlines()[0]}")
+                conn.execute(sql.SQL("; ").join(queries))
+    except Exception:  # noqa: BLE001
+        for (schema, view), query in zip(views, queries):
+            try:
+                with conn.transaction():
+                    conn.execute(query)
+            except Exception as exc:  # noqa: BLE001
+                broken.append(f"{schema}.{view}: {str(exc).splitlines()[0]}")
     checks.append(("views still query", not broken, "; ".join(broken[:5])))
     return checks
 
@@ -332,11 +400,15 @@ FINGERPRINT_VERSION = "1"
 # them, and every inserted or updated row carries the new transaction id as its xmin: (row count, sum of xmin)
 # per catalog changes with every DDL statement. VACUUM and ANALYZE update pg_class in place (xmin unchanged) and
 # pg_statistic is left out, so statistics and autovacuum never invalidate the cache.
+# (The privilege check runs on the few catalog rows only: left in the same WHERE, the planner may call it for
+# every row of pg_class, 0.4 s at 10,000 tables.)
 _CATALOGS = """
-select c.relname from pg_class c
-where c.relnamespace = 'pg_catalog'::regnamespace and c.relkind = 'r' and not c.relisshared
-  and c.relname not in ('pg_statistic', 'pg_statistic_ext_data', 'pg_largeobject')
-  and has_table_privilege(c.oid, 'select')
+select relname from (
+  select c.oid, c.relname from pg_class c
+  where c.relnamespace = 'pg_catalog'::regnamespace and c.relkind = 'r' and not c.relisshared
+    and c.relname not in ('pg_statistic', 'pg_statistic_ext_data', 'pg_largeobject')
+  offset 0) s
+where has_table_privilege(s.oid, 'select')
 order by 1"""
 
 
@@ -395,21 +467,25 @@ def _label(conn, name: str, fingerprint: str) -> None:
         sql.Identifier(name), sql.Literal(f"sage dry-run template; fingerprint={fingerprint}; used={int(time.time())}")))
 
 
-def templates(admin_url: str) -> list[tuple[str, str | None, int, int]]:
+def templates(admin_url: str, sizes: bool = True, conn=None) -> list[tuple[str, str | None, int, int]]:
     """(name, fingerprint, last used (epoch s), bytes) of the cached templates on the shadow server,
-    least recently used first."""
+    least recently used first. Without `sizes` the bytes are 0: pg_database_size reads the directory of every
+    template (tens of thousands of files for a big schema), which finding one by its label does not need."""
     # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import connect
 
-    with connect(admin_url, autocommit=True) as conn:
-        rows = conn.execute(
-            "select d.datname, shobj_description(d.oid, 'pg_database'), pg_database_size(d.oid) from pg_database d "
-            "where d.datname like %s and d.datname not like %s",
-            (TEMPLATE_PREFIX.replace("_", "\\_") + "%", "%\\_building\\_%")).fetchall()
+    if conn is None:
+        with connect(admin_url, autocommit=True) as own:
+            return templates(admin_url, sizes, own)
+    size = "pg_database_size(d.oid)" if sizes else "0"
+    rows = conn.execute(
+        "select d.datname, shobj_description(d.oid, 'pg_database'), " + size + " from pg_database d "
+        "where d.datname like %s and d.datname not like %s",
+        (TEMPLATE_PREFIX.replace("_", "\\_") + "%", "%\\_building\\_%")).fetchall()
     out = []
-    for name, comment, size in rows:
+    for name, comment, nbytes in rows:
         match = _LABEL.match(comment or "")
-        out.append((name, match.group(1) if match else None, int(match.group(2)) if match else 0, int(size or 0)))
+        out.append((name, match.group(1) if match else None, int(match.group(2)) if match else 0, int(nbytes or 0)))
     return sorted(out, key=lambda t: (t[2], t[0]))
 
 
@@ -418,9 +494,9 @@ def find_template(admin_url: str, fingerprint: str) -> str | None:
     # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import connect
 
-    match = next((t[0] for t in templates(admin_url) if t[1] == fingerprint), None)
-    if match:
-        with connect(admin_url, autocommit=True) as conn:
+    with connect(admin_url, autocommit=True) as conn:
+        match = next((t[0] for t in templates(admin_url, sizes=False, conn=conn) if t[1] == fingerprint), None)
+        if match:
             _label(conn, match, fingerprint)
     return match
 
