@@ -69,8 +69,11 @@ def qualified_from_names(parts: list[str]) -> str:
 
 def type_name(tn: Any) -> str:
     """Lower-case last component of a TypeName (``pg_catalog.int4`` -> ``int4``)."""
-    parts = names(getattr(tn, "names", None))
-    return parts[-1].lower() if parts else ""
+    parts = getattr(tn, "names", None)
+    if not parts:
+        return ""
+    last = parts[-1]
+    return (last.sval if isinstance(last, ast.String) else strval(last)).lower()
 
 
 def typmods(tn: Any) -> list[int]:

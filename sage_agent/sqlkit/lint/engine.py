@@ -28,7 +28,7 @@ class LintChain:
 
 def _tx_kind(node: object) -> str | None:
     if isinstance(node, ast.TransactionStmt):
-        k = node.kind.name
+        k = node.kind._name_
         if k in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
             return "begin"
         if k in ("TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK", "TRANS_STMT_PREPARE"):
@@ -64,7 +64,7 @@ def _timeout_setting(node: object) -> tuple[str, bool] | None:
     if isinstance(node, ast.VariableSetStmt) and node.name:
         name = node.name.lower()
         if name in ("lock_timeout", "statement_timeout"):
-            if node.kind.name.startswith("VAR_RESET"):
+            if node.kind._name_.startswith("VAR_RESET"):
                 return name, False
             return name, True  # squawk counts any SET of the name, whatever the value
     return None
@@ -74,8 +74,13 @@ def _timeout_setting(node: object) -> tuple[str, bool] | None:
 Event = tuple["str | None", "tuple[str, bool] | None", "str | None"]
 
 
+_EVENT_NODES = (ast.TransactionStmt, ast.VariableSetStmt, ast.CreateStmt, ast.CreateTableAsStmt)
+_NO_EVENT: Event = (None, None, None)
+
+
 def statement_events(statements: Sequence[Statement]) -> list[Event]:
-    return [(_tx_kind(s.node), _timeout_setting(s.node), _created_table(s.node)) for s in statements]
+    return [(_tx_kind(s.node), _timeout_setting(s.node), _created_table(s.node))
+            if isinstance(s.node, _EVENT_NODES) else _NO_EVENT for s in statements]
 
 
 # True: the reference path the fast one must equal (tests): every rule on every statement of its node types.

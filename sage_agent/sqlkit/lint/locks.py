@@ -106,7 +106,7 @@ def statement_lock(node: Any, server_major: int = 18) -> LockInfo:
         return LockInfo(SHARE_UPDATE_EXCLUSIVE if node.concurrent else SHARE, scans=True, table=table)
     if isinstance(node, ast.DropStmt):
         first = qualified_from_names(names(node.objects[0])) if node.objects and isinstance(node.objects[0], (tuple, list)) else None
-        if node.removeType.name == "OBJECT_INDEX":
+        if node.removeType._name_ == "OBJECT_INDEX":
             return LockInfo(SHARE_UPDATE_EXCLUSIVE if node.concurrent else ACCESS_EXCLUSIVE, table=first)
         return LockInfo(ACCESS_EXCLUSIVE, table=first)
     if isinstance(node, ast.TruncateStmt):

@@ -28,7 +28,7 @@ class DropObjectRule(Rule):
     def check(self, stmt, ctx):
         if not isinstance(stmt.node, self.node_types):
             return []
-        kind = stmt.node.removeType.name
+        kind = stmt.node.removeType._name_
         if kind in self.kinds:
             return [self.finding(stmt, ctx, self.message.format(noun=NOUNS.get(kind, "an object")))]
         return []
@@ -55,7 +55,7 @@ class AlterCmdRule(Rule):
         if not isinstance(stmt.node, self.node_types):
             return []
         n = stmt.node
-        if self.objtypes is not None and n.objtype.name not in self.objtypes:
+        if self.objtypes is not None and n.objtype._name_ not in self.objtypes:
             return []
         return [self.finding(stmt, ctx, self.message_for(cmd), line=h.cmd_line(stmt, cmd))
                 for cmd in n.cmds or () if self.matches(cmd)]

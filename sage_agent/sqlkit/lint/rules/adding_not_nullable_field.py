@@ -33,7 +33,9 @@ class AddingNotNullableField(Rule):
     def check(self, stmt, ctx):
         if not isinstance(stmt.node, self.node_types):
             return []
-        memo = ctx.shared.setdefault(self.id, {"checks": {}, "validated": set(), "external": set()})
+        memo = ctx.shared.get(self.id)
+        if memo is None:
+            memo = ctx.shared[self.id] = {"checks": {}, "validated": set(), "external": set()}
         local_external = ctx.rule_state(self.id, set)  # tables validated in this file, ADD elsewhere
         checks, validated = memo["checks"], memo["validated"]
         rel = stmt.node.relation

@@ -17,5 +17,5 @@ class BanAlterFunctionOptions(Rule):
     def check(self, stmt, ctx):
         if not isinstance(stmt.node, self.node_types):
             return []
-        noun = _NOUN.get(stmt.node.objtype.name, "function")
+        noun = _NOUN.get(stmt.node.objtype._name_, "function")
         return [self.finding(stmt, ctx, f"Changing {noun} options may change behaviour for existing clients.")]

@@ -22,7 +22,7 @@ class BanConcurrentIndexCreationInTransaction(Rule):
         inside = ctx.rule_state(self.id, lambda: [ctx.assume_in_transaction])
         n = stmt.node
         if isinstance(n, ast.TransactionStmt):
-            kind = n.kind.name
+            kind = n.kind._name_
             if kind in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
                 inside[0] = True
             elif kind == "TRANS_STMT_COMMIT":

@@ -15,6 +15,6 @@ class BanDropTable(Rule):
         if not isinstance(stmt.node, self.node_types):
             return []
         n = stmt.node
-        if isinstance(n, ast.DropStmt) and n.removeType.name in ("OBJECT_TABLE", "OBJECT_FOREIGN_TABLE"):
+        if isinstance(n, ast.DropStmt) and n.removeType._name_ in ("OBJECT_TABLE", "OBJECT_FOREIGN_TABLE"):
             return [self.finding(stmt, ctx, "Dropping a table loses its data and breaks clients using it.")]
         return []

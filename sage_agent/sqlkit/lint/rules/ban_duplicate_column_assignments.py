@@ -22,6 +22,9 @@ def _target_key(rt) -> tuple[str, tuple[str, ...] | None]:
 
 def _clashes(targets) -> list:
     """Targets that assign a column (or field) another target in the list also assigns."""
+    named = [rt.name for rt in targets if isinstance(rt, ast.ResTarget) and rt.name]
+    if len(set(named)) == len(named):  # only targets of one column can clash
+        return []
     by_col = defaultdict(list)
     for rt in targets:
         if isinstance(rt, ast.ResTarget) and rt.name:
@@ -53,6 +56,8 @@ def _output_name(rt) -> str:
 
 def _duplicate_names(items) -> list:
     """Items whose name (item[0]) appears more than once."""
+    if len({name for name, _ in items}) == len(items):
+        return []
     seen = defaultdict(list)
     for name, node in items:
         seen[name].append(node)

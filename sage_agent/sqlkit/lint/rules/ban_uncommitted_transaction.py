@@ -18,9 +18,9 @@ class BanUncommittedTransaction(Rule):
         n = stmt.node
         if isinstance(n, ast.TransactionStmt):
             opened = ctx.rule_state(self.id, list)
-            if n.kind.name in ("TRANS_STMT_BEGIN", "TRANS_STMT_START") and not ctx.in_transaction:
+            if n.kind._name_ in ("TRANS_STMT_BEGIN", "TRANS_STMT_START") and not ctx.in_transaction:
                 opened[:] = [stmt]
-            elif n.kind.name in ("TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK", "TRANS_STMT_PREPARE"):
+            elif n.kind._name_ in ("TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK", "TRANS_STMT_PREPARE"):
                 opened.clear()
         return []
 

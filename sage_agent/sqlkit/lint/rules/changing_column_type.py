@@ -4,6 +4,7 @@ from pglast import ast
 from ...nodes import qualified
 from .. import helpers as h
 from ..model import Rule
+from ._types import declared_type
 
 _VARCHAR = {"varchar", "text"}
 
@@ -40,15 +41,15 @@ class ChangingColumnType(Rule):
         if isinstance(n, ast.CreateStmt):
             for elt in n.tableElts or ():
                 if isinstance(elt, ast.ColumnDef) and elt.typeName is not None:
-                    known[(table, elt.colname)] = h.type_info(elt.typeName)[:2]
+                    known[(table, elt.colname)] = declared_type(stmt, ctx, elt.typeName)
             return out
         for cmd in h.alter_cmds(n):
             st = h.subtype(cmd)
             if st == "AT_AddColumn" and isinstance(cmd.def_, ast.ColumnDef):
-                known[(table, cmd.def_.colname)] = h.type_info(cmd.def_.typeName)[:2]
+                known[(table, cmd.def_.colname)] = declared_type(stmt, ctx, cmd.def_.typeName)
             if st != "AT_AlterColumnType":
                 continue
-            new = h.type_info(cmd.def_.typeName)[:2]
+            new = declared_type(stmt, ctx, cmd.def_.typeName)
             old = known.get((table, cmd.name))
             known[(table, cmd.name)] = new
             if old is not None and cmd.def_.raw_default is None and binary_coercible(old, new):

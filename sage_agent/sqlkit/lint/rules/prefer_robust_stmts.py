@@ -36,10 +36,10 @@ class PreferRobustStmts(Rule):
             if not n.if_not_exists and n.idxname and (n.concurrent or not inside):
                 out.append(self.finding(stmt, ctx, _IF_NOT_EXISTS))
         elif isinstance(n, ast.CreateStmt):
-            temp_drop = n.relation.relpersistence == "t" and n.oncommit.name == "ONCOMMIT_DROP"
+            temp_drop = n.relation.relpersistence == "t" and n.oncommit._name_ == "ONCOMMIT_DROP"
             if not n.if_not_exists and not inside and not temp_drop:
                 out.append(self.finding(stmt, ctx, _IF_NOT_EXISTS))
-        elif isinstance(n, ast.DropStmt) and n.removeType.name in ("OBJECT_INDEX", "OBJECT_TABLE", "OBJECT_TYPE"):
+        elif isinstance(n, ast.DropStmt) and n.removeType._name_ in ("OBJECT_INDEX", "OBJECT_TABLE", "OBJECT_TYPE"):
             if not n.missing_ok and not inside:
                 out.append(self.finding(stmt, ctx, _IF_EXISTS))
         return out

@@ -15,7 +15,7 @@ class RenamingColumn(Rule):
         if not isinstance(stmt.node, self.node_types):
             return []
         n = stmt.node
-        if isinstance(n, ast.RenameStmt) and n.renameType.name in ("OBJECT_COLUMN", "OBJECT_ATTRIBUTE"):
+        if isinstance(n, ast.RenameStmt) and n.renameType._name_ in ("OBJECT_COLUMN", "OBJECT_ATTRIBUTE"):
             return [self.finding(stmt, ctx, f"Renaming column {n.subname} to {n.newname} breaks "
                                  "clients still using the old name.")]
         return []

@@ -23,7 +23,7 @@ class RenamingObject(Rule):
             if n.oldVal:
                 return [self.finding(stmt, ctx, "Renaming a type value may break existing clients.")]
             return []
-        kind = n.renameType.name
+        kind = n.renameType._name_
         if kind in _OWN_RULES:
             return []
         return [self.finding(stmt, ctx, f"Renaming {NOUNS.get(kind, 'an object')} may break existing clients.")]

@@ -15,7 +15,7 @@ class RenamingTable(Rule):
         if not isinstance(stmt.node, self.node_types):
             return []
         n = stmt.node
-        if isinstance(n, ast.RenameStmt) and n.renameType.name == "OBJECT_TABLE":
+        if isinstance(n, ast.RenameStmt) and n.renameType._name_ == "OBJECT_TABLE":
             return [self.finding(stmt, ctx, f"Renaming table {n.relation.relname} to {n.newname} "
                                  "breaks clients still using the old name.")]
         return []

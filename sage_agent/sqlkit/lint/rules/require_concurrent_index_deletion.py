@@ -15,7 +15,7 @@ class RequireConcurrentIndexDeletion(Rule):
         if not isinstance(stmt.node, self.node_types):
             return []
         n = stmt.node
-        if isinstance(n, ast.DropStmt) and n.removeType.name == "OBJECT_INDEX" and not n.concurrent:
+        if isinstance(n, ast.DropStmt) and n.removeType._name_ == "OBJECT_INDEX" and not n.concurrent:
             return [self.finding(stmt, ctx, "DROP INDEX without CONCURRENTLY takes an ACCESS "
                                  "EXCLUSIVE lock on the table, blocking reads and writes.")]
         return []

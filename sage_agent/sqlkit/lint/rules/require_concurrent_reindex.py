@@ -17,7 +17,7 @@ class RequireConcurrentReindex(Rule):
             return []
         n = stmt.node
         if (isinstance(n, ast.ReindexStmt) and "concurrently" not in defelem_names(n.params)
-                and n.kind.name != "REINDEX_OBJECT_SYSTEM"):  # REINDEX SYSTEM cannot be concurrent
+                and n.kind._name_ != "REINDEX_OBJECT_SYSTEM"):  # REINDEX SYSTEM cannot be concurrent
             return [self.finding(stmt, ctx, "REINDEX without CONCURRENTLY blocks reads and writes while "
                                  "the index is rebuilt.")]
         return []

@@ -26,13 +26,13 @@ class RequireTableSchema(Rule):
         if isinstance(n, ast.CreateStmt):
             bad = _unqualified(n.relation)
         elif isinstance(n, ast.CreateTableAsStmt):
-            bad = n.objtype.name == "OBJECT_TABLE" and _unqualified(n.into.rel)
+            bad = n.objtype._name_ == "OBJECT_TABLE" and _unqualified(n.into.rel)
         elif isinstance(n, ast.AlterTableStmt):
-            bad = n.objtype.name == "OBJECT_TABLE" and _unqualified(n.relation)
+            bad = n.objtype._name_ == "OBJECT_TABLE" and _unqualified(n.relation)
         elif isinstance(n, (ast.AlterObjectSchemaStmt, ast.RenameStmt)):
             kind = n.objectType if isinstance(n, ast.AlterObjectSchemaStmt) else n.renameType
             bad = kind.name == "OBJECT_TABLE" and _unqualified(n.relation)
         else:
-            bad = n.removeType.name == "OBJECT_TABLE" and any(
+            bad = n.removeType._name_ == "OBJECT_TABLE" and any(
                 len(obj) == 1 for obj in n.objects or () if isinstance(obj, (tuple, list)))
         return [self.finding(stmt, ctx, MESSAGE)] if bad else []

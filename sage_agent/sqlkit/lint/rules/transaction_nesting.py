@@ -17,7 +17,7 @@ class TransactionNesting(Rule):
         n = stmt.node
         if not isinstance(n, ast.TransactionStmt):
             return []
-        kind = n.kind.name
+        kind = n.kind._name_
         if kind in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
             if ctx.assume_in_transaction:
                 return [self.finding(stmt, ctx, "BEGIN inside the transaction managed by the migration tool.")]
