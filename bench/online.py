@@ -5,11 +5,17 @@ updates (RATE per second, each latency recorded, statement_timeout 30 s); a samp
 every 20 ms for the workload's longest wait on a lock. Five migrations, each applied plainly (`*apply`,
 UNSAFE typed) and online (`*apply --online`), alternating which goes first, on the same table, undone
 between runs outside the measurement: add an index, add a foreign key, set NOT NULL, int -> bigint (online:
-expand/contract, and `*apply --complete` inside the measured window), backfill a new column (volatile default). A baseline run without a migration gives the
-workload's own p50/p99. Rows of the original table are checksummed (id, user_id, amount, qty) before and
-after every run: nothing lost or changed.
+expand/contract, and `*apply --complete` inside the measured window), backfill a new column (volatile default),
+and "primary key int -> bigint": the int primary key of `accounts` (ROWS rows), referenced by a foreign key from
+`payments` (ROWS / 10 rows); its workload runs the same mix on `accounts`, every other insert going to `payments`
+(a foreign-key check on the key being changed). A baseline run without a migration gives the workload's own
+p50/p99. Rows of the original tables are checksummed before and after every run: nothing lost or changed.
 Run: python bench/online.py [ROWS] [RATE] [MIGRATION]   (MIGRATION, e.g. "int -> bigint": only that one, written
 as its own section of the results file)
+The client (BENCH_CLIENT): `prepared` (default: psycopg prepares a query server-side after 5 runs, and the select
+returns every column), `unprepared` (prepare_threshold=None; BENCH_NO_PREPARE=1 is the same), or
+`prepared-other-columns` (prepares, but its select does not return the column whose type changes): which clients
+get `cached plan must not change result type` at the moment the type changes.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 RESULTS = REPO / "bench" / "results" / "online.md"
-NO_PREPARE_TITLE = ", workload without server-side prepared statements"
+CLIENT_TITLES = {"prepared": "", "unprepared": ", workload without server-side prepared statements",
+                 "prepared-other-columns": ", workload preparing statements that do not return the changed column"}
 
 MIGRATIONS = {
     "add an index": ("create index orders_amount_idx on public.orders (amount);",
@@ -42,33 +49,56 @@ MIGRATIONS = {
                       "alter table public.orders alter column qty type int"),
     "backfill a new column": ("alter table public.orders add column token uuid default gen_random_uuid();",
                               "alter table public.orders drop column if exists token"),
+    "primary key int -> bigint": ("alter table public.accounts alter column id type bigint;",
+                                  "alter table public.accounts alter column id type int"),
 }
+TABLE_OF = {"primary key int -> bigint": "accounts"}  # the workload's table (orders otherwise)
+CHANGED = {"int -> bigint": "qty", "primary key int -> bigint": "id"}  # the column whose type changes
+COLUMNS = ["id", "user_id", "amount", "qty", "note"]
 
 
-def workload(url: str, rate: float, rows: int, stop, out) -> None:
-    """Fixed-rate single-row operations; each result: (latency_s, error or ''). Columns are named (not `*`):
-    psycopg prepares repeated queries, and a prepared `select *` fails after any ADD COLUMN, online or not."""
+def client() -> str:
+    """BENCH_CLIENT, or `unprepared` for the older BENCH_NO_PREPARE=1."""
+    kind = os.environ.get("BENCH_CLIENT") or ("unprepared" if os.environ.get("BENCH_NO_PREPARE") == "1" else
+                                              "prepared")
+    if kind not in CLIENT_TITLES:
+        raise SystemExit(f"BENCH_CLIENT={kind!r}: one of {', '.join(CLIENT_TITLES)}")
+    return kind
+
+
+def workload(url: str, rate: float, rows: int, stop, out, table: str = "orders", changed: str | None = None,
+             kind: str = "prepared") -> None:
+    """Fixed-rate single-row operations on `table`; each result: (latency_s, error or ''). Columns are named (not
+    `*`): psycopg prepares repeated queries, and a prepared `select *` fails after any ADD COLUMN, online or not.
+    On `accounts`, every other insert goes to `payments` (its foreign key checks the key being changed)."""
     import psycopg
 
     results: list[tuple[float, str]] = []
     rng = random.Random(7)
-    # BENCH_NO_PREPARE=1: a client without server-side prepared statements (psycopg prepares a query after 5 runs;
-    # a prepared query whose result type a type change alters fails with "cached plan must not change result type")
-    prepare = None if os.environ.get("BENCH_NO_PREPARE") == "1" else 5
+    # a prepared query whose result type a type change alters fails with "cached plan must not change result type"
+    prepare = None if kind == "unprepared" else 5
+    shown = [c for c in COLUMNS if not (kind == "prepared-other-columns" and c == changed)]
+    select = f"select {', '.join(shown)} from public.{table} where id = %s"
     with psycopg.connect(url, autocommit=True, application_name="bench-workload", prepare_threshold=prepare) as conn:
         conn.execute("set statement_timeout = '30s'")
         interval, next_at = 1.0 / rate, time.perf_counter()
+        inserts = 0
         while not stop.is_set():
-            kind = rng.random()
+            op = rng.random()
             started = time.perf_counter()
             try:
-                if kind < 0.5:
-                    conn.execute("select id, user_id, amount, qty, note from public.orders where id = %s", (rng.randint(1, rows),)).fetchall()
-                elif kind < 0.75:
-                    conn.execute("update public.orders set note = %s where id = %s",
+                if op < 0.5:
+                    conn.execute(select, (rng.randint(1, rows),)).fetchall()
+                elif op < 0.75:
+                    conn.execute(f"update public.{table} set note = %s where id = %s",
                                  (f"w{rng.randint(0, 999)}", rng.randint(1, rows)))
+                elif table == "accounts" and inserts % 2:
+                    inserts += 1
+                    conn.execute("insert into public.payments (id, account_id) values (nextval('public.wl_pay_ids'), "
+                                 "%s)", (rng.randint(1, rows),))
                 else:
-                    conn.execute("insert into public.orders (id, user_id, amount, qty, note) "
+                    inserts += 1
+                    conn.execute(f"insert into public.{table} (id, user_id, amount, qty, note) "
                                  "values (nextval('public.wl_ids'), %s, %s, 1, 'new')",
                                  (rng.randint(1, 1000), rng.randint(0, 999)))
                 results.append((time.perf_counter() - started, ""))
@@ -109,8 +139,15 @@ def pct(values: list[float], q: float) -> float:
 
 
 def checksum(conn, rows: int) -> str:
-    return conn.execute("select md5(string_agg(id || ':' || user_id || ':' || amount || ':' || qty, ',' order by id)) "
-                        "from public.orders where id <= %s", (rows,)).fetchone()[0]
+    """The seeded rows of every table (not the workload's own inserts and notes)."""
+    out = conn.execute("select md5(string_agg(id || ':' || user_id || ':' || amount || ':' || qty, ',' order by id)) "
+                       "from public.orders where id <= %s", (rows,)).fetchone()[0]
+    if conn.execute("select to_regclass('public.accounts')").fetchone()[0]:
+        out += conn.execute("select md5(string_agg(id || ':' || user_id || ':' || amount || ':' || qty, ',' "
+                            "order by id)) from public.accounts where id <= %s", (rows,)).fetchone()[0]
+        out += conn.execute("select md5(string_agg(id || ':' || account_id, ',' order by id)) from public.payments "
+                            "where id <= %s", (rows // 10,)).fetchone()[0]
+    return out
 
 
 def main() -> int:
@@ -127,6 +164,7 @@ def main() -> int:
     only = sys.argv[3] if len(sys.argv) > 3 else None
     if only is not None and only not in MIGRATIONS:
         raise SystemExit(f"unknown migration {only!r}: one of {', '.join(MIGRATIONS)}")
+    kind = client()
     tmp = Path(tempfile.mkdtemp(prefix="sage-bench-online-"))
     server = EmbeddedServer(tmp / "pg", fast=True, port_seed="bench-online")
     server.start()
@@ -147,12 +185,25 @@ def main() -> int:
                        f"from generate_series(1, {rows}) g")
             db.execute("create sequence public.wl_ids start 100000000")
             db.execute("vacuum analyze public.orders")
+            if only is None or only in TABLE_OF:  # the primary-key case: an int key referenced by a foreign key
+                db.execute("create table public.accounts (id int primary key, user_id bigint, amount int, qty int, "
+                           "note text)")
+                db.execute(f"insert into public.accounts select g, 1 + g % 1000, g % 1000, g % 7, 'n' "
+                           f"from generate_series(1, {rows}) g")
+                db.execute("create table public.payments (id bigint primary key, account_id int not null "
+                           "constraint payments_account_fk references public.accounts (id))")
+                db.execute(f"insert into public.payments select g, 1 + (g * 7) % {rows} "
+                           f"from generate_series(1, {rows // 10}) g")
+                db.execute("create index payments_account_idx on public.payments (account_id)")
+                db.execute("create sequence public.wl_pay_ids start 100000000")
+                db.execute("vacuum analyze public.accounts")
+                db.execute("vacuum analyze public.payments")
             before = checksum(db, rows)
 
-        def run(label: str, mode: str | None, sql: str | None, undo: str | None) -> dict:
+        def run(label: str, mode: str | None, sql: str | None, undo: str | None, table: str = "orders") -> dict:
             parent, child = mp.Pipe(duplex=False)
             stop = mp.Event()
-            proc = mp.Process(target=workload, args=(url, rate, rows, stop, child))
+            proc = mp.Process(target=workload, args=(url, rate, rows, stop, child, table, CHANGED.get(label), kind))
             proc.start()
             sampler = LockSampler(url)
             sampler.start()
@@ -203,28 +254,30 @@ def main() -> int:
             report.append(entry)
             return entry
 
-        run("baseline", None, None, None)
+        base_table = TABLE_OF.get(only or "", "orders")
+        run("baseline", None, None, None, base_table)
         chosen = {k: v for k, v in MIGRATIONS.items() if only is None or k == only}
         for n, (label, (sql, undo)) in enumerate(chosen.items()):
             order = ["plain", "online"] if n % 2 == 0 else ["online", "plain"]
             for mode in order:
                 # the online run of a refused statement changes nothing: nothing to undo
-                run(label, mode, sql, undo)
-        run("baseline", None, None, None)
+                run(label, mode, sql, undo, TABLE_OF.get(label, "orders"))
+        run("baseline", None, None, None, base_table)
     finally:
         server.stop()
     load_after = os.getloadavg()
-    write_results(report, rows, rate, load_before, load_after, only)
+    write_results(report, rows, rate, load_before, load_after, only, kind)
     return 0
 
 
-def write_results(report: list[dict], rows: int, rate: float, load_before, load_after, only: str | None = None) -> None:
+def write_results(report: list[dict], rows: int, rate: float, load_before, load_after, only: str | None = None,
+                  kind: str = "prepared") -> None:
     base = [e for e in report if e["mode"] == "no migration"]
     base_p99 = statistics.median(e["p99"] for e in base)
     base_p50 = statistics.median(e["p50"] for e in base)
     title = "## Online migrations: `*apply` vs `*apply --online` (issue 17)" if only is None else \
-        f"### {only} alone{NO_PREPARE_TITLE if os.environ.get('BENCH_NO_PREPARE') == '1' else ''} " \
-        f"(`{'BENCH_NO_PREPARE=1 ' if os.environ.get('BENCH_NO_PREPARE') == '1' else ''}python bench/online.py " \
+        f"### {only} alone{CLIENT_TITLES[kind]} " \
+        f"(`{'BENCH_CLIENT=' + kind + ' ' if kind != 'prepared' else ''}python bench/online.py " \
         f"{rows} {rate:.0f} \"{only}\"`)"
     lines = [
         title,

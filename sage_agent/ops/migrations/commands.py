@@ -223,7 +223,7 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
         how = "one transaction" if p.transactional else \
             f"NO transaction (statement by statement: line {', '.join(map(str, p.nontx_lines))})"
         lines.append(f"{p.migration.filename}: {len(p.chunks)} statement(s), {how}")
-    plan_text = "\n".join(lines + ahead.plan_lines() + [f"snapshot first: {'yes' if inputs.snapshot else 'no'}",
+    plan_text = "\n".join(online.rollback_lines(chosen) + lines + ahead.plan_lines() + [f"snapshot first: {'yes' if inputs.snapshot else 'no'}",
                                    f"lock_timeout={lock_timeout} statement_timeout={statement_timeout}"])
     if own_command:
         ctx.confirm(f"Apply {len(plans)} migration(s) to {ctx.target.display_url}?", plan=plan_text)
@@ -249,6 +249,7 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
                                 summary="Nothing left to apply: another *apply applied these migrations meanwhile",
                                 facts={"applied": 0, "waited_s": round(waited, 1)}, notes=notes,
                                 next_steps=["*migrations"])
+        notes += online.finish_rollbacks(ctx, conn, chosen)  # before the files: one may be the rolled-back file
         if inputs.snapshot:
             snapshot_name = _take_snapshot(ctx, plans)
         ensure_history_table(conn)
@@ -441,7 +442,8 @@ def migrations(inputs: MigrationsInput, ctx) -> OpResult:
             status = "out of order" if version in out_of_order else "pending"
         else:
             status = "missing locally"
-        key = "in progress" if status.startswith("in progress") else status
+        key = "in progress" if status.startswith("in progress") else \
+            "rollback unfinished" if status.startswith("rollback unfinished") else status
         counts[key] = counts.get(key, 0) + 1
         table_rows.append([version if mig else "", version if row else "", version_time(version),
                            mig.name if mig else (row.name if row else ""), status])
@@ -459,12 +461,17 @@ def migrations(inputs: MigrationsInput, ctx) -> OpResult:
             findings.append(Finding(rule="history.out_of_order", severity="warning",
                                     message=f"{r[0]}_{r[3]}.sql is older than the newest applied migration",
                                     fix="*apply --include-all"))
-    pending = counts.get("pending", 0) + counts.get("out of order", 0) + counts.get("in progress", 0)
+    pending = counts.get("pending", 0) + counts.get("out of order", 0) + counts.get("in progress", 0) + \
+        counts.get("rollback unfinished", 0)
     summary = (f"{len(local)} local, {len(rows)} applied, {pending} pending"
                + (f", {len(findings)} problem(s)" if findings else ""))
     next_steps = ["*apply"] if pending else []
     if counts.get("expanded (contract pending)"):
         next_steps.append("*apply --complete (drops the old columns of expanded type changes)")
+    unfinished = [r for r in table_rows if r[4].startswith("rollback unfinished")]
+    if unfinished:
+        next_steps.append(f"*rollback {unfinished[0][0]}_{unfinished[0][3]}.sql (validates the foreign keys its "
+                          "interrupted rollback left NOT VALID)")
     return OpResult(operation="db-migrations", status="warning" if findings else "ok", summary=summary,
                     facts={k: v for k, v in sorted(counts.items())},
                     tables=[Table(title="Migrations", columns=["local", "remote", "time (UTC)", "name", "status"],

@@ -7,6 +7,11 @@ written meanwhile. A half-done file is undone the same way when every step done 
 expand/contract (they only add a column, a trigger and indexes on that column); other done steps (an index,
 a validated constraint, a data backfill) cannot be undone in one short transaction, so the answer is to
 continue with `*apply` or go back to the snapshot `*apply` took.
+
+A primary key's foreign keys come back NOT VALID in the swap-back and are validated afterwards, each in its own
+transaction (a scan under SHARE UPDATE EXCLUSIVE: nobody waits). Until the last one is done the state row stays,
+as `rolling_back` with the VALIDATE statements left, so a kill in between is finished by `*rollback FILE` again or
+by the next `*apply` (finish_rollback), and `*migrations` says so.
 """
 
 from __future__ import annotations
@@ -70,9 +75,46 @@ def undo_plan(state: st.OnlineState) -> tuple[list[str], list[str]]:
     return statements, []
 
 
+def finish_rollback(ctx, conn, state: st.OnlineState) -> list[str]:
+    """Validate the foreign keys an interrupted *rollback FILE put back NOT VALID, one transaction each (each
+    recorded done in its own transaction), then drop the state row. Returns the statements run."""
+    filename, ran = _filename(state), []
+    table = (ex.infos(state) or [{}])[0].get("table")
+    while state.current.get("validate"):
+        text = state.current["validate"][0]
+
+        def after(state=state) -> None:
+            state.current = {**state.current, "validate": state.current["validate"][1:]}
+            st.save(conn, state)
+
+        _run_tx(ctx, conn, [text], after, f"*rollback {filename} (validating a foreign key)", table, long=True)
+        ran.append(text)
+    conn.execute(f"delete from {st.TABLE} where version = %s and status = 'rolling_back'", (state.version,))
+    return ran
+
+
+def _validations_or_say(ctx, conn, state: st.OnlineState) -> list[str]:
+    """finish_rollback, with an error that says the swap back is done and how the rest is finished."""
+    # lazy: psycopg loads on the first database call
+    import psycopg
+
+    try:
+        return finish_rollback(ctx, conn, state)
+    except (psycopg.Error, OpError) as exc:
+        cause = exc.message.removesuffix("; nothing was changed") if isinstance(exc, OpError) else \
+            str(exc).splitlines()[0]
+        left = len(state.current.get("validate", []))
+        raise OpError(f"{_filename(state)} is swapped back (pending again, every row kept), but {left} foreign key(s) "
+                      f"it put back NOT VALID are not validated yet: {cause}",
+                      f"*rollback {_filename(state)} again (or *apply) validates them; *migrations shows the file as "
+                      "`rollback unfinished` until then", exit_code=1) from None
+
+
 def rollback_online(ctx, state: st.OnlineState, conn) -> OpResult:
     """*rollback FILE: swap an expanded type change back, or undo a half-done online file's expand steps."""
     filename = _filename(state)
+    if state.status == "rolling_back":
+        return _finish_rollback_op(ctx, conn, state)
     statements, blockers = undo_plan(state)
     if blockers:
         how = "is applied with an expanded type change" if state.status == "expanded" else \
@@ -98,13 +140,14 @@ def rollback_online(ctx, state: st.OnlineState, conn) -> OpResult:
         def after() -> None:
             if applied:
                 delete_version(conn, state.version)
-            st.finish(conn, state.version)
+            if validations:  # kept until the foreign keys put back NOT VALID are validated: a kill is resumable
+                state.status, state.current, state.detail = "rolling_back", {"validate": validations}, None
+                st.save(conn, state)
+            else:
+                st.finish(conn, state.version)
 
         _run_tx(ctx, conn, statements, after, f"*rollback {filename}", infos[0]["table"] if infos else None)
-        for text in validations:  # the foreign keys put back NOT VALID on the old column, each in its own transaction
-            _run_tx(ctx, conn, [text], lambda: None, f"*rollback {filename} (validating a foreign key)",
-                    infos[0]["table"], long=True)
-        statements += validations
+        statements += _validations_or_say(ctx, conn, state)
     rows = [[i["table"], i["column"], i["newtype"], i["oldtype"], "swapped back" if i.get("swapped") else
              "new column dropped"] for i in infos]
     return OpResult(operation="db-rollback",
@@ -114,6 +157,24 @@ def rollback_online(ctx, state: st.OnlineState, conn) -> OpResult:
                     tables=[Table(title="Columns", columns=["table", "column", "new type", "back to", "how"],
                                   rows=rows)],
                     next_steps=["*migrations"], data={"statements": statements})
+
+
+def _finish_rollback_op(ctx, conn, state: st.OnlineState) -> OpResult:
+    """*rollback FILE again after a rollback stopped before its validations: only those are left to run."""
+    filename, left = _filename(state), list(state.current.get("validate", []))
+    ctx.confirm_destructive(
+        f"Finish the rollback of {filename} on {ctx.target.display_url}: the swap back is done; {len(left)} foreign "
+        "key(s) it put back NOT VALID are validated (a scan each; reads and writes go on). The file stays pending.",
+        plan="\n".join(left) or "(nothing left: only the online state row goes)")
+    # lazy: psycopg loads on the first database call
+    from sage_agent.ops.migrations.locking import migration_lock
+
+    with migration_lock(ctx, "*rollback"):
+        ran = _validations_or_say(ctx, conn, state)
+    return OpResult(operation="db-rollback",
+                    summary=f"Finished the rollback of {filename}: {len(ran)} foreign key(s) validated; it is pending",
+                    facts={"migration": filename, "statements": len(ran), "pending_again": True},
+                    next_steps=["*migrations"], data={"statements": ran})
 
 
 def complete(ctx, conn, target: str | None) -> OpResult:

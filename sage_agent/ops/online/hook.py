@@ -1,7 +1,8 @@
 """What *apply asks of the online package: which files run online, the plan lines it confirms, running one.
 
 A file runs online when `*apply --online` was given, when it says `-- sage:online`, or when an earlier online
-run of it is unfinished (a half-done file can only be continued the way it was started).
+run of it is unfinished (a half-done file can only be continued the way it was started). A `*rollback FILE` that
+stopped before validating the foreign keys it put back NOT VALID is finished by *apply first (its plan says so).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sage_agent.ops.result import OpError
 class OnlineSelection:
     plans: dict[str, OnlinePlan] = field(default_factory=dict)  # version -> plan
     resumed: dict[str, object] = field(default_factory=dict)  # version -> OnlineState
+    rollbacks: list = field(default_factory=list)  # OnlineState rows `rolling_back`: validations to finish first
     notes: list[str] = field(default_factory=list)
     _covered: set[tuple[str, int]] = field(default_factory=set)
 
@@ -44,6 +46,8 @@ def select(conn, file_plans: list, online: bool, server_major: int) -> OnlineSel
 
     sel = OnlineSelection()
     unfinished = st.read_all(conn)
+    sel.rollbacks = [s for s in unfinished.values() if s.status == "rolling_back"]
+    unfinished = {v: s for v, s in unfinished.items() if s.status != "rolling_back"}
     for fp in file_plans:
         version = fp.migration.version
         asked = online or wants_online(fp.text) or version in unfinished
@@ -84,6 +88,27 @@ def _check_expand(conn, fp, plan: OnlinePlan, notes: list[str]) -> None:
                           f"{step.expand['name']}.{step.expand['column']}: {'; '.join(problems)}",
                           "nothing was changed; apply this file without --online (and without -- sage:online) in a "
                           "quiet window, or change what is listed first", exit_code=1)
+
+
+def rollback_lines(sel: OnlineSelection) -> list[str]:
+    """The plan lines of the unfinished rollbacks *apply finishes before the files."""
+    return [f"first, the unfinished *rollback of {s.version}_{s.name}.sql: {text}"
+            for s in sel.rollbacks for text in s.current.get("validate", [])]
+
+
+def finish_rollbacks(ctx, conn, sel: OnlineSelection) -> list[str]:
+    """Validate what unfinished rollbacks left NOT VALID (under *apply's lock, after its confirmation)."""
+    # lazy: psycopg loads on the first database call
+    from sage_agent.ops.online import state as st
+    from sage_agent.ops.online.contract import finish_rollback
+
+    done = []
+    for state in sel.rollbacks:
+        now = st.read(conn, state.version)  # re-read under the lock: a *rollback may have finished it meanwhile
+        if now is not None and now.status == "rolling_back":
+            ran = finish_rollback(ctx, conn, now)
+            done.append(f"finished the rollback of {now.version}_{now.name}.sql: {len(ran)} foreign key(s) validated")
+    return done
 
 
 def run(conn, file_plan, sel: OnlineSelection, ctx, inputs, statement_timeout: str | None):

@@ -40,7 +40,10 @@ class OnlineState:
     done: int = 0
     current: dict[str, Any] = field(default_factory=dict)  # the step under way: index started, backfill keys
     names: dict[str, str] = field(default_factory=dict)  # constraint names found when added NOT VALID
-    status: str = "running"  # running | failed | interrupted | expanded (applied; old columns kept until --complete)
+    # running | failed | interrupted | expanded (applied; old columns kept until --complete) | rolling_back (a
+    # *rollback FILE swapped back and stopped before validating the foreign keys it put back NOT VALID: their
+    # VALIDATE statements wait in current["validate"]; *rollback FILE or *apply runs them)
+    status: str = "running"
     detail: str | None = None
 
     def describe(self) -> str:
@@ -48,6 +51,10 @@ class OnlineState:
         for *migrations."""
         if self.status == "expanded":
             return "expanded (contract pending)"
+        if self.status == "rolling_back":
+            left = len(self.current.get("validate", []))
+            return (f"rollback unfinished ({left} foreign key(s) still NOT VALID: *rollback {self.version}_{self.name}"
+                    ".sql or *apply validates them)")
         total = len(self.steps)
         kind = self.steps[self.done]["kind"] if self.done < total else "finish"
         if kind == "backfill" and self.current.get("step") == self.done and self.current.get("rows_total"):
