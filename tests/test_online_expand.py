@@ -542,3 +542,71 @@ def test_serial_primary_key_change_on_postgresql_15(project, make_session, pg15_
         assert fk_violation_caught(conn)
     assert column_order_free(normalized_dump(pg15_url, 15)) == column_order_free(
         plain_dump_of(project, make_session, pg15_server, pk_seed(serial=True), PK_CHANGE, 15))
+
+
+def test_the_plan_warns_clients_with_prepared_statements_and_they_are_the_ones_that_fail(project, make_session,
+                                                                                          db_url, db):
+    """A prepared statement that returns the column fails on every execution once its type changes; one that does
+    not return it, and a client that does not prepare, go on. The plan says so before anything runs."""
+    from sage_agent.db.env import Target
+    from sage_agent.session.answers import FlagAnswers
+    from sage_agent.session.machine import Session
+
+    db.execute(SEED)
+    write(project, f"{V1}_change.sql", CHANGE)
+    warning = ("prepared statements: when orders.amount becomes bigint (at the swap; integer again at a "
+               "*rollback), every client statement prepared earlier that returns amount fails with `cached plan must "
+               "not change result type`")
+    dry = make_session(db_url).run_line(f"*dry-run {V1} --online")
+    assert any(n.startswith(warning) and "prepare_threshold=None" in n and "DEALLOCATE ALL" in n
+               for n in dry.result.notes), dry.result.notes
+    plans: list[str] = []
+
+    class Recorded(FlagAnswers):
+        def confirm(self, request):
+            plans.append(request.plan)
+            return super().confirm(request)
+
+    returns = "select id, amount from public.orders where id = %s"
+    with psycopg.connect(db_url, autocommit=True, prepare_threshold=0) as prepared, \
+            psycopg.connect(db_url, autocommit=True, prepare_threshold=0) as other, \
+            psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as unprepared:
+        for conn, query in ((prepared, returns), (other, "select id, note from public.orders where id = %s"),
+                            (unprepared, returns)):
+            conn.execute(query, (1,)).fetchall()
+        outcome = Session(project=project, target=Target("local", db_url, "test"),
+                          answers=Recorded(yes=True)).run_line("*apply --online --snapshot=no")
+        assert outcome.exit_code == EXIT_OK, failure(outcome)
+        assert f"  note: {warning}" in plans[0], plans[0]
+        for _ in range(2):  # on every execution, not once
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match="cached plan must not change result type"):
+                prepared.execute(returns, (1,))
+        assert other.execute("select id, note from public.orders where id = %s", (1,)).fetchall() == [(1, "n1")]
+        assert unprepared.execute(returns, (1,)).fetchall() == [(1, 1)]
+        prepared.execute("deallocate all")  # what the warning advises: the statement is prepared again
+        assert prepared.execute(returns, (1,)).fetchall() == [(1, 1)]
+
+
+@pytest.mark.parametrize("text", [
+    "alter table public.orders add column code int;\nalter table public.orders alter column code type bigint;\n",
+    "alter table orders add column code int, alter column code type bigint;\n",
+])
+def test_a_type_change_of_a_column_added_in_the_same_file_is_refused_with_the_reason(text, project, make_session,
+                                                                                    db_url, db):
+    """ALTER TYPE rewrites the whole table even when the new column is all NULL: under --online that is refused,
+    naming the ADD COLUMN to give the final type to, before anything runs (and *dry-run says the same)."""
+    db.execute(SEED)
+    write(project, f"{V1}_change.sql", text)
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_FAILED
+    said = failure(outcome)
+    line = text.count("\n")
+    assert f"{V1}_change.sql:{line}: no online form for" in said, said
+    assert "code is added by this same file (line 1) and then changes type" in said
+    assert "rewrites the whole table under ACCESS EXCLUSIVE even when every value is NULL" in said
+    assert "give the column its final type in the ADD COLUMN on line 1" in said and "nothing was changed" in said
+    assert "code" not in columns(db) and history(db) == [] and online_rows(db) == []
+    dry = make_session(db_url).run_line(f"*dry-run {V1} --online")
+    refused = [f for f in dry.result.findings if f.rule == "online.no_form"]
+    assert [f.location for f in refused] == [f"{V1}_change.sql:{line}"]
+    assert "give the column its final type in the ADD COLUMN on line 1" in refused[0].message

@@ -333,16 +333,30 @@ def referencing_fks(conn, table: str, attnum: int) -> list[dict]:
              "columns": cols} for name, rel, definition, valid, cols in rows]
 
 
+def prepared_warning(table: str, column: str, oldtype: str, newtype: str) -> str:
+    """Clients that prepared a statement returning the column fail once its type changes (PostgreSQL keeps the
+    prepared result type): the same with a plain ALTER, so the plan says who is affected and what to do."""
+    return (f"prepared statements: when {table}.{column} becomes {newtype} (at the swap; {oldtype} again at a "
+            f"*rollback), every client statement prepared earlier that returns {column} fails with `cached plan must "
+            "not change result type`, on each execution until the client prepares it again (a plain ALTER does the "
+            "same). psycopg prepares a query after 5 executions: connect those clients with prepare_threshold=None "
+            "during the change, or reconnect them (or run DEALLOCATE ALL) right after it. Statements that do not "
+            f"return {column}, and clients that do not prepare, are not affected")
+
+
 def column_notes(conn, table: str, column: str, newtype: str) -> list[str]:
-    """What the swap moves besides the column: said in the plan before confirmation."""
-    attnum = conn.execute("select attnum from pg_attribute where attrelid = to_regclass(%s) and attname = %s "
-                          "and not attisdropped", (table, column)).fetchone()
-    if attnum is None:
+    """What the swap changes besides the column, and who it breaks: said in the plan before confirmation."""
+    row = conn.execute("select attnum, format_type(atttypid, atttypmod), attrelid::regclass::text from pg_attribute "
+                       "where attrelid = to_regclass(%s) and attname = %s and not attisdropped",
+                       (table, column)).fetchone()
+    if row is None:
         return []
-    out = [f"{table}.{column}: CHECK {c['name']} is built again on the new column NOT VALID before the swap"
-           + (" and validated in its own transaction" if c["valid"] else " (it stays NOT VALID; PostgreSQL checks "
-              "every row the backfill updates against it, so a row that breaks it stops the backfill)")
-           + "; it takes its name at the swap" for c in check_constraints(conn, table, attnum[0])]
+    attnum = (row[0],)
+    out = [prepared_warning(row[2], column, row[1], newtype)]
+    out += [f"{table}.{column}: CHECK {c['name']} is built again on the new column NOT VALID before the swap"
+            + (" and validated in its own transaction" if c["valid"] else " (it stays NOT VALID; PostgreSQL checks "
+               "every row the backfill updates against it, so a row that breaks it stops the backfill)")
+            + "; it takes its name at the swap" for c in check_constraints(conn, table, attnum[0])]
     identity = identity_of(conn, table, column)
     if identity is not None:
         out.append(f"{table}.{column}: the identity moves to the new column at the swap with a sequence of the same "

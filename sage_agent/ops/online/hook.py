@@ -20,6 +20,7 @@ class OnlineSelection:
     resumed: dict[str, object] = field(default_factory=dict)  # version -> OnlineState
     rollbacks: list = field(default_factory=list)  # OnlineState rows `rolling_back`: validations to finish first
     notes: list[str] = field(default_factory=list)
+    file_notes: dict[str, list[str]] = field(default_factory=dict)  # version -> what its plan warns about
     _covered: set[tuple[str, int]] = field(default_factory=set)
 
     def covers(self, finding) -> bool:
@@ -36,6 +37,7 @@ class OnlineSelection:
             lines.append(f"  {n}. {mark}line {step.line} {step.show(batch_rows)}")
         if state is not None:
             lines.append(f"  continuing: {state.describe()}")
+        lines += [f"  note: {note}" for note in self.file_notes.get(file_plan.migration.version, [])]
         return lines
 
 
@@ -61,7 +63,9 @@ def select(conn, file_plans: list, online: bool, server_major: int) -> OnlineSel
                           "nothing was changed; split the statement out, or apply this file without --online "
                           "(and without -- sage:online)", exit_code=1) from None
         if version not in unfinished:
-            _check_expand(conn, fp, plan, sel.notes)
+            sel.file_notes[version] = []
+            _check_expand(conn, fp, plan, sel.file_notes[version])
+            sel.notes += sel.file_notes[version]
         sel.plans[version] = plan
         sel._covered |= {(fp.migration.filename, line) for line in plan.rewritten}
         if version in unfinished:

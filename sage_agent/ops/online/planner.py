@@ -168,6 +168,7 @@ class Planner:
         for s in statements:
             if isinstance(s.node, ast.CreateStmt):
                 self.created.add(_qualified(s.node.relation))
+        self.added: dict[tuple[str, str], int] = {}  # (table, column) -> line of the ADD COLUMN in this file
         self.steps: list[Step] = []
         self.rewritten: set[int] = set()
         self._plain: list[str] = []
@@ -245,6 +246,17 @@ class Planner:
 
     def alter(self, node: ast.AlterTableStmt, text: str, line: int) -> None:
         cmds = list(node.cmds or ())
+        table = _qualified(node.relation)
+        for cmd in cmds:
+            if cmd.subtype == AlterTableType.AT_AlterColumnType and (table, cmd.name) in self.added:
+                added = self.added[(table, cmd.name)]
+                raise NoOnlineForm(line, text, (
+                    f"{cmd.name} is added by this same file (line {added}) and then changes type: there is no old "
+                    "column for an expand/contract to keep in step, and ALTER COLUMN ... TYPE rewrites the whole "
+                    "table under ACCESS EXCLUSIVE even when every value is NULL; give the column its final type in "
+                    f"the ADD COLUMN on line {added} (or move the type change to a later file)"))
+            if cmd.subtype == AlterTableType.AT_AddColumn:
+                self.added[(table, cmd.def_.colname)] = line
         online = [c for c in cmds if self._online_form(node, c)]
         if not online:
             if line in self.flagged:
