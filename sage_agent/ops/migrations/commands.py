@@ -223,8 +223,9 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
         how = "one transaction" if p.transactional else \
             f"NO transaction (statement by statement: line {', '.join(map(str, p.nontx_lines))})"
         lines.append(f"{p.migration.filename}: {len(p.chunks)} statement(s), {how}")
-    plan_text = "\n".join(online.rollback_lines(chosen) + lines + ahead.plan_lines() + [f"snapshot first: {'yes' if inputs.snapshot else 'no'}",
-                                   f"lock_timeout={lock_timeout} statement_timeout={statement_timeout}"])
+    plan_text = "\n".join(online.rollback_lines(chosen) + lines + ahead.plan_lines() +
+                          [f"snapshot first: {'yes' if inputs.snapshot else 'no'}",
+                           f"lock_timeout={lock_timeout} statement_timeout={statement_timeout}"])
     if own_command:
         ctx.confirm(f"Apply {len(plans)} migration(s) to {ctx.target.display_url}?", plan=plan_text)
 
