@@ -279,15 +279,16 @@ def split_sql(text: str | bytes, filename: str = "<sql>") -> list[Statement]:
         return _split_sql(text, filename)
 
 
-@dataclass
 class Prepared:
-    """A script checked and ready to parse: COPY data blanked out (offsets kept), deep nesting refused."""
+    """A script checked and ready to parse: COPY data blanked out (offsets kept), deep nesting refused.
+    (A plain class: a dataclass costs `sage lint`'s start-up about a millisecond.)"""
 
-    masked: str
-    copy_blocks: dict[int, str]
-    # the scanner's statement slices of `masked` (finer than the grammar's in BEGIN ATOMIC bodies); None
-    # when the text was too short to need them or the scanner refused it
-    pieces: list[slice] | None = None
+    def __init__(self, masked: str, copy_blocks: dict[int, str], pieces: list[slice] | None = None) -> None:
+        self.masked = masked
+        self.copy_blocks = copy_blocks
+        # the scanner's statement slices of `masked` (finer than the grammar's in BEGIN ATOMIC bodies); None
+        # when the text was too short to need them or the scanner refused it
+        self.pieces = pieces
 
 
 def prepare(text: str | bytes, filename: str = "<sql>", *, pieces: bool = False) -> Prepared:

@@ -2,12 +2,11 @@
 
 For each key the first source that sets it wins (flags over files), as squawk's own flags override its file.
 `.squawk.toml` is found as squawk finds it: from the current folder upwards (or `--config PATH`).
-A dataclass, not pydantic: this module is on `sage lint`'s start-up path.
+Plain classes, not pydantic or dataclasses: this module is on `sage lint`'s start-up path.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +19,27 @@ class LintUsageError(ValueError):
     """Bad usage (unknown rule, bad config, bad path): `sage lint` exits 2 with this message."""
 
 
-@dataclass
 class LintConfig:
-    """What one lint run uses. `None` means "not set here" so sources can be layered."""
+    """What one lint run uses. `None` means "not set here" so sources can be layered. A plain class, not a
+    dataclass: each dataclass costs `sage lint`'s start-up about a millisecond to build."""
 
-    pg_version: int | None = None  # server major, e.g. 15
-    assume_in_transaction: bool | None = None
-    exclude: list[str] | None = None
-    include: list[str] | None = None
-    excluded_paths: list[str] | None = None
-    fail_on: str | None = None
-    sources: list[str] = field(default_factory=list)  # files the settings came from, for the report
+    def __init__(self, pg_version: int | None = None, assume_in_transaction: bool | None = None,
+                 exclude: list[str] | None = None, include: list[str] | None = None,
+                 excluded_paths: list[str] | None = None, fail_on: str | None = None,
+                 sources: list[str] | None = None) -> None:
+        self.pg_version = pg_version  # server major, e.g. 15
+        self.assume_in_transaction = assume_in_transaction
+        self.exclude = exclude
+        self.include = include
+        self.excluded_paths = excluded_paths
+        self.fail_on = fail_on
+        self.sources: list[str] = [] if sources is None else sources  # files the settings came from
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LintConfig) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return f"LintConfig({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     def over(self, other: "LintConfig") -> "LintConfig":
         """This config's values, falling back to `other`'s for keys this one does not set."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from sage_agent.ops.lint.config import LintUsageError
@@ -18,10 +17,12 @@ MIGRATIONS = Path("supabase") / "migrations"
 _MIGRATION_FILE = re.compile(r"^([0-9]+)_(.*)\.sql$")  # the Supabase CLI's <version>_<name>.sql
 
 
-@dataclass
 class Selection:
-    files: list[Path]
-    notes: list[str] = field(default_factory=list)
+    """The files to lint and what to say about how they were chosen."""
+
+    def __init__(self, files: list[Path], notes: list[str] | None = None) -> None:
+        self.files = files
+        self.notes: list[str] = [] if notes is None else notes
 
 
 def _excluded(path: Path, patterns: list[str]) -> bool:

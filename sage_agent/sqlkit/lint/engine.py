@@ -3,7 +3,6 @@ honouring squawk's ignore comments (see :mod:`.ignores`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from pglast import ast
@@ -18,12 +17,12 @@ ALL = "*"
 _BY_TYPE: dict[tuple[Rule, ...], dict[type, list[Rule]]] = {}
 
 
-@dataclass
 class LintChain:
     """Memory shared by the files of one migration sequence, linted in order: a constraint
     validated by an earlier file makes a later SET NOT NULL safe, as it would be on the server."""
 
-    state: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, state: dict[str, Any] | None = None) -> None:
+        self.state: dict[str, Any] = {} if state is None else state
 
 
 def _tx_kind(node: object) -> str | None:
