@@ -113,13 +113,13 @@ def test_online_apply_ends_in_the_plain_schema_and_shows_every_step(project, mak
 
 def test_refused_statement_has_no_online_form_and_nothing_runs(project, make_session, db_url, db):
     seed(db_url)
-    db.execute("create view public.amounts as select id, amount from public.orders")
+    db.execute("create materialized view public.amounts as select id, amount from public.orders")
     write(project, f"{V1}_type.sql", "create index orders_note_idx on public.orders (note);\n"
                                      "alter table public.orders alter column amount type bigint;\n")
     outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
     assert outcome.exit_code == EXIT_FAILED
-    assert f"{V1}_type.sql:2: no faithful online form for the type change of public.orders.amount: view or rule " \
-           "on public.amounts uses it" in failure(outcome)
+    assert f"{V1}_type.sql:2: no faithful online form for the type change of public.orders.amount: materialized " \
+           "view public.amounts uses it" in failure(outcome)
     assert "nothing was changed" in failure(outcome)
     assert db.execute("select to_regclass('public.orders_note_idx')").fetchone()[0] is None
     assert history(db) == []

@@ -210,7 +210,12 @@ def test_two_type_changes_with_using_end_in_the_plain_schema_but_for_column_orde
 
 
 @pytest.mark.parametrize("setup, reason", [
-    ("create view public.v as select id, amount from public.orders", "view or rule on public.v uses it"),
+    ("create materialized view public.mv as select id, amount from public.orders",
+     "materialized view public.mv uses it (it would have to be filled again)"),
+    ("create view public.v as select id, amount from public.orders; create function public.f() returns setof public.v "
+     "language sql as 'select * from public.v'", "function public.f() depends on the view public.v over it"),
+    ("create rule orders_no_neg as on insert to public.orders where new.amount < 0 do instead nothing",
+     "view or rule on public.orders uses it"),
     ("create unique index orders_amount_key on public.orders (amount, id); alter table public.orders add constraint "
      "orders_amount_key unique using index orders_amount_key", "UNIQUE constraint orders_amount_key uses it"),
     ("create table public.amounts (v int primary key); insert into public.amounts select generate_series(0, 999); "
@@ -286,14 +291,14 @@ def test_dry_run_online_shows_each_step_with_its_lock(project, make_session, db_
 
 def test_dry_run_of_a_directive_file_shows_steps_and_what_is_refused(project, make_session, db_url, db):
     db.execute(SEED)
-    db.execute("create view public.amounts as select id, amount from public.orders")
+    db.execute("create materialized view public.amounts as select id, amount from public.orders")
     write(project, f"{V1}_change.sql", "-- sage:online\n" + CHANGE)
     out = make_session(db_url).run_line(f"*dry-run {V1}")
     assert out.result is not None, out.error
     assert any(t.title == "Online steps (*apply --online)" for t in out.result.tables)
     refused = [f for f in out.result.findings if f.rule == "online.no_form"]
     assert [f.location for f in refused] == [f"{V1}_change.sql:2"]
-    assert "view or rule on public.amounts uses it" in refused[0].message
+    assert "materialized view public.amounts uses it" in refused[0].message
 
 
 BAD_CAST = "alter table public.orders alter column note type int using note::int;\n"

@@ -358,3 +358,97 @@ def test_a_check_on_two_changed_columns_follows_both_changes(project, make_sessi
     assert checks(db) == [("orders_user_amount", "CHECK ((user_id < (amount + 1000)))", True, None)]
     assert column_order_free(normalized_dump(db_url)) == column_order_free(
         plain_dump_of(project, make_session, pg_server.url(), seed, TWO))
+
+
+VIEWS = """
+create view public.order_amounts with (security_invoker = true) as
+  select id, amount, amount + 1 as bumped from public.orders where amount > 5;
+create view public.big_orders as select id, bumped from public.order_amounts where bumped > 100;
+revoke all on public.order_amounts, public.big_orders from anon, authenticated;
+grant select on public.order_amounts to anon;
+grant select (id) on public.big_orders to authenticated;
+alter view public.big_orders owner to service_role;
+comment on view public.order_amounts is 'amounts';
+comment on column public.order_amounts.bumped is 'plus one';
+"""
+VIEWS_DROPPED = "drop view public.big_orders;\ndrop view public.order_amounts;\n"
+
+
+class ViewReader:
+    """Reads both views from another connection while *apply runs."""
+
+    def __init__(self, url: str):
+        self.url, self.reads, self.errors = url, 0, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.stop.is_set():
+                try:
+                    conn.execute("select count(*) from public.big_orders", prepare=False).fetchone()
+                    conn.execute("select sum(bumped) from public.order_amounts", prepare=False).fetchone()
+                    self.reads += 1
+                except psycopg.Error as exc:  # a failed read is what the test looks for
+                    self.errors.append(str(exc))
+                self.stop.wait(0.005)
+
+    def __enter__(self) -> "ViewReader":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def view_type(conn, view: str, column: str) -> str:
+    return conn.execute("select format_type(atttypid, atttypmod) from pg_attribute where attrelid = %s::regclass "
+                        "and attname = %s", (view, column)).fetchone()[0]
+
+
+def test_views_over_the_column_are_made_again_in_the_swap(project, make_session, db_url, db, pg_server,
+                                                          monkeypatch):
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    monkeypatch.setenv("SAGE_ONLINE_BATCH_PAUSE_MS", "20")
+    db.execute(SEED + VIEWS)
+    before = normalized_dump(db_url)
+    write(project, f"{V1}_change.sql", AMOUNT)
+    plan = make_session(db_url).run_line(f"*dry-run {V1} --online")
+    assert plan.result is not None, plan.error
+    assert not [f for f in plan.result.findings if f.rule == "online.no_form"], plan.result.findings
+    assert any("the view(s) public.order_amounts, public.big_orders are dropped and made again" in n
+               for n in plan.result.notes), plan.result.notes
+    with Writer(db_url) as writer, ViewReader(db_url) as reader:
+        outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
+        reads = reader.reads
+        while reader.reads < reads + 20 and len(reader.errors) < 5:  # reads after the swap
+            reader.stop.wait(0.01)
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    assert writer.errors == [] and reader.errors == [] and kept(db, writer.written)
+    assert view_type(db, "public.order_amounts", "amount") == "bigint"
+    assert view_type(db, "public.big_orders", "bumped") == "bigint"
+    assert db.execute("select pg_get_userbyid(relowner), reloptions from pg_class where oid = "
+                      "'public.big_orders'::regclass").fetchone() == ("service_role", None)
+    assert db.execute("select reloptions from pg_class where oid = 'public.order_amounts'::regclass"
+                      ).fetchone()[0] == ["security_invoker=true"]
+    assert db.execute("select sum(bumped) from public.order_amounts").fetchone()[0] == \
+        db.execute("select sum(amount + 1) from public.orders where amount > 5").fetchone()[0]
+
+    with ViewReader(db_url) as reader:
+        undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
+        assert undone.exit_code == EXIT_OK, failure(undone)
+        reads = reader.reads
+        while reader.reads < reads + 10 and len(reader.errors) < 5:
+            reader.stop.wait(0.01)
+    assert reader.errors == [] and kept(db, writer.written)
+    assert normalized_dump(db_url) == before  # definitions, options, privileges and comments as they were
+
+    again = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert again.exit_code == EXIT_OK, failure(again)
+    done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
+    assert done.exit_code == EXIT_OK, failure(done)
+    # the plain ALTER refuses a column used by a view: its file drops the views, changes the type, makes them again
+    assert normalized_dump(db_url) == plain_dump_of(project, make_session, pg_server.url(), SEED + VIEWS,
+                                                    VIEWS_DROPPED + AMOUNT + VIEWS)

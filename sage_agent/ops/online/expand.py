@@ -21,15 +21,18 @@ the same options (a bound that was the old type's own becomes the new type's, as
 privileges and comment is made for the new column and set to the old one's value (no other session takes a value
 meanwhile: they wait for the table's lock), then the old identity is dropped and the new sequence takes its name.
 The old CHECK constraints stay on `c_sage_old` (renamed `<name>_sage_old`) until the contract, so a rollback
-only renames them back.
+only renames them back. Views over `c` (and views over those) are dropped at the start of the swap (before the
+table: the order a reader locks them in) and made again at its end from their definitions, which name the column
+and so read the new one, with their options, owner, privileges and comments; the rollback does the same.
 The file's history row is written after the last step (the swap is the moment the change is visible); the
 state row stays as `expanded (contract pending)`. `*apply --complete` drops `c_sage_old` and the trigger;
 until then `*rollback FILE` swaps back in one short transaction, keeping every row written meanwhile.
 
 What cannot be carried over faithfully is refused before anything runs (column_problems): constraints other
 than NOT NULL, CHECK and a single-column non-deferrable primary key on the column, foreign keys from it, a
-foreign key to it from the column itself or that is not through the primary key, views, policies, triggers,
-generated columns or statistics that use it, an identity whose new type is not an integer type, a sequence owned
+foreign key to it from the column itself or that is not through the primary key, rules, policies, triggers,
+generated columns or statistics that use it, a materialized view over it or anything but a view that depends on
+a view over it, an identity whose new type is not an integer type, a sequence owned
 by it that is not its default, column privileges, a statistics target or attribute options, a CLUSTER / REPLICA
 IDENTITY index on it, partitions and inheritance.
 The column moves to the end of the table (as with every expand/contract tool): `select *` lists it last.
@@ -166,6 +169,10 @@ def column_problems(conn, table: str, column: str, newtype: str | None = None) -
     if seq:
         movable.add(f"S {seq}")
     movable |= {f"c {c['name']}" for c in check_constraints(conn, table, attnum) if c["copyable"]}
+    views, view_problems = dependent_views(conn, table, attnum)
+    out += view_problems
+    if not view_problems:  # dropped and made again in the swap's transaction
+        movable |= {v["label"] for v in views}
     movable |= {f"c {r[0]}" for r in conn.execute(  # the old copy an earlier change kept: it stays on the old columns
         "select c.conname from pg_constraint c join pg_attribute a on a.attrelid = c.conrelid "
         "and a.attnum = any(c.conkey) where c.conrelid = to_regclass(%s) and c.contype = 'c' "
@@ -296,6 +303,119 @@ def check_on_new(info: dict, check: dict) -> str:
     return deparse(stmt)
 
 
+def dependent_views(conn, table: str, attnum: int) -> tuple[list[dict], list[str]]:
+    """(the views that use the column, and every view over those, in creation order; why they cannot be dropped and
+    made again in the swap). Each view's definition is read with an empty search_path, so it names every object
+    with its schema and means the same whatever path the swap runs with."""
+    direct = [r[0] for r in conn.execute(
+        "select distinct r.ev_class from pg_depend d join pg_rewrite r on r.oid = d.objid "
+        "where d.classid = 'pg_rewrite'::regclass and d.refclassid = 'pg_class'::regclass "
+        "and d.refobjid = to_regclass(%s) and d.refobjsubid = %s and r.ev_class <> d.refobjid", (table, attnum))]
+    uses: dict[int, set[int]] = {}  # view -> the views of the set it is built on
+    queue = list(direct)
+    while queue:
+        oid = queue.pop()
+        if oid in uses:
+            continue
+        uses[oid] = set()
+        for (child,) in conn.execute(
+                "select distinct r.ev_class from pg_depend d join pg_rewrite r on r.oid = d.objid "
+                "where d.classid = 'pg_rewrite'::regclass and d.refclassid = 'pg_class'::regclass "
+                "and d.refobjid = %s and r.ev_class <> %s", (oid, oid)):
+            queue.append(child)
+    for oid in uses:
+        for (child,) in conn.execute(
+                "select distinct r.ev_class from pg_depend d join pg_rewrite r on r.oid = d.objid "
+                "where d.classid = 'pg_rewrite'::regclass and d.refclassid = 'pg_class'::regclass "
+                "and d.refobjid = %s and r.ev_class <> %s", (oid, oid)):
+            uses[child].add(oid)
+    order: list[int] = []
+    while len(order) < len(uses):  # views before the views built on them
+        ready = sorted(v for v, on in uses.items() if v not in order and on <= set(order))
+        order += ready
+    if not uses:
+        return [], []
+    path = conn.execute("select current_setting('search_path')").fetchone()[0]
+    views: list[dict] = []
+    problems: list[str] = []
+    with conn.transaction():  # a transaction of its own (or a savepoint) for the local search_path
+        try:
+            conn.execute("select set_config('search_path', '', true)")
+            for oid in order:
+                views.append(_view(conn, oid, set(uses), problems))
+        finally:
+            conn.execute("select set_config('search_path', %s, true)", (path,))
+    return views, problems
+
+
+def _view(conn, oid: int, group: set[int], problems: list[str]) -> dict:
+    """What it takes to make one view again: definition, options, owner, privileges, comments."""
+    name, label, kind, definition, owner, options, comment = conn.execute(
+        "select %s::regclass::text, n.nspname || '.' || c.relname, c.relkind, "
+        "case when c.relkind = 'v' then pg_get_viewdef(c.oid) end, pg_get_userbyid(c.relowner), c.reloptions, "
+        "obj_description(c.oid, 'pg_class') from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+        "where c.oid = %s", (oid, oid)).fetchone()
+    if kind != "v":
+        problems.append(f"materialized view {name} uses it (it would have to be filled again)")
+    others = [r[0] for r in conn.execute(
+        "select pg_describe_object(d.classid, d.objid, d.objsubid) from pg_depend d "
+        "where d.deptype in ('n', 'a') and ((d.refclassid = 'pg_class'::regclass and d.refobjid = %s) "
+        "  or (d.refclassid = 'pg_type'::regclass and d.refobjid = (select reltype from pg_class where oid = %s))) "
+        "and not (d.classid = 'pg_rewrite'::regclass and (select ev_class from pg_rewrite where oid = d.objid) "
+        "  = any(%s::oid[]) and (select rulename from pg_rewrite where oid = d.objid) = '_RETURN')",
+        (oid, oid, sorted(group)))]
+    others += [f"rule {r[0]}" for r in conn.execute(
+        "select rulename from pg_rewrite where ev_class = %s and rulename <> '_RETURN'", (oid,))]
+    problems += [f"{what} depends on the view {name} over it" for what in others]
+    grants = conn.execute(
+        "select case when a.grantee = 0 then 'PUBLIC' else quote_ident(pg_get_userbyid(a.grantee)) end, "
+        "a.privilege_type, a.is_grantable from pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a "
+        "where c.oid = %s order by 1, 2", (oid,)).fetchall()
+    columns = conn.execute(
+        "select quote_ident(a.attname), case when g.grantee = 0 then 'PUBLIC' else "
+        "quote_ident(pg_get_userbyid(g.grantee)) end, g.privilege_type, g.is_grantable "
+        "from pg_attribute a, aclexplode(a.attacl) g where a.attrelid = %s and a.attnum > 0 order by a.attnum, 2, 3",
+        (oid,)).fetchall()
+    comments = conn.execute("select quote_ident(attname), col_description(attrelid, attnum) from pg_attribute "
+                            "where attrelid = %s and attnum > 0 and col_description(attrelid, attnum) is not null "
+                            "order by attnum", (oid,)).fetchall()
+    return {"name": name, "label": label, "definition": (definition or "").strip().removesuffix(";"), "owner": owner,
+            "options": list(options or []), "comment": comment, "grants": [list(g) for g in grants],
+            "column_grants": [list(g) for g in columns], "column_comments": [list(c) for c in comments]}
+
+
+def drop_views_sql(views: list[dict]) -> list[str]:
+    """The views over the column, dropped (the ones built on others first); the swap makes them again."""
+    return [f"DROP VIEW {v['name']}" for v in reversed(views)]
+
+
+def create_views_sql(views: list[dict]) -> list[str]:
+    """Each view made again from its definition (which names the column, so it now reads the column of that name),
+    with its options, owner, privileges (the default ones a new view gets revoked first) and comments."""
+    out = []
+    for v in views:
+        name = v["name"]
+        out.append(f"CREATE VIEW {name} AS {v['definition']}")
+        if v["options"]:
+            out.append(f"ALTER VIEW {name} SET ({', '.join(v['options'])})")
+        out.append(f"ALTER VIEW {name} OWNER TO {ident(v['owner'])}")
+        lit = sql.Literal(name).as_string(None)
+        out.append("DO $sage$ DECLARE g record; BEGIN FOR g IN SELECT a.privilege_type AS p, a.grantee FROM pg_class c, "
+                   "aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a WHERE c.oid = "
+                   f"{lit}::regclass LOOP EXECUTE format('REVOKE %s ON TABLE %s FROM %s', g.p, {lit}::regclass, "
+                   "CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(g.grantee)) END); "
+                   "END LOOP; END $sage$")
+        out += [f"GRANT {priv} ON TABLE {name} TO {role}{' WITH GRANT OPTION' if grantable else ''}"
+                for role, priv, grantable in v["grants"]]
+        out += [f"GRANT {priv} ({col}) ON TABLE {name} TO {role}{' WITH GRANT OPTION' if grantable else ''}"
+                for col, role, priv, grantable in v["column_grants"]]
+        if v["comment"] is not None:
+            out.append(f"COMMENT ON VIEW {name} IS {sql.Literal(v['comment']).as_string(None)}")
+        out += [f"COMMENT ON COLUMN {name}.{col} IS {sql.Literal(text).as_string(None)}"
+                for col, text in v["column_comments"]]
+    return out
+
+
 def primary_key_on(conn, table: str, attnum: int) -> dict | None:
     """The table's primary key when it is on this one column alone."""
     row = conn.execute("select con.conname, con.condeferrable, con.conindid, n.nspname, pg_get_indexdef(con.conindid) "
@@ -357,6 +477,11 @@ def column_notes(conn, table: str, column: str, newtype: str) -> list[str]:
             + (" and validated in its own transaction" if c["valid"] else " (it stays NOT VALID; PostgreSQL checks "
                "every row the backfill updates against it, so a row that breaks it stops the backfill)")
             + "; it takes its name at the swap" for c in check_constraints(conn, table, attnum[0])]
+    views = dependent_views(conn, table, attnum[0])[0]
+    if views:
+        out.append(f"{table}.{column}: the view(s) {', '.join(v['name'] for v in views)} are dropped and made again in "
+                   "the swap's transaction (in dependency order, with their options, owner, privileges and comments), "
+                   f"so they read the new {newtype} column")
     identity = identity_of(conn, table, column)
     if identity is not None:
         out.append(f"{table}.{column}: the identity moves to the new column at the swap with a sequence of the same "
@@ -421,6 +546,7 @@ def read_info(conn, table: str, column: str, newtype: str, using: str | None, re
             "pk": pk, "fks": referencing_fks(conn, table, attnum) if pk else [], "identity": identity,
             "checks": [{**c, "sql": check_on_new({"table": table, "column": column, "new": n["new"]}, c)}
                        for c in check_constraints(conn, table, attnum)],
+            "views": dependent_views(conn, table, attnum)[0],
             "sequence": serial_sequence(conn, table, column),
             "default": default[0] if default else None, "not_null": bool(not_null), "nn_name": nn_name,
             "old_nn": temp_name(nn_name, "sage_old") if nn_name else None, "comment": comment,
@@ -458,7 +584,7 @@ def swap_sql(info: dict) -> list[str]:
     """One short transaction: the new column takes the name, default, NOT NULL, indexes, primary key (with the
     foreign keys through it, NOT VALID), the serial's sequence and comment."""
     c, new, old = ident(info["column"]), ident(info["new"]), ident(info["old"])
-    out = _lock_referencing(info)
+    out = drop_views_sql(info.get("views", [])) + _lock_referencing(info)  # views first: the order a reader locks
     if info["default"] is not None:
         out.append(_alter(info, f"ALTER COLUMN {c} DROP DEFAULT"))
     if info["nn_name"]:
@@ -483,7 +609,7 @@ def swap_sql(info: dict) -> list[str]:
     if info["comment"] is not None:
         out.append(f"COMMENT ON COLUMN {info['table']}.{c} IS {sql.Literal(info['comment']).as_string(None)}")
     out.append(_function(info, swapped=True))
-    return out
+    return out + create_views_sql(info.get("views", []))
 
 
 def _move_identity(info: dict, source: str, dest: str, options: dict) -> list[str]:
@@ -564,7 +690,8 @@ def builds(info: dict) -> list[tuple[dict, str, str]]:
 def unswap_sql(info: dict) -> list[str]:
     """The swap undone: `c` is the old column again (kept current by the trigger), the new one is dropped."""
     c, new, old = ident(info["column"]), ident(info["new"]), ident(info["old"])
-    out = [*_lock_referencing(info), f"DROP TRIGGER IF EXISTS {ident(info['trigger'])} ON {info['table']}"]
+    out = [*drop_views_sql(info.get("views", [])), *_lock_referencing(info),
+           f"DROP TRIGGER IF EXISTS {ident(info['trigger'])} ON {info['table']}"]
     if info.get("identity"):  # back on the old column first: an identity column cannot drop NOT NULL
         out += _move_identity(info, c, old, info["identity"]["options"])
     for check in info.get("checks", []):
@@ -594,7 +721,7 @@ def unswap_sql(info: dict) -> list[str]:
     if info.get("sequence"):  # before the new column goes: it would take the sequence with it
         out.append(f"ALTER SEQUENCE {info['sequence']} OWNED BY {info['table']}.{c}")
     out += [_alter(info, f"DROP COLUMN {new}"), f"DROP FUNCTION IF EXISTS {info['func']}()"]
-    return out
+    return out + create_views_sql(info.get("views", []))
 
 
 def unexpand_sql(info: dict) -> list[str]:

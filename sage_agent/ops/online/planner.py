@@ -444,7 +444,8 @@ class Planner:
                                f"a primary key on {c}: PRIMARY KEY USING INDEX on the new column, its foreign keys "
                                "re-created NOT VALID, then validated one by one",
                                f"an identity on {c}: the new column takes it with a sequence of the same name and "
-                               "options, continuing from the old one's value; each CHECK copy takes its name"], line,
+                               "options, continuing from the old one's value; each CHECK copy takes its name; "
+                               f"views over {c} dropped and made again"], line,
                       "the type change becomes visible in one short transaction; *apply --complete drops the old "
                       "column later, *rollback swaps back until then", table=table, expand=spec))
 
