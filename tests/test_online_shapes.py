@@ -452,3 +452,22 @@ def test_views_over_the_column_are_made_again_in_the_swap(project, make_session,
     # the plain ALTER refuses a column used by a view: its file drops the views, changes the type, makes them again
     assert normalized_dump(db_url) == plain_dump_of(project, make_session, pg_server.url(), SEED + VIEWS,
                                                     VIEWS_DROPPED + AMOUNT + VIEWS)
+
+
+@pytest.mark.parametrize("setup, reason", [
+    ("create view public.v as select id, amount from public.orders; create function public.vt() returns trigger "
+     "language plpgsql as 'begin return new; end'; create trigger v_ins instead of insert on public.v for each row "
+     "execute function public.vt()", "trigger v_ins on view public.v depends on the view public.v over it"),
+    ("create view public.v as select id, amount from public.orders; create materialized view public.mv as "
+     "select * from public.v", "materialized view public.mv uses it (it would have to be filled again)"),
+])
+def test_views_that_cannot_be_made_again_in_the_swap_are_refused(setup, reason, project, make_session, db_url, db):
+    db.execute(SEED)
+    db.execute(setup)
+    write(project, f"{V1}_change.sql", AMOUNT)
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_FAILED
+    text = failure(outcome)
+    assert "no faithful online form for the type change of public.orders.amount" in text
+    assert reason in text and "nothing was changed" in text
+    assert type_of(db, "amount") == "integer" and history(db) == [] and online_rows(db) == []
