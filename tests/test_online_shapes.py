@@ -407,51 +407,63 @@ def view_type(conn, view: str, column: str) -> str:
                         "and attname = %s", (view, column)).fetchone()[0]
 
 
-def test_views_over_the_column_are_made_again_in_the_swap(project, make_session, db_url, db, pg_server,
-                                                          monkeypatch):
+def views_round_trip(project, make_session, url: str, admin: str, major: int | None) -> None:
+    """apply online under a writer and a reader of the views, rollback (the pre-apply dump), apply again,
+    --complete (the dump of the file that drops the views, changes the type and makes them again)."""
     from sage_agent.ops.schema.compare import normalized_dump
 
-    monkeypatch.setenv("SAGE_ONLINE_BATCH_PAUSE_MS", "20")
-    db.execute(SEED + VIEWS)
-    before = normalized_dump(db_url)
-    write(project, f"{V1}_change.sql", AMOUNT)
-    plan = make_session(db_url).run_line(f"*dry-run {V1} --online")
-    assert plan.result is not None, plan.error
-    assert not [f for f in plan.result.findings if f.rule == "online.no_form"], plan.result.findings
-    assert any("the view(s) public.order_amounts, public.big_orders are dropped and made again" in n
-               for n in plan.result.notes), plan.result.notes
-    with Writer(db_url) as writer, ViewReader(db_url) as reader:
-        outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
-        reads = reader.reads
-        while reader.reads < reads + 20 and len(reader.errors) < 5:  # reads after the swap
-            reader.stop.wait(0.01)
-    assert outcome.exit_code == EXIT_OK, failure(outcome)
-    assert writer.errors == [] and reader.errors == [] and kept(db, writer.written)
-    assert view_type(db, "public.order_amounts", "amount") == "bigint"
-    assert view_type(db, "public.big_orders", "bumped") == "bigint"
-    assert db.execute("select pg_get_userbyid(relowner), reloptions from pg_class where oid = "
-                      "'public.big_orders'::regclass").fetchone() == ("service_role", None)
-    assert db.execute("select reloptions from pg_class where oid = 'public.order_amounts'::regclass"
-                      ).fetchone()[0] == ["security_invoker=true"]
-    assert db.execute("select sum(bumped) from public.order_amounts").fetchone()[0] == \
-        db.execute("select sum(amount + 1) from public.orders where amount > 5").fetchone()[0]
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(SEED + VIEWS)
+        before = normalized_dump(url, major)
+        write(project, f"{V1}_change.sql", AMOUNT)
+        plan = make_session(url).run_line(f"*dry-run {V1} --online")
+        assert plan.result is not None, plan.error
+        assert not [f for f in plan.result.findings if f.rule == "online.no_form"], plan.result.findings
+        assert any("the view(s) public.order_amounts, public.big_orders are dropped and made again" in n
+                   for n in plan.result.notes), plan.result.notes
+        with Writer(url) as writer, ViewReader(url) as reader:
+            outcome = make_session(url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
+            reads = reader.reads
+            while reader.reads < reads + 20 and len(reader.errors) < 5:  # reads after the swap
+                reader.stop.wait(0.01)
+        assert outcome.exit_code == EXIT_OK, failure(outcome)
+        assert writer.errors == [] and reader.errors == [] and kept(db, writer.written)
+        assert view_type(db, "public.order_amounts", "amount") == "bigint"
+        assert view_type(db, "public.big_orders", "bumped") == "bigint"
+        assert db.execute("select pg_get_userbyid(relowner), reloptions from pg_class where oid = "
+                          "'public.big_orders'::regclass").fetchone() == ("service_role", None)
+        assert db.execute("select reloptions from pg_class where oid = 'public.order_amounts'::regclass"
+                          ).fetchone()[0] == ["security_invoker=true"]
+        assert db.execute("select sum(bumped) from public.order_amounts").fetchone()[0] == \
+            db.execute("select sum(amount + 1) from public.orders where amount > 5").fetchone()[0]
 
-    with ViewReader(db_url) as reader:
-        undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
-        assert undone.exit_code == EXIT_OK, failure(undone)
-        reads = reader.reads
-        while reader.reads < reads + 10 and len(reader.errors) < 5:
-            reader.stop.wait(0.01)
-    assert reader.errors == [] and kept(db, writer.written)
-    assert normalized_dump(db_url) == before  # definitions, options, privileges and comments as they were
+        with ViewReader(url) as reader:
+            undone = make_session(url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
+            assert undone.exit_code == EXIT_OK, failure(undone)
+            reads = reader.reads
+            while reader.reads < reads + 10 and len(reader.errors) < 5:
+                reader.stop.wait(0.01)
+        assert reader.errors == [] and kept(db, writer.written)
+        assert normalized_dump(url, major) == before  # definitions, options, privileges and comments as they were
 
-    again = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
-    assert again.exit_code == EXIT_OK, failure(again)
-    done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
-    assert done.exit_code == EXIT_OK, failure(done)
+        again = make_session(url, yes=True).run_line("*apply --online --snapshot=no")
+        assert again.exit_code == EXIT_OK, failure(again)
+        done = make_session(url, confirm=("COMPLETE",)).run_line("*apply --complete")
+        assert done.exit_code == EXIT_OK, failure(done)
     # the plain ALTER refuses a column used by a view: its file drops the views, changes the type, makes them again
-    assert normalized_dump(db_url) == plain_dump_of(project, make_session, pg_server.url(), SEED + VIEWS,
-                                                    VIEWS_DROPPED + AMOUNT + VIEWS)
+    assert normalized_dump(url, major) == plain_dump_of(project, make_session, admin, SEED + VIEWS,
+                                                        VIEWS_DROPPED + AMOUNT + VIEWS, major)
+
+
+def test_views_over_the_column_are_made_again_in_the_swap(project, make_session, db_url, pg_server, monkeypatch):
+    monkeypatch.setenv("SAGE_ONLINE_BATCH_PAUSE_MS", "20")
+    views_round_trip(project, make_session, db_url, pg_server.url(), None)
+
+
+@pytest.mark.pg15
+def test_views_on_postgresql_15(project, make_session, pg15_server, pg15_url, monkeypatch):
+    monkeypatch.setenv("SAGE_ONLINE_BATCH_PAUSE_MS", "20")
+    views_round_trip(project, make_session, pg15_url, pg15_server, 15)
 
 
 @pytest.mark.parametrize("setup, reason", [
