@@ -289,6 +289,25 @@ def test_dry_run_online_shows_each_step_with_its_lock(project, make_session, db_
     assert all(t.title != "Online steps (*apply --online)" for t in plain.result.tables)
 
 
+def test_dry_run_online_weighs_findings_as_apply_online_does(project, make_session, db_url, db):
+    """The type change's lint error blocks the plain file; with --online the statement runs in its online form,
+    as *apply --online weighs it, so the verdict is the same there and the next step is that command."""
+    db.execute(SEED)
+    write(project, f"{V1}_change.sql", CHANGE)
+    plain = make_session(db_url).run_line(f"*dry-run {V1}")
+    assert plain.result.data["verdict"] == "unsafe" and plain.exit_code == EXIT_FAILED
+    assert plain.result.next_steps == [f"*dry-run {V1}_change.sql"]
+    online = make_session(db_url).run_line(f"*dry-run {V1} --online")
+    assert online.result.data["verdict"] == "caution" and online.exit_code == EXIT_OK
+    assert online.result.next_steps == [f"*apply {V1}_change.sql --online"]
+    assert [f.rule for f in online.result.findings if f.severity == "error"] == ["changing-column-type"]  # shown
+    assert "1 error-level lint finding(s) on line(s) 1 do not block: those statements run in their online form " \
+           "(as in *apply --online)" in online.result.notes
+    assert f"`*apply {V1}_change.sql --online`" in online.result.markdown
+    total, shadow = (float(online.result.facts[k].rstrip("s")) for k in ("total", "shadow apply"))
+    assert total >= shadow and total > 0  # the whole command, not a missing number shown as 0.00s
+
+
 def test_dry_run_of_a_directive_file_shows_steps_and_what_is_refused(project, make_session, db_url, db):
     db.execute(SEED)
     db.execute("create materialized view public.amounts as select id, amount from public.orders")
@@ -299,6 +318,7 @@ def test_dry_run_of_a_directive_file_shows_steps_and_what_is_refused(project, ma
     refused = [f for f in out.result.findings if f.rule == "online.no_form"]
     assert [f.location for f in refused] == [f"{V1}_change.sql:2"]
     assert "materialized view public.amounts uses it" in refused[0].message
+    assert out.result.data["verdict"] == "unsafe"  # *apply --online refuses it
 
 
 BAD_CAST = "alter table public.orders alter column note type int using note::int;\n"
@@ -337,12 +357,38 @@ def test_rollback_of_a_half_done_file_with_other_done_steps_says_how_to_go_on(pr
     text = failure(refused)
     assert f"{V1}_change.sql is half done online (in progress (backfill 50%, failed))" in text
     assert "its done steps step 1 (index, line 1) are not part of an expand/contract" in text
-    assert "*apply continues it from step 3" in text and f"*rollback before_{V1}_change" in text
+    assert "*apply continues it from step 3" in text
+    assert "*rollback SNAPSHOT goes back to a snapshot taken before the file (*apply took none" in text
     assert "note_sage_new" in columns(db) and online_rows(db) == [(V1, "failed")]  # nothing changed
     db.execute("update public.orders set note = id::text")  # the cause fixed: *apply continues and expands
     again = make_session(db_url, yes=True).run_line("*apply --snapshot=no")
     assert again.exit_code == EXIT_OK, failure(again)
     assert type_of(db, "note") == "integer" and online_rows(db) == [(V1, "expanded")]
+
+
+def test_snapshot_rollback_of_a_half_done_file_clears_its_progress_so_apply_starts_it_again(
+        project, make_session, db_url, db):
+    """The file ran with another one (snapshot `before_<first>_and_1_more`), stopped after its index step; the
+    error names that snapshot, and rolling back to it leaves no progress row that would skip the index."""
+    db.execute(SEED)
+    write(project, "20231231000000_tags.sql", "create table public.tags (id bigint primary key);\n")
+    write(project, f"{V1}_change.sql", "create index orders_note_idx on public.orders (note);\n"
+                                       "update public.orders set amount = 1000 / (id - 2001);\n")  # a batch fails
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --batch-rows 500")
+    assert outcome.exit_code == EXIT_FAILED and online_rows(db) == [(V1, "failed")]
+    assert "division by zero" in failure(outcome)
+    snapshot = "before_20231231000000_tags_and_1_more"
+    refused = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}")
+    assert f"*rollback {snapshot} (the snapshot *apply took) goes back to before the file" in failure(refused)
+    back = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {snapshot}")
+    assert back.exit_code == EXIT_OK, failure(back)
+    assert online_rows(db) == [] and history(db) == []
+    assert [r[4] for r in make_session(db_url).run_line("*migrations").result.tables[0].rows] == ["pending"] * 2
+    db.execute("delete from public.orders where id = 2001")  # the cause gone: the file runs from its first step
+    again = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert again.exit_code == EXIT_OK, failure(again)
+    assert db.execute("select to_regclass('public.orders_note_idx') is not null").fetchone()[0]
+    assert history(db) == ["20231231000000", V1] and online_rows(db) == []
 
 
 def test_snapshot_rollback_over_an_expanded_change_says_to_undo_it_first(project, make_session, db_url, db):

@@ -55,6 +55,32 @@ def append_log(project: Path, entries: list[dict]) -> Path:
     return path
 
 
+def snapshot_before(project: Path, filename: str) -> str | None:
+    """The snapshot *apply took before `filename` last started, from the migration log: a file applied with
+    others gets one named after the first (`before_<first>_and_N_more`), and attempts that continued an
+    unfinished file took later ones, so the oldest of the file's unbroken run of failed or stopped attempts."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+    from sage_agent.ops.snapshots.store import snapshot_dir
+
+    path = project / LOG_PATH
+    if not path.is_file():
+        return None
+    found = None
+    for line in reversed(path.read_text(encoding="utf-8", errors="replace").splitlines()):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict) or entry.get("migration") != filename:
+            continue
+        if entry.get("status") == "success":
+            break
+        name = entry.get("snapshot")
+        if name and (snapshot_dir(project) / f"{name}.sql").is_file():
+            found = name
+    return found
+
+
 def _drift_problems(plan, applied_rows) -> list[str]:
     """Applied versions whose local file no longer says what was applied."""
     # lazy: psycopg loads on the first database call

@@ -67,6 +67,7 @@ class _FileRun:
     timings: dict = field(default_factory=dict)
     survey: Survey | None = None  # who holds conflicting locks on the target now; how long the heavy work takes
     online: list | None = None  # rows of the online steps *apply --online would run (None: not asked)
+    covered: set = field(default_factory=set)  # lines run in an online form: their lint errors do not block
 
 
 def _lint_findings(plan) -> list[Finding]:
@@ -151,6 +152,7 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
         run.findings = _lint_findings(run.plan)
     if not chain and runs[0].error:
         run = runs[0]
+        run.timings["total"] = time.perf_counter() - started
         return _finish(ctx, run.mig, _report_path(project, run.mig), verdict="unsafe", status="failed",
                        summary=run.error, findings=run.findings, notes=[], impact=[], changes=None, checks=[],
                        timings=run.timings, applied_ok=False, error=run.error)
@@ -242,6 +244,8 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
         if shadow_name:
             drop_database(admin, shadow_name)
     _measure_rates(ctx, runs)
+    if not chain:
+        runs[0].timings["total"] = time.perf_counter() - started
     results = [_file_result(ctx, run, write=not chain) for run in runs]
     if not chain:
         return results[0]
@@ -277,6 +281,7 @@ def _online_steps(target, run: _FileRun, asked: bool, server_major: int) -> None
         elif step.kind == "expand":
             run.notes += column_notes(target, step.expand["table"], step.expand["column"], step.expand["newtype"])
     batch = settings().online_batch_rows
+    run.covered = set(plan.rewritten)  # as *apply --online: these statements' lint errors no longer block
     run.online = [[n, step.line, step.kind, step.lock(server_major), step.show(batch).split("; lock: ")[0]]
                   for n, step in enumerate(plan.steps, 1)]
     run.notes.append(f"online: {len(plan.steps)} step(s), each its own transaction or CONCURRENTLY; the history "
@@ -327,7 +332,15 @@ def _file_result(ctx, run: _FileRun, *, write: bool = True) -> OpResult:
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.migrations.policy import verdict as policy
 
-    lint = run.plan.findings if run.plan else []
+    lint = [f for f in (run.plan.findings if run.plan else [])
+            if (f.statement_line or f.line) not in run.covered]  # the same findings block as in *apply --online
+    lint += [f for f in run.findings if f.rule == "online.no_form"]  # *apply --online refuses these
+    online_ok = [f for f in (run.plan.findings if run.plan else [])
+                 if f.severity == "error" and (f.statement_line or f.line) in run.covered]
+    if online_ok:
+        run.notes.append(f"{len(online_ok)} error-level lint finding(s) on line(s) "
+                         f"{', '.join(str(n) for n in sorted({f.line for f in online_ok}))} do not block: those "
+                         "statements run in their online form (as in *apply --online)")
     failed_checks = [c for c in run.checks if not c[1]]
     blocked = bool(run.survey and run.survey.blockers)
     v = policy(lint, failed=run.error or (run.skipped and "skipped") or None, impact=bool(run.impact) or blocked,
@@ -514,8 +527,9 @@ def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, 
     lines += ["", "## Timing", ""] + [f"- {k}: {v:.2f}s" for k, v in timings.items()]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    rec = {"safe": f"✅ Safe to apply: `*apply {mig.filename}`",
-           "caution": f"⚠️ Review the findings above, then `*apply {mig.filename}`",
+    how = f"*apply {mig.filename}" + (" --online" if online else "")
+    rec = {"safe": f"✅ Safe to apply: `{how}`",
+           "caution": f"⚠️ Review the findings above, then `{how}`",
            "unsafe": "❌ Do not apply as written: fix the problems above and dry-run again"}[verdict]
     lines += ["", "## Recommendation", "", f"- {rec}", ""]
     markdown = redact("\n".join(lines))
@@ -530,7 +544,8 @@ def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, 
     findings = findings + (survey.findings() if survey else [])
     return OpResult(operation="db-dry-run", status=status, summary=summary, facts=facts, tables=tables,
                     findings=findings, notes=notes, artifacts=[rel], markdown=markdown,
-                    next_steps=[f"*apply {mig.filename}"] if verdict != "unsafe" else [f"*dry-run {mig.filename}"],
+                    next_steps=[f"*apply {mig.filename}" + (" --online" if online else "")] if verdict != "unsafe"
+                    else [f"*dry-run {mig.filename}" + (" --online" if online else "")],
                     data={"verdict": verdict, "impact": impact, "report": rel, "error": error,
                           "changes": changes.rows() if changes is not None else [],
                           "checks": [{"check": c, "passed": ok, "detail": d} for c, ok, d in checks],

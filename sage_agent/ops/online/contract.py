@@ -117,13 +117,18 @@ def rollback_online(ctx, state: st.OnlineState, conn) -> OpResult:
         return _finish_rollback_op(ctx, conn, state)
     statements, blockers = undo_plan(state)
     if blockers:
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+        from sage_agent.ops.migrations.commands import snapshot_before
+
         how = "is applied with an expanded type change" if state.status == "expanded" else \
             f"is half done online ({state.describe()})"
+        snapshot = snapshot_before(ctx.project, filename)
+        back = (f"*rollback {snapshot} (the snapshot *apply took) goes back to before the file" if snapshot else
+                "*rollback SNAPSHOT goes back to a snapshot taken before the file (*apply took none: --snapshot no)")
         raise OpError(f"{filename} {how}, and its done steps {', '.join(blockers)} are not part of an "
                       "expand/contract: they cannot be undone in one short transaction",
                       ("" if state.status == "expanded" else f"*apply continues it from step {state.done + 1}; or ")
-                      + f"*rollback before_{filename[:-4]} (the snapshot *apply took) goes back to before the file",
-                      exit_code=1)
+                      + back, exit_code=1)
     applied = state.status == "expanded"
     infos = ex.infos(state)
     validations = [text for i in infos if i.get("swapped") for text in ex.validate_sql(i)]

@@ -228,7 +228,7 @@ def plan_reverse(ctx, meta: SnapshotMeta) -> ReversePlan:
     from sage_agent.ops.schema.compare import _server_major, open_source, read_schema
     from sage_agent.ops.schema.diff import diff_schemas
     from sage_agent.ops.schema.introspect import introspect_in_transaction
-    from sage_agent.ops.snapshots.store import count_rows, list_tables, user_schemas
+    from sage_agent.ops.snapshots.store import count_rows, list_tables, online_versions, user_schemas
 
     server_major = ctx.server.major
     admin_url = ctx.admin_url
@@ -238,6 +238,7 @@ def plan_reverse(ctx, meta: SnapshotMeta) -> ReversePlan:
         history = conn.execute("select to_regclass('supabase_migrations.schema_migrations') is not null").fetchone()[0]
         versions_now = [r[0] for r in conn.execute(
             "select version from supabase_migrations.schema_migrations order by 1")] if history else []
+        online_now = online_versions(conn)
         conn.rollback()
     fingerprint = _fingerprint(ctx.migration_url, server_major)
     with ExitStack() as stack, ThreadPoolExecutor(max_workers=2) as pool:
@@ -264,7 +265,7 @@ def plan_reverse(ctx, meta: SnapshotMeta) -> ReversePlan:
             model_a = introspect_in_transaction(sconn)
             sconn.rollback()
         diff = diff_schemas(model_a, model_b)
-        plan = _assemble(meta, items, diff, model_a, model_b, renamed, rebuild, counts, versions_now)
+        plan = _assemble(meta, items, diff, model_a, model_b, renamed, rebuild, counts, versions_now, online_now)
         plan.snapshot_dump, plan.target_fingerprint = snapshot_dump, fingerprint
         plan.shadow_major = shadow_major
         ctx.say(f"proving the reverse change on a shadow copy ({len(plan.items)} steps)")
@@ -379,7 +380,8 @@ def gather_keeps(meta: SnapshotMeta, applied: list[str]) -> dict[str, list[_Keep
     return out
 
 
-def _assemble(meta, items, diff, model_a, model_b, renamed, rebuild, counts, versions_now) -> ReversePlan:
+def _assemble(meta, items, diff, model_a, model_b, renamed, rebuild, counts, versions_now,
+              online_now: list[str] = ()) -> ReversePlan:
     # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.destroys import Destroyed
 
@@ -438,6 +440,16 @@ def _assemble(meta, items, diff, model_a, model_b, renamed, rebuild, counts, ver
                                    sql=sql.SQL("DELETE FROM supabase_migrations.schema_migrations WHERE version IN "
                                                "({})").format(sql.SQL(", ").join(map(sql.Literal, plan.undone)))
                                    .as_string(None)))
+    # a file whose online apply started after the snapshot: its done steps are undone with the schema, so its
+    # progress row goes too (else the next *apply would skip steps the rollback undid)
+    # (a snapshot older than the online_versions field: keep the rows of files it has as applied, i.e. expanded)
+    had = meta.online_versions if meta.online_versions is not None else meta.history_versions or []
+    started_after = [v for v in online_now if v not in had]
+    if started_after:
+        plan.items.append(Item(99.5, f"online progress of {', '.join(started_after)} cleared (started after the "
+                                     "snapshot: *apply runs the file from its first step)", target_only=True,
+                               sql=sql.SQL("DELETE FROM supabase_migrations.sage_online WHERE version IN ({})")
+                               .format(sql.SQL(", ").join(map(sql.Literal, started_after))).as_string(None)))
     # rows: kept and lost per table
     inverse_renames = {}
     for label in plan.renamed_back:

@@ -64,6 +64,9 @@ class SnapshotMeta(BaseModel):
     renames: list[Renamed] = Field(default_factory=list)  # renames the migrations make (rolled back by name)
     keep_notes: list[str] = Field(default_factory=list)
     history_versions: list[str] | None = None  # applied migration versions at snapshot time
+    # files with an online apply under way or expanded at snapshot time (supabase_migrations.sage_online);
+    # None: a snapshot older than this. *rollback clears the online progress of every other file.
+    online_versions: list[str] | None = None
     # the user's policies on storage tables re-created by the snapshot (None: no storage schema, or a snapshot
     # older than this; see ops/schema/storage_policies.py)
     storage_policies: int | None = None
@@ -121,6 +124,13 @@ def database_id(conn) -> str:
         return f"{row[0]}/{row[1]}"
     except Exception:  # noqa: BLE001 - managed services may revoke it
         return ""
+
+
+def online_versions(conn) -> list[str]:
+    """Versions with a row in DB Sage's online state table (`*apply --online` under way, or expanded)."""
+    if not conn.execute("select to_regclass('supabase_migrations.sage_online') is not null").fetchone()[0]:
+        return []
+    return [r[0] for r in conn.execute("select version from supabase_migrations.sage_online order by 1")]
 
 
 def history_versions(conn) -> list[str] | None:
@@ -245,6 +255,7 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
         public_grants = _public_grants(conn) if "public" in schemas else None
         history_tables = list_tables(conn, [HISTORY_SCHEMA]) if history else []
         versions = history_versions(conn) if history else None
+        online = online_versions(conn) if history else []
         if keep and not with_data:
             kept, keep_notes = keeping.resolve(conn, list(keep), schemas, tables)
         storage = storage_policies.has_storage(conn)
@@ -327,7 +338,7 @@ def take_snapshot(ctx, name: str | None = None, *, with_data: bool = False, pref
         server_major=server.major, schemas=schemas, history_included=history, pg_dump_version=dump_version,
         public_grants=public_grants, kept=kept, keep_notes=keep_notes,
         renames=keeping.renames_of(keep or []) if not with_data else [], history_versions=versions,
-        project_id=project_id(project), database_id=db_id, origin=origin,
+        online_versions=online, project_id=project_id(project), database_id=db_id, origin=origin,
         storage_policies=len([e for e in policy_entries if "; Type: POLICY;" in e]) if storage else None,
     )
     tmp_json = folder / f".{name}.json{TMP_SUFFIX}"
