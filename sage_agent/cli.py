@@ -281,6 +281,8 @@ def _db(args, project: Path) -> int:
             print("error: the embedded server is not running: sage db start", file=sys.stderr)
             return 1
         print(status.url if args.show_password else redact(status.url or ""))
+        if not args.show_password:  # a script that pastes the redacted URL would fail to log in
+            print("note: the password is hidden; `sage db url --show-password` prints it", file=sys.stderr)
         return 0
     doc = {"running": status.running, "port": status.port, "version": status.version, "data_dir": status.data_dir,
            "url": redact(status.url or ""), "project_major": status.wanted_major, "warning": status.warning}

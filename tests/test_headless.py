@@ -115,8 +115,12 @@ def test_embedded_default_and_db_subcommands(run_sage, project):
         assert (project / ".sage" / "pg" / "data" / "PG_VERSION").exists()
         status = json.loads(run_sage("db", "status", "--json", cwd=project).stdout)
         assert status["running"] is True and status["port"] == int(doc["facts"]["port"])
-        url = run_sage("db", "url", cwd=project).stdout.strip()
-        assert url.endswith(f":{status['port']}/postgres")
+        shown = run_sage("db", "url", cwd=project)
+        url = shown.stdout.strip()
+        assert url.endswith(f":{status['port']}/postgres") and ":***@" in url
+        assert "the password is hidden; `sage db url --show-password` prints it" in shown.stderr  # the way to it
+        full = run_sage("db", "url", "--show-password", cwd=project)
+        assert full.stdout.strip() == url.replace(":***@", ":postgres@") and full.stderr == ""
         # reused across runs: same port, no second cluster
         again = json.loads(run_sage("run", "*env-check", "--json", cwd=project).stdout)
         assert again["facts"]["port"] == doc["facts"]["port"]

@@ -242,6 +242,44 @@ def test_what_cannot_be_carried_over_is_refused_before_anything_runs(setup, reas
     assert history(db) == [] and online_rows(db) == []
 
 
+@pytest.mark.parametrize("before, kind", [
+    ("alter table public.orders add constraint orders_amount_uq unique (amount, id);\n", "ALTER TABLE"),
+    ("create materialized view public.v as select id, amount from public.orders;\n", "CREATE MATERIALIZED VIEW"),
+    ('create policy p on public.orders using ("amount" > 0);\n', "CREATE POLICY"),
+])
+def test_what_the_file_itself_gives_the_column_first_is_refused_before_anything_runs(before, kind, project,
+                                                                                    make_session, db_url, db):
+    """The check of the database cannot see a UNIQUE constraint, materialized view or policy the same file adds:
+    refused before it, not at the expand step after the index was built (a half-done file whose cause is in the
+    file itself, which cannot be edited any more)."""
+    db.execute(SEED)
+    write(project, f"{V1}_change.sql", "create index orders_note_idx on public.orders (note);\n" + before + CHANGE)
+    reason = f"line 2 of this file ({kind}) uses it before the type change"
+    dry = make_session(db_url).run_line(f"*dry-run {V1} --online")
+    assert dry.result.data["verdict"] == "unsafe"
+    assert [f.location for f in dry.result.findings if f.rule == "online.no_form"] == [f"{V1}_change.sql:3"]
+    assert reason in next(f.message for f in dry.result.findings if f.rule == "online.no_form")
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_FAILED
+    text = failure(outcome)
+    assert f"{V1}_change.sql:3: no faithful online form for the type change of public.orders.amount: {reason}" in text
+    assert "nothing was changed" in text and "goes after the type change, or in a later file" in text
+    assert db.execute("select to_regclass('public.orders_note_idx')").fetchone()[0] is None  # step 1 never ran
+    assert online_rows(db) == [] and history(db) == []
+
+
+def test_the_file_s_own_statements_on_other_columns_or_after_the_change_run_online(project, make_session, db_url,
+                                                                                  db):
+    """Another column's CHECK, a CHECK on the column (the swap copies it) and a view after the change."""
+    db.execute(SEED)
+    write(project, f"{V1}_change.sql", "alter table public.orders add constraint note_len check (length(note) < 99);"
+                                       "\nalter table public.orders add constraint amount_pos check (amount >= 0);\n"
+                                       + CHANGE + "create view public.v as select id, amount from public.orders;\n")
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    assert type_of(db, "amount") == "bigint" and online_rows(db) == [(V1, "expanded")]
+
+
 @pytest.mark.pg15
 def test_expand_contract_on_postgresql_15_ends_in_the_plain_schema(project, make_session, pg15_server, pg15_url):
     """PostgreSQL 15 has no named NOT NULL constraints: the swap and the rollback without renaming one."""

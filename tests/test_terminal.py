@@ -5,7 +5,7 @@ import io
 import pytest
 
 from sage_agent.frontends.render import make_console, render_text
-from sage_agent.ops.result import OpResult, Table
+from sage_agent.ops.result import Finding, OpResult, Table
 
 pexpect = pytest.importorskip("pexpect")  # installed with the test extras (pyproject [test])
 from terminal import UP, Terminal  # noqa: E402
@@ -103,3 +103,76 @@ def test_piped_output_is_not_cut_at_80(migrations_project, run_sage, monkeypatch
     assert "RECORD" not in proc.stdout
     assert any("2nd argument (MODE) or --mode kiss|granular" in line for line in lines)
     assert max(len(line) for line in lines) > 80
+
+
+STEPS = OpResult(operation="x", summary="steps", tables=[Table(
+    title="Online steps", columns=["step", "line", "kind", "lock", "runs"],
+    rows=[[7, 3, "expand_check", "ACCESS EXCLUSIVE on public.big briefly (catalog only, no scan)",
+           "[transaction] " + "ALTER TABLE public.big RENAME COLUMN n TO n_sage_old; " * 6]])])
+
+
+def test_a_long_cell_is_a_record_not_a_thin_strip(monkeypatch):
+    """At 60 columns every column but the first would get 12 characters: the plan step would be 30 lines."""
+    narrow = _render(60, STEPS, monkeypatch)
+    assert "-[ RECORD 1 ]" in narrow and "runs | [transaction] ALTER TABLE public.big RENAME" in narrow
+    assert len(narrow.splitlines()) < 20
+    assert "RECORD" not in _render(160, STEPS, monkeypatch)  # wide enough: a table whose cells wrap a little
+
+
+LONG = OpResult(operation="x", summary="s", notes=["online: 8 step(s), each its own transaction or CONCURRENTLY; "
+                                                   "the history row is written with the last one"],
+                findings=[Finding(rule="changing-column-type", severity="error", location="f.sql:3",
+                                  message="Changing the type of public.big.n rewrites the table under a lock.",
+                                  detail="ACCESS EXCLUSIVE, rewrites", fix="Add a new column, backfill in batches")])
+
+
+def test_a_long_finding_or_note_wraps_under_its_own_text(monkeypatch):
+    lines = _render(60, LONG, monkeypatch).splitlines()
+    start = lines.index("Findings")
+    finding = lines[start + 1:lines.index(next(x for x in lines if x.startswith("•")))]
+    assert finding[0].startswith("  ERROR   changing-column-type [f.sql:3]: Changing")
+    assert len(finding) > 3 and all(x.startswith(" " * 10) and x[10] != " " for x in finding[1:])
+    note = lines[lines.index(next(x for x in lines if x.startswith("•"))):]
+    assert len(note) > 1 and all(x.startswith("  ") and x[2] != " " for x in note[1:])
+    assert max(len(x) for x in lines) <= 60
+    wide = _render(160, LONG, monkeypatch).splitlines()  # fits: one line each, nothing padded
+    assert "  ERROR   changing-column-type [f.sql:3]: Changing the type of public.big.n rewrites the table under " \
+           "a lock." in wide
+    assert "          ACCESS EXCLUSIVE, rewrites" in wide and all(x == x.rstrip() for x in wide[1:])
+
+
+def test_a_long_plan_step_wraps_under_its_own_text():
+    from rich.panel import Panel
+
+    from sage_agent.frontends.render import plan_lines
+
+    plan = ("f.sql: ONLINE, 2 step(s)\n  1. line 1 [concurrently] CREATE INDEX CONCURRENTLY big_n_idx ON public.big "
+            "(n); lock: SHARE UPDATE EXCLUSIVE on public.big for the build: reads and writes go on\n  2. short")
+    console = make_console(width=60)
+    console.file = io.StringIO()
+    console.print(Panel(plan_lines(plan, 60), title="plan", expand=False))
+    lines = console.file.getvalue().splitlines()
+    step = [x for x in lines if "1. line 1" in x][0]
+    after = lines[lines.index(step) + 1:lines.index(next(x for x in lines if "2. short" in x))]
+    assert len(after) >= 2 and all(x.startswith("│      ") and x[7] != " " for x in after)
+    assert max(len(x) for x in lines) <= 60
+
+
+def test_fleet_table_at_60_columns_never_cuts_a_target_name(monkeypatch):
+    from sage_agent.frontends.fleet import render_fleet
+
+    monkeypatch.setenv("SAGE_EXPANDED", "auto")
+    error = "fleet.yaml:4: target tenant-with-a-long-name-b: ${TENANT_B_URL} is not set (export it or put it in .env)"
+    doc = {"targets": [{"name": "tenant-with-a-long-name-b", "skipped": ["*rls-audit", "*schema-audit"],
+                        "results": [], "status": "invalid", "exit_code": 2, "error": error}],
+           "summary": {"commands": ["*rls-audit", "*schema-audit"], "targets": 1, "ok": 0, "drift": 0, "failed": 0,
+                       "invalid": 1, "skipped": 0, "worst_target": "tenant-with-a-long-name-b", "duration_ms": 12,
+                       "parallel": 2, "exit_code": 2}}
+    for width in (60, 160):
+        console = make_console(width=width)
+        console.file = io.StringIO()
+        render_fleet(doc, console)
+        text = console.file.getvalue()
+        assert "tenant-with-a-long-name-b" in text and "*schema-audit" in text and "…" not in text
+        assert " ".join(text.replace("│", " ").split()).count("is not set (export it or put it in .env)") == 1
+        assert max(len(line) for line in text.splitlines()) <= width

@@ -12,12 +12,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table as RichTable
 from rich.text import Text
 
 from sage_agent.db.redact import redact
 from sage_agent.frontends.headless import _json_doc
-from sage_agent.frontends.render import make_console
+from sage_agent.frontends.render import make_console, render_table
+from sage_agent.ops.result import Table
 from sage_agent.ops.fleet.runner import LinePlan, TargetRun, plan_lines, run_fleet, worst
 from sage_agent.ops.fleet.targets import (
     FleetEntry,
@@ -222,12 +222,9 @@ _ICON = {"ok": "✔", "drift": "⚠", "failed": "✘", "invalid": "✘", "skippe
 
 def render_fleet(doc: dict[str, Any], console=None) -> None:
     console = console or make_console()
-    table = RichTable(title=Text("Fleet"), title_justify="left")
-    for col in ("target", "command", "status", "exit", "top findings / error"):
-        table.add_column(Text(col))
-    for row in _rows(doc):
-        table.add_row(*[Text(redact(c)) for c in row])
-    console.print(table)
+    # the one table renderer: the target's name is never cut; too narrow a terminal gets vertical records
+    render_table(Table(title="Fleet", columns=["target", "command", "status", "exit", "top findings / error"],
+                       rows=_rows(doc)), console)
     style = "green" if doc["summary"]["exit_code"] == EXIT_OK else "red"
     console.print(Text(_summary_line(doc), style=f"bold {style}"))
 

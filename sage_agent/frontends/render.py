@@ -59,6 +59,28 @@ def _natural_width(columns: list[str], rows: list[list[str]]) -> tuple[list[int]
     return widths, sum(widths) + 3 * len(widths) + 1
 
 
+TALL_LINES = 10  # a wrapped cell taller than this and three times its height as a record reads better as one
+
+
+def _too_tall(columns: list[str], rows: list[list[str]], widths: list[int], width: int) -> bool:
+    """Whether wrapping would stack some cell into more than TALL_LINES lines and three times what it takes in
+    a vertical record. Widths are shared as rich shares them: in proportion to each column's natural width."""
+    room = width - widths[0] - 3 * len(widths) - 1
+    rest = sum(widths[1:])
+    if room <= 0 or rest <= 0:
+        return False
+    label = max(min(max(cell_len(c) for c in columns), max(8, width // 3)), 1)
+    record_width = max(width - label - 3, 1)
+    for row in rows:
+        for i, value in enumerate(row[1:len(widths)], start=1):
+            length = max([cell_len(line) for line in value.splitlines()] or [0])
+            slot = max(1, widths[i] * room // rest)
+            tall = -(-length // slot)
+            if tall > TALL_LINES and tall > 3 * -(-length // record_width):
+                return True
+    return False
+
+
 def _expanded_mode() -> str:
     mode = settings().expanded.strip().lower()
     return mode if mode in ("auto", "on", "off") else "auto"
@@ -71,10 +93,12 @@ def render_table(table, console) -> None:
     rows = [[_cell(v) for v in row] for row in table.rows]
     widths, total = _natural_width(columns, rows)
     mode = _expanded_mode()
-    # auto: wrap while every other column keeps a readable width beside the whole first column, else records
+    # auto: wrap while every other column keeps a readable width beside the whole first column, and no cell
+    # becomes a tall thin strip (a long plan step in a 12-column slot); else records
     wrapped = widths[0] + 3 * len(widths) + 1 + sum(min(w, WRAP_MIN) for w in widths[1:]) if widths else 0
     vertical = bool(rows) and (mode == "on" or (mode == "auto" and total > console.width
-                                                and wrapped > console.width))
+                                                and (wrapped > console.width
+                                                     or _too_tall(columns, rows, widths, console.width))))
     if table.title:
         console.print(Text(redact(table.title), style="bold" if vertical else ""))
     if vertical:
@@ -110,6 +134,41 @@ def render_table(table, console) -> None:
         console.print(Text(f"(truncated: showing {shown}{total_rows} rows)", style="yellow"))
 
 
+def _hanging(console, head: str, body: str, style: str) -> None:
+    """`head` then `body`; a body too long for the terminal wraps under itself, not at the left edge."""
+    if cell_len(head) + cell_len(body) <= console.width or cell_len(head) >= console.width // 2:
+        console.print(Text(head + body, style=style))
+        return
+    grid = RichTable.grid()
+    grid.add_column(no_wrap=True, width=cell_len(head))
+    grid.add_column(overflow="fold")
+    grid.add_row(Text(head, style=style), Text(body, style=style))
+    console.print(grid)
+
+
+def plan_lines(plan: str, width: int):
+    """A confirmation plan for a panel `width` wide: a line too long wraps under its own text (after its
+    indent and `1.` marker), so each step stays readable on a narrow terminal."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+    import re
+
+    from rich.console import Group
+
+    inner = max(width - 4, 20)  # the panel's border and padding
+    parts = []
+    for line in plan.splitlines() or [""]:
+        head = re.match(r"\s*(?:\d+\.\s+|[-•*]\s+)?", line).group(0)
+        if cell_len(line) <= inner or not head or cell_len(head) >= inner // 2:
+            parts.append(Text(line))
+            continue
+        grid = RichTable.grid()
+        grid.add_column(no_wrap=True, width=cell_len(head))
+        grid.add_column(overflow="fold")
+        grid.add_row(Text(head), Text(line[len(head):]))
+        parts.append(grid)
+    return Group(*parts)
+
+
 def render_text(result: OpResult, console=None) -> None:
     console = console or make_console()
     console.print(Text(f"{_ICON[result.status]} {redact(result.summary)}", style=f"bold {_STYLE[result.status]}"))
@@ -126,14 +185,14 @@ def render_text(result: OpResult, console=None) -> None:
         console.print(Text("Findings", style="bold"))
         for f in result.findings:
             where = f" [{f.location}]" if f.location else ""
-            console.print(Text(f"  {f.severity.upper():7} {f.rule}{where}: {redact(f.message)}",
-                               style=_SEV_STYLE[f.severity]))
+            style = _SEV_STYLE[f.severity]
+            _hanging(console, f"  {f.severity.upper():7} ", f"{f.rule}{where}: {redact(f.message)}", style)
             if f.detail:
-                console.print(Text(f"          {redact(f.detail)}"))
+                _hanging(console, " " * 10, redact(f.detail), "")
             if f.fix:
-                console.print(Text(f"          fix: {redact(f.fix)}", style="dim"))
+                _hanging(console, " " * 10, f"fix: {redact(f.fix)}", "dim")
     for note in result.notes:
-        console.print(Text(f"• {redact(note)}"))
+        _hanging(console, "• ", redact(note), "")
     for path in result.artifacts:
         console.print(Text(f"📄 {path}"))
     if result.next_steps:

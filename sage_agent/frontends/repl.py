@@ -199,9 +199,11 @@ class Repl:
         # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from rich.panel import Panel
 
+        from sage_agent.frontends.render import plan_lines
+
         if plan:
             with self.spinner.paused():
-                self.console.print(Panel(plan, title="plan", expand=False), markup=False)
+                self.console.print(Panel(plan_lines(plan, self.console.width), title="plan", expand=False))
 
     def _progress(self, description: str, done: float, total: float | None, detail: str) -> None:
         if total and done < total and int(20 * done / total) == int(20 * (done - 1) / total):

@@ -256,7 +256,7 @@ def _online_steps(target, run: _FileRun, asked: bool, server_major: int) -> None
     """The steps `*apply --online` would run for this file, each with its lock (or why it has no online form)."""
     # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.config import settings
-    from sage_agent.ops.online.expand import column_notes, column_problems
+    from sage_agent.ops.online.expand import column_notes, column_problems, earlier_uses
     from sage_agent.ops.online.planner import NoOnlineForm, plan_online, wants_online
 
     if not (asked or wants_online(run.plan.text)) or run.plan.empty:
@@ -270,9 +270,8 @@ def _online_steps(target, run: _FileRun, asked: bool, server_major: int) -> None
                                     message=f"*apply --online refuses this file: {exc.reason}"))
         return
     for step in plan.steps:
-        problems = column_problems(target, step.expand["table"], step.expand["column"],
-                                   step.expand["newtype"]) \
-            if step.kind == "expand" else []
+        problems = column_problems(target, step.expand["table"], step.expand["column"], step.expand["newtype"]) + \
+            earlier_uses(run.plan, step.expand, step.line) if step.kind == "expand" else []
         if problems:
             run.findings.append(Finding(
                 rule="online.no_form", severity="error", location=f"{where}:{step.line}",

@@ -42,9 +42,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from pglast import ast, parse_sql
+from pglast.enums.parsenodes import AlterTableType, ConstrType
 from pglast.visitors import Visitor
 from psycopg import sql
 
@@ -119,6 +121,54 @@ def index_on_new(definition: str, column: str, new: str, tmp: str) -> str:
     _Columns(column, new)(stmt)
     stmt.idxname, stmt.concurrent = tmp, True
     return deparse(stmt)
+
+
+# statements that can give a column what the swap cannot carry over (column_problems reads them from the database)
+# (a view is made again by the swap, a CHECK copied: those the expand step finds and carries over)
+_USES = {"AlterTableStmt": "ALTER TABLE", "CreateTrigStmt": "CREATE TRIGGER", "CreatePolicyStmt": "CREATE POLICY",
+         "AlterPolicyStmt": "ALTER POLICY", "CreateTableAsStmt": "CREATE MATERIALIZED VIEW", "RuleStmt": "CREATE RULE",
+         "CreateStatsStmt": "CREATE STATISTICS", "GrantStmt": "GRANT"}
+_ALTER_USES = {"AT_AddConstraint", "AT_SetStatistics", "AT_SetOptions", "AT_AddIdentity", "AT_SetIdentity",
+               "AT_ClusterOn", "AT_ReplicaIdentity", "AT_AddColumn", "AT_SetExpression", "AT_CookedColumnDefault"}
+
+
+def _carried(cmd) -> bool:
+    """A constraint the swap carries over when the expand step finds it (NOT NULL, CHECK, the primary key)."""
+    con = cmd.def_ if isinstance(cmd.def_, ast.Constraint) else None
+    return con is not None and ConstrType(con.contype).name in ("CONSTR_NOTNULL", "CONSTR_CHECK", "CONSTR_PRIMARY")
+
+
+def earlier_uses(file_plan, spec: dict, line: int) -> list[str]:
+    """The file's own statements before the type change at `line` that use its column in a way the swap cannot
+    carry over (a materialized view, a policy, a trigger, a UNIQUE constraint...). column_problems reads the database before anything
+    runs, so it cannot see them; the expand step would refuse them after the earlier steps were committed."""
+    column, relname = spec["column"], spec["relname"]
+
+    def mentions(name: str, text: str) -> bool:
+        if name == name.lower() and re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
+            return re.search(rf'(?<![\w$"]){re.escape(name)}(?![\w$"])', text, re.I) is not None or \
+                f'"{name}"' in text
+        return f'"{name}"' in text
+
+    out = []
+    for stmt in file_plan.parsed:
+        kind = type(stmt.node).__name__
+        if stmt.line >= line or kind not in _USES:
+            continue
+        if kind == "AlterTableStmt":
+            rel = stmt.node.relation
+            if f"{rel.schemaname or 'public'}.{rel.relname}" != spec["name"]:
+                continue
+            cmds = [c for c in (stmt.node.cmds or ()) if getattr(c, "subtype", None) is not None
+                    and AlterTableType(c.subtype).name in _ALTER_USES and not _carried(c)]
+            if not cmds:
+                continue
+        elif not mentions(relname, stmt.text):
+            continue
+        if mentions(column, stmt.text):
+            out.append(f"line {stmt.line} of this file ({_USES[kind]}) uses it before the type change, and the "
+                       "online form carries over only what is in the database when it starts")
+    return out
 
 
 def column_problems(conn, table: str, column: str, newtype: str | None = None) -> list[str]:

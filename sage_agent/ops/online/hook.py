@@ -79,19 +79,21 @@ def select(conn, file_plans: list, online: bool, server_major: int) -> OnlineSel
 def _check_expand(conn, fp, plan: OnlinePlan, notes: list[str]) -> None:
     """A column type change whose column has what the expand/contract cannot carry over: refused up front."""
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
-    from sage_agent.ops.online.expand import column_notes, column_problems
+    from sage_agent.ops.online.expand import column_notes, column_problems, earlier_uses
 
     for step in plan.steps:
         if step.kind != "expand":
             continue
-        problems = column_problems(conn, step.expand["table"], step.expand["column"], step.expand["newtype"])
+        problems = column_problems(conn, step.expand["table"], step.expand["column"], step.expand["newtype"]) + \
+            earlier_uses(fp, step.expand, step.line)
         if not problems:
             notes += column_notes(conn, step.expand["table"], step.expand["column"], step.expand["newtype"])
         if problems:
             raise OpError(f"{fp.migration.filename}:{step.line}: no faithful online form for the type change of "
                           f"{step.expand['name']}.{step.expand['column']}: {'; '.join(problems)}",
                           "nothing was changed; apply this file without --online (and without -- sage:online) in a "
-                          "quiet window, or change what is listed first", exit_code=1)
+                          "quiet window, or change what is listed first (a statement of this file that uses the "
+                          "column goes after the type change, or in a later file)", exit_code=1)
 
 
 def rollback_lines(sel: OnlineSelection) -> list[str]:
