@@ -74,3 +74,17 @@ def test_a_threaded_process_lints_many_files_without_forking(tmp_path, monkeypat
         worker.join()
     assert asked == []
     assert _findings(threaded) == expected
+
+
+def test_busy_cores_mean_fewer_processes_unless_asked(monkeypatch):
+    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setenv("SAGE_LINT_JOBS", "0")
+    monkeypatch.setattr(runner.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert runner._cores() == 4
+    monkeypatch.setattr(runner.os, "getloadavg", lambda: (2.6, 1.0, 1.0))
+    assert runner._cores() == 1
+    assert runner._jobs(200) == 1
+    monkeypatch.setattr(runner.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert runner._cores() == 1
+    monkeypatch.setenv("SAGE_LINT_JOBS", "2")  # asked for: the load average does not matter
+    assert runner._cores() == 2 and runner._jobs(200) == 2

@@ -104,13 +104,21 @@ _PARALLEL_FROM = 8  # files; below this a worker pool costs more than it saves
 
 
 def _cores() -> int:
-    """Processes a run may use: SAGE_LINT_JOBS, else one per core (at most 4)."""
+    """Processes a run may use: SAGE_LINT_JOBS, else one per core the load average leaves free (at most 4, at
+    least 1). On a machine whose cores are already busy a second process gains no time, it only adds its own
+    cost (measured: bench/results/lint.md), the way `make -l` holds back jobs."""
     # lazy: only many files or a big one need it, and the settings module costs a small file's start-up
     from sage_agent.config import settings
 
     wanted = settings().lint_jobs
+    if wanted > 0:
+        return wanted
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return wanted if wanted > 0 else min(cores, 4)
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        busy = 0.0
+    return max(1, min(cores, 4, round(cores - busy)))
 
 
 def _jobs(count: int) -> int:
