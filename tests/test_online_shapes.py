@@ -483,3 +483,39 @@ def test_views_that_cannot_be_made_again_in_the_swap_are_refused(setup, reason, 
     assert "no faithful online form for the type change of public.orders.amount" in text
     assert reason in text and "nothing was changed" in text
     assert type_of(db, "amount") == "integer" and history(db) == [] and online_rows(db) == []
+
+
+def test_a_file_that_drops_a_view_over_the_column_first_is_warned_that_the_view_is_gone_for_the_backfill(
+        project, make_session, db_url, db):
+    """The way a plain ALTER TYPE of a column a view uses must be written (drop the view, change the type, make the
+    view again) leaves the view gone for the whole backfill under --online: *dry-run and *apply's plan say so, naming
+    the line and the fix, before anything runs."""
+    from sage_agent.db.env import Target
+    from sage_agent.session.answers import FlagAnswers
+    from sage_agent.session.machine import Session
+
+    db.execute(SEED)
+    db.execute("create view public.totals as select id, amount from public.orders; "
+               "create view public.other as select id, note from public.orders")
+    write(project, f"{V1}_change.sql", "drop view public.other;\ndrop view if exists totals;\n" + AMOUNT +
+          "create view public.totals as select id, amount from public.orders;\n"
+          "create view public.other as select id, note from public.orders;\n")
+    warning = ("line 2 of this file drops the view public.totals, which uses public.orders.amount: under --online it "
+               "stays gone through the whole backfill")
+    dry = make_session(db_url).run_line(f"*dry-run {V1} --online")
+    assert dry.result is not None, dry.error
+    gone = [f for f in dry.result.findings if f.rule == "online.view_gone"]
+    assert [(f.severity, f.location) for f in gone] == [("warning", f"{V1}_change.sql:3")], gone
+    assert gone[0].message.startswith(warning) and "Remove that DROP VIEW" in gone[0].message
+    plans: list[str] = []
+
+    class Recorded(FlagAnswers):
+        def confirm(self, request):
+            plans.append(request.plan)
+            return False
+
+    Session(project=project, target=Target("local", db_url, "test"),
+            answers=Recorded(yes=False)).run_line("*apply --online --snapshot=no")
+    assert plans and f"  note: warning: {warning}" in plans[0], plans
+    assert "public.other" not in plans[0].split("drops the view")[-1].split(":")[0]
+    assert history(db) == [] and type_of(db, "amount") == "integer"

@@ -46,7 +46,7 @@ import re
 from typing import Any
 
 from pglast import ast, parse_sql
-from pglast.enums.parsenodes import AlterTableType, ConstrType
+from pglast.enums.parsenodes import AlterTableType, ConstrType, ObjectType
 from pglast.visitors import Visitor
 from psycopg import sql
 
@@ -549,6 +549,31 @@ def column_notes(conn, table: str, column: str, newtype: str) -> list[str]:
     seq = serial_sequence(conn, table, column)
     if seq:
         out.append(f"the sequence {seq} follows the default: OWNED BY the new {column} from the swap on")
+    return out
+
+
+def views_dropped_first(conn, file_plan, spec: dict, line: int) -> list[str]:
+    """Views over the column that the file itself drops before the type change (the way a plain ALTER TYPE has to be
+    written): under --online they stay gone for the whole backfill, so every reader of them fails meanwhile."""
+    row = conn.execute("select attnum from pg_attribute where attrelid = to_regclass(%s) and attname = %s "
+                       "and not attisdropped", (spec["table"], spec["column"])).fetchone()
+    if row is None:
+        return []
+    over = {v["label"] for v in dependent_views(conn, spec["table"], row[0])[0]}
+    out = []
+    for stmt in file_plan.parsed:
+        if stmt.line >= line or not isinstance(stmt.node, ast.DropStmt) or \
+                ObjectType(stmt.node.removeType) is not ObjectType.OBJECT_VIEW:
+            continue
+        for parts in stmt.node.objects or ():
+            names = [p.sval for p in parts]
+            label = ".".join(names) if len(names) > 1 else f"public.{names[0]}"
+            if label in over:
+                out.append(f"line {stmt.line} of this file drops the view {label}, which uses {spec['name']}."
+                           f"{spec['column']}: under --online it stays gone through the whole backfill, until the "
+                           "file makes it again after the swap, and every query on it fails meanwhile. Remove that "
+                           "DROP VIEW and the CREATE VIEW that makes it again: --online carries the view through "
+                           "the swap's transaction itself")
     return out
 
 
