@@ -677,13 +677,17 @@ def test_the_plan_warns_clients_with_prepared_statements_and_they_are_the_ones_t
 
 
 @pytest.mark.parametrize("text", [
-    "alter table public.orders add column code int;\nalter table public.orders alter column code type bigint;\n",
-    "alter table orders add column code int, alter column code type bigint;\n",
+    "alter table public.orders add column code int default 0;\n"
+    "alter table public.orders alter column code type bigint;\n",
+    "alter table orders add column code int;\nalter table orders alter column code type bigint using 0;\n",
+    "alter table orders add column code text;\nupdate orders set code = '1';\n"
+    "alter table orders alter column code type int;\n",
 ])
 def test_a_type_change_of_a_column_added_in_the_same_file_is_refused_with_the_reason(text, project, make_session,
                                                                                     db_url, db):
     """ALTER TYPE rewrites the whole table even when the new column is all NULL: under --online that is refused,
-    naming the ADD COLUMN to give the final type to, before anything runs (and *dry-run says the same)."""
+    naming the ADD COLUMN to give the final type to, before anything runs (and *dry-run says the same), unless it
+    can be folded into the ADD COLUMN (the next test)."""
     db.execute(SEED)
     write(project, f"{V1}_change.sql", text)
     outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
@@ -699,3 +703,26 @@ def test_a_type_change_of_a_column_added_in_the_same_file_is_refused_with_the_re
     refused = [f for f in dry.result.findings if f.rule == "online.no_form"]
     assert [f.location for f in refused] == [f"{V1}_change.sql:{line}"]
     assert "give the column its final type in the ADD COLUMN on line 1" in refused[0].message
+
+
+@pytest.mark.parametrize("text", [
+    "alter table public.orders add column code int;\nalter table public.orders alter column code type bigint;\n",
+    "alter table orders add column code int, add column tag text;\n"
+    "alter table orders alter column code type bigint, add column note2 text;\n",
+])
+def test_a_bare_new_column_whose_type_changes_right_after_is_added_with_its_final_type(text, project, make_session,
+                                                                                      db_url, db, pg_server):
+    """The column is new and all NULL: *apply --online adds it as bigint (no rewrite, no expand/contract), and the
+    schema is exactly the plain file's."""
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    db.execute(SEED)
+    write(project, f"{V1}_change.sql", text)
+    dry = make_session(db_url).run_line(f"*dry-run {V1} --online")
+    steps = next(t for t in dry.result.tables if t.title == "Online steps (*apply --online)").rows
+    assert [r[2] for r in steps] == ["tx"] and "ADD COLUMN code bigint" in steps[0][4], steps
+    assert not [f for f in dry.result.findings if f.rule == "online.no_form"]
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    assert type_of(db, "code") == "bigint" and history(db) == [V1] and online_rows(db) == []
+    assert normalized_dump(db_url) == plain_dump(project, make_session, pg_server.url(), text)

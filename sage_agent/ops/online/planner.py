@@ -169,6 +169,7 @@ class Planner:
             if isinstance(s.node, ast.CreateStmt):
                 self.created.add(_qualified(s.node.relation))
         self.added: dict[tuple[str, str], int] = {}  # (table, column) -> line of the ADD COLUMN in this file
+        self.folded: set[int] = set()  # id() of statements changed by fold_new_column_types: deparsed, not as written
         self.steps: list[Step] = []
         self.rewritten: set[int] = set()
         self._plain: list[str] = []
@@ -202,10 +203,16 @@ class Planner:
         # lazy: pglast (the SQL parser) loads only when SQL is parsed
         from sage_agent.sqlkit.classify import classify
 
+        self.fold_new_column_types()
         for s in self.statements:
             node, text, line = s.node, s.text.strip().rstrip(";").strip(), s.line
             if isinstance(node, ast.TransactionStmt):
                 continue  # each online step is its own transaction; the file's BEGIN/COMMIT do not apply
+            if id(node) in self.folded:
+                if isinstance(node, ast.AlterTableStmt) and not node.cmds:
+                    self.rewritten.add(line)  # its only subcommand went into the ADD COLUMN
+                    continue
+                text = deparse(node)
             if isinstance(node, ast.IndexStmt) and _qualified(node.relation) not in self.created:
                 self.index(node, text, line)
             elif isinstance(node, ast.DropStmt) and node.removeType.name == "OBJECT_INDEX" and not node.concurrent \
@@ -244,6 +251,32 @@ class Planner:
                       table=_rel_text(node.relation), index=_index_name(node.relation, name)))
         self.rewritten.add(line)
 
+    def fold_new_column_types(self) -> None:
+        """`ADD COLUMN c t1` then, in the next statement, `ALTER COLUMN c TYPE t2` (no USING): the column is new and
+        every value NULL, so it is added as t2 and the type change goes (the ALTER TYPE would rewrite the whole
+        table under ACCESS EXCLUSIVE for nothing). The same column as the plain file's. (PostgreSQL itself refuses
+        the type change of a column added in the same ALTER TABLE.)"""
+        previous: dict[tuple[str, str], ast.ColumnDef] = {}  # the ADD COLUMNs of the statement just before
+        for s in self.statements:
+            node = s.node
+            if not (isinstance(node, ast.AlterTableStmt) and node.objtype.name == "OBJECT_TABLE"):
+                previous = {}
+                continue
+            table, here, keep = _qualified(node.relation), {}, []
+            for cmd in node.cmds or ():
+                col = previous.get((table, cmd.name)) if cmd.subtype == AlterTableType.AT_AlterColumnType else None
+                if col is not None and cmd.def_.raw_default is None:
+                    col.typeName, col.collClause = cmd.def_.typeName, cmd.def_.collClause
+                    self.folded.add(id(node))
+                    self.folded |= {id(o.node) for o in self.statements if _defines(o.node, col)}
+                    self.rewritten.add(s.line)
+                    continue
+                if cmd.subtype == AlterTableType.AT_AddColumn and _bare(cmd.def_):
+                    here[cmd.def_.colname] = cmd.def_
+                keep.append(cmd)
+            node.cmds = tuple(keep)
+            previous = {(table, name): col for name, col in here.items()}
+
     def alter(self, node: ast.AlterTableStmt, text: str, line: int) -> None:
         cmds = list(node.cmds or ())
         table = _qualified(node.relation)
@@ -254,12 +287,14 @@ class Planner:
                     f"{cmd.name} is added by this same file (line {added}) and then changes type: there is no old "
                     "column for an expand/contract to keep in step, and ALTER COLUMN ... TYPE rewrites the whole "
                     "table under ACCESS EXCLUSIVE even when every value is NULL; give the column its final type in "
-                    f"the ADD COLUMN on line {added} (or move the type change to a later file)"))
+                    f"the ADD COLUMN on line {added} (or move the type change to a later file). Done for you only "
+                    "when the ADD COLUMN has no default or constraint and the next statement is the type change, "
+                    "without USING"))
             if cmd.subtype == AlterTableType.AT_AddColumn:
                 self.added[(table, cmd.def_.colname)] = line
         online = [c for c in cmds if self._online_form(node, c)]
         if not online:
-            if line in self.flagged:
+            if line in self.flagged and id(node) not in self.folded:  # folded: the flagged type change is gone
                 f = self.flagged[line][0]
                 raise NoOnlineForm(line, text, self._no_form_reason(node, cmds, f))
             self.plain(text, line)
@@ -464,6 +499,17 @@ class Planner:
                       table=table, backfill={"table": table, "alias": alias, "set": set_text, "where": where,
                                              "only_null": ""}))
         self.rewritten.add(line)
+
+
+def _bare(col: ast.ColumnDef) -> bool:
+    """A new column with nothing but its type (every existing row gets NULL): its type can be changed in place."""
+    return col.raw_default is None and (col.identity or "\0") == "\0" and (col.generated or "\0") == "\0" and \
+        all(c.contype == ConstrType.CONSTR_NULL for c in col.constraints or ())
+
+
+def _defines(node, col: ast.ColumnDef) -> bool:
+    return isinstance(node, ast.AlterTableStmt) and any(c.def_ is col for c in node.cmds or ()
+                                                        if c.subtype == AlterTableType.AT_AddColumn)
 
 
 def _statements_lock(texts: list[str], server_major: int, brief: bool) -> str:
