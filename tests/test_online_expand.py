@@ -682,6 +682,7 @@ def test_the_plan_warns_clients_with_prepared_statements_and_they_are_the_ones_t
     "alter table orders add column code int;\nalter table orders alter column code type bigint using 0;\n",
     "alter table orders add column code text;\nupdate orders set code = '1';\n"
     "alter table orders alter column code type int;\n",
+    "alter table orders add column code int;\nalter table orders alter column code type bigint, add column x int;\n",
 ])
 def test_a_type_change_of_a_column_added_in_the_same_file_is_refused_with_the_reason(text, project, make_session,
                                                                                     db_url, db):
@@ -707,8 +708,7 @@ def test_a_type_change_of_a_column_added_in_the_same_file_is_refused_with_the_re
 
 @pytest.mark.parametrize("text", [
     "alter table public.orders add column code int;\nalter table public.orders alter column code type bigint;\n",
-    "alter table orders add column code int, add column tag text;\n"
-    "alter table orders alter column code type bigint, add column note2 text;\n",
+    "alter table orders add column code int, add column tag text;\nalter table orders alter column code type bigint;\n",
 ])
 def test_a_bare_new_column_whose_type_changes_right_after_is_added_with_its_final_type(text, project, make_session,
                                                                                       db_url, db, pg_server):

@@ -252,7 +252,8 @@ class Planner:
         self.rewritten.add(line)
 
     def fold_new_column_types(self) -> None:
-        """`ADD COLUMN c t1` then, in the next statement, `ALTER COLUMN c TYPE t2` (no USING): the column is new and
+        """`ADD COLUMN c t1` then, as the next statement, `ALTER TABLE ... ALTER COLUMN c TYPE t2` alone (no USING):
+        the column is new and
         every value NULL, so it is added as t2 and the type change goes (the ALTER TYPE would rewrite the whole
         table under ACCESS EXCLUSIVE for nothing). The same column as the plain file's. (PostgreSQL itself refuses
         the type change of a column added in the same ALTER TABLE.)"""
@@ -264,7 +265,8 @@ class Planner:
                 continue
             table, here, keep = _qualified(node.relation), {}, []
             for cmd in node.cmds or ():
-                col = previous.get((table, cmd.name)) if cmd.subtype == AlterTableType.AT_AlterColumnType else None
+                col = previous.get((table, cmd.name)) if cmd.subtype == AlterTableType.AT_AlterColumnType and \
+                    len(node.cmds) == 1 else None  # the whole statement goes: nothing else of it runs unchecked
                 if col is not None and cmd.def_.raw_default is None:
                     col.typeName, col.collClause = cmd.def_.typeName, cmd.def_.collClause
                     self.folded.add(id(node))
@@ -288,13 +290,13 @@ class Planner:
                     "column for an expand/contract to keep in step, and ALTER COLUMN ... TYPE rewrites the whole "
                     "table under ACCESS EXCLUSIVE even when every value is NULL; give the column its final type in "
                     f"the ADD COLUMN on line {added} (or move the type change to a later file). Done for you only "
-                    "when the ADD COLUMN has no default or constraint and the next statement is the type change, "
-                    "without USING"))
+                    "when the ADD COLUMN has no default or constraint and the next statement is that type change "
+                    "alone, without USING"))
             if cmd.subtype == AlterTableType.AT_AddColumn:
                 self.added[(table, cmd.def_.colname)] = line
         online = [c for c in cmds if self._online_form(node, c)]
         if not online:
-            if line in self.flagged and id(node) not in self.folded:  # folded: the flagged type change is gone
+            if line in self.flagged:
                 f = self.flagged[line][0]
                 raise NoOnlineForm(line, text, self._no_form_reason(node, cmds, f))
             self.plain(text, line)
