@@ -395,7 +395,7 @@ def test_the_audits_cache_survives_a_restart_and_a_broken_one_starts_over(projec
     third = one_round(project, db_url, ["audits"], number=3, audit_every_s=3600)
     assert third.results[0].carried_from == second.round_id
     with History(history_path(project)) as history:
-        history.db.execute("update audit_cache set data = x'00'")
+        history.db.execute("update audit_state set data = x'00'")
     db.execute("drop table public.later")
     fourth = one_round(project, db_url, ["audits"], number=4, audit_every_s=3600)
     assert not fourth.errors and fourth.results[0].reread is None  # read whole again

@@ -32,6 +32,7 @@ SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 _LEVEL = {"ERROR": "error", "WARN": "warning", "INFO": "info"}
 _BY_RANK = {v: k for k, v in SEVERITY_RANK.items()}
 SHOWN = 3  # places named per rule
+SLICE = 10_000  # relations per statement when all are read
 OWN = "/* db-sage */"  # statements that read no catalog table by name are still DB Sage's (*hotpaths)
 
 
@@ -146,10 +147,16 @@ class Changes:
     touched: set[int]              # relations with any new row
 
 
-def changes(conn, cache: "AuditCache | None") -> Changes:
-    horizon, stats, new_relations, touched = conn.execute(
-        _changes_sql(), {"horizon": (cache.horizon if cache is not None else 0) % 2 ** 32}).fetchone()
-    return Changes(int(horizon), [(int(t), int(n)) for t, n in stats], set(new_relations), set(touched))
+def changes(conn, horizon: int | None) -> Changes:
+    """What changed since `horizon` (an AuditCache's; None: nothing to compare with, only the totals)."""
+    now, stats, new_relations, touched = conn.execute(
+        _changes_sql(), {"horizon": (horizon or 0) % 2 ** 32}).fetchone()
+    return Changes(int(now), [(int(t), int(n)) for t, n in stats], set(new_relations), set(touched))
+
+
+def unchanged(meta: dict[str, Any], ch: Changes) -> bool:
+    """Nothing the audits read in the catalogs changed since the cache `meta` describes was made."""
+    return all(n == 0 for _, n in ch.stats) and [t for t, _ in ch.stats] == list(meta["totals"])
 
 
 def _counts_sql(table: str, column: str, cond: str) -> str:
@@ -189,9 +196,9 @@ class AuditCache:
         """Names this state: the round whose findings it made records it as the audits' fingerprint."""
         return f"{self.horizon}:{','.join(map(str, self.totals))}:{sum(len(r) for r in self.rows.values())}"
 
-    def unchanged(self, ch: Changes) -> bool:
-        """Nothing the audits read in the catalogs changed since this cache was made."""
-        return all(n == 0 for _, n in ch.stats) and [t for t, _ in ch.stats] == self.totals
+    def meta(self) -> dict[str, Any]:
+        """What decides whether these findings still hold, kept apart from them (a steady round reads only this)."""
+        return {"key": self.key, "horizon": self.horizon, "totals": self.totals, "token": self.token}
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "horizon": self.horizon, "totals": self.totals,
@@ -274,7 +281,7 @@ def summarize(conn, sc: AuditScope, server_major: int, cache: AuditCache | None 
     valid = cache is not None and cache.key == sc.key and len(cache.counts) == len(COUNTED)
     # what changed first: a relation that changes after this statement is read again next time, even if read now
     if ch is None:
-        ch = changes(conn, cache if valid else None)
+        ch = changes(conn, cache.horizon if valid and cache is not None else None)
     run, only = Rerun(full=True), None
     if valid:
         assert cache is not None
@@ -287,8 +294,13 @@ def summarize(conn, sc: AuditScope, server_major: int, cache: AuditCache | None 
     if only is None:
         counts = [_counts(conn, *k, None) for k in COUNTED]
         rows = {}
-    if only is None or only:
-        param = None if only is None else _oids(only)
+        # every relation, a slice at a time: each statement stays under the watch's statement timeout
+        every = sorted(counts[0])
+        slices = [every[i:i + SLICE] for i in range(0, len(every), SLICE)]
+    else:
+        slices = [only] if only else []
+    for part in slices:
+        param = _oids(part)
         names = {(s, o): oid for oid, s, o in conn.execute(NAMES_SQL, {"only": param}).fetchall()}
         for rule, rank, s, o, c, relid, a, b in conn.execute(_per_relation_sql(sc, server_major),
                                                                {**params, "only": param}).fetchall():

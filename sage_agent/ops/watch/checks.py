@@ -289,19 +289,22 @@ def check_audits(state: RoundState) -> CheckResult:
     the last run. After DDL, only the relations whose catalog rows changed are read again; the rules that read
     no single relation (and the statistics' part of unused_index) run whole (security/summary.py)."""
     # lazy: psycopg loads on the first database call
-    from sage_agent.ops.security.summary import AuditCache, changes, scope, summarize
+    from sage_agent.ops.security.summary import changes, scope, summarize, unchanged
 
     ctx, history = state.ctx, state.history
     with ctx.connect(autocommit=True) as conn:
         sc = scope(conn, ctx.server.major)
-        cache = history.audit_cache(state.target) if history is not None else None
-        if cache is not None and cache.key != sc.key:
-            cache = None  # schemas, roles, memberships, extensions or pgrst.db_schemas changed: start over
-        ch = changes(conn, cache)
-        if cache is not None and cache.unchanged(ch):
-            carried = _unchanged_audit(state, cache.token)
+        meta = history.audit_meta(state.target) if history is not None else None
+        if meta is not None and meta.get("key") != sc.key:
+            meta = None  # schemas, roles, memberships, extensions or pgrst.db_schemas changed: start over
+        ch = changes(conn, meta["horizon"] if meta else None)
+        if meta is not None and unchanged(meta, ch):
+            carried = _unchanged_audit(state, meta["token"])
             if carried is not None:
                 return carried
+        cache = history.audit_cache(state.target) if meta is not None and history is not None else None
+        if cache is not None and cache.token != meta["token"]:
+            cache = None
         rules, cache, run = summarize(conn, sc, ctx.server.major, cache, ch)
     if history is not None:
         history.save_audit_cache(state.target, cache)

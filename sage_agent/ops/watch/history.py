@@ -30,7 +30,7 @@ create table if not exists observations (
   severity text not null, value real, alert integer not null, message text not null, grows real not null,
   change text not null);
 create index if not exists observations_round on observations (round_id, check_name);
-create table if not exists audit_cache (target text primary key, data blob not null);
+create table if not exists audit_state (target text primary key, meta text not null, data blob not null);
 """
 
 
@@ -153,9 +153,19 @@ class History:
 
     # --- the audits' per-relation findings (security/summary.AuditCache), so that a round after DDL reads only
     # what changed. Kept in memory between rounds; written to the file by flush() (between rounds, at close) --------
+    def audit_meta(self, target: str) -> dict[str, Any] | None:
+        """What decides whether the kept findings still hold (key, horizon, totals, token), without reading them."""
+        if target in self._audit_cache:
+            return self._audit_cache[target].meta()
+        row = self.db.execute("select meta from audit_state where target = ?", (target,)).fetchone()
+        try:
+            return json.loads(row[0]) if row else None
+        except ValueError:
+            return None
+
     def audit_cache(self, target: str):
         if target not in self._audit_cache:
-            row = self.db.execute("select data from audit_cache where target = ?", (target,)).fetchone()
+            row = self.db.execute("select data from audit_state where target = ?", (target,)).fetchone()
             if row is None:
                 return None
             # lazy: the audits' module loads only for the audits check
@@ -174,9 +184,10 @@ class History:
     def flush(self) -> None:
         """Writes the audits' caches that changed since the last flush."""
         for target in sorted(self._unsaved):
-            data = zlib.compress(json.dumps(self._audit_cache[target].to_json(), separators=(",", ":")).encode(), 1)
-            self.db.execute("insert into audit_cache values (?, ?) on conflict (target) do update set data = "
-                            "excluded.data", (target, data))
+            cache = self._audit_cache[target]
+            data = zlib.compress(json.dumps(cache.to_json(), separators=(",", ":")).encode(), 1)
+            self.db.execute("insert into audit_state values (?, ?, ?) on conflict (target) do update set "
+                            "meta = excluded.meta, data = excluded.data", (target, json.dumps(cache.meta()), data))
         self._unsaved.clear()
 
     # --- reading ------------------------------------------------------------------------------------------------
