@@ -380,3 +380,30 @@ def test_backfill_ends_under_a_stream_of_inserts_and_updates_only_rows_present_a
     assert db.execute("select count(*) from public.orders where id <= 3000 and note = 'x' || id").fetchone()[0] == 3000
     assert db.execute("select count(*) from public.orders where id > 3000 and note <> 'w'").fetchone()[0] == 0
     assert history(db) == [V1]
+
+
+def test_a_drawn_backfill_progress_is_not_told_twice(project, make_session, db_url, db):
+    """Where a front door draws progress (the REPL, a terminal), the backfill's 10% news lines are left out: a
+    person read each step twice. Batches of 700 of 3,000 rows land on no 5% boundary: still one line each 5%."""
+    import io
+
+    from sage_agent.frontends.render import make_console, progress_printer
+
+    seed(db_url)
+    write(project, f"{V1}_fill.sql", "update public.orders set code = 'd' || id;\n")
+    said: list[str] = []
+    console = make_console(width=100)
+    console.file = io.StringIO()
+    session = make_session(db_url, yes=True)
+    session.message_sink, session.progress_sink = said.append, progress_printer(console)
+    outcome = session.run_line("*apply --online --snapshot=no --batch-rows 700")
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    drawn = console.file.getvalue().splitlines()
+    assert len([x for x in drawn if 'backfill "public"."orders"' in x and "rows/s" in x]) >= 4, drawn
+    assert not [s for s in said if s.startswith("backfill ") and "% (" in s], said
+    write(project, f"{V2}_fill.sql", "update public.orders set code = 'e' || id;\n")  # nothing drawn: told
+    told: list[str] = []
+    plain = make_session(db_url, yes=True)
+    plain.message_sink = told.append
+    assert plain.run_line("*apply --online --snapshot=no --batch-rows 700").exit_code == EXIT_OK
+    assert [s for s in told if s.startswith('backfill "public"."orders": ') and "% (" in s], told

@@ -434,6 +434,9 @@ def test_snapshot_rollback_over_an_expanded_change_says_to_undo_it_first(project
     write(project, f"{V1}_change.sql", CHANGE)
     outcome = make_session(db_url, yes=True).run_line("*apply --online")  # takes the snapshot before_<file>
     assert outcome.exit_code == EXIT_OK, failure(outcome)
+    assert outcome.result.next_steps[-1] == f"*apply --complete {V1}_change.sql"  # what is left, said at once
+    assert f"{V1}_change.sql: expanded (contract pending): the old column and its sync trigger stay until *apply " \
+           "--complete (typed COMPLETE) drops them" in " ".join(outcome.result.notes)
     snapshot = outcome.result.facts["snapshot"]
     refused = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {snapshot}")
     assert refused.exit_code == EXIT_FAILED
@@ -726,3 +729,26 @@ def test_a_bare_new_column_whose_type_changes_right_after_is_added_with_its_fina
     assert outcome.exit_code == EXIT_OK, failure(outcome)
     assert type_of(db, "code") == "bigint" and history(db) == [V1] and online_rows(db) == []
     assert normalized_dump(db_url) == plain_dump(project, make_session, pg_server.url(), text)
+
+
+def test_snapshot_rollback_of_a_type_change_stopped_mid_backfill_is_proven_and_leaves_nothing(
+        project, make_session, db_url, db):
+    """The sync trigger's function lives in supabase_migrations, which the schema copy leaves out: the copy
+    did not load (`schema "supabase_migrations" does not exist`) and neither the rollback nor *compare-schemas
+    could prove anything while a type change was under way or expanded."""
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    db.execute(SEED)
+    db.execute("update public.orders set note = id::text where id <= 2000")  # the rest cannot be cast to int
+    before = normalized_dump(db_url)
+    write(project, f"{V1}_change.sql", BAD_CAST)
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --batch-rows 500")
+    assert outcome.exit_code == EXIT_FAILED and "note_sage_new" in columns(db)
+    snapshot = outcome.result.facts["snapshot"]
+    compared = make_session(db_url).run_line(f"*compare-schemas local {snapshot}")
+    assert compared.result.facts["proof"].startswith("proven"), compared.result.findings
+    back = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {snapshot}")
+    assert back.exit_code == EXIT_OK, failure(back)
+    assert normalized_dump(db_url) == before and online_rows(db) == []
+    assert db.execute("select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
+                      "where n.nspname = 'supabase_migrations' and p.proname like 'sage_sync%'").fetchone()[0] == 0

@@ -176,3 +176,26 @@ def test_fleet_table_at_60_columns_never_cuts_a_target_name(monkeypatch):
         assert "tenant-with-a-long-name-b" in text and "*schema-audit" in text and "…" not in text
         assert " ".join(text.replace("│", " ").split()).count("is not set (export it or put it in .env)") == 1
         assert max(len(line) for line in text.splitlines()) <= width
+
+
+def test_repl_progress_shows_every_5_percent_whatever_the_batch_size(project):
+    """A backfill advances by batches (700 rows of 3,000 land on no 5% boundary): the REPL drew no line
+    before the end when each update had to fall exactly on a boundary."""
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from sage_agent.db.env import Target
+    from sage_agent.frontends.repl import Repl
+
+    console = make_console(width=100)
+    console.file = io.StringIO()
+    with create_pipe_input() as pipe:
+        repl = Repl(project, Target("local", "postgresql://u:p@127.0.0.1:1/x", "test"), input=pipe,
+                    output=DummyOutput(), console=console, history_file=project / "history")
+        for done in range(700, 3001, 700):
+            repl._progress("backfill t", done, 3000, f"{done} rows")
+        repl._progress("backfill t", 3000, 3000, "done")
+    lines = console.file.getvalue().splitlines()
+    assert lines == ["  backfill t  23.3% 700 rows", "  backfill t  46.7% 1400 rows", "  backfill t  70.0% 2100 rows",
+                     "  backfill t  93.3% 2800 rows", "  backfill t 100.0% done"]
+    assert repl.session.progress_sink.draws is True  # so the backfill leaves out its own news lines

@@ -9,7 +9,7 @@ from pathlib import Path
 from sage_agent.db.embedded import stop_shadow_only_servers
 from sage_agent.db.env import ConfigError, resolve_target
 from sage_agent.db.redact import redact
-from sage_agent.frontends.render import make_console, render_markdown, render_text, to_json
+from sage_agent.frontends.render import make_console, progress_printer, render_markdown, render_text, to_json
 from sage_agent.ops.result import OpResult
 from sage_agent.session.answers import FlagAnswers
 from sage_agent.session.machine import EXIT_USAGE, Outcome, Session
@@ -45,7 +45,7 @@ def run_headless(lines: str | list[str], *, project: Path, env: str = "local", d
         if len(lines) > 1 and isinstance(exc, CommandLineError):
             exc = CommandLineError(f"{exc}; quote each command line: sage run \"*command arg\" \"*other\"")
         return _fail(Outcome(EXIT_USAGE, error=str(exc)), output, err)
-    progress = _progress_printer(err) if output == "text" and sys.stderr.isatty() else (lambda *a: None)
+    progress = progress_printer(err) if output == "text" and sys.stderr.isatty() else (lambda *a: None)
     session = Session(project=project, target=target, front_door="headless",
                       answers=FlagAnswers(yes=yes, confirm_words=tuple(confirm or ())),
                       progress_sink=progress,
@@ -175,15 +175,3 @@ def _fail(outcome: Outcome, output: str, err) -> int:
     return outcome.exit_code
 
 
-def _progress_printer(console):
-    state: dict[str, float] = {}
-
-    def sink(description: str, done: float, total: float | None, detail: str) -> None:
-        last = state.get(description, -1.0)
-        if total and done < total and done - last < total / 20:
-            return
-        state[description] = done
-        pct = f" {100 * done / total:5.1f}%" if total else ""
-        console.print(f"  {description}{pct} {detail}", markup=False, highlight=False)
-
-    return sink

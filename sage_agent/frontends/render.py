@@ -169,6 +169,25 @@ def plan_lines(plan: str, width: int):
     return Group(*parts)
 
 
+def progress_printer(console):
+    """A progress sink that prints a line at every 5% of the total (and at the end), whatever steps the work
+    advances by (a backfill moves in batches of rows), and once per update when there is no total."""
+    state: dict[str, float] = {}
+
+    def sink(description: str, done: float, total: float | None, detail: str) -> None:
+        last = state.get(description, -1.0)
+        if done < last:  # the same work again (the next command, a resumed backfill): start over
+            last = -1.0
+        if total and done < total and done - last < total / 20:
+            return
+        state[description] = done
+        pct = f" {100 * done / total:5.1f}%" if total else ""
+        console.print(f"  {description}{pct} {detail}", markup=False, highlight=False)
+
+    sink.draws = True  # type: ignore[attr-defined]  (see session.context.Progress.drawn)
+    return sink
+
+
 def render_text(result: OpResult, console=None) -> None:
     console = console or make_console()
     console.print(Text(f"{_ICON[result.status]} {redact(result.summary)}", style=f"bold {_STYLE[result.status]}"))

@@ -9,7 +9,7 @@ from typing import Any, Callable
 from sage_agent.catalog.persona import load_persona
 from sage_agent.db.env import Target
 from sage_agent.frontends.completion import CatalogCache, InputCompleters, LineCompleter
-from sage_agent.frontends.render import make_console, render_text
+from sage_agent.frontends.render import make_console, progress_printer, render_text
 from sage_agent.session.answers import PromptAnswers
 from sage_agent.session.machine import Outcome, Session
 
@@ -144,6 +144,7 @@ class Repl:
         self.answer_session = PromptSession(history=DummyHistory(), input=input, output=output,
                                             bottom_toolbar=self.toolbar, complete_while_typing=False)
         self.spinner = Spinner(self._write_raw, enabled=self.console.is_terminal)
+        self._progress_line = None  # progress_printer(console), made on the first progress
         self.session = Session(project=project, target=target, front_door="repl",
                                answers=ReplAnswers(self, prompt=self.ask, show=self.show_plan,
                                                    prompt_prefilled=self.ask_prefilled),
@@ -206,11 +207,12 @@ class Repl:
                 self.console.print(Panel(plan_lines(plan, self.console.width), title="plan", expand=False))
 
     def _progress(self, description: str, done: float, total: float | None, detail: str) -> None:
-        if total and done < total and int(20 * done / total) == int(20 * (done - 1) / total):
-            return
-        pct = f" {100 * done / total:5.1f}%" if total else ""
+        if self._progress_line is None:
+            self._progress_line = progress_printer(self.console)
         with self.spinner.paused():
-            self.console.print(f"  {description}{pct} {detail}", markup=False, highlight=False)
+            self._progress_line(description, done, total, detail)
+
+    _progress.draws = True  # type: ignore[attr-defined]  (see session.context.Progress.drawn)
 
     # --- the loop ------------------------------------------------------------------------------
     def read_line(self) -> str:

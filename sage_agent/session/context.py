@@ -40,6 +40,9 @@ class Progress:
         self.total = total
         self.done = 0.0
         self._sink = sink
+        # a front door that shows progress marks its sink `draws`; work that also writes news lines (a
+        # backfill's every 10%) leaves them out then, so a person does not read each step twice
+        self.drawn = bool(getattr(sink, "draws", False))
 
     def advance(self, amount: float = 1, detail: str = "") -> None:
         self.done += amount

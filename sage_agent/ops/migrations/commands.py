@@ -304,8 +304,10 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
         release_apply_lock(conn)
         if log_entries:
             append_log(project, log_entries)
+    expanded = [p.migration.filename for p in plans if p.migration.version in chosen.plans
+                and any(step.kind == "swap" for step in chosen.plans[p.migration.version].steps)]
     return _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings, online=set(chosen.plans),
-                         ahead=ahead)
+                         ahead=ahead, expanded=expanded)
 
 
 def ctx_batch_rows() -> int:
@@ -352,7 +354,7 @@ def next_smoke_version(project: Path) -> str:
 
 
 def _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings, online: set[str] = frozenset(),
-                  ahead=None) -> OpResult:
+                  ahead=None, expanded: list[str] = ()) -> OpResult:
     by_file = {o.migration.filename: o for o in outcomes}
     rows = []
     for p in plans:
@@ -369,12 +371,19 @@ def _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings, online: 
     data = {"applied": [o.migration.filename for o in ok], "snapshot": snapshot_name,
             "log": str(LOG_PATH), "survey": ahead.data() if ahead else None}
     if failed is None:
+        # an expanded type change keeps its old column and sync trigger until the contract: say so, with the way
+        expanded = [f for f in expanded if f in by_file and by_file[f].status == "success"]
+        if expanded:
+            notes = notes + [f"{', '.join(expanded)}: expanded (contract pending): the old column and its sync "
+                             "trigger stay until *apply --complete (typed COMPLETE) drops them; until then *rollback "
+                             "FILE swaps back in one short transaction"]
         return OpResult(operation="db-apply-migration",
                         summary=f"Applied {len(ok)} migration(s)" + (f"; snapshot {snapshot_name}" if snapshot_name
                                                                       else ""),
                         facts=facts, tables=[table], findings=lint, notes=notes,
                         artifacts=[str(LOG_PATH), *(f"supabase/migrations/{o.migration.filename}" for o in ok)],
-                        next_steps=[f"*smoke-test {next_smoke_version(ctx.project)}", "*migrations"], data=data)
+                        next_steps=[f"*smoke-test {next_smoke_version(ctx.project)}", "*migrations"]
+                        + ([f"*apply --complete {f}" for f in expanded] if expanded else []), data=data)
     where = f"{failed.migration.filename}:{failed.line}" if failed.line else failed.migration.filename
     first_line = (failed.error or "").splitlines()[0] if failed.error else "failed"
     plan = next(p for p in plans if p.migration is failed.migration)

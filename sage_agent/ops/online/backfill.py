@@ -141,10 +141,10 @@ def run_backfill(conn, step, state: st.OnlineState, index: int, *, retry: RetryP
         left = max(cur["rows_total"] - cur["rows_done"], 0)
         bar.update(cur["rows_done"], f"{rate:,.0f} rows/s, ETA {_fmt_eta(left / rate) if rate else '?'}")
         pct = 100 * cur["rows_done"] / max(cur["rows_total"], 1)
-        if pct >= next_note and pct < 100:
+        if pct >= next_note and pct < 100 and not bar.drawn:  # the drawn bar already says it
             say(f"backfill {table}: {pct:.0f}% ({cur['rows_done']:,} of {cur['rows_total']:,} rows, {rate:,.0f} "
                 f"rows/s, ETA {_fmt_eta(left / rate) if rate else '?'})")
-            next_note = (int(pct) // 10 + 1) * 10
+            next_note = (round(pct) // 10 + 1) * 10  # after the shown (rounded) value: 40% is not followed by 41%
         if should_stop():
             return False
         if batch.pause_ms:

@@ -290,16 +290,46 @@ def dump_difference(result: list[str], target: list[str]) -> tuple[list[str], li
     return sorted((t - r).elements()), sorted((r - t).elements())
 
 
+SYNC_FUNCTIONS = """
+select distinct pg_get_functiondef(p.oid) from pg_trigger t
+join pg_proc p on p.oid = t.tgfoid join pg_namespace pn on pn.oid = p.pronamespace
+join pg_class c on c.oid = t.tgrelid join pg_namespace cn on cn.oid = c.relnamespace
+where not t.tgisinternal and pn.nspname = 'supabase_migrations' and cn.nspname <> all(%s)
+"""
+
+
+def _sync_functions(url: str) -> list[str]:
+    """The functions in supabase_migrations that triggers on user tables call: *apply --online's sync triggers
+    of a type change under way or expanded. pg_dump leaves that schema out with the managed ones, so without
+    them the dump of the user schemas would not load (its CREATE TRIGGER names a missing function)."""
+    # lazy: psycopg loads on the first database call
+    from sage_agent.db.connect import connect
+
+    with connect(url) as conn:
+        return [r[0] for r in conn.execute(SYNC_FUNCTIONS, (list(MANAGED_SCHEMAS),)).fetchall()]
+
+
 def dump_schema(url: str, out: Path) -> None:
-    """pg_dump --schema-only of the user's schemas (managed schemas left out) to `out`."""
+    """pg_dump --schema-only of the user's schemas (managed schemas left out) to `out`; the sync-trigger
+    functions those schemas' triggers call are written first."""
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+    import shutil
+
     from sage_agent.db.tools import run_pg_tool
 
-    args = ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions", "-f", str(out)]
+    functions = _sync_functions(url)
+    target = out.with_name(out.name + ".dump") if functions else out
+    args = ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions", "-f", str(target)]
     for pattern in MANAGED_SCHEMAS:
         args += ["-N", pattern]
     major = _server_major(url)
     run_pg_tool("pg_dump", url, args, server_major=major)
+    if functions:
+        with open(out, "w", encoding="utf-8") as fh, open(target, encoding="utf-8") as dump:
+            fh.write("CREATE SCHEMA IF NOT EXISTS supabase_migrations;\n")
+            fh.writelines(f"{text.rstrip()};\n" for text in functions)
+            shutil.copyfileobj(dump, fh)
+        target.unlink()
     entries = _storage_policy_entries(url, major)
     if entries:  # the copy gets the user's policies on storage tables too (the shadow has the platform's storage)
         with open(out, "a", encoding="utf-8") as fh:
@@ -351,15 +381,19 @@ def _template_copy(admin_url: str, url: str) -> str | None:
 
 
 @contextmanager
-def shadow_copy(admin_url: str, url: str, label: str = "copy") -> Iterator[str]:
+def shadow_copy(admin_url: str, url: str, label: str = "copy", *, keep_privileges: bool = False) -> Iterator[str]:
     """A scratch database holding A's user schema: a template copy when A is a small idle database on the
-    shadow server, else pg_dump --schema-only of A loaded into a shadow."""
+    shadow server, else pg_dump --schema-only of A loaded into a shadow (its own default privileges taken away
+    first, so the copy has exactly the dump's).
+
+    keep_privileges (the proof of a *rollback, compared with its snapshot loaded into a shadow the same way):
+    always the dump, loaded into a shadow as it comes, never a template copy (it would copy the rows)."""
     # lazy: psycopg loads on the first database call
     from sage_agent.db.shadow import drop_database, load_sql_file, shadow_database
     from sage_agent.db.tools import PgToolError
     from sage_agent.db.urls import conninfo_params
 
-    copy = _template_copy(admin_url, url)
+    copy = None if keep_privileges else _template_copy(admin_url, url)
     if copy is not None:
         try:
             yield copy
@@ -374,7 +408,8 @@ def shadow_copy(admin_url: str, url: str, label: str = "copy") -> Iterator[str]:
         except PgToolError as exc:
             raise OpError(f"cannot copy the schema for the proof: {exc}", "check pg_dump with *env-check") from None
         with shadow_database(admin_url, label) as shadow:
-            neutralize_privileges(shadow)
+            if not keep_privileges:
+                neutralize_privileges(shadow)
             try:
                 load_sql_file(shadow, dump)
             except PgToolError as exc:

@@ -15,16 +15,14 @@ execute(ctx, plan) runs the same steps on the target in one transaction with the
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from psycopg import sql
 
-from sage_agent.db.schemas import MANAGED_SCHEMAS
 from sage_agent.ops.result import OpError
 from sage_agent.ops.schema.diff import Plan
 from sage_agent.ops.schema.model import DatabaseSchema
@@ -225,7 +223,7 @@ def plan_reverse(ctx, meta: SnapshotMeta) -> ReversePlan:
     import psycopg
 
     from sage_agent.db.connect import connect
-    from sage_agent.ops.schema.compare import _server_major, open_source, read_schema
+    from sage_agent.ops.schema.compare import _server_major, open_source, read_schema, shadow_copy
     from sage_agent.ops.schema.diff import diff_schemas
     from sage_agent.ops.schema.introspect import introspect_in_transaction
     from sage_agent.ops.snapshots.store import count_rows, list_tables, online_versions, user_schemas
@@ -239,12 +237,14 @@ def plan_reverse(ctx, meta: SnapshotMeta) -> ReversePlan:
         versions_now = [r[0] for r in conn.execute(
             "select version from supabase_migrations.schema_migrations order by 1")] if history else []
         online_now = online_versions(conn)
+        undo_online = _online_undo(conn, online_now, meta)
         conn.rollback()
     fingerprint = _fingerprint(ctx.migration_url, server_major)
     with ExitStack() as stack, ThreadPoolExecutor(max_workers=2) as pool:
         ctx.say(f"loading snapshot {meta.name} into a shadow database and copying the current schema")
         fb = pool.submit(lambda: stack.enter_context(open_source(ctx, meta.name, admin_url, "snapshot")))
-        fs = pool.submit(lambda: stack.enter_context(_schema_copy(admin_url, ctx.migration_url)))
+        fs = pool.submit(lambda: stack.enter_context(shadow_copy(admin_url, ctx.migration_url, "rollback",
+                                                                 keep_privileges=True)))
         b, shadow = fb.result(), fs.result()
         fm = pool.submit(read_schema, b.url)
         shadow_major = _server_major(admin_url)
@@ -265,7 +265,8 @@ def plan_reverse(ctx, meta: SnapshotMeta) -> ReversePlan:
             model_a = introspect_in_transaction(sconn)
             sconn.rollback()
         diff = diff_schemas(model_a, model_b)
-        plan = _assemble(meta, items, diff, model_a, model_b, renamed, rebuild, counts, versions_now, online_now)
+        plan = _assemble(meta, items + undo_online, diff, model_a, model_b, renamed, rebuild, counts, versions_now,
+                         online_now)
         plan.snapshot_dump, plan.target_fingerprint = snapshot_dump, fingerprint
         plan.shadow_major = shadow_major
         ctx.say(f"proving the reverse change on a shadow copy ({len(plan.items)} steps)")
@@ -286,30 +287,6 @@ def plan_reverse(ctx, meta: SnapshotMeta) -> ReversePlan:
             f"*rollback {meta.name} --replace replaces the schemas whole (its plan shows the rows lost), or "
             f"inspect with *compare-schemas {ctx.target.env} {meta.name}")
     return plan
-
-
-@contextmanager
-def _schema_copy(admin_url: str, url: str) -> Iterator[str]:
-    """A shadow database with the target's schema only (pg_dump --schema-only loaded): never its rows, however
-    small the database (a template copy would copy the data files)."""
-    # lazy: psycopg loads on the first database call; the thread pool loads only for parallel work
-    from sage_agent.db.shadow import load_sql_file, shadow_database
-    from sage_agent.db.tools import PgToolError
-    from sage_agent.ops.schema.compare import dump_schema
-
-    with tempfile.TemporaryDirectory(prefix="sage-rollback-") as tmp:
-        path = Path(tmp) / "schema.sql"
-        try:
-            dump_schema(url, path)
-        except PgToolError as exc:
-            raise OpError(f"cannot copy the schema for the proof: {exc}", "check pg_dump with *env-check") from None
-        with shadow_database(admin_url, "rollback") as shadow:
-            try:
-                load_sql_file(shadow, path)
-            except PgToolError as exc:
-                raise OpError(f"the current schema does not load into a shadow database: {exc}",
-                              "roles or extensions the schema uses must exist on the shadow server") from None
-            yield shadow
 
 
 def _set_aside(key: str, n: int) -> list[Item]:
@@ -380,6 +357,29 @@ def gather_keeps(meta: SnapshotMeta, applied: list[str]) -> dict[str, list[_Keep
     return out
 
 
+def _started_after(meta, online_now: list[str]) -> list[str]:
+    """Files whose online apply started after the snapshot (a snapshot older than the online_versions field:
+    keep the rows of files it has as applied, i.e. expanded)."""
+    had = meta.online_versions if meta.online_versions is not None else meta.history_versions or []
+    return [v for v in online_now if v not in had]
+
+
+def _online_undo(conn, online_now: list[str], meta) -> list[Item]:
+    """The expand steps (sync trigger, its function in supabase_migrations, the new column) of type changes
+    that started after the snapshot: the schema diff sees the column and the trigger but not the function."""
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+    from sage_agent.ops.online import expand as ex
+    from sage_agent.ops.online import state as st
+
+    states = st.read_all(conn)
+    statements = [text for v in _started_after(meta, online_now) if v in states
+                  for info in ex.infos(states[v]) if not info.get("swapped") for text in ex.unexpand_sql(info)]
+    if not statements:
+        return []
+    return [Item(99.4, f"undo the online expand of {', '.join(_started_after(meta, online_now))} (sync trigger, "
+                       "function, new column)", sql=";\n".join(statements))]
+
+
 def _assemble(meta, items, diff, model_a, model_b, renamed, rebuild, counts, versions_now,
               online_now: list[str] = ()) -> ReversePlan:
     # lazy: pglast (the SQL parser) loads only when SQL is parsed
@@ -442,9 +442,7 @@ def _assemble(meta, items, diff, model_a, model_b, renamed, rebuild, counts, ver
                                    .as_string(None)))
     # a file whose online apply started after the snapshot: its done steps are undone with the schema, so its
     # progress row goes too (else the next *apply would skip steps the rollback undid)
-    # (a snapshot older than the online_versions field: keep the rows of files it has as applied, i.e. expanded)
-    had = meta.online_versions if meta.online_versions is not None else meta.history_versions or []
-    started_after = [v for v in online_now if v not in had]
+    started_after = _started_after(meta, online_now)
     if started_after:
         plan.items.append(Item(99.5, f"online progress of {', '.join(started_after)} cleared (started after the "
                                      "snapshot: *apply runs the file from its first step)", target_only=True,
