@@ -31,8 +31,10 @@ RESULTS = REPO / "bench" / "results" / "big-schema.md"
 PARTS = 20  # partitions per partitioned parent
 
 _WRAP = ("import atexit, resource, sys, runpy\n"
-         "atexit.register(lambda: sys.stderr.write('MAXRSS_KB %d\\n' % "
-         "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+         "def _report(u=resource.getrusage):\n"
+         "    r = u(resource.RUSAGE_SELF)\n"
+         "    sys.stderr.write('MAXRSS_KB %d\\nCPU_S %.3f\\n' % (r.ru_maxrss, r.ru_utime + r.ru_stime))\n"
+         "atexit.register(_report)\n"
          "sys.argv = ['sage'] + sys.argv[1:]\n"
          "runpy.run_module('sage_agent', run_name='__main__')\n")
 
@@ -174,10 +176,12 @@ def sage(args: list[str], project: Path, shadow_url: str) -> tuple[float, int, d
                           env=sage_env({"SAGE_SHADOW_URL": shadow_url}), stdin=subprocess.DEVNULL)
     elapsed = time.perf_counter() - t0
     rss = next((int(ln.split()[1]) for ln in proc.stderr.splitlines() if ln.startswith("MAXRSS_KB")), 0)
+    cpu = next((float(ln.split()[1]) for ln in proc.stderr.splitlines() if ln.startswith("CPU_S")), 0.0)
     try:
         doc = json.loads(proc.stdout)
     except json.JSONDecodeError:
         raise SystemExit(f"sage {args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    doc["_cpu_s"] = cpu
     return elapsed, rss // 1024, doc
 
 
@@ -213,9 +217,7 @@ def main() -> None:
     parser.add_argument("--render", nargs="*", help="only rewrite the results from the JSON lines of these logs")
     args = parser.parse_args()
     if args.render:
-        rows = [json.loads(ln) for log in args.render for ln in Path(log).read_text().splitlines()
-                if ln.startswith("{")]
-        write(sorted(rows, key=lambda r: r["n"]))
+        write(merge(args.render))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     srv = server()
@@ -251,6 +253,8 @@ def main() -> None:
                         t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project,
                                            shadow)
                         res["warm"].append(t)
+                        res["cpu_warm"] = res.get("cpu_warm", []) + [doc["_cpu_s"]]
+                        res["load_warm"] = res.get("load_warm", []) + [os.getloadavg()[0]]
                         res["rss_dry"].append(rss)
                         res["warm_phases"] = doc["data"]["timings"]
                         res["verdict"] = doc["data"]["verdict"]
@@ -259,6 +263,7 @@ def main() -> None:
                 if "compare" in phases and not args.skip_compare:
                     t, rss, doc = sage(["run", f"*compare-schemas {url} {b_url}", "--json"], project, shadow)
                     res["compare"].append(t)
+                    res["cpu_compare"] = res.get("cpu_compare", []) + [doc["_cpu_s"]]
                     res["rss_cmp"].append(rss)
                     res["compare_notes"] = len(doc.get("notes") or [])
                     res["compare_summary"] = doc.get("summary")
@@ -269,6 +274,26 @@ def main() -> None:
             rows.append(res)
     if rows:
         write(rows)
+
+
+def merge(logs: list[str]) -> list[dict]:
+    """One row per size from several runs' logs: each log's last line for a size (a round's line holds all its
+    rounds so far), lists of measurements joined across logs, other fields from the last log that has them."""
+    by_n: dict[int, dict] = {}
+    for log in logs:
+        last: dict[int, dict] = {}
+        for ln in Path(log).read_text().splitlines():
+            if ln.startswith("{"):
+                row = json.loads(ln)
+                last[row["n"]] = row
+        for n, row in last.items():
+            out = by_n.setdefault(n, {})
+            for key, value in row.items():
+                if isinstance(value, list):
+                    out[key] = out.get(key, []) + value
+                elif value not in (None, {}, []):
+                    out[key] = value
+    return [by_n[n] for n in sorted(by_n)]
 
 
 def med(xs):

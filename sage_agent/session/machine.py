@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sage_agent.catalog.tasks import InputSpec, TaskSpec, command_index
 from sage_agent.db.env import ConfigError, Target
 from sage_agent.db.redact import redact
-from sage_agent.ops.registry import load_operations
+from sage_agent.ops.registry import operation_for
 from sage_agent.ops.result import NeedsInput, OpError, OpResult
 from sage_agent.session import audit
 from sage_agent.session.answers import AnswerSource, ConfirmationRequired, ConfirmRequest, Declined, MissingInput
@@ -172,7 +172,7 @@ class Session:
         return outcome
 
     def _run_task(self, task: TaskSpec, values: dict[str, Any]) -> Outcome:
-        op = load_operations().get(task.id)
+        op = operation_for(task.id)
         if op is None:
             return Outcome(EXIT_FAILED, error=f"*{task.command} has no operation registered (task {task.id})",
                            task_id=task.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,8 +125,7 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     from sage_agent.db.tools import PgToolError
     from sage_agent.ops.migrations.applier import prepare_file
     from sage_agent.ops.migrations.history import MigrationFileError, ensure_history_table, read_applied
-    from sage_agent.ops.migrations.shadow_run import (build_template, clone_template, find_template,
-                                                      schema_fingerprint, template_session)
+    from sage_agent.ops.migrations.shadow_run import build_template, clone_template, template_session
     from sage_agent.ops.snapshots.store import schema_exists, user_schemas
 
     project: Path = ctx.project
@@ -163,6 +163,11 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     target.execute("set default_transaction_read_only = on")
     schemas = user_schemas(target)
     history = schema_exists(target, "supabase_migrations")
+    # the catalog fingerprint (a pass over every catalog of the target) and the look-up of a cached template run
+    # on a connection of their own beside the reads below (sizes, locks)
+    cache_pool = ThreadPoolExecutor(max_workers=1)
+    cached = cache_pool.submit(_cached_template, ctx, schemas, history, server.major) if schemas or history else None
+    cache_pool.shutdown(wait=False)
     applied_versions = {r.version for r in read_applied(target)} if history else set()
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.migrations.policy import grade_by_size
@@ -196,9 +201,8 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     template = None
     shadow_name = None
     try:
-        if schemas or history:
-            fingerprint = schema_fingerprint(target, schemas, history, server.major)
-            template = find_template(admin, fingerprint)
+        if cached is not None:
+            fingerprint, template = cached.result()
             if template:
                 shared["cached schema (catalog fingerprint unchanged)"] = time.perf_counter() - t0
             else:
@@ -250,6 +254,18 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     if not chain:
         return results[0]
     return _chain_result(ctx, runs, results, time.perf_counter() - started)
+
+
+def _cached_template(ctx, schemas: list[str], history: bool, server_major: int) -> tuple[str, str | None]:
+    """(the target's catalog fingerprint, the cached template labelled with it or None), on a read-only
+    connection of its own."""
+    # lazy: psycopg loads on the first database call
+    from sage_agent.ops.migrations.shadow_run import find_template, schema_fingerprint
+
+    with ctx.connect(ctx.migration_url, autocommit=True) as conn:
+        conn.execute("set default_transaction_read_only = on")
+        fingerprint = schema_fingerprint(conn, schemas, history, server_major)
+    return fingerprint, find_template(ctx.admin_url, fingerprint)
 
 
 def _online_steps(target, run: _FileRun, asked: bool, server_major: int) -> None:
