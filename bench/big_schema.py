@@ -300,33 +300,55 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def _runs(xs: list[float], unit: str = " s") -> str:
+    """median (every run, in order) - or "-" when not measured."""
+    if not xs:
+        return "-"
+    return f"{med(xs):.1f}{unit}" + (f" ({', '.join(f'{x:.0f}' if x >= 100 else f'{x:.1f}' for x in xs)})"
+                                     if len(xs) > 1 else "")
+
+
 def write(rows: list[dict]) -> None:
     lines = ["# Big schemas: `*dry-run` and `*compare-schemas` at 1k-20k tables", "",
-             f"Machine: {machine()} (shared with other agents; load average at the start of each size below). "
-             "Produced by `nice -n 10 python bench/big_schema.py --sizes ...`. Half plain tables (PK, index, "
-             f"RLS policy, FK on every 3rd, a view per 50), half hash partitions of {PARTS}-way parents. "
-             "Floor = the bare pipe `pg_dump --schema-only -n public | psql --single-transaction` into a new database "
-             "(in brackets: dump to a file, then load it). "
-             "Cold = no cached template; warm = the same file again, schema unchanged. Peak RSS = the sage "
-             "process (ru_maxrss).", "",
-             "| tables | load | floor: pg_dump \\| psql | dry-run cold | dry-run warm | compare vs copy | "
-             "peak RSS dry-run / compare | notes | templates on disk |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"Machine: {machine()}, shared with 6 other agents (load average: the 1-minute value at each "
+             "measurement, range over the runs). Produced by `nice -n 10 python bench/big_schema.py --sizes ... "
+             "--phases ...` (logs merged with `--render LOG ...`). Half plain tables (PK, index, RLS policy, FK on "
+             f"every 3rd, a view per 50), half hash partitions of {PARTS}-way parents. Floor = the bare pipe "
+             "`pg_dump --schema-only -n public | psql --single-transaction` into a new database on the shadow "
+             "server; cold = `sage run \"*dry-run ...\"` with no cached template, run right after the floor "
+             "(alternating, round by round); warm = the same file again, schema unchanged. Times are the whole "
+             "`sage run` process; CPU = that process's own user+sys seconds (the server's work is not in it); "
+             "medians, every run in brackets. Peak RSS = the sage process (ru_maxrss).", "",
+             "| tables | floor: pg_dump \\| psql | dry-run cold | load (floor / cold) | dry-run warm | warm CPU | "
+             "load (warm) | compare vs copy | load (compare) | peak RSS dry-run / compare |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def loads(xs):
+        if not xs:
+            return "-"
+        return f"{min(xs):.0f}" if round(min(xs)) == round(max(xs)) else f"{min(xs):.0f}-{max(xs):.0f}"
+
     for r in rows:
-        fd = med([f[0] for f in r["floor"]]) if r["floor"] else 0
-        fl = med([f[1] for f in r["floor"]]) if r["floor"] else 0
-        fp = med([f[2] for f in r["floor"]]) if r["floor"] else float("nan")
-        lines.append(f"| {r['n']:,} | {med(r['load']):.1f} | {fp:.1f} s".replace("nan s", "not measured") + (f" (file: {fd:.1f} + {fl:.1f})" if fd else "") + " | "
-                     f"{med(r['cold']):.1f} s | {med(r['warm']):.1f} s | "
-                     + (f"{med(r['compare']):.1f} s" if r["compare"] else "-") + " | "
-                     f"{max(r['rss_dry'])} / {max(r['rss_cmp']) if r['rss_cmp'] else '-'} MB | "
-                     f"{r.get('compare_notes', '-')} | {r['tpl_bytes'] / 2**20:.0f} MB |")
+        floor = [f[2] for f in r.get("floor", [])]
+        lines.append(f"| {r['n']:,} | {_runs(floor)} | {_runs(r.get('cold', []))} | "
+                     f"{loads(r.get('load_floor', []))} / {loads(r.get('load_cold', []))} | "
+                     f"{_runs(r.get('warm', []))} | {_runs(r.get('cpu_warm', []))} | {loads(r.get('load_warm', []))} | "
+                     f"{_runs(r.get('compare', []))} | {loads(r.get('load_compare', []))} | "
+                     f"{max(r.get('rss_dry') or [0]) or '-'} / {max(r.get('rss_cmp') or [0]) or '-'} MB |")
     lines += [""]
     for r in rows:
-        lines.append(f"- {r['n']:,} tables: dry-run verdict {r['verdict']}, changes {r.get('changes', '-')}; cold phases "
-                     + ", ".join(f"{k} {v:.2f}s" for k, v in r["cold_phases"].items()) + "; warm phases "
-                     + ", ".join(f"{k} {v:.2f}s" for k, v in r["warm_phases"].items())
-                     + (f"; compare: {r.get('compare_summary')}" if r["compare"] else ""))
+        parts = [f"- {r['n']:,} tables:"]
+        if r.get("verdict"):
+            parts.append(f"dry-run verdict {r['verdict']}, changes {r.get('changes')};")
+        for key, label in (("cold_phases", "cold phases"), ("warm_phases", "warm phases"),
+                           ("compare_timings", "compare phases")):
+            if r.get(key):
+                parts.append(f"{label} " + ", ".join(f"{k} {v:.2f}s" for k, v in r[key].items()) + ";")
+        if r.get("compare_summary"):
+            parts.append(f"compare: {r['compare_summary']}")
+        if r.get("note"):
+            parts.append(f"({r['note']})")
+        lines.append(" ".join(parts))
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
