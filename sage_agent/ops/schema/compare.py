@@ -538,7 +538,7 @@ def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=Non
             ctx.url  # noqa: B018 - start an embedded target once, before the worker threads need it
         except DbConnectError as exc:
             raise OpError(exc.message, exc.hint) from None
-    with ExitStack() as stack, ThreadPoolExecutor(max_workers=5) as pool:
+    with ExitStack() as stack, ThreadPoolExecutor(max_workers=3) as pool:
         with timer("load sources"):
             fa = pool.submit(lambda: stack.enter_context(open_source(ctx, source, admin_url, "source")))
             fb = pool.submit(lambda: stack.enter_context(open_source(ctx, target, admin_url, "target")))
@@ -559,9 +559,6 @@ def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=Non
             # on another server (dump + load): start now, beside the reads. On the shadow server itself (a file
             # copy of A, which must be idle): only once the plan turns out not to be empty.
             copy_future = None if _same_server(a.url, admin_url) else pool.submit(make_copy)
-        # the proof's dumps of A and B start first and run beside the model reads: each pg_dump is a process of
-        # its own (another core), while the reads are mostly Python in this one
-        dumps = (pool.submit(normalized_dump, a.url), pool.submit(normalized_dump, b.url)) if do_prove else None
         try:
             with timer("read schemas (A and B)"):
                 ma_f = pool.submit(read_schema, a.url)
@@ -573,9 +570,11 @@ def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=Non
             plan = diff_schemas(model_a, model_b)
         proof = None
         dump_a = dump_b = None
-        if dumps is not None:
-            with timer("pg_dump of A and B (beyond the reads)"):
-                dump_a, dump_b = dumps[0].result(), dumps[1].result()
+        if do_prove:
+            with timer("pg_dump of A and B"):
+                fda = pool.submit(normalized_dump, a.url)
+                fdb = pool.submit(normalized_dump, b.url)
+                dump_a, dump_b = fda.result(), fdb.result()
             only_b, only_a = dump_difference(dump_a, dump_b)
             if plan.empty:
                 proof = Proof(not only_a and not only_b, remaining=plan, applied_to="(nothing to apply)",
