@@ -276,6 +276,10 @@ def main() -> None:
         write(rows)
 
 
+_MEASURED = ("floor", "cold", "warm", "compare", "rss_dry", "rss_cmp", "load", "load_floor", "load_cold", "load_warm",
+             "load_compare", "cpu_warm", "cpu_compare")
+
+
 def merge(logs: list[str]) -> list[dict]:
     """One row per size from several runs' logs: each log's last line for a size (a round's line holds all its
     rounds so far), lists of measurements joined across logs, other fields from the last log that has them."""
@@ -289,7 +293,7 @@ def merge(logs: list[str]) -> list[dict]:
         for n, row in last.items():
             out = by_n.setdefault(n, {})
             for key, value in row.items():
-                if isinstance(value, list):
+                if key in _MEASURED:
                     out[key] = out.get(key, []) + value
                 elif value not in (None, {}, []):
                     out[key] = value

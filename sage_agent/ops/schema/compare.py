@@ -227,21 +227,30 @@ def normalized_dump(url: str, server_major: int | None = None) -> list[str]:
     """pg_dump --schema-only (privileges included, owners left out) of the user schemas, as the sorted list
     of its statements without comments, SET lines and psql meta-commands: what the proof compares. The dump
     goes to a file read line by line: only the statements are held, never the whole dump as one string."""
+    with tempfile.TemporaryDirectory(prefix="sage-norm-") as tmp:
+        out = Path(tmp) / "schema.sql"
+        return read_normalized(out, dump_for_proof(url, out, server_major))
+
+
+def dump_for_proof(url: str, out: Path, server_major: int | None = None) -> list[str]:
+    """The pg_dump behind normalized_dump, written to `out`; returns the storage policies' statements."""
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.tools import PgToolError, run_pg_tool
 
-    with tempfile.TemporaryDirectory(prefix="sage-norm-") as tmp:
-        out = Path(tmp) / "schema.sql"
-        args = ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions", "-f", str(out)]
-        for pattern in MANAGED_SCHEMAS:
-            args += ["-N", pattern]
-        try:
-            run_pg_tool("pg_dump", url, args, server_major=server_major or _server_major(url))
-            policies = storage_policies.statements(_storage_policy_entries(url, server_major))
-        except PgToolError as exc:
-            raise OpError(f"pg_dump of a schema for the proof failed: {exc}", "check pg_dump with *env-check") from None
-        with open(out, encoding="utf-8", errors="replace", newline="") as fh:
-            statements = split_statements(ln for raw in fh for ln in raw.splitlines())
+    args = ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions", "-f", str(out)]
+    for pattern in MANAGED_SCHEMAS:
+        args += ["-N", pattern]
+    try:
+        run_pg_tool("pg_dump", url, args, server_major=server_major or _server_major(url))
+        return storage_policies.statements(_storage_policy_entries(url, server_major))
+    except PgToolError as exc:
+        raise OpError(f"pg_dump of a schema for the proof failed: {exc}", "check pg_dump with *env-check") from None
+
+
+def read_normalized(out: Path, policies: list[str]) -> list[str]:
+    """normalized_dump's statements from a dump file written by dump_for_proof."""
+    with open(out, encoding="utf-8", errors="replace", newline="") as fh:
+        statements = split_statements(ln for raw in fh for ln in raw.splitlines())
     return sorted(statements + [s.strip() for s in policies if s.strip()])
 
 
@@ -538,7 +547,7 @@ def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=Non
             ctx.url  # noqa: B018 - start an embedded target once, before the worker threads need it
         except DbConnectError as exc:
             raise OpError(exc.message, exc.hint) from None
-    with ExitStack() as stack, ThreadPoolExecutor(max_workers=3) as pool:
+    with ExitStack() as stack, ThreadPoolExecutor(max_workers=5) as pool:
         with timer("load sources"):
             fa = pool.submit(lambda: stack.enter_context(open_source(ctx, source, admin_url, "source")))
             fb = pool.submit(lambda: stack.enter_context(open_source(ctx, target, admin_url, "target")))
@@ -559,6 +568,14 @@ def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=Non
             # on another server (dump + load): start now, beside the reads. On the shadow server itself (a file
             # copy of A, which must be idle): only once the plan turns out not to be empty.
             copy_future = None if _same_server(a.url, admin_url) else pool.submit(make_copy)
+        # the proof's pg_dumps of A and B start first and run beside the model reads: each is a process of its
+        # own (another core), while the reads are mostly Python in this one. Their files are read into statements
+        # only after the reads, so the dumps never add to the reads' peak memory.
+        dumps = None
+        if do_prove:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sage-norm-")))
+            dumps = [(folder / name, pool.submit(dump_for_proof, side.url, folder / name))
+                     for name, side in (("a.sql", a), ("b.sql", b))]
         try:
             with timer("read schemas (A and B)"):
                 ma_f = pool.submit(read_schema, a.url)
@@ -570,11 +587,11 @@ def compare(ctx, source: str, target: str, *, do_prove: bool = True, inspect=Non
             plan = diff_schemas(model_a, model_b)
         proof = None
         dump_a = dump_b = None
-        if do_prove:
-            with timer("pg_dump of A and B"):
-                fda = pool.submit(normalized_dump, a.url)
-                fdb = pool.submit(normalized_dump, b.url)
-                dump_a, dump_b = fda.result(), fdb.result()
+        if dumps is not None:
+            with timer("pg_dump of A and B (beyond the reads)"):
+                policies = [future.result() for _, future in dumps]
+            with timer("read the dumps"):
+                dump_a, dump_b = (read_normalized(path, pol) for (path, _), pol in zip(dumps, policies))
             only_b, only_a = dump_difference(dump_a, dump_b)
             if plan.empty:
                 proof = Proof(not only_a and not only_b, remaining=plan, applied_to="(nothing to apply)",
