@@ -287,9 +287,9 @@ What is left, per statement (5 MB file, CPU in one process at load about 15): pg
 profile: finding objects, lock facts, attribute walks), the JSON report and start-up about 0.8 s; squawk does all
 of it in 4.2 s. The typical files have bigger trees per byte (policies, checks, defaults): tree building is 1.2 s of
 their 2.5 s. Reaching 1.0x needs the rules to read libpg_query's output without Python node objects (a rewrite of
-the 81 rules) or a parser binding that builds no Python objects. In this run the load average stayed above the
-2 cores, so `sage lint` used one process throughout (the two-process path was not measured on free cores this
-round). The 50 KB case reflects this round's start-up work (rule modules loaded by the statement types present).
+the 81 rules) or a parser binding that builds no Python objects. In the loaded run the load average stayed above the
+2 cores, so `sage lint` used one process throughout; in the quiet run above (load 0.8-1.0) the bench's own runs kept
+the load average near 1, so the default job rule (cores minus load, rounded) also chose one process. The 50 KB case reflects this round's start-up work (rule modules loaded by the statement types present).
 Growth stays linear (seconds per MB above start-up within the noise of the load).
 """
 
