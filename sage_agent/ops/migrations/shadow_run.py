@@ -114,8 +114,8 @@ _WRITTEN_OBJS = (
 )
 _WRITTEN = """
 with mine as (select age(pg_current_xact_id()::text::xid) as a),
-rels as ({rels}),
-nsps as ({nsps}),
+rels(oid) as ({rels}),  -- named: the first query of the union (whichever catalogs were written) names it otherwise
+nsps(oid) as ({nsps}),
 objs as (
   select 'pg_class'::regclass as classid, oid as objid from rels
   union select 'pg_class'::regclass, x.indexrelid from rels join pg_index x on x.indrelid = rels.oid
