@@ -361,23 +361,20 @@ def dependent_views(conn, table: str, attnum: int) -> tuple[list[dict], list[str
         "select distinct r.ev_class from pg_depend d join pg_rewrite r on r.oid = d.objid "
         "where d.classid = 'pg_rewrite'::regclass and d.refclassid = 'pg_class'::regclass "
         "and d.refobjid = to_regclass(%s) and d.refobjsubid = %s and r.ev_class <> d.refobjid", (table, attnum))]
-    uses: dict[int, set[int]] = {}  # view -> the views of the set it is built on
+    built_on: dict[int, list[int]] = {}  # view -> the views built on it (one catalog read per view)
     queue = list(direct)
     while queue:
         oid = queue.pop()
-        if oid in uses:
+        if oid in built_on:
             continue
-        uses[oid] = set()
-        for (child,) in conn.execute(
-                "select distinct r.ev_class from pg_depend d join pg_rewrite r on r.oid = d.objid "
-                "where d.classid = 'pg_rewrite'::regclass and d.refclassid = 'pg_class'::regclass "
-                "and d.refobjid = %s and r.ev_class <> %s", (oid, oid)):
-            queue.append(child)
-    for oid in uses:
-        for (child,) in conn.execute(
-                "select distinct r.ev_class from pg_depend d join pg_rewrite r on r.oid = d.objid "
-                "where d.classid = 'pg_rewrite'::regclass and d.refclassid = 'pg_class'::regclass "
-                "and d.refobjid = %s and r.ev_class <> %s", (oid, oid)):
+        built_on[oid] = [child for (child,) in conn.execute(
+            "select distinct r.ev_class from pg_depend d join pg_rewrite r on r.oid = d.objid "
+            "where d.classid = 'pg_rewrite'::regclass and d.refclassid = 'pg_class'::regclass "
+            "and d.refobjid = %s and r.ev_class <> %s", (oid, oid))]
+        queue += built_on[oid]
+    uses: dict[int, set[int]] = {oid: set() for oid in built_on}  # view -> the views of the set it is built on
+    for oid, children in built_on.items():
+        for child in children:
             uses[child].add(oid)
     order: list[int] = []
     while len(order) < len(uses):  # views before the views built on them
