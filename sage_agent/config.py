@@ -52,8 +52,8 @@ class Settings:
     lint_error_mb: float = _setting("SAGE_LINT_ERROR_MB", 100.0,
                                     "table size above which a rewrite or scan in *dry-run is an error")
     lint_jobs: int = _setting("SAGE_LINT_JOBS", 0, "processes of sage lint: files linted at once, and a file "
-                              "over 400 KB is split between two (0: one per core the load average leaves "
-                              "free, at most 4; 1: one process)")
+                              "over 400 KB is split between two (0: one per core that nothing else is "
+                              "running on at the start, at most 4; 1: one process)")
     fleet_parallel: int = _setting("SAGE_FLEET_PARALLEL", 0,
                                    "targets a fleet run (--targets) works on at once (0: one per core)")
     watch_every_s: float = _setting("SAGE_WATCH_EVERY_S", 60.0, "seconds between sage watch rounds unless --every")

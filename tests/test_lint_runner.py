@@ -8,6 +8,8 @@ import threading
 from dataclasses import asdict
 from pathlib import Path
 
+import pytest
+
 from sage_agent.ops.lint import runner
 from sage_agent.sqlkit.lint import RULES
 
@@ -79,12 +81,48 @@ def test_a_threaded_process_lints_many_files_without_forking(tmp_path, monkeypat
 def test_busy_cores_mean_fewer_processes_unless_asked(monkeypatch):
     monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     monkeypatch.setenv("SAGE_LINT_JOBS", "0")
-    monkeypatch.setattr(runner.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
-    assert runner._cores() == 4
-    monkeypatch.setattr(runner.os, "getloadavg", lambda: (2.6, 1.0, 1.0))
+    # the 1-minute load average trails: right after other work it says busy although nothing runs now
+    monkeypatch.setattr(runner.os, "getloadavg", lambda: (3.9, 3.0, 2.0))
+    monkeypatch.setattr(runner, "_running_elsewhere", lambda: 0)
+    assert runner._cores() == 4 and runner._jobs(200) == 4
+    monkeypatch.setattr(runner, "_running_elsewhere", lambda: 3)
     assert runner._cores() == 1
     assert runner._jobs(200) == 1
-    monkeypatch.setattr(runner.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    monkeypatch.setattr(runner, "_running_elsewhere", lambda: 9)
     assert runner._cores() == 1
-    monkeypatch.setenv("SAGE_LINT_JOBS", "2")  # asked for: the load average does not matter
+    monkeypatch.setattr(runner, "_running_elsewhere", lambda: None)  # no instant count: the load average
+    assert runner._cores() == 1
+    monkeypatch.setattr(runner.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert runner._cores() == 4
+    monkeypatch.setenv("SAGE_LINT_JOBS", "2")  # asked for: the load does not matter
+    monkeypatch.setattr(runner, "_running_elsewhere", lambda: 9)
     assert runner._cores() == 2 and runner._jobs(200) == 2
+
+
+def _spin(ready) -> None:
+    ready.send(1)
+    while True:
+        pass
+
+
+@pytest.mark.skipif(not Path("/proc/loadavg").exists(), reason="the instant count of running tasks is Linux's")
+def test_processes_computing_right_now_are_counted(monkeypatch):
+    """Two processes that compute are counted in every read of the real /proc/loadavg, so on two cores a
+    run takes one process; the count is an instant, not the 1-minute average."""
+    context = multiprocessing.get_context("fork")
+    children = []
+    try:
+        for _ in range(2):
+            ours, theirs = context.Pipe()
+            child = context.Process(target=_spin, args=(theirs,), daemon=True)
+            child.start()
+            ours.recv()
+            children.append(child)
+        assert runner._running_elsewhere() >= 2
+        monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+        monkeypatch.setenv("SAGE_LINT_JOBS", "0")
+        assert runner._cores() == 1
+    finally:
+        for child in children:
+            child.kill()
+            child.join()
