@@ -101,8 +101,8 @@ def _impact(plan, mig, facts_by_table) -> list[list]:
         if fact is None:
             row = [f"{mig.filename}:{f.line}", name, what, "not on the target yet", "", f.lock or ""]
         else:
-            size, rows = fact
-            row = [f"{mig.filename}:{f.line}", name, what, human_rows(rows), human_bytes(size), f.lock or ""]
+            row = [f"{mig.filename}:{f.line}", name, what, human_rows(fact.rows, fact.how), human_bytes(fact.bytes),
+                   f.lock or ""]
         seen[key] = row
         impact.append(row)
     return impact

@@ -44,7 +44,7 @@ def finding_row(f) -> str:
 
 def grade_by_size(conn, plans: list) -> dict:
     """Attach each table's real size to the findings of `plans` (FilePlans) and let severity follow it
-    (sqlkit.lint.sizing). Returns qualified name -> (bytes, rows) or None, for impact tables."""
+    (sqlkit.lint.sizing). Returns qualified name -> shadow_run.TableSize or None, for impact tables."""
     # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.ops.migrations.shadow_run import qualify, table_facts
     from sage_agent.sqlkit.lint.sizing import SizePolicy, TableFacts, apply_table_facts
@@ -56,7 +56,7 @@ def grade_by_size(conn, plans: list) -> dict:
             if name and (f.rewrites or f.scans or f.severity == "error" or f.lock) and name not in names:
                 names.append(name)
     facts = table_facts(conn, names)
-    sizes = {name: TableFacts(rows=int(max(fact[1], 0)), bytes=fact[0])
+    sizes = {name: TableFacts(rows=int(max(fact.rows, 0)), bytes=fact.bytes)
              for name, fact in facts.items() if fact is not None}
     size_policy = SizePolicy.from_env()
     for plan in plans:

@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from sage_agent.db.schemas import pg_dump_pattern
 
@@ -329,37 +329,77 @@ def smoke_checks(conn, schemas: list[str], created: list[tuple[str, str]]) -> li
     return checks
 
 
-def human_rows(n: float) -> str:
-    if n < 0:
-        return "never analyzed"
+class TableSize(NamedTuple):
+    """A table's size on the target. `how` says where the row figure comes from: "counted" (exact), "stats"
+    (the planner's statistics scaled to the table's current size, as the planner does) or "guess" (never
+    analyzed and too big to count: the planner's estimate from the table's size)."""
+
+    bytes: int
+    rows: float
+    how: str = "stats"
+
+
+COUNT_CAP = 1_000_000  # tables with no usable statistics are counted up to this many rows
+
+
+def human_rows(n: float, how: str = "stats") -> str:
+    if how == "counted":
+        return f"{int(n):,} rows"
     if n >= 1_000_000:
-        return f"~{n / 1_000_000:.1f}M rows".replace(".0M", "M")
-    if n >= 100_001:
-        return f"~{n / 1000:.0f}k rows"
-    if n >= 10_000:
-        return f"~{n / 1000:.0f}k rows"
-    return f"~{int(n)} rows"
+        text = f"~{n / 1_000_000:.1f}M rows".replace(".0M", "M")
+    elif n >= 10_000:
+        text = f"~{n / 1000:.0f}k rows"
+    else:
+        text = f"~{int(n)} rows"
+    return text + (" (never analyzed: estimated from its size)" if how == "guess" else "")
 
 
-def table_facts(conn, names: list[str]) -> dict[str, tuple[int, float] | None]:
-    """qualified name -> (total bytes, reltuples) on the target; None when the table does not exist there."""
-    out: dict[str, tuple[int, float] | None] = {}
+_SIZE_SQL = """
+select coalesce(sum(pg_total_relation_size(p.relid)), 0)::int8,
+       coalesce(sum(pg_relation_size(p.relid)), 0)::int8 / current_setting('block_size')::int8,
+       coalesce(sum(greatest(k.reltuples, 0)), 0)::float8, coalesce(sum(k.relpages), 0)::int8,
+       bool_or(k.reltuples < 0 or (k.reltuples = 0 and pg_relation_size(p.relid) > 0)), c.relkind::text
+  from pg_class c
+  cross join lateral (select relid from pg_partition_tree(c.oid) where isleaf
+                      union select c.oid where c.relkind not in ('p', 'I')) p
+  join pg_class k on k.oid = p.relid
+ where c.oid = to_regclass(%s)
+ group by c.relkind"""
+
+
+def table_facts(conn, names: list[str]) -> dict[str, TableSize | None]:
+    """qualified name -> its size on the target; None when the table does not exist there.
+    A partitioned table counts its partitions. Statistics are scaled to the table's current pages, as the
+    planner does; a table that was never analyzed (or analyzed while empty and loaded since) has none, so its
+    rows are counted, up to COUNT_CAP (the planner's estimate beyond): a fresh 300k-row load is not "~100k"."""
+    # lazy: psycopg loads on the first database call
+    from psycopg import sql
+
+    out: dict[str, TableSize | None] = {}
     for name in names:
-        row = conn.execute(
-            "select pg_total_relation_size(c.oid), c.reltuples::float8 from pg_class c where c.oid = to_regclass(%s)",
-            (name,)).fetchone()
-        if row and row[1] < 0:  # never analyzed: count, but never more than 100k rows
-            # lazy: psycopg loads on the first database call
-            from psycopg import sql
-
+        row = conn.execute(_SIZE_SQL, (name,)).fetchone()
+        if row is None:
+            exists = conn.execute("select to_regclass(%s) is not null", (name,)).fetchone()[0]
+            out[name] = TableSize(0, 0.0, "counted") if exists else None  # a partitioned table with no partitions
+            continue
+        total, pages, reltuples, relpages, unanalyzed, _kind = row
+        if pages == 0:
+            out[name] = TableSize(int(total), 0.0, "counted")
+        elif not unanalyzed and relpages > 0:
+            out[name] = TableSize(int(total), reltuples / relpages * pages, "stats")
+        else:
             schema, _, table = name.partition(".")
+            target = sql.Identifier(schema, table)
             try:
-                counted = conn.execute(sql.SQL("select count(*) from (select 1 from {} limit 100001) s").format(
-                    sql.Identifier(schema, table))).fetchone()[0]
-                row = (row[0], float(counted))
-            except Exception:  # noqa: BLE001 - keep "never analyzed"
-                pass
-        out[name] = (int(row[0]), float(row[1])) if row else None
+                counted = conn.execute(sql.SQL("select count(*) from (select from {} limit %s) s").format(target),
+                                       (COUNT_CAP + 1,)).fetchone()[0]
+                if counted <= COUNT_CAP:
+                    out[name] = TableSize(int(total), float(counted), "counted")
+                    continue
+                plan = conn.execute(sql.SQL("explain (format json) select from {}").format(target)).fetchone()[0]
+                out[name] = TableSize(int(total), max(float(plan[0]["Plan"]["Plan Rows"]), counted), "guess")
+            except Exception:  # noqa: BLE001 - no read privilege or a timeout: the size still grades it
+                out[name] = TableSize(int(total), reltuples, "guess")
     return out
 
 
