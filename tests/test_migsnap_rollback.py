@@ -68,6 +68,7 @@ def test_round_trip_schema_and_data(make_session, db_url, db, project):
     assert db.execute("select id, name from public.items order by id").fetchall() == rows_before
     assert db.execute("select count(*) from supabase_migrations.schema_migrations").fetchone()[0] == 1
     assert db.execute("select to_regnamespace('reporting')").fetchone()[0] is None
+    assert out.result.notes == ["no dependent objects outside the snapshot's schemas"]  # clean: nothing to review
     # identity continues after the restored rows
     db.execute("insert into public.items (name) values ('z')")
     # the plan named what was lost

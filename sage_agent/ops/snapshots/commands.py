@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import Finding, OpError, OpResult, Table, human_bytes
 
+REVIEW_DIFFERENCES = "Review the differences above before re-applying migrations"
+
 
 class SnapshotInput(BaseModel):
     name: str | None = None
@@ -253,7 +255,7 @@ def _rollback_reverse(meta, ctx) -> OpResult:
         + ([Table(title="Verification (expected vs now)", columns=["table", "expected", "now", "check"], rows=rows)]
            if rows else []),
         findings=findings,
-        notes=["Review what went wrong before re-applying migrations"]
+        notes=([REVIEW_DIFFERENCES] if problems else [])  # a deliberate, verified rollback went right
         + ([f"migrations pending again: {', '.join(plan.undone)} (*apply re-applies them)"] if plan.undone else []),
         artifacts=[f"supabase/snapshots/{safety.name}.sql", str(log_path.relative_to(ctx.project))],
         next_steps=["*migrations", "*smoke-test VERSION"],
@@ -342,9 +344,9 @@ def _rollback_replace(meta, ctx) -> OpResult:
         + ([Table(title="Objects lost (added since the snapshot)", columns=["object"],
                   rows=[[describe(k)] for k in plan.diff["added"]])] if plan.diff["added"] else []),
         findings=findings,
-        notes=["Review what went wrong before re-applying migrations",
-               f"recreated outside the snapshot's schemas: {', '.join(plan.recreate_desc)}" if plan.recreate_desc
-               else "no dependent objects outside the snapshot's schemas"],
+        notes=([REVIEW_DIFFERENCES] if problems else [])
+        + [f"recreated outside the snapshot's schemas: {', '.join(plan.recreate_desc)}" if plan.recreate_desc
+           else "no dependent objects outside the snapshot's schemas"],
         artifacts=[f"supabase/snapshots/{safety.name}.sql", str(log_path.relative_to(ctx.project))],
         next_steps=["*smoke-test VERSION", "*migrations"],
         data={"plan": plan.text(), "problems": problems, "safety_snapshot": safety.name},
