@@ -435,6 +435,7 @@ def test_report_at_60_and_160_columns(project, db_url, blocked, capsys, monkeypa
     assert out.exit_code == 0, out.error
     assert len(out.result.tables[1].rows) == 2 and out.result.tables[1].truncated
     assert out.result.facts["rounds"] == 4
+    assert out.result.facts["history"] == ".sage/watch.sqlite"  # relative to the project, like other paths
 
 
 def test_bad_input(project, db_url, capsys, make_session):
@@ -450,7 +451,7 @@ def test_bad_input(project, db_url, capsys, make_session):
     assert not history_path(project).exists()  # nothing ran
     assert make_session(db_url).run_line("*watch-report --limit 0").exit_code == 2
     empty = make_session(db_url).run_line("*watch-report")
-    assert empty.exit_code == 0 and "no watch history yet" in empty.result.summary
+    assert empty.exit_code == 0 and empty.result.summary == "no watch history yet (.sage/watch.sqlite does not exist)"
 
 
 def test_ctrl_c_between_rounds_stops_with_130_and_keeps_the_history(project, db_url):

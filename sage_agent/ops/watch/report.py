@@ -42,13 +42,22 @@ def _num(value: float | None) -> str:
     return f"{value:.0f}" if float(value).is_integer() or abs(value) >= 100 else f"{value:.2f}"
 
 
+def _shown(path: Path, project: Path) -> str:
+    """The history file as the other reports name their files: relative to the project."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(project).resolve()))
+    except ValueError:
+        return str(path)
+
+
 def build_report(project: Path, target: str, *, limit: int = 20, width: int = 100) -> OpResult:
     """The report for `target` from .sage/watch.sqlite; `width` (terminal columns) sets how many rounds the
     chart shows."""
     path = history_path(project)
+    history_file = _shown(path, project)
     if not path.exists():
         return OpResult(operation="db-watch-report", status="warning",
-                        summary=f"no watch history yet ({path} does not exist)",
+                        summary=f"no watch history yet ({history_file} does not exist)",
                         next_steps=["sage watch --once"], data={"target": target, "rounds": []})
     with History(path) as history:
         chart_rounds = max(8, min(200, width - (64 if width >= 100 else 36)))
@@ -112,7 +121,7 @@ def build_report(project: Path, target: str, *, limit: int = 20, width: int = 10
     summary = (f"{total} round(s) recorded for {target}; the last ({time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last['started']))}) "
                f"has {last['alerts']} alert(s)")
     return OpResult(operation="db-watch-report", status="warning" if alerts or errors else "ok", summary=summary,
-                    facts={"rounds": total, "history": str(path), "last_round_ms": round(last["duration_ms"] or 0)},
+                    facts={"rounds": total, "history": history_file, "last_round_ms": round(last["duration_ms"] or 0)},
                     tables=[Table(title="Checks over time (· not run, × failed)", columns=check_columns, rows=check_rows),
                             Table(title="Rounds (newest last)", columns=columns, rows=round_rows,
                                   truncated=total > len(shown), total_rows=total)],
