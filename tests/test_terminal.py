@@ -27,6 +27,8 @@ def test_narrow_terminal_spinner_and_history(migrations_project, db_url, db):
         assert "-[ RECORD 1 ]" in shown  # does not fit in 60 columns: vertical records, nothing cut
         assert "local      | 20261201000000" in shown and "name       | add_todos" in shown
         assert "20261201..." not in shown and "…" not in shown
+        record = shown[shown.index("-[ RECORD 1 ]"):]
+        assert [x for x in record.splitlines() if x != x.rstrip()] == [], record  # no padding after the text
         shown = term.type("*run-sql select pg_sleep(2)")
         assert "*run-sql" in shown and "s  (Ctrl-C cancels)" in shown  # the spinner with the elapsed time
         assert "1 row(s)" in shown
@@ -85,6 +87,19 @@ def test_expanded_auto_on_and_off(monkeypatch):
     text = _render(60, WIDE, monkeypatch)
     assert "table   | public.a_rather_long_table_name_that_matters" in text
     assert max(len(line) for line in text.splitlines()) <= 60
+
+
+def test_no_line_ends_with_spaces_but_a_prompt_keeps_its_own(monkeypatch):
+    """rich pads wrapped text, facts and table cells to the width: every finished line is trimmed, in records,
+    tables, findings and notes, at 60 and 160 columns. A question still ends with its space before the answer."""
+    for width in (60, 160):
+        for result in (WIDE, LONG, STEPS):
+            text = _render(width, result, monkeypatch)
+            assert [x for x in text.splitlines() if x != x.rstrip()] == [], (width, text)
+    console = make_console(width=60)
+    console.file = io.StringIO()
+    console.print("Type ROLLBACK to confirm: ", end="")
+    assert console.file.getvalue() == "Type ROLLBACK to confirm: "
 
 
 def test_long_next_steps_are_whole_lines(monkeypatch):

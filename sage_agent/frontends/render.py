@@ -32,6 +32,38 @@ WRAP_MIN = 12  # narrowest wrapped column SAGE_EXPANDED=auto accepts before it s
 PIPE_WIDTH = 1000  # piped output (no terminal, no COLUMNS) is not cut at 80 columns: lines stay whole
 
 
+def _trim_lines(buffer):
+    """The segments with each finished line's trailing blanks removed: rich pads wrapped text and table cells to
+    the width, which leaves spaces a reader copies and `git diff` flags. A line not yet ended (a prompt) is kept
+    as it is."""
+    # lazy: rich.segment loads with rich.console anyway; kept local so the helper reads on its own
+    from rich.segment import Segment
+
+    line: list = []
+    for seg in buffer:
+        if seg.control or "\n" not in seg.text:
+            line.append(seg)
+            continue
+        *ended, rest = seg.text.split("\n")
+        for text in ended:
+            line.append(Segment(text, seg.style))
+            while line and not line[-1].control and not line[-1].text.rstrip(" "):
+                line.pop()
+            if line and not line[-1].control:
+                line[-1] = Segment(line[-1].text.rstrip(" "), line[-1].style)
+            yield from line
+            yield Segment("\n")
+            line = []
+        if rest:
+            line.append(Segment(rest, seg.style))
+    yield from line
+
+
+class _Console(Console):
+    def _render_buffer(self, buffer) -> str:
+        return super()._render_buffer(_trim_lines(buffer))
+
+
 def make_console(stderr: bool = False, width: int | None = None):
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     import sys
@@ -39,7 +71,7 @@ def make_console(stderr: bool = False, width: int | None = None):
     stream = sys.stderr if stderr else sys.stdout
     if width is None and not os.environ.get("COLUMNS") and not _is_tty(stream):
         width = PIPE_WIDTH
-    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")) or None, width=width,
+    return _Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")) or None, width=width,
                    highlight=False, soft_wrap=False)
 
 
