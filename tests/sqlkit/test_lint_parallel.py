@@ -62,8 +62,19 @@ def test_every_cut_of_a_file_with_state_across_it_gives_the_same_findings(assume
                 "identifier-too-long"} <= {f["rule"] for f in whole}
     cuts = _line_starts(ACROSS)
     assert len(cuts) > 15
+    naive_differs = 0
     for cut in cuts:
         assert _dicts(_two_parts(ACROSS, cut, assume=assume)) == whole, f"cut at offset {cut}"
+        naive_differs += _naive(ACROSS, cut, assume) != whole
+    assert naive_differs > len(cuts) // 2  # the state across the cut matters at most cuts
+
+
+def _naive(text: str, cut: int, assume: bool) -> list[dict]:
+    """Each part linted on its own (part two blanked in front, so lines stay): what a split without the state
+    at the cut would give."""
+    one = lint_sql(text[:cut], "f.sql", 18, RULES, assume)
+    two = lint_sql(parallel._blank(text[:cut]) + text[cut:], "f.sql", 18, RULES, assume)
+    return sorted(_dicts(one + two), key=lambda f: (f["line"], f["rule"]))
 
 
 def test_the_squawk_cases_in_one_file_cut_in_many_places():

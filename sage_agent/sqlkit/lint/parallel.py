@@ -28,7 +28,7 @@ from .engine import (_tables_created, check_statements, conclude, file_ignores, 
 from .model import LintContext, LintFinding, Rule
 
 MIN_CHARS = 400_000  # below this a second process costs about what it saves
-_SHARE = 0.47  # part one's share of the file: the parent also waits for the child's ordered pass
+_SHARE = 0.5  # part one's share of the file (the two processes then end about together: bench/results/lint.md)
 _SPACE = " \t\r\f\v"
 
 
@@ -167,13 +167,22 @@ def _child(conn, parent_end, prep: Prepared, cut: int, filename: str, rules: lis
             found += rule.finish(ctx)
         conn.send(("done", _findings_out(found)))
     except NeedsOrder as exc:
-        conn.send(("fallback", f"rule memory {exc.args[0]!r} used by a rule not marked ordered"))
+        _tell(conn, ("fallback", f"rule memory {exc.args[0]!r} used by a rule not marked ordered"))
     except KeyboardInterrupt:  # Ctrl-C reaches both processes; the parent says "interrupted"
         pass
     except Exception as exc:  # noqa: BLE001 - e.g. part two alone does not parse: the parent lints it whole
-        conn.send(("fallback", f"{type(exc).__name__}: {exc}"))
+        _tell(conn, ("fallback", f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
+
+
+def _tell(conn, msg: tuple) -> None:
+    """Send if the parent still listens: it stops reading when it gave up on two processes (its own part
+    needed one), and a traceback from the child would only confuse the user."""
+    try:
+        conn.send(msg)
+    except OSError:
+        pass
 
 
 def lint_two_parts(prep: Prepared, filename: str, server_major: int, rules: Sequence[Rule],
@@ -231,8 +240,11 @@ def _parent(conn, prep: Prepared, cut: int, filename: str, server_major: int, ru
                 tables_created_in_file=in_tx, tables_created_anywhere=anywhere)
     conn.send(("go", base, len(first), _engine_state(events_one)))
     padded = first + [None] * len(events_two)
+    # The ordered rules first, so their memory at the cut reaches the child while this process runs the rest:
+    # the child's ordered pass over part two then overlaps the unordered pass here instead of following it.
+    ordered = [r for r in rules if is_ordered(r)]
     ctx = LintContext(statements=padded, shared={}, **base)
-    found = check_statements(first, events_one, ctx, rules)
+    found = check_statements(first, events_one, ctx, ordered)
     state = {k: v for k, v in ctx.state.items() if k != "_column_types"}
     try:
         import pickle  # lazy: only a big file in two processes needs it
@@ -241,6 +253,12 @@ def _parent(conn, prep: Prepared, cut: int, filename: str, server_major: int, ru
     except Exception:  # noqa: BLE001 - a rule keeps something that cannot travel: lint in one process
         return None
     conn.send_bytes(payload)
+    # the unordered rules may use only the engine's own memory, here as in the child (NeedsOrder otherwise)
+    ctx = _context(base, padded, (False, False, False, ()), _EngineOnly(), _NoMemory())
+    try:
+        found += check_statements(first, events_one, ctx, [r for r in rules if not is_ordered(r)])
+    except NeedsOrder:
+        return None
     msg = conn.recv()
     if msg[0] != "done":
         return None
