@@ -485,37 +485,104 @@ def test_views_that_cannot_be_made_again_in_the_swap_are_refused(setup, reason, 
     assert type_of(db, "amount") == "integer" and history(db) == [] and online_rows(db) == []
 
 
-def test_a_file_that_drops_a_view_over_the_column_first_is_warned_that_the_view_is_gone_for_the_backfill(
-        project, make_session, db_url, db):
-    """The way a plain ALTER TYPE of a column a view uses must be written (drop the view, change the type, make the
-    view again) leaves the view gone for the whole backfill under --online: *dry-run and *apply's plan say so, naming
-    the line and the fix, before anything runs."""
-    from sage_agent.db.env import Target
-    from sage_agent.session.answers import FlagAnswers
-    from sage_agent.session.machine import Session
+def test_a_file_written_for_the_plain_alter_has_its_view_statements_run_in_the_swap(project, make_session, db_url,
+                                                                                   pg_server, monkeypatch):
+    """The way a plain ALTER TYPE of a column a view uses must be written (drop the views, change the type, make them
+    again with their grants and comments): under --online those statements run in the swap's transaction, as the
+    file gives them, so a reader of the views never finds them gone; the result is the plain file's dump, and
+    *rollback FILE makes the views again as they were before the file."""
+    from sage_agent.ops.schema.compare import normalized_dump
 
+    monkeypatch.setenv("SAGE_ONLINE_BATCH_PAUSE_MS", "20")
+    text = VIEWS_DROPPED + AMOUNT + VIEWS
+    db = psycopg.connect(db_url, autocommit=True)
+    with db:
+        db.execute(SEED + VIEWS)
+        before = normalized_dump(db_url)
+        write(project, f"{V1}_change.sql", text)
+        dry = make_session(db_url).run_line(f"*dry-run {V1} --online")
+        assert dry.result is not None, dry.error
+        assert not [f for f in dry.result.findings if f.rule.startswith("online.")], dry.result.findings
+        assert any(n.startswith("public.orders.amount: the file's own view statements (lines 1, 2, 5, 7, 8, 9, 10, "
+                                "11, 12, 13: public.big_orders, public.order_amounts dropped and made again) run "
+                                "in the swap's transaction") for n in dry.result.notes), dry.result.notes
+        with Writer(db_url) as writer, ViewReader(db_url) as reader:
+            outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
+            reads = reader.reads
+            while reader.reads < reads + 20 and len(reader.errors) < 5:  # reads after the swap
+                reader.stop.wait(0.01)
+        assert outcome.exit_code == EXIT_OK, failure(outcome)
+        assert reader.errors == [] and writer.errors == [] and kept(db, writer.written)
+        assert view_type(db, "public.big_orders", "bumped") == "bigint"
+        undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
+        assert undone.exit_code == EXIT_OK, failure(undone)
+        assert normalized_dump(db_url) == before  # the views as they were before the file
+        again = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+        assert again.exit_code == EXIT_OK, failure(again)
+        done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
+        assert done.exit_code == EXIT_OK, failure(done)
+    assert normalized_dump(db_url) == plain_dump_of(project, make_session, pg_server.url(), SEED + VIEWS, text)
+
+
+def test_a_view_the_file_drops_where_the_swap_cannot_take_the_drop_over_is_refused(project, make_session, db_url,
+                                                                                    db):
+    """A DROP VIEW of a view over the column that is not right before the type change (here a statement lies
+    between), or whose view is not made again right after it, would leave the view gone through the whole backfill:
+    *dry-run --online and *apply refuse the file before anything runs, naming the line and the way to write it."""
     db.execute(SEED)
     db.execute("create view public.totals as select id, amount from public.orders; "
                "create view public.other as select id, note from public.orders")
-    write(project, f"{V1}_change.sql", "drop view public.other;\ndrop view if exists totals;\n" + AMOUNT +
+    write(project, f"{V1}_change.sql", "drop view public.other;\ndrop view if exists totals;\nselect 1;\n" + AMOUNT +
           "create view public.totals as select id, amount from public.orders;\n"
           "create view public.other as select id, note from public.orders;\n")
-    warning = ("line 2 of this file drops the view public.totals, which uses public.orders.amount: under --online it "
-               "stays gone through the whole backfill")
+    reason = ("line 2 of this file drops the view public.totals, which uses public.orders.amount: under --online it "
+              "would stay gone through the whole backfill")
     dry = make_session(db_url).run_line(f"*dry-run {V1} --online")
     assert dry.result is not None, dry.error
-    gone = [f for f in dry.result.findings if f.rule == "online.view_gone"]
-    assert [(f.severity, f.location) for f in gone] == [("warning", f"{V1}_change.sql:3")], gone
-    assert gone[0].message.startswith(warning) and "Remove that DROP VIEW" in gone[0].message
-    plans: list[str] = []
+    refused = [f for f in dry.result.findings if f.rule == "online.no_form"]
+    assert [(f.severity, f.location) for f in refused] == [("error", f"{V1}_change.sql:4")], refused
+    assert reason in refused[0].message and "write the file that way" in refused[0].message
+    assert "public.other" not in refused[0].message  # it does not use the column
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_FAILED
+    said = failure(outcome)
+    assert reason in said and "nothing was changed" in said, said
+    assert history(db) == [] and type_of(db, "amount") == "integer" and online_rows(db) == []
+    assert db.execute("select count(*) from pg_views where viewname in ('totals', 'other')").fetchone()[0] == 2
 
-    class Recorded(FlagAnswers):
-        def confirm(self, request):
-            plans.append(request.plan)
-            return False
 
-    Session(project=project, target=Target("local", db_url, "test"),
-            answers=Recorded(yes=False)).run_line("*apply --online --snapshot=no")
-    assert plans and f"  note: warning: {warning}" in plans[0], plans
-    assert "public.other" not in plans[0].split("drops the view")[-1].split(":")[0]
-    assert history(db) == [] and type_of(db, "amount") == "integer"
+def test_a_view_made_after_the_expand_moves_with_the_swap_and_back(project, make_session, db_url, db, pg_server):
+    """The views the swap drops and makes again are read from the catalog in the swap's transaction, not when the
+    change started: a view made while the file is half done (here: its backfill stopped at a row the cast refuses)
+    reads the new column after the swap, *rollback FILE puts it back on the old one, and --complete (which drops
+    the old column) succeeds, ending in the plain file's schema."""
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    cast = "alter table public.orders alter column note type int using note::int;\n"
+    view = ("create view public.order_notes as select id, note from public.orders where id > 10;\n"
+            "revoke all on public.order_notes from anon, authenticated;\n"
+            "grant select on public.order_notes to anon;\n")
+    db.execute(SEED)
+    db.execute("update public.orders set note = id::text where id <= 2000")  # the rest cannot be cast to int
+    write(project, f"{V1}_change.sql", cast)
+    stopped = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
+    assert stopped.exit_code == EXIT_FAILED
+    assert 'invalid input syntax for type integer: "n2001"' in failure(stopped), failure(stopped)
+    db.execute(view)  # made after the expand, on the old column
+    db.execute("update public.orders set note = id::text where id > 2000")
+    seed = SEED + "update public.orders set note = id::text;\n" + view
+    before = plain_dump_of(project, make_session, pg_server.url(), seed, "select 1;\n")  # the view, no change
+    done = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert done.exit_code == EXIT_OK, failure(done)
+    assert view_type(db, "public.order_notes", "note") == "integer"
+    undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
+    assert undone.exit_code == EXIT_OK, failure(undone)
+    assert view_type(db, "public.order_notes", "note") == "text"
+    assert any(text == "DROP VIEW public.order_notes" for text in undone.result.data["statements"])
+    assert normalized_dump(db_url) == before  # nothing of the change left; the view's privileges as they were
+    again = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert again.exit_code == EXIT_OK, failure(again)
+    completed = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
+    assert completed.exit_code == EXIT_OK, failure(completed)
+    assert column_order_free(normalized_dump(db_url)) == column_order_free(plain_dump_of(
+        project, make_session, pg_server.url(), seed, "drop view public.order_notes;\n" + cast + view))

@@ -272,7 +272,7 @@ def _online_steps(target, run: _FileRun, asked: bool, server_major: int) -> None
     """The steps `*apply --online` would run for this file, each with its lock (or why it has no online form)."""
     # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.config import settings
-    from sage_agent.ops.online.expand import column_notes, column_problems, earlier_uses, views_dropped_first
+    from sage_agent.ops.online.expand import column_problems, earlier_uses, plan_notes
     from sage_agent.ops.online.planner import NoOnlineForm, plan_online, wants_online
 
     if not (asked or wants_online(run.plan.text)) or run.plan.empty:
@@ -288,16 +288,16 @@ def _online_steps(target, run: _FileRun, asked: bool, server_major: int) -> None
     for step in plan.steps:
         problems = column_problems(target, step.expand["table"], step.expand["column"], step.expand["newtype"]) + \
             earlier_uses(run.plan, step.expand, step.line) if step.kind == "expand" else []
+        said: list[str] = []
+        if step.kind == "expand" and not problems:  # one read of the column and its views for both
+            said, problems = plan_notes(target, run.plan, step.expand, step.line)
         if problems:
             run.findings.append(Finding(
                 rule="online.no_form", severity="error", location=f"{where}:{step.line}",
                 message=f"*apply --online refuses the type change of {step.expand['name']}."
                         f"{step.expand['column']}: {'; '.join(problems)}"))
-        elif step.kind == "expand":
-            run.notes += column_notes(target, step.expand["table"], step.expand["column"], step.expand["newtype"])
-            run.findings += [Finding(rule="online.view_gone", severity="warning", location=f"{where}:{step.line}",
-                                     message=text) for text in views_dropped_first(target, run.plan, step.expand,
-                                                                                   step.line)]
+        else:
+            run.notes += said
     batch = settings().online_batch_rows
     run.covered = set(plan.rewritten)  # as *apply --online: these statements' lint errors no longer block
     run.online = [[n, step.line, step.kind, step.lock(server_major), step.show(batch).split("; lock: ")[0]]

@@ -42,17 +42,21 @@ def _filename(state: st.OnlineState) -> str:
     return f"{state.version}_{state.name}.sql"
 
 
-def _run_tx(ctx, conn, statements: list[str], after, what: str, table: str | None, long: bool = False) -> None:
+def _run_tx(ctx, conn, statements, after, what: str, table: str | None, long: bool = False) -> None:
     """One short transaction under the online lock_timeout, retried naming the holder (`long`: a validation,
-    which blocks nobody, under the long statement_timeout)."""
+    which blocks nobody, under the long statement_timeout). `statements`: a list, or a function that runs them
+    in the transaction (what it runs is read from the catalog there)."""
     opts = options_from(settings(), None, None, None, None)
 
     def run() -> None:
         with conn.transaction():
             conn.execute("select set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
                          (f"{opts.retry.lock_timeout_ms}ms", opts.long_timeout if long else opts.statement_timeout))
-            for text in statements:
-                conn.execute(text, prepare=False)
+            if callable(statements):
+                statements(conn)
+            else:
+                for text in statements:
+                    conn.execute(text, prepare=False)
             after()
 
     try:
@@ -60,10 +64,16 @@ def _run_tx(ctx, conn, statements: list[str], after, what: str, table: str | Non
     except LockGaveUp as exc:
         raise OpError(f"{exc}; nothing was changed", f"end that session (or wait for it), then {what} again",
                       exit_code=1) from None
+    except ex.CannotCarry as exc:
+        raise OpError(f"{what}: a view over the changed column cannot be dropped and made again in one short "
+                      f"transaction: {exc}; nothing was changed", f"drop or change that, then {what} again",
+                      exit_code=1) from None
 
 
-def undo_plan(state: st.OnlineState) -> tuple[list[str], list[str]]:
-    """(statements that undo the file's online steps, reasons it cannot be undone here)."""
+def undo_plan(state: st.OnlineState, conn) -> tuple[list[str], list[str]]:
+    """(statements that undo the file's online steps, reasons it cannot be undone here). The views a swap back
+    drops and makes again are the ones over the column now (undo runs them from the catalog again, in its
+    transaction). Raises ex.CannotCarry when one of them cannot be made again."""
     expand_lines = {s["line"] for s in state.steps if s["kind"] == "expand"}
     other = [f"step {n} ({s['kind']}, line {s['line']})" for n, s in enumerate(state.steps[:state.done], 1)
              if s["kind"] not in EXPAND_KINDS or s["line"] not in expand_lines]
@@ -71,8 +81,21 @@ def undo_plan(state: st.OnlineState) -> tuple[list[str], list[str]]:
         return [], other
     statements: list[str] = []
     for info in reversed(ex.infos(state)):
-        statements += ex.unswap_sql(info) if info.get("swapped") else ex.unexpand_sql(info)
+        if info.get("swapped"):
+            statements += ex.unswap_sql(ex.undo_views(conn, info))
+        else:
+            statements += ex.unexpand_sql(info)
     return statements, []
+
+
+def undo(conn, state: st.OnlineState) -> None:
+    """Run the undo_plan in the caller's transaction, each swap back with the views over its column read here."""
+    for info in reversed(ex.infos(state)):
+        if info.get("swapped"):
+            ex.run_swap(conn, info, ex.unswap_sql, info["column"])
+        else:
+            for text in ex.unexpand_sql(info):
+                conn.execute(text, prepare=False)
 
 
 def finish_rollback(ctx, conn, state: st.OnlineState) -> list[str]:
@@ -115,7 +138,12 @@ def rollback_online(ctx, state: st.OnlineState, conn) -> OpResult:
     filename = _filename(state)
     if state.status == "rolling_back":
         return _finish_rollback_op(ctx, conn, state)
-    statements, blockers = undo_plan(state)
+    try:
+        statements, blockers = undo_plan(state, conn)
+    except ex.CannotCarry as exc:
+        raise OpError(f"*rollback {filename}: a view over the changed column cannot be dropped and made again in one "
+                      f"short transaction: {exc}; nothing was changed",
+                      f"drop or change that, then *rollback {filename} again", exit_code=1) from None
     if blockers:
         # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.ops.migrations.commands import snapshot_before
@@ -151,7 +179,8 @@ def rollback_online(ctx, state: st.OnlineState, conn) -> OpResult:
             else:
                 st.finish(conn, state.version)
 
-        _run_tx(ctx, conn, statements, after, f"*rollback {filename}", infos[0]["table"] if infos else None)
+        _run_tx(ctx, conn, lambda conn: undo(conn, state), after, f"*rollback {filename}",
+                infos[0]["table"] if infos else None)
         statements += _validations_or_say(ctx, conn, state)
     rows = [[i["table"], i["column"], i["newtype"], i["oldtype"], "swapped back" if i.get("swapped") else
              "new column dropped"] for i in infos]

@@ -243,9 +243,13 @@ class Runner:
         def run() -> None:
             with conn.transaction():
                 self._set_local()
-                for text in ex.swap_sql(info):
-                    conn.execute(text, prepare=False)
-                self.state.names[step.expand["key"]] = {**info, "swapped": True}
+                try:  # the views over the column as they are now: one made since the expand moves too
+                    done = ex.run_swap(conn, info, ex.swap_sql, info["column"], step.expand.get("moved"))
+                except ex.CannotCarry as exc:
+                    raise StepFailed(f"line {step.line}: the swap cannot carry a view over {info['table']}."
+                                     f"{info['column']} made since the change started: {exc} (nothing of the swap "
+                                     "was done; drop or change that, then *apply continues)") from None
+                self.state.names[step.expand["key"]] = {**done, "swapped": True}
                 st.save(conn, self.state)
 
         if not info.get("swapped"):  # a run killed after the swap continues with the validations

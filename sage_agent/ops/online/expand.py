@@ -23,7 +23,10 @@ meanwhile: they wait for the table's lock), then the old identity is dropped and
 The old CHECK constraints stay on `c_sage_old` (renamed `<name>_sage_old`) until the contract, so a rollback
 only renames them back. Views over `c` (and views over those) are dropped at the start of the swap (before the
 table: the order a reader locks them in) and made again at its end from their definitions, which name the column
-and so read the new one, with their options, owner, privileges and comments; the rollback does the same.
+and so read the new one, with their options, owner, privileges and comments; the rollback does the same. Which
+views: read from the catalog inside the swap's (or the rollback's) own transaction (run_swap), so a view made after
+the change started moves too; a file's own DROP VIEW / CREATE VIEW statements around the type change run there as
+the file gives them (planner.move_view_statements), and the rollback makes those views again as they were before.
 The file's history row is written after the last step (the swap is the moment the change is visible); the
 state row stays as `expanded (contract pending)`. `*apply --complete` drops `c_sage_old` and the trigger;
 until then `*rollback FILE` swaps back in one short transaction, keeping every row written meanwhile.
@@ -511,35 +514,51 @@ def prepared_warning(table: str, column: str, oldtype: str, newtype: str) -> str
             f"return {column}, and clients that do not prepare, are not affected")
 
 
-def column_notes(conn, table: str, column: str, newtype: str) -> list[str]:
-    """What the swap changes besides the column, and who it breaks: said in the plan before confirmation."""
+def plan_notes(conn, file_plan, spec: dict, line: int) -> tuple[list[str], list[str]]:
+    """(notes, problems) of the type change at `line` for the plan, from one read of the column and its views: what
+    the swap changes besides the column and who it breaks; and the views over it that the file drops before the
+    change in a way the swap cannot take over (they would be gone through the whole backfill: refused)."""
     row = conn.execute("select attnum, format_type(atttypid, atttypmod), attrelid::regclass::text from pg_attribute "
                        "where attrelid = to_regclass(%s) and attname = %s and not attisdropped",
-                       (table, column)).fetchone()
+                       (spec["table"], spec["column"])).fetchone()
     if row is None:
-        return []
-    attnum = (row[0],)
+        return [], []
+    views = dependent_views(conn, spec["table"], row[0])[0]
+    notes = column_notes(conn, spec["table"], spec["column"], spec["newtype"], row, views)
+    moved = spec.get("moved")
+    if moved:
+        notes.append(f"{spec['name']}.{spec['column']}: the file's own view statements (lines "
+                     f"{', '.join(map(str, moved['lines']))}: {', '.join(moved['views'])} dropped and made again) "
+                     "run in the swap's transaction instead of before and after the change, so the view is never "
+                     "gone while the backfill runs")
+    return notes, views_dropped_first(file_plan, spec, line, views)
+
+
+def column_notes(conn, table: str, column: str, newtype: str, row: tuple, views: list[dict]) -> list[str]:
+    """What the swap changes besides the column, and who it breaks: said in the plan before confirmation (`row`:
+    the column's attnum, type and table; `views`: the views over it, read once by plan_notes)."""
+    attnum = row[0]
     out = [prepared_warning(row[2], column, row[1], newtype)]
     out += [f"{table}.{column}: CHECK {c['name']} is built again on the new column NOT VALID before the swap"
             + (" and validated in its own transaction" if c["valid"] else " (it stays NOT VALID; PostgreSQL checks "
                "every row the backfill updates against it, so a row that breaks it stops the backfill)")
-            + "; it takes its name at the swap" for c in check_constraints(conn, table, attnum[0])]
-    views = dependent_views(conn, table, attnum[0])[0]
+            + "; it takes its name at the swap" for c in check_constraints(conn, table, attnum)]
     if views:
         out.append(f"{table}.{column}: the view(s) {', '.join(v['name'] for v in views)} are dropped and made again in "
-                   "the swap's transaction (in dependency order, with their options, owner, privileges and comments), "
-                   f"so they read the new {newtype} column")
+                   "the swap's transaction (in dependency order, with their options, owner, privileges and comments; "
+                   "the ones the file makes again itself, as the file says), so they read the new "
+                   f"{newtype} column")
     identity = identity_of(conn, table, column)
     if identity is not None:
         out.append(f"{table}.{column}: the identity moves to the new column at the swap with a sequence of the same "
                    f"options and privileges, named {identity['name']} and continuing from the old one's value in the "
                    "same transaction (no id is handed out twice)")
-    key = primary_key_on(conn, table, attnum[0])
+    key = primary_key_on(conn, table, attnum)
     if key is None:
         return out
     out.append(f"{table}.{column}: the primary key {key['name']} moves to the new {newtype} column at the swap "
                "(PRIMARY KEY USING INDEX on a unique index built CONCURRENTLY beforehand)")
-    for fk in referencing_fks(conn, table, attnum[0]):
+    for fk in referencing_fks(conn, table, attnum):
         out.append(f"foreign key {fk['name']} on {fk['table']} ({fk['columns']}) is re-created NOT VALID against "
                    f"the new {column} at the swap and validated right after; {fk['table']} keeps its column type "
                    f"(a referencing column may have another integer type than the key it references)")
@@ -549,17 +568,15 @@ def column_notes(conn, table: str, column: str, newtype: str) -> list[str]:
     return out
 
 
-def views_dropped_first(conn, file_plan, spec: dict, line: int) -> list[str]:
-    """Views over the column that the file itself drops before the type change (the way a plain ALTER TYPE has to be
-    written): under --online they stay gone for the whole backfill, so every reader of them fails meanwhile."""
-    row = conn.execute("select attnum from pg_attribute where attrelid = to_regclass(%s) and attname = %s "
-                       "and not attisdropped", (spec["table"], spec["column"])).fetchone()
-    if row is None:
-        return []
-    over = {v["label"] for v in dependent_views(conn, spec["table"], row[0])[0]}
+def views_dropped_first(file_plan, spec: dict, line: int, views: list[dict]) -> list[str]:
+    """Views over the column (`views`) that the file itself drops before the type change, in a way the swap cannot
+    take over (planner.move_view_statements): under --online they would stay gone for the whole backfill, so every
+    reader of them would fail meanwhile."""
+    over = {v["label"] for v in views}
+    moved = set((spec.get("moved") or {}).get("lines", []))
     out = []
     for stmt in file_plan.parsed:
-        if stmt.line >= line or not isinstance(stmt.node, ast.DropStmt) or \
+        if stmt.line >= line or stmt.line in moved or not isinstance(stmt.node, ast.DropStmt) or \
                 ObjectType(stmt.node.removeType) is not ObjectType.OBJECT_VIEW:
             continue
         for parts in stmt.node.objects or ():
@@ -567,10 +584,13 @@ def views_dropped_first(conn, file_plan, spec: dict, line: int) -> list[str]:
             label = ".".join(names) if len(names) > 1 else f"public.{names[0]}"
             if label in over:
                 out.append(f"line {stmt.line} of this file drops the view {label}, which uses {spec['name']}."
-                           f"{spec['column']}: under --online it stays gone through the whole backfill, until the "
-                           "file makes it again after the swap, and every query on it fails meanwhile. Remove that "
-                           "DROP VIEW and the CREATE VIEW that makes it again: --online carries the view through "
-                           "the swap's transaction itself")
+                           f"{spec['column']}: under --online it would stay gone through the whole backfill, and "
+                           "every query on it would fail meanwhile. The file's DROP VIEW and CREATE VIEW run in the "
+                           "swap's transaction only when the DROP VIEW statements (without CASCADE) come right before "
+                           "the type change and each view they drop is made again by a CREATE VIEW right after it "
+                           "(GRANT, REVOKE, COMMENT and ALTER VIEW of those views may follow it): write the file "
+                           "that way, or take that DROP VIEW and its CREATE VIEW out (--online carries the view "
+                           "through the swap itself)")
     return out
 
 
@@ -652,11 +672,78 @@ def qualified_index(ix: dict, name: str) -> str:
     return f"{ident(ix['schema'])}.{ident(name)}"
 
 
-def swap_sql(info: dict) -> list[str]:
+class CannotCarry(Exception):
+    """A view over the column that the swap (or its undoing) cannot drop and make again, found in its transaction."""
+
+
+def views_over(conn, table: str, column: str) -> list[dict]:
+    """The views over the column as the catalog has them now (and the views over those), in creation order.
+    Raises CannotCarry with the reasons when one of them cannot be made again in a short transaction."""
+    row = conn.execute("select attnum from pg_attribute where attrelid = to_regclass(%s) and attname = %s "
+                       "and not attisdropped", (table, column)).fetchone()
+    if row is None:
+        return []
+    views, problems = dependent_views(conn, table, row[0])
+    if problems:
+        raise CannotCarry("; ".join(problems))
+    return views
+
+
+def run_swap(conn, info: dict, build, column: str, moved: dict | None = None) -> dict:
+    """Run `build(info, head=False)` (swap_sql or unswap_sql) in the caller's transaction, with the views over
+    `column` read from the catalog here and now, not when the change started: a view made after the expand (or
+    after the swap, for its undoing) moves too. The views are dropped before the tables are locked (the order a
+    reader of a view locks them in); a view made between that read and the table's lock is found once the lock is
+    held (nothing new can use the table then) and dropped as well. `moved`: the file's own DROP VIEW statements,
+    run first, and its CREATE VIEW (GRANT, COMMENT...) statements, run last (planner.move_view_statements); the
+    views they drop are kept as they were (`moved_originals`), so the undoing makes them again as before the file.
+    Returns `info` with the views it moved."""
+    moved = moved or {}
+    originals = []
+    if moved:
+        originals = [v for v in views_over(conn, info["table"], column) if v["label"] in moved["views"]]
+        for text in moved["drop"]:
+            conn.execute(text, prepare=False)
+    views = _restored(views_over(conn, info["table"], column), info, build)
+    info = {**info, "views": views}
+    for text in head_sql(info):
+        conn.execute(text, prepare=False)
+    late = _restored(views_over(conn, info["table"], column), info, build)
+    for text in drop_views_sql(late):
+        conn.execute(text, prepare=False)
+    info = {**info, "views": views + late}
+    for text in build(info, head=False):
+        conn.execute(text, prepare=False)
+    for text in moved.get("create", []):
+        conn.execute(text, prepare=False)
+    return {**info, "moved_originals": originals} if moved else info
+
+
+def _restored(views: list[dict], info: dict, build) -> list[dict]:
+    """Undoing a swap: a view the file made again in the swap (its own CREATE VIEW) comes back as it was before."""
+    if build is not unswap_sql:
+        return views
+    before = {v["label"]: v for v in info.get("moved_originals", [])}
+    return [before.get(v["label"], v) for v in views]
+
+
+def undo_views(conn, info: dict) -> dict:
+    """`info` with the views a swap back drops and makes again, as run_swap will find them (for the plan)."""
+    return {**info, "views": _restored(views_over(conn, info["table"], info["column"]), info, unswap_sql)}
+
+
+def head_sql(info: dict) -> list[str]:
+    """The start of a swap either way: the views over the column dropped, then the referencing tables and the
+    table itself locked."""
+    return drop_views_sql(info.get("views", [])) + _lock_referencing(info) + \
+        [f"LOCK TABLE {info['table']} IN ACCESS EXCLUSIVE MODE"]
+
+
+def swap_sql(info: dict, head: bool = True) -> list[str]:
     """One short transaction: the new column takes the name, default, NOT NULL, indexes, primary key (with the
-    foreign keys through it, NOT VALID), the serial's sequence and comment."""
+    foreign keys through it, NOT VALID), the serial's sequence and comment (`head`: with head_sql first)."""
     c, new, old = ident(info["column"]), ident(info["new"]), ident(info["old"])
-    out = drop_views_sql(info.get("views", [])) + _lock_referencing(info)  # views first: the order a reader locks
+    out = head_sql(info) if head else []  # views first: the order a reader locks them in
     if info["default"] is not None:
         out.append(_alter(info, f"ALTER COLUMN {c} DROP DEFAULT"))
     if info["nn_name"]:
@@ -759,11 +846,11 @@ def builds(info: dict) -> list[tuple[dict, str, str]]:
     return out
 
 
-def unswap_sql(info: dict) -> list[str]:
-    """The swap undone: `c` is the old column again (kept current by the trigger), the new one is dropped."""
+def unswap_sql(info: dict, head: bool = True) -> list[str]:
+    """The swap undone: `c` is the old column again (kept current by the trigger), the new one is dropped (`head`:
+    with head_sql first)."""
     c, new, old = ident(info["column"]), ident(info["new"]), ident(info["old"])
-    out = [*drop_views_sql(info.get("views", [])), *_lock_referencing(info),
-           f"DROP TRIGGER IF EXISTS {ident(info['trigger'])} ON {info['table']}"]
+    out = [*(head_sql(info) if head else []), f"DROP TRIGGER IF EXISTS {ident(info['trigger'])} ON {info['table']}"]
     if info.get("identity"):  # back on the old column first: an identity column cannot drop NOT NULL
         out += _move_identity(info, c, old, info["identity"]["options"])
     for check in info.get("checks", []):

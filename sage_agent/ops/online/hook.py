@@ -79,7 +79,7 @@ def select(conn, file_plans: list, online: bool, server_major: int) -> OnlineSel
 def _check_expand(conn, fp, plan: OnlinePlan, notes: list[str]) -> None:
     """A column type change whose column has what the expand/contract cannot carry over: refused up front."""
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
-    from sage_agent.ops.online.expand import column_notes, column_problems, earlier_uses, views_dropped_first
+    from sage_agent.ops.online.expand import column_problems, earlier_uses, plan_notes
 
     for step in plan.steps:
         if step.kind != "expand":
@@ -87,8 +87,8 @@ def _check_expand(conn, fp, plan: OnlinePlan, notes: list[str]) -> None:
         problems = column_problems(conn, step.expand["table"], step.expand["column"], step.expand["newtype"]) + \
             earlier_uses(fp, step.expand, step.line)
         if not problems:
-            notes += column_notes(conn, step.expand["table"], step.expand["column"], step.expand["newtype"])
-            notes += [f"warning: {text}" for text in views_dropped_first(conn, fp, step.expand, step.line)]
+            said, problems = plan_notes(conn, fp, step.expand, step.line)
+            notes += said
         if problems:
             raise OpError(f"{fp.migration.filename}:{step.line}: no faithful online form for the type change of "
                           f"{step.expand['name']}.{step.expand['column']}: {'; '.join(problems)}",

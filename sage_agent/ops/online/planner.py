@@ -170,6 +170,8 @@ class Planner:
                 self.created.add(_qualified(s.node.relation))
         self.added: dict[tuple[str, str], int] = {}  # (table, column) -> line of the ADD COLUMN in this file
         self.folded: set[int] = set()  # id() of statements changed by fold_new_column_types: deparsed, not as written
+        self.moved: dict[int, dict] = {}  # id() of a type change -> the view statements its swap runs (file text)
+        self.moved_ids: set[int] = set()  # id() of those statements: not run where the file has them
         self.steps: list[Step] = []
         self.rewritten: set[int] = set()
         self._plain: list[str] = []
@@ -204,10 +206,14 @@ class Planner:
         from sage_agent.sqlkit.classify import classify
 
         self.fold_new_column_types()
+        self.move_view_statements()
         for s in self.statements:
             node, text, line = s.node, s.text.strip().rstrip(";").strip(), s.line
             if isinstance(node, ast.TransactionStmt):
                 continue  # each online step is its own transaction; the file's BEGIN/COMMIT do not apply
+            if id(node) in self.moved_ids:
+                self.rewritten.add(line)
+                continue  # runs in the swap's transaction of the type change it surrounds
             if id(node) in self.folded:
                 if isinstance(node, ast.AlterTableStmt) and not node.cmds:
                     self.rewritten.add(line)  # its only subcommand went into the ADD COLUMN
@@ -278,6 +284,46 @@ class Planner:
                 keep.append(cmd)
             node.cmds = tuple(keep)
             previous = {(table, name): col for name, col in here.items()}
+
+    def move_view_statements(self) -> None:
+        """A file written for the plain ALTER TYPE of a column a view uses: `DROP VIEW v` right before the type
+        change, `CREATE VIEW v ...` right after it (with GRANT / REVOKE / COMMENT / ALTER VIEW of those views). As
+        written, under --online the view would be gone from its DROP to the swap, through the whole backfill; so
+        those statements run in the swap's transaction instead, the file's own text in the file's order (the drops
+        first, the rest after the column has its new name), and the view is never missing. Only the DROP VIEW
+        statements (without CASCADE) just before the statement and the view statements just after it move, and a
+        drop only when every view it names is made again there: hook.py refuses a view over the column that the file
+        drops before the type change in any other way."""
+        for k, s in enumerate(self.statements):
+            node = s.node
+            if not (isinstance(node, ast.AlterTableStmt) and node.objtype.name == "OBJECT_TABLE"
+                    and len(node.cmds or ()) == 1 and node.cmds[0].subtype == AlterTableType.AT_AlterColumnType):
+                continue
+            drops, j = [], k - 1
+            while j >= 0 and isinstance(self.statements[j].node, ast.DropStmt) and \
+                    self.statements[j].node.removeType.name == "OBJECT_VIEW" and \
+                    self.statements[j].node.behavior.name == "DROP_RESTRICT":
+                drops.insert(0, self.statements[j])
+                j -= 1
+            created: set[str] = set()
+            after, j = [], k + 1
+            while j < len(self.statements):
+                view = _view_statement(self.statements[j].node, created)
+                if view is None:
+                    break
+                if isinstance(self.statements[j].node, ast.ViewStmt):
+                    created.add(view)
+                after.append(self.statements[j])
+                j += 1
+            drops = [d for d in drops if {_view_label(names(o)) for o in d.node.objects} <= created]
+            dropped = {_view_label(names(o)) for d in drops for o in d.node.objects}
+            after = [a for a in after if _view_statement(a.node, dropped) is not None]
+            if not drops or not after:
+                continue
+            self.moved[id(node)] = {"drop": [d.text.strip().rstrip(";").strip() for d in drops],
+                                    "create": [a.text.strip().rstrip(";").strip() for a in after],
+                                    "views": sorted(dropped), "lines": [d.line for d in drops] + [a.line for a in after]}
+            self.moved_ids |= {id(d.node) for d in drops} | {id(a.node) for a in after}
 
     def alter(self, node: ast.AlterTableStmt, text: str, line: int) -> None:
         cmds = list(node.cmds or ())
@@ -457,6 +503,9 @@ class Planner:
         self._seq += 1
         spec = {"key": f"@x{self._seq}", "table": table, "name": _qualified(rel), "relname": rel.relname, "column": column,
                 "newtype": newtype, "using": using}
+        moved = self.moved.get(id(node))
+        if moved:
+            spec["moved"] = moved
         c, new = ident(column), ident(n["new"])
         expr = using or c
         self.add(Step("expand", [f"ALTER TABLE {table} ADD COLUMN {new} {newtype}",
@@ -482,7 +531,10 @@ class Planner:
                                "re-created NOT VALID, then validated one by one",
                                f"an identity on {c}: the new column takes it with a sequence of the same name and "
                                "options, continuing from the old one's value; each CHECK copy takes its name; "
-                               f"views over {c} dropped and made again"], line,
+                               f"views over {c} dropped and made again"]
+                      + ([f"the file's own view statements (lines {', '.join(map(str, moved['lines']))}) in this "
+                          f"transaction: {'; '.join(moved['drop'])} first, then {'; '.join(moved['create'])}"]
+                         if moved else []), line,
                       "the type change becomes visible in one short transaction; *apply --complete drops the old "
                       "column later, *rollback swaps back until then", table=table, expand=spec))
 
@@ -501,6 +553,29 @@ class Planner:
                       table=table, backfill={"table": table, "alias": alias, "set": set_text, "where": where,
                                              "only_null": ""}))
         self.rewritten.add(line)
+
+
+def _view_label(parts: list[str]) -> str:
+    """`schema.view` as the file names it (an unqualified name is public's, as elsewhere in the online checks)."""
+    return ".".join(parts) if len(parts) > 1 else f"public.{parts[0]}"
+
+
+def _view_statement(node, views: set[str]) -> str | None:
+    """The view a CREATE VIEW makes, or that a GRANT / REVOKE / COMMENT / ALTER VIEW statement is about when every
+    object it names is in `views` (what a file runs after the type change to make its views again)."""
+    if isinstance(node, ast.ViewStmt):
+        return _view_label([p for p in (node.view.schemaname, node.view.relname) if p])
+    if isinstance(node, ast.GrantStmt) and node.targtype.name == "ACL_TARGET_OBJECT" and \
+            node.objtype.name == "OBJECT_TABLE":
+        labels = {_view_label([p for p in (o.schemaname, o.relname) if p]) for o in node.objects or ()}
+    elif isinstance(node, ast.CommentStmt) and node.objtype.name in ("OBJECT_VIEW", "OBJECT_COLUMN"):
+        parts = [p.sval for p in node.object]
+        labels = {_view_label(parts if node.objtype.name == "OBJECT_VIEW" else parts[:-1])}
+    elif isinstance(node, ast.AlterTableStmt) and node.objtype.name == "OBJECT_VIEW":
+        labels = {_view_label([p for p in (node.relation.schemaname, node.relation.relname) if p])}
+    else:
+        return None
+    return next(iter(labels)) if labels and labels <= views else None
 
 
 def _bare(col: ast.ColumnDef) -> bool:
