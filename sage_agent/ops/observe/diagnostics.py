@@ -292,18 +292,26 @@ def locks_report(ctx, *, cancel: int | None, terminate: int | None, include_own:
 # ================================================================================================
 # vacuum
 # ================================================================================================
+# pg_class and the statistics functions directly, not pg_stat_user_tables: that view also sums every index's scans
+# per table (a join of pg_index and a group by over all of them) that *vacuum does not use; at 20,000 tables that
+# join is most of the statement. The tables are pg_stat_user_tables' (same kinds, same schemas left out).
 _VACUUM_SQL = """
 with stats as (
-  select c.oid, n.nspname as schema, c.relname as name, s.n_live_tup, s.n_dead_tup, s.n_mod_since_analyze,
-         s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze, s.vacuum_count, s.autovacuum_count,
+  select c.oid, n.nspname as schema, c.relname as name, pg_stat_get_live_tuples(c.oid) as n_live_tup,
+         pg_stat_get_dead_tuples(c.oid) as n_dead_tup, pg_stat_get_mod_since_analyze(c.oid) as n_mod_since_analyze,
+         pg_stat_get_last_vacuum_time(c.oid) as last_vacuum, pg_stat_get_last_autovacuum_time(c.oid) as last_autovacuum,
+         pg_stat_get_last_analyze_time(c.oid) as last_analyze,
+         pg_stat_get_last_autoanalyze_time(c.oid) as last_autoanalyze,
+         pg_stat_get_vacuum_count(c.oid) as vacuum_count, pg_stat_get_autovacuum_count(c.oid) as autovacuum_count,
          greatest(c.reltuples, 0)::float8 as reltuples, c.reltuples < 0 as never_analyzed, c.relpages,
          c.relpages::float8 * current_setting('block_size')::float8 as table_bytes,
          case when c.relkind = 'p' then 0 else age(c.relfrozenxid) end::float8 as xid_age,  -- a partitioned parent
          c.reloptions                                                                -- has no xid (age 2^31-1)
-    from pg_stat_user_tables s
-    join pg_class c on c.oid = s.relid
+    from pg_class c
     join pg_namespace n on n.oid = c.relnamespace
-   where c.relkind in ('r', 'm', 't', 'p') {filter}
+   where c.relkind in ('r', 'm', 't', 'p') and c.relnamespace not in (
+           select oid from pg_namespace where nspname in ('pg_catalog', 'information_schema') or nspname ~ '^pg_toast')
+     {filter}
 ), widths as (
   select ps.schemaname, ps.tablename, sum(ps.avg_width)::float8 as row_width
     from pg_stats ps
@@ -352,12 +360,14 @@ def _fmt_ts(value: Any) -> str:
 
 # Only the tables that can have a finding (the same conditions as the findings below, in SQL): sage watch reads
 # 20,000-table schemas every minute, and a table with few dead tuples, a young xid and its statistics has none.
+# The settings are read once per statement (a sub-select), not once per table.
 _CANDIDATES = """
-and (coalesce(s.n_dead_tup, 0) >= 1000 or c.reloptions is not null
-     or c.relpages::float8 * current_setting('block_size')::float8 > 50 * 1024 * 1024
-     or (c.relkind <> 'p' and age(c.relfrozenxid) > current_setting('autovacuum_freeze_max_age')::float8)
-     or (coalesce(s.n_live_tup, 0) > 0 and c.reltuples < 0)
-     or (coalesce(s.n_live_tup, 0) >= 1000 and s.last_analyze is null and s.last_autoanalyze is null)) """
+and (c.reloptions is not null or c.relpages > (select 50 * 1024 * 1024 / current_setting('block_size')::float8)
+     or (c.relkind <> 'p' and age(c.relfrozenxid) > (select current_setting('autovacuum_freeze_max_age')::float8))
+     or pg_stat_get_dead_tuples(c.oid) >= 1000
+     or (c.reltuples < 0 and pg_stat_get_live_tuples(c.oid) > 0)
+     or (pg_stat_get_live_tuples(c.oid) >= 1000 and pg_stat_get_last_analyze_time(c.oid) is null
+         and pg_stat_get_last_autoanalyze_time(c.oid) is null)) """
 
 
 def vacuum_report(ctx, *, table: str | None, limit: int, findings_only: bool = False) -> OpResult:
