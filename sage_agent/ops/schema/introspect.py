@@ -6,6 +6,7 @@ deparsers print is schema-qualified and two databases deparse the same object th
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 
@@ -209,11 +210,19 @@ where d.defaclrole = (select oid from pg_roles where rolname = current_user)
 
 
 def _q(conn, query: str, params: dict | None = None):
-    """Execute with named parameters; every other % in the query (format() patterns) is literal."""
-    if params is None:
-        return conn.execute(query)
-    text = re.sub(r"%%\((\w+)\)s", r"%(\1)s", query.replace("%", "%%"))
-    return conn.execute(text, params)
+    """The rows of a query with named parameters (every other % in the query, format() patterns, is literal),
+    streamed in chunks: at 20,000 tables a whole result (100,000 columns) held at once, on both sides of a
+    comparison, set the peak memory. Iterate the rows to the end before the next query."""
+    text = query if params is None else re.sub(r"%%\((\w+)\)s", r"%(\1)s", query.replace("%", "%%"))
+    return conn.cursor().stream(text, params, size=_chunk())
+
+
+@functools.cache
+def _chunk() -> int:
+    # lazy: psycopg loads on the first database call
+    from psycopg import pq
+
+    return 2000 if pq.version() >= 170000 else 1  # chunked rows need libpq 17; else one row at a time
 
 
 def introspect(conn) -> DatabaseSchema:
@@ -238,18 +247,18 @@ def _read(conn, m: DatabaseSchema) -> None:
     share = _Sharer()
     nsp: list[int] = []
     nsp_name: dict[int, str] = {}
-    for oid, raw, name, comment, grants in conn.execute(Q_SCHEMAS).fetchall():
+    for oid, raw, name, comment, grants in _q(conn, Q_SCHEMAS):
         if is_managed_schema(raw):
             continue
         nsp.append(oid)
         nsp_name[oid] = name
         m.schemas[name] = Schema(name=name, comment=comment, grants=frozenset(grants))
-    for name, schema, version in conn.execute(Q_EXTENSIONS).fetchall():
+    for name, schema, version in _q(conn, Q_EXTENSIONS):
         m.extensions[name] = Extension(name=name, schema_=schema, version=version)
 
     keys: dict[tuple[str, int], str] = {}  # (catalog, oid) -> dependency key
     for (oid, qname, schema, raw_name, typtype, labels, base, notnull, default, collation, checks, attrs,
-         comment) in _q(conn, Q_TYPES, {"nsp": nsp}).fetchall():
+         comment) in _q(conn, Q_TYPES, {"nsp": nsp}):
         kind = {"e": "enum", "d": "domain", "c": "composite"}[typtype]
         m.types[qname] = TypeDef(
             qname=qname, schema_=schema, raw_name=raw_name, kind=kind, labels=list(labels or []), base=base, notnull=bool(notnull and kind == "domain"),
@@ -263,7 +272,7 @@ def _read(conn, m: DatabaseSchema) -> None:
     seq_oids: dict[int, tuple] = {}
     matviews: list[int] = []
     for (oid, qname, kind, schema, unlogged, rls, force, viewdef, options, comment, grants,
-         is_partition, partkey, parent, bound, replident, replindex) in _q(conn, Q_RELATIONS, {"nsp": nsp}).fetchall():
+         is_partition, partkey, parent, bound, replident, replindex) in _q(conn, Q_RELATIONS, {"nsp": nsp}):
         rels.append(oid)
         if kind in ("r", "p", "f"):
             if kind == "f":
@@ -288,7 +297,7 @@ def _read(conn, m: DatabaseSchema) -> None:
     table_oids = list(tables)
 
     for (oid, data_type, start, inc, mn, mx, cache, cycle, owner) in _q(
-            conn, Q_SEQUENCES, {"rels": list(seq_oids)}).fetchall():
+            conn, Q_SEQUENCES, {"rels": list(seq_oids)}):
         qname, comment, grants = seq_oids[oid]
         if owner and owner[0] == "i":
             del keys[("pg_class", oid)]  # an identity column's sequence: part of the column
@@ -310,7 +319,7 @@ def _read(conn, m: DatabaseSchema) -> None:
         attnames[(relid, num)] = f"{t.qname}.{name}"
 
     for oid, relid, name, contype, definition, comment, indid, inherited in _q(
-            conn, Q_CONSTRAINTS, {"tables": table_oids}).fetchall():
+            conn, Q_CONSTRAINTS, {"tables": table_oids}):
         c = share(Constraint(table=tables[relid].qname, name=name, type=contype, definition=definition,
                              comment=comment, inherited=bool(inherited)))
         m.constraints[c.key] = c
@@ -319,7 +328,7 @@ def _read(conn, m: DatabaseSchema) -> None:
             keys[("pg_class", indid)] = f"constraint:{c.key}"
 
     for oid, qname, relid, definition, comment, parent_index in _q(
-            conn, Q_INDEXES, {"tables": table_oids + matviews}).fetchall():
+            conn, Q_INDEXES, {"tables": table_oids + matviews}):
         owner = tables.get(relid)
         table = owner.qname if owner else _view_name(keys, relid)
         if table is None:
@@ -329,44 +338,44 @@ def _read(conn, m: DatabaseSchema) -> None:
         keys[("pg_class", oid)] = f"index:{qname}"
 
     for (oid, key, qname, kind, identity, arguments, result, definition, rowtype, comment,
-         grants) in _q(conn, Q_FUNCTIONS, {"nsp": nsp}).fetchall():
+         grants) in _q(conn, Q_FUNCTIONS, {"nsp": nsp}):
         m.functions[key] = Function(key=key, qname=qname, kind=kind, identity_args=identity, arguments=arguments,
                                     result=result, definition=definition.strip(), uses_rowtype=rowtype,
                                     comment=comment, grants=frozenset(grants))
         keys[("pg_proc", oid)] = f"function:{key}"
 
     for oid, relid, name, definition, enabled, comment, inherited in _q(
-            conn, Q_TRIGGERS, {"tables": table_oids}).fetchall():
+            conn, Q_TRIGGERS, {"tables": table_oids}):
         tr = Trigger(table=tables[relid].qname, name=name, definition=definition, enabled=enabled, comment=comment,
                      inherited=bool(inherited))
         m.triggers[tr.key] = tr
         keys[("pg_trigger", oid)] = f"trigger:{tr.key}"
 
     for oid, relid, name, permissive, roles, cmd, using, check, comment in _q(
-            conn, Q_POLICIES, {"tables": table_oids}).fetchall():
+            conn, Q_POLICIES, {"tables": table_oids}):
         p = share(Policy(table=tables[relid].qname, name=name, permissive=permissive, roles=list(roles),
                          command=cmd, using=using, check=check, comment=comment))
         m.policies[p.key] = p
         keys[("pg_policy", oid)] = f"policy:{p.key}"
     for oid, table, name, permissive, roles, cmd, using, check, comment in _q(
-            conn, Q_MANAGED_POLICIES, {"schemas": list(USER_POLICY_SCHEMAS)}).fetchall():
+            conn, Q_MANAGED_POLICIES, {"schemas": list(USER_POLICY_SCHEMAS)}):
         p = Policy(table=table, name=name, permissive=permissive, roles=list(roles), command=cmd,
                    using=using, check=check, comment=comment)
         m.policies[p.key] = p
         keys[("pg_policy", oid)] = f"policy:{p.key}"
 
-    for oid, ev_class in _q(conn, Q_REWRITE, {"rels": rels}).fetchall():
+    for oid, ev_class in _q(conn, Q_REWRITE, {"rels": rels}):
         if ("pg_class", ev_class) in keys:
             keys[("pg_rewrite", oid)] = keys[("pg_class", ev_class)]
-    for oid, relid, num in _q(conn, Q_ATTRDEF, {"tables": table_oids}).fetchall():
+    for oid, relid, num in _q(conn, Q_ATTRDEF, {"tables": table_oids}):
         if (relid, num) in attnames:
             keys[("pg_attrdef", oid)] = f"default:{attnames[(relid, num)]}"
-    for oid, relid in _q(conn, Q_ROWTYPES, {"rels": rels}).fetchall():
+    for oid, relid in _q(conn, Q_ROWTYPES, {"rels": rels}):
         if ("pg_class", relid) in keys:
             keys[("pg_type", oid)] = keys[("pg_class", relid)]
 
     deps = m.depends
-    for classid, objid, objsubid, refclassid, refobjid, refsubid in conn.execute(Q_DEPEND):
+    for classid, objid, objsubid, refclassid, refobjid, refsubid in _q(conn, Q_DEPEND):
         dep = keys.get((classid, objid))
         if dep is None:
             continue
@@ -378,10 +387,10 @@ def _read(conn, m: DatabaseSchema) -> None:
             continue
         deps.setdefault(dep, set()).add(ref)
 
-    for source, target, context in conn.execute(Q_CASTS).fetchall():
+    for source, target, context in _q(conn, Q_CASTS):
         m.casts[(source, target)] = context
 
-    for schema, objtype, grants in conn.execute(Q_DEFAULT_ACL).fetchall():
+    for schema, objtype, grants in _q(conn, Q_DEFAULT_ACL):
         key = f"{schema}:{objtype}"
         m.default_acl[key] = frozenset(grants) | m.default_acl.get(key, frozenset())
     compact(m, share)

@@ -1,0 +1,89 @@
+"""*compare-schemas holds the proof's dumps as digests of their statements (two 20,000-table dumps are ~70 MB
+of text): the answer, and the statements it names, must be what comparing the dumps' text gives."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import psycopg
+
+from sage_agent.ops.schema.compare import (
+    DumpDigest, digest_difference, dump_difference, normalized_dump, read_normalized, split_statements,
+)
+
+DUMP = """--
+-- PostgreSQL database dump
+--
+SET statement_timeout = 0;
+CREATE FUNCTION public.f() RETURNS integer
+    LANGUAGE sql
+    BEGIN ATOMIC
+ SELECT 1;
+ SELECT 2;
+END;
+GRANT SELECT ON TABLE public.t TO anon;
+GRANT SELECT ON TABLE public.t TO anon;
+CREATE TABLE public.t (
+    a integer
+);
+"""
+
+
+def test_digests_name_the_statements_the_text_comparison_names(tmp_path):
+    """A multiset: a statement twice on one side and once on the other is one difference; a BEGIN ATOMIC body
+    stays one statement; the storage policies' statements count too."""
+    a, b = tmp_path / "a.sql", tmp_path / "b.sql"
+    a.write_text(DUMP)
+    b.write_text(DUMP.replace("GRANT SELECT ON TABLE public.t TO anon;\n", "", 1).replace(" SELECT 2;", " SELECT 3;")
+                 + "COMMENT ON TABLE public.t IS 'x';\n")
+    pa, pb = ["CREATE POLICY p ON storage.objects USING (true);"], [" "]
+    want = dump_difference(read_normalized(a, pa), read_normalized(b, pb))
+    got = digest_difference(DumpDigest.of(a, pa), DumpDigest.of(b, pb))
+    assert got == want
+    missing, extra = got
+    assert missing == ["COMMENT ON TABLE public.t IS 'x'", "CREATE FUNCTION public.f() RETURNS integer\n"
+                       "    LANGUAGE sql\n    BEGIN ATOMIC\n SELECT 1;\n SELECT 3;\nEND"]
+    assert extra == ["CREATE FUNCTION public.f() RETURNS integer\n    LANGUAGE sql\n    BEGIN ATOMIC\n SELECT 1;\n"
+                     " SELECT 2;\nEND", "CREATE POLICY p ON storage.objects USING (true);",
+                     "GRANT SELECT ON TABLE public.t TO anon"]
+    same = DumpDigest.of(a, pa)
+    assert digest_difference(same, DumpDigest.of(a, pa)) == ([], [])
+    assert sum(same.counts.values()) == len(read_normalized(a, pa)) == 5
+
+
+def test_statements_split_as_before_on_the_edges():
+    """split_statements gives each statement once its end is known: a trailing piece with no `;`, an empty
+    statement, an END or an indented line right after a statement (they belong to it)."""
+    assert split_statements(["CREATE a", "b;", "  c;", "END;", "d"]) == ["CREATE a\nb;\n  c;\nEND", "d"]
+    assert split_statements([";", "  x;", "y;"]) == [";\n  x", "y"]
+    assert split_statements(["-- only a comment", "SET x = 1;", ""]) == []
+    assert split_statements(["x;", "  tail"]) == ["x;\n  tail"]
+
+
+def test_proof_on_digests_names_what_the_plan_leaves(make_session, db_url, db, pg_server):
+    """The model sees the function body; column order it does not. The plan fixes the body on the shadow copy;
+    the digests of the result's dump and B's differ only in the table, which the answer names as text."""
+    from sage_agent.db.shadow import create_database, drop_database
+
+    body = "returns int language sql begin atomic select 1; select {}; end"
+    db.execute("create table public.t (a int, c int, b int);"
+               f"create function public.f() {body.format(2)}")
+    other = create_database(pg_server.url(), "digest_b")
+    try:
+        with psycopg.connect(other, autocommit=True) as conn:
+            conn.execute(f"create table public.t (a int, b int, c int); create function public.f() {body.format(3)}")
+        out = make_session(db_url, yes=True).run_line(f"*compare-schemas local {other}")
+        dump_a, dump_b = normalized_dump(db_url), normalized_dump(other)
+    finally:
+        drop_database(pg_server.url(), "digest_b")
+    assert out.exit_code == 4, out.error
+    data = out.result.data
+    assert data["proven"] is False
+    assert any("public.f" in s["sql"] and "select 3" in s["sql"].lower() for s in data["steps"])
+    table_b = [s for s in dump_b if s.startswith("CREATE TABLE public.t ")]
+    table_a = [s for s in dump_a if s.startswith("CREATE TABLE public.t ")]
+    assert data["dump_missing"] == table_b and data["dump_extra"] == table_a
+    assert len(table_b) == 1 and "b integer,\n    c integer" in table_b[0]
+    # A and B themselves: their text difference, function included
+    only_b, only_a = dump_difference(dump_a, dump_b)
+    assert Counter(only_b) == Counter(table_b + [s for s in dump_b if "public.f()" in s and "3" in s])
