@@ -3,6 +3,8 @@ beside the floor PostgreSQL itself sets (bare `pg_dump --schema-only | psql --si
 database). Not a test.
 
     nice -n 10 python bench/big_schema.py [--sizes 1000,5000] [--rounds 1]
+    nice -n 10 python bench/big_schema.py --phases compare --sizes 10000,20000 --rounds 3 --alternate
+        (*compare-schemas alone, 10k and 20k alternating: the 20k/10k ratio of the medians and the peak RSS)
 
 Schema of N tables: half plain tables (identity primary key, an index, RLS + a policy, every 3rd with a foreign
 key to the previous one, a view per 50), half hash partitions of 20-way partitioned parents (primary key and an
@@ -28,6 +30,7 @@ from pathlib import Path
 from _migrations_common import REPO, machine, sage_env
 
 RESULTS = REPO / "bench" / "results" / "big-schema.md"
+COMPARE_RESULTS = REPO / "bench" / "results" / "big-schema-compare.md"
 PARTS = 20  # partitions per partitioned parent
 
 _WRAP = ("import atexit, resource, sys, runpy\n"
@@ -201,6 +204,45 @@ def template_bytes(shadow: str) -> int:
                              "where datname like 'sage\\_tpl\\_%'").fetchone()[0])
 
 
+def round_(args, phases: list[str], res: dict, url: str, b_url: str, project: Path, shadow: str) -> None:
+    """One round at one size: the phases asked for, in order, measurements appended to `res`."""
+    res["load"].append(os.getloadavg()[0])
+    if "floor" in phases and not args.no_floor:
+        drop_templates(shadow)
+        res["floor"].append(floor(shadow, url, file_too=not args.pipe_floor_only))
+        res["load_floor"] = res.get("load_floor", []) + [os.getloadavg()[0]]
+    if "cold" in phases:
+        drop_templates(shadow)
+        t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project, shadow)
+        assert doc["data"]["verdict"] in ("safe", "caution"), doc["summary"]
+        res["cold"].append(t)
+        res["rss_dry"].append(rss)
+        res["cold_phases"] = doc["data"]["timings"]
+        res["load_cold"] = res.get("load_cold", []) + [os.getloadavg()[0]]
+    if "warm" in phases:
+        for _w in range(args.warm):
+            t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project,
+                               shadow)
+            res["warm"].append(t)
+            res["cpu_warm"] = res.get("cpu_warm", []) + [doc["_cpu_s"]]
+            res["load_warm"] = res.get("load_warm", []) + [os.getloadavg()[0]]
+            res["rss_dry"].append(rss)
+            res["warm_phases"] = doc["data"]["timings"]
+            res["verdict"] = doc["data"]["verdict"]
+            res["changes"] = doc["data"]["changes"]
+        res["tpl_bytes"] = template_bytes(shadow)
+    if "compare" in phases and not args.skip_compare:
+        t, rss, doc = sage(["run", f"*compare-schemas {url} {b_url}", "--json"], project, shadow)
+        res["compare"].append(t)
+        res["cpu_compare"] = res.get("cpu_compare", []) + [doc["_cpu_s"]]
+        res["rss_cmp"].append(rss)
+        res["compare_notes"] = len(doc.get("notes") or [])
+        res["compare_summary"] = doc.get("summary")
+        res["compare_json_kb"] = len(json.dumps(doc)) // 1024
+        res["compare_timings"] = doc.get("data", {}).get("timings")
+        res["load_compare"] = res.get("load_compare", []) + [os.getloadavg()[0]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1000,5000")
@@ -214,66 +256,48 @@ def main() -> None:
                         help="what each round runs, in this order (floor and cold alternate round by round)")
     parser.add_argument("--shadow-url", help="the shadow server for the dry-runs and the floor's copy (default: "
                         "the bench server itself)")
+    parser.add_argument("--out", help="the results file (default bench/results/big-schema.md; with --phases compare "
+                        "alone bench/results/big-schema-compare.md, so the dry-run table is kept)")
+    parser.add_argument("--alternate", action="store_true",
+                        help="each round runs every size in turn (sizes alternate), instead of size after size")
     parser.add_argument("--render", nargs="*", help="only rewrite the results from the JSON lines of these logs")
     args = parser.parse_args()
+    out = Path(args.out) if args.out else COMPARE_RESULTS if args.phases == "compare" else RESULTS
     if args.render:
-        write(merge(args.render))
+        write(merge(args.render), out)
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     srv = server()
     shadow = args.shadow_url or srv.url()
-    rows = []
+    phases = args.phases.split(",")
+    results: dict[int, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bigschema-") as tmp:
         project = project_dir(Path(tmp))
+        urls = {}
         for n in sizes:
             url, built = build(srv, n)
-            b_url = copy_of(srv, n)
+            urls[n] = (url, copy_of(srv, n))
             print(f"{n} tables: built in {built:.0f}s" if built else f"{n} tables: reused", flush=True)
-            if args.build_only:
-                continue
-            res: dict = {"n": n, "floor": [], "cold": [], "warm": [], "compare": [], "rss_dry": [], "rss_cmp": [],
-                         "load": []}
-            phases = args.phases.split(",")
-            for _ in range(args.rounds):
-                res["load"].append(os.getloadavg()[0])
-                if "floor" in phases and not args.no_floor:
-                    drop_templates(shadow)
-                    res["floor"].append(floor(shadow, url, file_too=not args.pipe_floor_only))
-                    res["load_floor"] = res.get("load_floor", []) + [os.getloadavg()[0]]
-                if "cold" in phases:
-                    drop_templates(shadow)
-                    t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project, shadow)
-                    assert doc["data"]["verdict"] in ("safe", "caution"), doc["summary"]
-                    res["cold"].append(t)
-                    res["rss_dry"].append(rss)
-                    res["cold_phases"] = doc["data"]["timings"]
-                    res["load_cold"] = res.get("load_cold", []) + [os.getloadavg()[0]]
-                if "warm" in phases:
-                    for _w in range(args.warm):
-                        t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project,
-                                           shadow)
-                        res["warm"].append(t)
-                        res["cpu_warm"] = res.get("cpu_warm", []) + [doc["_cpu_s"]]
-                        res["load_warm"] = res.get("load_warm", []) + [os.getloadavg()[0]]
-                        res["rss_dry"].append(rss)
-                        res["warm_phases"] = doc["data"]["timings"]
-                        res["verdict"] = doc["data"]["verdict"]
-                        res["changes"] = doc["data"]["changes"]
-                    res["tpl_bytes"] = template_bytes(shadow)
-                if "compare" in phases and not args.skip_compare:
-                    t, rss, doc = sage(["run", f"*compare-schemas {url} {b_url}", "--json"], project, shadow)
-                    res["compare"].append(t)
-                    res["cpu_compare"] = res.get("cpu_compare", []) + [doc["_cpu_s"]]
-                    res["rss_cmp"].append(rss)
-                    res["compare_notes"] = len(doc.get("notes") or [])
-                    res["compare_summary"] = doc.get("summary")
-                    res["compare_json_kb"] = len(json.dumps(doc)) // 1024
-                    res["compare_timings"] = doc.get("data", {}).get("timings")
-                    res["load_compare"] = res.get("load_compare", []) + [os.getloadavg()[0]]
-                print(json.dumps(res, default=str), flush=True)
-            rows.append(res)
+            results[n] = {"n": n, "floor": [], "cold": [], "warm": [], "compare": [], "rss_dry": [], "rss_cmp": [],
+                          "load": []}
+        if args.build_only:
+            return
+        # --alternate: each round runs every size in turn (10k, 20k, 10k, 20k, ...), so a change in the machine's
+        # load falls on both sizes alike; else all rounds of one size, then the next size.
+        order = ([n for _ in range(args.rounds) for n in sizes] if args.alternate
+                 else [n for n in sizes for _ in range(args.rounds)])
+        for n in order:
+            round_(args, phases, results[n], *urls[n], project, shadow)
+            print(json.dumps(results[n], default=str), flush=True)
+    rows = [results[n] for n in sizes]
+    if "compare" in phases and not args.skip_compare:
+        for small, big in zip(sizes, sizes[1:]):
+            a, b = results[small]["compare"], results[big]["compare"]
+            if a and b:
+                print(f"compare {big:,} / {small:,} tables: {med(b) / med(a):.2f}x (medians {med(a):.1f} / "
+                      f"{med(b):.1f} s; peak RSS {max(results[big]['rss_cmp'])} MB at {big:,})", flush=True)
     if rows:
-        write(rows)
+        write(rows, out)
 
 
 _MEASURED = ("floor", "cold", "warm", "compare", "rss_dry", "rss_cmp", "load", "load_floor", "load_cold", "load_warm",
@@ -312,7 +336,7 @@ def _runs(xs: list[float], unit: str = " s") -> str:
                                      if len(xs) > 1 else "")
 
 
-def write(rows: list[dict]) -> None:
+def write(rows: list[dict], out: Path = RESULTS) -> None:
     lines = ["# Big schemas: `*dry-run` and `*compare-schemas` at 1k-20k tables", "",
              f"Machine: {machine()}, shared with 6 other agents (load average: the 1-minute value at each "
              "measurement, range over the runs). Produced by `nice -n 10 python bench/big_schema.py --sizes ... "
@@ -353,7 +377,7 @@ def write(rows: list[dict]) -> None:
         if r.get("note"):
             parts.append(f"({r['note']})")
         lines.append(" ".join(parts))
-    RESULTS.write_text("\n".join(lines) + "\n")
+    out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
