@@ -99,21 +99,37 @@ def _count(stdout: str) -> int:
         return -1
 
 
+def _default_jobs() -> int:
+    """The processes `sage lint` chooses by default (SAGE_LINT_JOBS unset, as sage_env leaves it) if it started
+    now: what the run that follows most likely used (it reads the same instant count a moment later)."""
+    from sage_agent.ops.lint import runner
+
+    saved = os.environ.pop("SAGE_LINT_JOBS", None)
+    try:
+        return runner._cores()
+    finally:
+        if saved is not None:
+            os.environ["SAGE_LINT_JOBS"] = saved
+
+
 def compare(label: str, commands: dict[str, list[str]], cwd: Path, rounds: int) -> dict:
     """Median/best seconds per tool, the order rotating each round."""
     names = list(commands)
     times: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, list[float]] = {n: [] for n in names}
     found: dict[str, int] = {}
+    jobs: list[int] = []
     for rnd in range(rounds):
         order = names[rnd % len(names):] + names[:rnd % len(names)]
         for name in order:
+            if name == "sage lint":
+                jobs.append(_default_jobs())
             took, used, out = _time(commands[name], cwd)
             times[name].append(took)
             cpu[name].append(used)
             found[name] = _count(out)
     print(f"  {label}: " + ", ".join(f"{n} {statistics.median(v):.3f}s" for n, v in times.items()), flush=True)
-    return {"label": label, "times": times, "cpu": cpu, "found": found}
+    return {"label": label, "times": times, "cpu": cpu, "found": found, "jobs": jobs}
 
 
 def main() -> None:
@@ -237,6 +253,13 @@ def _startup_only(sage: list[str], sq: list[str], rounds: int, load_start: float
     print("\n".join(section))
 
 
+def _jobs_line(res: dict) -> str:
+    """What the default job rule chose (read just before each `sage lint` run): one process on a busy machine
+    is the rule working, not a defect of the run."""
+    return ("Processes `sage lint` chose by default, run by run (cores nothing else ran on at its start): "
+            + ", ".join(map(str, res["jobs"])) + ".")
+
+
 def _version(squawk: str) -> str:
     out = subprocess.run([squawk, "--version"], capture_output=True, text=True).stdout.strip()
     return out.split()[-1] if out else "?"
@@ -309,7 +332,7 @@ def _write(results, series, floor, rounds, load_start, load_end, squawk_version)
         base = res["times"]["squawk"]
         for name, values in res["times"].items():
             lines.append(_row(name, values, base, res["found"].get(name), res["cpu"][name], res["cpu"]["squawk"]))
-        lines.append("")
+        lines += ["", _jobs_line(res), ""]
     lines += ["### Growth with size (median seconds; per MB after subtracting the 50 KB start-up time)", "",
               "| size | squawk s | sage lint s | ratio | sage lint s per MB above start-up |", "|---|---|---|---|---|"]
     start = statistics.median(series[0][1]["times"]["sage lint"])

@@ -68,16 +68,20 @@ def as_json(run: LintRun) -> str:
     string encoded once: on a big file (60,000 findings) building and dumping dicts was a tenth of the run."""
     encode = json.encoder.encode_basestring
     memo: dict[str | None, str] = {None: "null"}
+    known = memo.get  # a hit costs no Python call (most names, levels and help texts repeat)
 
     def q(value: str | None) -> str:
-        out = memo.get(value)
-        if out is None:
-            out = memo[value] = encode(value)
+        out = memo[value] = encode(value)
         return out
 
-    rows = [_JSON_ROW % (q(f.filename), f.line, _col(f), q(f.severity.capitalize()), q(f.severity), q(f.message),
-                         q(f.safe_alternative or None), q(f.rule), q(f.table), q(f.lock),
-                         "true" if f.rewrites else "false", "true" if f.scans else "false", q(f.blocks))
+    # a message names its table or column, so it rarely repeats: encoded without the memo
+    rows = [_JSON_ROW % (known(f.filename) or q(f.filename), f.line, f.column or 1,
+                         known(f.severity.capitalize()) or q(f.severity.capitalize()),
+                         known(f.severity) or q(f.severity), encode(f.message),
+                         known(f.safe_alternative or None) or q(f.safe_alternative or None),
+                         known(f.rule) or q(f.rule), known(f.table) or q(f.table), known(f.lock) or q(f.lock),
+                         "true" if f.rewrites else "false", "true" if f.scans else "false",
+                         known(f.blocks) or q(f.blocks))
             for f in run.findings]
     return "[" + ", ".join(rows) + "]\n"
 
