@@ -8,7 +8,10 @@ between runs outside the measurement: add an index, add a foreign key, set NOT N
 expand/contract, and `*apply --complete` inside the measured window), backfill a new column (volatile default),
 and "primary key int -> bigint": the int primary key of `accounts` (ROWS rows), referenced by a foreign key from
 `payments` (ROWS / 10 rows); its workload runs the same mix on `accounts`, every other insert going to `payments`
-(a foreign-key check on the key being changed). A baseline run without a migration gives the workload's own
+(a foreign-key check on the key being changed). Two shapes the type change carries: "identity key int -> bigint"
+(`tickets.id`, an identity: the workload's inserts take their ids from it) and "view over int -> bigint"
+(`sales.qty`, read by the view `sales_v`: the file is the plain ALTER's, drop the view, change the type, make the
+view again; the workload selects, updates and inserts through the view). A baseline run without a migration gives the workload's own
 p50/p99. Rows of the original tables are checksummed before and after every run: nothing lost or changed.
 Run: python bench/online.py [ROWS] [RATE] [MIGRATION]   (MIGRATION, e.g. "int -> bigint": only that one, written
 as its own section of the results file)
@@ -37,6 +40,8 @@ RESULTS = REPO / "bench" / "results" / "online.md"
 CLIENT_TITLES = {"prepared": "", "unprepared": ", workload without server-side prepared statements",
                  "prepared-other-columns": ", workload preparing statements that do not return the changed column"}
 
+SALES_VIEW = ("create view public.sales_v as select id, user_id, amount, qty, note from public.sales;\n"
+              "grant select on public.sales_v to anon;\n")
 MIGRATIONS = {
     "add an index": ("create index orders_amount_idx on public.orders (amount);",
                      "drop index if exists public.orders_amount_idx"),
@@ -51,9 +56,18 @@ MIGRATIONS = {
                               "alter table public.orders drop column if exists token"),
     "primary key int -> bigint": ("alter table public.accounts alter column id type bigint;",
                                   "alter table public.accounts alter column id type int"),
+    "identity key int -> bigint": ("alter table public.tickets alter column id type bigint;",
+                                   "alter table public.tickets alter column id type int"),
+    # the file a plain ALTER needs (a view uses the column); --online runs its view statements in the swap
+    "view over int -> bigint": ("drop view public.sales_v;\nalter table public.sales alter column qty type bigint;\n"
+                                + SALES_VIEW, "drop view public.sales_v; alter table public.sales alter column qty "
+                                              "type int; " + SALES_VIEW),
 }
-TABLE_OF = {"primary key int -> bigint": "accounts"}  # the workload's table (orders otherwise)
-CHANGED = {"int -> bigint": "qty", "primary key int -> bigint": "id"}  # the column whose type changes
+# the workload's table (orders otherwise): the view shape's workload reads and writes through the view
+TABLE_OF = {"primary key int -> bigint": "accounts", "identity key int -> bigint": "tickets",
+            "view over int -> bigint": "sales_v"}
+CHANGED = {"int -> bigint": "qty", "primary key int -> bigint": "id", "identity key int -> bigint": "id",
+           "view over int -> bigint": "qty"}  # the column whose type changes
 COLUMNS = ["id", "user_id", "amount", "qty", "note"]
 
 
@@ -92,6 +106,10 @@ def workload(url: str, rate: float, rows: int, stop, out, table: str = "orders",
                 elif op < 0.75:
                     conn.execute(f"update public.{table} set note = %s where id = %s",
                                  (f"w{rng.randint(0, 999)}", rng.randint(1, rows)))
+                elif table == "tickets":  # the identity hands out the id
+                    inserts += 1
+                    conn.execute("insert into public.tickets (user_id, amount, qty, note) values (%s, %s, 1, 'new')",
+                                 (rng.randint(1, 1000), rng.randint(0, 999)))
                 elif table == "accounts" and inserts % 2:
                     inserts += 1
                     conn.execute("insert into public.payments (id, account_id) values (nextval('public.wl_pay_ids'), "
@@ -147,6 +165,10 @@ def checksum(conn, rows: int) -> str:
                             "order by id)) from public.accounts where id <= %s", (rows,)).fetchone()[0]
         out += conn.execute("select md5(string_agg(id || ':' || account_id, ',' order by id)) from public.payments "
                             "where id <= %s", (rows // 10,)).fetchone()[0]
+    for table in ("tickets", "sales"):
+        if conn.execute("select to_regclass(%s)", (f"public.{table}",)).fetchone()[0]:
+            out += conn.execute("select md5(string_agg(id || ':' || user_id || ':' || amount || ':' || qty, ',' "
+                                f"order by id)) from public.{table} where id <= %s", (rows,)).fetchone()[0]
     return out
 
 
@@ -198,6 +220,18 @@ def main() -> int:
                 db.execute("create sequence public.wl_pay_ids start 100000000")
                 db.execute("vacuum analyze public.accounts")
                 db.execute("vacuum analyze public.payments")
+            for label, table in (("identity key int -> bigint", "tickets"), ("view over int -> bigint", "sales")):
+                if only is None or only == label:
+                    key = "int generated by default as identity" if table == "tickets" else "bigint"
+                    db.execute(f"create table public.{table} (id {key} primary key, user_id bigint, amount int, "
+                               "qty int, note text)")
+                    db.execute(f"insert into public.{table} (id, user_id, amount, qty, note) select g, 1 + g % 1000, "
+                               f"g % 1000, g % 7, 'n' from generate_series(1, {rows}) g")
+                    db.execute(f"vacuum analyze public.{table}")
+            if only is None or only == "identity key int -> bigint":
+                db.execute(f"select setval(pg_get_serial_sequence('public.tickets', 'id'), {rows})")
+            if only is None or only == "view over int -> bigint":
+                db.execute(SALES_VIEW)
             before = checksum(db, rows)
 
         def run(label: str, mode: str | None, sql: str | None, undo: str | None, table: str = "orders") -> dict:
