@@ -31,6 +31,11 @@ class Settings:
     shadow_template_mb: int = _setting("SAGE_SHADOW_TEMPLATE_MB", 1024,
                                        "size budget of the cached schema templates *dry-run keeps on the shadow "
                                        "server (least recently used dropped first; the newest always stays)")
+    dry_run_closure_min_relations: int = _setting(
+        "SAGE_DRY_RUN_CLOSURE_MIN_RELATIONS", 2000,
+        "*dry-run with no cached schema on a target with at least this many relations (tables, indexes, views, "
+        "sequences) loads only the closure of the objects the file touches into the shadow (0: always; -1: never, "
+        "always the full schema)")
     pg_major: str = _setting("SAGE_PG_MAJOR", "", "PostgreSQL major of the local server (default: supabase/config.toml "
                              "[db] major_version, else the wheel's)")
     apply_lock_wait_s: float = _setting("SAGE_APPLY_LOCK_WAIT_S", 300.0,

@@ -120,12 +120,8 @@ def _pending(ctx, project: Path) -> list:
 def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     """One file, or (no file) every pending file in order on one shadow, each with its own report section."""
     # lazy: psycopg loads on the first database call
-    from sage_agent.db.connect import connect
-    from sage_agent.db.shadow import drop_database
-    from sage_agent.db.tools import PgToolError
     from sage_agent.ops.migrations.applier import prepare_file
-    from sage_agent.ops.migrations.history import MigrationFileError, ensure_history_table, read_applied
-    from sage_agent.ops.migrations.shadow_run import build_template, clone_template, template_session
+    from sage_agent.ops.migrations.history import MigrationFileError, read_applied
     from sage_agent.ops.snapshots.store import schema_exists, user_schemas
 
     project: Path = ctx.project
@@ -193,27 +189,126 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     shared: dict[str, float] = {"target facts": time.perf_counter() - t0}
 
     # --- the shadow: the target's schema, cached as a template while the target's catalog fingerprint holds --
-    admin = ctx.admin_url
     # every file runs inside a transaction: run them on the template itself, in a transaction rolled back at the
     # end (no copy). A file that cannot run in a transaction (CREATE INDEX CONCURRENTLY, ...) gets a copy.
     in_place = all(run.plan is None or run.plan.transactional for run in runs)
     t0 = time.perf_counter()
-    template = None
+    fingerprint, template = cached.result() if cached is not None else (None, None)
+    if template:
+        shared["cached schema (catalog fingerprint unchanged)"] = time.perf_counter() - t0
+    # a big schema with no cached copy: only the closure of what the files can touch is loaded
+    closure = _plan_closure(target, runs, schemas, history, shared) if cached is not None and not template \
+        else None
+    runs[0].timings.update(shared)
+    base = [list(run.findings) for run in runs]
+    again = None
+    if closure is not None:
+        _shadow_pass(ctx, runs, schemas, history, applied_versions, in_place, fingerprint, None, closure)
+        again = _closure_needs_full(runs)
+        if again is None:
+            runs[0].notes.append(closure.note)
+        else:  # the closure left out something a file reaches: every file again, on the whole schema
+            for run, findings in zip(runs, base):
+                run.findings, run.changes, run.checks, run.outcome = list(findings), None, [], None
+                run.error = run.skipped = None
+    if closure is None or again:
+        _shadow_pass(ctx, runs, schemas, history, applied_versions, in_place, fingerprint, template, None)
+        if again:
+            runs[0].notes.append(f"ran again on a full copy of the schema: {again}")
+    _measure_rates(ctx, runs)
+    if not chain:
+        runs[0].timings["total"] = time.perf_counter() - started
+    results = [_file_result(ctx, run, write=not chain) for run in runs]
+    if not chain:
+        return results[0]
+    return _chain_result(ctx, runs, results, time.perf_counter() - started)
+
+
+@dataclass
+class _ClosurePlan:
+    """The closure of a dry-run's files on the target, and the line the report says about it."""
+
+    closure: Any
+    key: str = ""
+    note: str = ""
+
+
+def _plan_closure(target, runs: list[_FileRun], schemas: list[str], history: bool, shared: dict):
+    """The closure to load, or None for the full load (a small schema, the setting, or a statement whose reach
+    cannot be read statically; the report says which)."""
+    from sage_agent.ops.migrations import closure as cl  # lazy: only a cold dry-run needs it
+
+    limit = settings().dry_run_closure_min_relations
+    if limit < 0 or not schemas:
+        return None
+    t0 = time.perf_counter()
+    total = cl.relation_count(target, schemas)
+    if total < limit:
+        return None
+    names = cl.Names()
+    for run in runs:
+        if run.plan is None:
+            return None
+        found = cl.file_names(run.plan.parsed)
+        if isinstance(found, str):
+            runs[0].notes.append(f"the whole schema was loaded into the shadow: {run.mig.filename} {found}")
+            return None
+        for part in ("rels", "types", "procs", "strings"):
+            getattr(names, part).update(getattr(found, part))
+    plan = _ClosurePlan(cl.compute(target, names, schemas, history, total))
+    shared["closure of the file (target catalogs)"] = time.perf_counter() - t0
+    return plan
+
+
+def _closure_needs_full(runs: list[_FileRun]) -> str | None:
+    from sage_agent.ops.migrations.closure import needs_full  # lazy: only a cold dry-run needs it
+
+    return needs_full(runs)
+
+
+def _shadow_pass(ctx, runs: list[_FileRun], schemas: list[str], history: bool, applied_versions: set,
+                 in_place: bool, fingerprint: str | None, template: str | None, closure: _ClosurePlan | None) -> None:
+    """Every file on one shadow: the cached template (in place), or a new one (the whole schema, or with
+    `closure` only the closure's objects), or a copy of it for files that cannot run in a transaction."""
+    # lazy: psycopg loads on the first database call
+    from sage_agent.db.connect import connect
+    from sage_agent.db.shadow import drop_database
+    from sage_agent.db.tools import PgToolError
+    from sage_agent.ops.migrations.history import ensure_history_table
+    from sage_agent.ops.migrations.shadow_run import build_template, clone_template, find_template, template_session
+
+    admin = ctx.admin_url
+    server = ctx.server
+    timings = runs[0].timings
     shadow_name = None
+    t0 = time.perf_counter()
     try:
-        if cached is not None:
-            fingerprint, template = cached.result()
+        if closure is not None:
+            from sage_agent.ops.migrations import closure as cl  # lazy: only a cold dry-run needs it
+
+            key = cl.closure_key(fingerprint, closure.closure)
+            template = find_template(admin, key)
             if template:
-                shared["cached schema (catalog fingerprint unchanged)"] = time.perf_counter() - t0
+                timings["cached closure (catalog fingerprint and closure unchanged)"] = time.perf_counter() - t0
+                closure.note = (f"the shadow holds the closure of the file ({len(closure.closure.relations)} of "
+                                f"{closure.closure.total_relations} relations, cached)")
             else:
-                template, same_dump = build_template(admin, ctx.migration_url, schemas, history, server.major,
-                                                     fingerprint, settings().shadow_template_mb * 2**20)
-                shared["cached schema (same dump)" if same_dump else "pg_dump | load into the shadow"] = \
-                    time.perf_counter() - t0
+                template, chosen, total = cl.build_template(
+                    admin, ctx.migration_url, schemas, history, server.major, key, closure.closure,
+                    settings().shadow_template_mb * 2**20)
+                timings["pg_dump -Fc | closure into the shadow"] = time.perf_counter() - t0
+                closure.note = (f"the shadow holds the closure of the file: {len(closure.closure.relations)} of "
+                                f"{closure.closure.total_relations} relations loaded with all their parts "
+                                f"({chosen} of {total} archive entries), the rest of the schema left out")
+        elif fingerprint is not None and not template:
+            template, same_dump = build_template(admin, ctx.migration_url, schemas, history, server.major,
+                                                 fingerprint, settings().shadow_template_mb * 2**20)
+            timings["cached schema (same dump)" if same_dump else "pg_dump | load into the shadow"] = \
+                time.perf_counter() - t0
         if not (template and in_place):
             t0 = time.perf_counter()
             shadow_name, shadow_url = clone_template(admin, template or "template1")
-            shared["shadow copy"] = time.perf_counter() - t0
+            timings["shadow copy"] = time.perf_counter() - t0
     except PgToolError as exc:
         if "max_locks_per_transaction" in str(exc):  # one transaction loads every table
             raise OpError(f"could not copy the target's schema into the shadow database: {exc}",
@@ -223,7 +318,6 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
         raise OpError(f"could not copy the target's schema into the shadow database: {exc}",
                       "run *env-check (pg_dump/psql versions); roles used by the schema must exist on the "
                       "shadow server", exit_code=1) from None
-    runs[0].timings.update(shared)
     try:
         with ExitStack() as stack:
             if shadow_name:
@@ -247,13 +341,6 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     finally:
         if shadow_name:
             drop_database(admin, shadow_name)
-    _measure_rates(ctx, runs)
-    if not chain:
-        runs[0].timings["total"] = time.perf_counter() - started
-    results = [_file_result(ctx, run, write=not chain) for run in runs]
-    if not chain:
-        return results[0]
-    return _chain_result(ctx, runs, results, time.perf_counter() - started)
 
 
 def _cached_template(ctx, schemas: list[str], history: bool, server_major: int) -> tuple[str, str | None]:
