@@ -198,3 +198,42 @@ def test_insecure_queue_matches_supabase_db_advisors(supabase_cli, db_url, db, p
         ours = {f["cache_key"] for f in run_lints(fresh, ["insecure_queue_exposed_in_api"]).lints}
     # `like 'q_%'`: the underscore is a wildcard there, so qstats counts as a queue for both
     assert ours == cli == {"rls_disabled_in_public_pgmq_q_jobs", "rls_disabled_in_public_pgmq_qstats"}
+
+
+def _rls_disabled(findings) -> set[str]:
+    return {k for n, k in findings if n == "rls_disabled_in_public"}
+
+
+def test_a_local_project_lints_the_schemas_its_config_toml_exposes_as_the_cli(supabase_cli, make_session, db_url,
+                                                                              db, project):
+    """`supabase db advisors` (CLI 3.1) sets pgrst.db_schemas to config.toml's [api] schemas for a local
+    database, and to nothing when [api] is disabled. *rls-audit on the project's local database reads the same
+    file: the project is made by the real `supabase init`, then its schemas line is edited as a user would."""
+    subprocess.run([supabase_cli, "init"], cwd=project, capture_output=True, text=True, timeout=120, check=True)
+    config = project / "supabase" / "config.toml"
+    written = config.read_text()
+    assert 'schemas = ["public", "graphql_public"]' in written  # what the CLI writes today
+    db.execute("create table public.open (id int); create schema private; create table private.secrets (id int);"
+               "grant usage on schema private to anon; grant select on private.secrets, public.open to anon")
+
+    def both() -> tuple[set[str], set[str], list[str]]:
+        out = make_session(db_url).run_line("*rls-audit")
+        assert out.exit_code == 0, out.error
+        ours = {(f["name"], f["cache_key"]) for f in out.result.data["lints"]}
+        return _rls_disabled(ours), _rls_disabled(_cli_findings(supabase_cli, db_url, project)), out.result.notes
+
+    ours, cli, notes = both()  # as written: public and graphql_public
+    assert ours == cli == {"rls_disabled_in_public_public_open"}
+    assert notes[0] == ("API-exposed schemas: public, graphql_public (supabase/config.toml [api] schemas, as "
+                        "`supabase db advisors` reads them for a local project)")
+    config.write_text(written.replace('schemas = ["public", "graphql_public"]', 'schemas = ["graphql_public", " private"]'))
+    ours, cli, _ = both()  # private exposed, public not (pgrst.db_schemas is unset on this database)
+    assert ours == cli == {"rls_disabled_in_public_private_secrets"}
+    config.write_text(written.replace("[api]\nenabled = true", "[api]\nenabled = false", 1))
+    ours, cli, notes = both()
+    assert ours == cli == set()
+    assert notes[0] == "API-exposed schemas: none ([api] enabled = false in supabase/config.toml)"
+    # another environment is not this project's local stack: the database's own setting decides
+    out = make_session(db_url, env="prod").run_line("*rls-audit")
+    assert _rls_disabled({(f["name"], f["cache_key"]) for f in out.result.data["lints"]}) == {
+        "rls_disabled_in_public_public_open"}

@@ -256,6 +256,22 @@ def test_audits_rerun_only_when_the_catalog_changes(project, db_url, db):
     assert every.results[0].carried_from is None
 
 
+def test_audits_lint_the_schemas_the_project_config_exposes(project, db_url, db):
+    """As *rls-audit: a local project's supabase/config.toml [api] schemas are the exposed ones; a change to the
+    file starts the audit over (the scope's key)."""
+    db.execute("create table public.open (id int); create schema private; create table private.secrets (id int);"
+               "grant usage on schema private to anon; grant select on private.secrets, public.open to anon")
+    config = project / "supabase" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[api]\nschemas = ["private"]\n')
+    first = one_round(project, db_url, ["audits"], audit_every_s=0)
+    rls = next(o for o in first.results[0].observations if o.key == "rls_disabled_in_public")
+    assert "private.secrets" in rls.message and "public.open" not in rls.message
+    config.write_text('[api]\nenabled = false\n')
+    second = one_round(project, db_url, ["audits"], number=2, audit_every_s=0)
+    assert [o for o in second.results[0].observations if o.key == "rls_disabled_in_public"] == []
+
+
 # Every rule of both audits has findings here, several with more than three places (the summary names three).
 AUDITED = """
 create table public.no_rls (id bigint primary key, password text, api_key text);

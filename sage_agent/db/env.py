@@ -17,6 +17,8 @@ ENV_NAMES: tuple[str, ...] = ("local", "dev", "staging", "prod")
 class ConfigError(ValueError):
     """A configuration problem the user can fix; the message says how."""
 
+FLEET_SOURCE = "targets file"  # Target.source of a fleet entry with its own url: "targets file NAME:LINE"
+
 
 @dataclass
 class Target:
@@ -36,6 +38,12 @@ class Target:
     @property
     def redacted_direct_url(self) -> str:
         return redact(self.direct_url) if self.direct_url else "not set"
+
+    @property
+    def is_project_local(self) -> bool:
+        """The project's own local database, which supabase/config.toml describes (a fleet entry that names its
+        own URL is another database, whatever its env)."""
+        return self.env == "local" and not self.source.startswith(FLEET_SOURCE)
 
     @property
     def is_production(self) -> bool:

@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sage_agent.config import settings
-from sage_agent.db.env import ENV_NAMES, ConfigError, Target, check_url, merged_environ, resolve_target
+from sage_agent.db.env import ENV_NAMES, FLEET_SOURCE, ConfigError, Target, check_url, merged_environ, resolve_target
 from sage_agent.db.redact import redact, register_url
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -195,7 +195,7 @@ def resolve_entry(spec: FleetTarget, project: Path, file: Path, environ: dict[st
         register_url(url)
         register_url(direct)
         url, direct = check_url(url), (check_url(direct) if direct else None)
-        return FleetEntry(spec, Target(spec.env or "local", url, f"targets file {file.name}:{spec.line}", direct_url=direct))
+        return FleetEntry(spec, Target(spec.env or "local", url, f"{FLEET_SOURCE} {file.name}:{spec.line}", direct_url=direct))
     except ConfigError as exc:
         return FleetEntry(spec, None, f"{where}: target {spec.name}: {redact(str(exc))}")
 

@@ -49,21 +49,35 @@ def rls_audit(inputs: RlsAuditInput, ctx) -> OpResult:
     """Advisor-compatible lints, a coverage matrix and (with --verify) proof by impersonation on a shadow copy."""
     # lazy: tests replace roles_present on its module (monkeypatch), which a top-level import would bypass
     from sage_agent.ops.security.coverage import coverage, coverage_rows
-    from sage_agent.ops.security.lints import SECURITY_LINTS, exposed_schemas, roles_present, run_lints
+    from sage_agent.ops.security.lints import (
+        SECURITY_LINTS,
+        exposed_schemas,
+        project_exposed,
+        roles_present,
+        run_lints,
+    )
 
+    configured = project_exposed(ctx)
     with ctx.connect(autocommit=True) as conn:
         requested = _split_list(inputs.schemas)
         if requested:
             _check_schemas(conn, requested)
-        exposed = requested or exposed_schemas(conn)
+        exposed = requested or (configured if configured is not None else exposed_schemas(conn))
         run = run_lints(conn, SECURITY_LINTS, exposed, server_major=ctx.server.major)
         roles = roles_present(conn)
         cov = coverage(conn, exposed, roles)
     columns, rows = coverage_rows(cov)
     findings = [_lint_finding(f) for f in run.lints]
-    shown = ", ".join(exposed) or "none (pgrst.db_schemas is set and empty)"
-    notes = [f"API-exposed schemas: {shown}"
-             + ("" if requested else " (PostgREST setting pgrst.db_schemas, default public, as the Supabase advisors)")]
+    if requested:
+        source = ""
+    elif configured is not None:
+        source = (" (supabase/config.toml [api] schemas, as `supabase db advisors` reads them for a local project)"
+                  if configured else "")
+    else:
+        source = " (PostgREST setting pgrst.db_schemas, default public, as the Supabase advisors)"
+    shown = ", ".join(exposed) or ("none ([api] enabled = false in supabase/config.toml)" if configured is not None
+                                   else "none (pgrst.db_schemas is set and empty)")
+    notes = [f"API-exposed schemas: {shown}{source}"]
     notes += [f"skipped {name}: {reason}" for name, reason in sorted(run.skipped.items())]
     limit = ctx.settings.row_limit
     tables = [Table(title="RLS coverage (permissive policies per command; grants S/I/U/D)", columns=columns,

@@ -534,6 +534,18 @@ def exposed_schemas(conn) -> list[str]:
     return parse_exposed(conn.execute("select current_setting('pgrst.db_schemas', true)").fetchone()[0])
 
 
+def project_exposed(ctx) -> list[str] | None:
+    """For the project's own local database, the schemas its supabase/config.toml exposes through the Data API
+    ([api] schemas), which `supabase db advisors` lints in place of pgrst.db_schemas; None elsewhere."""
+    # lazy: db.schemas is light, but this module is imported by the watch before any project is known
+    from sage_agent.db.schemas import api_exposed_schemas
+
+    target = getattr(ctx, "target", None)
+    if target is None or not target.is_project_local:
+        return None
+    return api_exposed_schemas(ctx.project)
+
+
 def parse_exposed(raw: str | None) -> list[str]:
     """The schema list of a `pgrst.db_schemas` value (unset: public; set but empty: none)."""
     if raw is None:

@@ -74,14 +74,16 @@ md5(concat_ws(',',
   current_setting('pgrst.db_schemas', true)))"""
 
 
-def scope(conn, server_major: int) -> AuditScope:
-    """The audits' scope and what every relation's findings depend on, one statement."""
+def scope(conn, server_major: int, exposed: list[str] | None = None) -> AuditScope:
+    """The audits' scope and what every relation's findings depend on, one statement. `exposed`: the schemas a
+    local project's config.toml exposes (lints.project_exposed), in place of pgrst.db_schemas, as *rls-audit."""
     row = conn.execute(
         "select current_setting('pgrst.db_schemas', true),"
         " array(select rolname::text from pg_roles where rolname in ('anon', 'authenticated', 'service_role')),"
         " to_regclass('auth.users') is not null, to_regclass('storage.buckets') is not null,"
         f" array({sa.USER_SCHEMAS_SQL}), {GLOBAL_FINGERPRINT_SQL}", (SYSTEM_SCHEMAS,)).fetchone()
-    exposed, roles, users, buckets, schemas = parse_exposed(row[0]), set(row[1]), row[2], row[3], list(row[4])
+    exposed = parse_exposed(row[0]) if exposed is None else exposed
+    roles, users, buckets, schemas = set(row[1]), row[2], row[3], list(row[4])
     key = "|".join([str(server_major), row[5], ",".join(exposed), ",".join(sorted(roles)), str(users), str(buckets),
                     ",".join(schemas)])
     return AuditScope(exposed, roles, users, buckets, schemas, key)

@@ -289,11 +289,12 @@ def check_audits(state: RoundState) -> CheckResult:
     the last run. After DDL, only the relations whose catalog rows changed are read again; the rules that read
     no single relation (and the statistics' part of unused_index) run whole (security/summary.py)."""
     # lazy: psycopg loads on the first database call
+    from sage_agent.ops.security.lints import project_exposed
     from sage_agent.ops.security.summary import changes, scope, summarize, unchanged
 
     ctx, history = state.ctx, state.history
     with ctx.connect(autocommit=True) as conn:
-        sc = scope(conn, ctx.server.major)
+        sc = scope(conn, ctx.server.major, project_exposed(ctx))
         meta = history.audit_meta(state.target) if history is not None else None
         if meta is not None and meta.get("key") != sc.key:
             meta = None  # schemas, roles, memberships, extensions or pgrst.db_schemas changed: start over
