@@ -75,6 +75,7 @@ def test_locks_blocking_tree(make_session, db_url, blocked):
     assert edge["wanted_mode"] == "ShareLock" and "transaction" in edge["object"]
     assert r.data["roots"] == [blocked["a_pid"]]
     assert any(f.rule == "locks.idle_in_transaction_blocker" for f in r.findings)
+    assert r.next_steps == [f"*locks --terminate {blocked['a_pid']}"]  # a cancel does nothing to an idle session
     tree = r.tables[0].rows
     assert tree[0][0] == str(blocked["a_pid"]) and tree[1][0].endswith(str(blocked["b_pid"]))
 
@@ -145,6 +146,9 @@ def test_locks_cancel_running_blocker(make_session, db_url, db):
     tb = threading.Thread(target=lambda: b.execute("update q set id = 1 where id = 1"), daemon=True)
     tb.start()
     wait_until(lambda: db.execute("select %s = any(pg_blocking_pids(%s))", (a_pid, b.info.backend_pid)).fetchone()[0])
+    shown = make_session(db_url).run_line("*locks").result
+    assert shown.next_steps == [f"*locks --cancel {a_pid}", f"*locks --terminate {a_pid}"]  # a running statement
+    assert not any("standby" in n for n in shown.notes)
     out = make_session(db_url).run_line(f"*locks --cancel {a_pid}")
     assert out.exit_code == 3  # yes/no confirmation needed
     out = make_session(db_url, yes=True).run_line(f"*locks --cancel {a_pid}")

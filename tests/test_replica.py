@@ -51,6 +51,7 @@ def test_env_check_says_standby_or_primary_and_the_lag(pair, project, run_sage):
     facts = doc["facts"]
     assert facts["standby"] is True and facts["replication"].startswith("streaming from 127.0.0.1:")
     assert isinstance(facts["replay_lag_bytes"], int) and facts["replay_lag_bytes"] >= 0
+    assert "replay_delay_s" not in facts and facts["last_replayed_commit_s_ago"] >= 0  # a time since, not a lag
     assert any(f["rule"] == "replication.standby" for f in doc["findings"])
     code, doc, text = sage_json(run_sage, project, pair.primary.url(), "*env-check")
     assert code == 0, text
@@ -116,6 +117,16 @@ def test_monitor_shows_the_replication_picture(pair, project, run_sage):
     assert doc["facts"]["replication_role"] == "standby" and "hot standby" in doc["summary"]
     table = next(t for t in doc["tables"] if t["title"].startswith("Replication"))
     assert table["rows"][0][0].startswith("streaming from 127.0.0.1:")
+
+
+def test_locks_on_the_standby_says_the_primary_has_its_own(pair, project, run_sage):
+    """Each server has its own lock table: "no blocking" on a standby says nothing about the primary's writers."""
+    code, doc, text = sage_json(run_sage, project, pair.standby.url(), "*locks")
+    assert code == 0, text
+    assert ("this is a read-only hot standby: only its own sessions' locks are shown; run *locks on the primary "
+            "for the sessions that write") in doc["notes"]
+    code, doc, text = sage_json(run_sage, project, pair.primary.url(), "*locks")
+    assert code == 0 and not any("standby" in n for n in doc["notes"]), text
 
 
 def test_watch_reports_standby_lag_on_the_primary_and_a_standby_round_is_clean(pair, project):

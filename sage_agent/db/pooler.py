@@ -159,12 +159,13 @@ def session_url(url: str, direct_url: str | None, purpose: str, *, known_direct:
     raise SessionRequired(
         f"{purpose} needs a database session, but {redact(url)} ({where['host']}:{where['port']}) goes through a "
         f"{found.mode} pooler{' (' + found.pooler + ')' if found.pooler else ''}: {found.evidence}. Nothing was "
-        f"changed. {_set_hint(variable)} to the direct connection, e.g. Supabase's "
+        f"changed. {direct_url_hint(variable)} to the direct connection, e.g. Supabase's "
         "db.<project-ref>.supabase.co:5432 (Project Settings > Database > Direct connection)"
     )
 
 
-def _set_hint(variable: str) -> str:
+def direct_url_hint(variable: str) -> str:
+    """How to give the direct (session) URL, for the way the pooled URL was given."""
     if variable == "--direct-url":
         return "Pass --direct-url (or set SUPABASE_DB_URL_DIRECT with --env dev/staging/prod)"
     if variable.startswith("a "):

@@ -166,7 +166,7 @@ def _pooling_facts(ctx, facts: dict[str, object], findings: list[Finding]) -> No
     """Which pooling stands in front of the URL, the direct URL, and whether it connects."""
     # lazy: psycopg loads on the first database call
     from sage_agent.db.connect import DbConnectError
-    from sage_agent.db.pooler import detect
+    from sage_agent.db.pooler import detect, direct_url_hint
 
     target = ctx.target
     pooling = ctx.pooling()
@@ -196,7 +196,7 @@ def _pooling_facts(ctx, facts: dict[str, object], findings: list[Finding]) -> No
                 rule="pooler.no_direct_url", severity="warning",
                 message=f"{target.display_url} goes through a {pooling.mode} pooler and no direct URL is set: "
                         f"{SESSION_COMMANDS} will refuse to run (they need a session); reads work through the pooler",
-                fix=f"set {target.direct_variable} (or pass --direct-url) to the direct connection"))
+                fix=f"{direct_url_hint(target.direct_variable)} to the direct connection"))
 
 
 def _replication_facts(ctx, facts: dict[str, object], findings: list[Finding]) -> None:
@@ -211,7 +211,9 @@ def _replication_facts(ctx, facts: dict[str, object], findings: list[Finding]) -
     if st.standby:
         facts["replication"] = st.upstream
         facts["replay_lag_bytes"] = st.replay_lag_bytes
-        facts["replay_delay_s"] = st.replay_delay_s
+        # now() - the last replayed commit: on an idle primary it grows with nothing behind, so it is named as
+        # what it is (a "replay delay" of minutes beside 0 bytes behind read as a standby minutes late)
+        facts["last_replayed_commit_s_ago"] = st.replay_delay_s
         findings.append(Finding(rule="replication.standby", severity="info",
                                 message=f"read-only hot standby ({st.upstream}): writes are refused before they start",
                                 fix="point --db-url (or the direct URL) at the primary for *apply and other writes"))

@@ -169,6 +169,7 @@ def locks_report(ctx, *, cancel: int | None, terminate: int | None, include_own:
     major = ctx.server.major
     with read_only(ctx) as conn:
         snap = lock_snapshot(conn, major)
+        standby = conn.execute("select pg_is_in_recovery()").fetchone()[0]
     sessions = {s["pid"]: s for s in snap["sessions"]}
     own = {pid for pid, s in sessions.items() if own_session(s.get("application_name"), s.get("datname"))}
     edges = snap["edges"]
@@ -269,6 +270,16 @@ def locks_report(ctx, *, cancel: int | None, terminate: int | None, include_own:
                else "No blocking: no session waits for a lock held by another")
     status = "warning" if edges else "ok"
     notes = action_note + ([] if edges else ["pg_blocking_pids() found no waits in this instant"])
+    if standby:  # each server has its own lock table: the primary's blocking is not visible from here
+        notes.append("this is a read-only hot standby: only its own sessions' locks are shown; run *locks on the "
+                     "primary for the sessions that write")
+    if roots:
+        idle = (sessions.get(roots[0], {}).get("state") or "").startswith("idle in transaction")
+        # cancelling an idle-in-transaction session does nothing (no statement runs): only terminating helps
+        steps = [f"*locks --terminate {roots[0]}"] if idle else [f"*locks --cancel {roots[0]}",
+                                                                  f"*locks --terminate {roots[0]}"]
+    else:
+        steps = ["*monitor"]
     if hidden_edges:
         notes.append(f"{hidden_edges} wait(s) between DB Sage's own sessions (or pg_dump's) left out: --include-own "
                      "shows them")
@@ -279,7 +290,7 @@ def locks_report(ctx, *, cancel: int | None, terminate: int | None, include_own:
                                                                   "application", "statement"], rows=rows)] if rows
                     else [],
                     findings=findings, notes=notes,
-                    next_steps=[f"*locks --cancel {roots[0]}", f"*locks --terminate {roots[0]}"] if roots else ["*monitor"],
+                    next_steps=steps,
                     data={"edges": [{k: e[k] for k in ("blocked_pid", "blocking_pid", "wanted_mode", "held_modes",
                                                        "object", "wait_s")} for e in edges],
                           "roots": roots,
