@@ -87,3 +87,41 @@ def test_proof_on_digests_names_what_the_plan_leaves(make_session, db_url, db, p
     # A and B themselves: their text difference, function included
     only_b, only_a = dump_difference(dump_a, dump_b)
     assert Counter(only_b) == Counter(table_b + [s for s in dump_b if "public.f()" in s and "3" in s])
+
+
+def test_comments_of_every_kind_are_read(db):
+    """The model reads comments from pg_description directly (not obj_description per row): each kind of
+    object's comment, and a column's, is what PostgreSQL's own obj_description/col_description say."""
+    from sage_agent.ops.schema.introspect import introspect
+
+    db.execute("""
+        create schema s; comment on schema s is 'schema c';
+        create type s.mood as enum ('a'); comment on type s.mood is 'type c';
+        create table s.t (id int primary key, v int check (v > 0)); comment on table s.t is 'table c';
+        comment on column s.t.v is 'column c'; comment on constraint t_pkey on s.t is 'pk c';
+        create index t_v on s.t (v); comment on index s.t_v is 'index c';
+        create function s.f() returns trigger language plpgsql as $$ begin return new; end $$;
+        comment on function s.f() is 'function c';
+        create trigger tr before insert on s.t for each row execute function s.f();
+        comment on trigger tr on s.t is 'trigger c';
+        create policy p on s.t using (true); comment on policy p on s.t is 'policy c';
+        create view s.v as select id from s.t; comment on view s.v is 'view c';
+        comment on column s.t.id is null""")
+    m = introspect(db)
+    t = m.tables["s.t"]
+    got = {"schema": m.schemas["s"].comment, "type": m.types["s.mood"].comment, "table": t.comment,
+           "column": t.columns["v"].comment, "no comment": t.columns["id"].comment,
+           "pk": m.constraints["s.t.t_pkey"].comment, "index": m.indexes["s.t_v"].comment,
+           "function": m.functions["s.f()"].comment, "trigger": m.triggers["s.t.tr"].comment,
+           "policy": m.policies["s.t.p"].comment, "view": m.views["s.v"].comment}
+    want = dict(zip(got, db.execute("""
+        select obj_description('s'::regnamespace, 'pg_namespace'), obj_description('s.mood'::regtype, 'pg_type'),
+               obj_description('s.t'::regclass, 'pg_class'), col_description('s.t'::regclass, 2),
+               col_description('s.t'::regclass, 1),
+               obj_description((select oid from pg_constraint where conname = 't_pkey'), 'pg_constraint'),
+               obj_description('s.t_v'::regclass, 'pg_class'), obj_description('s.f()'::regprocedure, 'pg_proc'),
+               obj_description((select oid from pg_trigger where tgname = 'tr'), 'pg_trigger'),
+               obj_description((select oid from pg_policy where polname = 'p'), 'pg_policy'),
+               obj_description('s.v'::regclass, 'pg_class')""").fetchone()))
+    assert got == want
+    assert got["column"] == "column c" and got["no comment"] is None and got["trigger"] == "trigger c"

@@ -27,13 +27,20 @@ def _acl(acl: str, kind: str, owner: str) -> str:
                where a.grantee <> {owner})"""
 
 
+def _description(oid: str, catalog: str, subid: str = "0") -> str:
+    """SQL: an object's comment. What obj_description/col_description return, read from pg_description directly:
+    those are SQL functions run once per row, a third of the columns query at 20,000 tables."""
+    return (f"(select ds.description from pg_description ds where ds.objoid = {oid} "
+            f"and ds.classoid = '{catalog}'::regclass and ds.objsubid = {subid})")
+
+
 def _not_ext(catalog: str, oid: str) -> str:
     return (f"not exists (select 1 from pg_depend e where e.classid = '{catalog}'::regclass "
             f"and e.objid = {oid} and e.deptype = 'e')")
 
 
 Q_SCHEMAS = f"""
-select n.oid, n.nspname, quote_ident(n.nspname), obj_description(n.oid, 'pg_namespace'),
+select n.oid, n.nspname, quote_ident(n.nspname), {_description('n.oid', 'pg_namespace')},
        {_acl('n.nspacl', 'n', 'n.nspowner')}
 from pg_namespace n where {_not_ext('pg_namespace', 'n.oid')}
 """
@@ -58,7 +65,7 @@ select t.oid, format('%I.%I', n.nspname, t.typname), quote_ident(n.nspname), t.t
        case when t.typtype = 'c' then array(select quote_ident(a.attname) || E'\\t' || format_type(a.atttypid, a.atttypmod)
                                             from pg_attribute a where a.attrelid = t.typrelid and a.attnum > 0
                                             and not a.attisdropped order by a.attnum) end,
-       obj_description(t.oid, 'pg_type')
+       {_description('t.oid', 'pg_type')}
 from pg_type t join pg_namespace n on n.oid = t.typnamespace
 left join pg_type bt on bt.oid = t.typbasetype
 where t.typnamespace = any(%(nsp)s)
@@ -71,7 +78,7 @@ select c.oid, format('%I.%I', n.nspname, c.relname), c.relkind, quote_ident(n.ns
        c.relpersistence = 'u', c.relrowsecurity, c.relforcerowsecurity,
        case when c.relkind in ('v', 'm') then pg_get_viewdef(c.oid) end,
        coalesce(c.reloptions, '{{}}'),
-       obj_description(c.oid, 'pg_class'),
+       {_description('c.oid', 'pg_class')},
        case when c.relkind = 'S' then {_acl('c.relacl', 's', 'c.relowner')}
             else {_acl('c.relacl', 'r', 'c.relowner')} end,
        c.relispartition,
@@ -98,7 +105,7 @@ select s.seqrelid, format_type(s.seqtypid, null), s.seqstart, s.seqincrement, s.
 from pg_sequence s where s.seqrelid = any(%(rels)s)
 """
 
-Q_COLUMNS = """
+Q_COLUMNS = f"""
 select a.attrelid, quote_ident(a.attname), a.attnum, format_type(a.atttypid, a.atttypmod), a.attnotnull,
        case when a.attgenerated = '' then pg_get_expr(d.adbin, d.adrelid) end,
        a.attidentity::text, a.attgenerated::text,
@@ -106,10 +113,10 @@ select a.attrelid, quote_ident(a.attname), a.attnum, format_type(a.atttypid, a.a
        case when a.attcollation <> 0 and a.attcollation <> t.typcollation
             then (select format('%I.%I', cn.nspname, co.collname) from pg_collation co
                   join pg_namespace cn on cn.oid = co.collnamespace where co.oid = a.attcollation) end,
-       col_description(a.attrelid, a.attnum),
+       {_description('a.attrelid', 'pg_class', 'a.attnum')},
        (select coalesce(array_agg(format('%s:%s:%s',
                      case when x.grantee = 0 then 'PUBLIC' else x.grantee::regrole::text end,
-                     x.privilege_type, x.is_grantable) order by 1), '{}')
+                     x.privilege_type, x.is_grantable) order by 1), '{{}}')
           from aclexplode(a.attacl) x),
        a.attislocal, idn.seqstart, idn.seqincrement, idn.seqmin, idn.seqmax, idn.seqcache, idn.seqcycle
 from pg_attribute a
@@ -123,17 +130,17 @@ left join lateral (select s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqc
 where a.attrelid = any(%(tables)s) and a.attnum > 0 and not a.attisdropped
 """
 
-Q_CONSTRAINTS = """
+Q_CONSTRAINTS = f"""
 select c.oid, c.conrelid, quote_ident(c.conname), c.contype::text, pg_get_constraintdef(c.oid),
-       obj_description(c.oid, 'pg_constraint'), c.conindid,
+       {_description('c.oid', 'pg_constraint')}, c.conindid,
        c.conparentid <> 0 or (c.contype = 'c' and not c.conislocal)
 from pg_constraint c
 where c.conrelid = any(%(tables)s) and c.contype in ('p', 'u', 'c', 'f', 'x')
 """
 
-Q_INDEXES = """
+Q_INDEXES = f"""
 select i.indexrelid, format('%I.%I', n.nspname, ic.relname), i.indrelid, pg_get_indexdef(i.indexrelid),
-       obj_description(i.indexrelid, 'pg_class'),
+       {_description('i.indexrelid', 'pg_class')},
        (select format('%I.%I', pn.nspname, pc.relname) from pg_inherits ih join pg_class pc on pc.oid = ih.inhparent
           join pg_namespace pn on pn.oid = pc.relnamespace where ih.inhrelid = i.indexrelid)
 from pg_index i join pg_class ic on ic.oid = i.indexrelid join pg_namespace n on n.oid = ic.relnamespace
@@ -150,36 +157,36 @@ select p.oid, format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity
                and (rt.oid = p.prorettype or rt.oid = any(p.proargtypes)
                     or rt.oid = any(coalesce(p.proallargtypes, '{{}}'))
                     or rt.typarray = p.prorettype)),
-       obj_description(p.oid, 'pg_proc'),
+       {_description('p.oid', 'pg_proc')},
        {_acl('p.proacl', 'f', 'p.proowner')}
 from pg_proc p join pg_namespace n on n.oid = p.pronamespace
 where p.pronamespace = any(%(nsp)s) and p.prokind in ('f', 'p', 'w') and {_not_ext('pg_proc', 'p.oid')}
 """
 
-Q_TRIGGERS = """
+Q_TRIGGERS = f"""
 select t.oid, t.tgrelid, quote_ident(t.tgname), pg_get_triggerdef(t.oid), t.tgenabled::text,
-       obj_description(t.oid, 'pg_trigger'), t.tgparentid <> 0
+       {_description('t.oid', 'pg_trigger')}, t.tgparentid <> 0
 from pg_trigger t where t.tgrelid = any(%(tables)s) and not t.tgisinternal
 """
 
-Q_POLICIES = """
+Q_POLICIES = f"""
 select p.oid, p.polrelid, quote_ident(p.polname), p.polpermissive,
        array(select case when r = 0 then 'PUBLIC' else r::regrole::text end from unnest(p.polroles) r order by 1),
        case p.polcmd when 'r' then 'SELECT' when 'a' then 'INSERT' when 'w' then 'UPDATE' when 'd' then 'DELETE'
                      else 'ALL' end,
        pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid),
-       obj_description(p.oid, 'pg_policy')
+       {_description('p.oid', 'pg_policy')}
 from pg_policy p where p.polrelid = any(%(tables)s)
 """
 
 # policies on the tables of a managed schema that are the user's (storage.objects, ...): see storage_policies
-Q_MANAGED_POLICIES = """
+Q_MANAGED_POLICIES = f"""
 select p.oid, format('%I.%I', n.nspname, c.relname), quote_ident(p.polname), p.polpermissive,
        array(select case when r = 0 then 'PUBLIC' else r::regrole::text end from unnest(p.polroles) r order by 1),
        case p.polcmd when 'r' then 'SELECT' when 'a' then 'INSERT' when 'w' then 'UPDATE' when 'd' then 'DELETE'
                      else 'ALL' end,
        pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid),
-       obj_description(p.oid, 'pg_policy')
+       {_description('p.oid', 'pg_policy')}
 from pg_policy p join pg_class c on c.oid = p.polrelid join pg_namespace n on n.oid = c.relnamespace
 where n.nspname = any(%(schemas)s)
 """
