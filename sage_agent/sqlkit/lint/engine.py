@@ -3,6 +3,7 @@ honouring squawk's ignore comments (see :mod:`.ignores`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from typing import Any
 
 from pglast import ast
@@ -13,6 +14,7 @@ from .ignores import Ignores, parse_ignores
 from .model import LintContext, LintFinding, Rule
 
 ALL = "*"
+_BY_LINE_RULE = attrgetter("line", "rule")  # the findings' order: by line, then rule id
 # rule selection -> statement class -> the rules that look at it (kept across the files of one run)
 _BY_TYPE: dict[tuple[Rule, ...], dict[type, list[Rule]]] = {}
 
@@ -136,11 +138,13 @@ def conclude(findings: list[LintFinding], rules: Sequence[Rule], ignores: Ignore
         findings += [LintFinding(rule=unused.id, severity=unused.severity, line=u.line, column=u.column,
                                  message=f"unknown name {u.name}", safe_alternative=unused.safe_alternative,
                                  statement_line=u.line, filename=filename) for u in ignores.unknown]
-    findings = [f for f in findings if not ignores.covers(f.rule, f.line)]
-    for f in findings:
-        if f.table and f.table in anywhere:
-            f.new_table = True
-    findings.sort(key=lambda f: (f.line, f.rule))
+    if ignores.file_all or ignores.file_rules or ignores.by_line:  # most files have no ignore comment
+        findings = [f for f in findings if not ignores.covers(f.rule, f.line)]
+    if anywhere:
+        for f in findings:
+            if f.table and f.table in anywhere:
+                f.new_table = True
+    findings.sort(key=_BY_LINE_RULE)
     return findings
 
 
