@@ -314,6 +314,12 @@ the 81 rules) or a parser binding that builds no Python objects. In the loaded r
 2 cores, so `sage lint` used one process throughout; in the quiet run above (load 0.8-1.0) the bench's own runs kept
 the load average near 1, so the default job rule (cores minus load, rounded) also chose one process. The 50 KB case reflects this round's start-up work (rule modules loaded by the statement types present).
 Growth stays linear (seconds per MB above start-up within the noise of the load).
+
+Session 7: the default process count reads how many tasks run *now* (`/proc/loadavg`'s running count), not the
+1-minute load average, so an idle machine right after the bench's previous run uses both cores; the line under
+each table says what the default chose run by run. A big file's parent runs the ordered rules first and sends
+their memory, so the child's ordered pass overlaps its other rules. `bench/lint_critical_path.py` estimates the
+two-process wall time from each process's CPU when the machine is too busy to measure it.
 """
 
 
