@@ -14,7 +14,8 @@ also killed at two chosen points, reached deterministically through the lock que
 foreign-key validation after the swap (the swap committed, the keys are NOT VALID, the history row not written).
 Trials cycle validation, swap, random step, so CI's two trials cover both chosen points. The kinds that add a
 NOT VALID constraint and validate it in a step of their own (CHECK, foreign key, SET NOT NULL) are killed in that
-validation the same way in half their trials (two in, two at a random step...): on 10,000 rows the whole sequence
+validation the same way in half their trials (two in, two at a random step...), and the views kind in its swap
+(an open COMMENT ON VIEW holds the swap's first statement, DROP VIEW): on 10,000 rows the whole sequence
 takes milliseconds, and a kill at a random moment came after it had finished in every one of ten CHECK trials.
 
 The shapes the type change carries have kinds of their own: an identity key (`tickets.id int -> bigint`: its
@@ -209,7 +210,7 @@ def _until(check, what: str, seconds: float = 30) -> None:
 
 
 def lock_queue_killer(url: str, at: str, table: str, act, first: str = "LOCK TABLE%",
-                      hold_mode: str = "access share") -> tuple[threading.Thread, list]:
+                      hold_mode: str = "access share", hold_sql: str | None = None) -> tuple[threading.Thread, list]:
     """Kill in the swap (`at="swap"`: while it waits for `table`, a referencing table it locks) or in the
     validation of `table`'s foreign key after the swap (`at="validate"`), through the lock queue, not timing.
 
@@ -220,13 +221,14 @@ def lock_queue_killer(url: str, at: str, table: str, act, first: str = "LOCK TAB
     go, and the thread ends when no DB Sage backend is left. The list returned gets the point reached.
     `first`: the statement that waits behind the held lock (the swap's LOCK TABLE; for a NOT VALID constraint,
     the ALTER TABLE that adds it, held up with `hold_mode` ROW EXCLUSIVE, which even a foreign key's SHARE ROW
-    EXCLUSIVE waits for)."""
+    EXCLUSIVE waits for). `hold_sql`: what holds the lock instead of LOCK TABLE (which on a view locks its tables
+    too)."""
     reached: list = []
 
     def run() -> None:
         with psycopg.connect(url, autocommit=True) as watch, psycopg.connect(url) as hold, \
                 psycopg.connect(url) as queue:
-            hold.execute(f"lock table {table} in {hold_mode} mode")
+            hold.execute(hold_sql or f"lock table {table} in {hold_mode} mode")
             _until(lambda: _waiting(watch, first), f"{first} waiting for {table}")
             if at == "validate":
                 asker = threading.Thread(target=lambda: queue.execute(
@@ -286,6 +288,16 @@ def assert_killed_in_validation(conn, kind: str) -> None:
     assert done == 1 and valid == (False,), (done, valid)
 
 
+def assert_killed_in_the_view_swap(conn) -> None:
+    """Killed in the swap that drops and makes again the views: nothing of it happened (one transaction)."""
+    done, names = conn.execute("select done, names from supabase_migrations.sage_online").fetchone()
+    types = conn.execute("select attrelid::regclass::text, format_type(atttypid, atttypmod) from pg_attribute "
+                         "where attrelid in ('public.sales'::regclass, 'public.big_sales'::regclass) "
+                         "and attname in ('amount', 'bumped') order by 1").fetchall()
+    assert done == 4 and not names["@x1"].get("swapped"), (done, names["@x1"].get("swapped"))
+    assert types == [("big_sales", "integer"), ("sales", "integer")], types
+
+
 _OLD_DUMP: dict[str, list[str]] = {}  # every kind starts from the same seed
 
 
@@ -331,7 +343,8 @@ def test_online_sequence_survives_faults(kind, pg_server, project, make_session,
             at_step, extra = rng.randrange(steps), rng.uniform(0, 0.05)
             # the primary key: a validation after the swap, the swap itself, then a random step, in turn
             point = ["validate", "swap", "step"][trial % 3] if kind == "primary_key" else \
-                ["validate", "step"][(trial // 2) % 2] if kind in VALIDATED else "step"
+                ["validate", "step"][(trial // 2) % 2] if kind in VALIDATED else \
+                ["swap", "step"][(trial // 2) % 2] if kind == "views" else "step"
             table = REFERENCING[(trial // 3) % 2] if point == "validate" else rng.choice(REFERENCING)
             if kind in VALIDATED:
                 table = "public.items"
@@ -343,6 +356,10 @@ def test_online_sequence_survives_faults(kind, pg_server, project, make_session,
                     return _killer(url, at_step, extra, act)
                 if kind in VALIDATED:
                     thread, reached = lock_queue_killer(url, point, table, act, "ALTER TABLE%", "row exclusive")
+                elif kind == "views":  # the swap waits at its first statement, DROP VIEW, behind a session whose
+                    # open COMMENT ON VIEW holds the view (not its tables, which LOCK TABLE on a view would lock too)
+                    thread, reached = lock_queue_killer(url, point, "public.big_sales", act, "DROP VIEW%",
+                                                        hold_sql="comment on view public.big_sales is 'big ones'")
                 else:
                     thread, reached = lock_queue_killer(url, point, table, act)
                 return thread
@@ -364,6 +381,8 @@ def test_online_sequence_survives_faults(kind, pg_server, project, make_session,
                     assert reached == [point], (point, table)
                     if kind in VALIDATED:
                         assert_killed_in_validation(conn, kind)
+                    elif kind == "views":
+                        assert_killed_in_the_view_swap(conn)
                     else:
                         assert_killed_at(conn, point, table)
                 outcome = assert_documented(state_of(conn, expand_table), old_dump, url,
