@@ -102,7 +102,7 @@ def test_add_column_rolls_back_with_no_row_lost(proj, db_url, db):
     assert rows_of(out)["public.customers"]["lost"] == 0
     assert out.result.facts["values_lost"] == "public.customers.price"
     # a deliberate rollback that verified clean tells what is pending again, not to "review what went wrong"
-    assert out.result.notes == ["migrations pending again: 20250101000002 (*apply re-applies them)"]
+    assert out.result.notes == ["migrations pending again: 20250101000002_step2 (*apply re-applies them)"]
     same(dump(db_url), before)
     assert counts(db) == rows
     assert pending(db) == ["20250101000001"]  # the undone migration is pending again

@@ -7,6 +7,7 @@ holds the operations the catalog binds to.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -247,7 +248,7 @@ def _rollback_reverse(meta, ctx) -> OpResult:
         facts={"snapshot": meta.name, "mode": "reverse change (proven)", "taken": meta.created_at,
                "safety_snapshot": safety.name, "steps": len(plan.items), "rows_kept": plan.rows_kept,
                "rows_lost": plan.rows_lost, "values_lost": ", ".join(plan.values_lost) or "none",
-               "migrations_pending_again": ", ".join(plan.undone) or "none",
+               "migrations_pending_again": ", ".join(_with_names(ctx.project, plan.undone)) or "none",
                "proof": "pg_dump --schema-only of the shadow copy after the plan equals the snapshot's"},
         tables=[Table(title="Rows per table", columns=["table", "now", "after", "kept", "lost", "how"],
                       rows=[[r.table, "-" if r.now is None else r.now, "-" if r.after is None else r.after, r.kept,
@@ -256,7 +257,8 @@ def _rollback_reverse(meta, ctx) -> OpResult:
            if rows else []),
         findings=findings,
         notes=([REVIEW_DIFFERENCES] if problems else [])  # a deliberate, verified rollback went right
-        + ([f"migrations pending again: {', '.join(plan.undone)} (*apply re-applies them)"] if plan.undone else []),
+        + ([f"migrations pending again: {', '.join(_with_names(ctx.project, plan.undone))} (*apply re-applies them)"]
+           if plan.undone else []),
         artifacts=[f"supabase/snapshots/{safety.name}.sql", str(log_path.relative_to(ctx.project))],
         next_steps=["*migrations", "*smoke-test VERSION"],
         data={"plan": plan.text(), "problems": problems, "safety_snapshot": safety.name, "mode": "reverse",
@@ -264,6 +266,16 @@ def _rollback_reverse(meta, ctx) -> OpResult:
                         "how": r.how} for r in plan.rows],
               "rows_kept": plan.rows_kept, "rows_lost": plan.rows_lost, "undone": plan.undone},
     )
+
+
+def _with_names(project: Path, versions: list[str]) -> list[str]:
+    """Versions as the person knows them: the local file's stem (20250101000002_add_tags) where one exists."""
+    folder = Path(project) / "supabase" / "migrations"
+    out = []
+    for version in versions:
+        files = sorted(folder.glob(f"{version}_*.sql")) if folder.is_dir() else []
+        out.append(files[0].stem if files else version)
+    return out
 
 
 def _rollback_replace(meta, ctx) -> OpResult:
