@@ -163,8 +163,8 @@ def test_env_check_reports_the_pooler_and_the_direct_url(bouncer, db_url, projec
     assert facts["pooling"] == "transaction (PgBouncer)" and facts["direct_url"] == "not set"
     (fix,) = [f["fix"] for f in doc["findings"] if f["rule"] == "pooler.no_direct_url"]
     # the URL came from --db-url: the hint names the flag once, not "set --direct-url (or pass --direct-url)"
-    assert fix == ("Pass --direct-url (or set SUPABASE_DB_URL_DIRECT with --env dev/staging/prod) to the direct "
-                   "connection")
+    assert fix == ("Start sage with --direct-url URL (or set SUPABASE_DB_URL_DIRECT with --env dev/staging/prod) to "
+                   "the direct connection")
     code, doc, text = sage_json(run_sage, project, "*env-check", "--db-url", url, "--direct-url", db_url)
     assert code == 0, text
     assert doc["facts"]["direct_url_connects"] is True and doc["facts"]["direct_url_pooling"] == "direct"

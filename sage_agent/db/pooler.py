@@ -167,7 +167,8 @@ def session_url(url: str, direct_url: str | None, purpose: str, *, known_direct:
 def direct_url_hint(variable: str) -> str:
     """How to give the direct (session) URL, for the way the pooled URL was given."""
     if variable == "--direct-url":
-        return "Pass --direct-url (or set SUPABASE_DB_URL_DIRECT with --env dev/staging/prod)"
+        # a REPL has no per-command flag for it: the URL is given when sage starts
+        return "Start sage with --direct-url URL (or set SUPABASE_DB_URL_DIRECT with --env dev/staging/prod)"
     if variable.startswith("a "):
         return f"Give {variable}"
     return f"Set {variable} (or pass --direct-url)"
