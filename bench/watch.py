@@ -3,11 +3,11 @@ commands (`sage run "*locks" "*monitor" "*vacuum" "*rls-audit" "*schema-audit"`)
 `supabase inspect db` equivalents (blocking, long-running-queries, vacuum-stats) plus `supabase db advisors`
 where they run without Docker.
 
-Run: python bench/watch.py [runs] [tables]. Starts its own embedded PostgreSQL 18 in a temp dir (or reuses
+Run: python bench/watch.py [runs] [tables] [--url URL] [--quick]. Starts its own embedded PostgreSQL 18 in a temp dir (or reuses
 SAGE_BENCH_WATCH_DIR when set, keeping the schema between runs), builds the schema with generate_series DO
 blocks (half plain tables with a primary key, half hash partitions of 100-way partitioned tables), then
 alternates the contenders `runs` times and writes bench/results/watch.md (medians, best, ratios, load).
-With SAGE_BENCH_WATCH_URL, it uses that database instead (a copy of bench/big_schema.py's big_20000 made with
+With --url (or SAGE_BENCH_WATCH_URL), it uses that database instead (a copy of bench/big_schema.py's big_20000 made with
 CREATE DATABASE ... TEMPLATE: policies, foreign keys and indexes on every plain table; the bench runs DDL on it).
 
 Figures:
@@ -22,7 +22,7 @@ Figures:
 - "sage watch --once (CLI)" = the whole process, start-up included, steady state and right after DDL (the
   per-relation findings come from .sage/watch.sqlite, and are written back at exit);
 In-process rounds are timed by the round's own duration: not the DDL run before it, nor the history written
-after it (`sage watch` writes the per-relation findings between rounds). SAGE_BENCH_WATCH_QUICK=1 leaves out the
+after it. --quick (SAGE_BENCH_WATCH_QUICK=1) leaves out the
 contenders that take ~50 s a run at 20,000 tables (the whole reads and the Supabase CLI).
 - "sage run 5 commands (CLI)" = the diagnostics a round is built on, as one headless run;
 - "supabase inspect x3" = blocking + long-running-queries + vacuum-stats, three CLI runs.
@@ -88,10 +88,18 @@ def main() -> None:
     from sage_agent.db.shadow import create_database
     from sage_agent.ops.watch.checks import CHECK_NAMES, Thresholds
     from sage_agent.ops.watch.history import History, history_path
-    from sage_agent.ops.watch.runner import run_round, watch_context
+    from sage_agent.ops.watch.runner import run_round, target_name, watch_context
 
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    tables = int(sys.argv[2]) if len(sys.argv) > 2 else 20_000
+    args = sys.argv[1:]
+    if "--url" in args:  # the same as SAGE_BENCH_WATCH_URL
+        at = args.index("--url")
+        os.environ["SAGE_BENCH_WATCH_URL"] = args[at + 1]
+        del args[at:at + 2]
+    if "--quick" in args:  # the same as SAGE_BENCH_WATCH_QUICK=1
+        args.remove("--quick")
+        os.environ["SAGE_BENCH_WATCH_QUICK"] = "1"
+    runs = int(args[0]) if args else 5
+    tables = int(args[1]) if len(args) > 1 else 20_000
     given = os.environ.get("SAGE_BENCH_WATCH_URL")
     keep_dir = os.environ.get("SAGE_BENCH_WATCH_DIR") or given
     base = Path(tempfile.mkdtemp(prefix="sage-bench-watch-")) if not keep_dir or given else Path(keep_dir)
@@ -140,8 +148,7 @@ def main() -> None:
             if after_ddl:
                 ddl()
             if whole:
-                history._audit_cache.clear()
-                history.db.execute("delete from audit_state")
+                history.audit_store(target_name(ctx.target)).clear()
             rnd = run_round(ctx, list(CHECK_NAMES), Thresholds(), history, number=next(counter),
                             audit_every_s=audit_every_s)
             history.flush()
@@ -259,7 +266,8 @@ def write(runs, tables, relations, setup_s, samples, loads, per_check, pss_total
                 f"of 100-way partitioned tables){f', built in {setup_s:.0f} s' if setup_s else ''}")
     lines = [
         "# sage watch: a round of all checks at 20,000 tables (issue 18)", "",
-        f"`python bench/watch.py {runs} {tables}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: embedded "
+        f"`python bench/watch.py {runs} {tables}{' --url URL' if shape else ''}"
+        f"{' --quick' if os.environ.get('SAGE_BENCH_WATCH_QUICK') else ''}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: embedded "
         f"PostgreSQL 18 (fsync off), {what}. "
         f"Machine: {os.cpu_count()} cores shared with other jobs; 1-minute load average during the runs "
         f"{min(loads):.1f}-{max(loads):.1f} (on 2 cores: single figures vary by 2x or more, compare medians "

@@ -377,7 +377,7 @@ def test_after_ddl_the_watch_reads_only_what_changed_and_finds_what_a_full_rerun
         major = conn.info.server_version // 10000
         before, cache, run = summarize(conn, scope(conn, major), major)
         assert run.full
-        relations = len(cache.counts[0])
+        relations = cache.relations()
         for what, ddl in STEPS:
             db.execute(ddl)
             sc = scope(conn, major)
@@ -403,19 +403,27 @@ def test_the_audits_cache_survives_a_restart_and_a_broken_one_starts_over(projec
     first = one_round(project, db_url, ["audits"], audit_every_s=3600)
     db.execute("create table public.later (id int)")
     with History(history_path(project)) as history:
-        cached = history.audit_cache(target_name(Target("local", db_url, "test")))
-        assert cached is not None and cached.rows
+        cached = history.audit_store(target_name(Target("local", db_url, "test")))
+        assert cached.meta() is not None and cached.rows_kept() > 0
     second = one_round(project, db_url, ["audits"], number=2, audit_every_s=3600)
     assert second.results[0].carried_from is None and second.results[0].reread == (1, 0)
     assert exposed(second) == exposed(first) + 1  # public.later
     third = one_round(project, db_url, ["audits"], number=3, audit_every_s=3600)
     assert third.results[0].carried_from == second.round_id
     with History(history_path(project)) as history:
-        history.db.execute("update audit_state set data = x'00'")
+        history.db.execute("delete from audit_rows where rowid = (select min(rowid) from audit_rows)")
     db.execute("drop table public.later")
     fourth = one_round(project, db_url, ["audits"], number=4, audit_every_s=3600)
     assert not fourth.errors and fourth.results[0].reread is None  # read whole again
     assert exposed(fourth) == exposed(first)
+    with History(history_path(project)) as history:
+        history.db.execute("update audit_meta set meta = '{not json'")  # every target's
+    db.execute("create table public.later (id int)")
+    fifth = one_round(project, db_url, ["audits"], number=5, audit_every_s=3600)
+    assert not fifth.errors and fifth.results[0].reread is None and exposed(fifth) == exposed(first) + 1
+    db.execute("create table public.after (id int)")
+    sixth = one_round(project, db_url, ["audits"], number=6, audit_every_s=3600)
+    assert sixth.results[0].reread == (1, 0) and exposed(sixth) == exposed(first) + 2
 
 
 def test_audits_rerun_when_a_role_joins_anon(project, db_url, db):

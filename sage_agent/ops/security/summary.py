@@ -3,7 +3,7 @@ how bad, and the first three places. This is what `sage watch` keeps of them; a 
 finding's text and fix in Python.
 
 Incremental: most rules find things in one relation's own catalog rows (lints.PER_RELATION_LINTS and the
-column and naming rules of *schema-audit). Their findings are kept per relation (`AuditCache`) with a digest of
+column and naming rules of *schema-audit). Their findings are kept per relation (`AuditStore`: SQLite rows) with a digest of
 that relation's catalog rows (count and sum of `xmin` of its pg_class, pg_attribute, pg_index, pg_constraint,
 pg_policy and pg_rewrite rows, its indexes' pg_class rows, and the functions its policies call). After DDL only
 the relations whose digest changed (or that are new) are read again, and those that are gone are dropped. The
@@ -20,8 +20,10 @@ The rows come from the same SQL the audits run (lints.LINTS, schema_audit.*_SQL)
 from __future__ import annotations
 
 import heapq
+import json
 import re
-from dataclasses import dataclass, field
+import sqlite3
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from sage_agent.ops.security import schema_audit as sa
@@ -150,7 +152,7 @@ class Changes:
 
 
 def changes(conn, horizon: int | None) -> Changes:
-    """What changed since `horizon` (an AuditCache's; None: nothing to compare with, only the totals)."""
+    """What changed since `horizon` (an AuditStore's; None: nothing to compare with, only the totals)."""
     now, stats, new_relations, touched = conn.execute(
         _changes_sql(), {"horizon": (horizon or 0) % 2 ** 32}).fetchone()
     return Changes(int(now), [(int(t), int(n)) for t, n in stats], set(new_relations), set(touched))
@@ -183,37 +185,134 @@ where c.relkind not in ('S', 't') and {_only('c.oid')}"""
 Row = tuple[str, int, str, "int | None", "int | None"]
 
 
-@dataclass
-class AuditCache:
-    """The per-relation part of the audits at their last run, and what tells which relations changed since."""
+# The store of the per-relation part: SQLite tables (the watch's own .sage/watch.sqlite, or one in memory). A round
+# after DDL rewrites only the rows of the relations it read again and keeps each rule's totals up to date, so
+# neither a round nor a new process (sage watch --once) loads or rebuilds every kept row in Python.
+STORE_SCHEMA = """
+create table if not exists audit_meta (tid integer primary key, target text not null unique, meta text);
+create table if not exists audit_rows (tid integer not null, relid integer not null, rule text not null,
+  rank integer not null, location text not null, a integer, b integer);
+create index if not exists audit_rows_relid on audit_rows (tid, relid);
+create index if not exists audit_rows_rule on audit_rows (tid, rule, location, a, b);
+create table if not exists audit_totals (tid integer not null, rule text not null, rank integer not null,
+  n integer not null, s integer not null, primary key (tid, rule, rank)) without rowid;
+create table if not exists audit_counts (tid integer not null, cat integer not null, relid integer not null,
+  n integer not null, primary key (tid, cat, relid)) without rowid;
+"""
+STORE_FORMAT = 2  # meta without it (the JSON cache of earlier versions, a broken one) means: read everything again
+_STORE_TABLES = ("audit_rows", "audit_totals", "audit_counts")
 
-    key: str
-    horizon: int = 0                                                     # see Changes
-    totals: list[int] = field(default_factory=list)                      # rows per COUNTED catalog, then pg_proc
-    counts: list[dict[int, int]] = field(default_factory=list)           # per COUNTED catalog: relation -> rows
-    rows: dict[int, list[Row]] = field(default_factory=dict)
 
-    @property
-    def token(self) -> str:
-        """Names this state: the round whose findings it made records it as the audits' fingerprint."""
-        return f"{self.horizon}:{','.join(map(str, self.totals))}:{sum(len(r) for r in self.rows.values())}"
+class AuditStore:
+    """The per-relation part of the audits at their last run, for one target: the rows kept per relation, each
+    rule's totals, each COUNTED catalog's rows per relation, and (meta) the scope key, horizon and totals that
+    tell what changed."""
 
-    def meta(self) -> dict[str, Any]:
-        """What decides whether these findings still hold, kept apart from them (a steady round reads only this)."""
-        return {"key": self.key, "horizon": self.horizon, "totals": self.totals, "token": self.token}
-
-    def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "horizon": self.horizon, "totals": self.totals,
-                "counts": [[x for kv in c.items() for x in kv] for c in self.counts],
-                "rows": [[k, *r] for k, rs in self.rows.items() for r in rs]}
+    def __init__(self, db: sqlite3.Connection, target: str = "") -> None:
+        self.db, self.target = db, target
+        db.execute("pragma cache_size = -32000")  # 32 MB: the kept rows of 20,000 tables stay in memory between rounds
+        db.executescript(STORE_SCHEMA)
+        db.execute("insert or ignore into audit_meta (target) values (?)", (target,))
+        self.tid = int(db.execute("select tid from audit_meta where target = ?", (target,)).fetchone()[0])
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> "AuditCache":
-        counts = [dict(zip(flat[0::2], flat[1::2])) for flat in doc["counts"]]
-        cache = cls(doc["key"], doc["horizon"], list(doc["totals"]), counts)
-        for oid, rule, rank, loc, a, b in doc["rows"]:
-            cache.rows.setdefault(oid, []).append((rule, rank, loc, a, b))
-        return cache
+    def memory(cls) -> "AuditStore":
+        return cls(sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False))
+
+    def meta(self) -> dict[str, Any] | None:
+        """key, horizon, totals and token of the kept state; None when there is none (or it is unreadable)."""
+        row = self.db.execute("select meta from audit_meta where tid = ?", (self.tid,)).fetchone()
+        try:
+            meta = json.loads(row[0]) if row and row[0] else None
+        except ValueError:
+            return None
+        return meta if isinstance(meta, dict) and meta.get("format") == STORE_FORMAT else None
+
+    def rows_kept(self) -> int:
+        return int(self.db.execute("select count(*) from audit_rows where tid = ?", (self.tid,)).fetchone()[0])
+
+    def intact(self, meta: dict[str, Any]) -> bool:
+        """The rows are those the meta was written with (its token counts them)."""
+        return meta.get("token") == _token(meta["horizon"], meta["totals"], self.rows_kept())
+
+    def relations(self) -> int:
+        return int(self.db.execute("select count(*) from audit_counts where tid = ? and cat = 0",
+                                   (self.tid,)).fetchone()[0])
+
+    def counts(self, cat: int) -> dict[int, int]:
+        return dict(self.db.execute("select relid, n from audit_counts where tid = ? and cat = ?", (self.tid, cat)))
+
+    def known(self, cat: int, relids: Iterable[int]) -> set[int]:
+        ids = list(relids)
+        if not ids:
+            return set()
+        return {r for (r,) in self.db.execute(
+            "select relid from audit_counts where tid = ? and cat = ? and relid in (select value from json_each(?))",
+            (self.tid, cat, json.dumps(ids)))}
+
+    def sum_counts(self, cat: int, relids: Iterable[int]) -> int:
+        ids = list(relids)
+        if not ids:
+            return 0
+        return int(self.db.execute(
+            "select coalesce(sum(n), 0) from audit_counts where tid = ? and cat = ? and relid in "
+            "(select value from json_each(?))", (self.tid, cat, json.dumps(ids))).fetchone()[0])
+
+    def with_rows(self) -> list[int]:
+        return [r for (r,) in self.db.execute("select distinct relid from audit_rows where tid = ?", (self.tid,))]
+
+    def clear(self) -> None:
+        for table in _STORE_TABLES:
+            self.db.execute(f"delete from {table} where tid = ?", (self.tid,))
+        self.db.execute("update audit_meta set meta = null where tid = ?", (self.tid,))
+
+    def write(self, *, full: bool, reread: Iterable[int], rows: dict[int, list[Row]],
+              counts: list[dict[int, int | None]], key: str, horizon: int, totals: list[int]) -> None:
+        """One transaction: the rows of `reread` relations replaced by `rows` (everything, when `full`), the rules'
+        totals moved with them, the counts set (None: removed), and the meta that names this state."""
+        db, t = self.db, self.tid
+        db.execute("begin immediate")
+        try:
+            delta: dict[tuple[str, int], list[int]] = {}
+            kept = 0 if full else self.rows_kept()
+            if full:
+                self.clear()
+            else:
+                ids = json.dumps(sorted(reread))
+                for rule, rank, n, s in db.execute(
+                        "select rule, rank, count(*), coalesce(sum(a), 0) from audit_rows where tid = ? and relid in "
+                        "(select value from json_each(?)) group by 1, 2", (t, ids)).fetchall():
+                    delta[(rule, rank)] = [-n, -s]
+                    kept -= n
+                db.execute("delete from audit_rows where tid = ? and relid in (select value from json_each(?))",
+                           (t, ids))
+            flat = [(t, oid, *r) for oid, rs in rows.items() for r in rs]
+            db.executemany("insert into audit_rows values (?, ?, ?, ?, ?, ?, ?)", flat)
+            kept += len(flat)
+            for _, _, rule, rank, _, a, _ in flat:
+                d = delta.setdefault((rule, rank), [0, 0])
+                d[0] += 1
+                d[1] += a if rule == "table_name" and a else 0
+            db.executemany("insert into audit_totals values (?, ?, ?, ?, ?) on conflict (tid, rule, rank) do update "
+                           "set n = n + excluded.n, s = s + excluded.s", [(t, r, k, n, s) for (r, k), (n, s) in delta.items()])
+            db.execute("delete from audit_totals where tid = ? and n = 0", (t,))
+            for cat, changes_ in enumerate(counts):
+                db.executemany("insert or replace into audit_counts values (?, ?, ?, ?)",
+                               [(t, cat, r, n) for r, n in changes_.items() if n is not None])
+                db.executemany("delete from audit_counts where tid = ? and cat = ? and relid = ?",
+                               [(t, cat, r) for r, n in changes_.items() if n is None])
+            meta = {"format": STORE_FORMAT, "key": key, "horizon": horizon, "totals": totals,
+                    "token": _token(horizon, totals, kept)}
+            db.execute("update audit_meta set meta = ? where tid = ?", (json.dumps(meta), t))
+            db.execute("commit")
+        except BaseException:
+            db.execute("rollback")
+            raise
+
+
+def _token(horizon: int, totals: list[int], rows: int) -> str:
+    """Names a kept state: the round whose findings it made records it as the audits' fingerprint."""
+    return f"{horizon}:{','.join(map(str, totals))}:{rows}"
 
 
 @dataclass
@@ -274,44 +373,54 @@ def _whole_sql(sc: AuditScope, server_major: int) -> str:
     return "\nunion all\n".join(parts)
 
 
-def summarize(conn, sc: AuditScope, server_major: int, cache: AuditCache | None = None,
-              ch: Changes | None = None) -> tuple[list[RuleCount], AuditCache, Rerun]:
-    """Both audits' findings per rule (rules without findings left out), in rule order, and the cache to pass
-    next time. With a cache of the same scope, only relations whose catalog rows changed are read again.
-    `ch`: changes(conn, cache) when the caller has read them already."""
+def summarize(conn, sc: AuditScope, server_major: int, store: AuditStore | None = None,
+              ch: Changes | None = None) -> tuple[list[RuleCount], AuditStore, Rerun]:
+    """Both audits' findings per rule (rules without findings left out), in rule order, and the store that keeps
+    them (`store`, or a new one in memory). With a store of the same scope, only relations whose catalog rows
+    changed are read again. `ch`: changes(conn, horizon) when the caller has read them already."""
     params: dict[str, Any] = {**lint_params(sc.exposed), "schemas": sc.user_schemas, "snake": sa.SNAKE_CASE}
-    valid = cache is not None and cache.key == sc.key and len(cache.counts) == len(COUNTED)
+    store = store if store is not None else AuditStore.memory()
+    meta = store.meta()
+    valid = (meta is not None and meta.get("key") == sc.key and len(meta.get("totals") or ()) == len(COUNTED) + 1
+             and store.intact(meta))
     # what changed first: a relation that changes after this statement is read again next time, even if read now
     if ch is None:
-        ch = changes(conn, cache.horizon if valid and cache is not None else None)
+        ch = changes(conn, meta["horizon"] if valid and meta is not None else None)
     run, only = Rerun(full=True), None
+    updates: list[dict[int, int | None]] = []
+    reread: set[int] = set()
     if valid:
-        assert cache is not None
-        counts, changed, gone = _changed(conn, cache, ch)
+        assert meta is not None
+        updates, changed, gone = _changed(conn, store, meta, ch)
         run = Rerun(full=False, changed=len(changed), gone=len(gone))
-        rows = {oid: rs for oid, rs in cache.rows.items() if oid not in changed and oid not in gone}
+        reread = changed | gone
         only = sorted(changed)
-        if len(only) > len(counts[0]) // 2:  # most relations changed: one pass over all is cheaper
+        if len(only) > store.relations() // 2:  # most relations changed: one pass over all is cheaper
             run, only = Rerun(full=True), None
     if only is None:
-        counts = [_counts(conn, *k, None) for k in COUNTED]
-        rows = {}
+        updates = [dict(_counts(conn, *k, None)) for k in COUNTED]
+        relations = updates[0]
         # every relation, a slice at a time: each statement stays under the watch's statement timeout
-        every = sorted(counts[0])
+        every = sorted(relations)
         slices = [every[i:i + SLICE] for i in range(0, len(every), SLICE)]
     else:
+        relations = None
         slices = [only] if only else []
+    rows: dict[int, list[Row]] = {}
     for part in slices:
         param = _oids(part)
         names = {(s, o): oid for oid, s, o in conn.execute(NAMES_SQL, {"only": param}).fetchall()}
+        # only the relations counted now (a relation made after `ch` was read is new next time, and read then)
+        present = relations if relations is not None else {r for r in part if updates[0].get(r)}
         for rule, rank, s, o, c, relid, a, b in conn.execute(_per_relation_sql(sc, server_major),
                                                                {**params, "only": param}).fetchall():
             oid = relid if relid is not None else names.get((s, o))
-            if oid is None or oid not in counts[0]:
-                continue  # made after `ch` was read: it is new next time, and read then
+            if oid is None or oid not in present:
+                continue
             rows.setdefault(oid, []).append((rule, rank, f"{s}.{o}" + (f".{c}" if c is not None else ""), a, b))
-    new_cache = AuditCache(sc.key, ch.horizon, [t for t, _ in ch.stats], counts, rows)
-    return _assemble(conn, sc, server_major, params, new_cache), new_cache, run
+    store.write(full=only is None, reread=reread, rows=rows, counts=updates, key=sc.key, horizon=ch.horizon,
+                totals=[t for t, _ in ch.stats])
+    return _assemble(conn, sc, server_major, params, store), store, run
 
 
 def _oids(values) -> str:
@@ -319,95 +428,107 @@ def _oids(values) -> str:
     return "{" + ",".join(str(int(v)) for v in values) + "}"
 
 
-def _changed(conn, cache: AuditCache, ch: Changes) -> tuple[list[dict[int, int]], set[int], set[int]]:
-    """The counts per relation now, the relations to read again and those that are gone."""
+def _changed(conn, store: AuditStore, meta: dict[str, Any],
+             ch: Changes) -> tuple[list[dict[int, int | None]], set[int], set[int]]:
+    """The counts per relation that changed (None: gone), the relations to read again and those that are gone."""
     changed = set(ch.touched)
-    relations = dict(cache.counts[0])
     total, _ = ch.stats[0]
-    added = ch.new_relations - relations.keys()  # an updated relation (ALTER, GRANT) is no new one
+    added = ch.new_relations - store.known(0, ch.new_relations)  # an updated relation (ALTER, GRANT) is no new one
     gone: set[int] = set()
-    if total != cache.totals[0] + len(added):
+    if total != meta["totals"][0] + len(added):
         # relations went: which of those that had rows (one without, an index say, only leaves its count behind;
         # what went with it, its pg_index row, is found by that catalog's count)
         gone = set(conn.execute(f"select {OWN} coalesce(array_agg(o), '{{}}') from unnest(%s::oid[]) o "
                                 "where not exists (select 1 from pg_class c where c.oid = o)",
-                                (_oids(cache.rows),)).fetchone()[0])
+                                (_oids(store.with_rows()),)).fetchone()[0])
     changed -= gone
-    counts = [relations]
+    updates: list[dict[int, int | None]] = [{} for _ in COUNTED]
     recount = [0]
     for i, ((table, col, cond), (total, new)) in enumerate(zip(COUNTED, ch.stats)):
         if i == 0:
             continue
-        before = cache.counts[i]
-        went = sum(before.get(r, 0) for r in gone)  # rows that went with their relation
-        if total != cache.totals[i] + new - went:  # other rows went (or were updated): count them all, see where
+        went = store.sum_counts(i, gone)  # rows that went with their relation
+        if total != meta["totals"][i] + new - went:  # other rows went (or were updated): count them all, see where
             now = _counts(conn, table, col, cond, None)
-            changed |= {r for r, _ in now.items() ^ before.items()} - gone
+            before = store.counts(i)
+            moved = {r for r, _ in now.items() ^ before.items()}
+            changed |= moved - gone
+            updates[i] = {r: now.get(r) for r in moved}
         else:
-            now = dict(before)
             recount.append(i)
-        counts.append(now)
     if changed:  # the relations with new rows: their counts now (the other counts are as they were)
         ids = sorted(changed)
         for i in recount:
             table, col, cond = COUNTED[i]
             fresh = _counts(conn, table, col, cond, ids)
             for r in ids:
-                if r in fresh:
-                    counts[i][r] = fresh[r]
-                else:
-                    counts[i].pop(r, None)
-    for c in counts:
+                updates[i][r] = fresh.get(r)
+    for u in updates:
         for r in gone:
-            c.pop(r, None)
-    return counts, changed, gone
+            u[r] = None
+    return updates, changed, gone
 
 
-def _assemble(conn, sc: AuditScope, server_major: int, params: dict[str, Any], cache: AuditCache) -> list[RuleCount]:
-    """The per-relation rows with today's statistics and sequences, and the rules that run whole."""
-    by_rule: dict[str, tuple[int, list[str]]] = {}
-    candidates: list[tuple[int, str]] = []
-    int_ids: list[tuple[str, int | None, int]] = []
-    tables = plural = 0
-    for rs in cache.rows.values():
-        for rule, rank, location, a, b in rs:
-            if rule == "unused_index":
-                candidates.append((a, location))
-            elif rule == "table_name":
-                tables += 1
-                plural += a
-            elif rule == "int_id":
-                int_ids.append((location, a, b))
-            else:
-                worst, where = by_rule.setdefault(rule, (rank, []))
-                if rank > worst:
-                    by_rule[rule] = (rank, where)
-                where.append(location)
-    if candidates:  # the few that were ever scanned (pg_stat_user_indexes.idx_scan is pg_stat_get_numscans)
+def _assemble(conn, sc: AuditScope, server_major: int, params: dict[str, Any], store: AuditStore) -> list[RuleCount]:
+    """The kept per-relation rows (each rule's totals, and its first places from SQLite's index) with today's
+    statistics and sequences, and the rules that run whole."""
+    db, t = store.db, store.tid
+    out: list[RuleCount] = []
+
+    def first(where: str, args: tuple = ()) -> tuple[str, ...]:
+        # SQLite orders text by its UTF-8 bytes: code-point order, as a full run sorts
+        return tuple(r[0] for r in db.execute(f"select location from audit_rows where tid = ? and {where} "
+                                              f"order by location limit {SHOWN}", (t, *args)))
+
+    totals = db.execute("select rule, max(rank), sum(n), sum(s) from audit_totals where tid = ? group by rule",
+                        (t,)).fetchall()
+    for rule, rank, count, _ in totals:
+        if rule not in ("unused_index", "table_name", "int_id"):
+            out.append(RuleCount(rule, _BY_RANK[rank], count, first("rule = ?", (rule,))))
+    by_rule = {rule: (count, s) for rule, _, count, s in totals}
+    if "unused_index" in by_rule:  # the few that were ever scanned (pg_stat_user_indexes.idx_scan is pg_stat_get_numscans)
+        candidates = [a for (a,) in db.execute("select a from audit_rows where tid = ? and rule = 'unused_index'", (t,))]
         used = set(conn.execute(f"select {OWN} coalesce(array_agg(i), '{{}}') from unnest(%s::oid[]) i "
-                                "where pg_stat_get_numscans(i) <> 0", (_oids(i for i, _ in candidates),)).fetchone()[0])
-        unused = [location for i, location in candidates if i not in used]
+                                "where pg_stat_get_numscans(i) <> 0", (_oids(candidates),)).fetchone()[0])
+        unused = sum(1 for i in candidates if i not in used)
         if unused:
-            by_rule["unused_index"] = (0, unused)
-    sequences = sorted({a for _, a, _ in int_ids if a is not None})
-    last: dict[int, int | None] = {}
-    if sequences:
-        last = dict(conn.execute(
-            f"select {OWN} q, {sa.SEQUENCE_LAST_SQL.format(seq='q')} from unnest(%s::oid[]) q "
-            "where q in (select oid from pg_class where relkind = 'S')", (_oids(sequences),)).fetchall())
-    for location, a, b in int_ids:
-        name, severity, _ = sa.int_id_rule(last.get(a) if a is not None else None, b)
-        worst, where = by_rule.setdefault(name, (SEVERITY_RANK[severity], []))
-        if SEVERITY_RANK[severity] > worst:
-            by_rule[name] = (SEVERITY_RANK[severity], where)
-        where.append(location)
-    out = [RuleCount(rule, _BY_RANK[rank], len(where), tuple(heapq.nsmallest(SHOWN, where)))
-           for rule, (rank, where) in by_rule.items()]
+            shown: list[str] = []
+            for location, i in db.execute("select location, a from audit_rows where tid = ? "
+                                          "and rule = 'unused_index' order by location", (t,)):
+                if i not in used:
+                    shown.append(location)
+                    if len(shown) == SHOWN:
+                        break
+            out.append(RuleCount("unused_index", "info", unused, tuple(shown)))
+    int_ids: dict[str, tuple[int, int, list[str]]] = {}  # rule -> (worst rank, count, first places)
+
+    def add_int_id(name: str, severity: str, count: int, places) -> None:
+        worst, n, where = int_ids.get(name, (0, 0, []))
+        int_ids[name] = (max(worst, SEVERITY_RANK[severity]), n + count, heapq.nsmallest(SHOWN, [*where, *places]))
+
+    if "int_id" in by_rule:
+        with_sequence = db.execute("select location, a, b from audit_rows where tid = ? and rule = 'int_id' "
+                                   "and a is not null", (t,)).fetchall()
+        sequences = sorted({a for _, a, _ in with_sequence})
+        last: dict[int, int | None] = {}
+        if sequences:
+            last = dict(conn.execute(
+                f"select {OWN} q, {sa.SEQUENCE_LAST_SQL.format(seq='q')} from unnest(%s::oid[]) q "
+                "where q in (select oid from pg_class where relkind = 'S')", (_oids(sequences),)).fetchall())
+        for location, a, b in with_sequence:
+            name, severity, _ = sa.int_id_rule(last.get(a), b)
+            add_int_id(name, severity, 1, [location])
+        for b, count in db.execute("select b, count(*) from audit_rows where tid = ? and rule = 'int_id' "
+                                   "and a is null group by b", (t,)).fetchall():
+            name, severity, _ = sa.int_id_rule(None, b)
+            add_int_id(name, severity, count, first("rule = 'int_id' and a is null and b is ?", (b,)))
+    out += [RuleCount(name, _BY_RANK[rank], n, tuple(where)) for name, (rank, n, where) in int_ids.items()]
+    tables, plural = by_rule.get("table_name", (0, 0))
     if sa.mixed_plurality(tables, plural):
         out.append(RuleCount("naming_mixed_plurality", "info", 1, (", ".join(sc.user_schemas),)))
-    for rule, rank, count, first in conn.execute(_whole_sql(sc, server_major), {**params, "only": None}):
+    for rule, rank, count, firsts in conn.execute(_whole_sql(sc, server_major), {**params, "only": None}):
         if count:
-            out.append(RuleCount(rule, _BY_RANK[rank], count, tuple(first or ())))
+            out.append(RuleCount(rule, _BY_RANK[rank], count, tuple(firsts or ())))
     return sorted(out, key=lambda r: r.rule)
 
 

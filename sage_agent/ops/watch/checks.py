@@ -293,9 +293,10 @@ def check_audits(state: RoundState) -> CheckResult:
     from sage_agent.ops.security.summary import changes, scope, summarize, unchanged
 
     ctx, history = state.ctx, state.history
+    store = history.audit_store(state.target) if history is not None else None
     with ctx.connect(autocommit=True) as conn:
         sc = scope(conn, ctx.server.major, project_exposed(ctx))
-        meta = history.audit_meta(state.target) if history is not None else None
+        meta = store.meta() if store is not None else None
         if meta is not None and meta.get("key") != sc.key:
             meta = None  # schemas, roles, memberships, extensions or pgrst.db_schemas changed: start over
         ch = changes(conn, meta["horizon"] if meta else None)
@@ -303,13 +304,8 @@ def check_audits(state: RoundState) -> CheckResult:
             carried = _unchanged_audit(state, meta["token"])
             if carried is not None:
                 return carried
-        cache = history.audit_cache(state.target) if meta is not None and history is not None else None
-        if cache is not None and cache.token != meta["token"]:
-            cache = None
-        rules, cache, run = summarize(conn, sc, ctx.server.major, cache, ch)
-    if history is not None:
-        history.save_audit_cache(state.target, cache)
-    result = audit_result(rules, state.thresholds, cache.token)
+        rules, store, run = summarize(conn, sc, ctx.server.major, store, ch)
+    result = audit_result(rules, state.thresholds, (store.meta() or {}).get("token"))
     result.reread = None if run.full else (run.changed, run.gone)
     return result
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ create table if not exists observations (
   severity text not null, value real, alert integer not null, message text not null, grows real not null,
   change text not null);
 create index if not exists observations_round on observations (round_id, check_name);
-create table if not exists audit_state (target text primary key, meta text not null, data blob not null);
+create table if not exists audit_state (target text primary key, meta text not null, data blob not null);  -- before 2
 """
 
 
@@ -57,8 +56,7 @@ class History:
         if self.db.execute("pragma journal_mode").fetchone()[0] != "wal":
             self.db.execute("pragma journal_mode = wal")  # a report can read while a watch writes
         self.db.executescript(SCHEMA)
-        self._audit_cache: dict[str, Any] = {}  # target -> security.summary.AuditCache
-        self._unsaved: set[str] = set()
+        self._stores: dict[str, Any] = {}  # target -> security.summary.AuditStore
 
     def close(self) -> None:
         try:
@@ -151,44 +149,19 @@ class History:
             self.db.execute("commit")
         return round_id
 
-    # --- the audits' per-relation findings (security/summary.AuditCache), so that a round after DDL reads only
-    # what changed. Kept in memory between rounds; written to the file by flush() (between rounds, at close) --------
-    def audit_meta(self, target: str) -> dict[str, Any] | None:
-        """What decides whether the kept findings still hold (key, horizon, totals, token), without reading them."""
-        if target in self._audit_cache:
-            return self._audit_cache[target].meta()
-        row = self.db.execute("select meta from audit_state where target = ?", (target,)).fetchone()
-        try:
-            return json.loads(row[0]) if row else None
-        except ValueError:
-            return None
-
-    def audit_cache(self, target: str):
-        if target not in self._audit_cache:
-            row = self.db.execute("select data from audit_state where target = ?", (target,)).fetchone()
-            if row is None:
-                return None
+    # --- the audits' per-relation findings (security/summary.AuditStore: SQLite rows in this file), so that a round
+    # after DDL reads only what changed and rewrites only those rows ------------------------------------------------
+    def audit_store(self, target: str):
+        if target not in self._stores:
             # lazy: the audits' module loads only for the audits check
-            from sage_agent.ops.security.summary import AuditCache
+            from sage_agent.ops.security.summary import AuditStore
 
-            try:
-                self._audit_cache[target] = AuditCache.from_json(json.loads(zlib.decompress(row[0])))
-            except (zlib.error, ValueError, KeyError, TypeError):
-                return None  # unreadable: the audits start over
-        return self._audit_cache[target]
-
-    def save_audit_cache(self, target: str, cache) -> None:
-        self._audit_cache[target] = cache
-        self._unsaved.add(target)
+            self.db.execute("delete from audit_state where target = ?", (target,))  # the JSON cache of earlier versions
+            self._stores[target] = AuditStore(self.db, target)
+        return self._stores[target]
 
     def flush(self) -> None:
-        """Writes the audits' caches that changed since the last flush."""
-        for target in sorted(self._unsaved):
-            cache = self._audit_cache[target]
-            data = zlib.compress(json.dumps(cache.to_json(), separators=(",", ":")).encode(), 1)
-            self.db.execute("insert into audit_state values (?, ?, ?) on conflict (target) do update set "
-                            "meta = excluded.meta, data = excluded.data", (target, json.dumps(cache.meta()), data))
-        self._unsaved.clear()
+        """Nothing left to write: the audits' store writes its rows in the round that reads them."""
 
     # --- reading ------------------------------------------------------------------------------------------------
     def targets(self) -> list[str]:
