@@ -5,6 +5,9 @@ database). Not a test.
     nice -n 10 python bench/big_schema.py [--sizes 1000,5000] [--rounds 1]
     nice -n 10 python bench/big_schema.py --phases compare --sizes 10000,20000 --rounds 3 --alternate
         (*compare-schemas alone, 10k and 20k alternating: the 20k/10k ratio of the medians and the peak RSS)
+    nice -n 10 python bench/big_schema.py --sizes 10000 --phases floor,closure,cold --rounds 3 --pipe-floor-only \
+        --skip-compare --out bench/results/big-schema-closure.md
+        (cold *dry-run three ways, round by round: the floor, the closure load, the whole schema)
 
 Schema of N tables: half plain tables (identity primary key, an index, RLS + a policy, every 3rd with a foreign
 key to the previous one, a view per 50), half hash partitions of 20-way partitioned parents (primary key and an
@@ -118,17 +121,33 @@ def copy_of(srv, tables: int) -> str:
     return replace_dbname(srv.url(), name)
 
 
-def drop_templates(shadow: str) -> None:
-    """Cold: no cached dry-run template and no leftover shadow on the shadow server."""
+def own_copy(srv, tables: int, prefix: str) -> str:
+    """PREFIX_N: a file copy of big_N (made once) to dry-run against."""
     import psycopg
 
+    from sage_agent.db.urls import replace_dbname
+
+    name = f"{prefix}_{tables}"
+    with psycopg.connect(srv.url(), autocommit=True) as c:
+        if not c.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
+            c.execute(f'create database "{name}" template big_{tables} strategy file_copy')
+    return replace_dbname(srv.url(), name)
+
+
+def drop_templates(shadow: str, closure_only: bool = False) -> None:
+    """Cold: no cached dry-run template and no leftover shadow on the shadow server (`closure_only`: only the
+    closure templates, sage_tpl_c..., which other helpers' full templates are not)."""
+    import psycopg
+
+    query = ("select datname from pg_database where datname like 'sage\\_tpl\\_c%'" if closure_only else
+             "select datname from pg_database where datname like 'sage\\_tpl\\_%' "
+             "or datname like 'sage\\_shadow\\_%' or datname like 'floor\\_%'")
     with psycopg.connect(shadow, autocommit=True) as c:
-        for (name,) in c.execute("select datname from pg_database where datname like 'sage\\_tpl\\_%' "
-                                 "or datname like 'sage\\_shadow\\_%' or datname like 'floor\\_%'").fetchall():
+        for (name,) in c.execute(query).fetchall():
             c.execute(f'drop database if exists "{name}" with (force)')
 
 
-def floor(shadow: str, url: str, file_too: bool = True) -> tuple[float, float, float]:
+def floor(shadow: str, url: str, file_too: bool = True, copy_name: str = "floor_copy") -> tuple[float, float, float]:
     """(pg_dump -s to a file, psql load of that file, the bare pipe `pg_dump -s | psql --single-transaction`) into a
     new database from template1, as a person would copy the schema."""
     import psycopg
@@ -137,12 +156,12 @@ def floor(shadow: str, url: str, file_too: bool = True) -> tuple[float, float, f
     from sage_agent.db.tools import run_pg_tool, tool_env
     from sage_agent.db.urls import replace_dbname
 
-    copy = replace_dbname(shadow, "floor_copy")
+    copy = replace_dbname(shadow, copy_name)
 
     def fresh() -> None:
         with psycopg.connect(shadow, autocommit=True) as c:
-            c.execute("drop database if exists floor_copy with (force)")
-            c.execute("create database floor_copy template template1")
+            c.execute(f'drop database if exists "{copy_name}" with (force)')
+            c.execute(f'create database "{copy_name}" template template1')
 
     t0 = t1 = t1b = t2 = 0.0
     if file_too:
@@ -168,15 +187,15 @@ def floor(shadow: str, url: str, file_too: bool = True) -> tuple[float, float, f
                    shell=True, check=True, env=env, executable="/bin/bash")
     t4 = time.perf_counter()
     with psycopg.connect(shadow, autocommit=True) as c:
-        c.execute("drop database if exists floor_copy with (force)")
+        c.execute(f'drop database if exists "{copy_name}" with (force)')
     return t1 - t0, t2 - t1b, t4 - t3
 
 
-def sage(args: list[str], project: Path, shadow_url: str) -> tuple[float, int, dict]:
+def sage(args: list[str], project: Path, shadow_url: str, env: dict | None = None) -> tuple[float, int, dict]:
     """(seconds, peak RSS in MB of the sage process, JSON document)."""
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _WRAP, *args], cwd=project, capture_output=True, text=True,
-                          env=sage_env({"SAGE_SHADOW_URL": shadow_url}), stdin=subprocess.DEVNULL)
+                          env=sage_env({"SAGE_SHADOW_URL": shadow_url, **(env or {})}), stdin=subprocess.DEVNULL)
     elapsed = time.perf_counter() - t0
     rss = next((int(ln.split()[1]) for ln in proc.stderr.splitlines() if ln.startswith("MAXRSS_KB")), 0)
     cpu = next((float(ln.split()[1]) for ln in proc.stderr.splitlines() if ln.startswith("CPU_S")), 0.0)
@@ -207,18 +226,51 @@ def template_bytes(shadow: str) -> int:
 def round_(args, phases: list[str], res: dict, url: str, b_url: str, project: Path, shadow: str) -> None:
     """One round at one size: the phases asked for, in order, measurements appended to `res`."""
     res["load"].append(os.getloadavg()[0])
-    if "floor" in phases and not args.no_floor:
-        drop_templates(shadow)
-        res["floor"].append(floor(shadow, url, file_too=not args.pipe_floor_only))
-        res["load_floor"] = res.get("load_floor", []) + [os.getloadavg()[0]]
-    if "cold" in phases:
-        drop_templates(shadow)
-        t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project, shadow)
-        assert doc["data"]["verdict"] in ("safe", "caution"), doc["summary"]
-        res["cold"].append(t)
-        res["rss_dry"].append(rss)
-        res["cold_phases"] = doc["data"]["timings"]
-        res["load_cold"] = res.get("load_cold", []) + [os.getloadavg()[0]]
+    own = bool(args.target_copy)  # a copy of big_N as the target: only closure templates are dropped
+    for phase in phases:
+        if phase == "floor" and not args.no_floor:
+            drop_templates(shadow, closure_only=own)
+            res["floor"].append(floor(shadow, url, file_too=not args.pipe_floor_only,
+                                      copy_name=f"{args.target_copy}_floor" if own else "floor_copy"))
+            res["load_floor"] = res.get("load_floor", []) + [os.getloadavg()[0]]
+        elif phase == "closure":
+            # cold, closure load: no closure template (and no full one of this target: run after the floor phase,
+            # or with --target-copy, whose fingerprint no full template carries)
+            drop_templates(shadow, closure_only=True)
+            t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project, shadow,
+                               {"SAGE_DRY_RUN_CLOSURE_MIN_RELATIONS": "0"})
+            assert doc["data"]["verdict"] in ("safe", "caution"), doc["summary"]
+            note = next((n for n in doc.get("notes") or [] if "closure of the file" in n), None)
+            assert note and "cached" not in note, doc.get("notes")
+            res.setdefault("closure", []).append(t)
+            res["rss_dry"].append(rss)
+            res["closure_phases"] = doc["data"]["timings"]
+            res["closure_note"] = note
+            res["closure_changes"] = doc["data"]["changes"]
+            res["closure_checks"] = doc["data"]["checks"]
+            res["load_closure"] = res.get("load_closure", []) + [os.getloadavg()[0]]
+        elif phase == "cold":
+            _cold(args, res, url, project, shadow)
+    rest = [p for p in phases if p not in ("floor", "closure", "cold")]
+    _rest(args, rest, res, url, b_url, project, shadow)
+
+
+def _cold(args, res: dict, url: str, project: Path, shadow: str) -> None:
+    """Cold, the whole schema loaded (the closure load off)."""
+    assert not args.target_copy, "the cold phase on a copy would relabel big_N's own full template"
+    drop_templates(shadow)
+    t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project, shadow,
+                       {"SAGE_DRY_RUN_CLOSURE_MIN_RELATIONS": "-1"})
+    assert doc["data"]["verdict"] in ("safe", "caution"), doc["summary"]
+    res["cold"].append(t)
+    res["rss_dry"].append(rss)
+    res["cold_phases"] = doc["data"]["timings"]
+    res["load_cold"] = res.get("load_cold", []) + [os.getloadavg()[0]]
+    res["cold_changes"] = doc["data"]["changes"]
+    res["cold_checks"] = doc["data"]["checks"]
+
+
+def _rest(args, phases: list[str], res: dict, url: str, b_url: str, project: Path, shadow: str) -> None:
     if "warm" in phases:
         for _w in range(args.warm):
             t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project,
@@ -260,6 +312,10 @@ def main() -> None:
                         "alone bench/results/big-schema-compare.md, so the dry-run table is kept)")
     parser.add_argument("--alternate", action="store_true",
                         help="each round runs every size in turn (sizes alternate), instead of size after size")
+    parser.add_argument("--target-copy", metavar="PREFIX",
+                        help="dry-run against PREFIX_N, a copy of big_N made once (its fingerprint is its own, so "
+                             "no full template on the shared server matches it and only closure templates are "
+                             "dropped); not with the cold phase")
     parser.add_argument("--render", nargs="*", help="only rewrite the results from the JSON lines of these logs")
     args = parser.parse_args()
     out = Path(args.out) if args.out else COMPARE_RESULTS if args.phases == "compare" else RESULTS
@@ -276,6 +332,8 @@ def main() -> None:
         urls = {}
         for n in sizes:
             url, built = build(srv, n)
+            if args.target_copy:
+                url = own_copy(srv, n, args.target_copy)
             urls[n] = (url, copy_of(srv, n))
             print(f"{n} tables: built in {built:.0f}s" if built else f"{n} tables: reused", flush=True)
             results[n] = {"n": n, "floor": [], "cold": [], "warm": [], "compare": [], "rss_dry": [], "rss_cmp": [],
@@ -301,7 +359,7 @@ def main() -> None:
 
 
 _MEASURED = ("floor", "cold", "warm", "compare", "rss_dry", "rss_cmp", "load", "load_floor", "load_cold", "load_warm",
-             "load_compare", "cpu_warm", "cpu_compare")
+             "load_compare", "cpu_warm", "cpu_compare", "closure", "load_closure")
 
 
 def merge(logs: list[str]) -> list[dict]:
@@ -377,8 +435,34 @@ def write(rows: list[dict], out: Path = RESULTS) -> None:
         if r.get("note"):
             parts.append(f"({r['note']})")
         lines.append(" ".join(parts))
+    lines += _closure_lines(rows, loads)
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _closure_lines(rows: list[dict], loads) -> list[str]:
+    """Cold with the closure load (SAGE_DRY_RUN_CLOSURE_MIN_RELATIONS=0) beside the floor and the full cold load."""
+    rows = [r for r in rows if r.get("closure")]
+    if not rows:
+        return []
+    lines = ["", "## Cold `*dry-run`, closure load (only what the file can touch) vs the floor and the full load", "",
+             "| tables | floor | cold, closure | closure / floor | cold, whole schema | load (floor / closure / "
+             "whole) | loaded |", "|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        floor = [f[2] for f in r.get("floor", [])]
+        ratio = f"{med(r['closure']) / med(floor):.2f}x" if floor else "-"
+        lines.append(f"| {r['n']:,} | {_runs(floor)} | {_runs(r['closure'])} | {ratio} | {_runs(r.get('cold', []))} | "
+                     f"{loads(r.get('load_floor', []))} / {loads(r.get('load_closure', []))} / "
+                     f"{loads(r.get('load_cold', []))} | {r.get('closure_note', '')} |")
+    lines.append("")
+    for r in rows:
+        same = ("same changes and smoke checks as the whole-schema load"
+                if r.get("cold_changes") is not None and r.get("cold_changes") == r.get("closure_changes")
+                and r.get("cold_checks") == r.get("closure_checks") else
+                "no whole-schema run to compare with" if r.get("cold_changes") is None else "REPORTS DIFFER")
+        lines.append(f"- {r['n']:,} tables, closure: changes {r.get('closure_changes')}; {same}; phases "
+                     + ", ".join(f"{k} {v:.2f}s" for k, v in (r.get("closure_phases") or {}).items()))
+    return lines
 
 
 if __name__ == "__main__":
