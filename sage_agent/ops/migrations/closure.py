@@ -367,14 +367,10 @@ def build_template(admin_url: str, target_url: str, schemas: list[str], history:
     """One `pg_dump -Fc --schema-only` of the target, and `pg_restore -L` of the closure's entries into a new
     database kept as the template `sage_tpl_c<closure digest>` labelled with `key` (fingerprint + closure).
     Returns (name, entries restored, entries in the archive)."""
-    # lazy: psycopg loads on the first database call
-    from psycopg import sql
-
-    from sage_agent.db.connect import connect
+    # lazy: the database layers load on the first database call
     from sage_agent.db.shadow import create_database, drop_database
     from sage_agent.db.tools import run_pg_tool
-    from sage_agent.ops.migrations.history import ensure_history_table
-    from sage_agent.ops.migrations.shadow_run import TEMPLATE_PREFIX, _label, dump_args, evict_templates
+    from sage_agent.ops.migrations.shadow_run import TEMPLATE_PREFIX, dump_args, evict_templates, publish_template
 
     building = f"{TEMPLATE_PREFIX}building_{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory(prefix="sage-closure-") as tmp:
@@ -391,20 +387,8 @@ def build_template(admin_url: str, target_url: str, schemas: list[str], history:
             run_pg_tool("pg_restore", url, ["-d", url_dbname(url), "--no-owner", "--single-transaction",
                                             "--exit-on-error", "-L", str(listing), str(archive)],
                         server_major=dump_major)
-            with connect(url, autocommit=True) as conn:
-                ensure_history_table(conn)
             name = TEMPLATE_PREFIX + "c" + closure.digest(key)
-            with connect(admin_url, autocommit=True) as conn:
-                reused = bool(conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone())
-                if not reused:
-                    try:
-                        conn.execute(sql.SQL("alter database {} rename to {}").format(sql.Identifier(building),
-                                                                                      sql.Identifier(name)))
-                    except Exception:  # noqa: BLE001 - another dry-run built the same closure meanwhile
-                        reused = True
-                _label(conn, name, key)
-            if reused:
-                drop_database(admin_url, building)
+            publish_template(admin_url, url, building, name, key)
         except BaseException:
             drop_database(admin_url, building)
             raise

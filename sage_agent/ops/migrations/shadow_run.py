@@ -551,13 +551,9 @@ def build_template(admin_url: str, target_url: str, schemas: list[str], history:
     """pg_dump of the target streamed into a new database (`pg_dump | psql --single-transaction`), kept as the
     template `sage_tpl_<digest of the dump>` labelled with the fingerprint. Returns (name, reused): reused when a
     template of the same dump already existed (its label is updated). Then the cache is held to its budget."""
-    # lazy: psycopg loads on the first database call
-    from psycopg import sql
-
-    from sage_agent.db.connect import connect
+    # lazy: the database layers load on the first database call
     from sage_agent.db.shadow import create_database, drop_database
     from sage_agent.db.tools import pipe_dump
-    from sage_agent.ops.migrations.history import ensure_history_table
 
     digest = hashlib.sha256()
 
@@ -572,25 +568,40 @@ def build_template(admin_url: str, target_url: str, schemas: list[str], history:
         pipe_dump(target_url, dump_args(schemas, history), url,
                   ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"], dump_major=dump_major,
                   load_major=dump_major, on_line=on_line)
-        with connect(url, autocommit=True) as conn:  # every dry-run needs the ledger: once, here
-            ensure_history_table(conn)
         name = TEMPLATE_PREFIX + digest.hexdigest()[:20]
-        with connect(admin_url, autocommit=True) as conn:
-            reused = bool(conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone())
-            if not reused:
-                try:
-                    conn.execute(sql.SQL("alter database {} rename to {}").format(sql.Identifier(building),
-                                                                                  sql.Identifier(name)))
-                except Exception:  # noqa: BLE001 - another dry-run built the same template meanwhile
-                    reused = True
-            _label(conn, name, fingerprint)
-        if reused:
-            drop_database(admin_url, building)
+        reused = publish_template(admin_url, url, building, name, fingerprint)
     except BaseException:
         drop_database(admin_url, building)
         raise
     evict_templates(admin_url, keep=name, budget_bytes=budget_bytes)
     return name, reused
+
+
+def publish_template(admin_url: str, url: str, building: str, name: str, label: str) -> bool:
+    """Give the loaded database `building` (at `url`) the ledger every dry-run needs and publish it as the
+    template `name` labelled `label`. Returns True when another dry-run had published the same template meanwhile
+    (then `building` is dropped and theirs is used)."""
+    # lazy: psycopg loads on the first database call
+    from psycopg import sql
+
+    from sage_agent.db.connect import connect
+    from sage_agent.db.shadow import drop_database
+    from sage_agent.ops.migrations.history import ensure_history_table
+
+    with connect(url, autocommit=True) as conn:  # every dry-run needs the ledger: once, here
+        ensure_history_table(conn)
+    with connect(admin_url, autocommit=True) as conn:
+        reused = bool(conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone())
+        if not reused:
+            try:
+                conn.execute(sql.SQL("alter database {} rename to {}").format(sql.Identifier(building),
+                                                                              sql.Identifier(name)))
+            except Exception:  # noqa: BLE001 - another dry-run built the same template meanwhile
+                reused = True
+        _label(conn, name, label)
+    if reused:
+        drop_database(admin_url, building)
+    return reused
 
 
 def evict_templates(admin_url: str, keep: str, budget_bytes: int) -> list[str]:
