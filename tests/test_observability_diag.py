@@ -257,6 +257,41 @@ def test_monitor_snapshot(make_session, db_url, db):
         busy.close()
 
 
+def test_monitor_says_in_words_what_it_did_not_find(db, db_url, monkeypatch):
+    """A quiet server: each table with no rows is one line in words at 60 and 160 columns and in markdown, not
+    an empty box; a table with rows is still a table."""
+    import io
+
+    from sage_agent.frontends.render import make_console, render_markdown, render_text
+    from sage_agent.ops.observe.diagnostics import _monitor_result, activity_snapshot
+
+    monkeypatch.setenv("SAGE_EXPANDED", "auto")
+    snap = activity_snapshot(db)
+    quiet = _monitor_result({**snap, "sessions": []}, 1, False)
+    for width in (60, 160):
+        console = make_console(width=width)
+        console.file = io.StringIO()
+        render_text(quiet, console)
+        text = console.file.getvalue()
+        assert "Active queries (longest first): no active queries" in text, text
+        assert "Connections per state: no client connections" in text
+        assert "Connections per application: no applications connected" in text
+        assert "slots): no standbys and no replication slots" in " ".join(text.split())  # wraps at 60
+        assert not any(box in text for box in "┏┃└"), text
+    md = render_markdown(quiet)
+    assert "## Active queries (longest first)\n\n_no active queries_" in md and "| pid |" not in md
+    assert quiet.tables[2].rows == [] and quiet.model_dump()["tables"][2]["empty"] == "no active queries"
+    idle = psycopg.connect(db_url, application_name="idler")
+    try:
+        busy = _monitor_result(activity_snapshot(db), 1, False)
+        console = make_console(width=160)
+        console.file = io.StringIO()
+        render_text(busy, console)
+        assert "┃ application" in console.file.getvalue() and "idler" in console.file.getvalue()
+    finally:
+        idle.close()
+
+
 # --- hotpaths -----------------------------------------------------------------------------------
 def test_hotpaths_missing_extension_says_how(make_session, db_url, db):
     db.execute("drop extension pg_stat_statements")  # new databases of the local server have it: take it away

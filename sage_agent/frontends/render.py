@@ -120,7 +120,11 @@ def _expanded_mode() -> str:
 
 def render_table(table, console) -> None:
     """A table that fits the terminal: as is; one that does not: vertical records (SAGE_EXPANDED=auto, like psql's
-    `\\x auto`), or wrapped cells (off). The first column is never cut."""
+    `\\x auto`), or wrapped cells (off). The first column is never cut. No rows: one line in words."""
+    if not table.rows:  # an empty box reads as broken output: say it in words
+        empty = redact(table.empty or "none")
+        console.print(Text(f"{redact(table.title)}: {empty}" if table.title else f"({empty})"))
+        return
     columns = [str(c) for c in table.columns]
     rows = [[_cell(v) for v in row] for row in table.rows]
     widths, total = _natural_width(columns, rows)
@@ -263,8 +267,11 @@ def render_markdown(result: OpResult) -> str:
     for key, value in result.facts.items():
         lines.append(f"- **{key.replace('_', ' ')}**: {_cell(value)}")
     for table in result.tables:
-        lines += ["", f"## {table.title}" if table.title else "", "",
-                  "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+        lines += ["", f"## {table.title}" if table.title else "", ""]
+        if not table.rows:
+            lines.append(f"_{table.empty or 'none'}_")
+            continue
+        lines += ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
         lines += ["| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |" for row in table.rows]
         if table.truncated:
             lines.append(f"\n_truncated: {len(table.rows)} rows shown_")

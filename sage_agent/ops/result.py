@@ -16,6 +16,7 @@ class Table(BaseModel):
     rows: list[list[Any]]
     truncated: bool = False
     total_rows: int | None = None
+    empty: str = ""  # what the text and markdown say instead of an empty box ("no active queries"); default "none"
 
 
 class Finding(BaseModel):

@@ -589,7 +589,7 @@ def _replication_table(pic) -> tuple[Table, dict[str, Any], list[Finding]]:
                                     fix=f"SELECT pg_drop_replication_slot('{sl.name}'); if nothing uses it"))
     table = Table(title="Replication (primary: standbys and slots)",
                   columns=["kind", "name", "state", "behind (bytes)", "write lag (s)", "flush lag (s)", "replay lag (s)"],
-                  rows=rows)
+                  rows=rows, empty="no standbys and no replication slots")
     return table, {"role": "primary", "standbys": [asdict(s) for s in pic.standbys],
                    "slots": [asdict(sl) for sl in pic.slots]}, findings
 
@@ -644,15 +644,17 @@ def _monitor_result(snap: dict[str, Any], refreshes: int, stopped: bool, include
             waits[key] = waits.get(key, 0) + 1
     tables = [
         Table(title="Connections per state", columns=["state", "connections"],
-              rows=[[k, v] for k, v in sorted(by_state.items(), key=lambda kv: -kv[1])]),
+              rows=[[k, v] for k, v in sorted(by_state.items(), key=lambda kv: -kv[1])],
+              empty="no client connections" + (" but DB Sage's own" if hidden else "")),
         Table(title="Connections per application", columns=["application", "user", "connections"],
-              rows=[[k[0], k[1], v] for k, v in sorted(by_app.items(), key=lambda kv: -kv[1])]),
+              rows=[[k[0], k[1], v] for k, v in sorted(by_app.items(), key=lambda kv: -kv[1])],
+              empty="no applications connected"),
         Table(title="Active queries (longest first)", columns=["pid", "running", "wait", "blocked", "application",
                                                                "query"],
               rows=[[s["pid"], seconds(s["query_s"]), f"{s['wait_event_type']}:{s['wait_event']}"
                      if s["wait_event_type"] else "", "yes" if s["blocked"] else "", s["application_name"],
                      short(s["query"], 100)] for s in active[:20]],
-              truncated=len(active) > 20, total_rows=len(active)),
+              truncated=len(active) > 20, total_rows=len(active), empty="no active queries"),
     ]
     if idle_tx:
         tables.append(Table(title="Idle in transaction", columns=["pid", "idle for", "transaction age", "application",
