@@ -204,36 +204,58 @@ def _rls_disabled(findings) -> set[str]:
     return {k for n, k in findings if n == "rls_disabled_in_public"}
 
 
+def _cli_start(cli: str, url: str, cwd) -> subprocess.Popen:
+    return subprocess.Popen([cli, "db", "advisors", "--db-url", url, "--level", "info", "--output-format", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                            stdin=subprocess.DEVNULL)
+
+
+def _cli_wait(proc: subprocess.Popen) -> set[tuple[str, str]]:
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return {(r["name"], r["cacheKey"]) for r in json.loads(out)["results"]}
+
+
 def test_a_local_project_lints_the_schemas_its_config_toml_exposes_as_the_cli(supabase_cli, make_session, db_url,
                                                                               db, project):
     """`supabase db advisors` (CLI 3.1) sets pgrst.db_schemas to config.toml's [api] schemas for a local
     database, and to nothing when [api] is disabled. *rls-audit on the project's local database reads the same
-    file: the project is made by the real `supabase init`, then its schemas line is edited as a user would."""
+    file: the project is made by the real `supabase init`, then its schemas line is edited as a user would.
+    The three configurations are three copies of the project, and the CLI lints them at the same time (each
+    run is ~2 s of the CLI's own start-up CPU; the CLI sets the setting in its own session only)."""
+    import shutil
+
     subprocess.run([supabase_cli, "init"], cwd=project, capture_output=True, text=True, timeout=120, check=True)
-    config = project / "supabase" / "config.toml"
-    written = config.read_text()
+    written = (project / "supabase" / "config.toml").read_text()
     assert 'schemas = ["public", "graphql_public"]' in written  # what the CLI writes today
     db.execute("create table public.open (id int); create schema private; create table private.secrets (id int);"
                "grant usage on schema private to anon; grant select on private.secrets, public.open to anon")
-
-    def both() -> tuple[set[str], set[str], list[str]]:
-        out = make_session(db_url).run_line("*rls-audit")
+    edited = {"as_written": written,  # public and graphql_public
+              # private exposed, public not (pgrst.db_schemas is unset on this database)
+              "private": written.replace('schemas = ["public", "graphql_public"]', 'schemas = ["graphql_public", " private"]'),
+              "disabled": written.replace("[api]\nenabled = true", "[api]\nenabled = false", 1)}
+    assert len(set(edited.values())) == 3  # each edit took
+    dirs = {}
+    for case, text in edited.items():
+        dirs[case] = project if case == "as_written" else project.parent / f"project_{case}"
+        if case != "as_written":
+            shutil.copytree(project, dirs[case])
+        (dirs[case] / "supabase" / "config.toml").write_text(text)
+    running = {case: _cli_start(supabase_cli, db_url, d) for case, d in dirs.items()}
+    ours, notes = {}, {}
+    for case, d in dirs.items():
+        out = make_session(db_url, project_dir=d).run_line("*rls-audit")
         assert out.exit_code == 0, out.error
-        ours = {(f["name"], f["cache_key"]) for f in out.result.data["lints"]}
-        return _rls_disabled(ours), _rls_disabled(_cli_findings(supabase_cli, db_url, project)), out.result.notes
-
-    ours, cli, notes = both()  # as written: public and graphql_public
-    assert ours == cli == {"rls_disabled_in_public_public_open"}
-    assert notes[0] == ("API-exposed schemas: public, graphql_public (supabase/config.toml [api] schemas, as "
-                        "`supabase db advisors` reads them for a local project)")
-    config.write_text(written.replace('schemas = ["public", "graphql_public"]', 'schemas = ["graphql_public", " private"]'))
-    ours, cli, _ = both()  # private exposed, public not (pgrst.db_schemas is unset on this database)
-    assert ours == cli == {"rls_disabled_in_public_private_secrets"}
-    config.write_text(written.replace("[api]\nenabled = true", "[api]\nenabled = false", 1))
-    ours, cli, notes = both()
-    assert ours == cli == set()
-    assert notes[0] == "API-exposed schemas: none ([api] enabled = false in supabase/config.toml)"
-    # another environment is not this project's local stack: the database's own setting decides
-    out = make_session(db_url, env="prod").run_line("*rls-audit")
+        ours[case] = _rls_disabled({(f["name"], f["cache_key"]) for f in out.result.data["lints"]})
+        notes[case] = out.result.notes
+    cli = {case: _rls_disabled(_cli_wait(proc)) for case, proc in running.items()}
+    assert ours["as_written"] == cli["as_written"] == {"rls_disabled_in_public_public_open"}
+    assert notes["as_written"][0] == ("API-exposed schemas: public, graphql_public (supabase/config.toml [api] "
+                                      "schemas, as `supabase db advisors` reads them for a local project)")
+    assert ours["private"] == cli["private"] == {"rls_disabled_in_public_private_secrets"}
+    assert ours["disabled"] == cli["disabled"] == set()
+    assert notes["disabled"][0] == "API-exposed schemas: none ([api] enabled = false in supabase/config.toml)"
+    # another environment is not this project's local stack: the database's own setting decides, [api] disabled
+    out = make_session(db_url, env="prod", project_dir=dirs["disabled"]).run_line("*rls-audit")
     assert _rls_disabled({(f["name"], f["cache_key"]) for f in out.result.data["lints"]}) == {
         "rls_disabled_in_public_public_open"}
