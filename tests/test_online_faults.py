@@ -14,8 +14,10 @@ also killed at two chosen points, reached deterministically through the lock que
 foreign-key validation after the swap (the swap committed, the keys are NOT VALID, the history row not written).
 Trials cycle validation, swap, random step, so CI's two trials cover both chosen points. The kinds that add a
 NOT VALID constraint and validate it in a step of their own (CHECK, foreign key, SET NOT NULL) are killed in that
-validation the same way in half their trials (two in, two at a random step...), and the views kind in its swap
-(an open COMMENT ON VIEW holds the swap's first statement, DROP VIEW): on 10,000 rows the whole sequence
+validation the same way in half their trials (two in, two at a random step...), the views kind in its swap
+(an open COMMENT ON VIEW holds the swap's first statement, DROP VIEW), and the identity and check_column kinds
+in theirs (swap_stepper_killer holds up each ACCESS EXCLUSIVE step in turn until the swap's LOCK TABLE waits):
+on 10,000 rows the whole sequence
 takes milliseconds, and a kill at a random moment came after it had finished in every one of ten CHECK trials.
 
 The shapes the type change carries have kinds of their own: an identity key (`tickets.id int -> bigint`: its
@@ -251,6 +253,52 @@ def lock_queue_killer(url: str, at: str, table: str, act, first: str = "LOCK TAB
     return thread, reached
 
 
+def swap_stepper_killer(url: str, table: str, act) -> tuple[threading.Thread, list]:
+    """Kill in the swap of an expand/contract with no other object to hold it up (`identity`, `check_column`),
+    through the lock queue, not timing: an open transaction holds ACCESS SHARE on `table`, so each ACCESS EXCLUSIVE
+    step (the expand, each constraint added NOT VALID, the swap's LOCK TABLE) waits for it. While DB Sage waits,
+    a fresh session asks for ACCESS SHARE too, which queues behind DB Sage's request; the old holder lets go, the
+    step runs and commits, the fresh session gets its lock and holds up the next ACCESS EXCLUSIVE step. The
+    backfill (ROW EXCLUSIVE), the index builds and the validations (SHARE UPDATE EXCLUSIVE) do not wait for it.
+    When the waiting statement is the swap's `LOCK TABLE`, `act` runs. The list returned gets "swap"."""
+    reached: list = []
+    first = psycopg.connect(url)
+    first.execute(f"lock table {table} in access share mode")  # held before DB Sage starts
+
+    def run() -> None:
+        with psycopg.connect(url, autocommit=True) as watch:
+            hold = first
+            holders = [hold]
+            try:
+                while True:
+                    _until(lambda: _waiting(watch, "%"), f"a DB Sage step waiting for {table}")
+                    if _waiting(watch, "LOCK TABLE%"):
+                        break
+                    nxt = psycopg.connect(url)
+                    holders.append(nxt)
+                    asker = threading.Thread(target=lambda c=nxt: c.execute(
+                        f"lock table {table} in access share mode"), daemon=True)
+                    asker.start()
+                    _until(lambda: _waiting(watch, "", nxt.info.backend_pid), "the next holder queued behind the step")
+                    hold.rollback()
+                    asker.join()
+                    hold = nxt
+                    # the next holder has its lock: the step's transaction is over; on to DB Sage's next wait
+                reached.append("swap")
+                act(watch)
+                hold.rollback()
+                _until(lambda: not watch.execute("select count(*) from pg_stat_activity where datname = "
+                                                 "current_database() and application_name like 'db-sage%%'")
+                       .fetchone()[0], "the killed client's backends gone")
+            finally:
+                for c in holders:
+                    c.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, reached
+
+
 def _terminate(conn) -> None:
     conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'db-sage:apply' "
                  "and datname = current_database()")
@@ -296,6 +344,26 @@ def assert_killed_in_the_view_swap(conn) -> None:
                          "and attname in ('amount', 'bumped') order by 1").fetchall()
     assert done == 4 and not names["@x1"].get("swapped"), (done, names["@x1"].get("swapped"))
     assert types == [("big_sales", "integer"), ("sales", "integer")], types
+
+
+# expand/contract kinds killed in their swap in half their trials (two in, two at a random step...)
+SWAP_STEPPED = {"identity": ("public.tickets", "id"), "check_column": ("public.stock", "amount")}
+SWAP_KILLED = {"views", *SWAP_STEPPED}
+
+
+def assert_killed_in_the_swap(conn, kind: str) -> None:
+    """Killed in the swap (one transaction): the column still the old type, the state row at the swap with the
+    swap not recorded, no history row; for the identity, the old column still has it."""
+    table, column = SWAP_STEPPED[kind]
+    done, names = conn.execute("select done, names from supabase_migrations.sage_online").fetchone()
+    old = conn.execute("select format_type(atttypid, atttypmod), attidentity from pg_attribute where attrelid = "
+                       "%s::regclass and attname = %s", (table, column)).fetchone()
+    assert done == 4 and not names["@x1"].get("swapped"), (done, names["@x1"].get("swapped"))
+    assert old == ("integer", "d" if kind == "identity" else ""), old
+    if kind == "check_column":
+        assert conn.execute("select count(*) from pg_constraint where conname = 'stock_amount_check' and "
+                            "conrelid = 'public.stock'::regclass and pg_get_constraintdef(oid) like '%amount >= 0%'"
+                            ).fetchone()[0] == 1
 
 
 _OLD_DUMP: dict[str, list[str]] = {}  # every kind starts from the same seed
@@ -344,7 +412,7 @@ def test_online_sequence_survives_faults(kind, pg_server, project, make_session,
             # the primary key: a validation after the swap, the swap itself, then a random step, in turn
             point = ["validate", "swap", "step"][trial % 3] if kind == "primary_key" else \
                 ["validate", "step"][(trial // 2) % 2] if kind in VALIDATED else \
-                ["swap", "step"][(trial // 2) % 2] if kind == "views" else "step"
+                ["swap", "step"][(trial // 2) % 2] if kind in SWAP_KILLED else "step"
             table = REFERENCING[(trial // 3) % 2] if point == "validate" else rng.choice(REFERENCING)
             if kind in VALIDATED:
                 table = "public.items"
@@ -360,6 +428,8 @@ def test_online_sequence_survives_faults(kind, pg_server, project, make_session,
                     # open COMMENT ON VIEW holds the view (not its tables, which LOCK TABLE on a view would lock too)
                     thread, reached = lock_queue_killer(url, point, "public.big_sales", act, "DROP VIEW%",
                                                         hold_sql="comment on view public.big_sales is 'big ones'")
+                elif kind in SWAP_STEPPED:  # held up at each ACCESS EXCLUSIVE step in turn, up to the swap
+                    thread, reached = swap_stepper_killer(url, expand_table, act)
                 else:
                     thread, reached = lock_queue_killer(url, point, table, act)
                 return thread
@@ -383,6 +453,8 @@ def test_online_sequence_survives_faults(kind, pg_server, project, make_session,
                         assert_killed_in_validation(conn, kind)
                     elif kind == "views":
                         assert_killed_in_the_view_swap(conn)
+                    elif kind in SWAP_STEPPED:
+                        assert_killed_in_the_swap(conn, kind)
                     else:
                         assert_killed_at(conn, point, table)
                 outcome = assert_documented(state_of(conn, expand_table), old_dump, url,

@@ -524,6 +524,45 @@ def test_a_file_written_for_the_plain_alter_has_its_view_statements_run_in_the_s
     assert normalized_dump(db_url) == plain_dump_of(project, make_session, pg_server.url(), SEED + VIEWS, text)
 
 
+# the file makes its views again so that they no longer read orders.amount (both, or only the inner one, with the
+# outer one reading the column directly: then the old outer view needs the old inner one made first)
+REMADE_WITHOUT_THE_COLUMN = {
+    "neither reads it": "create view public.order_amounts as select id, note from public.orders where id > 5;\n"
+                        "create view public.big_orders as select id from public.order_amounts where id > 100;\n",
+    "only the outer one reads it": "create view public.order_amounts as select id, note from public.orders;\n"
+                                   "create view public.big_orders as select id, amount as bumped from public.orders "
+                                   "where amount > 100;\n",
+}
+
+
+@pytest.mark.parametrize("remade", sorted(REMADE_WITHOUT_THE_COLUMN))
+def test_rollback_puts_back_the_views_a_file_made_again_without_the_column(remade, project, make_session, db_url,
+                                                                           pg_server):
+    """The file drops the views over the column and makes them again so that one or both no longer read it: the
+    swap back finds only the views that read the column now, yet *rollback FILE makes every view the file dropped
+    again as it was before the file (definitions, options, owner, privileges, comments)."""
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    text = VIEWS_DROPPED + AMOUNT + REMADE_WITHOUT_THE_COLUMN[remade]
+    with psycopg.connect(db_url, autocommit=True) as db:
+        db.execute(SEED + VIEWS)
+        before = normalized_dump(db_url)
+        write(project, f"{V1}_change.sql", text)
+        outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+        assert outcome.exit_code == EXIT_OK, failure(outcome)
+        assert db.execute("select pg_get_viewdef('public.order_amounts'::regclass)").fetchone()[0].count("note") == 1
+        undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
+        assert undone.exit_code == EXIT_OK, failure(undone)
+        assert normalized_dump(db_url) == before  # the views as they were before the file
+        assert history(db) == [] and online_rows(db) == []
+        again = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+        assert again.exit_code == EXIT_OK, failure(again)
+        done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
+        assert done.exit_code == EXIT_OK, failure(done)
+    assert column_order_free(normalized_dump(db_url)) == column_order_free(
+        plain_dump_of(project, make_session, pg_server.url(), SEED + VIEWS, text))
+
+
 def test_a_view_the_file_drops_where_the_swap_cannot_take_the_drop_over_is_refused(project, make_session, db_url,
                                                                                     db):
     """A DROP VIEW of a view over the column that is not right before the type change (here a statement lies

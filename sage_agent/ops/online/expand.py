@@ -395,6 +395,9 @@ def dependent_views(conn, table: str, attnum: int) -> tuple[list[dict], list[str
                 views.append(_view(conn, oid, set(uses), problems))
         finally:
             conn.execute("select set_config('search_path', %s, true)", (path,))
+    label = {oid: v["label"] for oid, v in zip(order, views)}
+    for oid, v in zip(order, views):  # what it is built on: the order a swap back makes views again in
+        v["on"] = sorted(label[o] for o in uses[oid])
     return views, problems
 
 
@@ -435,8 +438,12 @@ def _view(conn, oid: int, group: set[int], problems: list[str]) -> dict:
 
 
 def drop_views_sql(views: list[dict]) -> list[str]:
-    """The views over the column, dropped (the ones built on others first); the swap makes them again."""
-    return [f"DROP VIEW {v['name']}" for v in reversed(views)]
+    """The views over the column, dropped (the ones built on others first); the swap makes them again. A view
+    marked `gone` (a swap back: one the file dropped and made again so that it no longer reads the column) is
+    dropped after them, as the file left it, in one statement (whatever those views are built on now)."""
+    gone = [v["name"] for v in views if v.get("gone")]
+    return [f"DROP VIEW {v['name']}" for v in reversed(views) if not v.get("gone")] + \
+        ([f"DROP VIEW IF EXISTS {', '.join(gone)}"] if gone else [])
 
 
 def create_views_sql(views: list[dict]) -> list[str]:
@@ -708,7 +715,8 @@ def run_swap(conn, info: dict, build, column: str, moved: dict | None = None) ->
     info = {**info, "views": views}
     for text in head_sql(info):
         conn.execute(text, prepare=False)
-    late = _restored(views_over(conn, info["table"], column), info, build)
+    seen = {v["label"] for v in views}
+    late = [v for v in _restored(views_over(conn, info["table"], column), info, build) if v["label"] not in seen]
     for text in drop_views_sql(late):
         conn.execute(text, prepare=False)
     info = {**info, "views": views + late}
@@ -720,11 +728,33 @@ def run_swap(conn, info: dict, build, column: str, moved: dict | None = None) ->
 
 
 def _restored(views: list[dict], info: dict, build) -> list[dict]:
-    """Undoing a swap: a view the file made again in the swap (its own CREATE VIEW) comes back as it was before."""
+    """Undoing a swap: a view the file made again in the swap (its own CREATE VIEW) comes back as it was before,
+    whether or not the file's version still reads the column (one that does not is not among `views`, the views
+    over the column now: it is added, marked `gone`, to be dropped as the file left it and made again)."""
     if build is not unswap_sql:
         return views
-    before = {v["label"]: v for v in info.get("moved_originals", [])}
-    return [before.get(v["label"], v) for v in views]
+    originals = info.get("moved_originals", [])
+    before = {v["label"]: v for v in originals}
+    now = {v["label"] for v in views}
+    gone = []
+    for n, v in enumerate(originals):  # a record of an older build has no `on`: the ones before it, to be safe
+        if v["label"] not in now:
+            gone.append({**v, "gone": True, "on": v.get("on", [o["label"] for o in originals[:n]])})
+    return _by_dependency([before.get(v["label"], v) for v in views] + gone)
+
+
+def _by_dependency(views: list[dict]) -> list[dict]:
+    """Each view after the views of the list it is built on (`on`), otherwise in the order given."""
+    out: list[dict] = []
+    placed: set[str] = set()
+    labels = {v["label"] for v in views}
+    left = list(views)
+    while left:
+        ready = next((v for v in left if set(v.get("on", [])) & labels <= placed), left[0])
+        left.remove(ready)
+        out.append(ready)
+        placed.add(ready["label"])
+    return out
 
 
 def undo_views(conn, info: dict) -> dict:
