@@ -76,6 +76,69 @@ def test_fast_tree_equals_validated_parse():
     assert [(r.stmt_location, r.stmt_len) for r in fast] == [(r.stmt_location, r.stmt_len) for r in slow]
 
 
+def _enum_fields(tree):
+    """(node class, attribute, value) of every enum-valued attribute in a parse tree."""
+    from enum import Enum
+
+    from pglast import ast
+
+    out, todo = [], list(tree)
+    while todo:
+        item = todo.pop()
+        if isinstance(item, (tuple, list)):
+            todo.extend(item)
+        elif isinstance(item, ast.Node):
+            for name in item.__slots__:
+                value = getattr(item, name, None)
+                if isinstance(value, Enum):
+                    out.append((type(item).__name__, name, value))
+                else:
+                    todo.append(value)
+    return out
+
+
+def test_fast_enum_lookup_gives_pglasts_own_members():
+    """The fast build looks enum members up in a map instead of calling the enum class: the very same member
+    objects, and pglast.enums is back in the parser module afterwards (also after a syntax error)."""
+    import pglast
+    from pglast import enums
+
+    masked, _ = split_mod._mask_copy_data(VARIED)
+    found = _enum_fields(split_mod._parse(masked))
+    assert len(found) > 20 and {name for _cls, name, _v in found} >= {"subtype", "behavior", "kind", "contype"}
+    for _cls, _name, value in found:
+        assert value is getattr(enums, type(value).__name__)(value.value)
+    assert _pg.enums is pglast.enums
+    with pytest.raises(_pg.ParseError):
+        split_mod._parse("alter table t add column;")
+    assert _pg.enums is pglast.enums
+
+
+def test_fast_enum_lookup_of_a_value_not_in_the_map():
+    """A value the map lacks goes to the enum class: an IntFlag combination gives the class's own member, a
+    value no enum has raises the class's own error."""
+    from pglast import enums
+
+    combined = enums.TableLikeOption.CREATE_TABLE_LIKE_COMMENTS | enums.TableLikeOption.CREATE_TABLE_LIKE_INDEXES
+    assert split_mod._FAST_ENUMS.TableLikeOption(combined.value) is enums.TableLikeOption(combined.value)
+    with pytest.raises(ValueError, match="is not a valid AlterTableType"):
+        split_mod._FAST_ENUMS.AlterTableType(10_000)
+
+
+def test_statements_are_the_dataclass_the_constructor_builds():
+    """build_statements makes each Statement in one step, not through the frozen dataclass's __init__: every
+    field is there, equal to a Statement built the ordinary way, and it stays frozen."""
+    import dataclasses
+
+    stmts = split_sql(VARIED, "v.sql")
+    assert any(s.comments for s in stmts) and any(s.trailing_comment for s in stmts) and any(s.copy_data for s in stmts)
+    for stmt in stmts:
+        again = split_mod.Statement(**{f.name: getattr(stmt, f.name) for f in dataclasses.fields(stmt)})
+        assert stmt == again and repr(stmt) == repr(again) and vars(stmt) == vars(again)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            stmt.line = 0
+
+
 def test_split_fast_path_matches_scanner_path(monkeypatch):
     """Statements, comments and offsets are the same as with the scanner on every statement."""
     fast = split_sql(VARIED, "v.sql")
