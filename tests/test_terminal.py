@@ -214,3 +214,21 @@ def test_repl_progress_shows_every_5_percent_whatever_the_batch_size(project):
     assert lines == ["  backfill t  23.3% 700 rows", "  backfill t  46.7% 1400 rows", "  backfill t  70.0% 2100 rows",
                      "  backfill t  93.3% 2800 rows", "  backfill t 100.0% done"]
     assert repl.session.progress_sink.draws is True  # so the backfill leaves out its own news lines
+
+
+def test_a_statement_keeps_its_short_tail_when_a_long_text_beside_it_can_give_room(monkeypatch):
+    """At 160 columns rich shares the width by cutting the widest columns to the same size, which broke
+    `... where id = 1` before its last three characters while the lock text beside it wrapped anyway: that text
+    now gives up those characters, and the statement stays on one line. Nothing gets taller or wider."""
+    statement = "select count(*) from public.todos t join users u where id = 1"
+    tree = OpResult(operation="x", summary="s", tables=[Table(
+        title="Blocking tree", columns=["pid", "state", "waiting / holding", "for", "application", "statement"],
+        rows=[["14548", "active", "blocks 1 session(s)", "3.0s", "psql", "update public.todos set done = true"],
+              ["└─ 14587", "active", "wants AccessShareLock on table todos; 14548 holds AccessExclusiveLock which "
+               "conflicts", "2.0s", "psql", statement]])])
+    text = _render(160, tree, monkeypatch)
+    lines = text.splitlines()
+    assert any(statement in line for line in lines), text
+    assert max(len(line) for line in lines) <= 160
+    assert len([line for line in lines if line.startswith("│")]) == 3  # row 2 still takes two lines
+    assert "AccessExclusiveLock which conflicts" in text

@@ -113,6 +113,108 @@ def _too_tall(columns: list[str], rows: list[list[str]], widths: list[int], widt
     return False
 
 
+def _wrapped_lines(text: str, width: int) -> int:
+    """About how many lines `text` takes in a cell `width` wide, wrapped at spaces like rich's fold (a word longer
+    than the width is cut; rich differs by a line in about 1% of texts with such words). Only to choose widths:
+    rich wraps the cells itself."""
+    # lazy: only tables too wide for the terminal need it
+    import re
+
+    total = 0
+    for para in text.split("\n"):
+        lines, col = 1, 0
+        for word, space in re.findall(r"(\S+)(\s*)", para):
+            size = cell_len(word)
+            if col and col + size > width:
+                lines, col = lines + 1, 0
+            if size > width:
+                lines += (col + size - 1) // width
+                col = (col + size) % width or width
+            else:
+                col += size
+            col += len(space)
+        total += lines
+    return total
+
+
+def _balanced_widths(widths: list[int], rows: list[list[str]], room: int) -> list[int] | None:
+    """Widths for the columns after the first that fit `room` with the fewest lines in all: the widest columns
+    give way first (as rich does), then a few characters move between wrapped columns wherever that saves a line
+    on screen or in a cell, so a statement is not left with a short tail such as `= 1` on a line of its own while
+    a long text beside it could give up those characters for free. None: rich's own widths."""
+    rest = widths[1:]
+    if sum(rest) <= room or room < len(rest) * 4 or not rows or len(rows) * len(rest) > 2000:
+        return None
+    cap = max(rest)
+    while cap > 1 and sum(min(w, cap) for w in rest) > room:  # water fill: cut the widest first
+        cap -= 1
+    alloc = [min(w, cap) for w in rest]
+    spare = room - sum(alloc)
+    for i in sorted(range(len(rest)), key=lambda i: -rest[i]):
+        give = min(spare, rest[i] - alloc[i])
+        alloc[i] += give
+        spare -= give
+    wrapped = [i for i in range(len(rest)) if alloc[i] < rest[i]]  # only these give or take: a column at its
+    # natural width keeps it (shrinking "psql" to fold it would not help anyone)
+    if len(wrapped) < 2:
+        return alloc
+    sizes = [[cell_len(row[i + 1]) if i + 1 < len(row) else 0 for i in range(len(rest))] for row in rows]
+    low = {i: max(4, alloc[i] - 16) for i in wrapped}
+    # rows where a move can change anything: some wrapped column's cell is wider than that column can get
+    live = [r for r, row in enumerate(rows) if any(sizes[r][i] > low[i] or "\n" in row[i + 1] for i in wrapped
+                                                   if i + 1 < len(row))]
+    if len(live) * len(wrapped) ** 2 > 600:  # bounded work: a long table keeps the widest-first widths
+        return alloc
+    memo: dict[tuple[int, int, int], int] = {}
+
+    def lines_of(r: int, i: int, w: int) -> int:
+        value = rows[r][i + 1] if i + 1 < len(rows[r]) else ""
+        if sizes[r][i] <= w and "\n" not in value:
+            return 1
+        key = (r, i, w)
+        if key not in memo:
+            memo[key] = _wrapped_lines(value, w)
+        return memo[key]
+
+    def total(cols: list[int]) -> tuple[int, int]:
+        """Fewest lines on screen first, then fewest broken cells (a cell broken for a short tail counts)."""
+        height = cells = 0
+        for r in live:
+            counts = [lines_of(r, i, cols[i]) for i in wrapped]
+            height += max(counts)
+            cells += sum(counts)
+        return height, cells
+
+    def moves(j: int, k: int):
+        """Widening j by d and narrowing k by d, for each d that changes some cell of j's line count."""
+        top = min(16, rest[j] - alloc[j], alloc[k] - low[k])
+        last = None
+        for d in range(1, top + 1):
+            now = tuple(lines_of(r, j, alloc[j] + d) for r in live)
+            if now != last:
+                last = now
+                yield d
+
+    best = total(alloc)
+    for _ in range(4):
+        move = None
+        for j in wrapped:
+            for k in wrapped:
+                if j == k:
+                    continue
+                for d in moves(j, k):
+                    cols = list(alloc)
+                    cols[j] += d
+                    cols[k] -= d
+                    score = total(cols)
+                    if score < best:
+                        best, move = score, cols
+        if move is None:
+            break
+        alloc = move
+    return alloc
+
+
 def _expanded_mode() -> str:
     mode = settings().expanded.strip().lower()
     return mode if mode in ("auto", "on", "off") else "auto"
@@ -156,11 +258,13 @@ def render_table(table, console) -> None:
     else:
         # cells are Text, never markup: `[name]` in a usage line or a value from the database stays as it is
         rt = RichTable(show_lines=False)
+        first = min(widths[0], max(console.width - 8, 1))
+        balanced = _balanced_widths(widths, rows, console.width - first - 3 * len(widths) - 1)
         for i, col in enumerate(columns):
             if i == 0:
-                rt.add_column(Text(col), no_wrap=True, min_width=min(widths[0], max(console.width - 8, 1)))
+                rt.add_column(Text(col), no_wrap=True, min_width=first)
             else:
-                rt.add_column(Text(col), overflow="fold")
+                rt.add_column(Text(col), overflow="fold", width=balanced[i - 1] if balanced else None)
         for row in rows:
             rt.add_row(*[Text(v) for v in row])
         console.print(rt)
