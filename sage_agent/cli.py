@@ -99,6 +99,26 @@ GLOBAL_OPTIONS = ("--env", "--db-url", "--project")
 FORWARDED: dict[str, tuple[str, ...]] = {}
 
 
+def warn(message: str, stream=None) -> None:
+    """`warning: ...` on stderr; on a terminal wrapped at spaces to its width (the terminal itself would cut words
+    in two), piped as one line for logs and grep."""
+    stream = stream or sys.stderr
+    text = f"warning: {message}"
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if tty:
+        # lazy: only a terminal needs them
+        import shutil
+        import textwrap
+
+        width = shutil.get_terminal_size().columns
+        text = textwrap.fill(text, width=max(width - 1, 20), subsequent_indent="  ", break_long_words=False,
+                             break_on_hyphens=False)
+    print(text, file=stream)
+
+
 def _take_globals(tokens: list[str]) -> tuple[dict[str, str], list[str]]:
     """Split `--env X`, `--db-url=Y`, `--project Z` out of a token list: (options, the other tokens)."""
     found: dict[str, str] = {}
@@ -292,7 +312,7 @@ def _db(args, project: Path) -> int:
         for key, value in doc.items():
             if key == "warning":
                 if value:
-                    print(f"warning: {value}", file=sys.stderr)
+                    warn(value)
                 continue
             print(f"{key:13} {'' if value is None else value}")
     return 0
@@ -362,9 +382,9 @@ def _repl(args, project: Path) -> int:
             status = project_server(project).start()
             target.url = status.url
             if status.warning:
-                print(f"warning: {status.warning}", file=sys.stderr)
+                warn(status.warning)
         except EmbeddedError as exc:
-            print(f"warning: {exc}", file=sys.stderr)
+            warn(str(exc))
     return Repl(project, target, history_file=project / ".sage" / "history").run()
 
 

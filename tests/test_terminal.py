@@ -2,6 +2,9 @@
 and a history of commands only. Plus the renderer at both widths and piped."""
 
 import io
+import os
+from pathlib import Path
+
 import pytest
 
 from sage_agent.frontends.render import make_console, render_text
@@ -232,3 +235,25 @@ def test_a_statement_keeps_its_short_tail_when_a_long_text_beside_it_can_give_ro
     assert max(len(line) for line in lines) <= 160
     assert len([line for line in lines if line.startswith("│")]) == 3  # row 2 still takes two lines
     assert "AccessExclusiveLock which conflicts" in text
+
+
+def test_a_start_up_warning_wraps_at_spaces_on_a_terminal():
+    """The REPL's and `sage db status`'s warnings (e.g. the PostgreSQL major the project wants) went out as one
+    long line that the terminal cut mid-word ("ot" / "her majors"); on a terminal they wrap at spaces, piped they
+    stay one line."""
+    import subprocess
+    import sys
+
+    message = ("the local server runs PostgreSQL 18 but the project wants 17 (supabase/config.toml): install it "
+               "with `apt-get install postgresql-17` (Debian/Ubuntu; other majors come from the PGDG apt repository, "
+               "apt.postgresql.org), then `sage db switch-major 17`")
+    code = f"from sage_agent.cli import warn; warn({message!r})"
+    child = pexpect.spawn(sys.executable, ["-c", code], dimensions=(24, 60), encoding="utf-8", timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    child.expect(pexpect.EOF)
+    lines = child.before.replace("\r", "").splitlines()
+    assert len(lines) > 3 and all(len(line) <= 60 for line in lines), lines
+    assert " ".join(line.strip() for line in lines) == f"warning: {message}"  # every word whole
+    piped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert piped.stderr == f"warning: {message}\n"
