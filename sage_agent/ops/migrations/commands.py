@@ -109,6 +109,7 @@ class ApplyInput(BaseModel):
     statement_timeout: str | None = None
     online: bool = False  # blocking statements run in their online form (sage_agent/ops/online)
     complete: bool = False  # contract expanded type changes: drop the old columns and sync triggers
+    versioned: bool = False  # online type changes get a version schema; the swap waits for --complete (online/versions.py)
     batch_rows: int | None = Field(default=None, ge=1, le=1_000_000)
     batch_pause_ms: int | None = Field(default=None, ge=0, le=600_000)
 
@@ -218,7 +219,8 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
     # lazy: psycopg loads on the first database call
     from sage_agent.ops.online import hook as online
 
-    chosen = online.select(conn, plans, inputs.online, server_major)  # refuses a statement with no online form
+    # refuses a statement with no online form
+    chosen = online.select(conn, plans, inputs.online, server_major, inputs.versioned)
     notes += chosen.notes
     # lazy: psycopg loads on the first database call
     from sage_agent.ops.migrations.blockers import load_rates, survey
@@ -305,7 +307,7 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
         if log_entries:
             append_log(project, log_entries)
     expanded = [p.migration.filename for p in plans if p.migration.version in chosen.plans
-                and any(step.kind == "swap" for step in chosen.plans[p.migration.version].steps)]
+                and any(step.kind in ("swap", "version") for step in chosen.plans[p.migration.version].steps)]
     return _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings, online=set(chosen.plans),
                          ahead=ahead, expanded=expanded)
 
@@ -479,6 +481,7 @@ def migrations(inputs: MigrationsInput, ctx) -> OpResult:
         else:
             status = "missing locally"
         key = "in progress" if status.startswith("in progress") else \
+            "expanded (contract pending)" if status.startswith("expanded") else \
             "rollback unfinished" if status.startswith("rollback unfinished") else status
         counts[key] = counts.get(key, 0) + 1
         table_rows.append([version if mig else "", version if row else "", version_time(version),

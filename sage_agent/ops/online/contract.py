@@ -22,11 +22,12 @@ from sage_agent.config import settings
 from sage_agent.ops.migrations.history import delete_version
 from sage_agent.ops.online import expand as ex
 from sage_agent.ops.online import state as st
+from sage_agent.ops.online import versions as vs
 from sage_agent.ops.online.executor import options_from
 from sage_agent.ops.online.locks import LockGaveUp, with_lock_retries
 from sage_agent.ops.result import OpError, OpResult, Table
 
-EXPAND_KINDS = {"expand", "backfill", "expand_index", "expand_check", "swap"}
+EXPAND_KINDS = {"expand", "backfill", "expand_index", "expand_check", "swap", "version"}
 
 
 def find(conn, name: str) -> st.OnlineState | None:
@@ -79,7 +80,7 @@ def undo_plan(state: st.OnlineState, conn) -> tuple[list[str], list[str]]:
              if s["kind"] not in EXPAND_KINDS or s["line"] not in expand_lines]
     if other:
         return [], other
-    statements: list[str] = []
+    statements: list[str] = vs.drop_sql(state.names.get(vs.KEY) or {})
     for info in reversed(ex.infos(state)):
         if info.get("swapped"):
             statements += ex.unswap_sql(ex.undo_views(conn, info))
@@ -90,6 +91,8 @@ def undo_plan(state: st.OnlineState, conn) -> tuple[list[str], list[str]]:
 
 def undo(conn, state: st.OnlineState) -> None:
     """Run the undo_plan in the caller's transaction, each swap back with the views over its column read here."""
+    for text in vs.drop_sql(state.names.get(vs.KEY) or {}):  # the views read the new column: they go first
+        conn.execute(text, prepare=False)
     for info in reversed(ex.infos(state)):
         if info.get("swapped"):
             ex.run_swap(conn, info, ex.unswap_sql, info["column"])
@@ -211,6 +214,36 @@ def _finish_rollback_op(ctx, conn, state: st.OnlineState) -> OpResult:
                     next_steps=["*migrations"], data={"statements": ran})
 
 
+def _contract_plan(state: st.OnlineState) -> list[str]:
+    """What --complete runs for one file: a versioned file's swaps first (each its own transaction, then the
+    foreign-key validations), then one transaction: the version schema, the old columns and the triggers dropped."""
+    out = []
+    if vs.KEY in state.names:
+        for info in ex.infos(state):
+            if not info.get("swapped"):
+                out += ex.swap_sql(info)
+            out += ex.validate_sql(info)
+    return out + vs.drop_sql(state.names.get(vs.KEY) or {}) + \
+        [s for info in ex.infos(state) for s in ex.contract_sql(info)]
+
+
+def _swap_versioned(ctx, conn, state: st.OnlineState) -> None:
+    """The swaps of a versioned file (each recorded in the state row in its own transaction, so a kill is resumed by
+    --complete again), then the validations of the foreign keys they re-created NOT VALID."""
+    filename = _filename(state)
+    for key in sorted(k for k in state.names if k.startswith("@x") and isinstance(state.names[k], dict)):
+        info = state.names[key]
+        if not info.get("swapped"):
+            def run(conn, key=key, info=info) -> None:
+                state.names[key] = {**ex.run_swap(conn, info, ex.swap_sql, info["column"]), "swapped": True}
+
+            _run_tx(ctx, conn, run, lambda: st.save(conn, state), f"*apply --complete {filename} (the swap)",
+                    info["table"])
+        for text in ex.validate_sql(state.names[key]):
+            _run_tx(ctx, conn, [text], lambda: None, f"*apply --complete {filename} (validating a foreign key)",
+                    info["table"], long=True)
+
+
 def complete(ctx, conn, target: str | None) -> OpResult:
     """*apply --complete: drop the old columns and sync triggers of expanded type changes (destructive)."""
     states = [s for s in st.read_all(conn).values() if s.status == "expanded"]
@@ -222,21 +255,31 @@ def complete(ctx, conn, target: str | None) -> OpResult:
             "No expanded type change waits for --complete"
         return OpResult(operation="db-apply-migration", summary=summary, facts={"completed": 0},
                         next_steps=["*migrations"])
-    plan, rows = [], []
+    plan, rows, versioned = [], [], []
     for state in states:
+        plan += _contract_plan(state)
         for info in ex.infos(state):
-            plan += ex.contract_sql(info)
             rows.append([_filename(state), info["table"], info["old"], info["oldtype"]])
+        if vs.KEY in state.names:
+            versioned.append(state)
+    swap = "" if not versioned else (
+        f" First the swap of {', '.join(_filename(s) for s in versioned)} (versioned): the base table's column takes "
+        "the new type, so every client still on the base schema must be stopped or redeployed on the version "
+        f"schema ({', '.join(x for s in versioned for x in s.names[vs.KEY].get('schemas', []))}) before this; the "
+        "version schema is dropped with the old columns (statements prepared through it go on against the table).")
     ctx.confirm_destructive(
         f"Complete {len(states)} expanded type change(s) on {ctx.target.display_url}: drop the old column(s) "
-        f"{', '.join(r[1] + '.' + r[2] for r in rows)} and their sync triggers. After this, *rollback FILE is no "
-        "longer instant.", plan="\n".join(plan))
+        f"{', '.join(r[1] + '.' + r[2] for r in rows)} and their sync triggers.{swap} After this, *rollback FILE is "
+        "no longer instant.", plan="\n".join(plan))
     # lazy: psycopg loads on the first database call
     from sage_agent.ops.migrations.locking import migration_lock
 
     with migration_lock(ctx, "*apply --complete"):
         for state in states:
-            statements = [s for info in ex.infos(state) for s in ex.contract_sql(info)]
+            if vs.KEY in state.names:
+                _swap_versioned(ctx, conn, state)
+            statements = vs.drop_sql(state.names.get(vs.KEY) or {}) + \
+                [s for info in ex.infos(state) for s in ex.contract_sql(info)]
             _run_tx(ctx, conn, statements, lambda state=state: st.finish(conn, state.version),
                     f"*apply --complete {_filename(state)}", ex.infos(state)[0]["table"])
     return OpResult(operation="db-apply-migration",

@@ -20,6 +20,7 @@ from sage_agent.ops.migrations.applier import FileOutcome, _error_text, reset_se
 from sage_agent.ops.migrations.history import insert_version
 from sage_agent.ops.online import expand as ex
 from sage_agent.ops.online import state as st
+from sage_agent.ops.online import versions as vs
 from sage_agent.ops.online.backfill import BackfillError, BatchPolicy, run_backfill, stop_at_batch_boundary
 from sage_agent.ops.online.locks import LockGaveUp, RetryPolicy, with_lock_retries
 from sage_agent.ops.online.planner import OnlinePlan, Step
@@ -262,6 +263,22 @@ class Runner:
             self._retried(step, validate)
         self._done(i)
 
+    def version(self, i: int, step: Step) -> None:
+        """The version schema(s) of the file's type changes, and the sync triggers made two-way, in one short
+        transaction (versions.py); the swap waits for *apply --complete."""
+        conn, mig = self.conn, self.file_plan.migration
+
+        def run() -> None:
+            with conn.transaction():
+                self._set_local()
+                statements, record = vs.create_sql(conn, ex.infos(self.state), mig.version)
+                for text in statements:
+                    conn.execute(text, prepare=False)
+                self.state.names[vs.KEY] = record
+                self._done(i)
+
+        self._retried(step, run)
+
     def _drop_invalid(self, step: Step) -> None:
         def drop() -> None:
             self._set_session(long=False)
@@ -345,7 +362,7 @@ class Runner:
             with conn.transaction():  # the history row: the file's whole schema change is visible now
                 self._set_local()
                 insert_version(conn, mig.version, mig.name, self.file_plan.statements)
-                if any(s.kind == "swap" for s in plan.steps):  # the old columns wait for *apply --complete
+                if any(s.kind in ("swap", "version") for s in plan.steps):  # old columns wait for --complete
                     self.state.status, self.state.detail, self.state.current = "expanded", None, {}
                     st.save(conn, self.state)
                 else:

@@ -41,8 +41,10 @@ class OnlineSelection:
         return lines
 
 
-def select(conn, file_plans: list, online: bool, server_major: int) -> OnlineSelection:
-    """Plan every file that runs online; a statement with no online form stops *apply before anything runs."""
+def select(conn, file_plans: list, online: bool, server_major: int, versioned: bool = False) -> OnlineSelection:
+    """Plan every file that runs online; a statement with no online form stops *apply before anything runs.
+    `versioned`: type changes get a version schema and wait for --complete to swap (versions.py); a file started
+    that way continues that way."""
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.online import state as st
 
@@ -52,11 +54,13 @@ def select(conn, file_plans: list, online: bool, server_major: int) -> OnlineSel
     unfinished = {v: s for v, s in unfinished.items() if s.status != "rolling_back"}
     for fp in file_plans:
         version = fp.migration.version
-        asked = online or wants_online(fp.text) or version in unfinished
+        asked = online or versioned or wants_online(fp.text) or version in unfinished
         if not asked or fp.empty:
             continue
+        started = unfinished.get(version)
+        with_version = versioned if started is None else any(s["kind"] == "version" for s in started.steps)
         try:
-            plan = plan_online(fp, server_major)
+            plan = plan_online(fp, server_major, with_version)
         except NoOnlineForm as exc:
             raise OpError(f"{fp.migration.filename}:{exc.line}: no online form for `{' '.join(exc.statement.split())[:120]}`"
                           f": {exc.reason}",
@@ -64,7 +68,7 @@ def select(conn, file_plans: list, online: bool, server_major: int) -> OnlineSel
                           "(and without -- sage:online)", exit_code=1) from None
         if version not in unfinished:
             sel.file_notes[version] = []
-            _check_expand(conn, fp, plan, sel.file_notes[version])
+            _check_expand(conn, fp, plan, sel.file_notes[version], server_major, unfinished)
             sel.notes += sel.file_notes[version]
         sel.plans[version] = plan
         sel._covered |= {(fp.migration.filename, line) for line in plan.rewritten}
@@ -76,25 +80,35 @@ def select(conn, file_plans: list, online: bool, server_major: int) -> OnlineSel
     return sel
 
 
-def _check_expand(conn, fp, plan: OnlinePlan, notes: list[str]) -> None:
+def _check_expand(conn, fp, plan: OnlinePlan, notes: list[str], server_major: int, unfinished: dict) -> None:
     """A column type change whose column has what the expand/contract cannot carry over: refused up front."""
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+    from sage_agent.ops.online import versions
     from sage_agent.ops.online.expand import column_problems, earlier_uses, plan_notes
+
+    versioned = any(step.kind == "version" for step in plan.steps)
 
     for step in plan.steps:
         if step.kind != "expand":
             continue
         problems = column_problems(conn, step.expand["table"], step.expand["column"], step.expand["newtype"]) + \
             earlier_uses(fp, step.expand, step.line)
+        if versioned and not problems:
+            problems = versions.problems(conn, step.expand, fp.migration.version, server_major, unfinished)
         if not problems:
             said, problems = plan_notes(conn, fp, step.expand, step.line)
-            notes += said
+            notes += [n for n in said if not (versioned and n.startswith("prepared statements:"))]
         if problems:
             raise OpError(f"{fp.migration.filename}:{step.line}: no faithful online form for the type change of "
                           f"{step.expand['name']}.{step.expand['column']}: {'; '.join(problems)}",
                           "nothing was changed; apply this file without --online (and without -- sage:online) in a "
                           "quiet window, or change what is listed first (a statement of this file that uses the "
                           "column goes after the type change, or in a later file)", exit_code=1)
+    if versioned:
+        bases = list(dict.fromkeys(versions.table_schema(conn, s.expand["table"]) or "public" for s in plan.steps
+                                   if s.kind == "expand"))
+        notes.append(versions.client_note(fp.migration.filename,
+                                          [versions.schema_name(b, fp.migration.version) for b in bases], bases))
 
 
 def rollback_lines(sel: OnlineSelection) -> list[str]:

@@ -30,7 +30,7 @@ from psycopg import sql
 from sage_agent.sqlkit.nodes import names
 
 StepKind = Literal["tx", "direct", "index", "drop_index", "validate", "backfill", "expand", "expand_index",
-                   "expand_check", "swap"]
+                   "expand_check", "swap", "version"]
 DIRECTIVE = re.compile(r"^\s*--\s*sage:online\b", re.M)
 NAMEDATALEN = 63
 # lint rules whose finding means "holds a lock for as long as a scan or rewrite takes"
@@ -61,7 +61,7 @@ class Step:
         label = {"tx": "transaction", "direct": "no transaction", "index": "concurrently",
                  "drop_index": "concurrently", "validate": "validate", "backfill": "backfill",
                  "expand": "transaction", "expand_index": "concurrently", "expand_check": "validate",
-                 "swap": "transaction"}[self.kind]
+                 "swap": "transaction", "version": "transaction"}[self.kind]
         text = "; ".join(_one_line(s) for s in self.sql)
         if self.kind == "validate":
             name = "<the constraint added above>" if (self.constraint or "@").startswith("@") else \
@@ -82,7 +82,8 @@ class Step:
                                  "EXCLUSIVE for the scan: reads and writes go on",
                  "backfill": f"ROW EXCLUSIVE on {t} and the row locks of one batch, one short transaction each",
                  "expand": f"ACCESS EXCLUSIVE on {t} briefly (catalog only, no scan)",
-                 "swap": f"ACCESS EXCLUSIVE on {t} briefly (renames, catalog only, no scan)"}
+                 "swap": f"ACCESS EXCLUSIVE on {t} briefly (renames, catalog only, no scan)",
+                 "version": f"ACCESS SHARE on {t} (CREATE VIEW): reads and writes go on"}
         if self.kind in light:
             return light[self.kind]
         return _statements_lock(self.sql, server_major, brief=self.why not in ("as written", "cannot run in a "
@@ -626,11 +627,55 @@ def _check_name(table: str, column: str) -> str:
     return name
 
 
-def plan_online(file_plan, server_major: int) -> OnlinePlan:
-    """The online sequence of one prepared migration file (applier.FilePlan). Raises NoOnlineForm."""
+def versioned_plan(plan: OnlinePlan, statements: list, version: str) -> OnlinePlan:
+    """`--versioned` (versions.py): the swaps wait for *apply --complete; the file's last step makes the version
+    schema instead. Refused (NoOnlineForm): a file with no type change, and a statement after the first type change
+    that is not one (it would run before the swap it follows in the file)."""
+    first = next((s for s in plan.steps if s.kind == "expand"), None)
+    if first is None:
+        line = statements[0].line if statements else 1
+        raise NoOnlineForm(line, statements[0].text if statements else "", "--versioned (or -- sage:online versioned) "
+                           "makes a version schema for column type changes (ALTER TABLE ... ALTER COLUMN ... TYPE), "
+                           "and this file has none: apply it with --online alone")
+    lines = {s.line for s in plan.steps if s.kind == "expand"}
+    for step in plan.steps[plan.steps.index(first):]:
+        if step.line not in lines:
+            text = next((s.text for s in statements if s.line == step.line), "; ".join(step.sql))
+            raise NoOnlineForm(step.line, text, "under --versioned the swap of the type change above waits for *apply "
+                               "--complete, so this statement would run before it, on the old column: put it in a "
+                               "later file (after --complete), or drop --versioned")
+    for step in plan.steps:
+        if step.kind == "expand" and (step.expand.get("using") or step.expand.get("moved")):
+            text = next((s.text for s in statements if s.line == step.line), "")
+            raise NoOnlineForm(step.line, text, "--versioned does not take a USING expression (the trigger sets the "
+                               "old column back from the new one by a plain cast) and does not move the file's DROP "
+                               "VIEW / CREATE VIEW statements: change the type without USING and without the view "
+                               "statements, or drop --versioned")
+    steps = [s for s in plan.steps if s.kind != "swap"]
+    tables = ", ".join(dict.fromkeys(s.table for s in steps if s.kind == "expand"))
+    steps.append(Step("version", [f"CREATE SCHEMA <schema>_{version} with one view per changed table ({tables}): "
+                                  "its columns in the order the table has after --complete, the new column under the "
+                                  "column's name, security_invoker, the table's owner and privileges",
+                                  "the sync trigger made two-way (a session whose search_path has the version schema "
+                                  "sets the old column from the new one)"],
+                      steps[-1].line, "clients built for the new type read and write it through the version schema; "
+                      "the swap and the contract wait for *apply --complete", table=first.table,
+                      expand=first.expand))
+    return OnlinePlan(steps, plan.rewritten)
+
+
+def plan_online(file_plan, server_major: int, versioned: bool = False) -> OnlinePlan:
+    """The online sequence of one prepared migration file (applier.FilePlan). Raises NoOnlineForm. `versioned`
+    (or the file's `-- sage:online versioned` line): see versioned_plan."""
     # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.split import split_sql
 
     # parse again: the planner changes the trees it deparses, and FilePlan.parsed belongs to the lint
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+    from sage_agent.ops.online.versions import wants_versioned
+
     statements = split_sql(file_plan.text, file_plan.migration.filename)
-    return Planner(statements, file_plan.findings, server_major).plan()
+    plan = Planner(statements, file_plan.findings, server_major).plan()
+    if versioned or wants_versioned(file_plan.text):
+        plan = versioned_plan(plan, statements, file_plan.migration.version)
+    return plan

@@ -50,6 +50,10 @@ class OnlineState:
         """`in progress (backfill 62%)` / `in progress (step 3 of 5: validate)` / `expanded (contract pending)`,
         for *migrations."""
         if self.status == "expanded":
+            version = self.names.get("@version")
+            if isinstance(version, dict):  # versions.py: the swap waits for --complete too
+                return (f"expanded (contract pending; version schema {', '.join(version.get('schemas', []))}: "
+                        "clients of the new type set search_path to it; *apply --complete swaps)")
             return "expanded (contract pending)"
         if self.status == "rolling_back":
             left = len(self.current.get("validate", []))
