@@ -18,7 +18,11 @@ as its own section of the results file)
 The client (BENCH_CLIENT): `prepared` (default: psycopg prepares a query server-side after 5 runs, and the select
 returns every column), `unprepared` (prepare_threshold=None; BENCH_NO_PREPARE=1 is the same), or
 `prepared-other-columns` (prepares, but its select does not return the column whose type changes): which clients
-get `cached plan must not change result type` at the moment the type changes.
+get `cached plan must not change result type` at the moment the type changes. `prepared-versioned` adds a third
+mode to each migration, `*apply --online --versioned`: the prepared client runs on the base table through the
+apply, then a simulated deploy (1 s after the apply) reconnects it with `search_path` = the version schema, public,
+where it prepares its statements again; `*apply --complete` runs 1 s after the deploy, inside the measured window;
+the plain and `--online` runs of the same invocation use the default `prepared` client, side by side.
 """
 
 from __future__ import annotations
@@ -38,7 +42,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 RESULTS = REPO / "bench" / "results" / "online.md"
 CLIENT_TITLES = {"prepared": "", "unprepared": ", workload without server-side prepared statements",
-                 "prepared-other-columns": ", workload preparing statements that do not return the changed column"}
+                 "prepared-other-columns": ", workload preparing statements that do not return the changed column",
+                 "prepared-versioned": ", prepared workload, with `--online --versioned` and a simulated deploy "
+                                       "beside plain and `--online`"}
+VERSION = "20250101000000"  # the bench file's version: its version schema is public_<VERSION>
 
 SALES_VIEW = ("create view public.sales_v as select id, user_id, amount, qty, note from public.sales;\n"
               "grant select on public.sales_v to anon;\n")
@@ -81,10 +88,12 @@ def client() -> str:
 
 
 def workload(url: str, rate: float, rows: int, stop, out, table: str = "orders", changed: str | None = None,
-             kind: str = "prepared") -> None:
+             kind: str = "prepared", deploy=None) -> None:
     """Fixed-rate single-row operations on `table`; each result: (latency_s, error or ''). Columns are named (not
     `*`): psycopg prepares repeated queries, and a prepared `select *` fails after any ADD COLUMN, online or not.
-    On `accounts`, every other insert goes to `payments` (its foreign key checks the key being changed)."""
+    On `accounts`, every other insert goes to `payments` (its foreign key checks the key being changed).
+    `prepared-versioned`: names are unqualified (the search_path picks the schema), and once `deploy` is set the
+    client reconnects with search_path = the version schema, public (the new build)."""
     import psycopg
 
     results: list[tuple[float, str]] = []
@@ -92,23 +101,37 @@ def workload(url: str, rate: float, rows: int, stop, out, table: str = "orders",
     # a prepared query whose result type a type change alters fails with "cached plan must not change result type"
     prepare = None if kind == "unprepared" else 5
     shown = [c for c in COLUMNS if not (kind == "prepared-other-columns" and c == changed)]
-    select = f"select {', '.join(shown)} from public.{table} where id = %s"
-    with psycopg.connect(url, autocommit=True, application_name="bench-workload", prepare_threshold=prepare) as conn:
+    q = "" if kind == "prepared-versioned" else "public."
+    select = f"select {', '.join(shown)} from {q}{table} where id = %s"
+
+    def connect(search_path: str | None = None):
+        extra = {"options": f"-csearch_path={search_path}"} if search_path else {}
+        conn = psycopg.connect(url, autocommit=True, application_name="bench-workload", prepare_threshold=prepare,
+                               **extra)
         conn.execute("set statement_timeout = '30s'")
+        return conn
+
+    conn = connect()
+    deployed = False
+    try:
         interval, next_at = 1.0 / rate, time.perf_counter()
         inserts = 0
         while not stop.is_set():
+            if deploy is not None and deploy.is_set() and not deployed:  # the new build: the version schema
+                conn.close()
+                conn = connect(f"public_{VERSION},public")
+                deployed = True
             op = rng.random()
             started = time.perf_counter()
             try:
                 if op < 0.5:
                     conn.execute(select, (rng.randint(1, rows),)).fetchall()
                 elif op < 0.75:
-                    conn.execute(f"update public.{table} set note = %s where id = %s",
+                    conn.execute(f"update {q}{table} set note = %s where id = %s",
                                  (f"w{rng.randint(0, 999)}", rng.randint(1, rows)))
                 elif table == "tickets":  # the identity hands out the id
                     inserts += 1
-                    conn.execute("insert into public.tickets (user_id, amount, qty, note) values (%s, %s, 1, 'new')",
+                    conn.execute(f"insert into {q}tickets (user_id, amount, qty, note) values (%s, %s, 1, 'new')",
                                  (rng.randint(1, 1000), rng.randint(0, 999)))
                 elif table == "accounts" and inserts % 2:
                     inserts += 1
@@ -116,7 +139,7 @@ def workload(url: str, rate: float, rows: int, stop, out, table: str = "orders",
                                  "%s)", (rng.randint(1, rows),))
                 else:
                     inserts += 1
-                    conn.execute(f"insert into public.{table} (id, user_id, amount, qty, note) "
+                    conn.execute(f"insert into {q}{table} (id, user_id, amount, qty, note) "
                                  "values (nextval('public.wl_ids'), %s, %s, 1, 'new')",
                                  (rng.randint(1, 1000), rng.randint(0, 999)))
                 results.append((time.perf_counter() - started, ""))
@@ -128,6 +151,8 @@ def workload(url: str, rate: float, rows: int, stop, out, table: str = "orders",
                 time.sleep(delay)
             else:
                 next_at = time.perf_counter()  # behind after a wait: carry on at the rate, not in a burst
+    finally:
+        conn.close()
     out.send(results)
 
 
@@ -236,8 +261,11 @@ def main() -> int:
 
         def run(label: str, mode: str | None, sql: str | None, undo: str | None, table: str = "orders") -> dict:
             parent, child = mp.Pipe(duplex=False)
-            stop = mp.Event()
-            proc = mp.Process(target=workload, args=(url, rate, rows, stop, child, table, CHANGED.get(label), kind))
+            stop, deploy = mp.Event(), mp.Event()
+            # plain and --online runs get the default prepared client beside a versioned run
+            who = kind if mode == "versioned" or kind != "prepared-versioned" else "prepared"
+            proc = mp.Process(target=workload, args=(url, rate, rows, stop, child, table, CHANGED.get(label), who,
+                                                     deploy))
             proc.start()
             sampler = LockSampler(url)
             sampler.start()
@@ -247,20 +275,28 @@ def main() -> int:
             if mode is None:
                 time.sleep(5.0)
             else:
-                (folder / "20250101000000_bench.sql").write_text(sql + "\n", encoding="utf-8")
+                (folder / f"{VERSION}_bench.sql").write_text(sql + "\n", encoding="utf-8")
                 words = ("UNSAFE",) if mode == "plain" else ()
                 session = Session(project=project, target=Target("local", url, "bench"),
                                   answers=FlagAnswers(yes=True, confirm_words=words))
-                outcome = session.run_line("*apply --snapshot=no" + (" --online" if mode == "online" else ""))
+                flags = {"plain": "", "online": " --online", "versioned": " --online --versioned"}[mode]
+                outcome = session.run_line("*apply --snapshot=no" + flags)
                 if outcome.exit_code != 0:
                     status = "refused" if outcome.error and "no online form" in outcome.error else \
                         f"failed: {(outcome.error or outcome.result.summary)[:80]}"
-                elif mode == "online" and "type" in sql:  # expand/contract: the contract is part of the change
+                elif mode in ("online", "versioned") and "type" in sql:  # the contract is part of the change
                     applied = time.perf_counter() - started
+                    if mode == "versioned":  # the deploy: the client moves to the version schema, then --complete
+                        time.sleep(1.0)
+                        deploy.set()
+                        time.sleep(1.0)
+                    completing = time.perf_counter()
                     done = Session(project=project, target=Target("local", url, "bench"),
                                    answers=FlagAnswers(confirm_words=("COMPLETE",))).run_line("*apply --complete")
-                    status = f"ran (apply {applied:.1f} s + complete {time.perf_counter() - started - applied:.2f} s)" \
-                        if done.exit_code == 0 else f"complete failed: {(done.error or done.result.summary)[:80]}"
+                    took = time.perf_counter() - completing
+                    status = (f"ran (apply {applied:.1f} s + {'deploy 2 s + ' if mode == 'versioned' else ''}complete "
+                              f"{took:.2f} s)") if done.exit_code == 0 else \
+                        f"complete failed: {(done.error or done.result.summary)[:80]}"
             elapsed = time.perf_counter() - started
             time.sleep(1.0)
             stop.set()
@@ -270,7 +306,7 @@ def main() -> int:
             sampler.join()
             with psycopg.connect(url, autocommit=True) as db:
                 if mode is not None:
-                    (folder / "20250101000000_bench.sql").unlink()
+                    (folder / f"{VERSION}_bench.sql").unlink()
                     db.execute("delete from supabase_migrations.schema_migrations")
                     if db.execute("select to_regclass('supabase_migrations.sage_online')").fetchone()[0]:
                         db.execute("delete from supabase_migrations.sage_online")
@@ -293,6 +329,8 @@ def main() -> int:
         chosen = {k: v for k, v in MIGRATIONS.items() if only is None or k == only}
         for n, (label, (sql, undo)) in enumerate(chosen.items()):
             order = ["plain", "online"] if n % 2 == 0 else ["online", "plain"]
+            if kind == "prepared-versioned":
+                order = ["plain", "online", "versioned"][n % 3:] + ["plain", "online", "versioned"][:n % 3]
             for mode in order:
                 # the online run of a refused statement changes nothing: nothing to undo
                 run(label, mode, sql, undo, TABLE_OF.get(label, "orders"))
@@ -342,16 +380,9 @@ def write_results(report: list[dict], rows: int, rate: float, load_before, load_
     kinds = sorted({k for e in report for k in e["error_kinds"]})
     if kinds:
         lines += ["", "Workload errors seen: " + "; ".join(f"`{k}`" for k in kinds)]
-    online = [e for e in report if e["mode"] == "online" and e["status"].startswith("ran")]
-    if online:
-        worst_wait = max(e["lock_wait"] for e in online)
-        worst_max = max(e["max"] for e in online)
-        worst_ratio = max(e["p99"] / base_p99 for e in online)
-        errors = sum(e["errors"] for e in online)
-        lines += ["", f"Targets for `--online` (runs that ran): longest lock wait {worst_wait:.0f} ms, longest "
-                  f"workload query {worst_max:.0f} ms (target: under lock_timeout + 100 ms = 1100 ms); "
-                  f"{errors} workload errors (target 0); worst p99 {worst_ratio:.1f}x the baseline (target 3x); "
-                  f"rows intact in every run: {'yes' if all(e['intact'] for e in report) else 'NO'}."]
+    for mode, flags in (("online", "--online"), ("versioned", "--online --versioned")):
+        lines += _targets([e for e in report if e["mode"] == mode and e["status"].startswith("ran")], flags,
+                          base_p99, report)
     text = "\n".join(lines) + "\n"
     if only is not None and RESULTS.exists():  # one migration: its own section, replacing an earlier one
         old = RESULTS.read_text(encoding="utf-8")
@@ -363,6 +394,20 @@ def write_results(report: list[dict], rows: int, rate: float, load_before, load_
         text = head + text + ("\n" + after if after else "")
     RESULTS.write_text(text, encoding="utf-8")
     print(f"wrote {RESULTS}")
+
+
+def _targets(online: list[dict], flags: str, base_p99: float, report: list[dict]) -> list[str]:
+    """The issue's targets over the runs of one mode that ran."""
+    if not online:
+        return []
+    worst_wait = max(e["lock_wait"] for e in online)
+    worst_max = max(e["max"] for e in online)
+    worst_ratio = max(e["p99"] / base_p99 for e in online)
+    errors = sum(e["errors"] for e in online)
+    return ["", f"Targets for `{flags}` (runs that ran): longest lock wait {worst_wait:.0f} ms, longest "
+            f"workload query {worst_max:.0f} ms (target: under lock_timeout + 100 ms = 1100 ms); "
+            f"{errors} workload errors (target 0); worst p99 {worst_ratio:.1f}x the baseline (target 3x); "
+            f"rows intact in every run: {'yes' if all(e['intact'] for e in report) else 'NO'}."]
 
 
 if __name__ == "__main__":

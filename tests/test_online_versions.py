@@ -257,3 +257,21 @@ def test_a_base_table_client_s_prepared_select_star_fails_at_the_expand_as_after
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="cached plan must not change result type"):
             old.execute(star, (1,))
         assert old.execute(listed, (1,)).fetchall() == [(1, 1, "n1")]
+
+
+def test_dry_run_of_a_versioned_file_shows_the_version_step_and_the_clients_to_move(project, make_session, db_url,
+                                                                                     db):
+    db.execute(SEED)
+    write(project, f"{V1}_change.sql", CHANGE)
+    out = make_session(db_url).run_line(f"*dry-run {V1}")
+    assert out.result is not None, out.error
+    steps = next(t for t in out.result.tables if t.title == "Online steps (*apply --online)")
+    assert [r[2] for r in steps.rows] == ["expand", "backfill", "expand_index", "expand_check", "version"]
+    assert any(f"search_path {VS}, public" in n for n in out.result.notes), out.result.notes
+    assert not any(n.startswith("prepared statements:") for n in out.result.notes)
+    assert not [f for f in out.result.findings if f.rule == "online.no_form"]
+    db.execute(f"create schema {VS}")  # what *apply would refuse, the dry-run reports
+    again = make_session(db_url).run_line(f"*dry-run {V1}")
+    refused = [f for f in again.result.findings if f.rule == "online.no_form"]
+    assert [f.location for f in refused] == [f"{V1}_change.sql:2"]
+    assert f"the schema {VS} exists already" in refused[0].message

@@ -372,12 +372,21 @@ def _online_steps(target, run: _FileRun, asked: bool, server_major: int) -> None
         run.findings.append(Finding(rule="online.no_form", severity="error", location=f"{where}:{exc.line}",
                                     message=f"*apply --online refuses this file: {exc.reason}"))
         return
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+    from sage_agent.ops.online import state as online_state
+    from sage_agent.ops.online import versions
+
+    versioned = any(step.kind == "version" for step in plan.steps)
+    unfinished = online_state.read_all(target) if versioned else {}
     for step in plan.steps:
         problems = column_problems(target, step.expand["table"], step.expand["column"], step.expand["newtype"]) + \
             earlier_uses(run.plan, step.expand, step.line) if step.kind == "expand" else []
+        if versioned and step.kind == "expand" and not problems:
+            problems = versions.problems(target, step.expand, run.mig.version, server_major, unfinished)
         said: list[str] = []
         if step.kind == "expand" and not problems:  # one read of the column and its views for both
             said, problems = plan_notes(target, run.plan, step.expand, step.line)
+            said = [n for n in said if not (versioned and n.startswith("prepared statements:"))]
         if problems:
             run.findings.append(Finding(
                 rule="online.no_form", severity="error", location=f"{where}:{step.line}",
@@ -385,6 +394,11 @@ def _online_steps(target, run: _FileRun, asked: bool, server_major: int) -> None
                         f"{step.expand['column']}: {'; '.join(problems)}"))
         else:
             run.notes += said
+    if versioned:
+        bases = list(dict.fromkeys(versions.table_schema(target, s.expand["table"]) or "public" for s in plan.steps
+                                   if s.kind == "expand"))
+        run.notes.append(versions.client_note(where, [versions.schema_name(b, run.mig.version) for b in bases],
+                                              bases))
     batch = settings().online_batch_rows
     run.covered = set(plan.rewritten)  # as *apply --online: these statements' lint errors no longer block
     run.online = [[n, step.line, step.kind, step.lock(server_major), step.show(batch).split("; lock: ")[0]]
@@ -392,7 +406,8 @@ def _online_steps(target, run: _FileRun, asked: bool, server_major: int) -> None
     run.notes.append(f"online: {len(plan.steps)} step(s), each its own transaction or CONCURRENTLY; the history "
                      "row is written with the last one" + ("; a column type change ends `expanded (contract "
                                                           "pending)` until *apply --complete"
-                                                          if any(s.kind == "swap" for s in plan.steps) else ""))
+                                                          if any(s.kind in ("swap", "version") for s in plan.steps)
+                                                          else ""))
 
 
 def _measure_rates(ctx, runs: list[_FileRun]) -> None:
