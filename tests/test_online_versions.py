@@ -275,3 +275,36 @@ def test_dry_run_of_a_versioned_file_shows_the_version_step_and_the_clients_to_m
     refused = [f for f in again.result.findings if f.rule == "online.no_form"]
     assert [f.location for f in refused] == [f"{V1}_change.sql:2"]
     assert f"the schema {VS} exists already" in refused[0].message
+
+
+def test_complete_stopped_after_its_swap_is_finished_by_complete_again(project, make_session, db_url, db,
+                                                                       pg_server, monkeypatch):
+    """--complete of a versioned file swaps (recorded) and then drops the version schema with the old column; a
+    session holding the view stops the second transaction: the swap stays done, and --complete again finishes."""
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    monkeypatch.setenv("SAGE_ONLINE_RETRIES", "0")
+    monkeypatch.setenv("SAGE_ONLINE_LOCK_TIMEOUT_MS", "200")
+    db.execute(SEED)
+    write(project, f"{V1}_change.sql", CHANGE)
+    assert make_session(db_url, yes=True).run_line("*apply --snapshot=no").exit_code == EXIT_OK
+    with psycopg.connect(db_url) as holder:  # holds the view (not the table) until it rolls back
+        holder.execute(f"comment on view {VS}.accounts is 'held'")
+        stopped = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
+        assert stopped.exit_code != EXIT_OK
+        said = failure(stopped)
+        assert "is swapped (the table's column has the new type, recorded)" in said and "they stay as they were" \
+            in said and "nothing was changed" not in said, said
+        holder.rollback()
+    assert type_of(db, "public.accounts", "id") == "bigint"  # the swap is done and recorded
+    assert type_of(db, "public.accounts", "id_sage_old") == "integer"
+    assert type_of(db, f"{VS}.accounts", "id") == "bigint"
+    assert online_rows(db) == [(V1, "expanded")]
+    done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
+    assert done.exit_code == EXIT_OK, failure(done)
+    assert online_rows(db) == [] and type_of(db, "public.accounts", "id_sage_old") is None
+    assert db.execute("select to_regnamespace(%s)", (VS,)).fetchone()[0] is None
+    assert [r[0] for r in db.execute("select attname from pg_attribute where attrelid = 'public.accounts'::regclass "
+                                     "and attnum > 0 and not attisdropped order by attnum")] == ["balance", "note", "id"]
+    assert column_order_free(normalized_dump(db_url)) == column_order_free(
+        plain_dump(project, make_session, pg_server.url(), None))

@@ -276,12 +276,22 @@ def complete(ctx, conn, target: str | None) -> OpResult:
 
     with migration_lock(ctx, "*apply --complete"):
         for state in states:
-            if vs.KEY in state.names:
+            swapped = vs.KEY in state.names
+            if swapped:
                 _swap_versioned(ctx, conn, state)
             statements = vs.drop_sql(state.names.get(vs.KEY) or {}) + \
                 [s for info in ex.infos(state) for s in ex.contract_sql(info)]
-            _run_tx(ctx, conn, statements, lambda state=state: st.finish(conn, state.version),
-                    f"*apply --complete {_filename(state)}", ex.infos(state)[0]["table"])
+            try:
+                _run_tx(ctx, conn, statements, lambda state=state: st.finish(conn, state.version),
+                        f"*apply --complete {_filename(state)}", ex.infos(state)[0]["table"])
+            except OpError as exc:
+                if not swapped:
+                    raise
+                cause = exc.message.removesuffix("; nothing was changed")
+                raise OpError(f"{_filename(state)} is swapped (the table's column has the new type, recorded), but "
+                              f"dropping its version schema and old column stopped: {cause}; they stay as they were",
+                              "end that session (or wait for it), then *apply --complete again: it finishes without "
+                              "swapping twice", exit_code=1) from None
     return OpResult(operation="db-apply-migration",
                     summary=f"Completed {len(states)} expanded type change(s): old columns and triggers dropped",
                     facts={"completed": len(states)},
