@@ -75,20 +75,7 @@ class Client:
 
 
 def plain_dump(project, make_session, admin: str, major: int | None) -> list[str]:
-    from sage_agent.db.shadow import drop_database
-    from sage_agent.ops.schema.compare import normalized_dump
-
-    name, url = new_database(admin)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(SEED)
-        other = project.parent / f"plain_{name}"
-        write(other, f"{V1}_change.sql", PLAIN)
-        done = make_session(url, yes=True, confirm=("UNSAFE",), project_dir=other).run_line("*apply --snapshot=no")
-        assert done.exit_code == EXIT_OK, failure(done)
-        return normalized_dump(url, major)
-    finally:
-        drop_database(admin, name)
+    return plain_dump_of_seed(project, make_session, admin, SEED, PLAIN, major)
 
 
 def type_of(conn, relation: str, column: str) -> str | None:
@@ -114,8 +101,8 @@ def test_prepared_clients_get_no_error_across_apply_deploy_and_complete(server, 
         old.wait_ops(20)
         applied = make_session(url, yes=True).run_line("*apply --snapshot=no --batch-rows 500")
         assert applied.exit_code == EXIT_OK, failure(applied)
-        assert any(f"search_path {VS}, public" in n and "options=-csearch_path%3D" in n
-                   for n in applied.result.notes), applied.result.notes
+        assert any(f"search_path {VS}, public" in n and f"?options=-csearch_path%3D{VS},public" in n
+                   and f"--complete drops {VS};" in n for n in applied.result.notes), applied.result.notes
         # no swap: the base table keeps its type; the version schema shows the new column under its name, last
         assert type_of(db, "public.accounts", "id") == "integer"
         assert type_of(db, f"{VS}.accounts", "id") == "bigint"
@@ -305,6 +292,88 @@ def test_complete_stopped_after_its_swap_is_finished_by_complete_again(project, 
     assert online_rows(db) == [] and type_of(db, "public.accounts", "id_sage_old") is None
     assert db.execute("select to_regnamespace(%s)", (VS,)).fetchone()[0] is None
     assert [r[0] for r in db.execute("select attname from pg_attribute where attrelid = 'public.accounts'::regclass "
-                                     "and attnum > 0 and not attisdropped order by attnum")] == ["balance", "note", "id"]
+                                     "and attnum > 0 and not attisdropped order by attnum")] == \
+        ["balance", "note", "id"]
     assert column_order_free(normalized_dump(db_url)) == column_order_free(
         plain_dump(project, make_session, pg_server.url(), None))
+
+
+TWO_TABLES = """-- sage:online versioned
+alter table public.accounts alter column id type bigint;
+alter table public.accounts alter column balance type bigint;
+alter table public.ledger alter column amount type numeric(20, 2);
+"""
+
+
+def test_two_columns_and_two_tables_in_one_versioned_file(project, make_session, db_url, db, pg_server):
+    """One view per changed table, every changed column under its own name in the order the table has after
+    --complete; tables the file does not change resolve through public; prepared clients go on across --complete."""
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    seed = SEED + """
+        create table public.ledger (id int primary key, amount int, memo text);
+        insert into public.ledger select g, g * 10, 'm' from generate_series(1, 500) g;
+        create table public.other (id int primary key);
+        insert into public.other values (1);
+    """
+    db.execute(seed)
+    write(project, f"{V1}_change.sql", TWO_TABLES)
+    applied = make_session(db_url, yes=True).run_line("*apply --snapshot=no")
+    assert applied.exit_code == EXIT_OK, failure(applied)
+    views = db.execute("select c.relname, string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' "
+                       "order by a.attnum) from pg_class c join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 "
+                       "where c.relnamespace = %s::regnamespace group by 1 order by 1", (VS,)).fetchall()
+    assert views == [("accounts", "note text, id bigint, balance bigint"),
+                     ("ledger", "id integer, memo text, amount numeric(20,2)")]
+    with psycopg.connect(db_url, autocommit=True, prepare_threshold=0, options=f"-csearch_path={VS},public") as new:
+        queries = ["select * from accounts where id = %s", "select * from ledger where id = %s",
+                   "select id from other where id = %s"]
+        first = [new.execute(q, (1,)).fetchall() for q in queries]
+        assert first == [[("n1", 1, 1)], [(1, "m", 10)], [(1,)]]
+        new.execute("update ledger set amount = 12.5 where id = 2")
+        assert db.execute("select amount from public.ledger where id = 2").fetchone()[0] == 13  # cast to int
+        done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
+        assert done.exit_code == EXIT_OK, failure(done)
+        assert [new.execute(q, (1,)).fetchall() for q in queries] == first
+    plain = plain_dump_of_seed(project, make_session, pg_server.url(), seed, TWO_TABLES.split("\n", 1)[1])
+    assert column_order_free(normalized_dump(db_url)) == column_order_free(plain)
+
+
+def plain_dump_of_seed(project, make_session, admin: str, seed: str, text: str, major: int | None = None) -> list[str]:
+    """The same change applied plainly (UNSAFE typed) to a fresh database with `seed`: the target of the proof."""
+    from sage_agent.db.shadow import drop_database
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    name, url = new_database(admin)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(seed)
+        other = project.parent / f"plain_{name}"
+        write(other, f"{V1}_change.sql", text)
+        done = make_session(url, yes=True, confirm=("UNSAFE",), project_dir=other).run_line("*apply --snapshot=no")
+        assert done.exit_code == EXIT_OK, failure(done)
+        return normalized_dump(url, major)
+    finally:
+        drop_database(admin, name)
+
+
+def test_a_versioned_apply_stopped_at_its_last_step_continues_versioned_without_the_flag(project, make_session,
+                                                                                          db_url, db):
+    """A failure in the version step (an event trigger refuses CREATE VIEW) leaves the file half done, with no
+    history row; the next plain `*apply` continues it the way it started: versioned, not swapped."""
+    db.execute(SEED + """
+        create function public.no_views() returns event_trigger language plpgsql as $$
+        begin raise exception 'views are frozen today'; end $$;
+        create event trigger no_views on ddl_command_start when tag in ('CREATE VIEW') execute function public.no_views();
+    """)
+    write(project, f"{V1}_change.sql", PLAIN)
+    failed = make_session(db_url, yes=True).run_line("*apply --snapshot=no --online --versioned")
+    assert failed.exit_code != EXIT_OK
+    assert "step 5 of 5 failed: views are frozen today" in failure(failed), failure(failed)
+    assert history(db) == [] and online_rows(db) == [(V1, "failed")]
+    assert db.execute("select to_regnamespace(%s)", (VS,)).fetchone()[0] is None  # the step's transaction is undone
+    db.execute("drop event trigger no_views")
+    again = make_session(db_url, yes=True).run_line("*apply --snapshot=no")
+    assert again.exit_code == EXIT_OK, failure(again)
+    assert type_of(db, "public.accounts", "id") == "integer" and type_of(db, f"{VS}.accounts", "id") == "bigint"
+    assert history(db) == [V1] and online_rows(db) == [(V1, "expanded")]

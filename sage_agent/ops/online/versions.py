@@ -82,7 +82,7 @@ def function_sql(info: dict, schemas: list[str]) -> str:
     (an insert that left the new column empty takes the old one's default or identity value), any other write
     sets the new column from the old one."""
     c, new = ident(info["column"]), ident(info["new"])
-    test = " OR ".join(f"{sql.Literal(s).as_string(None)} = ANY (current_schemas(false))" for s in schemas)
+    test = " OR ".join(f"{sql.Literal(s).as_string(None)} = ANY (pg_catalog.current_schemas(false))" for s in schemas)
     return (f"CREATE OR REPLACE FUNCTION {info['func']}() RETURNS trigger LANGUAGE plpgsql AS $sage$ BEGIN "
             f"IF {test} THEN "
             f"IF TG_OP = 'INSERT' AND NEW.{new} IS NULL THEN NEW.{new} := NEW.{c}; ELSE NEW.{c} := NEW.{new}; END IF; "
@@ -167,5 +167,6 @@ def client_note(filename: str, schemas: list[str], bases: list[str]) -> str:
             f"{path}); clients on {', '.join(bases)} keep the old type. Stop or redeploy every client of the base "
             "schema before *apply --complete (the swap): a statement one of them prepared that returns the column "
             "fails after it; and a statement they prepared with `select *` (or `returning *`) fails already at the "
-            "expand, which adds a column (as any ADD COLUMN does): such clients list their columns. --complete drops {', '.join(schemas)}; statements prepared through it go on against "
-            "the table (same columns, same order, same types)")
+            "expand, which adds a column (as any ADD COLUMN does): such clients list their columns. --complete "
+            f"drops {', '.join(schemas)}; statements prepared through it go on against the table (same columns, same "
+            "order, same types)")
