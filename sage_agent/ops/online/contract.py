@@ -276,8 +276,8 @@ def complete(ctx, conn, target: str | None) -> OpResult:
 
     with migration_lock(ctx, "*apply --complete"):
         for state in states:
-            swapped = vs.KEY in state.names
-            if swapped:
+            versioned_file = vs.KEY in state.names
+            if versioned_file:  # its swap runs here; once done, a failure below must not say "nothing was changed"
                 _swap_versioned(ctx, conn, state)
             statements = vs.drop_sql(state.names.get(vs.KEY) or {}) + \
                 [s for info in ex.infos(state) for s in ex.contract_sql(info)]
@@ -285,7 +285,7 @@ def complete(ctx, conn, target: str | None) -> OpResult:
                 _run_tx(ctx, conn, statements, lambda state=state: st.finish(conn, state.version),
                         f"*apply --complete {_filename(state)}", ex.infos(state)[0]["table"])
             except OpError as exc:
-                if not swapped:
+                if not versioned_file:
                     raise
                 cause = exc.message.removesuffix("; nothing was changed")
                 raise OpError(f"{_filename(state)} is swapped (the table's column has the new type, recorded), but "
