@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -31,7 +30,7 @@ def _files(tmp_path: Path, count: int = 12) -> list[Path]:
 
 
 def _findings(run) -> list[dict]:
-    return [asdict(f) for f in run.findings]
+    return [f.model_dump() for f in run.findings]
 
 
 def _counting_forks(monkeypatch) -> list[str]:

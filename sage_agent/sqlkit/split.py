@@ -17,7 +17,6 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from pglast import parser as _pg
@@ -56,27 +55,80 @@ class LineIndex:
         return ln, offset - self._starts[ln - 1] + 1
 
 
-@dataclass(frozen=True)
+_new = object.__new__
+_set = object.__setattr__
+# Statement's fields in order; all but `lines` take part in == and repr (as the dataclass it was declared them).
+_FIELDS = ("text", "line", "end_line", "node", "comments", "copy_data", "trailing_comment", "start", "end",
+           "filename", "lines")
+_COMPARED = _FIELDS[:-1]
+
+
 class Statement:
-    """One top-level SQL statement and where it sits in the source file."""
+    """One top-level SQL statement and where it sits in the source file. Immutable.
+
+    A plain class with the frozen dataclass's behaviour (same fields, ==, hash and repr), because importing
+    ``dataclasses`` (it brings ``inspect``, ``ast``, ``dis``, ``tokenize``) was about 13 ms of `sage lint`'s
+    start-up on a small file, and its frozen ``__init__`` set the 11 fields one call at a time (5 us a
+    statement on a 5 MB file)."""
 
     text: str
     line: int
     end_line: int
     node: Any  # pglast.ast.Node (e.g. CreateStmt)
-    comments: tuple[str, ...] = ()
-    copy_data: str | None = None
-    trailing_comment: str | None = None
-    start: int = 0  # char offset of the first token in the file
-    end: int = 0  # char offset just past the last token
-    filename: str = "<sql>"
-    lines: LineIndex | None = field(default=None, repr=False, compare=False)
+    comments: tuple[str, ...]
+    copy_data: str | None
+    trailing_comment: str | None
+    start: int  # char offset of the first token in the file
+    end: int  # char offset just past the last token
+    filename: str
+    lines: LineIndex | None
+
+    def __init__(self, text: str, line: int, end_line: int, node: Any, comments: tuple[str, ...] = (),
+                 copy_data: str | None = None, trailing_comment: str | None = None, start: int = 0, end: int = 0,
+                 filename: str = "<sql>", lines: LineIndex | None = None) -> None:
+        _set(self, "__dict__", {"text": text, "line": line, "end_line": end_line, "node": node,
+                                "comments": comments, "copy_data": copy_data, "trailing_comment": trailing_comment,
+                                "start": start, "end": end, "filename": filename, "lines": lines})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: a Statement is immutable (use replace())")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: a Statement is immutable")
+
+    def _compared(self) -> tuple:
+        d = self.__dict__
+        return tuple(d[k] for k in _COMPARED)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._compared() == other._compared()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
+
+    def __repr__(self) -> str:
+        d = self.__dict__
+        return "Statement(" + ", ".join(f"{k}={d[k]!r}" for k in _COMPARED) + ")"
+
+    def replace(self, **changes: Any) -> "Statement":
+        """A copy with some fields changed (what ``dataclasses.replace`` did)."""
+        return Statement(**{**self.__dict__, **changes})
 
     def line_at(self, location: int | None) -> int:
         """Line of an AST node ``location`` (file offset); statement line if unknown."""
         if location is None or location < 0 or self.lines is None:
             return self.line
         return self.lines.line(location)
+
+
+def _statement(fields: dict[str, Any]) -> Statement:
+    """A :class:`Statement` from a dict of all its fields in field order, without the call of ``__init__``
+    (build_statements makes one per statement: 56,000 on a 5 MB file)."""
+    stmt = _new(Statement)
+    _set(stmt, "__dict__", fields)
+    return stmt
 
 
 # COPY ... FROM STDIN; the data that follows is not SQL and libpg_query cannot parse it.
@@ -419,23 +471,8 @@ def build_statements(masked: str, copy_blocks: dict[int, str], filename: str = "
     return out
 
 
-_new = object.__new__
-_set = object.__setattr__
-
-
-def _statement(fields: dict[str, Any]) -> Statement:
-    """A :class:`Statement` from all its fields, in field order. The frozen dataclass's ``__init__`` sets its
-    11 fields one ``object.__setattr__`` call at a time (about 5 us a statement, a quarter of this loop on a
-    5 MB file); this gives the same object in one. tests/sqlkit/test_sqlkit_speed.py compares the two."""
-    stmt = _new(Statement)
-    _set(stmt, "__dict__", fields)
-    return stmt
-
-
 def _replace(stmt: Statement, **changes: Any) -> Statement:
-    # lazy: tests replace replace on its module (monkeypatch), which a top-level import would bypass
-    from dataclasses import replace
-    return replace(stmt, **changes)
+    return stmt.replace(**changes)
 
 
 def _adjacent_comments(found: list[tuple[int, str]], lines: LineIndex, stmt_line: int) -> list[str]:

@@ -6,7 +6,6 @@ conformance case, with the default rules and with every rule (opt-in included), 
 them."""
 from __future__ import annotations
 
-from dataclasses import asdict
 
 import pytest
 
@@ -21,7 +20,7 @@ CASES = load_cases()
 def _both(sql: str, rules, pg: int = 18, assume: bool = False, monkeypatch=None):
     def run():
         try:
-            return [asdict(f) for f in lint_sql(sql, "c.sql", pg, rules, assume)]
+            return [f.model_dump() for f in lint_sql(sql, "c.sql", pg, rules, assume)]
         except SqlSyntaxError as exc:
             return ("syntax", exc.line, exc.column, exc.message)
 

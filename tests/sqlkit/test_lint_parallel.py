@@ -6,7 +6,6 @@ committed). Each is cut across here, at every statement boundary of a small file
 cases are cut at many places of one file made of all of them."""
 from __future__ import annotations
 
-from dataclasses import asdict
 
 import pytest
 
@@ -41,7 +40,7 @@ create table "a_table_name_that_is_much_longer_than_sixty_three_bytes_allowed_by
 
 
 def _dicts(findings):
-    return [asdict(f) for f in findings]
+    return [f.model_dump() for f in findings]
 
 
 def _line_starts(text: str) -> list[int]:

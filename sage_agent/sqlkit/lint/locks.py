@@ -6,8 +6,7 @@ are OR-ed, because the whole statement holds the strongest lock to the end.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pglast import ast
 
@@ -29,8 +28,10 @@ BLOCKS = {ACCESS_EXCLUSIVE: "reads and writes", EXCLUSIVE: "writes",
           SHARE_UPDATE_EXCLUSIVE: "schema changes and vacuum"}
 
 
-@dataclass(frozen=True)
-class LockInfo:
+class LockInfo(NamedTuple):
+    """The lock a statement takes and whether it rewrites or scans the table. A named tuple (immutable, ==,
+    hash and repr as the frozen dataclass it was): `sage lint` of a small file does not import ``dataclasses``."""
+
     lock: str | None = None
     rewrites: bool = False
     scans: bool = False

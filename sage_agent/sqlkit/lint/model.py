@@ -1,7 +1,6 @@
 """Data model of the migration linter: findings, per-file context, rule base class."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
 from ..split import Statement
@@ -9,42 +8,79 @@ from .locks import LockInfo, statement_lock
 
 Severity = Literal["error", "warning", "info"]
 
+# LintFinding's fields, in order (model_dump, ==, repr, and the rows sqlkit.lint.parallel sends between processes)
+FINDING_FIELDS = ("rule", "severity", "line", "message", "table", "lock", "rewrites", "scans", "blocks",
+                  "safe_alternative", "statement_line", "filename", "column", "new_table", "table_rows",
+                  "table_bytes", "estimated_seconds")
 
-@dataclass
+
 class LintFinding:
     """One problem in one statement, with the lock facts a reviewer needs.
 
-    A dataclass, not a pydantic model: `sage lint` must start fast, and pydantic's import alone costs more
-    than linting a typical migration. ``model_dump()`` keeps the dict form callers use."""
+    Neither a pydantic model nor a dataclass: `sage lint` must start fast (pydantic's import alone costs more
+    than linting a typical migration, importing ``dataclasses`` about 13 ms of a small file's run).
+    ``model_dump()`` gives the dict form callers use; ==, the unhashability and repr are the dataclass's."""
 
     rule: str
     severity: Severity
     line: int
     message: str
-    table: str | None = None
-    lock: str | None = None
-    rewrites: bool = False
-    scans: bool = False
-    blocks: str | None = None
-    safe_alternative: str = ""
-    statement_line: int | None = None
-    filename: str = "<sql>"
-    column: int | None = None  # 1-based column of ``line`` (the node the finding is about, else the statement)
+    table: str | None
+    lock: str | None
+    rewrites: bool
+    scans: bool
+    blocks: str | None
+    safe_alternative: str
+    statement_line: int | None
+    filename: str
+    column: int | None  # 1-based column of ``line`` (the node the finding is about, else the statement)
     # True when ``table`` is created earlier in the same file (nobody else can be using it).
-    new_table: bool = False
+    new_table: bool
     # Filled by :func:`sage_agent.sqlkit.lint.sizing.apply_table_facts` when a database is known.
-    table_rows: int | None = None
-    table_bytes: int | None = None
-    estimated_seconds: float | None = None
+    table_rows: int | None
+    table_bytes: int | None
+    estimated_seconds: float | None
+
+    def __init__(self, rule: str, severity: Severity, line: int, message: str, table: str | None = None,
+                 lock: str | None = None, rewrites: bool = False, scans: bool = False, blocks: str | None = None,
+                 safe_alternative: str = "", statement_line: int | None = None, filename: str = "<sql>",
+                 column: int | None = None, new_table: bool = False, table_rows: int | None = None,
+                 table_bytes: int | None = None, estimated_seconds: float | None = None) -> None:
+        self.rule = rule
+        self.severity = severity
+        self.line = line
+        self.message = message
+        self.table = table
+        self.lock = lock
+        self.rewrites = rewrites
+        self.scans = scans
+        self.blocks = blocks
+        self.safe_alternative = safe_alternative
+        self.statement_line = statement_line
+        self.filename = filename
+        self.column = column
+        self.new_table = new_table
+        self.table_rows = table_rows
+        self.table_bytes = table_bytes
+        self.estimated_seconds = estimated_seconds
 
     def model_dump(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in FINDING_FIELDS}
 
     def model_copy(self, *, update: dict[str, Any] | None = None) -> "LintFinding":
-        return replace(self, **(update or {}))
+        return LintFinding(**{**self.model_dump(), **(update or {})})
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in FINDING_FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
+
+    def __repr__(self) -> str:
+        return "LintFinding(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in FINDING_FIELDS) + ")"
 
 
-@dataclass
 class LintContext:
     """What a rule may know about the file besides the statement it is looking at.
 
@@ -52,22 +88,31 @@ class LintContext:
     so they describe the state the statement runs in.
     """
 
-    server_major: int = 18
-    tables_created_in_file: frozenset[str] = frozenset()  # created inside a transaction (squawk's exemption)
-    tables_created_anywhere: frozenset[str] = frozenset()  # created by any statement of the file
-    lock_timeout_set: bool = False
-    statement_timeout_set: bool = False
-    in_transaction: bool = False
-    assume_in_transaction: bool = False
-    filename: str = "<sql>"
-    statements: list[Statement] = field(default_factory=list)
-    index: int = 0
-    state: dict[str, Any] = field(default_factory=dict)  # rule-private memory, keyed by rule id
-    # Memory that outlives the file when several migrations are linted as one chain.
-    shared: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, server_major: int = 18, tables_created_in_file: frozenset[str] = frozenset(),
+                 tables_created_anywhere: frozenset[str] = frozenset(), lock_timeout_set: bool = False,
+                 statement_timeout_set: bool = False, in_transaction: bool = False,
+                 assume_in_transaction: bool = False, filename: str = "<sql>",
+                 statements: list[Statement] | None = None, index: int = 0, state: dict[str, Any] | None = None,
+                 shared: dict[str, Any] | None = None) -> None:
+        self.server_major = server_major
+        self.tables_created_in_file = tables_created_in_file  # created inside a transaction (squawk's exemption)
+        self.tables_created_anywhere = tables_created_anywhere  # created by any statement of the file
+        self.lock_timeout_set = lock_timeout_set
+        self.statement_timeout_set = statement_timeout_set
+        self.in_transaction = in_transaction
+        self.assume_in_transaction = assume_in_transaction
+        self.filename = filename
+        self.statements: list[Statement] = [] if statements is None else statements
+        self.index = index
+        self.state: dict[str, Any] = {} if state is None else state  # rule-private memory, keyed by rule id
+        # Memory that outlives the file when several migrations are linted as one chain.
+        self.shared: dict[str, Any] = {} if shared is None else shared
+        # (statement, its LockInfo): the last statement's lock facts, shared by its findings and the timeout rules
+        self._lock: tuple[Statement, LockInfo] | None = None
 
-    # (statement, its LockInfo): the last statement's lock facts, shared by its findings and the timeout rules
-    _lock: tuple[Statement, LockInfo] | None = field(default=None, repr=False, compare=False)
+    def __repr__(self) -> str:
+        return (f"LintContext(server_major={self.server_major!r}, filename={self.filename!r}, "
+                f"index={self.index!r}, in_transaction={self.in_transaction!r})")
 
     def lock_of(self, stmt: Statement) -> LockInfo:
         """:func:`.locks.statement_lock` of ``stmt``, computed once however many rules ask."""
