@@ -39,7 +39,9 @@ PARTS = 20  # partitions per partitioned parent
 _WRAP = ("import atexit, resource, sys, runpy\n"
          "def _report(u=resource.getrusage):\n"
          "    r = u(resource.RUSAGE_SELF)\n"
-         "    sys.stderr.write('MAXRSS_KB %d\\nCPU_S %.3f\\n' % (r.ru_maxrss, r.ru_utime + r.ru_stime))\n"
+         "    c = u(resource.RUSAGE_CHILDREN)\n"
+         "    sys.stderr.write('MAXRSS_KB %d\\nCPU_S %.3f\\nCPU_TREE_S %.3f\\n' % (r.ru_maxrss, r.ru_utime + r.ru_stime,\n"
+         "                     r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime))\n"
          "atexit.register(_report)\n"
          "sys.argv = ['sage'] + sys.argv[1:]\n"
          "runpy.run_module('sage_agent', run_name='__main__')\n")
@@ -134,17 +136,32 @@ def own_copy(srv, tables: int, prefix: str) -> str:
     return replace_dbname(srv.url(), name)
 
 
-def drop_templates(shadow: str, closure_only: bool = False) -> None:
+def drop_templates(shadow: str, closure_only: bool = False, target: str | None = None) -> None:
     """Cold: no cached dry-run template and no leftover shadow on the shadow server (`closure_only`: only the
-    closure templates, sage_tpl_c..., which other helpers' full templates are not)."""
+    closure templates, sage_tpl_c..., which other helpers' full templates are not; with `target` only the
+    closure templates of that target's schema, so other helpers' closure runs on the same server keep theirs)."""
     import psycopg
 
     query = ("select datname from pg_database where datname like 'sage\\_tpl\\_c%'" if closure_only else
              "select datname from pg_database where datname like 'sage\\_tpl\\_%' "
              "or datname like 'sage\\_shadow\\_%' or datname like 'floor\\_%'")
+    if closure_only and target:
+        query += f" and shobj_description(oid, 'pg_database') like '%fingerprint={fingerprint(target)}\\_c%'"
     with psycopg.connect(shadow, autocommit=True) as c:
         for (name,) in c.execute(query).fetchall():
             c.execute(f'drop database if exists "{name}" with (force)')
+
+
+def fingerprint(url: str) -> str:
+    """The catalog fingerprint *dry-run labels this target's templates with."""
+    import psycopg
+
+    from sage_agent.ops.migrations.shadow_run import schema_fingerprint
+    from sage_agent.ops.snapshots.store import schema_exists, user_schemas
+
+    with psycopg.connect(url, autocommit=True) as c:
+        schemas = user_schemas(c)
+        return schema_fingerprint(c, schemas, schema_exists(c, "supabase_migrations"), 18)
 
 
 def floor(shadow: str, url: str, file_too: bool = True, copy_name: str = "floor_copy") -> tuple[float, float, float]:
@@ -199,11 +216,13 @@ def sage(args: list[str], project: Path, shadow_url: str, env: dict | None = Non
     elapsed = time.perf_counter() - t0
     rss = next((int(ln.split()[1]) for ln in proc.stderr.splitlines() if ln.startswith("MAXRSS_KB")), 0)
     cpu = next((float(ln.split()[1]) for ln in proc.stderr.splitlines() if ln.startswith("CPU_S")), 0.0)
+    tree = next((float(ln.split()[1]) for ln in proc.stderr.splitlines() if ln.startswith("CPU_TREE_S")), 0.0)
     try:
         doc = json.loads(proc.stdout)
     except json.JSONDecodeError:
         raise SystemExit(f"sage {args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     doc["_cpu_s"] = cpu
+    doc["_cpu_tree_s"] = tree  # with pg_dump / pg_restore (the server's own work is not in it)
     return elapsed, rss // 1024, doc
 
 
@@ -235,10 +254,22 @@ def round_(args, phases: list[str], res: dict, url: str, b_url: str, project: Pa
             res["load_floor"] = res.get("load_floor", []) + [os.getloadavg()[0]]
         elif phase == "closure":
             # cold, closure load: no closure template (and no full one of this target: run after the floor phase,
-            # or with --target-copy, whose fingerprint no full template carries)
-            drop_templates(shadow, closure_only=True)
+            # or with --target-copy, whose fingerprint no full template carries); with --baseline the same run with
+            # that code first, so old and new alternate round by round
+            if args.baseline:
+                drop_templates(shadow, closure_only=True, target=url if own else None)
+                t, _rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project, shadow,
+                                    {"SAGE_DRY_RUN_CLOSURE_MIN_RELATIONS": "0", "PYTHONPATH": args.baseline})
+                assert doc["data"]["verdict"] in ("safe", "caution"), doc["summary"]
+                res["closure_base"] = res.get("closure_base", []) + [t]
+                res["cpu_closure_base"] = res.get("cpu_closure_base", []) + [doc["_cpu_tree_s"]]
+                res["closure_base_phases"] = doc["data"]["timings"]
+                res["closure_base_changes"] = doc["data"]["changes"]
+                res["closure_base_checks"] = doc["data"]["checks"]
+            drop_templates(shadow, closure_only=True, target=url if own else None)
             t, rss, doc = sage(["run", "*dry-run t7_priority", "--db-url", url, "--json"], project, shadow,
                                {"SAGE_DRY_RUN_CLOSURE_MIN_RELATIONS": "0"})
+            res["cpu_closure"] = res.get("cpu_closure", []) + [doc["_cpu_tree_s"]]
             assert doc["data"]["verdict"] in ("safe", "caution"), doc["summary"]
             note = next((n for n in doc.get("notes") or [] if "closure of the file" in n), None)
             assert note and "cached" not in note, doc.get("notes")
@@ -316,6 +347,10 @@ def main() -> None:
                         help="dry-run against PREFIX_N, a copy of big_N made once (its fingerprint is its own, so "
                              "no full template on the shared server matches it and only closure templates are "
                              "dropped); not with the cold phase")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="closure phase: each round first runs the same cold dry-run with the code in DIR (a "
+                             "copy of an older tree, e.g. `git archive COMMIT | tar -x -C DIR`), old and new "
+                             "alternating")
     parser.add_argument("--render", nargs="*", help="only rewrite the results from the JSON lines of these logs")
     args = parser.parse_args()
     out = Path(args.out) if args.out else COMPARE_RESULTS if args.phases == "compare" else RESULTS
@@ -359,7 +394,8 @@ def main() -> None:
 
 
 _MEASURED = ("floor", "cold", "warm", "compare", "rss_dry", "rss_cmp", "load", "load_floor", "load_cold", "load_warm",
-             "load_compare", "cpu_warm", "cpu_compare", "closure", "load_closure")
+             "load_compare", "cpu_warm", "cpu_compare", "closure", "load_closure", "cpu_closure", "closure_base",
+             "cpu_closure_base")
 
 
 def merge(logs: list[str]) -> list[dict]:
@@ -455,6 +491,7 @@ def _closure_lines(rows: list[dict], loads) -> list[str]:
                      f"{loads(r.get('load_floor', []))} / {loads(r.get('load_closure', []))} / "
                      f"{loads(r.get('load_cold', []))} | {r.get('closure_note', '')} |")
     lines.append("")
+    lines += _closure_ratio_lines(rows)
     for r in rows:
         same = ("same changes and smoke checks as the whole-schema load"
                 if r.get("cold_changes") is not None and r.get("cold_changes") == r.get("closure_changes")
@@ -462,6 +499,28 @@ def _closure_lines(rows: list[dict], loads) -> list[str]:
                 "no whole-schema run to compare with" if r.get("cold_changes") is None else "REPORTS DIFFER")
         lines.append(f"- {r['n']:,} tables, closure: changes {r.get('closure_changes')}; {same}; phases "
                      + ", ".join(f"{k} {v:.2f}s" for k, v in (r.get("closure_phases") or {}).items()))
+    return lines
+
+
+def _closure_ratio_lines(rows: list[dict]) -> list[str]:
+    """Cold closure, this code (and the --baseline code beside it): wall and process-tree CPU (sage + pg_dump +
+    pg_restore; the server's work is not in it) per size, and the ratio of each size to the one before."""
+    lines = ["", "| tables | cold closure, wall | CPU (sage + pg_dump/pg_restore) | baseline wall | baseline CPU | "
+             "load |", "|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        load = r.get("load_closure") or []
+        lines.append(f"| {r['n']:,} | {_runs(r['closure'])} | {_runs(r.get('cpu_closure', []))} | "
+                     f"{_runs(r.get('closure_base', []))} | {_runs(r.get('cpu_closure_base', []))} | "
+                     + (f"{min(load):.1f}-{max(load):.1f}" if load else "-") + " |")
+    lines.append("")
+    for small, big in zip(rows, rows[1:]):
+        parts = []
+        for key, label in (("closure", "wall"), ("cpu_closure", "CPU"), ("closure_base", "baseline wall"),
+                           ("cpu_closure_base", "baseline CPU")):
+            if small.get(key) and big.get(key):
+                parts.append(f"{label} {med(big[key]) / med(small[key]):.2f}x")
+        if parts:
+            lines.append(f"- {big['n']:,} / {small['n']:,} tables, ratio of the medians: " + ", ".join(parts))
     return lines
 
 

@@ -25,6 +25,7 @@ full copy and says so (tests/test_dry_run_closure.py compares the two reports fi
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import tempfile
@@ -247,6 +248,14 @@ class Closure:
     objects: set[tuple[int, int]]
     roots: int
     total_relations: int
+    # the two-dump load (see plan_dumps): the relations `pg_dump -t` dumps, (schema, name), and the objects of the
+    # rest of the schema that need one of them (restored after them); `whole` says why the whole-schema archive
+    # is dumped instead (None: the two dumps)
+    tables: list[tuple[str, str]] = field(default_factory=list)
+    after: set[tuple[int, int]] = field(default_factory=set)
+    needed: set[int] = field(default_factory=set)  # the relations those objects need (restored before them)
+    stats: list[tuple[int, str]] = field(default_factory=list)  # (oid, CREATE STATISTICS ...): -t leaves them out
+    whole: str | None = "not planned"
 
     def digest(self, fingerprint: str) -> str:
         text = fingerprint + "|" + ",".join(map(str, sorted(self.relations)))
@@ -288,7 +297,123 @@ def compute(conn, names: Names, schemas: list[str], history: bool, total: int) -
     kept = {int(r[0]) for r in conn.execute(
         "select c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace "
         "where c.oid = any(%s) and n.nspname = any(%s)", (sorted(relations), dumped)).fetchall()}
-    return Closure(kept, objects, len(found["rel"]) + len(found["type"]) + len(found["proc"]), total)
+    closure = Closure(kept, objects, len(found["rel"]) + len(found["type"]) + len(found["proc"]), total)
+    plan_dumps(conn, closure, schemas)
+    return closure
+
+
+# --- the two dumps: `pg_dump -t` of the closure's relations and what they need, and the rest without relations ----
+# The owner relation of an object (a part of a relation: itself, its table for an index), only relations pg_dump -t
+# dumps (tables, partitioned tables, views, materialized views, sequences, foreign tables) in the user schemas.
+_OWNER = """
+select distinct {cols} from (
+  select case o.classid
+    when 'pg_class'::regclass then coalesce((select indrelid from pg_index where indexrelid = o.objid), o.objid)
+    when 'pg_constraint'::regclass then (select nullif(conrelid, 0) from pg_constraint where oid = o.objid)
+    when 'pg_trigger'::regclass then (select tgrelid from pg_trigger where oid = o.objid)
+    when 'pg_policy'::regclass then (select polrelid from pg_policy where oid = o.objid)
+    when 'pg_attrdef'::regclass then (select adrelid from pg_attrdef where oid = o.objid)
+    when 'pg_rewrite'::regclass then (select ev_class from pg_rewrite where oid = o.objid)
+    when 'pg_statistic_ext'::regclass then (select stxrelid from pg_statistic_ext where oid = o.objid)
+    when 'pg_type'::regclass then (select nullif(typrelid, 0) from pg_type where oid = o.objid)
+  end as rel, o.* from up o) x
+cross join lateral (select oid, relname, relnamespace from pg_class  -- (offset 0: an index look-up each, not a
+                    where oid = x.rel and relkind in ('r', 'p', 'v', 'm', 'S', 'f') offset 0) r  -- scan of pg_class)
+join pg_namespace n on n.oid = r.relnamespace
+where n.nspname = any(%(schemas)s)
+"""
+# What the given relations (with all their parts: what pg_dump -t dumps with a table) depend on, transitively
+# (pg_depend upwards: foreign-key targets, parent tables, the tables a view or a policy reads, sequences in
+# defaults, column types and, through them, other tables' row types).
+_UP = """
+with recursive rels(oid) as (select unnest(%(rels)s::oid[])),
+seed(classid, objid) as (
+  select 'pg_class'::regclass::oid, oid from rels
+  union all select 'pg_class'::regclass::oid, indexrelid from pg_index where indrelid in (select oid from rels)
+  union all select 'pg_constraint'::regclass::oid, oid from pg_constraint where conrelid in (select oid from rels)
+  union all select 'pg_trigger'::regclass::oid, oid from pg_trigger where tgrelid in (select oid from rels)
+  union all select 'pg_policy'::regclass::oid, oid from pg_policy where polrelid in (select oid from rels)
+  union all select 'pg_attrdef'::regclass::oid, oid from pg_attrdef where adrelid in (select oid from rels)
+  union all select 'pg_rewrite'::regclass::oid, oid from pg_rewrite where ev_class in (select oid from rels)
+  union all select 'pg_statistic_ext'::regclass::oid, oid from pg_statistic_ext
+            where stxrelid in (select oid from rels)),
+up(classid, objid) as (
+  select classid, objid from seed
+  union
+  select d.refclassid, d.refobjid from up cross join lateral (  -- (offset 0: an index look-up per object, not a
+    select refclassid, refobjid from pg_depend d                -- join over all of pg_depend)
+    where d.classid = up.classid and d.objid = up.objid offset 0) d)
+"""
+# The objects of the user schemas that are not parts of relations (functions, types; what the second dump holds),
+# each with everything it depends on, transitively: those that reach a relation are restored after the relations.
+_AFTER = """
+with recursive n as (select oid from pg_namespace where nspname = any(%(schemas)s)),
+seed(classid, objid) as (
+  select 'pg_proc'::regclass::oid, p.oid from pg_proc p where p.pronamespace in (select oid from n)
+  union all  -- types, not arrays and not the row types of relations (those are the relations' own)
+  select 'pg_type'::regclass::oid, t.oid from pg_type t where t.typnamespace in (select oid from n)
+    and t.typtype in ('b', 'd', 'e', 'r', 'm') and t.typcategory <> 'A'
+  union all  -- composite types (CREATE TYPE ... AS (...))
+  select 'pg_type'::regclass::oid, c.reltype from pg_class c where c.relkind = 'c'
+    and c.relnamespace in (select oid from n)),
+up(seed_c, seed_o, classid, objid) as (
+  select classid, objid, classid, objid from seed
+  union
+  select up.seed_c, up.seed_o, d.refclassid, d.refobjid from up cross join lateral (
+    select refclassid, refobjid from pg_depend d where d.classid = up.classid and d.objid = up.objid offset 0) d)
+"""
+_STATS = """
+select s.oid, pg_get_statisticsobjdef(s.oid) || ';'
+       || case when s.stxstattarget is not null and s.stxstattarget >= 0
+               then format(' alter statistics %%I.%%I set statistics %%s;', n.nspname, s.stxname, s.stxstattarget)
+               else '' end
+       || coalesce(format(' comment on statistics %%I.%%I is %%L;', n.nspname, s.stxname,
+                          obj_description(s.oid, 'pg_statistic_ext')), '')
+from pg_statistic_ext s join pg_namespace n on n.oid = s.stxnamespace where s.stxrelid = any(%(rels)s::oid[])
+"""
+# a closure of more than half the relations, or of very many (pg_dump runs one catalog query per -t name): the
+# whole-schema archive costs no more
+WHOLE_SHARE, WHOLE_AT = 2, 5000
+
+
+def plan_dumps(conn, closure: Closure, schemas: list[str]) -> None:
+    """The two dumps of the closure load: the relations for `pg_dump -t` (the closure's, and everything they and
+    the rest of the schema's functions and types need, to a fixed point) and which of those other objects must
+    be restored after the relations. Sets `closure.whole` when only the whole-schema archive will do: a relation
+    needs an object that itself needs a relation (no order of two restores fits), or the closure is a big share
+    of the schema."""
+    after_rels = conn.execute(_AFTER + _OWNER.format(cols="x.seed_c, x.seed_o, r.oid, n.nspname, r.relname"),
+                              {"schemas": schemas}).fetchall() if schemas else []
+    after = {(int(c), int(o)) for c, o, *_ in after_rels}
+    names = {int(oid): (s, r) for *_, oid, s, r in after_rels}
+    rels = conn.execute("select c.oid, n.nspname, c.relname from pg_class c join pg_namespace n "
+                        "on n.oid = c.relnamespace where c.oid = any(%s) and n.nspname = any(%s) "
+                        "and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f')",
+                        (sorted(closure.relations), schemas)).fetchall()
+    names.update({int(oid): (s, r) for oid, s, r in rels})
+    frontier = set(names)
+    while frontier:  # what the relations need, and what those need, ...
+        rows = conn.execute(_UP + _OWNER.format(cols="r.oid, n.nspname, r.relname"),
+                            {"rels": sorted(frontier), "schemas": schemas}).fetchall()
+        frontier = {int(oid) for oid, _s, _r in rows} - set(names)
+        names.update({int(oid): (s, r) for oid, s, r in rows})
+    closure.after = after
+    closure.needed = {int(oid) for *_, oid, _s, _r in after_rels}
+    closure.tables = sorted(names.values())
+    closure.whole = None
+    if len(names) * WHOLE_SHARE > closure.total_relations or len(names) > WHOLE_AT:
+        closure.whole = f"the closure holds {len(names)} of {closure.total_relations} relations"
+        return
+    if after:
+        reached = conn.execute(_UP + "select count(*) from up where (classid, objid) in "
+                               "(select c, o from unnest(%(ac)s::oid[], %(ao)s::oid[]) q(c, o))",
+                               {"rels": sorted(names), "ac": [c for c, _ in after],
+                                "ao": [o for _, o in after]}).fetchone()[0]
+        if reached:
+            closure.whole = "a relation of the closure needs a function or type that itself needs a relation"
+            return
+    # the statistics of the relations restored with all their parts (the others are restored bare)
+    closure.stats = [(int(oid), d) for oid, d in conn.execute(_STATS, {"rels": sorted(closure.relations)}).fetchall()]
 
 
 # --- the archive's table of contents: which entries to restore --------------------------------------------
@@ -348,6 +473,7 @@ def select_entries(entries: list[TocEntry], closure: Closure) -> list[TocEntry]:
             if is_core:
                 core.add(e.dump_id)
     chosen = {e.dump_id for e in entries if e.dump_id not in bound} | core
+    chosen |= {e.dump_id for e in entries if e.catalog == _PG_CLASS and e.oid in closure.needed}
     stack = list(chosen)
     while stack:  # what the chosen entries need
         for d in by_id[stack.pop()].deps:
@@ -363,37 +489,142 @@ def _is_public_schema(e: TocEntry) -> bool:
 
 
 def build_template(admin_url: str, target_url: str, schemas: list[str], history: bool, dump_major: int,
-                   key: str, closure: Closure, budget_bytes: int) -> tuple[str, int, int]:
-    """One `pg_dump -Fc --schema-only` of the target, and `pg_restore -L` of the closure's entries into a new
-    database kept as the template `sage_tpl_c<closure digest>` labelled with `key` (fingerprint + closure).
-    Returns (name, entries restored, entries in the archive)."""
+                   key: str, closure: Closure, budget_bytes: int) -> tuple[str, int, int | None, str | None]:
+    """The closure's objects restored into a new database kept as the template `sage_tpl_c<closure digest>`
+    labelled with `key` (fingerprint + closure): from two dumps (`pg_dump -t` of the closure's relations, and the
+    rest of the schema without its relations), or, when that cannot be done (`closure.whole`) or its restore
+    fails, from one `pg_dump -Fc --schema-only` of the whole schema. Returns (name, entries restored, entries in
+    the whole-schema archive or None for the two dumps, why the whole schema was dumped or None)."""
     # lazy: the database layers load on the first database call
     from sage_agent.db.shadow import create_database, drop_database
-    from sage_agent.db.tools import run_pg_tool
-    from sage_agent.ops.migrations.shadow_run import TEMPLATE_PREFIX, dump_args, evict_templates, publish_template
+    from sage_agent.db.tools import PgToolError
+    from sage_agent.ops.migrations.shadow_run import TEMPLATE_PREFIX, evict_templates, publish_template
 
     building = f"{TEMPLATE_PREFIX}building_{secrets.token_hex(4)}"
+    whole = closure.whole
     with tempfile.TemporaryDirectory(prefix="sage-closure-") as tmp:
-        archive, listing = Path(tmp) / "schema.dump", Path(tmp) / "closure.list"
-        args = [a for a in dump_args(schemas, history) if a not in ("--format=plain", "--no-owner")]
-        run_pg_tool("pg_dump", target_url, args + ["--format=custom", "--compress=0", "-f", str(archive)],
-                    server_major=dump_major)
-        toc = run_pg_tool("pg_restore", target_url, ["-l", "-v", str(archive)], server_major=dump_major).stdout
-        entries = parse_toc(toc)
-        chosen = select_entries(entries, closure)
-        listing.write_text("\n".join(e.text for e in chosen) + "\n", encoding="utf-8")
         url = create_database(admin_url, building)
         try:
-            run_pg_tool("pg_restore", url, ["-d", url_dbname(url), "--no-owner", "--single-transaction",
-                                            "--exit-on-error", "-L", str(listing), str(archive)],
-                        server_major=dump_major)
+            total = None
+            if whole is None:
+                try:
+                    chosen = _load_two_dumps(target_url, url, Path(tmp), schemas, history, dump_major, closure)
+                except PgToolError as exc:  # say so, and load from the whole-schema archive instead
+                    whole = f"the restore of the two dumps failed ({str(exc)[:300]})"
+                    drop_database(admin_url, building)
+                    url = create_database(admin_url, building)
+            if whole is not None:
+                chosen, total = _load_whole_archive(target_url, url, Path(tmp), schemas, history, dump_major,
+                                                    closure)
             name = TEMPLATE_PREFIX + "c" + closure.digest(key)
             publish_template(admin_url, url, building, name, key)
         except BaseException:
             drop_database(admin_url, building)
             raise
     evict_templates(admin_url, keep=name, budget_bytes=budget_bytes)
-    return name, len(chosen), len(entries)
+    return name, chosen, total, whole
+
+
+def _relation_patterns(tables: list[tuple[str, str]], per: int = 1) -> list[str]:
+    """`-t` patterns for exactly these relations: one per schema and up to `per` names (one catalog query each in
+    pg_dump), every name double-quoted (literal)."""
+    # lazy: the database layers load on the first database call
+    from sage_agent.db.schemas import pg_dump_pattern
+
+    by_schema: dict[str, list[str]] = {}
+    for schema, name in tables:
+        by_schema.setdefault(schema, []).append(name)
+    out = []
+    for schema, names in sorted(by_schema.items()):
+        for i in range(0, len(names), per):
+            out.append(f"{pg_dump_pattern(schema)}.({'|'.join(pg_dump_pattern(n) for n in names[i:i + per])})")
+    return out
+
+
+def _load_two_dumps(target_url: str, url: str, tmp: Path, schemas: list[str], history: bool, dump_major: int,
+                    closure: Closure) -> int:
+    """Two pg_dumps side by side: the closure's relations (`-t`: only they are read in full and locked) and the
+    user schemas without any relation (schemas, extensions, types, functions, default privileges; the migration
+    history with its rows). Restored in one order that fits: the rest, the relations, then the objects of the
+    rest that need a relation (a function returning a table's rows) and the default privileges (pg_dump restores
+    those last: they must not apply to the relations created here). Returns the entries restored."""
+    # lazy: the database layers load on the first database call
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sage_agent.db.connect import connect
+    from sage_agent.db.schemas import pg_dump_pattern
+    from sage_agent.db.tools import run_pg_tool
+
+    base = ["--no-password", "--encoding=UTF8", "--format=custom", "--compress=0"]
+    rest_args = base + [a for s in schemas + (["supabase_migrations"] if history else [])
+                        for a in ("-n", pg_dump_pattern(s))]
+    rest_args += [a for s in schemas for a in ("-T", f"{pg_dump_pattern(s)}.*")]
+    rel_args = base + ["--schema-only"] + [a for p in _relation_patterns(closure.tables) for a in ("-t", p)]
+    rest, rels = tmp / "rest.dump", tmp / "relations.dump"
+
+    def dump_and_list(args: list[str], out: Path) -> list[TocEntry]:
+        run_pg_tool("pg_dump", target_url, args + ["-f", str(out)], server_major=dump_major)
+        return parse_toc(run_pg_tool("pg_restore", target_url, ["-l", "-v", str(out)],
+                                     server_major=dump_major).stdout)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        rest_job = pool.submit(dump_and_list, rest_args, rest)
+        rel_entries = dump_and_list(rel_args, rels) if closure.tables else []
+        rest_entries = rest_job.result()
+    # of the relations dumped, the closure's with all their parts, the others only as far as those need them
+    # (the same choice as from the whole-schema archive)
+    rel_entries = select_entries(rel_entries, closure)
+    before, after = split_rest(rest_entries, closure.after)
+    restore = ["-d", url_dbname(url), "--no-owner", "--single-transaction", "--exit-on-error"]
+    for entries, archive in ((before, rest), (rel_entries, rels), (after, rest)):
+        if entries:
+            listing = tmp / f"{archive.stem}.{len(entries)}.list"
+            listing.write_text("\n".join(e.text for e in entries) + "\n", encoding="utf-8")
+            run_pg_tool("pg_restore", url, restore + ["-L", str(listing), str(archive)], server_major=dump_major)
+    dumped = {e.oid for e in rel_entries if e.catalog == 3381}
+    stats = [text for oid, text in closure.stats if oid not in dumped]
+    if stats:
+        with connect(url, autocommit=False) as conn:
+            for text in stats:
+                conn.execute(text)
+            conn.commit()
+    return len(before) + len(rel_entries) + len(after) + len(stats)
+
+
+def split_rest(entries: list[TocEntry], after: set[tuple[int, int]]) -> tuple[list[TocEntry], list[TocEntry]]:
+    """The entries of the dump without relations: those restored before the relations, and after them (objects
+    that need a relation, what depends on those, and the default privileges), each part in the archive's order."""
+    late = {e.dump_id for e in entries if (e.catalog, e.oid) in after or e.catalog == 826}
+    changed = True
+    while changed:  # dependencies may point forward in the list: to a fixed point
+        changed = False
+        for e in entries:
+            if e.dump_id not in late and any(d in late for d in e.deps):
+                late.add(e.dump_id)
+                changed = True
+    keep = [e for e in entries if not _is_public_schema(e)]
+    return [e for e in keep if e.dump_id not in late], [e for e in keep if e.dump_id in late]
+
+
+def _load_whole_archive(target_url: str, url: str, tmp: Path, schemas: list[str], history: bool,
+                        dump_major: int, closure: Closure) -> tuple[int, int]:
+    """One `pg_dump -Fc --schema-only` of the target, and `pg_restore -L` of the closure's entries (select_entries).
+    Returns (entries restored, entries in the archive)."""
+    # lazy: the database layers load on the first database call
+    from sage_agent.db.tools import run_pg_tool
+    from sage_agent.ops.migrations.shadow_run import dump_args
+
+    archive, listing = tmp / "schema.dump", tmp / "closure.list"
+    args = [a for a in dump_args(schemas, history) if a not in ("--format=plain", "--no-owner")]
+    run_pg_tool("pg_dump", target_url, args + ["--format=custom", "--compress=0", "-f", str(archive)],
+                server_major=dump_major)
+    toc = run_pg_tool("pg_restore", target_url, ["-l", "-v", str(archive)], server_major=dump_major).stdout
+    entries = parse_toc(toc)
+    chosen = select_entries(entries, closure)
+    listing.write_text("\n".join(e.text for e in chosen) + "\n", encoding="utf-8")
+    run_pg_tool("pg_restore", url, ["-d", url_dbname(url), "--no-owner", "--single-transaction",
+                                    "--exit-on-error", "-L", str(listing), str(archive)], server_major=dump_major)
+    return len(chosen), len(entries)
 
 
 def url_dbname(url: str) -> str:
@@ -401,6 +632,59 @@ def url_dbname(url: str) -> str:
     from sage_agent.db.urls import conninfo_params
 
     return conninfo_params(url)["dbname"]
+
+
+# Which relations each closure template holds with all their parts (the target's oids, valid while its catalog
+# fingerprint holds): a later file whose closure they cover reuses the template instead of a new closure load.
+COVERS_PATH = Path("supabase") / ".sage" / "closure-templates.json"
+COVERS_KEPT = 50  # entries kept in that file (the newest)
+
+
+def remember_cover(project: Path, name: str, fingerprint: str, closure: Closure) -> None:
+    """Record the relations the closure template `name` holds (for covering_template)."""
+    path = project / COVERS_PATH
+    covers = _read_covers(path)
+    covers.pop(name, None)
+    covers[name] = {"fingerprint": fingerprint, "relations": sorted(closure.relations)}
+    covers = dict(list(covers.items())[-COVERS_KEPT:])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(covers), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _read_covers(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def covering_template(admin_url: str, project: Path, fingerprint: str, closure: Closure) -> tuple[str, int] | None:
+    """(name, relations it holds) of the smallest closure template of this fingerprint whose relations (each with
+    all its parts, and what those need) include every relation of `closure`, or None. Such a template is a bigger
+    closure of the same schema: what the file reaches is there as on a full copy."""
+    # lazy: the database layers load on the first database call
+    from sage_agent.ops.migrations.shadow_run import find_template, templates
+
+    covers = _read_covers(project / COVERS_PATH)
+    on_server = {name: label for name, label, _used, _size in templates(admin_url, sizes=False)}
+    need = closure.relations
+    best = None
+    for name, entry in covers.items():
+        if not isinstance(entry, dict) or entry.get("fingerprint") != fingerprint:
+            continue
+        label = on_server.get(name)
+        if not label or not label.startswith(fingerprint + "_c"):
+            continue
+        held = set(entry.get("relations") or ())
+        if need <= held and (best is None or len(held) < best[1]):
+            best = (name, len(held), label)
+    if best is None:
+        return None
+    find_template(admin_url, best[2])  # its last use recorded (the template budget drops the least recent first)
+    return best[0], best[1]
 
 
 def closure_key(fingerprint: str, closure: Closure) -> str:

@@ -288,18 +288,31 @@ def _shadow_pass(ctx, runs: list[_FileRun], schemas: list[str], history: bool, a
 
             key = cl.closure_key(fingerprint, closure.closure)
             template = find_template(admin, key)
+            cover = None if template else cl.covering_template(admin, ctx.project, fingerprint, closure.closure)
             if template:
                 timings["cached closure (catalog fingerprint and closure unchanged)"] = time.perf_counter() - t0
                 closure.note = (f"the shadow holds the closure of the file ({len(closure.closure.relations)} of "
                                 f"{closure.closure.total_relations} relations, cached)")
+            elif cover:
+                template = cover[0]
+                timings["cached closure (catalog fingerprint unchanged, a closure that covers this one)"] = \
+                    time.perf_counter() - t0
+                closure.note = (f"the shadow holds the closure of the file ({len(closure.closure.relations)} of "
+                                f"{closure.closure.total_relations} relations, cached: a closure of {cover[1]} "
+                                "relations made for another file that holds all of them)")
             else:
-                template, chosen, total = cl.build_template(
+                template, chosen, total, whole = cl.build_template(
                     admin, ctx.migration_url, schemas, history, server.major, key, closure.closure,
                     settings().shadow_template_mb * 2**20)
-                timings["pg_dump -Fc | closure into the shadow"] = time.perf_counter() - t0
+                how = (f"{chosen} of {total} archive entries of the whole schema's dump: {whole}" if whole else
+                       f"{chosen} archive entries from pg_dump -t of {len(closure.closure.tables)} relations and "
+                       "a dump of the rest without relations")
+                timings["pg_dump -Fc | closure into the shadow" if whole else
+                        "pg_dump -t closure | restore into the shadow"] = time.perf_counter() - t0
                 closure.note = (f"the shadow holds the closure of the file: {len(closure.closure.relations)} of "
                                 f"{closure.closure.total_relations} relations loaded with all their parts "
-                                f"({chosen} of {total} archive entries), the rest of the schema left out")
+                                f"({how}), the rest of the schema left out")
+                cl.remember_cover(ctx.project, template, fingerprint, closure.closure)
         elif fingerprint is not None and not template:
             template, same_dump = build_template(admin, ctx.migration_url, schemas, history, server.major,
                                                  fingerprint, settings().shadow_template_mb * 2**20)
