@@ -95,6 +95,11 @@ def main() -> None:
         at = args.index("--url")
         os.environ["SAGE_BENCH_WATCH_URL"] = args[at + 1]
         del args[at:at + 2]
+    only = None
+    if "--only" in args:  # e.g. --only first: the contenders whose name has one of these words (comma-separated)
+        at = args.index("--only")
+        only = [w.strip() for w in args[at + 1].split(",") if w.strip()]
+        del args[at:at + 2]
     if "--quick" in args:  # the same as SAGE_BENCH_WATCH_QUICK=1
         args.remove("--quick")
         os.environ["SAGE_BENCH_WATCH_QUICK"] = "1"
@@ -158,12 +163,32 @@ def main() -> None:
             assert (audits.reread is None) == whole or not after_ddl, audits.reread
             return rnd
 
+        def first_round():
+            """A new watch: no .sage/watch.sqlite yet, so the audits read every relation and store their rows."""
+            fresh = Path(tempfile.mkdtemp(prefix="sage-bench-watch-first-"))
+            try:
+                with History(history_path(fresh)) as new:
+                    rnd = run_round(watch_context(fresh, Target("local", url, "bench"), 30_000), list(CHECK_NAMES),
+                                    Thresholds(), new, number=1, audit_every_s=3600)
+                assert not rnd.errors and rnd.results[-1].reread is None, [r.error for r in rnd.errors]
+                return rnd
+            finally:
+                shutil.rmtree(fresh, ignore_errors=True)
+
+        def cli_first() -> None:
+            fresh = Path(tempfile.mkdtemp(prefix="sage-bench-watch-first-cli-"))
+            try:
+                sage("watch", "--once", "--db-url", url, cwd=fresh)
+                assert history_path(fresh).exists()
+            finally:
+                shutil.rmtree(fresh, ignore_errors=True)
+
         def cli_after_ddl() -> None:
             ddl()
             sage("watch", "--once", "--db-url", url)
 
-        def sage(*args: str) -> None:
-            proc = subprocess.run([sys.executable, "-m", "sage_agent", *args], cwd=project, env=env,
+        def sage(*args: str, cwd: Path = project) -> None:
+            proc = subprocess.run([sys.executable, "-m", "sage_agent", *args], cwd=cwd, env=env,
                                   capture_output=True, text=True, stdin=subprocess.DEVNULL)
             assert proc.returncode in (0, 1), proc.stderr[-500:]
 
@@ -187,6 +212,8 @@ def main() -> None:
                 audit(c)
 
         contenders = {
+            "first round of a new watch, no history (in-process)": first_round,
+            "sage watch --once (CLI), first round: no .sage/watch.sqlite": cli_first,
             "round of 7 checks right after DDL (in-process)": lambda: round_(3600, after_ddl=True),
             "round of 7 checks right after DDL, audits read whole (before)": lambda: round_(3600, True, True),
             "both audits in full, in process": full_audits,
@@ -205,24 +232,35 @@ def main() -> None:
         if cli and not quick:
             contenders["supabase inspect db blocking + long-running-queries + vacuum-stats"] = \
                 supabase("blocking", "long-running-queries", "vacuum-stats")
-        round_(3600, after_ddl=True, whole=True)  # warm: caches, the history file, the audits' first full read
-        round_(3600)
-        sage("watch", "--once", "--db-url", url)  # the CLI's own first read (its target's findings, if not shared)
+        if only:
+            contenders = {k: v for k, v in contenders.items() if any(w in k for w in only)}
+        if any(k.startswith(("round of 7 checks", "sage watch --once (CLI), catalog", "sage watch --once (CLI) right"))
+               for k in contenders):
+            round_(3600, after_ddl=True, whole=True)  # warm: caches, the history file, the audits' first full read
+            round_(3600)
+            sage("watch", "--once", "--db-url", url)  # the CLI's own first read (its target's findings, if not shared)
         samples: dict[str, list[float]] = {k: [] for k in contenders}
+        cpu: dict[str, list[float]] = {k: [] for k in contenders}
         loads = []
         per_check: dict[str, list[float]] = {}
         for _ in range(runs):
             loads.append(os.getloadavg()[0])
             for key, fn in contenders.items():  # alternating: each run measures every contender once
                 t0 = time.perf_counter()
+                c0 = time.process_time() + _children_cpu()
                 result = fn()
+                cpu[key].append(time.process_time() + _children_cpu() - c0)
                 # an in-process round: its own duration (not the DDL before it, nor the history written after it)
-                samples[key].append(result.duration_ms / 1000 if key.startswith("round of 7 checks")
+                samples[key].append(result.duration_ms / 1000 if key.startswith(("round of 7 checks", "first round"))
                                     else time.perf_counter() - t0)
                 for kind in ("catalog unchanged", "right after DDL (in-process)"):
                     if kind in key and key.startswith("round of 7 checks"):
                         for r in result.results:
                             per_check.setdefault((kind, r.name), []).append(r.duration_ms)
+        if only:  # a few contenders alone (the lead's quiet re-run of one case): no overhead check, no history size
+            history.close()
+            write_only(runs, tables, relations, samples, cpu, loads, shape if given else None, only)
+            return
         ddl()  # the catalog changes, then the watch alone: what does *hotpaths see of it?
         with psycopg.connect(url, autocommit=True) as c:
             c.execute("select extensions.pg_stat_statements_reset()")
@@ -250,6 +288,30 @@ def main() -> None:
         if not keep_dir or given:
             shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(project, ignore_errors=True)
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes (a CLI run of sage)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def write_only(runs, tables, relations, samples, cpu, loads, shape, only) -> None:
+    """The results of `--only` runs: printed, and appended to bench/results/watch.md (the full bench rewrites it)."""
+    lines = ["", f"### `python bench/watch.py {runs} {tables}{' --url URL' if shape else ''} --only {','.join(only)}` "
+             f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
+             f"{relations:,} tables in public; 1-minute load average during the runs {min(loads):.1f}-{max(loads):.1f} "
+             f"on {os.cpu_count()} cores. {runs} alternating runs (median, best; CPU = this process and its children, "
+             "not the server's):", "",
+             "| contender | median s | best s | median CPU s |", "|---|---|---|---|"]
+    for key, values in samples.items():
+        lines.append(f"| {key} | {statistics.median(values):.2f} | {min(values):.2f} | "
+                     f"{statistics.median(cpu[key]):.2f} |")
+    with RESULTS.open("a") as out:
+        out.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def write(runs, tables, relations, setup_s, samples, loads, per_check, pss_total, own_hidden, visible, size_kb,

@@ -86,6 +86,9 @@ class Settings:
     watch_audit_every_s: float = _setting("SAGE_WATCH_AUDIT_EVERY_S", 3600.0,
                                           "sage watch reruns the audits when the catalog changes, and at least this "
                                           "often (0: every round)")
+    watch_audit_connections: int = _setting("SAGE_WATCH_AUDIT_CONNECTIONS", 2,
+                                            "connections the audits read every relation on at once, a slice each "
+                                            "(the first round of a watch; 1: one after the other)")
     watch_webhook_timeout_s: float = _setting("SAGE_WATCH_WEBHOOK_TIMEOUT_S", 5.0,
                                               "timeout of one sage watch webhook POST")
     watch_keep_rounds: int = _setting("SAGE_WATCH_KEEP_ROUNDS", 10_000,

@@ -341,6 +341,51 @@ def test_the_watch_keeps_exactly_what_full_audit_runs_find(project, db_url, db, 
     assert rnd.results[0].metric == expected.metric
 
 
+def test_a_first_read_in_slices_on_two_connections_keeps_what_one_read_keeps(db_url, db, monkeypatch):
+    """The first read of every relation, cut into many slices taken by two connections at once, stores the same
+    rows, counts and totals as one statement on one connection, and summarises the same; a second connection that
+    cannot be opened fails the read (it is not a partial one)."""
+    from sage_agent.ops.security import summary
+    from sage_agent.ops.security.summary import scope, summarize
+
+    def kept(store) -> tuple[list, list, list]:
+        return tuple(sorted(store.db.execute(f"select * from {t} where tid = ?", (store.tid,)).fetchall())
+                     for t in ("audit_rows", "audit_counts", "audit_totals"))
+
+    db.execute(AUDITED)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        major = conn.info.server_version // 10000
+        sc = scope(conn, major)
+        one, one_store, _ = summarize(conn, sc, major)
+        monkeypatch.setattr(summary, "SLICE", 5)
+        read_by: list[str] = []
+        read_slice = summary._read_slice
+
+        def counted(*args, **kwargs):
+            read_by.append(threading.current_thread().name)
+            return read_slice(*args, **kwargs)
+
+        monkeypatch.setattr(summary, "_read_slice", counted)
+        opened: list[int] = []
+
+        def connect():
+            c = psycopg.connect(db_url, autocommit=True)
+            opened.append(c.info.backend_pid)
+            return c
+
+        two, two_store, run = summarize(conn, sc, major, connect=connect, parallel=2)
+        assert run.full and two == one
+        assert kept(two_store) == kept(one_store) and len(kept(one_store)[0]) > 40
+        assert two_store.meta()["totals"] == one_store.meta()["totals"]
+        assert len(read_by) > 10 and len(opened) == 1 and len(set(read_by)) == 2  # both connections read slices
+
+        def refused():
+            raise psycopg.OperationalError("connection refused")
+
+        with pytest.raises(psycopg.OperationalError, match="refused"):
+            summarize(conn, sc, major, connect=refused, parallel=2)
+
+
 # DDL of every kind the incremental path must notice, each changing what the audits find: (what, statement).
 STEPS = [
     ("create", 'create table public.fresh (id int, "Bad" timestamp, token text)'),

@@ -23,8 +23,9 @@ import heapq
 import json
 import re
 import sqlite3
+import threading
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sage_agent.ops.security import schema_audit as sa
 from sage_agent.ops.security.lints import LINTS, PER_RELATION_LINTS, SCHEMA_LINTS, SECURITY_LINTS, SYSTEM_SCHEMAS, \
@@ -374,10 +375,12 @@ def _whole_sql(sc: AuditScope, server_major: int) -> str:
 
 
 def summarize(conn, sc: AuditScope, server_major: int, store: AuditStore | None = None,
-              ch: Changes | None = None) -> tuple[list[RuleCount], AuditStore, Rerun]:
+              ch: Changes | None = None, *, connect: Callable[[], Any] | None = None,
+              parallel: int = 1) -> tuple[list[RuleCount], AuditStore, Rerun]:
     """Both audits' findings per rule (rules without findings left out), in rule order, and the store that keeps
     them (`store`, or a new one in memory). With a store of the same scope, only relations whose catalog rows
-    changed are read again. `ch`: changes(conn, horizon) when the caller has read them already."""
+    changed are read again. `ch`: changes(conn, horizon) when the caller has read them already. A read of every
+    relation (a first round) takes its slices `parallel` at a time, on `conn` and connections from `connect`."""
     params: dict[str, Any] = {**lint_params(sc.exposed), "schemas": sc.user_schemas, "snake": sa.SNAKE_CASE}
     store = store if store is not None else AuditStore.memory()
     meta = store.meta()
@@ -403,24 +406,81 @@ def summarize(conn, sc: AuditScope, server_major: int, store: AuditStore | None 
         # every relation, a slice at a time: each statement stays under the watch's statement timeout
         every = sorted(relations)
         slices = [every[i:i + SLICE] for i in range(0, len(every), SLICE)]
+        present: Any = relations
     else:
-        relations = None
         slices = [only] if only else []
-    rows: dict[int, list[Row]] = {}
-    for part in slices:
-        param = _oids(part)
-        names = {(s, o): oid for oid, s, o in conn.execute(NAMES_SQL, {"only": param}).fetchall()}
         # only the relations counted now (a relation made after `ch` was read is new next time, and read then)
-        present = relations if relations is not None else {r for r in part if updates[0].get(r)}
-        for rule, rank, s, o, c, relid, a, b in conn.execute(_per_relation_sql(sc, server_major),
-                                                               {**params, "only": param}).fetchall():
-            oid = relid if relid is not None else names.get((s, o))
-            if oid is None or oid not in present:
-                continue
-            rows.setdefault(oid, []).append((rule, rank, f"{s}.{o}" + (f".{c}" if c is not None else ""), a, b))
+        present = {r for r in only if updates[0].get(r)}
+    sql = _per_relation_sql(sc, server_major)
+    rows: dict[int, list[Row]] = {}
+    for part_rows in _read_slices(conn, slices, sql, params, present,
+                                  connect if parallel > 1 and len(slices) > 1 else None, parallel):
+        rows.update(part_rows)
     store.write(full=only is None, reread=reread, rows=rows, counts=updates, key=sc.key, horizon=ch.horizon,
                 totals=[t for t, _ in ch.stats])
     return _assemble(conn, sc, server_major, params, store), store, run
+
+
+def _read_slice(conn, part: list[int], sql: str, params: dict[str, Any], present) -> dict[int, list[Row]]:
+    """The rows kept per relation of the relations in `part` (of those in `present`)."""
+    param = _oids(part)
+    names = {(s, o): oid for oid, s, o in conn.execute(NAMES_SQL, {"only": param}).fetchall()}
+    rows: dict[int, list[Row]] = {}
+    for rule, rank, s, o, c, relid, a, b in conn.execute(sql, {**params, "only": param}).fetchall():
+        oid = relid if relid is not None else names.get((s, o))
+        if oid is None or oid not in present:
+            continue
+        rows.setdefault(oid, []).append((rule, rank, f"{s}.{o}" + (f".{c}" if c is not None else ""), a, b))
+    return rows
+
+
+def _read_slices(conn, slices: list[list[int]], sql: str, params: dict[str, Any], present,
+                 connect: Callable[[], Any] | None, parallel: int) -> list[dict[int, list[Row]]]:
+    """Each slice's rows, in slice order. With `connect`, up to `parallel` connections take slices from one queue
+    (a first round at 20,000 tables is mostly the server's work: a second backend halves it on a second core);
+    the first failure is raised once every worker has stopped."""
+    if connect is None:
+        return [_read_slice(conn, part, sql, params, present) for part in slices]
+    out: list[dict[int, list[Row]] | None] = [None] * len(slices)
+    todo = list(enumerate(slices))
+    lock = threading.Lock()
+    failed: list[BaseException] = []
+
+    def work(c) -> None:
+        while True:
+            with lock:
+                if failed or not todo:
+                    return
+                i, part = todo.pop(0)
+            try:
+                out[i] = _read_slice(c, part, sql, params, present)
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+                with lock:
+                    failed.append(exc)
+                return
+
+    def extra() -> None:
+        try:
+            c = connect()
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+            with lock:
+                failed.append(exc)
+            return
+        with c:
+            work(c)
+
+    threads = [threading.Thread(target=extra, name=f"sage-audit-read-{n}", daemon=True)
+               for n in range(1, min(parallel, len(slices)))]
+    for t in threads:
+        t.start()
+    try:
+        work(conn)
+    finally:
+        for t in threads:
+            t.join()
+    if failed:
+        raise failed[0]
+    return [o for o in out if o is not None]
 
 
 def _oids(values) -> str:

@@ -289,6 +289,7 @@ def check_audits(state: RoundState) -> CheckResult:
     the last run. After DDL, only the relations whose catalog rows changed are read again; the rules that read
     no single relation (and the statistics' part of unused_index) run whole (security/summary.py)."""
     # lazy: psycopg loads on the first database call
+    from sage_agent.config import settings
     from sage_agent.ops.security.lints import project_exposed
     from sage_agent.ops.security.summary import changes, scope, summarize, unchanged
 
@@ -304,7 +305,9 @@ def check_audits(state: RoundState) -> CheckResult:
             carried = _unchanged_audit(state, meta["token"])
             if carried is not None:
                 return carried
-        rules, store, run = summarize(conn, sc, ctx.server.major, store, ch)
+        rules, store, run = summarize(conn, sc, ctx.server.major, store, ch,
+                                      connect=lambda: ctx.connect(autocommit=True),
+                                      parallel=settings().watch_audit_connections)
     result = audit_result(rules, state.thresholds, (store.meta() or {}).get("token"))
     result.reread = None if run.full else (run.changed, run.gone)
     return result
