@@ -16,6 +16,14 @@ closure is computed on the target (read only) from the names the file's statemen
   closure exactly what they see on a full copy;
 - and every schema, extension, function, type, default privilege and the migration history (cheap).
 
+Only that is dumped: `pg_dump -t` of the closure's relations and of what they need (read upwards in the target's
+pg_depend; pg_dump reads only these in full and locks only them), beside a dump of the user schemas without any
+relation (`-T schema.*`). The two are restored in an order that fits (see plan_dumps); where none does, one
+`pg_dump -Fc --schema-only` of the whole schema is taken and its closure entries restored, as before.
+
+A later file whose closure an earlier closure template of the same fingerprint holds runs on that template
+(covering_template: the relations each template holds are kept in supabase/.sage/closure-templates.json).
+
 The file falls back to the full load when a statement is not one whose reach can be read statically (DO
 blocks, DML, CALL, dynamic SQL, schema renames and drops, GRANT ... ON ALL TABLES, unknown kinds). When the run
 on the closure fails with an undefined-object error, or a view no longer queries, the dry-run runs again on a
