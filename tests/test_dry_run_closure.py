@@ -12,6 +12,7 @@ import pytest
 
 from migfiles import write_migration as write
 from sage_agent.db.shadow import drop_database
+from sage_agent.db.tools import PgToolError
 from sage_agent.ops.migrations import closure as cl
 from sage_agent.ops.migrations.shadow_run import templates
 
@@ -225,7 +226,7 @@ def test_file_names_reads_the_reach_of_each_statement_kind():
                  "'select count(*) from public.big';").rels == {("public", "big")}
 
 
-def test_the_two_dumps_restore_what_the_rest_of_the_schema_needs(schema, db_url, pg_server):
+def test_the_two_dumps_restore_what_the_rest_of_the_schema_needs(schema, db_url, pg_server, monkeypatch):
     """`pg_dump -t` leaves out extended statistics and the dump without relations holds functions that need a
     table (`returns setof a21`): the closure template has both, the statistics rebuilt from the target and the
     table restored before the function. A relation needing such a function (no order of the two restores fits)
@@ -253,6 +254,23 @@ def test_the_two_dumps_restore_what_the_rest_of_the_schema_needs(schema, db_url,
             assert {"a3", "a21"} <= tables and "a22" not in tables
     finally:
         drop_database(pg_server.url(), name)
+
+    # the two dumps' restore failing (here: made to fail) leaves the whole-schema archive, and the reason
+    def fails(*_args, **_kwargs):
+        raise PgToolError("pg_restore failed: relation \"public.a2\" does not exist")
+
+    monkeypatch.setattr(cl, "_load_two_dumps", fails)
+    name, restored, total, whole = cl.build_template(pg_server.url(), db_url, ["public", "app"], False, 18,
+                                                     "closure_test_two_dumps_failed", closure, 2**40)
+    try:
+        assert whole.startswith("the restore of the two dumps failed") and "a2" in whole and total > restored
+        with connect(pg_server.url(name), autocommit=True) as conn:
+            assert conn.execute("select count(*) from public.rows_a21()").fetchone()[0] == 0
+    finally:
+        drop_database(pg_server.url(), name)
+    with connect(pg_server.url(), autocommit=True) as conn:  # the first, half-restored database is gone
+        assert conn.execute("select count(*) from pg_database where datname like 'sage\\_tpl\\_building\\_%'"
+                            ).fetchone()[0] == 0
 
     schema.execute("create function public.first_a21(public.a21) returns int language sql as 'select 1'")
     schema.execute("alter table public.a4 add column n int check (public.first_a21(null) = 1)")
