@@ -563,6 +563,73 @@ def test_rollback_puts_back_the_views_a_file_made_again_without_the_column(remad
         plain_dump_of(project, make_session, pg_server.url(), SEED + VIEWS, text))
 
 
+SEVERAL = "alter table public.orders alter column amount type bigint, alter column user_id type bigint;\n"
+
+
+def test_an_alter_with_several_subcommands_has_its_view_statements_run_in_its_last_swap(project, make_session,
+                                                                                       db_url, pg_server, monkeypatch):
+    """The plain file's DROP VIEW / ALTER TABLE (two type changes, the first of the column the views read) / CREATE
+    VIEW: the subcommands run one after the other online (the first swap makes the views again from their
+    definitions), the file's view statements in the swap of the last type change, so a reader never finds the
+    views gone; *rollback FILE gives the pre-file dump, and *apply + --complete the plain file's."""
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    monkeypatch.setenv("SAGE_ONLINE_BATCH_PAUSE_MS", "20")
+    text = VIEWS_DROPPED + SEVERAL + VIEWS
+    with psycopg.connect(db_url, autocommit=True) as db:
+        db.execute(SEED + VIEWS)
+        before = normalized_dump(db_url)
+        write(project, f"{V1}_change.sql", text)
+        dry = make_session(db_url).run_line(f"*dry-run {V1} --online")
+        assert dry.result is not None, dry.error
+        assert not [f for f in dry.result.findings if f.rule.startswith("online.")], dry.result.findings
+        assert any(n.startswith("public.orders.user_id: the file's own view statements (lines 1, 2, 5, 7, 8, 9, 10, 11, 12, 13: ")
+                   for n in dry.result.notes), "\n".join(dry.result.notes)
+        with Writer(db_url) as writer, ViewReader(db_url) as reader:
+            outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
+            reads = reader.reads
+            while reader.reads < reads + 20 and len(reader.errors) < 5:  # reads after the swaps
+                reader.stop.wait(0.01)
+        assert outcome.exit_code == EXIT_OK, failure(outcome)
+        assert reader.errors == [] and writer.errors == [] and kept(db, writer.written)
+        assert type_of(db, "user_id") == "bigint" and view_type(db, "public.big_orders", "bumped") == "bigint"
+        undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
+        assert undone.exit_code == EXIT_OK, failure(undone)
+        assert normalized_dump(db_url) == before
+        again = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+        assert again.exit_code == EXIT_OK, failure(again)
+        done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
+        assert done.exit_code == EXIT_OK, failure(done)
+    assert column_order_free(normalized_dump(db_url)) == column_order_free(
+        plain_dump_of(project, make_session, pg_server.url(), SEED + VIEWS, text))
+
+
+def test_an_alter_with_a_subcommand_after_its_type_change_and_view_statements_is_refused(project, make_session,
+                                                                                        db_url, db):
+    """The view statements would run in the swap, before a subcommand written after the type change (which the
+    file's CREATE VIEW may need): refused by *dry-run --online and *apply before anything runs, saying how to write
+    the file."""
+    db.execute(SEED + VIEWS)
+    write(project, f"{V1}_change.sql", VIEWS_DROPPED + "alter table public.orders alter column amount type bigint, "
+          "add column extra int;\n" + VIEWS)
+    reason = ("the view statements around this ALTER TABLE (lines 1, 2, 5, 7, 8, 9, 10, 11, 12, 13) would run in "
+              "the swap of its last type change (ALTER COLUMN amount TYPE), so that a view is never gone while the "
+              "backfill runs, but ADD COLUMN extra integer comes after it in the same statement")
+    how = "put the type changes last in the ALTER TABLE, or move the other subcommands to an ALTER TABLE of their own"
+    dry = make_session(db_url).run_line(f"*dry-run {V1} --online")
+    assert dry.result is not None, dry.error
+    refused = [f for f in dry.result.findings if f.rule == "online.no_form"]
+    assert [(f.severity, f.location) for f in refused] == [("error", f"{V1}_change.sql:3")], refused
+    assert reason in refused[0].message and how in refused[0].message, refused[0].message
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_FAILED
+    said = failure(outcome)
+    assert reason in said and how in said and "nothing was changed" in said, said
+    assert history(db) == [] and type_of(db, "amount") == "integer" and online_rows(db) == []
+    assert db.execute("select count(*) from pg_views where viewname in ('order_amounts', 'big_orders')"
+                      ).fetchone()[0] == 2
+
+
 def test_a_view_the_file_drops_where_the_swap_cannot_take_the_drop_over_is_refused(project, make_session, db_url,
                                                                                     db):
     """A DROP VIEW of a view over the column that is not right before the type change (here a statement lies

@@ -379,15 +379,34 @@ def dependent_views(conn, table: str, attnum: int) -> tuple[list[dict], list[str
     for oid, children in built_on.items():
         for child in children:
             uses[child].add(oid)
+    if not uses:
+        return [], []
+    problems: list[str] = []
+    return _records(conn, uses, problems), problems
+
+
+def views_named(conn, labels: list[str]) -> list[dict]:
+    """The views of these names (`schema.view`) as the catalog has them now, in the order they are built on each
+    other: what a file's own DROP VIEW statements drop in a swap, kept so that *rollback FILE makes them again as
+    they were, whatever the file made of them (a view that no longer reads the column, or never did)."""
+    oids = [r[0] for r in conn.execute(
+        "select c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+        "where n.nspname || '.' || c.relname = any(%s) and c.relkind = 'v'", (list(labels),))]
+    uses = {oid: {r[0] for r in conn.execute(
+        "select distinct d.refobjid from pg_depend d join pg_rewrite r on r.oid = d.objid "
+        "where d.classid = 'pg_rewrite'::regclass and r.ev_class = %s and d.refclassid = 'pg_class'::regclass "
+        "and d.refobjid = any(%s) and d.refobjid <> %s", (oid, oids, oid))} for oid in oids}
+    return _records(conn, uses, []) if uses else []
+
+
+def _records(conn, uses: dict[int, set[int]], problems: list[str]) -> list[dict]:
+    """The record of each view (`uses`: view -> the views of the set it is built on), in dependency order."""
     order: list[int] = []
     while len(order) < len(uses):  # views before the views built on them
         ready = sorted(v for v, on in uses.items() if v not in order and on <= set(order))
-        order += ready
-    if not uses:
-        return [], []
+        order += ready or sorted(v for v in uses if v not in order)[:1]
     path = conn.execute("select current_setting('search_path')").fetchone()[0]
     views: list[dict] = []
-    problems: list[str] = []
     with conn.transaction():  # a transaction of its own (or a savepoint) for the local search_path
         try:
             conn.execute("select set_config('search_path', '', true)")
@@ -398,7 +417,7 @@ def dependent_views(conn, table: str, attnum: int) -> tuple[list[dict], list[str
     label = {oid: v["label"] for oid, v in zip(order, views)}
     for oid, v in zip(order, views):  # what it is built on: the order a swap back makes views again in
         v["on"] = sorted(label[o] for o in uses[oid])
-    return views, problems
+    return views
 
 
 def _view(conn, oid: int, group: set[int], problems: list[str]) -> dict:
@@ -580,7 +599,7 @@ def views_dropped_first(file_plan, spec: dict, line: int, views: list[dict]) -> 
     take over (planner.move_view_statements): under --online they would stay gone for the whole backfill, so every
     reader of them would fail meanwhile."""
     over = {v["label"] for v in views}
-    moved = set((spec.get("moved") or {}).get("lines", []))
+    moved = set((spec.get("moved") or {}).get("lines", [])) | set(spec.get("moved_later", []))
     out = []
     for stmt in file_plan.parsed:
         if stmt.line >= line or stmt.line in moved or not isinstance(stmt.node, ast.DropStmt) or \
@@ -708,7 +727,7 @@ def run_swap(conn, info: dict, build, column: str, moved: dict | None = None) ->
     moved = moved or {}
     originals = []
     if moved:
-        originals = [v for v in views_over(conn, info["table"], column) if v["label"] in moved["views"]]
+        originals = views_named(conn, moved["views"])
         for text in moved["drop"]:
             conn.execute(text, prepare=False)
     views = _restored(views_over(conn, info["table"], column), info, build)

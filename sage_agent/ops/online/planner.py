@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pglast import ast
-from pglast.enums import AlterTableType, ConstrType
+from pglast.enums import AlterTableType, ConstrType, ObjectType
 from pglast.stream import RawStream
 from psycopg import sql
 
@@ -173,6 +173,7 @@ class Planner:
         self.folded: set[int] = set()  # id() of statements changed by fold_new_column_types: deparsed, not as written
         self.moved: dict[int, dict] = {}  # id() of a type change -> the view statements its swap runs (file text)
         self.moved_ids: set[int] = set()  # id() of those statements: not run where the file has them
+        self.moved_by_later: dict[int, list[int]] = {}  # id() of an earlier type change in that ALTER -> their lines
         self.steps: list[Step] = []
         self.rewritten: set[int] = set()
         self._plain: list[str] = []
@@ -294,11 +295,20 @@ class Planner:
         first, the rest after the column has its new name), and the view is never missing. Only the DROP VIEW
         statements (without CASCADE) just before the statement and the view statements just after it move, and a
         drop only when every view it names is made again there: hook.py refuses a view over the column that the file
-        drops before the type change in any other way."""
+        drops before the type change in any other way.
+
+        An ALTER TABLE with several subcommands: they run one after the other (each in its online form), and the
+        view statements go into the swap of its last type change, so they run once every subcommand is done, as in
+        the plain file (a view over a column changed earlier in the ALTER is made again by that earlier swap from
+        its definition, then dropped and made by the file's statements in the last one). A subcommand after the
+        last type change would run after the file's CREATE VIEW (which may need it): refused with the reason."""
         for k, s in enumerate(self.statements):
             node = s.node
-            if not (isinstance(node, ast.AlterTableStmt) and node.objtype.name == "OBJECT_TABLE"
-                    and len(node.cmds or ()) == 1 and node.cmds[0].subtype == AlterTableType.AT_AlterColumnType):
+            if not (isinstance(node, ast.AlterTableStmt) and node.objtype.name == "OBJECT_TABLE"):
+                continue
+            cmds = list(node.cmds or ())
+            types = [c for c in cmds if c.subtype == AlterTableType.AT_AlterColumnType]
+            if not types:
                 continue
             drops, j = [], k - 1
             while j >= 0 and isinstance(self.statements[j].node, ast.DropStmt) and \
@@ -321,9 +331,21 @@ class Planner:
             after = [a for a in after if _view_statement(a.node, dropped) is not None]
             if not drops or not after:
                 continue
-            self.moved[id(node)] = {"drop": [d.text.strip().rstrip(";").strip() for d in drops],
-                                    "create": [a.text.strip().rstrip(";").strip() for a in after],
-                                    "views": sorted(dropped), "lines": [d.line for d in drops] + [a.line for a in after]}
+            lines = [d.line for d in drops] + [a.line for a in after]
+            if cmds[-1] is not types[-1]:
+                text = s.text.strip().rstrip(";").strip()
+                later = ", ".join(_subcommand(c) for c in cmds[cmds.index(types[-1]) + 1:])
+                raise NoOnlineForm(s.line, text, (
+                    f"the view statements around this ALTER TABLE (lines {', '.join(map(str, lines))}) would run in "
+                    f"the swap of its last type change (ALTER COLUMN {types[-1].name} TYPE), so that a view is never "
+                    f"gone while the backfill runs, but {later} comes after it in the same statement and would run "
+                    "after the file's CREATE VIEW, which may need it: put the type changes last in the ALTER TABLE, "
+                    "or move the other subcommands to an ALTER TABLE of their own before the DROP VIEW statements"))
+            self.moved[id(types[-1])] = {"drop": [d.text.strip().rstrip(";").strip() for d in drops],
+                                         "create": [a.text.strip().rstrip(";").strip() for a in after],
+                                         "views": sorted(dropped), "lines": lines}
+            for c in types[:-1]:  # their swaps come first and make the views over their column again themselves
+                self.moved_by_later[id(c)] = lines
             self.moved_ids |= {id(d.node) for d in drops} | {id(a.node) for a in after}
 
     def alter(self, node: ast.AlterTableStmt, text: str, line: int) -> None:
@@ -504,9 +526,11 @@ class Planner:
         self._seq += 1
         spec = {"key": f"@x{self._seq}", "table": table, "name": _qualified(rel), "relname": rel.relname, "column": column,
                 "newtype": newtype, "using": using}
-        moved = self.moved.get(id(node))
+        moved = self.moved.get(id(cmd))
         if moved:
             spec["moved"] = moved
+        if id(cmd) in self.moved_by_later:  # the file's view statements run in a later swap of the same ALTER
+            spec["moved_later"] = self.moved_by_later[id(cmd)]
         c, new = ident(column), ident(n["new"])
         expr = using or c
         self.add(Step("expand", [f"ALTER TABLE {table} ADD COLUMN {new} {newtype}",
@@ -554,6 +578,13 @@ class Planner:
                       table=table, backfill={"table": table, "alias": alias, "set": set_text, "where": where,
                                              "only_null": ""}))
         self.rewritten.add(line)
+
+
+def _subcommand(cmd) -> str:
+    """`ADD COLUMN extra integer`, `ALTER COLUMN note SET NOT NULL`...: one ALTER TABLE subcommand, for a message."""
+    text = deparse(ast.AlterTableStmt(relation=ast.RangeVar(relname="t", inh=True), objtype=ObjectType.OBJECT_TABLE,
+                                      cmds=(cmd,)))
+    return text.split(" ", 3)[3] if text.count(" ") >= 3 else AlterTableType(cmd.subtype).name
 
 
 def _view_label(parts: list[str]) -> str:
