@@ -5,6 +5,7 @@ refused before anything runs."""
 
 from __future__ import annotations
 
+import json
 import random
 import secrets
 import threading
@@ -382,6 +383,69 @@ def test_rollback_of_a_file_stopped_mid_backfill_undoes_its_expand_steps(project
     assert normalized_dump(db_url) == before  # trigger, function and new column gone
     db.execute("insert into public.orders (id, note) values (9999, 'text again')")  # no trigger casts it now
     assert make_session(db_url).run_line("*migrations").result.tables[0].rows[0][4] == "pending"
+
+
+def as_an_earlier_build_left_it(db, swap_text: list[str] | None = None) -> None:
+    """Rewrite the state row the way DB Sage builds before file checksums wrote it (session 7, 3fb61f6): steps with
+    their kind, line and text only, the checksum that of the step text; `swap_text`: the swap step worded as
+    another build words it (its text changed; what it runs did not)."""
+    import hashlib
+
+    steps = db.execute("select steps from supabase_migrations.sage_online").fetchone()[0]
+    old = [{"kind": s["kind"], "line": s["line"], "sql": s["sql"]} for s in steps]
+    if swap_text is not None:
+        assert old[-1]["kind"] == "swap"
+        old[-1]["sql"] = swap_text
+    checksum = hashlib.sha256("\n\x1e".join(f"{s['kind']}\x1f" + "\x1f".join(s["sql"]) for s in old).encode()
+                              ).hexdigest()
+    db.execute("update supabase_migrations.sage_online set steps = %s, checksum = %s", (json.dumps(old), checksum))
+
+
+def test_a_file_started_by_an_earlier_build_continues_after_an_upgrade(project, make_session, db_url, db, pg_server):
+    """A type change stopped mid-backfill by a build that knew the file by its step text, and whose swap step was
+    worded differently: this build continues it (the same steps from the same lines, the expand's record the
+    file's), records the row its own way, and ends in the plain file's schema."""
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    seed = SEED + "update public.orders set note = id::text where id <= 2000;\n"
+    db.execute(seed)
+    write(project, f"{V1}_change.sql", BAD_CAST)
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
+    assert outcome.exit_code == EXIT_FAILED and online_rows(db) == [(V1, "failed")]
+    as_an_earlier_build_left_it(db, ["ALTER TABLE public.orders RENAME COLUMN note TO note_sage_old (older words)"])
+    db.execute("update public.orders set note = id::text where id > 2000")  # the cause fixed
+    again = make_session(db_url, yes=True).run_line("*apply --snapshot=no --batch-rows 500")
+    assert again.exit_code == EXIT_OK, failure(again)
+    assert history(db) == [V1] and online_rows(db) == [(V1, "expanded")] and type_of(db, "note") == "integer"
+    checksum, steps = db.execute("select checksum, steps from supabase_migrations.sage_online").fetchone()
+    assert checksum.startswith("file:") and steps[-1]["expand"]["column"] == "note"  # this build's row now
+    done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
+    assert done.exit_code == EXIT_OK, failure(done)
+    assert column_order_free(normalized_dump(db_url)) == column_order_free(
+        plain_dump_of(project, make_session, pg_server.url(), seed + "update public.orders set note = id::text;\n",
+                      BAD_CAST))
+
+
+@pytest.mark.parametrize("edit", ["the type", "another statement"])
+def test_a_file_started_by_an_earlier_build_and_edited_since_is_refused(edit, project, make_session, db_url, db):
+    """The same row of an earlier build, but the file was edited after it started (its type change's type, or a
+    statement added before it): refused, nothing changed, the row left as it was."""
+    db.execute(SEED + "update public.orders set note = id::text where id <= 2000;\n")
+    write(project, f"{V1}_change.sql", BAD_CAST)
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
+    assert outcome.exit_code == EXIT_FAILED
+    as_an_earlier_build_left_it(db)
+    row = db.execute("select checksum, steps, done, names from supabase_migrations.sage_online").fetchone()
+    db.execute("update public.orders set note = id::text where id > 2000")
+    write(project, f"{V1}_change.sql", BAD_CAST.replace("type int using note::int", "type bigint using note::bigint")
+          if edit == "the type" else "create index orders_note_idx on public.orders (note);\n" + BAD_CAST)
+    again = make_session(db_url, yes=True).run_line("*apply --snapshot=no")
+    assert again.exit_code == EXIT_FAILED
+    said = failure(again)
+    assert (f"{V1}_change.sql changed after its online apply started (or an earlier build of DB Sage, which started "
+            "it, planned it into other steps) (step 2 of 5 was next)") in said, said
+    assert db.execute("select checksum, steps, done, names from supabase_migrations.sage_online").fetchone() == row
+    assert history(db) == [] and type_of(db, "note") == "text"
 
 
 def test_rollback_of_a_half_done_file_with_other_done_steps_says_how_to_go_on(project, make_session, db_url, db):

@@ -9,9 +9,10 @@ history row is written in the transaction that deletes the state row: only a fin
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Callable
 
 from psycopg import sql
@@ -56,7 +57,54 @@ def _to_ms(text: str) -> int:
 
 
 def steps_json(plan: OnlinePlan) -> list[dict]:
-    return [{"kind": s.kind, "line": s.line, "sql": s.sql} for s in plan.steps]
+    """Every field of every step: a resumed run continues with these, whatever a later build would plan."""
+    return [asdict(s) for s in plan.steps]
+
+
+def file_checksum(file_plan) -> str:
+    """What the state row knows the user's file by: its statements (whitespace aside), never DB Sage's own step
+    text, so an upgrade of DB Sage that words or plans the steps differently still continues the file."""
+    text = "\x1e".join(" ".join(t.split()) for t in file_plan.statements)
+    return FILE_CHECKSUM + hashlib.sha256(text.encode()).hexdigest()
+
+
+FILE_CHECKSUM = "file:"
+DESCRIBED = {"expand_index", "expand_check", "swap"}  # steps whose text only describes what the expand record runs
+
+
+def stored_plan(state: st.OnlineState) -> OnlinePlan:
+    """The steps a state row of this build recorded when the file started (unknown fields of a later build go)."""
+    known = {f.name for f in fields(Step)}
+    return OnlinePlan([Step(**{k: v for k, v in d.items() if k in known}) for d in state.steps])
+
+
+def _same_steps(state: st.OnlineState, plan: OnlinePlan) -> bool:
+    """A row of a build before file checksums (steps: kind, line, text; checksum: of that text) matches this plan:
+    the same steps from the same lines, and the same SQL where the step runs its text (the file's statement, as
+    written or in its online form); an expand that ran has the table, column, type and USING the file gives now
+    (its record in the row), and one that did not, the same text. Steps that only describe what the expand's
+    record runs (indexes, checks, swap) may be worded differently."""
+    if len(state.steps) != len(plan.steps):
+        return False
+    for old, new in zip(state.steps, plan.steps):
+        if (old.get("kind"), old.get("line")) != (new.kind, new.line):
+            return False
+        if new.kind == "expand" and isinstance(state.names.get(new.expand["key"]), dict):
+            info = state.names[new.expand["key"]]
+            if any(info.get(k) != new.expand[k] for k in ("table", "column", "newtype", "using")):
+                return False
+        elif new.kind not in DESCRIBED and old.get("sql") != new.sql:
+            return False
+    return True
+
+
+def resumable(state: st.OnlineState, file_plan, plan: OnlinePlan) -> OnlinePlan | None:
+    """The plan to continue an unfinished online file with, or None when the file changed since it started. A row
+    of this build: the steps it recorded, when the file's statements are the same. A row of an earlier build (its
+    checksum is of its step text): this build's plan of the file, when it has the same steps (_same_steps)."""
+    if state.checksum.startswith(FILE_CHECKSUM):
+        return stored_plan(state) if state.checksum == file_checksum(file_plan) else None
+    return plan if state.checksum == plan.checksum() or _same_steps(state, plan) else None
 
 
 class StepFailed(Exception):
@@ -80,7 +128,7 @@ class Runner:
         self.conn, self.file_plan, self.plan, self.opts = conn, file_plan, plan, opts
         self.say, self.progress, self.should_stop = say, progress, should_stop
         mig = file_plan.migration
-        self.state = st.OnlineState(mig.version, mig.name, plan.checksum(), steps_json(plan))
+        self.state = st.OnlineState(mig.version, mig.name, file_checksum(file_plan), steps_json(plan))
 
     # --- the kinds of step ---
     def _set_local(self, long: bool = False) -> None:
@@ -330,16 +378,24 @@ class Runner:
             reset_session(conn, self.opts.statement_timeout, f"{self.opts.retry.lock_timeout_ms}ms")
             st.ensure(conn)
             existing = st.read(conn, mig.version)
-            if existing is not None and existing.checksum != self.state.checksum:
+            resumed = resumable(existing, self.file_plan, plan) if existing is not None else None
+            if existing is not None and resumed is None:
                 outcome.status = "failed"
-                outcome.error = (f"{mig.filename} changed after its online apply started (step {existing.done + 1} "
-                                 f"of {len(existing.steps)} was next): the steps done so far stay; put the file back "
-                                 "as it was to continue, or finish by hand and *repair it applied")
+                earlier = "" if existing.checksum.startswith(FILE_CHECKSUM) else \
+                    " (or an earlier build of DB Sage, which started it, planned it into other steps)"
+                outcome.error = (f"{mig.filename} changed after its online apply started{earlier} (step "
+                                 f"{existing.done + 1} of {len(existing.steps)} was next): the steps done so far "
+                                 "stay; put the file back as it was to continue, *rollback it, or finish by hand and "
+                                 "*repair it applied")
                 return outcome
             if existing is None:
                 st.start(conn, self.state)
             else:
-                self.state = existing
+                if not existing.checksum.startswith(FILE_CHECKSUM):  # an earlier build's row: this build's from now
+                    existing.checksum, existing.steps = file_checksum(self.file_plan), steps_json(resumed)
+                    st.upgrade(conn, existing)
+                self.state, self.plan = existing, resumed
+                plan = resumed
                 if existing.done:
                     self.say(f"{mig.filename}: continuing the online apply at step {existing.done + 1} of "
                              f"{len(plan.steps)} ({existing.done} done before)")

@@ -73,6 +73,10 @@ def select(conn, file_plans: list, online: bool, server_major: int, versioned: b
         sel.plans[version] = plan
         sel._covered |= {(fp.migration.filename, line) for line in plan.rewritten}
         if version in unfinished:
+            # lazy: psycopg loads on the first database call
+            from sage_agent.ops.online.executor import resumable
+
+            sel.plans[version] = resumable(unfinished[version], fp, plan) or plan  # the steps it continues with
             sel.resumed[version] = unfinished[version]
             if not online and not wants_online(fp.text):
                 sel.notes.append(f"{fp.migration.filename} continues online: an earlier online apply of it is "

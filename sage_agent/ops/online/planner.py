@@ -96,6 +96,8 @@ class OnlinePlan:
     rewritten: set[int] = field(default_factory=set)  # file lines of the statements given an online form
 
     def checksum(self) -> str:
+        """The checksum of the step text, as state rows of builds before file checksums carry it (executor.py
+        knows a file by its statements now: file_checksum)."""
         text = "\n\x1e".join(f"{s.kind}\x1f" + "\x1f".join(s.sql) for s in self.steps)
         return hashlib.sha256(text.encode()).hexdigest()
 

@@ -113,5 +113,11 @@ def save(conn, state: OnlineState) -> None:
                   state.version))
 
 
+def upgrade(conn, state: OnlineState) -> None:
+    """A row an earlier build wrote, given this build's checksum (of the file) and steps (every field)."""
+    conn.execute(f"update {TABLE} set checksum = %s, steps = %s, updated_at = now() where version = %s",
+                 (state.checksum, json.dumps(state.steps), state.version))
+
+
 def finish(conn, version: str) -> None:
     conn.execute(f"delete from {TABLE} where version = %s", (version,))
