@@ -426,6 +426,36 @@ def test_a_file_started_by_an_earlier_build_continues_after_an_upgrade(project, 
                       BAD_CAST))
 
 
+def test_a_resumed_file_continues_with_the_steps_recorded_when_it_started(project, make_session, db_url, db):
+    """A row of this build keeps every step as planned when the file started: a build that words (or plans) the
+    steps differently continues with the recorded ones, which the confirmation plan shows."""
+    from sage_agent.db.env import Target
+    from sage_agent.session.answers import FlagAnswers
+    from sage_agent.session.machine import Session
+
+    db.execute(SEED + "update public.orders set note = id::text where id <= 2000;\n")
+    write(project, f"{V1}_change.sql", BAD_CAST)
+    outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
+    assert outcome.exit_code == EXIT_FAILED
+    steps = db.execute("select steps from supabase_migrations.sage_online").fetchone()[0]
+    assert steps[-1]["kind"] == "swap" and steps[-1]["expand"]["column"] == "note"
+    steps[-1]["sql"] = ["the swap, as the build that started the file words it"]
+    db.execute("update supabase_migrations.sage_online set steps = %s", (json.dumps(steps),))
+    db.execute("update public.orders set note = id::text where id > 2000")
+    plans: list[str] = []
+
+    class Recorded(FlagAnswers):
+        def confirm(self, request):
+            plans.append(request.plan)
+            return super().confirm(request)
+
+    again = Session(project=project, target=Target("local", db_url, "test"),
+                    answers=Recorded(yes=True)).run_line("*apply --snapshot=no")
+    assert again.exit_code == EXIT_OK, failure(again)
+    assert "5. line 1 [transaction] the swap, as the build that started the file words it;" in plans[0], plans[0]
+    assert history(db) == [V1] and online_rows(db) == [(V1, "expanded")] and type_of(db, "note") == "integer"
+
+
 @pytest.mark.parametrize("edit", ["the type", "another statement"])
 def test_a_file_started_by_an_earlier_build_and_edited_since_is_refused(edit, project, make_session, db_url, db):
     """The same row of an earlier build, but the file was edited after it started (its type change's type, or a
