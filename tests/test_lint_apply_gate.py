@@ -145,3 +145,38 @@ def test_apply_and_dry_run_grade_by_the_real_table_size_alike(project, make_sess
     outcome = make_session(db_url, yes=True).run_line("*apply --snapshot=no")
     assert outcome.exit_code == EXIT_OK, outcome.error
     assert not exists(db, "public.gone")
+
+
+def test_a_table_an_earlier_pending_file_creates_is_empty_for_the_later_ones(project, make_session, db_url, db):
+    """File 2 creates public.tasks, file 3 adds a NOT NULL column without a default: on the target the table
+    does not exist yet, so it is empty when file 3 runs. The finding is info in *dry-run and in *apply (which
+    applied the chain with --yes alone; it used to want --allow-unsafe). When a file writes rows into the table
+    before, the error stays, and the shadow shows the ALTER failing."""
+    write(project, "20240101000000_projects.sql", "create table public.projects (id bigint primary key);\n")
+    write(project, "20240102000000_tasks.sql", "create table public.tasks (id bigint primary key, "
+                                               "project_id bigint references public.projects (id));\n")
+    write(project, "20240103000000_title.sql", "alter table public.tasks add column title text not null;\n")
+    one = make_session(db_url).run_line("*dry-run 20240103000000_title.sql")  # alone: public.tasks is missing
+    assert one.exit_code == EXIT_FAILED and 'relation "public.tasks" does not exist' in one.result.summary
+    assert one.result.notes[0].startswith("2 pending file(s) come before 20240103000000_title.sql "
+                                          "(20240101000000_projects.sql, 20240102000000_tasks.sql)")
+    assert one.result.next_steps[0] == "*dry-run"  # the chain, not the same command again
+    dry = make_session(db_url).run_line("*dry-run")
+    assert dry.exit_code == EXIT_OK and dry.result.data["verdict"] != "unsafe", dry.result.summary
+    finding = next(f for f in dry.result.findings if f.rule == "adding-required-field")
+    assert finding.severity == "info"
+    assert "public.tasks is created by 20240102000000_tasks.sql, pending before this file" in finding.message
+    outcome = make_session(db_url, yes=True).run_line("*apply --snapshot=no")
+    assert outcome.exit_code == EXIT_OK, outcome.error
+    assert history(db)[-1] == "20240103000000"
+
+    write(project, "20240104000000_notes.sql", "create table public.notes (id bigint primary key);\n"
+                                               "insert into public.notes values (1);\n")
+    write(project, "20240105000000_body.sql", "alter table public.notes add column body text not null;\n")
+    dry = make_session(db_url).run_line("*dry-run")
+    assert dry.exit_code == EXIT_FAILED
+    finding = next(f for f in dry.result.findings if f.rule == "adding-required-field")
+    assert finding.severity == "error" and "created by" not in finding.message
+    body = next(f for f in dry.result.data["files"] if f["file"] == "20240105000000_body.sql")
+    assert 'column "body" of relation "notes" contains null values' in body["error"]
+    assert make_session(db_url, yes=True).run_line("*apply --snapshot=no").exit_code == EXIT_CONFIRM

@@ -220,8 +220,30 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
         runs[0].timings["total"] = time.perf_counter() - started
     results = [_file_result(ctx, run, write=not chain) for run in runs]
     if not chain:
-        return results[0]
+        return _earlier_pending_hint(ctx, project, runs[0], results[0])
     return _chain_result(ctx, runs, results, time.perf_counter() - started)
+
+
+def _earlier_pending_hint(ctx, project: Path, run: _FileRun, result: OpResult) -> OpResult:
+    """A file that failed on the shadow while other pending files come before it may need what they create
+    (the shadow holds the target's schema only): say so, and offer the dry-run of the chain."""
+    if not run.error or not run.plan:
+        return result
+    try:
+        pending = [m.filename for m in _pending(ctx, project)]
+    except OpError:  # a hint only: *apply reports the ledger's own problems
+        return result
+    if run.mig.filename not in pending:
+        return result
+    before = pending[:pending.index(run.mig.filename)]
+    if not before:
+        return result
+    names = ", ".join(before[:3]) + (f" and {len(before) - 3} more" if len(before) > 3 else "")
+    result.notes.insert(0, f"{len(before)} pending file(s) come before {run.mig.filename} ({names}) and are not "
+                           "on the shadow: a dry-run of one file starts from the target's schema. `*dry-run` with no "
+                           "file runs every pending file in order on one shadow")
+    result.next_steps = ["*dry-run"] + [s for s in result.next_steps if s != "*dry-run"]
+    return result
 
 
 @dataclass

@@ -61,4 +61,42 @@ def grade_by_size(conn, plans: list) -> dict:
     size_policy = SizePolicy.from_env()
     for plan in plans:
         plan.findings = apply_table_facts(plan.findings, sizes, size_policy)
+    _grade_tables_of_earlier_files(plans, facts)
     return facts
+
+
+def _grade_tables_of_earlier_files(plans: list, facts: dict) -> None:
+    """A table that is not on the target yet and that an earlier pending file creates is empty when this file
+    runs, as one created in the same file is: its findings are info. Not when a statement from its CREATE on
+    writes rows into it, or a DO / CALL could (then the rule's severity stays)."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
+    from pglast import ast
+
+    from sage_agent.ops.migrations.shadow_run import qualify
+    from sage_agent.sqlkit.lint.sizing import is_size_sensitive
+    from sage_agent.sqlkit.nodes import qualified
+
+    created: dict[str, str] = {}  # table -> the earlier file that creates it, empty
+    for plan in plans:
+        if created:
+            graded = []
+            for f in plan.findings:
+                name = qualify(f.table)
+                if name in created and facts.get(name) is None and is_size_sensitive(f) and f.severity != "info":
+                    f = f.model_copy()
+                    f.severity = "info"
+                    f.message += (f" ({name} is created by {created[name]}, pending before this file: it has no "
+                                  "rows yet)")
+                graded.append(f)
+            plan.findings = graded
+        for stmt in plan.parsed:
+            node = stmt.node
+            if isinstance(node, ast.CreateStmt):
+                created[qualify(qualified(node.relation))] = plan.migration.filename
+            elif isinstance(node, (ast.DoStmt, ast.CallStmt)):
+                created.clear()  # it may write rows anywhere
+            else:
+                target = getattr(node, "relation", None) if isinstance(
+                    node, (ast.InsertStmt, ast.UpdateStmt, ast.CopyStmt, ast.MergeStmt)) else None
+                if target is not None:
+                    created.pop(qualify(qualified(target)), None)
