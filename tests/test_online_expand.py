@@ -846,3 +846,22 @@ def test_snapshot_rollback_of_a_type_change_stopped_mid_backfill_is_proven_and_l
     assert normalized_dump(db_url) == before and online_rows(db) == []
     assert db.execute("select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
                       "where n.nspname = 'supabase_migrations' and p.proname like 'sage_sync%'").fetchone()[0] == 0
+
+
+def test_the_plan_names_the_online_lock_timeout_and_the_result_no_error_for_what_ran_online(project, make_session,
+                                                                                          db_url, db):
+    """What a person reads before typing y: the online steps' own lock_timeout (1 s, retried), not only the plain
+    statements' 5 s; after the run, the rewrite finding is info (it ran online), not an ERROR under a ✔."""
+    db.execute(SEED)
+    write(project, f"{V1}_change.sql", CHANGE)
+    session = make_session(db_url, answers=["y"])
+    shown: list[str] = []
+    session.answers.show = shown.append
+    outcome = session.run_line("*apply --online --snapshot=no")
+    assert outcome.exit_code == EXIT_OK, failure(outcome)
+    plan = "\n".join(shown)
+    assert "online steps: lock_timeout=1000ms each, retried up to 8 times with backoff" in plan, plan
+    assert "lock_timeout=5000ms" not in plan  # no file here runs as written
+    rewrite = next(f for f in outcome.result.findings if f.rule == "changing-column-type")
+    assert rewrite.severity == "info" and rewrite.message.endswith("(ran in its online form: not under this lock)")
+    assert not [f for f in outcome.result.findings if f.severity == "error"]

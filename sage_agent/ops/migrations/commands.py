@@ -251,9 +251,16 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
         how = "one transaction" if p.transactional else \
             f"NO transaction (statement by statement: line {', '.join(map(str, p.nontx_lines))})"
         lines.append(f"{p.migration.filename}: {len(p.chunks)} statement(s), {how}")
+    timeouts = [f"lock_timeout={lock_timeout} statement_timeout={statement_timeout}"]
+    if chosen.plans:  # the online steps take their locks under their own, shorter timeout, with retries
+        from sage_agent.ops.online.executor import options_from  # lazy: only online files need it
+
+        retry = options_from(settings(), inputs.lock_timeout, None, None, None).retry
+        timeouts = ([timeouts[0] + " (files that run as written)"] if len(chosen.plans) < len(plans) else []) + [
+            f"online steps: lock_timeout={retry.lock_timeout_ms}ms each, retried up to {retry.retries} times "
+            "with backoff"]
     plan_text = "\n".join(online.rollback_lines(chosen) + lines + ahead.plan_lines() +
-                          [f"snapshot first: {'yes' if inputs.snapshot else 'no'}",
-                           f"lock_timeout={lock_timeout} statement_timeout={statement_timeout}"])
+                          [f"snapshot first: {'yes' if inputs.snapshot else 'no'}"] + timeouts)
     if own_command:
         ctx.confirm(f"Apply {len(plans)} migration(s) to {ctx.target.display_url}?", plan=plan_text)
 
@@ -308,7 +315,14 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
             append_log(project, log_entries)
     expanded = [p.migration.filename for p in plans if p.migration.version in chosen.plans
                 and any(step.kind in ("swap", "version") for step in chosen.plans[p.migration.version].steps)]
-    return _apply_result(ctx, plans, outcomes, snapshot_name, notes, findings, online=set(chosen.plans),
+    shown = []  # a finding about a statement that ran in its online form is no longer an error here
+    for f in findings:
+        if f.severity != "info" and chosen.covers(f):
+            f = f.model_copy()
+            f.severity = "info"
+            f.message += " (ran in its online form: not under this lock)"
+        shown.append(f)
+    return _apply_result(ctx, plans, outcomes, snapshot_name, notes, shown, online=set(chosen.plans),
                          ahead=ahead, expanded=expanded)
 
 
