@@ -159,7 +159,10 @@ def _balanced_widths(widths: list[int], rows: list[list[str]], room: int) -> lis
     if len(wrapped) < 2:
         return alloc
     sizes = [[cell_len(row[i + 1]) if i + 1 < len(row) else 0 for i in range(len(rest))] for row in rows]
-    low = {i: max(4, alloc[i] - 16) for i in wrapped}
+    # a column gives up characters only down to the longest word it keeps whole: narrowing it must not cut one
+    whole = {i: max((n for row in rows if i + 1 < len(row) for n in map(cell_len, row[i + 1].split())
+                     if n <= alloc[i]), default=1) for i in wrapped}
+    low = {i: max(4, alloc[i] - 16, whole[i]) for i in wrapped}
     # rows where a move can change anything: some wrapped column's cell is wider than that column can get
     live = [r for r, row in enumerate(rows) if any(sizes[r][i] > low[i] or "\n" in row[i + 1] for i in wrapped
                                                    if i + 1 < len(row))]
