@@ -111,6 +111,8 @@ def test_long_next_steps_are_whole_lines(monkeypatch):
     lines = [line.strip() for line in text.split("Next:")[1].splitlines() if line.strip()]
     assert lines[0].startswith("*explain 'select") and lines[-1] == "*hotpaths"  # each step starts its own line
     assert " ".join(lines[:-1]) == step  # wrapped at spaces, never cut
+    raw = text.split("Next:")[1].splitlines()[1:]
+    assert all(line.startswith("  ") for line in raw if line.strip()), raw  # under its own text, not at the edge
 
 
 def test_piped_output_is_not_cut_at_80(migrations_project, run_sage, monkeypatch):

@@ -363,8 +363,8 @@ def render_text(result: OpResult, console=None) -> None:
             console.print(Text(line, style="dim"))
         else:  # one whole command line per line: each can be copied as it is
             console.print(Text("Next:", style="dim"))
-            for step in result.next_steps:
-                console.print(Text(f"  {step}", style="dim"), overflow="fold")
+            for step in result.next_steps:  # a step longer than the line wraps under its own text
+                _hanging(console, "  ", step, "dim")
 
 
 def render_markdown(result: OpResult) -> str:
