@@ -77,6 +77,11 @@ def test_successes_and_failures_share_the_schema(run_sage, project, db_url):
                              "postgresql://sage:hunter2@127.0.0.1:1/nope")
     assert code == 1 and problems(bad_url) == [] and "hunter2" not in json.dumps(bad_url)
 
+    # *env-check reports a failed connection in its result (not as an exception): `error` still says why
+    code, check = run_json(run_sage, project, "*env-check", "--db-url", "postgresql://sage:hunter2@127.0.0.1:1/nope")
+    assert code == 1 and check["status"] == "failed" and problems(check) == []
+    assert check["error"] and "refused" in check["error"] and "hunter2" not in json.dumps(check)
+
 
 def test_a_failure_hint_is_a_next_step_not_part_of_the_error(run_sage, project, db_url):
     (project / "supabase").mkdir(exist_ok=True)

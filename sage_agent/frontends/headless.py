@@ -141,6 +141,8 @@ def _json_doc(outcome: Outcome) -> dict:
                        next_steps=[hint.strip()] if hint.strip() else []).model_dump(mode="json")
     if hint.strip() and hint.strip() not in doc["next_steps"]:
         doc["next_steps"] = [*doc["next_steps"], hint.strip()]
+    if not error and doc["status"] == "failed":  # an operation that reported its failure in its result
+        error = next((f["message"] for f in doc["findings"] if f["severity"] == "error"), doc["summary"])
     doc["error"] = error or None
     doc["exit_code"] = outcome.exit_code
     return doc
