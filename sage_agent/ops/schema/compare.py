@@ -176,12 +176,13 @@ _CREATE_PUBLIC = re.compile(r'^CREATE SCHEMA "?public"?;', re.M)
 def _without_create_public(path: Path, tmp: Path) -> Path:
     """A dump taken with `-n public` re-creates the public schema, which every database already has: load a
     copy without that one statement (the dump's own GRANT/REVOKE lines on it still apply)."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:  # the dump's bytes, whatever its encoding
         text = fh.read()
     if not _CREATE_PUBLIC.search(text):
         return path
     out = tmp / path.name
-    out.write_text(_CREATE_PUBLIC.sub("-- (public exists already) CREATE SCHEMA public;", text), encoding="utf-8")
+    out.write_text(_CREATE_PUBLIC.sub("-- (public exists already) CREATE SCHEMA public;", text), encoding="utf-8",
+                   errors="surrogateescape")
     return out
 
 
@@ -238,19 +239,33 @@ def dump_for_proof(url: str, out: Path, server_major: int | None = None) -> list
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.db.tools import PgToolError, run_pg_tool
 
-    args = ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions", "-f", str(out)]
+    # in UTF-8 whatever the database's encoding: a LATIN1 dump read as UTF-8 turned every accented letter into
+    # the same replacement character, and two dumps that differ in one accent compared equal. SQL_ASCII holds
+    # bytes the server will not convert: its dump keeps them (read back losslessly, DUMP_ERRORS).
+    encoding = [] if _sql_ascii(url) else ["--encoding=UTF8"]
+    args = ["--schema-only", "--no-owner", "--no-publications", "--no-subscriptions", *encoding, "-f", str(out)]
     for pattern in MANAGED_SCHEMAS:
         args += ["-N", pattern]
     try:
         run_pg_tool("pg_dump", url, args, server_major=server_major or _server_major(url))
-        return storage_policies.statements(_storage_policy_entries(url, server_major))
+        return storage_policies.statements(_storage_policy_entries(url, server_major, encoding))
     except PgToolError as exc:
         raise OpError(f"pg_dump of a schema for the proof failed: {exc}", "check pg_dump with *env-check") from None
 
 
+def _sql_ascii(url: str) -> bool:
+    """The database stores bytes without an encoding (its text comes back to psycopg as bytes)."""
+    # lazy: psycopg loads on the first database call
+    from sage_agent.db.connect import connect
+
+    with connect(url) as conn:
+        return bool(conn.execute("select pg_encoding_to_char(encoding) = 'SQL_ASCII' from pg_database "
+                                 "where datname = current_database()").fetchone()[0])
+
+
 def read_normalized(out: Path, policies: list[str]) -> list[str]:
     """normalized_dump's statements from a dump file written by dump_for_proof."""
-    with open(out, encoding="utf-8", errors="replace", newline="") as fh:
+    with open(out, encoding="utf-8", errors=DUMP_ERRORS, newline="") as fh:
         statements = split_statements(ln for raw in fh for ln in raw.splitlines())
     return sorted(statements + [s.strip() for s in policies if s.strip()])
 
@@ -292,8 +307,20 @@ def iter_statements(lines) -> Iterator[str]:
         yield done
 
 
+# How dump text is read back for the proof: losslessly. An SQL_ASCII database's dump (no conversion to UTF-8
+# happens) can hold any byte; each byte that is not UTF-8 becomes its own surrogate, so different bytes stay
+# different statements, and the digest hashes the dump's own bytes.
+DUMP_ERRORS = "surrogateescape"
+
+
 def _digest(statement: str) -> bytes:
-    return hashlib.blake2b(statement.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return hashlib.blake2b(statement.encode("utf-8", DUMP_ERRORS), digest_size=16).digest()
+
+
+def shown(statement: str) -> str:
+    """A statement of a dump as text that can be printed and put in JSON: a byte that is not UTF-8 (kept as a
+    surrogate for comparing) shown as the replacement character."""
+    return statement.encode("utf-8", DUMP_ERRORS).decode("utf-8", "replace")
 
 
 @dataclass
@@ -313,7 +340,7 @@ class DumpDigest:
         return digest
 
     def _statements(self) -> Iterator[str]:
-        with open(self.path, encoding="utf-8", errors="replace", newline="") as fh:
+        with open(self.path, encoding="utf-8", errors=DUMP_ERRORS, newline="") as fh:
             yield from iter_statements(ln for raw in fh for ln in raw.splitlines())
         yield from self.policies
 
@@ -333,7 +360,8 @@ class DumpDigest:
 def digest_difference(result: DumpDigest, target: DumpDigest) -> tuple[list[str], list[str]]:
     """dump_difference of two digested dumps: (statements the target has and the result lacks, statements only
     the result has), as multisets, the texts read back from the dump files."""
-    return target.texts(target.counts - result.counts), result.texts(result.counts - target.counts)
+    return ([shown(s) for s in target.texts(target.counts - result.counts)],
+            [shown(s) for s in result.texts(result.counts - target.counts)])
 
 
 _END = re.compile(r"END\b")
@@ -353,7 +381,7 @@ def _storage_policy_entries(url: str, server_major: int | None = None, extra_arg
 def dump_difference(result: list[str], target: list[str]) -> tuple[list[str], list[str]]:
     """(statements the target has and the result lacks, statements only the result has), as multisets."""
     r, t = Counter(result), Counter(target)
-    return sorted((t - r).elements()), sorted((r - t).elements())
+    return [shown(s) for s in sorted((t - r).elements())], [shown(s) for s in sorted((r - t).elements())]
 
 
 SYNC_FUNCTIONS = """

@@ -41,18 +41,25 @@ def inventory(lines: Iterable[str], *, with_data: bool = False) -> dict[ObjectKe
 
 
 def inventory_file(path: Path, *, with_data: bool = False) -> dict[ObjectKey, str]:
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    # losslessly (a LATIN1 or SQL_ASCII dump is not UTF-8): with replacement, two definitions that differ only in
+    # one accented letter read the same and the change went unseen
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
         return inventory(fh, with_data=with_data)
 
 
 def describe(key: ObjectKey) -> str:
-    kind, schema, name = key
+    kind, schema, name = (_shown(part) for part in key)
     where = f"{schema}." if schema and schema != "-" else ""
     if kind in ("ACL", "COMMENT") and " " in name:  # e.g. name 'TABLE "orders"'
         what, _, obj = name.partition(" ")
         label = "grants on" if kind == "ACL" else "comment on"
         return f"{label} {what.lower()} {where}{obj.strip(chr(34))}"
     return f"{kind.lower()} {where}{name}"
+
+
+def _shown(text: str) -> str:
+    """Printable: a byte of the dump that is not UTF-8 (kept as a surrogate) as the replacement character."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def compare(before: dict[ObjectKey, str], after: dict[ObjectKey, str]) -> dict[str, list[ObjectKey]]:
