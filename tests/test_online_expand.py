@@ -862,6 +862,10 @@ def test_the_plan_names_the_online_lock_timeout_and_the_result_no_error_for_what
     plan = "\n".join(shown)
     assert "online steps: lock_timeout=1000ms each, retried up to 8 times with backoff" in plan, plan
     assert "lock_timeout=5000ms" not in plan  # no file here runs as written
+    # each step's sentences whole (they were cut at 160 characters, inside a name: "keeps "amount_s...")
+    flat = " ".join(plan.replace("│", " ").split())
+    assert 'the trigger then keeps "amount_sage_old" current)' in flat, flat
+    assert "each CHECK copy takes its name" in flat and 's...' not in flat
     rewrite = next(f for f in outcome.result.findings if f.rule == "changing-column-type")
     assert rewrite.severity == "info" and rewrite.message.endswith("(ran in its online form: not under this lock)")
     assert not [f for f in outcome.result.findings if f.severity == "error"]

@@ -112,9 +112,13 @@ class NoOnlineForm(Exception):
         super().__init__(f"line {line}: {reason}")
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: str, limit: int = 240) -> str:
+    """One line of a step for the plan: long ones cut at a space (never inside a name) and marked."""
     text = " ".join(text.split())
-    return text if len(text) <= 160 else text[:157] + "..."
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit - 4)
+    return text[:cut if cut > limit // 2 else limit - 4] + " ..."
 
 
 def deparse(node: Any) -> str:
