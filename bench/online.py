@@ -259,6 +259,11 @@ def main() -> int:
                 db.execute(SALES_VIEW)
             before = checksum(db, rows)
 
+        def news(text: str) -> None:
+            """sage's lines that name a lock holder (a step retried): printed, to see who held up a step."""
+            if "pid " in text:
+                print(f"  sage: {text}", flush=True)
+
         def run(label: str, mode: str | None, sql: str | None, undo: str | None, table: str = "orders") -> dict:
             parent, child = mp.Pipe(duplex=False)
             stop, deploy = mp.Event(), mp.Event()
@@ -278,7 +283,7 @@ def main() -> int:
                 (folder / f"{VERSION}_bench.sql").write_text(sql + "\n", encoding="utf-8")
                 words = ("UNSAFE",) if mode == "plain" else ()
                 session = Session(project=project, target=Target("local", url, "bench"),
-                                  answers=FlagAnswers(yes=True, confirm_words=words))
+                                  answers=FlagAnswers(yes=True, confirm_words=words), message_sink=news)
                 flags = {"plain": "", "online": " --online", "versioned": " --online --versioned"}[mode]
                 outcome = session.run_line("*apply --snapshot=no" + flags)
                 if outcome.exit_code != 0:
@@ -292,7 +297,8 @@ def main() -> int:
                         time.sleep(1.0)
                     completing = time.perf_counter()
                     done = Session(project=project, target=Target("local", url, "bench"),
-                                   answers=FlagAnswers(confirm_words=("COMPLETE",))).run_line("*apply --complete")
+                                   answers=FlagAnswers(confirm_words=("COMPLETE",)), message_sink=news
+                                   ).run_line("*apply --complete")
                     took = time.perf_counter() - completing
                     status = (f"ran (apply {applied:.1f} s + {'deploy 2 s + ' if mode == 'versioned' else ''}complete "
                               f"{took:.2f} s)") if done.exit_code == 0 else \
