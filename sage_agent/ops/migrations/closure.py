@@ -204,6 +204,23 @@ select 'proc', p.oid from pg_proc p join n on n.oid = p.pronamespace
  where (n.nspname, p.proname) in (select s, r from unnest(%(ps)s::text[], %(pr)s::text[]) q(s, r))
     or p.proname = any(%(pu)s::text[])
 """
+
+
+def _owner_relation(alias: str, relation: str) -> str:
+    """SQL: the relation the object `alias`.(classid, objid) is a part of (a constraint's, trigger's, policy's,
+    default's, rule's or statistics' table; a row type's relation); `relation` says what a pg_class row gives."""
+    return f"""case {alias}.classid
+    when 'pg_class'::regclass then {relation}
+    when 'pg_constraint'::regclass then (select nullif(conrelid, 0) from pg_constraint where oid = {alias}.objid)
+    when 'pg_trigger'::regclass then (select tgrelid from pg_trigger where oid = {alias}.objid)
+    when 'pg_policy'::regclass then (select polrelid from pg_policy where oid = {alias}.objid)
+    when 'pg_attrdef'::regclass then (select adrelid from pg_attrdef where oid = {alias}.objid)
+    when 'pg_rewrite'::regclass then (select ev_class from pg_rewrite where oid = {alias}.objid)
+    when 'pg_statistic_ext'::regclass then (select stxrelid from pg_statistic_ext where oid = {alias}.objid)
+    when 'pg_type'::regclass then (select nullif(typrelid, 0) from pg_type where oid = {alias}.objid)
+  end"""
+
+
 # Everything that depends on the roots, transitively (a view's rule leads on to the view itself), and the
 # relation each belongs to. Relations only in the dumped schemas (the rest is not in the dump).
 _DOWN = """
@@ -218,17 +235,7 @@ with recursive down(classid, objid) as (
     select 'pg_class'::regclass::oid, r.ev_class from pg_rewrite r
     where down.classid = 'pg_rewrite'::regclass::oid and r.oid = down.objid) x
 )
-select d.classid, d.objid,
-       case d.classid
-         when 'pg_class'::regclass then d.objid
-         when 'pg_constraint'::regclass then (select nullif(conrelid, 0) from pg_constraint where oid = d.objid)
-         when 'pg_trigger'::regclass then (select tgrelid from pg_trigger where oid = d.objid)
-         when 'pg_policy'::regclass then (select polrelid from pg_policy where oid = d.objid)
-         when 'pg_attrdef'::regclass then (select adrelid from pg_attrdef where oid = d.objid)
-         when 'pg_rewrite'::regclass then (select ev_class from pg_rewrite where oid = d.objid)
-         when 'pg_statistic_ext'::regclass then (select stxrelid from pg_statistic_ext where oid = d.objid)
-         when 'pg_type'::regclass then (select nullif(typrelid, 0) from pg_type where oid = d.objid)
-       end
+select d.classid, d.objid, """ + _owner_relation("d", "d.objid") + """
 from down d
 """
 # What the schema-wide smoke checks read beyond the file's reach: the first views by name, and the tables with
@@ -313,18 +320,10 @@ def compute(conn, names: Names, schemas: list[str], history: bool, total: int) -
 # --- the two dumps: `pg_dump -t` of the closure's relations and what they need, and the rest without relations ----
 # The owner relation of an object (a part of a relation: itself, its table for an index), only relations pg_dump -t
 # dumps (tables, partitioned tables, views, materialized views, sequences, foreign tables) in the user schemas.
+_INDEX_TABLE = "coalesce((select indrelid from pg_index where indexrelid = o.objid), o.objid)"  # an index: its table
 _OWNER = """
 select distinct {cols} from (
-  select case o.classid
-    when 'pg_class'::regclass then coalesce((select indrelid from pg_index where indexrelid = o.objid), o.objid)
-    when 'pg_constraint'::regclass then (select nullif(conrelid, 0) from pg_constraint where oid = o.objid)
-    when 'pg_trigger'::regclass then (select tgrelid from pg_trigger where oid = o.objid)
-    when 'pg_policy'::regclass then (select polrelid from pg_policy where oid = o.objid)
-    when 'pg_attrdef'::regclass then (select adrelid from pg_attrdef where oid = o.objid)
-    when 'pg_rewrite'::regclass then (select ev_class from pg_rewrite where oid = o.objid)
-    when 'pg_statistic_ext'::regclass then (select stxrelid from pg_statistic_ext where oid = o.objid)
-    when 'pg_type'::regclass then (select nullif(typrelid, 0) from pg_type where oid = o.objid)
-  end as rel, o.* from up o) x
+  select """ + _owner_relation("o", _INDEX_TABLE) + """ as rel, o.* from up o) x
 cross join lateral (select oid, relname, relnamespace from pg_class  -- (offset 0: an index look-up each, not a
                     where oid = x.rel and relkind in ('r', 'p', 'v', 'm', 'S', 'f') offset 0) r  -- scan of pg_class)
 join pg_namespace n on n.oid = r.relnamespace

@@ -838,18 +838,27 @@ def _move_identity(info: dict, source: str, dest: str, options: dict) -> list[st
             f"ALTER SEQUENCE {tmp} RENAME TO {ident(idn['name'])}"]
 
 
-def copy_sequence_meta(source: str, dest: str) -> str:
-    """Give sequence `dest` the privileges and comment of `source` (a new identity sequence gets the default
-    privileges instead): every privilege `dest` has revoked, every one of `source` granted, the comment copied."""
+def privileges_body(source: str, dest: str, kind: str) -> str:
+    """PL/pgSQL statements that give relation `dest` exactly the privileges of `source` (`kind`: TABLE or
+    SEQUENCE): every privilege `dest` has revoked (the defaults it was made with included), then every grant of
+    `source` (grant option kept). Shared by the identity sequence swap and the version schema's views."""
     src, dst = sql.Literal(source).as_string(None), sql.Literal(dest).as_string(None)
     role = "CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(g.grantee)) END"
-    acl = "FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('s', c.relowner))) a WHERE c.oid = {}::regclass"
-    return ("DO $sage$ DECLARE g record; BEGIN "
-            f"FOR g IN SELECT a.privilege_type AS p, a.grantee {acl.format(dst)} LOOP "
-            f"EXECUTE format('REVOKE %s ON SEQUENCE %s FROM %s', g.p, {dst}::regclass, {role}); END LOOP; "
+    default = {"TABLE": "r", "SEQUENCE": "s"}[kind]
+    acl = ("FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('" + default + "', c.relowner))) a "
+           "WHERE c.oid = {}::regclass")
+    return (f"FOR g IN SELECT a.privilege_type AS p, a.grantee {acl.format(dst)} LOOP "
+            f"EXECUTE format('REVOKE %s ON {kind} %s FROM %s', g.p, {dst}::regclass, {role}); END LOOP; "
             f"FOR g IN SELECT a.privilege_type AS p, a.grantee, a.is_grantable {acl.format(src)} LOOP "
-            f"EXECUTE format('GRANT %s ON SEQUENCE %s TO %s%s', g.p, {dst}::regclass, {role}, "
-            "CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END); END LOOP; "
+            f"EXECUTE format('GRANT %s ON {kind} %s TO %s%s', g.p, {dst}::regclass, {role}, "
+            "CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END); END LOOP; ")
+
+
+def copy_sequence_meta(source: str, dest: str) -> str:
+    """Give sequence `dest` the privileges and comment of `source` (a new identity sequence gets the default
+    privileges instead)."""
+    src, dst = sql.Literal(source).as_string(None), sql.Literal(dest).as_string(None)
+    return ("DO $sage$ DECLARE g record; BEGIN " + privileges_body(source, dest, "SEQUENCE") +
             f"EXECUTE format('COMMENT ON SEQUENCE %s IS %L', {dst}::regclass, obj_description({src}::regclass, "
             "'pg_class')); END $sage$")
 

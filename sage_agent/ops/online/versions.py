@@ -26,7 +26,7 @@ import re
 
 from psycopg import sql
 
-from sage_agent.ops.online.expand import ident
+from sage_agent.ops.online.expand import ident, privileges_body
 
 DIRECTIVE = re.compile(r"^\s*--\s*sage:online\s+versioned\b", re.M | re.I)
 KEY = "@version"  # the state row's record of the version schema (state.names)
@@ -90,17 +90,8 @@ def function_sql(info: dict, schemas: list[str]) -> str:
 
 
 def _grants(source: str, dest: str) -> str:
-    """Give view `dest` exactly the privileges of table `source`: the ones it got by default revoked first, then
-    every grant of `source` (grant option kept)."""
-    src, dst = sql.Literal(source).as_string(None), sql.Literal(dest).as_string(None)
-    role = "CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(g.grantee)) END"
-    acl = "FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a WHERE c.oid = {}::regclass"
-    return ("DO $sage$ DECLARE g record; BEGIN "
-            f"FOR g IN SELECT a.privilege_type AS p, a.grantee {acl.format(dst)} LOOP "
-            f"EXECUTE format('REVOKE %s ON TABLE %s FROM %s', g.p, {dst}::regclass, {role}); END LOOP; "
-            f"FOR g IN SELECT a.privilege_type AS p, a.grantee, a.is_grantable {acl.format(src)} LOOP "
-            f"EXECUTE format('GRANT %s ON TABLE %s TO %s%s', g.p, {dst}::regclass, {role}, "
-            "CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END); END LOOP; END $sage$")
+    """Give view `dest` exactly the privileges of table `source`."""
+    return "DO $sage$ DECLARE g record; BEGIN " + privileges_body(source, dest, "TABLE") + "END $sage$"
 
 
 def _usage(base: str, schema: str) -> str:
