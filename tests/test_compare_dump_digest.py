@@ -142,28 +142,36 @@ def _encoded_database(admin_url: str, name: str, encoding: str, ddl: str) -> str
     return url
 
 
-def test_dumps_of_a_latin1_database_that_differ_in_one_accent_are_not_equal(pg_server, tmp_path):
-    """Two LATIN1 databases whose schemas differ only in é / è (a column default and a comment): the proof's
-    normalized dumps differ and name both statements, readable, by text and by digest. Decoded as UTF-8 with
-    replacement, both bytes became the same character and the proof called the dumps equal."""
+def _two_encoded_dumps(server_url: str, tmp_path, encoding: str, ddl: str, values: dict) -> tuple:
+    """Two databases of `encoding` made from `ddl` formatted with each of `values` ({name: value}): their normalized
+    dumps and the proof's digest difference (only_b, only_a); the databases are dropped again."""
     from sage_agent.db.shadow import drop_database
     from sage_agent.ops.schema.compare import dump_for_proof
 
-    ddl = ("create table public.menu (id int primary key, dish text default '{0}'); "
-           "comment on table public.menu is 'plat du jour: {0}'")
     urls = {}
     try:
-        for name, word in (("latin_a", "café"), ("latin_b", "cafè")):
-            urls[name] = _encoded_database(pg_server.url(), name, "LATIN1", ddl.format(word))
-        dump_a, dump_b = normalized_dump(urls["latin_a"]), normalized_dump(urls["latin_b"])
+        for name, value in values.items():
+            urls[name] = _encoded_database(server_url, name, encoding, ddl.format(value))
+        dump_a, dump_b = (normalized_dump(url) for url in urls.values())
         digests = []
         for name, url in urls.items():
             out = tmp_path / f"{name}.sql"
             digests.append(DumpDigest.of(out, dump_for_proof(url, out)))
         only_b, only_a = digest_difference(*digests)
     finally:
-        for name in ("latin_a", "latin_b"):
-            drop_database(pg_server.url(), name)
+        for name in values:
+            drop_database(server_url, name)
+    return dump_a, dump_b, only_b, only_a
+
+
+def test_dumps_of_a_latin1_database_that_differ_in_one_accent_are_not_equal(pg_server, tmp_path):
+    """Two LATIN1 databases whose schemas differ only in é / è (a column default and a comment): the proof's
+    normalized dumps differ and name both statements, readable, by text and by digest. Decoded as UTF-8 with
+    replacement, both bytes became the same character and the proof called the dumps equal."""
+    ddl = ("create table public.menu (id int primary key, dish text default '{0}'); "
+           "comment on table public.menu is 'plat du jour: {0}'")
+    dump_a, dump_b, only_b, only_a = _two_encoded_dumps(pg_server.url(), tmp_path, "LATIN1", ddl,
+                                                        {"latin_a": "café", "latin_b": "cafè"})
     assert dump_a != dump_b
     assert dump_difference(dump_a, dump_b) == (only_b, only_a)
     assert [s for s in only_a if "COMMENT" in s] == ["COMMENT ON TABLE public.menu IS 'plat du jour: café'"]
@@ -174,24 +182,10 @@ def test_dumps_of_a_latin1_database_that_differ_in_one_accent_are_not_equal(pg_s
 def test_dumps_of_an_sql_ascii_database_keep_their_bytes(pg_server, tmp_path):
     """SQL_ASCII stores bytes unconverted: two dumps that differ only in one non-UTF-8 byte (0xe9 vs 0xe8 in a
     comment) differ by digest and by text; the statements shown replace the byte they cannot decode."""
-    from sage_agent.db.shadow import drop_database
-    from sage_agent.ops.schema.compare import dump_for_proof
-
     ddl = ("create table public.menu (id int primary key); "
            "do $$ begin execute 'comment on table public.menu is ' || quote_literal('caf' || chr({0})); end $$")
-    urls = {}
-    try:
-        for name, byte in (("ascii_a", 233), ("ascii_b", 232)):
-            urls[name] = _encoded_database(pg_server.url(), name, "SQL_ASCII", ddl.format(byte))
-        dump_a, dump_b = normalized_dump(urls["ascii_a"]), normalized_dump(urls["ascii_b"])
-        digests = []
-        for name, url in urls.items():
-            out = tmp_path / f"{name}.sql"
-            digests.append(DumpDigest.of(out, dump_for_proof(url, out)))
-        only_b, only_a = digest_difference(*digests)
-    finally:
-        for name in ("ascii_a", "ascii_b"):
-            drop_database(pg_server.url(), name)
+    dump_a, dump_b, only_b, only_a = _two_encoded_dumps(pg_server.url(), tmp_path, "SQL_ASCII", ddl,
+                                                        {"ascii_a": 233, "ascii_b": 232})
     assert dump_a != dump_b
     shown = "COMMENT ON TABLE public.menu IS 'caf\ufffd'"
     assert only_a == only_b == [shown]
