@@ -869,3 +869,34 @@ def test_the_plan_names_the_online_lock_timeout_and_the_result_no_error_for_what
     rewrite = next(f for f in outcome.result.findings if f.rule == "changing-column-type")
     assert rewrite.severity == "info" and rewrite.message.endswith("(ran in its online form: not under this lock)")
     assert not [f for f in outcome.result.findings if f.severity == "error"]
+
+
+def test_complete_of_two_files_stopped_in_the_second_says_the_first_is_completed(project, make_session, db_url, db,
+                                                                                  monkeypatch):
+    """--complete contracts each file in its own transaction: the second file's stopped by a session holding its
+    table, the first's already committed. The failure says which is done and which stays (not "nothing was
+    changed"); *apply --complete again finishes the second."""
+    db.execute(SEED + "create table public.extra (id bigint primary key, n int);\n"
+               "insert into public.extra select g, g from generate_series(1, 100) g;\n")
+    write(project, f"{V1}_change.sql", CHANGE)
+    write(project, "20240102000000_extra.sql", "alter table public.extra alter column n type bigint;\n")
+    assert make_session(db_url, yes=True).run_line("*apply --online --snapshot=no").exit_code == EXIT_OK
+    assert online_rows(db) == [(V1, "expanded"), ("20240102000000", "expanded")]
+    with psycopg.connect(db_url) as holder:
+        holder.execute("lock table public.extra in access share mode")
+        monkeypatch.setenv("SAGE_ONLINE_RETRIES", "0")
+        monkeypatch.setenv("SAGE_ONLINE_LOCK_TIMEOUT_MS", "200")
+        stopped = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
+        holder.rollback()
+    assert stopped.exit_code != EXIT_OK
+    said = failure(stopped)
+    assert "nothing was changed" not in said, said
+    assert said.startswith("*apply --complete stopped in 20240102000000_extra.sql: "), said
+    assert (f". done: {V1}_change.sql completed (old columns dropped); not done: 20240102000000_extra.sql's old "
+            "columns and sync triggers stay\n  next: end that session (or wait for it), then *apply --complete "
+            "again: it goes on with 20240102000000_extra.sql; or *rollback 20240102000000_extra.sql undoes it "
+            "(instant, every row kept)") in said, said
+    assert online_rows(db) == [("20240102000000", "expanded")]
+    done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
+    assert done.exit_code == EXIT_OK, failure(done)
+    assert online_rows(db) == [] and type_of(db, "amount") == "bigint"

@@ -280,8 +280,8 @@ def test_complete_stopped_after_its_swap_is_finished_by_complete_again(project, 
         stopped = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
         assert stopped.exit_code != EXIT_OK
         said = failure(stopped)
-        assert "is swapped (the table's column has the new type, recorded)" in said and "they stay as they were" \
-            in said and "nothing was changed" not in said, said
+        assert 'done: "public"."accounts".id swapped (recorded); not done: the version schema, the old columns and ' \
+            "the sync triggers stay" in said and "nothing was changed" not in said, said
         holder.rollback()
     assert type_of(db, "public.accounts", "id") == "bigint"  # the swap is done and recorded
     assert type_of(db, "public.accounts", "id_sage_old") == "integer"
@@ -377,3 +377,44 @@ def test_a_versioned_apply_stopped_at_its_last_step_continues_versioned_without_
     assert again.exit_code == EXIT_OK, failure(again)
     assert type_of(db, "public.accounts", "id") == "integer" and type_of(db, f"{VS}.accounts", "id") == "bigint"
     assert history(db) == [V1] and online_rows(db) == [(V1, "expanded")]
+
+
+def test_complete_stopped_in_a_later_swap_says_which_swaps_are_done_and_how_to_go_on(project, make_session, db_url,
+                                                                                      db, run_sage):
+    """--complete of a versioned file swaps each column in its own transaction: a session holding the third table
+    stops the third swap after the first two committed. The failure says so (never "nothing was changed"), in text
+    and --json, with both ways on; *rollback FILE, the one it names, swaps the two back and ends in the pre-file dump."""
+    import json
+
+    from sage_agent.ops.schema.compare import normalized_dump
+
+    seed = SEED + """
+        create table public.ledger (id int primary key, amount int, memo text);
+        insert into public.ledger select g, g * 10, 'm' from generate_series(1, 500) g;
+    """
+    db.execute(seed)
+    before = normalized_dump(db_url)
+    write(project, f"{V1}_change.sql", TWO_TABLES)
+    assert make_session(db_url, yes=True).run_line("*apply --snapshot=no").exit_code == EXIT_OK
+    with psycopg.connect(db_url) as holder:
+        holder.execute("lock table public.ledger in access share mode")
+        stopped = run_sage("run", "*apply --complete", "--confirm", "COMPLETE", "--json", "--db-url", db_url,
+                           cwd=project, env={"SAGE_ONLINE_RETRIES": "0", "SAGE_ONLINE_LOCK_TIMEOUT_MS": "200"})
+        holder.rollback()
+    assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+    doc = json.loads(stopped.stdout)
+    said = doc["error"]
+    assert "nothing was changed" not in said, said
+    assert f"*apply --complete stopped in {V1}_change.sql" in said, said
+    assert 'done: "public"."accounts".id, "public"."accounts".balance swapped (recorded)' in said, said
+    assert 'not done: "public"."ledger".amount not swapped; the version schema, the old columns and the sync triggers ' \
+           "stay" in said, said
+    assert doc["next_steps"] == [f"end that session (or wait for it), then *apply --complete again: it goes on "
+                                 f'from "public"."ledger".amount without swapping twice; or *rollback {V1}_change.sql '
+                                 "swaps the done ones back (every row kept)"], doc["next_steps"]
+    assert [type_of(db, "public.accounts", c) for c in ("id", "balance")] == ["bigint", "bigint"]
+    assert type_of(db, "public.ledger", "amount") == "integer" and online_rows(db) == [(V1, "expanded")]
+    undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
+    assert undone.exit_code == EXIT_OK, failure(undone)
+    assert normalized_dump(db_url) == before and online_rows(db) == [] and history(db) == []
+    assert db.execute("select count(*) from public.ledger").fetchone()[0] == 500

@@ -28,6 +28,8 @@ from sage_agent.ops.online.locks import LockGaveUp, with_lock_retries
 from sage_agent.ops.result import OpError, OpResult, Table
 
 EXPAND_KINDS = {"expand", "backfill", "expand_index", "expand_check", "swap", "version"}
+NOTHING = "nothing was changed"  # what a failed single transaction of _run_tx says: true of that transaction only
+LOCK_HINT = "end that session (or wait for it)"
 
 
 def find(conn, name: str) -> st.OnlineState | None:
@@ -63,11 +65,10 @@ def _run_tx(ctx, conn, statements, after, what: str, table: str | None, long: bo
     try:
         with_lock_retries(conn, run, opts.retry, table=table, what=what, say=ctx.say)
     except LockGaveUp as exc:
-        raise OpError(f"{exc}; nothing was changed", f"end that session (or wait for it), then {what} again",
-                      exit_code=1) from None
+        raise OpError(f"{exc}; {NOTHING}", f"{LOCK_HINT}, then {what} again", exit_code=1) from None
     except ex.CannotCarry as exc:
         raise OpError(f"{what}: a view over the changed column cannot be dropped and made again in one short "
-                      f"transaction: {exc}; nothing was changed", f"drop or change that, then {what} again",
+                      f"transaction: {exc}; {NOTHING}", f"drop or change that, then {what} again",
                       exit_code=1) from None
 
 
@@ -127,8 +128,7 @@ def _validations_or_say(ctx, conn, state: st.OnlineState) -> list[str]:
     try:
         return finish_rollback(ctx, conn, state)
     except (psycopg.Error, OpError) as exc:
-        cause = exc.message.removesuffix("; nothing was changed") if isinstance(exc, OpError) else \
-            str(exc).splitlines()[0]
+        cause = _cause(exc)
         left = len(state.current.get("validate", []))
         raise OpError(f"{_filename(state)} is swapped back (pending again, every row kept), but {left} foreign key(s) "
                       f"it put back NOT VALID are not validated yet: {cause}",
@@ -227,21 +227,66 @@ def _contract_plan(state: st.OnlineState) -> list[str]:
         [s for info in ex.infos(state) for s in ex.contract_sql(info)]
 
 
-def _swap_versioned(ctx, conn, state: st.OnlineState) -> None:
-    """The swaps of a versioned file (each recorded in the state row in its own transaction, so a kill is resumed by
-    --complete again), then the validations of the foreign keys they re-created NOT VALID."""
-    filename = _filename(state)
-    for key in sorted(k for k in state.names if k.startswith("@x") and isinstance(state.names[k], dict)):
-        info = state.names[key]
-        if not info.get("swapped"):
-            def run(conn, key=key, info=info) -> None:
-                state.names[key] = {**ex.run_swap(conn, info, ex.swap_sql, info["column"]), "swapped": True}
+def _cause(exc: Exception) -> str:
+    """The first line of what stopped a step, without _run_tx's claim about its own transaction."""
+    return exc.message.removesuffix(f"; {NOTHING}") if isinstance(exc, OpError) else str(exc).splitlines()[0]
 
-            _run_tx(ctx, conn, run, lambda: st.save(conn, state), f"*apply --complete {filename} (the swap)",
-                    info["table"])
+
+def _swap_versioned(ctx, conn, state: st.OnlineState, progress: dict) -> None:
+    """The swaps of a versioned file (each recorded in the state row in its own transaction, so a kill is resumed by
+    --complete again), then the validations of the foreign keys they re-created NOT VALID. `progress["at"]` names
+    the column under way; state.names takes a swap only once its transaction has committed."""
+    filename = _filename(state)
+    for key in ex.info_keys(state):
+        info = state.names[key]
+        progress["at"] = info
+        if not info.get("swapped"):
+            made: dict = {}
+
+            def run(conn, info=info) -> None:
+                made.update(ex.run_swap(conn, info, ex.swap_sql, info["column"]), swapped=True)
+
+            def record(key=key) -> None:
+                st.save(conn, st.OnlineState(**{**vars(state), "names": {**state.names, key: made}}))
+
+            _run_tx(ctx, conn, run, record, f"*apply --complete {filename} (the swap)", info["table"])
+            state.names[key] = made
         for text in ex.validate_sql(state.names[key]):
+            progress["validating"] = True
             _run_tx(ctx, conn, [text], lambda: None, f"*apply --complete {filename} (validating a foreign key)",
                     info["table"], long=True)
+        progress.pop("validating", None)
+    progress["at"] = None
+
+
+def _stopped(exc: Exception, state: st.OnlineState, progress: dict, completed: list[str], later: list[str]) -> OpError:
+    """What a failed --complete changed and what it did not, and the next step: each swap of a versioned file and
+    each file's contract commits on its own, so "nothing was changed" is true only when none of them has."""
+    cause, filename = _cause(exc), _filename(state)
+    col = lambda i: f"{i['table']}.{i['column']}"  # noqa: E731
+    swapped = [col(i) for i in ex.infos(state) if i.get("swapped")] if vs.KEY in state.names else []
+    done = [f"{', '.join(completed)} completed (old columns dropped)"] if completed else []
+    if swapped:
+        done.append(f"{', '.join(swapped)} swapped (recorded)" + (
+            f", but the foreign key(s) {col(progress['at'])}'s swap put back NOT VALID are not validated yet"
+            if progress.get("validating") else ""))
+    first = LOCK_HINT if isinstance(exc, OpError) and (exc.hint or "").startswith(LOCK_HINT) else "fix that"
+    if not done:
+        return OpError(f"*apply --complete stopped in {filename}: {cause}; {NOTHING}",
+                       f"{first}, then *apply --complete again", exit_code=1)
+    left = [f"{col(i)} not swapped" for i in ex.infos(state) if vs.KEY in state.names and not i.get("swapped")]
+    left.append("the version schema, the old columns and the sync triggers stay" if vs.KEY in state.names else
+                f"{filename}'s old columns and sync triggers stay")
+    if later:
+        left.append(f"{', '.join(later)} not started")
+    at = progress.get("at")
+    go_on = f"it goes on from {col(at)} without swapping twice" if at and not progress.get("validating") else \
+        "it goes on without swapping twice" if swapped else f"it goes on with {filename}"
+    back = f"*rollback {filename} swaps the done ones back (every row kept)" if swapped else \
+        f"*rollback {filename} undoes it (instant, every row kept)"
+    return OpError(f"*apply --complete stopped in {filename}: {cause}. done: {'; '.join(done)}; "
+                   f"not done: {'; '.join(left)}", f"{first}, then *apply --complete again: {go_on}; or {back}",
+                   exit_code=1)
 
 
 def complete(ctx, conn, target: str | None) -> OpResult:
@@ -272,26 +317,24 @@ def complete(ctx, conn, target: str | None) -> OpResult:
         f"{', '.join(r[1] + '.' + r[2] for r in rows)} and their sync triggers.{swap} After this, *rollback FILE is "
         "no longer instant.", plan="\n".join(plan))
     # lazy: psycopg loads on the first database call
+    import psycopg
+
     from sage_agent.ops.migrations.locking import migration_lock
 
+    completed: list[str] = []
     with migration_lock(ctx, "*apply --complete"):
-        for state in states:
-            versioned_file = vs.KEY in state.names
-            if versioned_file:  # its swap runs here; once done, a failure below must not say "nothing was changed"
-                _swap_versioned(ctx, conn, state)
-            statements = vs.drop_sql(state.names.get(vs.KEY) or {}) + \
-                [s for info in ex.infos(state) for s in ex.contract_sql(info)]
+        for n, state in enumerate(states):
+            progress: dict = {}
             try:
+                if vs.KEY in state.names:  # its swaps run here, each committed on its own
+                    _swap_versioned(ctx, conn, state, progress)
+                statements = vs.drop_sql(state.names.get(vs.KEY) or {}) + \
+                    [s for info in ex.infos(state) for s in ex.contract_sql(info)]
                 _run_tx(ctx, conn, statements, lambda state=state: st.finish(conn, state.version),
                         f"*apply --complete {_filename(state)}", ex.infos(state)[0]["table"])
-            except OpError as exc:
-                if not versioned_file:
-                    raise
-                cause = exc.message.removesuffix("; nothing was changed")
-                raise OpError(f"{_filename(state)} is swapped (the table's column has the new type, recorded), but "
-                              f"dropping its version schema and old column stopped: {cause}; they stay as they were",
-                              "end that session (or wait for it), then *apply --complete again: it finishes without "
-                              "swapping twice", exit_code=1) from None
+            except (OpError, psycopg.Error) as exc:
+                raise _stopped(exc, state, progress, completed, [_filename(s) for s in states[n + 1:]]) from None
+            completed.append(_filename(state))
     return OpResult(operation="db-apply-migration",
                     summary=f"Completed {len(states)} expanded type change(s): old columns and triggers dropped",
                     facts={"completed": len(states)},

@@ -955,10 +955,15 @@ def contract_sql(info: dict) -> list[str]:
             _alter(info, f"DROP COLUMN {ident(info['old'])}"), f"DROP FUNCTION IF EXISTS {info['func']}()"]
 
 
+def info_keys(state) -> list[str]:
+    """The keys of one file's expand/contract records in its state row, in file order (@x2 before @x10)."""
+    return sorted((k for k, v in state.names.items() if k.startswith("@x") and isinstance(v, dict)),
+                  key=lambda k: int(k[2:]))
+
+
 def infos(state) -> list[dict]:
     """The expand/contract records of one file's state row, in file order."""
-    out = [v for k, v in sorted(state.names.items()) if k.startswith("@x") and isinstance(v, dict)]
-    return out
+    return [state.names[k] for k in info_keys(state)]
 
 
 def dumps(info: dict) -> str:
