@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sage_agent.session.machine import EXIT_CONFIRM, EXIT_FAILED, EXIT_OK
+from sage_agent.session.machine import EXIT_CONFIRM, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from migfiles import write_migration as write
 
 
@@ -254,9 +254,9 @@ def test_binary_missing_file_and_missing_folder(project, make_session, db_url, d
     write(project, "20240101000000_bin.sql", "x")
     (project / "supabase" / "migrations" / "20240101000000_bin.sql").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00")
     outcome = make_session(db_url, yes=True).run_line("*apply --snapshot=no")
-    assert outcome.exit_code == EXIT_FAILED and "binary" in outcome.error
+    assert outcome.exit_code == EXIT_USAGE and "binary" in outcome.error
     outcome = make_session(db_url, yes=True).run_line("*apply no_such_thing --snapshot=no")
-    assert outcome.exit_code == EXIT_FAILED and "no migration file matches 'no_such_thing'" in outcome.error
+    assert outcome.exit_code == EXIT_USAGE and "no migration file matches 'no_such_thing'" in outcome.error
     empty = tmp_path / "empty"
     empty.mkdir()
     outcome = make_session(db_url, yes=True, project_dir=empty).run_line("*apply")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from sage_agent.session.machine import EXIT_FAILED, EXIT_OK
+from sage_agent.session.machine import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from migfiles import write_migration as write
 
 
@@ -80,7 +80,7 @@ def test_dry_run_safe_file_and_failures(project, make_session, db_url, db):
     syntax = make_session(db_url).run_line("*dry-run syntax")
     assert syntax.exit_code == EXIT_FAILED and "20240104000000_syntax.sql:2" in syntax.result.summary
     missing = make_session(db_url).run_line("*dry-run nothing_like_this")
-    assert missing.exit_code == EXIT_FAILED and "no migration file matches" in missing.error
+    assert missing.exit_code == EXIT_USAGE and "no migration file matches" in missing.error
     assert dump(db_url) == before
 
 

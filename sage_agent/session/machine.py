@@ -234,7 +234,10 @@ class Session:
         for notice in ctx.notices:  # e.g. the PostgreSQL major a shadow or the local server runs
             if notice not in result.notes and all(f.message != notice for f in result.findings):
                 result.notes.append(redact(notice))
-        code = EXIT_FAILED if result.status == "failed" else (result.exit_code or EXIT_OK)
+        if result.status == "failed":  # a failed result about bad input (*lint of an unreadable file) stays exit 2
+            code = EXIT_USAGE if result.exit_code == EXIT_USAGE else EXIT_FAILED
+        else:
+            code = result.exit_code or EXIT_OK
         return self._finish(Outcome(code, result=result, task_id=task.id,
                                     exit_requested=bool(result.data.get("exit_requested"))))
 

@@ -101,8 +101,9 @@ def resolve_file(project: Path, name: str) -> Path:
         if cand.is_file():
             return cand.resolve()
         if cand.exists():
-            raise OpError(f"{cand} is not a file", exit_code=2)
-    raise OpError(f"file not found: {name}", f"tried {', '.join(str(p) for p in dict.fromkeys(tried))}", exit_code=2)
+            raise OpError(f"{cand} is not a file", "give the path of a .csv or .csv.gz file", exit_code=2)
+    raise OpError(f"file not found: {name} (tried {', '.join(str(p) for p in dict.fromkeys(tried))})",
+                  "give the path of a .csv or .csv.gz file, relative to the project folder or absolute", exit_code=2)
 
 
 class Source:

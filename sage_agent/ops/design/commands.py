@@ -223,6 +223,9 @@ def model_domain(inputs: ModelDomainInput, ctx) -> OpResult:
             spec = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise OpError(f"{inputs.spec} is not valid YAML: {exc}", "fix the YAML", exit_code=2) from None
+        except UnicodeDecodeError as exc:
+            raise OpError(f"{inputs.spec} is not UTF-8 text (byte {exc.start})", "save the file as UTF-8",
+                          exit_code=2) from None
     elif ctx.interactive and ctx.ask_fn:
         spec = elicit_spec(ctx)
     else:

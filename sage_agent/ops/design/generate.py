@@ -106,6 +106,9 @@ def load_design(path: Path, label: str | None = None) -> SchemaDesign:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise DesignError(f"{label} is not valid YAML: {exc}", "fix the YAML syntax", exit_code=2) from None
+    except UnicodeDecodeError as exc:
+        raise DesignError(f"{label} is not UTF-8 text (byte {exc.start})", "save the file as UTF-8",
+                          exit_code=2) from None
     return parse_design(doc, label)
 
 

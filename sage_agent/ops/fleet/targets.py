@@ -104,8 +104,13 @@ def load_targets(path: Path) -> list[FleetTarget]:
     except FileNotFoundError:
         raise TargetsFileError(f"{where}: no such targets file; write a YAML list of `- name: ...` with `url:` or "
                                "`env:` (see README: Fleets)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TargetsFileError(f"{where}: cannot read the targets file: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise TargetsFileError(f"{where}: the targets file is not UTF-8 text (byte {exc.start}); save it as UTF-8 "
+                               "YAML") from None
+    except IsADirectoryError:
+        raise TargetsFileError(f"{where}: is a folder; give the targets YAML file inside it") from None
+    except OSError as exc:
+        raise TargetsFileError(f"{where}: cannot read the targets file ({exc.strerror}); check its permissions") from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:

@@ -68,7 +68,7 @@ def lint(inputs: LintInput, ctx) -> OpResult:
     summary = (f"{len(run.files)} file(s) linted: {counts['error']} error(s), {counts['warning']} warning(s), "
                f"{counts['info']} info" if run.findings else f"{len(run.files)} file(s) linted: no findings")
     notes += [f"settings from {s}" for s in cfg.sources]
-    return OpResult(operation="db-lint", status=status, summary=summary,
+    return OpResult(operation="db-lint", status=status, summary=summary, exit_code=2 if unreadable else None,
                     facts={"files": len(run.files), **counts, "fail_on": cfg.fail_on or "error"},
                     findings=findings, notes=notes,
                     next_steps=["*dry-run"] if not failing else ["fix the findings, then *lint again"],

@@ -39,7 +39,11 @@ def _local(project: Path):
 
 
 def _file_error(exc) -> OpError:
-    return OpError(f"{exc}", "fix the file and run the command again; nothing was changed", exit_code=1)
+    # lazy: psycopg loads on the first database call
+    from sage_agent.ops.migrations.history import UnreadableMigration
+
+    return OpError(f"{exc}", "fix the file and run the command again; nothing was changed",
+                   exit_code=2 if isinstance(exc, UnreadableMigration) else 1)
 
 
 def _utc_now() -> str:
@@ -141,8 +145,8 @@ def _plan_pending(project: Path, conn, inputs: ApplyInput):
     if inputs.file:
         try:
             target = resolve_migration(project, inputs.file, local)
-        except (LookupError, FileNotFoundError) as exc:
-            raise OpError(str(exc), "*migrations lists the local migration files", exit_code=1) from None
+        except (LookupError, FileNotFoundError) as exc:  # no such file, or not one the history tracks: bad input
+            raise OpError(str(exc), "*migrations lists the local migration files", exit_code=2) from None
         if target in plan.applied:
             return [], warnings, f"{target.filename} is already applied"
     if plan.out_of_order and not inputs.include_all:

@@ -42,10 +42,10 @@ def _resolve_any(project: Path, arg: str):
         return resolve_migration(project, arg, local)
     except LookupError as exc:
         if "is not in supabase/migrations" not in str(exc):
-            raise OpError(str(exc), "*migrations lists the local migration files", exit_code=1) from None
+            raise OpError(str(exc), "*migrations lists the local migration files", exit_code=2) from None
     except FileNotFoundError as exc:
         raise OpError(str(exc), "give a path to a .sql file, or a migration name/version (*migrations lists them)",
-                      exit_code=1) from None
+                      exit_code=2) from None
     path = next(p for p in (Path(arg), project / arg) if p.is_file()).resolve()
     match = MIGRATION_FILE.match(path.name)
     return LocalMigration(match.group(1) if match else "", match.group(2) if match else path.stem, path)
@@ -121,7 +121,7 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     """One file, or (no file) every pending file in order on one shadow, each with its own report section."""
     # lazy: psycopg loads on the first database call
     from sage_agent.ops.migrations.applier import prepare_file
-    from sage_agent.ops.migrations.history import MigrationFileError, read_applied
+    from sage_agent.ops.migrations.history import MigrationFileError, UnreadableMigration, read_applied
     from sage_agent.ops.snapshots.store import schema_exists, user_schemas
 
     project: Path = ctx.project
@@ -140,6 +140,8 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
         try:
             run.plan = prepare_file(run.mig, server.major)
         except MigrationFileError as exc:
+            if isinstance(exc, UnreadableMigration) and not chain:  # the one file given cannot be read: bad input
+                raise OpError(str(exc), "save the file as UTF-8 text and dry-run it again", exit_code=2) from None
             run.error = f"{run.mig.filename}: {exc}"
             run.findings = [Finding(rule="syntax", severity="error", message=exc.message,
                                     location=f"{exc.path}:{exc.line}" if exc.line else exc.path)]

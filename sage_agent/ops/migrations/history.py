@@ -48,6 +48,10 @@ class MigrationFileError(LocatedError):
     """A migration file that cannot be applied as written (binary, empty, unterminated quote...)."""
 
 
+class UnreadableMigration(MigrationFileError):
+    """Binary or not UTF-8: bad input (exit 2), not a migration that fails (exit 1)."""
+
+
 # --- the CLI's statement splitter, ported ---------------------------------------------------------------------
 # Supabase CLI 3.x splits a migration file with a small state machine (quotes, E'' strings with backslash
 # escapes and continuation lines, dollar quotes, nested block comments, parentheses, BEGIN ATOMIC bodies),
@@ -432,13 +436,13 @@ def read_migration_text(path: Path) -> str:
     """The file as text; binary or non-UTF-8 content is a clear error."""
     raw = path.read_bytes()
     if b"\x00" in raw[:65536] or b"\x00" in raw:
-        raise MigrationFileError(path.name, None, "this is a binary file, not SQL (it contains NUL bytes)")
+        raise UnreadableMigration(path.name, None, "this is a binary file, not SQL (it contains NUL bytes)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise MigrationFileError(path.name, line, f"not UTF-8 text (invalid byte 0x{raw[exc.start]:02x}); "
-                                                  "save the file as UTF-8") from None
+        raise UnreadableMigration(path.name, line, f"not UTF-8 text (invalid byte 0x{raw[exc.start]:02x}); "
+                                                   "save the file as UTF-8") from None
     if text.startswith("\ufeff"):
         text = text[1:]
     return text

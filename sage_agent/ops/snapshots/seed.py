@@ -93,6 +93,11 @@ def parse_seed_files(project: Path, paths: list[Path], server_major: int) -> lis
         rel = _rel(project, path)
         raw = path.read_bytes()
         try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise OpError(f"seed file {rel} is not UTF-8 text (byte {exc.start})",
+                          "save the file as UTF-8; nothing was changed", exit_code=2) from None
+        try:
             statements = split_sql(raw, rel)
         except SqlSyntaxError as exc:
             raise OpError(f"seed file has a syntax error at {exc.filename}:{exc.line}:{exc.column}: {exc.message}",
