@@ -679,3 +679,19 @@ def test_replication_reports_an_inactive_slot_then_resolves_it(project, db_url, 
         db.execute("select pg_drop_replication_slot(%s)", (slot,))
     gone = one_round(project, db_url, ["replication"], number=3)
     assert f"slot {slot}" in {c.observation.key for c in gone.of_kind("resolved")}
+
+
+def test_the_report_counts_the_vacuum_findings_the_round_reported(project, db_url, db, capsys, monkeypatch):
+    """A round with new vacuum findings (never analyzed, autovacuum off: none past its threshold) never shows
+    `vacuum 0` in the report's chart."""
+    db.execute("create table public.fresh (id int) with (autovacuum_enabled = off)")
+    db.execute("insert into public.fresh select generate_series(1, 500)")
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "160")
+    code, out, err = sage_watch(capsys, project, "--once", "--checks", "vacuum", "--db-url", db_url)
+    assert "1 new" in out and "new   vacuum: autovacuum is disabled on public.fresh" in out, out
+    code, out, err = sage_watch(capsys, project, "--report", "--db-url", db_url)
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.startswith("│ vacuum"))
+    assert [cell.strip() for cell in row.split("│")[1:4]] == ["vacuum", "1", "1"], out
+    assert "tables with a vacuum finding" in row
