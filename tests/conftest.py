@@ -41,7 +41,8 @@ def pg_server() -> Iterator["EmbeddedServer"]:
     shutil.rmtree(base, ignore_errors=True)
 
 
-def _new_database(admin_url: str) -> tuple[str, str]:
+def new_database(admin_url: str) -> tuple[str, str]:
+    """A fresh database (with the Supabase-compatible baseline) on that server: its name and URL; the caller drops it."""
     from sage_agent.db.shadow import create_database
 
     name = f"t_{secrets.token_hex(5)}"
@@ -53,7 +54,7 @@ def db_url(pg_server) -> Iterator[str]:
     """A fresh database (with the Supabase-compatible baseline) for this test only."""
     from sage_agent.db.shadow import drop_database
 
-    name, url = _new_database(pg_server.url())
+    name, url = new_database(pg_server.url())
     yield url
     drop_database(pg_server.url(), name)
 
@@ -89,7 +90,7 @@ def pg15_server() -> Iterator[str]:
 def pg15_url(pg15_server) -> Iterator[str]:
     from sage_agent.db.shadow import drop_database
 
-    name, url = _new_database(pg15_server)
+    name, url = new_database(pg15_server)
     yield url
     drop_database(pg15_server, name)
 

@@ -10,10 +10,13 @@ import time
 import psycopg
 import pytest
 
-from sage_agent.session.machine import EXIT_FAILED, EXIT_OK
-from migfiles import failure, history, write_migration as write
+from migfiles import failure, history
+from migfiles import write_migration as write
+from onlinekit import V1, plain_dump_of, recording_session
 
-V1, V2 = "20240101000000", "20240102000000"
+from sage_agent.session.machine import EXIT_FAILED, EXIT_OK
+
+V2 = "20240102000000"
 SEED = """
 create table public.users (id bigint primary key, email text);
 create table public.orders (id bigint primary key, user_id bigint, amount int, note text, code text);
@@ -45,42 +48,17 @@ def invalid_indexes(conn) -> list[str]:
     return [r[0] for r in conn.execute("select indexrelid::regclass::text from pg_index where not indisvalid")]
 
 
-@pytest.fixture
-def second_db(pg_server):
-    from sage_agent.db.shadow import create_database, drop_database
-
-    import secrets
-
-    name = f"t_{secrets.token_hex(5)}"
-    url = create_database(pg_server.url(), name)
-    yield url
-    drop_database(pg_server.url(), name)
-
-
 def seed(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(SEED)
 
 
-def test_online_apply_ends_in_the_plain_schema_and_shows_every_step(project, make_session, db_url, db, second_db,
-                                                                    tmp_path):
+def test_online_apply_ends_in_the_plain_schema_and_shows_every_step(project, make_session, db_url, db, pg_server):
     from sage_agent.ops.schema.compare import normalized_dump
 
     seed(db_url)
-    seed(second_db)
     write(project, f"{V1}_online.sql", ONLINE_FILE)
-    plans: list[str] = []
-    from sage_agent.session.answers import FlagAnswers
-
-    class Capture(FlagAnswers):
-        def confirm(self, request):
-            plans.append(request.plan)
-            return True
-
-    from sage_agent.db.env import Target
-    from sage_agent.session.machine import Session
-
-    session = Session(project=project, target=Target("local", db_url, "test"), answers=Capture(yes=True))
+    session, plans = recording_session(project, db_url)
     outcome = session.run_line("*apply --online --snapshot=no")
     assert outcome.exit_code == EXIT_OK, outcome.result.summary if outcome.result else failure(outcome)
     plan = plans[-1]
@@ -103,12 +81,7 @@ def test_online_apply_ends_in_the_plain_schema_and_shows_every_step(project, mak
     assert db.execute("select count(*) from public.orders where token is null or note is null").fetchone()[0] == 0
 
     # the same file applied plainly on a copy: identical schema (the proof DB Sage uses)
-    other = project.parent / "plain"
-    write(other, f"{V1}_online.sql", ONLINE_FILE)
-    plain = make_session(second_db, yes=True, confirm=("UNSAFE",), project_dir=other).run_line(
-        "*apply --snapshot=no")
-    assert plain.exit_code == EXIT_OK, failure(plain)
-    assert normalized_dump(db_url) == normalized_dump(second_db)
+    assert normalized_dump(db_url) == plain_dump_of(project, make_session, pg_server.url(), SEED, ONLINE_FILE)
 
 
 def test_refused_statement_has_no_online_form_and_nothing_runs(project, make_session, db_url, db):
@@ -236,7 +209,7 @@ def test_ctrl_c_stops_a_backfill_at_a_batch_boundary(project, db_url, db, run_sa
     import subprocess
     import sys
 
-    from tests.conftest import sage_env
+    from conftest import sage_env
 
     seed(db_url)
     write(project, f"{V1}_fill.sql", "update public.orders set note = 'x' || id;\n")
@@ -275,27 +248,13 @@ def test_ctrl_c_stops_a_backfill_at_a_batch_boundary(project, db_url, db, run_sa
 @pytest.mark.pg15
 def test_online_apply_on_postgresql_15_ends_in_the_plain_schema(project, make_session, pg15_server, pg15_url):
     """PostgreSQL 15 has no named NOT NULL constraints and an older CONCURRENTLY: the same proof there."""
-    from sage_agent.db.shadow import create_database, drop_database
     from sage_agent.ops.schema.compare import normalized_dump
 
-    import secrets
-
-    name = f"t_{secrets.token_hex(5)}"
-    plain_url = create_database(pg15_server, name)
-    try:
-        seed(pg15_url)
-        seed(plain_url)
-        write(project, f"{V1}_online.sql", ONLINE_FILE)
-        online = make_session(pg15_url, yes=True).run_line("*apply --online --snapshot=no")
-        assert online.exit_code == EXIT_OK, failure(online)
-        other = project.parent / "plain15"
-        write(other, f"{V1}_online.sql", ONLINE_FILE)
-        plain = make_session(plain_url, yes=True, confirm=("UNSAFE",), project_dir=other).run_line(
-            "*apply --snapshot=no")
-        assert plain.exit_code == EXIT_OK, failure(plain)
-        assert normalized_dump(pg15_url, 15) == normalized_dump(plain_url, 15)
-    finally:
-        drop_database(pg15_server, name)
+    seed(pg15_url)
+    write(project, f"{V1}_online.sql", ONLINE_FILE)
+    online = make_session(pg15_url, yes=True).run_line("*apply --online --snapshot=no")
+    assert online.exit_code == EXIT_OK, failure(online)
+    assert normalized_dump(pg15_url, 15) == plain_dump_of(project, make_session, pg15_server, SEED, ONLINE_FILE, 15)
 
 
 @pytest.mark.parametrize("statement, reason", [

@@ -6,125 +6,35 @@ refused before anything runs."""
 from __future__ import annotations
 
 import json
-import random
-import secrets
-import threading
 
 import psycopg
 import pytest
+from migfiles import failure, history
+from migfiles import write_migration as write
+from onlinekit import (
+    SEED,
+    TWO,
+    V1,
+    Background,
+    Writer,
+    apply_and_complete,
+    column_order_free,
+    kept,
+    online_plan,
+    online_rows,
+    plain_dump_of,
+    recording_session,
+    type_of,
+)
 
-from migfiles import failure, history, write_migration as write
 from sage_agent.session.machine import EXIT_FAILED, EXIT_OK
 
-V1 = "20240101000000"
-SEED = """
-create table public.users (id bigint primary key);
-insert into public.users select g from generate_series(1, 50) g;
-create table public.orders (id bigint primary key, user_id int, note text, amount int not null default 7);
-create index orders_amount_idx on public.orders (amount);
-create index orders_big_idx on public.orders (user_id, amount) where amount > 10;
-comment on column public.orders.amount is 'cents';
-insert into public.orders select g, g % 50, 'n' || g, g % 1000 from generate_series(1, 4000) g;
-"""
 CHANGE = "alter table public.orders alter column amount type bigint;\n"
-TWO = ("alter table public.orders alter column user_id type bigint using user_id::bigint * 2;\n"
-       "alter table public.orders alter column amount type bigint;\n")
-
-
-def online_rows(conn) -> list[tuple]:
-    if not conn.execute("select to_regclass('supabase_migrations.sage_online')").fetchone()[0]:
-        return []
-    return conn.execute("select version, status from supabase_migrations.sage_online").fetchall()
-
-
-def type_of(conn, column: str) -> str:
-    return conn.execute("select format_type(atttypid, atttypmod) from pg_attribute where attrelid = "
-                        "'public.orders'::regclass and attname = %s", (column,)).fetchone()[0]
 
 
 def columns(conn) -> list[str]:
     return [r[0] for r in conn.execute("select attname from pg_attribute where attrelid = 'public.orders'::regclass "
                                        "and attnum > 0 and not attisdropped order by attnum")]
-
-
-def column_order_free(dump: list[str]) -> list[str]:
-    """The dump with each CREATE TABLE's column lines sorted: expand/contract moves the column to the end."""
-    out = []
-    for stmt in dump:
-        if stmt.startswith("CREATE TABLE") and "(\n" in stmt:
-            head, body = stmt.split("(\n", 1)
-            body, tail = body.rsplit("\n)", 1)
-            stmt = head + "(\n" + "\n".join(sorted(line.rstrip(",") for line in body.split("\n"))) + "\n)" + tail
-        out.append(stmt)
-    return sorted(out)
-
-
-class Writer:
-    """Inserts and updates from another connection while *apply runs; remembers what it wrote."""
-
-    def __init__(self, url: str, column: str = "amount"):
-        self.url, self.column, self.written, self.errors = url, column, {}, []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        rng = random.Random(3)
-        next_id = 100_000
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            while not self.stop.is_set():
-                try:
-                    value = rng.randrange(1, 2_000_000_000)
-                    if rng.random() < 0.5:
-                        next_id += 1
-                        conn.execute(f"insert into public.orders (id, note, {self.column}) values (%s, 'w', %s)",
-                                     (next_id, value))
-                        self.written[next_id] = value
-                    else:
-                        key = rng.randrange(1, 4001)
-                        conn.execute(f"update public.orders set {self.column} = %s where id = %s", (value, key))
-                        self.written[key] = value
-                except psycopg.Error as exc:  # a failed write is what the test looks for
-                    self.errors.append(str(exc))
-                self.stop.wait(0.003)
-
-    def __enter__(self) -> "Writer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
-def kept(conn, written: dict, column: str = "amount") -> bool:
-    rows = dict(conn.execute(f"select id, {column} from public.orders where id = any(%s)",
-                             (list(written),)).fetchall())
-    return rows == written
-
-
-def new_database(admin: str) -> tuple[str, str]:
-    from sage_agent.db.shadow import create_database
-
-    name = f"t_{secrets.token_hex(5)}"
-    return name, create_database(admin, name)
-
-
-def plain_dump(project, make_session, admin: str, text: str, major: int | None = None) -> list[str]:
-    """The same file applied plainly (UNSAFE typed) to a fresh seeded database: the target of the proof."""
-    from sage_agent.db.shadow import drop_database
-    from sage_agent.ops.schema.compare import normalized_dump
-
-    name, url = new_database(admin)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(SEED)
-        other = project.parent / f"plain_{name}"
-        write(other, f"{V1}_change.sql", text)
-        done = make_session(url, yes=True, confirm=("UNSAFE",), project_dir=other).run_line("*apply --snapshot=no")
-        assert done.exit_code == EXIT_OK, failure(done)
-        return normalized_dump(url, major)
-    finally:
-        drop_database(admin, name)
 
 
 def test_type_change_expands_keeps_concurrent_writes_and_completes_to_the_plain_schema(
@@ -137,8 +47,7 @@ def test_type_change_expands_keeps_concurrent_writes_and_completes_to_the_plain_
     with Writer(db_url) as writer:
         outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
         after_swap = dict(writer.written)
-        while len(writer.written) < len(after_swap) + 20:  # writes after the swap go through the trigger too
-            writer.stop.wait(0.01)
+        writer.wait_until(lambda: len(writer.written) >= len(after_swap) + 20)  # writes after the swap: trigger too
     assert outcome.exit_code == EXIT_OK, failure(outcome)
     assert writer.errors == []
     assert len(after_swap) > 20  # the writer ran during the backfill
@@ -160,7 +69,7 @@ def test_type_change_expands_keeps_concurrent_writes_and_completes_to_the_plain_
     assert done.exit_code == EXIT_OK, failure(done)
     assert online_rows(db) == [] and history(db) == [V1]
     assert columns(db) == ["id", "user_id", "note", "amount"]  # amount was last: the same order as the plain file
-    assert normalized_dump(db_url) == plain_dump(project, make_session, pg_server.url(), CHANGE)
+    assert normalized_dump(db_url) == plain_dump_of(project, make_session, pg_server.url(), SEED, CHANGE)
     assert make_session(db_url).run_line("*migrations").result.tables[0].rows[0][4] == "applied"
 
 
@@ -173,8 +82,7 @@ def test_rollback_of_an_expanded_change_is_instant_and_keeps_every_row(project, 
     outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
     assert outcome.exit_code == EXIT_OK, failure(outcome)
     with Writer(db_url) as writer:  # writes after the swap reach the old column through the trigger
-        while len(writer.written) < 50:
-            writer.stop.wait(0.01)
+        writer.wait_until(lambda: len(writer.written) >= 50)
     assert writer.errors == []
     refused = make_session(db_url, yes=True).run_line(f"*rollback {V1}_change.sql")  # typed ROLLBACK only
     assert refused.exit_code != EXIT_OK and type_of(db, "amount") == "bigint"
@@ -206,8 +114,8 @@ def test_two_type_changes_with_using_end_in_the_plain_schema_but_for_column_orde
     assert done.exit_code == EXIT_OK, failure(done)
     assert columns(db) == ["id", "note", "user_id", "amount"]
     assert column_order_free(normalized_dump(db_url)) == column_order_free(
-        plain_dump(project, make_session, pg_server.url(), TWO))
-    assert normalized_dump(db_url) != plain_dump(project, make_session, pg_server.url(), TWO)  # only the order
+        plain_dump_of(project, make_session, pg_server.url(), SEED, TWO))
+    assert normalized_dump(db_url) != plain_dump_of(project, make_session, pg_server.url(), SEED, TWO)  # only the order
 
 
 @pytest.mark.parametrize("setup, reason", [
@@ -298,12 +206,9 @@ def test_expand_contract_on_postgresql_15_ends_in_the_plain_schema(project, make
         undone = make_session(pg15_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}")
         assert undone.exit_code == EXIT_OK, failure(undone)
         assert normalized_dump(pg15_url, 15) == before and kept(conn, writer.written)
-        again = make_session(pg15_url, yes=True).run_line("*apply --online --snapshot=no")
-        assert again.exit_code == EXIT_OK, failure(again)
-        done = make_session(pg15_url, confirm=("COMPLETE",)).run_line("*apply --complete")
-        assert done.exit_code == EXIT_OK, failure(done)
+        apply_and_complete(make_session, pg15_url)
         assert history(conn) == [V1] and online_rows(conn) == [] and kept(conn, writer.written)
-    assert normalized_dump(pg15_url, 15) == plain_dump(project, make_session, pg15_server, CHANGE, 15)
+    assert normalized_dump(pg15_url, 15) == plain_dump_of(project, make_session, pg15_server, SEED, CHANGE, 15)
 
 
 def test_dry_run_online_shows_each_step_with_its_lock(project, make_session, db_url, db):
@@ -429,10 +334,6 @@ def test_a_file_started_by_an_earlier_build_continues_after_an_upgrade(project, 
 def test_a_resumed_file_continues_with_the_steps_recorded_when_it_started(project, make_session, db_url, db):
     """A row of this build keeps every step as planned when the file started: a build that words (or plans) the
     steps differently continues with the recorded ones, which the confirmation plan shows."""
-    from sage_agent.db.env import Target
-    from sage_agent.session.answers import FlagAnswers
-    from sage_agent.session.machine import Session
-
     db.execute(SEED + "update public.orders set note = id::text where id <= 2000;\n")
     write(project, f"{V1}_change.sql", BAD_CAST)
     outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
@@ -442,15 +343,8 @@ def test_a_resumed_file_continues_with_the_steps_recorded_when_it_started(projec
     steps[-1]["sql"] = ["the swap, as the build that started the file words it"]
     db.execute("update supabase_migrations.sage_online set steps = %s", (json.dumps(steps),))
     db.execute("update public.orders set note = id::text where id > 2000")
-    plans: list[str] = []
-
-    class Recorded(FlagAnswers):
-        def confirm(self, request):
-            plans.append(request.plan)
-            return super().confirm(request)
-
-    again = Session(project=project, target=Target("local", db_url, "test"),
-                    answers=Recorded(yes=True)).run_line("*apply --snapshot=no")
+    session, plans = recording_session(project, db_url)
+    again = session.run_line("*apply --snapshot=no")
     assert again.exit_code == EXIT_OK, failure(again)
     assert "5. line 1 [transaction] the swap, as the build that started the file words it;" in plans[0], plans[0]
     assert history(db) == [V1] and online_rows(db) == [(V1, "expanded")] and type_of(db, "note") == "integer"
@@ -557,41 +451,25 @@ def pk_seed(serial: bool) -> str:
                           setval="select setval('public.orders_id_seq', 3000);" if serial else "")
 
 
-class OrderWriter:
+class OrderWriter(Background):
     """Inserts orders (and items that reference them) from another connection; remembers the ids it wrote.
     Unprepared: a prepared `RETURNING id` fails after any type change of id ("cached plan must not change result
     type"), the plain ALTER's as much as the swap's."""
 
     def __init__(self, url: str, serial: bool = False):
-        self.url, self.serial, self.ids, self.errors = url, serial, [], []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
+        super().__init__(url)
+        self.serial, self.ids, self.next_id = serial, [], 100_000
 
-    def run(self) -> None:
-        next_id = 100_000
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            while not self.stop.is_set():
-                try:
-                    next_id += 1
-                    if self.serial:
-                        oid = conn.execute("insert into public.orders (note) values ('w') returning id",
-                                           prepare=False).fetchone()[0]
-                    else:
-                        oid = conn.execute("insert into public.orders (id, note) values (%s, 'w') returning id",
-                                           (next_id,), prepare=False).fetchone()[0]
-                    conn.execute("insert into public.items values (%s, %s)", (next_id, oid))
-                    self.ids.append(oid)
-                except psycopg.Error as exc:  # a failed write is what the test looks for
-                    self.errors.append(str(exc))
-                self.stop.wait(0.003)
-
-    def __enter__(self) -> "OrderWriter":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
+    def step(self, conn, n: int) -> None:
+        self.next_id += 1
+        if self.serial:
+            oid = conn.execute("insert into public.orders (note) values ('w') returning id",
+                               prepare=False).fetchone()[0]
+        else:
+            oid = conn.execute("insert into public.orders (id, note) values (%s, 'w') returning id",
+                               (self.next_id,), prepare=False).fetchone()[0]
+        conn.execute("insert into public.items values (%s, %s)", (self.next_id, oid))
+        self.ids.append(oid)
 
 
 def orders_kept(conn, ids: list[int]) -> bool:
@@ -616,16 +494,13 @@ def test_primary_key_type_change_moves_the_key_and_its_foreign_keys(project, mak
     monkeypatch.setenv("SAGE_ONLINE_BATCH_PAUSE_MS", "20")
     db.execute(pk_seed(serial=False))
     write(project, f"{V1}_change.sql", PK_CHANGE)
-    plan = make_session(db_url).run_line(f"*dry-run {V1} --online")
-    assert plan.result is not None, plan.error
-    assert not [f for f in plan.result.findings if f.rule == "online.no_form"]
+    plan = online_plan(make_session, db_url)
     assert any("foreign key items_order_fk on items (order_id integer) is re-created NOT VALID" in n and
-               "keeps its column type" in n for n in plan.result.notes), plan.result.notes
+               "keeps its column type" in n for n in plan.notes), plan.notes
     with OrderWriter(db_url) as writer:
         outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
         during = len(writer.ids)
-        while len(writer.ids) < during + 20 and len(writer.errors) < 5:  # writes after the swap: the new key
-            writer.stop.wait(0.01)
+        writer.wait_until(lambda: len(writer.ids) >= during + 20)  # writes after the swap: the new key
     assert outcome.exit_code == EXIT_OK, failure(outcome)
     assert writer.errors == [] and during > 20
     assert type_of(db, "id") == "bigint" and type_of(db, "id_sage_old") == "integer"
@@ -646,24 +521,6 @@ def test_primary_key_type_change_moves_the_key_and_its_foreign_keys(project, mak
         plain_dump_of(project, make_session, pg_server.url(), pk_seed(serial=False), PK_CHANGE))
 
 
-def plain_dump_of(project, make_session, admin: str, seed: str, text: str, major: int | None = None) -> list[str]:
-    """plain_dump with another seed."""
-    from sage_agent.db.shadow import drop_database
-    from sage_agent.ops.schema.compare import normalized_dump
-
-    name, url = new_database(admin)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(seed)
-        other = project.parent / f"plain_{name}"
-        write(other, f"{V1}_change.sql", text)
-        done = make_session(url, yes=True, confirm=("UNSAFE",), project_dir=other).run_line("*apply --snapshot=no")
-        assert done.exit_code == EXIT_OK, failure(done)
-        return normalized_dump(url, major)
-    finally:
-        drop_database(admin, name)
-
-
 def test_rollback_of_a_primary_key_change_puts_the_key_and_foreign_keys_back(project, make_session, db_url, db):
     from sage_agent.ops.schema.compare import normalized_dump
 
@@ -673,8 +530,7 @@ def test_rollback_of_a_primary_key_change_puts_the_key_and_foreign_keys_back(pro
     outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
     assert outcome.exit_code == EXIT_OK, failure(outcome)
     with OrderWriter(db_url) as writer:
-        while len(writer.ids) < 30 and len(writer.errors) < 5:
-            writer.stop.wait(0.01)
+        writer.wait_until(lambda: len(writer.ids) >= 30)
     assert writer.errors == []
     undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
     assert undone.exit_code == EXIT_OK, failure(undone)
@@ -709,8 +565,7 @@ def test_serial_primary_key_change_on_postgresql_15(project, make_session, pg15_
     with OrderWriter(pg15_url, serial=True) as writer:
         outcome = make_session(pg15_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 1000")
         during = len(writer.ids)
-        while len(writer.ids) < during + 20 and len(writer.errors) < 5:
-            writer.stop.wait(0.01)
+        writer.wait_until(lambda: len(writer.ids) >= during + 20)
     assert outcome.exit_code == EXIT_OK, failure(outcome)
     with psycopg.connect(pg15_url, autocommit=True) as conn:
         assert writer.errors == [] and orders_kept(conn, writer.ids) and fk_violation_caught(conn)
@@ -718,10 +573,7 @@ def test_serial_primary_key_change_on_postgresql_15(project, make_session, pg15_
         assert undone.exit_code == EXIT_OK, failure(undone)
         assert orders_kept(conn, writer.ids) and fk_violation_caught(conn)
         assert normalized_dump(pg15_url, 15) == before
-        again = make_session(pg15_url, yes=True).run_line("*apply --online --snapshot=no")
-        assert again.exit_code == EXIT_OK, failure(again)
-        done = make_session(pg15_url, confirm=("COMPLETE",)).run_line("*apply --complete")
-        assert done.exit_code == EXIT_OK, failure(done)
+        apply_and_complete(make_session, pg15_url)
         assert conn.execute("select pg_get_serial_sequence('public.orders', 'id')").fetchone()[0] == \
             "public.orders_id_seq"
         assert conn.execute("insert into public.orders (note) values ('x') returning id").fetchone()[0] > 3000
@@ -734,10 +586,6 @@ def test_the_plan_warns_clients_with_prepared_statements_and_they_are_the_ones_t
                                                                                           db_url, db):
     """A prepared statement that returns the column fails on every execution once its type changes; one that does
     not return it, and a client that does not prepare, go on. The plan says so before anything runs."""
-    from sage_agent.db.env import Target
-    from sage_agent.session.answers import FlagAnswers
-    from sage_agent.session.machine import Session
-
     db.execute(SEED)
     write(project, f"{V1}_change.sql", CHANGE)
     warning = ("prepared statements: when orders.amount becomes bigint (at the swap; integer again at a "
@@ -746,13 +594,7 @@ def test_the_plan_warns_clients_with_prepared_statements_and_they_are_the_ones_t
     dry = make_session(db_url).run_line(f"*dry-run {V1} --online")
     assert any(n.startswith(warning) and "prepare_threshold=None" in n and "DEALLOCATE ALL" in n
                for n in dry.result.notes), dry.result.notes
-    plans: list[str] = []
-
-    class Recorded(FlagAnswers):
-        def confirm(self, request):
-            plans.append(request.plan)
-            return super().confirm(request)
-
+    session, plans = recording_session(project, db_url)
     returns = "select id, amount from public.orders where id = %s"
     with psycopg.connect(db_url, autocommit=True, prepare_threshold=0) as prepared, \
             psycopg.connect(db_url, autocommit=True, prepare_threshold=0) as other, \
@@ -760,8 +602,7 @@ def test_the_plan_warns_clients_with_prepared_statements_and_they_are_the_ones_t
         for conn, query in ((prepared, returns), (other, "select id, note from public.orders where id = %s"),
                             (unprepared, returns)):
             conn.execute(query, (1,)).fetchall()
-        outcome = Session(project=project, target=Target("local", db_url, "test"),
-                          answers=Recorded(yes=True)).run_line("*apply --online --snapshot=no")
+        outcome = session.run_line("*apply --online --snapshot=no")
         assert outcome.exit_code == EXIT_OK, failure(outcome)
         assert f"  note: {warning}" in plans[0], plans[0]
         for _ in range(2):  # on every execution, not once
@@ -822,7 +663,7 @@ def test_a_bare_new_column_whose_type_changes_right_after_is_added_with_its_fina
     outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
     assert outcome.exit_code == EXIT_OK, failure(outcome)
     assert type_of(db, "code") == "bigint" and history(db) == [V1] and online_rows(db) == []
-    assert normalized_dump(db_url) == plain_dump(project, make_session, pg_server.url(), text)
+    assert normalized_dump(db_url) == plain_dump_of(project, make_session, pg_server.url(), SEED, text)
 
 
 def test_snapshot_rollback_of_a_type_change_stopped_mid_backfill_is_proven_and_leaves_nothing(

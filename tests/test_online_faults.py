@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 import signal
 import subprocess
 import sys
@@ -45,10 +44,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import sage_env
-from tests.test_online_expand import column_order_free
+from conftest import new_database, sage_env
+from migfiles import write_migration
+from onlinekit import V1, column_order_free, recording_session
 
-V1 = "20240101000000"
 TRIALS = int(os.environ.get("SAGE_TEST_ONLINE_TRIALS", "2"))
 ROWS = 10_000
 SEED = f"""
@@ -121,19 +120,15 @@ def checksum(conn) -> str:
 
 
 def new_db(admin: str) -> tuple[str, str]:
-    from sage_agent.db.shadow import create_database
-
-    name = f"t_{secrets.token_hex(5)}"
-    url = create_database(admin, name)
+    """A fresh database with SEED."""
+    name, url = new_database(admin)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(SEED)
     return name, url
 
 
 def write_file(project: Path, text: str) -> None:
-    folder = project / "supabase" / "migrations"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{V1}_change.sql").write_text(text + "\n", encoding="utf-8")
+    write_migration(project, f"{V1}_change.sql", text + "\n")
 
 
 def state_of(conn, table: str = "public.items") -> dict:
@@ -550,19 +545,8 @@ def test_a_rollback_killed_before_its_validations_is_finished_by_rollback_or_app
                 assert history(conn) == [] and conn.execute(
                     "select count(*) from supabase_migrations.sage_online").fetchone()[0] == 0
             else:
-                from sage_agent.db.env import Target
-                from sage_agent.session.answers import FlagAnswers
-                from sage_agent.session.machine import Session
-
-                plans: list[str] = []
-
-                class Recorded(FlagAnswers):
-                    def confirm(self, request):
-                        plans.append(request.plan)
-                        return super().confirm(request)
-
-                again = Session(project=project, target=Target("local", url, "test"),
-                                answers=Recorded(yes=True)).run_line("*apply --online --snapshot=no")
+                session, plans = recording_session(project, url)
+                again = session.run_line("*apply --online --snapshot=no")
                 assert again.exit_code == EXIT_OK, failure(again)
                 assert plans[0].startswith(f"first, the unfinished *rollback of {V1}_change.sql: ALTER TABLE "
                                            'payments VALIDATE CONSTRAINT "payments_account_fk"\n'), plans[0]

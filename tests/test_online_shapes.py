@@ -6,19 +6,20 @@ the swap are kept, and *rollback FILE restores the pre-apply dump exactly."""
 
 from __future__ import annotations
 
-import threading
-
 import psycopg
 import pytest
 from migfiles import failure, history
 from migfiles import write_migration as write
-from test_online_expand import (
+from onlinekit import (
     SEED,
     TWO,
     V1,
+    Background,
     Writer,
+    apply_and_complete,
     column_order_free,
     kept,
+    online_plan,
     online_rows,
     plain_dump_of,
     type_of,
@@ -38,45 +39,27 @@ insert into public.items select g, g + 9 from generate_series(1, 500) g;
 """
 
 
-class IdentityWriter:
+class IdentityWriter(Background):
     """Inserts orders with the identity's own ids (and an item referencing each) from another connection, and
     updates older ones. Unprepared: a prepared `RETURNING id` fails after any type change of id ("cached plan must
     not change result type"), the plain ALTER's as much as the swap's."""
 
     def __init__(self, url: str, items_from: int = 100_000):
-        self.url, self.items_from, self.ids, self.notes, self.errors = url, items_from, [], {}, []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
+        super().__init__(url)
+        self.items_from, self.ids, self.notes = items_from, [], {}
 
-    def run(self) -> None:
-        n = 0
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            while not self.stop.is_set():
-                n += 1
-                try:
-                    oid = conn.execute("insert into public.orders (note) values (%s) returning id", (f"w{n}",),
-                                       prepare=False).fetchone()[0]
-                    conn.execute("insert into public.items values (%s, %s)", (self.items_from + n, oid), prepare=False)
-                    self.ids.append(oid)
-                    self.notes[oid] = f"w{n}"
-                    key = 10 + n % 3000
-                    conn.execute("update public.orders set note = %s where id = %s", (f"u{n}", key), prepare=False)
-                    self.notes[key] = f"u{n}"
-                except psycopg.Error as exc:  # a failed write is what the test looks for
-                    self.errors.append(str(exc))
-                self.stop.wait(0.003)
+    def step(self, conn, n: int) -> None:
+        oid = conn.execute("insert into public.orders (note) values (%s) returning id", (f"w{n}",),
+                           prepare=False).fetchone()[0]
+        conn.execute("insert into public.items values (%s, %s)", (self.items_from + n, oid), prepare=False)
+        self.ids.append(oid)
+        self.notes[oid] = f"w{n}"
+        key = 10 + n % 3000
+        conn.execute("update public.orders set note = %s where id = %s", (f"u{n}", key), prepare=False)
+        self.notes[key] = f"u{n}"
 
     def wait_for(self, count: int) -> None:
-        while len(self.ids) < count and len(self.errors) < 5:
-            self.stop.wait(0.01)
-
-    def __enter__(self) -> "IdentityWriter":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
+        self.wait_until(lambda: len(self.ids) >= count)
 
 
 def identity_kept(conn, writer: IdentityWriter) -> None:
@@ -111,11 +94,9 @@ def identity_round_trip(project, make_session, url: str, admin: str, kind: str, 
         conn.execute(seed)
         before = normalized_dump(url, major)
         write(project, f"{V1}_change.sql", CHANGE)
-        plan = make_session(url).run_line(f"*dry-run {V1} --online")
-        assert plan.result is not None, plan.error
-        assert not [f for f in plan.result.findings if f.rule == "online.no_form"], plan.result.findings
+        plan = online_plan(make_session, url)
         assert any("the identity moves to the new column" in n and "orders_id_seq" in n
-                   for n in plan.result.notes), plan.result.notes
+                   for n in plan.notes), plan.notes
         with IdentityWriter(url) as writer:
             outcome = make_session(url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
             during = len(writer.ids)
@@ -145,10 +126,7 @@ def identity_round_trip(project, make_session, url: str, admin: str, kind: str, 
         next_id_continues(conn)
         assert normalized_dump(url, major) == before  # identity, sequence options, privileges, comment
 
-        again = make_session(url, yes=True).run_line("*apply --online --snapshot=no")
-        assert again.exit_code == EXIT_OK, failure(again)
-        done = make_session(url, confirm=("COMPLETE",)).run_line("*apply --complete")
-        assert done.exit_code == EXIT_OK, failure(done)
+        apply_and_complete(make_session, url)
         next_id_continues(conn)
         assert history(conn) == [V1] and online_rows(conn) == []
     assert column_order_free(normalized_dump(url, major)) == column_order_free(
@@ -198,18 +176,15 @@ def test_check_constraints_are_built_again_validated_and_keep_their_names(projec
     db.execute(SEED + CHECKS)
     before, checks_before = normalized_dump(db_url), checks(db)
     write(project, f"{V1}_change.sql", AMOUNT)
-    plan = make_session(db_url).run_line(f"*dry-run {V1} --online")
-    assert plan.result is not None, plan.error
-    assert not [f for f in plan.result.findings if f.rule == "online.no_form"], plan.result.findings
-    notes = "\n".join(plan.result.notes)
+    plan = online_plan(make_session, db_url)
+    notes = "\n".join(plan.notes)
     assert "CHECK orders_amount_pos is built again on the new column NOT VALID before the swap and validated" in notes
     assert "CHECK orders_amount_cap is built again on the new column NOT VALID before the swap (it stays NOT " \
            "VALID; PostgreSQL checks every row the backfill updates against it" in notes
     with Writer(db_url) as writer:
         outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
         after_swap = len(writer.written)
-        while len(writer.written) < after_swap + 20:
-            writer.stop.wait(0.01)
+        writer.wait_until(lambda: len(writer.written) >= after_swap + 20)
     assert outcome.exit_code == EXIT_OK, failure(outcome)
     assert writer.errors == [] and after_swap > 20 and kept(db, writer.written)
     assert type_of(db, "amount") == "bigint"
@@ -226,10 +201,7 @@ def test_check_constraints_are_built_again_validated_and_keep_their_names(projec
     with pytest.raises(psycopg.errors.CheckViolation, match="orders_amount_pos"):
         db.execute("update public.orders set amount = -1 where id = 2")
 
-    again = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
-    assert again.exit_code == EXIT_OK, failure(again)
-    done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
-    assert done.exit_code == EXIT_OK, failure(done)
+    apply_and_complete(make_session, db_url)
     assert checks(db) == checks_before and kept(db, writer.written)
     # amount was the last column: the dump is the plain file's, column order included
     assert normalized_dump(db_url) == plain_dump_of(project, make_session, pg_server.url(), SEED + CHECKS, AMOUNT)
@@ -243,38 +215,22 @@ create index orders_parent_idx on public.orders (parent);
 """
 
 
-class TreeWriter:
+class TreeWriter(Background):
     """Inserts orders whose parent is an older order or the one inserted just before, from another connection."""
 
     def __init__(self, url: str, first: int):
-        self.url, self.next, self.rows, self.errors = url, first, {}, []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
+        super().__init__(url)
+        self.next, self.rows = first, {}
 
-    def run(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            while not self.stop.is_set():
-                parent = self.next - 1 if self.next % 2 and self.next - 1 in self.rows else self.next % 3000 + 1
-                try:
-                    conn.execute("insert into public.orders (id, note, parent) values (%s, 'w', %s)",
-                                 (self.next, parent), prepare=False)
-                    self.rows[self.next] = parent
-                except psycopg.Error as exc:  # a failed write is what the test looks for
-                    self.errors.append(str(exc))
-                self.next += 1
-                self.stop.wait(0.003)
+    def step(self, conn, n: int) -> None:
+        key, self.next = self.next, self.next + 1
+        parent = key - 1 if key % 2 and key - 1 in self.rows else key % 3000 + 1
+        conn.execute("insert into public.orders (id, note, parent) values (%s, 'w', %s)", (key, parent),
+                     prepare=False)
+        self.rows[key] = parent
 
     def wait_for(self, count: int) -> None:
-        while len(self.rows) < count and len(self.errors) < 5:
-            self.stop.wait(0.01)
-
-    def __enter__(self) -> "TreeWriter":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
+        self.wait_until(lambda: len(self.rows) >= count)
 
 
 def tree_kept(conn, writer: TreeWriter) -> bool:
@@ -303,11 +259,9 @@ def test_self_referencing_foreign_key_moves_with_the_key(project, make_session, 
     db.execute(SELF_SEED)
     before = normalized_dump(db_url)
     write(project, f"{V1}_change.sql", CHANGE)
-    plan = make_session(db_url).run_line(f"*dry-run {V1} --online")
-    assert plan.result is not None, plan.error
-    assert not [f for f in plan.result.findings if f.rule == "online.no_form"], plan.result.findings
+    plan = online_plan(make_session, db_url)
     assert any("foreign key orders_parent_fk on orders (parent integer) is re-created NOT VALID" in n
-               for n in plan.result.notes), plan.result.notes
+               for n in plan.notes), plan.notes
     with TreeWriter(db_url, 100_000) as writer:
         outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
         during = len(writer.rows)
@@ -328,10 +282,7 @@ def test_self_referencing_foreign_key_moves_with_the_key(project, make_session, 
     assert orphan_refused(db)
     assert normalized_dump(db_url) == before
 
-    again = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
-    assert again.exit_code == EXIT_OK, failure(again)
-    done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
-    assert done.exit_code == EXIT_OK, failure(done)
+    apply_and_complete(make_session, db_url)
     assert orphan_refused(db) and tree_kept(db, writer)
     assert column_order_free(normalized_dump(db_url)) == column_order_free(
         plain_dump_of(project, make_session, pg_server.url(), SELF_SEED, CHANGE))
@@ -351,10 +302,7 @@ def test_a_check_on_two_changed_columns_follows_both_changes(project, make_sessi
     undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}")
     assert undone.exit_code == EXIT_OK, failure(undone)
     assert normalized_dump(db_url) == before
-    again = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
-    assert again.exit_code == EXIT_OK, failure(again)
-    done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
-    assert done.exit_code == EXIT_OK, failure(done)
+    apply_and_complete(make_session, db_url)
     assert checks(db) == [("orders_user_amount", "CHECK ((user_id < (amount + 1000)))", True, None)]
     assert column_order_free(normalized_dump(db_url)) == column_order_free(
         plain_dump_of(project, make_session, pg_server.url(), seed, TWO))
@@ -374,32 +322,19 @@ comment on column public.order_amounts.bumped is 'plus one';
 VIEWS_DROPPED = "drop view public.big_orders;\ndrop view public.order_amounts;\n"
 
 
-class ViewReader:
+class ViewReader(Background):
     """Reads both views from another connection while *apply runs."""
 
+    pause = 0.005
+
     def __init__(self, url: str):
-        self.url, self.reads, self.errors = url, 0, []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
+        super().__init__(url)
+        self.reads = 0
 
-    def run(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            while not self.stop.is_set():
-                try:
-                    conn.execute("select count(*) from public.big_orders", prepare=False).fetchone()
-                    conn.execute("select sum(bumped) from public.order_amounts", prepare=False).fetchone()
-                    self.reads += 1
-                except psycopg.Error as exc:  # a failed read is what the test looks for
-                    self.errors.append(str(exc))
-                self.stop.wait(0.005)
-
-    def __enter__(self) -> "ViewReader":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
+    def step(self, conn, n: int) -> None:
+        conn.execute("select count(*) from public.big_orders", prepare=False).fetchone()
+        conn.execute("select sum(bumped) from public.order_amounts", prepare=False).fetchone()
+        self.reads += 1
 
 
 def view_type(conn, view: str, column: str) -> str:
@@ -416,16 +351,13 @@ def views_round_trip(project, make_session, url: str, admin: str, major: int | N
         db.execute(SEED + VIEWS)
         before = normalized_dump(url, major)
         write(project, f"{V1}_change.sql", AMOUNT)
-        plan = make_session(url).run_line(f"*dry-run {V1} --online")
-        assert plan.result is not None, plan.error
-        assert not [f for f in plan.result.findings if f.rule == "online.no_form"], plan.result.findings
+        plan = online_plan(make_session, url)
         assert any("the view(s) public.order_amounts, public.big_orders are dropped and made again" in n
-                   for n in plan.result.notes), plan.result.notes
+                   for n in plan.notes), plan.notes
         with Writer(url) as writer, ViewReader(url) as reader:
             outcome = make_session(url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
             reads = reader.reads
-            while reader.reads < reads + 20 and len(reader.errors) < 5:  # reads after the swap
-                reader.stop.wait(0.01)
+            reader.wait_until(lambda: reader.reads >= reads + 20)  # reads after the swap
         assert outcome.exit_code == EXIT_OK, failure(outcome)
         assert writer.errors == [] and reader.errors == [] and kept(db, writer.written)
         assert view_type(db, "public.order_amounts", "amount") == "bigint"
@@ -441,15 +373,11 @@ def views_round_trip(project, make_session, url: str, admin: str, major: int | N
             undone = make_session(url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
             assert undone.exit_code == EXIT_OK, failure(undone)
             reads = reader.reads
-            while reader.reads < reads + 10 and len(reader.errors) < 5:
-                reader.stop.wait(0.01)
+            reader.wait_until(lambda: reader.reads >= reads + 10)
         assert reader.errors == [] and kept(db, writer.written)
         assert normalized_dump(url, major) == before  # definitions, options, privileges and comments as they were
 
-        again = make_session(url, yes=True).run_line("*apply --online --snapshot=no")
-        assert again.exit_code == EXIT_OK, failure(again)
-        done = make_session(url, confirm=("COMPLETE",)).run_line("*apply --complete")
-        assert done.exit_code == EXIT_OK, failure(done)
+        apply_and_complete(make_session, url)
     # the plain ALTER refuses a column used by a view: its file drops the views, changes the type, makes them again
     assert normalized_dump(url, major) == plain_dump_of(project, make_session, admin, SEED + VIEWS,
                                                         VIEWS_DROPPED + AMOUNT + VIEWS, major)
@@ -509,18 +437,14 @@ def test_a_file_written_for_the_plain_alter_has_its_view_statements_run_in_the_s
         with Writer(db_url) as writer, ViewReader(db_url) as reader:
             outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
             reads = reader.reads
-            while reader.reads < reads + 20 and len(reader.errors) < 5:  # reads after the swap
-                reader.stop.wait(0.01)
+            reader.wait_until(lambda: reader.reads >= reads + 20)  # reads after the swap
         assert outcome.exit_code == EXIT_OK, failure(outcome)
         assert reader.errors == [] and writer.errors == [] and kept(db, writer.written)
         assert view_type(db, "public.big_orders", "bumped") == "bigint"
         undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
         assert undone.exit_code == EXIT_OK, failure(undone)
         assert normalized_dump(db_url) == before  # the views as they were before the file
-        again = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
-        assert again.exit_code == EXIT_OK, failure(again)
-        done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
-        assert done.exit_code == EXIT_OK, failure(done)
+        apply_and_complete(make_session, db_url)
     assert normalized_dump(db_url) == plain_dump_of(project, make_session, pg_server.url(), SEED + VIEWS, text)
 
 
@@ -555,10 +479,7 @@ def test_rollback_puts_back_the_views_a_file_made_again_without_the_column(remad
         assert undone.exit_code == EXIT_OK, failure(undone)
         assert normalized_dump(db_url) == before  # the views as they were before the file
         assert history(db) == [] and online_rows(db) == []
-        again = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
-        assert again.exit_code == EXIT_OK, failure(again)
-        done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
-        assert done.exit_code == EXIT_OK, failure(done)
+        apply_and_complete(make_session, db_url)
     assert column_order_free(normalized_dump(db_url)) == column_order_free(
         plain_dump_of(project, make_session, pg_server.url(), SEED + VIEWS, text))
 
@@ -588,18 +509,14 @@ def test_an_alter_with_several_subcommands_has_its_view_statements_run_in_its_la
         with Writer(db_url) as writer, ViewReader(db_url) as reader:
             outcome = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no --batch-rows 500")
             reads = reader.reads
-            while reader.reads < reads + 20 and len(reader.errors) < 5:  # reads after the swaps
-                reader.stop.wait(0.01)
+            reader.wait_until(lambda: reader.reads >= reads + 20)  # reads after the swaps
         assert outcome.exit_code == EXIT_OK, failure(outcome)
         assert reader.errors == [] and writer.errors == [] and kept(db, writer.written)
         assert type_of(db, "user_id") == "bigint" and view_type(db, "public.big_orders", "bumped") == "bigint"
         undone = make_session(db_url, confirm=("ROLLBACK",)).run_line(f"*rollback {V1}_change.sql")
         assert undone.exit_code == EXIT_OK, failure(undone)
         assert normalized_dump(db_url) == before
-        again = make_session(db_url, yes=True).run_line("*apply --online --snapshot=no")
-        assert again.exit_code == EXIT_OK, failure(again)
-        done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
-        assert done.exit_code == EXIT_OK, failure(done)
+        apply_and_complete(make_session, db_url)
     assert column_order_free(normalized_dump(db_url)) == column_order_free(
         plain_dump_of(project, make_session, pg_server.url(), SEED + VIEWS, text))
 
