@@ -6,6 +6,7 @@ error, and the report's sections."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -287,6 +288,11 @@ def test_a_file_covered_by_an_earlier_closure_reuses_its_template(schema, projec
     write(project, "20250101000003_cover_other.sql", "alter table public.a25 add column z int;\n")
     first = _run(make_session, db_url, monkeypatch, "cover_first", "0", pg_server.url())
     assert "relations loaded with all their parts" in " ".join(first.notes), first.notes
+    # kept in the project's state folder, out of git like DB Sage's other state files
+    covers = json.loads((project / "supabase" / ".sage" / "closure-templates.json").read_text())
+    a5 = set(schema.execute("select 'public.a5'::regclass::oid::int, 'public.va5'::regclass::oid::int").fetchone())
+    assert [a5 <= set(c["relations"]) for c in covers.values()] == [True]
+    assert (project / "supabase" / ".sage" / ".gitignore").read_text() == "*\n"
     covered = _run(make_session, db_url, monkeypatch, "cover_covered", "0")
     assert "made for another file that holds all of them" in " ".join(covered.notes), covered.notes
     assert any(k.startswith("cached closure (catalog fingerprint unchanged, a closure that covers")

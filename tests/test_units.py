@@ -110,3 +110,23 @@ def test_registered_secret_is_found_by_the_fast_path():
     register_secret("Zq9-registered")
     assert json_may_need_redaction('{"a":"x Zq9-registered y"}')
     assert "Zq9-registered" not in to_json({"a": "x Zq9-registered y"}, pretty=False)
+
+
+def test_a_state_file_is_written_whole_and_a_torn_one_starts_afresh(tmp_path):
+    """supabase/.sage/'s JSON state (load progress, scan rates, closure templates): one way to keep it."""
+    from sage_agent.ops import artifacts
+    from sage_agent.ops.migrations import blockers, closure
+
+    folder = artifacts.sage_dir(tmp_path)
+    assert folder == tmp_path / "supabase" / ".sage" and (folder / ".gitignore").read_text() == "*\n"
+    path = folder / "x.json"
+    artifacts.write_state(path, {"a": [1, 2]})
+    assert artifacts.read_state(path) == {"a": [1, 2]} and sorted(p.name for p in folder.iterdir()) == \
+        [".gitignore", "x.json"]  # no temporary file left
+    (tmp_path / closure.COVERS_PATH).write_text('{"sage_tpl_1": {"fingerp', encoding="utf-8")  # a crash mid-write
+    assert closure._read_covers(tmp_path) == {}
+    (tmp_path / closure.COVERS_PATH).write_text("[1, 2]", encoding="utf-8")  # not what DB Sage writes
+    assert closure._read_covers(tmp_path) == {}
+    (tmp_path / blockers.RATES_PATH).write_text('{"scan": "fast"}', encoding="utf-8")
+    assert blockers.load_rates(tmp_path) == blockers.Rates()
+    assert artifacts.read_state(folder / "missing.json") is None

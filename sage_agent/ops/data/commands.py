@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from sage_agent.catalog.tasks import cmd
 from sage_agent.db.env import ENV_NAMES, check_url, resolve_target
 from sage_agent.db.redact import redact
+from sage_agent.ops.artifacts import read_state, write_state
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import Finding, NeedsInput, OpError, OpResult, Table, human_bytes
 
@@ -236,7 +237,7 @@ def _load_batched(ctx, inputs: LoadCsvInput, path: Path, table, cols, opts, crea
     from sage_agent.ops.data import csvload as dc
     state_file = dc.state_path(ctx.project, table, path)
     names = [c.name for c in cols]
-    state = None if inputs.restart else dc.read_state(state_file)
+    state = None if inputs.restart else read_state(state_file)
     conn = ctx.connect(ctx.migration_url, autocommit=True)
     notes: list[str] = []
     if state and state.get("columns") != names:
@@ -248,7 +249,7 @@ def _load_batched(ctx, inputs: LoadCsvInput, path: Path, table, cols, opts, crea
         if status == "committed":
             state.update({k: pending[k] for k in ("offset", "rows", "line", "prefix_sha256", "batches")})
         state["pending"] = None
-        dc.write_state(state_file, state)
+        write_state(state_file, state)
     resumed_rows = state["rows"] if state else 0
     hasher = hashlib.sha256()
     src = dc.Source(path)
@@ -276,7 +277,7 @@ def _load_batched(ctx, inputs: LoadCsvInput, path: Path, table, cols, opts, crea
             state = {"file": str(path), "table": table.display, "columns": names, "batch_rows": inputs.batch_rows,
                      "offset": offset, "rows": 0, "line": line, "batches": 0, "prefix_sha256": hasher.hexdigest(),
                      "pending": None}
-            dc.write_state(state_file, state)
+            write_state(state_file, state)
         progress = ctx.progress(f"Loading {path.name}", total=src.size)
         meter = dc.Meter(progress, raw_start=0)
         started = time.perf_counter()
@@ -302,10 +303,10 @@ def _load_batched(ctx, inputs: LoadCsvInput, path: Path, table, cols, opts, crea
                 txid = conn.execute("select txid_current()").fetchone()[0]
                 state["pending"] = {"txid": txid, "offset": offset + len(data), "rows": rows_done + n,
                                     "line": next_line, "prefix_sha256": new_hash.hexdigest(), "batches": batches + 1}
-                dc.write_state(state_file, state)
+                write_state(state_file, state)
             state.update({k: state["pending"][k] for k in ("offset", "rows", "line", "prefix_sha256", "batches")})
             state["pending"] = None
-            dc.write_state(state_file, state)
+            write_state(state_file, state)
             need_create = False
             offset, rows_done, line, batches = state["offset"], state["rows"], state["line"], state["batches"]
             hasher = new_hash
@@ -324,7 +325,7 @@ def _load_batched(ctx, inputs: LoadCsvInput, path: Path, table, cols, opts, crea
             server_error = _server_error(exc, False)
             failed = b"".join(buf)
             state["pending"] = None
-            dc.write_state(state_file, state)
+            write_state(state_file, state)
             with ctx.connect(ctx.migration_url, autocommit=False) as vconn:
                 bad = dc.validate_rows(vconn, io.BytesIO(failed), b"", batch_first_line, cols, opts, ctx.server.major)
                 vconn.rollback()

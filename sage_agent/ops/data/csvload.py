@@ -14,13 +14,13 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
+from sage_agent.ops.artifacts import sage_dir
 from sage_agent.ops.result import OpError
 from sage_agent.sqlkit.idents import readable
 
@@ -596,15 +596,6 @@ def validate_rows(conn, src_stream: BinaryIO, prefix: bytes, first_line: int, co
     return sorted(bad.values(), key=lambda b: b.line)
 
 
-def sage_dir(project: Path) -> Path:
-    """supabase/.sage/: DB Sage's working files (rejects, load state), kept out of git."""
-    folder = project / "supabase" / ".sage"
-    if not folder.is_dir():
-        folder.mkdir(parents=True)
-        (folder / ".gitignore").write_text("*\n", encoding="utf-8")
-    return folder
-
-
 def write_rejects(project: Path, table: TableRef, bad: list[BadRow]) -> Path:
     folder = sage_dir(project) / "rejects"
     folder.mkdir(parents=True, exist_ok=True)
@@ -626,21 +617,3 @@ def write_rejects(project: Path, table: TableRef, bad: list[BadRow]) -> Path:
 def state_path(project: Path, table: TableRef, file: Path) -> Path:
     key = hashlib.sha256(str(file).encode()).hexdigest()[:12]
     return sage_dir(project) / "load-state" / f"{table.schema}.{table.name}-{key}.json"
-
-
-def read_state(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def write_state(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -16,7 +16,6 @@ nothing on a shadow), else it assumes the linter's conservative 50 MB/s and says
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from pglast.parser import ParseError, normalize
 
 from sage_agent.catalog.tasks import cmd
 from sage_agent.db.redact import redact
+from sage_agent.ops.artifacts import STATE_DIR, read_state, sage_dir, write_state
 from sage_agent.ops.observe.common import seconds, short
 from sage_agent.ops.observe.diagnostics import conflicts
 from sage_agent.ops.observe.own import own_session
@@ -37,7 +37,7 @@ from sage_agent.sqlkit.lint.locks import (ACCESS_EXCLUSIVE, EXCLUSIVE, ROW_EXCLU
 from sage_agent.sqlkit.lint.sizing import DEFAULT_BYTES_PER_SECOND
 from sage_agent.sqlkit.nodes import qualified
 
-RATES_PATH = Path("supabase") / ".sage" / "scan-rate.json"
+RATES_PATH = STATE_DIR / "scan-rate.json"
 QUERY_WIDTH = 160
 # what a queued request for this lock stops meanwhile (every later request it conflicts with)
 _STOPS = {ACCESS_EXCLUSIVE: "every query", EXCLUSIVE: "every write", SHARE_ROW_EXCLUSIVE: "every write",
@@ -186,20 +186,19 @@ def measure_rates(conn, rows: int = SAMPLE_ROWS) -> Rates:
 
 
 def save_rates(project: Path, rates: Rates) -> None:
-    path = project / RATES_PATH
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**asdict(rates), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}),
-                    encoding="utf-8")
+    sage_dir(project)
+    write_state(project / RATES_PATH,
+                {**asdict(rates), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
 
 def load_rates(project: Path) -> Rates:
     """The rates the last *dry-run measured, else the assumed default."""
+    raw = read_state(project / RATES_PATH)
     try:
-        raw = json.loads((project / RATES_PATH).read_text(encoding="utf-8"))
         return Rates(scan=float(raw["scan"]), index=float(raw["index"]), rewrite=float(raw["rewrite"]),
                      validate=float(raw.get("validate", raw["index"])),
                      source=f"{raw['source']} by *dry-run at {raw.get('measured_at', '?')}")
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):  # none yet, or not what *dry-run writes
         return Rates()
 
 

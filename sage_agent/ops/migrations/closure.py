@@ -33,12 +33,13 @@ full copy and says so (tests/test_dry_run_closure.py compares the two reports fi
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import secrets
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sage_agent.ops.artifacts import STATE_DIR, read_state, sage_dir, write_state
 
 VIEWS_CHECKED = 200  # smoke_checks' "views still query" reads this many views, by name
 # SQLSTATEs that mean "something the closure left out": the dry-run runs again on a full copy
@@ -643,28 +644,21 @@ def url_dbname(url: str) -> str:
 
 # Which relations each closure template holds with all their parts (the target's oids, valid while its catalog
 # fingerprint holds): a later file whose closure they cover reuses the template instead of a new closure load.
-COVERS_PATH = Path("supabase") / ".sage" / "closure-templates.json"
+COVERS_PATH = STATE_DIR / "closure-templates.json"
 COVERS_KEPT = 50  # entries kept in that file (the newest)
 
 
 def remember_cover(project: Path, name: str, fingerprint: str, closure: Closure) -> None:
     """Record the relations the closure template `name` holds (for covering_template)."""
-    path = project / COVERS_PATH
-    covers = _read_covers(path)
+    covers = _read_covers(project)
     covers.pop(name, None)
     covers[name] = {"fingerprint": fingerprint, "relations": sorted(closure.relations)}
-    covers = dict(list(covers.items())[-COVERS_KEPT:])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(covers), encoding="utf-8")
-    tmp.replace(path)
+    sage_dir(project)
+    write_state(project / COVERS_PATH, dict(list(covers.items())[-COVERS_KEPT:]))
 
 
-def _read_covers(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+def _read_covers(project: Path) -> dict:
+    data = read_state(project / COVERS_PATH)
     return data if isinstance(data, dict) else {}
 
 
@@ -675,7 +669,7 @@ def covering_template(admin_url: str, project: Path, fingerprint: str, closure: 
     # lazy: the database layers load on the first database call
     from sage_agent.ops.migrations.shadow_run import find_template, templates
 
-    covers = _read_covers(project / COVERS_PATH)
+    covers = _read_covers(project)
     on_server = {name: label for name, label, _used, _size in templates(admin_url, sizes=False)}
     need = closure.relations
     best = None
