@@ -221,7 +221,7 @@ def test_dry_run_online_shows_each_step_with_its_lock(project, make_session, db_
     locks = {r[2]: r[3] for r in steps}
     assert locks["index"] == 'SHARE UPDATE EXCLUSIVE on "public"."orders" for the build: reads and writes go on'
     assert locks["expand"] == 'ACCESS EXCLUSIVE on "public"."orders" briefly (catalog only, no scan)'
-    assert locks["swap"].startswith('ACCESS EXCLUSIVE on "public"."orders" briefly')
+    assert locks["swap"].startswith('ACCESS EXCLUSIVE on "public"."orders" for one short transaction')
     assert locks["backfill"].startswith('ROW EXCLUSIVE on "public"."orders" and the row locks of one batch')
     assert steps[1][4].startswith('[transaction] ALTER TABLE "public"."orders" ADD COLUMN "amount_sage_new" bigint')
     assert "## Online steps (`*apply --online`)" in out.result.markdown
@@ -705,8 +705,8 @@ def test_the_plan_names_the_online_lock_timeout_and_the_result_no_error_for_what
     assert "lock_timeout=5000ms" not in plan  # no file here runs as written
     # each step's sentences whole (they were cut at 160 characters, inside a name: "keeps "amount_s...")
     flat = " ".join(plan.replace("│", " ").split())
-    assert 'the trigger then keeps "amount_sage_old" current)' in flat, flat
-    assert "each CHECK copy takes its name" in flat and 's...' not in flat
+    assert 'the trigger keeps "amount_sage_old" current until *apply --complete drops it' in flat, flat
+    assert "identity, CHECK names, views; lock:" in flat and 's...' not in flat
     rewrite = next(f for f in outcome.result.findings if f.rule == "changing-column-type")
     assert rewrite.severity == "info" and rewrite.message.endswith("(ran in its online form: not under this lock)")
     assert not [f for f in outcome.result.findings if f.severity == "error"]
@@ -741,3 +741,31 @@ def test_complete_of_two_files_stopped_in_the_second_says_the_first_is_completed
     done = make_session(db_url, confirm=("COMPLETE",)).run_line("*apply --complete")
     assert done.exit_code == EXIT_OK, failure(done)
     assert online_rows(db) == [] and type_of(db, "amount") == "bigint"
+
+
+def test_the_plan_names_what_the_swap_exchanges_its_lock_and_its_bound(project, db_url, db):
+    """The confirmation plan's swap line says which column is exchanged for which, the lock and how long *apply
+    waits for it and may hold it; with nothing confirmed, nothing changes."""
+    from sage_agent.db.env import Target
+    from sage_agent.session.answers import FlagAnswers
+    from sage_agent.session.machine import EXIT_CONFIRM, Session
+
+    db.execute(SEED)
+    write(project, f"{V1}_change.sql", CHANGE)
+    plans: list[str] = []
+
+    class Refused(FlagAnswers):
+        def confirm(self, request):
+            plans.append(request.plan)
+            return False
+
+    outcome = Session(project=project, target=Target("local", db_url, "test"),
+                      answers=Refused()).run_line("*apply --online --snapshot=no --lock-timeout 700ms")
+    assert outcome.exit_code == EXIT_CONFIRM
+    swap = next(line for line in plans[0].splitlines() if "[transaction] swaps" in line)
+    assert ('swaps "public"."orders"."amount" for the bigint copy: ALTER TABLE "public"."orders" RENAME COLUMN '
+            '"amount" TO "amount_sage_old", then RENAME COLUMN "amount_sage_new" TO "amount"') in swap, swap
+    assert ('lock: ACCESS EXCLUSIVE on "public"."orders" for one short transaction (the renames and what moves with '
+            'the column: catalog only, no scan); waits at most 700 ms for it, 8 retries with backoff, then stops '
+            'naming the holder (*apply resumes here); holds it at most statement_timeout=') in swap, swap
+    assert history(db) == [] and type_of(db, "amount") == "integer"

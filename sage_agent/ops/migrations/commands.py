@@ -248,13 +248,6 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
                     plan="\n".join(rows), word=UNSAFE_WORD, reasons=rows)
         notes.append(f"applied despite {len(errors)} error-level lint finding(s): {UNSAFE_WORD} confirmed")
     lines = []
-    for p in plans:
-        if p.migration.version in chosen.plans:
-            lines += chosen.plan_lines(p, inputs.batch_rows or ctx_batch_rows())
-            continue
-        how = "one transaction" if p.transactional else \
-            f"NO transaction (statement by statement: line {', '.join(map(str, p.nontx_lines))})"
-        lines.append(f"{p.migration.filename}: {len(p.chunks)} statement(s), {how}")
     timeouts = [f"lock_timeout={lock_timeout} statement_timeout={statement_timeout}"]
     if chosen.plans:  # the online steps take their locks under their own, shorter timeout, with retries
         from sage_agent.ops.online.executor import options_from  # lazy: only online files need it
@@ -263,6 +256,15 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
         timeouts = ([timeouts[0] + " (files that run as written)"] if len(chosen.plans) < len(plans) else []) + [
             f"online steps: lock_timeout={retry.lock_timeout_ms}ms each, retried up to {retry.retries} times "
             "with backoff"]
+        bound = (f"waits at most {retry.lock_timeout_ms} ms for it, {retry.retries} retries with backoff, then stops "
+                 f"naming the holder (*apply resumes here); holds it at most statement_timeout={statement_timeout}")
+    for p in plans:
+        if p.migration.version in chosen.plans:
+            lines += chosen.plan_lines(p, inputs.batch_rows or ctx_batch_rows(), bound)
+            continue
+        how = "one transaction" if p.transactional else \
+            f"NO transaction (statement by statement: line {', '.join(map(str, p.nontx_lines))})"
+        lines.append(f"{p.migration.filename}: {len(p.chunks)} statement(s), {how}")
     plan_text = "\n".join(online.rollback_lines(chosen) + lines + ahead.plan_lines() +
                           [f"snapshot first: {'yes' if inputs.snapshot else 'no'}"] + timeouts)
     if own_command:

@@ -27,14 +27,14 @@ class OnlineSelection:
         """A lint finding about a statement the online form rewrote no longer blocks *apply."""
         return (finding.filename, finding.statement_line or finding.line) in self._covered
 
-    def plan_lines(self, file_plan, batch_rows: int) -> list[str]:
+    def plan_lines(self, file_plan, batch_rows: int, bound: str = "") -> list[str]:
         plan = self.plans[file_plan.migration.version]
         state = self.resumed.get(file_plan.migration.version)
         lines = [f"{file_plan.migration.filename}: ONLINE, {len(plan.steps)} step(s), each its own transaction or "
                  "CONCURRENTLY (the history row is written after the last)"]
         for n, step in enumerate(plan.steps, 1):
             mark = "done " if state is not None and n <= state.done else ""
-            lines.append(f"  {n}. {mark}line {step.line} {step.show(batch_rows)}")
+            lines.append(f"  {n}. {mark}line {step.line} {step.show(batch_rows, bound)}")
         if state is not None:
             lines.append(f"  continuing: {state.describe()}")
         lines += [f"  note: {note}" for note in self.file_notes.get(file_plan.migration.version, [])]

@@ -57,7 +57,9 @@ class Step:
     backfill: dict[str, Any] = field(default_factory=dict)  # set (SQL), where (SQL or ""), only_null (column)
     expand: dict[str, Any] = field(default_factory=dict)  # expand/contract: key, table, column, newtype, using
 
-    def show(self, batch_rows: int) -> str:
+    def show(self, batch_rows: int, bound: str = "") -> str:
+        """The plan line; `bound` (the run's lock wait and hold limits) is said for the swap, the step that takes
+        ACCESS EXCLUSIVE while clients are live."""
         label = {"tx": "transaction", "direct": "no transaction", "index": "concurrently",
                  "drop_index": "concurrently", "validate": "validate", "backfill": "backfill",
                  "expand": "transaction", "expand_index": "concurrently", "expand_check": "validate",
@@ -69,7 +71,8 @@ class Step:
             text = text.replace("{constraint}", name)
         if self.kind == "backfill":
             text += f" (in primary-key batches of {batch_rows} rows, one transaction each, resumable)"
-        return f"[{label}] {text}; lock: {self.lock()}"
+        bound = f"; {bound}" if bound and self.kind == "swap" else ""
+        return f"[{label}] {text}; lock: {self.lock()}{bound}"
 
     def lock(self, server_major: int = 18) -> str:
         """The table lock this step takes and for how long (for the plan and *dry-run --online)."""
@@ -82,7 +85,8 @@ class Step:
                                  "EXCLUSIVE for the scan: reads and writes go on",
                  "backfill": f"ROW EXCLUSIVE on {t} and the row locks of one batch, one short transaction each",
                  "expand": f"ACCESS EXCLUSIVE on {t} briefly (catalog only, no scan)",
-                 "swap": f"ACCESS EXCLUSIVE on {t} briefly (renames, catalog only, no scan)",
+                 "swap": f"ACCESS EXCLUSIVE on {t} for one short transaction (the renames and what moves with the "
+                         "column: catalog only, no scan)",
                  "version": f"ACCESS SHARE on {t} (CREATE VIEW): reads and writes go on"}
         if self.kind in light:
             return light[self.kind]
@@ -555,14 +559,12 @@ class Planner:
                                        f"every CHECK that uses {c} built again on {new} NOT VALID, then VALIDATE (one "
                                        "that was NOT VALID stays so)"], line,
                       "lets the swap SET NOT NULL without a scan and keep each CHECK", table=table, expand=spec))
-        self.add(Step("swap", [f"ALTER TABLE {table} RENAME COLUMN {c} TO {ident(n['old'])}",
-                               f"ALTER TABLE {table} RENAME COLUMN {new} TO {c} (default, NOT NULL, indexes and "
-                               f"comment move with it; the trigger then keeps {ident(n['old'])} current)",
-                               f"a primary key on {c}: PRIMARY KEY USING INDEX on the new column, its foreign keys "
-                               "re-created NOT VALID, then validated one by one",
-                               f"an identity on {c}: the new column takes it with a sequence of the same name and "
-                               "options, continuing from the old one's value; each CHECK copy takes its name; "
-                               f"views over {c} dropped and made again"]
+        self.add(Step("swap", [f"swaps {table}.{c} for the {newtype} copy: ALTER TABLE {table} RENAME COLUMN {c} TO "
+                               f"{ident(n['old'])}, then RENAME COLUMN {new} TO {c}",
+                               f"{c} keeps its default, NOT NULL, indexes and comment; the trigger keeps "
+                               f"{ident(n['old'])} current until *apply --complete drops it",
+                               "in the same transaction, whatever the column has of these (the notes name each): "
+                               "primary key, foreign keys (NOT VALID, then validated), identity, CHECK names, views"]
                       + ([f"the file's own view statements (lines {', '.join(map(str, moved['lines']))}) in this "
                           f"transaction: {'; '.join(moved['drop'])} first, then {'; '.join(moved['create'])}"]
                          if moved else []), line,
