@@ -86,6 +86,7 @@ def test_text_rendering_never_interprets_markup():
     "pa\u017f\u017fword=long-s",  # (?i) matches the long s
     "?sslmode=require&password=q1",
     "nothing to hide: password is a column name",
+    "create role r password 'pw' and {\"q\": 1}",
     'quote " and backslash \\ and \u2028 line separator',
     "ok",
 ])
@@ -130,3 +131,13 @@ def test_a_state_file_is_written_whole_and_a_torn_one_starts_afresh(tmp_path):
     (tmp_path / blockers.RATES_PATH).write_text('{"scan": "fast"}', encoding="utf-8")
     assert blockers.load_rates(tmp_path) == blockers.Rates()
     assert artifacts.read_state(folder / "missing.json") is None
+
+def test_sql_password_literals_are_redacted_even_when_cut_short():
+    """*hotpaths, *monitor and the watch show other sessions' SQL: a role's password there never reaches the user."""
+    from sage_agent.ops.observe.common import short
+
+    assert redact("create role app login password 'Zq9-sql-pw'") == "create role app login password '***'"
+    assert "Zq9" not in redact("ALTER USER w WITH PASSWORD 'it''s Zq9'")
+    assert "Zq9-cut" not in short("create role app login password 'Zq9-cut-secret-value'", 40)
+    register_secret("Zq9-registered-cut")
+    assert "Zq9-reg" not in short("select 'x' || 'Zq9-registered-cut'", 24)

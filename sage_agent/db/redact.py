@@ -12,6 +12,9 @@ MASK = "***"
 _URL_PASSWORD = re.compile(r"(?P<scheme>postgres(?:ql)?(?:\+\w+)?://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
 _KV_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
 _QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&\s]+")
+# SQL's own spelling: CREATE/ALTER ROLE ... PASSWORD 'x' (pg_stat_statements, pg_stat_activity, a migration);
+# a literal cut short (track_activity_query_size, a display width) is hidden to its end
+_SQL_PASSWORD = re.compile(r"(?i)\b(password\s*)'(?:[^']|'')*(?:'|$)")
 _SECRET_ENV_NAMES = (
     "PGPASSWORD",
     "SUPABASE_SERVICE_ROLE_KEY",
@@ -78,6 +81,7 @@ def redact(text: str) -> str:
     text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
     text = _KV_PASSWORD.sub(lambda m: f"{m.group(1)}={MASK}", text)
     text = _QUERY_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}", text)
+    text = _SQL_PASSWORD.sub(lambda m: f"{m.group(1)}'{MASK}'", text)
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     for secret in secrets:
@@ -90,7 +94,7 @@ def redact(text: str) -> str:
 # these: the URL pattern matches through JSON escapes, and "password = x" may have its whitespace escaped.
 # The keyword is found first in the case-folded text: one case-insensitive regex over 5 MB costs 25 ms.
 _KV_WORD = re.compile(r"passw(?:or)?d|pwd")
-_KV_TAIL_IN_JSON = re.compile(r"(?:\s|\\[ntrfb]|\\u00[01][0-9a-fA-F])*=")
+_KV_TAIL_IN_JSON = re.compile(r"(?:\s|\\[ntrfb]|\\u00[01][0-9a-fA-F])*[=']")
 
 
 def json_may_need_redaction(document: str) -> bool:

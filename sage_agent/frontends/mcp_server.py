@@ -272,7 +272,8 @@ class McpSage:
                                                               "exit_code": outcome.exit_code}
         doc = outcome.result.model_dump(mode="json")
         doc["exit_code"] = outcome.exit_code
-        return outcome.exit_code != 0, redact(render_markdown(outcome.result)), json.loads(redact(json.dumps(doc)))
+        # each string redacted on its own: redacting the JSON text could run a match past a closing quote
+        return outcome.exit_code != 0, redact(render_markdown(outcome.result)), redact_obj(doc)  # type: ignore[return-value]
 
     def fleet(self, arguments: dict[str, Any], person_approved: tuple[str, ...] = ()) -> tuple[bool, str, dict[str, Any]]:
         """Commands on every target of a targets file; the same document as `sage run --targets --json`. Reads run

@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from sage_agent.db.redact import redact
 from sage_agent.ops.result import OpError
 
 
@@ -40,7 +41,8 @@ def seconds(value: Any) -> str:
 
 
 def short(text: Any, width: int = 120) -> str:
-    flat = " ".join(str(text or "").split())
+    """One line of at most `width` characters, redacted before it is cut (a secret cut in half is not found)."""
+    flat = " ".join(redact(str(text or "")).split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
