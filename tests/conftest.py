@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,11 @@ PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 # Tests script the model themselves; a real key on the machine must never reach the network.
 for _name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "SAGE_PROVIDER", "SAGE_MODEL"):
     os.environ.pop(_name, None)
+
+# A suite started in the background by a shell without job control (`pytest ... &`) inherits SIGINT as ignored, and
+# so would every `sage` it spawns: the Ctrl-C tests need it delivered, as it is to a user at a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -643,6 +643,11 @@ def test_the_vacuum_check_reads_only_tables_that_can_have_a_finding_and_misses_n
     # each table can have a finding for one reason only, so each condition of the candidate filter is exercised
     db.execute("create table public.churn (id int primary key, v int)")  # dead tuples past the threshold
     db.execute("insert into public.churn select g, g from generate_series(1, 5000) g; analyze public.churn")
+    # autovacuum could clean the dead tuples before the check reads them: a SHARE UPDATE EXCLUSIVE lock held on another
+    # connection makes it skip the table; and the update's counts are flushed to the statistics at once, not after
+    # the 10 s idle interval a busy backend may wait for (pg_stat_force_next_flush below)
+    guard = psycopg.connect(db_url, autocommit=False)
+    guard.execute("lock table public.churn in share update exclusive mode")
     db.execute("update public.churn set v = v + 1")
     db.execute("create table public.noauto (id int) with (autovacuum_enabled = off)")  # its reloptions
     db.execute("insert into public.noauto values (1); analyze public.noauto")
@@ -650,6 +655,7 @@ def test_the_vacuum_check_reads_only_tables_that_can_have_a_finding_and_misses_n
     db.execute("insert into public.fresh select generate_series(1, 500)")
     db.execute("create table public.quiet (id int primary key); insert into public.quiet values (1)")
     db.execute("analyze public.quiet")
+    db.execute("select pg_stat_force_next_flush()")
     ctx = watch_context(project, Target("local", db_url, "test"), 10_000)
     wait_until(lambda: vacuum_report(ctx, table="public.churn", limit=5).data["tables"][0]["dead"] >= 5000)
     full = vacuum_report(ctx, table=None, limit=100)
@@ -661,6 +667,7 @@ def test_the_vacuum_check_reads_only_tables_that_can_have_a_finding_and_misses_n
     assert only.facts["over_threshold"] == full.facts["over_threshold"]
     shown = {t["table"] for t in only.data["tables"]}
     assert "public.quiet" in {t["table"] for t in full.data["tables"]} and "public.quiet" not in shown
+    guard.close()
 
 
 def test_replication_reports_an_inactive_slot_then_resolves_it(project, db_url, db):
