@@ -212,20 +212,14 @@ def elicit_spec(ctx) -> dict[str, Any]:
 @operation("domain-modeling", risk="write")
 def model_domain(inputs: ModelDomainInput, ctx) -> OpResult:
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
-    from sage_agent.ops.design.generate import DesignError, parse_design, render_template_file
+    from sage_agent.ops.design.generate import DesignError, parse_design, read_yaml_file, render_template_file
 
     if inputs.spec:
         path = Path(inputs.spec)
         path = path if path.is_absolute() else ctx.project / path
         if not path.is_file():
             raise OpError(f"domain spec not found: {inputs.spec}", "pass a YAML file with entities:", exit_code=2)
-        try:
-            spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise OpError(f"{inputs.spec} is not valid YAML: {exc}", "fix the YAML", exit_code=2) from None
-        except UnicodeDecodeError as exc:
-            raise OpError(f"{inputs.spec} is not UTF-8 text (byte {exc.start})", "save the file as UTF-8",
-                          exit_code=2) from None
+        spec = read_yaml_file(path, inputs.spec)
     elif ctx.interactive and ctx.ask_fn:
         spec = elicit_spec(ctx)
     else:

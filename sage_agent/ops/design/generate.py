@@ -102,14 +102,18 @@ def load_design(path: Path, label: str | None = None) -> SchemaDesign:
     if not path.is_file():
         raise DesignError(f"schema design not found: {label}", "the @architect writes docs/architecture/schema-design.yaml "
                           "(template schema-design-tmpl.yaml); pass its path", exit_code=2)
+    return parse_design(read_yaml_file(path, label), label)
+
+
+def read_yaml_file(path: Path, label: str) -> Any:
+    """A design or domain YAML file's document; bad YAML or bytes that are not UTF-8 are bad input (exit 2)."""
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise DesignError(f"{label} is not valid YAML: {exc}", "fix the YAML syntax", exit_code=2) from None
     except UnicodeDecodeError as exc:
         raise DesignError(f"{label} is not UTF-8 text (byte {exc.start})", "save the file as UTF-8",
                           exit_code=2) from None
-    return parse_design(doc, label)
 
 
 def parse_design(doc: Any, label: str) -> SchemaDesign:

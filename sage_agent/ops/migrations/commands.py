@@ -249,6 +249,7 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
         notes.append(f"applied despite {len(errors)} error-level lint finding(s): {UNSAFE_WORD} confirmed")
     lines = []
     timeouts = [f"lock_timeout={lock_timeout} statement_timeout={statement_timeout}"]
+    bound = ""  # the online swap's lock wait and hold limits (only online files have a swap)
     if chosen.plans:  # the online steps take their locks under their own, shorter timeout, with retries
         from sage_agent.ops.online.executor import options_from  # lazy: only online files need it
 
