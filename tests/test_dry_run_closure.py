@@ -94,6 +94,7 @@ CASES = {
     "view_calling_a_function_over_a_table": "create view public.v_cnt as select public.count_a12() as n;\n",
     "do_block": "do $$ begin perform 1; end $$;\n",
 }
+RERUN = {"view_calling_a_function_over_a_table"}  # the closure misses what a function reads: a full copy
 FALLBACK = {"do_block"}  # statements whose reach is not read statically: the whole schema, said in a note
 WHOLE = {"enum_value"}  # every table has a column of the enum: the closure is nearly all of the schema
 OWN_NOTES = ("the shadow holds the closure", "the whole schema was loaded", "ran again on a full copy")
@@ -120,7 +121,9 @@ def _run(make_session, db_url, monkeypatch, name: str, mode: str, admin: str | N
     monkeypatch.setenv("SAGE_DRY_RUN_CLOSURE_MIN_RELATIONS", mode)
     if admin:  # cold: no full copy of the schema cached (an earlier fallback made one)
         for template, key, _used, _size in templates(admin, sizes=False):
-            if key and "_c" not in key:
+            # RERUN cases find no bigger closure either: one made for an earlier file may hold the table the
+            # function reads (whether it is still kept depends on the machine's template budget)
+            if key and ("_c" not in key or name in RERUN):
                 drop_database(admin, template)
     return make_session(db_url).run_line(f"*dry-run {name}").result
 
