@@ -25,7 +25,7 @@ def read_only(ctx, timeout_ms: int = DIAG_TIMEOUT_MS) -> Iterator[Any]:
     # lazy: psycopg loads on the first database call
     import psycopg
 
-    from sage_agent.ops.observe.sqlexec import begin_read_only, server_error
+    from sage_agent.ops.observe.sqlexec import begin_read_only, end_transaction, server_error
 
     conn = ctx.connect(autocommit=True)
     with conn:
@@ -36,10 +36,7 @@ def read_only(ctx, timeout_ms: int = DIAG_TIMEOUT_MS) -> Iterator[Any]:
         except psycopg.Error as exc:
             raise server_error(exc, "the diagnostic query") from None
         finally:
-            try:
-                conn.execute("rollback")
-            except psycopg.Error:
-                pass
+            end_transaction(conn)
 
 
 def _rows(conn, sql: str, params: Any = None) -> list[dict[str, Any]]:

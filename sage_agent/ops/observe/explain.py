@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sage_agent.ops.observe.sqlexec import SqlRefused, begin_read_only, denied_functions, server_error
+from sage_agent.ops.observe.sqlexec import (SqlRefused, begin_read_only, denied_functions, end_transaction, one_statement,
+                                          server_error)
 
 EXPLAINABLE = ("SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt")
 
@@ -36,11 +37,7 @@ def prepare_request(sql_text: str, *, analyze: bool, server_major: int) -> PlanR
     from sage_agent.ops.observe.sqlexec import parse_statements
     from sage_agent.sqlkit.classify import classify
 
-    statements = parse_statements(sql_text)
-    if len(statements) != 1:
-        raise SqlRefused(f"{len(statements)} statements given: *explain takes exactly one",
-                         "explain them one at a time", reason="multiple_statements")
-    stmt = statements[0]
+    stmt = one_statement(parse_statements(sql_text), "*explain takes exactly one", "explain them one at a time")
     kind = type(stmt.node).__name__
     info = classify(stmt, server_major)
     if kind == "ExplainStmt":
@@ -115,7 +112,4 @@ def fetch_plan(conn, req: PlanRequest, *, analyze: bool, server_major: int, time
     except psycopg.Error as exc:
         raise server_error(exc, "EXPLAIN") from None
     finally:
-        try:
-            conn.execute("rollback")
-        except psycopg.Error:
-            pass
+        end_transaction(conn)

@@ -305,14 +305,10 @@ def optimize_query(ctx, sql_text: str, *, migration: bool) -> OpResult:
     import psycopg
 
     from sage_agent.ops.observe.explain import max_param
-    from sage_agent.ops.observe.sqlexec import begin_read_only, parse_statements
+    from sage_agent.ops.observe.sqlexec import begin_read_only, end_transaction, one_statement, parse_statements
     from sage_agent.sqlkit.classify import classify
 
-    statements = parse_statements(sql_text)
-    if len(statements) != 1:
-        raise SqlRefused(f"{len(statements)} statements given: *optimize takes one query",
-                         "optimize them one at a time", reason="multiple_statements")
-    stmt = statements[0]
+    stmt = one_statement(parse_statements(sql_text), "*optimize takes one query", "optimize them one at a time")
     kind = type(stmt.node).__name__
     if kind not in ("SelectStmt", "UpdateStmt", "DeleteStmt"):
         raise SqlRefused(f"{classify(stmt).action} is not a query: *optimize works on SELECT, UPDATE and DELETE",
@@ -374,10 +370,7 @@ def optimize_query(ctx, sql_text: str, *, migration: bool) -> OpResult:
                 for cand in todo:
                     cand.verdict = "unverified"
             finally:
-                try:
-                    conn.execute("rollback")
-                except psycopg.Error:
-                    pass
+                end_transaction(conn)
         else:
             notes.append("hypopg is not available on this server: candidates are unverified (Supabase: enable the "
                          "hypopg extension; Debian/Ubuntu: apt install postgresql-<major>-hypopg)")

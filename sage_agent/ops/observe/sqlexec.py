@@ -330,6 +330,25 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def one_statement(statements: list, takes: str, next_step: str) -> Any:
+    """The single statement of `statements`, or SqlRefused saying how many were given and what `takes` takes."""
+    if len(statements) != 1:
+        raise SqlRefused(f"{len(statements)} statements given: {takes}", next_step, reason="multiple_statements")
+    return statements[0]
+
+
+def end_transaction(conn: Any) -> None:
+    """Roll back whatever the connection has open; a connection already broken has nothing left to undo."""
+    # lazy: psycopg loads on the first database call
+    import psycopg
+
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.execute("rollback")
+    except psycopg.Error:
+        pass
+
+
 def _begin_sql(timeout_ms: int, lock_timeout_ms: int) -> str:
     # idle_in_transaction_session_timeout protects the server if this client dies mid-way
     return ("begin transaction read only; select set_config('statement_timeout', "
@@ -353,10 +372,7 @@ def run_read_only(target: Any, sql_text: str, *, row_limit: int = 200, timeout_m
     Raises SqlRefused (exit code 2, nothing sent to the server) or SqlFailed (exit code 1).
     """
     statements = statements if statements is not None else parse_statements(sql_text)
-    if len(statements) != 1:
-        raise SqlRefused(f"{len(statements)} statements given: the read-only path runs exactly one per call",
-                         "send them one at a time", reason="multiple_statements")
-    stmt = statements[0]
+    stmt = one_statement(statements, "the read-only path runs exactly one per call", "send them one at a time")
     info = check_read_only(stmt, server_major or 18)
     row_limit = max(0, int(row_limit))
     # lazy: psycopg loads on the first database call
@@ -420,11 +436,7 @@ def run_read_only(target: Any, sql_text: str, *, row_limit: int = 200, timeout_m
         except psycopg.Error as exc:
             raise server_error(exc) from None
         finally:
-            try:
-                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                    conn.execute("rollback")
-            except psycopg.Error:
-                pass
+            end_transaction(conn)
             conn.remove_notice_handler(on_notice)
             if restore:
                 conn.autocommit = False
