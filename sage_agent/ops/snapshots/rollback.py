@@ -285,12 +285,7 @@ def verify(ctx, plan: RollbackPlan) -> tuple[list[list[object]], list[str]]:
     """Tables and exact row counts after the restore vs the snapshot's metadata. Returns (rows, problems)."""
     meta = plan.meta
     expected = plan.expected_counts()
-    with ctx.connect(ctx.migration_url) as conn:
-        schemas = user_schemas(conn)
-        tables = list_tables(conn, schemas) + (list_tables(conn, [HISTORY_SCHEMA])
-                                               if schema_exists(conn, HISTORY_SCHEMA) else [])
-        counts = count_rows(conn, tables)
-        conn.rollback()
+    tables, counts = _tables_and_counts(ctx)
     problems = []
     now_user = sorted(qualified(s, t) for s, t in tables if s != HISTORY_SCHEMA)
     if now_user != sorted(meta.tables):
@@ -320,12 +315,17 @@ def log_rollback(project: Path, entry: dict) -> Path:
 
 def state_fingerprint(ctx) -> tuple[list[str], dict[str, int]]:
     """Tables and counts now (to prove 'unchanged' after a failed restore)."""
+    _tables, counts = _tables_and_counts(ctx)
+    return sorted(counts), counts
+
+
+def _tables_and_counts(ctx) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """(schema, table) of the user's tables and the migration history's, and their exact row counts."""
     with ctx.connect(ctx.migration_url) as conn:
-        schemas = user_schemas(conn)
-        tables = list_tables(conn, schemas) + (list_tables(conn, [HISTORY_SCHEMA])
-                                               if schema_exists(conn, HISTORY_SCHEMA) else [])
+        tables = list_tables(conn, user_schemas(conn)) + (list_tables(conn, [HISTORY_SCHEMA])
+                                                          if schema_exists(conn, HISTORY_SCHEMA) else [])
         counts = count_rows(conn, tables)
         conn.rollback()
-    return sorted(counts), counts
+    return tables, counts
 
 
