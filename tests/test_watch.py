@@ -386,6 +386,61 @@ def test_a_first_read_in_slices_on_two_connections_keeps_what_one_read_keeps(db_
             summarize(conn, sc, major, connect=refused, parallel=2)
 
 
+# Policies for each policy lint, the three of them reading one deparse of each policy in the watch's read; realtime's
+# policies count for auth_rls_initplan only (as splinter).
+POLICIES = """
+create table public.meta_pol (id bigint primary key, owner uuid);
+alter table public.meta_pol enable row level security;
+create policy by_meta on public.meta_pol for select to authenticated
+  using ((auth.jwt() -> 'user_metadata' ->> 'role') = 'admin');
+create schema if not exists realtime;
+create table realtime.msgs (id bigint primary key, owner uuid);
+alter table realtime.msgs enable row level security;
+create policy rt_all on realtime.msgs for all to authenticated using (true);
+create policy rt_own on realtime.msgs for select to authenticated using (auth.uid() = owner);
+"""
+
+
+def test_the_first_read_in_oid_ranges_keeps_each_relations_findings_of_the_full_audits(project, db_url, db,
+                                                                                       make_session, monkeypatch):
+    """A first round reads every relation in slices of consecutive oids (one range each, on two connections): the
+    findings it keeps per relation are, one by one, those of full *rls-audit and *schema-audit runs."""
+    from sage_agent.ops.security import summary
+    from sage_agent.ops.security.summary import scope, summarize
+
+    db.execute(AUDITED + POLICIES)
+    session = make_session(db_url)
+    rls = session.run_line("*rls-audit").result
+    schema = session.run_line("*schema-audit").result
+    full = sorted([(f["name"], f"{f['metadata']['schema']}.{f['metadata']['name']}") for f in rls.data["lints"]] +
+                  [(f["rule"], f["location"]) for f in schema.data["findings"]])
+    monkeypatch.setattr(summary, "SLICE", 4)
+    read: list[tuple[bool, int]] = []
+    read_slice = summary._read_slice
+
+    def spied(conn, part, *args):
+        read.append((part.ranged, len(part.oids)))
+        return read_slice(conn, part, *args)
+
+    monkeypatch.setattr(summary, "_read_slice", spied)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        major = conn.info.server_version // 10000
+        _, store, run = summarize(conn, scope(conn, major), major,
+                                  connect=lambda: psycopg.connect(db_url, autocommit=True), parallel=2)
+    assert run.full and len(read) > 10 and all(ranged and n <= 4 for ranged, n in read)
+    # the rows kept as findings (unused_index keeps candidates, int_id columns, table_name every table: the
+    # statistics, the sequences and the counts decide those)
+    kept = sorted(store.db.execute("select rule, location from audit_rows where tid = ? and rule not in "
+                                   "('unused_index', 'int_id', 'table_name')", (store.tid,)).fetchall())
+    rules = {rule for rule, _ in kept}
+    assert kept == [f for f in full if f[0] in rules]
+    assert {"rls_policy_always_true", "auth_rls_initplan", "rls_references_user_metadata",
+            "multiple_permissive_policies", "policy_exists_rls_disabled", "naming_not_snake_case",
+            "timestamp_without_time_zone", "duplicate_index", "unindexed_foreign_keys"} <= rules
+    assert ("auth_rls_initplan", "realtime.msgs") in kept and ("rls_policy_always_true", "realtime.msgs") not in full
+    assert ("rls_references_user_metadata", "public.meta_pol") in kept
+
+
 # DDL of every kind the incremental path must notice, each changing what the audits find: (what, statement).
 STEPS = [
     ("create", 'create table public.fresh (id int, "Bad" timestamp, token text)'),

@@ -139,7 +139,7 @@ def audit(conn, schemas: list[str] | None = None) -> tuple[list[AuditFinding], d
         m = lint["metadata"]
         findings.append(AuditFinding(lint["name"], _LEVEL[lint["level"]], f"{m['schema']}.{m['name']}",
                                      lint["detail"].replace("`", ""), _lint_fix(lint)))
-    p = {"schemas": user_schemas, "only": None}
+    p = {"schemas": user_schemas, "only": None, "lo": None, "hi": None}
     # int ids near overflow (sequence-backed columns) and int primary keys (prefer bigint)
     for schema, table, column, typ, last, maxv in conn.execute(_with_columns(INT_IDS_SQL) + " order by 1, 2, 3", p).fetchall():
         rule, severity, used = int_id_rule(last, maxv)

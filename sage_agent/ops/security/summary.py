@@ -21,21 +21,23 @@ from __future__ import annotations
 
 import heapq
 import json
+import queue
 import re
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from sage_agent.ops.security import schema_audit as sa
-from sage_agent.ops.security.lints import LINTS, PER_RELATION_LINTS, SCHEMA_LINTS, SECURITY_LINTS, SYSTEM_SCHEMAS, \
-    UNUSED_INDEX_CANDIDATES_SQL, _only, lint_params, parse_exposed, skip_reason
+from sage_agent.ops.security.lints import LINTS, PER_RELATION_LINTS, POLICIES_CTE, SCHEMA_LINTS, SECURITY_LINTS, \
+    SYSTEM_SCHEMAS, UNUSED_INDEX_CANDIDATES_SQL, _only, lint_params, on_shared_policies, parse_exposed, skip_reason
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 _LEVEL = {"ERROR": "error", "WARN": "warning", "INFO": "info"}
 _BY_RANK = {v: k for k, v in SEVERITY_RANK.items()}
 SHOWN = 3  # places named per rule
-SLICE = 10_000  # relations per statement when all are read
+SLICE = 10_000  # relations per statement when all are read (consecutive oids: one range per statement)
 OWN = "/* db-sage */"  # statements that read no catalog table by name are still DB Sage's (*hotpaths)
 
 
@@ -172,7 +174,7 @@ def _counts_sql(table: str, column: str, cond: str) -> str:
 
 def _counts(conn, table: str, column: str, cond: str, only: list[int] | None) -> dict[int, int]:
     keys, values = conn.execute(_counts_sql(table, column, cond),
-                                {"only": None if only is None else _oids(only)}).fetchone()
+                                {"only": None if only is None else _oids(only), "lo": None, "hi": None}).fetchone()
     return dict(zip(keys, values))
 
 
@@ -287,28 +289,77 @@ class AuditStore:
                     kept -= n
                 db.execute("delete from audit_rows where tid = ? and relid in (select value from json_each(?))",
                            (t, ids))
-            flat = [(t, oid, *r) for oid, rs in rows.items() for r in rs]
-            db.executemany("insert into audit_rows values (?, ?, ?, ?, ?, ?, ?)", flat)
-            kept += len(flat)
-            for _, _, rule, rank, _, a, _ in flat:
-                d = delta.setdefault((rule, rank), [0, 0])
-                d[0] += 1
-                d[1] += a if rule == "table_name" and a else 0
-            db.executemany("insert into audit_totals values (?, ?, ?, ?, ?) on conflict (tid, rule, rank) do update "
-                           "set n = n + excluded.n, s = s + excluded.s", [(t, r, k, n, s) for (r, k), (n, s) in delta.items()])
+            kept += self._insert(rows, delta)
             db.execute("delete from audit_totals where tid = ? and n = 0", (t,))
-            for cat, changes_ in enumerate(counts):
-                db.executemany("insert or replace into audit_counts values (?, ?, ?, ?)",
-                               [(t, cat, r, n) for r, n in changes_.items() if n is not None])
-                db.executemany("delete from audit_counts where tid = ? and cat = ? and relid = ?",
-                               [(t, cat, r) for r, n in changes_.items() if n is None])
-            meta = {"format": STORE_FORMAT, "key": key, "horizon": horizon, "totals": totals,
-                    "token": _token(horizon, totals, kept)}
-            db.execute("update audit_meta set meta = ? where tid = ?", (json.dumps(meta), t))
+            self._set_counts(counts)
+            self._set_meta(key, horizon, totals, kept)
             db.execute("commit")
         except BaseException:
             db.execute("rollback")
             raise
+
+    def rewrite(self, counts: list[dict[int, int | None]]) -> "Rewrite":
+        """A whole new state written while it is read (a first round: SQLite's inserts overlap the server's reads
+        of the next slices), in short transactions that never hold the file's write lock across a read: cleared
+        (without meta the rows name no state), the counts, each slice's rows as they come (Rewrite.add), then the
+        meta (Rewrite.done). A read that fails leaves no meta: the next round reads everything again."""
+        db = self.db
+        db.execute("begin immediate")
+        try:
+            self.clear()
+            self._set_counts(counts)
+            db.execute("commit")
+        except BaseException:
+            db.execute("rollback")
+            raise
+        return Rewrite(self)
+
+    def _insert(self, rows: dict[int, list[Row]], delta: dict[tuple[str, int], list[int]]) -> int:
+        """Insert rows and move the rules' totals by them (with `delta`, the changes already due); the rows' count."""
+        db, t = self.db, self.tid
+        flat = [(t, oid, *r) for oid, rs in rows.items() for r in rs]
+        db.executemany("insert into audit_rows values (?, ?, ?, ?, ?, ?, ?)", flat)
+        for _, _, rule, rank, _, a, _ in flat:
+            d = delta.setdefault((rule, rank), [0, 0])
+            d[0] += 1
+            d[1] += a if rule == "table_name" and a else 0
+        db.executemany("insert into audit_totals values (?, ?, ?, ?, ?) on conflict (tid, rule, rank) do update "
+                       "set n = n + excluded.n, s = s + excluded.s", [(t, r, k, n, s) for (r, k), (n, s) in delta.items()])
+        return len(flat)
+
+    def _set_counts(self, counts: list[dict[int, int | None]]) -> None:
+        db, t = self.db, self.tid
+        for cat, changes_ in enumerate(counts):
+            db.executemany("insert or replace into audit_counts values (?, ?, ?, ?)",
+                           [(t, cat, r, n) for r, n in changes_.items() if n is not None])
+            db.executemany("delete from audit_counts where tid = ? and cat = ? and relid = ?",
+                           [(t, cat, r) for r, n in changes_.items() if n is None])
+
+    def _set_meta(self, key: str, horizon: int, totals: list[int], kept: int) -> None:
+        meta = {"format": STORE_FORMAT, "key": key, "horizon": horizon, "totals": totals,
+                "token": _token(horizon, totals, kept)}
+        self.db.execute("update audit_meta set meta = ? where tid = ?", (json.dumps(meta), self.tid))
+
+
+class Rewrite:
+    """AuditStore.rewrite's state being written: add each slice's rows, then done."""
+
+    def __init__(self, store: AuditStore) -> None:
+        self.store, self.kept = store, 0
+
+    def add(self, rows: dict[int, list[Row]]) -> None:
+        db = self.store.db
+        db.execute("begin immediate")
+        try:
+            self.kept += self.store._insert(rows, {})
+            db.execute("commit")
+        except BaseException:
+            db.execute("rollback")
+            raise
+
+    def done(self, key: str, horizon: int, totals: list[int]) -> None:
+        """The meta that names the state written (its token counts the rows)."""
+        self.store._set_meta(key, horizon, totals, self.kept)
 
 
 def _token(horizon: int, totals: list[int], rows: int) -> str:
@@ -335,18 +386,20 @@ def _runs(sc: AuditScope, server_major: int) -> list[str]:
                            has_buckets=sc.has_buckets) is None]
 
 
-def _lint_part(name: str, columns: str) -> str:
+def _lint_part(name: str, columns: str, sql: str | None = None) -> str:
     lint = LINTS[name]
     assert re.fullmatch(r"[a-z0-9_]+", name)  # a rule name is written into the statement as a literal
     rank = SEVERITY_RANK[_LEVEL[lint.level]]
     # *schema-audit keeps only the lints' findings in user schemas
     where = " where x.s::text = any(%(schemas)s)" if lint.area == "schema" else ""
-    return f"select '{name}'::text, {rank}, {columns} from ({lint.sql}) x(s, o, t, d, k, e){where}"
+    return f"select '{name}'::text, {rank}, {columns} from ({sql or lint.sql}) x(s, o, t, d, k, e){where}"
 
 
 def _per_relation_sql(sc: AuditScope, server_major: int) -> str:
     """(rule, rank, schema, relation, column, relation oid or NULL, a, b): the rows kept per relation."""
-    parts = [_lint_part(name, "x.s::text, x.o::text, null::text, null::oid, null::bigint, null::bigint")
+    # the policy lints read one deparse of each policy (the `policies` CTE)
+    parts = [_lint_part(name, "x.s::text, x.o::text, null::text, null::oid, null::bigint, null::bigint",
+                        on_shared_policies(name))
              for name in _runs(sc, server_major) if name in PER_RELATION_LINTS]
     if "unused_index" in _runs(sc, server_major):
         parts.append("select 'unused_index', 0, x.s::text, x.o::text, null, x.relid, x.i::bigint, null "
@@ -363,7 +416,7 @@ def _per_relation_sql(sc: AuditScope, server_major: int) -> str:
     # naming_mixed_plurality counts the tables (a: 1 when the name is plural)
     parts.append("select 'table_name', 0, x.s, x.o, null, x.relid, (x.o like '%%s')::int, null "
                  f"from ({sa.RELATION_NAMES_SQL}) x(s, o, c, relid)")
-    return f"with {sa.COLUMNS_CTE}\n" + "\nunion all\n".join(parts)
+    return f"with {sa.COLUMNS_CTE},\n{POLICIES_CTE}\n" + "\nunion all\n".join(parts)
 
 
 def _whole_sql(sc: AuditScope, server_major: int) -> str:
@@ -403,30 +456,63 @@ def summarize(conn, sc: AuditScope, server_major: int, store: AuditStore | None 
     if only is None:
         updates = [dict(_counts(conn, *k, None)) for k in COUNTED]
         relations = updates[0]
-        # every relation, a slice at a time: each statement stays under the watch's statement timeout
-        every = sorted(relations)
-        slices = [every[i:i + SLICE] for i in range(0, len(every), SLICE)]
+        # every relation, a slice of consecutive oids at a time: each statement stays under the watch's statement
+        # timeout, and there is a slice for each connection that reads them
+        slices = [Slice(part, ranged=True) for part in oid_slices(relations, parallel if connect is not None else 1)]
         present: Any = relations
     else:
-        slices = [only] if only else []
+        slices = [Slice(only, ranged=False)] if only else []
         # only the relations counted now (a relation made after `ch` was read is new next time, and read then)
         present = {r for r in only if updates[0].get(r)}
     sql = _per_relation_sql(sc, server_major)
-    rows: dict[int, list[Row]] = {}
-    for part_rows in _read_slices(conn, slices, sql, params, present,
-                                  connect if parallel > 1 and len(slices) > 1 else None, parallel):
-        rows.update(part_rows)
-    store.write(full=only is None, reread=reread, rows=rows, counts=updates, key=sc.key, horizon=ch.horizon,
-                totals=[t for t, _ in ch.stats])
+    totals = [t for t, _ in ch.stats]
+    with _reading(conn, slices, sql, params, present, connect if parallel > 1 and len(slices) > 1 else None,
+                  parallel) as parts:
+        if only is None:  # a new state, stored slice by slice as the reads come in
+            rewrite = store.rewrite(updates)
+            for part_rows in parts:
+                rewrite.add(part_rows)
+            rewrite.done(sc.key, ch.horizon, totals)
+        else:
+            rows: dict[int, list[Row]] = {}
+            for part_rows in parts:
+                rows.update(part_rows)
+            store.write(full=False, reread=reread, rows=rows, counts=updates, key=sc.key, horizon=ch.horizon,
+                        totals=totals)
     return _assemble(conn, sc, server_major, params, store), store, run
 
 
-def _read_slice(conn, part: list[int], sql: str, params: dict[str, Any], present) -> dict[int, list[Row]]:
+@dataclass(frozen=True)
+class Slice:
+    """Relations one statement reads: these oids (`ranged`: every oid from the first to the last of them, all
+    relations in between being in `oids`; else these oids as a list)."""
+
+    oids: list[int]
+    ranged: bool
+
+    def params(self) -> dict[str, Any]:
+        if self.ranged:
+            return {"only": None, "lo": self.oids[0], "hi": self.oids[-1]}
+        return {"only": _oids(self.oids), "lo": None, "hi": None}
+
+
+def oid_slices(relations: Iterable[int], at_least: int = 1) -> list[list[int]]:
+    """Every relation in slices of consecutive oids (in oid order, as the server compares them: unsigned), at most
+    SLICE each and at least `at_least` of them (one per connection that reads them), of even sizes."""
+    every = sorted(relations)
+    if not every:
+        return []
+    n = max(-(-len(every) // SLICE), min(at_least, len(every)))
+    size = -(-len(every) // n)
+    return [every[i:i + size] for i in range(0, len(every), size)]
+
+
+def _read_slice(conn, part: Slice, sql: str, params: dict[str, Any], present) -> dict[int, list[Row]]:
     """The rows kept per relation of the relations in `part` (of those in `present`)."""
-    param = _oids(part)
-    names = {(s, o): oid for oid, s, o in conn.execute(NAMES_SQL, {"only": param}).fetchall()}
+    filters = part.params()
+    names = {(s, o): oid for oid, s, o in conn.execute(NAMES_SQL, filters).fetchall()}
     rows: dict[int, list[Row]] = {}
-    for rule, rank, s, o, c, relid, a, b in conn.execute(sql, {**params, "only": param}).fetchall():
+    for rule, rank, s, o, c, relid, a, b in conn.execute(sql, {**params, **filters}).fetchall():
         oid = relid if relid is not None else names.get((s, o))
         if oid is None or oid not in present:
             continue
@@ -434,53 +520,74 @@ def _read_slice(conn, part: list[int], sql: str, params: dict[str, Any], present
     return rows
 
 
-def _read_slices(conn, slices: list[list[int]], sql: str, params: dict[str, Any], present,
-                 connect: Callable[[], Any] | None, parallel: int) -> list[dict[int, list[Row]]]:
-    """Each slice's rows, in slice order. With `connect`, up to `parallel` connections take slices from one queue
-    (a first round at 20,000 tables is mostly the server's work: a second backend halves it on a second core);
-    the first failure is raised once every worker has stopped."""
+@contextmanager
+def _reading(conn, slices: list[Slice], sql: str, params: dict[str, Any], present,
+             connect: Callable[[], Any] | None, parallel: int) -> Iterator[Iterator[dict[int, list[Row]]]]:
+    """Each slice's rows as they are read. With `connect`, up to `parallel` connections (`conn` and new ones) take
+    slices from one queue on threads of their own while the caller stores what they give, in the order they
+    finish (a first round at 20,000 tables is mostly the server's work: a second backend takes half of it on a
+    second core, and SQLite's inserts overlap the reads). A failure stops the readers and is raised, once every
+    reader has stopped, by the iteration; when the caller fails, the readers stop after their current slice."""
     if connect is None:
-        return [_read_slice(conn, part, sql, params, present) for part in slices]
-    out: list[dict[int, list[Row]] | None] = [None] * len(slices)
-    todo = list(enumerate(slices))
+        yield (_read_slice(conn, part, sql, params, present) for part in slices)
+        return
+    done: queue.SimpleQueue = queue.SimpleQueue()  # a slice's rows, or None: a reader failed
+    todo = list(slices)
     lock = threading.Lock()
     failed: list[BaseException] = []
+    stop = threading.Event()
 
     def work(c) -> None:
         while True:
             with lock:
-                if failed or not todo:
+                if stop.is_set() or failed or not todo:
                     return
-                i, part = todo.pop(0)
+                part = todo.pop(0)
             try:
-                out[i] = _read_slice(c, part, sql, params, present)
-            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+                rows = _read_slice(c, part, sql, params, present)
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
                 with lock:
                     failed.append(exc)
+                done.put(None)
                 return
+            done.put(rows)
 
     def extra() -> None:
         try:
             c = connect()
-        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
             with lock:
                 failed.append(exc)
+            done.put(None)
             return
         with c:
             work(c)
 
-    threads = [threading.Thread(target=extra, name=f"sage-audit-read-{n}", daemon=True)
-               for n in range(1, min(parallel, len(slices)))]
-    for t in threads:
+    readers = [threading.Thread(target=work, args=(conn,), name="sage-audit-read-0", daemon=True)]
+    readers += [threading.Thread(target=extra, name=f"sage-audit-read-{n}", daemon=True)
+                for n in range(1, min(parallel, len(slices)))]
+    for t in readers:
         t.start()
-    try:
-        work(conn)
-    finally:
-        for t in threads:
+
+    def stopped() -> None:
+        stop.set()
+        for t in readers:
             t.join()
-    if failed:
-        raise failed[0]
-    return [o for o in out if o is not None]
+
+    def results() -> Iterator[dict[int, list[Row]]]:
+        for _ in slices:
+            rows = done.get()
+            if rows is None:
+                break
+            yield rows
+        stopped()
+        if failed:
+            raise failed[0]
+
+    try:
+        yield results()
+    finally:
+        stopped()
 
 
 def _oids(values) -> str:
