@@ -259,3 +259,46 @@ def test_a_start_up_warning_wraps_at_spaces_on_a_terminal():
     piped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert piped.stderr == f"warning: {message}\n"
+
+
+
+def _tmux_screen(project, db_url, columns: int) -> str:
+    """The screen of `sage` in tmux (a terminal emulator that answers prompt-toolkit's cursor-position request,
+    which draws the bottom toolbar: a bare pty does not) once the first prompt is up."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    socket = f"sage-test-{os.getpid()}-{columns}"
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "NO_COLOR": "1", "TERM": "xterm"}
+    command = ["env", "-u", "COLUMNS", "-u", "ANTHROPIC_API_KEY", *(f"{k}={v}" for k, v in env.items()),
+               sys.executable, "-m", "sage_agent", "--db-url", db_url]
+    subprocess.run(["tmux", "-L", socket, "new-session", "-d", "-x", str(columns), "-y", "20", "-c", str(project),
+                    *command], check=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            screen = subprocess.run(["tmux", "-L", socket, "capture-pane", "-p"], capture_output=True,
+                                    text=True).stdout
+            if "sage>" in screen and "*exit" in screen:
+                return screen
+            time.sleep(0.2)
+        return screen
+    finally:
+        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+
+
+def test_toolbar_fits_sixty_columns_and_keeps_the_hint(project, db_url):
+    """At 60 columns the toolbar was the whole URL cut at the edge (`postgresql://postgres:***@127.0.`), and the
+    `*help *exit` hint was gone: it shows host:port/database instead, hint kept; at 160 the redacted URL."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(db_url)
+    narrow = _tmux_screen(project, db_url, 60).rstrip("\n").splitlines()[-1]
+    assert narrow.rstrip() == f" local  {parts.hostname}:{parts.port}{parts.path}  |  *help  *exit"
+    wide = _tmux_screen(project, db_url, 160).rstrip("\n").splitlines()[-1]
+    assert wide.rstrip() == (f" local  postgresql://{parts.username}:***@{parts.hostname}:{parts.port}{parts.path}"
+                             "  |  *help  *exit")

@@ -119,6 +119,34 @@ def command_history(path: Path | None):
     return CommandHistory(str(path))
 
 
+_TOOLBAR_HINT = "  |  *help  *exit"
+
+
+def toolbar_where(target: Target, room: int) -> str:
+    """The target for the toolbar in `room` characters: the redacted URL; on a narrow terminal host:port/database
+    (and `embedded` for the project's own server); the `*help *exit` hint beside it is never cut off."""
+    # lazy: only for a toolbar too narrow for the whole URL
+    from urllib.parse import urlsplit
+
+    url = target.display_url
+    try:
+        parts = urlsplit(url)
+        short = f"{parts.hostname}:{parts.port}{parts.path}" if parts.hostname and parts.port else url
+    except ValueError:  # not a URL (a key=value string) or a bad port: shown as it is
+        short = url
+    if target.embedded and not target.url:
+        candidates = ["embedded PostgreSQL (starts on first use)", "embedded (starts on first use)"]
+    elif target.embedded:
+        candidates = [f"embedded PostgreSQL {url}", f"embedded PostgreSQL {short}", f"embedded {short}"]
+    else:
+        candidates = [url, short]
+    for where in candidates:
+        if len(where) <= room:
+            return where
+    where = candidates[-1]
+    return where[:max(room - 1, 1)] + "…"
+
+
 class Repl:
     def __init__(self, project: Path, target: Target, *, input=None, output=None, console=None,
                  history_file: Path | None = None) -> None:
@@ -168,13 +196,16 @@ class Repl:
         # lazy: prompt-toolkit loads only for the REPL
         from prompt_toolkit.formatted_text import HTML
 
+        # lazy: prompt-toolkit loads only for the REPL
+        from prompt_toolkit.application.current import get_app_or_none
+
         env = self.target.env
-        where = self.target.display_url
-        if self.target.embedded:
-            where = "embedded PostgreSQL" + (f" {where}" if self.target.url else " (starts on first use)")
+        app = get_app_or_none()
+        width = app.output.get_size().columns if app is not None else 80
         style = "bg='ansired' fg='ansiwhite'" if env == "prod" else ""
         label = f"<style {style}> {env.upper()} </style>" if style else f" {env} "
-        return HTML(f"{label} {where.replace('&', '&amp;').replace('<', '&lt;')}  |  *help  *exit")
+        where = toolbar_where(self.target, width - len(env) - 3 - len(_TOOLBAR_HINT))
+        return HTML(f"{label} {where.replace('&', '&amp;').replace('<', '&lt;')}{_TOOLBAR_HINT}")
 
     def _answer_completer(self):
         """Per question, from its input (choices, names, paths, SQL); a typed confirmation completes nothing."""
