@@ -70,6 +70,26 @@ def test_sage_ask_without_a_key_points_at_commands(run_sage, project):
     assert proc.returncode == 2 and doc["exit_code"] == 2 and "need a model" in doc["error"]
 
 
+def test_a_question_without_a_key_gets_real_commands_at_both_doors(run_sage, project, db_url):
+    """`sage ask` offered `*query` (an alias nobody finds in *help) for a slow query; the REPL said *explain.
+    Both now show one message: the reason with the variable to set, and the commands the question is about."""
+    expected = ("Plain-language requests need a model: set ANTHROPIC_API_KEY (or SAGE_PROVIDER=openai with "
+                "SAGE_OPENAI_BASE_URL for a self-hosted model). Closest commands: *explain, *optimize, *hotpaths. "
+                "Every *command works without one; type *help.")
+    proc = run_sage("ask", "why is my query slow?", cwd=project, env={"ANTHROPIC_API_KEY": ""})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: {expected}"
+    pytest.importorskip("pexpect")
+    from terminal import Terminal
+
+    term = Terminal(project, db_url, columns=160)
+    try:
+        shown = term.type("why is my query slow?")
+    finally:
+        term.close()
+    assert expected in " ".join(shown.split())  # the same words, wrapped at the terminal's width
+
+
 def test_sage_ask_bad_key_is_explained(ask, db_url):
     from agent_scripted import error
 

@@ -19,27 +19,6 @@ from sage_agent.session.machine import EXIT_USAGE, Session
 HTTP_CLIENT_FACTORY: Callable[[], Any] | None = None
 
 
-def closest_commands(text: str, n: int = 3) -> list[str]:
-    # lazy: tests replace load_tasks on its module (monkeypatch), which a top-level import would bypass
-    import difflib
-
-    from sage_agent.catalog.tasks import command_index, load_tasks
-
-    names = [n for n in command_index(load_tasks()) if len(n) > 2]
-    close: list[str] = []
-    for word in (w.strip("*?,.!").lower() for w in text.split() if len(w.strip("*?,.!")) > 2):
-        for match in difflib.get_close_matches(word, names, n=2, cutoff=0.6):
-            if match not in close:
-                close.append(match)
-    return close[:n]
-
-
-def no_model_message(text: str, reason: str) -> str:
-    close = closest_commands(text)
-    hint = f" Closest commands: {', '.join('*' + c for c in close)}." if close else ""
-    return f"Plain-language requests need a model: {reason}.{hint} Every *command works without one; type *help."
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sage ask", description="Ask DB Sage in plain language (headless).")
     p.add_argument("question", nargs="+", help='e.g. "why is the orders query slow?"')
@@ -55,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def ask_main(argv: list[str], *, project: Path) -> int:
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
-    from sage_agent.agent.config import load_config
+    from sage_agent.agent.config import load_config, no_model_message
 
     args = build_parser().parse_args(argv)
     question = " ".join(args.question).strip()

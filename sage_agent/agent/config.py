@@ -38,6 +38,17 @@ class AgentConfig:
         return "set ANTHROPIC_API_KEY (or SAGE_PROVIDER=openai with SAGE_OPENAI_BASE_URL for a self-hosted model)"
 
 
+def no_model_message(text: str, reason: str) -> str:
+    """What a plain-language question gets without a model: why, and the commands it is most likely about
+    (the same words at the REPL and from `sage ask`)."""
+    # lazy: the catalog is read only for a question without a model
+    from sage_agent.catalog.tasks import suggest_commands
+
+    close = suggest_commands(text)
+    hint = f" Closest commands: {', '.join(close)}." if close else ""
+    return f"Plain-language requests need a model: {reason}.{hint} Every *command works without one; type *help."
+
+
 def load_config(environ: dict[str, str] | None = None) -> AgentConfig:
     env = dict(os.environ if environ is None else environ)
     s = settings(env)

@@ -192,3 +192,46 @@ def command_index(tasks: dict[str, TaskSpec]) -> dict[str, str]:
         for name in [task.command, *task.aliases]:
             index.setdefault(name, task.id)
     return index
+
+
+# What a person asks about, by task id (names come from the task files): "why is my query slow?" -> *explain ...
+_INTENTS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
+    (("slow", "fast", "faster", "speed", "performance", "perf", "plan", "index", "indexes", "tune", "tuning"),
+     ("db-explain", "query-optimization", "db-analyze-hotpaths")),
+    (("lock", "locks", "locked", "blocked", "blocking", "stuck", "waiting", "hang", "hangs"),
+     ("db-check-locks", "db-monitor-queries")),
+    (("vacuum", "bloat", "bloated", "dead", "wraparound", "autovacuum"), ("db-vacuum-status", "schema-audit")),
+    (("rls", "policy", "policies", "secure", "security", "exposed", "leak", "permission", "permissions"),
+     ("db-rls-audit", "db-policy-apply")),
+    (("undo", "revert", "rollback", "back"), ("db-rollback", "db-snapshot", "db-migrations")),
+    (("backup", "dump", "restore"), ("db-backup", "db-restore")),
+    (("migrate", "migration", "migrations", "deploy", "pending"), ("db-migrations", "db-dry-run", "db-apply-migration")),
+    (("csv", "import", "load"), ("db-load-csv",)),
+    (("connect", "connection", "connected", "env", "environment", "setup"), ("db-env-check", "db-bootstrap")),
+    (("drift", "differ", "difference", "compare"), ("db-compare-schemas",)),
+    (("test", "tests", "smoke"), ("db-smoke-test", "db-test-suite")),
+    (("activity", "running", "queries", "connections"), ("db-monitor-queries", "db-analyze-hotpaths")),
+]
+
+
+def suggest_commands(text: str, limit: int = 3) -> list[str]:
+    """The commands a plain-language question is most likely about (without a model): intent words first, then
+    command names that look like a word of the question. Aliases are not offered (`*query` is *run-sql)."""
+    # lazy: only for a question without a model
+    import difflib
+
+    tasks = load_tasks()
+    words = [w.strip("*?,.!'\"").lower() for w in text.split()]
+    ids: list[str] = []
+    for keys, task_ids in _INTENTS:
+        if any(w in keys for w in words):
+            ids += [t for t in task_ids if t in tasks and t not in ids]
+    if not ids:
+        names = {t.command: t.id for t in tasks.values()}
+        for word in words:
+            if len(word) < 3:
+                continue
+            for match in difflib.get_close_matches(word, list(names), n=2, cutoff=0.6):
+                if names[match] not in ids:
+                    ids.append(names[match])
+    return [f"*{tasks[t].command}" for t in ids[:limit]]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Callable
 
 from sage_agent.catalog.persona import load_persona
+from sage_agent.catalog.tasks import suggest_commands  # noqa: F401 - *help's tests import it here
 from sage_agent.db.env import Target
 from sage_agent.frontends.completion import CatalogCache, InputCompleters, LineCompleter
 from sage_agent.frontends.render import make_console, progress_printer, render_text
@@ -19,49 +19,6 @@ def greeting() -> str:
     persona = load_persona()
     return (f"{persona.agent.icon} Hello, I'm {persona.agent.name}, your {persona.agent.title}. "
             f"Type *help to see what I can do.")
-
-
-# What a person asks about, by task id (names come from the task files): "why is my query slow?" -> *explain ...
-_INTENTS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
-    (("slow", "fast", "faster", "speed", "performance", "perf", "plan", "index", "indexes", "tune", "tuning"),
-     ("db-explain", "query-optimization", "db-analyze-hotpaths")),
-    (("lock", "locks", "locked", "blocked", "blocking", "stuck", "waiting", "hang", "hangs"),
-     ("db-check-locks", "db-monitor-queries")),
-    (("vacuum", "bloat", "bloated", "dead", "wraparound", "autovacuum"), ("db-vacuum-status", "schema-audit")),
-    (("rls", "policy", "policies", "secure", "security", "exposed", "leak", "permission", "permissions"),
-     ("db-rls-audit", "db-policy-apply")),
-    (("undo", "revert", "rollback", "back"), ("db-rollback", "db-snapshot", "db-migrations")),
-    (("backup", "dump", "restore"), ("db-backup", "db-restore")),
-    (("migrate", "migration", "migrations", "deploy", "pending"), ("db-migrations", "db-dry-run", "db-apply-migration")),
-    (("csv", "import", "load"), ("db-load-csv",)),
-    (("connect", "connection", "connected", "env", "environment", "setup"), ("db-env-check", "db-bootstrap")),
-    (("drift", "differ", "difference", "compare"), ("db-compare-schemas",)),
-    (("test", "tests", "smoke"), ("db-smoke-test", "db-test-suite")),
-    (("activity", "running", "queries", "connections"), ("db-monitor-queries", "db-analyze-hotpaths")),
-]
-
-
-def suggest_commands(text: str, limit: int = 3) -> list[str]:
-    """The commands a plain-language question is most likely about (without a model): intent words first, then
-    command names that look like a word of the question. Aliases are not offered (`*query` is *run-sql)."""
-    # lazy: tests replace load_tasks on its module (monkeypatch), which a top-level import would bypass
-    from sage_agent.catalog.tasks import load_tasks
-
-    tasks = load_tasks()
-    words = [w.strip("*?,.!'\"").lower() for w in text.split()]
-    ids: list[str] = []
-    for keys, task_ids in _INTENTS:
-        if any(w in keys for w in words):
-            ids += [t for t in task_ids if t in tasks and t not in ids]
-    if not ids:
-        names = {t.command: t.id for t in tasks.values()}
-        for word in words:
-            if len(word) < 3:
-                continue
-            for match in difflib.get_close_matches(word, list(names), n=2, cutoff=0.6):
-                if names[match] not in ids:
-                    ids.append(names[match])
-    return [f"*{tasks[t].command}" for t in ids[:limit]]
 
 
 class CommandCompleter(LineCompleter):
@@ -282,11 +239,10 @@ class Repl:
         return not outcome.exit_requested
 
     def no_model_reply(self, text: str) -> None:
-        close = suggest_commands(text)
-        hint = f" Closest commands: {', '.join(close)}." if close else ""
-        self.console.print(
-            "Plain-language requests need a model: set ANTHROPIC_API_KEY (or configure a provider)."
-            f"{hint} Every *command works without one; type *help.", markup=False, highlight=False)
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+        from sage_agent.agent.config import load_config, no_model_message
+
+        self.console.print(no_model_message(text, load_config().missing_reason), markup=False, highlight=False)
 
     def run(self) -> int:
         self.console.print(greeting(), markup=False)
