@@ -146,6 +146,25 @@ def test_readme_lists_every_command():
     assert not missing, f"README.md does not mention: {missing}"
 
 
+def test_readme_command_tables_are_what_help_shows():
+    """README's command tables and *help (the persona) list the same commands, in the same order, with the same
+    descriptions: *help still said *rollback "restores a snapshot atomically" after it became a proven reverse
+    change that keeps the rows, while the README described the new one."""
+    import re
+
+    from sage_agent.catalog.paths import catalog_root
+
+    readme = catalog_root() / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md is not shipped in an installed copy")
+    text = readme.read_text()
+    section = text[text.index("## Commands"):text.index("## Using it")]
+    rows = [(m.group(1), m.group(2).replace("\\|", "|"))
+            for m in re.finditer(r"^\| (\*[^|]+?) \| (.+) \|$", section, re.M)]
+    shown = [(c.usage, c.description) for c in load_persona().commands]
+    assert rows == shown
+
+
 def test_cmd_names_a_command_from_its_task_file():
     from sage_agent.catalog.tasks import cmd
 
