@@ -186,3 +186,20 @@ def test_several_commands_are_all_checked_before_any_runs(run_sage, project, arg
     assert proc.returncode == 2
     assert message in proc.stderr
     assert not (project / "supabase").exists()
+
+
+def test_a_sage_run_flag_inside_the_quotes_says_where_it_goes(run_sage, project):
+    """`sage run "*apply --yes"` (the flag typed inside the quoted line) listed *apply's options and stopped there;
+    it now gives the line to copy. A typo'd option gets the option it looks like. Nothing runs: exit 2."""
+    proc = run_sage("run", "*rollback v1 --confirm ROLLBACK", cwd=project)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith(
+        "--confirm is an option of `sage run`, not of *rollback: put it after the quoted command: "
+        'sage run "*rollback v1" --confirm ROLLBACK; at the REPL, leave it out and answer the question')
+    proc = run_sage("run", "*migrations --json", cwd=project)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith('put it after the quoted command: sage run "*migrations" --json')
+    proc = run_sage("run", "*apply --onlin", cwd=project)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith("--versioned). Did you mean --online?")
+    assert not (project / ".sage").exists()  # no audit line: nothing started

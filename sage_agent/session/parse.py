@@ -6,6 +6,7 @@ text (SQL) that would otherwise be split: `*run-sql --write -- update t set a = 
 
 from __future__ import annotations
 
+import difflib
 import shlex
 from dataclasses import dataclass, field
 
@@ -115,7 +116,7 @@ def bind_values(task: TaskSpec, parsed: ParsedCommand) -> dict[str, str]:
             if spec is None:
                 flags = ", ".join(sorted(s.flag for s in known.values())) or "none"
                 raise CommandLineError(f"*{task.command} has no option --{key.replace('_', '-')} (options: {flags})"
-                                       + _free_text_hint(task))
+                                       + _unknown_option_hint(task, known, tokens, i))
             if eq:
                 values[key] = value
             elif spec.kind == "bool":
@@ -188,6 +189,32 @@ def _documented_later(task: TaskSpec, keys: list[str], value: str) -> str | None
 def _no_input(task: TaskSpec, key: str, source: str) -> str:
     known = sorted(i.key for i in task.user_inputs())
     return (f"*{task.command} has no input {key} (given by {source}; inputs: {', '.join(known) or 'none'})")
+
+
+# `sage run`'s own options (with whether they take a value): typed inside the quoted line they reach the command
+_RUN_FLAGS = {"yes": False, "allow_unsafe": False, "json": False, "markdown": False, "confirm": True, "env": True,
+              "db_url": True, "direct_url": True}
+
+
+def _unknown_option_hint(task: TaskSpec, known: dict, tokens: list[str], i: int) -> str:
+    """A typo: the flag it looks like. `sage run "*apply --yes"`: --yes is sage run's, not *apply's: where it
+    goes, as a line to copy (at the REPL the question is asked instead)."""
+    key, eq, _ = tokens[i][2:].partition("=")
+    key = key.replace("-", "_")
+    takes_value = _RUN_FLAGS.get(key)
+    if takes_value is None:
+        close = difflib.get_close_matches(key, [*known, *_RUN_FLAGS], n=1, cutoff=0.75)
+        if not close:
+            return _free_text_hint(task)
+        run = " (an option of `sage run`: after the quoted command)" if close[0] in _RUN_FLAGS else ""
+        return f". Did you mean --{close[0].replace('_', '-')}{run}?" + _free_text_hint(task).replace(". ", " ", 1)
+    pair = takes_value and not eq and i + 1 < len(tokens)
+    flag = f"{tokens[i]} {tokens[i + 1]}" if pair else tokens[i]
+    rest = [t for j, t in enumerate(tokens) if j != i and not (pair and j == i + 1)]
+    line = " ".join([f"*{task.command}", *rest])
+    asked = "; at the REPL, leave it out and answer the question" if key in ("yes", "confirm", "allow_unsafe") else ""
+    return (f". --{key.replace('_', '-')} is an option of `sage run`, not of *{task.command}: put it after the "
+            f"quoted command: sage run \"{line}\" {flag}{asked}")
 
 
 def _free_text_hint(task: TaskSpec) -> str:
