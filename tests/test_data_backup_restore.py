@@ -367,3 +367,16 @@ def test_restore_over_a_database_with_the_backups_own_views_is_not_blocked(fmt, 
     out = make_session(source, confirm=("RESTORE",)).run_line(f"*restore own_{fmt}")
     assert out.exit_code == 1 and "view on public.later_view" in out.error
     assert "big_orders" not in out.error
+
+
+def test_files_written_are_shown_relative_to_the_project_at_60_columns(run_sage, source, project):
+    """*backup listed its files as absolute paths: at 60 columns `📄` stood alone and the path broke mid-name.
+    They are shown as the rest of the output names them, relative to the project; --json keeps the full path."""
+    out = run_sage("run", "*backup narrow", "--db-url", source, cwd=project, env={"COLUMNS": "60"})
+    assert out.returncode == 0, out.stderr
+    shown = out.stdout.splitlines()
+    assert "📄 supabase/backups/narrow.dump" in shown
+    assert "📄 supabase/backups/narrow.json" in shown
+    assert str(project) not in out.stdout
+    doc = json.loads(run_sage("run", "*backup narrow2", "--db-url", source, "--json", cwd=project).stdout)
+    assert doc["artifacts"][0] == str(project / "supabase" / "backups" / "narrow2.dump")

@@ -331,6 +331,18 @@ def progress_printer(console):
     return sink
 
 
+def _shown_path(path: str) -> str:
+    """A file under the current folder as a relative path (what the other artifacts show, and short enough for a
+    narrow terminal: an absolute one broke across lines mid-name at 60 columns); anything else as it is."""
+    if not os.path.isabs(path):
+        return path
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return path if relative.startswith("..") else relative
+
+
 def render_text(result: OpResult, console=None) -> None:
     console = console or make_console()
     console.print(Text(f"{_ICON[result.status]} {redact(result.summary)}", style=f"bold {_STYLE[result.status]}"))
@@ -356,7 +368,7 @@ def render_text(result: OpResult, console=None) -> None:
     for note in result.notes:
         _hanging(console, "• ", redact(note), "")
     for path in result.artifacts:
-        console.print(Text(f"📄 {path}"))
+        console.print(Text(f"📄 {_shown_path(path)}"))
     if result.next_steps:
         line = "Next: " + ", ".join(result.next_steps)
         if len(line) <= console.width:
