@@ -41,6 +41,21 @@ def test_planted_password_never_printed(run_sage, project, pg_server, db):
         db.execute("drop role planted")
 
 
+def test_env_check_offers_bootstrap_only_before_it(run_sage, project, db_url):
+    """*env-check's next step was `*bootstrap, *snapshot baseline` in every project, also one bootstrapped with a
+    baseline taken: it offers what is still to do."""
+    def next_line() -> str:
+        proc = run_sage("run", "*env-check", "--db-url", db_url, cwd=project)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.splitlines()[-1]
+
+    assert next_line() == "Next: *bootstrap, *snapshot baseline"
+    assert run_sage("run", "*bootstrap", "--db-url", db_url, cwd=project).returncode == 0
+    assert next_line() == "Next: *migrations, *snapshot baseline"
+    assert run_sage("run", "*snapshot baseline", "--db-url", db_url, cwd=project).returncode == 0
+    assert next_line() == "Next: *migrations"
+
+
 @pytest.mark.parametrize("url, kind", [
     ("postgresql://u:p@host.invalid:5432/db", "unknown host"),
     ("postgresql://u:p@127.0.0.1:{free}/db", "refused"),

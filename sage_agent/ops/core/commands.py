@@ -156,7 +156,17 @@ def env_check(inputs: EnvCheckInput, ctx) -> OpResult:
     return OpResult(operation="db-env-check", status=status,
                     summary=f"Connected to {facts['database']} on {facts['host']}:{facts['port']} "
                             f"(PostgreSQL {info.version}, {target.env})",
-                    facts=facts, findings=findings, next_steps=[cmd("db-bootstrap"), cmd("db-snapshot", "baseline")])
+                    facts=facts, findings=findings, next_steps=_env_check_next_steps(ctx.project))
+
+
+def _env_check_next_steps(project: Path) -> list[str]:
+    """What moves this project on: *bootstrap only where there is no supabase/ layout yet (it was offered in a
+    bootstrapped project too), a baseline snapshot only where none is taken."""
+    supabase = project / "supabase"
+    steps = [cmd("db-migrations") if (supabase / "migrations").is_dir() else cmd("db-bootstrap")]
+    if not (supabase / "snapshots" / "baseline.sql").exists():
+        steps.append(cmd("db-snapshot", "baseline"))
+    return steps
 
 
 SESSION_COMMANDS = "*apply, *rollback, *restore, *seed, *snapshot, *backup, *load-csv"
