@@ -81,6 +81,23 @@ def test_unknown_environment_and_source(make_session, db_url):
     assert out.exit_code == 2 and "not found" in out.error
 
 
+def test_drift_offers_the_line_that_writes_the_proven_plan(make_session, db_url, db, project):
+    """The next step was `*compare-schemas ... with write_migration=yes to save the proven plan`: not a line that
+    runs. It is this comparison again with --write-migration, and typing it writes the file."""
+    db.execute("create table public.items (id bigint primary key, legacy int)")
+    _write(project, "supabase/migrations/20240101000000_items.sql",
+           "create table public.items (id bigint primary key);\n")
+    session = make_session(db_url, yes=True)
+    out = session.run_line("*compare-schemas local migrations")
+    assert out.exit_code == 4, out.error
+    assert out.result.next_steps == ["*compare-schemas local migrations --write-migration"]
+    out = session.run_line(out.result.next_steps[0])
+    assert out.exit_code == 4, out.error
+    written = sorted((project / "supabase" / "migrations").glob("*_schema_sync.sql"))
+    assert len(written) == 1 and "DROP COLUMN legacy" in written[0].read_text()
+    assert out.result.next_steps == [f"*dry-run {written[0].name}"]
+
+
 def test_unprovable_plan_is_not_shown_as_safe(make_session, db_url, db, project, pg_server):
     """B's view reads a managed schema (realtime) that A's world lacks: the plan fails on the shadow copy."""
     from sage_agent.db.shadow import create_database, drop_database
@@ -100,6 +117,7 @@ def test_unprovable_plan_is_not_shown_as_safe(make_session, db_url, db, project,
     assert res.status == "warning" and "NOT proven" in res.summary
     assert res.findings[0].rule == "proof.failed" and "realtime" in res.findings[0].message
     assert not (project / "supabase" / "migrations").exists()  # never written
+    assert res.next_steps == []  # no offer to write a plan it refuses to write
     step = next(s for s in res.data["steps"] if "ADD COLUMN b" in s["sql"])
     assert "fails when the table has rows" in step["note"]
 

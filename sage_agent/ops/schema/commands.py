@@ -302,8 +302,21 @@ def compare_schemas(inputs: CompareInput, ctx) -> OpResult:
                     facts=facts, tables=tables,
                     findings=findings, notes=notes, artifacts=artifacts, data=data | {"sql": plan.sql()},
                     markdown=markdown,
-                    next_steps=(["*dry-run " + Path(artifacts[-1]).name] if artifacts else
-                                ["*compare-schemas ... with write_migration=yes to save the proven plan"]))
+                    next_steps=_compare_next_steps(inputs, artifacts, bool(proof and proof.proven and plan.steps)))
+
+
+def _compare_next_steps(inputs: CompareInput, artifacts: list[str], proven: bool) -> list[str]:
+    """A whole command line to copy: the migration written, to dry-run; else this comparison again writing its
+    proven plan (it said `*compare-schemas ... with write_migration=yes`, not a line that runs, and also for a
+    plan it would refuse to write)."""
+    # lazy: only for a next step
+    import shlex
+
+    if artifacts:
+        return ["*dry-run " + Path(artifacts[-1]).name]
+    if not proven:
+        return []
+    return [f"*compare-schemas {shlex.quote(inputs.source)} {shlex.quote(inputs.target)} --write-migration"]
 
 
 def _markdown(cmp, summary: str, roots: PartitionRoots | None = None) -> str:
