@@ -133,6 +133,8 @@ def test_embedded_default_and_db_subcommands(run_sage, project):
         shown = run_sage("db", "url", cwd=project)
         url = shown.stdout.strip()
         assert url.endswith(f":{status['port']}/postgres") and ":***@" in url
+        # sage log named the target "(embedded, not started)": the server starts during the command
+        assert json.loads(run_sage("log", "--json", cwd=project).stdout)[-1]["target"] == url
         assert "the password is hidden; `sage db url --show-password` prints it" in shown.stderr  # the way to it
         full = run_sage("db", "url", "--show-password", cwd=project)
         assert full.stdout.strip() == url.replace(":***@", ":postgres@") and full.stderr == ""

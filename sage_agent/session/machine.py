@@ -147,9 +147,10 @@ class Session:
         """Run one operation, recorded in the project's audit trail: a started line, then a finished line."""
         entry_id = uuid.uuid4().hex[:16]
         self._confirmed_by, self._risk = [], None
+        target = self.target.display_url
         audit.append(self.project, {"id": entry_id, "event": "started", "time": audit.now(),
                                     "front_door": self.front_door, "env": self.target.env,
-                                    "target": self.target.display_url, "command": task.command, "task": task.id,
+                                    "target": target, "command": task.command, "task": task.id,
                                     "inputs": audit.redact_inputs(values)})
         start = time.monotonic()
         self._recorded, self._replay_pos, self._elicited, self._given, self._prefill_seen = [], 0, {}, [], {}
@@ -164,6 +165,9 @@ class Session:
         status = result.status if result is not None else ("failed" if outcome.exit_code else "ok")
         audit.append(self.project, {"id": entry_id, "event": "finished", "finished": audit.now(), "status": status,
                                     "exit_code": outcome.exit_code, "risk": self._risk,
+                                    # the embedded server started during the command: its URL, not "not started"
+                                    **({"target": self.target.display_url}
+                                       if self.target.display_url != target else {}),
                                     "confirmed_by": list(self._confirmed_by),
                                     **({"answered_by": dict(self.answered_by)} if self.answered_by else {}),
                                     "duration_ms": round((time.monotonic() - start) * 1000),
