@@ -92,6 +92,28 @@ def test_expanded_auto_on_and_off(monkeypatch):
     assert max(len(line) for line in text.splitlines()) <= 60
 
 
+def test_a_record_label_that_wraps_keeps_the_bar_on_each_line(monkeypatch):
+    """*rls-audit at 60 columns: `policies authenticated (S/I/U/D)` wrapped and its second and third lines sat at
+    the left edge with no `|`, reading as a field of their own. Each line of a field now has the bar."""
+    coverage = OpResult(operation="x", summary="s", tables=[Table(
+        title="RLS coverage", columns=["table", "rls", "policies anon (S/I/U/D)", "policies authenticated (S/I/U/D)",
+                                       "grants anon", "grants authenticated", "a note"],
+        rows=[["public.todos", "on", "0/0/0/0", "1/1/1/1", "SIUD", "SIUD", "x" * 70]])])
+    text = _render(60, coverage, monkeypatch)
+    record = text[text.index("-[ RECORD 1 ]"):].splitlines()[1:]
+    assert record == ["table                | public.todos",
+                      "rls                  | on",
+                      "policies anon        | 0/0/0/0",
+                      "(S/I/U/D)            |",
+                      "policies             | 1/1/1/1",
+                      "authenticated        |",
+                      "(S/I/U/D)            |",
+                      "grants anon          | SIUD",
+                      "grants authenticated | SIUD",
+                      "a note               | " + "x" * 37,
+                      "                     | " + "x" * 33]
+
+
 def test_no_line_ends_with_spaces_but_a_prompt_keeps_its_own(monkeypatch):
     """rich pads wrapped text, facts and table cells to the width: every finished line is trimmed, in records,
     tables, findings and notes, at 60 and 160 columns. A question still ends with its space before the answer."""
@@ -194,7 +216,8 @@ def test_fleet_table_at_60_columns_never_cuts_a_target_name(monkeypatch):
         render_fleet(doc, console)
         text = console.file.getvalue()
         assert "tenant-with-a-long-name-b" in text and "*schema-audit" in text and "…" not in text
-        assert " ".join(text.replace("│", " ").split()).count("is not set (export it or put it in .env)") == 1
+        words = " ".join(text.replace("│", " ").replace(" | ", " ").split())  # table cells and record fields
+        assert words.count("is not set (export it or put it in .env)") == 1
         assert max(len(line) for line in text.splitlines()) <= width
 
 

@@ -6,6 +6,7 @@ import json
 import os
 from typing import Any
 
+from rich.box import Box
 from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -223,6 +224,10 @@ def _expanded_mode() -> str:
     return mode if mode in ("auto", "on", "off") else "auto"
 
 
+# psql's `\x` records: `label | value`, the bar drawn on each line of the field (no other lines)
+_RECORD_BAR = Box("    \n" "  | \n" "    \n" "  | \n" "    \n" "    \n" "  | \n" "    \n")
+
+
 def render_table(table, console) -> None:
     """A table that fits the terminal: as is; one that does not: vertical records (SAGE_EXPANDED=auto, like psql's
     `\\x auto`), or wrapped cells (off). The first column is never cut. No rows: one line in words."""
@@ -251,12 +256,12 @@ def render_table(table, console) -> None:
         for n, row in enumerate(rows, start=1):
             head = f"-[ RECORD {n} ]"
             console.print(Text(head + "-" * max(0, min(console.width, 40) - len(head)), style="dim"))
-            grid = RichTable.grid(padding=(0, 1))
+            # `|` on every line of a field: a label or value that wraps keeps its continuation beside it
+            grid = RichTable(box=_RECORD_BAR, show_header=False, show_edge=False, pad_edge=False, padding=(0, 1))
             grid.add_column(no_wrap=False, overflow="fold", width=label_width, style="bold")
-            grid.add_column(no_wrap=True)
             grid.add_column(overflow="fold")
             for col, value in zip(columns, row):
-                grid.add_row(Text(col), Text("|"), Text(value))
+                grid.add_row(Text(col), Text(value))
             console.print(grid)
     else:
         # cells are Text, never markup: `[name]` in a usage line or a value from the database stays as it is
