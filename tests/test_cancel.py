@@ -49,7 +49,9 @@ def test_ctrl_c_cancels_on_the_server_and_rolls_back(make_session, db_url, db, m
         outcome = session.run_task(task, {"name": "half_done"})
         watcher.join()
         assert outcome.exit_code == EXIT_INTERRUPTED
-        assert outcome.error == "interrupted"  # psycopg cancelled the statement; the with-block rolled back
+        # psycopg cancelled the statement, the with-block rolled back: the person is told so (it said "interrupted")
+        assert outcome.error == ("interrupted: the running statement was cancelled on the server and its "
+                                 "transaction rolled back")
         assert db.execute("select to_regclass('public.half_done')").fetchone()[0] is None
         busy = db.execute("select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' "
                           "and state = 'active'").fetchone()[0]

@@ -11,7 +11,7 @@ from sage_agent.frontends.render import make_console, render_text
 from sage_agent.ops.result import Finding, OpResult, Table
 
 pexpect = pytest.importorskip("pexpect")  # installed with the test extras (pyproject [test])
-from terminal import UP, Terminal  # noqa: E402
+from terminal import PROMPT_START, UP, Terminal, plain  # noqa: E402
 
 
 @pytest.fixture
@@ -325,3 +325,22 @@ def test_toolbar_fits_sixty_columns_and_keeps_the_hint(project, db_url):
     wide = _tmux_screen(project, db_url, 160).rstrip("\n").splitlines()[-1]
     assert wide.rstrip() == (f" local  postgresql://{parts.username}:***@{parts.hostname}:{parts.port}{parts.path}"
                              "  |  *help  *exit")
+
+
+def test_ctrl_c_at_the_repl_says_the_statement_was_cancelled(project, db_url, db):
+    """Ctrl-C on a slow *run-sql printed a bare `error: interrupted`: whether the server still ran it was left to
+    guess. It says the statement was cancelled on the server and rolled back, and the server runs nothing."""
+    term = Terminal(project, db_url, columns=60)
+    try:
+        term.child.send("*run-sql select pg_sleep(30)\r")
+        term.child.expect_exact("(Ctrl-C cancels)")
+        term.child.send("\x03")
+        term.child.expect_exact(PROMPT_START)
+        shown = " ".join(plain(term.child.before).split())
+    finally:
+        term.close()
+    assert ("error: interrupted: the running statement was cancelled on the server and its transaction rolled back"
+            in shown)
+    busy = db.execute("select count(*) from pg_stat_activity where query = 'select pg_sleep(30)' "
+                      "and state = 'active'").fetchone()[0]
+    assert busy == 0

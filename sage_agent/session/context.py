@@ -218,6 +218,11 @@ class OpContext:
 
         return self.pool.server_info(self.url, ask) if self.pool is not None else ask()
 
+    @property
+    def connections_opened(self) -> int:
+        """How many connections this command opened (closed ones too, until close_all)."""
+        return len(self._connections)
+
     def cancel_running(self) -> int:
         """Send a cancel request for every open connection (Ctrl-C): the server stops the statement."""
         cancelled = 0

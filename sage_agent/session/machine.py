@@ -216,8 +216,10 @@ class Session:
                                         result=OpResult(operation=task.id, status="cancelled", summary=str(exc))))
         except KeyboardInterrupt:
             n = ctx.cancel_running()
+            # a connection already closed was cancelled by psycopg itself (it cancels the statement it waits on
+            # when Ctrl-C arrives) and its transaction ended with it: the person is told the same, not a bare word
             msg = ("interrupted: the running statement was cancelled on the server and its transaction rolled back"
-                   if n else "interrupted")
+                   if n or ctx.connections_opened else "interrupted")
             return self._finish(Outcome(EXIT_INTERRUPTED, error=msg, task_id=task.id))
         except OpError as exc:
             if isinstance(exc, NeedsInput) and task.input(exc.key) is not None:
