@@ -93,6 +93,10 @@ class Settings:
                                               "timeout of one sage watch webhook POST")
     watch_keep_rounds: int = _setting("SAGE_WATCH_KEEP_ROUNDS", 10_000,
                                       "rounds kept per target in .sage/watch.sqlite (older ones are pruned)")
+    mcp_result_bytes: int = _setting("SAGE_MCP_RESULT_BYTES", 100_000,
+                                     "cap on one sage mcp tool result (text and structured content together): "
+                                     "the summary and the most severe findings stay, the rest is counted, and the "
+                                     "whole result is written to .sage/mcp/TOOL.json")
     db_mcp_command: str = _setting("SAGE_DB_MCP_COMMAND", "",
                                    "*env-check through an MCP Postgres server (its command line; also in .env)")
     provider: str = _setting("SAGE_PROVIDER", "anthropic", "model provider: anthropic or openai (compatible)")

@@ -275,6 +275,25 @@ class McpSage:
         # each string redacted on its own: redacting the JSON text could run a match past a closing quote
         return outcome.exit_code != 0, redact(render_markdown(outcome.result)), redact_obj(doc)  # type: ignore[return-value]
 
+    def rerun_line(self, name: str, arguments: dict[str, Any]) -> str | None:
+        """The `sage run ... --json` line that prints a read tool's whole result; None for a tool that may write
+        (running it again from a shell is a decision of its own)."""
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+        import shlex
+
+        tools = self.tools()
+        if name not in tools or tools[name][1].max_risk != "read":
+            return None
+        words = [f"*{name}"]
+        for key, value in sorted(arguments.items()):
+            flag = "--" + key.replace("_", "-")
+            if isinstance(value, bool):
+                words += [flag] if value else [flag, "no"]
+            elif value is not None:
+                words += [flag, shlex.quote(str(value))]
+        where = f" --env {self.target.env}" + (" --db-url URL" if self.target.source == "--db-url" else "")
+        return f"sage run {shlex.quote(' '.join(words))} --json{where}"
+
     def fleet(self, arguments: dict[str, Any], person_approved: tuple[str, ...] = ()) -> tuple[bool, str, dict[str, Any]]:
         """Commands on every target of a targets file; the same document as `sage run --targets --json`. Reads run
         in parallel. Writes: each target has its own plan and token (first call: nothing runs, every plan comes
@@ -425,3 +444,128 @@ class McpSage:
 def tool_annotations(op) -> dict[str, bool]:
     """MCP hints from the operation's declared risk: read-only only when no input can raise it."""
     return {"read_only_hint": op.max_risk == "read", "destructive_hint": op.max_risk == "destructive"}
+
+
+# --- one tool result, bounded -----------------------------------------------------------------------------------
+_RANK = {"error": 0, "warning": 1, "info": 2}
+_NEVER_CUT = 10  # an object, or a list of plain values, of at most this many items is never cut (a row's cells)
+
+
+def _severity(item: Any) -> int:
+    """error, warning, info (a finding's severity, a lint's level), then anything else."""
+    if not isinstance(item, dict):
+        return 3
+    return _RANK.get(str(item.get("severity") or item.get("level") or "").lower(), 3)
+
+
+def _size(doc: Any) -> int:
+    return len(json.dumps(doc, default=str, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def _cap(value: Any, k: int, path: str, cut: dict[str, list[int]], depth: int = 0, chars: int = 0) -> Any:
+    """`value` with every list and object below the top cut to its first `k` items (and, with `chars`, every
+    string to that many characters); what was left out is counted in `cut` by path (indexes as [])."""
+    if isinstance(value, str):
+        return value if not chars or len(value) <= chars else value[:chars] + "…"
+    if isinstance(value, dict):
+        items = list(value.items())
+        if depth and len(items) > max(k, _NEVER_CUT):
+            shown, total = cut.setdefault(path, [0, 0])
+            cut[path] = [shown + k, total + len(items)]
+            items = items[:k]
+        return {key: _cap(v, k, f"{path}.{key}" if path else str(key), cut, depth + 1, chars) for key, v in items}
+    if isinstance(value, list):
+        # a list of records (findings, rows) is cut to k; a short list of values (a row's cells) never
+        if depth and len(value) > k and (len(value) > _NEVER_CUT or any(isinstance(v, (dict, list)) for v in value)):
+            shown, total = cut.setdefault(path, [0, 0])
+            cut[path] = [shown + k, total + len(value)]
+            value = sorted(value, key=_severity)[:k]  # the most severe first (stable: else in their order)
+        return [_cap(v, k, f"{path}[]", cut, depth + 1, chars) for v in value]
+    return value
+
+
+def _fit(doc: dict[str, Any], budget: int) -> tuple[dict[str, Any], dict[str, list[int]]]:
+    """The largest cut of `doc` (same cap on every list) that is at most `budget` bytes."""
+    longest = max([len(v) for v in _containers(doc)], default=0)
+    for chars in (0, 2000, 300):
+        lo, hi = 0, longest
+        best = None
+        while lo <= hi:  # the most items per list that fit
+            mid = (lo + hi) // 2
+            cut: dict[str, list[int]] = {}
+            capped = _cap(doc, mid, "", cut, chars=chars)
+            if _size(capped) <= budget:
+                best, lo = (capped, cut), mid + 1
+            else:
+                hi = mid - 1
+        if best is not None:
+            return best
+    # still too big: the top-level facts only (status, summary, exit code...), each short
+    small = {k: (v[:300] if isinstance(v, str) else v) for k, v in doc.items() if not isinstance(v, (dict, list))}
+    return small, {k: [0, len(v)] for k, v in doc.items() if isinstance(v, (dict, list)) and v}
+
+
+def _containers(value: Any):
+    if isinstance(value, dict):
+        yield value
+        for v in value.values():
+            yield from _containers(v)
+    elif isinstance(value, list):
+        yield value
+        for v in value:
+            yield from _containers(v)
+
+
+def bound_result(name: str, text: str, structured: dict[str, Any], *, limit: int, project: Path,
+                 rerun: str | None = None) -> tuple[str, dict[str, Any]]:
+    """Every MCP tool result goes through here: at most `limit` bytes of text and structured content together.
+    Over it, the summary and the most severe findings stay (a list that is cut keeps its errors, then warnings,
+    then infos), every list is cut to the same number of items, and both say how many were left out and where the whole result is: a file
+    .sage/mcp/NAME.json (the full text and document) and, for a read tool, the `sage run ... --json` line."""
+    full_size = _size(structured) + len(text.encode())
+    if full_size <= limit:
+        return text, structured
+    saved = None
+    try:
+        folder = project / ".sage" / "mcp"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / (re.sub(r"[^\w.-]", "_", name) + ".json")
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(redact_obj({"tool": name, "text": text, "structured": structured}),
+                                  default=str, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(path)
+        saved = str(path.relative_to(project))
+    except OSError:
+        pass  # an unwritable project: the command line below still gets everything
+    budget = limit // 2 - 1000  # each half, less the note
+    cut_doc, cut = _fit(structured, budget)
+    left = [f"{total - shown} of {total} {path}" for path, (shown, total) in sorted(cut.items(), key=lambda x: -x[1][1])
+            if total > shown]
+    where = [f"the whole result is in {saved}"] if saved else []
+    if rerun:
+        where.append(f"run `{rerun}`")
+    note = (f"RESULT CUT to {limit // 1000} KB (the whole result is {full_size // 1000} KB; SAGE_MCP_RESULT_BYTES "
+            f"sets the limit). Left out: {'; '.join(left[:8]) or 'long texts shortened'}"
+            f"{'; ...' if len(left) > 8 else ''}. To get all: {' or '.join(where) or 'rerun with a narrower scope'}.")
+    cut_doc["truncated"] = {"limit_bytes": limit, "full_bytes": full_size,
+                            "left_out": {path: total - shown for path, (shown, total) in cut.items() if total > shown},
+                            "full_result": saved, "rerun": rerun}
+    body = None
+    if "operation" in cut_doc and "summary" in cut_doc:  # an OpResult: render the cut one (severe findings first)
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+        from sage_agent.frontends.render import render_markdown
+        from sage_agent.ops.result import OpResult
+
+        try:
+            fields = {k: v for k, v in cut_doc.items() if k in OpResult.model_fields}
+            fields["tables"] = [{**t, "truncated": True} if isinstance(t, dict) and "tables[].rows" in cut else t
+                                for t in fields.get("tables", [])]
+            body = render_markdown(OpResult.model_validate(fields))
+        except (ValidationError, TypeError, ValueError):
+            body = None
+    body = body if body is not None else text
+    room = limit // 2 - len(note.encode()) - 2
+    if len(body.encode()) > room:
+        body = body.encode()[:room].decode("utf-8", "ignore")
+        body = body[: body.rfind("\n") + 1] if "\n" in body else body
+    return redact(body + "\n" + note), redact_obj(cut_doc)  # type: ignore[return-value]

@@ -87,6 +87,7 @@ class StdioServer:
         self._next_id = 0
         self._workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sage-mcp")
         self.client_capabilities: dict[str, Any] = {}
+        self.result_bytes = settings().mcp_result_bytes  # the cap on one tool result (mcp_server.bound_result)
 
     # --- wire ---------------------------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -173,14 +174,14 @@ class StdioServer:
                 is_error, text, structured = self._call_with_elicitation(name, dict(args), first)
         except Exception as exc:  # noqa: BLE001 - a tool failure is a tool result, never a dead server
             is_error, text, structured = self._failure(exc)
-        self._reply_tool(msg_id, is_error, text, structured)
+        self._reply_tool(msg_id, name, args, is_error, text, structured)
 
     def _finish_call(self, msg_id: Any, name: str, args: dict[str, Any], first: tuple) -> None:
         try:
             is_error, text, structured = self._call_with_elicitation(name, args, first)
         except Exception as exc:  # noqa: BLE001 - a tool failure is a tool result, never a dead server
             is_error, text, structured = self._failure(exc)
-        self._reply_tool(msg_id, is_error, text, structured)
+        self._reply_tool(msg_id, name, args, is_error, text, structured)
 
     @staticmethod
     def _failure(exc: Exception) -> tuple[bool, str, dict[str, Any]]:
@@ -189,7 +190,20 @@ class StdioServer:
 
         return True, redact(f"{type(exc).__name__}: {exc}"), {"error": "failed"}
 
-    def _reply_tool(self, msg_id: Any, is_error: bool, text: str, structured: dict[str, Any]) -> None:
+    def _reply_tool(self, msg_id: Any, name: str, args: Any, is_error: bool, text: str,
+                    structured: dict[str, Any]) -> None:
+        """Every tool result leaves here: bounded (SAGE_MCP_RESULT_BYTES) and redacted."""
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+        from sage_agent.frontends.mcp_server import bound_result
+
+        rerun = None
+        if isinstance(args, dict):
+            try:
+                rerun = self.sage.rerun_line(name, args)
+            except Exception:  # noqa: BLE001 - no line to suggest: the file still holds the whole result
+                rerun = None
+        text, structured = bound_result(name, text, structured, limit=self.result_bytes, project=self.project,
+                                        rerun=rerun)
         self.reply(msg_id, {"content": [{"type": "text", "text": text}], "structuredContent": structured,
                             "isError": is_error})
 
@@ -394,7 +408,10 @@ class StdioServer:
                 self.handle(message)
             except Exception as exc:  # noqa: BLE001 - one bad message never ends the server
                 if isinstance(message, dict) and message.get("id") is not None and message.get("method"):
-                    self.error(message["id"], -32603, f"internal error: {type(exc).__name__}: {exc}")
+                    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+                    from sage_agent.db.redact import redact
+
+                    self.error(message["id"], -32603, redact(f"internal error: {type(exc).__name__}: {exc}"))
         self._workers.shutdown(wait=True)
 
     def close(self) -> None:
