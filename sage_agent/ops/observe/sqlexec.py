@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sage_agent.db.redact import redact
+from sage_agent.ops.observe.own import READ_ONLY_CURSOR
 from sage_agent.ops.result import OpError
 
 # Exit codes: a refusal is a problem with the input (2, like a usage error); a server error is 1.
@@ -419,8 +420,8 @@ def run_read_only(target: Any, sql_text: str, *, row_limit: int = 200, timeout_m
             # its parse tree; the newline ends a trailing -- comment) and the ROLLBACK
             begin = "" if begun else f"{first};\n"
             if type(stmt.node).__name__ == "SelectStmt":
-                cur.execute(f"{begin}declare sage_read_only no scroll cursor for\n{stmt.text}\n; "
-                            f"fetch forward {row_limit + 1 if row_limit else 1} from sage_read_only; rollback")
+                cur.execute(f"{begin}declare {READ_ONLY_CURSOR} no scroll cursor for\n{stmt.text}\n; "
+                            f"fetch forward {row_limit + 1 if row_limit else 1} from {READ_ONLY_CURSOR}; rollback")
                 skip = 1 if begun else 3  # [BEGIN, set_config,] DECLARE -> the FETCH's rows
             else:
                 cur.execute(f"{begin}{stmt.text}\n; rollback")
