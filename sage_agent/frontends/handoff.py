@@ -17,23 +17,28 @@ from typing import Any, Callable
 
 from sage_agent.config import settings
 from sage_agent.db.env import ConfigError, resolve_target
-from sage_agent.db.redact import redact
+from sage_agent.db.redact import redact, redact_obj
 from sage_agent.ops.integration.handoff_files import (
     AGENT_ID,
     HANDOFF_DIR,
     Handoff,
     HandoffError,
     StepRunner,
+    check_fields,
+    check_file,
     load_handoff,
     newest_pending,
     queue,
     rel_path,
+    safe_write,
     write_handoff,
 )
 from sage_agent.session.answers import FlagAnswers
 from sage_agent.session.machine import Session
 
 __all__ = ["HandoffError", "act_on", "describe", "load_handoff", "main", "offer_pending"]
+
+_LIST_HINT_PENDING = "`sage handoff list` shows the pending ones"
 
 # --- acting on a handoff --------------------------------------------------------------------------
 def dev_change(session, handoff: Handoff, say: Callable[[str], None]) -> tuple[int, list[str], list[str], list[dict]]:
@@ -61,8 +66,12 @@ def dev_change(session, handoff: Handoff, say: Callable[[str], None]) -> tuple[i
 def act_on(session, path: Path, handoff: Handoff, *, say: Callable[[str], None] = lambda t: None) -> dict[str, Any]:
     """Run the request, mark the handoff consumed (with the result), and write a reply to the sender."""
     project: Path = session.project
+    label = rel_path(project, path)
+    check_file(project, path, label)  # the checks of load_handoff, again before anything runs
+    check_fields(project, handoff, label)
     if handoff.consumed:
-        raise HandoffError(f"{rel_path(project, path)} was already consumed at {handoff.consumed_at or '?'}")
+        raise HandoffError(f"{label} was already consumed at {handoff.consumed_at or '?'}",
+                           f"{_LIST_HINT_PENDING}; the sender writes a new handoff to run it again")
     request = handoff.request.strip()
     steps: list[dict] = []
     if request.startswith("*"):
@@ -77,30 +86,36 @@ def act_on(session, path: Path, handoff: Handoff, *, say: Callable[[str], None] 
         code, artifacts, blockers, steps = dev_change(session, handoff, say)
         summary = f"change request '{request}': " + ", ".join(f"{s['step'].split()[0]} {s['status']}" for s in steps)
     else:
-        raise HandoffError(f"{rel_path(project, path)}: the request is free text ({request[:60]!r}); DB Sage acts on a "
+        raise HandoffError(f"{label}: the request is free text ({request[:60]!r}); DB Sage acts on a "
                            "*command (e.g. request: \"*create-migration-from-design docs/architecture/schema-design.yaml\") "
-                           "or, from @dev, free text with inputs.sql (the change)")
+                           "or, from @dev, free text with inputs.sql (the change)",
+                           "ask the sender to name a *command in 'request' (`sage run \"*help\"` lists them)")
 
     if code in (2, 3):  # usage error or confirmation missing: nothing happened, keep it in the queue
-        return {"exit_code": code, "summary": redact(summary), "blockers": [redact(b) for b in blockers],
-                "consumed": False, "steps": steps}
+        return redact_obj({"exit_code": code, "summary": summary, "blockers": blockers, "consumed": False,
+                           "steps": steps})
     handoff.consumed = True
     handoff.consumed_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    handoff.result = {"exit_code": code, "summary": redact(summary), "artifacts": artifacts, "steps": steps}
-    path.write_text(handoff.to_yaml(), encoding="utf-8")
+    handoff.result = redact_obj({"exit_code": code, "summary": summary, "artifacts": artifacts, "steps": steps})
+    safe_write(path, handoff.to_yaml())
     reply = Handoff(**{"from": f"@{AGENT_ID}", "to": f"@{handoff.sender}"}, story=handoff.story,
                     request=f"re: {request[:80]}", artifacts=[a for a in artifacts if (project / a).exists()],
                     decisions=[redact(summary)] if summary else [], blockers=[redact(b) for b in blockers],
                     next_action="review the artifacts" if code == 0 else "see blockers")
     reply_path = write_handoff(project, reply)
-    return {"exit_code": code, "summary": redact(summary), "artifacts": artifacts, "blockers": blockers,
-            "consumed": True, "reply": rel_path(project, reply_path), "steps": steps}
+    return redact_obj({"exit_code": code, "summary": summary, "artifacts": artifacts, "blockers": blockers,
+                       "consumed": True, "reply": rel_path(project, reply_path), "steps": steps})
 
 
 def describe(handoff: Handoff) -> str:
     story = f" story {handoff.story.id}" if handoff.story and handoff.story.id else ""
     arts = f"; artifacts: {', '.join(handoff.artifacts)}" if handoff.artifacts else ""
-    return f"@{handoff.sender} -> @{handoff.recipient}{story}: {handoff.request}{arts}"
+    return redact(f"@{handoff.sender} -> @{handoff.recipient}{story}: {handoff.request}{arts}")
+
+
+def error_lines(exc: HandoffError) -> list[str]:
+    """What the person sees for a refused handoff: the cause, then the next step on a line of its own."""
+    return [redact(f"error: {exc}"), redact(f"  next: {exc.next_step}")]
 
 
 def offer_pending(repl) -> None:
@@ -127,12 +142,13 @@ def offer_pending(repl) -> None:
         return
     try:
         handoff = load_handoff(path, repl.project)
-        report = act_on(repl.session, path, handoff, say=lambda t: repl.console.print(t, markup=False))
+        report = act_on(repl.session, path, handoff, say=lambda t: repl.console.print(redact(t), markup=False))
     except HandoffError as exc:
-        repl.console.print(f"error: {exc}", style="red", markup=False, highlight=False)
+        for line in error_lines(exc):
+            repl.console.print(line, style="red", markup=False, highlight=False)
         return
-    repl.console.print(f"handoff: {report['summary']}" + (f" (reply: {report['reply']})" if report.get("reply") else ""),
-                       markup=False, highlight=False)
+    reply = f" (reply: {report['reply']})" if report.get("reply") else ""
+    repl.console.print(redact(f"handoff: {report['summary']}") + reply, markup=False, highlight=False)
 
 
 # --- CLI: sage handoff list | receive FILE | send AGENT ------------------------------------------------
@@ -165,7 +181,7 @@ def main(argv: list[str], project: Path) -> int:
             rows.append({"file": rel_path(project, path),
                          "status": "invalid" if problem else ("consumed" if handoff.consumed else "pending"),
                          "from": handoff.sender if handoff else None, "to": handoff.recipient if handoff else None,
-                         "request": handoff.request if handoff else problem})
+                         "request": redact(handoff.request if handoff else problem)})
         if args.json:
             print(json.dumps(rows))
         elif not rows:
@@ -192,11 +208,11 @@ def main(argv: list[str], project: Path) -> int:
     path = args.file if args.file.is_absolute() else project / args.file
     try:
         handoff = load_handoff(path, project)
-        report = act_on(session, path, handoff, say=lambda t: print(t, file=sys.stderr))
+        report = act_on(session, path, handoff, say=lambda t: print(redact(t), file=sys.stderr))
     except HandoffError as exc:
         if args.json:
-            print(json.dumps({"error": str(exc), "exit_code": 2}))
-        print(f"error: {exc}", file=sys.stderr)
+            print(json.dumps(redact_obj({"error": str(exc), "next_steps": [exc.next_step], "exit_code": 2})))
+        print("\n".join(error_lines(exc)), file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(report, default=str))

@@ -18,6 +18,8 @@ from sage_agent.ops.integration.handoff_files import (
     StepRunner,
     StoryContext,
     agent_id,
+    check_folder,
+    outside_problem,
     session_work,
     write_handoff,
 )
@@ -113,6 +115,14 @@ def handoff(inputs: HandoffInput, ctx) -> OpResult:
     artifacts, blockers = runner.artifacts, runner.blockers
     decisions: list[str] = []
     extra = [a.strip() for a in (inputs.artifacts or "").split(",") if a.strip()]
+    try:
+        check_folder(project)  # before any step runs
+    except HandoffError as exc:
+        raise OpError(str(exc), exc.next_step, exit_code=2) from None
+    outside = [f"{a} ({problem})" for a in extra if (problem := outside_problem(project, a))]
+    if outside:
+        raise OpError(f"artifact file(s) outside the project: {', '.join(outside)}",
+                      "copy them into the project and name them by their relative path", exit_code=2)
     missing = [a for a in extra if not (project / a).exists()]
     if missing:
         raise OpError(f"artifact file(s) not found: {', '.join(missing)}", "fix the paths", exit_code=2)
@@ -187,7 +197,7 @@ def handoff(inputs: HandoffInput, ctx) -> OpResult:
     try:
         path = write_handoff(project, doc)
     except HandoffError as exc:
-        raise OpError(str(exc), "") from None
+        raise OpError(str(exc), exc.next_step) from None
     rel = str(path.relative_to(project))
     files = Table(title="Artifacts", columns=["file", "from", "sha256"],
                   rows=[[a, made_by.get(a, "this handoff"), (doc.checksums.get(a) or "-").removeprefix("sha256:")[:16]]

@@ -8,6 +8,9 @@ confirmations apply as when the person types it.
 
 from __future__ import annotations
 
+import os
+import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,13 +18,22 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sage_agent.db.redact import redact, redact_obj
+
 AGENT_ID = "db-sage"
 HANDOFF_DIR = Path(".aios/handoffs")
 KNOWN_AGENTS = ("architect", "dev", "qa", "devops", "db-sage", "pm", "po", "sm", "analyst", "ux-expert")
+MAX_BYTES = 256 * 1024  # a handoff is a short YAML document; bigger is refused before it is read
+_AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")  # `from`/`to` name the reply's file: no / or ..
+_LIST_HINT = "`sage handoff list` shows every handoff in .aios/handoffs/ and why one cannot be read"
 
 
 class HandoffError(ValueError):
-    """A handoff that cannot be used: the message names the file, the field and the fix."""
+    """A handoff that cannot be used: the message names the file and the field; next_step says what to do."""
+
+    def __init__(self, message: str, next_step: str = "") -> None:
+        super().__init__(message)
+        self.next_step = next_step or f"ask the sender to write the handoff again, or fix the file; {_LIST_HINT}"
 
 
 class StoryContext(BaseModel):
@@ -61,7 +73,8 @@ class Handoff(BaseModel):
         import yaml  # lazy: PyYAML costs start-up time and only handoffs need it
 
         doc = self.model_dump(by_alias=True, exclude_none=True, mode="json")
-        return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
+        # every handoff DB Sage writes (outgoing, reply, the consumed one) hides connection strings and secrets
+        return yaml.safe_dump(redact_obj(doc), sort_keys=False, allow_unicode=True, width=100)
 
 
 def agent_id(name: str) -> str:
@@ -73,9 +86,9 @@ def handoff_dir(project: Path) -> Path:
 
 
 def rel_path(project: Path, path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(project.resolve()))
-    except ValueError:
+    try:  # the file's own name, not its link's target: a link is named as it is in the folder
+        return str((path.parent.resolve() / path.name).relative_to(project.resolve()))
+    except (ValueError, OSError):
         return str(path)
 
 
@@ -84,15 +97,16 @@ def load_handoff(path: Path, project: Path, *, for_agent: str | None = AGENT_ID,
     import yaml  # lazy: see Handoff.to_yaml
 
     label = rel_path(project, path)
-    if not path.is_file():
-        raise HandoffError(f"handoff not found: {label}")
+    check_file(project, path, label)
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
-        raise HandoffError(f"{label}: not UTF-8 text (byte {exc.start}); a handoff is a YAML file") from None
+        raise HandoffError(f"{label}: not UTF-8 text (byte {exc.start}); a handoff is a YAML file",
+                           "save it as UTF-8 (iconv -t UTF-8), or ask the sender to write it again") from None
     except yaml.YAMLError as exc:
         first = " ".join(str(exc).split())  # PyYAML's message spans lines (with a caret); keep it on one
-        raise HandoffError(f"{label}: not valid YAML: {first[:200]}") from None
+        raise HandoffError(f"{label}: not valid YAML: {first[:200]}",
+                           "fix the YAML at that line, or ask the sender to write the handoff again") from None
     if not isinstance(doc, dict):
         raise HandoffError(f"{label}: a handoff is a YAML mapping (from, to, request, ...)")
     try:
@@ -109,6 +123,7 @@ def load_handoff(path: Path, project: Path, *, for_agent: str | None = AGENT_ID,
                 problems.append(f"'{field}': {err['msg']}")
         allowed = ", ".join(f.alias or n for n, f in Handoff.model_fields.items())
         raise HandoffError(f"{label}: " + "; ".join(problems) + f" (fields: {allowed})") from None
+    check_fields(project, handoff, label)
     if for_agent and handoff.recipient != for_agent:
         raise HandoffError(f"{label} is addressed to @{handoff.recipient}, not @{for_agent}: refused "
                            f"(@{handoff.recipient} should pick it up)")
@@ -124,6 +139,84 @@ def load_handoff(path: Path, project: Path, *, for_agent: str | None = AGENT_ID,
                                f"{', '.join(changed)} (ask the sender to hand them off again, or review the "
                                "change and remove the checksum)")
     return handoff
+
+
+def check_file(project: Path, path: Path, label: str) -> None:
+    """The handoff file itself, before it is read: a regular file (not a link: it is rewritten when consumed),
+    at most MAX_BYTES, and the handoff folder (where the reply is written) inside the project."""
+    if path.is_symlink():
+        raise HandoffError(f"{label} is a symbolic link: refused (a handoff is rewritten when consumed, and DB Sage "
+                           "does not write through a link)", f"copy the file itself into {HANDOFF_DIR}/")
+    if path.is_dir():
+        raise HandoffError(f"{label} is a folder, not a handoff file", _LIST_HINT)
+    if not path.is_file():
+        raise HandoffError(f"handoff not found: {label}",
+                           f"{_LIST_HINT}; give the file's path relative to the project ({HANDOFF_DIR}/NAME.yaml)")
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise HandoffError(f"{label} is {size:,} bytes: a handoff is at most {MAX_BYTES // 1024} KiB (refused unread)",
+                           "ask the sender to attach big content as artifact files instead of inlining it")
+    check_folder(project)
+
+
+def check_folder(project: Path) -> None:
+    """.aios/handoffs/, where replies and outgoing handoffs are written, must not link out of the project."""
+    folder = handoff_dir(project)
+    if (folder.exists() or folder.is_symlink()) and not inside(project, folder):
+        raise HandoffError(f"{HANDOFF_DIR}/ points outside the project ({folder.resolve()}): refused (handoffs are "
+                           "written there)", f"make {HANDOFF_DIR} a real folder inside the project")
+
+
+def inside(project: Path, path: Path) -> bool:
+    """Whether path, with every symbolic link resolved, is inside the project."""
+    try:
+        path.resolve().relative_to(project.resolve())
+        return True
+    except (ValueError, OSError, RuntimeError):
+        return False
+
+
+def check_fields(project: Path, handoff: Handoff, label: str) -> None:
+    """Every field that becomes a path: `from` and `to` (the reply's file name), story.path, artifacts and
+    checksums (relative paths inside the project, links resolved). Called before anything runs or is written."""
+    for field_name, value in (("from", handoff.from_), ("to", handoff.to)):
+        if not _AGENT_NAME.fullmatch(agent_id(value)):
+            raise HandoffError(f"{label}: '{field_name}' is {value!r}: an agent is named like @dev or @db-sage "
+                               "(letters, digits, - and _; no / or ..)", f"fix '{field_name}', e.g. {field_name}: '@dev'")
+    paths = [("story.path", handoff.story.path)] if handoff.story and handoff.story.path else []
+    paths += [("artifacts", a) for a in handoff.artifacts] + [("checksums", a) for a in handoff.checksums]
+    for field_name, rel in paths:
+        if problem := outside_problem(project, rel):
+            raise HandoffError(f"{label}: {field_name} '{rel}' is {problem}: refused (a handoff names files inside "
+                               f"the project, {project.resolve()})",
+                               "ask the sender to copy the file into the project and name it by its relative path")
+
+
+def outside_problem(project: Path, rel: str) -> str | None:
+    """Why a path a handoff names is not a file inside the project (None when it is)."""
+    if Path(rel).is_absolute():
+        return "an absolute path"
+    if ".." in Path(rel).parts:
+        return "a path out of the project (..)"
+    if not inside(project, project / rel):
+        return "a link that points outside the project"
+    return None
+
+
+def safe_write(path: Path, text: str) -> None:
+    """Write a handoff file without following a link: refused when the target is a symbolic link, written to
+    a temporary file in the same folder and moved into place (os.replace), so a reader never sees half a file."""
+    if path.is_symlink():
+        raise HandoffError(f"{path.name} is a symbolic link: not written (DB Sage does not write through a link)",
+                           f"remove the link from {HANDOFF_DIR}/ and run again")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def checksum(path: Path) -> str:
@@ -172,7 +265,7 @@ def queue(project: Path) -> list[tuple[Path, Handoff | None, str | None]]:
     if not folder.is_dir():
         return []
     items = []
-    for path in sorted(folder.glob("*.y*ml"), key=lambda p: (p.stat().st_mtime, p.name), reverse=True):
+    for path in sorted(folder.glob("*.y*ml"), key=lambda p: (p.lstat().st_mtime, p.name), reverse=True):
         try:
             items.append((path, load_handoff(path, project, for_agent=None, check_artifacts=False), None))
         except HandoffError as exc:
@@ -188,10 +281,12 @@ def newest_pending(project: Path) -> tuple[Path, Handoff] | None:
 
 
 def write_handoff(project: Path, handoff: Handoff) -> Path:
-    """Write a new handoff (outgoing); its artifacts must exist."""
+    """Write a new handoff (outgoing); its artifacts must exist, inside the project."""
+    check_fields(project, handoff, "the handoff")
     missing = [a for a in handoff.artifacts if not (project / a).exists()]
     if missing:
         raise HandoffError(f"cannot hand off missing file(s): {', '.join(missing)}")
+    check_folder(project)
     folder = handoff_dir(project)
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
@@ -200,10 +295,10 @@ def write_handoff(project: Path, handoff: Handoff) -> Path:
     base = f"{stamp}-{handoff.sender}-to-{handoff.recipient}"
     path = folder / f"{base}.yaml"
     n = 1
-    while path.exists():
+    while os.path.lexists(path):  # lexists: a dangling link counts as taken
         n += 1
         path = folder / f"{base}-{n}.yaml"
-    path.write_text(handoff.to_yaml(), encoding="utf-8")
+    safe_write(path, handoff.to_yaml())
     return path
 
 
@@ -221,15 +316,15 @@ class StepRunner:
         self.say(f"handoff: {line}")
         out = self.session.run_line(line, dict(inputs or {}), source="the handoff's inputs")
         status = out.result.status if out.result else "failed"
-        detail = out.error or (out.result.summary if out.result else "")
+        detail = redact(out.error or (out.result.summary if out.result else ""))
         self.steps.append({"step": line, "status": status, "exit_code": out.exit_code, "detail": detail,
-                           **({"error": out.error} if out.error else {})})
+                           **({"error": redact(out.error)} if out.error else {})})
         if out.result:
             project = self.session.project
             self.artifacts.extend(a for a in out.result.artifacts
                                   if a not in self.artifacts and (project / a).exists())
         if out.exit_code != 0:
-            self.blockers.append(f"{line}: {out.error or status}")
+            self.blockers.append(redact(f"{line}: {out.error or status}"))
         return out
 
     @property
