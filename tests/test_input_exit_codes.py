@@ -30,12 +30,16 @@ CASES = [
     ("targets-missing", ["run", "*env-check", "--targets", "nope.yaml"], {}, 2, "no such targets file"),
     ("watch-targets-missing", ["watch", "--once", "--targets", "nope.yaml"], {}, 2, "no such targets file"),
     ("handoff-receive-missing", ["handoff", "receive", "nope.yaml"], {}, 2, "handoff not found: nope.yaml"),
+    ("handoff-receive-missing-json", ["handoff", "receive", "nope.yaml", "--json"], {}, 2,
+     '"error": "handoff not found: nope.yaml", "next_steps": ["`sage handoff list` shows every handoff'),
     # a folder where a file is wanted
     ("*apply-folder", ["run", "*apply stuff", "--yes", "DB"], {"stuff/": b""}, 2, "no migration file matches"),
     ("*dry-run-folder", ["run", "*dry-run stuff", "DB"], {"stuff/": b""}, 2, "no migration file matches"),
     ("*load-csv-folder", ["run", "*load-csv stuff people", "DB"], {"stuff/": b""}, 2, "stuff is not a file"),
     ("*lint-empty-folder", ["run", "*lint stuff"], {"stuff/": b""}, 2, "stuff: no .sql files in this folder"),
     ("targets-folder", ["run", "*env-check", "--targets", "stuff"], {"stuff/": b""}, 2, "stuff: is a folder"),
+    ("handoff-receive-folder", ["handoff", "receive", "stuff"], {"stuff/": b""}, 2,
+     "stuff is a folder, not a handoff file"),
     # not UTF-8
     ("lint-latin", ["lint", "bad.sql"], {"bad.sql": LATIN}, 2, "not UTF-8"),
     ("*lint-latin", ["run", "*lint bad.sql"], {"bad.sql": LATIN}, 2, "not UTF-8"),
@@ -52,6 +56,13 @@ CASES = [
     ("watch-targets-latin", ["watch", "--once", "--targets", "bad.yaml"], {"bad.yaml": LATIN}, 2,
      "the targets file is not UTF-8"),
     ("handoff-receive-latin", ["handoff", "receive", "bad.yaml"], {"bad.yaml": LATIN}, 2, "bad.yaml: not UTF-8"),
+    # read, and not a handoff (malformed YAML or JSON, not a mapping): 2, nothing ran
+    ("handoff-receive-not-yaml", ["handoff", "receive", "bad.yaml"], {"bad.yaml": b"from: [unclosed\n"}, 2,
+     "bad.yaml: not valid YAML: while parsing a flow sequence"),
+    ("handoff-receive-bad-json", ["handoff", "receive", "bad.json"], {"bad.json": b'{"from": "@dev", "to": \n'}, 2,
+     "bad.json: not valid YAML"),
+    ("handoff-receive-a-list", ["handoff", "receive", "list.yaml"], {"list.yaml": b"- from: '@dev'\n"}, 2,
+     "list.yaml: a handoff is a YAML mapping"),
     # read, and the verdict failed: 1
     ("lint-finding", ["lint", "f.sql"], {"f.sql": b"alter table t alter column a type bigint;\n"}, 1,
      "changing-column-type"),
@@ -76,5 +87,5 @@ def test_input_files_follow_one_exit_code_rule(run_sage, project, db_url, argv, 
     assert proc.returncode == code, out
     assert cause in out
     assert "Traceback" not in out and "Error:" not in out.replace("error:", "")  # no Python exception names
-    if code == 2 and argv[0] == "run" and "--targets" not in argv:  # what to do next, on a line of its own
+    if code == 2 and argv[0] in ("run", "handoff") and "--targets" not in argv:  # the next step on its own line
         assert [line for line in out.splitlines() if line.strip().lower().startswith("next: ")], out
