@@ -757,3 +757,48 @@ def test_the_report_counts_the_vacuum_findings_the_round_reported(project, db_ur
     row = next(line for line in out.splitlines() if line.startswith("│ vacuum"))
     assert [cell.strip() for cell in row.split("│")[1:4]] == ["vacuum", "1", "1"], out
     assert "tables with a vacuum finding" in row
+
+
+class _RawHook(_Hook):
+    bodies: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        type(self).bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(204)
+        self.end_headers()
+
+
+def test_a_password_a_check_sees_never_leaves_in_the_webhook_nor_on_stdout(project, db_url, db, capsys,
+                                                                          monkeypatch):
+    """Texts a check shows as the database gives them: a table named with a connection string (the audits'
+    finding names it), a session whose application_name and last query hold one. The webhook body, --json and
+    text stdout carry them redacted."""
+    monkeypatch.setenv("SAGE_WATCH_IDLE_IN_TX_S", "0")
+    db.execute('create table public."postgresql://app:Hunter2xyz@db.example.com/prod" (id int)')
+    _RawHook.bodies = []
+    server = http.server.HTTPServer(("127.0.0.1", 0), _RawHook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    leaky = psycopg.connect(db_url, application_name="postgresql://app:Hunter2xyz@db.example.com/prod")
+    leaky.execute("select 'postgres://etl:Hunter2xyz@10.0.0.5/warehouse' as dsn")
+    try:
+        hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        code, out, err = sage_watch(capsys, project, "--once", "--json", "--checks", "idle-in-tx,audits",
+                                    "--webhook", hook, "--db-url", db_url)
+        assert code == 1, err
+        alerts = {a["check"]: a["message"] for a in json.loads(out)["alerts"]}
+        assert "(postgresql://app:***@db.example.com/prod, " in alerts["idle-in-tx"]
+        assert "public.postgresql://app:***@db.example.com/prod" in alerts["audits"]
+        assert len(_RawHook.bodies) == 1
+        sent = {a["check"]: a["message"] for a in json.loads(_RawHook.bodies[0])["alerts"]}
+        assert sent == alerts
+        assert "'postgres://etl:***@10.0.0.5/warehouse'" in sent["idle-in-tx"]
+        assert b"Hunter2xyz" not in _RawHook.bodies[0]
+        assert "Hunter2xyz" not in out + err
+
+        code, out, err = sage_watch(capsys, project, "--once", "--checks", "idle-in-tx,audits", "--db-url", db_url)
+        assert code == 1 and "ALERT same  audits: " in out and "public.postgresql://app:***@db.example.com/prod" in out
+        assert "Hunter2xyz" not in out + err
+    finally:
+        leaky.close()
+        server.shutdown()
+        server.server_close()

@@ -7,7 +7,6 @@ could not run, 2 bad input, 130 stopped with Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from sage_agent.config import settings
 from sage_agent.db.env import ConfigError, resolve_target
+from sage_agent.db.redact import redact
 from sage_agent.frontends.render import make_console, render_text, to_json
 from sage_agent.ops.watch.runner import EXIT_INTERRUPTED, EXIT_USAGE
 
@@ -160,16 +160,18 @@ def _watch(project: Path, watched: list, checks: list[str], every: float, rounds
 
     def emit(rnd) -> None:
         done.append(rnd)
+        # redacted right before it leaves: a check's text can hold what a session showed it (an application_name
+        # or a query with a connection string)
         if as_json:
-            sys.stdout.write(json.dumps(rnd.to_json(), default=str) + "\n")
+            sys.stdout.write(to_json(rnd.to_json(), pretty=False) + "\n")
         else:
-            sys.stdout.write("\n".join(rnd.lines()) + "\n")
+            sys.stdout.write(redact("\n".join(rnd.lines())) + "\n")
         sys.stdout.flush()
 
     if not as_json and rounds != 1:
         where = f"{len(watched)} target(s)" if len(watched) > 1 else watched[0].name
-        print(f"watching {', '.join(checks)} on {where} every {every:g}s; history in {history_path(project)}; "
-              "Ctrl-C stops", file=sys.stderr, flush=True)
+        print(redact(f"watching {', '.join(checks)} on {where} every {every:g}s; history in {history_path(project)}; "
+                     "Ctrl-C stops"), file=sys.stderr, flush=True)
     try:
         last = watch_loop(watched, checks, thresholds, history_path(project), every_s=every, rounds=rounds, emit=emit,
                           webhook_url=webhook, webhook_timeout_s=conf.watch_webhook_timeout_s,

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from sage_agent.db.redact import json_may_need_redaction, redact_obj
+
 
 def check_webhook_url(url: str) -> str:
     """The URL, or ValueError saying what a webhook URL looks like."""
@@ -49,8 +51,12 @@ class WebhookResult:
 
 
 def post_webhook(url: str, payload: dict[str, Any], timeout_s: float) -> WebhookResult:
-    body = json.dumps(payload, default=str).encode()
-    request = urllib.request.Request(url, data=body, method="POST",
+    """POST `payload`, redacted right before it leaves (a check's text can hold what a session showed it: an
+    application_name or a query with a connection string)."""
+    body = json.dumps(payload, default=str)
+    if json_may_need_redaction(body):
+        body = json.dumps(redact_obj(payload), default=str)
+    request = urllib.request.Request(url, data=body.encode(), method="POST",
                                      headers={"Content-Type": "application/json", "User-Agent": "db-sage-watch"})
     t0 = time.perf_counter()
     try:

@@ -156,7 +156,7 @@ def check_locks(state: RoundState) -> CheckResult:
             "error" if idle and waited >= limit else "warning",
             f"pid {e['blocked_pid']} has waited {seconds(waited)} for {e['wanted_mode'] or 'a lock'} {what} held by "
             f"pid {e['blocking_pid']} ({blocker.get('state') or '?'}"
-            f"{', ' + blocker['application_name'] if blocker.get('application_name') else ''}): "
+            f"{', ' + short(blocker['application_name'], 63) if blocker.get('application_name') else ''}): "
             f"{short(blocker.get('query'), 80)}",
             value=waited, alert=waited >= limit, grows=2.0))
     return result
@@ -172,7 +172,7 @@ def check_long_queries(state: RoundState) -> CheckResult:
             continue  # under half its threshold: not news yet
         result.observations.append(Observation(
             "long-queries", f"pid {s['pid']}: {short(s['query'], 60)}",
-            "warning", f"pid {s['pid']} ({s['application_name'] or '?'}) has run one query for "
+            "warning", f"pid {s['pid']} ({short(s['application_name'], 63) or '?'}) has run one query for "
                        f"{seconds(s['query_s'])}: {short(s['query'], 100)}",
             value=float(s["query_s"]), alert=s["query_s"] >= limit, grows=2.0))
     return result
@@ -189,8 +189,8 @@ def check_idle_in_tx(state: RoundState) -> CheckResult:
             continue
         result.observations.append(Observation(
             "idle-in-tx", f"pid {s['pid']}",
-            "warning", f"pid {s['pid']} ({s['application_name'] or '?'}, {s['usename'] or '?'}) idle in transaction "
-                       f"for {seconds(idle_s)}: holds its locks and holds back vacuum; last query "
+            "warning", f"pid {s['pid']} ({short(s['application_name'], 63) or '?'}, {s['usename'] or '?'}) idle in "
+                       f"transaction for {seconds(idle_s)}: holds its locks and holds back vacuum; last query "
                        f"{short(s['query'], 80)}",
             value=idle_s, alert=idle_s >= limit, grows=2.0))
     return result
