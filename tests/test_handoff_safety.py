@@ -4,6 +4,7 @@ writes back are checked before anything runs (`sage handoff receive` through the
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -76,15 +77,23 @@ def test_a_handoff_inside_the_project_still_runs(db_url, project, run_sage):
     (project / "docs/architecture").mkdir(parents=True)
     (project / "docs/architecture/notes.md").write_text("notes\n")
     (project / "docs/notes-link.md").symlink_to(project / "docs/architecture/notes.md")
-    put(project / ".aios/handoffs", "001.yaml", {
+    handoff = put(project / ".aios/handoffs", "001.yaml", {
         "from": "@architect", "to": "@db-sage", "request": REQUEST,
         "story": {"id": "1.2", "path": "docs/architecture/notes.md"},
         "artifacts": ["docs/architecture/notes.md", "docs/notes-link.md"]})
+    handoff.chmod(0o640)
     res = run_sage("handoff", "receive", ".aios/handoffs/001.yaml", "--yes", "--db-url", db_url, cwd=project)
     assert res.returncode == 0, res.stdout + res.stderr
     assert (project / "supabase/migrations").is_dir()
     assert yaml.safe_load((project / ".aios/handoffs/001.yaml").read_text())["consumed"] is True
     assert "reply handoff: .aios/handoffs/" in res.stdout
+    # written through a temporary file, with the permissions a plain write gives (other agents read them)
+    umask = os.umask(0)
+    os.umask(umask)
+    folder = project / ".aios/handoffs"
+    assert {p.name.endswith("-db-sage-to-architect.yaml"): p.stat().st_mode & 0o777 for p in folder.iterdir()} == {
+        False: 0o640, True: 0o666 & ~umask}
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []  # no temporary file left
 
 
 def test_a_handoff_over_the_size_limit_is_refused_unread(db_url, project, run_sage):

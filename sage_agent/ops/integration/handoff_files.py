@@ -209,8 +209,15 @@ def safe_write(path: Path, text: str) -> None:
     if path.is_symlink():
         raise HandoffError(f"{path.name} is a symbolic link: not written (DB Sage does not write through a link)",
                            f"remove the link from {HANDOFF_DIR}/ and run again")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.exists():
+        mode = path.stat().st_mode & 0o777  # a rewritten handoff keeps its permissions
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask  # as open() would create it: other agents read these files
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mkstemp makes it 0600
     try:
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
