@@ -350,3 +350,16 @@ def test_ctrl_c_at_the_repl_says_the_statement_was_cancelled(project, db_url, db
     busy = db.execute("select count(*) from pg_stat_activity where query like '%select pg_sleep(30)%' "
                       "and state = 'active' and pid <> pg_backend_pid()").fetchone()[0]
     assert busy == 0
+
+
+def test_help_at_60_columns_cuts_no_word_that_could_fit(run_sage, project):
+    """*help at 60 columns cut words in two (`(basic/standard/comprehe` / `nsive)`, `schema-design.y` / `aml`):
+    the command column kept its whole width. Its cells now wrap between their words to keep such words whole."""
+    shown = run_sage("run", "*help", cwd=project, env={"COLUMNS": "60"}).stdout
+    assert max(len(line) for line in shown.splitlines()) <= 60
+    assert "│ (basic/standard/comprehensive), │" in shown
+    assert "│ schema-design.yaml," in shown
+    assert "│ *smoke-test {version}  │" in shown and "│ [suite]                │" in shown
+    assert "│ *create-migration-from-design      │" in shown  # the longest command name whole
+    wide = run_sage("run", "*help", cwd=project, env={"COLUMNS": "160"}).stdout
+    assert "│ *smoke-test {version} [suite]" in wide  # room enough: one line

@@ -219,6 +219,20 @@ def _balanced_widths(widths: list[int], rows: list[list[str]], room: int) -> lis
     return alloc
 
 
+def _first_gives_way(columns: list[str], rows: list[list[str]], first: int, second: int, width: int) -> int:
+    """Two columns too wide together (*help at 60 columns): the first one's cells wrap between their words when
+    that keeps a word of the second whole (`comprehensive`, `schema-design.yaml` were cut in two), down to the
+    first column's longest word. Otherwise its whole width."""
+    room = width - 7  # two columns' borders and padding
+    if first + second <= room:
+        return first
+    first_word = max(cell_len(w) for cell in [columns[0], *(r[0] for r in rows)] for w in cell.split() or [""])
+    most = room - first_word  # the widest the second column can get
+    want = max((n for cell in [columns[1], *(r[1] for r in rows)] for n in map(cell_len, cell.split())
+                if n <= most), default=0)
+    return first if want <= room - first else max(first_word, room - want)
+
+
 def _expanded_mode() -> str:
     mode = settings().expanded.strip().lower()
     return mode if mode in ("auto", "on", "off") else "auto"
@@ -267,9 +281,13 @@ def render_table(table, console) -> None:
         # cells are Text, never markup: `[name]` in a usage line or a value from the database stays as it is
         rt = RichTable(show_lines=False)
         first = min(widths[0], max(console.width - 8, 1))
+        if len(widths) == 2:
+            first = _first_gives_way(columns, rows, first, widths[1], console.width)
         balanced = _balanced_widths(widths, rows, console.width - first - 3 * len(widths) - 1)
         for i, col in enumerate(columns):
-            if i == 0:
+            if i == 0 and first < widths[0]:  # wraps between its words, never inside one
+                rt.add_column(Text(col), width=first)
+            elif i == 0:
                 rt.add_column(Text(col), no_wrap=True, min_width=first)
             else:
                 rt.add_column(Text(col), overflow="fold", width=balanced[i - 1] if balanced else None)
