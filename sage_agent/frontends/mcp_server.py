@@ -485,35 +485,37 @@ def _cap(value: Any, k: int, path: str, cut: dict[str, list[int]], depth: int = 
 
 
 def _fit(doc: dict[str, Any], budget: int) -> tuple[dict[str, Any], dict[str, list[int]]]:
-    """The largest cut of `doc` (same cap on every list) that is at most `budget` bytes."""
-    longest = max([len(v) for v in _containers(doc)], default=0)
+    """The largest cut of `doc` (the same cap on every list) that is at most `budget` bytes. The cap doubles
+    from 1 until a cut is too big, then halves in between: each try costs the items it keeps, not the document."""
     for chars in (0, 2000, 300):
-        lo, hi = 0, longest
-        best = None
-        while lo <= hi:  # the most items per list that fit
-            mid = (lo + hi) // 2
+        def attempt(k: int, chars: int = chars) -> tuple[dict[str, Any], dict[str, list[int]]] | None:
             cut: dict[str, list[int]] = {}
-            capped = _cap(doc, mid, "", cut, chars=chars)
-            if _size(capped) <= budget:
-                best, lo = (capped, cut), mid + 1
+            capped = _cap(doc, k, "", cut, chars=chars)
+            return (capped, cut) if _size(capped) <= budget else None
+
+        best = attempt(0)
+        if best is None:
+            continue  # long texts: shorten them too
+        lo, hi = 0, 1
+        while True:
+            got = attempt(hi)
+            if got is None:
+                break
+            best, lo = got, hi
+            if not got[1]:  # nothing cut any more: the lists fit, only the text was too long
+                return best
+            hi *= 2
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            got = attempt(mid)
+            if got is None:
+                hi = mid
             else:
-                hi = mid - 1
-        if best is not None:
-            return best
+                best, lo = got, mid
+        return best
     # still too big: the top-level facts only (status, summary, exit code...), each short
     small = {k: (v[:300] if isinstance(v, str) else v) for k, v in doc.items() if not isinstance(v, (dict, list))}
     return small, {k: [0, len(v)] for k, v in doc.items() if isinstance(v, (dict, list)) and v}
-
-
-def _containers(value: Any):
-    if isinstance(value, dict):
-        yield value
-        for v in value.values():
-            yield from _containers(v)
-    elif isinstance(value, list):
-        yield value
-        for v in value:
-            yield from _containers(v)
 
 
 def bound_result(name: str, text: str, structured: dict[str, Any], *, limit: int, project: Path,
@@ -531,8 +533,11 @@ def bound_result(name: str, text: str, structured: dict[str, Any], *, limit: int
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / (re.sub(r"[^\w.-]", "_", name) + ".json")
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(redact_obj({"tool": name, "text": text, "structured": structured}),
-                                  default=str, ensure_ascii=False), encoding="utf-8")
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+        from sage_agent.frontends.render import to_json
+
+        tmp.write_text(to_json({"tool": name, "text": text, "structured": structured}, pretty=False),
+                       encoding="utf-8")
         tmp.replace(path)
         saved = str(path.relative_to(project))
     except OSError:
