@@ -209,8 +209,16 @@ def lint_paths(paths: list[Path], rules: list, server_major: int, assume_in_tran
             return LintRun([lint_file(p, rules, server_major, assume_in_transaction, jobs=per_file) for p in paths],
                            rules=rules)
         _WORK = (rules, server_major, assume_in_transaction)
-        with context.Pool(jobs) as pool:
-            reports = pool.map(_lint_one, paths, chunksize=max(1, len(paths) // (jobs * 4)))
+        # The parent is one of the `jobs` processes: it lints the first file before forking (the rule modules
+        # the files need load once, and the workers inherit them), then its share of the files while `jobs - 1`
+        # workers do the rest; reports stay in file order.
+        first = [_lint_one(paths[0])]
+        own = max(0, len(paths) // jobs - 1)
+        rest = paths[1 + own:]
+        with context.Pool(jobs - 1) as pool:
+            pending = pool.map_async(_lint_one, rest, chunksize=max(1, len(rest) // ((jobs - 1) * 4)))
+            mine = [_lint_one(p) for p in paths[1:1 + own]]
+            reports = first + mine + pending.get()
         return LintRun(reports, rules=rules)
     finally:
         _WORK = ()
