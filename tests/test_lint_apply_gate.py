@@ -180,3 +180,32 @@ def test_a_table_an_earlier_pending_file_creates_is_empty_for_the_later_ones(pro
     body = next(f for f in dry.result.data["files"] if f["file"] == "20240105000000_body.sql")
     assert 'column "body" of relation "notes" contains null values' in body["error"]
     assert make_session(db_url, yes=True).run_line("*apply --snapshot=no").exit_code == EXIT_CONFIRM
+
+
+def test_unsafe_dry_run_suggests_what_moves_on_not_the_same_dry_run(run_sage, project, db_url, db):
+    """An UNSAFE *dry-run by error-level lint findings only: the next steps are fixing the file, or *apply past
+    the findings with the typed word (headless --allow-unsafe), as *apply asks; the headless line it gives works."""
+    db.execute("create table public.big (id int)")
+    db.execute("insert into public.big values (1)")
+    write(project, "20240101000000_drop.sql", "drop table public.big;\n")
+    for line, apply in (("*dry-run 20240101000000_drop.sql", "*apply 20240101000000_drop.sql"),
+                        ("*dry-run", "*apply")):
+        proc = run_sage("run", line, "--db-url", db_url, "--json", cwd=project)
+        assert proc.returncode == EXIT_FAILED, proc.stdout + proc.stderr
+        steps = json.loads(proc.stdout)["next_steps"]
+        assert line not in steps
+        assert steps[0].startswith("fix 20240101000000_drop.sql per the findings above, then *dry-run")
+        assert steps[1] == (f"{apply} past the 1 error-level lint finding(s): type UNSAFE when it asks "
+                            f"(headless: sage run \"{apply}\" --yes --allow-unsafe)")
+    proc = run_sage("run", "*apply 20240101000000_drop.sql --snapshot=no", "--yes", "--allow-unsafe",
+                    "--db-url", db_url, cwd=project)
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    assert not exists(db, "public.big")
+
+
+def test_dry_run_of_a_file_that_fails_suggests_fixing_it_only(run_sage, project, db_url, db):
+    write(project, "20240101000000_bad.sql", "alter table public.nope add column a int;\n")
+    proc = run_sage("run", "*dry-run 20240101000000_bad.sql", "--db-url", db_url, "--json", cwd=project)
+    assert proc.returncode == EXIT_FAILED, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["next_steps"] == [
+        "fix 20240101000000_bad.sql per the findings above, then *dry-run 20240101000000_bad.sql"]

@@ -17,6 +17,7 @@ from sage_agent.ops.migrations.commands import ApplyInput, _plan_pending
 from sage_agent.ops.observe.common import seconds
 from sage_agent.ops.registry import operation
 from sage_agent.ops.result import Finding, OpError, OpResult, Table, human_bytes
+from sage_agent.session.answers import UNSAFE_WORD
 
 if TYPE_CHECKING:
     from sage_agent.ops.migrations.blockers import Survey
@@ -517,7 +518,9 @@ def _file_result(ctx, run: _FileRun, *, write: bool = True) -> OpResult:
                    applied_ok=run.error is None and not run.skipped, error=run.error,
                    statements=len(run.plan.chunks) if run.plan else 0,
                    transactional=run.plan.transactional if run.plan else True, write=write, survey=run.survey,
-                   online=run.online)
+                   online=run.online,
+                   # *apply --online refuses a statement with no online form whatever the typed word
+                   blocking=0 if any(f.rule == "online.no_form" for f in v.blocking) else len(v.blocking))
 
 
 def _chain_result(ctx, runs: list[_FileRun], results: list[OpResult], total_s: float) -> OpResult:
@@ -552,9 +555,21 @@ def _chain_result(ctx, runs: list[_FileRun], results: list[OpResult], total_s: f
                     facts={"verdict": overall, "files": len(runs), "report": rel, "total": f"{total_s:.2f}s"},
                     tables=tables, findings=findings, notes=[n for r in results for n in r.notes],
                     artifacts=[rel], markdown=markdown,
-                    next_steps=["*apply"] if first_bad is None else [f"fix {first_bad}, then *dry-run"],
+                    next_steps=["*apply"] if first_bad is None else _chain_unsafe_steps(runs, results),
                     data={"verdict": overall, "report": rel,
                           "files": [{"file": run.mig.filename, **r.data} for run, r in zip(runs, results)]})
+
+
+def _chain_unsafe_steps(runs: list[_FileRun], results: list[OpResult]) -> list[str]:
+    """An UNSAFE chain: fix the first unsafe file; when no file fails and only error-level lint findings stop
+    it, *apply past them with the typed word (as *apply asks), never the same dry-run again."""
+    bad = [(run, r) for run, r in zip(runs, results) if r.data["verdict"] == "unsafe"]
+    steps = [f"fix {bad[0][0].mig.filename} per the findings above, then *dry-run"]
+    n = sum(r.data.get("blocking", 0) for _, r in bad)
+    if n and all(r.data.get("blocking") and not r.data.get("error") for _, r in bad):
+        steps.append(f"*apply past the {n} error-level lint finding(s): type {UNSAFE_WORD} when it asks "
+                     "(headless: sage run \"*apply\" --yes --allow-unsafe)")
+    return steps
 
 
 def _run_on_shadow(ctx, conn, schemas, plan, mig, applied_versions, findings, timings, *, in_place: bool = False,
@@ -628,9 +643,20 @@ def _new_schemas(conn) -> list[str]:
     return user_schemas(conn)
 
 
+def unsafe_next_steps(filename: str, how: str, *, error: str | None, blocking: int) -> list[str]:
+    """What moves the person on from an UNSAFE verdict (never the same dry-run again as it is): a file that fails
+    is fixed; error-level lint findings are fixed, or applied past with the typed word UNSAFE, as *apply asks
+    (`sage run ... --allow-unsafe` headless: the one verdict policy, migrations/policy.py)."""
+    fix = f"fix {filename} per the findings above, then *dry-run {filename}"
+    if error or not blocking:
+        return [fix]
+    return [fix, f"{how} past the {blocking} error-level lint finding(s): type {UNSAFE_WORD} when it asks "
+                 f"(headless: sage run \"{how}\" --yes --allow-unsafe)"]
+
+
 def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, notes, impact, changes, checks,
             timings, applied_ok, error, statements=0, transactional=True, write=True,
-            survey: Survey | None = None, online: list | None = None) -> OpResult:
+            survey: Survey | None = None, online: list | None = None, blocking: int = 0) -> OpResult:
     tables = []
     if online:
         tables.append(Table(title="Online steps (*apply --online)", columns=["step", "line", "kind", "lock", "runs"],
@@ -687,7 +713,10 @@ def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, 
     how = f"*apply {mig.filename}" + (" --online" if online else "")
     rec = {"safe": f"✅ Safe to apply: `{how}`",
            "caution": f"⚠️ Review the findings above, then `{how}`",
-           "unsafe": "❌ Do not apply as written: fix the problems above and dry-run again"}[verdict]
+           "unsafe": "❌ Do not apply as written: fix the problems above and dry-run again"
+                     + (f" (or `{how}` past the error-level lint findings, typing {UNSAFE_WORD}: "
+                        f"`sage run \"{how}\" --yes --allow-unsafe` headless)" if blocking and not error else "")
+           }[verdict]
     lines += ["", "## Recommendation", "", f"- {rec}", ""]
     markdown = redact("\n".join(lines))
     if write:
@@ -701,9 +730,9 @@ def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, 
     findings = findings + (survey.findings() if survey else [])
     return OpResult(operation="db-dry-run", status=status, summary=summary, facts=facts, tables=tables,
                     findings=findings, notes=notes, artifacts=[rel], markdown=markdown,
-                    next_steps=[f"*apply {mig.filename}" + (" --online" if online else "")] if verdict != "unsafe"
-                    else [f"*dry-run {mig.filename}" + (" --online" if online else "")],
-                    data={"verdict": verdict, "impact": impact, "report": rel, "error": error,
+                    next_steps=[how] if verdict != "unsafe" else unsafe_next_steps(mig.filename, how, error=error,
+                                                                                    blocking=blocking),
+                    data={"verdict": verdict, "impact": impact, "report": rel, "error": error, "blocking": blocking,
                           "changes": changes.rows() if changes is not None else [],
                           "checks": [{"check": c, "passed": ok, "detail": d} for c, ok, d in checks],
                           "timings": {k: round(v, 3) for k, v in timings.items()},
