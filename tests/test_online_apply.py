@@ -366,3 +366,28 @@ def test_a_drawn_backfill_progress_is_not_told_twice(project, make_session, db_u
     plain.message_sink = told.append
     assert plain.run_line("*apply --online --snapshot=no --batch-rows 700").exit_code == EXIT_OK
     assert [s for s in told if s.startswith('backfill "public"."orders": ') and "% (" in s], told
+
+
+def test_headless_online_apply_without_yes_shows_the_plan_then_asks_for_yes(run_sage, project, db_url, db):
+    """`sage run "*apply FILE --online"` without --yes: exit 3 as before, but the person reads the plan the REPL
+    would show (each step, its lock and its bounds) and then what to do to go on; nothing was changed."""
+    from onlinekit import SEED, TWO, type_of
+
+    from sage_agent.session.machine import EXIT_CONFIRM
+
+    db.execute(SEED)
+    write(project, f"{V1}_change.sql", TWO)
+    proc = run_sage("run", f"*apply {V1}_change.sql --online", "--db-url", db_url, cwd=project)
+    assert proc.returncode == EXIT_CONFIRM, proc.stdout + proc.stderr
+    lines = proc.stderr.splitlines()
+    backfill = next(i for i, line in enumerate(lines) if "[backfill]" in line)
+    assert 'UPDATE "public"."orders" SET "user_id_sage_new"' in lines[backfill]
+    assert "lock: ROW EXCLUSIVE" in lines[backfill]
+    swap = next(line for line in lines if 'swaps "public"."orders"."user_id"' in line)
+    assert "waits at most 1000 ms for it, 8 retries with backoff" in swap
+    assert "holds it at most statement_timeout=" in swap
+    last = lines[-1]
+    assert last == "Nothing was changed. Re-run with --yes to proceed, or run it in the REPL (sage) and answer there."
+    assert "postgres:postgres@" not in proc.stderr
+    assert type_of(db, "user_id") == "integer" and "sage_new" not in str(db.execute(
+        "select array_agg(attname) from pg_attribute where attrelid = 'public.orders'::regclass").fetchone())

@@ -44,11 +44,17 @@ class MissingInput(Exception):
 class ConfirmationRequired(Exception):
     """A confirmation is needed and none was given (headless): exit code 3."""
 
-    def __init__(self, request: ConfirmRequest) -> None:
+    def __init__(self, request: ConfirmRequest, *, show_plan: bool = False) -> None:
         self.request = request
         how = "--allow-unsafe" if request.word == UNSAFE_WORD else \
             f"--confirm {request.word}" if request.word else "--yes"
         reasons = "".join(f"\n  {r}" for r in request.reasons)
+        if show_plan and request.plan and not request.reasons:
+            # headless: the plan the REPL would show (steps, locks, bounds) comes first, then what goes on
+            plan = "".join(f"\n  {line}" for line in request.plan.splitlines())
+            super().__init__(f"confirmation required: {request.prompt}{plan}\nNothing was changed. Re-run with "
+                             f"{how} to proceed, or run it in the REPL (sage) and answer there.")
+            return
         super().__init__(f"confirmation required: {request.prompt} Re-run with {how} to proceed.{reasons}")
 
 
@@ -84,10 +90,10 @@ class FlagAnswers:
         if request.word:
             if request.word in self.confirm_words:
                 return True
-            raise ConfirmationRequired(request)
+            raise ConfirmationRequired(request, show_plan=True)
         if self.yes:
             return True
-        raise ConfirmationRequired(request)
+        raise ConfirmationRequired(request, show_plan=True)
 
 
 @dataclass

@@ -209,8 +209,8 @@ class Session:
             result = self._run_asking(op, task, values, inputs, ctx)
         except MissingInput as exc:
             return self._finish(Outcome(EXIT_USAGE, error=str(exc), task_id=task.id))
-        except ConfirmationRequired as exc:
-            return self._finish(Outcome(EXIT_CONFIRM, error=str(exc), task_id=task.id))
+        except ConfirmationRequired as exc:  # its plan may name a connection string
+            return self._finish(Outcome(EXIT_CONFIRM, error=redact(str(exc)), task_id=task.id))
         except Declined as exc:
             return self._finish(Outcome(EXIT_CONFIRM, error=str(exc), task_id=task.id,
                                         result=OpResult(operation=task.id, status="cancelled", summary=str(exc))))
