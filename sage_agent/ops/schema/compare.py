@@ -419,9 +419,11 @@ def dump_schema(url: str, out: Path) -> None:
     major = _server_major(url)
     run_pg_tool("pg_dump", url, args, server_major=major)
     if functions:
-        with open(out, "w", encoding="utf-8") as fh, open(target, encoding="utf-8") as dump:
-            fh.write("CREATE SCHEMA IF NOT EXISTS supabase_migrations;\n")
-            fh.writelines(f"{text.rstrip()};\n" for text in functions)
+        # bytes, not text: the dump is in the database's encoding (a LATIN1 one is not UTF-8, and *rollback's
+        # proof crashed reading it); the functions, UTF-8 text, say so before the dump's own SET client_encoding
+        with open(out, "wb") as fh, open(target, "rb") as dump:
+            head = ["SET client_encoding = 'UTF8';", "CREATE SCHEMA IF NOT EXISTS supabase_migrations;"]
+            fh.write("".join(f"{line}\n" for line in head + [f"{t.rstrip()};" for t in functions]).encode("utf-8"))
             shutil.copyfileobj(dump, fh)
         target.unlink()
     entries = _storage_policy_entries(url, major)
