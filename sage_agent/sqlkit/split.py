@@ -21,6 +21,7 @@ from typing import Any
 
 from pglast import parser as _pg
 
+from sage_agent.errors import NotUtf8, decode_utf8
 __all__ = ["SqlSyntaxError", "Statement", "split_sql", "LineIndex", "Prepared", "prepare", "build_statements"]
 
 
@@ -385,8 +386,8 @@ def prepare(text: str | bytes, filename: str = "<sql>", *, pieces: bool = False)
     ``pieces``: give the scanner's statement slices even for a short text."""
     if isinstance(text, (bytes, bytearray)):
         try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError as exc:
+            text = decode_utf8(text, filename)
+        except NotUtf8 as exc:
             raise SqlSyntaxError(filename, 1, 1, f"not UTF-8 text (byte {exc.start}); binary file?") from exc
     nul = text.find("\x00")
     if nul >= 0:

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sage_agent.ops.result import OpError
+from sage_agent.errors import NotUtf8, read_utf8
 
 _IDENTITY = re.compile(r"\s+generated\s+(always|by\s+default)\s+as\s+identity.*$", re.I | re.S)
 _ON_DELETE = {"cascade", "restrict", "set null", "set default", "no action"}
@@ -108,10 +109,10 @@ def load_design(path: Path, label: str | None = None) -> SchemaDesign:
 def read_yaml_file(path: Path, label: str) -> Any:
     """A design or domain YAML file's document; bad YAML or bytes that are not UTF-8 are bad input (exit 2)."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(read_utf8(path))
     except yaml.YAMLError as exc:
         raise DesignError(f"{label} is not valid YAML: {exc}", "fix the YAML syntax", exit_code=2) from None
-    except UnicodeDecodeError as exc:
+    except NotUtf8 as exc:
         raise DesignError(f"{label} is not UTF-8 text (byte {exc.start})", "save the file as UTF-8",
                           exit_code=2) from None
 

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sage_agent.config import settings
 from sage_agent.db.env import ENV_NAMES, FLEET_SOURCE, ConfigError, Target, check_url, merged_environ, resolve_target
 from sage_agent.db.redact import redact, register_url
+from sage_agent.errors import NotUtf8, read_utf8
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -100,11 +101,11 @@ def load_targets(path: Path) -> list[FleetTarget]:
     """Read and check the file; raise TargetsFileError (`FILE:LINE: ...`) for anything wrong with its shape."""
     where = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_utf8(path)
     except FileNotFoundError:
         raise TargetsFileError(f"{where}: no such targets file; write a YAML list of `- name: ...` with `url:` or "
                                "`env:` (see README: Fleets)") from None
-    except UnicodeDecodeError as exc:
+    except NotUtf8 as exc:
         raise TargetsFileError(f"{where}: the targets file is not UTF-8 text (byte {exc.start}); save it as UTF-8 "
                                "YAML") from None
     except IsADirectoryError:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sage_agent.db.redact import redact, redact_obj
+from sage_agent.errors import NotUtf8, read_utf8
 
 AGENT_ID = "db-sage"
 HANDOFF_DIR = Path(".aios/handoffs")
@@ -99,8 +100,8 @@ def load_handoff(path: Path, project: Path, *, for_agent: str | None = AGENT_ID,
     label = rel_path(project, path)
     check_file(project, path, label)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
+        doc = yaml.safe_load(read_utf8(path))
+    except NotUtf8 as exc:
         raise HandoffError(f"{label}: not UTF-8 text (byte {exc.start}); a handoff is a YAML file",
                            "save it as UTF-8 (iconv -t UTF-8), or ask the sender to write it again") from None
     except yaml.YAMLError as exc:

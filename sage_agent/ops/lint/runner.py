@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from sage_agent.sqlkit.lint.model import LintFinding
+from sage_agent.errors import NotUtf8, decode_utf8
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 # Problems with the file itself rather than a rule: not names a user can --exclude.
@@ -54,12 +55,10 @@ class LintRun:
 
 def _decode(data: bytes, shown: str) -> tuple[str | None, LintFinding | None]:
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        return None, LintFinding(rule=UNREADABLE, severity="error", line=line, column=column, filename=shown,
-                                 message=f"not UTF-8: byte 0x{data[exc.start]:02x} cannot be decoded; save the "
+        text = decode_utf8(data, shown)
+    except NotUtf8 as exc:
+        return None, LintFinding(rule=UNREADABLE, severity="error", line=exc.line, column=exc.column, filename=shown,
+                                 message=f"not UTF-8: byte 0x{exc.byte:02x} cannot be decoded; save the "
                                          "file as UTF-8 (PostgreSQL migrations are read as UTF-8)")
     return (text[1:] if text.startswith("\ufeff") else text), None
 

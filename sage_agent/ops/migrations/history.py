@@ -23,7 +23,7 @@ from pathlib import Path
 
 from psycopg import sql
 
-from sage_agent.errors import LocatedError
+from sage_agent.errors import LocatedError, NotUtf8, decode_utf8
 
 HISTORY_SCHEMA = "supabase_migrations"
 HISTORY_TABLE = "schema_migrations"
@@ -438,10 +438,9 @@ def read_migration_text(path: Path) -> str:
     if b"\x00" in raw[:65536] or b"\x00" in raw:
         raise UnreadableMigration(path.name, None, "this is a binary file, not SQL (it contains NUL bytes)")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise UnreadableMigration(path.name, line, f"not UTF-8 text (invalid byte 0x{raw[exc.start]:02x}); "
+        text = decode_utf8(raw, path.name)
+    except NotUtf8 as exc:
+        raise UnreadableMigration(path.name, exc.line, f"not UTF-8 text (invalid byte 0x{exc.byte:02x}); "
                                                    "save the file as UTF-8") from None
     if text.startswith("\ufeff"):
         text = text[1:]

@@ -9,6 +9,7 @@ from typing import Any
 
 from sage_agent.db.redact import redact
 from sage_agent.ops.result import OpError
+from sage_agent.errors import NotUtf8, read_utf8
 
 
 def sql_from_input(ctx, value: str) -> tuple[str, str]:
@@ -22,8 +23,8 @@ def sql_from_input(ctx, value: str) -> tuple[str, str]:
             raise OpError(f"SQL file not found: {raw}", "give an existing .sql file or the SQL text itself (quoted)",
                           exit_code=2)
         try:
-            return path.read_text(encoding="utf-8"), str(path)
-        except UnicodeDecodeError:
+            return read_utf8(path), str(path)
+        except NotUtf8:
             raise OpError(f"{raw} is not UTF-8 text", "give a SQL text file", exit_code=2) from None
     return raw, "<sql>"
 

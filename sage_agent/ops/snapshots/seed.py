@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sage_agent.ops.result import OpError
 from sage_agent.sqlkit.idents import quoted
+from sage_agent.errors import NotUtf8, decode_utf8
 
 CREATE_SEED_TABLE = ("CREATE TABLE IF NOT EXISTS supabase_migrations.seed_files "
                      "(path text NOT NULL PRIMARY KEY, hash text NOT NULL)")
@@ -93,8 +94,8 @@ def parse_seed_files(project: Path, paths: list[Path], server_major: int) -> lis
         rel = _rel(project, path)
         raw = path.read_bytes()
         try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
+            text = decode_utf8(raw, rel)
+        except NotUtf8 as exc:
             raise OpError(f"seed file {rel} is not UTF-8 text (byte {exc.start})",
                           "save the file as UTF-8; nothing was changed", exit_code=2) from None
         try:
@@ -102,7 +103,7 @@ def parse_seed_files(project: Path, paths: list[Path], server_major: int) -> lis
         except SqlSyntaxError as exc:
             raise OpError(f"seed file has a syntax error at {exc.filename}:{exc.line}:{exc.column}: {exc.message}",
                           "fix the file; nothing was changed") from None
-        seed = SeedFile(path=path, rel=rel, text=raw.decode("utf-8"), hash=hashlib.sha256(raw).hexdigest())
+        seed = SeedFile(path=path, rel=rel, text=text, hash=hashlib.sha256(raw).hexdigest())
         for stmt in statements:
             info = classify(stmt, server_major)
             if info.category == "transaction":
