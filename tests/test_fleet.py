@@ -499,3 +499,19 @@ def test_the_agent_loop_runs_a_fleet_and_the_person_confirms_each_target(fleet, 
     tight, overflow = build_tools(budget=room)
     assert not overflow and FLEET_TOOL not in {t.name for t in tight}
     assert {t.name for t in tight} == {t.name for t in tools} - {FLEET_TOOL}
+
+
+def test_one_command_at_60_columns_is_the_title_and_names_stay_whole(fleet, project, run_sage):
+    """At 60 columns the command column cut '*schema-audit' into '*sche' 'ma-au' 'dit' on every row: one command
+    is the table's title, and the targets and the finding names read whole; at 160 columns, the same table."""
+    write_targets(project, fleet, broken=False)
+    for width in ("60", "160"):
+        proc = run_sage("run", "*schema-audit", "--targets", "targets.yaml", cwd=project, env={"COLUMNS": width})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        lines = proc.stdout.splitlines()
+        assert lines[0] == "Fleet: *schema-audit"
+        assert "command" not in lines[2]
+        assert [line.split("│")[1].strip() for line in lines if line.startswith("│ tenant-")] == \
+            ["tenant-a", "tenant-b", "tenant-c"]
+        assert "1 info: no_primary_key x1" in proc.stdout
+        assert max(len(line) for line in lines) <= int(width)

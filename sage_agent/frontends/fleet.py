@@ -223,8 +223,14 @@ _ICON = {"ok": "✔", "drift": "⚠", "failed": "✘", "invalid": "✘", "skippe
 def render_fleet(doc: dict[str, Any], console=None) -> None:
     console = console or make_console()
     # the one table renderer: the target's name is never cut; too narrow a terminal gets vertical records
-    render_table(Table(title="Fleet", columns=["target", "command", "status", "exit", "top findings / error"],
-                       rows=_rows(doc)), console)
+    rows, commands = _rows(doc), doc["summary"]["commands"]
+    columns = ["target", "command", "status", "exit", "top findings / error"]
+    title = "Fleet"
+    if len(commands) == 1:  # one command: it is the title, not a column (at 60 columns it was cut '*sche' 'ma-au')
+        title = f"Fleet: {commands[0]}"
+        columns.pop(1)
+        rows = [row[:1] + row[2:] for row in rows]
+    render_table(Table(title=title, columns=columns, rows=rows), console)
     style = "green" if doc["summary"]["exit_code"] == EXIT_OK else "red"
     console.print(Text(_summary_line(doc), style=f"bold {style}"))
 
