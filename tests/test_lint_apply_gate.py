@@ -209,3 +209,27 @@ def test_dry_run_of_a_file_that_fails_suggests_fixing_it_only(run_sage, project,
     assert proc.returncode == EXIT_FAILED, proc.stdout + proc.stderr
     assert json.loads(proc.stdout)["next_steps"] == [
         "fix 20240101000000_bad.sql per the findings above, then *dry-run 20240101000000_bad.sql"]
+
+
+def test_chain_dry_run_at_60_columns_names_each_file_whole(run_sage, project, db_url, db):
+    """*dry-run with several pending files at 60 columns: each file name and each finding name on one line, the
+    failing file's detail gives its line (not the name again, which wrapped mid-name); at 160 columns too."""
+    db.execute("create table public.big (id int)")
+    db.execute("insert into public.big values (1)")
+    write(project, "20240101000000_drop_big.sql", "drop table public.big;\n")
+    write(project, "20240102000000_add_tags.sql", "alter table public.nope add column a bigint;\n")
+    write(project, "20240103000000_more.sql", "create table public.more (id bigint primary key);\n")
+    for width in ("60", "160"):
+        proc = run_sage("run", "*dry-run", "--db-url", db_url, cwd=project, env={"COLUMNS": width})
+        assert proc.returncode == EXIT_FAILED, proc.stdout + proc.stderr
+        lines = proc.stdout.splitlines()
+        assert max(len(line) for line in lines) <= int(width)
+        for name in ("20240101000000_drop_big.sql", "20240102000000_add_tags.sql", "20240103000000_more.sql",
+                     "ban-drop-table", "apply.failed"):
+            assert any(name in line for line in lines), name
+        table = lines[lines.index("Pending migrations (in order, one shadow)"):lines.index("Impact on the target")]
+        details = " ".join(line.rstrip(" │").rsplit("│", 1)[-1].strip() for line in table if line.startswith("│"))
+        assert "fails on the shadow at line 1: relation \"public.nope\" does not exist" in details
+        assert "20240102000000 failed before it" in details
+        assert [line.split("│")[1].strip() for line in table if line.startswith("│ 2024")] == [
+            "20240101000000_drop_big.sql", "20240102000000_add_tags.sql", "20240103000000_more.sql"]

@@ -541,8 +541,15 @@ def _chain_result(ctx, runs: list[_FileRun], results: list[OpResult], total_s: f
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(markdown, encoding="utf-8")
     rel = str(path.relative_to(ctx.project))
-    rows = [[run.mig.filename, r.data["verdict"], r.summary.split(" - ", 1)[1] if " - " in r.summary else ""]
-            for run, r in zip(runs, results)]
+    # the detail says `line N`, not the file's name again, and another file by its version (its row starts with
+    # it): at 60 columns a whole name in the narrow detail column wrapped mid-name ('20240102000000_a' 'dd_tags.sql')
+    def detail(run, r) -> str:
+        text = (r.summary.split(" - ", 1)[1] if " - " in r.summary else "").replace(f"{run.mig.filename}:", "line ")
+        for other in runs:
+            text = text.replace(other.mig.filename, other.mig.version)
+        return text
+
+    rows = [[run.mig.filename, r.data["verdict"], detail(run, r)] for run, r in zip(runs, results)]
     tables = [Table(title="Pending migrations (in order, one shadow)", columns=["migration", "verdict", "detail"],
                     rows=rows)]
     tables += [t for r in results for t in r.tables if t.title == "Impact on the target"]
