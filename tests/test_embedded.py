@@ -75,3 +75,38 @@ def test_a_running_server_keeps_its_port(tmp_path):
     finally:
         server.stop()
     assert not server.is_running()
+
+
+def test_stop_that_leaves_the_server_running_is_an_error(tmp_path, monkeypatch):
+    """A shutdown that outlasts the wait (a slow checkpoint on a busy machine: pg_ctl gives up) must not be reported
+    as stopped: `sage db stop` said "stopped" and exited 0, and *switch-major would have moved a live data folder.
+    pg_ctl is replaced by one that gives up at once, as the real one does after its wait; the server is real."""
+    import os
+    import stat
+
+    import pytest
+
+    from sage_agent.db.embedded import EmbeddedError, EmbeddedServer
+
+    server = EmbeddedServer(tmp_path / "pg", fast=True)
+    real_bin = server.bin_dir
+    try:
+        server.start()
+        slow = tmp_path / "bin"
+        slow.mkdir()
+        (slow / "pg_ctl").write_text("#!/bin/sh\necho 'waiting for server to shut down.... failed'\n"
+                                     "echo 'pg_ctl: server does not shut down' >&2\nexit 1\n")
+        (slow / "pg_ctl").chmod(stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+        os.chmod(slow, 0o755)
+        monkeypatch.setattr(server, "bin_dir", slow)
+        with pytest.raises(EmbeddedError) as info:
+            server.stop()
+        message = str(info.value)
+        assert "is still running after 120s of waiting for it to stop (pg_ctl: server does not shut down)" in message
+        assert "run `sage db stop` again" in message
+        with psycopg.connect(server.url()) as conn:  # and it is: nothing pretended otherwise
+            assert conn.execute("select 1").fetchone() == (1,)
+    finally:
+        monkeypatch.setattr(server, "bin_dir", real_bin)
+        server.stop()
+    assert not server.is_running()

@@ -23,6 +23,7 @@ SUPERUSER = "postgres"
 PASSWORD = "postgres"  # the Supabase local convention; the server listens on loopback only
 PORT_RANGE = (54330, 59990)
 SERVICE_USER = "sage_pg"
+STOP_WAIT_S = 120  # a fast shutdown writes a checkpoint first: on a busy machine that can take over a minute
 
 
 class EmbeddedError(RuntimeError):
@@ -318,9 +319,18 @@ class EmbeddedServer:
         conf.write_text("\n".join(lines) + "\n")
 
     def stop(self) -> bool:
+        """Stop the server (fast: sessions are ended, their transactions rolled back); False if it was not running.
+        Raises EmbeddedError when it is still running after the wait: a caller must not go on (move or delete its
+        folder, say "stopped") as if it had stopped."""
         if not self.is_running():
             return False
-        self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"], timeout=60)
+        proc = self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w",
+                          "-t", str(STOP_WAIT_S), "stop"], timeout=STOP_WAIT_S + 30)
+        if self.is_running():
+            said = (proc.stderr or proc.stdout).strip().splitlines()
+            raise EmbeddedError(f"the server of {self.data_dir} is still running after {STOP_WAIT_S}s of waiting for it to "
+                                f"stop ({said[-1] if said else f'pg_ctl exit code {proc.returncode}'}); run `sage db "
+                                "stop` again, and if it still does not stop, see its log in the data folder")
         return True
 
     def status(self) -> ServerStatus:
