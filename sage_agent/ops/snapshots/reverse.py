@@ -15,6 +15,7 @@ execute(ctx, plan) runs the same steps on the target in one transaction with the
 from __future__ import annotations
 
 import hashlib
+import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -149,6 +150,24 @@ def normalized_schema_dump(url: str, server_major: int) -> list[str]:
     from sage_agent.ops.schema.compare import normalized_dump
 
     return normalized_dump(url, server_major)
+
+
+def without_shadow_extensions(want: list[str], now: list[str]) -> list[str]:
+    """`want` (the snapshot's dump, read from the shadow it was loaded into) without the statements of the
+    extensions every database of DB Sage's shadow server gets from its template1 (db.embedded.TUNING_EXTENSIONS),
+    when the target has none of them: they are the shadow's, not the snapshot's (a rollback never changes them;
+    a target without pg_stat_statements was reported as differing after every rollback)."""
+    # lazy: the embedded server module loads only when a server is used
+    from sage_agent.db.embedded import TUNING_EXTENSIONS
+
+    def of_tuning(statement: str) -> bool:
+        head = statement.split("\n", 1)[0]
+        return any(re.match(rf"(CREATE EXTENSION IF NOT EXISTS|COMMENT ON EXTENSION) {name}\b", head)
+                   for name in TUNING_EXTENSIONS)
+
+    if any(of_tuning(s) for s in now):
+        return want
+    return [s for s in want if not of_tuning(s)]
 
 
 def describe_difference(got: list[str], want: list[str], limit: int = 12) -> list[str]:
@@ -673,9 +692,10 @@ def verify(ctx, plan: ReversePlan) -> tuple[list[list[object]], list[str]]:
             problems.append(f"{table}: expected {want} rows, found {got}")
         rows.append([table, want, "-" if got is None else got, "ok" if ok else "MISMATCH"])
     now = normalized_schema_dump(ctx.migration_url, ctx.server.major)
-    if plan.shadow_major == ctx.server.major and now != plan.snapshot_dump:
+    want = without_shadow_extensions(plan.snapshot_dump, now)
+    if plan.shadow_major == ctx.server.major and now != want:
         problems.append("schema differs from the snapshot after the rollback:\n"
-                        + "\n".join(describe_difference(now, plan.snapshot_dump)))
+                        + "\n".join(describe_difference(now, want)))
     return rows, problems
 
 
