@@ -386,8 +386,14 @@ def test_headless_online_apply_without_yes_shows_the_plan_then_asks_for_yes(run_
     swap = next(line for line in lines if 'swaps "public"."orders"."user_id"' in line)
     assert "waits at most 1000 ms for it, 8 retries with backoff" in swap
     assert "holds it at most statement_timeout=" in swap
-    last = lines[-1]
-    assert last == "Nothing was changed. Re-run with --yes to proceed, or run it in the REPL (sage) and answer there."
+    last = lines[-1]  # the plan first, then one error line that says what to do
+    assert last.startswith("error: confirmation required: Apply 1 migration(s) to ") and last.endswith(
+        "? Nothing was changed. Re-run with --yes to proceed, or run it in the REPL (sage) and answer there."), last
+    assert lines.index(last) > backfill
+    as_json = run_sage("run", f"*apply {V1}_change.sql --online", "--json", "--db-url", db_url, cwd=project)
+    doc = __import__("json").loads(as_json.stdout)
+    assert as_json.returncode == EXIT_CONFIRM and doc["exit_code"] == EXIT_CONFIRM
+    assert "[backfill]" in doc["data"]["plan"] and doc["error"] == last.removeprefix("error: ")
     assert "postgres:postgres@" not in proc.stderr
     assert type_of(db, "user_id") == "integer" and "sage_new" not in str(db.execute(
         "select array_agg(attname) from pg_attribute where attrelid = 'public.orders'::regclass").fetchone())

@@ -145,6 +145,8 @@ def _json_doc(outcome: Outcome) -> dict:
         error = next((f["message"] for f in doc["findings"] if f["severity"] == "error"), doc["summary"])
     doc["error"] = error or None
     doc["exit_code"] = outcome.exit_code
+    if outcome.plan:  # the plan a confirmation nobody could give would have confirmed
+        doc["data"] = {**doc["data"], "plan": outcome.plan}
     return doc
 
 
@@ -173,6 +175,9 @@ def _fail(outcome: Outcome, output: str, err) -> int:
     if output == "json":
         sys.stdout.write(_dump(_json_doc(outcome)) + "\n")
     else:
+        if outcome.plan:  # what the confirmation would have confirmed, then the one-line error that says so
+            err.print("\n".join(f"  {line}" for line in outcome.plan.splitlines()), markup=False, highlight=False,
+                      soft_wrap=True)
         err.print(f"error: {redact(outcome.error or 'failed')}", markup=False, highlight=False, soft_wrap=True)
     return outcome.exit_code
 

@@ -49,11 +49,11 @@ class ConfirmationRequired(Exception):
         how = "--allow-unsafe" if request.word == UNSAFE_WORD else \
             f"--confirm {request.word}" if request.word else "--yes"
         reasons = "".join(f"\n  {r}" for r in request.reasons)
-        if show_plan and request.plan and not request.reasons:
-            # headless: the plan the REPL would show (steps, locks, bounds) comes first, then what goes on
-            plan = "".join(f"\n  {line}" for line in request.plan.splitlines())
-            super().__init__(f"confirmation required: {request.prompt}{plan}\nNothing was changed. Re-run with "
-                             f"{how} to proceed, or run it in the REPL (sage) and answer there.")
+        # headless: the plan the REPL would show (steps, locks, bounds) is printed before this one-line error
+        self.plan = request.plan if show_plan and request.plan and not request.reasons else ""
+        if self.plan:
+            super().__init__(f"confirmation required: {request.prompt} Nothing was changed. Re-run with {how} to "
+                             "proceed, or run it in the REPL (sage) and answer there.")
             return
         super().__init__(f"confirmation required: {request.prompt} Re-run with {how} to proceed.{reasons}")
 

@@ -44,6 +44,7 @@ class Outcome:
     error: str | None = None
     task_id: str | None = None
     exit_requested: bool = False
+    plan: str | None = None  # a confirmation nobody could give (headless): the plan it would have confirmed
 
     def to_json_obj(self) -> dict[str, Any]:
         if self.result is not None:
@@ -210,7 +211,8 @@ class Session:
         except MissingInput as exc:
             return self._finish(Outcome(EXIT_USAGE, error=str(exc), task_id=task.id))
         except ConfirmationRequired as exc:  # its plan may name a connection string
-            return self._finish(Outcome(EXIT_CONFIRM, error=redact(str(exc)), task_id=task.id))
+            return self._finish(Outcome(EXIT_CONFIRM, error=redact(str(exc)), task_id=task.id,
+                                        plan=redact(getattr(exc, "plan", "")) or None))
         except Declined as exc:
             return self._finish(Outcome(EXIT_CONFIRM, error=str(exc), task_id=task.id,
                                         result=OpResult(operation=task.id, status="cancelled", summary=str(exc))))
