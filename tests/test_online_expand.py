@@ -240,7 +240,10 @@ def test_dry_run_online_weighs_findings_as_apply_online_does(project, make_sessi
     write(project, f"{V1}_change.sql", CHANGE)
     plain = make_session(db_url).run_line(f"*dry-run {V1}")
     assert plain.result.data["verdict"] == "unsafe" and plain.exit_code == EXIT_FAILED
-    assert plain.result.next_steps == [f"*dry-run {V1}_change.sql"]
+    assert plain.result.next_steps == [  # not the same *dry-run again: fix the file, or apply past the finding
+        f"fix {V1}_change.sql per the findings above, then *dry-run {V1}_change.sql",
+        f"*apply {V1}_change.sql past the 1 error-level lint finding(s): type UNSAFE when it asks "
+        f"(headless: sage run \"*apply {V1}_change.sql\" --yes --allow-unsafe)"]
     online = make_session(db_url).run_line(f"*dry-run {V1} --online")
     assert online.result.data["verdict"] == "caution" and online.exit_code == EXIT_OK
     assert online.result.next_steps == [f"*apply {V1}_change.sql --online"]
