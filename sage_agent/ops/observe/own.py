@@ -5,8 +5,8 @@ Sessions are recognised by application_name (DB Sage's connections say `db-sage`
 databases). pg_stat_statements keeps no application name, so a statement is DB Sage's (or pg_dump's) when
 its parse tree shows only tooling: catalog-only queries, settings, `create/drop database`, `COPY ... TO
 STDOUT`, `LOCK TABLE`, and the migration history table; or when it carries DB Sage's marker comment
-(`OWN_SQL_MARKER`: the few statements whose tables or functions alone could be an application's), or runs
-through the read-only path's cursor (READ_ONLY_CURSOR).
+(`OWN_SQL_MARKER`: the few statements whose tables or functions alone could be an application's), or fetches
+from the read-only path's cursor (READ_ONLY_CURSOR).
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from sage_agent.db.connect import APPLICATION_NAME, OWN_SQL_MARKER
 OWN_APP_PREFIXES = (APPLICATION_NAME, "sage-", "pg_dump", "pg_restore", "pg_dumpall")
 WATCH_APPLICATION_NAME = f"{APPLICATION_NAME}-watch"  # sage watch's connections: never a finding of any round
 INTERNAL_DB_PREFIXES = ("sage_shadow_", "sage_tpl_")
-# The cursor of the read-only path (sqlexec: *run-sql, the model's run_sql): what runs through it is DB Sage's
-# traffic (a person's or the model's investigation, not the application's load). pg_stat_statements keeps its
-# DECLARE, FETCH and CLOSE, the FETCH count maybe as $1 (then there is no parse tree to read).
+# The cursor of the read-only path (sqlexec: *run-sql, the model's run_sql). pg_stat_statements keeps its FETCH and
+# CLOSE apart from the statement (the FETCH count maybe as $1: then there is no parse tree to read): those are DB
+# Sage's; the DECLARE holds the statement that was asked for, judged like any other.
 READ_ONLY_CURSOR = "sage_read_only"
-_READ_ONLY_CURSOR_SQL = re.compile(rf"\s*(declare\s+{READ_ONLY_CURSOR}\b.*|(fetch\b[^;]*\b(from|in)|close)\s+"
-                                   rf"{READ_ONLY_CURSOR}\s*;?\s*)", re.I | re.S)
+_READ_ONLY_CURSOR_SQL = re.compile(rf"\s*(fetch\b[^;]*\b(from|in)|close)\s+{READ_ONLY_CURSOR}\s*;?\s*", re.I)
 CATALOG_SCHEMAS = {"pg_catalog", "information_schema", "supabase_migrations", "pg_toast"}
 SETTING_FUNCS = {"set_config", "current_setting", "pg_backend_pid", "version", "pg_is_in_recovery",
                  "pg_cancel_backend", "pg_terminate_backend", "pg_blocking_pids", "txid_current",
