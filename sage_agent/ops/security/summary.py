@@ -265,26 +265,24 @@ class AuditStore:
             self.db.execute(f"delete from {table} where tid = ?", (self.tid,))
         self.db.execute("update audit_meta set meta = null where tid = ?", (self.tid,))
 
-    def write(self, *, full: bool, reread: Iterable[int], rows: dict[int, list[Row]],
+    def write(self, *, reread: Iterable[int], rows: dict[int, list[Row]],
               counts: list[dict[int, int | None]], key: str, horizon: int, totals: list[int]) -> None:
-        """One transaction: the rows of `reread` relations replaced by `rows` (everything, when `full`), the rules'
-        totals moved with them, the counts set (None: removed), and the meta that names this state."""
+        """One transaction: the rows of `reread` relations replaced by `rows`, the rules' totals moved with them,
+        the counts set (None: removed), and the meta that names this state. (A first round writes a whole new
+        state with rewrite.)"""
         db, t = self.db, self.tid
         db.execute("begin immediate")
         try:
             delta: dict[tuple[str, int], list[int]] = {}
-            kept = 0 if full else self.rows_kept()
-            if full:
-                self.clear()
-            else:
-                ids = json.dumps(sorted(reread))
-                for rule, rank, n, s in db.execute(
-                        "select rule, rank, count(*), coalesce(sum(a), 0) from audit_rows where tid = ? and relid in "
-                        "(select value from json_each(?)) group by 1, 2", (t, ids)).fetchall():
-                    delta[(rule, rank)] = [-n, -s]
-                    kept -= n
-                db.execute("delete from audit_rows where tid = ? and relid in (select value from json_each(?))",
-                           (t, ids))
+            kept = self.rows_kept()
+            ids = json.dumps(sorted(reread))
+            for rule, rank, n, s in db.execute(
+                    "select rule, rank, count(*), coalesce(sum(a), 0) from audit_rows where tid = ? and relid in "
+                    "(select value from json_each(?)) group by 1, 2", (t, ids)).fetchall():
+                delta[(rule, rank)] = [-n, -s]
+                kept -= n
+            db.execute("delete from audit_rows where tid = ? and relid in (select value from json_each(?))",
+                       (t, ids))
             kept += self._insert(rows, delta)
             db.execute("delete from audit_totals where tid = ? and n = 0", (t,))
             self._set_counts(counts)
@@ -478,7 +476,7 @@ def summarize(conn, sc: AuditScope, server_major: int, store: AuditStore | None 
             rows: dict[int, list[Row]] = {}
             for part_rows in parts:
                 rows.update(part_rows)
-            store.write(full=False, reread=reread, rows=rows, counts=updates, key=sc.key, horizon=ch.horizon,
+            store.write(reread=reread, rows=rows, counts=updates, key=sc.key, horizon=ch.horizon,
                         totals=totals)
     return _assemble(conn, sc, server_major, params, store), store, run
 
