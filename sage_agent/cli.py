@@ -365,6 +365,7 @@ def _repl(args, project: Path) -> int:
     # lazy: prompt-toolkit loads only for the REPL
     from sage_agent.db.env import ConfigError, resolve_target
     from sage_agent.frontends.repl import Repl
+    from sage_agent.session.context import EMBEDDED_MAJOR
 
     try:
         target = resolve_target(project, args.env, args.db_url)
@@ -374,6 +375,7 @@ def _repl(args, project: Path) -> int:
     if not sys.stdin.isatty():
         print("error: the REPL needs a terminal; use `sage run \"*command\"` for scripts", file=sys.stderr)
         return 2
+    status = None
     if target.embedded:
         # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.db.embedded import EmbeddedError, project_server
@@ -385,7 +387,10 @@ def _repl(args, project: Path) -> int:
                 warn(status.warning)
         except EmbeddedError as exc:
             warn(str(exc))
-    return Repl(project, target, history_file=project / ".sage" / "history").run()
+    repl = Repl(project, target, history_file=project / ".sage" / "history")
+    if status is not None and status.warning:
+        repl.session.said.add(EMBEDDED_MAJOR)  # said at start-up: not again under a command's report
+    return repl.run()
 
 
 if __name__ == "__main__":

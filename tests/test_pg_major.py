@@ -185,3 +185,23 @@ def test_pg18_backups_restore_into_pg15_and_what_cannot_says_which_versions_meet
         assert not conn.execute("select 1 from pg_database where datname = 'from18_virtual'").fetchone()
         for name in ("from18_custom", "from18_plain", "from18_dir"):
             conn.execute(f"drop database {name} with (force)")
+
+
+def test_the_local_servers_major_warning_is_said_once_and_only_by_commands_that_dump_or_test_on_it(own_project,
+                                                                                                     run_sage):
+    """A project that wants a major this machine has no server for: *locks and *vacuum do not repeat the warning,
+    the first *snapshot (pg_dump) says it, the second in the same run does not."""
+    (own_project / "supabase").mkdir()
+    (own_project / "supabase" / "config.toml").write_text("[db]\nmajor_version = 17\n")
+    try:
+        proc = run_sage("run", "*locks", "*vacuum", "*snapshot first", "*snapshot second", cwd=own_project,
+                        timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        shown = proc.stdout + proc.stderr
+        reports = shown.split("$ sage run '")[1:]  # several lines: each report under its own heading
+        assert [r.split("'")[0] for r in reports] == ["*locks", "*vacuum", "*snapshot first", "*snapshot second"]
+        said = [r.split("'")[0] for r in reports if "apt-get install postgresql-17" in r]
+        assert said == ["*snapshot first"], shown
+        assert shown.count("apt-get install postgresql-17") == 1, shown
+    finally:
+        run_sage("db", "stop", cwd=own_project)

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from sage_agent.db.info import ServerInfo
 
 
+EMBEDDED_MAJOR = "embedded-major"  # the key of the local server's major warning (the REPL says it at start-up)
+
+
 @dataclass
 class Settings:
     """The limits of one session (from sage_agent.config at creation; a test may pass its own)."""
@@ -67,6 +70,8 @@ class OpContext:
     _connections: list[Any] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)  # e.g. which PostgreSQL major was tested on; the session
     # appends them to the operation's report
+    once: dict[str, str] = field(default_factory=dict)  # notice -> its key: a session says it once, not on each
+    # command (the key, not the text: the text may change once the first command has made the local cluster)
     _admin_url: str | None = None
     pool: Any = None  # a ConnectionPool (sage mcp) for read calls: connections reused across calls
 
@@ -75,9 +80,17 @@ class OpContext:
     def embedded(self) -> "EmbeddedServer":
         return project_server(self.project)
 
-    def notice(self, text: str | None) -> None:
+    def notice(self, text: str | None, *, once: str | None = None) -> None:
+        """`once` (a key): a session (a REPL, one `sage run`) says it at its first command that needs it, not again."""
         if text and text not in self.notices:
             self.notices.append(text)
+        if text and once:
+            self.once[text] = once
+
+    def _embedded_major_notice(self) -> None:
+        """The local server runs another major than the project wants: said where it matters, where pg_dump, psql
+        or a shadow database tests on that server (not by *locks or *vacuum), once per session."""
+        self.notice(self.embedded.major_warning, once=EMBEDDED_MAJOR)
 
     def _start_embedded(self, *, for_shadow: bool = False) -> str:
         was_running = self.embedded.is_running()
@@ -86,7 +99,6 @@ class OpContext:
             used_as_target(self.embedded)
         elif not was_running:
             started_for_shadow(self.embedded)  # a headless run stops it at the end
-        self.notice(self.embedded.major_warning)
         return self.embedded.url()
 
     @property
@@ -106,6 +118,8 @@ class OpContext:
         from sage_agent.db.pooler import session_url
 
         command = f"*{self.task.command}" if self.task else "this command"
+        if self.target.embedded:
+            self._embedded_major_notice()
         return session_url(self.url, self.target.direct_url, command, known_direct=self.target.embedded,
                            variable=self.target.direct_variable)
 
@@ -174,7 +188,9 @@ class OpContext:
                                 f"PostgreSQL {target_major}: point SAGE_SHADOW_URL at a {target_major} server")
             return override
         if target_major is None or self.embedded.bin_major == target_major:
-            return self._start_embedded(for_shadow=not self.target.embedded)
+            url = self._start_embedded(for_shadow=not self.target.embedded)
+            self._embedded_major_notice()
+            return url
         if target_major in server_bin_dirs():
             # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
             from sage_agent.db.embedded import shadow_server, started_for_shadow

@@ -82,6 +82,7 @@ class Session:
     # by the front door for one run_task: recorded in .sage/audit.jsonl as answered_by
     answered_by: dict[str, str] = field(default_factory=dict)
     last_need: NeedsInput | None = None  # the question a non-interactive run stopped at (MCP elicits it)
+    said: set[str] = field(default_factory=set)  # keys of the notices said once per session (OpContext.notice)
 
     # --- catalog access (lazy: `sage --version` never pays for it) ---------------------------
     @property
@@ -240,6 +241,10 @@ class Session:
             ctx.close_all()
         self._goto(State.REPORTING)
         for notice in ctx.notices:  # e.g. the PostgreSQL major a shadow or the local server runs
+            if notice in ctx.once:
+                if ctx.once[notice] in self.said:
+                    continue
+                self.said.add(ctx.once[notice])
             if notice not in result.notes and all(f.message != notice for f in result.findings):
                 result.notes.append(redact(notice))
         if result.status == "failed":  # a failed result about bad input (*lint of an unreadable file) stays exit 2
