@@ -236,3 +236,20 @@ def test_handoff_attaches_a_seed_with_rows(db_url, make_session, project):
     out = make_session(db_url, yes=True).run_line("*handoff qa --version v1.0")
     doc = yaml.safe_load((project / out.result.data["handoff"]).read_text())
     assert "supabase/seed.sql" in doc["artifacts"] and "seed data: supabase/seed.sql" in doc["decisions"]
+
+
+def test_handoff_list_shows_an_invalid_file_as_its_name_and_why_not_none_values(project, run_sage):
+    put(project, "001-ok.yaml", {"from": "@architect", "to": "@db-sage", "request": "*help"})
+    put(project, "002-noto.yaml", {"from": "@architect", "request": "*help"})
+    (project / ".aios/handoffs/003-broken.yaml").write_text("from: [architect\n")
+    listed = run_sage("handoff", "list", cwd=project)
+    assert listed.returncode == 0, listed.stderr
+    lines = {line.split()[1]: line for line in listed.stdout.splitlines()}
+    assert "None" not in listed.stdout, listed.stdout
+    assert lines[".aios/handoffs/002-noto.yaml"].startswith(
+        "invalid   .aios/handoffs/002-noto.yaml  missing field 'to' (fields: from, to,"), listed.stdout
+    assert lines[".aios/handoffs/003-broken.yaml"].startswith(
+        "invalid   .aios/handoffs/003-broken.yaml  not valid YAML: "), listed.stdout
+    assert lines[".aios/handoffs/001-ok.yaml"] == "pending   .aios/handoffs/001-ok.yaml  @architect -> @db-sage: *help"
+    rows = {r["file"]: r for r in json.loads(run_sage("handoff", "list", "--json", cwd=project).stdout)}
+    assert rows[".aios/handoffs/002-noto.yaml"]["reason"].startswith("missing field 'to'")

@@ -178,17 +178,23 @@ def main(argv: list[str], project: Path) -> int:
     if args.action == "list":
         rows = []
         for path, handoff, problem in queue(project):
-            rows.append({"file": rel_path(project, path),
-                         "status": "invalid" if problem else ("consumed" if handoff.consumed else "pending"),
-                         "from": handoff.sender if handoff else None, "to": handoff.recipient if handoff else None,
-                         "request": redact(handoff.request if handoff else problem)})
+            name = rel_path(project, path)
+            row = {"file": name, "status": "invalid" if problem else ("consumed" if handoff.consumed else "pending"),
+                   "from": handoff.sender if handoff else None, "to": handoff.recipient if handoff else None,
+                   "request": redact(handoff.request if handoff else problem)}
+            if problem:  # the cause without the file name it starts with (the row names the file)
+                row["reason"] = redact(problem.removeprefix(f"{name}: "))
+            rows.append(row)
         if args.json:
             print(json.dumps(rows))
         elif not rows:
             print(f"no handoffs in {HANDOFF_DIR}/")
         else:
             for r in rows:
-                print(f"{r['status']:9} {r['file']}  @{r['from']} -> @{r['to']}: {r['request']}")
+                if r["status"] == "invalid":  # no sender, recipient or request to show: why it cannot be read
+                    print(f"{r['status']:9} {r['file']}  {r['reason']}")
+                else:
+                    print(f"{r['status']:9} {r['file']}  @{r['from']} -> @{r['to']}: {r['request']}")
         return 0
 
     try:
