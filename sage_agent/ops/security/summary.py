@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
+from sage_agent.db.redact import redact
 from sage_agent.ops.security import schema_audit as sa
 from sage_agent.ops.security.lints import LINTS, PER_RELATION_LINTS, POLICIES_CTE, SCHEMA_LINTS, SECURITY_LINTS, \
     SYSTEM_SCHEMAS, UNUSED_INDEX_CANDIDATES_SQL, _only, lint_params, on_shared_policies, parse_exposed, skip_reason
@@ -312,6 +313,11 @@ class AuditStore:
         """Insert rows and move the rules' totals by them (with `delta`, the changes already due); the rows' count."""
         db, t = self.db, self.tid
         flat = [(t, oid, *r) for oid, rs in rows.items() for r in rs]
+        # a relation's name is stored redacted (.sage/watch.sqlite holds no password a name may carry); one redact()
+        # over all of them says whether any needs it
+        every = "\n".join(r[4] for r in flat)
+        if redact(every) != every:
+            flat = [(t, oid, rule, rank, redact(location), a, b) for t, oid, rule, rank, location, a, b in flat]
         db.executemany("insert into audit_rows values (?, ?, ?, ?, ?, ?, ?)", flat)
         for _, _, rule, rank, _, a, _ in flat:
             d = delta.setdefault((rule, rank), [0, 0])

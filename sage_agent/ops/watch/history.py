@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sage_agent.db.redact import redact
 from sage_agent.ops.watch.checks import SEVERITY_RANK, CheckResult, Observation
 
 FILE_NAME = "watch.sqlite"
@@ -109,14 +110,14 @@ class History:
         before = self.previous(target, result.name)
         changes = []
         for obs in result.observations:
-            old = before.get(obs.key)
+            old = before.get(redact(obs.key))  # stored redacted (a long query's key is its text)
             if old is None:
                 changes.append(Change("new", obs))
             elif _worse(old, obs):
                 changes.append(Change("worse", obs, old.value))
             else:
                 changes.append(Change("same", obs, old.value))
-        seen = {o.key for o in result.observations}
+        seen = {redact(o.key) for o in result.observations}
         if not result.truncated:  # with observations left out, a missing one may only have dropped off the list
             changes += [Change("resolved", old) for key, old in before.items() if key not in seen]
         return changes
@@ -124,6 +125,8 @@ class History:
     # --- writing ------------------------------------------------------------------------------------------------
     def record(self, target: str, started: float, duration_ms: float, results: list[CheckResult],
                changes: dict[str, list[Change]], webhook: str | None, keep: int) -> int:
+        """Every text is stored redacted (a query a session ran may carry a connection string or a password): the
+        file holds no secret, not only what is shown of it."""
         counts = {k: sum(1 for cs in changes.values() for c in cs if c.kind == k) for k in ("new", "worse", "resolved")}
         alerts = sum(len(r.alerts) + (1 if r.error else 0) for r in results)
         with self.db:
@@ -132,16 +135,17 @@ class History:
                 "insert into rounds (target, started, duration_ms, checks, alerts, new, worse, resolved, webhook) "
                 "values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (target, started, duration_ms, ",".join(r.name for r in results), alerts, counts["new"],
-                 counts["worse"], counts["resolved"], webhook))
+                 counts["worse"], counts["resolved"], redact(webhook)))
             round_id = int(cur.lastrowid)
             self.db.executemany(
                 "insert into metrics values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(round_id, r.name, r.status, r.metric, r.metric_label, len(r.observations) + r.truncated,
-                  len(r.alerts), round(r.duration_ms, 2), r.error, r.fingerprint, r.carried_from) for r in results])
+                [(round_id, r.name, r.status, r.metric, redact(r.metric_label), len(r.observations) + r.truncated,
+                  len(r.alerts), round(r.duration_ms, 2), redact(r.error), r.fingerprint, r.carried_from)
+                 for r in results])
             kinds = {(c.observation.check, c.observation.key): c.kind for cs in changes.values() for c in cs}
             self.db.executemany(
                 "insert into observations values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(round_id, o.check, o.key, o.severity, o.value, int(o.alert), o.message, o.grows,
+                [(round_id, o.check, redact(o.key), o.severity, o.value, int(o.alert), redact(o.message), o.grows,
                   kinds.get((o.check, o.key), "new")) for r in results for o in r.observations])
             if keep > 0:
                 self.db.execute("delete from rounds where target = ? and id <= coalesce((select id from rounds "
