@@ -123,3 +123,45 @@ def test_a_cut_list_keeps_its_most_severe_items_first(tmp_path):
     assert 10 < len(severities) < 200 and set(severities) == {"error"}
     assert cut["truncated"]["left_out"] == {"findings": 600 - len(severities)}
     assert f"{600 - len(severities)} of 600 findings" in text.splitlines()[-1]
+
+
+def test_a_huge_plan_a_person_confirms_through_elicitation_is_bounded_and_says_where_the_whole_plan_is(db_url, db,
+                                                                                                       project):
+    """*run-sql --write of a 300 KB statement: the elicitation's message is at most SAGE_MCP_RESULT_BYTES, keeps the
+    prompt, the plan's start and the target, says what was cut and where the whole plan is."""
+    import mcp_types as types
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    db.execute("create table big (v text)")
+    sql = "insert into big (v) values " + ", ".join(f"('{'x' * 40}{i}')" for i in range(6000))
+    asked: list[str] = []
+
+    async def elicit(context, params):
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"confirm": False})
+
+    params = StdioServerParameters(command=sys.executable, args=["-m", "sage_agent", "mcp", "--db-url", db_url],
+                                   env=sage_env({"SAGE_MCP_RESULT_BYTES": "20000"}), cwd=str(project))
+
+    async def main():
+        with open(os.devnull, "w") as errlog:
+            async with stdio_client(params, errlog=errlog) as (read, write):
+                async with ClientSession(read, write, elicitation_callback=elicit) as session:
+                    await session.initialize()
+                    return await session.call_tool("run-sql", {"sql": sql, "write": True})
+
+    res = anyio.run(main)
+    assert "Not confirmed by the person" in _text(res)
+    assert db.execute("select count(*) from big").fetchone()[0] == 0
+    assert len(asked) == 1
+    message = asked[0]
+    assert len(message.encode()) <= 20_000, len(message.encode())
+    assert message.startswith("CONFIRMATION REQUIRED: Run run-sql (write) on local ")
+    assert "insert into big (v) values ('" + "x" * 40 + "0')" in message  # the plan's start
+    assert "[... 2" in message and " KB of the plan cut here: the whole plan is in .sage/mcp/run-sql.plan.txt ...]" \
+        in message
+    assert message.endswith("the whole plan is in .sage/mcp/run-sql.plan.txt. Confirming runs the whole plan.")
+    assert "PLAN CUT to 20 KB (the whole plan is 299 KB; SAGE_MCP_RESULT_BYTES sets the limit)" in message
+    whole = (project / ".sage" / "mcp" / "run-sql.plan.txt").read_text()
+    assert sql in whole and whole.startswith("CONFIRMATION REQUIRED: Run run-sql (write)")

@@ -518,6 +518,42 @@ def _fit(doc: dict[str, Any], budget: int) -> tuple[dict[str, Any], dict[str, li
     return small, {k: [0, len(v)] for k, v in doc.items() if isinstance(v, (dict, list)) and v}
 
 
+def bound_plan(name: str, message: str, *, limit: int, project: Path) -> str:
+    """A plan a person is asked to confirm (MCP elicitation), at most `limit` bytes like a tool result: over it, its
+    start and its end stay (the prompt, the first steps; the target and what confirming does), the middle is cut,
+    and a note says how much was left out and the file with the whole plan (.sage/mcp/NAME.plan.txt)."""
+    data = message.encode()
+    if len(data) <= limit:
+        return message
+    saved = None
+    try:
+        folder = project / ".sage" / "mcp"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / (re.sub(r"[^\w.-]", "_", name) + ".plan.txt")
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(redact(message), encoding="utf-8")
+        tmp.replace(path)
+        saved = str(path.relative_to(project))
+    except OSError:
+        pass  # an unwritable project: the note says so
+    room = max(limit - 600, 200)  # less the note and the marker
+    head = data[: room * 2 // 3].decode("utf-8", "ignore")
+    tail = data[len(data) - room // 3:].decode("utf-8", "ignore")
+    if "\n" in head[len(head) // 2:]:  # whole lines where the text has them
+        head = head[: head.rfind("\n") + 1]
+    if "\n" in tail[: len(tail) // 2]:
+        tail = tail[tail.find("\n") + 1:]
+    left = len(data) - len(head.encode()) - len(tail.encode())
+    lines = message.count("\n") - head.count("\n") - tail.count("\n")
+    where = f"the whole plan is in {saved}" if saved else "the whole plan could not be saved under .sage/mcp/"
+    note = (f"PLAN CUT to {limit // 1000} KB (the whole plan is {len(data) // 1000} KB; SAGE_MCP_RESULT_BYTES sets "
+            f"the limit): {left // 1000} KB{f' ({lines} lines)' if lines > 0 else ''} left out where it says so; "
+            f"{where}. "
+            "Confirming runs the whole plan.")
+    marker = f"\n[... {left // 1000} KB of the plan cut here: {where} ...]\n"
+    return redact(head.rstrip("\n") + marker + tail + "\n\n" + note)
+
+
 def bound_result(name: str, text: str, structured: dict[str, Any], *, limit: int, project: Path,
                  rerun: str | None = None) -> tuple[str, dict[str, Any]]:
     """Every MCP tool result goes through here: at most `limit` bytes of text and structured content together.

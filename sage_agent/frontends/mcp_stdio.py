@@ -244,7 +244,7 @@ class StdioServer:
             if is_error:
                 break
             word = structured.get("word")
-            if not self._elicit_plan(text, word):
+            if not self._elicit_plan(text, word, name=name):
                 return False, "Not confirmed by the person: nothing was done.", {"status": "cancelled"}
             if word:
                 approved = (*approved, structured["plan_hash"])
@@ -253,8 +253,13 @@ class StdioServer:
             is_error, text, structured = sage.call(name, dict(args), approved, tuple(elicited))
         return is_error, text, structured
 
-    def _elicit_plan(self, message: str, word: str | None) -> bool:
-        """Ask the client's person to confirm one plan (and type `word`); anything but an exact yes is a no."""
+    def _elicit_plan(self, message: str, word: str | None, *, name: str = "plan") -> bool:
+        """Ask the client's person to confirm one plan (and type `word`); anything but an exact yes is a no.
+        A plan over SAGE_MCP_RESULT_BYTES is cut like a tool result, saying where the whole plan is."""
+        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+        from sage_agent.frontends.mcp_server import bound_plan
+
+        message = bound_plan(name, message, limit=self.result_bytes, project=self.project)
         props: dict[str, Any] = {"confirm": {"type": "boolean", "title": "Run exactly this plan", "default": False}}
         if word:
             props["word"] = {"type": "string", "title": f"Type {word} to confirm"}
@@ -291,7 +296,7 @@ class StdioServer:
             tokens, chosen = [], []
             for p in pending:
                 message = f"Target {p['target']}:\n{p['plan']}"
-                if not self._elicit_plan(message, p.get("word")):
+                if not self._elicit_plan(message, p.get("word"), name=f"{name}-{p['target']}"):
                     declined.append(p["target"])
                     continue
                 chosen.append(p["target"])
