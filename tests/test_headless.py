@@ -220,3 +220,17 @@ def test_a_sage_run_flag_inside_the_quotes_says_where_it_goes(run_sage, project)
     assert proc.returncode == 2
     assert proc.stderr.strip().endswith("--versioned). Did you mean --online?")
     assert not (project / ".sage").exists()  # no audit line: nothing started
+
+
+def test_a_refused_connection_gives_steps_to_run_not_a_sentence(run_sage, project):
+    """*env-check on a local URL nothing listens on: Next names the command that starts the local server, the
+    setting the URL came from and what in it to check, and *env-check again (the prose stays in the finding's fix)."""
+    port = free_port()
+    proc = run_sage("run", "*env-check", "--db-url", f"postgresql://u:p@127.0.0.1:{port}/db", cwd=project)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[-1] == f"Next: sage db start, check --db-url: nothing listens on 127.0.0.1:{port}, " \
+                                           "*env-check", proc.stdout
+    doc = json.loads(run_sage("run", "*env-check", "--json", cwd=project,
+                              env={"SAGE_DEV_DB_URL": f"postgresql://u:p@127.0.0.1:{port}/db", "SAGE_ENV": "dev"}).stdout)
+    assert doc["next_steps"] == [f"check SAGE_DEV_DB_URL: nothing listens on 127.0.0.1:{port}", "*env-check"]
+    assert doc["findings"][0]["fix"].startswith("Nothing listens there")

@@ -114,7 +114,7 @@ def env_check(inputs: EnvCheckInput, ctx) -> OpResult:
     except DbConnectError as exc:
         findings.append(Finding(rule=f"connection.{exc.kind}", severity="error", message=exc.message, fix=exc.hint))
         return OpResult(operation="db-env-check", status="failed", summary=f"Connection failed ({exc.kind})",
-                        facts=facts, findings=findings, next_steps=[exc.hint])
+                        facts=facts, findings=findings, next_steps=_connect_next_steps(exc.kind, target, facts))
     facts.update({
         "connected": True,
         "latency_ms": round((time.perf_counter() - started) * 1000, 1),
@@ -157,6 +157,27 @@ def env_check(inputs: EnvCheckInput, ctx) -> OpResult:
                     summary=f"Connected to {facts['database']} on {facts['host']}:{facts['port']} "
                             f"(PostgreSQL {info.version}, {target.env})",
                     facts=facts, findings=findings, next_steps=_env_check_next_steps(ctx.project))
+
+
+# what to check in the setting the URL came from, per kind of connection failure (the finding's fix says why)
+_CHECK = {"refused": "nothing listens on {host}:{port}", "timeout": "{host}:{port} does not answer",
+          "unknown_host": "the host {host}", "wrong_password": "the user {user} and its password",
+          "missing_database": "the database name {database}", "ssl": "its sslmode", "bad_url": "the URL's form",
+          "pooler_parameter": "remove options= from the URL"}
+
+
+def _connect_next_steps(kind: str, target, facts: dict[str, object]) -> list[str]:
+    """A failed connection's next steps as things to run or set, like every other command's: the local server to
+    start (a refused local target), the setting the URL came from and what in it to check, then *env-check again."""
+    steps: list[str] = []
+    if kind == "refused" and target.is_project_local:
+        supabase = target.source == "SUPABASE_LOCAL_DB_URL" or str(facts.get("port")) == "54322"
+        steps.append("supabase start" if supabase else "sage db start")
+    what = _CHECK.get(kind, "the server and the URL").format(**{k: facts.get(k, "?") for k in
+                                                              ("host", "port", "user", "database")})
+    steps.append(f"check {target.source}: {what}")
+    steps.append(cmd("db-env-check"))
+    return steps
 
 
 def _env_check_next_steps(project: Path) -> list[str]:
