@@ -380,3 +380,34 @@ def test_files_written_are_shown_relative_to_the_project_at_60_columns(run_sage,
     assert str(project) not in out.stdout
     doc = json.loads(run_sage("run", "*backup narrow2", "--db-url", source, "--json", cwd=project).stdout)
     assert doc["artifacts"][0] == str(project / "supabase" / "backups" / "narrow2.dump")
+
+
+@pytest.mark.parametrize("width", [60, 160])
+def test_restore_progress_lines_fit_the_terminal(make_session, source, db, width):
+    """The REPL's progress lines of a *restore with a long backup name and a long table name: each fits the
+    terminal's width (a wrapped line broke the name across two lines at 60 columns); shortened in the middle, the
+    start and end of each name, the percentage and the detail stay. At 160 columns nothing is shortened."""
+    import io
+
+    from sage_agent.frontends.render import make_console, progress_printer
+
+    name = "nightly_before_the_big_customer_migration"
+    db.execute("create table public.customer_orders_archive_2024 (id int primary key)")
+    assert make_session(source).run_line(f"*backup {name}").exit_code == EXIT_OK
+    console = make_console(width=width)
+    console.file = io.StringIO()
+    session = make_session(source, confirm=("RESTORE",))
+    session.progress_sink = progress_printer(console)
+    out = session.run_line(f"*restore {name}")
+    assert out.exit_code == EXIT_OK, out.error
+    lines = console.file.getvalue().splitlines()
+    restoring = [line for line in lines if line.startswith("  Restoring ")]
+    archive = [line for line in lines if "customer_orders_archive_2024" in line]
+    assert len(restoring) == 1 and len(archive) == 1, lines
+    assert all(len(line) <= width for line in lines), lines
+    if width == 60:
+        assert restoring[0] == "  Restoring nightly_before…e_big_customer_migration restored"
+        assert archive[0].endswith("% public.customer_orders_archive_2024") and "…" in archive[0], archive
+    else:
+        assert restoring[0] == f"  Restoring {name} restored"
+        assert archive[0].startswith("  Safety backup of the target ") and "…" not in "\n".join(lines)

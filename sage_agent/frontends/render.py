@@ -335,6 +335,34 @@ def plan_lines(plan: str, width: int):
     return Group(*parts)
 
 
+def _middle_cut(text: str, room: int) -> str:
+    """`text` in at most `room` cells: its start and its end, an ellipsis between them."""
+    if cell_len(text) <= room:
+        return text
+    if room <= 1:
+        return "…"[:room]
+    head, tail = text[: (room - 1) - (room - 1) // 2], text[len(text) - (room - 1) // 2:] if (room - 1) // 2 else ""
+    while cell_len(head) + cell_len(tail) + 1 > room and (head or tail):  # wide characters
+        head, tail = (head[:-1], tail) if len(head) >= len(tail) else (head, tail[1:])
+    return head + "…" + tail
+
+
+def progress_line(description: str, pct: str, detail: str, width: int) -> str:
+    """One progress line that fits the terminal (a line that wraps scrolls the next ones away): the description
+    (`Restoring NAME`) is shortened in its middle first, then the detail (a table name); the percentage stays."""
+    line = f"  {description}{pct} {detail}"
+    over = cell_len(line) - width
+    if over <= 0:
+        return line
+    keep = 12  # a description shortened below this says nothing
+    cut_description = min(over, max(cell_len(description) - keep, 0))
+    description = _middle_cut(description, cell_len(description) - cut_description)
+    over -= cut_description
+    if over > 0:
+        detail = _middle_cut(detail, max(cell_len(detail) - over, 1))
+    return f"  {description}{pct} {detail}"
+
+
 def progress_printer(console):
     """A progress sink that prints a line at every 5% of the total (and at the end), whatever steps the work
     advances by (a backfill moves in batches of rows), and once per update when there is no total."""
@@ -348,7 +376,7 @@ def progress_printer(console):
             return
         state[description] = done
         pct = f" {100 * done / total:5.1f}%" if total else ""
-        console.print(f"  {description}{pct} {detail}", markup=False, highlight=False)
+        console.print(progress_line(description, pct, detail, console.width), markup=False, highlight=False)
 
     sink.draws = True  # type: ignore[attr-defined]  (see session.context.Progress.drawn)
     return sink
