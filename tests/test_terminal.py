@@ -363,3 +363,31 @@ def test_help_at_60_columns_cuts_no_word_that_could_fit(run_sage, project):
     assert "│ *create-migration-from-design      │" in shown  # the longest command name whole
     wide = run_sage("run", "*help", cwd=project, env={"COLUMNS": "160"}).stdout
     assert "│ *smoke-test {version} [suite]" in wide  # room enough: one line
+
+
+@pytest.mark.parametrize("columns, expanded", [(60, "auto"), (160, "on")])
+def test_long_record_values_wrap_under_their_own_column(run_sage, project, db_url, columns, expanded):
+    """*run-sql with values of 60 to 200 characters shown as records: every line of a value continues under the
+    value (after the label's width and its `|`), never at the left edge, and no line is wider than the terminal."""
+    sql = ("select repeat('abcdefghij', 20) as long_token, repeat('word ', 40) as words, "
+           "'public.customer_orders_archive_2024_with_a_very_long_name_xx' as relation, 42 as n")
+    proc = run_sage("run", f"*run-sql \"{sql}\"", "--db-url", db_url, cwd=project,
+                    env={"COLUMNS": str(columns), "SAGE_EXPANDED": expanded})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("-[ RECORD 1 ]"))
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("Next"))
+    record = lines[start + 1:end]
+    assert [line.split(" | ")[0].strip() for line in record if line[0] != " "] == [
+        "long_token", "words", "relation", "n"], record
+    assert all(line.startswith("           | ") for line in record if line[0] == " "), record
+    assert all(len(line) <= columns for line in lines), [line for line in lines if len(line) > columns]
+    parts: dict[str, list[str]] = {}
+    label = ""
+    for line in record:
+        head, _, rest = line.partition(" | ")
+        label = head.strip() or label
+        parts.setdefault(label, []).append(rest)
+    assert "".join(parts["long_token"]) == "abcdefghij" * 20
+    assert " ".join(parts["words"]).split() == ["word"] * 40
+    assert "".join(parts["relation"]) == "public.customer_orders_archive_2024_with_a_very_long_name_xx"
