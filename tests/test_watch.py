@@ -350,8 +350,8 @@ def test_a_first_read_in_slices_on_two_connections_keeps_what_one_read_keeps(db_
     from sage_agent.ops.security.summary import scope, summarize
 
     def kept(store) -> tuple[list, list, list]:
-        return tuple(sorted(store.db.execute(f"select * from {t} where tid = ?", (store.tid,)).fetchall())
-                     for t in ("audit_rows", "audit_counts", "audit_totals"))
+        return (*(sorted(store.db.execute(f"select * from {t} where tid = ?", (store.tid,)).fetchall())
+                  for t in ("audit_rows", "audit_totals")), [store.counts(cat) for cat in range(len(summary.COUNTED))])
 
     db.execute(AUDITED)
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -525,6 +525,31 @@ def test_the_audits_cache_survives_a_restart_and_a_broken_one_starts_over(projec
     db.execute("create table public.after (id int)")
     sixth = one_round(project, db_url, ["audits"], number=6, audit_every_s=3600)
     assert sixth.results[0].reread == (1, 0) and exposed(sixth) == exposed(first) + 2
+
+
+def test_a_history_file_of_the_earlier_store_format_is_read_whole_once_then_incrementally(project, db_url, db):
+    """.sage/watch.sqlite from before the counts were packed (format 2: a row per relation and catalog in
+    audit_counts): the first round reads every relation again, drops the old table, and the next round after DDL
+    reads only what changed."""
+    import json as json_
+
+    db.execute(AUDITED)
+    one_round(project, db_url, ["audits"], audit_every_s=3600)
+    with History(history_path(project)) as history:
+        store = history.audit_store(target_name(Target("local", db_url, "test")))
+        meta = store.meta()
+        history.db.execute("create table audit_counts (tid integer not null, cat integer not null, "
+                           "relid integer not null, n integer not null, primary key (tid, cat, relid)) without rowid")
+        history.db.execute("insert into audit_counts values (?, 0, 1, 1)", (store.tid,))
+        history.db.execute("update audit_meta set meta = ?", (json_.dumps({**meta, "format": 2}),))
+    db.execute("create table public.later (id int)")
+    second = one_round(project, db_url, ["audits"], number=2, audit_every_s=3600)
+    assert not second.errors and second.results[0].reread is None  # read whole: the old format names no state
+    with History(history_path(project)) as history:
+        assert history.db.execute("select count(*) from sqlite_master where name = 'audit_counts'").fetchone()[0] == 0
+    db.execute("create table public.after (id int)")
+    third = one_round(project, db_url, ["audits"], number=3, audit_every_s=3600)
+    assert third.results[0].reread == (1, 0)
 
 
 def test_audits_rerun_when_a_role_joins_anon(project, db_url, db):

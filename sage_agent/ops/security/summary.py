@@ -24,7 +24,9 @@ import json
 import queue
 import re
 import sqlite3
+import sys
 import threading
+from array import array
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -196,11 +198,12 @@ create index if not exists audit_rows_relid on audit_rows (tid, relid);
 create index if not exists audit_rows_rule on audit_rows (tid, rule, location, a, b);
 create table if not exists audit_totals (tid integer not null, rule text not null, rank integer not null,
   n integer not null, s integer not null, primary key (tid, rule, rank)) without rowid;
-create table if not exists audit_counts (tid integer not null, cat integer not null, relid integer not null,
-  n integer not null, primary key (tid, cat, relid)) without rowid;
+create table if not exists audit_count_arrays (tid integer not null, cat integer not null, relids blob not null,
+  ns blob not null, primary key (tid, cat)) without rowid;
+drop table if exists audit_counts;
 """
-STORE_FORMAT = 2  # meta without it (the JSON cache of earlier versions, a broken one) means: read everything again
-_STORE_TABLES = ("audit_rows", "audit_totals", "audit_counts")
+STORE_FORMAT = 3  # meta without it (the JSON cache of earlier versions, a broken one) means: read everything again
+_STORE_TABLES = ("audit_rows", "audit_totals", "audit_count_arrays")
 
 
 class AuditStore:
@@ -236,27 +239,24 @@ class AuditStore:
         return meta.get("token") == _token(meta["horizon"], meta["totals"], self.rows_kept())
 
     def relations(self) -> int:
-        return int(self.db.execute("select count(*) from audit_counts where tid = ? and cat = 0",
-                                   (self.tid,)).fetchone()[0])
+        return len(self.counts(0))
 
     def counts(self, cat: int) -> dict[int, int]:
-        return dict(self.db.execute("select relid, n from audit_counts where tid = ? and cat = ?", (self.tid, cat)))
+        """One COUNTED catalog's rows per relation (two packed arrays: 134,000 SQLite rows at 20,000 tables took
+        0.5 s of a first round to insert; the arrays take 0.03 s)."""
+        row = self.db.execute("select relids, ns from audit_count_arrays where tid = ? and cat = ?",
+                              (self.tid, cat)).fetchone()
+        if row is None:
+            return {}
+        return dict(zip(_unpack(row[0]), _unpack(row[1])))
 
     def known(self, cat: int, relids: Iterable[int]) -> set[int]:
-        ids = list(relids)
-        if not ids:
-            return set()
-        return {r for (r,) in self.db.execute(
-            "select relid from audit_counts where tid = ? and cat = ? and relid in (select value from json_each(?))",
-            (self.tid, cat, json.dumps(ids)))}
+        counts = self.counts(cat)
+        return {r for r in relids if r in counts}
 
     def sum_counts(self, cat: int, relids: Iterable[int]) -> int:
-        ids = list(relids)
-        if not ids:
-            return 0
-        return int(self.db.execute(
-            "select coalesce(sum(n), 0) from audit_counts where tid = ? and cat = ? and relid in "
-            "(select value from json_each(?))", (self.tid, cat, json.dumps(ids))).fetchone()[0])
+        counts = self.counts(cat)
+        return sum(counts.get(r, 0) for r in relids)
 
     def with_rows(self) -> list[int]:
         return [r for (r,) in self.db.execute("select distinct relid from audit_rows where tid = ?", (self.tid,))]
@@ -328,12 +328,19 @@ class AuditStore:
         return len(flat)
 
     def _set_counts(self, counts: list[dict[int, int | None]]) -> None:
+        """Move each catalog's counts by `counts` (None: the relation is gone)."""
         db, t = self.db, self.tid
         for cat, changes_ in enumerate(counts):
-            db.executemany("insert or replace into audit_counts values (?, ?, ?, ?)",
-                           [(t, cat, r, n) for r, n in changes_.items() if n is not None])
-            db.executemany("delete from audit_counts where tid = ? and cat = ? and relid = ?",
-                           [(t, cat, r) for r, n in changes_.items() if n is None])
+            if not changes_:
+                continue
+            now = self.counts(cat)
+            for r, n in changes_.items():
+                if n is None:
+                    now.pop(r, None)
+                else:
+                    now[r] = n
+            db.execute("insert or replace into audit_count_arrays values (?, ?, ?, ?)",
+                       (t, cat, _pack(now.keys()), _pack(now.values())))
 
     def _set_meta(self, key: str, horizon: int, totals: list[int], kept: int) -> None:
         meta = {"format": STORE_FORMAT, "key": key, "horizon": horizon, "totals": totals,
@@ -360,6 +367,22 @@ class Rewrite:
     def done(self, key: str, horizon: int, totals: list[int]) -> None:
         """The meta that names the state written (its token counts the rows)."""
         self.store._set_meta(key, horizon, totals, self.kept)
+
+
+def _pack(values: Iterable[int]) -> bytes:
+    """64-bit integers, little-endian (the same file on any machine)."""
+    packed = array("q", values)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _unpack(data: bytes) -> array:
+    packed = array("q")
+    packed.frombytes(data)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return packed
 
 
 def _token(horizon: int, totals: list[int], rows: int) -> str:
