@@ -387,6 +387,44 @@ def test_a_first_read_in_slices_on_two_connections_keeps_what_one_read_keeps(db_
             summarize(conn, sc, major, connect=refused, parallel=2)
 
 
+def test_a_first_read_pauses_the_cycle_collector_only_while_it_reads_even_when_it_fails(db_url, db, monkeypatch):
+    """The read of every relation runs without the cycle collector (its passes over the rows being built cost CPU
+    for nothing); afterwards, and after a read that failed, it runs again. A read of a few changed relations
+    leaves it alone."""
+    import gc
+
+    from sage_agent.ops.security import summary
+    from sage_agent.ops.security.summary import scope, summarize
+
+    seen: list[bool] = []
+    read_slice = summary._read_slice
+
+    def watched(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return read_slice(*args, **kwargs)
+
+    monkeypatch.setattr(summary, "_read_slice", watched)
+    db.execute(AUDITED)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        major = conn.info.server_version // 10000
+        sc = scope(conn, major)
+        _, store, run = summarize(conn, sc, major)
+        assert run.full and seen == [False] and gc.isenabled()
+
+        def refused():
+            raise psycopg.OperationalError("connection refused")
+
+        monkeypatch.setattr(summary, "SLICE", 5)
+        with pytest.raises(psycopg.OperationalError):
+            summarize(conn, sc, major, connect=refused, parallel=2)
+        assert gc.isenabled()
+        monkeypatch.setattr(summary, "SLICE", 10_000)
+        db.execute("create table public.later (id int)")
+        seen.clear()
+        _, _, run = summarize(conn, sc, major, store)
+        assert not run.full and seen == [True]
+
+
 # Policies for each policy lint, the three of them reading one deparse of each policy in the watch's read; realtime's
 # policies count for auth_rls_initplan only (as splinter).
 POLICIES = """

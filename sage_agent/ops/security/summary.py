@@ -19,6 +19,7 @@ The rows come from the same SQL the audits run (lints.LINTS, schema_audit.*_SQL)
 
 from __future__ import annotations
 
+import gc
 import heapq
 import json
 import queue
@@ -494,8 +495,9 @@ def summarize(conn, sc: AuditScope, server_major: int, store: AuditStore | None 
         present = {r for r in only if updates[0].get(r)}
     sql = _per_relation_sql(sc, server_major)
     totals = [t for t, _ in ch.stats]
-    with _reading(conn, slices, sql, params, present, connect if parallel > 1 and len(slices) > 1 else None,
-                  parallel) as parts:
+    with _no_cycle_collection(only is None), \
+            _reading(conn, slices, sql, params, present, connect if parallel > 1 and len(slices) > 1 else None,
+                     parallel) as parts:
         if only is None:  # a new state, stored slice by slice as the reads come in
             rewrite = store.rewrite(updates)
             for part_rows in parts:
@@ -508,6 +510,21 @@ def summarize(conn, sc: AuditScope, server_major: int, store: AuditStore | None 
             store.write(reread=reread, rows=rows, counts=updates, key=sc.key, horizon=ch.horizon,
                         totals=totals)
     return _assemble(conn, sc, server_major, params, store), store, run
+
+
+@contextmanager
+def _no_cycle_collection(whole: bool) -> Iterator[None]:
+    """A read of every relation builds ~70,000 rows at 20,000 tables, none of them in a reference cycle (reference
+    counting frees them): the cycle collector's passes over that heap cost 0.15 s of a first round's CPU for
+    nothing. It runs again, as before, when the read is done."""
+    if not whole or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @dataclass(frozen=True)
