@@ -373,3 +373,19 @@ def test_rollback_of_a_latin1_database_with_an_online_change_under_way(run_sage,
                 "plat du jour: café"
     finally:
         drop_database(admin, name)
+
+
+def test_rollback_to_a_snapshot_the_database_already_equals_changes_nothing_and_asks_nothing(make_session, db_url,
+                                                                                             db, project):
+    """The README tour's `*rollback v1` typed a second time: the proof found 0 steps, yet it asked for ROLLBACK,
+    took a safety snapshot and said `Rolled back to v1`. Now: already there, exit 0, no word asked, no files."""
+    db.execute(BASE)
+    session = make_session(db_url)  # no --confirm: a question would fail with exit code 3
+    assert session.run_line("*snapshot v1").exit_code == EXIT_OK
+    out = session.run_line("*rollback v1")
+    assert out.exit_code == EXIT_OK, out.error
+    assert out.result.summary == ("Already at v1: the schema and migration history equal the snapshot's; nothing to "
+                                  "roll back, nothing was changed")
+    assert out.result.facts["steps"] == 0 and out.result.next_steps == ["*migrations"]
+    assert not list((project / "supabase" / "snapshots").glob("before_rollback_to_v1*"))
+    assert db.execute("select count(*) from public.orders").fetchone()[0] == 500

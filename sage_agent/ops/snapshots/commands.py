@@ -216,6 +216,15 @@ def _rollback_reverse(meta, ctx) -> OpResult:
     from sage_agent.ops.snapshots.store import take_snapshot
 
     plan = plan_reverse(ctx, meta)
+    if not plan.items:  # the proof found nothing to undo: no typed word, no safety snapshot, no transaction
+        return OpResult(
+            operation="db-rollback", summary=f"Already at {meta.name}: the schema and migration history equal the "
+            "snapshot's; nothing to roll back, nothing was changed",
+            facts={"snapshot": meta.name, "taken": meta.created_at, "steps": 0, "rows_kept": plan.rows_kept,
+                   "rows_lost": 0},
+            next_steps=["*migrations"],
+            data={"plan": plan.text(), "problems": [], "mode": "reverse", "rows_kept": plan.rows_kept, "rows_lost": 0,
+                  "undone": [], "steps": 0})
     ctx.confirm_destructive(
         f"Roll back {ctx.target.display_url} to snapshot {meta.name} ({meta.created_at}) with the proven reverse "
         f"change ({len(plan.items)} steps, one transaction): {plan.rows_kept} rows kept, {plan.rows_lost} rows lost"
