@@ -323,6 +323,29 @@ def test_migration_new(project, make_session, db_url, monkeypatch):
     assert sorted(p.name.split("_", 1)[1] for p in path.parent.iterdir()) == ["add_todos.sql", "other.sql"]
 
 
+
+def test_migration_new_with_a_name_already_used_suggests_a_next_step_that_works(project, make_session, db_url,
+                                                                                monkeypatch):
+    """A second `*migration-new add_todos` suggested `*dry-run add_todos`, which then failed with exit code 2
+    ("'add_todos' matches 2 migrations"). The next step names the new file by its version, and a note says why."""
+    monkeypatch.setenv("SUPABASE_CLI", "/nonexistent")
+    monkeypatch.setattr("sage_agent.db.supabase_cli.shutil.which", lambda name: None)
+    monkeypatch.setattr("sage_agent.db.supabase_cli.Path.resolve", lambda self: Path("/nonexistent/x/y/z"),
+                        raising=False)
+    (project / "supabase").mkdir()
+    session = make_session(db_url)
+    first = session.run_line('*migration-new add_todos --sql "create table public.todos (id int);"')
+    assert first.result.next_steps == ["*dry-run add_todos", "*apply"] and first.result.notes == []
+    second = session.run_line('*migration-new add_todos --sql "create table public.tags (id int);"')
+    version = second.result.data["version"]
+    assert second.result.next_steps == [f"*dry-run {version}", "*apply"]
+    assert second.result.notes == [f"{first.result.data['version']}_add_todos.sql is also named add_todos: give this "
+                                   f"one by its version ({version})"]
+    monkeypatch.undo()  # the real Path.resolve again: *dry-run finds pg_dump through it
+    dry = session.run_line(second.result.next_steps[0])  # the suggested step runs as shown
+    assert dry.exit_code == EXIT_OK, dry.error
+    assert dry.result.summary.startswith(f"{version}_add_todos.sql")
+
 def test_lock_wait_is_bounded(project, make_session, db_url, db, monkeypatch):
     from sage_agent.ops.migrations.applier import APPLY_LOCK_KEY
 

@@ -587,11 +587,16 @@ def migration_new(inputs: MigrationNewInput, ctx) -> OpResult:
         path.write_text(_format_sql(inputs.sql), encoding="utf-8")
     rel = path.relative_to(project)
     version = path.name.split("_", 1)[0]
+    # a name another file already has no longer names one file (`*dry-run add_todos` would match both): the version
+    namesakes = sorted(p for p in before if p.endswith(f"_{name}.sql") and p[:1].isdigit())
+    if namesakes:
+        notes.append(f"{', '.join(namesakes)} is also named {name}: give this one by its version ({version})")
     return OpResult(operation="db-migration-new", summary=f"Created {rel}",
                     facts={"version": version, "file": str(rel), "method": method,
                            "content": "your SQL" if inputs.sql else "empty: write the migration"},
                     notes=notes, artifacts=[str(rel)],
-                    next_steps=[f"*dry-run {name}", "*apply"], data={"path": str(rel), "version": version})
+                    next_steps=[f"*dry-run {version if namesakes else name}", "*apply"],
+                    data={"path": str(rel), "version": version})
 
 
 def _format_sql(text: str) -> str:
