@@ -121,6 +121,21 @@ def test_help_for_one_command(run_sage, project):
     assert doc["tables"][0]["rows"][0][0] == "use_cli"
 
 
+
+def test_a_mistyped_command_suggests_only_what_it_was_close_to(run_sage, project):
+    """`*boostrap` suggested `*bootstrap, *cost`; `*help boostrap` suggested nothing at all."""
+    proc = run_sage("run", "*boostrap", cwd=project)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: unknown command *boostrap. Did you mean *bootstrap? Type *help for the list."
+    proc = run_sage("run", "*help boostrap", cwd=project)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: unknown command *boostrap",
+                                                "  next: did you mean *help bootstrap? *help lists every command"]
+    proc = run_sage("run", "*rls", cwd=project)  # the commands a word starts, an alias and its command once
+    assert proc.stderr.strip() == "error: unknown command *rls. Did you mean *rls-apply, *rls-audit? Type *help for the list."
+    proc = run_sage("run", "*help zzzz", cwd=project)
+    assert proc.stderr.strip().splitlines() == ["error: unknown command *zzzz", "  next: type *help for the list"]
+
 def test_embedded_default_and_db_subcommands(run_sage, project):
     proc = run_sage("run", "*env-check", "--json", cwd=project, timeout=180)
     try:

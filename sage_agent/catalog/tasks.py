@@ -194,6 +194,28 @@ def command_index(tasks: dict[str, TaskSpec]) -> dict[str, str]:
     return index
 
 
+
+def close_commands(name: str, tasks: dict[str, TaskSpec], limit: int = 3) -> list[str]:
+    """What a mistyped command name was meant to be: the commands it starts (`*rls` -> *rls-audit, *rls-apply), then
+    the names nearly as close as the closest (`*boostrap` -> *bootstrap, not also *cost at half the likeness); one
+    name per task (an alias and its command are one suggestion)."""
+    # lazy: only for an unknown command
+    import difflib
+
+    word = name.lstrip("*").lower()
+    index = command_index(tasks)
+    scored = sorted(((difflib.SequenceMatcher(None, word, n).ratio(), n) for n in index), key=lambda x: (-x[0], x[1]))
+    best = scored[0][0] if scored else 0.0
+    picked: list[str] = []
+    seen: set[str] = set()
+    prefixed = [n for _, n in scored if len(word) >= 3 and n.startswith(word)]
+    close = [n for ratio, n in scored if ratio >= max(0.6, best - 0.15)]
+    for n in prefixed + close:
+        if index[n] not in seen:
+            seen.add(index[n])
+            picked.append(n)
+    return picked[:limit]
+
 # What a person asks about, by task id (names come from the task files): "why is my query slow?" -> *explain ...
 _INTENTS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("slow", "fast", "faster", "speed", "performance", "perf", "plan", "index", "indexes", "tune", "tuning"),

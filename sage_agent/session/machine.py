@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from sage_agent.catalog.tasks import InputSpec, TaskSpec, command_index
+from sage_agent.catalog.tasks import InputSpec, TaskSpec, close_commands, command_index
 from sage_agent.db.env import ConfigError, Target
 from sage_agent.db.redact import redact
 from sage_agent.ops.registry import operation_for
@@ -137,11 +137,7 @@ class Session:
         return self.run_task(task, values)
 
     def unknown_command_message(self, name: str) -> str:
-        # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
-        import difflib
-
-        names = sorted(command_index(self.tasks))
-        close = difflib.get_close_matches(name.lstrip("*"), names, n=3, cutoff=0.5)
+        close = close_commands(name, self.tasks)
         hint = f" Did you mean {', '.join('*' + c for c in close)}?" if close else ""
         return f"unknown command *{name.lstrip('*')}.{hint} Type *help for the list."
 

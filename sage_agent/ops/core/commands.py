@@ -26,14 +26,17 @@ class HelpInput(BaseModel):
 def help_(inputs: HelpInput, ctx) -> OpResult:
     """Commands grouped as the persona groups them; with a command, that task's usage and inputs."""
     # lazy: tests replace load_tasks on its module (monkeypatch), which a top-level import would bypass
-    from sage_agent.catalog.tasks import command_index, load_tasks
+    from sage_agent.catalog.tasks import close_commands, command_index, load_tasks
 
     persona = load_persona()
     tasks = load_tasks()
     if inputs.command:
         task_id = command_index(tasks).get(inputs.command.lstrip("*"))
         if not task_id:
-            raise OpError(f"unknown command *{inputs.command.lstrip('*')}", "type *help for the list", exit_code=2)
+            close = close_commands(inputs.command, tasks)
+            raise OpError(f"unknown command *{inputs.command.lstrip('*')}",
+                          f"did you mean {', '.join('*help ' + c for c in close)}? *help lists every command"
+                          if close else "type *help for the list", exit_code=2)
         # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.session.parse import flag_usage
 
