@@ -391,3 +391,20 @@ def test_long_record_values_wrap_under_their_own_column(run_sage, project, db_ur
     assert "".join(parts["long_token"]) == "abcdefghij" * 20
     assert " ".join(parts["words"]).split() == ["word"] * 40
     assert "".join(parts["relation"]) == "public.customer_orders_archive_2024_with_a_very_long_name_xx"
+
+
+def test_bare_exit_quit_and_help_do_what_they_say(project, db_url):
+    """`exit`, `quit` or `\\q` (psql, a shell) and `help` got "Plain-language requests need a model: set
+    ANTHROPIC_API_KEY ..." and the REPL went on: each now runs the command it means."""
+    for word in ("exit", "quit", "\\q"):
+        term = Terminal(project, db_url, columns=60)
+        try:
+            if word == "exit":
+                shown = term.type("help")
+                assert "Getting started" in shown and "*bootstrap" in shown and "need a model" not in shown
+            term.child.send(word + "\r")
+            term.child.expect(pexpect.EOF, timeout=30)
+            shown = plain(term.child.before)
+            assert "signing off" in shown and "need a model" not in shown, shown
+        finally:
+            term.close()

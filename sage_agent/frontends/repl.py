@@ -77,6 +77,9 @@ def command_history(path: Path | None):
 
 
 _TOOLBAR_HINT = "  |  *help  *exit"
+# What people type out of habit (psql, a shell, vi): the command it means, so `exit` leaves and `help` helps
+_BARE_WORDS = {"exit": "*exit", "quit": "*exit", "\\q": "*exit", ":q": "*exit", "help": "*help", "?": "*help",
+               "\\?": "*help"}
 
 
 def toolbar_where(target: Target, room: int) -> str:
@@ -219,6 +222,7 @@ class Repl:
         """Handle one line; return False when the session should end."""
         if not line:
             return True
+        line = _BARE_WORDS.get(line.lower(), line)  # `exit` as in psql or a shell, not a question for the model
         if not line.startswith("*"):
             self.free_text(line)
             return True
