@@ -88,6 +88,7 @@ def test_an_invalid_snapshot_name_is_asked_again(project, db_url, db, make_sessi
 
 def test_rollback_to_an_unknown_snapshot_offers_the_ones_that_exist(project, db_url, db, make_session):
     assert make_session(db_url).run_line("*snapshot base").exit_code == 0
+    db.execute("create table public.extra (id int)")  # something to roll back (else: already at base, nothing asked)
     session, asked = scripted(project, db_url, ["", "no"])  # Enter: the newest snapshot; then refuse the word
     outcome = session.run_line("*rollback nope")
     assert asked[0] == "Snapshot (base, default base): "

@@ -408,3 +408,29 @@ def test_bare_exit_quit_and_help_do_what_they_say(project, db_url):
             assert "signing off" in shown and "need a model" not in shown, shown
         finally:
             term.close()
+
+
+def test_a_question_breaks_between_words_at_60_columns(migrations_project, db_url, db):
+    """At 60 columns the terminal broke a question anywhere: `...to postgresql://postgres:***@127.0.0.1:` and
+    `54582/postgres? [y/N]:` on the next line, `rever|se change` in *rollback's. The question is now broken between
+    its words, the URL whole on a line, and the last line leaves room for the answer."""
+    from sage_agent.db.redact import redact
+
+    term = Terminal(migrations_project, db_url, columns=60)
+    try:
+        term.child.send("*apply\r")
+        term.child.expect_exact("[y/N]:")
+        question = plain(term.child.before + term.child.after)
+        question = question[question.index("Apply 2 migration(s)"):]
+        assert [line for line in question.splitlines() if line] == [
+            "Apply 2 migration(s) to", redact(db_url) + "?", "[y/N]:"], question
+        term.type("n")
+        term.child.send("*migration-new\r")
+        term.child.expect_exact("underscores:")
+        question = plain(term.child.before + term.child.after)
+        assert [line for line in question[question.index("Migration name"):].splitlines() if line] == [
+            "Migration name, lowercase letters, digits and", "underscores:"]
+        term.type("\x03")
+    finally:
+        term.close()
+    assert db.execute("select to_regclass('public.todos')").fetchone()[0] is None  # n applied nothing

@@ -107,6 +107,29 @@ def toolbar_where(target: Target, room: int) -> str:
     return where[:max(room - 1, 1)] + "…"
 
 
+ANSWER_ROOM = 12  # columns a question's last line leaves for the answer typed after it
+
+
+def fit_question(message: str, width: int) -> str:
+    """A question broken between its words to the terminal's width (the terminal broke it anywhere: `rever|se`,
+    `127.0.0.1:|54582`), its last line short enough to leave room for the answer; the trailing space is kept."""
+    # lazy: only when a question is asked
+    import textwrap
+
+    if width < 2 * ANSWER_ROOM:
+        return message
+    body = message.rstrip()
+    trail = message[len(body):]
+    lines: list[str] = []
+    for part in body.split("\n"):
+        lines += textwrap.wrap(part, width - 1, break_long_words=False, break_on_hyphens=False) or [""]
+    room = 2 if body.endswith("[y/N]:") else ANSWER_ROOM  # y or n, or a name, a word, a path
+    if len(lines[-1]) + len(trail) > width - 1 - room:
+        lines[-1:] = textwrap.wrap(lines[-1], width - 1 - room, break_long_words=False,
+                                   break_on_hyphens=False) or [""]
+    return "\n".join(lines) + trail
+
+
 class Repl:
     def __init__(self, project: Path, target: Target, *, input=None, output=None, console=None,
                  history_file: Path | None = None) -> None:
@@ -181,11 +204,13 @@ class Repl:
 
     def ask(self, message: str) -> str:
         with self.spinner.paused():
-            return self.answer_session.prompt(message, completer=self._answer_completer())
+            return self.answer_session.prompt(fit_question(message, self.console.width),
+                                              completer=self._answer_completer())
 
     def ask_prefilled(self, message: str, text: str) -> str:
         with self.spinner.paused():
-            return self.answer_session.prompt(message, default=text, completer=self._answer_completer())
+            return self.answer_session.prompt(fit_question(message, self.console.width), default=text,
+                                              completer=self._answer_completer())
 
     def show_plan(self, plan: str) -> None:
         # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
