@@ -136,6 +136,28 @@ def test_a_mistyped_command_suggests_only_what_it_was_close_to(run_sage, project
     proc = run_sage("run", "*help zzzz", cwd=project)
     assert proc.stderr.strip().splitlines() == ["error: unknown command *zzzz", "  next: type *help for the list"]
 
+
+@pytest.mark.parametrize("args, code", [(["*help"], 0), (["*help", "--json"], 0), (["*help", "--markdown"], 0),
+                                        (["*boostrap"], 2)])
+def test_a_reader_that_stops_early_keeps_the_exit_code(project, args, code):
+    """`sage run "*snapshot" | head -1` exited 1 ("the operation failed") after the snapshot was made: rich exits
+    with 1 when the pipe's reader has gone. The exit code is now the command's, with nothing on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import sage_env
+
+    read, write = os.pipe()
+    os.close(read)  # the reader left before the first line
+    try:
+        proc = subprocess.run([sys.executable, "-m", "sage_agent", "run", *args], cwd=project, env=sage_env(),
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    finally:
+        os.close(write)
+    assert proc.returncode == code
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
 def test_embedded_default_and_db_subcommands(run_sage, project):
     proc = run_sage("run", "*env-check", "--json", cwd=project, timeout=180)
     try:

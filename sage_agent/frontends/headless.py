@@ -9,7 +9,8 @@ from pathlib import Path
 from sage_agent.db.embedded import stop_shadow_only_servers
 from sage_agent.db.env import ConfigError, resolve_target
 from sage_agent.db.redact import redact
-from sage_agent.frontends.render import make_console, progress_printer, render_markdown, render_text, to_json
+from sage_agent.frontends.render import (discard_broken_pipe, make_console, progress_printer, render_markdown,
+                                         render_text, to_json)
 from sage_agent.ops.result import OpResult
 from sage_agent.session.answers import FlagAnswers
 from sage_agent.session.machine import EXIT_USAGE, Outcome, Session
@@ -72,7 +73,7 @@ def run_headless(lines: str | list[str], *, project: Path, env: str = "local", d
         return _print_outcome(outcomes[0], output, err)
     if output == "json":
         doc = {"results": [_json_doc(o) for o in outcomes], "skipped": lines[len(outcomes):], "exit_code": code}
-        sys.stdout.write(_dump(doc) + "\n")
+        _write(_dump(doc) + "\n")
     elif output == "markdown":
         for o in outcomes:
             _print_outcome(o, output, err)
@@ -154,13 +155,22 @@ def _dump(doc: dict) -> str:
     return to_json(doc, pretty=sys.stdout.isatty())  # compact when piped: the C encoder, fast on big audits
 
 
+def _write(text: str) -> None:
+    """stdout, for a reader that may stop early (`| head`): the exit code stays the command's."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        discard_broken_pipe(sys.stdout)
+
+
 def _print_outcome(outcome: Outcome, output: str, err, heading: str | None = None) -> int:
     if outcome.result is None:
         return _fail(outcome, output, err)
     if output == "json":
-        sys.stdout.write(_dump(_json_doc(outcome)) + "\n")
+        _write(_dump(_json_doc(outcome)) + "\n")
     elif output == "markdown":
-        sys.stdout.write(render_markdown(outcome.result))
+        _write(render_markdown(outcome.result))
     else:
         console = make_console()
         if heading:
@@ -173,7 +183,7 @@ def _print_outcome(outcome: Outcome, output: str, err, heading: str | None = Non
 
 def _fail(outcome: Outcome, output: str, err) -> int:
     if output == "json":
-        sys.stdout.write(_dump(_json_doc(outcome)) + "\n")
+        _write(_dump(_json_doc(outcome)) + "\n")
     else:
         if outcome.plan:  # what the confirmation would have confirmed, then the one-line error that says so
             err.print("\n".join(f"  {line}" for line in outcome.plan.splitlines()), markup=False, highlight=False,

@@ -64,6 +64,22 @@ class _Console(Console):
     def _render_buffer(self, buffer) -> str:
         return super()._render_buffer(_trim_lines(buffer))
 
+    def on_broken_pipe(self) -> None:
+        """`sage run ... | head`: the reader left. rich's default exits with 1, "the operation failed", after a
+        snapshot (or an *apply) that was made; the rest of the output goes nowhere and the exit code is the
+        command's."""
+        self.quiet = True
+        discard_broken_pipe(self.file)
+
+
+def discard_broken_pipe(stream) -> None:
+    """Point a stream whose reader has gone at /dev/null, so later writes and the flush at exit do not fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's StringIO): nothing to redirect
+        pass
+
 
 def make_console(stderr: bool = False, width: int | None = None):
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
