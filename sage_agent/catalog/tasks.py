@@ -196,8 +196,8 @@ def command_index(tasks: dict[str, TaskSpec]) -> dict[str, str]:
 
 
 def close_commands(name: str, tasks: dict[str, TaskSpec], limit: int = 3) -> list[str]:
-    """What a mistyped command name was meant to be: the commands it starts (`*rls` -> *rls-audit, *rls-apply), then
-    the names nearly as close as the closest (`*boostrap` -> *bootstrap, not also *cost at half the likeness); one
+    """What a mistyped command name was meant to be: the commands it starts (rls -> rls-audit, rls-apply), then
+    the names nearly as close as the closest (boostrap -> bootstrap, not also cost at half the likeness); one
     name per task (an alias and its command are one suggestion)."""
     # lazy: only for an unknown command
     import difflib
