@@ -102,3 +102,25 @@ def test_apply_and_dry_run_on_postgres_15(project, make_session, pg_server, pg15
         assert conn.execute("select count(*) from supabase_migrations.schema_migrations").fetchone()[0] == 2
         assert conn.execute("select format_type(atttypid, atttypmod) from pg_attribute "
                             "where attrelid = 'public.orders'::regclass and attname = 'total'").fetchone()[0] == "integer"
+
+
+def test_a_finding_says_which_lock_it_takes_not_a_bare_lock_mode(project, make_session, db_url, db):
+    """The tour's *dry-run add_todos showed `SHARE ROW EXCLUSIVE` alone on a line under each finding: it now says
+    what it is (`takes SHARE ROW EXCLUSIVE`), and what else the statement does (`rewrites the table`)."""
+    import io
+
+    from sage_agent.frontends.render import make_console, render_text
+
+    seed_target(db)
+    write(project, "20240101000000_orders.sql", "select 1;\n")
+    write(project, "20240102000000_change.sql", "alter table public.orders alter column total type bigint;\n")
+    result = make_session(db_url).run_line("*dry-run change").result
+    details = {f.rule: f.detail for f in result.findings}
+    assert details["changing-column-type"] == "takes ACCESS EXCLUSIVE, rewrites the table"
+    out = io.StringIO()
+    console = make_console(width=60)
+    console.file = out
+    render_text(result, console)
+    lines = out.getvalue().splitlines()
+    assert "          takes ACCESS EXCLUSIVE, rewrites the table" in lines
+    assert "          ACCESS EXCLUSIVE" not in lines

@@ -74,8 +74,9 @@ class _FileRun:
 
 def _lint_findings(plan) -> list[Finding]:
     return [Finding(rule=f.rule, severity=f.severity, message=f.message, location=f"{f.filename}:{f.line}",
-                    detail=", ".join(x for x in (f.lock, "rewrites" if f.rewrites else "",
-                                                 "scans" if f.scans else "") if x) or None,
+                    detail=", ".join(x for x in (f"takes {f.lock}" if f.lock else "",  # a bare lock mode read as
+                                                 "rewrites the table" if f.rewrites else  # a line of its own
+                                                 "scans the table" if f.scans else "") if x) or None,
                     fix=f.safe_alternative or None) for f in plan.findings]
 
 
