@@ -73,6 +73,13 @@ def test_readme_tour_runs_as_written(tmp_path):
     # the tour's rollback undoes one added column: every row stays, none is reported lost
     rollback = next(out for line, out in outputs.items() if "*rollback v1" in line)
     assert "3 rows kept, 0 rows lost" in rollback, rollback
+    # one table, one migration, one foreign key: counted in words that agree ("1 tables: public.todos" did not)
+    smoke = outputs['sage run "*smoke-test v1.0"']
+    for said in ("1 table: public.todos", "1 migration applied, latest", "the public table has RLS and policies",
+                 "1 foreign key, all validated"):
+        assert said in smoke, smoke
+    assert "1 tables" not in smoke and "1 migrations" not in smoke and "all 1 " not in smoke
+    assert re.search(r"Snapshot v1 created \(schema-only, 1 table, [0-9.]+ kB\)", outputs['sage run "*snapshot v1"'])
     # the second *apply suggests the next smoke test, not the v1.0 the tour already ran
     second_apply = outputs['sage run "*apply" --yes']  # the same line twice: the later output is kept
     assert "*smoke-test v1.1" in second_apply and "*smoke-test v1.0" not in second_apply, second_apply

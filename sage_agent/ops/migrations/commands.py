@@ -299,7 +299,7 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
         total = sum(len(p.chunks) for p in plans)
         progress = ctx.progress("applying", total)
         for p in plans:
-            ctx.say(f"applying {p.migration.filename} ({len(p.chunks)} statements)")
+            ctx.say(f"applying {p.migration.filename} ({len(p.chunks)} statement{'' if len(p.chunks) == 1 else 's'})")
             if p.migration.version in chosen.plans:
                 outcome = online.run(conn, p, chosen, ctx, inputs, check_timeout(inputs.statement_timeout, "s"))
                 progress.advance(len(p.chunks))

@@ -71,8 +71,8 @@ def snapshot(inputs: SnapshotInput, ctx) -> OpResult:
                      "*rollback --replace would empty the user tables")
     return OpResult(
         operation="db-snapshot",
-        summary=f"Snapshot {meta.name} created ({meta.type}, {len(meta.tables)} tables, "
-                f"{human_bytes(meta.size_bytes)})",
+        summary=f"Snapshot {meta.name} created ({meta.type}, {len(meta.tables)} "
+                f"table{'' if len(meta.tables) == 1 else 's'}, {human_bytes(meta.size_bytes)})",
         facts={"name": meta.name, "type": meta.type, "file": rel_sql, "metadata": rel_json,
                "schemas": ", ".join(meta.schemas) or "-",
                "migration_history": "included" if meta.history_included else "absent",

@@ -60,7 +60,12 @@ def check_tables(conn, ctx) -> Check:
     ctx["tables"] = tables
     if not tables:
         return Check("tables present", "warn", "no tables in the user schemas (nothing deployed yet?)")
-    return Check("tables present", "pass", f"{len(tables)} tables: {_listing(tables)}", items=tables)
+    return Check("tables present", "pass", f"{_count(len(tables), 'table')}: {_listing(tables)}", items=tables)
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 table`, `3 tables` (the report read `1 tables: public.todos`, `1 migrations applied`)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def check_history(conn, ctx) -> Check:
@@ -68,7 +73,7 @@ def check_history(conn, ctx) -> Check:
     if not exists:
         return Check("migration history", "pass", "no supabase_migrations.schema_migrations yet (no migrations applied)")
     row = conn.execute("select count(*), max(version) from supabase_migrations.schema_migrations").fetchone()
-    return Check("migration history", "pass", f"{row[0]} migrations applied, latest {row[1] or '-'}")
+    return Check("migration history", "pass", f"{_count(row[0], 'migration')} applied, latest {row[1] or '-'}")
 
 
 # --- standard --------------------------------------------------------------------------------------
@@ -90,7 +95,9 @@ def check_rls(conn, ctx) -> Check:
         return Check("RLS enabled on public tables", "warn",
                      f"RLS on, but no policy (nobody but the owner/service_role can read): {_listing(no_policy)}",
                      items=no_policy)
-    return Check("RLS enabled on public tables", "pass", f"all {len(rows)} public tables have RLS and policies")
+    detail = ("no tables in public" if not rows else "the public table has RLS and policies" if len(rows) == 1
+              else f"all {len(rows)} public tables have RLS and policies")
+    return Check("RLS enabled on public tables", "pass", detail)
 
 
 def check_primary_keys(conn, ctx) -> Check:
@@ -122,7 +129,8 @@ def check_foreign_keys(conn, ctx) -> Check:
     not_valid = [f for f in fks if not f[4]]
     if not not_valid:
         return Check("foreign key integrity", "pass",
-                     f"{len(fks)} foreign keys, all validated (PostgreSQL enforces them)")
+                     f"{_count(len(fks), 'foreign key')}, all validated (PostgreSQL enforces them)" if fks
+                     else "no foreign keys")
     orphans: list[str] = []
     unchecked: list[str] = []
     for oid, name, child, parent, _, conrelid, confrelid, conkey, confkey in not_valid:
