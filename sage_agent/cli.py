@@ -309,12 +309,16 @@ def _db(args, project: Path) -> int:
     if args.json:
         print(json.dumps(doc))
     else:
-        for key, value in doc.items():
-            if key == "warning":
-                if value:
-                    warn(value)
-                continue
-            print(f"{key:13} {'' if value is None else value}")
+        # in words: `running  False` and an empty `url` read as Python, and left the next step unsaid
+        shown = {"running": "yes" if status.running else "no (sage db start starts it, and so does any command "
+                                                         "that needs the database)",
+                 "port": status.port, "version": status.version, "data dir": status.data_dir,
+                 "url": doc["url"] if status.running else None, "project major": status.wanted_major}
+        for key, value in shown.items():
+            if value not in (None, ""):
+                print(f"{key:13} {value}")
+        if status.warning:
+            warn(status.warning)
     return 0
 
 

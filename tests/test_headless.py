@@ -175,12 +175,17 @@ def test_embedded_default_and_db_subcommands(run_sage, project):
         assert "the password is hidden; `sage db url --show-password` prints it" in shown.stderr  # the way to it
         full = run_sage("db", "url", "--show-password", cwd=project)
         assert full.stdout.strip() == url.replace(":***@", ":postgres@") and full.stderr == ""
+        text = run_sage("db", "status", cwd=project).stdout.splitlines()  # in words, not Python's True
+        assert text[0] == "running       yes" and f"url           {url}" in text
         # reused across runs: same port, no second cluster
         again = json.loads(run_sage("run", "*env-check", "--json", cwd=project).stdout)
         assert again["facts"]["port"] == doc["facts"]["port"]
     finally:
         assert run_sage("db", "stop", cwd=project).returncode == 0
     assert json.loads(run_sage("db", "status", "--json", cwd=project).stdout)["running"] is False
+    text = run_sage("db", "status", cwd=project).stdout.splitlines()  # `running False` and an empty `url` before
+    assert text[0] == "running       no (sage db start starts it, and so does any command that needs the database)"
+    assert not [line for line in text if line.startswith("url")]
 
 
 def test_bootstrap_is_idempotent_and_never_overwrites(run_sage, project):
