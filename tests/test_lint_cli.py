@@ -492,3 +492,40 @@ def test_json_reporter_writes_what_json_dumps_would():
              "blocks": f.blocks} for f in findings]
     assert as_json(run) == json.dumps(rows, ensure_ascii=False) + "\n"
     assert as_json(LintRun([])) == "[]\n"
+
+
+def test_a_missing_path_names_where_it_looked_and_what_to_run_instead(run_sage, project):
+    """`sage lint nosuchdir` said only "no such file or folder": it names the path it looked for and the next
+    step (how to pass files; `sage lint` / `--all` for the project's migrations; a migration of that name)."""
+    proc = _lint(run_sage, project, "nosuchdir")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines()[-2:] == [
+        f"sage lint: error: nosuchdir: no such file or folder (looked for {project / 'nosuchdir'})",
+        "  next: give .sql files or folders of them (`sage lint path/to/migrations/`); `sage lint` alone lints "
+        "supabase/migrations/ when run from the project folder"]
+    _mig(project, "20240101000000_add_todos.sql", SAFE)
+    proc = _lint(run_sage, project, "nosuchdir")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == (
+        "  next: give .sql files or folders of them (`sage lint supabase/migrations/`); `sage lint` alone lints "
+        "the pending files of supabase/migrations/, `sage lint --all` every file there")
+    named = _lint(run_sage, project, "add_todos")  # a migration's name, as *dry-run takes it
+    assert named.returncode == 2
+    assert named.stderr.splitlines()[-1] == \
+        "  next: did you mean `sage lint supabase/migrations/20240101000000_add_todos.sql`?"
+    (project / "docs").mkdir()
+    empty = _lint(run_sage, project, "docs")
+    assert empty.returncode == 2
+    assert empty.stderr.splitlines()[-2:] == [
+        "sage lint: error: docs: no .sql files in this folder",
+        "  next: give .sql files or folders of them (`sage lint supabase/migrations/`); `sage lint` alone lints "
+        "the pending files of supabase/migrations/, `sage lint --all` every file there"]
+
+
+def test_lint_in_the_repl_words_the_next_step_as_a_repl_command(run_sage, project):
+    _mig(project, "20240101000000_add_todos.sql", SAFE)
+    proc = run_sage("run", "*lint nosuchdir", cwd=project)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"nosuchdir: no such file or folder (looked for {project / 'nosuchdir'})" in proc.stderr
+    assert ("next: give .sql files or folders of them (`*lint supabase/migrations/`); `*lint` alone lints the "
+            "pending files of supabase/migrations/, `*lint --all` every file there") in proc.stderr

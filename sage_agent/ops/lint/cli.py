@@ -84,6 +84,8 @@ def main(argv: list[str], project: Path | None = None) -> int:
         return _run(args, project, cwd)
     except LintUsageError as exc:
         print(f"sage lint: error: {exc}", file=sys.stderr)
+        if exc.hint:
+            print(f"  next: {exc.hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sage lint: interrupted", file=sys.stderr)
@@ -108,7 +110,7 @@ def _run(args, project: Path, cwd: Path) -> int:
         # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.ops.lint.files import collect
 
-        files = collect(args.paths, cwd, excluded_paths)
+        files = collect(args.paths, cwd, excluded_paths, project=project)
     else:
         # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.ops.lint.files import default_files

@@ -43,14 +43,15 @@ def lint(inputs: LintInput, ctx) -> OpResult:
         notes: list[str] = []
         paths = shlex.split(inputs.paths) if inputs.paths else []
         if paths:
-            files = collect(paths, project, cfg.excluded_paths or [])
+            files = collect(paths, project, cfg.excluded_paths or [], command="*lint")
         else:
             selection = default_files(project, project, all_files=inputs.all, env=ctx.target.env,
                                       db_url=None if ctx.target.embedded else ctx.target.url,
-                                      excluded_paths=cfg.excluded_paths or [])
+                                      excluded_paths=cfg.excluded_paths or [], command="*lint")
             files, notes = selection.files, selection.notes
     except (LintUsageError, ValueError) as exc:
-        raise OpError(str(exc), "*help lint lists the inputs; `sage lint --list-rules` the rules", exit_code=2) from None
+        raise OpError(str(exc), getattr(exc, "hint", None) or "*help lint lists the inputs; `sage lint --list-rules` "
+                      "the rules", exit_code=2) from None
     run = lint_paths([p if p.is_absolute() else project / p for p in files], rules, cfg.pg_version or DEFAULT_PG,
                      bool(cfg.assume_in_transaction), chain=not paths)
     findings = []

@@ -16,7 +16,12 @@ SQUAWK_CONFIG = ".squawk.toml"
 
 
 class LintUsageError(ValueError):
-    """Bad usage (unknown rule, bad config, bad path): `sage lint` exits 2 with this message."""
+    """Bad usage (unknown rule, bad config, bad path): `sage lint` exits 2 with this message, and `hint` (what
+    to do instead) on a `next:` line when there is one."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class LintConfig:

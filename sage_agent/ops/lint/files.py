@@ -33,9 +33,11 @@ def _excluded(path: Path, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatch(text, p) or fnmatch.fnmatch(path.name, p) for p in patterns)
 
 
-def collect(paths: list[str], cwd: Path, excluded_paths: list[str]) -> list[Path]:
+def collect(paths: list[str], cwd: Path, excluded_paths: list[str], *, project: Path | None = None,
+            command: str = "sage lint") -> list[Path]:
     """Files from the arguments, in order, each once. A folder gives its .sql files (recursively, sorted).
-    A missing path, or a folder or pattern with no .sql file, is a usage error (as squawk does)."""
+    A missing path, or a folder or pattern with no .sql file, is a usage error (as squawk does), with what to
+    do instead in the words of `command` (`sage lint` or `*lint`)."""
     out: list[Path] = []
     seen: set[Path] = set()
 
@@ -51,7 +53,8 @@ def collect(paths: list[str], cwd: Path, excluded_paths: list[str]) -> list[Path
         if full.is_dir():
             found = sorted(q for q in full.rglob("*.sql") if q.is_file())
             if not found:
-                raise LintUsageError(f"{arg}: no .sql files in this folder; give .sql files or a folder of them")
+                raise LintUsageError(f"{arg}: no .sql files in this folder",
+                                     _what_to_give(project or cwd, cwd, command))
             for q in found:
                 add(_shown(q, cwd))
         elif full.is_file():
@@ -62,12 +65,35 @@ def collect(paths: list[str], cwd: Path, excluded_paths: list[str]) -> list[Path
 
             found = sorted(Path(m) for m in glob.glob(str(full), recursive=True) if os.path.isfile(m))
             if not found:
-                raise LintUsageError(f"{arg}: the pattern matches no file")
+                raise LintUsageError(f"{arg}: the pattern matches no file (in {cwd})",
+                                     _what_to_give(project or cwd, cwd, command))
             for q in found:
                 add(_shown(q, cwd))
         else:
-            raise LintUsageError(f"{arg}: no such file or folder")
+            raise LintUsageError(f"{arg}: no such file or folder (looked for {full})",
+                                 _missing_hint(arg, project or cwd, cwd, command))
     return out
+
+
+def _what_to_give(project: Path, cwd: Path, command: str) -> str:
+    """How to name the files to lint, and the default selection when the project has one."""
+    if (project / MIGRATIONS).is_dir():
+        folder = _shown(project / MIGRATIONS, cwd).as_posix()
+        return (f"give .sql files or folders of them (`{command} {folder}/`); `{command}` alone lints the pending "
+                f"files of {folder}/, `{command} --all` every file there")
+    return (f"give .sql files or folders of them (`{command} path/to/migrations/`); `{command}` alone lints "
+            f"{MIGRATIONS.as_posix()}/ when run from the project folder")
+
+
+def _missing_hint(arg: str, project: Path, cwd: Path, command: str) -> str:
+    """A migration whose name contains what was typed (`sage lint add_todos`), else how to name files."""
+    word = Path(arg).name.removesuffix(".sql").lower()
+    folder = project / MIGRATIONS
+    close = [p for p in _migration_files(folder) if word and word in p.name.lower()] if folder.is_dir() else []
+    if close:
+        shown = [_shown(p, cwd).as_posix() for p in close[:3]]
+        return "did you mean " + " or ".join(f"`{command} {name}`" for name in shown) + "?"
+    return _what_to_give(project, cwd, command)
 
 
 def _has_magic(arg: str) -> bool:
@@ -87,12 +113,13 @@ def _migration_files(folder: Path) -> list[Path]:
 
 
 def default_files(project: Path, cwd: Path, *, all_files: bool, env: str, db_url: str | None,
-                  excluded_paths: list[str]) -> Selection:
+                  excluded_paths: list[str], command: str = "sage lint") -> Selection:
     """supabase/migrations/: all files with --all or without a database, else the pending ones."""
     folder = project / MIGRATIONS
     if not folder.is_dir():
-        raise LintUsageError(f"no {MIGRATIONS}/ folder in {project}: give the files or folders to lint "
-                             "(sage lint FILE|DIR ...), or run from your project folder")
+        raise LintUsageError(f"no {MIGRATIONS.as_posix()}/ folder in {project}",
+                             f"give the files or folders to lint (`{command} FILE|DIR ...`), or run from your "
+                             "project folder (*bootstrap creates the layout)")
     files = [p for p in _migration_files(folder) if not _excluded(p, excluded_paths)]
     shown = [_shown(p, cwd) for p in files]
     if all_files:
