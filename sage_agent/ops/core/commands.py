@@ -337,18 +337,22 @@ def bootstrap(inputs: BootstrapInput, ctx) -> OpResult:
     gitignore = project / ".gitignore"
     existing = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
     missing = [line for line in _GITIGNORE_LINES if line not in existing]
+    gitignore_lines = 0
     if missing:
         with gitignore.open("a", encoding="utf-8") as fh:
             if existing and existing[-1].strip():
                 fh.write("\n")
             fh.write("# DB Sage\n" + "\n".join(missing) + "\n")
-        created.append(f".gitignore (+{len(missing)} lines)")
+        gitignore_lines = len(missing)
+        notes.append(f"{'added' if existing else 'wrote'} {len(missing)} line(s) to .gitignore: {', '.join(missing)}")
     if inputs.example_migration and not any((supabase / "migrations").glob("*.sql")):
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
         write_new(f"supabase/migrations/{stamp}_example_profiles.sql", _EXAMPLE)
-    status_line = "Project layout ready" if created else "Project layout already in place; nothing changed"
+    status_line = "Project layout ready" if created or gitignore_lines else \
+        "Project layout already in place; nothing changed"
+    # each path once: what was created as a file written (the artifacts), what was there already in a table
     return OpResult(operation="db-bootstrap", summary=status_line,
-                    facts={"created": len(created), "kept": len(kept)},
-                    tables=[Table(title="Files", columns=["path", "action"],
-                                  rows=[[p, "created"] for p in created] + [[p, "kept"] for p in kept])],
+                    facts={"created": len(created) + (1 if gitignore_lines else 0), "kept": len(kept)},
+                    tables=[Table(title="Already in place (kept as they are)", columns=["path"],
+                                  rows=[[p] for p in kept])] if kept else [],
                     notes=notes, artifacts=created, next_steps=[cmd("db-env-check"), cmd("db-snapshot", "baseline")])
