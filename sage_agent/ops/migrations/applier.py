@@ -35,7 +35,6 @@ _MAYBE_SPECIAL = {"IndexStmt", "DropStmt", "ReindexStmt", "VacuumStmt", "AlterEn
                   "CreatedbStmt", "DropdbStmt", "AlterSystemStmt", "CreateTableSpaceStmt", "DropTableSpaceStmt",
                   "TransactionStmt", "ClusterStmt", "RefreshMatViewStmt", "AlterDatabaseStmt",
                   "AlterDatabaseSetStmt", "CreateSubscriptionStmt", "DropSubscriptionStmt", "AlterSubscriptionStmt"}
-_SERVER_SIDE_TIMEOUT_RULES = {"require-lock-timeout", "require-statement-timeout"}
 
 
 def check_timeout(value: str | None, what: str) -> str | None:
@@ -126,14 +125,12 @@ def prepare_file(migration: LocalMigration, server_major: int = 18, *, lint: boo
             file_comments = [c.str for c in _pg.comments(text)]
         except Exception:  # noqa: BLE001 - only used for file-level squawk-ignore comments
             file_comments = []
-        findings = lint_statements(statements, path.name, server_major, None, plan.transactional, file_comments,
-                                   source=text)
-        for f in findings:
-            if f.rule in _SERVER_SIDE_TIMEOUT_RULES and f.severity != "info":
-                # *apply sets lock_timeout and statement_timeout on the server for every file
-                f.severity = "info"
-                f.message += " (*apply sets lock_timeout/statement_timeout server-side)"
-        plan.findings = findings
+        # As *apply runs it (squawk's --assume-in-transaction): inside the one transaction *apply wraps the file
+        # in, unless it runs statement by statement (CREATE INDEX CONCURRENTLY, the CLI's header) or has its own
+        # BEGIN/COMMIT (then they say where its transaction is, as in `sage lint`). The timeout findings are
+        # graded by policy.grade_timeouts with the timeouts *apply will set.
+        plan.findings = lint_statements(statements, path.name, server_major, None,
+                                        plan.transactional and not plan.skip, file_comments, source=text)
     return plan
 
 

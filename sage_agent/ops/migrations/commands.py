@@ -217,9 +217,12 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
         except MigrationFileError as exc:
             raise _file_error(exc) from None
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
-    from sage_agent.ops.migrations.policy import UNSAFE_WORD, finding_row, grade_by_size, verdict
+    from sage_agent.ops.migrations.policy import UNSAFE_WORD, finding_row, grade_by_size, grade_timeouts, verdict
 
-    grade_by_size(conn, plans)  # as *dry-run does: an empty table's rewrite is info, a big one's an error
+    # as *dry-run does: the timeouts set here answer the timeout rules; an empty table's rewrite is info, a big
+    # one's an error
+    grade_timeouts(plans, lock_timeout=lock_timeout, statement_timeout=statement_timeout)
+    grade_by_size(conn, plans)
     # lazy: psycopg loads on the first database call
     from sage_agent.ops.online import hook as online
 

@@ -170,10 +170,14 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     cache_pool.shutdown(wait=False)
     applied_versions = {r.version for r in read_applied(target)} if history else set()
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
-    from sage_agent.ops.migrations.policy import grade_by_size
+    from sage_agent.ops.migrations.policy import grade_by_size, grade_timeouts
 
-    # severity follows the real table size (the same grading as *apply): empty -> info, big -> error
-    facts_by_table = grade_by_size(target, [run.plan for run in runs if run.plan])
+    # the same grading as *apply: the timeouts *apply sets answer the timeout rules; severity follows the real
+    # table size (empty -> info, big -> error)
+    plans = [run.plan for run in runs if run.plan]
+    grade_timeouts(plans, lock_timeout=f"{ctx.settings.lock_timeout_ms}ms",
+                   statement_timeout=f"{ctx.settings.statement_timeout_ms}ms")
+    facts_by_table = grade_by_size(target, plans)
     for run in runs:
         if run.plan:
             run.findings = _lint_findings(run.plan)

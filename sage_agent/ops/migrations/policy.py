@@ -6,17 +6,20 @@
 - caution: warnings, statements that rewrite or scan an existing table, or a failed smoke check.
 - safe: none of these.
 
-Both grade the lint findings by the target's real table sizes first (`grade_by_size`): a rewrite of an empty
-table is info, of one above SAGE_LINT_ERROR_MB an error, so the two commands reach the same verdict.
+Both grade the lint findings the same way first, so the two commands reach the same verdict: the timeout rules
+by the timeouts *apply sets on the server (`grade_timeouts`), then by the target's real table sizes
+(`grade_by_size`): a rewrite of an empty table is info, of one above SAGE_LINT_ERROR_MB an error. Each finding
+graded away from the rule's severity says why in its message.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from sage_agent.session.answers import UNSAFE_WORD
 
-__all__ = ["UNSAFE_WORD", "Verdict", "verdict", "finding_row"]
+__all__ = ["UNSAFE_WORD", "Verdict", "verdict", "finding_row", "grade_timeouts", "grade_by_size"]
 
 
 @dataclass
@@ -40,6 +43,30 @@ def finding_row(f) -> str:
     """`file:line rule: message [lock, rewrites]`: one line per finding, for plans and headless errors."""
     facts = ", ".join(x for x in (f.lock, "rewrites" if f.rewrites else "", "scans" if f.scans else "") if x)
     return f"{f.filename}:{f.line} {f.rule}: {f.message}" + (f" [{facts}]" if facts else "")
+
+
+# the lint rules *apply answers itself: it sets these settings on the server for every file it runs
+SERVER_SIDE_TIMEOUTS = {"require-lock-timeout": "lock_timeout", "require-statement-timeout": "statement_timeout"}
+_OFF = re.compile(r"^\s*0+\s*(ms|s|min|h)?\s*$")
+
+
+def grade_timeouts(plans: list, *, lock_timeout: str | None, statement_timeout: str | None) -> None:
+    """require-lock-timeout / require-statement-timeout are warnings in `sage lint` (the file alone: `supabase
+    db push` or psql sets no timeout). *apply sets both on the server for every file, so in *dry-run and *apply
+    they are info, and the message says why and with which value. A timeout of 0 (off) keeps the warning."""
+    values = {"lock_timeout": lock_timeout, "statement_timeout": statement_timeout}
+    for plan in plans:
+        graded = []
+        for f in plan.findings:
+            setting = SERVER_SIDE_TIMEOUTS.get(f.rule)
+            value = values.get(setting) if setting else None
+            if value and not _OFF.match(value) and f.severity != "info":
+                f = f.model_copy()
+                was, f.severity = f.severity, "info"
+                f.message += (f" (info here, a {was} in `sage lint`: *apply runs the file with {setting}={value} "
+                              "set on the server)")
+            graded.append(f)
+        plan.findings = graded
 
 
 def grade_by_size(conn, plans: list) -> dict:
