@@ -233,3 +233,18 @@ def test_chain_dry_run_at_60_columns_names_each_file_whole(run_sage, project, db
         assert "20240102000000 failed before it" in details
         assert [line.split("│")[1].strip() for line in table if line.startswith("│ 2024")] == [
             "20240101000000_drop_big.sql", "20240102000000_add_tags.sql", "20240103000000_more.sql"]
+
+
+def test_chain_dry_run_suggests_online_when_each_unsafe_file_has_an_online_form(run_sage, project, db_url, db):
+    db.execute("create table public.items (id bigint primary key, name text)")
+    db.execute("insert into public.items select g, 'n' || g from generate_series(1, 100) g")
+    write(project, "20240101000000_name.sql", "alter table public.items alter column name set not null;\n")
+    proc = run_sage("run", "*dry-run", "--db-url", db_url, "--json", cwd=project)
+    assert proc.returncode == EXIT_FAILED, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["next_steps"] == [
+        "fix 20240101000000_name.sql per the findings above, then *dry-run", "*dry-run --online",
+        "*apply past the 1 error-level lint finding(s): type UNSAFE when it asks "
+        "(headless: sage run \"*apply\" --yes --allow-unsafe)"]
+    online = run_sage("run", "*dry-run --online", "--db-url", db_url, "--json", cwd=project)
+    assert online.returncode == EXIT_OK, online.stdout + online.stderr
+    assert json.loads(online.stdout)["next_steps"] == ["*apply --online"]

@@ -240,10 +240,16 @@ def test_dry_run_online_weighs_findings_as_apply_online_does(project, make_sessi
     write(project, f"{V1}_change.sql", CHANGE)
     plain = make_session(db_url).run_line(f"*dry-run {V1}")
     assert plain.result.data["verdict"] == "unsafe" and plain.exit_code == EXIT_FAILED
-    assert plain.result.next_steps == [  # not the same *dry-run again: fix the file, or apply past the finding
+    assert plain.result.next_steps == [  # not the same *dry-run again: fix the file, see its online form, or
+        # apply past the finding
         f"fix {V1}_change.sql per the findings above, then *dry-run {V1}_change.sql",
+        f"*dry-run {V1}_change.sql --online",
         f"*apply {V1}_change.sql past the 1 error-level lint finding(s): type UNSAFE when it asks "
         f"(headless: sage run \"*apply {V1}_change.sql\" --yes --allow-unsafe)"]
+    assert (f"the statement(s) on line(s) 1 have an online form (*apply --online: short locks, batches): "
+            f"`*dry-run {V1}_change.sql --online` shows its steps and verdict") in plain.result.notes
+    assert f"`*dry-run {V1}_change.sql --online` shows its online form" in plain.result.markdown
+    assert all(t.title != "Online steps (*apply --online)" for t in plain.result.tables)  # only suggested
     online = make_session(db_url).run_line(f"*dry-run {V1} --online")
     assert online.result.data["verdict"] == "caution" and online.exit_code == EXIT_OK
     assert online.result.next_steps == [f"*apply {V1}_change.sql --online"]
@@ -266,6 +272,27 @@ def test_dry_run_of_a_directive_file_shows_steps_and_what_is_refused(project, ma
     assert [f.location for f in refused] == [f"{V1}_change.sql:2"]
     assert "materialized view public.amounts uses it" in refused[0].message
     assert out.result.data["verdict"] == "unsafe"  # *apply --online refuses it
+
+
+
+def test_plain_unsafe_dry_run_suggests_online_only_when_the_online_planner_takes_the_file(project, make_session,
+                                                                                         db_url, db):
+    """A type change of a column the same file adds: --online refuses it (no online form), so the plain UNSAFE
+    dry-run does not suggest `*dry-run FILE --online` (it did for the file the planner takes: the test above)."""
+    db.execute(SEED)
+    write(project, f"{V1}_change.sql", "alter table public.orders add column code int default 0;\n"
+                                       "alter table public.orders alter column code type bigint;\n")
+    plain = make_session(db_url).run_line(f"*dry-run {V1}")
+    assert plain.result.data["verdict"] == "unsafe" and plain.exit_code == EXIT_FAILED
+    assert plain.result.next_steps == [
+        f"fix {V1}_change.sql per the findings above, then *dry-run {V1}_change.sql",
+        f"*apply {V1}_change.sql past the 1 error-level lint finding(s): type UNSAFE when it asks "
+        f"(headless: sage run \"*apply {V1}_change.sql\" --yes --allow-unsafe)"]
+    assert not any("online form" in n for n in plain.result.notes)
+    assert not any(f.rule == "online.no_form" for f in plain.result.findings)  # the probe shows nothing
+    refused = make_session(db_url).run_line(f"*dry-run {V1} --online")
+    assert refused.result.data["verdict"] == "unsafe"
+    assert [f.location for f in refused.result.findings if f.rule == "online.no_form"] == [f"{V1}_change.sql:2"]
 
 
 BAD_CAST = "alter table public.orders alter column note type int using note::int;\n"

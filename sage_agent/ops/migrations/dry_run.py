@@ -70,6 +70,7 @@ class _FileRun:
     survey: Survey | None = None  # who holds conflicting locks on the target now; how long the heavy work takes
     online: list | None = None  # rows of the online steps *apply --online would run (None: not asked)
     covered: set = field(default_factory=set)  # lines run in an online form: their lint errors do not block
+    online_lines: list = field(default_factory=list)  # not asked: the blocking lines the online form would run
 
 
 def _lint_findings(plan) -> list[Finding]:
@@ -194,6 +195,8 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     for run in runs:
         if run.plan:
             _online_steps(target, run, inputs.online, server.major)
+            if run.online is None:  # a plain dry-run: would --online take its lint errors off the verdict?
+                run.online_lines = _online_would_unblock(target, run, server.major)
     shared: dict[str, float] = {"target facts": time.perf_counter() - t0}
 
     # --- the shadow: the target's schema, cached as a template while the target's catalog fingerprint holds --
@@ -229,7 +232,7 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     results = [_file_result(ctx, run, write=not chain) for run in runs]
     if not chain:
         return _earlier_pending_hint(ctx, project, runs[0], results[0])
-    return _chain_result(ctx, runs, results, time.perf_counter() - started)
+    return _chain_result(ctx, runs, results, time.perf_counter() - started, online=inputs.online)
 
 
 def _earlier_pending_hint(ctx, project: Path, run: _FileRun, result: OpResult) -> OpResult:
@@ -453,6 +456,21 @@ def _online_steps(target, run: _FileRun, asked: bool, server_major: int) -> None
                                                           else ""))
 
 
+def _online_would_unblock(target, run: _FileRun, server_major: int) -> list[int]:
+    """The lines of a plain dry-run's error-level lint findings when the online planner accepts the file and runs
+    every one of those statements in its online form (`*dry-run FILE --online` would not be UNSAFE for them);
+    else []. The same planning as `--online`, on a scratch run: nothing of it is shown."""
+    errors = [f for f in run.plan.findings if f.severity == "error"]
+    if not errors:
+        return []
+    probe = _FileRun(run.mig, plan=run.plan)
+    _online_steps(target, probe, True, server_major)
+    if not probe.online or any(f.rule == "online.no_form" for f in probe.findings):
+        return []
+    lines = sorted({f.statement_line or f.line for f in errors})
+    return lines if all(line in probe.covered for line in lines) else []
+
+
 def _measure_rates(ctx, runs: list[_FileRun]) -> None:
     """Only when a statement rewrites, scans or indexes a non-empty table of the target (a rough guide: the
     shadow server's disk and cache are not the target's). On a scratch database of its own: the shadow may be
@@ -523,12 +541,13 @@ def _file_result(ctx, run: _FileRun, *, write: bool = True) -> OpResult:
                    applied_ok=run.error is None and not run.skipped, error=run.error,
                    statements=len(run.plan.chunks) if run.plan else 0,
                    transactional=run.plan.transactional if run.plan else True, write=write, survey=run.survey,
-                   online=run.online,
+                   online=run.online, online_lines=run.online_lines,
                    # *apply --online refuses a statement with no online form whatever the typed word
                    blocking=0 if any(f.rule == "online.no_form" for f in v.blocking) else len(v.blocking))
 
 
-def _chain_result(ctx, runs: list[_FileRun], results: list[OpResult], total_s: float) -> OpResult:
+def _chain_result(ctx, runs: list[_FileRun], results: list[OpResult], total_s: float, *,
+                  online: bool = False) -> OpResult:
     """Every pending file on one shadow: one report with a section per file, the worst verdict overall."""
     order = {"safe": 0, "caution": 1, "unsafe": 2}
     verdicts = [r.data["verdict"] for r in results]
@@ -563,24 +582,27 @@ def _chain_result(ctx, runs: list[_FileRun], results: list[OpResult], total_s: f
     summary = f"{len(runs)} pending migration(s): {overall.upper()} (" + \
         ", ".join(f"{run.mig.filename} {v}" for run, v in zip(runs, verdicts)) + ")"
     first_bad = next((run.mig.filename for run, v in zip(runs, verdicts) if v == "unsafe"), None)
+    how = "*apply --online" if online else "*apply"  # as each file's own next step says
     return OpResult(operation="db-dry-run", status=status, summary=summary,
                     facts={"verdict": overall, "files": len(runs), "report": rel, "total": f"{total_s:.2f}s"},
                     tables=tables, findings=findings, notes=[n for r in results for n in r.notes],
                     artifacts=[rel], markdown=markdown,
-                    next_steps=["*apply"] if first_bad is None else _chain_unsafe_steps(runs, results),
+                    next_steps=[how] if first_bad is None else _chain_unsafe_steps(runs, results, how),
                     data={"verdict": overall, "report": rel,
                           "files": [{"file": run.mig.filename, **r.data} for run, r in zip(runs, results)]})
 
 
-def _chain_unsafe_steps(runs: list[_FileRun], results: list[OpResult]) -> list[str]:
+def _chain_unsafe_steps(runs: list[_FileRun], results: list[OpResult], how: str = "*apply") -> list[str]:
     """An UNSAFE chain: fix the first unsafe file; when no file fails and only error-level lint findings stop
     it, *apply past them with the typed word (as *apply asks), never the same dry-run again."""
     bad = [(run, r) for run, r in zip(runs, results) if r.data["verdict"] == "unsafe"]
     steps = [f"fix {bad[0][0].mig.filename} per the findings above, then *dry-run"]
+    if all(r.data.get("online_form") for _, r in bad):  # each unsafe file's errors have an online form
+        steps.append("*dry-run --online")
     n = sum(r.data.get("blocking", 0) for _, r in bad)
     if n and all(r.data.get("blocking") and not r.data.get("error") for _, r in bad):
-        steps.append(f"*apply past the {n} error-level lint finding(s): type {UNSAFE_WORD} when it asks "
-                     "(headless: sage run \"*apply\" --yes --allow-unsafe)")
+        steps.append(f"{how} past the {n} error-level lint finding(s): type {UNSAFE_WORD} when it asks "
+                     f"(headless: sage run \"{how}\" --yes --allow-unsafe)")
     return steps
 
 
@@ -655,20 +677,30 @@ def _new_schemas(conn) -> list[str]:
     return user_schemas(conn)
 
 
-def unsafe_next_steps(filename: str, how: str, *, error: str | None, blocking: int) -> list[str]:
+def unsafe_next_steps(filename: str, how: str, *, error: str | None, blocking: int,
+                      online: bool = False) -> list[str]:
     """What moves the person on from an UNSAFE verdict (never the same dry-run again as it is): a file that fails
-    is fixed; error-level lint findings are fixed, or applied past with the typed word UNSAFE, as *apply asks
+    is fixed; error-level lint findings are fixed, run in their online form when the online planner takes them
+    (`online`: `*dry-run FILE --online` shows it), or applied past with the typed word UNSAFE, as *apply asks
     (`sage run ... --allow-unsafe` headless: the one verdict policy, migrations/policy.py)."""
     fix = f"fix {filename} per the findings above, then *dry-run {filename}"
     if error or not blocking:
         return [fix]
-    return [fix, f"{how} past the {blocking} error-level lint finding(s): type {UNSAFE_WORD} when it asks "
-                 f"(headless: sage run \"{how}\" --yes --allow-unsafe)"]
+    return [fix] + ([f"*dry-run {filename} --online"] if online else []) + [
+        f"{how} past the {blocking} error-level lint finding(s): type {UNSAFE_WORD} when it asks "
+        f"(headless: sage run \"{how}\" --yes --allow-unsafe)"]
 
 
 def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, notes, impact, changes, checks,
             timings, applied_ok, error, statements=0, transactional=True, write=True,
-            survey: Survey | None = None, online: list | None = None, blocking: int = 0) -> OpResult:
+            survey: Survey | None = None, online: list | None = None, blocking: int = 0,
+            online_lines: list | None = None) -> OpResult:
+    # UNSAFE by lint errors only, and the online planner runs each of those statements in an online form
+    online_hint = bool(verdict == "unsafe" and online_lines and blocking and not error)
+    if online_hint:
+        notes = notes + [f"the statement(s) on line(s) {', '.join(map(str, online_lines))} have an online form "
+                         f"(*apply --online: short locks, batches): `*dry-run {mig.filename} --online` shows its "
+                         "steps and verdict"]
     tables = []
     if online:
         tables.append(Table(title="Online steps (*apply --online)", columns=["step", "line", "kind", "lock", "runs"],
@@ -726,6 +758,7 @@ def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, 
     rec = {"safe": f"✅ Safe to apply: `{how}`",
            "caution": f"⚠️ Review the findings above, then `{how}`",
            "unsafe": "❌ Do not apply as written: fix the problems above and dry-run again"
+                     + (f"; `*dry-run {mig.filename} --online` shows its online form" if online_hint else "")
                      + (f" (or `{how}` past the error-level lint findings, typing {UNSAFE_WORD}: "
                         f"`sage run \"{how}\" --yes --allow-unsafe` headless)" if blocking and not error else "")
            }[verdict]
@@ -743,8 +776,10 @@ def _finish(ctx, mig, report_path: Path, *, verdict, status, summary, findings, 
     return OpResult(operation="db-dry-run", status=status, summary=summary, facts=facts, tables=tables,
                     findings=findings, notes=notes, artifacts=[rel], markdown=markdown,
                     next_steps=[how] if verdict != "unsafe" else unsafe_next_steps(mig.filename, how, error=error,
-                                                                                    blocking=blocking),
+                                                                                    blocking=blocking,
+                                                                                    online=online_hint),
                     data={"verdict": verdict, "impact": impact, "report": rel, "error": error, "blocking": blocking,
+                          "online_form": online_hint,
                           "changes": changes.rows() if changes is not None else [],
                           "checks": [{"check": c, "passed": ok, "detail": d} for c, ok, d in checks],
                           "timings": {k: round(v, 3) for k, v in timings.items()},
