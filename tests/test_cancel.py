@@ -56,3 +56,32 @@ def test_ctrl_c_cancels_on_the_server_and_rolls_back(make_session, db_url, db, m
         busy = db.execute("select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' "
                           "and state = 'active'").fetchone()[0]
         assert busy == 0
+
+
+def test_ctrl_c_of_a_headless_json_run_is_cancelled_not_failed(db_url, db, project):
+    """`sage run "*run-sql select pg_sleep(60)" --json` and Ctrl-C: exit code 130, but the document said
+    `"status": "failed"`, which a script reads as an operation that went wrong. It is `cancelled` (the schema's)."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import sage_env
+
+    proc = subprocess.Popen([sys.executable, "-m", "sage_agent", "run", "*run-sql select pg_sleep(60)", "--json",
+                             "--db-url", db_url], cwd=project, env=sage_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not db.execute(
+                "select count(*) from pg_stat_activity where query like '%%select pg_sleep(60)%%'"
+                " and state = 'active' and pid <> pg_backend_pid()").fetchone()[0]:  # inside *run-sql's DECLARE
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    doc = json.loads(out)
+    assert doc["status"] == "cancelled" and doc["exit_code"] == 130
+    assert doc["error"] == ("interrupted: the running statement was cancelled on the server and its transaction "
+                            "rolled back")

@@ -13,7 +13,7 @@ from sage_agent.frontends.render import (discard_broken_pipe, make_console, prog
                                          render_text, to_json)
 from sage_agent.ops.result import OpResult
 from sage_agent.session.answers import FlagAnswers
-from sage_agent.session.machine import EXIT_USAGE, Outcome, Session
+from sage_agent.session.machine import EXIT_INTERRUPTED, EXIT_USAGE, Outcome, Session
 from sage_agent.session.parse import CommandLineError, split_command
 
 
@@ -137,7 +137,9 @@ def _json_doc(outcome: Outcome) -> dict:
     if outcome.result is not None:
         doc = outcome.to_json_obj()
     else:
-        doc = OpResult(operation=outcome.task_id or "sage", status="failed" if outcome.exit_code else "ok",
+        # Ctrl-C (exit 130): the person stopped it and it was rolled back, the schema's `cancelled`, not `failed`
+        status = "cancelled" if outcome.exit_code == EXIT_INTERRUPTED else "failed" if outcome.exit_code else "ok"
+        doc = OpResult(operation=outcome.task_id or "sage", status=status,
                        summary=error.splitlines()[0] if error else "failed",
                        next_steps=[hint.strip()] if hint.strip() else []).model_dump(mode="json")
     if hint.strip() and hint.strip() not in doc["next_steps"]:
