@@ -58,6 +58,10 @@ def test_readme_tour_runs_as_written(tmp_path):
                 proc = sage(["run", "*run-sql 'select count(*) as n from public.todos'", "--json"])
                 assert proc.returncode == 0, proc.stdout + proc.stderr
                 assert json.loads(proc.stdout)["tables"][0]["rows"] == [[3]], proc.stdout
+                # what the README says of a second *rollback v1: nothing to do, no typed word asked
+                proc = sage(["run", "*rollback v1"])
+                assert proc.returncode == 0, proc.stdout + proc.stderr
+                assert proc.stdout.startswith("✔ Already at v1: "), proc.stdout
             proc = sage(shlex.split(line)[1:])
             assert proc.returncode == 0, f"{source.name}: `{line}` exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
             outputs[line] = proc.stdout
@@ -73,6 +77,8 @@ def test_readme_tour_runs_as_written(tmp_path):
     # the tour's rollback undoes one added column: every row stays, none is reported lost
     rollback = next(out for line, out in outputs.items() if "*rollback v1" in line)
     assert "3 rows kept, 0 rows lost" in rollback, rollback
+    readme = source.read_text(encoding="utf-8")
+    assert "`3 rows kept, 0 rows lost`" in readme and "`*rollback v1` again says `Already at v1`" in readme
     # one table, one migration, one foreign key: counted in words that agree ("1 tables: public.todos" did not)
     smoke = outputs['sage run "*smoke-test v1.0"']
     for said in ("1 table: public.todos", "1 migration applied, latest", "the public table has RLS and policies",
