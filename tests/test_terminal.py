@@ -434,3 +434,18 @@ def test_a_question_breaks_between_words_at_60_columns(migrations_project, db_ur
     finally:
         term.close()
     assert db.execute("select to_regclass('public.todos')").fetchone()[0] is None  # n applied nothing
+
+
+def test_a_yes_no_fact_reads_yes_or_no_not_python(monkeypatch):
+    """*env-check showed `connected  True`, `superuser  True`, `standby  False`; *run-sql `truncated  False`. Facts
+    that are booleans read yes/no in the text and the markdown; a query's own cells are left as they are."""
+    from sage_agent.frontends.render import render_markdown
+
+    result = OpResult(operation="x", summary="s", facts={"connected": True, "standby": False, "port": 5432},
+                      tables=[Table(title="Result", columns=["t"], rows=[[True]])])
+    for width in (60, 160):
+        lines = _render(width, result, monkeypatch).splitlines()
+        assert lines[1:4] == ["connected  yes", "standby    no", "port       5432"], lines
+        assert "│ True │" in lines
+    markdown = render_markdown(result)
+    assert "- **connected**: yes" in markdown and "- **standby**: no" in markdown and "| True |" in markdown

@@ -29,6 +29,13 @@ def _cell(value: Any) -> str:
     return redact(str(value))
 
 
+def _fact(value: Any) -> str:
+    """A fact as a person reads it: yes/no for a boolean; a query's own cells keep what PostgreSQL returned."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return _cell(value)
+
+
 WRAP_MIN = 12  # narrowest wrapped column SAGE_EXPANDED=auto accepts before it shows vertical records
 PIPE_WIDTH = 1000  # piped output (no terminal, no COLUMNS) is not cut at 80 columns: lines stay whole
 
@@ -417,8 +424,8 @@ def render_text(result: OpResult, console=None) -> None:
         grid = RichTable.grid(padding=(0, 2))
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column(overflow="fold")
-        for key, value in result.facts.items():
-            grid.add_row(Text(key.replace("_", " ")), Text(_cell(value)))
+        for key, value in result.facts.items():  # a yes/no fact in words (`connected True` read as Python)
+            grid.add_row(Text(key.replace("_", " ")), Text(_fact(value)))
         console.print(grid)
     for table in result.tables:
         render_table(table, console)
@@ -451,7 +458,7 @@ def render_markdown(result: OpResult) -> str:
         return redact(result.markdown)
     lines = [f"# {result.operation}", "", f"**{result.status.upper()}** - {result.summary}", ""]
     for key, value in result.facts.items():
-        lines.append(f"- **{key.replace('_', ' ')}**: {_cell(value)}")
+        lines.append(f"- **{key.replace('_', ' ')}**: {_fact(value)}")
     for table in result.tables:
         lines += ["", f"## {table.title}" if table.title else "", ""]
         if not table.rows:
