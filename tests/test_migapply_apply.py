@@ -425,3 +425,13 @@ def test_out_of_order_is_asked_at_the_repl(three, project, db_url, db, make_sess
     assert outcome.exit_code == EXIT_OK, outcome.error
     assert asked[0] == "Apply them anyway (check they do not depend on newer ones)? (yes/no, default no): "
     assert exists(db, "public.early")
+
+
+def test_migrations_with_nothing_anywhere_says_how_to_start(project, make_session, db_url):
+    """`*migrations` in a new folder said `0 local, 0 applied, 0 pending` and `Migrations: none`, and no next step:
+    before *bootstrap it offers *bootstrap, after it *migration-new NAME."""
+    out = make_session(db_url).run_line("*migrations")
+    assert out.exit_code == EXIT_OK and out.result.summary == "0 local, 0 applied, 0 pending"
+    assert out.result.next_steps == ["*bootstrap"]
+    (project / "supabase" / "migrations").mkdir(parents=True)
+    assert make_session(db_url).run_line("*migrations").result.next_steps == ["*migration-new NAME"]

@@ -529,6 +529,8 @@ def migrations(inputs: MigrationsInput, ctx) -> OpResult:
     summary = (f"{len(local)} local, {len(rows)} applied, {pending} pending"
                + (f", {len(findings)} problem(s)" if findings else ""))
     next_steps = ["*apply"] if pending else []
+    if not table_rows:  # nothing anywhere: the way to a first migration, not an empty line
+        next_steps = ["*migration-new NAME"] if (ctx.project / "supabase").is_dir() else ["*bootstrap"]
     if counts.get("expanded (contract pending)"):
         next_steps.append("*apply --complete (drops the old columns of expanded type changes)")
     unfinished = [r for r in table_rows if r[4].startswith("rollback unfinished")]
