@@ -35,7 +35,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -518,6 +518,21 @@ def _fit(doc: dict[str, Any], budget: int) -> tuple[dict[str, Any], dict[str, li
     return small, {k: [0, len(v)] for k, v in doc.items() if isinstance(v, (dict, list)) and v}
 
 
+def _save_whole(project: Path, name: str, suffix: str, text: Callable[[], str]) -> str | None:
+    """What a bounded reply left out, whole, in .sage/mcp/NAME+suffix (written to a temporary file, then moved):
+    its path in the project, or None when the project cannot be written."""
+    try:
+        folder = project / ".sage" / "mcp"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / (re.sub(r"[^\w.-]", "_", name) + suffix)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text(), encoding="utf-8")
+        tmp.replace(path)
+        return str(path.relative_to(project))
+    except OSError:
+        return None
+
+
 def bound_plan(name: str, message: str, *, limit: int, project: Path) -> str:
     """A plan a person is asked to confirm (MCP elicitation), at most `limit` bytes like a tool result: over it, its
     start and its end stay (the prompt, the first steps; the target and what confirming does), the middle is cut,
@@ -525,17 +540,7 @@ def bound_plan(name: str, message: str, *, limit: int, project: Path) -> str:
     data = message.encode()
     if len(data) <= limit:
         return message
-    saved = None
-    try:
-        folder = project / ".sage" / "mcp"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / (re.sub(r"[^\w.-]", "_", name) + ".plan.txt")
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(redact(message), encoding="utf-8")
-        tmp.replace(path)
-        saved = str(path.relative_to(project))
-    except OSError:
-        pass  # an unwritable project: the note says so
+    saved = _save_whole(project, name, ".plan.txt", lambda: redact(message))  # None: the note says so
     room = max(limit - 600, 200)  # less the note and the marker
     head = data[: room * 2 // 3].decode("utf-8", "ignore")
     tail = data[len(data) - room // 3:].decode("utf-8", "ignore")
@@ -563,21 +568,13 @@ def bound_result(name: str, text: str, structured: dict[str, Any], *, limit: int
     full_size = _size(structured) + len(text.encode())
     if full_size <= limit:
         return text, structured
-    saved = None
-    try:
-        folder = project / ".sage" / "mcp"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / (re.sub(r"[^\w.-]", "_", name) + ".json")
-        tmp = path.with_suffix(".tmp")
+    def whole() -> str:
         # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
         from sage_agent.frontends.render import to_json
 
-        tmp.write_text(to_json({"tool": name, "text": text, "structured": structured}, pretty=False),
-                       encoding="utf-8")
-        tmp.replace(path)
-        saved = str(path.relative_to(project))
-    except OSError:
-        pass  # an unwritable project: the command line below still gets everything
+        return to_json({"tool": name, "text": text, "structured": structured}, pretty=False)
+
+    saved = _save_whole(project, name, ".json", whole)  # None: the command line below still gets everything
     budget = limit // 2 - 1000  # each half, less the note
     cut_doc, cut = _fit(structured, budget)
     left = [f"{total - shown} of {total} {path}" for path, (shown, total) in sorted(cut.items(), key=lambda x: -x[1][1])
