@@ -70,8 +70,10 @@ class FilePlan:
         return [f for f in self.findings if f.severity == "error"]
 
 
-def prepare_file(migration: LocalMigration, server_major: int = 18, *, lint: bool = True) -> FilePlan:
-    """Read, split (as the CLI does), parse (pglast) and lint one file. Raises MigrationFileError."""
+def prepare_file(migration: LocalMigration, server_major: int = 18, *, lint: bool = True,
+                 rules: list | None = None) -> FilePlan:
+    """Read, split (as the CLI does), parse (pglast) and lint one file. Raises MigrationFileError. `rules`: the
+    project's lint rules (policy.lint_settings); None runs the default ones."""
     # lazy: pglast (the SQL parser) loads only when SQL is parsed
     from sage_agent.sqlkit.classify import classify
     from sage_agent.sqlkit.split import SqlSyntaxError, split_sql
@@ -129,7 +131,7 @@ def prepare_file(migration: LocalMigration, server_major: int = 18, *, lint: boo
         # in, unless it runs statement by statement (CREATE INDEX CONCURRENTLY, the CLI's header) or has its own
         # BEGIN/COMMIT (then they say where its transaction is, as in `sage lint`). The timeout findings are
         # graded by policy.grade_timeouts with the timeouts *apply will set.
-        plan.findings = lint_statements(statements, path.name, server_major, None,
+        plan.findings = lint_statements(statements, path.name, server_major, rules,
                                         plan.transactional and not plan.skip, file_comments, source=text)
     return plan
 

@@ -189,6 +189,10 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
 
     project: Path = ctx.project
     _require_supabase(project)
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+    from sage_agent.ops.migrations.policy import lint_settings
+
+    lint = lint_settings(project)  # the rules `sage lint` runs here; a bad setting stops before anything runs
     try:
         lock_timeout = check_timeout(inputs.lock_timeout, "lock_timeout") or f"{ctx.settings.lock_timeout_ms}ms"
         statement_timeout = check_timeout(inputs.statement_timeout, "statement_timeout") or \
@@ -213,9 +217,10 @@ def apply(inputs: ApplyInput, ctx) -> OpResult:
     plans = []
     for mig in pending:
         try:
-            plans.append(prepare_file(mig, server_major))
+            plans.append(prepare_file(mig, server_major, rules=lint.rules))
         except MigrationFileError as exc:
             raise _file_error(exc) from None
+    notes += lint.notes(server_major)
     # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
     from sage_agent.ops.migrations.policy import UNSAFE_WORD, finding_row, grade_by_size, grade_timeouts, verdict
 

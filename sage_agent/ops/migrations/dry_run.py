@@ -130,6 +130,10 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     project: Path = ctx.project
     if not (project / "supabase").is_dir():
         raise OpError(f"no supabase/ folder in {project}", "run *bootstrap to create the project layout", exit_code=1)
+    # lazy: not needed to start `sage --version`, `*help` or `sage mcp`
+    from sage_agent.ops.migrations.policy import lint_settings
+
+    lint = lint_settings(project)  # the rules `sage lint` runs here; a bad setting stops before anything runs
     chain = not (inputs.file or "").strip()
     migs = _pending(ctx, project) if chain else [_resolve_any(project, inputs.file)]
     if not migs:
@@ -138,10 +142,11 @@ def dry_run(inputs: DryRunInput, ctx) -> OpResult:
     started = time.perf_counter()
     server = ctx.server
     runs = [_FileRun(m) for m in migs]
+    runs[0].notes += lint.notes(server.major)
     for run in runs:
         t0 = time.perf_counter()
         try:
-            run.plan = prepare_file(run.mig, server.major)
+            run.plan = prepare_file(run.mig, server.major, rules=lint.rules)
         except MigrationFileError as exc:
             if isinstance(exc, UnreadableMigration) and not chain:  # the one file given cannot be read: bad input
                 raise OpError(str(exc), "save the file as UTF-8 text and dry-run it again", exit_code=2) from None

@@ -10,16 +10,55 @@ Both grade the lint findings the same way first, so the two commands reach the s
 by the timeouts *apply sets on the server (`grade_timeouts`), then by the target's real table sizes
 (`grade_by_size`): a rewrite of an empty table is info, of one above SAGE_LINT_ERROR_MB an error. Each finding
 graded away from the rule's severity says why in its message.
+
+Both lint with the project's lint settings, found as `sage lint` finds them (`lint_settings`): the rules
+`.squawk.toml` or `sage.toml [lint]` exclude stay out, the opt-in rules they include run. The PostgreSQL version
+is the target's (the database is the truth, not pg_version), and whether the file runs in a transaction is what
+*apply will do with it.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sage_agent.session.answers import UNSAFE_WORD
 
-__all__ = ["UNSAFE_WORD", "Verdict", "verdict", "finding_row", "grade_timeouts", "grade_by_size"]
+__all__ = ["UNSAFE_WORD", "Verdict", "verdict", "finding_row", "grade_timeouts", "grade_by_size", "lint_settings",
+           "LintSettings"]
+
+
+@dataclass
+class LintSettings:
+    rules: list  # the sqlkit rules to run (defaults + included opt-in - excluded)
+    sources: list = field(default_factory=list)  # the files the settings came from
+    pg_version: int | None = None  # the settings' pg_version (not used with a database)
+
+    def notes(self, server_major: int) -> list[str]:
+        """Where the settings came from, and a pg_version that is not used here and why."""
+        notes = [f"lint settings from {s}" for s in self.sources]
+        if self.pg_version is not None and self.pg_version != server_major:
+            notes.append(f"linted for PostgreSQL {server_major}, the target's version (pg_version = "
+                         f"{self.pg_version} in the lint settings is for `sage lint` without a database)")
+        return notes
+
+
+def lint_settings(project: Path) -> LintSettings:
+    """The rules `sage lint` runs in this project (`.squawk.toml` and `sage.toml [lint]`, found from the project
+    folder as `*lint` finds them). A bad setting (an unknown rule, bad TOML) is an OpError with exit 2, raised
+    before anything runs."""
+    # lazy: pglast (the SQL parser) loads only when SQL is parsed
+    from sage_agent.ops.lint.config import LintConfig, LintUsageError, load_config, select_rules
+    from sage_agent.ops.result import OpError
+
+    try:
+        cfg = load_config(project, project, LintConfig())
+        rules = select_rules(cfg)
+    except LintUsageError as exc:
+        raise OpError(f"lint settings: {exc}", exc.hint or "fix the lint settings (`sage lint --list-rules` lists "
+                      "the rules), then run the command again; nothing was run", exit_code=2) from None
+    return LintSettings(rules, list(cfg.sources), cfg.pg_version)
 
 
 @dataclass
